@@ -1,0 +1,81 @@
+"""i2i: image-to-image translation with pluggable networks, tasks, losses and metrics.
+
+The public API::
+
+    import i2i
+    recipe = i2i.load_recipe("recipes/gray2color.toml", overrides=["train.steps=100"])
+    run = i2i.train(recipe)              # -> i2i.Run (run_dir, metrics, generator)
+    model = i2i.load(run.run_dir)        # -> i2i.Model; model(tensor), model.translate(path)
+    i2i.list_components("generators")    # what plugins provide
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .callbacks import Callback
+from .errors import CheckpointError, RecipeError, UnknownComponentError, UserError
+from .hookspecs import hookimpl
+from .losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
+from .recipe import Recipe, load_recipe
+from .registry import Component, Registry
+from .task import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdversarialLoss", "Callback", "CheckpointError", "Component", "FeatureMatchingLoss",
+    "Model", "Recipe", "RecipeError", "ReconstructionLoss", "Registry", "Regularizer", "Run",
+    "Task", "UnknownComponentError", "UserError", "hookimpl", "list_components", "load",
+    "load_recipe", "register_plugin", "registry", "train",
+]
+
+
+def registry(kind: str | None = None) -> Any:
+    """The component registry (all plugins loaded), or the components of one kind by name."""
+    from .plugins import registry as _registry
+
+    reg = _registry()
+    if kind is None:
+        return reg
+    return {c.name if len(reg.components(kind, c.name)) == 1 else c.qualified_name: c for c in reg.components(kind)}
+
+
+def list_components(kind: str, pattern: str | None = None) -> list[Component]:
+    """Components of a kind (``generators``, ``discriminators``, ``tasks``, ``losses``, ``metrics``, ``callbacks``)."""
+    from .plugins import registry as _registry
+
+    return _registry().components(kind, pattern)
+
+
+def register_plugin(plugin: object, name: str | None = None):
+    """Load a plugin (a module or object with ``@i2i.hookimpl`` functions) in this process."""
+    from .plugins import register_plugin as _register
+
+    return _register(plugin, name)
+
+
+def train(recipe: Any, **kwargs: Any):
+    """Train a recipe (a :class:`Recipe`, a dict or a path); returns an :class:`i2i.Run`."""
+    from .engine.run import train as _train
+
+    return _train(recipe, **kwargs)
+
+
+def load(path: str, **kwargs: Any):
+    """Load a trained model from a run directory or checkpoint; returns an :class:`i2i.Model`."""
+    from .model import load as _load
+
+    return _load(path, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Run":
+        from .engine.run import Run
+
+        return Run
+    if name == "Model":
+        from .model import Model
+
+        return Model
+    raise AttributeError(name)

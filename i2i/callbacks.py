@@ -1,0 +1,32 @@
+"""Callbacks: how plugins watch or steer a run without editing the engine.
+
+Register a factory with the ``register_callbacks`` hook and list its name in the recipe's
+``train.callbacks`` (or set ``autoload = True`` on the class to attach it to every run).
+Every method is optional. ``trainer`` is the running :class:`i2i.engine.Trainer`; its
+``run_dir``, ``step``, ``recipe``, ``generator``, ``discriminator`` and ``task`` are there to read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Callback:
+    """Override the events you need. Exceptions propagate and stop the run."""
+
+    autoload: bool = False
+
+    def on_run_start(self, trainer: Any) -> None:
+        """Before the first step (also after a resume)."""
+
+    def on_log(self, trainer: Any, step: int, values: dict[str, float]) -> None:
+        """Every ``output.log_every`` steps, with the averaged losses and health figures."""
+
+    def on_evaluate(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
+        """After each evaluation on the validation images."""
+
+    def on_checkpoint(self, trainer: Any, step: int, path: Any) -> None:
+        """After a checkpoint directory has been written."""
+
+    def on_run_end(self, trainer: Any, status: str, metrics: dict[str, float]) -> None:
+        """When the run ends; ``status`` is ``finished``, ``interrupted`` or ``failed``."""

@@ -1,0 +1,40 @@
+"""Errors that are the user's to fix.
+
+Anything raised as :class:`UserError` is shown by the CLI as one line and exits with status 2,
+without a traceback. Everything else is a bug (ours or a plugin's) and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A mistake in a recipe, a path, a name or an option: one line, exit status 2."""
+
+    exit_code = 2
+
+
+class RecipeError(UserError):
+    """A recipe that does not parse or does not match the schema."""
+
+
+class UnknownComponentError(UserError):
+    """A generator, task, loss, ... name that no loaded plugin provides."""
+
+
+class CheckpointError(UserError):
+    """A run directory or checkpoint that is missing, truncated or not an i2i checkpoint."""
+
+
+class TrainingStopped(Exception):
+    """Training ended early (interrupt, non-finite loss); the message says how to resume."""
+
+    exit_code = 1
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return `` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,93 @@
+"""The hooks a plugin can implement.
+
+Every hook is called once per plugin when i2i starts. The ``register`` callables record which
+plugin provided each component, so ``i2i plugins`` and error messages can name it.
+Hooks only ever gain arguments: pluggy lets an implementation accept fewer arguments than the
+spec, so a plugin written against an older i2i keeps working.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("i2i")
+hookimpl = pluggy.HookimplMarker("i2i")
+
+
+@hookspec
+def register_generators(register):
+    """Register generator architectures.
+
+    :param register: ``register(name, factory, *, description=None, aliases=(), defaults=None)``.
+        ``factory(in_channels: int, out_channels: int, **options) -> torch.nn.Module`` builds the
+        network. The task decides the channel counts; options come from the recipe's
+        ``[generator]`` table and are validated against the factory's keyword parameters
+        (their annotations and defaults). The module may set ``size_multiple`` (int) so
+        ``i2i translate`` pads inputs to a size the network accepts.
+    """
+
+
+@hookspec
+def register_discriminators(register):
+    """Register discriminator architectures.
+
+    :param register: as for :func:`register_generators`, with
+        ``factory(in_channels: int, **options) -> torch.nn.Module``. ``in_channels`` is set by the
+        engine: the task's output channels, plus its input channels for a conditional D.
+        ``forward(x)`` returns logits (a tensor, or a list of tensors for several scales). To
+        support the ``feature_matching`` loss, also accept ``forward(x, return_features=True)``
+        and return ``(logits, features)`` with ``features`` a list of tensors.
+    """
+
+
+@hookspec
+def register_tasks(register):
+    """Register translation tasks.
+
+    :param register: ``register(name, factory, ...)`` where ``factory(**options)`` returns an
+        :class:`i2i.Task` (usually the Task subclass itself). Options come from the recipe's
+        ``[task]`` table.
+    """
+
+
+@hookspec
+def register_losses(register):
+    """Register loss terms.
+
+    :param register: ``register(name, factory, ...)`` where ``factory(**options)`` returns an
+        instance of one of the loss kinds in :mod:`i2i.losses` (``ReconstructionLoss``,
+        ``AdversarialLoss``, ``Regularizer``, ``FeatureMatchingLoss``). The engine decides
+        where a term is used from its kind.
+    """
+
+
+@hookspec
+def register_metrics(register):
+    """Register evaluation metrics.
+
+    :param register: ``register(name, factory, ...)`` where ``factory(**options)`` returns a
+        callable ``metric(output, target) -> Tensor[B] | dict[str, Tensor[B]]`` on images in
+        [0, 1], one value per image (the evaluator averages over images). It may have a
+        ``summarize(means: dict[str, float]) -> dict[str, float]`` method that adds derived
+        values (e.g. the colourfulness difference) after averaging.
+    """
+
+
+@hookspec
+def register_callbacks(register):
+    """Register training callbacks.
+
+    :param register: ``register(name, factory, ...)`` where ``factory(**options)`` returns an
+        :class:`i2i.Callback`. Callbacks listed in the recipe's ``train.callbacks`` (or with
+        ``autoload = True`` on the class) receive run start, logged steps, evaluations,
+        checkpoints and run end.
+    """
+
+
+@hookspec
+def register_commands(cli):
+    """Add commands to the ``i2i`` command line.
+
+    :param cli: the top-level :class:`click.Group`; call ``cli.command()`` or
+        ``cli.add_command()`` on it.
+    """

@@ -1,0 +1,66 @@
+"""The kinds of loss term the engine knows how to use.
+
+A loss plugin's factory returns an instance of one of these; the engine decides from the kind
+where the term goes (G step, D step, or both) and multiplies it by the recipe's ``weight``.
+Discriminator outputs reach losses as lists of logit tensors (one per scale).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+class ReconstructionLoss(nn.Module):
+    """Compares the generator's output with the target, in the network's value range (G step)."""
+
+    def forward(self, fake: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class AdversarialLoss(nn.Module):
+    """A GAN objective with a discriminator half and a generator half.
+
+    ``d_real`` and ``d_fake`` are lists of logit tensors, one per discriminator scale.
+    """
+
+    def d_loss(self, d_real: list[Tensor], d_fake: list[Tensor]) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def g_loss(self, d_fake: list[Tensor]) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Regularizer(nn.Module):
+    """A discriminator penalty (R1, gradient penalty), added in the D step every ``every`` steps.
+
+    ``discriminator`` maps a batch to a list of logit tensors. The engine multiplies the result
+    by ``weight * every`` (lazy regularisation, as in StyleGAN2) on the steps it is applied.
+    """
+
+    every: int = 1
+
+    def forward(self, discriminator: Callable[[Tensor], list[Tensor]], real: Tensor, fake: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class FeatureMatchingLoss(nn.Module):
+    """Compares discriminator features of real and fake pairs (pix2pixHD), in the G step.
+
+    Needs a discriminator that supports ``forward(x, return_features=True)``.
+    """
+
+    def forward(self, real_features: list[Tensor], fake_features: list[Tensor]) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+LOSS_KINDS = (ReconstructionLoss, AdversarialLoss, Regularizer, FeatureMatchingLoss)
+
+
+def as_logit_list(output) -> list[Tensor]:
+    """Normalise a discriminator's output (tensor or list of tensors) to a list."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    return list(output)

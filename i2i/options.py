@@ -1,0 +1,158 @@
+"""Component options: read from a factory's signature, checked against recipe values.
+
+A plugin declares its options simply by writing keyword parameters with defaults and type
+annotations, e.g. ``def unet(in_channels, out_channels, *, depth: int = 8,
+norm: Literal["batch", "instance", "none"] = "batch")``. Parameters without a default
+(``in_channels``...) are supplied by the engine and are not recipe options.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Union
+
+from .errors import RecipeError, did_you_mean
+
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Option:
+    """One recipe option of a component."""
+
+    name: str
+    annotation: Any
+    default: Any
+
+    @property
+    def type_name(self) -> str:
+        return describe_type(self.annotation)
+
+    def check(self, value: Any) -> bool:
+        return matches_type(value, self.annotation)
+
+
+def factory_options(factory: Callable) -> dict[str, Option]:
+    """The recipe options a factory accepts: its parameters that have defaults."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return {}
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolved forward references: fall back to raw annotations
+        hints = {}
+    options = {}
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.default is _NO_DEFAULT:
+            continue
+        annotation = hints.get(param.name, param.annotation)
+        if annotation is _NO_DEFAULT:
+            annotation = Any if param.default is None else type(param.default)
+        options[param.name] = Option(param.name, annotation, param.default)
+    return options
+
+
+def accepts_any_option(factory: Callable) -> bool:
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def validate_options(
+    where: str, values: dict[str, Any], options: dict[str, Option], *, open_ended: bool = False
+) -> None:
+    """Raise :class:`RecipeError` for an unknown option or a value of the wrong type."""
+    for key, value in values.items():
+        option = options.get(key)
+        if option is None:
+            if open_ended:
+                continue
+            known = ", ".join(sorted(options)) or "none"
+            hint = did_you_mean(key, options)
+            raise RecipeError(f"{where}.{key}: unknown option{hint}; options: {known}")
+        if not option.check(value):
+            raise RecipeError(
+                f"{where}.{key} = {format_value(value)}: expected {option.type_name}"
+            )
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _union_args(annotation: Any) -> tuple | None:
+    origin = typing.get_origin(annotation)
+    if origin is Union or (hasattr(types, "UnionType") and origin is types.UnionType):
+        return typing.get_args(annotation)
+    return None
+
+
+def matches_type(value: Any, annotation: Any) -> bool:
+    """Whether a TOML value fits a Python annotation (int, float, str, bool, Literal, list...)."""
+    if annotation is Any or annotation is object:
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    union = _union_args(annotation)
+    if union is not None:
+        return any(matches_type(value, arg) for arg in union)
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return any(value == choice and type(value) is type(choice) for choice in typing.get_args(annotation))
+    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = typing.get_args(annotation)
+        if not args or (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
+            item = args[0] if args else Any
+            return all(matches_type(v, item) for v in value)
+        if origin is tuple:
+            return len(args) == len(value) and all(matches_type(v, a) for v, a in zip(value, args))
+        return all(matches_type(v, args[0]) for v in value)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def describe_type(annotation: Any) -> str:
+    """A short, user-facing name for an annotation: ``int``, ``'batch' | 'instance'``..."""
+    if annotation is Any:
+        return "any value"
+    if annotation is None or annotation is type(None):
+        return "nothing"
+    union = _union_args(annotation)
+    if union is not None:
+        return " or ".join(describe_type(a) for a in union if a is not type(None))
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(format_value(c) for c in typing.get_args(annotation))
+    if origin in (list, tuple) or annotation in (list, tuple):
+        args = typing.get_args(annotation)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return "[" + ", ".join(describe_type(a) for a in args) + "]"
+        return f"list of {describe_type(args[0])}" if args else "list"
+    if isinstance(annotation, type):
+        return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}.get(
+            annotation.__name__, annotation.__name__
+        )
+    return str(annotation)

@@ -1,0 +1,170 @@
+"""Plugin discovery and loading, one plugin at a time so a broken one only disables itself.
+
+Plugins are found through the ``i2i`` entry-point group; i2i's own (under ``plugins/``) are
+listed there too. Environment switches:
+
+``I2I_LOAD_PLUGINS``
+    Comma-separated entry-point or distribution names of third-party plugins to load; empty
+    loads none. Built-in plugins always load. Unset: load everything installed.
+``I2I_STRICT_PLUGINS=1``
+    A plugin that fails to load is an error instead of a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import UserError
+from .registry import KINDS, Component, Registry
+
+BUILTIN_DISTRIBUTION = "i2i"
+
+
+@dataclass
+class PluginInfo:
+    """What ``i2i plugins`` reports for one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    status: str = "loaded"  # loaded | failed | skipped
+    error: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    components: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class PluginHost:
+    """The pluggy manager, the registry it fills, and what happened to each plugin."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager("i2i")
+        self.manager.add_hookspecs(hookspecs)
+        self.registry = Registry()
+        self.plugins: dict[str, PluginInfo] = {}
+
+    # -- loading -----------------------------------------------------------------------------
+    def load_entry_points(self) -> None:
+        wanted = os.environ.get("I2I_LOAD_PLUGINS")
+        allowed = None if wanted is None else {w.strip() for w in wanted.split(",") if w.strip()}
+        for ep in sorted(_entry_points(), key=lambda e: e.name):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            version = dist.version if dist is not None else None
+            builtin = dist_name == BUILTIN_DISTRIBUTION
+            info = PluginInfo(ep.name, ep.value, dist_name, version, builtin)
+            if not builtin and allowed is not None and ep.name not in allowed and dist_name not in allowed:
+                info.status = "skipped"
+                self.plugins[ep.name] = info
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # any import-time failure disables this plugin only
+                self._fail(info, exc)
+                continue
+            self.add_plugin(module, ep.name, info=info)
+
+    def add_plugin(self, plugin: object, name: str, *, info: PluginInfo | None = None) -> PluginInfo:
+        """Register a module or object with hook implementations (also used by tests and the API)."""
+        info = info or PluginInfo(name, getattr(plugin, "__name__", type(plugin).__name__))
+        self.plugins[name] = info
+        try:
+            self.manager.register(plugin, name=name)
+        except Exception as exc:  # pluggy validation: a hook with arguments the spec lacks
+            self._fail(info, exc)
+            return info
+        unknown = [impl.__name__ for impl in self._unknown_hooks(name)]
+        if unknown:
+            self.manager.unregister(name=name)
+            self._fail(info, NameError(f"unknown hook {unknown[0]!r} (see i2i/hookspecs.py)"))
+            return info
+        info.hooks = sorted(
+            h.name for h in self.manager.get_hookcallers(plugin) or [] if h.name.startswith("register_")
+        )
+        staged: list[Component] = []
+        try:
+            for kind in KINDS:
+                for impl in getattr(self.manager.hook, f"register_{kind}").get_hookimpls():
+                    if impl.plugin_name == name:
+                        register = self.registry.register_function(
+                            kind, name, info.distribution, info.version, sink=staged
+                        )
+                        impl.function(**({"register": register} if impl.argnames else {}))
+        except Exception as exc:  # a hook that raises disables its plugin, registers nothing
+            self.manager.unregister(name=name)
+            self._fail(info, exc)
+            return info
+        for component in staged:
+            self.registry.add(component)
+            info.components.setdefault(component.kind, []).append(component.name)
+        return info
+
+    def _unknown_hooks(self, name: str):
+        plugin = self.manager.get_plugin(name)
+        out = []
+        for attr in dir(plugin):
+            impl = getattr(plugin, attr, None)
+            if callable(impl) and hasattr(impl, "i2i_impl") and not hasattr(self.manager.hook, attr):
+                out.append(impl)
+        return out
+
+    def _fail(self, info: PluginInfo, exc: BaseException) -> None:
+        info.status = "failed"
+        info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        message = f"plugin '{info.name}' ({info.module}) disabled: {info.error}"
+        if os.environ.get("I2I_STRICT_PLUGINS", "") not in ("", "0"):
+            raise UserError(message + " (I2I_STRICT_PLUGINS is set)")
+        print(f"i2i: warning: {message}", file=sys.stderr)
+
+    def add_commands(self, cli) -> None:
+        """Let plugins add CLI commands; a failing one is reported and skipped."""
+        for impl in self.manager.hook.register_commands.get_hookimpls():
+            try:
+                impl.function(**({"cli": cli} if impl.argnames else {}))
+            except Exception as exc:
+                self._fail(self.plugins[impl.plugin_name], exc)
+
+
+def _entry_points():
+    eps = metadata.entry_points()
+    if hasattr(eps, "select"):
+        return list(eps.select(group="i2i"))
+    return list(eps.get("i2i", []))  # pragma: no cover - Python < 3.10 API
+
+
+_host: PluginHost | None = None
+
+
+def host() -> PluginHost:
+    """The process-wide plugin host, loaded on first use."""
+    global _host
+    if _host is None:
+        _host = PluginHost()
+        _host.load_entry_points()
+    return _host
+
+
+def reset() -> None:
+    """Forget loaded plugins (tests; or after installing a plugin in a running process)."""
+    global _host
+    _host = None
+
+
+def registry() -> Registry:
+    return host().registry
+
+
+def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
+    """Load a plugin object or module in this process, e.g. from a test or a notebook."""
+    return host().add_plugin(plugin, name or getattr(plugin, "__name__", type(plugin).__name__))

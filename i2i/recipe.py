@@ -1,0 +1,359 @@
+"""Recipes: TOML files that say what to train, checked against a closed schema.
+
+The fixed keys and their defaults are in :data:`SCHEMA`. Component tables (``task``,
+``generator``, ``discriminator``, each ``losses.<label>``) hold ``name`` plus options that the
+named component declares; those are checked once plugins are loaded (:func:`check_components`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import RecipeError, did_you_mean
+from .options import describe_type, format_value, matches_type
+
+
+@dataclass(frozen=True)
+class Field:
+    """A fixed recipe key: its type, default and an optional range check."""
+
+    type: Any
+    default: Any
+    doc: str
+    check: Callable[[Any], bool] | None = None
+    expect: str = ""
+
+
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+def _fraction(v):
+    return 0 <= v < 1
+
+
+OPTIM = {
+    "name": Field(Literal["adam", "adamw"], "adam", "optimiser"),
+    "lr": Field(float, 2e-4, "learning rate", _positive, "a number > 0"),
+    "betas": Field(tuple[float, float], [0.5, 0.999], "Adam betas (pix2pix uses 0.5, 0.999)",
+                   lambda v: all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    "weight_decay": Field(float, 0.0, "weight decay (decoupled for adamw)", _non_negative, "a number >= 0"),
+    "clip_grad_norm": Field(float, 0.0, "clip gradients to this total norm; 0 = off", _non_negative, "a number >= 0"),
+    "schedule": Field(Literal["constant", "linear", "cosine"], "constant",
+                      "learning-rate schedule after warm-up (linear = pix2pix's decay to 0)"),
+    "decay_start": Field(float, 0.5, "linear: fraction of training after which the LR decays",
+                         lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "warmup_steps": Field(int, 0, "steps of linear LR warm-up", _non_negative, "an integer >= 0"),
+}
+
+SCHEMA: dict[str, dict[str, Field]] = {
+    "task": {},
+    "data": {
+        "source": Field(str, "sample", "'sample' (photos shipped with i2i) or a folder of images"),
+        "size": Field(int, 256, "training crop size in pixels", lambda v: v >= 8, "an integer >= 8"),
+        "val_fraction": Field(float, 0.2, "share of the files held out for validation",
+                              lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "val_source": Field(str, "", "a separate folder of validation images ('' = split data.source)"),
+        "cache_gb": Field(float, 4.0, "decode into a uint8 cache on the device when it fits in this many GB",
+                          _non_negative, "a number >= 0"),
+        "upscale_small": Field(bool, False, "upscale images smaller than data.size instead of failing"),
+        "flip": Field(bool, True, "random horizontal flips"),
+        "rotate": Field(bool, False, "random 90-degree rotations"),
+        "workers": Field(int, 2, "DataLoader workers when streaming (no cache)", _non_negative, "an integer >= 0"),
+    },
+    "generator": {},
+    "discriminator": {
+        "conditional": Field(bool, True, "D also sees the generator's input (pix2pix); ignored when the input is not an image"),
+    },
+    "losses": {},
+    "train": {
+        "steps": Field(int, 1000, "generator steps", _positive, "an integer >= 1"),
+        "batch_size": Field(int, 1, "images per step (per process)", _positive, "an integer >= 1"),
+        "device": Field(str, "auto", "auto | cpu | cuda | cuda:N | mps",
+                        lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v) is not None,
+                        "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+        "seed": Field(int, 0, "seed for weights, data order, crops and noise"),
+        "precision": Field(Literal["auto", "fp32", "bf16", "fp16"], "auto",
+                           "auto = bf16 autocast on CUDA GPUs that support it, else fp32"),
+        "ema": Field(float, 0.0, "decay of an EMA copy of G used for evaluation and export; 0 = off",
+                     _fraction, "a number in [0, 1)"),
+        "d_steps": Field(int, 1, "discriminator steps per generator step", _positive, "an integer >= 1"),
+        "g_warmup_steps": Field(int, 0, "steps of reconstruction losses only before the adversarial terms join",
+                                _non_negative, "an integer >= 0"),
+        "on_nonfinite": Field(Literal["stop", "skip"], "stop", "what to do when a loss is NaN or infinite"),
+        "compile": Field(bool, False, "torch.compile the networks"),
+        "channels_last": Field(bool, False, "use the channels_last memory format"),
+        "sync_bn": Field(bool, False, "synchronise batch norm across processes"),
+        "callbacks": Field(list[str], [], "callbacks to attach, by registered name"),
+        "g": OPTIM,
+        "d": OPTIM,
+    },
+    "eval": {
+        "every": Field(int, 0, "evaluate every N steps (0 = only at the end)", _non_negative, "an integer >= 0"),
+        "crop": Field(int, 256, "centre crop of validation images in px (0 = whole image)", _non_negative, "an integer >= 0"),
+        "batch_size": Field(int, 4, "validation batch size", _positive, "an integer >= 1"),
+        "max_images": Field(int, 0, "evaluate at most this many validation images (0 = all)", _non_negative, "an integer >= 0"),
+        "metrics": Field(list[str], [], "extra metrics beyond the task's own, by registered name"),
+    },
+    "output": {
+        "dir": Field(str, "runs/run", "run directory; a new one is chosen if it exists"),
+        "log_every": Field(int, 50, "log losses every N steps", _positive, "an integer >= 1"),
+        "sample_every": Field(int, 0, "write a sample grid every N steps (0 = at evaluations)", _non_negative, "an integer >= 0"),
+        "checkpoint_every": Field(int, 0, "write a checkpoint every N steps (0 = at evaluations and the end)", _non_negative, "an integer >= 0"),
+        "keep": Field(int, 2, "step checkpoints to keep besides 'latest' and 'best'", _non_negative, "an integer >= 0"),
+        "tensorboard": Field(bool, True, "write TensorBoard events when tensorboard is installed"),
+        "progress": Field(Literal["auto", "bar", "plain", "none"], "auto", "progress bar on a terminal, log lines otherwise"),
+    },
+}
+
+COMPONENT_SECTIONS = {"task": "tasks", "generator": "generators", "discriminator": "discriminators"}
+REQUIRED = ("task", "generator")
+
+
+class Recipe(dict):
+    """A validated recipe: nested dicts, plus where it came from and the overrides applied."""
+
+    source: str = "<dict>"
+    overrides: list[str]
+
+    def __init__(self, data: dict, source: str = "<dict>", overrides: list[str] | None = None):
+        super().__init__(data)
+        self.source = source
+        self.overrides = list(overrides or [])
+
+    @property
+    def has_discriminator(self) -> bool:
+        return bool(self.get("discriminator", {}).get("name"))
+
+
+# -- reading ------------------------------------------------------------------------------------
+def read_toml(path: str | Path) -> dict:
+    """Parse a TOML file; syntax errors become one line with file, line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        where = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        if where:
+            message = message[: where.start()].strip()
+            raise RecipeError(f"{path}: line {where[1]}, column {where[2]}: TOML syntax error: {message}") from None
+        raise RecipeError(f"{path}: TOML syntax error: {message}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.steps=500`` -> (["train", "steps"], 500). VALUE is a TOML literal or a bare word."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", key):
+        raise RecipeError(f"--set {text}: expected dotted.key=VALUE, e.g. --set train.steps=500")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:\-/]*", raw):
+            value = raw  # a bare word such as resnet_9blocks: a string
+        else:
+            raise RecipeError(
+                f"--set {text}: {raw!r} is not a TOML value (quote strings: {key}='text')"
+            ) from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    data = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"--set {text}: '{'.join(path[: i + 1])}' is a value, not a table")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, override, validate and fill in defaults. Raises :class:`RecipeError`."""
+    if isinstance(source, dict):
+        data, where = copy.deepcopy(source), "<recipe>"
+    else:
+        data, where = read_toml(source), str(source)
+    data = apply_overrides(data, list(overrides))
+    resolved = validate(data, where)
+    from .plugins import registry
+
+    check_components(resolved, registry(), where)
+    return Recipe(resolved, where, list(overrides))
+
+
+# -- validation ---------------------------------------------------------------------------------
+def _check_fields(where: str, prefix: str, table: Any, fields: dict[str, Any], open_keys: bool) -> dict:
+    if not isinstance(table, dict):
+        raise RecipeError(f"{where}: {prefix}: expected a table, got {format_value(table)}")
+    out = {}
+    for key, value in table.items():
+        field = fields.get(key)
+        dotted = f"{prefix}.{key}"
+        if isinstance(field, dict):
+            out[key] = _check_fields(where, dotted, value, field, open_keys=False)
+            continue
+        if field is None:
+            if open_keys:
+                out[key] = value
+                continue
+            hint = did_you_mean(key, fields)
+            raise RecipeError(f"{where}: {dotted}: unknown key{hint}")
+        _check_value(where, dotted, value, field)
+        out[key] = value
+    for key, field in fields.items():
+        if key not in out:
+            out[key] = _check_fields(where, f"{prefix}.{key}", {}, field, False) if isinstance(field, dict) else copy.deepcopy(field.default)
+    return out
+
+
+def _check_value(where: str, dotted: str, value: Any, field: Field) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecipeError(f"{where}: {dotted} = {value}: expected a finite number")
+    if not matches_type(value, field.type):
+        raise RecipeError(f"{where}: {dotted} = {format_value(value)}: expected {describe_type(field.type)}")
+    if field.check is not None and not field.check(value):
+        raise RecipeError(f"{where}: {dotted} = {format_value(value)}: expected {field.expect}")
+
+
+def validate(data: dict, where: str = "<recipe>") -> dict:
+    """Check the fixed keys and fill their defaults; component options are checked later."""
+    for section in data:
+        if section not in SCHEMA:
+            raise RecipeError(f"{where}: {section}: unknown section{did_you_mean(section, SCHEMA)}; sections: {', '.join(SCHEMA)}")
+    for section in REQUIRED:
+        if not isinstance(data.get(section), dict) or "name" not in data[section]:
+            raise RecipeError(f"{where}: {section}.name: missing; say which {section} to use, e.g. [{section}] name = ...")
+    out: dict[str, Any] = {}
+    for section, fields in SCHEMA.items():
+        if section == "losses":
+            out["losses"] = _check_losses(where, data.get("losses", {}))
+            continue
+        if section == "discriminator" and "discriminator" not in data:
+            continue
+        table = data.get(section, {})
+        component = section in COMPONENT_SECTIONS
+        out[section] = _check_fields(where, section, table, fields, open_keys=component)
+        if component and not isinstance(out[section].get("name"), str):
+            raise RecipeError(f"{where}: {section}.name: expected a string naming a registered {section}")
+    return out
+
+
+def _check_losses(where: str, losses: Any) -> dict:
+    if not isinstance(losses, dict):
+        raise RecipeError(f"{where}: losses: expected tables such as [losses.l1] weight = 100.0")
+    out = {}
+    for label, term in losses.items():
+        if not isinstance(term, dict):
+            raise RecipeError(f"{where}: losses.{label}: expected a table, e.g. [losses.{label}] weight = 1.0")
+        term = dict(term)
+        term.setdefault("name", label)
+        term.setdefault("weight", 1.0)
+        if not isinstance(term["name"], str):
+            raise RecipeError(f"{where}: losses.{label}.name = {format_value(term['name'])}: expected a string")
+        _check_value(where, f"losses.{label}.weight", term["weight"], Field(float, 1.0, "", _non_negative, "a number >= 0"))
+        out[label] = term
+    return out
+
+
+def check_components(recipe: dict, registry, where: str = "<recipe>") -> None:
+    """Check each component name exists and its options are ones it declares; fill defaults."""
+    tables = [(section, kind, recipe[section]) for section, kind in COMPONENT_SECTIONS.items() if section in recipe]
+    tables += [(f"losses.{label}", "losses", term) for label, term in recipe["losses"].items()]
+    for prefix, kind, table in tables:
+        try:
+            component = registry.get(kind, table["name"])
+        except Exception as exc:
+            raise type(exc)(f"{where}: {prefix}.name: {exc}") from None
+        fixed = set(SCHEMA.get(prefix, {})) | {"name"} | ({"weight"} if kind == "losses" else set())
+        options = {k: v for k, v in table.items() if k not in fixed}
+        from .options import validate_options
+
+        validate_options(f"{where}: {prefix}", options, component.options, open_ended=component.open_ended)
+        for key, option in component.options.items():
+            if key not in table and _representable(option.default):
+                table[key] = copy.deepcopy(option.default)
+
+
+def _representable(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, (list, tuple)):
+        return all(_representable(v) for v in value)
+    return isinstance(value, (str, int, float, bool))
+
+
+def component_options(table: dict, section: str) -> dict:
+    """The options to pass to a component factory: its table less the fixed keys."""
+    fixed = set(SCHEMA.get(section, {})) | {"name", "weight"}
+    return {k: v for k, v in table.items() if k not in fixed}
+
+
+# -- writing ------------------------------------------------------------------------------------
+def dumps_toml(data: dict) -> str:
+    """Write nested dicts of TOML-able values (None values are left out)."""
+    lines: list[str] = []
+
+    def emit(table: dict, prefix: str) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
+        tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+        if prefix and (scalars or not tables):
+            lines.append(f"[{prefix}]")
+        for key, value in scalars.items():
+            lines.append(f"{_key(key)} = {_toml_value(value)}")
+        if prefix and (scalars or not tables):
+            lines.append("")
+        for key, value in tables.items():
+            emit(value, f"{prefix}.{_key(key)}" if prefix else _key(key))
+
+    emit(data, "")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_\-]+", key) else '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")

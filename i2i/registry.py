@@ -1,0 +1,125 @@
+"""Registries of components by kind and name, filled by plugins through their hooks."""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import UnknownComponentError, UserError, did_you_mean
+from .options import Option, accepts_any_option, factory_options
+
+KINDS = ("generators", "discriminators", "tasks", "losses", "metrics", "callbacks")
+SINGULAR = {kind: kind[:-1] for kind in KINDS}
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered factory, with where it came from."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    distribution: str | None = None
+    version: str | None = None
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.plugin}:{self.name}"
+
+    @property
+    def options(self) -> dict[str, Option]:
+        """Recipe options, with this name's defaults (e.g. ``unet_256`` sets ``depth = 8``)."""
+        options = factory_options(self.factory)
+        for key, value in self.defaults.items():
+            if key in options:
+                options[key] = Option(key, options[key].annotation, value)
+        return options
+
+    @property
+    def open_ended(self) -> bool:
+        """True when the factory takes ``**options``, so unknown keys cannot be rejected."""
+        return accepts_any_option(self.factory)
+
+    def build(self, *args: Any, **options: Any) -> Any:
+        return self.factory(*args, **{**self.defaults, **options})
+
+    @property
+    def doc(self) -> str:
+        return inspect.getdoc(self.factory) or ""
+
+
+def first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
+
+
+class Registry:
+    """All components of all kinds. Names may be qualified as ``plugin:name``."""
+
+    def __init__(self) -> None:
+        self._by_kind: dict[str, dict[str, list[Component]]] = {kind: {} for kind in KINDS}
+
+    def add(self, component: Component) -> None:
+        entries = self._by_kind[component.kind].setdefault(component.name, [])
+        entries[:] = [c for c in entries if c.plugin != component.plugin]
+        entries.append(component)
+
+    def register_function(self, kind: str, plugin: str, distribution=None, version=None, sink=None):
+        """The ``register`` callable handed to a plugin's ``register_<kind>`` hook."""
+
+        def register(
+            name: str,
+            factory: Callable[..., Any],
+            *,
+            description: str | None = None,
+            aliases: tuple[str, ...] | list[str] = (),
+            defaults: dict[str, Any] | None = None,
+        ) -> None:
+            if not isinstance(name, str) or not name or ":" in name:
+                raise ValueError(f"invalid {SINGULAR[kind]} name {name!r}")
+            if not callable(factory):
+                raise TypeError(f"{SINGULAR[kind]} {name!r}: factory is not callable")
+            desc = description or first_line(inspect.getdoc(factory))
+            for each in (name, *aliases):
+                component = Component(kind, each, factory, plugin, distribution, version, desc, dict(defaults or {}))
+                (sink.append(component) if sink is not None else self.add(component))
+
+        return register
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._by_kind[kind])
+
+    def components(self, kind: str, pattern: str | None = None) -> list[Component]:
+        out = []
+        for name in self.names(kind):
+            if pattern and not fnmatch.fnmatch(name, pattern):
+                continue
+            out.extend(self._by_kind[kind][name])
+        return out
+
+    def get(self, kind: str, name: str) -> Component:
+        """Look a component up by name or ``plugin:name``; clear errors for typos and clashes."""
+        singular = SINGULAR[kind]
+        plugin, _, bare = name.rpartition(":")
+        entries = self._by_kind[kind].get(bare, [])
+        if plugin:
+            entries = [c for c in entries if c.plugin == plugin]
+        if not entries:
+            hint = did_you_mean(bare, self._by_kind[kind])
+            raise UnknownComponentError(
+                f"unknown {singular} '{name}'{hint}; see 'i2i list {kind}'"
+            )
+        if len(entries) > 1:
+            who = " and ".join(f"'{c.qualified_name}'" for c in entries)
+            raise UserError(
+                f"{singular} '{bare}' is provided by several plugins: {who}; name one of them"
+            )
+        return entries[0]
+
+    def build(self, kind: str, name: str, *args: Any, **options: Any) -> Any:
+        return self.get(kind, name).build(*args, **options)

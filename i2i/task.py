@@ -1,0 +1,73 @@
+"""The Task interface: what a translation problem must tell the engine.
+
+A task turns a batch of clean images into ``(input, target)`` pairs, says how many channels the
+generator sees and makes, converts network outputs back to images for metrics and samples,
+and names its metrics and baselines. Everything runs on the device, on whole batches.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+class Task:
+    """Base class for tasks. Subclass it, set the class attributes, implement :meth:`make_pair`.
+
+    Images handed to a task are float tensors ``[B, C, H, W]`` in ``[0, 1]`` on the training
+    device, with ``C = image_channels`` (the data pipeline converts grey and colour files).
+    """
+
+    #: Channels of the clean images the data pipeline should deliver (1 or 3).
+    image_channels: ClassVar[int] = 3
+    #: Channels of the generator's input and output.
+    in_channels: int = 3
+    out_channels: int = 3
+    #: False when the generator's input is not an image (e.g. a latent vector): then the
+    #: discriminator is unconditional and samples show only outputs.
+    input_is_image: ClassVar[bool] = True
+    #: Registered metric names computed on validation images (by :meth:`to_image`).
+    metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim")
+    #: The metric that picks the ``best`` checkpoint; higher is better unless listed in
+    #: ``lower_is_better``.
+    main_metric: ClassVar[str] = "psnr"
+    lower_is_better: ClassVar[tuple[str, ...]] = ()
+
+    def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Return ``(input, target)`` for the generator, in the network's value range.
+
+        :param clean: clean images ``[B, image_channels, H, W]`` in [0, 1], on the device.
+        :param generator: the random generator to draw noise from (training and validation use
+            separate, seeded ones, so validation noise is the same at every evaluation).
+        """
+        raise NotImplementedError
+
+    def to_image(self, output: Tensor, input: Tensor) -> Tensor:
+        """Turn a generator output (or a target) into images in [0, 1] for metrics and saving."""
+        return ((output + 1) / 2).clamp(0, 1)
+
+    def input_image(self, input: Tensor) -> Tensor:
+        """The generator input as an image, for sample grids."""
+        return ((input + 1) / 2).clamp(0, 1)
+
+    def prepare(self, image: Tensor) -> Tensor:
+        """Turn a user's image (``[B, 3, H, W]`` RGB in [0, 1]) into a generator input.
+
+        Used by ``i2i translate`` and :meth:`i2i.Model.__call__`. For gray2color this takes the
+        luminance; for denoising the image is already the (noisy) input.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot translate user images")
+
+    def baselines(self, input: Tensor, target_image: Tensor) -> dict[str, Tensor]:
+        """Trivial answers to compare against, as images in [0, 1] (e.g. ``grey copy``)."""
+        return {}
+
+    def wrap_generator(self, generator: nn.Module) -> nn.Module:
+        """Wrap the built generator if the task needs to (e.g. residual prediction)."""
+        return generator
+
+    def sample_input(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        """For tasks whose input is not an image: draw generator inputs for sample grids."""
+        raise NotImplementedError
