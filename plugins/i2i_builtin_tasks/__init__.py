@@ -1,0 +1,22 @@
+"""i2i's built-in tasks: colourisation (``gray2color``), denoising (``denoise``) and ``color2gray``.
+
+Each task lives in its own module; kornia is imported lazily inside the methods that use it so
+``i2i list`` and other quick commands do not pay for it.
+"""
+
+from __future__ import annotations
+
+import i2i
+
+from .color2gray import Color2Gray
+from .denoise import Denoise, ResidualGenerator
+from .gray2color import Gray2Color
+
+__all__ = ["Color2Gray", "Denoise", "Gray2Color", "ResidualGenerator", "register_tasks"]
+
+
+@i2i.hookimpl
+def register_tasks(register):
+    register("gray2color", Gray2Color)
+    register("denoise", Denoise)
+    register("color2gray", Color2Gray)

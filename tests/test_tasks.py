@@ -1,0 +1,199 @@
+"""The built-in tasks: channel counts, value scalings, Lab round trips, noise, baselines."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kornia.color import lab_to_rgb, rgb_to_grayscale, rgb_to_lab
+from torch import nn
+
+from i2i.errors import RecipeError
+from i2i.options import validate_options
+from i2i.plugins import registry
+
+
+def build(name: str, **options):
+    return registry().build("tasks", name, **options)
+
+
+def smooth_images(batch: int = 2, channels: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """Smooth gradients in [0, 1]: what a blur can denoise well."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    c = torch.rand(batch, channels, 3, 1, 1, generator=g)
+    return (0.2 + 0.3 * c[:, :, 0] + 0.25 * c[:, :, 1] * xx + 0.25 * c[:, :, 2] * yy).clamp(0, 1)
+
+
+@pytest.mark.parametrize(
+    "name, options, channels",
+    [
+        ("gray2color", {}, (3, 1, 2)),
+        ("gray2color", {"space": "rgb"}, (3, 1, 3)),
+        ("denoise", {}, (3, 3, 3)),
+        ("denoise", {"channels": 1}, (1, 1, 1)),
+        ("color2gray", {}, (3, 3, 1)),
+    ],
+)
+def test_channels_and_shapes(name, options, channels):
+    task = build(name, **options)
+    assert (task.image_channels, task.in_channels, task.out_channels) == channels
+    clean = torch.rand(2, task.image_channels, 8, 12)
+    input, target = task.make_pair(clean, torch.Generator().manual_seed(0))
+    assert input.shape == (2, task.in_channels, 8, 12) and target.shape == (2, task.out_channels, 8, 12)
+    assert input.abs().max() <= 1.0001 or name == "denoise"  # noisy inputs are not clipped
+    assert target.abs().max() <= 1.0001
+    out = task.to_image(torch.zeros_like(target), input)
+    assert out.shape[0] == 2 and out.shape[-2:] == (8, 12) and 0 <= out.min() and out.max() <= 1
+    assert 0 <= task.input_image(input).min() and task.input_image(input).max() <= 1
+    user = task.prepare(torch.rand(2, 3, 8, 12))
+    assert user.shape == (2, task.in_channels, 8, 12)
+    for image in task.baselines(input, task.to_image(target, input)).values():
+        assert image.shape == out.shape and 0 <= image.min() and image.max() <= 1
+
+
+@pytest.mark.parametrize("space", ["lab", "rgb"])
+def test_gray2color_target_round_trips_to_the_original_rgb(space):
+    task = build("gray2color", space=space)
+    rgb = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    input, target = task.make_pair(rgb)
+    torch.testing.assert_close(task.to_image(target, input), rgb, atol=1e-3, rtol=0)
+
+
+def test_gray2color_scalings_and_metrics():
+    task = build("gray2color")
+    rgb = torch.rand(2, 3, 8, 8)
+    input, target = task.make_pair(rgb)
+    lab = rgb_to_lab(rgb)
+    torch.testing.assert_close(input, lab[:, :1] / 50 - 1)
+    torch.testing.assert_close(target, lab[:, 1:] / 110)
+    assert task.metrics == ("psnr", "ssim", "colourfulness") and task.main_metric == "psnr"
+
+
+def test_gray2color_grey_copy_baseline_is_the_grey_image():
+    task = build("gray2color")
+    grey = torch.rand(2, 1, 8, 8).expand(-1, 3, -1, -1)
+    input, target = task.make_pair(grey)
+    base = task.baselines(input, task.to_image(target, input))
+    assert list(base) == ["grey copy"]
+    torch.testing.assert_close(base["grey copy"], grey, atol=1e-3, rtol=0)
+    torch.testing.assert_close(task.input_image(input), grey, atol=1e-3, rtol=0)
+
+
+def test_gray2color_prepare_uses_lightness_of_grey_or_colour_images():
+    task = build("gray2color")
+    colour = torch.rand(2, 3, 8, 8)
+    lab = rgb_to_lab(colour)
+    grey = lab_to_rgb(torch.cat([lab[:, :1], torch.zeros_like(lab[:, 1:])], 1))  # same L, no colour
+    expected, _ = task.make_pair(colour)
+    for image in (colour, grey, grey[:, :1]):
+        torch.testing.assert_close(task.prepare(image), expected, atol=2e-4, rtol=0)
+
+
+def test_denoise_noise_level_and_scaling():
+    task = build("denoise", sigma=25.0)
+    clean = torch.rand(4, 3, 64, 64)
+    input, target = task.make_pair(clean, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(target, clean * 2 - 1)
+    assert (input - target).std().item() == pytest.approx(25 / 255 * 2, rel=0.02)
+    assert (input - target).mean().abs() < 2e-3
+    assert task.metrics == ("psnr", "ssim")
+
+
+def test_denoise_blind_sigma_is_drawn_per_image_within_range():
+    task = build("denoise", sigma=[5.0, 50.0])
+    clean = torch.full((16, 1, 32, 32), 0.5)
+    input, target = task.make_pair(clean, torch.Generator().manual_seed(0))
+    per_image = (input - target).flatten(1).std(1) * 255 / 2
+    assert per_image.min() > 5 * 0.9 and per_image.max() < 50 * 1.1
+    assert per_image.max() - per_image.min() > 15
+
+
+def test_denoise_seeded_generator_repeats_noise():
+    task = build("denoise", sigma=[0.0, 30.0])
+    clean = torch.rand(2, 3, 8, 8)
+    first, _ = task.make_pair(clean, torch.Generator().manual_seed(7))
+    again, _ = task.make_pair(clean, torch.Generator().manual_seed(7))
+    other, _ = task.make_pair(clean, torch.Generator().manual_seed(8))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+class Zeros(nn.Module):
+    size_multiple = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
+def test_denoise_residual_wrapper():
+    net = Zeros()
+    wrapped = build("denoise").wrap_generator(net)
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(wrapped(x), x)
+    assert wrapped.size_multiple == 8
+    assert all(key.startswith("net.") for key in wrapped.state_dict())
+    assert build("denoise").wrap_generator(wrapped) is wrapped  # never wrapped twice
+    assert build("denoise", residual=False).wrap_generator(net) is net
+    net.subtracts_residual = True  # e.g. DnCNN does the subtraction itself
+    assert build("denoise").wrap_generator(net) is net
+
+
+def test_denoise_prepare_takes_the_image_as_noisy_input():
+    rgb = torch.rand(1, 3, 8, 8)
+    torch.testing.assert_close(build("denoise").prepare(rgb), rgb * 2 - 1)
+    torch.testing.assert_close(build("denoise", channels=1).prepare(rgb), rgb_to_grayscale(rgb) * 2 - 1)
+
+
+def test_denoise_best_blur_beats_the_noisy_input_on_smooth_images():
+    task = build("denoise", sigma=25.0)
+    clean = smooth_images()
+    input, target = task.make_pair(clean, torch.Generator().manual_seed(0))
+    base = task.baselines(input, task.to_image(target, input))
+    assert set(base) == {"noisy input", "best gaussian blur"}
+
+    def psnr(image):
+        return (10 * torch.log10(1 / (image - clean).pow(2).flatten(1).mean(1))).mean()
+
+    assert psnr(base["best gaussian blur"]) >= psnr(base["noisy input"]) + 3
+
+
+def test_color2gray_target_and_baseline():
+    task = build("color2gray")
+    rgb = torch.rand(2, 3, 8, 8)
+    input, target = task.make_pair(rgb)
+    torch.testing.assert_close(input, rgb * 2 - 1)
+    torch.testing.assert_close(task.to_image(target, input), rgb_to_grayscale(rgb))
+    base = task.baselines(input, task.to_image(target, input))
+    torch.testing.assert_close(base["channel mean"], rgb.mean(1, keepdim=True))
+    torch.testing.assert_close(task.prepare(rgb), input)
+
+
+def test_registry_describes_tasks_and_their_options():
+    reg = registry()
+    expected = {"gray2color": {"space"}, "denoise": {"sigma", "channels", "residual"}, "color2gray": set()}
+    for name, options in expected.items():
+        component = reg.get("tasks", name)
+        assert component.description and not component.open_ended
+        assert set(component.options) == options
+        for option in options:
+            assert f"``{option}``" in component.doc
+    assert reg.get("tasks", "denoise").options["sigma"].default == 25.0
+
+
+def test_options_are_validated():
+    for name in ("gray2color", "denoise", "color2gray"):
+        with pytest.raises(RecipeError, match="unknown option"):
+            validate_options("task", {"sigmaa": 1}, registry().get("tasks", name).options)
+    options = registry().get("tasks", "denoise").options
+    validate_options("task", {"sigma": [5, 50], "channels": 1, "residual": False}, options)
+    for bad in ({"sigma": "high"}, {"channels": 2}, {"residual": 1}):
+        with pytest.raises(RecipeError):
+            validate_options("task", bad, options)
+    with pytest.raises(RecipeError):
+        validate_options("task", {"space": "hsv"}, registry().get("tasks", "gray2color").options)
+    for sigma in ([50.0, 5.0], [-1.0, 5.0], [1.0, 2.0, 3.0]):
+        with pytest.raises(RecipeError, match="sigma"):
+            build("denoise", sigma=sigma)
