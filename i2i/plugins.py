@@ -64,9 +64,9 @@ class PluginHost:
             version = dist.version if dist is not None else None
             builtin = dist_name == BUILTIN_DISTRIBUTION
             info = PluginInfo(ep.name, ep.value, dist_name, version, builtin)
+            self.plugins[ep.name] = info
             if not builtin and allowed is not None and ep.name not in allowed and dist_name not in allowed:
                 info.status = "skipped"
-                self.plugins[ep.name] = info
                 continue
             try:
                 module = ep.load()

@@ -1,0 +1,130 @@
+"""Per-image metrics on images in [0, 1]."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: PSNR of identical images (MSE 0) is infinite; it is reported as this many dB instead.
+PSNR_CAP_DB = 100.0
+
+
+def as_float(image: Tensor) -> Tensor:
+    """At least float32, so half-precision outputs are measured exactly (float64 is kept)."""
+    return image.to(torch.promote_types(image.dtype, torch.float32))
+
+
+def check_pair(output: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    if output.shape != target.shape or output.dim() != 4:
+        raise ValueError(
+            f"metric: expected output and target of the same [B, C, H, W] shape, got "
+            f"{tuple(output.shape)} and {tuple(target.shape)}"
+        )
+    return as_float(output), as_float(target)
+
+
+class Metric:
+    """Base for metrics without options (an explicit ``__init__`` tells the registry so)."""
+
+    def __init__(self) -> None:
+        pass
+
+
+class PSNR(Metric):
+    """PSNR in dB per image, 10 log10(1 / MSE) for data range 1; 100 dB if identical.
+
+    Per image, then averaged over images, as papers report it. Identical images (MSE below
+    1e-10) score the cap of 100 dB rather than infinity, so one perfect image cannot make the
+    mean infinite. No options.
+    """
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        output, target = check_pair(output, target)
+        mse = (output - target).square().flatten(1).mean(1)
+        return -10 * torch.log10(mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))
+
+
+class SSIM(Metric):
+    """SSIM per image (Wang 2004): 11x11 Gaussian window, sigma 1.5, valid region.
+
+    kornia's SSIM map (data range 1, no stabilising epsilon) over the pixels whose window lies
+    inside the image, i.e. the 'valid' map, as the reference MATLAB code, scikit-image and
+    torchmetrics average it; averaged over channels. Images smaller than 11 px use the
+    reflect-padded full map instead. No options.
+    """
+
+    window = 11
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        from kornia.metrics import ssim
+
+        output, target = check_pair(output, target)
+        padding = "valid" if min(output.shape[-2:]) >= self.window else "same"
+        return ssim(output, target, self.window, max_val=1.0, eps=0.0, padding=padding).flatten(1).mean(1)
+
+
+class MAE(Metric):
+    """Mean absolute error per image, on the [0, 1] scale.
+
+    No options.
+    """
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        output, target = check_pair(output, target)
+        return (output - target).abs().flatten(1).mean(1)
+
+
+def colourfulness(image: Tensor, *, absolute: bool = False) -> Tensor:
+    """Hasler & Süsstrunk's colourfulness of each image of a [0, 1] batch, on the 0-255 scale.
+
+    CF = sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2), with rg = R - G and
+    yb = (R + G) / 2 - B (population statistics over the pixels; values not rounded to 8
+    bits). ``absolute`` takes |rg| and |yb| first, as the pyimagesearch code that DDColor's
+    metric copies does. Grey (1-channel) images score 0.
+    """
+    image = as_float(image)
+    if image.shape[1] == 1:
+        return image.new_zeros(image.shape[0])
+    if image.shape[1] != 3:
+        raise ValueError(f"colourfulness: expected 1 or 3 channels, got {image.shape[1]}")
+    r, g, b = (image * 255).flatten(2).unbind(1)
+    rg, yb = r - g, (r + g) / 2 - b
+    if absolute:
+        rg, yb = rg.abs(), yb.abs()
+    spread = torch.sqrt(rg.var(1, correction=0) + yb.var(1, correction=0))
+    level = torch.sqrt(rg.mean(1).square() + yb.mean(1).square())
+    return spread + 0.3 * level
+
+
+class Colourfulness:
+    """Colourfulness (Hasler & Süsstrunk 2003) of output and target, and their ΔCF.
+
+    CF = sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2) on 0-255 RGB with the
+    paper's signed opponent channels rg = R - G, yb = (R + G) / 2 - B. Returns per image
+    ``colourfulness`` (of the output) and ``colourfulness_target``; ``summarize`` adds
+    ``delta_colourfulness`` = |mean CF(output) - mean CF(target)|, the ΔCF of colourisation
+    papers. Grey images score 0.
+
+    Option ``absolute`` (default false): use |R - G| and |(R + G) / 2 - B| as DDColor's code
+    (and so its published CF and ΔCF) does; the keys then end in ``_abs``. The metric
+    ``colourfulness_abs`` is this variant.
+    """
+
+    def __init__(self, absolute: bool = False) -> None:
+        self.absolute = bool(absolute)
+        suffix = "_abs" if self.absolute else ""
+        self.key = f"colourfulness{suffix}"
+        self.target_key = f"colourfulness{suffix}_target"
+        self.delta_key = f"delta_colourfulness{suffix}"
+
+    def __call__(self, output: Tensor, target: Tensor) -> dict[str, Tensor]:
+        check_pair(output, target)
+        return {
+            self.key: colourfulness(output, absolute=self.absolute),
+            self.target_key: colourfulness(target, absolute=self.absolute),
+        }
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        if self.key not in means or self.target_key not in means:
+            return {}
+        return {self.delta_key: abs(means[self.key] - means[self.target_key])}

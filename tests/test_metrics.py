@@ -1,0 +1,145 @@
+"""The built-in metrics against hand-computed values; one value per image, never batch-pooled."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from i2i.plugins import registry
+
+
+def build(name: str, **options):
+    return registry().build("metrics", name, **options)
+
+
+def test_psnr_of_a_known_mse_and_per_image_average():
+    target = torch.full((2, 3, 8, 8), 0.5)
+    output = target.clone()
+    output[1] += 0.1  # MSE 0.01 -> 20 dB; the first image is perfect -> capped at 100 dB
+    values = build("psnr")(output, target)
+    assert values.shape == (2,)
+    assert values.tolist() == pytest.approx([100.0, 20.0], rel=1e-5)
+    pooled = 10 * math.log10(1 / 0.005)  # what kornia's batch-pooled psnr would say
+    assert values.mean().item() == pytest.approx(60.0, rel=1e-5) and values.mean().item() != pytest.approx(pooled)
+
+
+def test_psnr_accepts_half_precision():
+    target = torch.full((1, 1, 4, 4), 0.25)
+    values = build("psnr")((target + 0.1).half(), target.half())
+    assert values.dtype == torch.float32
+    assert values.item() == pytest.approx(20.0, abs=0.05)  # 0.35 is not exact in float16
+
+
+def constant(values, channels: int = 1, size: int = 16) -> torch.Tensor:
+    return torch.tensor(values).reshape(-1, 1, 1, 1).expand(-1, channels, size, size).contiguous()
+
+
+def reference_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Wang et al.'s SSIM: 11x11 Gaussian (sigma 1.5), 'valid' region, data range 1, per image."""
+    coords = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-(coords**2) / (2 * 1.5**2))
+    g = g / g.sum()
+    c = x.shape[1]
+    window = (g[:, None] * g[None, :]).expand(c, 1, 11, 11)
+    x, y = x.double(), y.double()
+
+    def blur(t):
+        return F.conv2d(t, window, groups=c)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = (2 * mx * my + c1) * (2 * sxy + c2) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return s.flatten(1).mean(1)
+
+
+def test_ssim_identical_is_one_and_matches_the_reference_per_image():
+    torch.manual_seed(0)
+    ssim = build("ssim")
+    x = torch.rand(2, 3, 24, 20)
+    assert ssim(x, x).tolist() == pytest.approx([1.0, 1.0], abs=1e-6)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    y[1] = torch.rand(3, 24, 20)  # one close pair, one unrelated pair: two different values
+    values = ssim(y, x)
+    assert values.shape == (2,)
+    assert values.tolist() == pytest.approx(reference_ssim(y, x).tolist(), abs=1e-5)
+    assert values[0] > 0.5 > values[1]
+
+
+def test_ssim_of_flat_images_closed_form_also_below_window_size():
+    # sigma = 0: SSIM = (2 a b + c1) / (a^2 + b^2 + c1), c1 = 0.01^2.
+    c1 = 0.01**2
+    expected = [(2 * a * b + c1) / (a * a + b * b + c1) for a, b in ((0.2, 0.6), (0.5, 0.5))]
+    for size in (16, 8):  # 8 px is smaller than the window: the padded map is used
+        values = build("ssim")(constant([0.2, 0.5], size=size), constant([0.6, 0.5], size=size))
+        assert values.tolist() == pytest.approx(expected, rel=1e-4)
+
+
+def test_mae_per_image():
+    output = torch.tensor([[[[0.0, 0.5], [1.0, 1.0]]], [[[0.2, 0.2], [0.2, 0.2]]]])
+    assert build("mae")(output, torch.zeros_like(output)).tolist() == pytest.approx([2.5 / 4, 0.2])
+
+
+# A 2x2 image (0-255): red, green / blue, white.
+PIXELS = [[(255, 0, 0), (0, 255, 0)], [(0, 0, 255), (255, 255, 255)]]
+
+
+def image_of(pixels) -> torch.Tensor:
+    return torch.tensor(pixels, dtype=torch.float32).permute(2, 0, 1)[None] / 255
+
+
+def test_colourfulness_of_a_hand_built_image():
+    # rg = R - G: 255, -255, 0, 0 (mean 0); yb = (R + G) / 2 - B: 127.5, 127.5, -255, 0 (mean 0).
+    signed = math.sqrt((255**2 + 255**2) / 4 + (127.5**2 + 127.5**2 + 255**2) / 4) + 0.3 * 0.0
+    # |rg|: 255, 255, 0, 0 (mean 127.5, var 127.5^2); |yb|: 127.5, 127.5, 255, 0 (mean 127.5, var 127.5^2 / 2).
+    absolute = math.sqrt(127.5**2 + 127.5**2 / 2) + 0.3 * math.sqrt(2 * 127.5**2)
+    red = image_of([[(255, 0, 0)] * 2] * 2)  # rg 255, yb 127.5 everywhere: no spread
+    flat_red = 0.3 * math.sqrt(255**2 + 127.5**2)
+    image = image_of(PIXELS)
+    output, target = torch.cat([image, red]), torch.cat([red, red])
+    values = build("colourfulness")(output, target)
+    assert set(values) == {"colourfulness", "colourfulness_target"}
+    assert values["colourfulness"].tolist() == pytest.approx([signed, flat_red], rel=1e-5)
+    assert values["colourfulness_target"].tolist() == pytest.approx([flat_red, flat_red], rel=1e-5)
+    abs_values = build("colourfulness_abs")(output, target)
+    assert set(abs_values) == {"colourfulness_abs", "colourfulness_abs_target"}
+    assert abs_values["colourfulness_abs"].tolist() == pytest.approx([absolute, flat_red], rel=1e-5)
+
+
+def test_colourfulness_of_grey_images_is_zero():
+    grey = torch.rand(2, 1, 4, 4)
+    metric = build("colourfulness")
+    assert metric(grey, grey)["colourfulness"].tolist() == [0.0, 0.0]
+    assert metric(grey.expand(-1, 3, -1, -1), grey.expand(-1, 3, -1, -1))["colourfulness"].tolist() == pytest.approx(
+        [0.0, 0.0], abs=1e-4
+    )
+
+
+def test_colourfulness_summarize_adds_delta_cf():
+    metric = build("colourfulness")
+    assert metric.summarize({"colourfulness": 31.6, "colourfulness_target": 38.21}) == {
+        "delta_colourfulness": pytest.approx(6.61)
+    }
+    assert metric.summarize({"psnr": 20.0}) == {}
+    abs_metric = build("colourfulness_abs")
+    assert abs_metric.summarize({"colourfulness_abs": 2.0, "colourfulness_abs_target": 1.0}) == {
+        "delta_colourfulness_abs": 1.0
+    }
+
+
+def test_metrics_reject_mismatched_shapes():
+    with pytest.raises(ValueError):
+        build("psnr")(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 5))
+
+
+def test_every_registered_metric_gives_one_value_per_image():
+    torch.manual_seed(0)
+    output, target = torch.rand(3, 3, 12, 12), torch.rand(3, 3, 12, 12)
+    for component in registry().components("metrics"):
+        assert component.description and not component.open_ended
+        values = component.build()(output, target)
+        for value in (values.values() if isinstance(values, dict) else [values]):
+            assert value.shape == (3,) and torch.isfinite(value).all()
