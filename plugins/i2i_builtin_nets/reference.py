@@ -1,0 +1,214 @@
+"""Load generators trained with the reference pix2pix/CycleGAN code (``latest_net_G.pth``).
+
+The reference (junyanz/pytorch-CycleGAN-and-pix2pix) saves a plain state dict of its
+``UnetGenerator`` or ``ResnetGenerator``, sometimes from a ``DataParallel`` (keys prefixed
+``module.``). i2i's ``unet`` and ``resnet`` mirror the reference's module nesting, so the keys
+are the same and the mapping is the identity apart from a few repairs:
+
+=====================================================  =================================================
+reference key                                          i2i key
+=====================================================  =================================================
+``module.<key>`` (DataParallel)                        ``<key>``
+U-Net ``model.model.0.weight`` (first conv)            same; each level nests as ``model.model.1.`` then
+                                                       ``model.3.`` per level (down conv ``model.1``,
+                                                       norm ``model.2``, up conv ``model.5``,
+                                                       innermost up conv ``model.3``, outermost up
+                                                       conv ``model.model.3``)
+ResNet ``model.1.weight`` (stem), ``model.<10+i>.``    same
+``conv_block.<j>`` (residual block ``i``)
+BatchNorm ``num_batches_tracked`` missing (PyTorch     added, set to 0
+< 0.4.1)
+InstanceNorm ``running_mean``/``running_var`` (old     dropped (instance norm keeps no statistics; the
+PyTorch; the reference patches these out too)          reference's ``load_networks`` does the same)
+conv ``bias`` absent with ``norm = "none"`` (the       added as zeros (i2i keeps biases on convs without
+reference drops biases without norm)                   normalisation; zero bias = the same function)
+=====================================================  =================================================
+
+Anything else missing, unexpected or of the wrong shape is a :class:`i2i.UserError`.
+Dropout leaves no weights, so a U-Net's ``dropout`` is not detected (the reference's pix2pix
+trains with it: set ``dropout = true`` to fine-tune the way it did); ResNet dropout shifts layer
+indices and is detected. ``reflect`` and ``replicate`` padding cannot be told apart from the
+weights: ``reflect`` (the reference's only choice in ``define_G``) is assumed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import i2i
+
+from . import ALIASES, GENERATORS
+
+_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+_CHANNELS = ("in_channels", "out_channels")
+
+
+def _plain(state_dict: Any) -> dict[str, Tensor]:
+    """Check it is a state dict and strip a ``DataParallel`` ``module.`` prefix."""
+    if not isinstance(state_dict, Mapping) or not all(isinstance(v, Tensor) for v in state_dict.values()):
+        raise i2i.UserError("not a reference generator: expected a state dict (a mapping of names to tensors)")
+    keys = list(state_dict)
+    if keys and all(k.startswith("module.") for k in keys):
+        return {k[len("module."):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def _norm(sd: dict[str, Tensor], first_conv: str) -> str:
+    """Batch norm has affine weights beside its statistics; instance norm gives convs a bias."""
+    for key in sd:
+        if key.endswith(".running_var") and key[: -len("running_var")] + "weight" in sd:
+            return "batch"
+    return "instance" if first_conv + ".bias" in sd else "none"
+
+
+def _conv_indices(sd: dict[str, Tensor], prefix: str) -> list[int]:
+    """Indices ``i`` of 4-D ``<prefix><i>.weight`` entries (convolutions) directly under ``prefix``."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.weight$")
+    return sorted(int(m.group(1)) for k, v in sd.items() if (m := pattern.match(k)) and v.dim() == 4)
+
+
+def _detect_unet(sd: dict[str, Tensor]) -> dict[str, Any]:
+    first = sd["model.model.0.weight"]
+    prefix, depth = "model.model.1.model.", 1
+    while prefix + "1.weight" in sd:  # each inner level: down conv at index 1, submodule at 3
+        depth += 1
+        prefix += "3.model."
+    up = sd.get("model.model.3.weight" if depth > 1 else "model.model.2.weight")
+    if up is None or up.dim() != 4:
+        raise i2i.UserError("not a reference generator: a U-Net without its outermost up-convolution")
+    return {
+        "in_channels": int(first.shape[1]), "out_channels": int(up.shape[1]),
+        "depth": depth, "width": int(first.shape[0]), "norm": _norm(sd, "model.model.0"),
+    }
+
+
+def _detect_resnet(sd: dict[str, Tensor]) -> dict[str, Any]:
+    stem = sd["model.1.weight"]
+    blocks = sorted({int(m.group(1)) for k in sd if (m := re.match(r"model\.(\d+)\.conv_block\.", k))})
+    convs = _conv_indices(sd, "model.")
+    if not blocks or not convs:
+        raise i2i.UserError("not a reference generator: a ResNet generator without residual blocks")
+    inner = _conv_indices(sd, f"model.{blocks[0]}.conv_block.")
+    if len(inner) != 2:
+        raise i2i.UserError(
+            f"not a reference generator: residual block model.{blocks[0]} has {len(inner)} convolutions, expected 2"
+        )
+    padded = inner[0] == 1  # reflect/replicate put a padding layer before each conv
+    return {
+        "in_channels": int(stem.shape[1]), "out_channels": int(sd[f"model.{convs[-1]}.weight"].shape[0]),
+        "blocks": len(blocks), "width": int(stem.shape[0]), "norm": _norm(sd, "model.1"),
+        "dropout": inner[1] - inner[0] == (5 if padded else 4),
+        "padding": "reflect" if padded else "zero",
+    }
+
+
+def detect_reference_architecture(state_dict: Mapping[str, Tensor]) -> tuple[str, dict[str, Any]]:
+    """Infer ``(name, options)`` of the i2i generator matching a reference ``latest_net_G.pth``.
+
+    ``name`` is ``"unet"`` or ``"resnet"``; ``options`` holds the recipe options read from the
+    weights (``depth``/``blocks``, ``width``, ``norm``; ResNet ``dropout``, ``padding``) plus
+    ``in_channels`` and ``out_channels``, which are factory arguments, not recipe options.
+    """
+    sd = _plain(state_dict)
+    if "model.model.0.weight" in sd:
+        return "unet", _detect_unet(sd)
+    if "model.1.weight" in sd and any(".conv_block." in k for k in sd):
+        return "resnet", _detect_resnet(sd)
+    if "model.0.weight" in sd or "net.0.weight" in sd:
+        raise i2i.UserError(
+            "this is a reference discriminator (latest_net_D.pth), not a generator; use latest_net_G.pth"
+        )
+    example = next(iter(sd), "nothing")
+    raise i2i.UserError(
+        f"not a pix2pix/CycleGAN reference generator: no 'model.model.0.weight' (U-Net) or "
+        f"'model.1.weight' with residual blocks (ResNet); first key is {example!r}"
+    )
+
+
+def _resolve(name: str, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Factory name and options for ``name`` (``unet``, ``resnet`` or one of their aliases)."""
+    if name in ALIASES:
+        base, defaults, _ = ALIASES[name]
+        return base, {**defaults, **options}
+    if name not in ("unet", "resnet"):
+        raise i2i.UserError(f"reference weights are U-Net or ResNet generators, not '{name}'")
+    return name, dict(options)
+
+
+def build_generator(name: str, options: Mapping[str, Any], *, device: str | torch.device | None = None) -> nn.Module:
+    """The i2i generator for ``(name, options)`` as returned by :func:`detect_reference_architecture`."""
+    base, opts = _resolve(name, options)
+    channels = [opts.pop(c) for c in _CHANNELS]
+    with torch.device(device or "cpu"):
+        return GENERATORS[base](*channels, **opts)
+
+
+def convert_reference_state_dict(
+    state_dict: Mapping[str, Tensor], name: str, options: Mapping[str, Any]
+) -> dict[str, Tensor]:
+    """A state dict that loads with ``strict=True`` into the i2i generator ``(name, options)``.
+
+    ``options`` may omit ``in_channels``/``out_channels`` (read from the weights then). The
+    tensors are not copied. See the module docstring for the key mapping.
+    """
+    sd = _plain(state_dict)
+    options = dict(options)
+    if any(c not in options for c in _CHANNELS):
+        detected = detect_reference_architecture(sd)[1]
+        options = {**{c: detected[c] for c in _CHANNELS}, **options}
+    options = {k: v for k, v in options.items() if k not in ("init", "init_gain")}  # no effect on keys
+    expected = build_generator(name, options, device="meta").state_dict()
+
+    out: dict[str, Tensor] = {}
+    for key, target in expected.items():
+        if key in sd:
+            if sd[key].shape != target.shape:
+                raise i2i.UserError(
+                    f"reference weights do not fit {name}: {key} has shape {tuple(sd[key].shape)}, "
+                    f"expected {tuple(target.shape)}"
+                )
+            out[key] = sd[key]
+        elif key.endswith(".num_batches_tracked"):
+            out[key] = torch.zeros((), dtype=torch.long)
+        elif key.endswith(".bias") and key[: -len("bias")] + "weight" in sd:
+            out[key] = torch.zeros(target.shape, dtype=sd[key[: -len("bias")] + "weight"].dtype)
+        else:
+            raise i2i.UserError(f"reference weights do not fit {name} {_describe(options)}: missing {key}")
+    extra = [k for k in sd if k not in expected and not k.endswith(_STATISTICS)]
+    if extra:
+        raise i2i.UserError(f"reference weights do not fit {name} {_describe(options)}: unexpected {extra[0]}")
+    return out
+
+
+def _describe(options: Mapping[str, Any]) -> str:
+    return "(" + ", ".join(f"{k}={v!r}" for k, v in options.items()) + ")"
+
+
+def load_reference_generator(
+    source: str | Path | Mapping[str, Tensor],
+) -> tuple[nn.Module, str, dict[str, Any]]:
+    """Build the i2i generator for a reference checkpoint (path or state dict) and load it.
+
+    Returns ``(generator, name, options)``, with ``options`` as from
+    :func:`detect_reference_architecture`; the generator is in eval mode.
+    """
+    if isinstance(source, Mapping):
+        state_dict = source
+    else:
+        try:
+            state_dict = torch.load(source, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise i2i.UserError(f"{source}: not a readable PyTorch checkpoint ({first})") from None
+    name, options = detect_reference_architecture(state_dict)
+    converted = convert_reference_state_dict(state_dict, name, options)
+    net = build_generator(name, options)
+    net.load_state_dict(converted, strict=True)
+    return net.eval(), name, options
