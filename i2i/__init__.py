@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AdversarialLoss", "Callback", "CheckpointError", "Component", "FeatureMatchingLoss",
     "Model", "Recipe", "RecipeError", "ReconstructionLoss", "Registry", "Regularizer", "Run",
-    "Task", "UnknownComponentError", "UserError", "hookimpl", "list_components", "load",
+    "Task", "UnknownComponentError", "create_run_from_weights", "UserError", "hookimpl", "list_components", "load",
     "load_recipe", "register_plugin", "registry", "train",
 ]
 
@@ -67,6 +67,13 @@ def load(path: str, **kwargs: Any):
     from .model import load as _load
 
     return _load(path, **kwargs)
+
+
+def create_run_from_weights(recipe: Any, generator_state: dict, out: str, **kwargs: Any):
+    """Write a run directory from a recipe and generator weights (for importers); returns its path."""
+    from .engine.run import create_run_from_weights as _create
+
+    return _create(recipe, generator_state, out, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -110,14 +110,16 @@ class PluginHost:
             info.components.setdefault(component.kind, []).append(component.name)
         return info
 
-    def _unknown_hooks(self, name: str):
+    def _unknown_hooks(self, name: str) -> list:
+        """Hook implementations whose name matches no hookspec (a typo such as ``register_generator``)."""
         plugin = self.manager.get_plugin(name)
-        out = []
-        for attr in dir(plugin):
-            impl = getattr(plugin, attr, None)
-            if callable(impl) and hasattr(impl, "i2i_impl") and not hasattr(self.manager.hook, attr):
-                out.append(impl)
-        return out
+        return [
+            impl.function
+            for caller in self.manager.get_hookcallers(plugin) or []
+            if caller.spec is None
+            for impl in caller.get_hookimpls()
+            if impl.plugin is plugin and not impl.optionalhook
+        ]
 
     def _fail(self, info: PluginInfo, exc: BaseException) -> None:
         info.status = "failed"

@@ -187,7 +187,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         for i, part in enumerate(path[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise RecipeError(f"--set {text}: '{'.join(path[: i + 1])}' is a value, not a table")
+                dotted = ".".join(path[: i + 1])
+                raise RecipeError(f"--set {text}: '{dotted}' is a value, not a table")
             node = child
         node[path[-1]] = value
     return data

@@ -49,3 +49,10 @@ def register_discriminators(register):
     register("patchgan", patchgan)
     register("pixelgan", pixelgan)
     register("multiscale", multiscale)
+
+
+@i2i.hookimpl
+def register_commands(cli):
+    from .commands import import_weights
+
+    cli.add_command(import_weights)

@@ -1,0 +1,235 @@
+"""The ``i2i`` command line. User mistakes print one line and exit with status 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import TrainingStopped, UserError
+
+KIND_CHOICES = ["generators", "discriminators", "tasks", "losses", "metrics", "callbacks"]
+
+
+class I2IGroup(click.Group):
+    """Turns :class:`UserError` into one line on stderr and exit status 2, anywhere."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"i2i: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except TrainingStopped as exc:
+            click.echo(f"i2i: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("i2i: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=I2IGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="i2i")
+def cli() -> None:
+    """i2i: train and apply image-to-image translators (colourisers, denoisers, ...).
+
+    \b
+    Example:
+      i2i run recipes/gray2color.toml
+      i2i translate runs/gray2color old_photos/ --out coloured/
+    """
+
+
+# -- run / validate ------------------------------------------------------------------------------
+SET_HELP = "Override a recipe key with a TOML value, e.g. --set train.steps=500 (repeatable)."
+
+
+@cli.command()
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: output.dir); never overwritten.")
+@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in RUN_DIR from its latest checkpoint.")
+@click.option("--quiet", is_flag=True, help="Only the final summary and errors.")
+def run(recipe: str | None, overrides: tuple[str, ...], out: str | None, resume: str | None, quiet: bool) -> None:
+    """Train what RECIPE says, or continue a run with --resume RUN_DIR.
+
+    \b
+    Examples:
+      i2i run recipes/gray2color.toml
+      i2i run recipes/denoise.toml --set train.steps=2000 --set train.device='cuda'
+      i2i run --resume runs/gray2color --set train.steps=4000
+    """
+    from .engine.run import train
+
+    if resume is None and recipe is None:
+        raise UserError("give a recipe file (i2i run recipes/gray2color.toml) or --resume RUN_DIR")
+    if resume is not None and recipe is not None:
+        raise UserError("give either a recipe or --resume RUN_DIR, not both (a resumed run uses its saved recipe)")
+    train(recipe, out=out, resume=resume, overrides=overrides, quiet=quiet)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Check RECIPE and print it resolved, with every default filled in.
+
+    \b
+    Example:
+      i2i validate recipes/gray2color.toml --set train.steps=10
+    """
+    from .recipe import dumps_toml, load_recipe
+
+    resolved = load_recipe(recipe, overrides)
+    click.echo(dumps_toml(dict(resolved)), nl=False)
+
+
+# -- plugins / list ------------------------------------------------------------------------------
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """Show loaded, failed and skipped plugins and what each provides.
+
+    \b
+    Example:
+      i2i plugins --json
+    """
+    from .plugins import host
+
+    infos = list(host().plugins.values())
+    if as_json:
+        click.echo(json.dumps([p.as_dict() for p in infos], indent=2))
+        return
+    for p in infos:
+        origin = f"{p.distribution} {p.version}" if p.distribution else "registered in-process"
+        kind = "built-in" if p.builtin else "third-party"
+        click.echo(f"{p.name}  ({p.module}; {origin}; {kind})  {p.status}")
+        if p.error:
+            click.echo(f"    error: {p.error}")
+        for comp_kind, names in p.components.items():
+            click.echo(f"    {comp_kind}: {', '.join(names)}")
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(KIND_CHOICES))
+@click.argument("pattern", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
+    """List the KIND of components plugins provide, with their options.
+
+    \b
+    Examples:
+      i2i list generators
+      i2i list losses 'l*'
+    """
+    from .plugins import registry
+
+    components = registry().components(kind, pattern)
+    if as_json:
+        click.echo(json.dumps([
+            {"name": c.name, "plugin": c.plugin, "distribution": c.distribution, "version": c.version,
+             "description": c.description,
+             "options": {o.name: {"type": o.type_name, "default": o.default} for o in c.options.values()}}
+            for c in components
+        ], indent=2, default=str))
+        return
+    if not components:
+        click.echo(f"no {kind} match {pattern!r}" if pattern else f"no {kind} are registered")
+        return
+    for c in components:
+        click.echo(f"{c.name}  [{c.plugin}]  {c.description}")
+        for option in c.options.values():
+            click.echo(f"    {option.name} = {_show(option.default)}  ({option.type_name})")
+
+
+def _show(value) -> str:
+    from .options import format_value
+
+    return format_value(value) if value is not None else "(none)"
+
+
+# -- translate / eval ----------------------------------------------------------------------------
+@cli.command()
+@click.argument("model_path", metavar="RUN_DIR_OR_CHECKPOINT", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the results.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1), help="Images per batch (same-size images are batched).")
+@click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(["png", "jpg", "webp", "tif"]), help="Output format.")
+@click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]), help="Which checkpoint of a run directory.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def translate(model_path, inputs, out_dir, device, batch_size, fmt, which, overwrite, quiet) -> None:
+    """Apply a trained model to image files and folders (recursively).
+
+    Outputs keep each input's size and file stem. Existing files are never replaced unless
+    --overwrite is given.
+
+    \b
+    Example:
+      i2i translate runs/gray2color old_photos/ --out coloured/
+    """
+    from .model import load
+    from .translate import translate_files
+
+    model = load(model_path, device=device, which=which)
+    report = translate_files(model, [Path(p) for p in inputs], Path(out_dir), batch_size=batch_size, fmt=fmt, overwrite=overwrite, progress=not quiet)
+    click.echo(f"i2i: wrote {report.written} image(s) to {out_dir}" + (f", skipped {report.skipped} unreadable" if report.skipped else ""), err=quiet)
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path())
+@click.option("--data", "data_dir", type=click.Path(), help="Evaluate on this folder instead of the run's validation images.")
+@click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def eval_cmd(run_dir, data_dir, which, device, as_json) -> None:
+    """Score a trained run with its task's metrics, next to the task's baselines.
+
+    \b
+    Examples:
+      i2i eval runs/denoise
+      i2i eval runs/denoise --data my_test_photos/ --json
+    """
+    from .evaluation import evaluate_run
+
+    result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(format_table(result))
+
+
+def format_table(result: dict) -> str:
+    rows = [("model", result["metrics"])] + list(result["baselines"].items())
+    names = list(result["metrics"])
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [f"{result['task']} on {result['images']} image(s) ({result['source']}), step {result['step']}",
+             "".ljust(width) + "".join(n.rjust(max(12, len(n) + 2)) for n in names)]
+    for label, values in rows:
+        lines.append(label.ljust(width) + "".join(
+            (f"{values[n]:.4f}" if n in values else "-").rjust(max(12, len(n) + 2)) for n in names))
+    return "\n".join(lines)
+
+
+def _add_plugin_commands() -> None:
+    try:
+        from .plugins import host
+
+        host().add_commands(cli)
+    except UserError as exc:  # strict mode
+        click.echo(f"i2i: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _add_plugin_commands()
+    try:
+        cli.main(prog_name="i2i")
+    except UserError as exc:  # raised before a command runs (e.g. plugin loading)
+        click.echo(f"i2i: error: {exc}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,227 @@
+"""Image files to uint8 tensors, and back: the only place that touches Pillow's pixels.
+
+Every file is decoded the same way wherever it is read (training, validation, ``translate``,
+``eval --data``), so a model sees the same pixels at training and inference time:
+
+* EXIF orientation is applied (the tensor is upright as a viewer shows it).
+* Transparency (LA, RGBA, palette with a transparent colour) is composited onto **white**, as
+  most viewers and browsers show it, rather than onto black, which would darken edges.
+* High bit depths are scaled to 8 bits, never clipped: 16-bit values ``v`` become
+  ``round(v / 257)`` (65535 -> 255, 32768 -> 128). 32-bit integer (``I``) and float (``F``)
+  images have no declared range, so it is guessed from the largest value: ``<= 1`` (floats
+  only) is ``[0, 1]``, ``<= 255`` is 8-bit, ``<= 65535`` is 16-bit, anything larger is scaled
+  by its maximum. Negative values and NaNs become 0.
+* CMYK, YCbCr, HSV, ... are converted to RGB by Pillow.
+* Grey images asked for as 3 channels are replicated; colour images asked for as 1 channel
+  become their luminance, ITU-R BT.601 ``0.299 R + 0.587 G + 0.114 B`` (the weights of
+  ``kornia.color.rgb_to_grayscale``), rounded.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import UserError
+
+#: File name suffixes read as images (compared lower-case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+#: ITU-R BT.601 luma weights, as used by ``kornia.color.rgb_to_grayscale``.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+_EXIF_ORIENTATION = 0x0112
+# What damaged or unsupported files raise from Pillow, zlib and torchvision's PNG decoder.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, TypeError, KeyError, IndexError,
+                  RuntimeError, zlib.error, struct.error)
+
+
+class UnreadableImageError(UserError):
+    """A file that is missing, truncated, corrupt or in a format Pillow cannot decode."""
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a non-hidden file whose suffix is one of :data:`IMAGE_EXTENSIONS`."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def decode_image(path: str | Path, channels: int) -> torch.Tensor:
+    """Decode an image file into an upright uint8 tensor ``[channels, H, W]`` (1 or 3 channels).
+
+    Raises :class:`UnreadableImageError` (a :class:`~i2i.errors.UserError`) for files that
+    cannot be decoded; see the module docstring for the conversion rules.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels}")
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            orientation = _orientation(image)
+            pixels = _png16_colour_pixels(path) if image.format == "PNG" else None
+            if pixels is None:
+                pixels = _pixels(image)
+    except Image.DecompressionBombError as exc:
+        raise UnreadableImageError(f"{path}: {exc}") from None
+    except _DECODE_ERRORS as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UnreadableImageError(f"{path}: cannot decode this image ({reason})") from None
+    pixels = _to_channels(_orient(pixels, orientation), channels)
+    return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C"))  # one writable copy
+
+
+def probe_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of the upright image, read from the header only (no decoding).
+
+    Raises :class:`UnreadableImageError` when the header cannot be read. A file whose header is
+    fine but whose pixel data is damaged passes here and fails in :func:`decode_image`.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if _orientation(image) in (5, 6, 7, 8):
+                width, height = height, width
+    except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UnreadableImageError(f"{path}: cannot read this image ({reason})") from None
+    return height, width
+
+
+def upscaled_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """The size after scaling the shorter side up to ``size`` (unchanged when already large enough)."""
+    short = min(height, width)
+    if short >= size:
+        return height, width
+    scale = size / short
+    return max(size, round(height * scale)), max(size, round(width * scale))
+
+
+def upscale_to(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Scale a uint8 ``[C, H, W]`` image up (bicubic) so its shorter side is ``size``."""
+    height, width = upscaled_size(image.shape[-2], image.shape[-1], size)
+    if (height, width) == tuple(image.shape[-2:]):
+        return image
+    resized = F.interpolate(image[None].float(), size=(height, width), mode="bicubic",
+                            align_corners=False, antialias=True)[0]
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """A ``[C, H, W]`` tensor (float in [0, 1], or uint8) as an 8-bit PIL image (L or RGB)."""
+    if image.dtype != torch.uint8:
+        image = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    array = image.cpu()
+    if array.shape[0] == 1:
+        return Image.fromarray(array[0].numpy(), mode="L")
+    return Image.fromarray(array.permute(1, 2, 0).numpy(), mode="RGB")
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8); a damaged EXIF block counts as upright rather than unreadable."""
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # noqa: BLE001 - EXIF parsing fails in many creative ways
+        return 1
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to an ``[H, W, C]`` array (same result as ``ImageOps.exif_transpose``)."""
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return pixels.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(pixels, -1)
+    if orientation == 7:
+        return np.rot90(pixels, 2).transpose(1, 0, 2)
+    if orientation == 8:
+        return np.rot90(pixels, 1)
+    return pixels
+
+
+def _png16_colour_pixels(path: Path) -> np.ndarray | None:
+    """A 16-bit colour or grey+alpha PNG at full precision, as float ``[H, W, C]`` (0-255 scale).
+
+    Pillow keeps only the high byte of these (``v >> 8``, up to one level too dark), so they
+    go through torchvision's libpng decoder. ``None`` for every other PNG (Pillow reads 16-bit
+    grey exactly, as ``I;16``) or when torchvision's decoder is unavailable.
+    """
+    with open(path, "rb") as handle:
+        header = handle.read(26)
+    if len(header) < 26 or header[12:16] != b"IHDR" or header[24] != 16 or header[25] == 0:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision >= 0.29 points to torchcodec
+            from torchvision.io import ImageReadMode, decode_png, read_file
+
+            tensor = decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED)
+    except ImportError:
+        return None
+    pixels = tensor.to(torch.float32).permute(1, 2, 0).numpy() / 257.0
+    if pixels.shape[2] in (2, 4):
+        pixels = _over_white(pixels[..., :-1], pixels[..., -1:])
+    return pixels
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    """Pixels as ``[H, W, 1 or 3]``: uint8, or float32 on the 0-255 scale for deep images."""
+    mode = image.mode
+    if (mode == "P" and "transparency" in image.info) or mode == "PA":
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("1", "L"):
+        return np.asarray(image.convert("L"))[..., None]
+    if mode.startswith("I;16"):
+        return np.asarray(image).astype(np.float32)[..., None] / 257.0
+    if mode in ("I", "F"):
+        return _scale_unknown_range(np.asarray(image), is_float=mode == "F")[..., None]
+    if mode in ("LA", "La", "RGBA", "RGBa"):
+        rgba = np.asarray(image.convert("LA" if mode.startswith("L") else "RGBA")).astype(np.float32)
+        return _over_white(rgba[..., :-1], rgba[..., -1:])
+    return np.asarray(image.convert("RGB"))
+
+
+def _over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite straight-alpha pixels (0-255 scale) onto a white background."""
+    weight = alpha / 255.0
+    return colour * weight + 255.0 * (1.0 - weight)
+
+
+def _scale_unknown_range(values: np.ndarray, is_float: bool) -> np.ndarray:
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    values = np.maximum(values, 0.0)
+    peak = float(values.max()) if values.size else 0.0
+    if is_float and peak <= 1.0:
+        scale = 255.0
+    elif peak <= 255.0:
+        scale = 1.0
+    elif peak <= 65535.0:
+        scale = 1 / 257.0
+    else:
+        scale = 255.0 / peak
+    return (values * scale).astype(np.float32)
+
+
+def _to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """Replicate grey or take BT.601 luminance, then round to uint8 once."""
+    if pixels.shape[2] == 3 and channels == 1:
+        pixels = pixels.astype(np.float32) @ np.asarray(LUMA_WEIGHTS, dtype=np.float32)
+        pixels = pixels[..., None]
+    if pixels.dtype != np.uint8:
+        pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    if pixels.shape[2] == 1 and channels == 3:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return pixels

@@ -1,0 +1,429 @@
+"""Training batches and validation batches, on the training device.
+
+Sampling order is a pure function of ``(seed, rank, sample number)``: sample ``k`` comes from
+epoch ``k // N`` at position ``k % N``, and each epoch draws, from a CPU ``torch.Generator``
+seeded with ``(seed, rank, epoch)``, a permutation of the ``N`` training files (every file once
+per epoch) and four uniform numbers per position (crop top, crop left, flip, rotation). So:
+
+* the whole data state is one integer, the number of samples drawn, and a resume continues
+  the exact same sequence however far the loader had prefetched;
+* the cached and the streaming paths give identical batches, so a resume on a machine where
+  the cache no longer fits still sees the same data;
+* the batch size may change between calls without changing which samples come next.
+
+Pixels stay uint8 until the last moment: crops are cut on the device (cached) or in loader
+workers (streaming), flipped/rotated on the device with per-sample masks, then converted to
+float in [0, 1]. No call reads a value back from the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from kornia.geometry.transform import hflip
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import UserError
+from .decode import UnreadableImageError, decode_image, upscale_to, upscaled_size
+from .sources import ImageFile, check_sizes, report_skipped, scan_folder, split_files
+
+GB = 1e9
+
+
+def _mix(*parts: int | str) -> int:
+    """A 63-bit seed from several integers, stable across runs, platforms and Python versions."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to cut for each sample of a batch (CPU tensors, one entry per sample)."""
+
+    index: torch.Tensor  # long: which training image
+    top: torch.Tensor  # long: crop offsets
+    left: torch.Tensor
+    flip: torch.Tensor  # bool: mirror horizontally
+    rot: torch.Tensor  # long: quarter turns counter-clockwise, 0-3
+
+
+class Planner:
+    """Draws :class:`Plan` s as a pure function of the sample numbers (see the module docstring)."""
+
+    def __init__(self, sizes: list[tuple[int, int]], size: int, seed: int, rank: int, flip: bool, rotate: bool):
+        self.sizes = torch.tensor(sizes, dtype=torch.long).reshape(-1, 2)
+        self.size, self.seed, self.rank = size, seed, rank
+        self.flip, self.rotate = flip, rotate
+        self._epochs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _epoch(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if epoch not in self._epochs:
+            if len(self._epochs) > 4:
+                self._epochs.clear()
+            generator = torch.Generator().manual_seed(_mix(self.seed, self.rank, epoch))
+            count = len(self.sizes)
+            self._epochs[epoch] = (torch.randperm(count, generator=generator), torch.rand(count, 4, generator=generator))
+        return self._epochs[epoch]
+
+    def plan(self, start: int, count: int) -> Plan:
+        """The plan for samples ``start .. start + count - 1``."""
+        total = len(self.sizes)
+        indices, uniforms = [], []
+        k, end = start, start + count
+        while k < end:
+            epoch, position = divmod(k, total)
+            take = min(total - position, end - k)
+            perm, uniform = self._epoch(epoch)
+            indices.append(perm[position:position + take])
+            uniforms.append(uniform[position:position + take])
+            k += take
+        index, u = torch.cat(indices), torch.cat(uniforms)
+        room = self.sizes[index] - self.size + 1  # valid offsets per side
+        top = (u[:, 0] * room[:, 0]).long().clamp_(max=room[:, 0] - 1)
+        left = (u[:, 1] * room[:, 1]).long().clamp_(max=room[:, 1] - 1)
+        flip = (u[:, 2] < 0.5) if self.flip else torch.zeros(count, dtype=torch.bool)
+        rot = (u[:, 3] * 4).long().clamp_(max=3) if self.rotate else torch.zeros(count, dtype=torch.long)
+        return Plan(index, top, left, flip, rot)
+
+
+class ImageData:
+    """The data pipeline the engine uses: training crops, validation images, resumable state.
+
+    :param data: the recipe's resolved ``[data]`` table (every key of ``SCHEMA["data"]``).
+    :param channels: 1 or 3, the task's ``image_channels``.
+    :param device: where batches are delivered (and the cache lives).
+    :param seed: ``train.seed``; fixes the train/val split, the order, crops and flips.
+    :param rank, world_size: for distributed training each rank keeps the training files
+        ``files[rank::world_size]`` and draws its own sequence; all ranks share the split.
+
+    Attributes: ``train_files`` / ``val_files`` (paths, this rank's share / all validation
+    files), ``cached`` (decoded uint8 training images live on ``device``; otherwise a
+    ``DataLoader`` with ``data.workers`` processes streams crops from the files).
+
+    The cache is used when the decoded training images (uint8, upscaled where asked) take at
+    most ``data.cache_gb`` GB (10^9 bytes), and on CUDA at most half of the free memory.
+    Validation crops join the cache when they fit in what is left; otherwise they are decoded
+    at every evaluation.
+    """
+
+    train_files: list[Path]
+    val_files: list[Path]
+    cached: bool
+
+    def __init__(self, data: dict[str, Any], *, channels: int, device: torch.device | str, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        self._configure(channels, device, seed, rank, size=data["size"], cache_gb=data["cache_gb"],
+                        workers=data["workers"], upscale=data["upscale_small"])
+        source, skipped = scan_folder(data["source"], "data.source")
+        if not self._upscale:
+            check_sizes(source, self.size)  # all of data.source, so the verdict does not depend on the split
+        if data["val_source"]:
+            val, skipped_val = scan_folder(data["val_source"], "data.val_source")
+            train, skipped = source, skipped + skipped_val
+        else:
+            train, val = split_files(source, data["val_fraction"], seed)
+        shard = train[rank::world_size]
+        if not shard:
+            raise UserError(f'data.source = "{data["source"]}": {len(train)} training image(s) cannot feed {world_size} processes; add images or use fewer processes')
+        skipped += self._set_train(shard, flip=data["flip"], rotate=data["rotate"])
+        self._set_val(val)
+        if rank == 0:
+            report_skipped(skipped)
+
+    @classmethod
+    def for_evaluation(cls, folder: str | Path, *, channels: int, device: torch.device | str,
+                       cache_gb: float = 4.0) -> "ImageData":
+        """Every readable image of ``folder`` as validation images (for ``i2i eval --data``).
+
+        The result has no training images: use only :meth:`val_batches` and ``val_files``.
+        """
+        self = cls.__new__(cls)
+        self._configure(channels, device, 0, 0, size=8, cache_gb=cache_gb, workers=0, upscale=False)
+        val, skipped = scan_folder(str(folder), "--data")
+        self._set_train([], flip=False, rotate=False)
+        self._set_val(val)
+        report_skipped(skipped)
+        return self
+
+    # -- construction -----------------------------------------------------------------------------
+    def _configure(self, channels: int, device: torch.device | str, seed: int, rank: int, *,
+                   size: int, cache_gb: float, workers: int, upscale: bool) -> None:
+        self.channels, self.device = channels, torch.device(device)
+        self.seed, self.rank, self.size = seed, rank, size
+        self._cache_bytes, self._workers, self._upscale = int(cache_gb * GB), workers, upscale
+        self._samples = 0  # samples drawn so far: the whole sampling state
+        self._images: list[torch.Tensor] = []
+        self._stream: Iterator[torch.Tensor] | None = None
+        self._stream_key: tuple[int, int] | None = None  # (next sample, batch size) the stream is at
+        self._val_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._val_cache_crop: int | None = None
+        self._unreadable_val: set[Path] = set()
+
+    def _set_train(self, files: list[ImageFile], *, flip: bool, rotate: bool) -> list[Path]:
+        """Keep the training files, decode them into the cache when it fits; returns unreadable ones."""
+        sizes = [self._train_size(f) for f in files]
+        needed = sum(self.channels * h * w for h, w in sizes)
+        self.cached = bool(files) and needed <= self._cache_bytes and needed <= self._device_room()
+        failed: list[Path] = []
+        if self.cached:
+            self._images, files, sizes, failed = self._decode_all(files)
+            if not files:
+                raise UserError(f"{failed[0]}: none of the training images can be decoded ({len(failed)} tried)")
+        self._train = files
+        self._cache_left = self._cache_bytes - sum(t.numel() for t in self._images)
+        self.train_files = [f.path for f in files]
+        self._planner = Planner(sizes, self.size, self.seed, self.rank, flip, rotate)
+        self._flip, self._rotate = flip, rotate
+        return failed
+
+    def _set_val(self, files: list[ImageFile]) -> None:
+        self._val = files
+        self.val_files = [f.path for f in files]
+
+    def _train_size(self, file: ImageFile) -> tuple[int, int]:
+        if self._upscale:
+            return upscaled_size(file.height, file.width, self.size)
+        return file.height, file.width
+
+    def _device_room(self) -> float:
+        if self.device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(self.device)
+            return free / 2
+        return float("inf")
+
+    def _decode_train(self, file: ImageFile) -> torch.Tensor | None:
+        try:
+            image = decode_image(file.path, self.channels)
+        except UnreadableImageError:
+            return None
+        return upscale_to(image, self.size) if self._upscale else image
+
+    def _decode_all(self, files: list[ImageFile]) -> tuple[list[torch.Tensor], list[ImageFile], list[tuple[int, int]], list[Path]]:
+        """Decode in threads (Pillow releases the GIL), keeping file order."""
+        with ThreadPoolExecutor(max_workers=max(1, self._workers)) as pool:
+            decoded = list(pool.map(self._decode_train, files))
+        images, kept, sizes, failed = [], [], [], []
+        for file, image in zip(files, decoded):
+            if image is None:
+                failed.append(file.path)
+                continue
+            images.append(image.to(self.device))
+            kept.append(file)
+            sizes.append((image.shape[-2], image.shape[-1]))
+        return images, kept, sizes, failed
+
+    # -- training batches ---------------------------------------------------------------------------
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        """The next ``batch_size`` random crops: float32 ``[B, C, size, size]`` in [0, 1] on the device."""
+        if not self._train:
+            raise RuntimeError("this ImageData has no training images (it was made for evaluation)")
+        plan = self._planner.plan(self._samples, batch_size)
+        if self.cached:
+            crops = self._cut(plan)
+        else:
+            crops = self._next_streamed(batch_size)
+        self._samples += batch_size
+        return self._augment(crops, plan).float().div_(255)
+
+    def preview_batch(self, batch_size: int) -> torch.Tensor:
+        """The first ``batch_size`` samples of the sequence, without advancing it (for sample grids)."""
+        plan = self._planner.plan(0, batch_size)
+        if self.cached:
+            crops = self._cut(plan)
+        else:
+            dataset = _CropDataset([f.path for f in self._train], self.channels, self.size, self._upscale)
+            crops = torch.stack([dataset[item] for item in _items(plan)]).to(self.device)
+        return self._augment(crops, plan).float().div_(255)
+
+    def _cut(self, plan: Plan) -> torch.Tensor:
+        size = self.size
+        return torch.stack([
+            self._images[i][:, t:t + size, left:left + size]
+            for i, t, left in zip(plan.index.tolist(), plan.top.tolist(), plan.left.tolist())
+        ])
+
+    def _augment(self, batch: torch.Tensor, plan: Plan) -> torch.Tensor:
+        """Per-sample flips and quarter turns on the device; decisions come from the CPU plan."""
+        if plan.flip.any():
+            mask = plan.flip.to(self.device, non_blocking=True).view(-1, 1, 1, 1)
+            batch = torch.where(mask, hflip(batch), batch)
+        if plan.rot.any():
+            turns = plan.rot.to(self.device, non_blocking=True).view(-1, 1, 1, 1)
+            rotated = batch
+            for k in range(1, 4):
+                if (plan.rot == k).any():
+                    rotated = torch.where(turns == k, torch.rot90(batch, k, dims=(-2, -1)), rotated)
+            batch = rotated
+        return batch
+
+    def _next_streamed(self, batch_size: int) -> torch.Tensor:
+        if self._stream_key != (self._samples, batch_size):
+            self._stream = iter(self._loader(self._samples, batch_size))
+        batch = next(self._stream)
+        self._stream_key = (self._samples + batch_size, batch_size)
+        return batch.to(self.device, non_blocking=True)
+
+    def _loader(self, start: int, batch_size: int) -> DataLoader:
+        dataset = _CropDataset([f.path for f in self._train], self.channels, self.size, self._upscale)
+        return DataLoader(
+            dataset,
+            batch_sampler=_PlanSampler(self._planner, start, batch_size),
+            num_workers=self._workers,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_worker_init,
+            # The loader seeds its workers from this generator, not the global RNG, so creating
+            # a loader never changes the engine's random numbers.
+            generator=torch.Generator().manual_seed(_mix(self.seed, self.rank, "loader")),
+        )
+
+    # -- validation -----------------------------------------------------------------------------------
+    def val_batches(self, crop: int, batch_size: int, max_images: int = 0) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        """Validation images in file order as ``(float [B, C, h, w] in [0, 1] on the device, names)``.
+
+        Each image is centre-cropped to ``min(crop, h)`` x ``min(crop, w)`` (``crop = 0``: whole
+        image); consecutive images of equal size share a batch of at most ``batch_size``.
+        ``max_images > 0`` uses only the first that many files. Names are paths relative to
+        the validation folder. Deterministic; unreadable files are skipped with a warning.
+        """
+        files = self._val[:max_images] if max_images > 0 else self._val
+        cacheable = self._val_cacheable(crop)
+        pending: list[torch.Tensor] = []
+        names: list[str] = []
+        failed: list[Path] = []
+        for i, file in enumerate(files):
+            image = self._val_image(i, file, crop, cacheable)
+            if image is None:
+                if file.path not in self._unreadable_val:
+                    self._unreadable_val.add(file.path)
+                    failed.append(file.path)
+                continue
+            if pending and (image.shape != pending[0].shape or len(pending) >= batch_size):
+                yield self._val_stack(pending), names
+                pending, names = [], []
+            pending.append(image)
+            names.append(file.name)
+        report_skipped(failed, "unreadable validation file(s)")
+        if pending:
+            yield self._val_stack(pending), names
+
+    def _val_cacheable(self, crop: int) -> bool:
+        if not self.cached and self._train:
+            return False
+        if self._val_cache_crop != crop:
+            self._val_cache.clear()
+            self._val_cache_crop = crop
+        needed = sum(self.channels * _cropped(f.height, crop) * _cropped(f.width, crop) for f in self._val)
+        return needed <= self._cache_left and needed <= self._device_room()
+
+    def _val_image(self, i: int, file: ImageFile, crop: int, cacheable: bool) -> torch.Tensor | None:
+        key = (crop, i)
+        if key in self._val_cache:
+            return self._val_cache[key]
+        try:
+            image = decode_image(file.path, self.channels)
+        except UnreadableImageError:
+            return None
+        image = _centre_crop(image, crop)
+        if cacheable:
+            image = image.to(self.device)
+            self._val_cache[key] = image
+        return image
+
+    def _val_stack(self, images: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(images).to(self.device, non_blocking=True).float().div_(255)
+
+    # -- state ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, int]:
+        """What a checkpoint needs to continue the same sequence: plain ints (JSON-safe)."""
+        return {"samples": self._samples, "train_files": len(self._train)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`; warns when the training files changed since."""
+        self._samples = int(state["samples"])
+        self._stream, self._stream_key = None, None
+        if int(state.get("train_files", len(self._train))) != len(self._train) and self.rank == 0:
+            print(f"i2i: warning: the checkpoint was trained on {int(state['train_files'])} training images, "
+                  f"now there are {len(self._train)}; the data order differs from the original run",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Stop streaming workers now rather than when garbage-collected."""
+        self._stream, self._stream_key = None, None
+
+
+# -- streaming ----------------------------------------------------------------------------------------
+def _items(plan: Plan) -> list[tuple[int, int, int]]:
+    return list(zip(plan.index.tolist(), plan.top.tolist(), plan.left.tolist()))
+
+
+class _PlanSampler:
+    """Endless batches of ``(image index, top, left)`` from sample ``start`` on (main process)."""
+
+    def __init__(self, planner: Planner, start: int, batch_size: int):
+        self.planner, self.start, self.batch_size = planner, start, batch_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        k = self.start
+        while True:
+            yield _items(self.planner.plan(k, self.batch_size))
+            k += self.batch_size
+
+
+class _CropDataset(Dataset):
+    """Decodes one file per item and cuts the planned crop (runs in loader workers)."""
+
+    def __init__(self, files: list[Path], channels: int, size: int, upscale: bool):
+        self.files, self.channels, self.size, self.upscale = files, channels, size, upscale
+        self._warned: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, item: tuple[int, int, int]) -> torch.Tensor:
+        index, top, left = item
+        image = self._decode(index)
+        size = self.size
+        top = min(top, image.shape[-2] - size)
+        left = min(left, image.shape[-1] - size)
+        # clone: a view would ship the whole decoded image back through shared memory
+        return image[:, top:top + size, left:left + size].clone()
+
+    def _decode(self, index: int) -> torch.Tensor:
+        """The image, upscaled where asked; a file that became unreadable is replaced by the next one."""
+        for step in range(len(self.files)):
+            path = self.files[(index + step) % len(self.files)]
+            try:
+                image = decode_image(path, self.channels)
+            except UnreadableImageError:
+                if path not in self._warned:
+                    self._warned.add(path)
+                    print(f"i2i: warning: {path}: cannot be decoded; using the next training image instead", file=sys.stderr, flush=True)
+                continue
+            if self.upscale or min(image.shape[-2:]) < self.size:
+                image = upscale_to(image, self.size)
+            return image
+        raise RuntimeError("none of the training images can be decoded any more")
+
+
+def _worker_init(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # decoding is per-process; threads would only fight over cores
+
+
+def _cropped(length: int, crop: int) -> int:
+    return min(crop, length) if crop > 0 else length
+
+
+def _centre_crop(image: torch.Tensor, crop: int) -> torch.Tensor:
+    if crop <= 0:
+        return image
+    height, width = image.shape[-2:]
+    h, w = min(crop, height), min(crop, width)
+    top, left = (height - h) // 2, (width - w) // 2
+    return image[:, top:top + h, left:left + w].clone()

@@ -1,0 +1,169 @@
+"""Where images come from: the shipped samples or a folder, checked, and split into train/val.
+
+Folders are searched recursively in sorted order (so the same folder always gives the same
+list on every machine); hidden files and folders (names starting with ``.``) are skipped, and
+symbolic links to folders are followed once. Relative folders are relative to the working
+directory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from .decode import IMAGE_EXTENSIONS, UnreadableImageError, decode_image, is_image_file, probe_size
+
+#: The value of ``data.source`` that means the photos shipped with i2i.
+SAMPLE = "sample"
+
+_KINDS = ", ".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A readable image file: its path, a display name (path under its folder) and upright size."""
+
+    path: Path
+    name: str
+    height: int
+    width: int
+
+
+def sample_folder() -> Path:
+    """The folder of sample photos installed with i2i (see its LICENSE.md)."""
+    return Path(__file__).resolve().parent / "samples"
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted, hidden names skipped); may be empty.
+
+    Raises :class:`~i2i.errors.UserError` when ``folder`` does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder")
+    found: list[Path] = []
+    seen = {os.path.realpath(folder)}
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        keep = []
+        for name in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, name))
+            if not name.startswith(".") and real not in seen:  # `seen` stops symlink cycles
+                seen.add(real)
+                keep.append(name)
+        dirs[:] = keep
+        found.extend(Path(root, name) for name in files if is_image_file(Path(name)))
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def resolve_folder(value: str, key: str) -> Path:
+    """The folder a recipe value names (``"sample"`` = the shipped photos), checked to exist."""
+    if value == SAMPLE:
+        return sample_folder()
+    folder = Path(value).expanduser()
+    if not folder.exists():
+        raise UserError(f'{key} = "{value}": no such folder; give a folder of images, or "{SAMPLE}" for the photos shipped with i2i')
+    if not folder.is_dir():
+        raise UserError(f'{key} = "{value}": is a file, not a folder; give the folder that holds the images')
+    return folder
+
+
+def scan_folder(value: str, key: str) -> tuple[list[ImageFile], list[Path]]:
+    """``(readable, unreadable)`` image files of the folder a recipe value names.
+
+    Only headers are read (sizes), so this is fast even for large folders. Raises
+    :class:`~i2i.errors.UserError` naming ``key`` when the folder is missing or holds no
+    readable image.
+    """
+    folder = resolve_folder(value, key)
+    paths = find_images(folder)
+    if not paths:
+        raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({_KINDS})')
+    readable, unreadable = [], []
+    for path in paths:
+        try:
+            height, width = probe_size(path)
+        except UnreadableImageError:
+            unreadable.append(path)
+            continue
+        readable.append(ImageFile(path, path.relative_to(folder).as_posix(), height, width))
+    if not readable:
+        raise UserError(f'{key} = "{value}": none of its {len(paths)} image files can be read (e.g. {paths[0].name})')
+    return readable, unreadable
+
+
+def check_sizes(files: Iterable[ImageFile], size: int) -> None:
+    """Fail on the first image smaller than ``data.size`` on either side."""
+    for file in files:
+        if min(file.height, file.width) < size:
+            raise UserError(
+                f"{file.path}: {file.width}x{file.height} px is smaller than data.size = {size}; "
+                "use larger images, a smaller data.size, or data.upscale_small = true"
+            )
+
+
+def split_files(files: list[ImageFile], val_fraction: float, seed: int) -> tuple[list[ImageFile], list[ImageFile]]:
+    """Split by file into ``(train, val)``, the same way for the same seed and file list.
+
+    The list is shuffled with ``random.Random(seed)`` and ``round(val_fraction * N)`` files are
+    held out, but at least one when ``val_fraction > 0`` and ``N >= 2``, and never all of them.
+    Both parts come back in file order.
+    """
+    count = len(files)
+    n_val = math.floor(val_fraction * count + 0.5)
+    if val_fraction > 0 and count >= 2:
+        n_val = max(n_val, 1)
+    n_val = min(n_val, count - 1)
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    held_out = set(order[:n_val])
+    train = [f for i, f in enumerate(files) if i not in held_out]
+    val = [f for i, f in enumerate(files) if i in held_out]
+    return train, val
+
+
+def report_skipped(paths: list[Path], what: str = "unreadable file(s)") -> None:
+    """One warning line on stderr: how many files were skipped and the first three names."""
+    if not paths:
+        return
+    names = ", ".join(str(p) for p in paths[:3])
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    print(f"i2i: warning: skipped {len(paths)} {what}: {names}{more}", file=sys.stderr, flush=True)
+
+
+def load_images_for_inference(paths: Iterable[str | Path], channels: int = 3) -> list[tuple[Path, torch.Tensor]]:
+    """Decode files and folders (searched recursively) for ``translate`` / ``eval --data``.
+
+    Returns ``(path, uint8 [channels, H, W])`` in order; unreadable files are skipped and
+    reported once. Raises :class:`~i2i.errors.UserError` for a missing path or when nothing
+    readable is found. Decodes everything up front: for many large files iterate
+    :func:`find_images` and :func:`~i2i.data.decode.decode_image` instead.
+    """
+    files: list[Path] = []
+    given = [Path(p) for p in paths]
+    for item in given:
+        if item.is_dir():
+            files.extend(find_images(item))
+        elif item.exists():
+            files.append(item)
+        else:
+            raise UserError(f"{item}: no such file or folder")
+    images, unreadable = [], []
+    for file in files:
+        try:
+            images.append((file, decode_image(file, channels)))
+        except UnreadableImageError:
+            unreadable.append(file)
+    report_skipped(unreadable)
+    if not images:
+        where = ", ".join(str(p) for p in given)
+        raise UserError(f"{where}: no readable images found ({_KINDS})")
+    return images

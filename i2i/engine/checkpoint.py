@@ -1,0 +1,201 @@
+"""Checkpoints: safetensors for tensors, JSON for the rest, written atomically.
+
+Layout of a run directory's ``checkpoints/``::
+
+    step_000400/                 one complete checkpoint
+        generator.safetensors    G (generator_ema.safetensors, discriminator.safetensors too)
+        optim_g.safetensors      optimiser tensors; their non-tensor parts in state.json
+        rng.safetensors          every random generator's state
+        state.json               step, schedules, scaler, best metric, data order
+    LATEST, BEST                 the name of the newest / best complete checkpoint
+
+A checkpoint is written into a temporary folder, each file fsynced, then renamed into place,
+and only then do LATEST/BEST change (also by atomic rename), so a crash never leaves a
+half-written checkpoint behind a pointer. Nothing is ever unpickled on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ..errors import CheckpointError
+
+FORMAT = "i2i-checkpoint-1"
+
+
+# -- atomic files -------------------------------------------------------------------------------
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """safetensors bytes; tensors are copied to the CPU and made contiguous and unshared."""
+    return st_save({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()})
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; a missing, truncated or foreign file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file is missing")
+    try:
+        return st_load(path.read_bytes())
+    except (SafetensorError, ValueError, OSError, Exception) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable safetensors file ({reason}); the checkpoint is truncated or not from i2i") from None
+
+
+def read_json(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file is missing")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}); the checkpoint is truncated or not from i2i") from None
+
+
+# -- optimiser state ----------------------------------------------------------------------------
+def split_state(state: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
+    """Replace tensors in a nested state dict by references, returning (json_part, tensors)."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, torch.Tensor):
+            tensors[path] = node
+            return {"__tensor__": path}
+        if isinstance(node, dict):
+            return {"__dict__": [[_key_json(k), walk(v, f"{path}.{k}")] for k, v in node.items()]}
+        if isinstance(node, (list, tuple)):
+            return {"__list__" if isinstance(node, list) else "__tuple__": [walk(v, f"{path}.{i}") for i, v in enumerate(node)]}
+        return node
+
+    return walk(state, prefix or "s"), tensors
+
+
+def join_state(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`split_state`."""
+    if isinstance(node, dict):
+        if "__tensor__" in node:
+            return tensors[node["__tensor__"]]
+        if "__dict__" in node:
+            return {_key_from_json(k): join_state(v, tensors) for k, v in node["__dict__"]}
+        if "__list__" in node:
+            return [join_state(v, tensors) for v in node["__list__"]]
+        if "__tuple__" in node:
+            return tuple(join_state(v, tensors) for v in node["__tuple__"])
+    return node
+
+
+def _key_json(key: Any) -> Any:
+    return {"int": key} if isinstance(key, int) else key
+
+
+def _key_from_json(key: Any) -> Any:
+    return key["int"] if isinstance(key, dict) else key
+
+
+# -- checkpoint directories ---------------------------------------------------------------------
+class CheckpointStore:
+    """The ``checkpoints/`` folder of a run: writing, pointers, pruning, reading."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.root = Path(run_dir) / "checkpoints"
+
+    def write(self, step: int, files: dict[str, bytes], *, keep: int, best: bool) -> Path:
+        """Write one checkpoint atomically; update LATEST (and BEST); prune old ones."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        name = f"step_{step:07d}"
+        final = self.root / name
+        tmp = self.root / f".tmp-{name}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        for filename, data in files.items():
+            with open(tmp / filename, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        _fsync_dir(tmp)
+        if final.exists():  # the same step written again (e.g. interrupt right after a save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(self.root)
+        write_atomic(self.root / "LATEST", name.encode())
+        if best:
+            write_atomic(self.root / "BEST", name.encode())
+        self.prune(keep)
+        return final
+
+    def pointer(self, which: str) -> Path | None:
+        path = self.root / which
+        if not path.is_file():
+            return None
+        target = self.root / path.read_text().strip()
+        return target if target.is_dir() else None
+
+    def prune(self, keep: int) -> None:
+        """Keep LATEST, BEST and the ``keep`` newest others."""
+        protected = {p.name for p in (self.pointer("LATEST"), self.pointer("BEST")) if p}
+        steps = sorted(p for p in self.root.glob("step_*") if p.is_dir())
+        others = [p for p in steps if p.name not in protected]
+        for old in others[: max(0, len(others) - keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
+    """Resolve a run directory or checkpoint directory to a checkpoint directory."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint")
+    if (path / "state.json").is_file():
+        return path
+    store = CheckpointStore(path)
+    found = store.pointer(which.upper()) or store.pointer("LATEST")
+    if found is None:
+        if not (path / "recipe.toml").is_file():
+            raise CheckpointError(f"{path}: not an i2i run directory (no recipe.toml or checkpoints/)")
+        raise CheckpointError(f"{path}: this run has no checkpoint yet (nothing in {path / 'checkpoints'})")
+    return found
+
+
+def read_state(checkpoint: Path) -> dict:
+    state = read_json(Path(checkpoint) / "state.json")
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"{checkpoint / 'state.json'}: not an i2i checkpoint (format {state.get('format')!r}, expected {FORMAT!r})")
+    return state
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint directory belongs to."""
+    return Path(checkpoint).parent.parent

@@ -1,0 +1,49 @@
+"""Choosing the device and the numeric precision of a run."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ..errors import UserError
+
+
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto`` -> the local CUDA GPU (per rank under torchrun), else MPS, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            index = local_rank if local_rank is not None else torch.cuda.current_device()
+            return torch.device("cuda", index % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"train.device = '{name}': no CUDA GPU is available here; use 'auto' or 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(
+                f"train.device = '{name}': only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError(f"train.device = '{name}': MPS is not available here; use 'auto' or 'cpu'")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """``auto`` = bf16 autocast on CUDA GPUs that support it, fp32 elsewhere."""
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if precision == "fp16" and device.type == "cpu":
+        raise UserError("train.precision = 'fp16' needs a GPU; use 'bf16' or 'fp32' on the CPU")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """An autocast context for ``dtype``, or a no-op for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

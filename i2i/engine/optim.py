@@ -1,0 +1,52 @@
+"""Optimisers and learning-rate schedules, one per network, from ``[train.g]`` / ``[train.d]``."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: dict, device: torch.device) -> torch.optim.Optimizer:
+    """Adam (pix2pix's betas by default) or AdamW, fused where the device supports it.
+
+    The fused kernels are much cheaper than the per-tensor loop (for unet_256 on a 2-core CPU
+    the Adam step drops from ~170 ms to ~26 ms; see FIELD-NOTES).
+    """
+    params = [p for p in params if p.requires_grad]
+    kwargs = dict(lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"])
+    cls = torch.optim.AdamW if cfg["name"] == "adamw" else torch.optim.Adam
+    if device.type in ("cuda", "cpu", "mps"):
+        try:
+            return cls(params, fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return cls(params, foreach=True, **kwargs)
+
+
+def lr_factor(step: int, total: int, cfg: dict) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based) of ``total`` steps.
+
+    Warm-up ramps linearly from 1/warmup to 1; then ``constant``, ``linear`` (flat until
+    ``decay_start`` of training, then linearly to 0, as pix2pix's ``n_epochs_decay``) or
+    ``cosine`` (to 0 at the end).
+    """
+    warmup = cfg["warmup_steps"]
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    schedule = cfg["schedule"]
+    if schedule == "constant":
+        return 1.0
+    if schedule == "linear":
+        start = max(warmup, int(total * cfg["decay_start"]))
+        if step < start:
+            return 1.0
+        return max(0.0, 1.0 - (step - start) / max(1, total - start))
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = base_lr * factor

@@ -1,0 +1,120 @@
+"""What the user sees during a run: progress, metrics.jsonl, TensorBoard, sample grids."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``metrics.jsonl`` (flushed, so a crash keeps it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle = open(path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(record, allow_nan=True) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class TensorBoard:
+    """TensorBoard scalars when ``tensorboard`` is installed (the ``[tensorboard]`` extra)."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.writer = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard not installed: quietly skip
+            return
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def scalars(self, step: int, values: dict[str, float], prefix: str = "") -> None:
+        if self.writer is None:
+            return
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(f"{prefix}{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def format_values(values: dict[str, float], limit: int = 6) -> str:
+    shown = list(values.items())[:limit]
+    return "  ".join(f"{k} {v:.4g}" for k, v in shown)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class Progress:
+    """A tqdm bar on a terminal, plain log lines otherwise (``output.progress``)."""
+
+    def __init__(self, mode: str, total: int, start: int, enabled: bool = True) -> None:
+        if mode == "auto":
+            mode = "bar" if sys.stdout.isatty() else "plain"
+        self.mode = mode if enabled else "none"
+        self.total, self.start_step = total, start
+        self.started = time.perf_counter()
+        self.bar = None
+        if self.mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+
+    def update(self, step: int) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(format_values(values, 4), refresh=False)
+            self.bar.update(step - self.bar.n)
+        elif self.mode == "plain":
+            elapsed = time.perf_counter() - self.started
+            rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+            eta = (self.total - step) / rate if rate > 0 else 0.0
+            print(f"step {step}/{self.total}  {rate:.2f} it/s  ETA {format_duration(eta)}  {format_values(values)}", flush=True)
+
+    def message(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        elif self.mode != "none":
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def save_grid(path: Path, columns: list[torch.Tensor]) -> None:
+    """Save rows of (input | output | target) images, each column a batch in [0, 1]."""
+    from torchvision.utils import make_grid, save_image
+
+    columns = [c.detach().float().cpu().clamp(0, 1) for c in columns]
+    columns = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in columns]
+    rows = torch.stack(columns, dim=1).flatten(0, 1)  # image i's columns side by side
+    grid = make_grid(rows, nrow=len(columns), padding=2, pad_value=1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_image(grid, tmp, format="png")
+    tmp.replace(path)

@@ -1,0 +1,199 @@
+"""Starting and resuming runs: the run directory, the saved recipe, signals, the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..errors import UserError
+from ..plugins import host, registry
+from ..recipe import Recipe, dumps_toml, load_recipe
+from . import checkpoint as ckpt
+from .trainer import Trainer, summary_line
+
+
+@dataclass
+class Run:
+    """What :func:`i2i.train` returns."""
+
+    run_dir: Path
+    status: str
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    generator: nn.Module | None = None
+    recipe: Recipe | None = None
+
+
+def new_run_dir(wanted: str | Path) -> Path:
+    """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir."""
+    base = Path(wanted)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = base, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+
+
+def plugin_versions() -> dict[str, dict[str, Any]]:
+    return {
+        name: {"distribution": p.distribution, "version": p.version, "status": p.status}
+        for name, p in host().plugins.items()
+    }
+
+
+def _write_recipe(run_dir: Path, recipe: Recipe) -> None:
+    header = f"# Resolved recipe of this run (i2i {__version__}); rerun with: i2i run {run_dir / 'recipe.toml'}\n"
+    ckpt.write_atomic(run_dir / "recipe.toml", (header + dumps_toml(dict(recipe))).encode())
+
+
+def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None) -> None:
+    path = run_dir / "run.json"
+    info = json.loads(path.read_text()) if path.is_file() else {
+        "i2i_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_source": recipe.source,
+        "overrides": recipe.overrides, "command": sys.argv, "plugins": plugin_versions(), "resumes": [],
+    }
+    if resumed_at is not None:
+        info["resumes"].append({"step": resumed_at, "overrides": recipe.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "plugins": plugin_versions()})
+    ckpt.write_atomic(path, json.dumps(info, indent=1).encode())
+
+
+def _callbacks(recipe: Recipe) -> list[Any]:
+    reg = registry()
+    names = list(recipe["train"]["callbacks"])
+    for component in reg.components("callbacks"):
+        if getattr(component.factory, "autoload", False) and component.name not in names:
+            names.append(component.name)
+    return [reg.build("callbacks", name) for name in names]
+
+
+@contextmanager
+def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """SIGINT/SIGTERM: finish the step, checkpoint, stop. A second Ctrl-C stops at once."""
+    if not _main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        if trainer.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.request_stop()
+        print(f"\ni2i: {signal.Signals(signum).name} received: finishing step {trainer.step + 1}, then saving a checkpoint (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def train(
+    recipe: Recipe | dict | str | Path,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    callbacks: list[Any] | None = None,
+    quiet: bool = False,
+    dist=None,
+) -> Run:
+    """Train a recipe, or resume a run directory (its saved recipe, plus ``overrides``)."""
+    from .distributed import DistContext
+
+    dist = dist or DistContext.single()
+    checkpoint_dir = None
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "recipe.toml").is_file():
+            raise UserError(f"{run_dir}: not an i2i run directory (no recipe.toml); pass the folder a run was written to")
+        checkpoint_dir = ckpt.find_checkpoint(run_dir)
+        recipe = load_recipe(run_dir / "recipe.toml", overrides)
+    else:
+        if not isinstance(recipe, Recipe) or overrides:
+            recipe = load_recipe(recipe if not isinstance(recipe, Recipe) else dict(recipe), overrides)
+        if dist.is_main:
+            run_dir = new_run_dir(out or recipe["output"]["dir"])
+        else:
+            run_dir = Path(dist.broadcast_path(None))
+        recipe["output"]["dir"] = str(run_dir)
+    if dist.is_main and resume is None and hasattr(dist, "broadcast_path"):
+        dist.broadcast_path(str(run_dir))
+
+    trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])], quiet=quiet)
+    if checkpoint_dir is not None:
+        trainer.load_checkpoint(checkpoint_dir)
+        if trainer.step >= trainer.total_steps:
+            raise UserError(
+                f"{run_dir}: already trained to step {trainer.step} of train.steps = {trainer.total_steps}; "
+                f"to train longer: i2i run --resume {run_dir} --set train.steps=N"
+            )
+    if dist.is_main:
+        _write_recipe(run_dir, recipe)
+        _write_run_info(run_dir, recipe, trainer.step if checkpoint_dir is not None else None)
+        if not quiet:
+            what = f"resuming {run_dir} at step {trainer.step}" if checkpoint_dir else f"run directory: {run_dir}"
+            print(f"i2i: {what} ({trainer.device}, {str(trainer.dtype).replace('torch.', '')}, {len(trainer.data.train_files)} training / {len(trainer.data.val_files)} validation images)", flush=True)
+    with _stop_on_signals(trainer):
+        status = trainer.fit()
+    run = Run(run_dir, status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator, recipe)
+    if dist.is_main and not quiet:
+        print(f"i2i: finished {trainer.step} steps: {summary_line(run.metrics, run.baselines, trainer.task.main_metric)}", flush=True)
+        print(f"i2i: saved in {run_dir}; try: i2i translate {run_dir} IMAGE... --out OUT_DIR", flush=True)
+    return run
+
+
+def create_run_from_weights(recipe: Recipe | dict, generator_state: dict[str, torch.Tensor], out: str | Path, *, note: str = "") -> Path:
+    """Write a run directory holding only generator weights (e.g. converted from another tool).
+
+    The result works with ``i2i translate``, ``i2i eval`` and :func:`i2i.load`; it cannot be
+    resumed (there is no optimiser state). The weights must load into the generator the recipe
+    builds (checked here, so a mismatch is reported before anything is written).
+    """
+    from ..recipe import component_options
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    reg = registry()
+    task = reg.build("tasks", recipe["task"]["name"], **component_options(recipe["task"], "task"))
+    gen = recipe["generator"]
+    generator = task.wrap_generator(reg.build("generators", gen["name"], task.in_channels, task.out_channels, **component_options(gen, "generator")))
+    try:
+        generator.load_state_dict(generator_state)
+    except RuntimeError as exc:
+        raise UserError(f"the weights do not fit generator '{gen['name']}': {str(exc).splitlines()[0]}") from None
+    run_dir = new_run_dir(out)
+    recipe["output"]["dir"] = str(run_dir)
+    _write_recipe(run_dir, recipe)
+    _write_run_info(run_dir, recipe, None)
+    state = {"format": ckpt.FORMAT, "i2i_version": __version__, "step": 0, "weights_only": True, "note": note}
+    ckpt.CheckpointStore(run_dir).write(0, {
+        "generator.safetensors": ckpt.tensors_to_bytes(generator.state_dict()),
+        "state.json": json.dumps(state, indent=1).encode(),
+    }, keep=1, best=False)
+    return run_dir

@@ -1,0 +1,45 @@
+"""``i2i eval``: score a trained run on its validation images or on a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .engine import checkpoint as ckpt
+from .engine.distributed import DistContext
+from .engine.evaluate import evaluate_generator
+from .errors import UserError
+from .plugins import registry
+
+
+def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, which: str = "latest", device: str = "auto") -> dict:
+    """The task's metrics and baselines for a run's generator (EMA weights when kept).
+
+    Without ``data_dir`` the run's own validation split is used (the same files and the same
+    validation noise as during training); with it, every image in that folder.
+    """
+    import torch
+
+    from .data import ImageData
+    from .model import load
+
+    model = load(run_dir, device=device, which=which)
+    recipe = model.recipe
+    if data_dir is not None:
+        data = ImageData.for_evaluation(data_dir, channels=model.task.image_channels, device=model.device)
+        source = str(data_dir)
+    else:
+        data = ImageData(recipe["data"], channels=model.task.image_channels, device=model.device, seed=recipe["train"]["seed"])
+        source = f"validation split of {recipe['data']['source']}"
+    if not data.val_files:
+        raise UserError(f"{run_dir}: the run has no validation images (data.val_fraction = 0); pass --data DIR")
+    names = list(dict.fromkeys([*model.task.metrics, *recipe["eval"]["metrics"]]))
+    metrics = {name: registry().build("metrics", name) for name in names}
+    with torch.inference_mode():
+        values, baselines, _ = evaluate_generator(
+            model.generator, model.task, data, metrics, recipe["eval"], device=model.device,
+            dtype=torch.float32, seed=recipe["train"]["seed"], dist=DistContext.single(),
+        )
+    state = ckpt.read_state(model.checkpoint)
+    images = len(data.val_files) if not recipe["eval"]["max_images"] else min(len(data.val_files), recipe["eval"]["max_images"])
+    return {"task": recipe["task"]["name"], "run_dir": str(run_dir), "checkpoint": str(model.checkpoint),
+            "step": state.get("step", 0), "source": source, "images": images, "metrics": values, "baselines": baselines}

@@ -1,0 +1,77 @@
+"""A trained translator: load a run directory, apply it to tensors, images and files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .engine import checkpoint as ckpt
+from .engine.device import resolve_device
+from .engine.infer import run_generator
+from .errors import CheckpointError
+from .plugins import registry
+from .recipe import component_options, load_recipe
+
+
+class Model:
+    """A task and its trained generator (the EMA weights when the run kept an EMA).
+
+    ``model(images)`` takes RGB batches ``[B, 3, H, W]`` in [0, 1] (any H and W: they are
+    padded to the network's multiple and cropped back) and returns images in [0, 1].
+    """
+
+    def __init__(self, task: Any, generator: nn.Module, recipe: dict, checkpoint: Path, device: torch.device) -> None:
+        self.task, self.generator, self.recipe, self.checkpoint, self.device = task, generator, recipe, checkpoint, device
+
+    @torch.inference_mode()
+    def __call__(self, images: Tensor) -> Tensor:
+        if images.dim() == 3:
+            return self(images[None])[0]
+        images = images.to(self.device, torch.float32)
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        input = self.task.prepare(images)
+        return self.task.to_image(run_generator(self.generator, input).float(), input)
+
+    def translate(self, image: Any):
+        """Translate a path or a PIL image; returns a PIL image of the same size."""
+        from PIL import Image
+
+        from .data import decode_image, to_pil
+
+        if isinstance(image, Image.Image):
+            rgb = image.convert("RGB")
+            tensor = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).reshape(rgb.height, rgb.width, 3).permute(2, 0, 1)
+        else:
+            tensor = decode_image(Path(image), 3)
+        return to_pil(self(tensor.float() / 255))
+
+
+def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Model:
+    """Load a run directory (its ``latest`` or ``best`` checkpoint) or a checkpoint directory."""
+    checkpoint = ckpt.find_checkpoint(path, which)
+    ckpt.read_state(checkpoint)
+    run_dir = ckpt.run_dir_of(checkpoint)
+    recipe_path = run_dir / "recipe.toml"
+    if not recipe_path.is_file():
+        raise CheckpointError(f"{run_dir}: no recipe.toml beside the checkpoints; cannot rebuild the network")
+    recipe = load_recipe(recipe_path)
+    reg = registry()
+    task = reg.build("tasks", recipe["task"]["name"], **component_options(recipe["task"], "task"))
+    gen_cfg = recipe["generator"]
+    generator = reg.build("generators", gen_cfg["name"], task.in_channels, task.out_channels, **component_options(gen_cfg, "generator"))
+    generator = task.wrap_generator(generator)
+    weights = checkpoint / "generator_ema.safetensors"
+    if not weights.is_file():
+        weights = checkpoint / "generator.safetensors"
+    tensors = ckpt.read_tensors(weights)
+    try:
+        generator.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights}: does not match the network in {recipe_path} ({str(exc).splitlines()[0]})") from None
+    dev = resolve_device(device)
+    generator.to(dev).eval()
+    return Model(task, generator, recipe, checkpoint, dev)

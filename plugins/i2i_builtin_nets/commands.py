@@ -1,0 +1,79 @@
+"""``i2i import-weights``: turn a reference ``latest_net_G.pth`` into an i2i run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+import i2i
+
+
+def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, task_options: dict | None = None) -> Path:
+    """Convert a reference pix2pix/CycleGAN generator checkpoint into a run directory.
+
+    The run works with ``i2i translate``, ``i2i eval`` and ``i2i.load``. The task must match the
+    checkpoint's channels (e.g. ``gray2color``: 1 -> 2, the reference's colorization model;
+    ``denoise``: 3 -> 3, whose net then outputs the clean image, so ``residual = false``).
+    The file is read with ``torch.load(weights_only=True)``: no code in it is executed.
+    """
+    import pickle
+
+    import torch
+
+    from .reference import convert_reference_state_dict, detect_reference_architecture
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise i2i.UserError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise i2i.UserError(f"{path}: not a readable PyTorch state dict ({reason[:200]})") from None
+    try:
+        name, options = detect_reference_architecture(state)
+    except i2i.UserError as exc:
+        raise i2i.UserError(f"{path}: {exc}") from None
+    options = dict(options)
+    in_ch, out_ch = options.pop("in_channels"), options.pop("out_channels")
+    task_table = {"name": task, **(task_options or {})}
+    if task == "denoise":
+        task_table.setdefault("residual", False)  # the reference nets output the clean image
+        task_table.setdefault("channels", in_ch)
+    built = i2i.registry().build("tasks", task, **{k: v for k, v in task_table.items() if k != "name"})
+    if (built.in_channels, built.out_channels) != (in_ch, out_ch):
+        raise i2i.UserError(
+            f"{path}: the generator maps {in_ch} -> {out_ch} channels but task '{task}' needs "
+            f"{built.in_channels} -> {built.out_channels}; choose the matching --task"
+        )
+    weights = convert_reference_state_dict(state, name, options)
+    recipe = i2i.load_recipe({"task": task_table, "generator": {"name": name, **options}, "losses": {"l1": {}}})
+    return i2i.create_run_from_weights(recipe, weights, out, note=f"imported from {path}")
+
+
+@click.command("import-weights")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--task", required=True, help="The task the model was trained for: gray2color, denoise, color2gray, ...")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create (never overwritten).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Task options, e.g. --set sigma=50.")
+def import_weights(checkpoint: str, task: str, out: str, overrides: tuple[str, ...]) -> None:
+    """Bring a generator trained with the reference pix2pix/CycleGAN code into i2i.
+
+    Reads CHECKPOINT (the reference's latest_net_G.pth, a plain state dict), detects the
+    architecture (U-Net depth/width/norm, ResNet blocks), and writes a run directory that
+    i2i translate, i2i eval and i2i.load accept.
+
+    \b
+    Example:
+      i2i import-weights checkpoints/color_pix2pix/latest_net_G.pth --task gray2color --out runs/imported
+      i2i translate runs/imported old_photos/ --out coloured/
+    """
+    from i2i.recipe import parse_override
+
+    options = {}
+    for text in overrides:
+        key, value = parse_override(text)
+        options[".".join(key)] = value
+    run_dir = import_reference_run(checkpoint, task, out, options)
+    click.echo(f"i2i: imported {checkpoint} into {run_dir}")

@@ -1,0 +1,425 @@
+"""The data pipeline: decoding every kind of file, finding and splitting sources, batches, resume."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from i2i.data import ImageData, decode_image, find_images, load_images_for_inference, to_pil
+from i2i.data.decode import UnreadableImageError, probe_size
+from i2i.data.sources import scan_folder, split_files
+from i2i.errors import UserError
+from i2i.recipe import SCHEMA
+
+CPU = torch.device("cpu")
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def data_cfg(source: Path | str, **overrides) -> dict:
+    """A resolved [data] table with test-friendly values."""
+    cfg = {key: field.default for key, field in SCHEMA["data"].items()}
+    cfg.update(source=str(source), size=16, workers=0, val_fraction=0.0)
+    cfg.update(overrides)
+    return cfg
+
+
+def noise_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def make_folder(folder: Path, count: int = 4, size: tuple[int, int] = (24, 20), fmt: str = "png") -> Path:
+    """``count`` random RGB images of ``size`` = (width, height)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    for i in range(count):
+        Image.fromarray(noise_rgb(height, width, seed=i)).save(folder / f"img_{i:02d}.{fmt}")
+    return folder
+
+
+def write_png16(path: Path, array: np.ndarray) -> None:
+    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA), which Pillow cannot write for colour."""
+    height, width, channels = array.shape
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+# -- decoding -----------------------------------------------------------------------------------------
+def test_grey_is_replicated_for_three_channels(tmp_path):
+    grey = np.arange(16 * 20, dtype=np.uint8).reshape(16, 20)
+    Image.fromarray(grey, mode="L").save(tmp_path / "g.png")
+    rgb = decode_image(tmp_path / "g.png", 3)
+    assert rgb.dtype == torch.uint8 and rgb.shape == (3, 16, 20)
+    assert torch.equal(rgb[0], torch.from_numpy(grey)) and torch.equal(rgb[0], rgb[2])
+    assert torch.equal(decode_image(tmp_path / "g.png", 1)[0], torch.from_numpy(grey))
+
+
+def test_colour_to_one_channel_is_bt601_luminance(tmp_path):
+    pixels = noise_rgb(16, 16)
+    Image.fromarray(pixels).save(tmp_path / "c.png")
+    grey = decode_image(tmp_path / "c.png", 1)
+    assert grey.shape == (1, 16, 16)
+    from kornia.color import rgb_to_grayscale
+
+    expected = rgb_to_grayscale(torch.from_numpy(pixels).permute(2, 0, 1).float()[None] / 255)[0] * 255
+    assert (grey.float() - expected).abs().max() <= 0.5 + 1e-3
+
+
+def test_alpha_is_composited_onto_white(tmp_path):
+    la = np.zeros((16, 16, 2), np.uint8)
+    la[..., 1] = 0  # fully transparent black -> white
+    la[:8, :, 1] = 255  # opaque black stays black
+    Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    out = decode_image(tmp_path / "la.png", 1)[0]
+    assert out[:8].max() == 0 and out[8:].min() == 255
+
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 0] = 255  # red
+    rgba[..., 3] = 128  # half transparent -> pink
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.png")
+    out = decode_image(tmp_path / "rgba.png", 3)
+    assert out[:, 0, 0].tolist() == [255, 127, 127]
+
+
+def test_palette_with_transparency(tmp_path):
+    image = Image.new("P", (16, 16), 0)
+    image.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)  # index 0 black, index 1 blue
+    image.paste(1, (0, 0, 8, 16))
+    image.info["transparency"] = 0
+    image.save(tmp_path / "p.png", transparency=0)
+    assert Image.open(tmp_path / "p.png").mode == "P"
+    out = decode_image(tmp_path / "p.png", 3)
+    assert out[:, 0, 0].tolist() == [0, 0, 255]  # opaque blue
+    assert out[:, 0, 15].tolist() == [255, 255, 255]  # transparent -> white
+
+
+def test_16_bit_grey_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257, 32768, 65535]] * 16, dtype=np.uint16).repeat(4, axis=1)
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    Image.fromarray(values).save(tmp_path / "g16.tif")
+    for name in ("g16.png", "g16.tif"):
+        assert Image.open(tmp_path / name).mode.startswith("I;16")
+        out = decode_image(tmp_path / name, 1)[0, 0]
+        assert out[::4].tolist() == [0, 1, 128, 255], name
+        assert decode_image(tmp_path / name, 3).shape == (3, 16, 16)
+
+
+def test_16_bit_colour_png(tmp_path):
+    rgb = np.zeros((16, 16, 3), np.uint16)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 65535, 32768, 971  # 971 / 257 = 3.78
+    write_png16(tmp_path / "rgb16.png", rgb)
+    assert decode_image(tmp_path / "rgb16.png", 3)[:, 5, 5].tolist() == [255, 128, 4]
+
+    rgba = np.zeros((16, 16, 4), np.uint16)
+    rgba[..., 3] = 32896  # about half transparent black -> mid grey
+    write_png16(tmp_path / "rgba16.png", rgba)
+    assert decode_image(tmp_path / "rgba16.png", 3)[:, 0, 0].tolist() == [127, 127, 127]
+
+
+def test_32_bit_int_and_float_images(tmp_path):
+    Image.fromarray(np.full((16, 16), 0.5, np.float32)).save(tmp_path / "f.tif")
+    Image.fromarray(np.full((16, 16), 200.0, np.float32)).save(tmp_path / "f255.tif")
+    ints = np.full((16, 16), 65535, np.int32)
+    ints[0, 0] = 0
+    Image.fromarray(ints).save(tmp_path / "i.tif")
+    assert Image.open(tmp_path / "f.tif").mode == "F" and Image.open(tmp_path / "i.tif").mode == "I"
+    assert decode_image(tmp_path / "f.tif", 1).unique().tolist() == [128]
+    assert decode_image(tmp_path / "f255.tif", 1).unique().tolist() == [200]
+    assert decode_image(tmp_path / "i.tif", 1).unique().tolist() == [0, 255]
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    assert Image.open(tmp_path / "cmyk.jpg").mode == "CMYK"
+    red = decode_image(tmp_path / "cmyk.jpg", 3)[:, 8, 8].tolist()
+    assert red[0] > 240 and red[1] < 15 and red[2] < 15
+
+
+@pytest.mark.parametrize("name", ["a.bmp", "a.webp", "a.TIFF", "a.tif", "a.JPG", "a.jpeg", "a.PNG"])
+def test_formats(tmp_path, name):
+    pixels = np.full((20, 24, 3), (200, 100, 50), np.uint8)
+    options = {"lossless": True} if name.endswith("webp") else {}
+    Image.fromarray(pixels).save(tmp_path / name, **options)
+    out = decode_image(tmp_path / name, 3)
+    assert out.shape == (3, 20, 24)
+    assert (out[:, 10, 10].int() - torch.tensor([200, 100, 50])).abs().max() <= 3
+    assert find_images(tmp_path) == [tmp_path / name]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation(tmp_path, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(noise_rgb(16, 24)).save(tmp_path / "o.jpg", exif=exif, quality=95)
+    out = decode_image(tmp_path / "o.jpg", 3)
+    with Image.open(tmp_path / "o.jpg") as image:
+        upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    assert out.shape == ((3, 24, 16) if orientation >= 5 else (3, 16, 24))
+    assert torch.equal(out, torch.from_numpy(upright.copy()).permute(2, 0, 1))
+    assert probe_size(tmp_path / "o.jpg") == tuple(out.shape[1:])
+
+
+def test_corrupt_file_raises_user_error(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    good = tmp_path / "good.png"
+    Image.fromarray(noise_rgb(16, 16)).save(good)
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:60])  # header fine, data truncated
+    for name in ("bad.png", "cut.png"):
+        with pytest.raises(UnreadableImageError, match=name) as info:
+            decode_image(tmp_path / name, 3)
+        assert isinstance(info.value, UserError) and "\n" not in str(info.value)
+
+
+def test_to_pil_round_trip(tmp_path):
+    image = torch.rand(3, 8, 10)
+    pil = to_pil(image)
+    assert pil.mode == "RGB" and pil.size == (10, 8)
+    assert to_pil(image[:1]).mode == "L"
+
+
+# -- sources ------------------------------------------------------------------------------------------
+def test_nested_folders_sorted_hidden_skipped(tmp_path):
+    make_folder(tmp_path / "b", 1)
+    make_folder(tmp_path / "a" / "deep", 1)
+    make_folder(tmp_path / ".hidden", 1)
+    Image.fromarray(noise_rgb(20, 20)).save(tmp_path / ".secret.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = find_images(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/deep/img_00.png", "b/img_00.png"]
+    files, unreadable = scan_folder(str(tmp_path), "data.source")
+    assert [f.name for f in files] == ["a/deep/img_00.png", "b/img_00.png"] and unreadable == []
+
+
+def test_corrupt_files_skipped_with_one_warning(tmp_path, capsys):
+    make_folder(tmp_path, 3)
+    for i in range(5):
+        (tmp_path / f"zz_bad_{i}.jpg").write_bytes(b"garbage")
+    data = ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0)
+    assert len(data.train_files) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "skipped 5 unreadable file(s)" in err[0] and "zz_bad_0.jpg" in err[0] and "and 2 more" in err[0]
+
+
+def test_truncated_file_found_when_caching_is_reported_in_the_same_line(tmp_path, capsys):
+    make_folder(tmp_path, 3)
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "img_00.png").read_bytes()[:80])
+    data = ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0)
+    assert data.cached and len(data.train_files) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "skipped 2" in err[0]
+
+
+def test_empty_and_missing_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r'data.source = ".*empty": no images'):
+        ImageData(data_cfg(tmp_path / "empty"), channels=3, device=CPU, seed=0)
+    with pytest.raises(UserError, match=r'data.source = ".*nowhere": no such folder'):
+        ImageData(data_cfg(tmp_path / "nowhere"), channels=3, device=CPU, seed=0)
+    (tmp_path / "only_bad").mkdir()
+    (tmp_path / "only_bad" / "x.png").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="none of its 1 image files can be read"):
+        ImageData(data_cfg(tmp_path / "only_bad"), channels=3, device=CPU, seed=0)
+    make_folder(tmp_path / "src", 2)
+    with pytest.raises(UserError, match=r'data.val_source = ".*nothing": no such folder'):
+        ImageData(data_cfg(tmp_path / "src", val_source=str(tmp_path / "nothing")), channels=3, device=CPU, seed=0)
+
+
+def test_too_small_image_is_named(tmp_path):
+    make_folder(tmp_path, 2, size=(64, 64))
+    Image.fromarray(noise_rgb(30, 40)).save(tmp_path / "small.png")
+    with pytest.raises(UserError) as info:
+        ImageData(data_cfg(tmp_path, size=32), channels=3, device=CPU, seed=0)
+    assert str(info.value) == (
+        f"{tmp_path / 'small.png'}: 40x30 px is smaller than data.size = 32; "
+        "use larger images, a smaller data.size, or data.upscale_small = true"
+    )
+
+
+@pytest.mark.parametrize("cache_gb", [4.0, 0.0])
+def test_upscale_small(tmp_path, cache_gb):
+    Image.fromarray(noise_rgb(12, 20)).save(tmp_path / "small.png")
+    data = ImageData(data_cfg(tmp_path, size=24, upscale_small=True, cache_gb=cache_gb), channels=3, device=CPU, seed=0)
+    assert data.cached == (cache_gb > 0)
+    assert data.next_batch(3).shape == (3, 3, 24, 24)
+    if data.cached:
+        assert data._images[0].shape == (3, 24, 40)  # shorter side to data.size, aspect kept
+
+
+def test_split_is_deterministic_by_file(tmp_path):
+    make_folder(tmp_path, 10, size=(16, 16))
+    files, _ = scan_folder(str(tmp_path), "data.source")
+    train, val = split_files(files, 0.3, seed=1)
+    assert len(val) == 3 and len(train) == 7 and not {f.path for f in train} & {f.path for f in val}
+    assert split_files(files, 0.3, seed=1) == (train, val)
+    splits = {tuple(f.name for f in split_files(files, 0.3, seed=s)[1]) for s in range(6)}
+    assert len(splits) > 1
+    assert split_files(files, 0.01, seed=0)[1] != []  # at least one validation image
+    assert split_files(files, 0.0, seed=0)[1] == []
+    assert split_files(files[:1], 0.5, seed=0) == (files[:1], [])  # never all of them
+    assert len(split_files(files[:2], 0.9, seed=0)[0]) == 1
+
+    a = ImageData(data_cfg(tmp_path, val_fraction=0.3), channels=3, device=CPU, seed=4)
+    b = ImageData(data_cfg(tmp_path, val_fraction=0.3), channels=3, device=CPU, seed=4)
+    assert a.val_files == b.val_files and a.train_files == b.train_files and len(a.val_files) == 3
+
+
+def test_val_source_and_no_validation(tmp_path):
+    make_folder(tmp_path / "train", 3)
+    make_folder(tmp_path / "val", 2, size=(10, 12))  # validation images may be smaller than data.size
+    data = ImageData(data_cfg(tmp_path / "train", val_source=str(tmp_path / "val"), val_fraction=0.5),
+                     channels=3, device=CPU, seed=0)
+    assert len(data.train_files) == 3 and [p.parent.name for p in data.val_files] == ["val", "val"]
+    none = ImageData(data_cfg(tmp_path / "train"), channels=3, device=CPU, seed=0)
+    assert none.val_files == [] and list(none.val_batches(16, 4)) == []
+
+
+def test_sample_source_has_six_photos():
+    files, unreadable = scan_folder("sample", "data.source")
+    assert len(files) == 6 and unreadable == []
+    assert all(min(f.height, f.width) >= 256 for f in files)
+
+
+def test_distributed_shards(tmp_path):
+    make_folder(tmp_path, 5, size=(16, 16))
+    shards = [ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0, rank=r, world_size=2) for r in range(2)]
+    assert [len(s.train_files) for s in shards] == [3, 2]
+    assert not set(shards[0].train_files) & set(shards[1].train_files)
+    with pytest.raises(UserError, match="cannot feed 8 processes"):
+        ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0, rank=6, world_size=8)
+
+
+def test_load_images_for_inference(tmp_path, capsys):
+    make_folder(tmp_path / "in" / "sub", 2)
+    (tmp_path / "in" / "broken.png").write_bytes(b"garbage")
+    Image.fromarray(noise_rgb(16, 16)).convert("L").save(tmp_path / "single.png")
+    images = load_images_for_inference([tmp_path / "in", tmp_path / "single.png"])
+    assert [p.name for p, _ in images] == ["img_00.png", "img_01.png", "single.png"]
+    assert all(t.dtype == torch.uint8 and t.shape[0] == 3 for _, t in images)
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(UserError, match="no such file or folder"):
+        load_images_for_inference([tmp_path / "missing"])
+
+
+# -- training batches -------------------------------------------------------------------------------
+def test_next_batch_shape_range_dtype_device(tmp_path):
+    make_folder(tmp_path, 3)
+    for channels in (1, 3):
+        data = ImageData(data_cfg(tmp_path, rotate=True), channels=channels, device=CPU, seed=0)
+        batch = data.next_batch(5)  # more samples than files: crosses epochs
+        assert batch.shape == (5, channels, 16, 16) and batch.dtype == torch.float32 and batch.device == CPU
+        assert 0 <= batch.min() and batch.max() <= 1
+
+
+def batches(data: ImageData, sizes: list[int]) -> list[torch.Tensor]:
+    return [data.next_batch(n) for n in sizes]
+
+
+def test_same_seed_same_batches_and_cached_equals_streaming(tmp_path):
+    make_folder(tmp_path, 3)
+    cfg = data_cfg(tmp_path, rotate=True)
+    first = batches(ImageData(cfg, channels=3, device=CPU, seed=3), [2, 2, 4])
+    again = batches(ImageData(cfg, channels=3, device=CPU, seed=3), [2, 2, 4])
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    other = batches(ImageData(cfg, channels=3, device=CPU, seed=4), [2, 2, 4])
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+    streamed = ImageData({**cfg, "cache_gb": 0.0}, channels=3, device=CPU, seed=3)
+    assert not streamed.cached
+    assert all(torch.equal(a, b) for a, b in zip(first, batches(streamed, [2, 2, 4])))
+    # the batch size does not change which samples come next
+    regrouped = batches(ImageData(cfg, channels=3, device=CPU, seed=3), [4, 4])
+    assert torch.equal(torch.cat(first), torch.cat(regrouped))
+
+
+@pytest.mark.parametrize("cache_gb,workers", [(4.0, 0), (0.0, 0), (0.0, 1)])
+def test_resume_continues_the_same_sequence(tmp_path, cache_gb, workers):
+    make_folder(tmp_path, 4)
+    cfg = data_cfg(tmp_path, cache_gb=cache_gb, workers=workers, rotate=True)
+    reference = ImageData(cfg, channels=3, device=CPU, seed=7)
+    batches(reference, [3, 3])
+    state = json.loads(json.dumps(reference.state_dict()))  # plain, JSON-safe values
+    expected = batches(reference, [3, 3])
+
+    resumed = ImageData(cfg, channels=3, device=CPU, seed=7)
+    resumed.next_batch(3)  # a different position, overwritten by the state
+    resumed.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(expected, batches(resumed, [3, 3])))
+    reference.close()
+    resumed.close()
+
+
+def test_resume_warns_when_the_files_changed(tmp_path, capsys):
+    make_folder(tmp_path, 3)
+    data = ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0)
+    data.load_state_dict({"samples": 5, "train_files": 4})
+    assert "4 training images, now there are 3" in capsys.readouterr().err
+
+
+def test_flips_and_rotations_are_per_sample(tmp_path):
+    Image.fromarray(noise_rgb(16, 16)).save(tmp_path / "one.png")
+    original = decode_image(tmp_path / "one.png", 3).float() / 255
+    variants = [torch.rot90(v, k, dims=(-2, -1)) for v in (original, original.flip(-1)) for k in range(4)]
+
+    plain = ImageData(data_cfg(tmp_path, flip=False), channels=3, device=CPU, seed=0).next_batch(8)
+    assert all(torch.equal(x, original) for x in plain)
+
+    batch = ImageData(data_cfg(tmp_path, rotate=True), channels=3, device=CPU, seed=0).next_batch(32)
+    seen = {next(i for i, v in enumerate(variants) if torch.equal(x, v)) for x in batch}
+    assert len(seen) >= 6  # all 8 flip/rotation combinations occur, chosen per sample
+
+
+def test_preview_batch_does_not_advance(tmp_path):
+    make_folder(tmp_path, 3)
+    data = ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0)
+    preview = data.preview_batch(2)
+    assert torch.equal(preview, data.next_batch(2))
+    assert data.state_dict()["samples"] == 2
+
+
+# -- validation batches ------------------------------------------------------------------------------
+def test_val_batches_group_equal_sizes_and_crop(tmp_path):
+    val = tmp_path / "val"
+    val.mkdir()
+    for name, (w, h) in {"a": (20, 20), "b": (20, 20), "c": (30, 20), "d": (20, 20), "e": (20, 20), "f": (20, 20)}.items():
+        Image.fromarray(noise_rgb(h, w)).save(val / f"{name}.png")
+    make_folder(tmp_path / "train", 2)
+    data = ImageData(data_cfg(tmp_path / "train", val_source=str(val)), channels=3, device=CPU, seed=0)
+
+    whole = list(data.val_batches(0, 2))
+    assert [names for _, names in whole] == [["a.png", "b.png"], ["c.png"], ["d.png", "e.png"], ["f.png"]]
+    assert whole[1][0].shape == (1, 3, 20, 30) and whole[0][0].dtype == torch.float32
+
+    cropped = list(data.val_batches(16, 4))
+    assert [len(names) for _, names in cropped] == [4, 2]
+    assert all(x.shape[-2:] == (16, 16) for x, _ in cropped)
+    full = decode_image(val / "c.png", 3).float() / 255
+    assert torch.equal(cropped[0][0][2], full[:, 2:18, 7:23])  # centre crop
+
+    large = list(data.val_batches(25, 8))  # crop larger than a side: min(crop, side)
+    assert [x.shape[-2:] for x, _ in large] == [(20, 20), (20, 25), (20, 20)]
+    assert [n for _, n in data.val_batches(16, 8, max_images=3)] == [["a.png", "b.png", "c.png"]]
+    again = list(data.val_batches(16, 4))  # deterministic (and served from the cache)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(cropped, again))
+
+
+def test_for_evaluation(tmp_path):
+    make_folder(tmp_path, 3, size=(12, 10))
+    data = ImageData.for_evaluation(tmp_path, channels=1, device=CPU)
+    assert data.train_files == [] and len(data.val_files) == 3
+    (batch, names), = list(data.val_batches(0, 4))
+    assert batch.shape == (3, 1, 10, 12) and names == ["img_00.png", "img_01.png", "img_02.png"]
+    with pytest.raises(UserError, match="--data"):
+        ImageData.for_evaluation(tmp_path / "missing", channels=3, device=CPU)

@@ -1,0 +1,310 @@
+"""The training engine: bit-exact resume, interrupts, non-finite losses, run directories, logs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import types
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import i2i
+from i2i.engine.checkpoint import find_checkpoint
+from i2i.engine.optim import lr_factor
+from i2i.errors import CheckpointError, TrainingStopped, UserError
+from helpers import TINY_GAN, make_photos, tiny_recipe
+from plugin_env import ROOT, run_i2i
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+def checkpoint_tensors(run_dir):
+    ckpt = find_checkpoint(run_dir)
+    return {f.name: load_file(f) for f in sorted(ckpt.glob("*.safetensors"))}
+
+
+def assert_identical(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].keys() == b[name].keys(), name
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), f"{name}:{key} differs"
+
+
+def test_resume_is_bit_exact(photos, tmp_path):
+    straight = i2i.train(tiny_recipe(photos, tmp_path / "straight"), quiet=True)
+    assert straight.step == 8
+    half = i2i.train(tiny_recipe(photos, tmp_path / "half", train={"steps": 4}), quiet=True)
+    assert half.step == 4
+    resumed = i2i.train(None, resume=half.run_dir, overrides=["train.steps=8"], quiet=True)
+    assert resumed.step == 8 and resumed.run_dir == half.run_dir
+    assert_identical(checkpoint_tensors(straight.run_dir), checkpoint_tensors(half.run_dir))
+    assert resumed.metrics == pytest.approx(straight.metrics)
+    # the saved recipe now says 8 steps, so a plain resume has nothing left to do
+    with pytest.raises(UserError, match="already trained to step 8"):
+        i2i.train(None, resume=half.run_dir, quiet=True)
+
+
+class StopAt(i2i.Callback):
+    def __init__(self, step):
+        self.stop_step = step
+        self.events = []
+
+    def on_run_start(self, trainer):
+        self.events.append("start")
+
+    def on_log(self, trainer, step, values):
+        self.events.append(("log", step))
+        if step == self.stop_step:
+            trainer.request_stop()
+
+    def on_checkpoint(self, trainer, step, path):
+        self.events.append(("checkpoint", step))
+
+    def on_run_end(self, trainer, status, metrics):
+        self.events.append(("end", status))
+
+
+def test_stop_request_checkpoints_and_resume_matches_straight_run(photos, tmp_path):
+    straight = i2i.train(tiny_recipe(photos, tmp_path / "straight"), quiet=True)
+    stopper = StopAt(4)
+    with pytest.raises(TrainingStopped, match=r"stopped at step 4/8; checkpoint saved\. Resume with: i2i run --resume"):
+        i2i.train(tiny_recipe(photos, tmp_path / "stopped"), callbacks=[stopper], quiet=True)
+    assert stopper.events[0] == "start" and ("checkpoint", 4) in stopper.events and stopper.events[-1] == ("end", "interrupted")
+    i2i.train(None, resume=tmp_path / "stopped", quiet=True)
+    assert_identical(checkpoint_tensors(straight.run_dir), checkpoint_tensors(tmp_path / "stopped"))
+
+
+def test_sigint_finishes_the_step_saves_and_exits_nonzero(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 100000}, output={"progress": "plain", "log_every": 1})
+    path = tmp_path / "r.toml"
+    from i2i.recipe import dumps_toml
+
+    path.write_text(dumps_toml(recipe))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("I2I_")}
+    proc = subprocess.Popen([sys.executable, "-m", "i2i", "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:  # wait until training steps are being logged
+        if line.startswith("step 2/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "SIGINT received" in err
+    assert f"Resume with: i2i run --resume {tmp_path / 'run'}" in err
+    assert "Traceback" not in err
+    state = json.loads((find_checkpoint(tmp_path / "run") / "state.json").read_text())
+    assert state["step"] >= 2
+
+
+class NaNAfter(i2i.ReconstructionLoss):
+    """Returns NaN from a given step on (counted by calls)."""
+
+    def __init__(self, at: int = 3):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, fake, target):
+        self.calls += 1
+        value = (fake - target).abs().mean()
+        return value * float("nan") if self.calls >= self.at else value
+
+
+class NaNPlugin:
+    @i2i.hookimpl
+    def register_losses(self, register):
+        register("nan_after", NaNAfter)
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(photos, tmp_path):
+    i2i.register_plugin(NaNPlugin(), "nanplugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", losses={"bad": {"name": "nan_after", "at": 5}},
+                         output={"checkpoint_every": 2, "log_every": 4})
+    with pytest.raises(TrainingStopped) as info:
+        i2i.train(recipe, quiet=True)
+    message = str(info.value)
+    assert "loss 'bad' (generator step) became NaN or infinite at step 5" in message
+    good = find_checkpoint(tmp_path / "run")
+    assert good.name == "step_0000004"
+    weights = load_file(good / "generator.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+def test_nonfinite_skip_mode_skips_the_step(photos, tmp_path):
+    i2i.register_plugin(NaNPlugin(), "nanplugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", losses={"bad": {"name": "nan_after", "at": 5}},
+                         train={"on_nonfinite": "skip", "steps": 6})
+    run = i2i.train(recipe, quiet=True)
+    assert run.status == "finished"
+    assert all(torch.isfinite(p).all() for p in run.generator.parameters())
+
+
+def test_run_directory_is_never_overwritten(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 2}, discriminator=None, losses={"gan": None})
+    recipe["losses"] = {"l1": {}}
+    first = i2i.train(recipe, quiet=True)
+    before = {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()}
+    second = i2i.train(recipe, quiet=True)
+    assert first.run_dir == tmp_path / "run" and second.run_dir == tmp_path / "run-2"
+    assert {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_run_directory_contents(photos, tmp_path):
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 4}, output={"tensorboard": True}), quiet=True)
+    d = run.run_dir
+    saved = i2i.load_recipe(d / "recipe.toml")
+    assert saved["train"]["steps"] == 4 and saved["output"]["dir"] == str(d)
+    info = json.loads((d / "run.json").read_text())
+    assert info["plugins"]["nets"]["distribution"] == "i2i" and info["torch_version"] == torch.__version__
+    records = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["type"] == "train"]
+    assert [r["step"] for r in train] == [2, 4]
+    for key in ("g_l1", "g_gan", "d_gan", "d_acc_real", "d_acc_fake", "grad_norm_g", "grad_norm_d", "diversity", "lr_g"):
+        assert key in train[0], key
+    evals = [r for r in records if r["type"] == "eval"]
+    assert evals and {"psnr", "ssim"} <= set(evals[-1]["metrics"])
+    assert set(evals[-1]["baselines"]) == {"noisy input", "best gaussian blur"}
+    assert list((d / "samples").glob("step_*.png"))
+    assert list((d / "tensorboard").glob("events.*"))
+    ckpt = find_checkpoint(d)
+    assert {"generator.safetensors", "generator_ema.safetensors", "discriminator.safetensors", "optim_g.safetensors",
+            "optim_d.safetensors", "rng.safetensors", "state.json"} <= {p.name for p in ckpt.iterdir()}
+    assert (d / "checkpoints" / "BEST").read_text() == ckpt.name
+    assert not any(p.suffix in (".pt", ".pth", ".pkl") for p in d.rglob("*"))
+
+
+def test_old_checkpoints_are_pruned(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 6}, output={"checkpoint_every": 1, "keep": 2})
+    recipe["eval"]["every"] = 0
+    run = i2i.train(recipe, quiet=True)
+    names = sorted(p.name for p in (run.run_dir / "checkpoints").glob("step_*"))
+    best = (run.run_dir / "checkpoints" / "BEST").read_text()
+    assert "step_0000006" in names and best in names
+    assert len(names) <= 4
+
+
+def test_truncated_or_foreign_checkpoint_is_a_one_line_error(photos, tmp_path):
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}), quiet=True)
+    weights = find_checkpoint(run.run_dir) / "generator_ema.safetensors"  # what i2i.load reads
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="generator_ema.safetensors: not a readable safetensors file"):
+        i2i.load(run.run_dir)
+    result = run_i2i(["translate", str(run.run_dir), str(photos), "--out", str(tmp_path / "out")])
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "generator_ema.safetensors" in result.stderr
+    with pytest.raises(CheckpointError, match="not an i2i run directory"):
+        i2i.load(tmp_path)
+
+
+def test_generator_alone_without_discriminator(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", discriminator=None, train={"steps": 3})
+    recipe["losses"] = {"l1": {"weight": 1.0}}
+    run = i2i.train(recipe, quiet=True)
+    assert run.status == "finished"
+    assert not (find_checkpoint(run.run_dir) / "discriminator.safetensors").exists()
+
+
+def test_gan_losses_without_discriminator_is_an_error(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", discriminator=None)
+    with pytest.raises(i2i.RecipeError, match="losses.gan: needs a discriminator"):
+        i2i.train(recipe, quiet=True)
+
+
+def test_every_adversarial_loss_and_regulariser_trains(photos, tmp_path):
+    for i, losses in enumerate([
+        {"gan": {"name": "vanilla"}, "r1": {"weight": 1.0, "every": 2}},
+        {"gan": {"name": "hinge"}, "fm": {"name": "feature_matching", "weight": 1.0}},
+        {"gan": {"name": "wgan"}, "gp": {"weight": 10.0}},
+    ]):
+        recipe = tiny_recipe(photos, tmp_path / f"run{i}", train={"steps": 2, "d_steps": 2, "g_warmup_steps": 1})
+        recipe["losses"] = {"l1": {"weight": 1.0}, **losses}
+        run = i2i.train(recipe, quiet=True)
+        records = [json.loads(x) for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+        logged = {k for r in records if r["type"] == "train" for k in r}
+        for label in losses:
+            assert any(k.endswith(f"_{label}") for k in logged), (label, logged)
+
+
+def test_bf16_autocast_and_channels_last_paths_run_on_cpu(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 2, "precision": "bf16", "channels_last": True})
+    run = i2i.train(recipe, quiet=True)
+    assert run.status == "finished" and all(torch.isfinite(p).all() for p in run.generator.parameters())
+    with pytest.raises(UserError, match="fp16"):
+        i2i.train(tiny_recipe(photos, tmp_path / "fp16", train={"precision": "fp16"}), quiet=True)
+
+
+def test_channels_last_computes_the_same_as_contiguous():
+    net = i2i.registry().build("generators", "unet", 3, 3, depth=3, width=8).eval()
+    x = torch.rand(2, 3, 32, 32)
+    expected = net(x)
+    net = net.to(memory_format=torch.channels_last)
+    got = net(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_lr_schedules():
+    cfg = {"schedule": "linear", "decay_start": 0.5, "warmup_steps": 0}
+    assert [lr_factor(s, 10, cfg) for s in (0, 4, 5, 7, 9)] == [1.0, 1.0, 1.0, 0.6, pytest.approx(0.2)]
+    cosine = {"schedule": "cosine", "decay_start": 0.5, "warmup_steps": 2}
+    assert lr_factor(0, 10, cosine) == 0.5 and lr_factor(1, 10, cosine) == 1.0
+    assert lr_factor(2, 10, cosine) == 1.0 and lr_factor(10, 10, cosine) == pytest.approx(0.0)
+    assert lr_factor(6, 10, cosine) == pytest.approx(0.5)
+    assert lr_factor(5, 10, {"schedule": "constant", "warmup_steps": 0}) == 1.0
+
+
+# -- unconditional synthesis: latent vector in, image out, through plugins only --------------
+class LatentTask(i2i.Task):
+    """Unconditional synthesis from a latent vector."""
+
+    input_is_image = False
+    in_channels = 8
+    out_channels = 3
+    metrics = ()
+
+    def make_pair(self, clean, generator=None):
+        z = torch.randn(clean.shape[0], self.in_channels, generator=generator, device=clean.device)
+        return z, clean * 2 - 1
+
+    def sample_input(self, batch_size, device, generator=None):
+        return torch.randn(batch_size, self.in_channels, generator=generator, device=device)
+
+
+def mlp_generator(in_channels: int, out_channels: int, *, size: int = 16):
+    return torch.nn.Sequential(torch.nn.Linear(in_channels, out_channels * size * size), torch.nn.Tanh(),
+                               torch.nn.Unflatten(1, (out_channels, size, size)))
+
+
+def mlp_discriminator(in_channels: int, *, size: int = 16):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_channels * size * size, 1))
+
+
+class MNISTStyle:
+    @i2i.hookimpl
+    def register_tasks(self, register):
+        register("latent", LatentTask)
+
+    @i2i.hookimpl
+    def register_generators(self, register):
+        register("mlp", mlp_generator)
+
+    @i2i.hookimpl
+    def register_discriminators(self, register):
+        register("mlp_d", mlp_discriminator)
+
+
+def test_unconditional_gan_fits_without_engine_changes(photos, tmp_path):
+    i2i.register_plugin(MNISTStyle(), "mnist_style")
+    recipe = {
+        "task": {"name": "latent"}, "data": {"source": str(photos), "size": 16},
+        "generator": {"name": "mlp"}, "discriminator": {"name": "mlp_d"},
+        "losses": {"gan": {"name": "vanilla"}}, "train": {"steps": 3, "batch_size": 4, "device": "cpu"}, "eval": {"crop": 16},
+        "output": {"dir": str(tmp_path / "run"), "log_every": 1, "tensorboard": False},
+    }
+    run = i2i.train(recipe, quiet=True)
+    assert run.status == "finished"
+    assert run.generator(torch.randn(2, 8)).shape == (2, 3, 16, 16)

@@ -1,0 +1,183 @@
+"""Plugin discovery through entry points, failure isolation, and the registry's name rules."""
+
+import json
+import re
+import types
+
+import pytest
+
+import i2i
+from i2i import hookspecs
+from i2i.errors import UnknownComponentError, UserError
+from i2i.plugins import PluginHost
+from plugin_env import ROOT, doc_files, make_distribution, run_i2i
+
+GOOD = '''
+import i2i
+from torch import nn
+
+def blur_net(in_channels: int, out_channels: int, *, width: int = 4) -> nn.Module:
+    """A one-layer net from a third-party plugin."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+@i2i.hookimpl
+def register_generators(register):
+    register("blurnet", blur_net)
+'''
+
+BROKEN_IMPORT = "import i2i\nimport no_such_module_anywhere\n"
+BROKEN_HOOK = '''
+import i2i
+@i2i.hookimpl
+def register_losses(register):
+    raise RuntimeError("boom in hook")
+'''
+MISNAMED_HOOK = '''
+import i2i
+@i2i.hookimpl
+def register_generator(register):   # missing the final "s"
+    pass
+'''
+
+
+@pytest.fixture
+def site(tmp_path):
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-good", "1.2.3", {"good": "i2i_good"}, {"i2i_good.py": GOOD})
+    make_distribution(site, "i2i-badimport", "0.1", {"badimport": "i2i_badimport"}, {"i2i_badimport.py": BROKEN_IMPORT})
+    make_distribution(site, "i2i-badhook", "0.1", {"badhook": "i2i_badhook"}, {"i2i_badhook.py": BROKEN_HOOK})
+    make_distribution(site, "i2i-misnamed", "0.1", {"misnamed": "i2i_misnamed"}, {"i2i_misnamed.py": MISNAMED_HOOK})
+    return site
+
+
+def test_entry_point_plugins_load_and_broken_ones_are_isolated(site):
+    result = run_i2i(["plugins", "--json"], site)
+    assert result.returncode == 0, result.stderr
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["good"]["status"] == "loaded"
+    assert plugins["good"]["version"] == "1.2.3"
+    assert plugins["good"]["distribution"] == "i2i-good"
+    assert plugins["good"]["components"] == {"generators": ["blurnet"]}
+    assert plugins["nets"]["builtin"] and plugins["nets"]["status"] == "loaded"
+    for name, error in [("badimport", "ModuleNotFoundError"), ("badhook", "boom in hook"), ("misnamed", "register_generator")]:
+        assert plugins[name]["status"] == "failed"
+        assert error in plugins[name]["error"]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("i2i: warning: plugin")]
+    assert len(warnings) == 3
+    assert "Traceback" not in result.stderr
+
+    listed = run_i2i(["list", "generators"], site)
+    assert listed.returncode == 0
+    assert re.search(r"^blurnet  \[good\]  A one-layer net from a third-party plugin\.", listed.stdout, re.M)
+    assert "width = 4  (an integer)" in listed.stdout
+
+
+def test_strict_mode_turns_plugin_failures_into_errors(site):
+    result = run_i2i(["list", "generators"], site, env={"I2I_STRICT_PLUGINS": "1"})
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "disabled" in result.stderr and "I2I_STRICT_PLUGINS" in result.stderr
+
+
+def test_load_plugins_switch_limits_third_party_plugins(site):
+    result = run_i2i(["plugins", "--json"], site, env={"I2I_LOAD_PLUGINS": "good"})
+    plugins = {p["name"]: p["status"] for p in json.loads(result.stdout)}
+    assert plugins["good"] == "loaded"
+    assert plugins["badimport"] == plugins["badhook"] == plugins["misnamed"] == "skipped"
+    assert plugins["nets"] == "loaded"  # built-ins always load
+    assert result.stderr == ""
+    none = run_i2i(["plugins", "--json"], site, env={"I2I_LOAD_PLUGINS": ""})
+    assert {p["name"]: p["status"] for p in json.loads(none.stdout)}["good"] == "skipped"
+
+
+def test_documented_example_plugin_works_end_to_end(tmp_path):
+    """The plugin in docs/plugins.md, copied verbatim, installs, lists, trains and passes its own test."""
+    files = doc_files(ROOT / "docs" / "plugins.md")
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-example", "0.3.0", {"example": "i2i_example"}, {"i2i_example/__init__.py": files["i2i_example/__init__.py"]})
+    assert 'example = "i2i_example"' in files["pyproject.toml"]
+    (tmp_path / "recipe.toml").write_text(files["recipe.toml"])
+
+    plugins = {p["name"]: p for p in json.loads(run_i2i(["plugins", "--json"], site).stdout)}
+    assert plugins["example"]["version"] == "0.3.0"
+    assert set(plugins["example"]["components"]) == {"generators", "tasks", "losses"}
+    assert "tiny  [example]" in run_i2i(["list", "generators", "tiny"], site).stdout
+
+    result = run_i2i(["run", "recipe.toml"], site, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "invert" / "checkpoints" / "LATEST").is_file()
+
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_i2i_example.py").write_text(files["tests/test_i2i_example.py"])
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    test = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert test.returncode == 0, test.stdout + test.stderr
+
+
+def test_every_hook_is_documented():
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    hooks = [name for name in dir(hookspecs) if name.startswith("register_")]
+    assert len(hooks) == 7
+    for name in hooks:
+        assert f"`{name}(" in text, name
+        assert getattr(hookspecs, name).__doc__.strip()
+
+
+def _plugin(name, kind, component, factory):
+    hook = f"register_{kind}"
+
+    def impl(register):
+        register(component, factory)
+
+    impl.__name__ = hook
+    return types.SimpleNamespace(**{hook: i2i.hookimpl(impl)})
+
+
+def test_same_name_from_two_plugins_needs_qualifying():
+    host = PluginHost()
+    host.add_plugin(_plugin("a", "metrics", "score", lambda: (lambda o, t: o.mean((1, 2, 3)))), "alpha")
+    host.add_plugin(_plugin("b", "metrics", "score", lambda: (lambda o, t: t.mean((1, 2, 3)))), "beta")
+    with pytest.raises(UserError) as info:
+        host.registry.get("metrics", "score")
+    assert "'alpha:score' and 'beta:score'" in str(info.value)
+    assert host.registry.get("metrics", "beta:score").plugin == "beta"
+
+
+def test_unknown_name_suggests_and_points_to_list():
+    with pytest.raises(UnknownComponentError) as info:
+        i2i.registry().get("generators", "unett")
+    assert str(info.value) == "unknown generator 'unett' (did you mean 'unet'?); see 'i2i list generators'"
+
+
+def test_hooks_may_take_fewer_arguments_and_registration_records_origin():
+    calls = []
+
+    class Old:
+        @i2i.hookimpl
+        def register_metrics(self):  # an old plugin that takes no arguments
+            calls.append(True)
+
+    info = i2i.register_plugin(Old(), "old")
+    assert info.status == "loaded" and calls == [True]
+    component = i2i.registry().get("generators", "unet")
+    assert component.plugin == "nets" and component.distribution == "i2i"
+
+
+def test_hook_exception_registers_nothing_from_that_plugin(capsys):
+    class HalfBroken:
+        @i2i.hookimpl
+        def register_generators(self, register):
+            register("half", lambda in_channels, out_channels: None)
+
+        @i2i.hookimpl
+        def register_losses(self, register):
+            raise ValueError("bad loss table")
+
+    info = i2i.register_plugin(HalfBroken(), "halfbroken")
+    assert info.status == "failed" and "bad loss table" in info.error
+    assert "half" not in i2i.registry().names("generators")
+    assert "plugin 'halfbroken'" in capsys.readouterr().err

@@ -1,0 +1,79 @@
+"""Every command and snippet the README shows runs as shown (training made short)."""
+
+import re
+import shlex
+import shutil
+
+import pytest
+
+from helpers import make_photos
+from plugin_env import ROOT, run_i2i
+
+README = (ROOT / "README.md").read_text()
+# Appended to every `i2i run` so the README's jobs finish in seconds; later --set wins.
+FAST = ["--set", "train.steps=2", "--set", "train.batch_size=2", "--set", "eval.max_images=1", "--set", "eval.crop=64"]
+
+
+def console_commands() -> list[str]:
+    blocks = re.findall(r"```console\n(.*?)```", README, re.S)
+    return [line[2:] for block in blocks for line in block.splitlines() if line.startswith("$ ")]
+
+
+def expected_outputs() -> dict[str, str]:
+    """Commands whose output the README shows right below them."""
+    out = {}
+    for block in re.findall(r"```console\n(.*?)```", README, re.S):
+        lines = block.strip().splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("$ ") and i + 1 < len(lines) and not lines[i + 1].startswith("$ "):
+                out[line[2:]] = lines[i + 1]
+    return out
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("readme")
+    shutil.copytree(ROOT / "recipes", work / "recipes")
+    make_photos(work / "my_photos", count=2, size=(70, 50))
+    return work
+
+
+def test_readme_shows_the_quick_start():
+    commands = console_commands()
+    assert commands[:3] == ['pip install -e ".[dev]"', "i2i run recipes/gray2color.toml", "pytest"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -e ".[dev]"' in ci and "\npytest\n" in ci
+
+
+def test_every_readme_command_runs(workdir):
+    expected = expected_outputs()
+    for command in console_commands():
+        args = shlex.split(command)
+        if args[0] in ("pip", "pytest"):
+            continue  # what CI itself runs (.ci/run)
+        assert args[0] == "i2i", command
+        args = args[1:]
+        if args[0] == "run":
+            args += FAST
+        result = run_i2i(args, cwd=workdir)
+        if command in expected:
+            assert result.returncode == 2, command
+            assert (result.stdout + result.stderr).strip() == expected[command]
+        else:
+            assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    assert len(list((workdir / "coloured").glob("*.png"))) == 2
+
+
+def test_every_readme_python_snippet_runs(workdir, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(workdir)
+    from PIL import Image
+
+    Image.new("RGB", (37, 29), (120, 80, 40)).save(workdir / "photo.jpg")
+    snippets = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert snippets
+    for snippet in snippets:
+        snippet = snippet.replace('"train.steps=20"', '"train.steps=2", "eval.max_images=1"')
+        namespace = {"images": torch.rand(2, 3, 24, 40)}
+        exec(compile(snippet, "README.md", "exec"), namespace)

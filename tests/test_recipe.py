@@ -1,0 +1,110 @@
+"""Recipe loading: the closed schema, overrides, component options and clear errors."""
+
+import pytest
+
+import i2i
+from i2i.errors import RecipeError, UnknownComponentError
+from i2i.recipe import dumps_toml, load_recipe, parse_override
+
+BASE = """
+[task]
+name = "gray2color"
+[data]
+size = 32
+[generator]
+name = "unet_small"
+[losses.l1]
+weight = 10.0
+[train]
+steps = 5
+"""
+
+
+def write(tmp_path, text, name="r.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path, text, overrides=()):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(write(tmp_path, text), overrides)
+    return str(info.value)
+
+
+def test_defaults_filled_and_loss_name_defaults_to_label(tmp_path):
+    recipe = load_recipe(write(tmp_path, BASE))
+    assert recipe["train"]["steps"] == 5
+    assert recipe["train"]["batch_size"] == 1
+    assert recipe["data"]["source"] == "sample"
+    assert recipe["losses"]["l1"]["name"] == "l1"
+    assert recipe["train"]["g"]["betas"] == [0.5, 0.999]
+    assert "discriminator" not in recipe
+    # component options are filled from what the component declares
+    assert recipe["generator"]["width"] == i2i.registry().get("generators", "unet_small").options["width"].default
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path):
+    message = error_of(tmp_path, BASE.replace("steps = 5", "stpes = 5"))
+    assert message == f"{tmp_path / 'r.toml'}: train.stpes: unknown key (did you mean 'steps'?)"
+
+
+def test_unknown_section(tmp_path):
+    assert "trian: unknown section (did you mean 'train'?)" in error_of(tmp_path, BASE + "[trian]\nsteps = 1\n")
+
+
+def test_wrong_type_and_range(tmp_path):
+    assert "train.steps = 'five': expected an integer" in error_of(tmp_path, BASE.replace("steps = 5", 'steps = "five"'))
+    assert "train.steps = 0: expected an integer >= 1" in error_of(tmp_path, BASE.replace("steps = 5", "steps = 0"))
+    assert "train.device = 'gpu'" in error_of(tmp_path, BASE + "", ["train.device='gpu'"])
+    assert "train.precision = 'fp8': expected 'auto' | 'fp32' | 'bf16' | 'fp16'" in error_of(tmp_path, BASE, ["train.precision=fp8"])
+
+
+def test_toml_syntax_error_names_line_and_column(tmp_path):
+    message = error_of(tmp_path, "[task]\nname = \n")
+    assert message.startswith(f"{tmp_path / 'r.toml'}: line 2, column")
+    assert "TOML syntax error" in message
+
+
+def test_missing_required_tables(tmp_path):
+    assert "generator.name: missing" in error_of(tmp_path, "[task]\nname = 'gray2color'\n")
+
+
+def test_unknown_component_suggests(tmp_path):
+    with pytest.raises(UnknownComponentError) as info:
+        load_recipe(write(tmp_path, BASE.replace('"unet_small"', '"unett"')))
+    assert "generator.name: unknown generator 'unett' (did you mean 'unet'?); see 'i2i list generators'" in str(info.value)
+
+
+def test_component_options_are_validated(tmp_path):
+    assert "generator.dpeth: unknown option (did you mean 'depth'?)" in error_of(tmp_path, BASE, ["generator.dpeth=3"])
+    assert "generator.norm = 'group': expected 'batch' | 'instance' | 'none'" in error_of(tmp_path, BASE, ["generator.norm=group"])
+    assert "losses.l1.weight = -1" in error_of(tmp_path, BASE, ["losses.l1.weight=-1"])
+
+
+def test_overrides_are_toml_literals_or_bare_words(tmp_path):
+    recipe = load_recipe(write(tmp_path, BASE), ["train.steps=7", "generator.name='unet_128'", "data.size=64", "task.space=rgb",
+                                                  "losses.gan.name=hinge", "discriminator.name=patchgan"])
+    assert recipe["train"]["steps"] == 7
+    assert recipe["generator"]["name"] == "unet_128"
+    assert recipe["task"]["space"] == "rgb"
+    assert recipe["losses"]["gan"]["name"] == "hinge"
+    assert recipe.has_discriminator
+    assert parse_override("train.g.betas=[0.9, 0.99]") == (["train", "g", "betas"], [0.9, 0.99])
+
+
+def test_bad_override_syntax(tmp_path):
+    assert "expected dotted.key=VALUE" in error_of(tmp_path, BASE, ["train.steps"])
+    assert "is not a TOML value" in error_of(tmp_path, BASE, ["output.dir=my runs"])
+
+
+def test_resolved_recipe_round_trips(tmp_path):
+    recipe = load_recipe(write(tmp_path, BASE), ["discriminator.name=patchgan", "losses.gan.name=vanilla"])
+    again = load_recipe(write(tmp_path, dumps_toml(dict(recipe)), "again.toml"))
+    assert dict(again) == dict(recipe)
+
+
+def test_api_accepts_a_dict():
+    recipe = i2i.load_recipe({"task": {"name": "denoise"}, "generator": {"name": "dncnn", "depth": 5}, "losses": {"l2": {}}})
+    assert recipe["generator"]["depth"] == 5
+    assert recipe.source == "<recipe>"
