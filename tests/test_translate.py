@@ -1,0 +1,140 @@
+"""Using a trained model: i2i translate, i2i eval, i2i.load, import-weights."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import i2i
+from helpers import make_photos
+from plugin_env import ROOT, run_i2i
+
+G2C = {
+    "task": {"name": "gray2color"},
+    "data": {"size": 16, "val_fraction": 0.34},
+    "generator": {"name": "unet", "depth": 2, "width": 4},
+    "losses": {"l1": {}},
+    "train": {"steps": 3, "batch_size": 2, "device": "cpu"},
+    "eval": {"crop": 32},
+    "output": {"tensorboard": False, "progress": "none"},
+}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="module")
+def g2c_run(photos, tmp_path_factory):
+    recipe = {**G2C, "data": {**G2C["data"], "source": str(photos)}, "output": {**G2C["output"], "dir": str(tmp_path_factory.mktemp("runs") / "g2c")}}
+    from i2i import plugins
+
+    plugins.reset()
+    return i2i.train(recipe, quiet=True).run_dir
+
+
+@pytest.fixture
+def odd_inputs(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    Image.new("RGB", (37, 29), (200, 30, 60)).save(folder / "odd.jpg")
+    Image.new("L", (23, 41), 128).save(folder / "sub" / "grey.png")
+    Image.new("RGBA", (18, 18), (10, 200, 10, 128)).save(folder / "alpha.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    return folder
+
+
+def test_translate_keeps_sizes_names_and_never_overwrites(g2c_run, odd_inputs, tmp_path):
+    out = tmp_path / "out"
+    result = run_i2i(["translate", str(g2c_run), str(odd_inputs), "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 unreadable file(s): " in result.stderr and "broken.png" in result.stderr
+    sizes = {p.relative_to(out).as_posix(): Image.open(p).size for p in out.rglob("*.png")}
+    assert sizes == {"odd.png": (37, 29), "sub/grey.png": (23, 41), "alpha.png": (18, 18)}
+    assert "wrote 3 image(s)" in result.stdout
+    before = (out / "odd.png").read_bytes()
+    again = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(out)])
+    assert again.returncode == 2 and "odd.png: already exists" in again.stderr and again.stderr.count("\n") == 1
+    assert (out / "odd.png").read_bytes() == before
+    forced = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(out), "--overwrite", "--format", "jpg"])
+    assert forced.returncode == 0 and Image.open(out / "odd.jpg").size == (37, 29)
+
+
+def test_translate_errors_are_one_line(tmp_path, g2c_run):
+    missing = run_i2i(["translate", str(tmp_path / "nope"), str(tmp_path), "--out", str(tmp_path / "o")])
+    assert missing.returncode == 2 and "no such run directory" in missing.stderr and missing.stderr.count("\n") == 1
+    no_input = run_i2i(["translate", str(g2c_run), str(tmp_path / "none.png"), "--out", str(tmp_path / "o")])
+    assert no_input.returncode == 2 and "none.png: no such file or folder" in no_input.stderr
+
+
+def test_gray2color_uses_luminance_of_grey_and_colour_inputs(g2c_run):
+    model = i2i.load(g2c_run)
+    from kornia.color import lab_to_rgb, rgb_to_lab
+
+    rgb = torch.rand(1, 3, 24, 40)
+    lightness = rgb_to_lab(rgb)[:, :1]
+    grey = lab_to_rgb(torch.cat([lightness, torch.zeros(1, 2, 24, 40)], 1)).clamp(0, 1)  # same L, no colour
+    out_rgb, out_grey = model(rgb), model(grey[:, :1])  # a 1-channel grey batch is accepted too
+    assert out_rgb.shape == out_grey.shape == (1, 3, 24, 40) and 0 <= out_rgb.min() and out_rgb.max() <= 1
+    assert (out_rgb - out_grey).abs().max() < 2e-2
+
+
+def test_api_load_call_and_translate(g2c_run, odd_inputs):
+    model = i2i.load(g2c_run)
+    assert isinstance(model.generator, torch.nn.Module) and not model.generator.training
+    image = model.translate(odd_inputs / "odd.jpg")
+    assert image.size == (37, 29) and image.mode == "RGB"
+    assert model.translate(Image.new("L", (20, 12), 90)).size == (20, 12)
+
+
+def test_eval_prints_metrics_and_baselines(g2c_run, photos):
+    table = run_i2i(["eval", str(g2c_run)])
+    assert table.returncode == 0, table.stderr
+    assert "grey copy" in table.stdout and "psnr" in table.stdout and "delta_colourfulness" in table.stdout
+    result = json.loads(run_i2i(["eval", str(g2c_run), "--data", str(photos), "--json"]).stdout)
+    assert result["images"] == 6 and result["task"] == "gray2color"
+    assert set(result["metrics"]) >= {"psnr", "ssim", "colourfulness", "colourfulness_target", "delta_colourfulness"}
+    assert set(result["baselines"]) == {"grey copy"}
+
+
+def test_short_training_beats_the_baseline(photos, tmp_path):
+    run = i2i.train({
+        "task": {"name": "denoise", "sigma": 50.0},
+        "data": {"source": str(photos), "size": 24, "val_fraction": 0.34},
+        "generator": {"name": "dncnn", "depth": 4, "width": 16},
+        "losses": {"l1": {}},
+        "train": {"steps": 150, "batch_size": 4, "device": "cpu", "g": {"lr": 5e-3, "betas": [0.9, 0.999]}},
+        "eval": {"crop": 40},
+        "output": {"dir": str(tmp_path / "dn"), "log_every": 30, "tensorboard": False},
+    }, quiet=True)
+    assert run.metrics["psnr"] > run.baselines["noisy input"]["psnr"] + 3
+
+
+def test_import_reference_weights(tmp_path, odd_inputs):
+    spec = json.loads((ROOT / "tests" / "fixtures" / "reference_keys" / "unet_128_1to2_batch.json").read_text())
+    g = torch.Generator().manual_seed(0)
+    state = {"module." + k: (torch.rand(v, generator=g) * 0.02 if v else torch.tensor(0)) for k, v in spec["keys"].items()}
+    for k in state:
+        if k.endswith("num_batches_tracked"):
+            state[k] = torch.tensor(5)
+        elif k.endswith("running_var"):
+            state[k] = torch.ones_like(state[k])
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(state, path)
+    result = run_i2i(["import-weights", str(path), "--task", "gray2color", "--out", str(tmp_path / "imported")])
+    assert result.returncode == 0, result.stderr
+    recipe = i2i.load_recipe(tmp_path / "imported" / "recipe.toml")
+    assert recipe["generator"]["name"] == "unet" and recipe["generator"]["depth"] == 7
+    model = i2i.load(tmp_path / "imported")
+    first = dict(model.generator.named_parameters())["model.model.0.weight"]
+    assert torch.equal(first, state["module.model.model.0.weight"])
+    out = run_i2i(["translate", str(tmp_path / "imported"), str(odd_inputs / "odd.jpg"), "--out", str(tmp_path / "o")])
+    assert out.returncode == 0, out.stderr
+    wrong = run_i2i(["import-weights", str(path), "--task", "denoise", "--out", str(tmp_path / "x")])
+    assert wrong.returncode == 2 and "1 -> 2 channels" in wrong.stderr
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x80\x04junk")
+    bad = run_i2i(["import-weights", str(garbage), "--task", "gray2color", "--out", str(tmp_path / "y")])
+    assert bad.returncode == 2 and "garbage.pth" in bad.stderr and bad.stderr.count("\n") == 1
