@@ -1,0 +1,70 @@
+"""The command line: help with examples, user errors as one line with exit status 2."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from i2i.cli import cli
+from plugin_env import ROOT
+
+RECIPE = str(ROOT / "recipes" / "color2gray.toml")
+
+
+@pytest.fixture
+def runner():
+    from i2i.cli import _add_plugin_commands
+
+    _add_plugin_commands()
+    return CliRunner()
+
+
+def invoke(runner, args):
+    return runner.invoke(cli, args, catch_exceptions=False)
+
+
+COMMANDS = ["run", "validate", "plugins", "list", "translate", "eval", "import-weights"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(runner, command):
+    result = invoke(runner, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.output
+
+
+def test_validate_prints_the_resolved_recipe(runner, tmp_path):
+    result = invoke(runner, ["validate", RECIPE, "--set", "train.steps=3"])
+    assert result.exit_code == 0, result.output
+    assert "[train]\nsteps = 3\n" in result.output and "[train.g]" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["validate", "missing.toml"], "missing.toml: no such recipe file"),
+    (["validate", RECIPE, "--set", "train.batch_size=0"], "train.batch_size = 0: expected an integer >= 1"),
+    (["validate", RECIPE, "--set", "data.size=big"], "data.size = 'big': expected an integer"),
+    (["run"], "give a recipe file"),
+    (["run", "--resume", "nowhere"], "nowhere: not an i2i run directory"),
+    (["list", "generators", "zzz*"], None),
+])
+def test_user_errors_are_one_line_with_status_2(runner, args, message):
+    result = runner.invoke(cli, args)
+    if message is None:
+        assert result.exit_code == 0 and "no generators match" in result.output
+        return
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("i2i: error: ")
+
+
+def test_data_errors_name_the_folder(runner, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(cli, ["run", RECIPE, "--set", f"data.source='{empty}'", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and str(empty) in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_list_json_shows_options(runner):
+    components = json.loads(invoke(runner, ["list", "generators", "unet*", "--json"]).output)
+    unet = next(c for c in components if c["name"] == "unet_256")
+    assert unet["plugin"] == "nets" and unet["options"]["depth"]["default"] == 8
