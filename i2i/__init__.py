@@ -17,7 +17,7 @@ from .callbacks import Callback
 from .errors import CheckpointError, RecipeError, UnknownComponentError, UserError
 from .hookspecs import hookimpl
 from .losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
-from .recipe import Recipe, load_recipe
+from .recipe import Recipe, load_recipe, parse_override
 from .registry import Component, Registry
 from .task import Task
 
@@ -27,7 +27,7 @@ __all__ = [
     "AdversarialLoss", "Callback", "CheckpointError", "Component", "FeatureMatchingLoss",
     "Model", "Recipe", "RecipeError", "ReconstructionLoss", "Registry", "Regularizer", "Run",
     "Task", "UnknownComponentError", "create_run_from_weights", "UserError", "hookimpl", "list_components", "load",
-    "load_recipe", "register_plugin", "registry", "train",
+    "load_recipe", "parse_override", "register_plugin", "registry", "train",
 ]
 
 

@@ -21,14 +21,28 @@ class I2IGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.echo(f"i2i: error: {exc}", err=True)
+            click.echo(f"i2i: error: {_rank_prefix()}{exc}", err=True)
             sys.exit(exc.exit_code)
         except TrainingStopped as exc:
-            click.echo(f"i2i: {exc}", err=True)
+            from .engine.distributed import RankLost
+
+            if isinstance(exc, RankLost) or not _rank_prefix():  # the others stopped the same way
+                click.echo(f"i2i: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("i2i: interrupted", err=True)
             sys.exit(130)
+
+
+def _rank_prefix() -> str:
+    """``rank N: `` on ranks other than 0 of a distributed launch, else nothing."""
+    try:
+        from .engine.distributed import launch_environment
+
+        launch = launch_environment()
+    except UserError:
+        return ""
+    return f"rank {launch.rank}: " if launch.world_size > 1 and launch.rank > 0 else ""
 
 
 @click.group(cls=I2IGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,7 +67,9 @@ SET_HELP = "Override a recipe key with a TOML value, e.g. --set train.steps=500 
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: output.dir); never overwritten.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in RUN_DIR from its latest checkpoint.")
 @click.option("--quiet", is_flag=True, help="Only the final summary and errors.")
-def run(recipe: str | None, overrides: tuple[str, ...], out: str | None, resume: str | None, quiet: bool) -> None:
+@click.option("--nproc", type=click.IntRange(1), metavar="N",
+              help="Train with N processes on this machine, e.g. one per GPU (runs torchrun; train.batch_size is per process).")
+def run(recipe: str | None, overrides: tuple[str, ...], out: str | None, resume: str | None, quiet: bool, nproc: int | None) -> None:
     """Train what RECIPE says, or continue a run with --resume RUN_DIR.
 
     \b
@@ -61,6 +77,7 @@ def run(recipe: str | None, overrides: tuple[str, ...], out: str | None, resume:
       i2i run recipes/gray2color.toml
       i2i run recipes/denoise.toml --set train.steps=2000 --set train.device='cuda'
       i2i run --resume runs/gray2color --set train.steps=4000
+      i2i run recipes/gray2color.toml --nproc 4
     """
     from .engine.run import train
 
@@ -68,7 +85,20 @@ def run(recipe: str | None, overrides: tuple[str, ...], out: str | None, resume:
         raise UserError("give a recipe file (i2i run recipes/gray2color.toml) or --resume RUN_DIR")
     if resume is not None and recipe is not None:
         raise UserError("give either a recipe or --resume RUN_DIR, not both (a resumed run uses its saved recipe)")
+    if nproc is not None and nproc > 1:
+        sys.exit(_launch(nproc, recipe, overrides, out, resume, quiet))
     train(recipe, out=out, resume=resume, overrides=overrides, quiet=quiet)
+
+
+def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str | None, resume: str | None, quiet: bool) -> int:
+    """``i2i run --nproc N``: the same command, without --nproc, in N torchrun processes."""
+    from .engine.distributed import launch_environment, run_local
+
+    if launch_environment().world_size > 1:
+        raise UserError("--nproc starts its own processes; leave it out when running under torchrun or srun")
+    args = ["run", *([recipe] if recipe else []), *(a for o in overrides for a in ("--set", o))]
+    args += [*(["--out", out] if out else []), *(["--resume", resume] if resume else []), *(["--quiet"] if quiet else [])]
+    return run_local(nproc, args)
 
 
 @cli.command()

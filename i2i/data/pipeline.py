@@ -101,7 +101,9 @@ class ImageData:
     :param device: where batches are delivered (and the cache lives).
     :param seed: ``train.seed``; fixes the train/val split, the order, crops and flips.
     :param rank, world_size: for distributed training each rank keeps the training files
-        ``files[rank::world_size]`` and draws its own sequence; all ranks share the split.
+        ``files[rank::world_size]`` (so a rank's cache holds only its shard) and draws its own
+        sequence from them, seeded with its rank; all ranks share the train/val split, and
+        ``val_batches(..., shard=True)`` gives each rank every ``world_size``-th validation batch.
 
     Attributes: ``train_files`` / ``val_files`` (paths, this rank's share / all validation
     files), ``cached`` (decoded uint8 training images live on ``device``; otherwise a
@@ -120,7 +122,7 @@ class ImageData:
     def __init__(self, data: dict[str, Any], *, channels: int, device: torch.device | str, seed: int,
                  rank: int = 0, world_size: int = 1):
         self._configure(channels, device, seed, rank, size=data["size"], cache_gb=data["cache_gb"],
-                        workers=data["workers"], upscale=data["upscale_small"])
+                        workers=data["workers"], upscale=data["upscale_small"], world_size=world_size)
         source, skipped = scan_folder(data["source"], "data.source")
         if not self._upscale:
             check_sizes(source, self.size)  # all of data.source, so the verdict does not depend on the split
@@ -154,9 +156,9 @@ class ImageData:
 
     # -- construction -----------------------------------------------------------------------------
     def _configure(self, channels: int, device: torch.device | str, seed: int, rank: int, *,
-                   size: int, cache_gb: float, workers: int, upscale: bool) -> None:
+                   size: int, cache_gb: float, workers: int, upscale: bool, world_size: int = 1) -> None:
         self.channels, self.device = channels, torch.device(device)
-        self.seed, self.rank, self.size = seed, rank, size
+        self.seed, self.rank, self.world_size, self.size = seed, rank, world_size, size
         self._cache_bytes, self._workers, self._upscale = int(cache_gb * GB), workers, upscale
         self._samples = 0  # samples drawn so far: the whole sampling state
         self._images: list[torch.Tensor] = []
@@ -284,34 +286,67 @@ class ImageData:
         )
 
     # -- validation -----------------------------------------------------------------------------------
-    def val_batches(self, crop: int, batch_size: int, max_images: int = 0) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    def val_batches(self, crop: int, batch_size: int, max_images: int = 0, *,
+                    shard: bool = False) -> Iterator[tuple[torch.Tensor, list[str]]]:
         """Validation images in file order as ``(float [B, C, h, w] in [0, 1] on the device, names)``.
 
         Each image is centre-cropped to ``min(crop, h)`` x ``min(crop, w)`` (``crop = 0``: whole
         image); consecutive images of equal size share a batch of at most ``batch_size``.
         ``max_images > 0`` uses only the first that many files. Names are paths relative to
         the validation folder. Deterministic; unreadable files are skipped with a warning.
+        ``shard=True``: only this rank's batches (see :meth:`indexed_val_batches`).
+        """
+        for _index, batch, names in self.indexed_val_batches(crop, batch_size, max_images, shard=shard):
+            yield batch, names
+
+    def indexed_val_batches(self, crop: int, batch_size: int, max_images: int = 0, *,
+                            shard: bool = False) -> Iterator[tuple[int, torch.Tensor, list[str]]]:
+        """:meth:`val_batches` with each batch's number in :meth:`val_plan`.
+
+        With ``shard=True`` a rank gets the batches ``rank::world_size`` of the plan, so the
+        ranks of a distributed run evaluate disjoint batches that together are exactly the
+        batches of a single process; the batch number lets per-batch randomness (validation
+        noise) be the same whichever rank evaluates it.
         """
         files = self._val[:max_images] if max_images > 0 else self._val
         cacheable = self._val_cacheable(crop)
-        pending: list[torch.Tensor] = []
-        names: list[str] = []
         failed: list[Path] = []
-        for i, file in enumerate(files):
-            image = self._val_image(i, file, crop, cacheable)
-            if image is None:
-                if file.path not in self._unreadable_val:
-                    self._unreadable_val.add(file.path)
-                    failed.append(file.path)
+        for number, indices in enumerate(self.val_plan(crop, batch_size, max_images)):
+            if shard and number % self.world_size != self.rank:
                 continue
-            if pending and (image.shape != pending[0].shape or len(pending) >= batch_size):
-                yield self._val_stack(pending), names
-                pending, names = [], []
-            pending.append(image)
-            names.append(file.name)
+            images: list[torch.Tensor] = []
+            names: list[str] = []
+            for i in indices:
+                image = self._val_image(i, files[i], crop, cacheable)
+                if image is None:
+                    if files[i].path not in self._unreadable_val:
+                        self._unreadable_val.add(files[i].path)
+                        failed.append(files[i].path)
+                    continue
+                if images and image.shape != images[0].shape:  # header and pixels disagree: split
+                    yield number, self._val_stack(images), names
+                    images, names = [], []
+                images.append(image)
+                names.append(files[i].name)
+            if images:
+                yield number, self._val_stack(images), names
         report_skipped(failed, "unreadable validation file(s)")
-        if pending:
-            yield self._val_stack(pending), names
+
+    def val_plan(self, crop: int, batch_size: int, max_images: int = 0) -> list[list[int]]:
+        """The validation batches as lists of file indices, from the files' upright sizes.
+
+        Planned without decoding, so every rank of a distributed run agrees on the batches.
+        """
+        files = self._val[:max_images] if max_images > 0 else self._val
+        plan: list[list[int]] = []
+        shape: tuple[int, int] | None = None
+        for i, file in enumerate(files):
+            this = (_cropped(file.height, crop), _cropped(file.width, crop))
+            if not plan or this != shape or len(plan[-1]) >= batch_size:
+                plan.append([])
+                shape = this
+            plan[-1].append(i)
+        return plan
 
     def _val_cacheable(self, crop: int) -> bool:
         if not self.cached and self._train:

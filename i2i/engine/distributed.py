@@ -1,11 +1,126 @@
-"""What the trainer needs to know about other processes (one process: nothing at all)."""
+"""What the trainer needs to know about other processes (one process: nothing at all).
+
+A single process uses :meth:`DistContext.single`, whose operations do nothing. Under
+``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) or a multi-task ``srun`` step
+(``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID``), :meth:`DistContext.from_environment`
+joins the process group: NCCL when the rank trains on a CUDA GPU, gloo on the CPU. The
+rendezvous address comes from ``MASTER_ADDR``/``MASTER_PORT``; every collective gives up
+after ``I2I_DIST_TIMEOUT`` seconds (default 300), so a dead or stuck rank ends the run with
+a message instead of a silent hang.
+
+Host-side agreement (the stop flag, per-rank checkpoint state, the run directory) runs on a
+gloo group even when the tensors go through NCCL, so it never waits for the GPU.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 import torch
 from torch import nn
+
+from ..errors import TrainingStopped, UserError
+
+DEFAULT_TIMEOUT_S = 300.0
+TIMEOUT_VARIABLE = "I2I_DIST_TIMEOUT"
+
+
+class RankLost(TrainingStopped):
+    """Another rank died, or the network between ranks failed: this rank cannot go on."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where this process sits in a launch: its rank, the world size, its rank on this machine."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    launcher: str = ""  # "torchrun", "slurm" or "" (a plain single process)
+
+
+def launch_environment(env: Mapping[str, str] | None = None) -> Launch:
+    """Read the launcher's variables: torchrun's first, else those of an ``srun`` step.
+
+    SLURM's batch script also carries ``SLURM_PROCID=0`` and ``SLURM_NTASKS=N``, so SLURM's
+    variables count only inside an ``srun`` step (``SLURM_STEP_ID`` set); a ``python -m i2i
+    run`` in the batch script itself stays a single process rather than waiting for N - 1
+    processes that never come.
+    """
+    env = os.environ if env is None else env
+    try:
+        if "RANK" in env and "WORLD_SIZE" in env:
+            return Launch(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0")), "torchrun")
+        if "SLURM_PROCID" in env and "SLURM_STEP_ID" in env:
+            world = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1"
+            return Launch(int(env["SLURM_PROCID"]), int(world), int(env.get("SLURM_LOCALID", "0")), "slurm")
+    except ValueError as exc:
+        raise UserError(f"the launcher's rank variables are not integers ({exc})") from None
+    return Launch()
+
+
+def dist_timeout(env: Mapping[str, str] | None = None) -> float:
+    """Seconds any collective may wait for the other ranks (``I2I_DIST_TIMEOUT``, default 300)."""
+    env = os.environ if env is None else env
+    raw = env.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UserError(f"{TIMEOUT_VARIABLE}={raw!r}: expected a number of seconds > 0")
+    return value
+
+
+def rank_device(name: str, local_rank: int) -> torch.device:
+    """The device of one rank: ``auto`` and ``cuda`` mean this machine's GPU number ``LOCAL_RANK``.
+
+    ``LOCAL_RANK`` is taken modulo the visible GPUs, so a launcher that shows each task only
+    its own GPU (SLURM's ``--gpus-per-task``) works too. ``cuda:N`` is used as given.
+    """
+    if name in ("auto", "cuda"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if name == "cuda":
+            raise UserError("train.device = 'cuda': no CUDA GPU is available here; use 'auto' or 'cpu'")
+        return torch.device("cpu")  # MPS has no collective backend: several ranks use the CPU
+    if name == "mps":
+        raise UserError("train.device = 'mps': distributed training runs on CUDA GPUs or the CPU; use 'auto' or 'cpu'")
+    from .device import resolve_device
+
+    return resolve_device(name)
+
+
+def backend_for(device: torch.device) -> str:
+    """NCCL for CUDA tensors, gloo for CPU tensors."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def is_comm_failure(exc: BaseException) -> bool:
+    """Whether an exception is a collective failing (peer gone, timeout), not a bug of ours."""
+    distributed = getattr(torch.distributed, "DistError", None)
+    if distributed is not None and isinstance(exc, distributed):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(mark in text for mark in (
+        "Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo", "Gloo", "NCCL",
+        "Socket Timeout", "ProcessGroup",
+    ))
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """The gist of a backend error, without its source location: ``Connection closed by peer [...]``."""
+    import re
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^(\[[^\]]*\]\s*)+", "", text)
+    return text.split(". ")[0][:160]
 
 
 @dataclass
@@ -19,23 +134,208 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device | None = None
+    backend: str = ""
+    launcher: str = ""
+    timeout: float = DEFAULT_TIMEOUT_S
+    control: Any = field(default=None, repr=False)  # gloo group for host-side agreement
+    owns_group: bool = False
 
     @classmethod
     def single(cls) -> "DistContext":
         return cls()
 
+    @classmethod
+    def from_environment(cls, device_name: str, env: Mapping[str, str] | None = None) -> "DistContext":
+        """Join the launcher's process group, or a single-process context when there is none."""
+        launch = launch_environment(env)
+        if launch.world_size <= 1:
+            return cls.single()
+        env = os.environ if env is None else env
+        if not (0 <= launch.rank < launch.world_size):
+            raise UserError(f"rank {launch.rank} is outside a world of {launch.world_size} processes")
+        missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not env.get(name)]
+        if missing:
+            raise UserError(f"{launch.world_size} processes ({launch.launcher}) but {' and '.join(missing)} not set; "
+                            "export the address and a free port of the rank-0 machine (see docs/distributed.md)")
+        device = rank_device(device_name, launch.local_rank)
+        timeout = dist_timeout(env)
+        context = cls(launch.rank, launch.world_size, launch.local_rank, device, backend_for(device), launch.launcher, timeout)
+        context._init_group(env)
+        return context
+
+    def _init_group(self, env: Mapping[str, str]) -> None:
+        import torch.distributed as dist
+
+        kwargs: dict[str, Any] = {}
+        if self.backend == "nccl":
+            torch.cuda.set_device(self.device)
+            kwargs["device_id"] = self.device
+        where = f"{env.get('MASTER_ADDR')}:{env.get('MASTER_PORT')}"
+        try:
+            dist.init_process_group(self.backend, init_method="env://", rank=self.rank, world_size=self.world_size,
+                                    timeout=timedelta(seconds=self.timeout), **kwargs)
+            self.owns_group = True
+            self.control = dist.new_group(backend="gloo", timeout=timedelta(seconds=self.timeout)) if self.backend != "gloo" else None
+        except Exception as exc:  # noqa: BLE001 - rendezvous errors come in many types
+            if not is_comm_failure(exc) and not isinstance(exc, (ValueError, OSError)):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"rank {self.rank}: could not join the other {self.world_size - 1} process(es) at {where} "
+                            f"within {self.timeout:g} s ({first}); check MASTER_ADDR/MASTER_PORT and that every rank "
+                            f"was started ({TIMEOUT_VARIABLE} sets the wait)") from None
+
+    # -- who am I --------------------------------------------------------------------------------
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    # -- networks --------------------------------------------------------------------------------
     def wrap(self, module: nn.Module) -> nn.Module:
-        return module
+        """DistributedDataParallel around ``module``, so backward all-reduces (averages) its gradients."""
+        if not self.is_distributed or not any(p.requires_grad for p in module.parameters()):
+            return module
+        from torch.nn.parallel import DistributedDataParallel
 
-    def average(self, values: dict[str, float]) -> dict[str, float]:
-        return values
+        device_ids = [self.device.index] if self.device is not None and self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids)
 
+    def sync_buffers(self, module: nn.Module) -> None:
+        """Copy rank 0's buffers (batch-norm statistics) to every rank, so all evaluate one model."""
+        if not self.is_distributed:
+            return
+        import torch.distributed as dist
+
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, 0)
+
+    # -- tensors (on the training device) --------------------------------------------------------
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.is_distributed:
+            return tensor
+        import torch.distributed as dist
+
+        tensor = tensor.contiguous()
+        dist.all_reduce(tensor)
         return tensor
 
+    def all_reduce_min(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.is_distributed:
+            return tensor
+        import torch.distributed as dist
+
+        tensor = tensor.contiguous()
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+        return tensor
+
+    def average(self, values: dict[str, float]) -> dict[str, float]:
+        """The mean over ranks of each value (every rank must pass the same keys)."""
+        if not self.is_distributed or not values:
+            return values
+        keys = sorted(values)
+        stacked = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self.device)
+        summed = self.all_reduce_sum(stacked).cpu().tolist()
+        means = {k: summed[i] / self.world_size for i, k in enumerate(keys)}
+        return {k: means[k] for k in values}
+
+    # -- host-side agreement (gloo, never waits for the GPU) -------------------------------------
+    def agree(self, flag: bool) -> bool:
+        """True on every rank when it is true on any rank (stop requests, skipped steps)."""
+        if not self.is_distributed:
+            return flag
+        import torch.distributed as dist
+
+        value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.control)
+        return bool(value.item())
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order (small picklable things only)."""
+        if not self.is_distributed:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj, group=self.control)
+        return out
+
+    def broadcast_path(self, path: str | None) -> str:
+        """Rank 0's ``path`` on every rank (rank 0 alone picks a new run directory)."""
+        if not self.is_distributed:
+            return str(path)
+        import torch.distributed as dist
+
+        box = [path if self.is_main else None]
+        dist.broadcast_object_list(box, src=0, group=self.control)
+        return str(box[0])
+
     def barrier(self) -> None:
+        if not self.is_distributed:
+            return None
+        import torch.distributed as dist
+
+        dist.barrier(group=self.control)
         return None
+
+    # -- the end ---------------------------------------------------------------------------------
+    def lost(self, exc: BaseException, step: int, run_dir: Any) -> RankLost:
+        """A one-paragraph error for a failed collective: what happened and how to go on."""
+        return RankLost(
+            f"rank {self.rank}: lost contact with the other processes near step {step} ({_first_sentence(exc)}); "
+            f"another rank died or stopped answering within {TIMEOUT_VARIABLE}={self.timeout:g} s; see the first "
+            f"error above. Resume from the last checkpoint with: i2i run --resume {run_dir} (same number of processes)"
+        )
+
+    def close(self) -> None:
+        """Leave the process group this context joined (nothing when it joined none)."""
+        if not self.owns_group:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        self.owns_group = False
+
+
+# -- `i2i run --nproc N`: torchrun on this machine ------------------------------------------------
+def torchrun_command(nproc: int, args: list[str], python: str | None = None) -> list[str]:
+    """The torchrun command line that runs ``i2i ARGS`` in ``nproc`` processes on this machine."""
+    import sys
+
+    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+            "-m", "i2i", *args]
+
+
+def run_local(nproc: int, args: list[str]) -> int:
+    """Run ``i2i ARGS`` under torchrun with ``nproc`` processes; returns its exit status.
+
+    torchrun runs in its own session and this process passes signals on, so each worker sees
+    one SIGINT per Ctrl-C (the terminal would otherwise send one and torchrun a second); a
+    second Ctrl-C goes to every process, which quits at once.
+    """
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(torchrun_command(nproc, args), start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        try:
+            if signum == signal.SIGINT and received.count(signal.SIGINT) > 1:
+                os.killpg(proc.pid, signal.SIGINT)
+            else:
+                proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - code if code < 0 else code

@@ -24,14 +24,40 @@ def _add(sums: dict[str, Tensor], values: Any, name: str) -> None:
     sums[name] = sums[name] + value if name in sums else value
 
 
-def _read(sums: dict[str, Tensor], count: Tensor, dist) -> dict[str, float]:
-    if not sums:
+def val_seed(seed: int, batch: int) -> int:
+    """The validation-noise seed of batch number ``batch``: whichever rank evaluates it, the same."""
+    return seed * 7919 + 1 + 1_000_003 * batch
+
+
+def _agreed_keys(local: list[tuple[str, str]], dist) -> list[tuple[str, str]]:
+    """The union of every rank's (group, metric) keys, in first-seen order.
+
+    A rank may have evaluated no batch (fewer batches than ranks), so it cannot know the
+    metric names on its own; every rank must still add the same tensors in the same order.
+    """
+    if not getattr(dist, "is_distributed", False):
+        return local
+    seen: dict[tuple[str, str], None] = {}
+    for keys in dist.all_gather_object(local):
+        for key in keys:
+            seen[tuple(key)] = None
+    return list(seen)
+
+
+def _read(groups: dict[str, dict[str, Tensor]], count: Tensor, dist, device: torch.device) -> dict[str, dict[str, float]]:
+    """Means over all ranks' images: one all-reduce of every sum and the image count."""
+    local = [(group, name) for group, sums in groups.items() for name in sums]
+    keys = _agreed_keys(local, dist)
+    if not keys:
         return {}
-    keys = list(sums)
-    stacked = dist.all_reduce_sum(torch.stack([sums[k] for k in keys] + [count.float()]))
-    values = stacked.cpu().tolist()
+    zero = torch.zeros((), device=device)
+    stacked = torch.stack([groups.get(g, {}).get(n, zero).to(device) for g, n in keys] + [count.float()])
+    values = dist.all_reduce_sum(stacked).cpu().tolist()
     total = max(1.0, values[-1])
-    return {k: v / total for k, v in zip(keys, values[:-1])}
+    out: dict[str, dict[str, float]] = {}
+    for (group, name), value in zip(keys, values[:-1]):
+        out.setdefault(group, {})[name] = value / total
+    return out
 
 
 def _summarize(metrics: dict[str, Any], means: dict[str, float]) -> dict[str, float]:
@@ -49,20 +75,25 @@ def evaluate_generator(
 ) -> tuple[dict[str, float], dict[str, dict[str, float]], list[Tensor] | None]:
     """Average each metric over the validation images (per image, then the mean).
 
-    Validation noise comes from a generator seeded the same way at every evaluation, so the
-    numbers of two evaluations (or two runs) are comparable. Returns (metrics, baselines,
-    sample columns of the first batch).
+    Validation noise comes from a generator seeded per validation batch the same way at every
+    evaluation, so the numbers of two evaluations (or two runs) are comparable. Under
+    distributed training each rank evaluates its share of the batches (``dist``) and the sums
+    are added across ranks, so the numbers are those of a single process (up to the order of
+    floating-point additions). Returns (metrics, baselines, sample columns of the first batch;
+    ``None`` on ranks that did not evaluate batch 0).
     """
     was_training = generator.training
     generator.eval()
     rng = torch.Generator(device=device)
-    rng.manual_seed(seed * 7919 + 1)
     sums: dict[str, Tensor] = {}
     base_sums: dict[str, dict[str, Tensor]] = defaultdict(dict)
     count = torch.zeros((), device=device)
     first = None
+    shard = bool(getattr(dist, "is_distributed", False))
     try:
-        for clean, _names in data.val_batches(eval_cfg["crop"], eval_cfg["batch_size"], eval_cfg["max_images"]):
+        batches = data.indexed_val_batches(eval_cfg["crop"], eval_cfg["batch_size"], eval_cfg["max_images"], shard=shard)
+        for number, clean, _names in batches:
+            rng.manual_seed(val_seed(seed, number))
             input, target = task.make_pair(clean, rng)
             with autocast(device, dtype):
                 fake = run_generator(generator, input)
@@ -75,12 +106,14 @@ def evaluate_generator(
                 for name, metric in metrics.items():
                     _add(base_sums[base_name], metric(base_image, target_image), name)
             count += clean.shape[0]
-            if first is None:
+            if first is None and (number == 0 or not shard):
                 first = _columns(task, input, output_image, target_image)
     finally:
         generator.train(was_training)
-    means = _summarize(metrics, _read(sums, count, dist))
-    baselines = {name: _summarize(metrics, _read(s, count, dist)) for name, s in base_sums.items()}
+    groups = {"": sums, **{f"baseline:{name}": s for name, s in base_sums.items()}}
+    read = _read(groups, count, dist, device)
+    means = _summarize(metrics, read.pop("", {}))
+    baselines = {group.removeprefix("baseline:"): _summarize(metrics, values) for group, values in read.items()}
     return means, baselines, first
 
 
@@ -97,7 +130,7 @@ def sample_columns(generator, task, data, eval_cfg, device, dtype, seed, batch_s
     was_training = generator.training
     generator.eval()
     rng = torch.Generator(device=device)
-    rng.manual_seed(seed * 7919 + 1)
+    rng.manual_seed(val_seed(seed, 0))
     try:
         if data.val_files:
             clean, _ = next(iter(data.val_batches(eval_cfg["crop"], SAMPLE_IMAGES, SAMPLE_IMAGES)))

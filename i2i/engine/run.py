@@ -84,6 +84,11 @@ def _callbacks(recipe: Recipe) -> list[Any]:
     return [reg.build("callbacks", name) for name in names]
 
 
+#: Under a launcher, a second SIGINT this soon after the first is the launcher passing on the
+#: same Ctrl-C (torchrun forwards the one the terminal already sent), not a second Ctrl-C.
+ECHO_WINDOW_S = 2.0
+
+
 @contextmanager
 def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
     """SIGINT/SIGTERM: finish the step, checkpoint, stop. A second Ctrl-C stops at once."""
@@ -91,12 +96,20 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         yield
         return
     previous = {}
+    first_at: list[float] = []
+    distributed = trainer.dist.is_distributed
 
     def handler(signum, frame):
-        if trainer.stop_requested and signum == signal.SIGINT:
+        if first_at and signum == signal.SIGINT:
+            if distributed and time.monotonic() - first_at[0] < ECHO_WINDOW_S:
+                return
             raise KeyboardInterrupt
+        if first_at:
+            return
+        first_at.append(time.monotonic())
         trainer.request_stop()
-        print(f"\ni2i: {signal.Signals(signum).name} received: finishing step {trainer.step + 1}, then saving a checkpoint (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+        if trainer.dist.is_main:  # every rank got it, or will agree on it within a step
+            print(f"\ni2i: {signal.Signals(signum).name} received: finishing step {trainer.step + 1}, then saving a checkpoint (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
@@ -123,29 +136,43 @@ def train(
     quiet: bool = False,
     dist=None,
 ) -> Run:
-    """Train a recipe, or resume a run directory (its saved recipe, plus ``overrides``)."""
-    from .distributed import DistContext
+    """Train a recipe, or resume a run directory (its saved recipe, plus ``overrides``).
 
-    dist = dist or DistContext.single()
-    checkpoint_dir = None
+    Under ``torchrun`` or a multi-task ``srun`` step every process calls this; they join one
+    process group (``dist``, unless given) and train one model together (docs/distributed.md).
+    """
+    from .distributed import DistContext, is_comm_failure
+
+    checkpoint_dir, run_dir = None, None
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "recipe.toml").is_file():
             raise UserError(f"{run_dir}: not an i2i run directory (no recipe.toml); pass the folder a run was written to")
         checkpoint_dir = ckpt.find_checkpoint(run_dir)
         recipe = load_recipe(run_dir / "recipe.toml", overrides)
-    else:
-        if not isinstance(recipe, Recipe) or overrides:
-            recipe = load_recipe(recipe if not isinstance(recipe, Recipe) else dict(recipe), overrides)
-        if dist.is_main:
-            run_dir = new_run_dir(out or recipe["output"]["dir"])
-        else:
-            run_dir = Path(dist.broadcast_path(None))
-        recipe["output"]["dir"] = str(run_dir)
-    if dist.is_main and resume is None and hasattr(dist, "broadcast_path"):
-        dist.broadcast_path(str(run_dir))
+    elif not isinstance(recipe, Recipe) or overrides:
+        recipe = load_recipe(recipe if not isinstance(recipe, Recipe) else dict(recipe), overrides)
+    owned = dist is None
+    dist = dist or DistContext.from_environment(recipe["train"]["device"])
+    trainer: Trainer | None = None
+    try:
+        if resume is None:
+            run_dir = Path(dist.broadcast_path(str(new_run_dir(out or recipe["output"]["dir"])) if dist.is_main else None))
+            recipe["output"]["dir"] = str(run_dir)
+        trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])], quiet=quiet)
+        return _train(trainer, recipe, run_dir, checkpoint_dir, quiet)
+    except RuntimeError as exc:
+        if dist.is_distributed and is_comm_failure(exc):
+            raise dist.lost(exc, trainer.step if trainer is not None else 0, run_dir or "RUN_DIR") from None
+        raise
+    finally:
+        if owned:
+            dist.close()
 
-    trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])], quiet=quiet)
+
+def _train(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool) -> Run:
+    """Resume (when asked), write the run's files (rank 0), train, report."""
+    dist = trainer.dist
     if checkpoint_dir is not None:
         trainer.load_checkpoint(checkpoint_dir)
         if trainer.step >= trainer.total_steps:
@@ -158,7 +185,9 @@ def train(
         _write_run_info(run_dir, recipe, trainer.step if checkpoint_dir is not None else None)
         if not quiet:
             what = f"resuming {run_dir} at step {trainer.step}" if checkpoint_dir else f"run directory: {run_dir}"
-            print(f"i2i: {what} ({trainer.device}, {str(trainer.dtype).replace('torch.', '')}, {len(trainer.data.train_files)} training / {len(trainer.data.val_files)} validation images)", flush=True)
+            where = f"{trainer.device}" if not dist.is_distributed else f"{dist.world_size} processes ({dist.backend}), rank 0 on {trainer.device}"
+            shard = "" if not dist.is_distributed else " in rank 0's shard"
+            print(f"i2i: {what} ({where}, {str(trainer.dtype).replace('torch.', '')}, {len(trainer.data.train_files)} training{shard} / {len(trainer.data.val_files)} validation images)", flush=True)
     with _stop_on_signals(trainer):
         status = trainer.fit()
     run = Run(run_dir, status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator, recipe)

@@ -12,8 +12,15 @@ One step (``train_step``)::
 
 Without a ``[discriminator]`` the same loop trains G alone on its reconstruction losses.
 Losses are summed on the device and read back only every ``output.log_every`` steps, so the
-loop never waits for the device. ``d_step`` and ``g_step`` are plain methods: subclass the
-Trainer, or steer a run from a callback, without editing this file.
+loop never waits for the device.
+
+Under distributed training (``DistContext``, see ``distributed.py``) G and D run wrapped in
+DistributedDataParallel, so each backward averages gradients over the ranks; the G step
+runs the plain, frozen D (there is no D gradient to share there). Rank 0 alone writes logs,
+samples and checkpoints; logged values are means over ranks.
+
+``d_step`` and ``g_step`` are plain methods: subclass the Trainer, or steer a run from a
+callback, without editing this file.
 """
 
 from __future__ import annotations
@@ -115,6 +122,9 @@ class Trainer:
             if self.D is not None:
                 self.D.to(memory_format=torch.channels_last)
         if self.train_cfg["sync_bn"] and self.dist.world_size > 1:
+            if self.device.type != "cuda":
+                raise RecipeError(f"{recipe.source}: train.sync_bn: synchronised batch norm needs CUDA GPUs; "
+                                  "set train.sync_bn = false on the CPU")
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             if self.D is not None:
                 self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
@@ -128,11 +138,16 @@ class Trainer:
 
         # The networks the step runs (DDP- and compile-wrapped where asked); the plain modules
         # above are what checkpoints hold.
+        # D_frozen is the D of the G step: the plain module, because D's parameters take no
+        # gradient there and a DDP-wrapped D would expect a gradient all-reduce that never comes.
         self.G_run, self.D_run = self.dist.wrap(self.G), (self.dist.wrap(self.D) if self.D is not None else None)
+        self.D_frozen = self.D
         if self.train_cfg["compile"]:
             self.G_run = torch.compile(self.G_run)
             if self.D_run is not None:
-                self.D_run = torch.compile(self.D_run)
+                compiled = torch.compile(self.D_run)
+                self.D_frozen = compiled if self.D_run is self.D else torch.compile(self.D)
+                self.D_run = compiled
 
         from ..data import ImageData
 
@@ -248,13 +263,13 @@ class Trainer:
                 if adversarial:
                     fake_in = self.d_input(input, fake)
                     if self.feature_matching:
-                        logits, fake_features = self.D_run(fake_in, return_features=True)
+                        logits, fake_features = self.D_frozen(fake_in, return_features=True)
                         with torch.no_grad():
-                            _, real_features = self.D_run(self.d_input(input, target), return_features=True)
+                            _, real_features = self.D_frozen(self.d_input(input, target), return_features=True)
                         for term in self.feature_matching:
                             terms[term.label] = term.weight * term.loss(real_features, fake_features)
                     else:
-                        logits = self.D_run(fake_in)
+                        logits = self.D_frozen(fake_in)
                     logits = as_logit_list(logits)
                     for term in self.adversarial:
                         terms[term.label] = term.weight * term.loss.g_loss(logits)
@@ -281,7 +296,9 @@ class Trainer:
                     self.extras[f"grad_norm_{which}"] = norm
         skip = False
         if self.train_cfg["on_nonfinite"] == "skip":
-            skip = not bool(torch.isfinite(total))  # the one host sync, only in skip mode
+            # the one host sync, only in skip mode; all ranks skip together (their gradients
+            # were averaged, so a non-finite loss on one rank poisons every rank's step)
+            skip = self.dist.agree(not bool(torch.isfinite(total)))
             if skip:
                 self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
         if not skip:
@@ -317,8 +334,18 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def request_stop(self) -> None:
-        """Finish the current step, write a checkpoint and stop (SIGINT/SIGTERM do this)."""
+        """Finish the current step, write a checkpoint and stop (SIGINT/SIGTERM do this).
+
+        Under distributed training the ranks agree on the request before every step, so a
+        request on any one rank (a signal, or a callback on rank 0) stops them all at the same
+        step, one step later at most.
+        """
         self.stop_requested = True
+
+    def _should_stop(self) -> bool:
+        """This rank's stop request, agreed across ranks (a tiny gloo all-reduce per step)."""
+        self.stop_requested = self.dist.agree(self.stop_requested)
+        return self.stop_requested
 
     def fit(self) -> str:
         """Train to ``train.steps``; returns ``finished`` or raises :class:`TrainingStopped`."""
@@ -333,7 +360,7 @@ class Trainer:
         status = "failed"
         try:
             every_eval, every_ckpt, every_sample = self.eval_cfg["every"], self.out_cfg["checkpoint_every"], self.out_cfg["sample_every"]
-            while self.step < self.total_steps and not self.stop_requested:
+            while self.step < self.total_steps and not self._should_stop():
                 self.train_step()
                 self.step += 1
                 self.progress.update(self.step)
@@ -373,12 +400,22 @@ class Trainer:
             getattr(callback, event, lambda *a: None)(*args)
 
     def read_accumulators(self) -> dict[str, float]:
-        """Average the accumulated losses and health figures: the one read-back per log."""
+        """Average the accumulated losses and health figures: the one read-back per log.
+
+        Values are means over the ranks, and a non-finite loss on any rank stops every rank
+        at the same (earliest) step; every rank calls this at the same steps.
+        """
         keys = list(self.acc) + list(self.extras)
         if not keys:
             return {}
         stacked = torch.stack([self.acc[k] for k in self.acc] + [self.extras[k].float() for k in self.extras])
         bad = torch.stack(list(self.bad_step.values())) if self.bad_step else None
+        if self.dist.is_distributed:
+            stacked = self.dist.all_reduce_sum(stacked) / self.dist.world_size
+            if bad is not None:  # earliest bad step over ranks; -1 (none) must not win the min
+                never = torch.iinfo(torch.long).max
+                bad = self.dist.all_reduce_min(torch.where(bad < 0, torch.full_like(bad, never), bad))
+                bad = torch.where(bad == never, torch.full_like(bad, -1), bad)
         values = stacked.cpu().tolist()
         bad_steps = bad.cpu().tolist() if bad is not None else []
         count = max(1, self.acc_count)
@@ -401,10 +438,9 @@ class Trainer:
     def log_step(self) -> None:
         values = self.read_accumulators()
         self._reset_accumulators()
-        values["lr_g"] = self.opt_g.param_groups[0]["lr"]
+        values["lr_g"] = self.opt_g.param_groups[0]["lr"]  # the same on every rank
         if self.opt_d is not None:
             values["lr_d"] = self.opt_d.param_groups[0]["lr"]
-        values = self.dist.average(values)
         if not self.dist.is_main:
             return
         self.log.write({"type": "train", "step": self.step, **values})
@@ -432,6 +468,7 @@ class Trainer:
         if not self.data.val_files:
             return {}
         self.read_accumulators()  # never evaluate (or save) after a non-finite loss
+        self.dist.sync_buffers(self.eval_generator)  # one model: rank 0's batch-norm statistics
         metrics, baselines, first = evaluate_generator(
             self.eval_generator, self.task, self.data, self._metric_functions(), self.eval_cfg,
             device=self.device, dtype=self.dtype, seed=self.seed, dist=self.dist,
@@ -467,8 +504,22 @@ class Trainer:
         save_grid(self.run_dir / "samples" / f"step_{self.step:07d}.png", columns)
 
     # -- checkpoints ----------------------------------------------------------------------------
+    def _rank_state(self) -> dict[str, Any]:
+        """This rank's own random streams and data position (each rank draws its own)."""
+        data_tree, data_tensors = ckpt.split_state(self.data.state_dict(), "data")
+        rng = {"torch_cpu": torch.get_rng_state(), "noise": self.noise_rng.get_state().cpu(), **data_tensors}
+        if self.device.type == "cuda":
+            if self.dist.is_distributed:
+                rng["torch_cuda"] = torch.cuda.get_rng_state(self.device)
+            else:
+                for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                    rng[f"torch_cuda_{i}"] = s
+        return {"rng": rng, "data": data_tree, "python_random": _python_state(random.getstate())}
+
     def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint (rank 0), with every rank's random streams and data position."""
         self.read_accumulators() if self.acc else None
+        ranks = self.dist.all_gather_object(self._rank_state())
         if not self.dist.is_main:
             self.dist.barrier()
             return None
@@ -480,7 +531,7 @@ class Trainer:
         state: dict[str, Any] = {
             "format": ckpt.FORMAT, "i2i_version": __version__, "step": self.step,
             "total_steps": self.total_steps, "best": {k: v for k, v in self.best.items() if k != "pending"},
-            "python_random": _python_state(random.getstate()),
+            "python_random": ranks[0]["python_random"],
             "metrics": self.last_metrics, "baselines": self.last_baselines,
         }
         optimizers = {"g": self.opt_g, "d": self.opt_d}
@@ -492,12 +543,14 @@ class Trainer:
             files[f"optim_{name}.safetensors"] = ckpt.tensors_to_bytes(tensors)
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
-        data_tree, data_tensors = ckpt.split_state(self.data.state_dict(), "data")
-        state["data"] = data_tree
-        rng = {"torch_cpu": torch.get_rng_state(), "noise": self.noise_rng.get_state(), **data_tensors}
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                rng[f"torch_cuda_{i}"] = s
+        state["data"] = ranks[0]["data"]
+        rng = dict(ranks[0]["rng"])
+        if self.dist.is_distributed:  # rank r's tensors as "rank{r}.<name>"; rank 0's unprefixed
+            state["world_size"] = self.dist.world_size
+            state["ranks"] = {str(r): {"data": each["data"], "python_random": each["python_random"]}
+                              for r, each in enumerate(ranks) if r > 0}
+            for r, each in enumerate(ranks[1:], start=1):
+                rng.update({f"rank{r}.{name}": tensor for name, tensor in each["rng"].items()})
         files["rng.safetensors"] = ckpt.tensors_to_bytes(rng)
         files["state.json"] = _json_bytes(state)
         best = bool(self.best.pop("pending", False))
@@ -526,18 +579,40 @@ class Trainer:
             optimizer.load_state_dict(ckpt.join_state(state[f"optim_{name}"], tensors))
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
-        rng = ckpt.read_tensors(path / "rng.safetensors")
-        torch.set_rng_state(rng["torch_cpu"])
-        self.noise_rng.set_state(rng["noise"].to(self.noise_rng.get_state().device))
-        cuda_states = [rng[k] for k in sorted(rng) if k.startswith("torch_cuda_")]
-        if cuda_states and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
-        self.data.load_state_dict(ckpt.join_state(state["data"], rng))
-        random.setstate(_python_state_back(state["python_random"]))
+        self._load_rank_state(state, ckpt.read_tensors(path / "rng.safetensors"))
         self.step = int(state["step"])
         self.best = dict(state.get("best") or {})
         self.last_metrics = state.get("metrics") or {}
         self.last_baselines = state.get("baselines") or {}
+
+    def _load_rank_state(self, state: dict[str, Any], rng: dict[str, Tensor]) -> None:
+        """Restore this rank's random streams and data position from its own saved copy.
+
+        A rank the checkpoint has no copy for (more processes than when it was written)
+        keeps its freshly seeded streams and continues from rank 0's data position.
+        """
+        rank, written_by = self.dist.rank, int(state.get("world_size", 1))
+        if written_by != self.dist.world_size and self.dist.is_main:
+            print_err(f"i2i: warning: the checkpoint was written by {written_by} process(es), now there are "
+                      f"{self.dist.world_size}; each rank's data shard and random streams differ from an uninterrupted run")
+        saved = state.get("ranks", {}).get(str(rank)) if rank > 0 else state
+        if saved is None:
+            self.data.load_state_dict(ckpt.join_state(state["data"], rng))
+            return
+        if rank > 0:
+            prefix = f"rank{rank}."
+            rng = {k[len(prefix):]: v for k, v in rng.items() if k.startswith(prefix)}
+        torch.set_rng_state(rng["torch_cpu"])
+        self.noise_rng.set_state(rng["noise"].to(self.noise_rng.get_state().device))
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            if "torch_cuda" in rng:
+                torch.cuda.set_rng_state(rng["torch_cuda"], self.device)
+            names = sorted((k for k in rng if k.startswith("torch_cuda_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+            cuda_states = [rng[k] for k in names]
+            if cuda_states:
+                torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
+        self.data.load_state_dict(ckpt.join_state(saved["data"], rng))
+        random.setstate(_python_state_back(saved["python_random"]))
 
 
 def _load_module(module: nn.Module, file: Path) -> None:

@@ -71,11 +71,9 @@ def import_weights(checkpoint: str, task: str, out: str, overrides: tuple[str, .
       i2i import-weights checkpoints/color_pix2pix/latest_net_G.pth --task gray2color --out runs/imported
       i2i translate runs/imported old_photos/ --out coloured/
     """
-    from i2i.recipe import parse_override
-
     options = {}
     for text in overrides:
-        key, value = parse_override(text)
+        key, value = i2i.parse_override(text)
         options[".".join(key)] = value
     run_dir = import_reference_run(checkpoint, task, out, options)
     click.echo(f"i2i: imported {checkpoint} into {run_dir}")

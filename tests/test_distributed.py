@@ -1,0 +1,265 @@
+"""Distributed training: 2 CPU processes (gloo) under torchrun, on tiny recipes.
+
+Each torchrun launch costs ~15 s here (three Python processes importing torch on shared
+cores), so one launch serves several checks. Run as a script, this file is the worker that
+``test_two_ranks_match_one_process_with_twice_the_batch`` starts under torchrun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import i2i
+from helpers import make_photos, tiny_recipe
+from i2i.engine.checkpoint import find_checkpoint
+from i2i.engine.distributed import DistContext, Launch, dist_timeout, launch_environment, torchrun_command
+from i2i.errors import UserError
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+LAUNCH_TIMEOUT = 240
+
+needs_gloo = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()) or not Path("/proc").is_dir(),
+    reason="needs torch.distributed with gloo, and /proc to find the worker processes",
+)
+
+
+# -- launching -------------------------------------------------------------------------------------
+def clean_env() -> dict[str, str]:
+    """The test environment minus i2i's settings and any launcher's variables, one thread per rank."""
+    launcher = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("I2I_", "SLURM_", "TORCHELASTIC_")) and k not in launcher}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def torchrun(args: list[str], **kwargs) -> subprocess.Popen:
+    """``torchrun --standalone --nproc-per-node 2 ARGS`` (ARGS: ``-m i2i ...`` or a script)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+    return subprocess.Popen(command, cwd=ROOT, env=clean_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def finish(proc: subprocess.Popen) -> tuple[str, str]:
+    out, err = proc.communicate(timeout=LAUNCH_TIMEOUT)
+    return out, err
+
+
+def write_recipe(recipe: dict, path: Path) -> Path:
+    from i2i.recipe import dumps_toml
+
+    path.write_text(dumps_toml(recipe))
+    return path
+
+
+def worker_pid(parent: int, rank: int) -> int:
+    """The pid of the torchrun worker of ``rank`` (a child of ``parent`` with RANK=rank)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and f"RANK={rank}".encode() in environ:
+            return int(entry)
+    raise AssertionError(f"no worker with RANK={rank} under pid {parent}")
+
+
+def checkpoint_tensors(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
+    ckpt = find_checkpoint(run_dir)
+    return {f.name: load_file(f) for f in sorted(ckpt.glob("*.safetensors"))}
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("photos"), count=8)
+
+
+# -- the worker (this file run as a script under torchrun) ----------------------------------------
+def worker(recipe_file: str, dump_dir: str) -> None:
+    """Train the recipe, then save this rank's parameters as ``rank{R}.safetensors``."""
+    seen = {}
+
+    class Keep(i2i.Callback):
+        def on_run_start(self, trainer):
+            seen["trainer"] = trainer
+
+    i2i.train(json.loads(Path(recipe_file).read_text()), callbacks=[Keep()], quiet=True)
+    trainer = seen["trainer"]
+    nets = {"G": trainer.G, "D": trainer.D, "ema": trainer.ema}
+    params = {f"{name}.{key}": p.detach().contiguous() for name, net in nets.items() if net is not None
+              for key, p in net.named_parameters()}
+    save_file(params, str(Path(dump_dir) / f"rank{trainer.dist.rank}.safetensors"))
+
+
+# -- 2 ranks x batch b == 1 process x batch 2b ------------------------------------------------------
+def no_batch_norm_recipe(photos: Path, out: Path, batch_size: int) -> dict:
+    """Deterministic pairs (gray2color), no batch norm, no dropout: the batch splits exactly."""
+    recipe = tiny_recipe(photos, out, train={"steps": 4, "batch_size": batch_size}, eval={"batch_size": 1})
+    recipe["task"] = {"name": "gray2color"}
+    recipe["generator"].update(norm="none", dropout=False)
+    recipe["discriminator"]["norm"] = "none"
+    return recipe
+
+
+class BothShards(i2i.Callback):
+    """Feeds a single process what two ranks draw: rank 0's batch, then rank 1's."""
+
+    def on_run_start(self, trainer):
+        from i2i.data import ImageData
+
+        shards = [ImageData(trainer.recipe["data"], channels=trainer.task.image_channels, device=trainer.device,
+                            seed=trainer.seed, rank=rank, world_size=2) for rank in range(2)]
+        trainer.data.next_batch = lambda n: torch.cat([shard.next_batch(n // 2) for shard in shards])
+
+
+@needs_gloo
+def test_two_ranks_match_one_process_with_twice_the_batch(photos, tmp_path):
+    recipe_file = tmp_path / "two.json"
+    recipe_file.write_text(json.dumps(no_batch_norm_recipe(photos, tmp_path / "two", batch_size=2)))
+    proc = torchrun([str(HERE), "worker", str(recipe_file), str(tmp_path)])
+    one = i2i.train(no_batch_norm_recipe(photos, tmp_path / "one", batch_size=4), callbacks=[BothShards()], quiet=True)
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+
+    # after training, both ranks hold the very same G, D and EMA parameters
+    rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert rank0.keys() == rank1.keys() and any(k.startswith("D.") for k in rank0)
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+
+    # and the same weights as one process that saw both ranks' batches at once
+    two, single = checkpoint_tensors(tmp_path / "two"), checkpoint_tensors(one.run_dir)
+    for name in ("generator.safetensors", "generator_ema.safetensors", "discriminator.safetensors"):
+        for key, value in single[name].items():
+            torch.testing.assert_close(two[name][key], value, rtol=1e-4, atol=1e-6, msg=f"{name}:{key}")
+    # validation is sharded over the ranks (3 images, one per batch) and summed: same numbers
+    evals = [r for r in records(tmp_path / "two") if r["type"] == "eval"]
+    assert len(evals) == 1
+    assert evals[0]["metrics"] == pytest.approx(one.metrics, rel=1e-4)
+    assert evals[0]["baselines"].keys() == one.baselines.keys()
+    for name, values in one.baselines.items():
+        assert evals[0]["baselines"][name] == pytest.approx(values, rel=1e-4), name
+
+
+# -- one set of run files; a dead rank; resume ------------------------------------------------------
+@needs_gloo
+def test_dead_rank_stops_the_run_and_resume_matches_an_uninterrupted_run(photos, tmp_path):
+    steps = 16
+    base = tiny_recipe(photos, tmp_path / "runs" / "straight", train={"steps": steps})
+
+    # an uninterrupted run through `i2i run --nproc 2`
+    straight = subprocess.run([sys.executable, "-m", "i2i", "run", str(write_recipe(base, tmp_path / "straight.toml")), "--nproc", "2"],
+                              cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert straight.returncode == 0, straight.stderr
+    run_dir = tmp_path / "runs" / "straight"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["straight"]  # one run directory
+    assert straight.stdout.count("i2i: run directory:") == 1 and "2 processes (gloo)" in straight.stdout
+    logged = records(run_dir)
+    assert [r["step"] for r in logged if r["type"] == "train"] == list(range(2, steps + 1, 2))  # written once
+    assert [r["step"] for r in logged if r["type"] == "eval"] == [steps]
+    assert len(list((run_dir / "samples").glob("*.png"))) == 1
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["BEST", "LATEST", f"step_{steps:07d}"]
+    saved = checkpoint_tensors(run_dir)
+    assert {"rank1.noise", "rank1.torch_cpu", "noise", "torch_cpu"} <= set(saved["rng.safetensors"])
+    assert not torch.equal(saved["rng.safetensors"]["noise"], saved["rng.safetensors"]["rank1.noise"])
+    state = json.loads((find_checkpoint(run_dir) / "state.json").read_text())
+    assert state["world_size"] == 2 and set(state["ranks"]) == {"1"}
+
+    # a long run whose rank 1 is killed: the run ends, non-zero, with a message
+    long = tiny_recipe(photos, tmp_path / "runs" / "killed", train={"steps": 100000},
+                       output={"checkpoint_every": 2, "log_every": 1, "progress": "plain"})
+    proc = torchrun(["-m", "i2i", "run", str(write_recipe(long, tmp_path / "long.toml"))])
+    for line in proc.stdout:
+        if line.startswith("step 3/"):  # the checkpoint of step 2 is complete
+            break
+    os.kill(worker_pid(proc.pid, 1), signal.SIGKILL)
+    out, err = finish(proc)
+    assert proc.returncode != 0
+    assert "i2i: rank 0: lost contact with the other processes" in err and "i2i run --resume" in err
+    killed = tmp_path / "runs" / "killed"
+    reached = json.loads((find_checkpoint(killed) / "state.json").read_text())["step"]
+    assert 2 <= reached < steps, "the run went too far before the kill landed"
+
+    # resuming on 2 ranks restores each rank's own streams: bit for bit the uninterrupted run
+    proc = torchrun(["-m", "i2i", "run", "--resume", str(killed), "--set", f"train.steps={steps}"])
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+    assert f"resuming {killed} at step {reached}" in out
+    resumed = checkpoint_tensors(killed)
+    assert resumed.keys() == saved.keys()
+    for name in saved:
+        assert saved[name].keys() == resumed[name].keys(), name
+        for key in saved[name]:
+            assert torch.equal(saved[name][key], resumed[name][key]), f"{name}:{key} differs"
+    assert records(killed)[-1]["metrics"] == records(run_dir)[-1]["metrics"]
+
+
+# -- without processes ------------------------------------------------------------------------------
+def test_launch_environment_torchrun_slurm_and_plain():
+    assert launch_environment({}) == Launch()
+    assert launch_environment({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}) == Launch(3, 8, 1, "torchrun")
+    slurm = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_STEP_ID": "0"}
+    assert launch_environment(slurm) == Launch(5, 8, 1, "slurm")
+    assert launch_environment({**slurm, "SLURM_STEP_NUM_TASKS": "4"}).world_size == 4
+    # torchrun inside an srun step: torchrun's variables win
+    assert launch_environment({**slurm, "RANK": "0", "WORLD_SIZE": "2"}).launcher == "torchrun"
+    # the batch script itself (no step): a plain process, not rank 0 of 8
+    batch = {"SLURM_PROCID": "0", "SLURM_NTASKS": "8", "SLURM_LOCALID": "0"}
+    assert launch_environment(batch) == Launch()
+    with pytest.raises(UserError, match="not integers"):
+        launch_environment({"RANK": "a", "WORLD_SIZE": "2"})
+
+
+def test_process_group_settings():
+    assert dist_timeout({}) == 300 and dist_timeout({"I2I_DIST_TIMEOUT": "30"}) == 30
+    with pytest.raises(UserError, match="I2I_DIST_TIMEOUT"):
+        dist_timeout({"I2I_DIST_TIMEOUT": "0"})
+    assert DistContext.from_environment("cpu", {}).world_size == 1  # no launcher: nothing to join
+    with pytest.raises(UserError, match="MASTER_ADDR and MASTER_PORT not set"):
+        DistContext.from_environment("cpu", {"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_STEP_ID": "0"})
+    assert torchrun_command(4, ["run", "r.toml", "--set", "train.steps=5"], python="py") == [
+        "py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4", "-m", "i2i", "run", "r.toml",
+        "--set", "train.steps=5"]
+
+
+def test_nproc_is_refused_under_a_launcher(tmp_path):
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", "r.toml", "--nproc", "2"], env={"RANK": "0", "WORLD_SIZE": "2"})
+    assert result.exit_code == 2 and "--nproc starts its own processes" in result.output
+
+
+def test_validation_shards_are_the_single_process_batches(photos):
+    from i2i.data import ImageData
+
+    cfg = dict(i2i.load_recipe(tiny_recipe(photos, Path("unused")))["data"])
+    cfg.update(val_source=str(photos), workers=0)
+    whole = ImageData(cfg, channels=3, device="cpu", seed=0)
+    shards = [ImageData(cfg, channels=3, device="cpu", seed=0, rank=r, world_size=3) for r in range(3)]
+    expected = [(n, names) for n, _, names in whole.indexed_val_batches(16, 3)]
+    got = sorted((n, names) for shard in shards for n, _, names in shard.indexed_val_batches(16, 3, shard=True))
+    assert got == expected and len(expected) == 3
+    assert [n for n, _, _ in shards[1].indexed_val_batches(16, 3, shard=True)] == [1]
+    assert sum(len(s.train_files) for s in shards) == len(whole.train_files)  # training files: disjoint shards
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
+    worker(*sys.argv[2:])
