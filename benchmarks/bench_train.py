@@ -1,0 +1,318 @@
+"""Training throughput of i2i (whole ``i2i run`` processes) and, optionally, of the reference.
+
+Each measurement is the difference between a short run (``--warmup`` steps) and a long one
+(``--warmup + --steps`` steps) of the same configuration, so process start-up, data decoding,
+the final evaluation and checkpoint cancel out:
+
+    img/s = steps * batch / (t_long - t_short)
+
+Runs are interleaved (i2i short, reference short, i2i long, reference long, per repeat) so both
+see the same machine conditions. Memory: ``max_rss`` is ru_maxrss from wait4 (the largest
+single process), ``tree_pss`` the sampled peak of the summed PSS over the process tree (the
+main process plus any data-loader workers; shared pages are split, not double counted), both
+from the long runs.
+
+The presets reproduce the rows of the reference's published numbers (see ``PRESETS``):
+pix2pix rows train i2i's ``denoise`` task with ``residual = false`` and ``sigma = 25``, so G
+and D are exactly pix2pix's (3 -> 3 channels, conditional PatchGAN on 6 channels), with the
+reference's loss (vanilla GAN + 100 * L1) and Adam(2e-4, betas 0.5/0.999). The reference
+trains on an aligned A|B folder of the same synthetic images (A = B + noise).
+
+Examples::
+
+    python benchmarks/bench_train.py --preset unet256_b1 --warmup 3 --steps 15
+    python benchmarks/bench_train.py --preset unet128_b4 --reference /tmp/pix2pix \\
+        --ref-pythonpath /tmp/ref_site --json results.json
+    python benchmarks/bench_train.py --preset unet128_b1 \\
+        --variant 'cl:train.channels_last=true' --variant 'bf16:train.precision="bf16"' \\
+        --variant 'threads1:env.OMP_NUM_THREADS=1' --variant 'stream:data.cache_gb=0' \
+        --variant 'ckpt:env.I2I_BENCH_PATCHES=stream_checkpoint'
+
+Variants: ``key=value`` recipe overrides, ``env.VAR=value`` environment; ``env.I2I_BENCH_PATCHES``
+runs i2i through ``i2i_patched.py`` with proposed engine changes applied (proto_checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Measured, machine_info, median, python_versions, run_measured, wait_for_quiet, write_images  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Preset:
+    generator: str
+    size: int
+    batch: int
+    task: str = "pix2pix"  # pix2pix (3->3 paired) | colorization (L -> ab)
+    norm: str = "batch"  # G and D normalisation (the reference's --norm)
+    dropout: bool = True  # the reference's default (not --no_dropout) for pix2pix
+    note: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "unet256_b1": Preset("unet_256", 256, 1, note="pix2pix unet_256 + PatchGAN 256 px batch 1"),
+    "unet256_b4": Preset("unet_256", 256, 4, note="pix2pix unet_256 + PatchGAN 256 px batch 4"),
+    "unet128_b1": Preset("unet_128", 128, 1, note="pix2pix unet_128 + PatchGAN 128 px batch 1"),
+    "unet128_b4": Preset("unet_128", 128, 4, note="pix2pix unet_128 + PatchGAN 128 px batch 4"),
+    "color128_b1": Preset("unet_128", 128, 1, task="colorization", note="colourisation L->ab unet_128 + PatchGAN 128 px batch 1"),
+    # Not the reference's CycleGAN row (two G, two D, cycle losses): the same resnet_9blocks G
+    # trained paired (the reference's pix2pix model with --netG resnet_9blocks), instance norm.
+    "resnet9_128_b1": Preset("resnet_9blocks", 128, 1, norm="instance", dropout=False,
+                             note="paired resnet_9blocks (instance norm) + PatchGAN 128 px batch 1"),
+}
+
+#: the reference's published img/s on 2 cores (issue 6), for orientation in the output
+PUBLISHED_REF = {"unet256_b1": "1.27-1.35", "unet256_b4": "1.76-1.80", "unet128_b1": "2.41-2.57",
+                 "unet128_b4": "4.87-5.24", "color128_b1": "2.23-2.61"}
+
+
+def load_size(size: int) -> int:
+    """pix2pix's load size for a crop size (286 for 256): images are written at this size."""
+    return round(size * 286 / 256)
+
+
+# -- i2i ---------------------------------------------------------------------------------------------
+def i2i_recipe(p: Preset, data_dir: Path) -> str:
+    if p.task == "colorization":
+        task = '[task]\nname = "gray2color"\n'
+    else:
+        task = '[task]\nname = "denoise"\nsigma = 25.0\nresidual = false\n'
+    return f"""# written by benchmarks/bench_train.py
+{task}
+[data]
+source = "{data_dir}"
+size = {p.size}
+val_fraction = 0.125
+
+[generator]
+name = "{p.generator}"
+norm = "{p.norm}"
+dropout = {str(p.dropout).lower()}
+
+[discriminator]
+name = "patchgan"
+n_layers = 3
+norm = "{p.norm}"
+
+[losses.gan]
+name = "vanilla"
+weight = 1.0
+
+[losses.l1]
+weight = 100.0
+
+[train]
+steps = 1
+batch_size = {p.batch}
+device = "cpu"
+seed = 0
+
+[eval]
+crop = {p.size}
+batch_size = 1
+max_images = 1
+
+[output]
+log_every = 1000000
+tensorboard = false
+progress = "none"
+"""
+
+
+def i2i_command(python: str, recipe: Path, steps: int, out: Path, overrides: list[str], patched: bool = False) -> list[str]:
+    """``i2i run`` (through i2i_patched.py when benchmark-only patches are asked for)."""
+    entry = [str(Path(__file__).resolve().parent / "i2i_patched.py")] if patched else ["-m", "i2i"]
+    cmd = [python, *entry, "run", str(recipe), "--quiet", "--out", str(out), "--set", f"train.steps={steps}"]
+    for o in overrides:
+        cmd += ["--set", o]
+    return cmd
+
+
+# -- the reference -------------------------------------------------------------------------------------
+def reference_command(python: str, p: Preset, dataroot: Path, steps: int, ckpt_dir: Path, threads: int) -> list[str]:
+    model = ["--model", "colorization", "--dataset_mode", "colorization"] if p.task == "colorization" else [
+        "--model", "pix2pix", "--dataset_mode", "aligned"]
+    cmd = [python, "train.py", "--dataroot", str(dataroot), "--name", "bench", "--checkpoints_dir", str(ckpt_dir),
+           *model, "--netG", p.generator, "--netD", "basic", "--norm", p.norm, "--gan_mode", "vanilla",
+           "--lambda_L1", "100", "--batch_size", str(p.batch), "--load_size", str(load_size(p.size)),
+           "--crop_size", str(p.size), "--n_epochs", "1", "--n_epochs_decay", "0",
+           "--max_dataset_size", str(steps * p.batch), "--no_html", "--num_threads", str(threads)]
+    if not p.dropout:
+        cmd.append("--no_dropout")
+    return cmd
+
+
+# -- driver -----------------------------------------------------------------------------------------------
+@dataclass
+class Series:
+    """All runs of one (preset, implementation/variant)."""
+
+    name: str
+    short: list[Measured] = field(default_factory=list)
+    long: list[Measured] = field(default_factory=list)
+
+    def summary(self, steps: int, batch: int) -> dict:
+        diffs = [lg.seconds - sh.seconds for sh, lg in zip(self.short, self.long)]
+        rates = [steps * batch / d if d > 0 else float("nan") for d in diffs]
+        return {
+            "img_per_s": median(rates) if rates else None,
+            "img_per_s_all": [round(r, 3) for r in rates],
+            "step_ms": 1000 * median(diffs) / steps if diffs else None,
+            "short_s": [round(m.seconds, 2) for m in self.short],
+            "long_s": [round(m.seconds, 2) for m in self.long],
+            "max_rss_mb": max((m.max_rss_mb for m in self.long), default=None),
+            "tree_pss_mb": max((m.peak_tree_pss_mb for m in self.long), default=None),
+            "foreign_load": [round(m.foreign, 3) for m in self.short + self.long],
+        }
+
+
+def parse_variant(text: str) -> tuple[str, list[str], dict[str, str]]:
+    """``name:key=value;key=value``: recipe overrides, and ``env.VAR=value`` environment."""
+    name, _, spec = text.partition(":")
+    overrides, env = [], {}
+    for item in filter(None, (s.strip() for s in spec.split(";"))):
+        key, _, value = item.partition("=")
+        if key.startswith("env."):
+            env[key[4:]] = value
+        else:
+            overrides.append(item)
+    return name, overrides, env
+
+
+def check(m: Measured, what: str) -> Measured:
+    if m.returncode != 0:
+        sys.stderr.write(m.output[-4000:])
+        raise SystemExit(f"bench_train: {what} failed with status {m.returncode}")
+    return m
+
+
+def measure(cmd: list[str], what: str, args, **kwargs) -> Measured:
+    """Run once the machine is quiet; rerun (up to ``--retries``) when other processes took more
+    than ``--max-foreign`` of the cores meanwhile, keeping the least disturbed run."""
+    best: Measured | None = None
+    for attempt in range(args.retries + 1):
+        load, waited = wait_for_quiet(args.quiet_threshold, args.max_wait)
+        m = check(run_measured(cmd, **kwargs), what)
+        if best is None or m.foreign < best.foreign:
+            best = m
+        if m.foreign <= args.max_foreign:
+            break
+        print(f"    ({what}: other processes used {100 * m.foreign:.0f}% of the cores; again)", flush=True)
+    return best
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", action="append", choices=sorted(PRESETS), help="repeatable (default: unet256_b1)")
+    ap.add_argument("--warmup", type=int, default=3, help="steps of the short run")
+    ap.add_argument("--steps", type=int, default=15, help="extra steps of the long run (the timed ones)")
+    ap.add_argument("--repeats", type=int, default=1, help="short/long pairs per configuration")
+    ap.add_argument("--python", default=sys.executable, help="Python with i2i installed")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="extra i2i configuration 'name:key=value;env.VAR=value' (repeatable)")
+    ap.add_argument("--no-default", action="store_true", help="skip i2i's default configuration")
+    ap.add_argument("--no-i2i", action="store_true", help="measure only the reference")
+    ap.add_argument("--reference", type=Path, help="checkout of junyanz/pytorch-CycleGAN-and-pix2pix (train.py)")
+    ap.add_argument("--ref-python", default=sys.executable)
+    ap.add_argument("--ref-pythonpath", default=os.environ.get("I2I_REF_PYTHONPATH", ""),
+                    help="prepended to PYTHONPATH for the reference (its extra packages)")
+    ap.add_argument("--ref-threads", type=int, default=4, help="the reference's --num_threads (its default: 4)")
+    ap.add_argument("--i2i-images", type=int, default=8, help="synthetic images in i2i's data folder")
+    ap.add_argument("--quiet-threshold", type=float, default=0.15,
+                    help="before each run, wait until other processes use less than this share of the cores")
+    ap.add_argument("--max-wait", type=float, default=90.0, help="seconds to wait for quiet at most")
+    ap.add_argument("--max-foreign", type=float, default=0.10,
+                    help="rerun a run during which other processes used more than this share of the cores")
+    ap.add_argument("--retries", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = ap.parse_args(argv)
+    presets = args.preset or ["unet256_b1"]
+
+    configs: list[tuple[str, list[str], dict[str, str]]] = []
+    if not args.no_i2i:
+        if not args.no_default:
+            configs.append(("i2i", [], {}))
+        for v in args.variant:
+            name, overrides, env = parse_variant(v)
+            configs.append((f"i2i[{name}]", overrides, env))
+
+    scratch = Path(tempfile.mkdtemp(prefix="i2i-bench-"))
+    results: dict = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                     "versions": {"i2i_python": python_versions(args.python)},
+                     "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats, "rows": {}}
+    if args.reference:
+        results["versions"]["reference"] = str(args.reference)
+    base_env = dict(os.environ)
+    base_env.setdefault("PYTHONUNBUFFERED", "1")
+    ref_env = dict(base_env)
+    if args.ref_pythonpath:
+        ref_env["PYTHONPATH"] = args.ref_pythonpath + (os.pathsep + ref_env["PYTHONPATH"] if ref_env.get("PYTHONPATH") else "")
+    print(f"# scratch {scratch}\n# machine {json.dumps(results['machine'])}", flush=True)
+    try:
+        for name in presets:
+            p = PRESETS[name]
+            load = load_size(p.size)
+            i2i_data = write_images(scratch / f"i2i-{load}", args.i2i_images, load, seed=1)
+            recipe = scratch / f"{name}.toml"
+            recipe.write_text(i2i_recipe(p, i2i_data))
+            ref_root = None
+            if args.reference:
+                count = (args.warmup + args.steps) * p.batch
+                ref_root = scratch / f"ref-{p.task}-{load}"
+                sub = ref_root / "train"
+                if not sub.exists() or len(list(sub.iterdir())) < count:
+                    shutil.rmtree(ref_root, ignore_errors=True)
+                    write_images(sub, count, load, seed=2, aligned=p.task != "colorization")
+            series = {c[0]: Series(c[0]) for c in configs}
+            if ref_root is not None:
+                series["reference"] = Series("reference")
+            print(f"\n## {name}: {p.note}", flush=True)
+            for r in range(args.repeats):
+                for phase, steps in (("short", args.warmup), ("long", args.warmup + args.steps)):
+                    for label, overrides, env in configs:
+                        out = scratch / "runs" / f"{name}-{label}-{r}-{phase}"
+                        m = measure(i2i_command(args.python, recipe, steps, out, overrides, "I2I_BENCH_PATCHES" in env), f"{label} {name} {phase}",
+                                    args, env={**base_env, **env})
+                        getattr(series[label], phase).append(m)
+                        shutil.rmtree(out, ignore_errors=True)
+                        print(f"  {label:>16} {phase:5} {steps:3d} steps {m.seconds:7.2f} s  rss {m.max_rss_mb:6.0f} MB  pss {m.peak_tree_pss_mb:6.0f} MB  other load {100 * m.foreign:3.0f}%", flush=True)
+                    if ref_root is not None:
+                        ckpt_dir = scratch / "ref-ckpt" / f"{name}-{r}-{phase}"
+                        cmd = reference_command(args.ref_python, p, ref_root, steps, ckpt_dir, args.ref_threads)
+                        m = measure(cmd, f"reference {name} {phase}", args, cwd=args.reference, env=ref_env)
+                        series["reference"].__getattribute__(phase).append(m)
+                        shutil.rmtree(ckpt_dir, ignore_errors=True)
+                        print(f"  {'reference':>16} {phase:5} {steps:3d} steps {m.seconds:7.2f} s  rss {m.max_rss_mb:6.0f} MB  pss {m.peak_tree_pss_mb:6.0f} MB  other load {100 * m.foreign:3.0f}%", flush=True)
+            row = {"preset": asdict(p), "published_reference_img_per_s": PUBLISHED_REF.get(name)}
+            for label, s in series.items():
+                row[label] = s.summary(args.steps, p.batch)
+            if "reference" in row and "i2i" in row and row["reference"]["img_per_s"]:
+                row["ratio"] = row["i2i"]["img_per_s"] / row["reference"]["img_per_s"]
+            results["rows"][name] = row
+            for label in series:
+                s = row[label]
+                print(f"  => {label:>16}: {s['img_per_s']:.3f} img/s ({s['step_ms']:.0f} ms/step)  "
+                      f"max_rss {s['max_rss_mb']:.0f} MB  tree_pss {s['tree_pss_mb']:.0f} MB", flush=True)
+            if "ratio" in row:
+                print(f"  => ratio i2i/reference: {row['ratio']:.2f}x", flush=True)
+            if args.json:  # after every row, so an interrupted run keeps what it measured
+                args.json.write_text(json.dumps(results, indent=1))
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""``i2i translate`` on a folder of 256 px photos: is it bound by the network, or by decoding and
+writing? Trains a model for one step (the weights do not matter for speed), then translates
+``--images`` synthetic photos with ``i2i.translate.translate_files`` and prints its report's
+split of the time (``seconds`` = decode / network / write) and images/s.
+
+    python benchmarks/bench_translate.py --generator unet_256 --images 16 --batch-size 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_images  # noqa: E402
+
+
+def run(generator: str = "unet_256", images: int = 16, size: int = 256, batch_size: int = 4, device: str = "cpu",
+        fmt: str = "png", task: str = "denoise", repeats: int = 1) -> dict:
+    import torch
+
+    import i2i
+    from i2i.translate import translate_files
+
+    scratch = Path(tempfile.mkdtemp(prefix="i2i-translate-"))
+    try:
+        photos = write_images(scratch / "photos", images, size, seed=3, fmt="png")
+        train_data = write_images(scratch / "train", 2, max(size, 64), seed=4)
+        task_cfg = {"name": "denoise", "sigma": 25.0, "residual": False} if task == "denoise" else {"name": task}
+        recipe = {
+            "task": task_cfg,
+            "data": {"source": str(train_data), "size": 64 if generator != "unet_256" else 256, "val_fraction": 0.0},
+            "generator": {"name": generator},
+            "losses": {"l1": {"weight": 1.0}},
+            "train": {"steps": 1, "device": device},
+            "output": {"dir": str(scratch / "run"), "tensorboard": False, "progress": "none"},
+        }
+        run_dir = i2i.train(recipe, quiet=True).run_dir
+        model = i2i.load(run_dir, device=device)
+        reports = []
+        for r in range(repeats + 1):  # the first pass warms up (cudnn autotuning, allocator)
+            out = scratch / f"out{r}"
+            start = time.perf_counter()
+            report = translate_files(model, [photos], out, batch_size=batch_size, fmt=fmt, progress=False)
+            wall = time.perf_counter() - start
+            reports.append({"wall_s": round(wall, 3), **{k: round(v, 3) for k, v in report.seconds.items()},
+                            "written": report.written})
+            shutil.rmtree(out, ignore_errors=True)
+        timed = reports[1:]
+        best = min(timed, key=lambda r: r["wall_s"])
+        total = sum(best[k] for k in ("decode", "network", "write"))
+        result = {
+            "generator": generator, "task": task, "images": images, "size": size, "batch_size": batch_size,
+            "device": str(model.device), "torch_threads": torch.get_num_threads(), "format": fmt,
+            "warmup_pass": reports[0], "timed_passes": timed,
+            "img_per_s": images / best["wall_s"],
+            "share": {k: round(best[k] / total, 3) for k in ("decode", "network", "write")},
+        }
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--generator", default="unet_256")
+    ap.add_argument("--task", default="denoise", choices=["denoise", "gray2color"])
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--format", default="png")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    result = run(args.generator, args.images, args.size, args.batch_size, args.device, args.format, args.task, args.repeats)
+    best = min(result["timed_passes"], key=lambda r: r["wall_s"])
+    print(f"translate {args.images} x {args.size} px with {args.generator} on {result['device']} (batch {args.batch_size}): "
+          f"{result['img_per_s']:.2f} img/s; decode {best['decode']:.2f} s, network {best['network']:.2f} s, "
+          f"write {best['write']:.2f} s (shares {result['share']})")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
