@@ -6,6 +6,8 @@ the final evaluation and checkpoint cancel out:
 
     img/s = steps * batch / (t_long - t_short)
 
+and the ratio to the reference is the median over repeats of the ratio of side-by-side rates.
+
 Runs are interleaved (i2i short, reference short, i2i long, reference long, per repeat) so both
 see the same machine conditions. Memory: ``max_rss`` is ru_maxrss from wait4 (the largest
 single process), ``tree_pss`` the sampled peak of the summed PSS over the process tree (the
@@ -297,15 +299,25 @@ def main(argv: list[str] | None = None) -> dict:
             row = {"preset": asdict(p), "published_reference_img_per_s": PUBLISHED_REF.get(name)}
             for label, s in series.items():
                 row[label] = s.summary(args.steps, p.batch)
-            if "reference" in row and "i2i" in row and row["reference"]["img_per_s"]:
-                row["ratio"] = row["i2i"]["img_per_s"] / row["reference"]["img_per_s"]
+            if "reference" in row:
+                # per repeat, i2i and the reference ran side by side: their ratio is steadier
+                # than either rate when the machine's speed drifts between repeats
+                for label in series:
+                    if label == "reference" or not row["reference"]["img_per_s"]:
+                        continue
+                    pairs = [a / b for a, b in zip(row[label]["img_per_s_all"], row["reference"]["img_per_s_all"]) if b > 0]
+                    row[label]["ratio_per_repeat"] = [round(x, 3) for x in pairs]
+                    row[label]["ratio"] = median(pairs) if pairs else None
+                if "i2i" in row:
+                    row["ratio"] = row["i2i"]["ratio"]
             results["rows"][name] = row
             for label in series:
                 s = row[label]
                 print(f"  => {label:>16}: {s['img_per_s']:.3f} img/s ({s['step_ms']:.0f} ms/step)  "
                       f"max_rss {s['max_rss_mb']:.0f} MB  tree_pss {s['tree_pss_mb']:.0f} MB", flush=True)
-            if "ratio" in row:
-                print(f"  => ratio i2i/reference: {row['ratio']:.2f}x", flush=True)
+            for label in series:
+                if row[label].get("ratio"):
+                    print(f"  => {label}/reference: {row[label]['ratio']:.2f}x (per repeat {row[label]['ratio_per_repeat']})", flush=True)
             if args.json:  # after every row, so an interrupted run keeps what it measured
                 args.json.write_text(json.dumps(results, indent=1))
     finally:

@@ -8,11 +8,12 @@ Sections, each skipped with a note when the time budget (``--budget`` seconds) r
    ``train.channels_last = true``: img/s, ms/step, peak GPU memory;
 3. 256 px pix2pix at batch 32 and 64: img/s and model-FLOP utilisation
    (MFU = img/s * 86.9 GFLOP / measured bf16 matmul rate; 86.9 GFLOP per image per pix2pix
-   training step at 256 px, from FIELD-NOTES), with fp32 / no-channels_last / compile variants;
+   training step at 256 px, from FIELD-NOTES), with fp32 and no-channels_last variants;
 4. whole ``i2i run`` processes (short/long difference, as on the CPU) for unet256 batch 1 and 32;
 5. ``i2i translate`` of 256 px photos on the GPU: the decode/network/write split;
 6. the reference's ``train.py`` on the same card (if ``--reference`` is given): short/long
-   difference at unet256 batch 1, unet128 batch 4 and unet256 batch 32.
+   difference at unet256 batch 1, unet128 batch 4 and unet256 batch 32;
+7. with ``--compile``: ``train.compile = true`` at 256 px, batch 32 and 1.
 
 Writes everything to ``--json`` as it goes. ``benchmarks/run_gpu.sh`` installs what the
 device machine lacks and calls this.
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reference", type=Path, help="checkout of the reference (its train.py)")
     ap.add_argument("--ref-threads", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=4.0, help="timed seconds per in-process configuration")
-    ap.add_argument("--compile", action="store_true", help="also try train.compile at batch 32 (1-2 min)")
+    ap.add_argument("--compile", action="store_true", help="last, also try train.compile at batch 32 and 1 (1-2 min each)")
     ap.add_argument("--device", default="cuda", help="cpu: smoke-test this script without a GPU (tiny settings)")
     ap.add_argument("--skip", action="append", default=[], help="section to skip: rows, large, process, translate, reference")
     args = ap.parse_args(argv)
@@ -243,8 +244,6 @@ def main(argv: list[str] | None = None) -> dict:
         big = {b: Preset("unet_256", 256, b, note=f"pix2pix 256 px batch {b}") for b in (b1, b2)}
         variants = [("bf16_cl", b1, fast), ("bf16_cl", b2, fast), ("bf16", b1, []),
                     ("fp32_cl", b1, ['train.precision="fp32"', *fast])]
-        if args.compile:
-            variants.append(("bf16_cl_compile", b1, [*fast, "train.compile=true"]))
         for label, batch, overrides in variants:
             if budget.left() < (150 if "compile" in label else 40):
                 break
@@ -286,6 +285,19 @@ def main(argv: list[str] | None = None) -> dict:
                 break
             r = guarded("reference", name, lambda: reference_rate(sys.executable, args.reference, p, scratch, short, long, env, args.ref_threads))
             log(f"reference {name}: {r}")
+
+    # 7. torch.compile at the large batch and at batch 1 (last: compiling costs a minute or two)
+    if args.compile and section("compile", 120):
+        for batch in (1, 2) if smoke else (32, 1):
+            if budget.left() < 100:
+                break
+            p = Preset("unet_256", 256, batch, note=f"pix2pix 256 px batch {batch}, compiled")
+            r = guarded("compile", f"bf16_cl_compile_b{batch}",
+                        lambda: trainer_rate(p, data_dirs[256], scratch, [*fast, "train.compile=true"], warmup=2 if smoke else 12, seconds=args.seconds))
+            if "img_per_s" in r:
+                r["tflops"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000
+                r["mfu"] = r["tflops"] / rate
+            log(f"compile b{batch}: {r}")
 
     shutil.rmtree(scratch, ignore_errors=True)
     results["elapsed_s"] = round(time.perf_counter() - START, 1)
