@@ -182,6 +182,18 @@ def _show(value) -> str:
 
 
 # -- translate / eval ----------------------------------------------------------------------------
+def _tile_option(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        tile = int(value)
+    except ValueError:
+        tile = -1
+    if tile < 0:
+        raise click.BadParameter(f"{value!r}: use auto, 0 (no tiling) or a tile size in pixels such as 512")
+    return tile
+
+
 @cli.command()
 @click.argument("model_path", metavar="RUN_DIR_OR_CHECKPOINT", type=click.Path())
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
@@ -191,8 +203,11 @@ def _show(value) -> str:
 @click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(["png", "jpg", "webp", "tif"]), help="Output format.")
 @click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]), help="Which checkpoint of a run directory.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--tile", default="auto", show_default=True, callback=lambda ctx, param, value: _tile_option(value),
+              help="Translate large images in overlapping tiles of this many px (bounds memory); "
+                   "auto tiles images above ~4 megapixels in 1024 px tiles, 0 never tiles.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def translate(model_path, inputs, out_dir, device, batch_size, fmt, which, overwrite, quiet) -> None:
+def translate(model_path, inputs, out_dir, device, batch_size, fmt, which, overwrite, tile, quiet) -> None:
     """Apply a trained model to image files and folders (recursively).
 
     Outputs keep each input's size and file stem. Existing files are never replaced unless
@@ -206,7 +221,8 @@ def translate(model_path, inputs, out_dir, device, batch_size, fmt, which, overw
     from .translate import translate_files
 
     model = load(model_path, device=device, which=which)
-    report = translate_files(model, [Path(p) for p in inputs], Path(out_dir), batch_size=batch_size, fmt=fmt, overwrite=overwrite, progress=not quiet)
+    report = translate_files(model, [Path(p) for p in inputs], Path(out_dir), batch_size=batch_size, fmt=fmt,
+                             overwrite=overwrite, progress=not quiet, tile=tile)
     click.echo(f"i2i: wrote {report.written} image(s) to {out_dir}" + (f", skipped {report.skipped} unreadable" if report.skipped else ""), err=quiet)
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .engine import checkpoint as ckpt
 from .engine.device import resolve_device
-from .engine.infer import run_generator
+from .engine.infer import AUTO_OVERLAP, resolve_tile, run_generator, run_tiled
 from .errors import CheckpointError
 from .plugins import registry
 from .recipe import component_options, load_recipe
@@ -20,23 +20,27 @@ class Model:
     """A task and its trained generator (the EMA weights when the run kept an EMA).
 
     ``model(images)`` takes RGB batches ``[B, 3, H, W]`` in [0, 1] (any H and W: they are
-    padded to the network's multiple and cropped back) and returns images in [0, 1].
+    padded to the network's multiple and cropped back) and returns images in [0, 1]. Images
+    above about 4 megapixels are translated in overlapping 1024 px tiles to bound memory;
+    ``tile=0`` turns that off, ``tile=N`` forces N px tiles.
     """
 
     def __init__(self, task: Any, generator: nn.Module, recipe: dict, checkpoint: Path, device: torch.device) -> None:
         self.task, self.generator, self.recipe, self.checkpoint, self.device = task, generator, recipe, checkpoint, device
 
     @torch.inference_mode()
-    def __call__(self, images: Tensor) -> Tensor:
+    def __call__(self, images: Tensor, *, tile: int | str = "auto", overlap: int = AUTO_OVERLAP) -> Tensor:
         if images.dim() == 3:
-            return self(images[None])[0]
+            return self(images[None], tile=tile, overlap=overlap)[0]
         images = images.to(self.device, torch.float32)
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         input = self.task.prepare(images)
-        return self.task.to_image(run_generator(self.generator, input).float(), input)
+        side = resolve_tile(tile, *input.shape[-2:])
+        output = run_tiled(self.generator, input, side, overlap) if side else run_generator(self.generator, input)
+        return self.task.to_image(output.float(), input)
 
-    def translate(self, image: Any):
+    def translate(self, image: Any, *, tile: int | str = "auto"):
         """Translate a path or a PIL image; returns a PIL image of the same size."""
         from PIL import Image
 
@@ -47,7 +51,7 @@ class Model:
             tensor = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).reshape(rgb.height, rgb.width, 3).permute(2, 0, 1)
         else:
             tensor = decode_image(Path(image), 3)
-        return to_pil(self(tensor.float() / 255))
+        return to_pil(self(tensor.float() / 255, tile=tile))
 
 
 def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Model:

@@ -32,7 +32,7 @@ def output_paths(inputs: list[tuple[Path, Path]], out_dir: Path, fmt: str) -> li
 
 
 def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int = 4, fmt: str = "png",
-                    overwrite: bool = False, progress: bool = True) -> TranslateReport:
+                    overwrite: bool = False, progress: bool = True, tile: int | str = "auto") -> TranslateReport:
     """Translate every image found in ``inputs``; never replaces a file unless ``overwrite``."""
     from .data import decode_image, find_images, to_pil
 
@@ -71,7 +71,7 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
             return
         start = time.perf_counter()
         batch = torch.stack([t for t, _ in pending]).to(model.device, non_blocking=True).float() / 255
-        outputs = model(batch)
+        outputs = model(batch, tile=tile)
         outputs = outputs.cpu()  # waits for the device: the network's time ends here
         middle = time.perf_counter()
         for out, (_, target) in zip(outputs, pending):

@@ -87,6 +87,8 @@ def test_patchgan_gives_a_30x30_grid_for_256_px():
         ("resnet", (1, 3), {"blocks": 1, "width": 4, "padding": "replicate", "norm": "none"}, (8, 12)),
         ("dncnn", (3, 3), {"depth": 4, "width": 8}, (15, 17)),
         ("dncnn", (1, 3), {"depth": 3, "width": 8, "residual": False}, (9, 5)),
+        ("ffdnet", (3, 3), {"depth": 4, "width": 8}, (16, 18)),
+        ("ffdnet", (1, 3), {"depth": 3, "width": 8, "residual": False, "scale": 4}, (8, 12)),
     ],
 )
 def test_generator_output_shapes(name, channels, options, size):
@@ -94,7 +96,7 @@ def test_generator_output_shapes(name, channels, options, size):
     assert size[0] % net.size_multiple == 0 and size[1] % net.size_multiple == 0
     out = net(torch.rand(2, channels[0], *size) * 2 - 1)
     assert out.shape == (2, channels[1], *size)
-    if options.get("output", "tanh") == "tanh" and name != "dncnn":
+    if options.get("output", "tanh") == "tanh" and name not in ("dncnn", "ffdnet"):
         assert out.abs().max() <= 1
 
 
@@ -118,6 +120,24 @@ def test_dncnn_subtracts_its_prediction():
     assert plain(x).abs().max() == 0
     with pytest.raises(i2i.UserError, match="residual"):
         G("dncnn", 1, 3)
+
+
+def test_ffdnet_folds_pixels_and_subtracts_its_prediction():
+    net = G("ffdnet", 3, 3, depth=4, width=8)
+    assert net.subtracts_residual is True and net.size_multiple == 2
+    # the stack runs on 2x2-folded pixels: 12 channels in, 12 out, at half resolution
+    assert net.body[0].in_channels == 12 and net.body[-1].out_channels == 12
+    with torch.no_grad():
+        net.body[-1].weight.zero_()
+    x = torch.randn(2, 3, 10, 12)
+    torch.testing.assert_close(net(x), x)
+    # a quarter of DnCNN's compute per pixel at the same width and depth
+    dn = G("dncnn", 3, 3, depth=4, width=8)
+    assert sum(p.numel() for p in net.parameters()) < 2 * sum(p.numel() for p in dn.parameters())
+    with pytest.raises(ValueError, match="multiples of 2"):
+        net(torch.randn(1, 3, 9, 12))
+    with pytest.raises(i2i.UserError, match="residual"):
+        G("ffdnet", 1, 3)
 
 
 def test_bad_values_from_python_are_user_errors():

@@ -1,4 +1,4 @@
-"""i2i's built-in networks: pix2pix/CycleGAN generators and discriminators, DnCNN.
+"""i2i's built-in networks: pix2pix/CycleGAN generators and discriminators, DnCNN, FFDNet.
 
 Written as any third-party plugin would be, through ``i2i.hookimpl`` and the ``register``
 callables only. The classic networks follow the reference implementation
@@ -16,12 +16,13 @@ import i2i
 
 from .discriminators import multiscale, patchgan, pixelgan
 from .dncnn import dncnn
+from .ffdnet import ffdnet
 from .resnet import resnet
 from .unet import unet
 
 #: Named presets: ``alias -> (factory name, defaults, description)``. The pix2pix ones use the
 #: reference's defaults (width 64, batch norm, dropout in the middle blocks).
-GENERATORS: dict[str, Callable[..., nn.Module]] = {"unet": unet, "resnet": resnet, "dncnn": dncnn}
+GENERATORS: dict[str, Callable[..., nn.Module]] = {"unet": unet, "resnet": resnet, "dncnn": dncnn, "ffdnet": ffdnet}
 ALIASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "unet_256": ("unet", {"depth": 8, "width": 64, "norm": "batch", "dropout": True},
                  "pix2pix U-Net for 256 px: 8 downsamplings, width 64, batch norm, dropout"),
