@@ -27,11 +27,9 @@ Examples::
         --ref-pythonpath /tmp/ref_site --json results.json
     python benchmarks/bench_train.py --preset unet128_b1 \\
         --variant 'cl:train.channels_last=true' --variant 'bf16:train.precision="bf16"' \\
-        --variant 'threads1:env.OMP_NUM_THREADS=1' --variant 'stream:data.cache_gb=0' \
-        --variant 'ckpt:env.I2I_BENCH_PATCHES=stream_checkpoint'
+        --variant 'threads1:env.OMP_NUM_THREADS=1' --variant 'stream:data.cache_gb=0'
 
-Variants: ``key=value`` recipe overrides, ``env.VAR=value`` environment; ``env.I2I_BENCH_PATCHES``
-runs i2i through ``i2i_patched.py`` with proposed engine changes applied (proto_checkpoint.py).
+Variants: ``key=value`` recipe overrides, ``env.VAR=value`` environment.
 """
 
 from __future__ import annotations
@@ -131,9 +129,9 @@ progress = "none"
 """
 
 
-def i2i_command(python: str, recipe: Path, steps: int, out: Path, overrides: list[str], patched: bool = False) -> list[str]:
-    """``i2i run`` (through i2i_patched.py when benchmark-only patches are asked for)."""
-    entry = [str(Path(__file__).resolve().parent / "i2i_patched.py")] if patched else ["-m", "i2i"]
+def i2i_command(python: str, recipe: Path, steps: int, out: Path, overrides: list[str]) -> list[str]:
+    """``i2i run RECIPE --set train.steps=STEPS`` as a command line."""
+    entry = ["-m", "i2i"]
     cmd = [python, *entry, "run", str(recipe), "--quiet", "--out", str(out), "--set", f"train.steps={steps}"]
     for o in overrides:
         cmd += ["--set", o]
@@ -284,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
                 for phase, steps in (("short", args.warmup), ("long", args.warmup + args.steps)):
                     for label, overrides, env in configs:
                         out = scratch / "runs" / f"{name}-{label}-{r}-{phase}"
-                        m = measure(i2i_command(args.python, recipe, steps, out, overrides, "I2I_BENCH_PATCHES" in env), f"{label} {name} {phase}",
+                        m = measure(i2i_command(args.python, recipe, steps, out, overrides), f"{label} {name} {phase}",
                                     args, env={**base_env, **env})
                         getattr(series[label], phase).append(m)
                         shutil.rmtree(out, ignore_errors=True)

@@ -45,8 +45,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--parts", action="store_true", help="also time the parts of a step")
     ap.add_argument("--checkpoint", action="store_true", help="also measure a checkpoint's memory and time")
-    ap.add_argument("--stream-checkpoint", action="store_true",
-                    help="with --checkpoint: apply the streaming-safetensors proposal (proto_checkpoint.py) first")
     args = ap.parse_args(argv)
 
     import torch
@@ -109,10 +107,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  Adam step {name}: {1000 * median(ts):.0f} ms ({type(opt).__name__}, fused={opt.defaults.get('fused')})")
 
     if args.checkpoint:
-        if args.stream_checkpoint:
-            import proto_checkpoint
-
-            proto_checkpoint.patch()
         before = peak_mb()
         t = time.perf_counter()
         trainer.save_checkpoint()

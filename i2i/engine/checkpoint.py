@@ -16,16 +16,17 @@ half-written checkpoint behind a pointer. Nothing is ever unpickled on load.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from ..errors import CheckpointError
 
@@ -33,12 +34,12 @@ FORMAT = "i2i-checkpoint-1"
 
 
 # -- atomic files -------------------------------------------------------------------------------
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes | TensorFile) -> None:
     """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as handle:
-        handle.write(data)
+        _write_content(handle, data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -58,9 +59,66 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
-    """safetensors bytes; tensors are copied to the CPU and made contiguous and unshared."""
-    return st_save({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()})
+_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+#: the order of safetensors' ``Dtype`` enum: its files list tensors by it (descending), then by name
+_RANK = {name: i for i, name in enumerate(["BOOL", "U8", "I8", "I16", "F16", "BF16", "I32", "F32", "F64", "I64"])}
+
+
+class TensorFile:
+    """A safetensors file serialised while it is written, one tensor at a time.
+
+    Why not ``safetensors.torch.save``: it builds the whole file as one ``bytes`` object from
+    copies of the tensors, so a checkpoint of G, D and their Adam states briefly doubled the
+    memory of training (+1.4 GB for unet_256 on the CPU), above the reference code's peak. The
+    bytes are the same as ``safetensors.torch.save``'s (tested), so reading is unchanged.
+    Tensors are read when the file is written: write before the next training step.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        unknown = {k: v.dtype for k, v in tensors.items() if v.dtype not in _DTYPES}
+        if unknown:
+            raise TypeError(f"cannot store tensors of dtype {unknown} in a checkpoint")
+        self.tensors = {k: v.detach() for k, v in tensors.items()}
+        self.order = sorted(self.tensors, key=lambda k: (-_RANK[_DTYPES[self.tensors[k].dtype]], k))
+
+    def header(self) -> bytes:
+        meta, offset = {}, 0
+        for key in self.order:
+            t = self.tensors[key]
+            size = t.numel() * t.element_size()
+            meta[key] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+            offset += size
+        raw = json.dumps(meta, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        return struct.pack("<Q", len(raw)) + raw
+
+    def write_to(self, handle: BinaryIO) -> None:
+        handle.write(self.header())
+        for key in self.order:
+            t = self.tensors[key].to("cpu").contiguous()
+            if t.numel():
+                handle.write(t.reshape(-1).view(torch.uint8).numpy().data)
+
+    def __bytes__(self) -> bytes:
+        buffer = io.BytesIO()
+        self.write_to(buffer)
+        return buffer.getvalue()
+
+
+def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> TensorFile:
+    """The safetensors content of ``tensors``, written lazily (see :class:`TensorFile`)."""
+    return TensorFile(tensors)
+
+
+def _write_content(handle: BinaryIO, data: bytes | TensorFile) -> None:
+    if isinstance(data, TensorFile):
+        data.write_to(handle)
+    else:
+        handle.write(data)
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -132,7 +190,7 @@ class CheckpointStore:
     def __init__(self, run_dir: Path) -> None:
         self.root = Path(run_dir) / "checkpoints"
 
-    def write(self, step: int, files: dict[str, bytes], *, keep: int, best: bool) -> Path:
+    def write(self, step: int, files: dict[str, bytes | TensorFile], *, keep: int, best: bool) -> Path:
         """Write one checkpoint atomically; update LATEST (and BEST); prune old ones."""
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"step_{step:07d}"
@@ -143,7 +201,7 @@ class CheckpointStore:
         tmp.mkdir()
         for filename, data in files.items():
             with open(tmp / filename, "wb") as handle:
-                handle.write(data)
+                _write_content(handle, data)
                 handle.flush()
                 os.fsync(handle.fileno())
         _fsync_dir(tmp)
