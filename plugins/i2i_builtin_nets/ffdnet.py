@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 import i2i
 
-from .layers import Init, Norm, check_positive, conv_bias, init_weights, norm_layer
+from .dncnn import conv_stack
+from .layers import Init, Norm, check_positive, init_weights
 
 
 class FFDNet(nn.Module):
@@ -38,13 +39,8 @@ class FFDNet(nn.Module):
                 f"ffdnet: residual = true needs as many input as output channels "
                 f"(got {in_channels} -> {out_channels}); set residual = false"
             )
-        folded_in, folded_out = in_channels * scale * scale, out_channels * scale * scale
-        layers: list[nn.Module] = [nn.Conv2d(folded_in, width, 3, padding=1), nn.ReLU(True)]
-        for _ in range(depth - 2):
-            conv = nn.Conv2d(width, width, 3, padding=1, bias=conv_bias(norm))
-            layers += [conv, norm_layer(norm, width), nn.ReLU(True)]
-        layers.append(nn.Conv2d(width, folded_out, 3, padding=1, bias=False))
-        self.body = nn.Sequential(*layers)
+        folded = scale * scale
+        self.body = conv_stack(in_channels * folded, out_channels * folded, depth=depth, width=width, norm=norm)
         self.scale = scale
         self.size_multiple = scale
         self.residual = residual
