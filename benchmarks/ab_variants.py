@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import PRESETS, i2i_recipe, load_size  # noqa: E402
-from common import cpu_busy_seconds, median, wait_for_quiet, write_images  # noqa: E402
+from bench_train import PRESETS, scratch_recipe  # noqa: E402
+from common import cpu_busy_seconds, median, wait_for_quiet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -45,10 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     from i2i.recipe import load_recipe
 
     p = PRESETS[args.preset]
-    scratch = Path(tempfile.mkdtemp(prefix="i2i-ab-"))
-    data = write_images(scratch / "data", 8, load_size(p.size), seed=1)
-    recipe_file = scratch / "recipe.toml"
-    recipe_file.write_text(i2i_recipe(p, data))
+    scratch, recipe_file = scratch_recipe(p, "i2i-ab-")
     default_threads = torch.get_num_threads()
     variants = []
     for spec in args.variant or ["default:"]:

@@ -129,6 +129,15 @@ progress = "none"
 """
 
 
+def scratch_recipe(p: Preset, prefix: str) -> tuple[Path, Path]:
+    """A scratch folder with 8 synthetic images and the i2i recipe for preset ``p``: (folder, recipe)."""
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    data = write_images(scratch / "data", 8, load_size(p.size), seed=1)
+    recipe_file = scratch / "recipe.toml"
+    recipe_file.write_text(i2i_recipe(p, data))
+    return scratch, recipe_file
+
+
 def i2i_command(python: str, recipe: Path, steps: int, out: Path, overrides: list[str]) -> list[str]:
     """``i2i run RECIPE --set train.steps=STEPS`` as a command line."""
     entry = ["-m", "i2i"]

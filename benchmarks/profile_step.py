@@ -16,13 +16,12 @@ import argparse
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import PRESETS, i2i_recipe, load_size  # noqa: E402
-from common import median, write_images  # noqa: E402
+from bench_train import PRESETS, scratch_recipe  # noqa: E402
+from common import median  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -53,10 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     from i2i.recipe import load_recipe
 
     p = PRESETS[args.preset]
-    scratch = Path(tempfile.mkdtemp(prefix="i2i-prof-"))
-    data = write_images(scratch / "data", 8, load_size(p.size), seed=1)
-    recipe_file = scratch / "recipe.toml"
-    recipe_file.write_text(i2i_recipe(p, data))
+    scratch, recipe_file = scratch_recipe(p, "i2i-prof-")
     recipe = load_recipe(recipe_file, [f"train.steps={10**6}", *args.overrides])
     print(f"{args.preset}: torch {torch.__version__}, {torch.get_num_threads()} threads, overrides {args.overrides}")
     print(f"rss at start {rss_mb():.0f} MB")
