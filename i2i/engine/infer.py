@@ -77,7 +77,7 @@ def run_tiled(net: nn.Module, input: Tensor, tile: int, overlap: int = AUTO_OVER
     h, w = input.shape[-2:]
     multiple = size_multiple(net)
     tile = max(multiple, tile - tile % multiple)
-    if tile <= 0 or (h <= tile and w <= tile):
+    if h <= tile and w <= tile:
         return run_generator(net, input)
     overlap = max(0, min(overlap, tile // 2))
     stride = tile - overlap
