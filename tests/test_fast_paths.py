@@ -158,3 +158,34 @@ def test_torch_compile_matches_eager():
     got.square().mean().backward()
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     _assert_grads_close({n: p.grad for n, p in g.named_parameters()}, eager_grads, rtol=1e-3)
+
+
+def _page_faults_to_touch(megabytes: int) -> int:
+    """Minor page faults taken while allocating, filling and freeing a buffer of that size."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    buffer = torch.ones(megabytes * 2**20 // 4)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    del buffer
+    return after - before
+
+
+def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_in_again():
+    """What makes CPU steps faster: a freed 64 MB buffer comes back without 16384 page faults."""
+    from i2i.engine.host_memory import keep_freed_memory
+
+    if not keep_freed_memory():
+        pytest.skip("needs glibc on Linux")
+    _page_faults_to_touch(64)  # maps the pages once
+    assert _page_faults_to_touch(64) < 64 * 256 // 10  # under a tenth of the buffer's 4 kB pages
+
+
+def test_keep_freed_memory_can_be_turned_off():
+    import subprocess
+    import sys
+
+    code = "from i2i.engine.host_memory import keep_freed_memory; print(keep_freed_memory())"
+    env = {**os.environ, "I2I_KEEP_FREED_MEMORY": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -43,6 +43,7 @@ from ..plugins import registry
 from ..recipe import Recipe, component_options
 from . import checkpoint as ckpt
 from .device import autocast, resolve_device, resolve_precision
+from .host_memory import keep_freed_memory
 from .distributed import DistContext
 from .health import HealthMonitor
 from .infer import run_generator
@@ -95,6 +96,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        if self.device.type == "cpu":
+            keep_freed_memory()
         reg = registry()
 
         # The task, then the networks it implies (channels come from the task, never hard-coded).
