@@ -25,6 +25,7 @@ callback, without editing this file.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -43,7 +44,7 @@ from ..plugins import registry
 from ..recipe import Recipe, component_options
 from . import checkpoint as ckpt
 from .device import autocast, resolve_device, resolve_precision
-from .host_memory import keep_freed_memory
+from .host_memory import freed_memory_kept
 from .distributed import DistContext
 from .health import HealthMonitor
 from .infer import run_generator
@@ -96,8 +97,6 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        if self.device.type == "cpu":
-            keep_freed_memory()
         reg = registry()
 
         # The task, then the networks it implies (channels come from the task, never hard-coded).
@@ -310,6 +309,9 @@ class Trainer:
                 self.scaler.update()
             else:
                 optimizer.step()
+        # Release the gradients now rather than at the next backward: the steps in between
+        # (the other network's step, the next G forward) then run without them in memory.
+        optimizer.zero_grad(set_to_none=True)
         self._accumulate(which, terms, skip)
 
     def _accumulate(self, which: str, terms: dict[str, Tensor], skipped: bool) -> None:
@@ -362,22 +364,23 @@ class Trainer:
         self._emit("on_run_start", self)
         status = "failed"
         try:
-            every_eval, every_ckpt, every_sample = self.eval_cfg["every"], self.out_cfg["checkpoint_every"], self.out_cfg["sample_every"]
-            while self.step < self.total_steps and not self._should_stop():
-                self.train_step()
-                self.step += 1
-                self.progress.update(self.step)
-                last = self.step == self.total_steps
-                if self._logging_step:
-                    self.log_step()
-                evaluated = False
-                if last or (every_eval and self.step % every_eval == 0):
-                    self.evaluate()
-                    evaluated = True
-                if every_sample and self.step % every_sample == 0 and not evaluated:
-                    self.write_samples()
-                if last or evaluated or (every_ckpt and self.step % every_ckpt == 0):
-                    self.save_checkpoint()
+            with freed_memory_kept() if self.device.type == "cpu" else contextlib.nullcontext():
+                every_eval, every_ckpt, every_sample = self.eval_cfg["every"], self.out_cfg["checkpoint_every"], self.out_cfg["sample_every"]
+                while self.step < self.total_steps and not self._should_stop():
+                    self.train_step()
+                    self.step += 1
+                    self.progress.update(self.step)
+                    last = self.step == self.total_steps
+                    if self._logging_step:
+                        self.log_step()
+                    evaluated = False
+                    if last or (every_eval and self.step % every_eval == 0):
+                        self.evaluate()
+                        evaluated = True
+                    if every_sample and self.step % every_sample == 0 and not evaluated:
+                        self.write_samples()
+                    if last or evaluated or (every_ckpt and self.step % every_ckpt == 0):
+                        self.save_checkpoint()
             if self.stop_requested and self.step < self.total_steps:
                 self.log_step()
                 self.save_checkpoint()
