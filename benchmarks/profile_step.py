@@ -97,10 +97,13 @@ def main(argv: list[str] | None = None) -> None:
             for k, a, b in (("data+pair", t0, t1), ("G forward", t1, t2), ("D step", t2, t3), ("G step", t3, t4)):
                 parts[k].append(b - a)
         print("parts (median ms): " + ", ".join(f"{k} {1000 * median(v):.0f}" for k, v in parts.items()))
-        # the optimiser steps alone
+        # the optimiser steps alone (on zero gradients: the engine releases them after each step)
         for name, opt in (("G", trainer.opt_g), ("D", trainer.opt_d)):
             if opt is None:
                 continue
+            for group in opt.param_groups:
+                for q in group["params"]:
+                    q.grad = torch.zeros_like(q)
             ts = []
             for _ in range(3):
                 t = time.perf_counter()
