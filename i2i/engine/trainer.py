@@ -44,9 +44,9 @@ from ..plugins import registry
 from ..recipe import Recipe, component_options
 from . import checkpoint as ckpt
 from .device import autocast, resolve_device, resolve_precision
-from .host_memory import freed_memory_kept
 from .distributed import DistContext
 from .health import HealthMonitor
+from .host_memory import freed_memory_kept
 from .infer import run_generator
 from .optim import build_optimizer, lr_factor, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
@@ -364,8 +364,9 @@ class Trainer:
         self._emit("on_run_start", self)
         status = "failed"
         try:
+            every_eval, every_ckpt, every_sample = self.eval_cfg["every"], self.out_cfg["checkpoint_every"], self.out_cfg["sample_every"]
+            # on the CPU, steps reuse the memory the previous step freed (see host_memory.py)
             with freed_memory_kept() if self.device.type == "cpu" else contextlib.nullcontext():
-                every_eval, every_ckpt, every_sample = self.eval_cfg["every"], self.out_cfg["checkpoint_every"], self.out_cfg["sample_every"]
                 while self.step < self.total_steps and not self._should_stop():
                     self.train_step()
                     self.step += 1
