@@ -47,3 +47,14 @@ def tiny_recipe(data_dir: Path, out: Path, base: dict = TINY_GAN, **sections) ->
         else:
             recipe.setdefault(section, {}).update(values)
     return recipe
+
+
+def page_faults_to_touch(megabytes: int) -> int:
+    """Minor page faults taken while allocating, filling and freeing a buffer of that size."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    buffer = torch.ones(megabytes * 2**20 // 4)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    del buffer
+    return after - before

@@ -2,6 +2,8 @@
 
 channels_last, fused Adam, bf16 autocast and torch.compile are speed options: each must give
 the same training signal as the default path, within the tolerance of its arithmetic.
+Keeping freed host memory during CPU training is checked by what it does: page faults and
+resident memory.
 Benchmarks live in benchmarks/ (see benchmarks/README.md).
 """
 
@@ -10,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import i2i
-from helpers import TINY_GAN, make_photos, tiny_recipe
+from helpers import TINY_GAN, make_photos, page_faults_to_touch, tiny_recipe
 from i2i.engine.optim import build_optimizer
 
 
@@ -160,17 +163,6 @@ def test_torch_compile_matches_eager():
     _assert_grads_close({n: p.grad for n, p in g.named_parameters()}, eager_grads, rtol=1e-3)
 
 
-def _page_faults_to_touch(megabytes: int) -> int:
-    """Minor page faults taken while allocating, filling and freeing a buffer of that size."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    buffer = torch.ones(megabytes * 2**20 // 4)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    del buffer
-    return after - before
-
-
 def _resident_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -184,11 +176,11 @@ def test_training_keeps_freed_memory_for_reuse_and_gives_it_back_afterwards():
     with freed_memory_kept() as kept:
         if not kept:
             pytest.skip("needs glibc on Linux")
-        faults = [_page_faults_to_touch(64) for _ in range(8)]
+        faults = [page_faults_to_touch(64) for _ in range(8)]
         # the first few map pages (the heap grows to its high-water mark), then they are reused
         assert sum(faults[-3:]) < pages // 10, faults
         before = _resident_mb()
-        _page_faults_to_touch(256)
+        page_faults_to_touch(256)
         assert _resident_mb() - before > 128  # freed, but kept
     assert _resident_mb() - before < 64  # given back when training ends
 
@@ -199,14 +191,11 @@ def test_keeping_freed_memory_can_be_turned_off():
     import sys
 
     code = (
-        "import torch, resource\n"
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from helpers import page_faults_to_touch\n"
         "from i2i.engine.host_memory import freed_memory_kept\n"
-        "def faults():\n"
-        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "    torch.ones(64 * 2**20 // 4)\n"
-        "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before\n"
         "with freed_memory_kept() as kept:\n"
-        "    print(kept, sum(faults() for _ in range(6)))\n"
+        "    print(kept, sum(page_faults_to_touch(64) for _ in range(6)))\n"
     )
     env = {**os.environ, "I2I_KEEP_FREED_MEMORY": "0"}
     kept, faults = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

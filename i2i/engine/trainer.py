@@ -282,7 +282,6 @@ class Trainer:
 
     def _backward_and_step(self, terms: dict[str, Tensor], optimizer, net: nn.Module, cfg: dict, which: str) -> None:
         total = torch.stack([t.float() for t in terms.values()]).sum()
-        optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(total).backward()
         else:
@@ -309,7 +308,7 @@ class Trainer:
                 self.scaler.update()
             else:
                 optimizer.step()
-        # Release the gradients now rather than at the next backward: the steps in between
+        # Release the gradients now rather than before the next backward: the steps in between
         # (the other network's step, the next G forward) then run without them in memory.
         optimizer.zero_grad(set_to_none=True)
         self._accumulate(which, terms, skip)
