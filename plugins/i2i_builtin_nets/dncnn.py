@@ -9,17 +9,6 @@ import i2i
 from .layers import Init, Norm, check_positive, conv_bias, init_weights, norm_layer
 
 
-def conv_stack(in_channels: int, out_channels: int, *, depth: int, width: int, norm: str) -> nn.Sequential:
-    """DnCNN's body: ``[conv, ReLU]``, ``depth - 2`` x ``[conv, norm, ReLU]``, ``conv`` (3x3, same size)."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(True)]
-    for _ in range(depth - 2):
-        conv = nn.Conv2d(width, width, 3, padding=1, bias=conv_bias(norm))
-        layers += [conv, norm_layer(norm, width), nn.ReLU(True)]
-    # no bias on the last layer: the predicted noise is zero-mean (as the original DnCNN)
-    layers.append(nn.Conv2d(width, out_channels, 3, padding=1, bias=False))
-    return nn.Sequential(*layers)
-
-
 class DnCNN(nn.Module):
     """``[conv, ReLU]``, ``depth - 2`` x ``[conv, norm, ReLU]``, ``conv`` in ``self.body``.
 
@@ -42,7 +31,13 @@ class DnCNN(nn.Module):
                 f"dncnn: residual = true needs as many input as output channels "
                 f"(got {in_channels} -> {out_channels}); set residual = false"
             )
-        self.body = conv_stack(in_channels, out_channels, depth=depth, width=width, norm=norm)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(True)]
+        for _ in range(depth - 2):
+            conv = nn.Conv2d(width, width, 3, padding=1, bias=conv_bias(norm))
+            layers += [conv, norm_layer(norm, width), nn.ReLU(True)]
+        # no bias on the last layer: the predicted noise is zero-mean (as the original DnCNN)
+        layers.append(nn.Conv2d(width, out_channels, 3, padding=1, bias=False))
+        self.body = nn.Sequential(*layers)
         self.residual = residual
         self.subtracts_residual = residual
 
