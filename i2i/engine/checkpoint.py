@@ -109,11 +109,6 @@ class TensorFile:
         return buffer.getvalue()
 
 
-def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> TensorFile:
-    """The safetensors content of ``tensors``, written lazily (see :class:`TensorFile`)."""
-    return TensorFile(tensors)
-
-
 def _write_content(handle: BinaryIO, data: bytes | TensorFile) -> None:
     if isinstance(data, TensorFile):
         data.write_to(handle)

@@ -222,7 +222,7 @@ def create_run_from_weights(recipe: Recipe | dict, generator_state: dict[str, to
     _write_run_info(run_dir, recipe, None)
     state = {"format": ckpt.FORMAT, "i2i_version": __version__, "step": 0, "weights_only": True, "note": note}
     ckpt.CheckpointStore(run_dir).write(0, {
-        "generator.safetensors": ckpt.tensors_to_bytes(generator.state_dict()),
+        "generator.safetensors": ckpt.TensorFile(generator.state_dict()),
         "state.json": json.dumps(state, indent=1).encode(),
     }, keep=1, best=False)
     return run_dir

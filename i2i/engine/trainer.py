@@ -529,11 +529,11 @@ class Trainer:
         if not self.dist.is_main:
             self.dist.barrier()
             return None
-        files = {"generator.safetensors": ckpt.tensors_to_bytes(self.G.state_dict())}
+        files = {"generator.safetensors": ckpt.TensorFile(self.G.state_dict())}
         if self.ema is not None:
-            files["generator_ema.safetensors"] = ckpt.tensors_to_bytes(self.ema.state_dict())
+            files["generator_ema.safetensors"] = ckpt.TensorFile(self.ema.state_dict())
         if self.D is not None:
-            files["discriminator.safetensors"] = ckpt.tensors_to_bytes(self.D.state_dict())
+            files["discriminator.safetensors"] = ckpt.TensorFile(self.D.state_dict())
         state: dict[str, Any] = {
             "format": ckpt.FORMAT, "i2i_version": __version__, "step": self.step,
             "total_steps": self.total_steps, "best": {k: v for k, v in self.best.items() if k != "pending"},
@@ -546,7 +546,7 @@ class Trainer:
                 continue
             tree, tensors = ckpt.split_state(optimizer.state_dict())
             state[f"optim_{name}"] = tree
-            files[f"optim_{name}.safetensors"] = ckpt.tensors_to_bytes(tensors)
+            files[f"optim_{name}.safetensors"] = ckpt.TensorFile(tensors)
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         state["data"] = ranks[0]["data"]
@@ -557,7 +557,7 @@ class Trainer:
                               for r, each in enumerate(ranks) if r > 0}
             for r, each in enumerate(ranks[1:], start=1):
                 rng.update({f"rank{r}.{name}": tensor for name, tensor in each["rng"].items()})
-        files["rng.safetensors"] = ckpt.tensors_to_bytes(rng)
+        files["rng.safetensors"] = ckpt.TensorFile(rng)
         files["state.json"] = _json_bytes(state)
         best = bool(self.best.pop("pending", False))
         path = ckpt.CheckpointStore(self.run_dir).write(self.step, files, keep=self.out_cfg["keep"], best=best)
