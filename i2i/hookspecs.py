@@ -22,8 +22,9 @@ def register_generators(register):
         ``factory(in_channels: int, out_channels: int, **options) -> torch.nn.Module`` builds the
         network. The task decides the channel counts; options come from the recipe's
         ``[generator]`` table and are validated against the factory's keyword parameters
-        (their annotations and defaults). The module may set ``size_multiple`` (int) so
-        ``i2i translate`` pads inputs to a size the network accepts.
+        (their annotations and defaults). The module may set ``size_multiple`` (int): ``i2i
+        run`` then refuses a ``data.size`` it does not divide, and ``i2i translate`` pads inputs
+        to it.
     """
 
 
@@ -36,7 +37,9 @@ def register_discriminators(register):
         engine: the task's output channels, plus its input channels for a conditional D.
         ``forward(x)`` returns logits (a tensor, or a list of tensors for several scales). To
         support the ``feature_matching`` loss, also accept ``forward(x, return_features=True)``
-        and return ``(logits, features)`` with ``features`` a list of tensors.
+        and return ``(logits, features)`` with ``features`` a list of tensors. The module may
+        set ``min_size`` (int), the smallest side it takes; ``i2i run`` refuses a smaller
+        ``data.size``.
     """
 
 

@@ -64,6 +64,24 @@ def test_data_errors_name_the_folder(runner, tmp_path):
     assert result.exit_code == 2 and str(empty) in result.output and len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["data.size=40"], "data.size = 40: generator 'unet_small' needs a multiple of 32; use 32 or 64"),
+    (["generator.name='unet_256'"], "data.size = 32: generator 'unet_256' needs a multiple of 256; use 256"),
+    (["generator.name='dncnn'", "generator.residual=false", "discriminator.name='patchgan'", "discriminator.n_layers=4", "losses.gan.name='vanilla'"],
+     "data.size = 32: discriminator 'patchgan' needs at least 48 px; raise data.size or lower discriminator.n_layers"),
+])
+def test_a_crop_size_the_networks_cannot_take_is_refused_before_training(runner, tmp_path, overrides, message):
+    out = tmp_path / "run"
+    args = ["run", RECIPE, "--out", str(out), "--set", "train.device='cpu'", "--set", "train.steps=2"]
+    for override in overrides:
+        args += ["--set", override]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not out.exists()  # the mistake leaves no empty run folder behind
+
+
 def test_list_json_shows_options(runner):
     components = json.loads(invoke(runner, ["list", "generators", "unet*", "--json"]).output)
     unet = next(c for c in components if c["name"] == "unet_256")

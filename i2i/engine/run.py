@@ -8,7 +8,7 @@ import platform
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -49,6 +49,11 @@ def new_run_dir(wanted: str | Path) -> Path:
         except FileExistsError:
             n += 1
             candidate = base.with_name(f"{base.name}-{n}")
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with suppress(OSError):
+        folder.rmdir()  # fails, and keeps the folder, unless it is empty
 
 
 def plugin_versions() -> dict[str, dict[str, Any]]:
@@ -159,7 +164,12 @@ def train(
         if resume is None:
             run_dir = Path(dist.broadcast_path(str(new_run_dir(out or recipe["output"]["dir"])) if dist.is_main else None))
             recipe["output"]["dir"] = str(run_dir)
-        trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])], quiet=quiet)
+        try:
+            trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])], quiet=quiet)
+        except BaseException:
+            if resume is None and dist.is_main:
+                _remove_if_empty(run_dir)  # a recipe mistake leaves no empty run folder behind
+            raise
         return _train(trainer, recipe, run_dir, checkpoint_dir, quiet)
     except RuntimeError as exc:
         if dist.is_distributed and is_comm_failure(exc):

@@ -47,7 +47,7 @@ from .device import autocast, resolve_device, resolve_precision
 from .distributed import DistContext
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
-from .infer import run_generator
+from .infer import run_generator, size_multiple
 from .optim import build_optimizer, lr_factor, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
 
@@ -116,6 +116,7 @@ class Trainer:
             self.conditional = bool(d_cfg["conditional"]) and self.task.input_is_image
             d_in = self.task.out_channels + (self.task.in_channels if self.conditional else 0)
             self.D = reg.build("discriminators", d_cfg["name"], d_in, **component_options(d_cfg, "discriminator")).to(self.device)
+        self._check_crop_size(recipe)
         seed_everything(self.seed + self.dist.rank)
         self._build_losses(recipe, reg)
 
@@ -350,6 +351,24 @@ class Trainer:
         """This rank's stop request, agreed across ranks (a tiny gloo all-reduce per step)."""
         self.stop_requested = self.dist.agree(self.stop_requested)
         return self.stop_requested
+
+    def _check_crop_size(self, recipe: Recipe) -> None:
+        """Refuse a ``data.size`` the networks cannot take now, not as a traceback at step 1."""
+        size = recipe["data"]["size"]
+        multiple = size_multiple(self.G)
+        if self.task.input_is_image and size % multiple:
+            lower, upper = size // multiple * multiple, (size // multiple + 1) * multiple
+            hint = f"use {lower} or {upper}" if lower >= 8 else f"use {upper}"
+            raise RecipeError(
+                f"{recipe.source}: data.size = {size}: generator '{recipe['generator']['name']}' needs a "
+                f"multiple of {multiple}; {hint}"
+            )
+        d_min = getattr(self.D, "min_size", 0)
+        if size < d_min:
+            raise RecipeError(
+                f"{recipe.source}: data.size = {size}: discriminator '{recipe['discriminator']['name']}' "
+                f"needs at least {d_min} px; raise data.size or lower discriminator.n_layers"
+            )
 
     def fit(self) -> str:
         """Train to ``train.steps``; returns ``finished`` or raises :class:`TrainingStopped`."""
