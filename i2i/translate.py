@@ -155,6 +155,9 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
         wait_for_writes(0)
     if bar is not None:
         bar.close()
+    if unreadable and not report.written:
+        raise UserError(f"none of the input files could be read as an image: {', '.join(unreadable[:3])}"
+                        f"{' ...' if len(unreadable) > 3 else ''} (give jpg, png, webp, bmp or tif files)")
     if unreadable:
         print(f"i2i: warning: skipped {len(unreadable)} unreadable file(s): {', '.join(unreadable[:3])}", file=sys.stderr)
     return report

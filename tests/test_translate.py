@@ -58,6 +58,9 @@ def test_translate_keeps_sizes_names_and_never_overwrites(g2c_run, odd_inputs, t
     before = (out / "odd.png").read_bytes()
     again = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(out)])
     assert again.returncode == 2 and "odd.png: already exists" in again.stderr and again.stderr.count("\n") == 1
+    nothing = run_i2i(["translate", str(g2c_run), str(odd_inputs / "broken.png"), "--out", str(tmp_path / "none")])
+    assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1
+    assert "none of the input files could be read as an image: " in nothing.stderr and "broken.png" in nothing.stderr
     assert (out / "odd.png").read_bytes() == before
     forced = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(out), "--overwrite", "--format", "jpg"])
     assert forced.returncode == 0 and Image.open(out / "odd.jpg").size == (37, 29)
