@@ -365,9 +365,10 @@ class Trainer:
             )
         d_min = getattr(self.D, "min_size", 0)
         if size < d_min:
+            fewer_layers = " or lower discriminator.n_layers" if hasattr(self.D, "n_layers") else ""
             raise RecipeError(
                 f"{recipe.source}: data.size = {size}: discriminator '{recipe['discriminator']['name']}' "
-                f"needs at least {d_min} px; raise data.size or lower discriminator.n_layers"
+                f"needs at least {d_min} px; raise data.size{fewer_layers}"
             )
 
     def fit(self) -> str:
