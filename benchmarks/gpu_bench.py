@@ -5,7 +5,9 @@ Sections, each skipped with a note when the time budget (``--budget`` seconds) r
 1. the card: name, torch/CUDA versions, measured bf16 matmul rate (8192^3, TFLOP/s);
 2. i2i at the CPU benchmark's rows (``bench_train.PRESETS``) in process, through the engine's
    ``Trainer`` on CUDA with its defaults there (bf16 autocast, cudnn.benchmark) plus
-   ``train.channels_last = true``: img/s, ms/step, peak GPU memory;
+   ``train.channels_last = true``: img/s, ms/step, peak GPU memory; then (2b, ``graphs``) the
+   same step captured as one CUDA graph at three of those rows, to measure what graphs would
+   buy where kernel launches bound the step (``graphed_rate``; not an engine feature yet);
 3. 256 px pix2pix at batch 32 and 64: img/s and model-FLOP utilisation
    (MFU = img/s * 86.9 GFLOP / measured bf16 matmul rate; 86.9 GFLOP per image per pix2pix
    training step at 256 px, from FIELD-NOTES), with fp32 and no-channels_last variants;
@@ -81,11 +83,8 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def trainer_rate(p: Preset, data_dir: Path, scratch: Path, overrides: list[str], *, warmup: int, seconds: float,
-                 max_steps: int = 400) -> dict:
-    """Steady-state img/s of the engine's step, in process, synchronised at both ends."""
-    import torch
-
+def build_trainer(p: Preset, data_dir: Path, scratch: Path, overrides: list[str]):
+    """The engine's ``Trainer`` for preset ``p`` on DEVICE, in training mode: (trainer, run_dir)."""
     from i2i.engine.trainer import Trainer
     from i2i.recipe import load_recipe
 
@@ -93,11 +92,51 @@ def trainer_rate(p: Preset, data_dir: Path, scratch: Path, overrides: list[str],
     recipe_file.write_text(i2i_recipe(p, data_dir))
     recipe = load_recipe(recipe_file, ["train.steps=1000000", f'train.device="{DEVICE}"', *overrides])
     run_dir = Path(tempfile.mkdtemp(dir=scratch, prefix="run-"))
-    t_build = time.perf_counter()
     trainer = Trainer(recipe, run_dir, quiet=True)
     trainer.G.train()
     if trainer.D is not None:
         trainer.D.train()
+    return trainer, run_dir
+
+
+def time_steps(step, batch: int, seconds: float, max_steps: int) -> dict:
+    """Steady-state rate of ``step()``: at least 10 calls, then until ``seconds`` have passed
+    (checked every 10 calls, one device sync each), synchronised at both ends."""
+    import torch
+
+    sync()
+    if DEVICE == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    steps = 0
+    while steps < max_steps:
+        for _ in range(10):
+            step()
+        steps += 10
+        sync()
+        if time.perf_counter() - start >= seconds:
+            break
+    elapsed = time.perf_counter() - start
+    return {
+        "img_per_s": steps * batch / elapsed, "step_ms": 1000 * elapsed / steps, "steps": steps,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else None,
+    }
+
+
+def release(trainer, run_dir: Path) -> None:
+    import torch
+
+    del trainer
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def trainer_rate(p: Preset, data_dir: Path, scratch: Path, overrides: list[str], *, warmup: int, seconds: float,
+                 max_steps: int = 400) -> dict:
+    """Steady-state img/s of the engine's step, in process, synchronised at both ends."""
+    t_build = time.perf_counter()
+    trainer, run_dir = build_trainer(p, data_dir, scratch, overrides)
     build_s = time.perf_counter() - t_build
     t_warm = time.perf_counter()
     for _ in range(warmup):
@@ -105,30 +144,88 @@ def trainer_rate(p: Preset, data_dir: Path, scratch: Path, overrides: list[str],
         trainer.step += 1
     sync()
     warm_s = time.perf_counter() - t_warm
-    if DEVICE == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    steps = 0
-    # at least 10 steps; then until `seconds` have passed (checked every 10 steps, one sync each)
-    while steps < max_steps:
-        for _ in range(10):
-            trainer.train_step()
-            trainer.step += 1
-        steps += 10
-        sync()
-        if time.perf_counter() - start >= seconds:
-            break
-    elapsed = time.perf_counter() - start
-    result = {
-        "img_per_s": steps * p.batch / elapsed, "step_ms": 1000 * elapsed / steps, "steps": steps,
-        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else None, "dtype": str(trainer.dtype).replace("torch.", ""),
-        "build_s": round(build_s, 2), "warmup_s": round(warm_s, 2), "overrides": overrides,
-    }
-    del trainer
-    if DEVICE == "cuda":
-        torch.cuda.empty_cache()
-    shutil.rmtree(run_dir, ignore_errors=True)
+
+    def step() -> None:
+        trainer.train_step()
+        trainer.step += 1
+
+    result = time_steps(step, p.batch, seconds, max_steps)
+    result.update(dtype=str(trainer.dtype).replace("torch.", ""), build_s=round(build_s, 2),
+                  warmup_s=round(warm_s, 2), overrides=overrides)
+    release(trainer, run_dir)
     return result
+
+
+def graphed_rate(p: Preset, data_dir: Path, scratch: Path, overrides: list[str], *, warmup: int, seconds: float,
+                 max_steps: int = 4000) -> dict:
+    """What CUDA graphs would buy, measured before building them into the engine.
+
+    The engine's G forward, D step and G step are captured as one CUDA graph on static input
+    and target buffers, then replayed each step after the next batch is copied in. Outside the
+    graph, as they would have to stay: the data (its crop plan is made on the host), the LR
+    schedule (a float would be baked into the graph) and the logging steps' extras. Under
+    capture autocast's weight-cast cache must be off and the optimisers capturable. On the
+    CPU (the smoke test) the same step runs eagerly instead of replaying.
+    """
+    import contextlib
+
+    import torch
+
+    import i2i.engine.trainer as trainer_module
+
+    plain_autocast = trainer_module.autocast
+    trainer_module.autocast = lambda device, dtype: (
+        contextlib.nullcontext() if dtype == torch.float32
+        else torch.autocast(device.type, dtype=dtype, cache_enabled=False))
+    trainer, run_dir = build_trainer(p, data_dir, scratch, overrides)
+    try:
+        for optimizer in (trainer.opt_g, trainer.opt_d):
+            for group in optimizer.param_groups:
+                group["capturable"] = True
+        trainer._logging_step = False
+
+        def next_pair():
+            return trainer.task.make_pair(trainer.data.next_batch(p.batch), trainer.noise_rng)
+
+        static_input, static_target = (t.clone() for t in next_pair())
+
+        def captured() -> None:
+            fake = trainer.generate(static_input)
+            trainer.d_step(static_input, fake.detach(), static_target)
+            trainer.g_step(static_input, fake, static_target, True)
+
+        t_warm = time.perf_counter()
+        if DEVICE == "cuda":
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(warmup):
+                    captured()
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                captured()
+            replay = graph.replay
+        else:
+            for _ in range(warmup):
+                captured()
+            replay = captured
+        sync()
+        warm_s = time.perf_counter() - t_warm
+
+        def step() -> None:
+            input, target = next_pair()
+            static_input.copy_(input)
+            static_target.copy_(target)
+            replay()
+
+        result = time_steps(step, p.batch, seconds, max_steps)
+        result.update(dtype=str(trainer.dtype).replace("torch.", ""), warmup_and_capture_s=round(warm_s, 2),
+                      overrides=overrides, graphed=DEVICE == "cuda")
+        return result
+    finally:
+        trainer_module.autocast = plain_autocast
+        release(trainer, run_dir)
 
 
 def process_rate(python: str, p: Preset, recipe: Path, scratch: Path, short: int, long: int, overrides: list[str]) -> dict:
@@ -171,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=4.0, help="timed seconds per in-process configuration")
     ap.add_argument("--compile", action="store_true", help="last, also try train.compile at batch 32 and 1 (1-2 min each)")
     ap.add_argument("--device", default="cuda", help="cpu: smoke-test this script without a GPU (tiny settings)")
-    ap.add_argument("--skip", action="append", default=[], help="section to skip: rows, large, process, translate, reference")
+    ap.add_argument("--skip", action="append", default=[], help="section to skip: rows, graphs, large, process, translate, reference")
     args = ap.parse_args(argv)
     budget = Budget(args.budget)
     global DEVICE
@@ -237,6 +334,18 @@ def main(argv: list[str] | None = None) -> dict:
             p = PRESETS[name]
             r = guarded("rows", name, lambda: trainer_rate(p, data_dirs[p.size], scratch, fast, warmup=1 if smoke else 15, seconds=args.seconds))
             log(f"rows {name}: {r}")
+
+    # 2b. the same step captured as one CUDA graph: what graphs would buy where launches bound it
+    if section("graphs", 40):
+        for name in ("unet128_b1",) if smoke else ("unet256_b1", "unet128_b1", "unet256_b4"):
+            if budget.left() < 30:
+                break
+            p = PRESETS[name]
+            r = guarded("graphs", name, lambda: graphed_rate(p, data_dirs[p.size], scratch, fast, warmup=1 if smoke else 5, seconds=args.seconds))
+            eager = results["sections"].get("rows", {}).get(name, {})
+            if "img_per_s" in r and "img_per_s" in eager:
+                r["speedup_over_eager"] = r["img_per_s"] / eager["img_per_s"]
+            log(f"graphs {name}: {r}")
 
     # 3. large batches, MFU and variants
     if section("large", 60):
