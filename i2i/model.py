@@ -19,10 +19,11 @@ from .recipe import component_options, load_recipe
 class Model:
     """A task and its trained generator (the EMA weights when the run kept an EMA).
 
-    ``model(images)`` takes RGB batches ``[B, 3, H, W]`` in [0, 1] (any H and W: they are
-    padded to the network's multiple and cropped back) and returns images in [0, 1]. Images
-    above about 4 megapixels are translated in overlapping 1024 px tiles to bound memory;
-    ``tile=0`` turns that off, ``tile=N`` forces N px tiles.
+    ``model(images)`` takes RGB batches ``[B, 3, H, W]`` (or one image ``[3, H, W]``; grey
+    with 1 channel) as floats in [0, 1] or uint8 in [0, 255] (any H and W: they are padded to
+    the network's multiple and cropped back) and returns float images in [0, 1]. Images above
+    about 4 megapixels are translated in overlapping 1024 px tiles to bound memory; ``tile=0``
+    turns that off, ``tile=N`` forces N px tiles.
     """
 
     def __init__(self, task: Any, generator: nn.Module, recipe: dict, checkpoint: Path, device: torch.device) -> None:
@@ -30,9 +31,16 @@ class Model:
 
     @torch.inference_mode()
     def __call__(self, images: Tensor, *, tile: int | str = "auto", overlap: int = AUTO_OVERLAP) -> Tensor:
+        if not isinstance(images, Tensor):
+            raise TypeError(f"model(images) takes a tensor [B, 3, H, W], not {type(images).__name__}; "
+                            "for a file, a PIL image or a numpy array use model.translate(...)")
         if images.dim() == 3:
             return self(images[None], tile=tile, overlap=overlap)[0]
-        images = images.to(self.device, torch.float32)
+        if images.dim() != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"model(images) takes [B, 3, H, W] or [3, H, W] (or 1 grey channel), "
+                             f"got shape {list(images.shape)}")
+        scale = 255.0 if images.dtype == torch.uint8 else 1.0
+        images = images.to(self.device, torch.float32) / scale
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         input = self.task.prepare(images)
@@ -41,17 +49,23 @@ class Model:
         return self.task.to_image(output.float(), input)
 
     def translate(self, image: Any, *, tile: int | str = "auto"):
-        """Translate a path or a PIL image; returns a PIL image of the same size."""
+        """Translate a path, a PIL image or a uint8 numpy array (H x W grey, or H x W x 3 or 4
+        RGB(A)); returns a PIL image of the same size."""
+        import numpy as np
         from PIL import Image
 
-        from .data import decode_image, to_pil
+        from .data import decode_image, pil_to_tensor, to_pil
 
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+                raise ValueError(f"model.translate takes a uint8 array of H x W or H x W x 3 (or 4), "
+                                 f"got {image.dtype} of shape {list(image.shape)}")
+            image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
         if isinstance(image, Image.Image):
-            rgb = image.convert("RGB")
-            tensor = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).reshape(rgb.height, rgb.width, 3).permute(2, 0, 1)
+            tensor = pil_to_tensor(image, 3)
         else:
             tensor = decode_image(Path(image), 3)
-        return to_pil(self(tensor.float() / 255, tile=tile))
+        return to_pil(self(tensor, tile=tile))
 
 
 def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Model:

@@ -93,6 +93,27 @@ def test_api_load_call_and_translate(g2c_run, odd_inputs):
     assert model.translate(Image.new("L", (20, 12), 90)).size == (20, 12)
 
 
+def test_api_takes_uint8_numpy_and_pil_alike_and_refuses_other_inputs_clearly(g2c_run, tmp_path):
+    model = i2i.load(g2c_run)
+    pixels = np.random.default_rng(0).integers(0, 256, (18, 26, 3), dtype=np.uint8)
+    as_uint8 = torch.from_numpy(pixels).permute(2, 0, 1)
+    assert torch.equal(model(as_uint8), model(as_uint8.float() / 255))  # uint8 means 0-255
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    from_file = np.asarray(model.translate(tmp_path / "p.png"))
+    assert np.array_equal(np.asarray(model.translate(pixels)), from_file)
+    assert np.array_equal(np.asarray(model.translate(Image.fromarray(pixels))), from_file)
+    # transparency is composited onto white, as for files
+    clear = np.zeros((18, 26, 4), dtype=np.uint8)
+    white = np.full((18, 26, 3), 255, dtype=np.uint8)
+    assert np.array_equal(np.asarray(model.translate(clear)), np.asarray(model.translate(white)))
+    with pytest.raises(TypeError, match="use model.translate"):
+        model(Image.fromarray(pixels))
+    with pytest.raises(ValueError, match=r"got shape \[1, 4, 18, 26\]"):
+        model(torch.rand(1, 4, 18, 26))
+    with pytest.raises(ValueError, match="uint8 array"):
+        model.translate(pixels.astype(np.float32))
+
+
 def test_eval_prints_metrics_and_baselines(g2c_run, photos):
     table = run_i2i(["eval", str(g2c_run)])
     assert table.returncode == 0, table.stderr

@@ -76,6 +76,13 @@ def decode_image(path: str | Path, channels: int) -> torch.Tensor:
     return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C"))  # one writable copy
 
 
+def pil_to_tensor(image: Image.Image, channels: int) -> torch.Tensor:
+    """An in-memory PIL image as uint8 ``[channels, H, W]``, by the same rules as files
+    (transparency onto white, deep images scaled); its pixels are taken as they stand."""
+    pixels = _to_channels(_pixels(image), channels)
+    return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C"))
+
+
 def probe_size(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` of the upright image, read from the header only (no decoding).
 
