@@ -312,6 +312,22 @@ def test_reference_resnet_loads(tmp_path):
         load_reference_generator(tmp_path / "broken.pth")
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (exec, ("raise SystemExit('the checkpoint ran code')",))
+
+
+def test_a_checkpoint_holding_code_is_refused_without_running_it(tmp_path):
+    from i2i_builtin_nets.reference import load_reference_generator
+
+    torch.save({"model.1.weight": torch.zeros(1), "hook": _RunsCode()}, tmp_path / "latest_net_G.pth")
+    with pytest.raises(i2i.UserError) as info:
+        load_reference_generator(tmp_path / "latest_net_G.pth")
+    message = str(info.value)
+    assert "holds pickled Python objects, not only tensors" in message and "(it refers to exec)" in message
+    assert "weights_only=False" not in message and "\n" not in message  # no advice to run it anyway
+
+
 def test_reference_errors_are_one_line():
     from i2i_builtin_nets.reference import convert_reference_state_dict, detect_reference_architecture
 

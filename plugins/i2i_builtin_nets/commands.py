@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import click
@@ -18,21 +17,10 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
     ``denoise``: 3 -> 3, whose net then outputs the clean image, so ``residual = false``).
     The file is read with ``torch.load(weights_only=True)``: no code in it is executed.
     """
-
-    import torch
-
-    from .reference import convert_reference_state_dict, detect_reference_architecture
+    from .reference import convert_reference_state_dict, detect_reference_architecture, read_reference_checkpoint
 
     path = Path(checkpoint)
-    if not path.is_file():
-        raise i2i.UserError(f"{path}: no such checkpoint file")
-    try:
-        with warnings.catch_warnings():  # torch warns before failing on foreign files: one line is enough
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many kinds for a truncated or foreign file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise i2i.UserError(f"{path}: not a readable PyTorch state dict ({reason[:200]})") from None
+    state = read_reference_checkpoint(path)
     try:
         name, options = detect_reference_architecture(state)
     except i2i.UserError as exc:

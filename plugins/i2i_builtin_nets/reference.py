@@ -33,7 +33,7 @@ weights: ``reflect`` (the reference's only choice in ``define_G``) is assumed.
 
 from __future__ import annotations
 
-import pickle
+import warnings
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -191,6 +191,39 @@ def _describe(options: Mapping[str, Any]) -> str:
     return "(" + ", ".join(f"{k}={v!r}" for k, v in options.items()) + ")"
 
 
+def read_reference_checkpoint(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, so no code in
+    the file runs; a missing, foreign or unsafe file is a one-line :class:`i2i.UserError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise i2i.UserError(f"{path}: no such checkpoint file")
+    try:
+        with warnings.catch_warnings():  # torch warns before failing on foreign files: one line is enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many kinds for a truncated or foreign file
+        raise i2i.UserError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` refused ``path``.
+
+    torch's own message starts with advice to retry with ``weights_only=False``, which would run
+    whatever code the file holds; the line that says what it met is the useful one.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        named = re.search(r"GLOBAL ([\w.]+)", line)  # a pickled object that is not a tensor
+        if named:
+            return (f"{path}: holds pickled Python objects, not only tensors (it refers to {named.group(1)}); "
+                    "i2i never runs code from a checkpoint: save the generator's state_dict() instead")
+    detail = lines[0] if lines else type(exc).__name__
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:  # what the unpickler met, on this line or the next
+            detail = line.split("error:", 1)[1].strip() or (lines[i + 1] if i + 1 < len(lines) else detail)
+    return f"{path}: not a readable PyTorch checkpoint ({detail[:200]})"
+
+
 def load_reference_generator(
     source: str | Path | Mapping[str, Tensor],
 ) -> tuple[nn.Module, str, dict[str, Any]]:
@@ -199,14 +232,7 @@ def load_reference_generator(
     Returns ``(generator, name, options)``, with ``options`` as from
     :func:`detect_reference_architecture`; the generator is in eval mode.
     """
-    if isinstance(source, Mapping):
-        state_dict = source
-    else:
-        try:
-            state_dict = torch.load(source, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise i2i.UserError(f"{source}: not a readable PyTorch checkpoint ({first})") from None
+    state_dict = source if isinstance(source, Mapping) else read_reference_checkpoint(source)
     name, options = detect_reference_architecture(state_dict)
     converted = convert_reference_state_dict(state_dict, name, options)
     net = build_generator(name, options)
