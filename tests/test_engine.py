@@ -135,6 +135,50 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(photos, tmp_path):
     assert all(torch.isfinite(t).all() for t in weights.values())
 
 
+class OutOfMemoryAfter(i2i.ReconstructionLoss):
+    """Raises what torch raises when memory runs out, from a given call on."""
+
+    def __init__(self, at: int = 3, where: str = "cuda"):
+        super().__init__()
+        self.at, self.where, self.calls = at, where, 0
+
+    def forward(self, fake, target):
+        self.calls += 1
+        if self.calls >= self.at:
+            if self.where == "cuda":
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            if self.where == "cpu":
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4294967296 bytes.")
+            raise RuntimeError("a bug in a plugin")
+        return (fake - target).abs().mean()
+
+
+class OutOfMemoryPlugin:
+    @i2i.hookimpl
+    def register_losses(self, register):
+        register("oom_after", OutOfMemoryAfter)
+
+
+@pytest.mark.parametrize("where", ["cuda", "cpu"])
+def test_running_out_of_memory_names_the_settings_to_lower(photos, tmp_path, where):
+    i2i.register_plugin(OutOfMemoryPlugin(), "oomplugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", losses={"big": {"name": "oom_after", "at": 3, "where": where}},
+                         output={"checkpoint_every": 1})
+    with pytest.raises(UserError) as info:
+        i2i.train(recipe, quiet=True)
+    message = str(info.value)
+    assert message.startswith("out of memory on cpu at step 3 (train.batch_size = 2, data.size = 16")
+    assert message.endswith("lower train.batch_size or data.size") and "\n" not in message
+    assert find_checkpoint(tmp_path / "run").name == "step_0000002"  # what was written is kept
+
+
+def test_other_runtime_errors_still_raise_as_they_are(photos, tmp_path):
+    i2i.register_plugin(OutOfMemoryPlugin(), "oomplugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", losses={"big": {"name": "oom_after", "at": 2, "where": "bug"}})
+    with pytest.raises(RuntimeError, match="a bug in a plugin"):
+        i2i.train(recipe, quiet=True)
+
+
 def test_nonfinite_skip_mode_skips_the_step(photos, tmp_path):
     i2i.register_plugin(NaNPlugin(), "nanplugin")
     recipe = tiny_recipe(photos, tmp_path / "run", losses={"bad": {"name": "nan_after", "at": 5}},

@@ -47,3 +47,8 @@ def autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's ``OutOfMemoryError``, or the CPU allocator's refusal (a plain ``RuntimeError``)."""
+    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(exc)

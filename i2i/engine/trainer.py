@@ -38,12 +38,12 @@ import torch
 from torch import Tensor, nn
 
 from .. import __version__
-from ..errors import RecipeError, TrainingStopped
+from ..errors import RecipeError, TrainingStopped, UserError
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, as_logit_list
 from ..plugins import registry
 from ..recipe import Recipe, component_options
 from . import checkpoint as ckpt
-from .device import autocast, resolve_device, resolve_precision
+from .device import autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
@@ -411,6 +411,10 @@ class Trainer:
                 )
             status = "finished"
             return status
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise self._out_of_memory() from None
         finally:
             self.progress.close()
             self._emit("on_run_end", self, status, dict(self.last_metrics))
@@ -418,6 +422,17 @@ class Trainer:
                 self.log.close()
             if self.tb is not None:
                 self.tb.close()
+
+    def _out_of_memory(self) -> UserError:
+        """Running out of memory is a matter of settings: say which ones, not a traceback."""
+        hint = "lower train.batch_size or data.size"
+        if self.device.type == "cuda" and self.dtype == torch.float32:
+            hint += ", or set train.precision = \"bf16\""
+        return UserError(
+            f"out of memory on {self.device} at step {self.step + 1} (train.batch_size = "
+            f"{self.train_cfg['batch_size']}, data.size = {self.recipe['data']['size']}, generator "
+            f"'{self.recipe['generator']['name']}'); {hint}"
+        )
 
     def _emit(self, event: str, *args: Any) -> None:
         if not self.dist.is_main and event != "on_run_start":
