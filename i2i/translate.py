@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .engine.device import is_out_of_memory
 from .errors import UserError
 
 SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tif": "TIFF"}
@@ -114,8 +115,14 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
         if not pending:
             return
         start = time.perf_counter()
-        batch = torch.stack([t for t, _ in pending]).to(model.device, non_blocking=True).float() / 255
-        outputs = model(batch, tile=tile)
+        batch = torch.stack([t for t, _ in pending]).to(model.device, non_blocking=True)
+        try:
+            outputs = model(batch, tile=tile)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise UserError(f"out of memory on {model.device} translating {len(pending)} image(s) of "
+                            f"{batch.shape[-1]}x{batch.shape[-2]} px at once; lower --batch-size or --tile") from None
         outputs = outputs.cpu()  # waits for the device: the network's time ends here
         report.seconds["network"] += time.perf_counter() - start
         for out, (_, target) in zip(outputs, pending):

@@ -93,6 +93,20 @@ def test_api_load_call_and_translate(g2c_run, odd_inputs):
     assert model.translate(Image.new("L", (20, 12), 90)).size == (20, 12)
 
 
+def test_translate_out_of_memory_says_what_to_lower(odd_inputs, tmp_path):
+    from i2i.translate import translate_files
+
+    class OutOfMemory:
+        device = torch.device("cpu")
+
+        def __call__(self, batch, tile):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    with pytest.raises(i2i.UserError, match=r"out of memory on cpu translating 1 image\(s\) of 37x29 px at once; "
+                                            r"lower --batch-size or --tile"):
+        translate_files(OutOfMemory(), [odd_inputs / "odd.jpg"], tmp_path / "out", progress=False)
+
+
 def test_api_takes_uint8_numpy_and_pil_alike_and_refuses_other_inputs_clearly(g2c_run, tmp_path):
     model = i2i.load(g2c_run)
     pixels = np.random.default_rng(0).integers(0, 256, (18, 26, 3), dtype=np.uint8)
