@@ -375,3 +375,25 @@ def test_checkpoint_files_are_standard_safetensors_written_without_a_copy():
     assert raw == save({k: v.contiguous().clone() for k, v in tensors.items()})
     back = load(raw)
     assert set(back) == set(tensors) and all(torch.equal(back[k], tensors[k]) for k in tensors)
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_the_last_one_intact(tmp_path, monkeypatch):
+    import errno
+
+    from i2i.engine import checkpoint as ckpt
+
+    store = ckpt.CheckpointStore(tmp_path)
+    store.write(1, {"state.json": b"{}"}, keep=3, best=False)
+    write = ckpt._write_content
+
+    def disk_fills_up(handle, data):
+        if data == b"too much":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(handle, data)
+
+    monkeypatch.setattr(ckpt, "_write_content", disk_fills_up)
+    with pytest.raises(CheckpointError, match=r"step_0000002: cannot write this checkpoint \(No space left on device\); "
+                                              r"the last one, step_0000001, is intact"):
+        store.write(2, {"state.json": b"{}", "generator.safetensors": b"too much"}, keep=3, best=False)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["LATEST", "step_0000001"]  # no half-written folder
+    assert ckpt.find_checkpoint(tmp_path).name == "step_0000001"

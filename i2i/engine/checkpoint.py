@@ -193,12 +193,20 @@ class CheckpointStore:
         tmp = self.root / f".tmp-{name}-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
-        tmp.mkdir()
-        for filename, data in files.items():
-            with open(tmp / filename, "wb") as handle:
-                _write_content(handle, data)
-                handle.flush()
-                os.fsync(handle.fileno())
+        try:
+            tmp.mkdir()
+            for filename, data in files.items():
+                with open(tmp / filename, "wb") as handle:
+                    _write_content(handle, data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        except OSError as exc:  # a full disk, a quota, a folder made read-only mid-run
+            shutil.rmtree(tmp, ignore_errors=True)
+            kept = self.pointer("LATEST")
+            raise CheckpointError(
+                f"{final}: cannot write this checkpoint ({exc.strerror or exc}); "
+                + (f"the last one, {kept.name}, is intact" if kept else "no earlier checkpoint exists")
+            ) from None
         _fsync_dir(tmp)
         if final.exists():  # the same step written again (e.g. interrupt right after a save)
             shutil.rmtree(final)
