@@ -13,7 +13,7 @@ from .engine.device import resolve_device
 from .engine.infer import AUTO_OVERLAP, resolve_tile, run_generator, run_tiled
 from .errors import CheckpointError
 from .plugins import registry
-from .recipe import component_options, load_recipe
+from .recipe import build_component, load_recipe
 
 
 class Model:
@@ -78,10 +78,8 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
         raise CheckpointError(f"{run_dir}: no recipe.toml beside the checkpoints; cannot rebuild the network")
     recipe = load_recipe(recipe_path)
     reg = registry()
-    task = reg.build("tasks", recipe["task"]["name"], **component_options(recipe["task"], "task"))
-    gen_cfg = recipe["generator"]
-    generator = reg.build("generators", gen_cfg["name"], task.in_channels, task.out_channels, **component_options(gen_cfg, "generator"))
-    generator = task.wrap_generator(generator)
+    task = build_component(reg, "tasks", recipe, "task")
+    generator = task.wrap_generator(build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels))
     weights = checkpoint / "generator_ema.safetensors"
     if not weights.is_file():
         weights = checkpoint / "generator.safetensors"

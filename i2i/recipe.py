@@ -20,7 +20,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .errors import RecipeError, did_you_mean
+from .errors import RecipeError, UserError, did_you_mean
 from .options import describe_type, format_value, matches_type
 
 
@@ -313,6 +313,31 @@ def component_options(table: dict, section: str) -> dict:
     """The options to pass to a component factory: its table less the fixed keys."""
     fixed = set(SCHEMA.get(section, {})) | {"name", "weight"}
     return {k: v for k, v in table.items() if k not in fixed}
+
+
+def build_component(registry: Any, kind: str, recipe: Recipe, section: str, *args: Any) -> Any:
+    """Build the component that the recipe's table ``section`` names (``generator``, ``losses.l1``).
+
+    A factory's own checks (an option out of range, say) raise :class:`UserError`; they are
+    re-raised with the recipe and the table in front, as the schema's errors are.
+    """
+    table: Any = recipe
+    for part in section.split("."):
+        table = table[part]
+    try:
+        return registry.build(kind, table["name"], *args, **component_options(table, section))
+    except UserError as exc:
+        text = str(exc)
+        if text.startswith(f"{recipe.source}:"):
+            raise
+        first = text.split(" ", 1)[0].rstrip(":")
+        if first.startswith(f"{section}."):
+            where = ""  # it already names the key
+        elif first in table:
+            where = f"{section}."  # "depth = 0: ..." -> "generator.depth = 0: ..."
+        else:
+            where = f"[{section}] "
+        raise RecipeError(f"{recipe.source}: {where}{text}") from None
 
 
 # -- writing ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from .errors import UnknownComponentError, UserError, did_you_mean
 from .options import Option, accepts_any_option, factory_options
 
 KINDS = ("generators", "discriminators", "tasks", "losses", "metrics", "callbacks")
-SINGULAR = {kind: kind[:-1] for kind in KINDS}
+SINGULAR = {kind: "loss" if kind == "losses" else kind[:-1] for kind in KINDS}
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,19 @@ def test_a_crop_size_the_networks_cannot_take_is_refused_before_training(runner,
     assert not out.exists()  # the mistake leaves no empty run folder behind
 
 
+@pytest.mark.parametrize("override, message", [
+    ("generator.depth=0", "color2gray.toml: generator.depth = 0: expected an integer >= 1"),
+    ("losses.l1.name='lsgann'", "losses.l1.name: unknown loss 'lsgann' (did you mean 'lsgan'?)"),
+])
+def test_a_component_refusing_its_options_names_the_recipe_and_table(runner, tmp_path, override, message):
+    out = tmp_path / "run"
+    result = runner.invoke(cli, ["run", RECIPE, "--set", override, "--set", "train.steps=1", "--set", "train.device='cpu'",
+                                 "--set", "eval.max_images=1", "--quiet", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and not out.exists()
+
+
 def test_list_json_shows_options(runner):
     components = json.loads(invoke(runner, ["list", "generators", "unet*", "--json"]).output)
     unet = next(c for c in components if c["name"] == "unet_256")

@@ -73,7 +73,7 @@ def test_ssim_of_flat_images_closed_form_also_below_window_size():
     # sigma = 0: SSIM = (2 a b + c1) / (a^2 + b^2 + c1), c1 = 0.01^2.
     c1 = 0.01**2
     expected = [(2 * a * b + c1) / (a * a + b * b + c1) for a, b in ((0.2, 0.6), (0.5, 0.5))]
-    for size in (16, 8):  # 8 px is smaller than the window: the padded map is used
+    for size in (16, 8, 4, 1):  # below the window: the padded map; below 6 px: a smaller window
         values = build("ssim")(constant([0.2, 0.5], size=size), constant([0.6, 0.5], size=size))
         assert values.tolist() == pytest.approx(expected, rel=1e-4)
 

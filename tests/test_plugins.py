@@ -151,6 +151,9 @@ def test_unknown_name_suggests_and_points_to_list():
     with pytest.raises(UnknownComponentError) as info:
         i2i.registry().get("generators", "unett")
     assert str(info.value) == "unknown generator 'unett' (did you mean 'unet'?); see 'i2i list generators'"
+    with pytest.raises(UnknownComponentError) as info:
+        i2i.registry().get("losses", "lsgann")
+    assert str(info.value) == "unknown loss 'lsgann' (did you mean 'lsgan'?); see 'i2i list losses'"
 
 
 def test_hooks_may_take_fewer_arguments_and_registration_records_origin():

@@ -214,14 +214,14 @@ def create_run_from_weights(recipe: Recipe | dict, generator_state: dict[str, to
     resumed (there is no optimiser state). The weights must load into the generator the recipe
     builds (checked here, so a mismatch is reported before anything is written).
     """
-    from ..recipe import component_options
+    from ..recipe import build_component
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     reg = registry()
-    task = reg.build("tasks", recipe["task"]["name"], **component_options(recipe["task"], "task"))
+    task = build_component(reg, "tasks", recipe, "task")
     gen = recipe["generator"]
-    generator = task.wrap_generator(reg.build("generators", gen["name"], task.in_channels, task.out_channels, **component_options(gen, "generator")))
+    generator = task.wrap_generator(build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels))
     try:
         generator.load_state_dict(generator_state)
     except RuntimeError as exc:

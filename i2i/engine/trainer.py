@@ -41,7 +41,7 @@ from .. import __version__
 from ..errors import RecipeError, TrainingStopped, UserError
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, as_logit_list
 from ..plugins import registry
-from ..recipe import Recipe, component_options
+from ..recipe import Recipe, build_component
 from . import checkpoint as ckpt
 from .device import autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext
@@ -100,14 +100,9 @@ class Trainer:
         reg = registry()
 
         # The task, then the networks it implies (channels come from the task, never hard-coded).
-        task_cfg = recipe["task"]
-        self.task = reg.build("tasks", task_cfg["name"], **component_options(task_cfg, "task"))
+        self.task = build_component(reg, "tasks", recipe, "task")
         torch.manual_seed(self.seed)  # identical initial weights on every rank
-        gen_cfg = recipe["generator"]
-        generator = reg.build(
-            "generators", gen_cfg["name"], self.task.in_channels, self.task.out_channels,
-            **component_options(gen_cfg, "generator"),
-        )
+        generator = build_component(reg, "generators", recipe, "generator", self.task.in_channels, self.task.out_channels)
         self.G = self.task.wrap_generator(generator).to(self.device)
         self.D: nn.Module | None = None
         self.conditional = False
@@ -115,7 +110,7 @@ class Trainer:
             d_cfg = recipe["discriminator"]
             self.conditional = bool(d_cfg["conditional"]) and self.task.input_is_image
             d_in = self.task.out_channels + (self.task.in_channels if self.conditional else 0)
-            self.D = reg.build("discriminators", d_cfg["name"], d_in, **component_options(d_cfg, "discriminator")).to(self.device)
+            self.D = build_component(reg, "discriminators", recipe, "discriminator", d_in).to(self.device)
         self._check_crop_size(recipe)
         seed_everything(self.seed + self.dist.rank)
         self._build_losses(recipe, reg)
@@ -170,7 +165,7 @@ class Trainer:
         self.feature_matching: list[LossTerm] = []
         where = recipe.source
         for label, term_cfg in recipe["losses"].items():
-            loss = reg.build("losses", term_cfg["name"], **component_options(term_cfg, f"losses.{label}"))
+            loss = build_component(reg, "losses", recipe, f"losses.{label}")
             term = LossTerm(label, float(term_cfg["weight"]), loss.to(self.device) if isinstance(loss, nn.Module) else loss)
             if isinstance(loss, AdversarialLoss):
                 self.adversarial.append(term)

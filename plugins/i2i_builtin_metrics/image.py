@@ -49,8 +49,9 @@ class SSIM(Metric):
 
     kornia's SSIM map (data range 1, no stabilising epsilon) over the pixels whose window lies
     inside the image, i.e. the 'valid' map, as the reference MATLAB code, scikit-image and
-    torchmetrics average it; averaged over channels. Images smaller than 11 px use the
-    reflect-padded full map instead. No options.
+    torchmetrics average it; averaged over channels. Images of 6-10 px use the reflect-padded
+    full map instead; below 6 px, where reflecting 5 px is impossible, the valid map of the
+    largest odd window that fits. No options.
     """
 
     window = 11
@@ -59,8 +60,11 @@ class SSIM(Metric):
         from kornia.metrics import ssim
 
         output, target = check_pair(output, target)
-        padding = "valid" if min(output.shape[-2:]) >= self.window else "same"
-        return ssim(output, target, self.window, max_val=1.0, eps=0.0, padding=padding).flatten(1).mean(1)
+        side = min(output.shape[-2:])
+        window, padding = self.window, "valid"
+        if side < self.window:
+            window, padding = (self.window, "same") if side > self.window // 2 else (side - 1 + side % 2, "valid")
+        return ssim(output, target, window, max_val=1.0, eps=0.0, padding=padding).flatten(1).mean(1)
 
 
 class MAE(Metric):
