@@ -51,6 +51,16 @@ def test_resume_is_bit_exact(photos, tmp_path):
         i2i.train(None, resume=half.run_dir, quiet=True)
 
 
+def test_a_run_with_a_relative_data_folder_resumes_from_another_directory(photos, tmp_path, monkeypatch):
+    monkeypatch.chdir(photos.parent)
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 2})
+    recipe["data"]["source"] = photos.name  # relative to the working directory
+    run = i2i.train(recipe, quiet=True)
+    assert i2i.load_recipe(run.run_dir / "recipe.toml")["data"]["source"] == str(photos)
+    monkeypatch.chdir(tmp_path)
+    assert i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True).step == 3
+
+
 class StopAt(i2i.Callback):
     def __init__(self, step):
         self.stop_step = step

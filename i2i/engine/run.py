@@ -51,6 +51,18 @@ def new_run_dir(wanted: str | Path) -> Path:
             candidate = base.with_name(f"{base.name}-{n}")
 
 
+def _pin_data_folders(recipe: Recipe) -> None:
+    """Record relative data folders (relative to the working directory) as absolute paths, so
+    the run's saved recipe resumes and reruns from any directory."""
+    from ..data import SAMPLE
+
+    data = recipe["data"]
+    for key in ("source", "val_source"):
+        folder = Path(data[key]).expanduser()
+        if data[key] not in ("", SAMPLE) and not folder.is_absolute() and folder.is_dir():
+            data[key] = os.path.abspath(folder)
+
+
 def _remove_if_empty(folder: Path) -> None:
     with suppress(OSError):
         folder.rmdir()  # fails, and keeps the folder, unless it is empty
@@ -157,6 +169,8 @@ def train(
         recipe = load_recipe(run_dir / "recipe.toml", overrides)
     elif not isinstance(recipe, Recipe) or overrides:
         recipe = load_recipe(recipe if not isinstance(recipe, Recipe) else dict(recipe), overrides)
+    if resume is None:
+        _pin_data_folders(recipe)
     owned = dist is None
     dist = dist or DistContext.from_environment(recipe["train"]["device"])
     trainer: Trainer | None = None
