@@ -80,6 +80,9 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
     if not pairs:
         raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} (jpg, png, webp, bmp, tif)")
     targets = output_paths(pairs, out_dir, fmt)
+    for (_, file), target in zip(pairs, targets):
+        if target.exists() and target.samefile(file):  # even --overwrite must not replace an input
+            raise UserError(f"{file}: would be replaced by its own translation; choose another --out")
     if not overwrite:
         existing = [t for t in targets if t.exists()]
         if existing:

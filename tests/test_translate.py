@@ -58,6 +58,10 @@ def test_translate_keeps_sizes_names_and_never_overwrites(g2c_run, odd_inputs, t
     before = (out / "odd.png").read_bytes()
     again = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(out)])
     assert again.returncode == 2 and "odd.png: already exists" in again.stderr and again.stderr.count("\n") == 1
+    inputs = {p: p.read_bytes() for p in odd_inputs.rglob("*") if p.is_file()}
+    into_itself = run_i2i(["translate", str(g2c_run), str(odd_inputs), "--out", str(odd_inputs), "--overwrite"])
+    assert into_itself.returncode == 2 and "would be replaced by its own translation" in into_itself.stderr
+    assert {p: p.read_bytes() for p in odd_inputs.rglob("*") if p.is_file()} == inputs
     nothing = run_i2i(["translate", str(g2c_run), str(odd_inputs / "broken.png"), "--out", str(tmp_path / "none")])
     assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1
     assert "none of the input files could be read as an image: " in nothing.stderr and "broken.png" in nothing.stderr
