@@ -69,7 +69,10 @@ class Model:
 
 
 def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Model:
-    """Load a run directory (its ``latest`` or ``best`` checkpoint) or a checkpoint directory."""
+    """Load a run directory (its ``latest`` or ``best`` checkpoint; ``best`` falls back to the
+    latest when the run never validated) or a checkpoint directory."""
+    if which not in ("latest", "best"):
+        raise ValueError(f"which = {which!r}: expected 'latest' or 'best'")
     checkpoint = ckpt.find_checkpoint(path, which)
     ckpt.read_state(checkpoint)
     run_dir = ckpt.run_dir_of(checkpoint)

@@ -198,8 +198,10 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     """Read, override, validate and fill in defaults. Raises :class:`RecipeError`."""
     if isinstance(source, dict):
         data, where = copy.deepcopy(source), "<recipe>"
-    else:
+    elif isinstance(source, (str, Path)):
         data, where = read_toml(source), str(source)
+    else:
+        raise TypeError(f"a recipe is a path to a TOML file or a dict, not {type(source).__name__}")
     data = apply_overrides(data, list(overrides))
     resolved = validate(data, where)
     from .plugins import registry

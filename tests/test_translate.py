@@ -130,6 +130,10 @@ def test_api_takes_uint8_numpy_and_pil_alike_and_refuses_other_inputs_clearly(g2
         model(torch.rand(1, 4, 18, 26))
     with pytest.raises(ValueError, match="uint8 array"):
         model.translate(pixels.astype(np.float32))
+    with pytest.raises(ValueError, match="which = 'worst': expected 'latest' or 'best'"):
+        i2i.load(g2c_run, which="worst")
+    with pytest.raises(TypeError, match="a recipe is a path to a TOML file or a dict, not int"):
+        i2i.train(123)
 
 
 def test_eval_prints_metrics_and_baselines(g2c_run, photos):
