@@ -327,7 +327,7 @@ def build_component(registry: Any, kind: str, recipe: Recipe, section: str, *arg
     for part in section.split("."):
         table = table[part]
     try:
-        return registry.build(kind, table["name"], *args, **component_options(table, section))
+        built = registry.build(kind, table["name"], *args, **component_options(table, section))
     except UserError as exc:
         text = str(exc)
         if text.startswith(f"{recipe.source}:"):
@@ -340,6 +340,26 @@ def build_component(registry: Any, kind: str, recipe: Recipe, section: str, *arg
         else:
             where = f"[{section}] "
         raise RecipeError(f"{recipe.source}: {where}{text}") from None
+    expected = _built_type(kind)
+    if expected is not None and not isinstance(built, expected[0]):
+        plugin = registry.get(kind, table["name"]).plugin
+        raise UserError(f"{recipe.source}: {section}.name = '{table['name']}': plugin '{plugin}' built a "
+                        f"{type(built).__name__}, not a {expected[1]}; report this to the plugin's author")
+    return built
+
+
+def _built_type(kind: str) -> tuple[type, str] | None:
+    """What a factory of this kind must return, and its public name (losses are checked where
+    their kind matters)."""
+    if kind in ("generators", "discriminators"):
+        from torch import nn
+
+        return nn.Module, "torch.nn.Module"
+    if kind == "tasks":
+        from .task import Task
+
+        return Task, "i2i.Task"
+    return None
 
 
 # -- writing ------------------------------------------------------------------------------------

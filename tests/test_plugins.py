@@ -184,3 +184,17 @@ def test_hook_exception_registers_nothing_from_that_plugin(capsys):
     assert info.status == "failed" and "bad loss table" in info.error
     assert "half" not in i2i.registry().names("generators")
     assert "plugin 'halfbroken'" in capsys.readouterr().err
+
+
+def test_a_factory_that_builds_the_wrong_thing_is_named_with_its_plugin(tmp_path):
+    class Sloppy:
+        @i2i.hookimpl
+        def register_generators(self, register):
+            register("forgot_return", lambda in_channels, out_channels: None)
+
+    i2i.register_plugin(Sloppy(), "sloppy")
+    recipe = {"task": {"name": "color2gray"}, "generator": {"name": "forgot_return"}, "losses": {"l1": {}},
+              "train": {"steps": 1, "device": "cpu"}, "data": {"size": 16}, "output": {"dir": str(tmp_path / "run")}}
+    with pytest.raises(i2i.UserError, match="generator.name = 'forgot_return': plugin 'sloppy' built a NoneType, "
+                                            "not a torch.nn.Module; report this to the plugin's author"):
+        i2i.train(recipe, quiet=True)
