@@ -13,7 +13,7 @@ from .engine.device import resolve_device
 from .engine.infer import AUTO_OVERLAP, resolve_tile, run_generator, run_tiled
 from .errors import CheckpointError
 from .plugins import registry
-from .recipe import build_component, load_recipe
+from .recipe import Recipe, build_component, load_recipe
 
 
 class Model:
@@ -68,6 +68,14 @@ class Model:
         return to_pil(self(tensor, tile=tile))
 
 
+def build_task_and_generator(recipe: Recipe) -> tuple[Any, nn.Module]:
+    """The task a recipe names and its generator (fresh weights), wrapped as the task trains it."""
+    reg = registry()
+    task = build_component(reg, "tasks", recipe, "task")
+    generator = build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels)
+    return task, task.wrap_generator(generator)
+
+
 def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Model:
     """Load a run directory (its ``latest`` or ``best`` checkpoint; ``best`` falls back to the
     latest when the run never validated) or a checkpoint directory."""
@@ -80,9 +88,7 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     if not recipe_path.is_file():
         raise CheckpointError(f"{run_dir}: no recipe.toml beside the checkpoints; cannot rebuild the network")
     recipe = load_recipe(recipe_path)
-    reg = registry()
-    task = build_component(reg, "tasks", recipe, "task")
-    generator = task.wrap_generator(build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels))
+    task, generator = build_task_and_generator(recipe)
     weights = checkpoint / "generator_ema.safetensors"
     if not weights.is_file():
         weights = checkpoint / "generator.safetensors"

@@ -228,18 +228,15 @@ def create_run_from_weights(recipe: Recipe | dict, generator_state: dict[str, to
     resumed (there is no optimiser state). The weights must load into the generator the recipe
     builds (checked here, so a mismatch is reported before anything is written).
     """
-    from ..recipe import build_component
+    from ..model import build_task_and_generator
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
-    reg = registry()
-    task = build_component(reg, "tasks", recipe, "task")
-    gen = recipe["generator"]
-    generator = task.wrap_generator(build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels))
+    task, generator = build_task_and_generator(recipe)
     try:
         generator.load_state_dict(generator_state)
     except RuntimeError as exc:
-        raise UserError(f"the weights do not fit generator '{gen['name']}': {str(exc).splitlines()[0]}") from None
+        raise UserError(f"the weights do not fit generator '{recipe['generator']['name']}': {str(exc).splitlines()[0]}") from None
     run_dir = new_run_dir(out)
     recipe["output"]["dir"] = str(run_dir)
     _write_recipe(run_dir, recipe)

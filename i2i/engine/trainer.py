@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import random
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +45,7 @@ from .device import autocast, is_out_of_memory, resolve_device, resolve_precisio
 from .distributed import DistContext
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
-from .infer import run_generator, size_multiple
+from .infer import size_multiple
 from .optim import build_optimizer, lr_factor, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
 
