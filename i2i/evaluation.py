@@ -25,7 +25,8 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     model = load(run_dir, device=device, which=which)
     recipe = model.recipe
     if data_dir is not None:
-        data = ImageData.for_evaluation(data_dir, channels=model.task.image_channels, device=model.device)
+        data = ImageData.for_evaluation(data_dir, channels=model.task.image_channels, device=model.device,
+                                        resize=recipe["data"]["resize"])
         source = str(data_dir)
     else:
         data = ImageData(recipe["data"], channels=model.task.image_channels, device=model.device, seed=recipe["train"]["seed"])

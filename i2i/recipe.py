@@ -71,6 +71,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "val_source": Field(str, "", "a separate folder of validation images ('' = split data.source)"),
         "cache_gb": Field(float, 4.0, "decode into a uint8 cache on the device when it fits in this many GB",
                           _non_negative, "a number >= 0"),
+        "resize": Field(int, 0, "scale each image so its shorter side is this many px before cropping "
+                              "(the reference's load_size); 0 = keep each image's size", _non_negative, "an integer >= 0"),
         "upscale_small": Field(bool, False, "upscale images smaller than data.size instead of failing"),
         "flip": Field(bool, True, "random horizontal flips"),
         "rotate": Field(bool, False, "random 90-degree rotations"),

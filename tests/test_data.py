@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageOps
 
 from i2i.data import ImageData, decode_image, find_images, load_images_for_inference, to_pil
-from i2i.data.decode import UnreadableImageError, probe_size
+from i2i.data.decode import UnreadableImageError, fit_image, probe_size
 from i2i.data.sources import scan_folder, split_files
 from i2i.errors import UserError
 from i2i.recipe import SCHEMA
@@ -257,6 +257,29 @@ def test_upscale_small(tmp_path, cache_gb):
     assert data.next_batch(3).shape == (3, 3, 24, 24)
     if data.cached:
         assert data._images[0].shape == (3, 24, 40)  # shorter side to data.size, aspect kept
+
+
+@pytest.mark.parametrize("cache_gb", [4.0, 0.0])
+def test_resize_scales_the_shorter_side_before_cropping(tmp_path, cache_gb):
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir(), val.mkdir()
+    Image.fromarray(noise_rgb(60, 100)).save(train / "big.png")  # scaled down
+    Image.fromarray(noise_rgb(12, 20)).save(train / "small.png")  # scaled up
+    Image.fromarray(noise_rgb(90, 30)).save(val / "tall.png")
+    cfg = data_cfg(train, size=16, resize=24, cache_gb=cache_gb, val_source=str(val))
+    data = ImageData(cfg, channels=3, device=CPU, seed=0)
+    assert data.cached == (cache_gb > 0)
+    if data.cached:
+        assert [tuple(t.shape[-2:]) for t in data._images] == [(24, 40), (24, 40)]  # aspect kept
+    assert data.next_batch(4).shape == (4, 3, 16, 16)
+    (batch, names), = data.val_batches(0, 2)
+    assert names == ["tall.png"] and batch.shape == (1, 3, 72, 24)  # validation resized alike
+    expected = fit_image(decode_image(val / "tall.png", 3), size=16, resize=24).float() / 255
+    assert torch.equal(batch[0], expected)
+    small_images_are_fine = ImageData(data_cfg(train, size=24, resize=24), channels=3, device=CPU, seed=0)
+    assert small_images_are_fine.next_batch(1).shape == (1, 3, 24, 24)
+    with pytest.raises(UserError, match="data.resize = 12: smaller than data.size = 16"):
+        ImageData(data_cfg(train, size=16, resize=12), channels=3, device=CPU, seed=0)
 
 
 def test_split_is_deterministic_by_file(tmp_path):

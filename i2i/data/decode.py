@@ -101,18 +101,25 @@ def probe_size(path: str | Path) -> tuple[int, int]:
     return height, width
 
 
-def upscaled_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """The size after scaling the shorter side up to ``size`` (unchanged when already large enough)."""
-    short = min(height, width)
-    if short >= size:
-        return height, width
-    scale = size / short
-    return max(size, round(height * scale)), max(size, round(width * scale))
+def shorter_side_to(height: int, width: int, short: int) -> tuple[int, int]:
+    """The size after scaling (up or down) so the shorter side is ``short``, aspect kept."""
+    scale = short / min(height, width)
+    return max(short, round(height * scale)), max(short, round(width * scale))
 
 
-def upscale_to(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Scale a uint8 ``[C, H, W]`` image up (bicubic) so its shorter side is ``size``."""
-    height, width = upscaled_size(image.shape[-2], image.shape[-1], size)
+def fitted_size(height: int, width: int, *, size: int, resize: int = 0, upscale: bool = False) -> tuple[int, int]:
+    """A training or validation image's size after ``data.resize`` (shorter side to ``resize``
+    px) or, without it, ``data.upscale_small`` (shorter side up to ``size`` when below it)."""
+    if resize:
+        return shorter_side_to(height, width, resize)
+    if upscale and min(height, width) < size:
+        return shorter_side_to(height, width, size)
+    return height, width
+
+
+def fit_image(image: torch.Tensor, *, size: int, resize: int = 0, upscale: bool = False) -> torch.Tensor:
+    """Resize a uint8 ``[C, H, W]`` image to :func:`fitted_size` (bicubic, antialiased)."""
+    height, width = fitted_size(image.shape[-2], image.shape[-1], size=size, resize=resize, upscale=upscale)
     if (height, width) == tuple(image.shape[-2:]):
         return image
     resized = F.interpolate(image[None].float(), size=(height, width), mode="bicubic",

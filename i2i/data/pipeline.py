@@ -31,7 +31,7 @@ from kornia.geometry.transform import hflip
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
-from .decode import UnreadableImageError, decode_image, upscale_to, upscaled_size
+from .decode import UnreadableImageError, decode_image, fit_image, fitted_size
 from .sources import ImageFile, check_sizes, report_skipped, scan_folder, split_files
 
 GB = 1e9
@@ -122,9 +122,13 @@ class ImageData:
     def __init__(self, data: dict[str, Any], *, channels: int, device: torch.device | str, seed: int,
                  rank: int = 0, world_size: int = 1):
         self._configure(channels, device, seed, rank, size=data["size"], cache_gb=data["cache_gb"],
-                        workers=data["workers"], upscale=data["upscale_small"], world_size=world_size)
+                        workers=data["workers"], upscale=data["upscale_small"], resize=data["resize"],
+                        world_size=world_size)
+        if 0 < self._resize < self.size:
+            raise UserError(f"data.resize = {self._resize}: smaller than data.size = {self.size}, so no crop would "
+                            f"fit; use 0 (keep each image's size) or at least {self.size}")
         source, skipped = scan_folder(data["source"], "data.source")
-        if not self._upscale:
+        if not self._upscale and not self._resize:
             check_sizes(source, self.size)  # all of data.source, so the verdict does not depend on the split
         if data["val_source"]:
             val, skipped_val = scan_folder(data["val_source"], "data.val_source")
@@ -141,13 +145,14 @@ class ImageData:
 
     @classmethod
     def for_evaluation(cls, folder: str | Path, *, channels: int, device: torch.device | str,
-                       cache_gb: float = 4.0) -> "ImageData":
-        """Every readable image of ``folder`` as validation images (for ``i2i eval --data``).
+                       cache_gb: float = 4.0, resize: int = 0) -> "ImageData":
+        """Every readable image of ``folder`` as validation images (for ``i2i eval --data``),
+        resized as the run's ``data.resize`` says.
 
         The result has no training images: use only :meth:`val_batches` and ``val_files``.
         """
         self = cls.__new__(cls)
-        self._configure(channels, device, 0, 0, size=8, cache_gb=cache_gb, workers=0, upscale=False)
+        self._configure(channels, device, 0, 0, size=8, cache_gb=cache_gb, workers=0, upscale=False, resize=resize)
         val, skipped = scan_folder(str(folder), "--data")
         self._set_train([], flip=False, rotate=False)
         self._set_val(val)
@@ -156,10 +161,11 @@ class ImageData:
 
     # -- construction -----------------------------------------------------------------------------
     def _configure(self, channels: int, device: torch.device | str, seed: int, rank: int, *,
-                   size: int, cache_gb: float, workers: int, upscale: bool, world_size: int = 1) -> None:
+                   size: int, cache_gb: float, workers: int, upscale: bool, resize: int = 0,
+                   world_size: int = 1) -> None:
         self.channels, self.device = channels, torch.device(device)
         self.seed, self.rank, self.world_size, self.size = seed, rank, world_size, size
-        self._cache_bytes, self._workers, self._upscale = int(cache_gb * GB), workers, upscale
+        self._cache_bytes, self._workers, self._upscale, self._resize = int(cache_gb * GB), workers, upscale, resize
         self._samples = 0  # samples drawn so far: the whole sampling state
         self._images: list[torch.Tensor] = []
         self._stream: Iterator[torch.Tensor] | None = None
@@ -190,9 +196,11 @@ class ImageData:
         self.val_files = [f.path for f in files]
 
     def _train_size(self, file: ImageFile) -> tuple[int, int]:
-        if self._upscale:
-            return upscaled_size(file.height, file.width, self.size)
-        return file.height, file.width
+        return fitted_size(file.height, file.width, size=self.size, resize=self._resize, upscale=self._upscale)
+
+    def _val_size(self, file: ImageFile) -> tuple[int, int]:
+        """Validation images are resized as training images are, never upscaled."""
+        return fitted_size(file.height, file.width, size=self.size, resize=self._resize)
 
     def _device_room(self) -> float:
         if self.device.type == "cuda":
@@ -205,7 +213,7 @@ class ImageData:
             image = decode_image(file.path, self.channels)
         except UnreadableImageError:
             return None
-        return upscale_to(image, self.size) if self._upscale else image
+        return fit_image(image, size=self.size, resize=self._resize, upscale=self._upscale)
 
     def _decode_all(self, files: list[ImageFile]) -> tuple[list[torch.Tensor], list[ImageFile], list[tuple[int, int]], list[Path]]:
         """Decode in threads (Pillow releases the GIL), keeping file order."""
@@ -240,7 +248,7 @@ class ImageData:
         if self.cached:
             crops = self._cut(plan)
         else:
-            dataset = _CropDataset([f.path for f in self._train], self.channels, self.size, self._upscale)
+            dataset = _CropDataset([f.path for f in self._train], self.channels, self.size, self._resize, self._upscale)
             crops = torch.stack([dataset[item] for item in _items(plan)]).to(self.device)
         return self._augment(crops, plan).float().div_(255)
 
@@ -273,7 +281,7 @@ class ImageData:
         return batch.to(self.device, non_blocking=True)
 
     def _loader(self, start: int, batch_size: int) -> DataLoader:
-        dataset = _CropDataset([f.path for f in self._train], self.channels, self.size, self._upscale)
+        dataset = _CropDataset([f.path for f in self._train], self.channels, self.size, self._resize, self._upscale)
         return DataLoader(
             dataset,
             batch_sampler=_PlanSampler(self._planner, start, batch_size),
@@ -341,7 +349,8 @@ class ImageData:
         plan: list[list[int]] = []
         shape: tuple[int, int] | None = None
         for i, file in enumerate(files):
-            this = (_cropped(file.height, crop), _cropped(file.width, crop))
+            height, width = self._val_size(file)
+            this = (_cropped(height, crop), _cropped(width, crop))
             if not plan or this != shape or len(plan[-1]) >= batch_size:
                 plan.append([])
                 shape = this
@@ -354,7 +363,7 @@ class ImageData:
         if self._val_cache_crop != crop:
             self._val_cache.clear()
             self._val_cache_crop = crop
-        needed = sum(self.channels * _cropped(f.height, crop) * _cropped(f.width, crop) for f in self._val)
+        needed = sum(self.channels * _cropped(h, crop) * _cropped(w, crop) for h, w in map(self._val_size, self._val))
         return needed <= self._cache_left and needed <= self._device_room()
 
     def _val_image(self, i: int, file: ImageFile, crop: int, cacheable: bool) -> torch.Tensor | None:
@@ -365,7 +374,7 @@ class ImageData:
             image = decode_image(file.path, self.channels)
         except UnreadableImageError:
             return None
-        image = _centre_crop(image, crop)
+        image = _centre_crop(fit_image(image, size=self.size, resize=self._resize), crop)
         if cacheable:
             image = image.to(self.device)
             self._val_cache[key] = image
@@ -414,8 +423,8 @@ class _PlanSampler:
 class _CropDataset(Dataset):
     """Decodes one file per item and cuts the planned crop (runs in loader workers)."""
 
-    def __init__(self, files: list[Path], channels: int, size: int, upscale: bool):
-        self.files, self.channels, self.size, self.upscale = files, channels, size, upscale
+    def __init__(self, files: list[Path], channels: int, size: int, resize: int, upscale: bool):
+        self.files, self.channels, self.size, self.resize, self.upscale = files, channels, size, resize, upscale
         self._warned: set[Path] = set()
 
     def __len__(self) -> int:
@@ -431,7 +440,7 @@ class _CropDataset(Dataset):
         return image[:, top:top + size, left:left + size].clone()
 
     def _decode(self, index: int) -> torch.Tensor:
-        """The image, upscaled where asked; a file that became unreadable is replaced by the next one."""
+        """The image, resized or upscaled where asked; a file that became unreadable is replaced by the next one."""
         for step in range(len(self.files)):
             path = self.files[(index + step) % len(self.files)]
             try:
@@ -441,8 +450,9 @@ class _CropDataset(Dataset):
                     self._warned.add(path)
                     print(f"i2i: warning: {path}: cannot be decoded; using the next training image instead", file=sys.stderr, flush=True)
                 continue
-            if self.upscale or min(image.shape[-2:]) < self.size:
-                image = upscale_to(image, self.size)
+            image = fit_image(image, size=self.size, resize=self.resize, upscale=self.upscale)
+            if min(image.shape[-2:]) < self.size:  # a file replaced by a smaller one since the scan
+                image = fit_image(image, size=self.size, upscale=True)
             return image
         raise RuntimeError("none of the training images can be decoded any more")
 
