@@ -227,7 +227,8 @@ def _check_fields(where: str, prefix: str, table: Any, fields: dict[str, Any], o
             if open_keys:
                 out[key] = value
                 continue
-            hint = did_you_mean(key, fields)
+            nested = [f"{prefix}.{name}.{key}" for name, sub in fields.items() if isinstance(sub, dict) and key in sub]
+            hint = f" (it belongs in {' and '.join(nested)})" if nested else did_you_mean(key, fields)
             raise RecipeError(f"{where}: {dotted}: unknown key{hint}")
         _check_value(where, dotted, value, field)
         out[key] = value
