@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .engine import checkpoint as ckpt
 from .engine.device import resolve_device
-from .engine.infer import AUTO_OVERLAP, resolve_tile, run_generator, run_tiled
+from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError
 from .plugins import registry
 from .recipe import Recipe, build_component, load_recipe
@@ -44,8 +44,7 @@ class Model:
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         input = self.task.prepare(images)
-        side = resolve_tile(tile, *input.shape[-2:])
-        output = run_tiled(self.generator, input, side, overlap) if side else run_generator(self.generator, input)
+        output = run_any_size(self.generator, input, tile, overlap)
         return self.task.to_image(output.float(), input)
 
     def translate(self, image: Any, *, tile: int | str = "auto"):

@@ -182,6 +182,19 @@ def test_running_out_of_memory_names_the_settings_to_lower(photos, tmp_path, whe
     assert find_checkpoint(tmp_path / "run").name == "step_0000002"  # what was written is kept
 
 
+def test_running_out_of_memory_while_evaluating_names_the_eval_settings(photos, tmp_path, monkeypatch):
+    from i2i.engine import evaluate
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+
+    monkeypatch.setattr(evaluate, "evaluate_generator", out_of_memory)
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 2})
+    with pytest.raises(UserError, match=r"^out of memory on cpu evaluating after step 2 \(eval.batch_size = 2, "
+                                        r"eval.crop = 16\); lower eval.batch_size or eval.crop$"):
+        i2i.train(recipe, quiet=True)
+
+
 def test_other_runtime_errors_still_raise_as_they_are(photos, tmp_path):
     i2i.register_plugin(OutOfMemoryPlugin(), "oomplugin")
     recipe = tiny_recipe(photos, tmp_path / "run", losses={"big": {"name": "oom_after", "at": 2, "where": "bug"}})

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .device import autocast
-from .infer import run_generator
+from .infer import run_any_size
 
 SAMPLE_IMAGES = 4
 
@@ -96,7 +96,7 @@ def evaluate_generator(
             rng.manual_seed(val_seed(seed, number))
             input, target = task.make_pair(clean, rng)
             with autocast(device, dtype):
-                fake = run_generator(generator, input)
+                fake = run_any_size(generator, input)
             fake = fake.float()
             output_image = task.to_image(fake, input)
             target_image = task.to_image(target, input)
@@ -138,7 +138,7 @@ def sample_columns(generator, task, data, eval_cfg, device, dtype, seed, batch_s
             clean = data.preview_batch(batch_size)
         input, target = task.make_pair(clean, rng)
         with autocast(device, dtype):
-            fake = run_generator(generator, input).float()
+            fake = run_any_size(generator, input).float()
         return _columns(task, input, task.to_image(fake, input), task.to_image(target, input))
     finally:
         generator.train(was_training)

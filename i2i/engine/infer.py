@@ -95,3 +95,10 @@ def run_tiled(net: nn.Module, input: Tensor, tile: int, overlap: int = AUTO_OVER
             weight[..., y:y + th, x:x + tw] += window
     assert out is not None
     return out / weight
+
+
+def run_any_size(net: nn.Module, input: Tensor, tile: int | str | None = "auto", overlap: int = AUTO_OVERLAP) -> Tensor:
+    """``net(input)`` for images of any size: padded to the net's multiple, and tiled (see
+    :func:`resolve_tile`) when large, so a whole 20-megapixel photo does not exhaust memory."""
+    side = resolve_tile(tile, *input.shape[-2:])
+    return run_tiled(net, input, side, overlap) if side else run_generator(net, input)

@@ -87,6 +87,7 @@ class Trainer:
         self.last_metrics: dict[str, float] = {}
         self.last_baselines: dict[str, dict[str, float]] = {}
         self.health = HealthMonitor()
+        self._evaluating = False  # where an out-of-memory error struck: its message differs
 
         seed_everything(self.seed + self.dist.rank)
         self.device = self.dist.device if self.dist.device is not None else resolve_device(self.train_cfg["device"])
@@ -418,6 +419,11 @@ class Trainer:
 
     def _out_of_memory(self) -> UserError:
         """Running out of memory is a matter of settings: say which ones, not a traceback."""
+        if self._evaluating:
+            return UserError(
+                f"out of memory on {self.device} evaluating after step {self.step} (eval.batch_size = "
+                f"{self.eval_cfg['batch_size']}, eval.crop = {self.eval_cfg['crop']}); lower eval.batch_size or eval.crop"
+            )
         hint = "lower train.batch_size or data.size"
         if self.device.type == "cuda" and self.dtype == torch.float32:
             hint += ", or set train.precision = \"bf16\""
@@ -503,10 +509,12 @@ class Trainer:
             return {}
         self.read_accumulators()  # never evaluate (or save) after a non-finite loss
         self.dist.sync_buffers(self.eval_generator)  # one model: rank 0's batch-norm statistics
+        self._evaluating = True  # stays set if it fails, for the out-of-memory message
         metrics, baselines, first = evaluate_generator(
             self.eval_generator, self.task, self.data, self._metric_functions(), self.eval_cfg,
             device=self.device, dtype=self.dtype, seed=self.seed, dist=self.dist,
         )
+        self._evaluating = False
         self.last_metrics, self.last_baselines = metrics, baselines
         if first is not None and self.dist.is_main:
             self._save_grid(first)
