@@ -67,7 +67,7 @@ def _write(image: torch.Tensor, target: Path, fmt: str) -> None:
 def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int = 4, fmt: str = "png",
                     overwrite: bool = False, progress: bool = True, tile: int | str = "auto") -> TranslateReport:
     """Translate every image found in ``inputs``; never replaces a file unless ``overwrite``."""
-    from .data import find_images
+    from .data import IMAGE_KINDS, find_images
 
     pairs: list[tuple[Path, Path]] = []
     for item in inputs:
@@ -78,7 +78,7 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
         else:
             pairs.append((item, item))
     if not pairs:
-        raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} (jpg, png, webp, bmp, tif)")
+        raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} ({IMAGE_KINDS})")
     targets = output_paths(pairs, out_dir, fmt)
     for (_, file), target in zip(pairs, targets):
         if target.exists() and target.samefile(file):  # even --overwrite must not replace an input
@@ -167,7 +167,7 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
         bar.close()
     if unreadable and not report.written:
         raise UserError(f"none of the input files could be read as an image: {', '.join(unreadable[:3])}"
-                        f"{' ...' if len(unreadable) > 3 else ''} (give jpg, png, webp, bmp or tif files)")
+                        f"{' ...' if len(unreadable) > 3 else ''} (give {IMAGE_KINDS} files)")
     if unreadable:
         print(f"i2i: warning: skipped {len(unreadable)} unreadable file(s): {', '.join(unreadable[:3])}", file=sys.stderr)
     return report

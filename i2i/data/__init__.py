@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .decode import IMAGE_EXTENSIONS, UnreadableImageError, decode_image, pil_to_tensor, probe_size, to_pil
+from .decode import IMAGE_EXTENSIONS, IMAGE_KINDS, UnreadableImageError, decode_image, pil_to_tensor, probe_size, to_pil
 from .sources import SAMPLE, find_images, load_images_for_inference, sample_folder, split_files
 
 if TYPE_CHECKING:
     from .pipeline import ImageData
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "SAMPLE", "ImageData", "UnreadableImageError", "decode_image", "find_images",
+    "IMAGE_EXTENSIONS", "IMAGE_KINDS", "SAMPLE", "ImageData", "UnreadableImageError", "decode_image", "find_images",
     "load_images_for_inference", "pil_to_tensor", "probe_size", "sample_folder", "split_files", "to_pil",
 ]
 

@@ -33,6 +33,8 @@ from ..errors import UserError
 
 #: File name suffixes read as images (compared lower-case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: The same, for messages: "jpg, jpeg, png, ...".
+IMAGE_KINDS = ", ".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 
 #: ITU-R BT.601 luma weights, as used by ``kornia.color.rgb_to_grayscale``.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)

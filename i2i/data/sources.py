@@ -19,12 +19,11 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from .decode import IMAGE_EXTENSIONS, UnreadableImageError, decode_image, is_image_file, probe_size
+from .decode import IMAGE_KINDS, UnreadableImageError, decode_image, is_image_file, probe_size
 
 #: The value of ``data.source`` that means the photos shipped with i2i.
 SAMPLE = "sample"
 
-_KINDS = ", ".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def scan_folder(value: str, key: str) -> tuple[list[ImageFile], list[Path]]:
     folder = resolve_folder(value, key)
     paths = find_images(folder)
     if not paths:
-        raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({_KINDS})')
+        raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS})')
     readable, unreadable = [], []
     for path in paths:
         try:
@@ -165,5 +164,5 @@ def load_images_for_inference(paths: Iterable[str | Path], channels: int = 3) ->
     report_skipped(unreadable)
     if not images:
         where = ", ".join(str(p) for p in given)
-        raise UserError(f"{where}: no readable images found ({_KINDS})")
+        raise UserError(f"{where}: no readable images found ({IMAGE_KINDS})")
     return images
