@@ -1,21 +1,23 @@
-"""The whole GPU measurement in one go (about 5-8 minutes on one H100/H200).
+"""The whole GPU measurement in one go (about 6-8 minutes on one H100/H200).
 
-Sections, each skipped with a note when the time budget (``--budget`` seconds) runs out:
+Sections, in order of importance, each skipped with a note when the time budget (``--budget``
+seconds) runs out:
 
 1. the card: name, torch/CUDA versions, measured bf16 matmul rate (8192^3, TFLOP/s);
-2. i2i at the CPU benchmark's rows (``bench_train.PRESETS``) in process, through the engine's
-   ``Trainer`` on CUDA with its defaults there (bf16 autocast, cudnn.benchmark) plus
-   ``train.channels_last = true``: img/s, ms/step, peak GPU memory; then (2b, ``graphs``) the
-   same step captured as one CUDA graph at three of those rows, to measure what graphs would
-   buy where kernel launches bound the step (``graphed_rate``; not an engine feature yet);
-3. 256 px pix2pix at batch 32 and 64: img/s and model-FLOP utilisation
+2. ``check``: the CUDA-graphed step against the eager one, same seed, deterministic cuDNN,
+   fp32: largest weight difference after 12 steps, beside the largest weight change;
+3. ``rows``: i2i at the CPU benchmark's rows (``bench_train.PRESETS``) in process through the
+   engine's ``Trainer`` with its CUDA defaults (bf16 autocast, cudnn.benchmark), plus
+   ``train.channels_last``, once eager (``train.cuda_graphs = false``) and once graphed
+   (the default): img/s, ms/step, peak GPU memory;
+4. ``recipes``: whether each shipped recipe's step captures as a graph on the GPU;
+5. ``process``: whole ``i2i run`` processes (short/long difference, as on the CPU), with the
+   reference's ``train.py`` on the same card beside them (if ``--reference`` is given);
+6. ``translate``: ``i2i translate`` of 256 px photos: the decode/network/write split;
+7. ``large``: 256 px pix2pix at batch 32 and 64: img/s and model-FLOP utilisation
    (MFU = img/s * 86.9 GFLOP / measured bf16 matmul rate; 86.9 GFLOP per image per pix2pix
-   training step at 256 px, from FIELD-NOTES), with fp32 and no-channels_last variants;
-4. whole ``i2i run`` processes (short/long difference, as on the CPU) for unet256 batch 1 and 32;
-5. ``i2i translate`` of 256 px photos on the GPU: the decode/network/write split;
-6. the reference's ``train.py`` on the same card (if ``--reference`` is given): short/long
-   difference at unet256 batch 1, unet128 batch 4 and unet256 batch 32;
-7. with ``--compile``: ``train.compile = true`` at 256 px, batch 32 and 1.
+   training step at 256 px, from FIELD-NOTES), graphed and eager;
+8. with ``--compile``: ``train.compile = true`` at 256 px, batch 64 (compiling takes a minute or two).
 
 Writes everything to ``--json`` as it goes. ``benchmarks/run_gpu.sh`` installs what the
 device machine lacks and calls this.
@@ -151,81 +153,65 @@ def trainer_rate(p: Preset, data_dir: Path, scratch: Path, overrides: list[str],
 
     result = time_steps(step, p.batch, seconds, max_steps)
     result.update(dtype=str(trainer.dtype).replace("torch.", ""), build_s=round(build_s, 2),
-                  warmup_s=round(warm_s, 2), overrides=overrides)
+                  warmup_s=round(warm_s, 2), overrides=overrides, graphs=graph_state(trainer))
     release(trainer, run_dir)
     return result
 
 
-def graphed_rate(p: Preset, data_dir: Path, scratch: Path, overrides: list[str], *, warmup: int, seconds: float,
-                 max_steps: int = 4000) -> dict:
-    """What CUDA graphs would buy, measured before building them into the engine.
+def graph_state(trainer) -> str:
+    """``replayed``, ``eager``, or why capture failed."""
+    graphs = trainer.graphs
+    if graphs is not None and graphs.replay is not None:
+        return "replayed"
+    return f"failed: {trainer.graphs_failure}" if trainer.graphs_failure else "eager"
 
-    The engine's G forward, D step and G step are captured as one CUDA graph on static input
-    and target buffers, then replayed each step after the next batch is copied in. Outside the
-    graph, as they would have to stay: the data (its crop plan is made on the host), the LR
-    schedule (a float would be baked into the graph) and the logging steps' extras. Under
-    capture autocast's weight-cast cache must be off and the optimisers capturable. On the
-    CPU (the smoke test) the same step runs eagerly instead of replaying.
-    """
-    import contextlib
 
+def graph_agreement(p: Preset, data_dir: Path, scratch: Path, steps: int = 12) -> dict:
+    """Train ``steps`` steps eagerly and graphed from the same seed with deterministic cuDNN
+    in fp32: the graphed weights should equal the eager ones up to rounding."""
     import torch
 
-    import i2i.engine.trainer as trainer_module
-
-    plain_autocast = trainer_module.autocast
-    trainer_module.autocast = lambda device, dtype: (
-        contextlib.nullcontext() if dtype == torch.float32
-        else torch.autocast(device.type, dtype=dtype, cache_enabled=False))
-    trainer, run_dir = build_trainer(p, data_dir, scratch, overrides)
-    try:
-        for optimizer in (trainer.opt_g, trainer.opt_d):
-            for group in optimizer.param_groups:
-                group["capturable"] = True
-        trainer._logging_step = False
-
-        def next_pair():
-            return trainer.task.make_pair(trainer.data.next_batch(p.batch), trainer.noise_rng)
-
-        static_input, static_target = (t.clone() for t in next_pair())
-
-        def captured() -> None:
-            fake = trainer.generate(static_input)
-            trainer.d_step(static_input, fake.detach(), static_target)
-            trainer.g_step(static_input, fake, static_target, True)
-
-        t_warm = time.perf_counter()
-        if DEVICE == "cuda":
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(warmup):
-                    captured()
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                captured()
-            replay = graph.replay
-        else:
-            for _ in range(warmup):
-                captured()
-            replay = captured
+    weights, states, losses = {}, {}, {}
+    for label, graphs in (("eager", "false"), ("graphed", '"auto"')):
+        trainer, run_dir = build_trainer(p, data_dir, scratch, ['train.precision="fp32"', f"train.cuda_graphs={graphs}"])
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        before = {k: v.detach().float().cpu().clone() for k, v in trainer.G.state_dict().items()}
+        for _ in range(steps):
+            trainer.train_step()
+            trainer.step += 1
         sync()
-        warm_s = time.perf_counter() - t_warm
-
-        def step() -> None:
-            input, target = next_pair()
-            static_input.copy_(input)
-            static_target.copy_(target)
-            replay()
-
-        result = time_steps(step, p.batch, seconds, max_steps)
-        result.update(dtype=str(trainer.dtype).replace("torch.", ""), warmup_and_capture_s=round(warm_s, 2),
-                      overrides=overrides, graphed=DEVICE == "cuda")
-        return result
-    finally:
-        trainer_module.autocast = plain_autocast
+        weights[label] = {k: v.detach().float().cpu().clone() for k, v in trainer.G.state_dict().items()}
+        losses[label] = {k: float(v) / steps for k, v in trainer.acc.items()}
+        states[label] = graph_state(trainer)
         release(trainer, run_dir)
+    torch.backends.cudnn.deterministic = False
+    diff = max((weights["graphed"][k] - weights["eager"][k]).abs().max().item() for k in before)
+    params = [k for k in before if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    change = max((weights["eager"][k] - before[k]).abs().max().item() for k in params)
+    return {"steps": steps, "max_abs_weight_diff": diff, "max_abs_param_change": change,
+            "losses_eager": losses["eager"], "losses_graphed": losses["graphed"], "graphs": states["graphed"]}
+
+
+def recipe_capture(recipe_path: Path, scratch: Path, steps: int = 6) -> dict:
+    """Build a shipped recipe on the GPU and run a few steps: does its step capture?"""
+    from i2i.engine.trainer import Trainer
+    from i2i.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path, [f"train.steps={steps}", f'train.device="{DEVICE}"'])
+    run_dir = Path(tempfile.mkdtemp(dir=scratch, prefix="recipe-"))
+    trainer = Trainer(recipe, run_dir, quiet=True)
+    trainer.G.train()
+    if trainer.D is not None:
+        trainer.D.train()
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+        trainer.step += 1
+    sync()
+    result = {"graphs": graph_state(trainer), "seconds": round(time.perf_counter() - start, 2)}
+    release(trainer, run_dir)
+    return result
 
 
 def process_rate(python: str, p: Preset, recipe: Path, scratch: Path, short: int, long: int, overrides: list[str]) -> dict:
@@ -239,7 +225,7 @@ def process_rate(python: str, p: Preset, recipe: Path, scratch: Path, short: int
         shutil.rmtree(out, ignore_errors=True)
     d = times["long"] - times["short"]
     return {"img_per_s": (long - short) * p.batch / d, "short_s": times["short"], "long_s": times["long"],
-            "steps": [short, long], "max_rss_mb": m.max_rss_mb}
+            "steps": [short, long], "max_rss_mb": m.max_rss_mb, "graphs_off_warning": "CUDA graphs off" in m.output}
 
 
 def reference_rate(python: str, ref: Path, p: Preset, scratch: Path, short: int, long: int, env: dict, threads: int) -> dict:
@@ -265,10 +251,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--budget", type=float, default=450, help="seconds for the whole measurement")
     ap.add_argument("--reference", type=Path, help="checkout of the reference (its train.py)")
     ap.add_argument("--ref-threads", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=4.0, help="timed seconds per in-process configuration")
-    ap.add_argument("--compile", action="store_true", help="last, also try train.compile at batch 32 and 1 (1-2 min each)")
+    ap.add_argument("--seconds", type=float, default=2.5, help="timed seconds per in-process configuration")
+    ap.add_argument("--compile", action="store_true", help="last, also try train.compile at batch 64 (1-2 min)")
     ap.add_argument("--device", default="cuda", help="cpu: smoke-test this script without a GPU (tiny settings)")
-    ap.add_argument("--skip", action="append", default=[], help="section to skip: rows, graphs, large, process, translate, reference")
+    ap.add_argument("--skip", action="append", default=[], help="section to skip: check, rows, recipes, process, translate, large, compile")
     args = ap.parse_args(argv)
     budget = Budget(args.budget)
     global DEVICE
@@ -326,87 +312,95 @@ def main(argv: list[str] | None = None) -> dict:
         save()
         return value
 
-    # 2. the CPU rows on the GPU
+    # 2. the graphed step computes what the eager one does
+    if section("check", 30):
+        p = Preset("unet_128", 128, 4, dropout=False)
+        r = guarded("check", "unet128_b4_fp32", lambda: graph_agreement(p, data_dirs[128], scratch, steps=4 if smoke else 12))
+        log(f"check: {r}")
+
+    # 3. the CPU rows on the GPU, eager and graphed
     if section("rows", 60):
         for name in ("unet128_b1",) if smoke else ("unet256_b1", "unet256_b4", "unet128_b1", "unet128_b4", "color128_b1"):
             if budget.left() < 40:
                 break
             p = PRESETS[name]
-            r = guarded("rows", name, lambda: trainer_rate(p, data_dirs[p.size], scratch, fast, warmup=1 if smoke else 15, seconds=args.seconds))
-            log(f"rows {name}: {r}")
-
-    # 2b. the same step captured as one CUDA graph: what graphs would buy where launches bound it
-    if section("graphs", 40):
-        for name in ("unet128_b1",) if smoke else ("unet256_b1", "unet128_b1", "unet256_b4"):
-            if budget.left() < 30:
-                break
-            p = PRESETS[name]
-            r = guarded("graphs", name, lambda: graphed_rate(p, data_dirs[p.size], scratch, fast, warmup=1 if smoke else 5, seconds=args.seconds))
-            eager = results["sections"].get("rows", {}).get(name, {})
-            if "img_per_s" in r and "img_per_s" in eager:
-                r["speedup_over_eager"] = r["img_per_s"] / eager["img_per_s"]
-            log(f"graphs {name}: {r}")
-
-    # 3. large batches, MFU and variants
-    if section("large", 60):
-        b1, b2 = (1, 2) if smoke else (32, 64)
-        big = {b: Preset("unet_256", 256, b, note=f"pix2pix 256 px batch {b}") for b in (b1, b2)}
-        variants = [("bf16_cl", b1, fast), ("bf16_cl", b2, fast), ("bf16", b1, []),
-                    ("fp32_cl", b1, ['train.precision="fp32"', *fast])]
-        for label, batch, overrides in variants:
-            if budget.left() < (150 if "compile" in label else 40):
-                break
-            r = guarded("large", f"{label}_b{batch}",
-                        lambda: trainer_rate(big[batch], data_dirs[256], scratch, overrides, warmup=1 if smoke else 10, seconds=args.seconds))
-            if "img_per_s" in r:
-                r["tflops"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000
-                r["mfu"] = r["tflops"] / rate
-            log(f"large {label} b{batch}: {r}")
+            for label, graphs in (("eager", "false"), ("graphed", '"auto"')):
+                r = guarded("rows", f"{name}_{label}", lambda: trainer_rate(
+                    p, data_dirs[p.size], scratch, [*fast, f"train.cuda_graphs={graphs}"],
+                    warmup=2 if smoke else 15, seconds=args.seconds))
+                log(f"rows {name} {label}: {r}")
+            eager, graphed = (results["sections"]["rows"].get(f"{name}_{k}", {}) for k in ("eager", "graphed"))
+            if "img_per_s" in eager and "img_per_s" in graphed:
+                graphed["speedup_over_eager"] = graphed["img_per_s"] / eager["img_per_s"]
+        if not smoke and budget.left() > 40:  # does channels_last still pay once graphed, at batch 1?
+            p = PRESETS["unet256_b1"]
+            r = guarded("rows", "unet256_b1_graphed_contiguous", lambda: trainer_rate(
+                p, data_dirs[256], scratch, [], warmup=15, seconds=args.seconds))
+            log(f"rows unet256_b1 graphed, default memory format: {r}")
         save()
 
-    # 4. whole processes
+    # 4. does each shipped recipe's step capture?
+    if section("recipes", 30):
+        for recipe_path in sorted(Path("recipes").glob("*.toml"))[: 1 if smoke else None]:
+            r = guarded("recipes", recipe_path.name, lambda: recipe_capture(recipe_path, scratch, steps=6))
+            log(f"recipes {recipe_path.name}: {r}")
+
+    # 5. whole processes, i2i and the reference side by side
     if section("process", 90):
-        runs = (("unet128_b1", PRESETS["unet128_b1"], 1, 3),) if smoke else (
-            ("unet256_b1", PRESETS["unet256_b1"], 20, 220), ("unet256_b32", Preset("unet_256", 256, 32), 10, 60))
+        env = dict(os.environ)
+        runs = (("unet128_b1", PRESETS["unet128_b1"], 1, 6),) if smoke else (
+            ("unet256_b1", PRESETS["unet256_b1"], 20, 620), ("unet128_b4", PRESETS["unet128_b4"], 20, 320),
+            ("unet128_b1", PRESETS["unet128_b1"], 20, 620))
         for name, p, short, long in runs:
-            if budget.left() < 60:
+            if budget.left() < 70:
                 break
             recipe = scratch / f"{name}.toml"
             recipe.write_text(i2i_recipe(p, data_dirs[p.size]))
-            r = guarded("process", name, lambda: process_rate(sys.executable, p, recipe, scratch, short, long, fast))
-            log(f"process {name}: {r}")
+            r = guarded("process", f"i2i_{name}", lambda: process_rate(sys.executable, p, recipe, scratch, short, long, fast))
+            log(f"process i2i {name}: {r}")
+            if args.reference:
+                ref = guarded("process", f"reference_{name}", lambda: reference_rate(
+                    sys.executable, args.reference, p, scratch, short, long, env, args.ref_threads))
+                log(f"process reference {name}: {ref}")
+                if "img_per_s" in r and "img_per_s" in ref:
+                    r["ratio_to_reference"] = r["img_per_s"] / ref["img_per_s"]
+                    log(f"process {name}: i2i / reference = {r['ratio_to_reference']:.2f}")
+            save()
 
-    # 5. translate
+    # 6. translate
     if section("translate", 40):
         from bench_translate import run as translate_run
 
         r = guarded("translate", "unet256_b16", lambda: translate_run("unet_256", 4 if smoke else 64, 256, 2 if smoke else 16, DEVICE, repeats=1 if smoke else 2))
         log(f"translate: {r.get('img_per_s')} img/s, share {r.get('share')}")
 
-    # 6. the reference on the same card
-    if args.reference and section("reference", 60):
-        env = dict(os.environ)
-        runs = (("unet128_b1", PRESETS["unet128_b1"], 1, 3),) if smoke else (
-            ("unet256_b1", PRESETS["unet256_b1"], 20, 120), ("unet128_b4", PRESETS["unet128_b4"], 20, 120),
-            ("unet256_b32", Preset("unet_256", 256, 32), 4, 16))
-        for name, p, short, long in runs:
-            if budget.left() < 60:
+    # 7. large batches, MFU
+    if section("large", 40):
+        b1, b2 = (1, 2) if smoke else (32, 64)
+        big = {b: Preset("unet_256", 256, b, note=f"pix2pix 256 px batch {b}") for b in (b1, b2)}
+        variants = [("bf16_cl_graphed", b2, fast), ("bf16_cl_graphed", b1, fast),
+                    ("bf16_cl_eager", b2, [*fast, "train.cuda_graphs=false"])]
+        for label, batch, overrides in variants:
+            if budget.left() < 25:
                 break
-            r = guarded("reference", name, lambda: reference_rate(sys.executable, args.reference, p, scratch, short, long, env, args.ref_threads))
-            log(f"reference {name}: {r}")
-
-    # 7. torch.compile at the large batch and at batch 1 (last: compiling costs a minute or two)
-    if args.compile and section("compile", 120):
-        for batch in (1, 2) if smoke else (32, 1):
-            if budget.left() < 100:
-                break
-            p = Preset("unet_256", 256, batch, note=f"pix2pix 256 px batch {batch}, compiled")
-            r = guarded("compile", f"bf16_cl_compile_b{batch}",
-                        lambda: trainer_rate(p, data_dirs[256], scratch, [*fast, "train.compile=true"], warmup=2 if smoke else 12, seconds=args.seconds))
+            r = guarded("large", f"{label}_b{batch}",
+                        lambda: trainer_rate(big[batch], data_dirs[256], scratch, overrides, warmup=2 if smoke else 8, seconds=args.seconds))
             if "img_per_s" in r:
                 r["tflops"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000
                 r["mfu"] = r["tflops"] / rate
-            log(f"compile b{batch}: {r}")
+            log(f"large {label} b{batch}: {r}")
+        save()
+
+    # 8. torch.compile at the large batch (last: compiling costs a minute or two)
+    if args.compile and section("compile", 100):
+        batch = 2 if smoke else 64
+        p = Preset("unet_256", 256, batch, note=f"pix2pix 256 px batch {batch}, compiled")
+        r = guarded("compile", f"bf16_cl_compile_b{batch}",
+                    lambda: trainer_rate(p, data_dirs[256], scratch, [*fast, "train.compile=true"], warmup=2 if smoke else 10, seconds=args.seconds))
+        if "img_per_s" in r:
+            r["tflops"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000
+            r["mfu"] = r["tflops"] / rate
+        log(f"compile b{batch}: {r}")
 
     shutil.rmtree(scratch, ignore_errors=True)
     results["elapsed_s"] = round(time.perf_counter() - START, 1)

@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Union
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -100,6 +100,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "on_nonfinite": Field(Literal["stop", "skip"], "stop", "what to do when a loss is NaN or infinite"),
         "compile": Field(bool, False, "torch.compile the networks"),
         "channels_last": Field(bool, False, "use the channels_last memory format"),
+        "cuda_graphs": Field(Union[bool, Literal["auto"]], "auto",
+                             "replay each training step as one CUDA graph: 'auto' = on CUDA where the run allows it"),
         "sync_bn": Field(bool, False, "synchronise batch norm across processes"),
         "callbacks": Field(list[str], [], "callbacks to attach, by registered name"),
         "g": OPTIM,

@@ -42,11 +42,14 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def autocast(device: torch.device, dtype: torch.dtype):
-    """An autocast context for ``dtype``, or a no-op for fp32."""
+def autocast(device: torch.device, dtype: torch.dtype, cache: bool = True):
+    """An autocast context for ``dtype``, or a no-op for fp32.
+
+    ``cache=False`` turns off the cache of weights cast to ``dtype``, as CUDA-graph capture needs.
+    """
     if dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -48,5 +48,21 @@ def lr_factor(step: int, total: int, cfg: dict) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> None:
+    """Set every group's learning rate; a tensor one (a CUDA-graphed run's) is filled in place."""
     for group in optimizer.param_groups:
-        group["lr"] = base_lr * factor
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(base_lr * factor)
+        else:
+            group["lr"] = base_lr * factor
+
+
+def portable_state(optimizer: torch.optim.Optimizer) -> dict:
+    """``optimizer.state_dict()`` as any run can load it: a CUDA-graphed run's tensor learning
+    rate becomes a number and ``capturable`` is cleared (the CPU's Adam refuses it)."""
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = float(group["lr"])
+        if group.get("capturable"):
+            group["capturable"] = False
+    return state

@@ -41,12 +41,13 @@ from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, R
 from ..plugins import registry
 from ..recipe import Recipe, build_component
 from . import checkpoint as ckpt
+from .cuda_graph import GraphedStep, graph_blocker
 from .device import autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
 from .infer import size_multiple
-from .optim import build_optimizer, lr_factor, set_lr
+from .optim import build_optimizer, lr_factor, portable_state, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
 
 
@@ -154,7 +155,16 @@ class Trainer:
         )
         self.noise_rng = torch.Generator(device=self.device)
         self.noise_rng.manual_seed(self.seed * 1000 + 17 + self.dist.rank)
-        self._reset_accumulators()
+        self.acc: dict[str, Tensor] = {}
+        self.bad_step: dict[str, Tensor] = {}
+        self.acc_count = 0
+        self.extras: dict[str, Tensor] = {}
+        self._step_number = torch.zeros((), dtype=torch.long, device=self.device)  # step + 1, on the device
+        self._logging_step = False
+        self._autocast_cache = True
+        self.graphs: GraphedStep | None = None
+        self.graphs_failure: str | None = None  # why capture failed, if it did
+        self._setup_graphs(recipe)
 
     # -- construction helpers -----------------------------------------------------------------
     def _build_losses(self, recipe: Recipe, reg) -> None:
@@ -184,11 +194,47 @@ class Trainer:
         if not self.recon and not self.adversarial:
             raise RecipeError(f"{where}: losses: no loss for the generator; add e.g. [losses.l1] weight = 1.0")
 
+    def _setup_graphs(self, recipe: Recipe) -> None:
+        """``train.cuda_graphs``: 'auto' replays the step as a CUDA graph where it can, true insists."""
+        wanted = self.train_cfg["cuda_graphs"]
+        if wanted is False:
+            return
+        blocker = graph_blocker(self)
+        if blocker is not None:
+            if wanted is True:
+                raise RecipeError(f"{recipe.source}: train.cuda_graphs = true: {blocker}; set it to 'auto' or false")
+            return
+        self.use_graphs(GraphedStep(self))
+
+    def use_graphs(self, graphs: GraphedStep) -> None:
+        """Run steps through ``graphs`` from now on (tests pass one with a stand-in capture)."""
+        self.graphs = graphs
+        self._autocast_cache = False
+
+    def graphs_failed(self, reason: str) -> None:
+        """Capture failed: say so once and go on with eager steps."""
+        if self.dist.is_main:
+            print_err(f"i2i: warning: CUDA graphs off, the step could not be captured ({reason}); training continues without them")
+        self.graphs = None
+        self.graphs_failure = reason
+        self._autocast_cache = True
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.opt_g, self.opt_d) if o is not None]
+
+    @property
+    def _want_extras(self) -> bool:
+        """Gradient norms and D accuracy: on logging steps, and on every step of a graphed run
+        (a graph cannot skip them on some steps)."""
+        return self._logging_step or self.graphs is not None
+
     def _reset_accumulators(self) -> None:
-        self.acc: dict[str, Tensor] = {}
-        self.bad_step: dict[str, Tensor] = {}
+        """Zero the loss sums in place (a captured step keeps adding into the same tensors)."""
+        for value in self.acc.values():
+            value.zero_()
+        for bad in self.bad_step.values():
+            bad.fill_(-1)
         self.acc_count = 0
-        self.extras: dict[str, Tensor] = {}
 
     # -- the step -------------------------------------------------------------------------------
     def d_input(self, input: Tensor, output: Tensor) -> Tensor:
@@ -196,16 +242,16 @@ class Trainer:
         return torch.cat([input, output], dim=1) if self.conditional else output
 
     def generate(self, input: Tensor) -> Tensor:
-        with autocast(self.device, self.dtype):
+        with autocast(self.device, self.dtype, self._autocast_cache):
             return self.G_run(input)
 
     def train_step(self) -> None:
         """One generator step and ``train.d_steps`` discriminator steps."""
         self._logging_step = (self.step + 1) % self.out_cfg["log_every"] == 0 or self.step + 1 == self.total_steps
-        factor_g = lr_factor(self.step, self.total_steps, self.train_cfg["g"])
-        set_lr(self.opt_g, self.train_cfg["g"]["lr"], factor_g)
+        set_lr(self.opt_g, self.train_cfg["g"]["lr"], lr_factor(self.step, self.total_steps, self.train_cfg["g"]))
         if self.opt_d is not None:
             set_lr(self.opt_d, self.train_cfg["d"]["lr"], lr_factor(self.step, self.total_steps, self.train_cfg["d"]))
+        self._step_number.fill_(self.step + 1)
 
         batch_size = self.train_cfg["batch_size"]
         if self.D is not None:
@@ -216,23 +262,30 @@ class Trainer:
                 self.d_step(extra_in, extra_fake, extra_target)
 
         input, target = self.task.make_pair(self.data.next_batch(batch_size), self.noise_rng)
+        adversarial = self.D is not None and self.step >= self.train_cfg["g_warmup_steps"]
+        if self.graphs is not None and (adversarial or self.D is None):
+            self.graphs(input, target)  # the same step_on, replayed as one CUDA graph
+        else:
+            self.step_on(input, target, adversarial)
+        self.acc_count += 1
+
+    def step_on(self, input: Tensor, target: Tensor, adversarial: bool) -> None:
+        """G forward, D step, G step and EMA update on one batch: what a CUDA graph captures."""
         fake = self.generate(input)
         if self.D is not None:
             self.d_step(input, fake.detach(), target)
-        adversarial = self.D is not None and self.step >= self.train_cfg["g_warmup_steps"]
         self.g_step(input, fake, target, adversarial)
         if self.ema is not None:
             self.update_ema()
-        if self._logging_step and fake.shape[0] > 1 and self.task.input_is_image:
+        if self._want_extras and fake.shape[0] > 1 and self.task.input_is_image:
             spread = fake.detach().float().std(dim=0).mean()
             self.extras["diversity"] = spread / target.float().std(dim=0).mean().clamp_min(1e-8)
-        self.acc_count += 1
 
     def d_step(self, input: Tensor, fake: Tensor, target: Tensor) -> None:
         """Update D on a real pair and a fake pair (``fake`` is already detached)."""
         real_in, fake_in = self.d_input(input, target), self.d_input(input, fake)
         terms: dict[str, Tensor] = {}
-        with autocast(self.device, self.dtype):
+        with autocast(self.device, self.dtype, self._autocast_cache):
             d_real = as_logit_list(self.D_run(real_in))
             d_fake = as_logit_list(self.D_run(fake_in))
             for term in self.adversarial:
@@ -243,7 +296,7 @@ class Trainer:
                 discriminator = lambda x: [o.float() for o in as_logit_list(self.D_run(x))]  # noqa: E731
                 terms[term.label] = term.weight * every * term.loss(discriminator, real_in, fake_in)
         self._backward_and_step(terms, self.opt_d, self.D, self.train_cfg["d"], "d")
-        if self._logging_step:
+        if self._want_extras:
             threshold = float(getattr(self.adversarial[0].loss, "decision_threshold", 0.0))
             self.extras["d_acc_real"] = torch.stack([(o.detach().float() > threshold).float().mean() for o in d_real]).mean()
             self.extras["d_acc_fake"] = torch.stack([(o.detach().float() < threshold).float().mean() for o in d_fake]).mean()
@@ -254,7 +307,7 @@ class Trainer:
         if self.D is not None:
             self.D.requires_grad_(False)
         try:
-            with autocast(self.device, self.dtype):
+            with autocast(self.device, self.dtype, self._autocast_cache):
                 for term in self.recon:
                     terms[term.label] = term.weight * term.loss(fake, target)
                 if adversarial:
@@ -282,13 +335,13 @@ class Trainer:
         else:
             total.backward()
         clip = cfg["clip_grad_norm"]
-        if clip > 0 or self._logging_step:
+        if clip > 0 or self._want_extras:
             if self.scaler is not None:
                 self.scaler.unscale_(optimizer)
             params = [p for p in net.parameters() if p.grad is not None]
             if params:
                 norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"), foreach=True)
-                if self._logging_step:
+                if self._want_extras:
                     self.extras[f"grad_norm_{which}"] = norm
         skip = False
         if self.train_cfg["on_nonfinite"] == "skip":
@@ -319,7 +372,7 @@ class Trainer:
                 self.bad_step[key] = torch.full((), -1, dtype=torch.long, device=self.device)
             self.acc[key] += value
             bad = self.bad_step[key]
-            self.bad_step[key] = torch.where((bad < 0) & ~torch.isfinite(value), torch.full_like(bad, self.step + 1), bad)
+            bad.copy_(torch.where((bad < 0) & ~torch.isfinite(value), self._step_number, bad))
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -445,10 +498,11 @@ class Trainer:
         Values are means over the ranks, and a non-finite loss on any rank stops every rank
         at the same (earliest) step; every rank calls this at the same steps.
         """
-        keys = list(self.acc) + list(self.extras)
+        summed = list(self.acc) if self.acc_count else []  # no step since the last read: no losses to report
+        keys = summed + list(self.extras)
         if not keys:
             return {}
-        stacked = torch.stack([self.acc[k] for k in self.acc] + [self.extras[k].float() for k in self.extras])
+        stacked = torch.stack([self.acc[k] for k in summed] + [self.extras[k].float() for k in self.extras])
         bad = torch.stack(list(self.bad_step.values())) if self.bad_step else None
         if self.dist.is_distributed:
             stacked = self.dist.all_reduce_sum(stacked) / self.dist.world_size
@@ -459,7 +513,7 @@ class Trainer:
         values = stacked.cpu().tolist()
         bad_steps = bad.cpu().tolist() if bad is not None else []
         count = max(1, self.acc_count)
-        out = {k: v / count if k in self.acc else v for k, v in zip(keys, values)}
+        out = {k: v / count if k in summed else v for k, v in zip(keys, values)}
         bad = [(step, key) for key, step in zip(self.bad_step, bad_steps) if step >= 0]
         if bad:
             self._nonfinite(*min(bad)[::-1])  # the earliest term to go bad is the cause
@@ -478,9 +532,9 @@ class Trainer:
     def log_step(self) -> None:
         values = self.read_accumulators()
         self._reset_accumulators()
-        values["lr_g"] = self.opt_g.param_groups[0]["lr"]  # the same on every rank
+        values["lr_g"] = float(self.opt_g.param_groups[0]["lr"])  # the same on every rank
         if self.opt_d is not None:
-            values["lr_d"] = self.opt_d.param_groups[0]["lr"]
+            values["lr_d"] = float(self.opt_d.param_groups[0]["lr"])
         if not self.dist.is_main:
             return
         self.log.write({"type": "train", "step": self.step, **values})
@@ -580,7 +634,7 @@ class Trainer:
         for name, optimizer in optimizers.items():
             if optimizer is None:
                 continue
-            tree, tensors = ckpt.split_state(optimizer.state_dict())
+            tree, tensors = ckpt.split_state(portable_state(optimizer))
             state[f"optim_{name}"] = tree
             files[f"optim_{name}.safetensors"] = ckpt.TensorFile(tensors)
         if self.scaler is not None:
