@@ -230,7 +230,14 @@ def process_rate(python: str, p: Preset, recipe: Path, scratch: Path, short: int
 
 def reference_rate(python: str, ref: Path, p: Preset, scratch: Path, short: int, long: int, env: dict, threads: int) -> dict:
     root = scratch / f"ref-{p.task}-{p.size}-{p.batch}"
-    write_images(root / "train", long * p.batch, load_size(p.size), seed=2, aligned=p.task != "colorization")
+    # its epoch is the folder: long * batch files, links to 32 written ones (writing them all
+    # would take minutes of device time)
+    unique = min(32, long * p.batch)
+    write_images(root / "train", unique, load_size(p.size), seed=2, aligned=p.task != "colorization")
+    written = sorted((root / "train").iterdir())
+    for i in range(unique, long * p.batch):
+        source = written[i % unique]
+        (root / "train" / f"link{i:06d}{source.suffix}").symlink_to(source)
     times = {}
     for label, steps in (("short", short), ("long", long)):
         ckpt = scratch / f"refckpt-{label}"
@@ -255,6 +262,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--compile", action="store_true", help="last, also try train.compile at batch 64 (1-2 min)")
     ap.add_argument("--device", default="cuda", help="cpu: smoke-test this script without a GPU (tiny settings)")
     ap.add_argument("--skip", action="append", default=[], help="section to skip: check, rows, recipes, process, translate, large, compile")
+    ap.add_argument("--only", action="append", default=[], help="run only this section (repeatable)")
+    ap.add_argument("--process-runs", default="",
+                    help="process section: comma-separated PRESET:SHORT:LONG:REFERENCE_LONG step counts")
     args = ap.parse_args(argv)
     budget = Budget(args.budget)
     global DEVICE
@@ -293,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
     fast = ["train.channels_last=true"]  # bf16 autocast and cudnn.benchmark are the CUDA defaults
 
     def section(name: str, need: float):
-        if name in args.skip:
+        if name in args.skip or (args.only and name not in args.only):
             log(f"section {name}: skipped (--skip)")
             return False
         if budget.left() < need:
@@ -348,19 +358,21 @@ def main(argv: list[str] | None = None) -> dict:
     # 5. whole processes, i2i and the reference side by side
     if section("process", 90):
         env = dict(os.environ)
-        runs = (("unet128_b1", PRESETS["unet128_b1"], 1, 6),) if smoke else (
-            ("unet256_b1", PRESETS["unet256_b1"], 20, 620), ("unet128_b4", PRESETS["unet128_b4"], 20, 320),
-            ("unet128_b1", PRESETS["unet128_b1"], 20, 620))
-        for name, p, short, long in runs:
+        runs = [spec.split(":") for spec in args.process_runs.split(",")] if args.process_runs else (
+            [("unet128_b1", 1, 6, 6)] if smoke else
+            [("unet256_b1", 20, 620, 620), ("unet128_b4", 20, 320, 320), ("unet128_b1", 20, 620, 620)])
+        for name, short, long, ref_long in runs:
+            short, long, ref_long = int(short), int(long), int(ref_long)
             if budget.left() < 70:
                 break
+            p = PRESETS[name]
             recipe = scratch / f"{name}.toml"
             recipe.write_text(i2i_recipe(p, data_dirs[p.size]))
             r = guarded("process", f"i2i_{name}", lambda: process_rate(sys.executable, p, recipe, scratch, short, long, fast))
             log(f"process i2i {name}: {r}")
             if args.reference:
                 ref = guarded("process", f"reference_{name}", lambda: reference_rate(
-                    sys.executable, args.reference, p, scratch, short, long, env, args.ref_threads))
+                    sys.executable, args.reference, p, scratch, short, ref_long, env, args.ref_threads))
                 log(f"process reference {name}: {ref}")
                 if "img_per_s" in r and "img_per_s" in ref:
                     r["ratio_to_reference"] = r["img_per_s"] / ref["img_per_s"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .decode import IMAGE_EXTENSIONS, IMAGE_KINDS, UnreadableImageError, decode_image, pil_to_tensor, probe_size, to_pil
+from .decode import IMAGE_EXTENSIONS, IMAGE_KINDS, UnreadableImageError, decode_image, pil_to_tensor, probe_size, to_pil, to_uint8
 from .sources import SAMPLE, find_images, load_images_for_inference, sample_folder, split_files
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_EXTENSIONS", "IMAGE_KINDS", "SAMPLE", "ImageData", "UnreadableImageError", "decode_image", "find_images",
-    "load_images_for_inference", "pil_to_tensor", "probe_size", "sample_folder", "split_files", "to_pil",
+    "load_images_for_inference", "pil_to_tensor", "probe_size", "sample_folder", "split_files", "to_pil", "to_uint8",
 ]
 
 

@@ -129,11 +129,16 @@ def fit_image(image: torch.Tensor, *, size: int, resize: int = 0, upscale: bool 
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] as uint8 0-255 (rounded, clipped), where they are; uint8 passes."""
+    if image.dtype == torch.uint8:
+        return image
+    return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def to_pil(image: torch.Tensor) -> Image.Image:
     """A ``[C, H, W]`` tensor (float in [0, 1], or uint8) as an 8-bit PIL image (L or RGB)."""
-    if image.dtype != torch.uint8:
-        image = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    array = image.cpu()
+    array = to_uint8(image).cpu()
     if array.shape[0] == 1:
         return Image.fromarray(array[0].numpy(), mode="L")
     return Image.fromarray(array.permute(1, 2, 0).numpy(), mode="RGB")
