@@ -115,7 +115,8 @@ class Trainer:
         seed_everything(self.seed + self.dist.rank)
         self._build_losses(recipe, reg)
 
-        if self.train_cfg["channels_last"]:
+        channels_last = self.train_cfg["channels_last"]
+        if channels_last is True or (channels_last == "auto" and self.device.type == "cuda"):
             self.G.to(memory_format=torch.channels_last)
             if self.D is not None:
                 self.D.to(memory_format=torch.channels_last)
