@@ -211,7 +211,8 @@ def _train(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path
             what = f"resuming {run_dir} at step {trainer.step}" if checkpoint_dir else f"run directory: {run_dir}"
             where = f"{trainer.device}" if not dist.is_distributed else f"{dist.world_size} processes ({dist.backend}), rank 0 on {trainer.device}"
             shard = "" if not dist.is_distributed else " in rank 0's shard"
-            print(f"i2i: {what} ({where}, {str(trainer.dtype).replace('torch.', '')}, {len(trainer.data.train_files)} training{shard} / {len(trainer.data.val_files)} validation images)", flush=True)
+            graphs = ", CUDA graphs" if trainer.graphs is not None else ""
+            print(f"i2i: {what} ({where}, {str(trainer.dtype).replace('torch.', '')}{graphs}, {len(trainer.data.train_files)} training{shard} / {len(trainer.data.val_files)} validation images)", flush=True)
     with _stop_on_signals(trainer):
         status = trainer.fit()
     run = Run(run_dir, status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator, recipe)
