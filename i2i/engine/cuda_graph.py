@@ -74,8 +74,8 @@ class GraphedStep:
 
     The first :data:`WARMUP_STEPS` calls run eagerly (on a side stream on CUDA, as capture
     requires); the next is captured and replayed; every later call copies the batch into the
-    static buffers and replays. ``failed`` holds the reason if capture failed; the trainer then
-    runs eagerly.
+    static buffers and replays. If capture fails, the trainer is told (``graphs_failed``) and
+    runs eagerly from then on.
     """
 
     def __init__(self, trainer: "Trainer", capture: Capture = cuda_capture) -> None:
@@ -83,7 +83,6 @@ class GraphedStep:
         self.capture = capture
         self.warmed = 0
         self.replay: Callable[[], None] | None = None
-        self.failed: str | None = None
         self._static: tuple[Tensor, Tensor] | None = None
         # graphed steps are the adversarial ones (the trainer runs g_warmup_steps eagerly)
         self._adversarial = trainer.D is not None
@@ -112,8 +111,8 @@ class GraphedStep:
             if is_out_of_memory(exc):
                 raise
             _restore(plain_groups)
-            self.failed = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            trainer.graphs_failed(self.failed)
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            trainer.graphs_failed(f"{type(exc).__name__}: {first_line}")
             trainer.step_on(input, target, self._adversarial)
             return
         self._static, self.replay = static, replay
