@@ -615,7 +615,8 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint (rank 0), with every rank's random streams and data position."""
-        self.read_accumulators() if self.acc else None
+        if self.acc_count:  # losses not read since the last log: stop on a NaN among them before saving
+            self.read_accumulators()
         ranks = self.dist.all_gather_object(self._rank_state())
         if not self.dist.is_main:
             self.dist.barrier()
