@@ -87,18 +87,30 @@ def sync() -> None:
 
 def build_trainer(p: Preset, data_dir: Path, scratch: Path, overrides: list[str]):
     """The engine's ``Trainer`` for preset ``p`` on DEVICE, in training mode: (trainer, run_dir)."""
+    recipe_file = scratch / "recipe.toml"
+    recipe_file.write_text(i2i_recipe(p, data_dir))
+    return trainer_for(recipe_file, scratch, ["train.steps=1000000", *overrides])
+
+
+def trainer_for(recipe_file: Path, scratch: Path, overrides: list[str]):
+    """The engine's ``Trainer`` for a recipe file on DEVICE, in training mode: (trainer, run_dir)."""
     from i2i.engine.trainer import Trainer
     from i2i.recipe import load_recipe
 
-    recipe_file = scratch / "recipe.toml"
-    recipe_file.write_text(i2i_recipe(p, data_dir))
-    recipe = load_recipe(recipe_file, ["train.steps=1000000", f'train.device="{DEVICE}"', *overrides])
+    recipe = load_recipe(recipe_file, [f'train.device="{DEVICE}"', *overrides])
     run_dir = Path(tempfile.mkdtemp(dir=scratch, prefix="run-"))
     trainer = Trainer(recipe, run_dir, quiet=True)
     trainer.G.train()
     if trainer.D is not None:
         trainer.D.train()
     return trainer, run_dir
+
+
+def train_steps(trainer, n: int = 1) -> None:
+    """``n`` training steps, advancing the step counter as ``Trainer.fit`` does."""
+    for _ in range(n):
+        trainer.train_step()
+        trainer.step += 1
 
 
 def time_steps(step, batch: int, seconds: float, max_steps: int) -> dict:
@@ -141,17 +153,10 @@ def trainer_rate(p: Preset, data_dir: Path, scratch: Path, overrides: list[str],
     trainer, run_dir = build_trainer(p, data_dir, scratch, overrides)
     build_s = time.perf_counter() - t_build
     t_warm = time.perf_counter()
-    for _ in range(warmup):
-        trainer.train_step()
-        trainer.step += 1
+    train_steps(trainer, warmup)
     sync()
     warm_s = time.perf_counter() - t_warm
-
-    def step() -> None:
-        trainer.train_step()
-        trainer.step += 1
-
-    result = time_steps(step, p.batch, seconds, max_steps)
+    result = time_steps(lambda: train_steps(trainer), p.batch, seconds, max_steps)
     result.update(dtype=str(trainer.dtype).replace("torch.", ""), build_s=round(build_s, 2),
                   warmup_s=round(warm_s, 2), overrides=overrides, graphs=graph_state(trainer))
     release(trainer, run_dir)
@@ -177,9 +182,7 @@ def graph_agreement(p: Preset, data_dir: Path, scratch: Path, steps: int = 12) -
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
         before = {k: v.detach().float().cpu().clone() for k, v in trainer.G.state_dict().items()}
-        for _ in range(steps):
-            trainer.train_step()
-            trainer.step += 1
+        train_steps(trainer, steps)
         sync()
         weights[label] = {k: v.detach().float().cpu().clone() for k, v in trainer.G.state_dict().items()}
         losses[label] = {k: float(v) / steps for k, v in trainer.acc.items()}
@@ -195,19 +198,9 @@ def graph_agreement(p: Preset, data_dir: Path, scratch: Path, steps: int = 12) -
 
 def recipe_capture(recipe_path: Path, scratch: Path, steps: int = 6) -> dict:
     """Build a shipped recipe on the GPU and run a few steps: does its step capture?"""
-    from i2i.engine.trainer import Trainer
-    from i2i.recipe import load_recipe
-
-    recipe = load_recipe(recipe_path, [f"train.steps={steps}", f'train.device="{DEVICE}"'])
-    run_dir = Path(tempfile.mkdtemp(dir=scratch, prefix="recipe-"))
-    trainer = Trainer(recipe, run_dir, quiet=True)
-    trainer.G.train()
-    if trainer.D is not None:
-        trainer.D.train()
+    trainer, run_dir = trainer_for(recipe_path, scratch, [f"train.steps={steps}"])
     start = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step()
-        trainer.step += 1
+    train_steps(trainer, steps)
     sync()
     result = {"graphs": graph_state(trainer), "seconds": round(time.perf_counter() - start, 2)}
     release(trainer, run_dir)

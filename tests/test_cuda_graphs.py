@@ -209,15 +209,9 @@ def test_checkpoint_of_a_graphed_run_resumes_without_graphs(photos, tmp_path):
     assert resumed.step == 8
 
 
-@pytest.mark.parametrize("train, expected", [
-    ({}, "needs a CUDA GPU"),
-])
-def test_graph_blocker_names_the_reason(photos, tmp_path, train, expected):
-    assert expected in graph_blocker(_trainer(photos, tmp_path, **train))
-
-
 def test_graph_blocker_names_settings_that_need_the_eager_step(photos, tmp_path):
     trainer = _trainer(photos, tmp_path)
+    assert "needs a CUDA GPU" in graph_blocker(trainer)
     trainer.device = torch.device("cuda")  # only what the check reads; nothing runs
     assert graph_blocker(trainer) is None
     trainer.train_cfg = {**trainer.train_cfg, "on_nonfinite": "skip"}
