@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--only", action="append", default=[], help="run only this section (repeatable)")
     ap.add_argument("--process-runs", default="",
                     help="process section: comma-separated PRESET:SHORT:LONG:REFERENCE_LONG step counts")
+    ap.add_argument("--translate-images", type=int, default=64,
+                    help="translate section: how many 256 px photos (a longer pass settles the split)")
     args = ap.parse_args(argv)
     budget = Budget(args.budget)
     global DEVICE
@@ -376,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict:
     if section("translate", 40):
         from bench_translate import run as translate_run
 
-        r = guarded("translate", "unet256_b16", lambda: translate_run("unet_256", 4 if smoke else 64, 256, 2 if smoke else 16, DEVICE, repeats=1 if smoke else 2))
+        r = guarded("translate", "unet256_b16", lambda: translate_run("unet_256", 4 if smoke else args.translate_images, 256, 2 if smoke else 16, DEVICE, repeats=1 if smoke else 2))
         log(f"translate: {r.get('img_per_s')} img/s, share {r.get('share')}")
 
     # 7. large batches, MFU
