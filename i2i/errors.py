@@ -28,10 +28,22 @@ class CheckpointError(UserError):
     """A run directory or checkpoint that is missing, truncated or not an i2i checkpoint."""
 
 
+class PluginError(UserError):
+    """A plugin's component broke its contract (a factory that raised, a loss that returned a
+    vector, a generator whose output does not fit the target): one line naming the component,
+    so a user knows whom to tell. ``I2I_TRACEBACK=1`` shows where it happened."""
+
+
 class TrainingStopped(Exception):
     """Training ended early (interrupt, non-finite loss); the message says how to resume."""
 
     exit_code = 1
+
+
+def exception_line(exc: BaseException) -> str:
+    """``TypeName: first line of the message``: an exception from a plugin, fit for one line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

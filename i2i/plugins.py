@@ -21,10 +21,8 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import UserError
-from .registry import KINDS, Component, Registry
-
-BUILTIN_DISTRIBUTION = "i2i"
+from .errors import UserError, exception_line
+from .registry import BUILTIN_DISTRIBUTION, KINDS, SINGULAR, Component, Registry
 
 
 @dataclass
@@ -58,30 +56,47 @@ class PluginHost:
     def load_entry_points(self) -> None:
         wanted = os.environ.get("I2I_LOAD_PLUGINS")
         allowed = None if wanted is None else {w.strip() for w in wanted.split(",") if w.strip()}
-        for ep in sorted(_entry_points(), key=lambda e: e.name):
-            dist = getattr(ep, "dist", None)
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            version = dist.version if dist is not None else None
+        for ep in sorted(_entry_points(), key=lambda e: (e.name, _distribution(e)[0] != BUILTIN_DISTRIBUTION)):
+            dist_name, version = _distribution(ep)
             builtin = dist_name == BUILTIN_DISTRIBUTION
             info = PluginInfo(ep.name, ep.value, dist_name, version, builtin)
+            taken = self.plugins.get(ep.name)
+            if taken is not None:  # the first keeps the name; this one is listed under its distribution
+                info.name = f"{ep.name} ({dist_name})"
+                self.plugins[info.name] = info
+                owner = "i2i's built-in plugin" if taken.builtin else f"distribution '{taken.distribution}'"
+                self._fail(info, NameError(f"the entry-point name '{ep.name}' is taken by {owner}; "
+                                           f"rename the entry point in {dist_name}'s [project.entry-points.i2i]"))
+                continue
             self.plugins[ep.name] = info
             if not builtin and allowed is not None and ep.name not in allowed and dist_name not in allowed:
                 info.status = "skipped"
+                self.registry.unavailable[ep.name] = "is not loaded (I2I_LOAD_PLUGINS leaves it out)"
                 continue
             try:
                 module = ep.load()
             except Exception as exc:  # any import-time failure disables this plugin only
                 self._fail(info, exc)
                 continue
-            self.add_plugin(module, ep.name, info=info)
+            self.add_plugin(module, ep.name, info=info, warn_clashes=False)
+        self._warn_clashes()
+        known = {n for p in self.plugins.values() if not p.builtin for n in (p.name, p.distribution)}
+        for name in sorted((allowed or set()) - known):
+            print(f"i2i: warning: I2I_LOAD_PLUGINS names '{name}', which no installed plugin has "
+                  f"(installed: {', '.join(sorted(p.name for p in self.plugins.values() if not p.builtin)) or 'none'})",
+                  file=sys.stderr)
 
-    def add_plugin(self, plugin: object, name: str, *, info: PluginInfo | None = None) -> PluginInfo:
+    def add_plugin(self, plugin: object, name: str, *, info: PluginInfo | None = None, warn_clashes: bool = True) -> PluginInfo:
         """Register a module or object with hook implementations (also used by tests and the API)."""
         info = info or PluginInfo(name, getattr(plugin, "__name__", type(plugin).__name__))
         self.plugins[name] = info
         try:
             self.manager.register(plugin, name=name)
-        except Exception as exc:  # pluggy validation: a hook with arguments the spec lacks
+        except pluggy.PluginValidationError as exc:  # a hook with arguments its spec lacks
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            self._fail(info, TypeError("; ".join(lines[1:] or lines)))  # line 1 only names the plugin
+            return info
+        except Exception as exc:  # e.g. the name is taken by another plugin object
             self._fail(info, exc)
             return info
         unknown = [impl.__name__ for impl in self._unknown_hooks(name)]
@@ -108,7 +123,17 @@ class PluginHost:
         for component in staged:
             self.registry.add(component)
             info.components.setdefault(component.kind, []).append(component.name)
+        self.registry.unavailable.pop(name, None)
+        if warn_clashes:
+            self._warn_clashes(name)
         return info
+
+    def _warn_clashes(self, plugin: str | None = None) -> None:
+        for component, builtin in self.registry.clashes_with_builtins(plugin):
+            kind = SINGULAR[component.kind]
+            print(f"i2i: warning: plugin '{component.plugin}' registers {kind} '{component.name}', which i2i's "
+                  f"'{builtin.plugin}' plugin also provides; recipes naming '{component.name}' get i2i's, "
+                  f"'{component.qualified_name}' gets the plugin's", file=sys.stderr)
 
     def _unknown_hooks(self, name: str) -> list:
         """Hook implementations whose name matches no hookspec (a typo such as ``register_generator``)."""
@@ -123,7 +148,8 @@ class PluginHost:
 
     def _fail(self, info: PluginInfo, exc: BaseException) -> None:
         info.status = "failed"
-        info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        info.error = exception_line(exc)
+        self.registry.unavailable[info.name] = f"failed to load ({info.error})"
         message = f"plugin '{info.name}' ({info.module}) disabled: {info.error}"
         if os.environ.get("I2I_STRICT_PLUGINS", "") not in ("", "0"):
             raise UserError(message + " (I2I_STRICT_PLUGINS is set)")
@@ -136,6 +162,12 @@ class PluginHost:
                 impl.function(**({"cli": cli} if impl.argnames else {}))
             except Exception as exc:
                 self._fail(self.plugins[impl.plugin_name], exc)
+
+
+def _distribution(ep) -> tuple[str | None, str | None]:
+    """The name and version of the distribution that declares an entry point."""
+    dist = getattr(ep, "dist", None)
+    return (dist.metadata["Name"], dist.version) if dist is not None else (None, None)
 
 
 def _entry_points():
@@ -168,5 +200,20 @@ def registry() -> Registry:
 
 
 def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
-    """Load a plugin object or module in this process, e.g. from a test or a notebook."""
-    return host().add_plugin(plugin, name or getattr(plugin, "__name__", type(plugin).__name__))
+    """Load a plugin object or module in this process, e.g. from a test or a notebook.
+
+    Registering the module that an installed entry point already loaded under ``name`` changes
+    nothing; another object under a taken name replaces that plugin (a test's local version).
+    """
+    current = host()
+    name = name or getattr(plugin, "__name__", type(plugin).__name__)
+    loaded = current.manager.get_plugin(name)
+    if loaded is plugin:
+        return current.plugins[name]
+    if loaded is not None:
+        current.manager.unregister(name=name)
+        current.registry.remove_plugin(name)
+    previous = current.plugins.get(name)
+    info = PluginInfo(name, getattr(plugin, "__name__", type(plugin).__name__),
+                      previous.distribution if previous else None, previous.version if previous else None)
+    return current.add_plugin(plugin, name, info=info)

@@ -11,6 +11,8 @@ from typing import Any, Callable
 from .errors import UnknownComponentError, UserError, did_you_mean
 from .options import Option, accepts_any_option, factory_options
 
+#: The distribution whose plugins (under ``plugins/``) are i2i's own.
+BUILTIN_DISTRIBUTION = "i2i"
 KINDS = ("generators", "discriminators", "tasks", "losses", "metrics", "callbacks")
 SINGULAR = {kind: "loss" if kind == "losses" else kind[:-1] for kind in KINDS}
 
@@ -27,6 +29,10 @@ class Component:
     version: str | None = None
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
 
     @property
     def qualified_name(self) -> str:
@@ -63,11 +69,21 @@ class Registry:
 
     def __init__(self) -> None:
         self._by_kind: dict[str, dict[str, list[Component]]] = {kind: {} for kind in KINDS}
+        #: plugins that registered nothing, and why ("failed to load: ...", "skipped by ...")
+        self.unavailable: dict[str, str] = {}
 
     def add(self, component: Component) -> None:
         entries = self._by_kind[component.kind].setdefault(component.name, [])
         entries[:] = [c for c in entries if c.plugin != component.plugin]
         entries.append(component)
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Forget every component a plugin registered (it is being replaced)."""
+        for by_name in self._by_kind.values():
+            for name in list(by_name):
+                by_name[name] = [c for c in by_name[name] if c.plugin != plugin]
+                if not by_name[name]:
+                    del by_name[name]
 
     def register_function(self, kind: str, plugin: str, distribution=None, version=None, sink=None):
         """The ``register`` callable handed to a plugin's ``register_<kind>`` hook."""
@@ -110,16 +126,36 @@ class Registry:
         if plugin:
             entries = [c for c in entries if c.plugin == plugin]
         if not entries:
+            if plugin in self.unavailable:
+                raise UnknownComponentError(f"unknown {singular} '{name}': plugin '{plugin}' {self.unavailable[plugin]}; see 'i2i plugins'")
             hint = did_you_mean(bare, self._by_kind[kind])
+            if not hint and self.unavailable:
+                hint = f" (not loaded: plugin {', '.join(repr(p) for p in sorted(self.unavailable))}; see 'i2i plugins')"
             raise UnknownComponentError(
                 f"unknown {singular} '{name}'{hint}; see 'i2i list {kind}'"
             )
+        if len(entries) > 1 and not plugin:
+            # A plugin that reuses a built-in name must not change what shipped recipes and
+            # existing runs mean: the bare name stays the built-in's (see clashes_with_builtins).
+            builtins = [c for c in entries if c.builtin]
+            if len(builtins) == 1:
+                return builtins[0]
         if len(entries) > 1:
             who = " and ".join(f"'{c.qualified_name}'" for c in entries)
             raise UserError(
                 f"{singular} '{bare}' is provided by several plugins: {who}; name one of them"
             )
         return entries[0]
+
+    def clashes_with_builtins(self, plugin: str | None = None) -> list[tuple[Component, Component]]:
+        """(plugin's component, built-in it shadows) pairs, for the load-time warning."""
+        pairs = []
+        for kind in KINDS:
+            for entries in self._by_kind[kind].values():
+                builtins = [c for c in entries if c.builtin]
+                pairs += [(c, builtins[0]) for c in entries
+                          if builtins and not c.builtin and (plugin is None or c.plugin == plugin)]
+        return pairs
 
     def build(self, kind: str, name: str, *args: Any, **options: Any) -> Any:
         return self.get(kind, name).build(*args, **options)

@@ -198,3 +198,66 @@ def test_a_factory_that_builds_the_wrong_thing_is_named_with_its_plugin(tmp_path
     with pytest.raises(i2i.UserError, match="generator.name = 'forgot_return': plugin 'sloppy' built a NoneType, "
                                             "not a torch.nn.Module; report this to the plugin's author"):
         i2i.train(recipe, quiet=True)
+
+
+def test_a_plugin_reusing_a_builtin_name_leaves_recipes_meaning_the_builtin(capsys):
+    i2i.register_plugin(_plugin("x", "losses", "l1", i2i.ReconstructionLoss), "shadow")
+    assert "plugin 'shadow' registers loss 'l1', which i2i's 'losses' plugin also provides" in capsys.readouterr().err
+    assert i2i.registry().get("losses", "l1").plugin == "losses"
+    assert i2i.registry().get("losses", "shadow:l1").plugin == "shadow"
+
+
+def test_entry_point_names_are_first_come_and_builtin_names_reserved(tmp_path):
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-impostor", "0.1", {"nets": "i2i_impostor"}, {"i2i_impostor.py": GOOD})
+    make_distribution(site, "i2i-good", "1.0", {"good": "i2i_good"}, {"i2i_good.py": GOOD})
+    make_distribution(site, "i2i-good-fork", "1.0", {"good": "i2i_good_fork"}, {"i2i_good_fork.py": GOOD})
+    result = run_i2i(["plugins", "--json"], site)
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["nets"]["builtin"] and plugins["nets"]["status"] == "loaded"
+    assert plugins["nets (i2i-impostor)"]["status"] == "failed"
+    assert "'nets' is taken by i2i's built-in plugin" in plugins["nets (i2i-impostor)"]["error"]
+    assert plugins["good"]["status"] == "loaded" and plugins["good"]["distribution"] == "i2i-good"
+    assert "taken by distribution 'i2i-good'" in plugins["good (i2i-good-fork)"]["error"]
+
+
+def test_registering_an_installed_plugin_again_changes_nothing():
+    module = types.ModuleType("i2i_local")
+    module.register_generators = i2i.hookimpl(lambda register: register("local_net", lambda in_channels, out_channels: None))
+    first = i2i.register_plugin(module, "local")
+    again = i2i.register_plugin(module, "local")
+    assert first.status == again.status == "loaded"
+    replacement = _plugin("y", "generators", "local_net_v2", lambda in_channels, out_channels: None)
+    assert i2i.register_plugin(replacement, "local").status == "loaded"  # a test's newer version
+    assert "local_net" not in i2i.registry().names("generators")
+    assert i2i.registry().get("generators", "local_net_v2").plugin == "local"
+
+
+def test_a_hook_with_an_argument_the_spec_lacks_is_named(capsys):
+    class Extra:
+        @i2i.hookimpl
+        def register_metrics(self, register, device):
+            pass
+
+    info = i2i.register_plugin(Extra(), "extra")
+    assert info.status == "failed"
+    assert "register_metrics(register, device)" in info.error and "'device'" in info.error
+
+
+def test_a_name_from_a_plugin_that_failed_says_so(capsys):
+    class Broken:
+        @i2i.hookimpl
+        def register_generators(self, register):
+            raise RuntimeError("no GPU library")
+
+    i2i.register_plugin(Broken(), "broken")
+    with pytest.raises(UnknownComponentError, match=r"unknown generator 'broken:net': plugin 'broken' failed to load "
+                                                    r"\(RuntimeError: no GPU library\); see 'i2i plugins'"):
+        i2i.registry().get("generators", "broken:net")
+    with pytest.raises(UnknownComponentError, match=r"not loaded: plugin 'broken'"):
+        i2i.registry().get("generators", "zzz_net")
+
+
+def test_load_plugins_naming_nothing_installed_warns(site):
+    result = run_i2i(["plugins", "--json"], site, env={"I2I_LOAD_PLUGINS": "good,godo"})
+    assert "I2I_LOAD_PLUGINS names 'godo', which no installed plugin has" in result.stderr
