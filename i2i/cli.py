@@ -21,6 +21,8 @@ class I2IGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
+            if _show_traceback():
+                raise
             click.echo(f"i2i: error: {_rank_prefix()}{exc}", err=True)
             sys.exit(exc.exit_code)
         except TrainingStopped as exc:
@@ -32,6 +34,13 @@ class I2IGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("i2i: interrupted", err=True)
             sys.exit(130)
+
+
+def _show_traceback() -> bool:
+    """``I2I_TRACEBACK=1``: errors keep their traceback (for plugin authors chasing a PluginError)."""
+    import os
+
+    return os.environ.get("I2I_TRACEBACK", "") not in ("", "0")
 
 
 def _rank_prefix() -> str:
@@ -277,5 +286,7 @@ def main() -> None:
     try:
         cli.main(prog_name="i2i")
     except UserError as exc:  # raised before a command runs (e.g. plugin loading)
+        if _show_traceback():
+            raise
         click.echo(f"i2i: error: {exc}", err=True)
         sys.exit(exc.exit_code)

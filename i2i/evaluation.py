@@ -6,9 +6,8 @@ from pathlib import Path
 
 from .engine import checkpoint as ckpt
 from .engine.distributed import DistContext
-from .engine.evaluate import evaluate_generator
+from .engine.evaluate import build_metrics, evaluate_generator
 from .errors import UserError
-from .plugins import registry
 
 
 def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, which: str = "latest", device: str = "auto") -> dict:
@@ -33,8 +32,7 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         source = f"validation split of {recipe['data']['source']}"
     if not data.val_files:
         raise UserError(f"{run_dir}: the run has no validation images (data.val_fraction = 0); pass --data DIR")
-    names = list(dict.fromkeys([*model.task.metrics, *recipe["eval"]["metrics"]]))
-    metrics = {name: registry().build("metrics", name) for name in names}
+    metrics = build_metrics(model.task, recipe["eval"]["metrics"], recipe)
     with torch.inference_mode():
         values, baselines, _ = evaluate_generator(
             model.generator, model.task, data, metrics, recipe["eval"], device=model.device,

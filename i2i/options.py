@@ -35,9 +35,27 @@ class Option:
         return matches_type(value, self.annotation)
 
 
+def _signature_of(factory: Callable) -> Callable | None:
+    """What declares a factory's options: the function, or the ``__init__`` a class defines.
+
+    A class that defines no ``__init__`` of its own (a loss with no options) inherits
+    ``nn.Module.__init__(*args, **kwargs)`` or ``object.__init__``, which declare nothing: it
+    takes no options, rather than any.
+    """
+    if not inspect.isclass(factory):
+        return factory
+    for klass in factory.__mro__:
+        if "__init__" in vars(klass):
+            inherited = klass is object or klass.__module__.split(".")[0] == "torch"
+            return None if inherited else klass.__init__
+    return None
+
+
 def factory_options(factory: Callable) -> dict[str, Option]:
     """The recipe options a factory accepts: its parameters that have defaults."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
+    target = _signature_of(factory)
+    if target is None:
+        return {}
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):
@@ -58,7 +76,9 @@ def factory_options(factory: Callable) -> dict[str, Option]:
 
 
 def accepts_any_option(factory: Callable) -> bool:
-    target = factory.__init__ if inspect.isclass(factory) else factory
+    target = _signature_of(factory)
+    if target is None:
+        return False
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):

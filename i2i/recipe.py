@@ -20,7 +20,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .errors import RecipeError, UserError, did_you_mean
+from .errors import PluginError, RecipeError, UserError, did_you_mean, exception_line
 from .options import describe_type, format_value, matches_type
 
 
@@ -346,11 +346,15 @@ def build_component(registry: Any, kind: str, recipe: Recipe, section: str, *arg
         else:
             where = f"[{section}] "
         raise RecipeError(f"{recipe.source}: {where}{text}") from None
+    except Exception as exc:  # a bug in the plugin's factory, not in the recipe
+        plugin = registry.get(kind, table["name"]).plugin
+        raise PluginError(f"{recipe.source}: {section}.name = '{table['name']}': plugin '{plugin}' failed to build it: "
+                          f"{exception_line(exc)}; report this to the plugin's author (I2I_TRACEBACK=1 shows where)") from exc
     expected = _built_type(kind)
     if expected is not None and not isinstance(built, expected[0]):
         plugin = registry.get(kind, table["name"]).plugin
-        raise UserError(f"{recipe.source}: {section}.name = '{table['name']}': plugin '{plugin}' built a "
-                        f"{type(built).__name__}, not a {expected[1]}; report this to the plugin's author")
+        raise PluginError(f"{recipe.source}: {section}.name = '{table['name']}': plugin '{plugin}' built a "
+                          f"{type(built).__name__}, not a {expected[1]}; report this to the plugin's author")
     return built
 
 

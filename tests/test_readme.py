@@ -3,6 +3,7 @@
 import re
 import shlex
 import shutil
+import types
 
 import pytest
 
@@ -75,5 +76,5 @@ def test_every_readme_python_snippet_runs(workdir, monkeypatch):
     assert snippets
     for snippet in snippets:
         snippet = snippet.replace('"train.steps=20"', '"train.steps=2", "eval.max_images=1"')
-        namespace = {"images": torch.rand(2, 3, 24, 40)}
+        namespace = {"images": torch.rand(2, 3, 24, 40), "my_module": types.ModuleType("my_module")}
         exec(compile(snippet, "README.md", "exec"), namespace)

@@ -8,17 +8,41 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .contracts import check_metric_values
 from .device import autocast
 from .infer import run_any_size
 
 SAMPLE_IMAGES = 4
 
 
-def _add(sums: dict[str, Tensor], values: Any, name: str) -> None:
+def build_metrics(task, names: list[str] | tuple[str, ...], recipe=None) -> dict[str, Any]:
+    """The metric functions of the task's ``metrics`` and the recipe's ``eval.metrics``, by name.
+
+    Built when a run starts, so a task that lists a metric no plugin provides fails before any
+    training step, naming the task, rather than at the first evaluation.
+    """
+    from ..errors import PluginError, UnknownComponentError
+    from ..plugins import registry
+
+    reg = registry()
+    metrics = {}
+    for name in dict.fromkeys([*task.metrics, *names]):
+        try:
+            metrics[name] = reg.build("metrics", name)
+        except UnknownComponentError as exc:
+            if name not in task.metrics:
+                raise
+            where = f"{recipe.source}: task.name = '{recipe['task']['name']}'" if recipe is not None else f"task {type(task).__name__}"
+            raise PluginError(f"{where}: the task's metrics include {exc}; report this to the task plugin's author") from None
+    return metrics
+
+
+def _add(sums: dict[str, Tensor], values: Any, name: str, batch: int) -> None:
     """Add per-image metric values (a tensor, or a dict of tensors) to running sums."""
+    check_metric_values(values, name, batch)
     if isinstance(values, dict):
         for key, value in values.items():
-            _add(sums, value, key)
+            _add(sums, value, key, batch)
         return
     value = values.detach().float().reshape(-1).sum()
     sums[name] = sums[name] + value if name in sums else value
@@ -101,10 +125,10 @@ def evaluate_generator(
             output_image = task.to_image(fake, input)
             target_image = task.to_image(target, input)
             for name, metric in metrics.items():
-                _add(sums, metric(output_image, target_image), name)
+                _add(sums, metric(output_image, target_image), name, clean.shape[0])
             for base_name, base_image in task.baselines(input, target_image).items():
                 for name, metric in metrics.items():
-                    _add(base_sums[base_name], metric(base_image, target_image), name)
+                    _add(base_sums[base_name], metric(base_image, target_image), name, clean.shape[0])
             count += clean.shape[0]
             if first is None and (number == 0 or not shard):
                 first = _columns(task, input, output_image, target_image)

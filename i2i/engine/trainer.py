@@ -41,6 +41,8 @@ from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, R
 from ..plugins import registry
 from ..recipe import Recipe, build_component
 from . import checkpoint as ckpt
+from .contracts import dry_run, loss_where, scalar_loss
+from .evaluate import build_metrics
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext
@@ -52,10 +54,18 @@ from .report import MetricsLog, Progress, TensorBoard, save_grid
 
 
 class LossTerm:
-    """A recipe loss term: its label, weight and the loss object (of one of the loss kinds)."""
+    """A recipe loss term: its label, weight and the loss object (of one of the loss kinds).
 
-    def __init__(self, label: str, weight: float, loss: nn.Module) -> None:
-        self.label, self.weight, self.loss = label, weight, loss
+    ``where`` names the recipe table and the plugin, for the error when the loss returns
+    anything but a scalar tensor (checked on every call: a type and shape test, no sync).
+    """
+
+    def __init__(self, label: str, weight: float, loss: nn.Module, where: str = "") -> None:
+        self.label, self.weight, self.loss, self.where = label, weight, loss, where or f"losses.{label}"
+
+    def weighted(self, value: Any, scale: float = 1.0, part: str = "") -> Tensor:
+        """``weight * scale * value``, once ``value`` is known to be a scalar tensor."""
+        return self.weight * scale * scalar_loss(value, f"{self.where}{part}")
 
 
 def seed_everything(seed: int) -> None:
@@ -114,6 +124,8 @@ class Trainer:
         self._check_crop_size(recipe)
         seed_everything(self.seed + self.dist.rank)
         self._build_losses(recipe, reg)
+        dry_run(self, recipe["data"]["size"])  # a plugin's broken contract fails here, before any step
+        self.metric_functions = build_metrics(self.task, self.eval_cfg["metrics"], recipe)
 
         channels_last = self.train_cfg["channels_last"]
         if channels_last is True or (channels_last == "auto" and self.device.type == "cuda"):
@@ -176,7 +188,8 @@ class Trainer:
         where = recipe.source
         for label, term_cfg in recipe["losses"].items():
             loss = build_component(reg, "losses", recipe, f"losses.{label}")
-            term = LossTerm(label, float(term_cfg["weight"]), loss.to(self.device) if isinstance(loss, nn.Module) else loss)
+            term = LossTerm(label, float(term_cfg["weight"]), loss.to(self.device) if isinstance(loss, nn.Module) else loss,
+                            loss_where(recipe, label))
             if isinstance(loss, AdversarialLoss):
                 self.adversarial.append(term)
             elif isinstance(loss, Regularizer):
@@ -290,12 +303,12 @@ class Trainer:
             d_real = as_logit_list(self.D_run(real_in))
             d_fake = as_logit_list(self.D_run(fake_in))
             for term in self.adversarial:
-                terms[term.label] = term.weight * term.loss.d_loss(d_real, d_fake)
+                terms[term.label] = term.weighted(term.loss.d_loss(d_real, d_fake), part=" (d_loss)")
         for term in self.regularizers:  # in fp32, for stable second-order gradients
             every = max(1, int(getattr(term.loss, "every", 1)))
             if self.step % every == 0:
                 discriminator = lambda x: [o.float() for o in as_logit_list(self.D_run(x))]  # noqa: E731
-                terms[term.label] = term.weight * every * term.loss(discriminator, real_in, fake_in)
+                terms[term.label] = term.weighted(term.loss(discriminator, real_in, fake_in), every)
         self._backward_and_step(terms, self.opt_d, self.D, self.train_cfg["d"], "d")
         if self._want_extras:
             threshold = float(getattr(self.adversarial[0].loss, "decision_threshold", 0.0))
@@ -310,7 +323,7 @@ class Trainer:
         try:
             with autocast(self.device, self.dtype, self._autocast_cache):
                 for term in self.recon:
-                    terms[term.label] = term.weight * term.loss(fake, target)
+                    terms[term.label] = term.weighted(term.loss(fake, target))
                 if adversarial:
                     fake_in = self.d_input(input, fake)
                     if self.feature_matching:
@@ -318,12 +331,12 @@ class Trainer:
                         with torch.no_grad():
                             _, real_features = self.D_frozen(self.d_input(input, target), return_features=True)
                         for term in self.feature_matching:
-                            terms[term.label] = term.weight * term.loss(real_features, fake_features)
+                            terms[term.label] = term.weighted(term.loss(real_features, fake_features))
                     else:
                         logits = self.D_frozen(fake_in)
                     logits = as_logit_list(logits)
                     for term in self.adversarial:
-                        terms[term.label] = term.weight * term.loss.g_loss(logits)
+                        terms[term.label] = term.weighted(term.loss.g_loss(logits), part=" (g_loss)")
             self._backward_and_step(terms, self.opt_g, self.G, self.train_cfg["g"], "g")
         finally:
             if self.D is not None:
@@ -551,10 +564,6 @@ class Trainer:
         """The generator used for evaluation, samples and export: the EMA copy when enabled."""
         return self.ema if self.ema is not None else self.G
 
-    def _metric_functions(self) -> dict[str, Any]:
-        names = list(dict.fromkeys([*self.task.metrics, *self.eval_cfg["metrics"]]))
-        return {name: registry().build("metrics", name) for name in names}
-
     @torch.inference_mode()
     def evaluate(self) -> dict[str, float]:
         """The task's metrics on the validation images, and the same metrics for its baselines."""
@@ -566,7 +575,7 @@ class Trainer:
         self.dist.sync_buffers(self.eval_generator)  # one model: rank 0's batch-norm statistics
         self._evaluating = True  # stays set if it fails, for the out-of-memory message
         metrics, baselines, first = evaluate_generator(
-            self.eval_generator, self.task, self.data, self._metric_functions(), self.eval_cfg,
+            self.eval_generator, self.task, self.data, self.metric_functions, self.eval_cfg,
             device=self.device, dtype=self.dtype, seed=self.seed, dist=self.dist,
         )
         self._evaluating = False

@@ -1,0 +1,126 @@
+"""What a plugin's network, loss and metric must return, checked where i2i first uses them.
+
+A plugin that breaks its contract (a generator whose output is not the target's shape, a loss
+that returns one value per image, a metric that returns the batch mean) would otherwise fail
+deep inside the step with a shape error, or train and evaluate silently wrong. These checks
+turn that into a one-line :class:`PluginError` naming the recipe table, the component and its
+plugin. They read only shapes and types, never tensor values, so they cost no device sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import PluginError, exception_line
+from ..losses import as_logit_list
+
+REPORT = "report this to the plugin's author"
+
+
+def describe(value: Any) -> str:
+    """``a tensor of shape [2, 3]``, ``a float``: what a component returned, for a message."""
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {list(value.shape)}"
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def scalar_loss(value: Any, where: str) -> Tensor:
+    """``value`` if it is a scalar tensor; else a :class:`PluginError` saying what came back."""
+    if isinstance(value, Tensor) and value.dim() == 0:
+        return value
+    raise PluginError(f"{where} returned {describe(value)}, not a scalar tensor (a loss reduces over "
+                      f"the batch, e.g. with .mean()); {REPORT}")
+
+
+def check_generator_output(output: Any, target: Tensor, where: str, out_channels: int) -> None:
+    if isinstance(output, Tensor) and output.shape == target.shape:
+        return
+    raise PluginError(f"{where} returned {describe(output)} for a target of shape {list(target.shape)}; "
+                      f"a generator must return the target's shape (batch, {out_channels} channels, "
+                      f"the input's height and width); {REPORT}")
+
+
+def check_discriminator_output(output: Any, where: str) -> None:
+    try:
+        logits = as_logit_list(output)
+    except TypeError:
+        logits = []
+    if logits and all(isinstance(o, Tensor) for o in logits):
+        return
+    raise PluginError(f"{where} returned {describe(output)}; a discriminator returns a tensor of logits, "
+                      f"or a list of them (one per scale); {REPORT}")
+
+
+def check_metric_values(values: Any, name: str, batch: int) -> None:
+    """A metric returns one value per image: a tensor of shape ``[batch]`` (or a dict of them)."""
+    if isinstance(values, dict):
+        for key, value in values.items():
+            check_metric_values(value, f"{name}.{key}", batch)
+        return
+    if isinstance(values, Tensor) and values.dim() == 1 and values.shape[0] == batch:
+        return
+    raise PluginError(f"metric '{name}' returned {describe(values)} for a batch of {batch} image(s); a metric "
+                      f"returns one value per image (shape [{batch}]), which i2i averages; {REPORT}")
+
+
+@torch.no_grad()
+def dry_run(trainer: Any, size: int) -> None:
+    """Put one batch-1 image of ``size`` px through the task, G and D, in eval mode.
+
+    Run before training so that a network that does not fit the task is reported before any
+    step, with the recipe table to blame. Leaves no trace: eval mode (batch-norm statistics are
+    not updated), no gradients, and the random streams are restored afterwards. Losses are not
+    called here (one may count its calls); each loss value is checked where the step uses it.
+    """
+    devices = [trainer.device] if trainer.device.type == "cuda" else []
+    nets = [net for net in (trainer.G, trainer.D) if net is not None]
+    modes = [net.training for net in nets]
+    with torch.random.fork_rng(devices=devices):
+        rng = torch.Generator(device=trainer.device).manual_seed(0)
+        images = torch.rand(1, trainer.task.image_channels, size, size, generator=rng, device=trainer.device)
+        for net in nets:
+            net.eval()
+        try:
+            _dry_run(trainer, images, rng)
+        finally:
+            for net, mode in zip(nets, modes):
+                net.train(mode)
+
+
+def _dry_run(trainer: Any, images: Tensor, rng: torch.Generator) -> None:
+    recipe = trainer.recipe
+    input, target = trainer.task.make_pair(images, rng)
+    where = _where(recipe, "generator")
+    fake = _forward(trainer.G, input, where)
+    check_generator_output(fake, target, where, trainer.task.out_channels)
+    if trainer.D is not None:
+        where = _where(recipe, "discriminator")
+        check_discriminator_output(_forward(trainer.D, trainer.d_input(input, fake), where), where)
+
+
+def _forward(net: Any, input: Tensor, where: str) -> Any:
+    """``net(input)``; an exception (a layer that does not fit the task's channels or size) is
+    reported with the component and the input's shape."""
+    try:
+        return net(input)
+    except Exception as exc:
+        raise PluginError(f"{where} failed on an input of shape {list(input.shape)}: {exception_line(exc)}; "
+                          f"{REPORT} (I2I_TRACEBACK=1 shows where)") from exc
+
+
+def _where(recipe: Any, section: str) -> str:
+    from ..plugins import registry
+
+    name = recipe[section]["name"]
+    return f"{recipe.source}: {section}.name = '{name}' (plugin '{registry().get(section + 's', name).plugin}')"
+
+
+def loss_where(recipe: Any, label: str) -> str:
+    """``recipe.toml: losses.l1 ('charbonnier', plugin 'losses')``: a loss term, for messages."""
+    from ..plugins import registry
+
+    name = recipe["losses"][label]["name"]
+    return f"{recipe.source}: losses.{label} ('{name}', plugin '{registry().get('losses', name).plugin}')"

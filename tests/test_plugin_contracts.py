@@ -1,0 +1,143 @@
+"""A plugin component that breaks its contract is a one-line error naming it, not a traceback
+deep in the step or a silently wrong number (i2i/engine/contracts.py)."""
+
+import pytest
+import torch
+from torch import nn
+
+import i2i
+from helpers import make_photos, tiny_recipe
+from plugin_env import ROOT, make_distribution, run_i2i
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("photos"), count=6, size=(24, 24))
+
+
+class Shrinks(nn.Module):
+    """A generator that loses a border: its output does not fit the target."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class PerImageL1(i2i.ReconstructionLoss):
+    def forward(self, fake, target):
+        return (fake - target).abs().mean((1, 2, 3))  # forgot to reduce over the batch
+
+
+class FloatL1(i2i.ReconstructionLoss):
+    def forward(self, fake, target):
+        return float((fake - target).abs().mean())
+
+
+class NoOptions(i2i.ReconstructionLoss):  # no __init__ of its own: takes no options
+    def forward(self, fake, target):
+        return (fake - target).abs().mean()
+
+
+def exploding_net(in_channels: int, out_channels: int) -> nn.Module:
+    raise RuntimeError("exploding_net factory exploded")
+
+
+class Sloppy:
+    @i2i.hookimpl
+    def register_generators(self, register):
+        register("shrinks", Shrinks)
+        register("exploding", exploding_net)
+
+    @i2i.hookimpl
+    def register_losses(self, register):
+        register("per_image_l1", PerImageL1)
+        register("float_l1", FloatL1)
+        register("no_options", NoOptions)
+
+    @i2i.hookimpl
+    def register_metrics(self, register):
+        register("batch_mae", lambda: (lambda output, target: (output - target).abs().mean()))
+
+
+@pytest.fixture(autouse=True)
+def sloppy():
+    i2i.register_plugin(Sloppy(), "sloppy")
+
+
+def test_a_generator_whose_output_does_not_fit_fails_before_training(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["generator"] = {"name": "shrinks"}
+    with pytest.raises(i2i.UserError, match=r"generator.name = 'shrinks' \(plugin 'sloppy'\) failed on an input of shape "
+                                            r"\[1, 3, 16, 16\]: RuntimeError: The size of tensor a \(16\) must match"):
+        i2i.train(recipe, quiet=True)
+    assert not (tmp_path / "run").exists()  # no run folder left behind
+
+
+def test_a_factory_that_raises_is_named_with_its_plugin(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["generator"] = {"name": "exploding"}
+    with pytest.raises(i2i.UserError, match=r"generator.name = 'exploding': plugin 'sloppy' failed to build it: "
+                                            r"RuntimeError: exploding_net factory exploded; report this"):
+        i2i.train(recipe, quiet=True)
+
+
+@pytest.mark.parametrize("loss, returned", [("per_image_l1", "a tensor of shape [2]"), ("float_l1", "a float")])
+def test_a_loss_that_returns_no_scalar_tensor_is_named(photos, tmp_path, loss, returned):
+    recipe = tiny_recipe(photos, tmp_path / "run", losses={"l1": {"name": loss, "weight": 1.0}})
+    with pytest.raises(i2i.UserError) as info:
+        i2i.train(recipe, quiet=True)
+    assert f"losses.l1 ('{loss}', plugin 'sloppy') returned {returned}, not a scalar tensor" in str(info.value)
+
+
+def test_a_loss_class_without_init_takes_no_options(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", losses={"l1": {"name": "no_options", "powr": 2}})
+    with pytest.raises(i2i.UserError, match=r"losses.l1.powr: unknown option; options: none"):
+        i2i.train(recipe, quiet=True)
+
+
+def test_a_metric_that_returns_the_batch_mean_is_named(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", eval={"metrics": ["batch_mae"]})
+    with pytest.raises(i2i.UserError, match=r"metric 'batch_mae' returned a tensor of shape \[\] for a batch of 2 "
+                                            r"image\(s\); a metric returns one value per image"):
+        i2i.train(recipe, quiet=True)
+
+
+def test_a_task_listing_a_metric_nobody_provides_fails_before_training(photos, tmp_path, monkeypatch):
+    task_class = type(i2i.registry().build("tasks", "denoise"))
+    monkeypatch.setattr(task_class, "metrics", ("psnr", "pnsr_typo"))
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    with pytest.raises(i2i.UserError, match=r"task.name = 'denoise': the task's metrics include unknown metric "
+                                            r"'pnsr_typo'"):
+        i2i.train(recipe, quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_shows_a_plugin_error_as_one_line_and_a_traceback_on_request(tmp_path):
+    plugin = tmp_path / "site" / "i2i_sloppy_cli.py"
+    plugin.parent.mkdir()
+    plugin.write_text("import i2i\n@i2i.hookimpl\ndef register_generators(register):\n"
+                      "    def boom(in_channels, out_channels):\n        raise RuntimeError('kaput')\n"
+                      "    register('boom', boom)\n")
+    make_distribution(tmp_path / "site", "i2i-sloppy-cli", "0.1", {"sloppy_cli": "i2i_sloppy_cli"}, {})
+    args = ["run", "recipes/gray2color.toml", "--set", "generator.name='boom'", "--out", str(tmp_path / "run")]
+    result = run_i2i(args, tmp_path / "site", cwd=ROOT)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "plugin 'sloppy_cli' failed to build it: RuntimeError: kaput" in result.stderr
+    traced = run_i2i(args, tmp_path / "site", cwd=ROOT, env={"I2I_TRACEBACK": "1"})
+    assert "Traceback" in traced.stderr and "kaput" in traced.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_generator_output_of_the_wrong_shape_is_named_before_training(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", discriminator=None)
+    recipe["task"] = {"name": "color2gray"}
+    recipe["losses"] = {"l1": {"weight": 1.0}}
+    recipe["generator"] = {"name": "shrinks"}
+    with pytest.raises(i2i.UserError, match=r"generator.name = 'shrinks' \(plugin 'sloppy'\) returned a tensor of shape "
+                                            r"\[1, 1, 14, 14\] for a target of shape \[1, 1, 16, 16\]; a generator must "
+                                            r"return the target's shape \(batch, 1 channels"):
+        i2i.train(recipe, quiet=True)
+    assert not (tmp_path / "run").exists()
