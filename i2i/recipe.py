@@ -166,7 +166,8 @@ def read_toml(path: str | Path) -> dict:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``train.steps=500`` -> (["train", "steps"], 500). VALUE is a TOML literal or a bare word."""
+    """``train.steps=500`` -> (["train", "steps"], 500). VALUE is a TOML literal, or a bare word
+    or path without spaces (``resnet_9blocks``, ``/data/photos``), taken as a string."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", key):
@@ -175,8 +176,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:\-/]*", raw):
-            value = raw  # a bare word such as resnet_9blocks: a string
+        if re.fullmatch(r"[\w./~][\w.:\-/~+@]*", raw):
+            value = raw  # a bare word or path such as resnet_9blocks or /data/photos: a string
         else:
             raise RecipeError(
                 f"--set {text}: {raw!r} is not a TOML value (quote strings: {key}='text')"

@@ -93,6 +93,8 @@ def test_overrides_are_toml_literals_or_bare_words(tmp_path):
     assert recipe["losses"]["gan"]["name"] == "hinge"
     assert recipe.has_discriminator
     assert parse_override("train.g.betas=[0.9, 0.99]") == (["train", "g", "betas"], [0.9, 0.99])
+    assert parse_override("data.source=/data/photos") == (["data", "source"], "/data/photos")
+    assert parse_override("data.source=~/photos") == (["data", "source"], "~/photos")
 
 
 def test_bad_override_syntax(tmp_path):
