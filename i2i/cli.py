@@ -94,9 +94,18 @@ def run(recipe: str | None, overrides: tuple[str, ...], out: str | None, resume:
         raise UserError("give a recipe file (i2i run recipes/gray2color.toml) or --resume RUN_DIR")
     if resume is not None and recipe is not None:
         raise UserError("give either a recipe or --resume RUN_DIR, not both (a resumed run uses its saved recipe)")
+    if resume is not None and out is not None:
+        raise UserError(f"--out does not apply to --resume: a resumed run continues in {resume}; leave --out out")
     if nproc is not None and nproc > 1:
+        if recipe is not None:  # a recipe mistake is one line here, not one per process plus torchrun's report
+            from .recipe import load_recipe
+
+            load_recipe(recipe, overrides)
         sys.exit(_launch(nproc, recipe, overrides, out, resume, quiet))
-    train(recipe, out=out, resume=resume, overrides=overrides, quiet=quiet)
+    result = train(recipe, out=out, resume=resume, overrides=overrides, quiet=quiet)
+    if quiet and result.run_dir is not None and _rank_prefix() == "":
+        values = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
+        click.echo(f"i2i: {result.status} at step {result.step} in {result.run_dir}" + (f": {values}" if values else ""))
 
 
 def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str | None, resume: str | None, quiet: bool) -> int:
@@ -226,9 +235,11 @@ def translate(model_path, inputs, out_dir, device, batch_size, fmt, which, overw
     Example:
       i2i translate runs/gray2color old_photos/ --out coloured/
     """
+    from .engine.device import resolve_device
     from .model import load
     from .translate import translate_files
 
+    resolve_device(device, where="--device")
     model = load(model_path, device=device, which=which)
     report = translate_files(model, [Path(p) for p in inputs], Path(out_dir), batch_size=batch_size, fmt=fmt,
                              overwrite=overwrite, progress=not quiet, tile=tile)
@@ -249,8 +260,10 @@ def eval_cmd(run_dir, data_dir, which, device, as_json) -> None:
       i2i eval runs/denoise
       i2i eval runs/denoise --data my_test_photos/ --json
     """
+    from .engine.device import resolve_device
     from .evaluation import evaluate_run
 
+    resolve_device(device, where="--device")
     result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device)
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -209,11 +209,29 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     else:
         raise TypeError(f"a recipe is a path to a TOML file or a dict, not {type(source).__name__}")
     data = apply_overrides(data, list(overrides))
-    resolved = validate(data, where)
     from .plugins import registry
 
-    check_components(resolved, registry(), where)
+    try:
+        resolved = validate(data, where)
+        check_components(resolved, registry(), where)
+    except RecipeError as exc:
+        raise _blame_override(exc, where, overrides) from None
     return Recipe(resolved, where, list(overrides))
+
+
+def _blame_override(exc: RecipeError, where: str, overrides: list[str] | tuple[str, ...]) -> RecipeError:
+    """An error in a value that came from ``--set`` names that ``--set``, not the file (which
+    may say something else entirely)."""
+    text = str(exc)
+    if not text.startswith(f"{where}: "):
+        return exc
+    rest = text[len(where) + 2:]
+    key = re.split(r"[ :]", rest, maxsplit=1)[0]
+    for override in reversed(overrides):
+        dotted = override.partition("=")[0].strip()
+        if key == dotted or key.startswith(dotted + "."):
+            return type(exc)(f"--set {override.strip()}: {rest}")
+    return exc
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -256,8 +274,12 @@ def validate(data: dict, where: str = "<recipe>") -> dict:
     for section in data:
         if section not in SCHEMA:
             raise RecipeError(f"{where}: {section}: unknown section{did_you_mean(section, SCHEMA)}; sections: {', '.join(SCHEMA)}")
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            example = "[losses.l1] weight = 1.0" if section == "losses" else f"[{section}] name = ..."
+            raise RecipeError(f"{where}: {section} = {format_value(table)}: expected a table, e.g. {example}")
     for section in REQUIRED:
-        if not isinstance(data.get(section), dict) or "name" not in data[section]:
+        if "name" not in data.get(section, {}):
             raise RecipeError(f"{where}: {section}.name: missing; say which {section} to use, e.g. [{section}] name = ...")
     out: dict[str, Any] = {}
     for section, fields in SCHEMA.items():
@@ -308,6 +330,13 @@ def check_components(recipe: dict, registry, where: str = "<recipe>") -> None:
         for key, option in component.options.items():
             if key not in table and _representable(option.default):
                 table[key] = copy.deepcopy(option.default)
+    for dotted, kind in (("train.callbacks", "callbacks"), ("eval.metrics", "metrics")):
+        section, key = dotted.split(".")
+        for name in recipe[section][key]:
+            try:
+                registry.get(kind, name)
+            except UserError as exc:
+                raise RecipeError(f"{where}: {dotted}: {exc}") from None
 
 
 def _representable(value: Any) -> bool:
@@ -346,7 +375,7 @@ def build_component(registry: Any, kind: str, recipe: Recipe, section: str, *arg
             where = f"{section}."  # "depth = 0: ..." -> "generator.depth = 0: ..."
         else:
             where = f"[{section}] "
-        raise RecipeError(f"{recipe.source}: {where}{text}") from None
+        raise _blame_override(RecipeError(f"{recipe.source}: {where}{text}"), recipe.source, recipe.overrides) from None
     except Exception as exc:  # a bug in the plugin's factory, not in the recipe
         plugin = registry.get(kind, table["name"]).plugin
         raise PluginError(f"{recipe.source}: {section}.name = '{table['name']}': plugin '{plugin}' failed to build it: "

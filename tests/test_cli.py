@@ -47,6 +47,14 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["run"], "give a recipe file"),
     (["run", "--resume", "nowhere"], "nowhere: not an i2i run directory"),
     (["list", "generators", "zzz*"], None),
+    (["validate", RECIPE, "--set", "train.steps=ten"], "--set train.steps=ten: train.steps = 'ten': expected an integer"),
+    (["validate", RECIPE, "--set", "generator=1"], "generator = 1: expected a table, e.g. [generator] name = ..."),
+    (["validate", RECIPE, "--set", 'eval.metrics=["pnsr"]'], "eval.metrics: unknown metric 'pnsr' (did you mean 'psnr'?)"),
+    (["validate", RECIPE, "--set", 'train.callbacks=["nope"]'], "train.callbacks: unknown callback 'nope'"),
+    (["run", RECIPE, "--set", "train.stpes=2", "--nproc", "2"], "train.stpes: unknown key (did you mean 'steps'?)"),
+    (["run", "--resume", "runs/x", "--out", "elsewhere"], "--out does not apply to --resume"),
+    (["translate", "runs/x", "photo.png", "--out", "o", "--device", "gpu"], "--device = 'gpu': not a device i2i can use"),
+    (["eval", "runs/x", "--device", "cuda:x"], "--device = 'cuda:x': not a device i2i can use"),
 ])
 def test_user_errors_are_one_line_with_status_2(runner, args, message):
     result = runner.invoke(cli, args)
@@ -56,6 +64,14 @@ def test_user_errors_are_one_line_with_status_2(runner, args, message):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("i2i: error: ")
+
+
+def test_a_run_folder_that_cannot_be_made_is_one_line(runner, tmp_path):
+    (tmp_path / "a_file").write_text("in the way")
+    result = runner.invoke(cli, ["run", RECIPE, "--out", str(tmp_path / "a_file" / "run")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"i2i: error: {tmp_path / 'a_file' / 'run'}: cannot create the run folder here "
+                                     f"({tmp_path / 'a_file'} is a file); pass --out (or set output.dir to) a folder you can write to")
 
 
 def test_data_errors_name_the_folder(runner, tmp_path):
@@ -84,7 +100,7 @@ def test_a_crop_size_the_networks_cannot_take_is_refused_before_training(runner,
 
 
 @pytest.mark.parametrize("override, message", [
-    ("generator.depth=0", "color2gray.toml: generator.depth = 0: expected an integer >= 1"),
+    ("generator.depth=0", "--set generator.depth=0: generator.depth = 0: expected an integer >= 1"),
     ("losses.l1.name='lsgann'", "losses.l1.name: unknown loss 'lsgann' (did you mean 'lsgan'?)"),
 ])
 def test_a_component_refusing_its_options_names_the_recipe_and_table(runner, tmp_path, override, message):
@@ -100,3 +116,12 @@ def test_list_json_shows_options(runner):
     components = json.loads(invoke(runner, ["list", "generators", "unet*", "--json"]).output)
     unet = next(c for c in components if c["name"] == "unet_256")
     assert unet["plugin"] == "nets" and unet["options"]["depth"]["default"] == 8
+
+
+def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
+    (tmp_path / "run").mkdir()  # taken: the run goes to run-2, which only the summary line tells
+    result = invoke(runner, ["run", RECIPE, "--set", "train.steps=1", "--set", "train.device='cpu'", "--set", "data.size=32",
+                             "--set", "eval.max_images=1", "--quiet", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"i2i: finished at step 1 in {tmp_path / 'run-2'}: psnr ")

@@ -9,8 +9,12 @@ import torch
 from ..errors import UserError
 
 
-def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """``auto`` -> the local CUDA GPU (per rank under torchrun), else MPS, else the CPU."""
+def resolve_device(name: str, local_rank: int | None = None, where: str = "train.device") -> torch.device:
+    """``auto`` -> the local CUDA GPU (per rank under torchrun), else MPS, else the CPU.
+
+    ``where`` names the setting in errors: ``train.device`` in a recipe, ``--device`` on the
+    command line.
+    """
     if name == "auto":
         if torch.cuda.is_available():
             index = local_rank if local_rank is not None else torch.cuda.current_device()
@@ -18,16 +22,21 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"{where} = '{name}': not a device i2i can use; expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"train.device = '{name}': no CUDA GPU is available here; use 'auto' or 'cpu'")
+            raise UserError(f"{where} = '{name}': no CUDA GPU is available here; use 'auto' or 'cpu'")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(
-                f"train.device = '{name}': only {torch.cuda.device_count()} CUDA device(s) are visible"
+                f"{where} = '{name}': only {torch.cuda.device_count()} CUDA device(s) are visible"
             )
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError(f"train.device = '{name}': MPS is not available here; use 'auto' or 'cpu'")
+        raise UserError(f"{where} = '{name}': MPS is not available here; use 'auto' or 'cpu'")
     return device
 
 

@@ -40,15 +40,21 @@ class Run:
 def new_run_dir(wanted: str | Path) -> Path:
     """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir."""
     base = Path(wanted)
-    base.parent.mkdir(parents=True, exist_ok=True)
     candidate, n = base, 1
-    while True:
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            n += 1
-            candidate = base.with_name(f"{base.name}-{n}")
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                n += 1
+                candidate = base.with_name(f"{base.name}-{n}")
+    except OSError as exc:  # read-only place, a file in the way, no such device...
+        blocker = next((p for p in base.parents if p.exists()), None)
+        reason = f"{blocker} is a file" if blocker is not None and not blocker.is_dir() else exc.strerror or exc
+        raise UserError(f"{candidate}: cannot create the run folder here ({reason}); "
+                        "pass --out (or set output.dir to) a folder you can write to") from None
 
 
 def _pin_data_folders(recipe: Recipe) -> None:
