@@ -97,10 +97,6 @@ def run(recipe: str | None, overrides: tuple[str, ...], out: str | None, resume:
     if resume is not None and out is not None:
         raise UserError(f"--out does not apply to --resume: a resumed run continues in {resume}; leave --out out")
     if nproc is not None and nproc > 1:
-        if recipe is not None:  # a recipe mistake is one line here, not one per process plus torchrun's report
-            from .recipe import load_recipe
-
-            load_recipe(recipe, overrides)
         sys.exit(_launch(nproc, recipe, overrides, out, resume, quiet))
     result = train(recipe, out=out, resume=resume, overrides=overrides, quiet=quiet)
     if quiet and result.run_dir is not None and _rank_prefix() == "":
@@ -114,6 +110,10 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
 
     if launch_environment().world_size > 1:
         raise UserError("--nproc starts its own processes; leave it out when running under torchrun or srun")
+    if recipe is not None:  # a recipe mistake is one line here, not one per process plus torchrun's report
+        from .recipe import load_recipe
+
+        load_recipe(recipe, overrides)
     args = ["run", *([recipe] if recipe else []), *(a for o in overrides for a in ("--set", o))]
     args += [*(["--out", out] if out else []), *(["--resume", resume] if resume else []), *(["--quiet"] if quiet else [])]
     return run_local(nproc, args)
