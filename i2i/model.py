@@ -77,7 +77,7 @@ def build_task_and_generator(recipe: Recipe) -> tuple[Any, nn.Module]:
 
 def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Model:
     """Load a run directory (its ``latest`` or ``best`` checkpoint; ``best`` falls back to the
-    latest when the run never validated) or a checkpoint directory."""
+    latest, with a note on stderr, when the run has no best one yet) or a checkpoint directory."""
     if which not in ("latest", "best"):
         raise ValueError(f"which = {which!r}: expected 'latest' or 'best'")
     checkpoint = ckpt.find_checkpoint(path, which)
@@ -91,11 +91,7 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     weights = checkpoint / "generator_ema.safetensors"
     if not weights.is_file():
         weights = checkpoint / "generator.safetensors"
-    tensors = ckpt.read_tensors(weights)
-    try:
-        generator.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{weights}: does not match the network in {recipe_path} ({str(exc).splitlines()[0]})") from None
+    ckpt.load_weights(generator, weights, f"the network in {recipe_path}")
     dev = resolve_device(device)
     generator.to(dev).eval()
     return Model(task, generator, recipe, checkpoint, dev)

@@ -39,14 +39,14 @@ def output_paths(inputs: list[tuple[Path, Path]], out_dir: Path, fmt: str) -> li
     return paths
 
 
-def _decode(file: Path) -> torch.Tensor | None:
-    """The image as uint8 RGB ``[3, H, W]``, or None when it cannot be read."""
-    from .data import decode_image
+def _decode(file: Path) -> torch.Tensor | str:
+    """The image as uint8 RGB ``[3, H, W]``, or why it cannot be read."""
+    from .data import UnreadableImageError, decode_image
 
     try:
         return decode_image(file, 3)
-    except UserError:
-        return None
+    except UnreadableImageError as exc:
+        return exc.reason
 
 
 def _write(image: torch.Tensor, target: Path, fmt: str) -> None:
@@ -66,15 +66,20 @@ def _write(image: torch.Tensor, target: Path, fmt: str) -> None:
 
 def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int = 4, fmt: str = "png",
                     overwrite: bool = False, progress: bool = True, tile: int | str = "auto") -> TranslateReport:
-    """Translate every image found in ``inputs``; never replaces a file unless ``overwrite``."""
+    """Translate every image found in ``inputs``; never replaces a file unless ``overwrite``.
+
+    Folders are searched without ``out_dir`` (when it lies inside one), so translating into a
+    subfolder of the input does not translate the earlier outputs again.
+    """
     from .data import IMAGE_KINDS, find_images, to_uint8
+    from .data.sources import name_files, report_skipped
 
     pairs: list[tuple[Path, Path]] = []
     for item in inputs:
         if not item.exists():
             raise UserError(f"{item}: no such file or folder")
         if item.is_dir():
-            pairs.extend((item, f) for f in find_images(item))
+            pairs.extend((item, f) for f in find_images(item, exclude=[out_dir]))
         else:
             pairs.append((item, item))
     if not pairs:
@@ -99,7 +104,7 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
         from tqdm import tqdm
 
         bar = tqdm(total=len(pairs), unit="img", file=sys.stderr)
-    unreadable: list[str] = []
+    unreadable: dict[Path, str] = {}  # file -> why it could not be read
     pending: list[tuple[torch.Tensor, Path]] = []
     # Decoding and PNG encoding run in worker threads (PIL releases the GIL while it works), so
     # the network is not left waiting on files: on a GPU, writing 256 px PNGs one after the
@@ -156,8 +161,8 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
             image = future.result()
             report.seconds["decode"] += time.perf_counter() - start
             refill()
-            if image is None:
-                unreadable.append(str(file))
+            if isinstance(image, str):
+                unreadable[file] = image
                 report.skipped += 1
                 continue
             if pending and (image.shape != pending[0][0].shape or len(pending) >= batch_size):
@@ -168,8 +173,7 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
     if bar is not None:
         bar.close()
     if unreadable and not report.written:
-        raise UserError(f"none of the input files could be read as an image: {', '.join(unreadable[:3])}"
-                        f"{' ...' if len(unreadable) > 3 else ''} (give {IMAGE_KINDS} files)")
-    if unreadable:
-        print(f"i2i: warning: skipped {len(unreadable)} unreadable file(s): {', '.join(unreadable[:3])}", file=sys.stderr)
+        raise UserError(f"none of the input files could be read as an image: {name_files(list(unreadable), unreadable)} "
+                        f"(give {IMAGE_KINDS} files)")
+    report_skipped(list(unreadable), reasons=unreadable)
     return report

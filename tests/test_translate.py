@@ -240,3 +240,67 @@ def test_translate_tile_option(g2c_run, tmp_path):
     assert model.translate(src, tile=32).size == (90, 70)
     bad = run_i2i(["translate", str(g2c_run), str(src), "--out", str(tmp_path / "x"), "--tile", "big"])
     assert bad.returncode == 2 and "--tile" in bad.stderr and "tile size in pixels" in bad.stderr
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims ``width x height`` px: enough for Pillow's size checks."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b""))
+
+
+def _truncated_png(path):
+    """A PNG whose header reads (right size) but whose pixel data stops half-way."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.effect_noise((48, 40), 64).convert("RGB").save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+
+
+def test_translate_into_a_subfolder_of_the_input_leaves_its_outputs_out(g2c_run, tmp_path):
+    folder = make_photos(tmp_path / "in", count=2, size=(24, 16))
+    out = folder / "out"
+    model = i2i.load(g2c_run, device="cpu")
+    from i2i.translate import translate_files
+
+    first = translate_files(model, [folder], out, progress=False)
+    again = translate_files(model, [folder], out, overwrite=True, progress=False)
+    assert first.written == again.written == 2
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == [
+        "out/photo_0.png", "out/photo_1.png", "photo_0.png", "photo_1.png"]
+
+
+def test_translate_warning_counts_every_skipped_file_and_says_why(g2c_run, tmp_path, capsys):
+    folder = make_photos(tmp_path / "in", count=1, size=(24, 16))
+    _png_header_only(folder / "a_huge.png", 20000, 20000)
+    for i in range(4):
+        (folder / f"b_broken_{i}.png").write_bytes(b"not an image")
+    from i2i.translate import translate_files
+
+    report = translate_files(i2i.load(g2c_run, device="cpu"), [folder], tmp_path / "out", progress=False)
+    err = capsys.readouterr().err.strip()
+    assert report.written == 1 and report.skipped == 5 and err.count("\n") == 0
+    assert err.startswith("i2i: warning: skipped 5 unreadable file(s): ")
+    assert "a_huge.png (too large to decode (400,000,000 pixels" in err
+    assert "b_broken_0.png (not an image format Pillow can read)" in err
+    assert err.endswith(" and 2 more")
+
+
+def test_eval_counts_the_images_it_scored_and_fails_when_none_decode(g2c_run, tmp_path):
+    from i2i.evaluation import evaluate_run
+
+    mixed = make_photos(tmp_path / "mixed", count=1)
+    _truncated_png(mixed / "truncated.png")
+    assert evaluate_run(g2c_run, data_dir=mixed, device="cpu")["images"] == 1
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    _truncated_png(bad / "truncated.png")
+    result = run_i2i(["eval", str(g2c_run), "--data", str(bad)])
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"i2i: error: no readable images in {bad}" in result.stderr.splitlines()[-1]

@@ -19,6 +19,7 @@ Every file is decoded the same way wherever it is read (training, validation, ``
 
 from __future__ import annotations
 
+import re
 import struct
 import warnings
 import zlib
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import UserError
 
@@ -46,7 +47,27 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, TypeError, KeyErro
 
 
 class UnreadableImageError(UserError):
-    """A file that is missing, truncated, corrupt or in a format Pillow cannot decode."""
+    """A file that is missing, truncated, corrupt or in a format Pillow cannot decode.
+
+    ``reason`` is the cause alone (no path), for warnings that list several skipped files.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+def _reason(exc: BaseException) -> str:
+    """Why Pillow could not read a file, in a few words (its messages repeat the path)."""
+    if isinstance(exc, Image.DecompressionBombError):
+        sizes = re.findall(r"\d+", str(exc))
+        return (f"too large to decode ({int(sizes[0]):,} pixels; the limit is {int(sizes[1]):,})" if len(sizes) >= 2
+                else "too large to decode")
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format Pillow can read"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def is_image_file(path: Path) -> bool:
@@ -70,10 +91,11 @@ def decode_image(path: str | Path, channels: int) -> torch.Tensor:
             if pixels is None:
                 pixels = _pixels(image)
     except Image.DecompressionBombError as exc:
-        raise UnreadableImageError(f"{path}: {exc}") from None
+        reason = _reason(exc)
+        raise UnreadableImageError(f"{path}: {reason}", reason) from None
     except _DECODE_ERRORS as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UnreadableImageError(f"{path}: cannot decode this image ({reason})") from None
+        reason = _reason(exc)
+        raise UnreadableImageError(f"{path}: cannot decode this image ({reason})", reason) from None
     pixels = _to_channels(_orient(pixels, orientation), channels)
     return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C"))  # one writable copy
 
@@ -98,8 +120,8 @@ def probe_size(path: str | Path) -> tuple[int, int]:
             if _orientation(image) in (5, 6, 7, 8):
                 width, height = height, width
     except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UnreadableImageError(f"{path}: cannot read this image ({reason})") from None
+        reason = _reason(exc)
+        raise UnreadableImageError(f"{path}: cannot read this image ({reason})", reason) from None
     return height, width
 
 

@@ -12,7 +12,7 @@ import math
 import os
 import random
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,16 +41,18 @@ def sample_folder() -> Path:
     return Path(__file__).resolve().parent / "samples"
 
 
-def find_images(folder: str | Path) -> list[Path]:
+def find_images(folder: str | Path, exclude: Iterable[str | Path] = ()) -> list[Path]:
     """Image files under ``folder`` (recursive, sorted, hidden names skipped); may be empty.
 
+    Subfolders that are (or link to) one of ``exclude`` are not searched: ``translate`` leaves
+    out its own output folder, so a second run does not translate the first one's results.
     Raises :class:`~i2i.errors.UserError` when ``folder`` does not exist.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
     found: list[Path] = []
-    seen = {os.path.realpath(folder)}
+    seen = {os.path.realpath(folder), *(os.path.realpath(p) for p in exclude)}
     for root, dirs, files in os.walk(folder, followlinks=True):
         keep = []
         for name in sorted(dirs):
@@ -129,13 +131,19 @@ def split_files(files: list[ImageFile], val_fraction: float, seed: int) -> tuple
     return train, val
 
 
-def report_skipped(paths: list[Path], what: str = "unreadable file(s)") -> None:
-    """One warning line on stderr: how many files were skipped and the first three names."""
+def name_files(paths: list[Path], reasons: Mapping[Path, str] | None = None, shown: int = 3) -> str:
+    """``a.png (why), b.png, c.png and 4 more``: the first few files of a list, for one line."""
+    reasons = reasons or {}
+    names = ", ".join(f"{p} ({reasons[p]})" if reasons.get(p) else str(p) for p in paths[:shown])
+    return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
+
+
+def report_skipped(paths: list[Path], what: str = "unreadable file(s)", reasons: Mapping[Path, str] | None = None) -> None:
+    """One warning line on stderr: how many files were skipped and the first three names (with
+    why each could not be read, where ``reasons`` says)."""
     if not paths:
         return
-    names = ", ".join(str(p) for p in paths[:3])
-    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
-    print(f"i2i: warning: skipped {len(paths)} {what}: {names}{more}", file=sys.stderr, flush=True)
+    print(f"i2i: warning: skipped {len(paths)} {what}: {name_files(paths, reasons)}", file=sys.stderr, flush=True)
 
 
 def load_images_for_inference(paths: Iterable[str | Path], channels: int = 3) -> list[tuple[Path, torch.Tensor]]:

@@ -21,6 +21,8 @@ import json
 import os
 import shutil
 import struct
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -128,6 +130,45 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({reason}); the checkpoint is truncated or not from i2i") from None
 
 
+def load_weights(module: torch.nn.Module, file: Path, network: str, overrides: Iterable[str] = ()) -> None:
+    """Load a safetensors file into ``module``. Weights of another network are one line naming
+    the first difference (torch's message starts with a header line only) and, when ``--set``
+    overrides changed the network (``generator.*``, ``discriminator.*``, ``task.*``), those."""
+    tensors = read_tensors(file)
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as exc:
+        detail = state_mismatch(module.state_dict(), tensors) or _torch_detail(exc)
+        changed = [o for o in overrides if o.split("=", 1)[0].strip().split(".", 1)[0] in _NETWORK_SECTIONS]
+        hint = (f"; the override(s) {', '.join(f'--set {o}' for o in changed)} may be why: resume without them"
+                if changed else "")
+        raise CheckpointError(f"{file}: does not match {network} ({detail}){hint}") from None
+
+
+#: recipe tables whose values shape the networks
+_NETWORK_SECTIONS = ("generator", "discriminator", "task")
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """The first difference between a network's state dict and a checkpoint's tensors, and how
+    many more there are; empty when they match in keys and shapes."""
+    differences = [f"size mismatch for {key}: checkpoint {list(found[key].shape)}, network {list(value.shape)}"
+                   for key, value in expected.items() if key in found and found[key].shape != value.shape]
+    differences += [f"missing key {key} (in the network, not in the checkpoint)" for key in expected if key not in found]
+    differences += [f"unexpected key {key} (in the checkpoint, not in the network)" for key in found if key not in expected]
+    if not differences:
+        return ""
+    more = len(differences) - 1
+    return differences[0] + (f"; {more} more difference(s)" if more else "")
+
+
+def _torch_detail(exc: RuntimeError) -> str:
+    """The first line of ``load_state_dict``'s message that says something concrete."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    concrete = [line for line in lines if not line.startswith("Error(s) in loading state_dict")]
+    return (concrete or lines or [type(exc).__name__])[0]
+
+
 def read_json(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -219,11 +260,29 @@ class CheckpointStore:
         return final
 
     def pointer(self, which: str) -> Path | None:
-        path = self.root / which
-        if not path.is_file():
+        """The checkpoint LATEST or BEST names; None when the file is absent, empty or names
+        no checkpoint folder."""
+        name = self.pointer_text(which)
+        if not name.startswith("step_") or "/" in name or "\\" in name:
             return None
-        target = self.root / path.read_text().strip()
+        target = self.root / name
         return target if target.is_dir() else None
+
+    def pointer_text(self, which: str) -> str:
+        """What the pointer file holds (stripped); empty when it is absent or unreadable."""
+        try:
+            return (self.root / which).read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            return ""
+
+    def newest_complete(self) -> Path | None:
+        """The newest ``step_*`` folder holding a state.json and generator weights.
+
+        Folders only get a ``step_`` name once every file is written (see :meth:`write`), so
+        this is what LATEST would name had it been written.
+        """
+        steps = sorted((p for p in self.root.glob("step_*") if p.is_dir()), reverse=True)
+        return next((p for p in steps if (p / "state.json").is_file() and (p / "generator.safetensors").is_file()), None)
 
     def prune(self, keep: int) -> None:
         """Keep LATEST, BEST and the ``keep`` newest others."""
@@ -235,19 +294,57 @@ class CheckpointStore:
 
 
 def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
-    """Resolve a run directory or checkpoint directory to a checkpoint directory."""
+    """Resolve a run directory or checkpoint directory to a checkpoint directory.
+
+    ``best`` on a run without a BEST checkpoint uses the latest one, and a LATEST that is
+    missing, empty or names a deleted folder falls back to the newest complete ``step_*``
+    folder; both say so once on stderr, so a user knows which weights were used.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
     if (path / "state.json").is_file():
         return path
     store = CheckpointStore(path)
-    found = store.pointer(which.upper()) or store.pointer("LATEST")
+    if which.upper() == "BEST":
+        best = store.pointer("BEST")
+        if best is not None:
+            return best
+    latest = store.pointer("LATEST")
+    found = latest or store.newest_complete()
     if found is None:
         if not (path / "recipe.toml").is_file():
             raise CheckpointError(f"{path}: not an i2i run directory (no recipe.toml or checkpoints/)")
-        raise CheckpointError(f"{path}: this run has no checkpoint yet (nothing in {path / 'checkpoints'})")
+        if (store.root / "LATEST").is_file():
+            raise CheckpointError(f"{store.root / 'LATEST'}: {_pointer_problem(store, 'LATEST')}, and no other "
+                                  f"complete step_* checkpoint is in {store.root}")
+        raise CheckpointError(f"{path}: this run has no checkpoint yet (nothing in {store.root})")
+    if latest is None:
+        problem = _pointer_problem(store, "LATEST") if (store.root / "LATEST").is_file() else "is missing"
+        _note(f"{store.root / 'LATEST'} {problem}; using the newest complete checkpoint, {found.name}")
+    if which.upper() == "BEST":
+        best_text = store.pointer_text("BEST")
+        why = f"checkpoints/BEST names {best_text}, which is missing" if best_text else "no validation score was saved yet"
+        _note(f"{path} has no best checkpoint ({why}); using the latest, step {_step_of(found)}")
     return found
+
+
+def _pointer_problem(store: CheckpointStore, which: str) -> str:
+    text = store.pointer_text(which)
+    if not text:
+        return "is empty"
+    target = store.root / text
+    return f"names {text[:60]}, which {'is not a checkpoint folder' if target.exists() else 'does not exist'}"
+
+
+def _step_of(checkpoint: Path) -> int | str:
+    """The step a checkpoint holds (from its folder name, which always matches state.json)."""
+    digits = checkpoint.name.removeprefix("step_")
+    return int(digits) if digits.isdigit() else checkpoint.name
+
+
+def _note(message: str) -> None:
+    print(f"i2i: note: {message}", file=sys.stderr, flush=True)
 
 
 def read_state(checkpoint: Path) -> dict:

@@ -673,12 +673,13 @@ class Trainer:
             from ..errors import CheckpointError
 
             raise CheckpointError(f"{path}: holds imported weights only (no optimiser or data state), so it cannot be resumed; start a new run instead")
-        _load_module(self.G, path / "generator.safetensors")
+        network, overrides = "the recipe's network", getattr(self.recipe, "overrides", ())
+        ckpt.load_weights(self.G, path / "generator.safetensors", network, overrides)
         if self.ema is not None:
             ema_file = path / "generator_ema.safetensors"
-            _load_module(self.ema, ema_file if ema_file.exists() else path / "generator.safetensors")
+            ckpt.load_weights(self.ema, ema_file if ema_file.exists() else path / "generator.safetensors", network, overrides)
         if self.D is not None:
-            _load_module(self.D, path / "discriminator.safetensors")
+            ckpt.load_weights(self.D, path / "discriminator.safetensors", network, overrides)
         for name, optimizer in {"g": self.opt_g, "d": self.opt_d}.items():
             if optimizer is None or f"optim_{name}" not in state:
                 continue
@@ -720,16 +721,6 @@ class Trainer:
                 torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
         self.data.load_state_dict(ckpt.join_state(saved["data"], rng))
         random.setstate(_python_state_back(saved["python_random"]))
-
-
-def _load_module(module: nn.Module, file: Path) -> None:
-    tensors = ckpt.read_tensors(file)
-    try:
-        module.load_state_dict(tensors)
-    except RuntimeError as exc:
-        from ..errors import CheckpointError
-
-        raise CheckpointError(f"{file}: does not match the recipe's network ({str(exc).splitlines()[0]})") from None
 
 
 def _python_state(state: tuple) -> list:

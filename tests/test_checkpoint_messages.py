@@ -1,0 +1,98 @@
+"""Which checkpoint a run directory resolves to, and what a user is told when it is not the
+obvious one: no BEST yet, a LATEST pointer that is broken, weights of another network."""
+
+import shutil
+
+import pytest
+
+import i2i
+from helpers import make_photos
+from i2i.engine.checkpoint import find_checkpoint
+
+G2C = {
+    "task": {"name": "gray2color"},
+    "data": {"size": 16, "val_fraction": 0.34},
+    "generator": {"name": "unet", "depth": 2, "width": 4},
+    "losses": {"l1": {}},
+    "train": {"steps": 3, "batch_size": 2, "device": "cpu"},
+    "eval": {"crop": 32},
+    "output": {"tensorboard": False, "progress": "none", "checkpoint_every": 1, "keep": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 3-step run with step_0000001..3, LATEST and BEST (evaluated at the end)."""
+    from i2i import plugins
+
+    photos = make_photos(tmp_path_factory.mktemp("photos"))
+    recipe = {**G2C, "data": {**G2C["data"], "source": str(photos)},
+              "output": {**G2C["output"], "dir": str(tmp_path_factory.mktemp("runs") / "g2c")}}
+    plugins.reset()
+    return i2i.train(recipe, quiet=True).run_dir
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    """A copy of the trained run that a test may damage."""
+    return shutil.copytree(trained, tmp_path / "run")
+
+
+def test_best_without_a_best_checkpoint_uses_the_latest_and_says_so(run, capsys):
+    assert i2i.load(run, device="cpu", which="best").checkpoint.name == "step_0000003"
+    assert capsys.readouterr().err == ""  # a BEST exists: nothing to say
+    (run / "checkpoints" / "BEST").unlink()
+    model = i2i.load(run, device="cpu", which="best")
+    err = capsys.readouterr().err
+    assert model.checkpoint.name == "step_0000003" and err.count("\n") == 1
+    assert err.startswith(f"i2i: note: {run} has no best checkpoint") and "using the latest, step 3" in err
+    i2i.load(run, device="cpu")  # the latest, as asked: no note
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("latest, problem", [("step_0000009", "names step_0000009, which does not exist"), ("", "is empty")])
+def test_a_broken_latest_pointer_falls_back_to_the_newest_complete_checkpoint(run, capsys, latest, problem):
+    shutil.rmtree(run / "checkpoints" / "step_0000003")
+    (run / "checkpoints" / "LATEST").write_text(latest)
+    assert find_checkpoint(run).name == "step_0000002"
+    err = capsys.readouterr().err
+    assert err == f"i2i: note: {run / 'checkpoints' / 'LATEST'} {problem}; using the newest complete checkpoint, step_0000002\n"
+    for step in ("step_0000001", "step_0000002"):
+        shutil.rmtree(run / "checkpoints" / step)
+    with pytest.raises(i2i.CheckpointError) as error:
+        i2i.load(run, device="cpu")
+    assert str(error.value) == (f"{run / 'checkpoints' / 'LATEST'}: {problem}, and no other complete step_* "
+                                f"checkpoint is in {run / 'checkpoints'}")
+
+
+def test_a_run_interrupted_before_its_first_latest_pointer_still_resumes(run):
+    """A crash between renaming the first checkpoint into place and writing LATEST."""
+    for name in ("LATEST", "BEST", "step_0000002", "step_0000003"):
+        path = run / "checkpoints" / name
+        path.unlink() if path.is_file() else shutil.rmtree(path)
+    resumed = i2i.train(None, resume=run, overrides=["train.steps=2"], quiet=True)
+    assert resumed.step == 2 and (run / "checkpoints" / "LATEST").read_text() == "step_0000002"
+
+
+def test_weights_of_another_network_name_the_first_difference(run):
+    recipe = run / "recipe.toml"
+    text = recipe.read_text()
+    recipe.write_text(text.replace("width = 4", "width = 8"))
+    with pytest.raises(i2i.CheckpointError) as error:
+        i2i.load(run, device="cpu")
+    message = str(error.value)
+    assert "Error(s)" not in message and "\n" not in message
+    assert f"does not match the network in {recipe} (size mismatch for " in message
+    assert "checkpoint [4, " in message and "network [8, " in message and "more difference(s))" in message
+    recipe.write_text(text.replace("depth = 2", "depth = 3"))
+    with pytest.raises(i2i.CheckpointError, match=r"\(missing key \S+ \(in the network, not in the checkpoint\)"):
+        i2i.load(run, device="cpu")
+
+
+def test_resuming_with_an_override_of_the_network_names_the_override(run):
+    with pytest.raises(i2i.CheckpointError) as error:
+        i2i.train(None, resume=run, overrides=["train.steps=5", "generator.width=8"], quiet=True)
+    message = str(error.value)
+    assert "does not match the recipe's network (size mismatch for " in message
+    assert message.endswith("; the override(s) --set generator.width=8 may be why: resume without them")
+    assert "train.steps" not in message
