@@ -125,13 +125,19 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     """Check RECIPE and print it resolved, with every default filled in.
 
+    Runs the checks a run makes before its first step, short of reading the data: the
+    components build, the crop size fits the networks, the losses can train them, one image
+    goes through G and D (on the CPU).
+
     \b
     Example:
       i2i validate recipes/gray2color.toml --set train.steps=10
     """
+    from .engine.components import check_recipe
     from .recipe import dumps_toml, load_recipe
 
     resolved = load_recipe(recipe, overrides)
+    check_recipe(resolved)
     click.echo(dumps_toml(dict(resolved)), nl=False)
 
 

@@ -219,6 +219,12 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     return Recipe(resolved, where, list(overrides))
 
 
+def recipe_error(recipe: Recipe, text: str) -> RecipeError:
+    """A :class:`RecipeError` about ``text`` (which starts with the dotted key), naming the
+    recipe file, or the ``--set`` the value came from."""
+    return _blame_override(RecipeError(f"{recipe.source}: {text}"), recipe.source, recipe.overrides)
+
+
 def _blame_override(exc: RecipeError, where: str, overrides: list[str] | tuple[str, ...]) -> RecipeError:
     """An error in a value that came from ``--set`` names that ``--set``, not the file (which
     may say something else entirely)."""

@@ -125,3 +125,15 @@ def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"i2i: finished at step 1 in {tmp_path / 'run-2'}: psnr ")
+
+
+@pytest.mark.parametrize("recipe, override, message", [
+    ("color2gray", "data.size=40", "--set data.size=40: data.size = 40: generator 'unet_small' needs a multiple of 32; use 32 or 64"),
+    ("color2gray", "generator.depth=0", "--set generator.depth=0: generator.depth = 0: expected an integer >= 1"),
+    ("gray2color", "losses.gan.name='l1'", "gray2color.toml: discriminator: no adversarial loss to train it"),
+])
+def test_validate_refuses_what_run_would_refuse_before_its_first_step(runner, recipe, override, message):
+    result = runner.invoke(cli, ["validate", str(ROOT / "recipes" / f"{recipe}.toml"), "--set", override])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]

@@ -67,38 +67,37 @@ def check_metric_values(values: Any, name: str, batch: int) -> None:
 
 
 @torch.no_grad()
-def dry_run(trainer: Any, size: int) -> None:
-    """Put one batch-1 image of ``size`` px through the task, G and D, in eval mode.
+def dry_run(recipe: Any, nets: Any, device: torch.device) -> None:
+    """Put one batch-1 image of ``data.size`` px through the task, G and D, in eval mode.
 
     Run before training so that a network that does not fit the task is reported before any
-    step, with the recipe table to blame. Leaves no trace: eval mode (batch-norm statistics are
-    not updated), no gradients, and the random streams are restored afterwards. Losses are not
-    called here (one may count its calls); each loss value is checked where the step uses it.
+    step, with the recipe table to blame. ``nets`` holds ``task``, ``G``, ``D`` and
+    ``conditional`` (see ``components.Networks``). Leaves no trace: eval mode (batch-norm
+    statistics are not updated), no gradients, and the random streams are restored afterwards.
+    Losses are not called here (one may count its calls); each loss value is checked where the
+    step uses it.
     """
-    devices = [trainer.device] if trainer.device.type == "cuda" else []
-    nets = [net for net in (trainer.G, trainer.D) if net is not None]
-    modes = [net.training for net in nets]
+    size = recipe["data"]["size"]
+    devices = [device] if device.type == "cuda" else []
+    modules = [net for net in (nets.G, nets.D) if net is not None]
+    modes = [net.training for net in modules]
     with torch.random.fork_rng(devices=devices):
-        rng = torch.Generator(device=trainer.device).manual_seed(0)
-        images = torch.rand(1, trainer.task.image_channels, size, size, generator=rng, device=trainer.device)
-        for net in nets:
+        rng = torch.Generator(device=device).manual_seed(0)
+        images = torch.rand(1, nets.task.image_channels, size, size, generator=rng, device=device)
+        for net in modules:
             net.eval()
         try:
-            _dry_run(trainer, images, rng)
+            input, target = nets.task.make_pair(images, rng)
+            where = _where(recipe, "generator")
+            fake = _forward(nets.G, input, where)
+            check_generator_output(fake, target, where, nets.task.out_channels)
+            if nets.D is not None:
+                where = _where(recipe, "discriminator")
+                d_in = torch.cat([input, fake], dim=1) if nets.conditional else fake
+                check_discriminator_output(_forward(nets.D, d_in, where), where)
         finally:
-            for net, mode in zip(nets, modes):
+            for net, mode in zip(modules, modes):
                 net.train(mode)
-
-
-def _dry_run(trainer: Any, images: Tensor, rng: torch.Generator) -> None:
-    recipe = trainer.recipe
-    input, target = trainer.task.make_pair(images, rng)
-    where = _where(recipe, "generator")
-    fake = _forward(trainer.G, input, where)
-    check_generator_output(fake, target, where, trainer.task.out_channels)
-    if trainer.D is not None:
-        where = _where(recipe, "discriminator")
-        check_discriminator_output(_forward(trainer.D, trainer.d_input(input, fake), where), where)
 
 
 def _forward(net: Any, input: Tensor, where: str) -> Any:

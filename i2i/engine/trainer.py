@@ -37,35 +37,19 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..errors import RecipeError, TrainingStopped, UserError
-from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, as_logit_list
-from ..plugins import registry
-from ..recipe import Recipe, build_component
+from ..losses import as_logit_list
+from ..recipe import Recipe
 from . import checkpoint as ckpt
-from .contracts import dry_run, loss_where, scalar_loss
+from .components import build_loss_terms, build_networks, check_crop_size
+from .contracts import dry_run
 from .evaluate import build_metrics
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
-from .infer import size_multiple
 from .optim import build_optimizer, lr_factor, portable_state, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
-
-
-class LossTerm:
-    """A recipe loss term: its label, weight and the loss object (of one of the loss kinds).
-
-    ``where`` names the recipe table and the plugin, for the error when the loss returns
-    anything but a scalar tensor (checked on every call: a type and shape test, no sync).
-    """
-
-    def __init__(self, label: str, weight: float, loss: nn.Module, where: str = "") -> None:
-        self.label, self.weight, self.loss, self.where = label, weight, loss, where or f"losses.{label}"
-
-    def weighted(self, value: Any, scale: float = 1.0, part: str = "") -> Tensor:
-        """``weight * scale * value``, once ``value`` is known to be a scalar tensor."""
-        return self.weight * scale * scalar_loss(value, f"{self.where}{part}")
 
 
 def seed_everything(seed: int) -> None:
@@ -107,24 +91,15 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        reg = registry()
 
-        # The task, then the networks it implies (channels come from the task, never hard-coded).
-        self.task = build_component(reg, "tasks", recipe, "task")
-        torch.manual_seed(self.seed)  # identical initial weights on every rank
-        generator = build_component(reg, "generators", recipe, "generator", self.task.in_channels, self.task.out_channels)
-        self.G = self.task.wrap_generator(generator).to(self.device)
-        self.D: nn.Module | None = None
-        self.conditional = False
-        if recipe.has_discriminator:
-            d_cfg = recipe["discriminator"]
-            self.conditional = bool(d_cfg["conditional"]) and self.task.input_is_image
-            d_in = self.task.out_channels + (self.task.in_channels if self.conditional else 0)
-            self.D = build_component(reg, "discriminators", recipe, "discriminator", d_in).to(self.device)
-        self._check_crop_size(recipe)
+        nets = build_networks(recipe, self.device)
+        self.task, self.G, self.D, self.conditional = nets.task, nets.G, nets.D, nets.conditional
+        check_crop_size(recipe, nets)
         seed_everything(self.seed + self.dist.rank)
-        self._build_losses(recipe, reg)
-        dry_run(self, recipe["data"]["size"])  # a plugin's broken contract fails here, before any step
+        terms = build_loss_terms(recipe, self.D is not None, self.device)
+        self.recon, self.adversarial = terms.recon, terms.adversarial
+        self.regularizers, self.feature_matching = terms.regularizers, terms.feature_matching
+        dry_run(recipe, nets, self.device)  # a network that does not fit the task fails here, before any step
         self.metric_functions = build_metrics(self.task, self.eval_cfg["metrics"], recipe)
 
         channels_last = self.train_cfg["channels_last"]
@@ -180,34 +155,6 @@ class Trainer:
         self._setup_graphs(recipe)
 
     # -- construction helpers -----------------------------------------------------------------
-    def _build_losses(self, recipe: Recipe, reg) -> None:
-        self.recon: list[LossTerm] = []
-        self.adversarial: list[LossTerm] = []
-        self.regularizers: list[LossTerm] = []
-        self.feature_matching: list[LossTerm] = []
-        where = recipe.source
-        for label, term_cfg in recipe["losses"].items():
-            loss = build_component(reg, "losses", recipe, f"losses.{label}")
-            term = LossTerm(label, float(term_cfg["weight"]), loss.to(self.device) if isinstance(loss, nn.Module) else loss,
-                            loss_where(recipe, label))
-            if isinstance(loss, AdversarialLoss):
-                self.adversarial.append(term)
-            elif isinstance(loss, Regularizer):
-                self.regularizers.append(term)
-            elif isinstance(loss, FeatureMatchingLoss):
-                self.feature_matching.append(term)
-            elif isinstance(loss, ReconstructionLoss):
-                self.recon.append(term)
-            else:
-                raise RecipeError(f"{where}: losses.{label}: '{term_cfg['name']}' is not one of i2i's loss kinds")
-        gan_terms = self.adversarial + self.regularizers + self.feature_matching
-        if self.D is None and gan_terms:
-            raise RecipeError(f"{where}: losses.{gan_terms[0].label}: needs a discriminator; add a [discriminator] table or remove this loss")
-        if self.D is not None and not self.adversarial:
-            raise RecipeError(f"{where}: discriminator: no adversarial loss to train it; add e.g. [losses.gan] name = 'vanilla'")
-        if not self.recon and not self.adversarial:
-            raise RecipeError(f"{where}: losses: no loss for the generator; add e.g. [losses.l1] weight = 1.0")
-
     def _setup_graphs(self, recipe: Recipe) -> None:
         """``train.cuda_graphs``: 'auto' replays the step as a CUDA graph where it can, true insists."""
         wanted = self.train_cfg["cuda_graphs"]
@@ -412,25 +359,6 @@ class Trainer:
         """This rank's stop request, agreed across ranks (a tiny gloo all-reduce per step)."""
         self.stop_requested = self.dist.agree(self.stop_requested)
         return self.stop_requested
-
-    def _check_crop_size(self, recipe: Recipe) -> None:
-        """Refuse a ``data.size`` the networks cannot take now, not as a traceback at step 1."""
-        size = recipe["data"]["size"]
-        multiple = size_multiple(self.G)
-        if self.task.input_is_image and size % multiple:
-            lower, upper = size // multiple * multiple, (size // multiple + 1) * multiple
-            hint = f"use {lower} or {upper}" if lower >= 8 else f"use {upper}"
-            raise RecipeError(
-                f"{recipe.source}: data.size = {size}: generator '{recipe['generator']['name']}' needs a "
-                f"multiple of {multiple}; {hint}"
-            )
-        d_min = getattr(self.D, "min_size", 0)
-        if size < d_min:
-            fewer_layers = " or lower discriminator.n_layers" if hasattr(self.D, "n_layers") else ""
-            raise RecipeError(
-                f"{recipe.source}: data.size = {size}: discriminator '{recipe['discriminator']['name']}' "
-                f"needs at least {d_min} px; raise data.size{fewer_layers}"
-            )
 
     def fit(self) -> str:
         """Train to ``train.steps``; returns ``finished`` or raises :class:`TrainingStopped`."""

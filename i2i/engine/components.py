@@ -1,0 +1,126 @@
+"""Building what a recipe names (the task, the networks, the loss terms) and the checks a run
+makes on them before its first step. ``i2i validate`` runs the same checks on the CPU, so a
+recipe that validates is one that starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import RecipeError
+from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
+from ..plugins import registry
+from ..recipe import Recipe, build_component, recipe_error
+from .contracts import dry_run, loss_where, scalar_loss
+from .evaluate import build_metrics
+from .infer import size_multiple
+
+
+class LossTerm:
+    """A recipe loss term: its label, weight and the loss object (of one of the loss kinds).
+
+    ``where`` names the recipe table and the plugin, for the error when the loss returns
+    anything but a scalar tensor (checked on every call: a type and shape test, no sync).
+    """
+
+    def __init__(self, label: str, weight: float, loss: nn.Module, where: str = "") -> None:
+        self.label, self.weight, self.loss, self.where = label, weight, loss, where or f"losses.{label}"
+
+    def weighted(self, value: Any, scale: float = 1.0, part: str = "") -> Tensor:
+        """``weight * scale * value``, once ``value`` is known to be a scalar tensor."""
+        return self.weight * scale * scalar_loss(value, f"{self.where}{part}")
+
+
+@dataclass
+class Networks:
+    """The task and the networks it implies; ``conditional``: D also sees the input."""
+
+    task: Any
+    G: nn.Module
+    D: nn.Module | None
+    conditional: bool
+
+
+@dataclass
+class LossTerms:
+    """The recipe's loss terms, by where the engine uses them."""
+
+    recon: list[LossTerm] = field(default_factory=list)
+    adversarial: list[LossTerm] = field(default_factory=list)
+    regularizers: list[LossTerm] = field(default_factory=list)
+    feature_matching: list[LossTerm] = field(default_factory=list)
+
+
+def build_networks(recipe: Recipe, device: torch.device) -> Networks:
+    """The task, then G and D with the channels it implies (never hard-coded), on ``device``."""
+    reg = registry()
+    task = build_component(reg, "tasks", recipe, "task")
+    torch.manual_seed(recipe["train"]["seed"])  # identical initial weights on every rank
+    generator = build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels)
+    G = task.wrap_generator(generator).to(device)
+    D, conditional = None, False
+    if recipe.has_discriminator:
+        conditional = bool(recipe["discriminator"]["conditional"]) and task.input_is_image
+        d_in = task.out_channels + (task.in_channels if conditional else 0)
+        D = build_component(reg, "discriminators", recipe, "discriminator", d_in).to(device)
+    return Networks(task, G, D, conditional)
+
+
+def check_crop_size(recipe: Recipe, nets: Networks) -> None:
+    """Refuse a ``data.size`` the networks cannot take now, not as a traceback at step 1."""
+    size = recipe["data"]["size"]
+    multiple = size_multiple(nets.G)
+    if nets.task.input_is_image and size % multiple:
+        lower, upper = size // multiple * multiple, (size // multiple + 1) * multiple
+        hint = f"use {lower} or {upper}" if lower >= 8 else f"use {upper}"
+        raise recipe_error(recipe, f"data.size = {size}: generator '{recipe['generator']['name']}' needs a "
+                                   f"multiple of {multiple}; {hint}")
+    d_min = getattr(nets.D, "min_size", 0)
+    if size < d_min:
+        fewer_layers = " or lower discriminator.n_layers" if hasattr(nets.D, "n_layers") else ""
+        raise recipe_error(recipe, f"data.size = {size}: discriminator '{recipe['discriminator']['name']}' "
+                                   f"needs at least {d_min} px; raise data.size{fewer_layers}")
+
+
+def build_loss_terms(recipe: Recipe, has_discriminator: bool, device: torch.device) -> LossTerms:
+    """The loss terms, sorted by kind; a set of terms that cannot train is a recipe error."""
+    reg, where, terms = registry(), recipe.source, LossTerms()
+    for label, term_cfg in recipe["losses"].items():
+        loss = build_component(reg, "losses", recipe, f"losses.{label}")
+        term = LossTerm(label, float(term_cfg["weight"]), loss.to(device) if isinstance(loss, nn.Module) else loss,
+                        loss_where(recipe, label))
+        if isinstance(loss, AdversarialLoss):
+            terms.adversarial.append(term)
+        elif isinstance(loss, Regularizer):
+            terms.regularizers.append(term)
+        elif isinstance(loss, FeatureMatchingLoss):
+            terms.feature_matching.append(term)
+        elif isinstance(loss, ReconstructionLoss):
+            terms.recon.append(term)
+        else:
+            raise RecipeError(f"{where}: losses.{label}: '{term_cfg['name']}' is not one of i2i's loss kinds")
+    gan_terms = terms.adversarial + terms.regularizers + terms.feature_matching
+    if not has_discriminator and gan_terms:
+        raise RecipeError(f"{where}: losses.{gan_terms[0].label}: needs a discriminator; add a [discriminator] table or remove this loss")
+    if has_discriminator and not terms.adversarial:
+        raise RecipeError(f"{where}: discriminator: no adversarial loss to train it; add e.g. [losses.gan] name = 'vanilla'")
+    if not terms.recon and not terms.adversarial:
+        raise RecipeError(f"{where}: losses: no loss for the generator; add e.g. [losses.l1] weight = 1.0")
+    return terms
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """What a run checks before its first step, short of reading data: ``i2i validate``.
+
+    Builds the components on the CPU (no data, no optimisers), checks the crop size against
+    them, sorts the losses, puts one image through G and D and builds the metrics.
+    """
+    device = torch.device("cpu")
+    nets = build_networks(recipe, device)
+    check_crop_size(recipe, nets)
+    build_loss_terms(recipe, nets.D is not None, device)
+    dry_run(recipe, nets, device)
+    build_metrics(nets.task, recipe["eval"]["metrics"], recipe)
