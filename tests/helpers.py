@@ -37,6 +37,18 @@ TINY_GAN = {
 }
 
 
+#: A tiny colouriser (U-Net, L1 only) that trains in a second: for tests of trained runs.
+TINY_G2C = {
+    "task": {"name": "gray2color"},
+    "data": {"size": 16, "val_fraction": 0.34},
+    "generator": {"name": "unet", "depth": 2, "width": 4},
+    "losses": {"l1": {}},
+    "train": {"steps": 3, "batch_size": 2, "device": "cpu"},
+    "eval": {"crop": 32},
+    "output": {"tensorboard": False, "progress": "none"},
+}
+
+
 def tiny_recipe(data_dir: Path, out: Path, base: dict = TINY_GAN, **sections) -> dict:
     recipe = copy.deepcopy(base)
     recipe["data"]["source"] = str(data_dir)

@@ -6,18 +6,10 @@ import shutil
 import pytest
 
 import i2i
-from helpers import make_photos
+from helpers import TINY_G2C, make_photos
 from i2i.engine.checkpoint import find_checkpoint
 
-G2C = {
-    "task": {"name": "gray2color"},
-    "data": {"size": 16, "val_fraction": 0.34},
-    "generator": {"name": "unet", "depth": 2, "width": 4},
-    "losses": {"l1": {}},
-    "train": {"steps": 3, "batch_size": 2, "device": "cpu"},
-    "eval": {"crop": 32},
-    "output": {"tensorboard": False, "progress": "none", "checkpoint_every": 1, "keep": 5},
-}
+G2C = {**TINY_G2C, "output": {**TINY_G2C["output"], "checkpoint_every": 1, "keep": 5}}
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,8 @@ import torch
 from PIL import Image
 
 import i2i
-from helpers import make_photos
+from helpers import TINY_G2C, make_photos
 from plugin_env import ROOT, run_i2i
-
-G2C = {
-    "task": {"name": "gray2color"},
-    "data": {"size": 16, "val_fraction": 0.34},
-    "generator": {"name": "unet", "depth": 2, "width": 4},
-    "losses": {"l1": {}},
-    "train": {"steps": 3, "batch_size": 2, "device": "cpu"},
-    "eval": {"crop": 32},
-    "output": {"tensorboard": False, "progress": "none"},
-}
-
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
@@ -29,7 +18,7 @@ def photos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def g2c_run(photos, tmp_path_factory):
-    recipe = {**G2C, "data": {**G2C["data"], "source": str(photos)}, "output": {**G2C["output"], "dir": str(tmp_path_factory.mktemp("runs") / "g2c")}}
+    recipe = {**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos)}, "output": {**TINY_G2C["output"], "dir": str(tmp_path_factory.mktemp("runs") / "g2c")}}
     from i2i import plugins
 
     plugins.reset()
