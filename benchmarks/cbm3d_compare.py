@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {name: registry().build("metrics", name) for name in model.task.metrics}
     start = time.perf_counter()
     with torch.inference_mode():
-        cbm3d, _, _ = evaluate_generator(CBM3D(model.task.sigma_lo), model.task, data, metrics, recipe["eval"],
+        cbm3d, _, _, _ = evaluate_generator(CBM3D(model.task.sigma_lo), model.task, data, metrics, recipe["eval"],
                                          device=model.device, dtype=torch.float32, seed=recipe["train"]["seed"],
                                          dist=DistContext.single())
     result["baselines"]["cbm3d"] = cbm3d

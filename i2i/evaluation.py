@@ -33,33 +33,17 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     if not data.val_files:
         raise UserError(f"{run_dir}: the run has no validation images (data.val_fraction = 0); pass --data DIR")
     metrics = build_metrics(model.task, recipe["eval"]["metrics"], recipe)
-    scored = _Counted(data)
     with torch.inference_mode():
-        values, baselines, _ = evaluate_generator(
-            model.generator, model.task, scored, metrics, recipe["eval"], device=model.device,
+        values, baselines, _, images = evaluate_generator(
+            model.generator, model.task, data, metrics, recipe["eval"], device=model.device,
             dtype=torch.float32, seed=recipe["train"]["seed"], dist=DistContext.single(),
         )
-    if not scored.images:
+    if not images:
         where = data_dir if data_dir is not None else f"the validation split of {recipe['data']['source']}"
         limit = recipe["eval"]["max_images"]
         tried = min(len(data.val_files), limit) if limit else len(data.val_files)
         raise UserError(f"no readable images in {where}: none of the {tried} image file(s) evaluated could be decoded")
     state = ckpt.read_state(model.checkpoint)
     return {"task": recipe["task"]["name"], "run_dir": str(run_dir), "checkpoint": str(model.checkpoint),
-            "step": state.get("step", 0), "source": source, "images": scored.images, "metrics": values, "baselines": baselines}
+            "step": state.get("step", 0), "source": source, "images": images, "metrics": values, "baselines": baselines}
 
-
-class _Counted:
-    """The data, counting the validation images actually scored: a file whose header reads
-    but whose pixels do not is skipped during evaluation, so counting files would overstate."""
-
-    def __init__(self, data) -> None:
-        self.data, self.images = data, 0
-
-    def indexed_val_batches(self, *args, **kwargs):
-        for number, batch, names in self.data.indexed_val_batches(*args, **kwargs):
-            self.images += batch.shape[0]
-            yield number, batch, names
-
-    def __getattr__(self, name: str):
-        return getattr(self.data, name)

@@ -68,12 +68,12 @@ def _agreed_keys(local: list[tuple[str, str]], dist) -> list[tuple[str, str]]:
     return list(seen)
 
 
-def _read(groups: dict[str, dict[str, Tensor]], count: Tensor, dist, device: torch.device) -> dict[str, dict[str, float]]:
-    """Means over all ranks' images: one all-reduce of every sum and the image count."""
+def _read(groups: dict[str, dict[str, Tensor]], count: Tensor, dist, device: torch.device) -> tuple[dict[str, dict[str, float]], int]:
+    """Means over all ranks' images, and how many images: one all-reduce of every sum and the count."""
     local = [(group, name) for group, sums in groups.items() for name in sums]
     keys = _agreed_keys(local, dist)
     if not keys:
-        return {}
+        return {}, 0
     zero = torch.zeros((), device=device)
     stacked = torch.stack([groups.get(g, {}).get(n, zero).to(device) for g, n in keys] + [count.float()])
     values = dist.all_reduce_sum(stacked).cpu().tolist()
@@ -81,7 +81,7 @@ def _read(groups: dict[str, dict[str, Tensor]], count: Tensor, dist, device: tor
     out: dict[str, dict[str, float]] = {}
     for (group, name), value in zip(keys, values[:-1]):
         out.setdefault(group, {})[name] = value / total
-    return out
+    return out, round(values[-1])
 
 
 def _summarize(metrics: dict[str, Any], means: dict[str, float]) -> dict[str, float]:
@@ -96,15 +96,16 @@ def _summarize(metrics: dict[str, Any], means: dict[str, float]) -> dict[str, fl
 def evaluate_generator(
     generator: nn.Module, task, data, metrics: dict[str, Any], eval_cfg: dict, *,
     device: torch.device, dtype: torch.dtype, seed: int, dist,
-) -> tuple[dict[str, float], dict[str, dict[str, float]], list[Tensor] | None]:
+) -> tuple[dict[str, float], dict[str, dict[str, float]], list[Tensor] | None, int]:
     """Average each metric over the validation images (per image, then the mean).
 
     Validation noise comes from a generator seeded per validation batch the same way at every
     evaluation, so the numbers of two evaluations (or two runs) are comparable. Under
     distributed training each rank evaluates its share of the batches (``dist``) and the sums
     are added across ranks, so the numbers are those of a single process (up to the order of
-    floating-point additions). Returns (metrics, baselines, sample columns of the first batch;
-    ``None`` on ranks that did not evaluate batch 0).
+    floating-point additions). Returns (metrics, baselines, sample columns of the first batch
+    or ``None`` on ranks that did not evaluate batch 0, the number of images scored: a file
+    whose header reads but whose pixels do not is skipped, so it can be fewer than the files).
     """
     was_training = generator.training
     generator.eval()
@@ -135,10 +136,10 @@ def evaluate_generator(
     finally:
         generator.train(was_training)
     groups = {"": sums, **{f"baseline:{name}": s for name, s in base_sums.items()}}
-    read = _read(groups, count, dist, device)
+    read, images = _read(groups, count, dist, device)
     means = _summarize(metrics, read.pop("", {}))
     baselines = {group.removeprefix("baseline:"): _summarize(metrics, values) for group, values in read.items()}
-    return means, baselines, first
+    return means, baselines, first, images
 
 
 def _columns(task, input: Tensor, output: Tensor, target: Tensor) -> list[Tensor]:

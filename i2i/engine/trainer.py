@@ -502,7 +502,7 @@ class Trainer:
         self.read_accumulators()  # never evaluate (or save) after a non-finite loss
         self.dist.sync_buffers(self.eval_generator)  # one model: rank 0's batch-norm statistics
         self._evaluating = True  # stays set if it fails, for the out-of-memory message
-        metrics, baselines, first = evaluate_generator(
+        metrics, baselines, first, _ = evaluate_generator(
             self.eval_generator, self.task, self.data, self.metric_functions, self.eval_cfg,
             device=self.device, dtype=self.dtype, seed=self.seed, dist=self.dist,
         )
