@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from .callbacks import Callback
-from .errors import CheckpointError, RecipeError, UnknownComponentError, UserError
+from .errors import (
+    CheckpointError, PluginError, RecipeError, TrainingStopped, UnknownComponentError, UserError, did_you_mean,
+)
 from .hookspecs import hookimpl
 from .losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
 from .recipe import Recipe, load_recipe, parse_override
@@ -25,8 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdversarialLoss", "Callback", "CheckpointError", "Component", "FeatureMatchingLoss",
-    "Model", "Recipe", "RecipeError", "ReconstructionLoss", "Registry", "Regularizer", "Run",
-    "Task", "UnknownComponentError", "create_run_from_weights", "UserError", "hookimpl", "list_components", "load",
+    "Model", "PluginError", "Recipe", "RecipeError", "ReconstructionLoss", "Registry", "Regularizer", "Run",
+    "Task", "TrainingStopped", "UnknownComponentError", "create_run_from_weights", "UserError", "hookimpl", "list_components", "load",
     "load_recipe", "parse_override", "register_plugin", "registry", "train",
 ]
 
@@ -38,13 +40,24 @@ def registry(kind: str | None = None) -> Any:
     reg = _registry()
     if kind is None:
         return reg
-    return {c.name if len(reg.components(kind, c.name)) == 1 else c.qualified_name: c for c in reg.components(kind)}
+    return {c.name if _resolves_to(reg, kind, c) else c.qualified_name: c for c in reg.components(kind)}
+
+
+def _resolves_to(reg: Registry, kind: str, component: Component) -> bool:
+    """Whether a recipe naming ``component.name`` bare gets this component."""
+    try:
+        return reg.get(kind, component.name) is component
+    except UserError:  # a clash between third-party plugins: only qualified names work
+        return False
 
 
 def list_components(kind: str, pattern: str | None = None) -> list[Component]:
     """Components of a kind (``generators``, ``discriminators``, ``tasks``, ``losses``, ``metrics``, ``callbacks``)."""
     from .plugins import registry as _registry
+    from .registry import KINDS
 
+    if kind not in KINDS:
+        raise UserError(f"unknown kind {kind!r}{did_you_mean(kind, KINDS)}; kinds: {', '.join(KINDS)}")
     return _registry().components(kind, pattern)
 
 
@@ -56,14 +69,24 @@ def register_plugin(plugin: object, name: str | None = None):
 
 
 def train(recipe: Any, **kwargs: Any):
-    """Train a recipe (a :class:`Recipe`, a dict or a path); returns an :class:`i2i.Run`."""
+    """Train a recipe (a :class:`Recipe`, a dict or a path); returns an :class:`i2i.Run`.
+
+    Keywords: ``out`` (run folder; default ``output.dir``, never overwritten), ``resume`` (a run
+    folder to continue; pass ``None`` as the recipe), ``overrides`` (``["train.steps=500"]``),
+    ``callbacks`` (a list of :class:`i2i.Callback`), ``quiet``. A run stopped early raises
+    :class:`i2i.TrainingStopped` after saving a checkpoint.
+    """
     from .engine.run import train as _train
 
     return _train(recipe, **kwargs)
 
 
 def load(path: str, **kwargs: Any):
-    """Load a trained model from a run directory or checkpoint; returns an :class:`i2i.Model`."""
+    """Load a trained model from a run directory or checkpoint; returns an :class:`i2i.Model`.
+
+    Keywords: ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and ``which``
+    (``latest`` or ``best``).
+    """
     from .model import load as _load
 
     return _load(path, **kwargs)

@@ -35,9 +35,14 @@ class PluginError(UserError):
 
 
 class TrainingStopped(Exception):
-    """Training ended early (interrupt, non-finite loss); the message says how to resume."""
+    """Training ended early (interrupt, ``request_stop``, non-finite loss) after saving a
+    checkpoint; the message says how to resume. ``run_dir`` and ``step`` say where it stopped."""
 
     exit_code = 1
+
+    def __init__(self, message: str, run_dir: object = None, step: int | None = None) -> None:
+        super().__init__(message)
+        self.run_dir, self.step = run_dir, step
 
 
 def exception_line(exc: BaseException) -> str:

@@ -87,11 +87,12 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     if not recipe_path.is_file():
         raise CheckpointError(f"{run_dir}: no recipe.toml beside the checkpoints; cannot rebuild the network")
     recipe = load_recipe(recipe_path)
-    task, generator = build_task_and_generator(recipe)
+    with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's random stream stays
+        task, generator = build_task_and_generator(recipe)
     weights = checkpoint / "generator_ema.safetensors"
     if not weights.is_file():
         weights = checkpoint / "generator.safetensors"
     ckpt.load_weights(generator, weights, f"the network in {recipe_path}")
-    dev = resolve_device(device)
+    dev = resolve_device(device, where="device")
     generator.to(dev).eval()
     return Model(task, generator, recipe, checkpoint, dev)

@@ -207,6 +207,9 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
     """
     current = host()
     name = name or getattr(plugin, "__name__", type(plugin).__name__)
+    taken = current.plugins.get(name)
+    if taken is not None and taken.builtin:
+        raise UserError(f"plugin name '{name}' is i2i's built-in plugin; register yours under another name")
     loaded = current.manager.get_plugin(name)
     if loaded is plugin:
         return current.plugins[name]

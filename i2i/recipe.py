@@ -208,6 +208,8 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         data, where = read_toml(source), str(source)
     else:
         raise TypeError(f"a recipe is a path to a TOML file or a dict, not {type(source).__name__}")
+    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+        raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not {overrides!r}")
     data = apply_overrides(data, list(overrides))
     from .plugins import registry
 

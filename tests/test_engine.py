@@ -84,9 +84,12 @@ class StopAt(i2i.Callback):
 def test_stop_request_checkpoints_and_resume_matches_straight_run(photos, tmp_path):
     straight = i2i.train(tiny_recipe(photos, tmp_path / "straight"), quiet=True)
     stopper = StopAt(4)
-    with pytest.raises(TrainingStopped, match=r"stopped at step 4/8; checkpoint saved\. Resume with: i2i run --resume"):
+    with pytest.raises(i2i.TrainingStopped, match=r"stopped at step 4/8; checkpoint saved\. Resume with: i2i run --resume") as info:
         i2i.train(tiny_recipe(photos, tmp_path / "stopped"), callbacks=[stopper], quiet=True)
-    assert stopper.events[0] == "start" and ("checkpoint", 4) in stopper.events and stopper.events[-1] == ("end", "interrupted")
+    assert (info.value.run_dir, info.value.step) == (tmp_path / "stopped", 4)
+    assert stopper.events[0] == "start" and stopper.events[-1] == ("end", "interrupted")
+    # a stop asked from on_log neither logs nor checkpoints that step twice
+    assert stopper.events.count(("log", 4)) == 1 and stopper.events.count(("checkpoint", 4)) == 1
     i2i.train(None, resume=tmp_path / "stopped", quiet=True)
     assert_identical(checkpoint_tensors(straight.run_dir), checkpoint_tensors(tmp_path / "stopped"))
 

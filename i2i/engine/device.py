@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import random
+from collections.abc import Iterator
 
 import torch
 
 from ..errors import UserError
+
+
+@contextlib.contextmanager
+def global_state_kept() -> Iterator[None]:
+    """Training seeds torch's and Python's global random streams and sets cuDNN and TF32
+    flags for speed; a program that embeds i2i gets its own back when the call returns."""
+    python_state, cpu_state = random.getstate(), torch.random.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    backends = torch.backends
+    flags = (backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        torch.random.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = flags
 
 
 def resolve_device(name: str, local_rank: int | None = None, where: str = "train.device") -> torch.device:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ from ..errors import UserError
 from ..plugins import host, registry
 from ..recipe import Recipe, dumps_toml, load_recipe
 from . import checkpoint as ckpt
+from .device import global_state_kept
 from .trainer import Trainer, summary_line
 
 
@@ -164,6 +166,11 @@ def train(
     Under ``torchrun`` or a multi-task ``srun`` step every process calls this; they join one
     process group (``dist``, unless given) and train one model together (docs/distributed.md).
     """
+    with global_state_kept():  # an embedding program keeps its random streams and backend flags
+        return _train_recipe(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, quiet=quiet, dist=dist)
+
+
+def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> Run:
     from .distributed import DistContext, is_comm_failure
 
     checkpoint_dir, run_dir = None, None
@@ -175,6 +182,8 @@ def train(
         recipe = load_recipe(run_dir / "recipe.toml", overrides)
     elif not isinstance(recipe, Recipe) or overrides:
         recipe = load_recipe(recipe if not isinstance(recipe, Recipe) else dict(recipe), overrides)
+    else:  # the run fills in output.dir: the caller's Recipe stays as it was
+        recipe = Recipe(copy.deepcopy(dict(recipe)), recipe.source, list(recipe.overrides))
     if resume is None:
         _pin_data_folders(recipe)
     owned = dist is None
@@ -221,7 +230,7 @@ def _train(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path
             print(f"i2i: {what} ({where}, {str(trainer.dtype).replace('torch.', '')}{graphs}, {len(trainer.data.train_files)} training{shard} / {len(trainer.data.val_files)} validation images)", flush=True)
     with _stop_on_signals(trainer):
         status = trainer.fit()
-    run = Run(run_dir, status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator, recipe)
+    run = Run(run_dir, status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator.eval(), recipe)
     if dist.is_main and not quiet:
         print(f"i2i: finished {trainer.step} steps: {summary_line(run.metrics, run.baselines, trainer.task.main_metric)}", flush=True)
         print(f"i2i: saved in {run_dir}; try: i2i translate {run_dir} IMAGE... --out OUT_DIR", flush=True)

@@ -149,6 +149,7 @@ class Trainer:
         self.extras: dict[str, Tensor] = {}
         self._step_number = torch.zeros((), dtype=torch.long, device=self.device)  # step + 1, on the device
         self._logging_step = False
+        self._saved_step = -1  # the step of the last checkpoint this process wrote
         self._autocast_cache = True
         self.graphs: GraphedStep | None = None
         self.graphs_failure: str | None = None  # why capture failed, if it did
@@ -391,12 +392,14 @@ class Trainer:
                     if last or evaluated or (every_ckpt and self.step % every_ckpt == 0):
                         self.save_checkpoint()
             if self.stop_requested and self.step < self.total_steps:
-                self.log_step()
-                self.save_checkpoint()
+                if self.acc_count:  # not logged at this step yet (a stop asked from on_log was)
+                    self.log_step()
+                if self._saved_step != self.step:
+                    self.save_checkpoint()
                 status = "interrupted"
                 raise TrainingStopped(
                     f"stopped at step {self.step}/{self.total_steps}; checkpoint saved. "
-                    f"Resume with: i2i run --resume {self.run_dir}"
+                    f"Resume with: i2i run --resume {self.run_dir}", self.run_dir, self.step
                 )
             status = "finished"
             return status
@@ -552,6 +555,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint (rank 0), with every rank's random streams and data position."""
+        self._saved_step = self.step
         if self.acc_count:  # losses not read since the last log: stop on a NaN among them before saving
             self.read_accumulators()
         ranks = self.dist.all_gather_object(self._rank_state())

@@ -1,0 +1,56 @@
+"""What a program embedding i2i relies on: its own state left alone, clear errors for API misuse."""
+
+import random
+
+import pytest
+import torch
+
+import i2i
+from helpers import TINY_G2C, make_photos
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("photos"), count=4, size=(32, 32))
+
+
+def test_train_leaves_the_callers_random_streams_and_recipe_alone(photos, tmp_path):
+    recipe = i2i.load_recipe({**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos)},
+                              "train": {**TINY_G2C["train"], "steps": 2}, "output": {**TINY_G2C["output"], "dir": str(tmp_path / "run")}})
+    torch.manual_seed(123)
+    random.seed(123)
+    expected = (torch.rand(3), random.random())
+    torch.manual_seed(123)
+    random.seed(123)
+    run = i2i.train(recipe, quiet=True)
+    assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
+    assert recipe["output"]["dir"] == str(tmp_path / "run")  # not rewritten to the run folder
+    assert i2i.train(recipe, quiet=True).run_dir == tmp_path / "run-2"
+    assert not run.generator.training  # evaluates as i2i.load's model does
+    torch.manual_seed(5)
+    before = torch.rand(3)
+    torch.manual_seed(5)
+    i2i.load(run.run_dir)
+    assert torch.equal(torch.rand(3), before)
+    with pytest.raises(i2i.UserError, match="device = 'gpu': not a device i2i can use"):
+        i2i.load(run.run_dir, device="gpu")
+
+
+def test_a_plugin_beside_a_builtin_name_leaves_the_bare_name_to_i2i():
+    class Mine:
+        @i2i.hookimpl
+        def register_losses(self, register):
+            register("l1", i2i.ReconstructionLoss)
+
+    with pytest.raises(i2i.UserError, match="plugin name 'losses' is i2i's built-in plugin"):
+        i2i.register_plugin(Mine(), "losses")
+    i2i.register_plugin(Mine(), "mine")
+    losses = i2i.registry("losses")
+    assert losses["l1"].plugin == "losses" and losses["mine:l1"].plugin == "mine"
+
+
+def test_api_misuse_gets_a_clear_error():
+    with pytest.raises(i2i.UserError, match=r"unknown kind 'generator' \(did you mean 'generators'\?\)"):
+        i2i.list_components("generator")
+    with pytest.raises(TypeError, match="overrides is a list of 'dotted.key=VALUE' strings"):
+        i2i.load_recipe(TINY_G2C, overrides="train.steps=3")
