@@ -39,6 +39,10 @@ class Model:
         if images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"model(images) takes [B, 3, H, W] or [3, H, W] (or 1 grey channel), "
                              f"got shape {list(images.shape)}")
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise TypeError(f"model(images) takes float images in [0, 1] or uint8 ones in [0, 255], not {images.dtype}")
+        if images.numel() == 0:
+            raise ValueError(f"model(images) got an empty batch of shape {list(images.shape)}")
         scale = 255.0 if images.dtype == torch.uint8 else 1.0
         images = images.to(self.device, torch.float32) / scale
         if images.shape[1] == 1:
@@ -62,8 +66,11 @@ class Model:
             image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
         if isinstance(image, Image.Image):
             tensor = pil_to_tensor(image, 3)
-        else:
+        elif isinstance(image, (str, Path)):
             tensor = decode_image(Path(image), 3)
+        else:
+            hint = "; for a tensor use model(tensor)" if isinstance(image, Tensor) else ""
+            raise TypeError(f"model.translate takes a path, a PIL image or a uint8 numpy array, not {type(image).__name__}{hint}")
         return to_pil(self(tensor, tile=tile))
 
 

@@ -54,3 +54,17 @@ def test_api_misuse_gets_a_clear_error():
         i2i.list_components("generator")
     with pytest.raises(TypeError, match="overrides is a list of 'dotted.key=VALUE' strings"):
         i2i.load_recipe(TINY_G2C, overrides="train.steps=3")
+
+
+def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path):
+    run = i2i.train({**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos)},
+                     "train": {**TINY_G2C["train"], "steps": 1}, "output": {**TINY_G2C["output"], "dir": str(tmp_path / "run")}},
+                    quiet=True)
+    model = i2i.load(run.run_dir)
+    with pytest.raises(TypeError, match="takes float images in \\[0, 1\\] or uint8 ones in \\[0, 255\\], not torch.int32"):
+        model(torch.zeros(1, 3, 16, 16, dtype=torch.int32))
+    with pytest.raises(ValueError, match="empty batch"):
+        model(torch.zeros(0, 3, 16, 16))
+    with pytest.raises(TypeError, match="for a tensor use model\\(tensor\\)"):
+        model.translate(torch.zeros(3, 16, 16))
+    assert model(torch.zeros(3, 16, 16, dtype=torch.uint8)).shape == (3, 16, 16)
