@@ -92,7 +92,8 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     run_dir = ckpt.run_dir_of(checkpoint)
     recipe_path = run_dir / "recipe.toml"
     if not recipe_path.is_file():
-        raise CheckpointError(f"{run_dir}: no recipe.toml beside the checkpoints; cannot rebuild the network")
+        raise CheckpointError(f"{checkpoint}: no recipe.toml in {run_dir.resolve()}, two folders up, to rebuild the network "
+                              "from; load the run folder, or keep a checkpoint folder inside its run's checkpoints/")
     recipe = load_recipe(recipe_path)
     with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's random stream stays
         task, generator = build_task_and_generator(recipe)

@@ -68,3 +68,16 @@ def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path):
     with pytest.raises(TypeError, match="for a tensor use model\\(tensor\\)"):
         model.translate(torch.zeros(3, 16, 16))
     assert model(torch.zeros(3, 16, 16, dtype=torch.uint8)).shape == (3, 16, 16)
+
+
+def test_resume_with_a_recipe_and_a_misspelt_callback_event_are_pointed_out(photos, tmp_path, capsys):
+    class Typo(i2i.Callback):
+        def on_logg(self, trainer, step, values):
+            pass
+
+    recipe = {**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos)},
+              "train": {**TINY_G2C["train"], "steps": 1}, "output": {**TINY_G2C["output"], "dir": str(tmp_path / "run")}}
+    run = i2i.train(recipe, callbacks=[Typo()], quiet=True)
+    assert "callback Typo has on_logg, which i2i never calls" in capsys.readouterr().err
+    with pytest.raises(i2i.UserError, match="without a recipe or out"):
+        i2i.train(recipe, resume=run.run_dir)

@@ -9,7 +9,8 @@ the project's 2-core machine (``benchmarks/RESULTS.md``).
 
 Inside ``freed_memory_kept()`` glibc serves every block from its heap and never gives freed
 memory back, so steady-state steps reuse pages that are already mapped; on leaving, glibc's
-defaults come back and the free pages are returned (``malloc_trim``). It is a process-wide
+defaults (or the ``MALLOC_MMAP_MAX_`` / ``MALLOC_TRIM_THRESHOLD_`` the process started with)
+come back and the free pages are returned (``malloc_trim``). It is a process-wide
 setting, so the engine holds it only around CPU training loops (``Trainer.fit``); inference
 frees far less per batch and measured no faster with it. ``I2I_KEEP_FREED_MEMORY=0`` turns it
 off.
@@ -46,6 +47,14 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
+def _setting(variable: str, default: int) -> int:
+    """What glibc started with: its environment variable (a program may tune malloc), else its default."""
+    try:
+        return int(os.environ.get(variable, default))
+    except ValueError:
+        return default
+
+
 def _enabled() -> bool:
     return os.environ.get(ENV_VARIABLE, "1").strip().lower() not in ("0", "false", "no", "off")
 
@@ -73,6 +82,6 @@ def freed_memory_kept() -> Iterator[bool]:
     finally:
         _depth -= 1
         if _depth == 0:
-            libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-            libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+            libc.mallopt(_M_MMAP_MAX, _setting("MALLOC_MMAP_MAX_", _DEFAULT_MMAP_MAX))
+            libc.mallopt(_M_TRIM_THRESHOLD, _setting("MALLOC_TRIM_THRESHOLD_", _DEFAULT_TRIM_THRESHOLD))
             libc.malloc_trim(0)

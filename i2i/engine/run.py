@@ -174,6 +174,9 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     from .distributed import DistContext, is_comm_failure
 
     checkpoint_dir, run_dir = None, None
+    if resume is not None and (recipe is not None or out is not None):
+        raise UserError("a resumed run continues in its own folder with its saved recipe: "
+                        "call train(None, resume=RUN_DIR, overrides=[...]) without a recipe or out")
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "recipe.toml").is_file():

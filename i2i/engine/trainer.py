@@ -52,6 +52,19 @@ from .optim import build_optimizer, lr_factor, portable_state, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
 
 
+def _warn_unknown_events(callbacks: list[Any]) -> None:
+    """A callback method named like an event that does not exist (``on_logg``) is never called:
+    say so, rather than leave its author wondering."""
+    from ..callbacks import Callback
+
+    events = sorted(name for name in dir(Callback) if name.startswith("on_"))
+    for callback in callbacks:
+        for name in dir(callback):
+            if name.startswith("on_") and name not in events:
+                print(f"i2i: warning: callback {type(callback).__name__} has {name}, which i2i never calls "
+                      f"(events: {', '.join(events)})", file=sys.stderr)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)  # CPU and every CUDA device
@@ -77,6 +90,7 @@ class Trainer:
         self.seed = self.train_cfg["seed"]
         self.stop_requested = False
         self.callbacks = list(callbacks or [])
+        _warn_unknown_events(self.callbacks)
         self.quiet = quiet
         self.best: dict[str, Any] = {}
         self.last_metrics: dict[str, float] = {}
