@@ -216,7 +216,6 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
     if loaded is not None:
         current.manager.unregister(name=name)
         current.registry.remove_plugin(name)
-    previous = current.plugins.get(name)
     info = PluginInfo(name, getattr(plugin, "__name__", type(plugin).__name__),
-                      previous.distribution if previous else None, previous.version if previous else None)
+                      taken.distribution if taken else None, taken.version if taken else None)
     return current.add_plugin(plugin, name, info=info)
