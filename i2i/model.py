@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .engine import checkpoint as ckpt
-from .engine.device import resolve_device
+from .engine.device import global_state_kept, resolve_device
 from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError
 from .plugins import registry
@@ -95,7 +95,7 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
         raise CheckpointError(f"{checkpoint}: no recipe.toml in {run_dir.resolve()}, two folders up, to rebuild the network "
                               "from; load the run folder, or keep a checkpoint folder inside its run's checkpoints/")
     recipe = load_recipe(recipe_path)
-    with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's random stream stays
+    with global_state_kept():  # float32 weights; the caller's random stream stays
         task, generator = build_task_and_generator(recipe)
     weights = checkpoint / "generator_ema.safetensors"
     if not weights.is_file():

@@ -102,6 +102,8 @@ class Registry:
                 raise TypeError(f"{SINGULAR[kind]} {name!r}: factory is not callable")
             desc = description or first_line(inspect.getdoc(factory))
             for each in (name, *aliases):
+                if sink is not None and any(c.kind == kind and c.name == each for c in sink):
+                    raise ValueError(f"{SINGULAR[kind]} '{each}' is registered twice")
                 component = Component(kind, each, factory, plugin, distribution, version, desc, dict(defaults or {}))
                 (sink.append(component) if sink is not None else self.add(component))
 

@@ -261,3 +261,14 @@ def test_a_name_from_a_plugin_that_failed_says_so(capsys):
 def test_load_plugins_naming_nothing_installed_warns(site):
     result = run_i2i(["plugins", "--json"], site, env={"I2I_LOAD_PLUGINS": "good,godo"})
     assert "I2I_LOAD_PLUGINS names 'godo', which no installed plugin has" in result.stderr
+
+
+def test_a_plugin_registering_one_name_twice_is_disabled_with_the_name():
+    class Twice:
+        @i2i.hookimpl
+        def register_metrics(self, register):
+            register("score", lambda: (lambda o, t: o.mean((1, 2, 3))))
+            register("score", lambda: (lambda o, t: t.mean((1, 2, 3))))
+
+    info = i2i.register_plugin(Twice(), "twice")
+    assert info.status == "failed" and "metric 'score' is registered twice" in info.error

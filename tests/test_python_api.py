@@ -81,3 +81,16 @@ def test_resume_with_a_recipe_and_a_misspelt_callback_event_are_pointed_out(phot
     assert "callback Typo has on_logg, which i2i never calls" in capsys.readouterr().err
     with pytest.raises(i2i.UserError, match="without a recipe or out"):
         i2i.train(recipe, resume=run.run_dir)
+
+
+def test_training_and_loading_work_under_a_float64_default_dtype(photos, tmp_path):
+    recipe = {**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos)},
+              "train": {**TINY_G2C["train"], "steps": 1}, "output": {**TINY_G2C["output"], "dir": str(tmp_path / "run")}}
+    torch.set_default_dtype(torch.float64)
+    try:
+        run = i2i.train(recipe, quiet=True)
+        assert torch.get_default_dtype() == torch.float64  # the caller's setting, back
+        output = i2i.load(run.run_dir)(torch.rand(3, 16, 16))
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert output.dtype == torch.float32 and output.shape == (3, 16, 16)

@@ -13,15 +13,19 @@ from ..errors import UserError
 
 @contextlib.contextmanager
 def global_state_kept() -> Iterator[None]:
-    """Training seeds torch's and Python's global random streams and sets cuDNN and TF32
-    flags for speed; a program that embeds i2i gets its own back when the call returns."""
+    """Training seeds torch's and Python's global random streams, sets cuDNN and TF32 flags for
+    speed and works in float32 (whatever default dtype the caller set); a program that embeds
+    i2i gets its own settings back when the call returns."""
     python_state, cpu_state = random.getstate(), torch.random.get_rng_state()
     cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     backends = torch.backends
     flags = (backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
     try:
         yield
     finally:
+        torch.set_default_dtype(dtype)
         random.setstate(python_state)
         torch.random.set_rng_state(cpu_state)
         if cuda_states is not None:
