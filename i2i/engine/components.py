@@ -31,7 +31,7 @@ class LossTerm:
 
     def weighted(self, value: Any, scale: float = 1.0, part: str = "") -> Tensor:
         """``weight * scale * value``, once ``value`` is known to be a scalar tensor."""
-        return self.weight * scale * scalar_loss(value, f"{self.where}{part}")
+        return self.weight * scale * scalar_loss(value, self.where, part)
 
 
 @dataclass

@@ -27,11 +27,14 @@ def describe(value: Any) -> str:
     return "None" if value is None else f"a {type(value).__name__}"
 
 
-def scalar_loss(value: Any, where: str) -> Tensor:
-    """``value`` if it is a scalar tensor; else a :class:`PluginError` saying what came back."""
+def scalar_loss(value: Any, where: str, part: str = "") -> Tensor:
+    """``value`` if it is a scalar tensor; else a :class:`PluginError` saying what came back.
+
+    Called on every loss of every step: the message (``where`` + ``part``) is built only on failure.
+    """
     if isinstance(value, Tensor) and value.dim() == 0:
         return value
-    raise PluginError(f"{where} returned {describe(value)}, not a scalar tensor (a loss reduces over "
+    raise PluginError(f"{where}{part} returned {describe(value)}, not a scalar tensor (a loss reduces over "
                       f"the batch, e.g. with .mean()); {REPORT}")
 
 
