@@ -42,10 +42,10 @@ from ..recipe import Recipe
 from . import checkpoint as ckpt
 from .components import build_loss_terms, build_networks, check_crop_size
 from .contracts import dry_run
-from .evaluate import build_metrics
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext
+from .evaluate import build_metrics
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
 from .optim import build_optimizer, lr_factor, portable_state, set_lr
