@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import re
 import sys
 from dataclasses import dataclass
@@ -203,7 +204,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read, override, validate and fill in defaults. Raises :class:`RecipeError`."""
     if isinstance(source, dict):
-        data, where = copy.deepcopy(source), "<recipe>"
+        data, where = _plain_values(copy.deepcopy(source)), "<recipe>"
     elif isinstance(source, (str, Path)):
         data, where = read_toml(source), str(source)
     else:
@@ -240,6 +241,18 @@ def _blame_override(exc: RecipeError, where: str, overrides: list[str] | tuple[s
         if key == dotted or key.startswith(dotted + "."):
             return type(exc)(f"--set {override.strip()}: {rest}")
     return exc
+
+
+def _plain_values(value: Any) -> Any:
+    """Numpy (and other) scalars as the Python ``int``/``float``/``bool`` a TOML file would give:
+    a dict recipe built by a sweep script may hold ``np.int64(500)`` steps."""
+    if isinstance(value, dict):
+        return {key: _plain_values(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_values(v) for v in value]
+    if not isinstance(value, (bool, int, float, str)) and isinstance(value, numbers.Number) and hasattr(value, "item"):
+        return value.item()
+    return value
 
 
 # -- validation ---------------------------------------------------------------------------------

@@ -49,6 +49,14 @@ def test_a_plugin_beside_a_builtin_name_leaves_the_bare_name_to_i2i():
     assert losses["l1"].plugin == "losses" and losses["mine:l1"].plugin == "mine"
 
 
+def test_a_dict_recipe_may_hold_numpy_numbers():
+    import numpy as np
+
+    recipe = i2i.load_recipe({**TINY_G2C, "train": {**TINY_G2C["train"], "steps": np.int64(3), "g": {"lr": np.float32(0.001)}}})
+    assert recipe["train"]["steps"] == 3 and type(recipe["train"]["steps"]) is int
+    assert type(recipe["train"]["g"]["lr"]) is float
+
+
 def test_api_misuse_gets_a_clear_error():
     with pytest.raises(i2i.UserError, match=r"unknown kind 'generator' \(did you mean 'generators'\?\)"):
         i2i.list_components("generator")
