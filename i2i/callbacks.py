@@ -8,6 +8,7 @@ Every method is optional. ``trainer`` is the running :class:`i2i.engine.Trainer`
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -30,3 +31,14 @@ class Callback:
 
     def on_run_end(self, trainer: Any, status: str, metrics: dict[str, float]) -> None:
         """When the run ends; ``status`` is ``finished``, ``interrupted`` or ``failed``."""
+
+
+def warn_unknown_events(callbacks: list[Any]) -> None:
+    """A callback method named like an event that does not exist (``on_logg``) is never called:
+    say so, rather than leave its author wondering."""
+    events = sorted(name for name in dir(Callback) if name.startswith("on_"))
+    for callback in callbacks:
+        for name in dir(callback):
+            if name.startswith("on_") and name not in events:
+                print(f"i2i: warning: callback {type(callback).__name__} has {name}, which i2i never calls "
+                      f"(events: {', '.join(events)})", file=sys.stderr)

@@ -39,13 +39,17 @@ def build_metrics(task, names: list[str] | tuple[str, ...], recipe=None) -> dict
 
 def _add(sums: dict[str, Tensor], values: Any, name: str, batch: int) -> None:
     """Add per-image metric values (a tensor, or a dict of tensors) to running sums."""
-    check_metric_values(values, name, batch)
-    if isinstance(values, dict):
-        for key, value in values.items():
-            _add(sums, value, key, batch)
-        return
-    value = values.detach().float().reshape(-1).sum()
-    sums[name] = sums[name] + value if name in sums else value
+    check_metric_values(values, name, batch)  # once, for the whole (possibly nested) result
+    for key, value in _flatten(values, name):
+        value = value.detach().float().reshape(-1).sum()
+        sums[key] = sums[key] + value if key in sums else value
+
+
+def _flatten(values: Any, name: str) -> list[tuple[str, Tensor]]:
+    """(name, tensor) pairs of a metric's result; a dict's values are named by their keys."""
+    if not isinstance(values, dict):
+        return [(name, values)]
+    return [pair for key, value in values.items() for pair in _flatten(value, key)]
 
 
 def val_seed(seed: int, batch: int) -> int:

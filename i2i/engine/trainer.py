@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import __version__
+from ..callbacks import warn_unknown_events
 from ..errors import RecipeError, TrainingStopped, UserError
 from ..losses import as_logit_list
 from ..recipe import Recipe
@@ -50,19 +51,6 @@ from .health import HealthMonitor
 from .host_memory import freed_memory_kept
 from .optim import build_optimizer, lr_factor, portable_state, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
-
-
-def _warn_unknown_events(callbacks: list[Any]) -> None:
-    """A callback method named like an event that does not exist (``on_logg``) is never called:
-    say so, rather than leave its author wondering."""
-    from ..callbacks import Callback
-
-    events = sorted(name for name in dir(Callback) if name.startswith("on_"))
-    for callback in callbacks:
-        for name in dir(callback):
-            if name.startswith("on_") and name not in events:
-                print(f"i2i: warning: callback {type(callback).__name__} has {name}, which i2i never calls "
-                      f"(events: {', '.join(events)})", file=sys.stderr)
 
 
 def seed_everything(seed: int) -> None:
@@ -90,7 +78,7 @@ class Trainer:
         self.seed = self.train_cfg["seed"]
         self.stop_requested = False
         self.callbacks = list(callbacks or [])
-        _warn_unknown_events(self.callbacks)
+        warn_unknown_events(self.callbacks)
         self.quiet = quiet
         self.best: dict[str, Any] = {}
         self.last_metrics: dict[str, float] = {}
