@@ -203,3 +203,33 @@ def test_keeping_freed_memory_can_be_turned_off():
     kept, faults = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                   check=True).stdout.split()
     assert kept == "False" and int(faults) > 5 * 64 * 256
+
+
+def test_leaving_the_training_loop_restores_the_malloc_settings_the_process_started_with():
+    """A program that tuned glibc (MALLOC_MMAP_MAX_=0, a high trim threshold) keeps its tuning after training."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from helpers import page_faults_to_touch\n"
+        "from i2i.engine.host_memory import freed_memory_kept\n"
+        "with freed_memory_kept() as kept:\n"
+        "    page_faults_to_touch(64)\n"
+        "page_faults_to_touch(64)\n"  # the heap grows to its high-water mark once
+        "print(kept, sum(page_faults_to_touch(64) for _ in range(6)))\n"
+    )
+
+    def faults_after_training(**malloc_env: str) -> int:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        env.update(malloc_env)
+        kept, faults = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                      check=True).stdout.split()
+        if kept != "True":
+            pytest.skip("needs glibc on Linux")
+        return int(faults)
+
+    pages = 64 * 256
+    tuned = faults_after_training(MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(2**30))
+    assert tuned < pages  # the program's own setting: freed buffers still come back without faults
+    assert faults_after_training() > 5 * pages  # glibc's defaults: each buffer is mapped afresh again
