@@ -17,7 +17,11 @@ seconds) runs out:
 7. ``large``: 256 px pix2pix at batch 32 and 64: img/s and model-FLOP utilisation
    (MFU = img/s * 86.9 GFLOP / measured bf16 matmul rate; 86.9 GFLOP per image per pix2pix
    training step at 256 px, from FIELD-NOTES), graphed and eager;
-8. with ``--compile``: ``train.compile = true`` at 256 px, batch 64 (compiling takes a minute or two).
+8. ``breakdown``: where the large-batch step's device time goes, for the MFU gap: the torch
+   profiler over a few eager steps of unet_256 at batch 64, the device time summed by kind
+   (convolutions forward and backward, normalisation, element-wise, optimiser, copies) and the
+   costliest operator/shape pairs, and the TFLOP/s the convolutions alone reach;
+9. with ``--compile``: ``train.compile = true`` at 256 px, batch 64 (compiling takes a minute or two).
 
 Writes everything to ``--json`` as it goes. ``benchmarks/run_gpu.sh`` installs what the
 device machine lacks and calls this.
@@ -245,6 +249,67 @@ def reference_rate(python: str, ref: Path, p: Preset, scratch: Path, short: int,
             "steps": [short, long], "num_threads": threads}
 
 
+# Operator names to the kinds the breakdown sums; the first matching prefix wins, the rest is "other".
+OP_KINDS = (
+    ("convolution", ("aten::cudnn_convolution", "aten::convolution_backward", "aten::mkldnn_convolution",
+                     "aten::_convolution", "aten::convolution", "aten::conv")),
+    ("normalisation", ("aten::cudnn_batch_norm", "aten::native_batch_norm", "aten::batch_norm",
+                       "aten::_batch_norm", "aten::instance_norm", "aten::native_group_norm")),
+    ("optimiser", ("aten::_fused_adam", "aten::_foreach", "Optimizer.")),
+    ("copies", ("aten::copy_", "aten::cat", "aten::_to_copy", "aten::contiguous", "aten::clone")),
+    ("element-wise", ("aten::leaky_relu", "aten::relu", "aten::tanh", "aten::threshold", "aten::add", "aten::mul",
+                      "aten::sub", "aten::div", "aten::abs", "aten::mean", "aten::sum", "aten::fill_", "aten::zero_",
+                      "aten::binary_cross_entropy", "aten::mse_loss", "aten::l1_loss", "aten::where", "aten::sigmoid")),
+)
+
+
+def op_kind(name: str) -> str:
+    for kind, prefixes in OP_KINDS:
+        if name.startswith(prefixes):
+            return kind
+    return "other"
+
+
+def step_breakdown(p: Preset, data_dir: Path, scratch: Path, overrides: list[str], *, warmup: int, steps: int) -> dict:
+    """Device (or, without CUDA, CPU) self time of ``steps`` eager training steps under the torch
+    profiler, summed by operator kind, and the 12 costliest operator/input-shape pairs."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer, run_dir = build_trainer(p, data_dir, scratch, overrides)
+    train_steps(trainer, warmup)
+    sync()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+    start = time.perf_counter()
+    with profile(activities=activities, record_shapes=True) as prof:
+        train_steps(trainer, steps)
+        sync()
+    wall_ms = 1000 * (time.perf_counter() - start) / steps
+    release(trainer, run_dir)
+    attr = "self_device_time_total" if DEVICE == "cuda" else "self_cpu_time_total"
+
+    def self_ms(event) -> float:
+        value = getattr(event, attr, None)
+        if value is None and DEVICE == "cuda":  # older torch
+            value = event.self_cuda_time_total
+        return value / 1000 / steps
+
+    kinds: dict[str, float] = {}
+    for event in prof.key_averages():
+        kinds[op_kind(event.key)] = kinds.get(op_kind(event.key), 0.0) + self_ms(event)
+    total = sum(kinds.values())
+    top = sorted(prof.key_averages(group_by_input_shape=True), key=self_ms, reverse=True)[:12]
+    conv_ms = kinds.get("convolution", 0.0)
+    return {
+        "steps": steps, "wall_ms_per_step_profiled": round(wall_ms, 2), "profiled_ms_per_step": round(total, 2),
+        "ms_per_step_by_kind": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+        "share_by_kind": {k: round(v / total, 3) for k, v in kinds.items()} if total else {},
+        "convolution_tflops": round(p.batch * PIX2PIX_GFLOP_256 / conv_ms, 3) if conv_ms and p.size == 256 else None,
+        "top": [{"op": e.key, "shapes": str(e.input_shapes)[:160], "ms_per_step": round(self_ms(e), 3),
+                 "calls_per_step": e.count / steps} for e in top],
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, default=Path("gpu_results.json"))
@@ -254,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=2.5, help="timed seconds per in-process configuration")
     ap.add_argument("--compile", action="store_true", help="last, also try train.compile at batch 64 (1-2 min)")
     ap.add_argument("--device", default="cuda", help="cpu: smoke-test this script without a GPU (tiny settings)")
-    ap.add_argument("--skip", action="append", default=[], help="section to skip: check, rows, recipes, process, translate, large, compile")
+    ap.add_argument("--skip", action="append", default=[], help="section to skip: check, rows, recipes, process, translate, large, breakdown, compile")
     ap.add_argument("--only", action="append", default=[], help="run only this section (repeatable)")
     ap.add_argument("--process-runs", default="",
                     help="process section: comma-separated PRESET:SHORT:LONG:REFERENCE_LONG step counts")
@@ -398,7 +463,15 @@ def main(argv: list[str] | None = None) -> dict:
             log(f"large {label} b{batch}: {r}")
         save()
 
-    # 8. torch.compile at the large batch (last: compiling costs a minute or two)
+    # 8. where the large-batch step's device time goes (eager: a graph replay hides its kernels)
+    if section("breakdown", 30):
+        batch = 2 if smoke else 64
+        p = Preset("unet_256", 256, batch, note=f"pix2pix 256 px batch {batch}, profiled")
+        r = guarded("breakdown", f"bf16_cl_eager_b{batch}", lambda: step_breakdown(
+            p, data_dirs[256], scratch, [*fast, "train.cuda_graphs=false"], warmup=2 if smoke else 8, steps=2 if smoke else 4))
+        log(f"breakdown b{batch}: {json.dumps(r, indent=1)}")
+
+    # 9. torch.compile at the large batch (last: compiling costs a minute or two)
     if args.compile and section("compile", 100):
         batch = 2 if smoke else 64
         p = Preset("unet_256", 256, batch, note=f"pix2pix 256 px batch {batch}, compiled")
