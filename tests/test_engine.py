@@ -61,6 +61,29 @@ def test_a_run_with_a_relative_data_folder_resumes_from_another_directory(photos
     assert i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True).step == 3
 
 
+class OptimizerSettings(i2i.Callback):
+    """Records each optimiser's settings as the resumed run trains."""
+
+    def on_log(self, trainer, step, values):
+        self.seen = {name: {k: opt.param_groups[0][k] for k in ("betas", "weight_decay", "decoupled_weight_decay")}
+                     for name, opt in (("g", trainer.opt_g), ("d", trainer.opt_d))}
+
+
+def test_resume_applies_changed_optimizer_settings(photos, tmp_path):
+    # the checkpoint's optimiser state used to bring its own betas and weight decay back, so
+    # these overrides were written into the run's recipe.toml but never used
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}), quiet=True)
+    spy = OptimizerSettings()
+    i2i.train(None, resume=run.run_dir, quiet=True, callbacks=[spy], overrides=[
+        "train.steps=4", "train.g.betas=[0.9, 0.99]", "train.d.weight_decay=0.01", "train.d.name=adamw"])
+    assert spy.seen["g"]["betas"] == (0.9, 0.99) and spy.seen["g"]["weight_decay"] == 0
+    assert spy.seen["d"] == {"betas": (0.5, 0.999), "weight_decay": 0.01, "decoupled_weight_decay": True}
+    # and back: a plain resume uses what the saved recipe now says
+    i2i.train(None, resume=run.run_dir, quiet=True, callbacks=[spy], overrides=["train.steps=6", "train.d.name=adam"])
+    assert spy.seen["g"]["betas"] == (0.9, 0.99)
+    assert spy.seen["d"] == {"betas": (0.5, 0.999), "weight_decay": 0.01, "decoupled_weight_decay": False}
+
+
 class StopAt(i2i.Callback):
     def __init__(self, step):
         self.stop_step = step

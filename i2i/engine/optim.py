@@ -56,6 +56,21 @@ def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> N
             group["lr"] = base_lr * factor
 
 
+def load_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a checkpoint's optimiser state, keeping the hyperparameters the recipe built it with.
+
+    ``Optimizer.load_state_dict`` also restores each group's betas, weight decay, eps...
+    from the checkpoint, so ``i2i run --resume RUN --set train.g.betas=[0.9, 0.99]`` (or a
+    new ``weight_decay``) was recorded in the run's recipe but silently not applied. The
+    moments and step counts come from the checkpoint; the settings come from the recipe
+    (unchanged settings give the same values, so resume stays bit-exact).
+    """
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, wanted in zip(optimizer.param_groups, settings):
+        group.update(wanted)
+
+
 def portable_state(optimizer: torch.optim.Optimizer) -> dict:
     """``optimizer.state_dict()`` as any run can load it: a CUDA-graphed run's tensor learning
     rate becomes a number and ``capturable`` is cleared (the CPU's Adam refuses it)."""

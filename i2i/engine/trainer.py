@@ -49,7 +49,7 @@ from .distributed import DistContext
 from .evaluate import build_metrics
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
-from .optim import build_optimizer, lr_factor, portable_state, set_lr
+from .optim import build_optimizer, load_state, lr_factor, portable_state, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
 
 
@@ -618,7 +618,7 @@ class Trainer:
             if optimizer is None or f"optim_{name}" not in state:
                 continue
             tensors = ckpt.read_tensors(path / f"optim_{name}.safetensors")
-            optimizer.load_state_dict(ckpt.join_state(state[f"optim_{name}"], tensors))
+            load_state(optimizer, ckpt.join_state(state[f"optim_{name}"], tensors))
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         self._load_rank_state(state, ckpt.read_tensors(path / "rng.safetensors"))
