@@ -64,6 +64,12 @@ def cli() -> None:
       i2i run recipes/gray2color.toml
       i2i translate runs/gray2color old_photos/ --out coloured/
     """
+    import warnings
+
+    # Pillow's DecompressionBombWarning, with a raw source line, on photos above ~89 megapixels
+    # (matched by message, so that --help does not import Pillow): a user's own panorama is no
+    # attack, and twice that size is refused with a one-line reason anyway.
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
 
 
 # -- run / validate ------------------------------------------------------------------------------

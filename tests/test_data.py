@@ -147,6 +147,48 @@ def test_cmyk_jpeg_becomes_rgb(tmp_path):
     assert red[0] > 240 and red[1] < 15 and red[2] < 15
 
 
+def swapped_primaries_profile() -> bytes:
+    """Pillow's sRGB ICC profile with the red and green primaries swapped: a wide-gamut stand-in
+    (no Display P3 profile ships with Pillow) under which a pure red pixel means sRGB green."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    table = {srgb[132 + 12 * i:136 + 12 * i]: struct.unpack(">II", srgb[136 + 12 * i:144 + 12 * i])
+             for i in range(struct.unpack(">I", srgb[128:132])[0])}
+    (red, size), (green, _) = table[b"rXYZ"], table[b"gXYZ"]
+    swapped = bytearray(srgb)
+    swapped[red:red + size], swapped[green:green + size] = srgb[green:green + size], srgb[red:red + size]
+    return bytes(swapped)
+
+
+@pytest.mark.parametrize("name", ["p3.png", "p3.jpg", "p3.tif", "p3_alpha.png"])
+def test_embedded_colour_profile_is_converted_to_srgb(tmp_path, name):
+    """A phone's Display P3 or a camera's Adobe RGB photo looks as a colour-managed viewer shows
+    it (the same for training, eval and translate), not as if its numbers were sRGB."""
+    from PIL import ImageCms
+
+    mode = "RGBA" if "alpha" in name else "RGB"
+    Image.new(mode, (8, 6), (255, 0, 0, 255)[:len(mode)]).save(tmp_path / name, icc_profile=swapped_primaries_profile())
+    green = decode_image(tmp_path / name, 3)[:, 3, 4].int()
+    assert (green - torch.tensor([0, 255, 0])).abs().max() <= 3  # JPEG is lossy
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(noise_rgb(6, 8)).save(tmp_path / "srgb.png", icc_profile=srgb)
+    assert torch.equal(decode_image(tmp_path / "srgb.png", 3), torch.from_numpy(noise_rgb(6, 8)).permute(2, 0, 1))
+    Image.fromarray(noise_rgb(6, 8)).save(tmp_path / "junk.png", icc_profile=b"not a profile")
+    assert torch.equal(decode_image(tmp_path / "junk.png", 3), torch.from_numpy(noise_rgb(6, 8)).permute(2, 0, 1))
+
+
+def test_empty_file_and_folder_named_as_images_say_so(tmp_path):
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(UnreadableImageError) as info:
+        decode_image(tmp_path / "zero.jpg", 3)
+    assert info.value.reason == "empty file (0 bytes)"
+    with pytest.raises(UnreadableImageError) as info:
+        probe_size(tmp_path / "folder.png")
+    assert info.value.reason == "a folder, not a file"
+
+
 @pytest.mark.parametrize("name", ["a.bmp", "a.webp", "a.TIFF", "a.tif", "a.JPG", "a.jpeg", "a.PNG"])
 def test_formats(tmp_path, name):
     pixels = np.full((20, 24, 3), (200, 100, 50), np.uint8)

@@ -11,7 +11,13 @@ Every file is decoded the same way wherever it is read (training, validation, ``
   images have no declared range, so it is guessed from the largest value: ``<= 1`` (floats
   only) is ``[0, 1]``, ``<= 255`` is 8-bit, ``<= 65535`` is 16-bit, anything larger is scaled
   by its maximum. Negative values and NaNs become 0.
+* An embedded ICC colour profile other than sRGB (Display P3 from phones, Adobe RGB from
+  cameras, a CMYK press profile) is converted to sRGB by Pillow's LittleCMS, so colours look
+  as a colour-managed viewer shows them; untagged images are taken as sRGB. A profile that
+  cannot be read is ignored, as a damaged EXIF block is.
 * CMYK, YCbCr, HSV, ... are converted to RGB by Pillow.
+* Images above Pillow's decompression-bomb limit (about 179 megapixels) are refused as too
+  large to decode; the command line silences Pillow's raw warning for half that size.
 * Grey images asked for as 3 channels are replicated; colour images asked for as 1 channel
   become their luminance, ITU-R BT.601 ``0.299 R + 0.587 G + 0.114 B`` (the weights of
   ``kornia.color.rgb_to_grayscale``), rounded.
@@ -19,6 +25,8 @@ Every file is decoded the same way wherever it is read (training, validation, ``
 
 from __future__ import annotations
 
+import functools
+import io
 import re
 import struct
 import warnings
@@ -28,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from ..errors import UserError
 
@@ -57,8 +65,14 @@ class UnreadableImageError(UserError):
         self.reason = reason or message
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, path: Path | None = None) -> str:
     """Why Pillow could not read a file, in a few words (its messages repeat the path)."""
+    if isinstance(exc, UnidentifiedImageError) and path is not None:
+        try:
+            if path.stat().st_size == 0:
+                return "empty file (0 bytes)"
+        except OSError:
+            pass
     if isinstance(exc, Image.DecompressionBombError):
         sizes = re.findall(r"\d+", str(exc))
         return (f"too large to decode ({int(sizes[0]):,} pixels; the limit is {int(sizes[1]):,})" if len(sizes) >= 2
@@ -67,6 +81,8 @@ def _reason(exc: BaseException) -> str:
         return "not an image format Pillow can read"
     if isinstance(exc, FileNotFoundError):
         return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "a folder, not a file"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
@@ -94,7 +110,7 @@ def decode_image(path: str | Path, channels: int) -> torch.Tensor:
         reason = _reason(exc)
         raise UnreadableImageError(f"{path}: {reason}", reason) from None
     except _DECODE_ERRORS as exc:
-        reason = _reason(exc)
+        reason = _reason(exc, path)
         raise UnreadableImageError(f"{path}: cannot decode this image ({reason})", reason) from None
     pixels = _to_channels(_orient(pixels, orientation), channels)
     return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C"))  # one writable copy
@@ -120,7 +136,7 @@ def probe_size(path: str | Path) -> tuple[int, int]:
             if _orientation(image) in (5, 6, 7, 8):
                 width, height = height, width
     except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
-        reason = _reason(exc)
+        reason = _reason(exc, path)
         raise UnreadableImageError(f"{path}: cannot read this image ({reason})", reason) from None
     return height, width
 
@@ -220,8 +236,50 @@ def _png16_colour_pixels(path: Path) -> np.ndarray | None:
     return pixels
 
 
+#: Modes whose embedded ICC profile is converted to sRGB (deep and grey modes keep their values).
+_ICC_MODES = ("RGB", "RGBA", "CMYK", "P")
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """The image converted from its embedded ICC profile to sRGB (RGB or RGBA); unchanged when
+    it has none, the profile is sRGB already, or it cannot be read."""
+    profile = image.info.get("icc_profile")
+    if not profile or image.mode not in _ICC_MODES:
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    transform = _srgb_transform(bytes(profile), image.mode)
+    if transform is None:
+        return image
+    try:
+        return ImageCms.applyTransform(image, transform)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return image
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_transform(profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """A transform from ``profile`` to sRGB for ``mode`` images, or ``None`` for a profile that
+    is unreadable or already sRGB (it maps a 16-level colour cube onto itself within 1 level)."""
+    out_mode = "RGBA" if mode == "RGBA" else "RGB"
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        transform = ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), mode, out_mode,
+                                            renderingIntent=ImageCms.Intent.PERCEPTUAL)
+        if mode == "CMYK":
+            return transform
+        levels = np.arange(0, 256, 17, dtype=np.uint8)
+        cube = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(64, 64, 3)
+        probe = Image.fromarray(cube).convert(mode)
+        moved = np.asarray(ImageCms.applyTransform(probe, transform).convert("RGB")).astype(np.int16)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+    return None if np.abs(moved - cube).max() <= 1 else transform
+
+
 def _pixels(image: Image.Image) -> np.ndarray:
     """Pixels as ``[H, W, 1 or 3]``: uint8, or float32 on the 0-255 scale for deep images."""
+    image = _to_srgb(image)
     mode = image.mode
     if (mode == "P" and "transparency" in image.info) or mode == "PA":
         image, mode = image.convert("RGBA"), "RGBA"
