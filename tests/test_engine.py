@@ -117,6 +117,40 @@ def test_stop_request_checkpoints_and_resume_matches_straight_run(photos, tmp_pa
     assert_identical(checkpoint_tensors(straight.run_dir), checkpoint_tensors(tmp_path / "stopped"))
 
 
+class Killed(Exception):
+    pass
+
+
+class KillAt(i2i.Callback):
+    """Dies at a logged step, as a killed process would: no checkpoint, no clean-up."""
+
+    def __init__(self, step):
+        self.kill_step = step
+
+    def on_log(self, trainer, step, values):
+        if step == self.kill_step:
+            raise Killed
+
+
+def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_run(photos, tmp_path):
+    # a checkpoint at step 3 and a log every 2 steps: killed at step 4 after logging it, the
+    # resumed run must log step 4 again with the same mean (over steps 3 and 4, one of them
+    # before the checkpoint) and end with the same weights and the same metrics.jsonl as a
+    # run that was never interrupted
+    sections = dict(output={"checkpoint_every": 3, "log_every": 2})
+    straight = i2i.train(tiny_recipe(photos, tmp_path / "straight", **sections), quiet=True)
+    with pytest.raises(Killed):
+        i2i.train(tiny_recipe(photos, tmp_path / "killed", **sections), callbacks=[KillAt(4)], quiet=True)
+    assert find_checkpoint(tmp_path / "killed").name == "step_0000003"
+    log = tmp_path / "killed" / "metrics.jsonl"
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [2, 4]
+    with open(log, "a") as handle:
+        handle.write('{"type": "train", "step": 5, "d_ga')  # a line cut short by the kill
+    i2i.train(None, resume=tmp_path / "killed", quiet=True)
+    assert_identical(checkpoint_tensors(straight.run_dir), checkpoint_tensors(tmp_path / "killed"))
+    assert log.read_text() == (straight.run_dir / "metrics.jsonl").read_text()
+
+
 def test_sigint_finishes_the_step_saves_and_exits_nonzero(photos, tmp_path):
     recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 100000}, output={"progress": "plain", "log_every": 1})
     path = tmp_path / "r.toml"

@@ -13,10 +13,18 @@ import torch
 
 
 class MetricsLog:
-    """Appends one JSON object per line to ``metrics.jsonl`` (flushed, so a crash keeps it)."""
+    """Appends one JSON object per line to ``metrics.jsonl`` (flushed, so a crash keeps it).
 
-    def __init__(self, path: Path) -> None:
+    ``resumed_at``: the step of the checkpoint a resumed run continues from. Records of later
+    steps were written after that checkpoint by a run that was then killed; the resumed run
+    writes those steps again, so they are dropped first (as is a line cut short by the kill),
+    and the file reads as that of an uninterrupted run.
+    """
+
+    def __init__(self, path: Path, resumed_at: int | None = None) -> None:
         self.path = path
+        if resumed_at is not None and path.is_file():
+            _drop_records_after(path, resumed_at)
         self.handle = open(path, "a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
@@ -27,10 +35,29 @@ class MetricsLog:
         self.handle.close()
 
 
+def _drop_records_after(path: Path, step: int) -> None:
+    """Rewrite ``metrics.jsonl`` (atomically) without records of steps after ``step`` and
+    without a last line that was cut short."""
+    from .checkpoint import write_atomic
+
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")[:-1]  # whatever follows the last newline is an unfinished line
+    kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+    if len(kept) != len(lines) or not text.endswith("\n") and text:
+        write_atomic(path, "".join(line + "\n" for line in kept).encode("utf-8"))
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 class TensorBoard:
     """TensorBoard scalars when ``tensorboard`` is installed (the ``[tensorboard]`` extra)."""
 
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
+    def __init__(self, run_dir: Path, enabled: bool, resumed_at: int | None = None) -> None:
         self.writer = None
         if not enabled:
             return
@@ -38,7 +65,9 @@ class TensorBoard:
             from torch.utils.tensorboard import SummaryWriter
         except Exception:  # tensorboard not installed: quietly skip
             return
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        # a resumed run hides the events a killed run wrote after its checkpoint (it logs them again)
+        purge = resumed_at + 1 if resumed_at is not None else None
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)
 
     def scalars(self, step: int, values: dict[str, float], prefix: str = "") -> None:
         if self.writer is None:

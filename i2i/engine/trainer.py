@@ -152,6 +152,7 @@ class Trainer:
         self._step_number = torch.zeros((), dtype=torch.long, device=self.device)  # step + 1, on the device
         self._logging_step = False
         self._saved_step = -1  # the step of the last checkpoint this process wrote
+        self.resumed_at: int | None = None  # the step of the checkpoint this run continued from
         self._autocast_cache = True
         self.graphs: GraphedStep | None = None
         self.graphs_failure: str | None = None  # why capture failed, if it did
@@ -369,8 +370,8 @@ class Trainer:
         if self.D is not None:
             self.D.train()
         main = self.dist.is_main
-        self.log = MetricsLog(self.run_dir / "metrics.jsonl") if main else None
-        self.tb = TensorBoard(self.run_dir, self.out_cfg["tensorboard"]) if main else None
+        self.log = MetricsLog(self.run_dir / "metrics.jsonl", self.resumed_at) if main else None
+        self.tb = TensorBoard(self.run_dir, self.out_cfg["tensorboard"], self.resumed_at) if main else None
         self.progress = Progress(self.out_cfg["progress"], self.total_steps, self.step, enabled=main and not self.quiet)
         self._emit("on_run_start", self)
         status = "failed"
@@ -553,7 +554,21 @@ class Trainer:
             else:
                 for i, s in enumerate(torch.cuda.get_rng_state_all()):
                     rng[f"torch_cuda_{i}"] = s
-        return {"rng": rng, "data": data_tree, "python_random": _python_state(random.getstate())}
+        return {"rng": rng, "data": data_tree, "python_random": _python_state(random.getstate()),
+                "log_window": self._log_window()}
+
+    def _log_window(self) -> dict[str, Any]:
+        """The loss sums of the steps since the last log, so that a run resumed from this
+        checkpoint logs the same means at its next log as an uninterrupted run."""
+        sums = torch.stack(list(self.acc.values())).cpu().tolist() if self.acc else []
+        return {"steps": self.acc_count, "sums": dict(zip(self.acc, sums))}
+
+    def _restore_log_window(self, window: dict[str, Any] | None) -> None:
+        if not window:
+            return
+        self.acc = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in window["sums"].items()}
+        self.bad_step = {k: torch.full((), -1, dtype=torch.long, device=self.device) for k in self.acc}
+        self.acc_count = int(window["steps"])
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint (rank 0), with every rank's random streams and data position."""
@@ -572,7 +587,7 @@ class Trainer:
         state: dict[str, Any] = {
             "format": ckpt.FORMAT, "i2i_version": __version__, "step": self.step,
             "total_steps": self.total_steps, "best": {k: v for k, v in self.best.items() if k != "pending"},
-            "python_random": ranks[0]["python_random"],
+            "python_random": ranks[0]["python_random"], "log_window": ranks[0]["log_window"],
             "metrics": self.last_metrics, "baselines": self.last_baselines,
         }
         optimizers = {"g": self.opt_g, "d": self.opt_d}
@@ -588,7 +603,7 @@ class Trainer:
         rng = dict(ranks[0]["rng"])
         if self.dist.is_distributed:  # rank r's tensors as "rank{r}.<name>"; rank 0's unprefixed
             state["world_size"] = self.dist.world_size
-            state["ranks"] = {str(r): {"data": each["data"], "python_random": each["python_random"]}
+            state["ranks"] = {str(r): {"data": each["data"], "python_random": each["python_random"], "log_window": each["log_window"]}
                               for r, each in enumerate(ranks) if r > 0}
             for r, each in enumerate(ranks[1:], start=1):
                 rng.update({f"rank{r}.{name}": tensor for name, tensor in each["rng"].items()})
@@ -622,7 +637,7 @@ class Trainer:
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         self._load_rank_state(state, ckpt.read_tensors(path / "rng.safetensors"))
-        self.step = int(state["step"])
+        self.step = self.resumed_at = int(state["step"])
         self.best = dict(state.get("best") or {})
         self.last_metrics = state.get("metrics") or {}
         self.last_baselines = state.get("baselines") or {}
@@ -655,6 +670,7 @@ class Trainer:
                 torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
         self.data.load_state_dict(ckpt.join_state(saved["data"], rng))
         random.setstate(_python_state_back(saved["python_random"]))
+        self._restore_log_window(saved.get("log_window"))
 
 
 def _python_state(state: tuple) -> list:
