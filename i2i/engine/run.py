@@ -71,6 +71,24 @@ def _pin_data_folders(recipe: Recipe) -> None:
             data[key] = os.path.abspath(folder)
 
 
+#: Keys that pick which files a run validates on: a resumed run must keep them.
+SPLIT_KEYS = (("train", "seed"), ("data", "val_fraction"))
+
+
+def _check_split_kept(saved: Recipe, recipe: Recipe) -> None:
+    """Refuse a resume override that would move files between training and validation (the
+    split is drawn from train.seed and data.val_fraction): the resumed run would train on
+    images its validation scores, and BEST would be picked on images it has seen."""
+    for table, key in SPLIT_KEYS:
+        before, after = saved[table][key], recipe[table][key]
+        if before != after:
+            dotted = f"{table}.{key}"
+            given = next((o for o in recipe.overrides if o.split("=", 1)[0].strip() == dotted), f"{dotted}={after}")
+            raise UserError(f"--set {given}: a resumed run keeps {dotted} = {before}, which fixes its "
+                            "train/validation split (changed, it would train on its validation images); "
+                            "start a new run to use another")
+
+
 def _remove_if_empty(folder: Path) -> None:
     with suppress(OSError):
         folder.rmdir()  # fails, and keeps the folder, unless it is empty
@@ -183,6 +201,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             raise UserError(f"{run_dir}: not an i2i run directory (no recipe.toml); pass the folder a run was written to")
         checkpoint_dir = ckpt.find_checkpoint(run_dir)
         recipe = load_recipe(run_dir / "recipe.toml", overrides)
+        if overrides:
+            _check_split_kept(load_recipe(run_dir / "recipe.toml"), recipe)
     elif not isinstance(recipe, Recipe) or overrides:
         recipe = load_recipe(recipe if not isinstance(recipe, Recipe) else dict(recipe), overrides)
     else:  # the run fills in output.dir: the caller's Recipe stays as it was
