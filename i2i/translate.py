@@ -72,18 +72,25 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
     subfolder of the input does not translate the earlier outputs again.
     """
     from .data import IMAGE_KINDS, find_images, to_uint8
-    from .data.sources import name_files, report_skipped
+    from .data.sources import name_files, not_read_note, other_image_files, report_skipped
 
     pairs: list[tuple[Path, Path]] = []
+    folders: list[Path] = []
     for item in inputs:
         if not item.exists():
             raise UserError(f"{item}: no such file or folder")
         if item.is_dir():
+            folders.append(item)
             pairs.extend((item, f) for f in find_images(item, exclude=[out_dir]))
         else:
             pairs.append((item, item))
     if not pairs:
-        raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} ({IMAGE_KINDS})")
+        raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} ({IMAGE_KINDS})"
+                        f"{not_read_note(folders, exclude=[out_dir])}")
+    other = ", ".join(kinds for folder in folders if (kinds := other_image_files(folder, exclude=[out_dir])))
+    if other:
+        print(f"i2i: note: {other} file(s) in the input folders not read; i2i reads {IMAGE_KINDS} "
+              "(convert them to use them)", file=sys.stderr, flush=True)
     targets = output_paths(pairs, out_dir, fmt)
     for (_, file), target in zip(pairs, targets):
         if target.exists() and target.samefile(file):  # even --overwrite must not replace an input

@@ -253,6 +253,7 @@ def test_corrupt_files_skipped_with_one_warning(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "skipped 5 unreadable file(s)" in err[0] and "zz_bad_0.jpg" in err[0] and "and 2 more" in err[0]
+    assert "zz_bad_0.jpg (not an image format Pillow can read)" in err[0]  # why, as translate says
 
 
 def test_truncated_file_found_when_caching_is_reported_in_the_same_line(tmp_path, capsys):
@@ -265,6 +266,36 @@ def test_truncated_file_found_when_caching_is_reported_in_the_same_line(tmp_path
     assert len(err) == 1 and "skipped 2" in err[0]
 
 
+def test_a_linked_duplicate_counts_once_so_it_cannot_be_in_both_splits(tmp_path):
+    make_folder(tmp_path, 2)
+    (tmp_path / "zz_link.png").symlink_to(tmp_path / "img_00.png")
+    files, unreadable = scan_folder(str(tmp_path), "data.source")
+    assert [f.name for f in files] == ["img_00.png", "img_01.png"] and unreadable == []
+    data = ImageData(data_cfg(tmp_path, val_fraction=0.5), channels=3, device=CPU, seed=0)
+    assert len(data.train_files) == 1 and len(data.val_files) == 1
+    assert find_images(tmp_path)[-1].name == "zz_link.png"  # translate still writes one output per input
+
+
+def test_image_kinds_i2i_does_not_read_are_named(tmp_path, capsys):
+    """An iPhone folder of HEIC photos is not 'no images', and a mixed folder says what it left out."""
+    (tmp_path / "only").mkdir()
+    Image.fromarray(noise_rgb(20, 24)).save(tmp_path / "only" / "a.gif")
+    (tmp_path / "only" / "IMG_0001.HEIC").write_bytes(b"ftypheic")
+    (tmp_path / "only" / "IMG_0002.heic").write_bytes(b"ftypheic")
+    (tmp_path / "only" / "notes.txt").write_text("sidecars and notes are not mentioned")
+    with pytest.raises(UserError) as info:
+        ImageData(data_cfg(tmp_path / "only"), channels=3, device=CPU, seed=0)
+    assert str(info.value).endswith("no images in this folder or its subfolders (jpg, jpeg, png, webp, bmp, tif, tiff); "
+                                     "not read: 2 .heic, 1 .gif file(s) (convert them to one of these)")
+    make_folder(tmp_path / "only", 2)
+    data = ImageData(data_cfg(tmp_path / "only"), channels=3, device=CPU, seed=0)
+    assert len(data.train_files) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('i2i: note: data.source = "') and "2 .heic, 1 .gif file(s) not read" in err[0]
+    ImageData(data_cfg(tmp_path / "only"), channels=3, device=CPU, seed=0, rank=1, world_size=2)
+    assert capsys.readouterr().err == ""  # once per run, not once per process
+
+
 def test_empty_and_missing_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r'data.source = ".*empty": no images'):
@@ -273,7 +304,7 @@ def test_empty_and_missing_folders(tmp_path):
         ImageData(data_cfg(tmp_path / "nowhere"), channels=3, device=CPU, seed=0)
     (tmp_path / "only_bad").mkdir()
     (tmp_path / "only_bad" / "x.png").write_bytes(b"garbage")
-    with pytest.raises(UserError, match="none of its 1 image files can be read"):
+    with pytest.raises(UserError, match=r"none of its 1 image files can be read \(e.g. x.png: not an image format"):
         ImageData(data_cfg(tmp_path / "only_bad"), channels=3, device=CPU, seed=0)
     make_folder(tmp_path / "src", 2)
     with pytest.raises(UserError, match=r'data.val_source = ".*nothing": no such folder'):

@@ -293,3 +293,21 @@ def test_eval_counts_the_images_it_scored_and_fails_when_none_decode(g2c_run, tm
     result = run_i2i(["eval", str(g2c_run), "--data", str(bad)])
     assert result.returncode == 2 and result.stdout == ""
     assert f"i2i: error: no readable images in {bad}" in result.stderr.splitlines()[-1]
+
+
+def test_translate_names_image_kinds_it_does_not_read_and_keeps_pillow_warnings_out(g2c_run, tmp_path):
+    """A folder of HEIC/GIF files is not 'no images'; a mixed folder notes what it left out; a
+    ~95-megapixel photo's header gives no raw DecompressionBombWarning with a source line."""
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    (folder / "IMG_0001.HEIC").write_bytes(b"ftypheic")
+    Image.new("RGB", (20, 16), (200, 30, 60)).save(folder / "anim.gif")
+    none = run_i2i(["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "out")])
+    assert none.returncode == 2 and none.stderr.count("\n") == 1
+    assert "not read: 1 .heic, 1 .gif file(s) (convert them to one of these)" in none.stderr
+    Image.new("RGB", (20, 16), (200, 30, 60)).save(folder / "photo.jpg")
+    _png_header_only(folder / "panorama.png", 10000, 9500)  # above Pillow's warning size, below its error size
+    mixed = run_i2i(["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "out")])
+    assert mixed.returncode == 0 and "Warning" not in mixed.stderr, mixed.stderr
+    assert mixed.stderr.startswith("i2i: note: 1 .heic, 1 .gif file(s) in the input folders not read; i2i reads jpg")
+    assert "panorama.png" in mixed.stderr and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.png"]

@@ -127,11 +127,11 @@ class ImageData:
         if 0 < self._resize < self.size:
             raise UserError(f"data.resize = {self._resize}: smaller than data.size = {self.size}, so no crop would "
                             f"fit; use 0 (keep each image's size) or at least {self.size}")
-        source, skipped = scan_folder(data["source"], "data.source")
+        source, skipped = scan_folder(data["source"], "data.source", self._reasons, quiet=rank != 0)
         if not self._upscale and not self._resize:
             check_sizes(source, self.size)  # all of data.source, so the verdict does not depend on the split
         if data["val_source"]:
-            val, skipped_val = scan_folder(data["val_source"], "data.val_source")
+            val, skipped_val = scan_folder(data["val_source"], "data.val_source", self._reasons, quiet=rank != 0)
             train, skipped = source, skipped + skipped_val
         else:
             train, val = split_files(source, data["val_fraction"], seed)
@@ -141,7 +141,7 @@ class ImageData:
         skipped += self._set_train(shard, flip=data["flip"], rotate=data["rotate"])
         self._set_val(val)
         if rank == 0:
-            report_skipped(skipped)
+            report_skipped(skipped, reasons=self._reasons)
 
     @classmethod
     def for_evaluation(cls, folder: str | Path, *, channels: int, device: torch.device | str,
@@ -153,10 +153,10 @@ class ImageData:
         """
         self = cls.__new__(cls)
         self._configure(channels, device, 0, 0, size=8, cache_gb=cache_gb, workers=0, upscale=False, resize=resize)
-        val, skipped = scan_folder(str(folder), "--data")
+        val, skipped = scan_folder(str(folder), "--data", self._reasons)
         self._set_train([], flip=False, rotate=False)
         self._set_val(val)
-        report_skipped(skipped)
+        report_skipped(skipped, reasons=self._reasons)
         return self
 
     # -- construction -----------------------------------------------------------------------------
@@ -173,6 +173,7 @@ class ImageData:
         self._val_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._val_cache_crop: int | None = None
         self._unreadable_val: set[Path] = set()
+        self._reasons: dict[Path, str] = {}  # why each skipped file could not be read, for the warnings
 
     def _set_train(self, files: list[ImageFile], *, flip: bool, rotate: bool) -> list[Path]:
         """Keep the training files, decode them into the cache when it fits; returns unreadable ones."""
@@ -183,7 +184,8 @@ class ImageData:
         if self.cached:
             self._images, files, sizes, failed = self._decode_all(files)
             if not files:
-                raise UserError(f"{failed[0]}: none of the training images can be decoded ({len(failed)} tried)")
+                raise UserError(f"{failed[0]}: none of the training images can be decoded ({len(failed)} tried; "
+                                f"this one: {self._reasons.get(failed[0], 'unreadable')})")
         self._train = files
         self._cache_left = self._cache_bytes - sum(t.numel() for t in self._images)
         self.train_files = [f.path for f in files]
@@ -211,7 +213,8 @@ class ImageData:
     def _decode_train(self, file: ImageFile) -> torch.Tensor | None:
         try:
             image = decode_image(file.path, self.channels)
-        except UnreadableImageError:
+        except UnreadableImageError as exc:
+            self._reasons[file.path] = exc.reason
             return None
         return fit_image(image, size=self.size, resize=self._resize, upscale=self._upscale)
 
@@ -338,7 +341,7 @@ class ImageData:
                 names.append(files[i].name)
             if images:
                 yield number, self._val_stack(images), names
-        report_skipped(failed, "unreadable validation file(s)")
+        report_skipped(failed, "unreadable validation file(s)", self._reasons)
 
     def val_plan(self, crop: int, batch_size: int, max_images: int = 0) -> list[list[int]]:
         """The validation batches as lists of file indices, from the files' upright sizes.
@@ -372,7 +375,8 @@ class ImageData:
             return self._val_cache[key]
         try:
             image = decode_image(file.path, self.channels)
-        except UnreadableImageError:
+        except UnreadableImageError as exc:
+            self._reasons[file.path] = exc.reason
             return None
         image = _centre_crop(fit_image(image, size=self.size, resize=self._resize), crop)
         if cacheable:

@@ -1,9 +1,12 @@
 """Where images come from: the shipped samples or a folder, checked, and split into train/val.
 
 Folders are searched recursively in sorted order (so the same folder always gives the same
-list on every machine); hidden files and folders (names starting with ``.``) are skipped, and
-symbolic links to folders are followed once. Relative folders are relative to the working
-directory.
+list on every machine); hidden files and folders (names starting with ``.``, such as macOS's
+``.DS_Store`` and ``._photo.jpg``) are skipped, and symbolic links to folders are followed once.
+For training and ``eval --data`` a file reached twice (a symbolic link to another image of the
+folder) counts once, so it cannot land in both the training and the validation split. Image
+files of kinds i2i does not read (HEIC, RAW, GIF, ...) are named in one note rather than
+silently left out. Relative folders are relative to the working directory.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import math
 import os
 import random
 import sys
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,11 @@ from .decode import IMAGE_KINDS, UnreadableImageError, decode_image, is_image_fi
 #: The value of ``data.source`` that means the photos shipped with i2i.
 SAMPLE = "sample"
 
+#: Suffixes of image files that i2i does not read (phones' HEIC/AVIF, cameras' RAW, GIF, ...):
+#: a folder of them gets a note naming them, where other files (sidecars, notes) pass silently.
+OTHER_IMAGE_SUFFIXES = frozenset(
+    ".heic .heif .avif .jxl .gif .dng .cr2 .cr3 .nef .nrw .arw .raf .orf .rw2 .pef .srw .psd .jp2 .tga .ico .ppm .pgm .pbm".split()
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,12 @@ def find_images(folder: str | Path, exclude: Iterable[str | Path] = ()) -> list[
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
-    found: list[Path] = []
+    found = [path for path in _walk(folder, exclude) if is_image_file(path)]
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def _walk(folder: Path, exclude: Iterable[str | Path] = ()) -> Iterator[Path]:
+    """Every non-hidden file under ``folder``, following links to folders once."""
     seen = {os.path.realpath(folder), *(os.path.realpath(p) for p in exclude)}
     for root, dirs, files in os.walk(folder, followlinks=True):
         keep = []
@@ -61,8 +75,21 @@ def find_images(folder: str | Path, exclude: Iterable[str | Path] = ()) -> list[
                 seen.add(real)
                 keep.append(name)
         dirs[:] = keep
-        found.extend(Path(root, name) for name in files if is_image_file(Path(name)))
-    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+        yield from (Path(root, name) for name in sorted(files) if not name.startswith("."))
+
+
+def other_image_files(folder: str | Path, exclude: Iterable[str | Path] = ()) -> str:
+    """``"3 .heic, 1 .gif"``: the image files under ``folder`` of kinds i2i does not read
+    (:data:`OTHER_IMAGE_SUFFIXES`), most common first; ``""`` when there are none."""
+    kinds = Counter(path.suffix.lower() for path in _walk(Path(folder), exclude)
+                    if path.suffix.lower() in OTHER_IMAGE_SUFFIXES)
+    return ", ".join(f"{count} {suffix}" for suffix, count in kinds.most_common())
+
+
+def not_read_note(folders: Iterable[str | Path], exclude: Iterable[str | Path] = ()) -> str:
+    """A hint for a message: which image files of the folders i2i leaves out, and what to do."""
+    other = ", ".join(kinds for folder in folders if Path(folder).is_dir() and (kinds := other_image_files(folder, exclude)))
+    return f"; not read: {other} file(s) (convert them to one of these)" if other else ""
 
 
 def resolve_folder(value: str, key: str) -> Path:
@@ -77,27 +104,42 @@ def resolve_folder(value: str, key: str) -> Path:
     return folder
 
 
-def scan_folder(value: str, key: str) -> tuple[list[ImageFile], list[Path]]:
+def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
+                quiet: bool = False) -> tuple[list[ImageFile], list[Path]]:
     """``(readable, unreadable)`` image files of the folder a recipe value names.
 
-    Only headers are read (sizes), so this is fast even for large folders. Raises
-    :class:`~i2i.errors.UserError` naming ``key`` when the folder is missing or holds no
-    readable image.
+    Only headers are read (sizes), so this is fast even for large folders. A file reached a
+    second time through a symbolic link is left out. Why each unreadable file cannot be read
+    goes into ``reasons`` when given. Image files of kinds i2i does not read get one note on
+    stderr, unless ``quiet`` (ranks other than 0). Raises :class:`~i2i.errors.UserError` naming ``key`` when the folder is missing or
+    holds no readable image.
     """
     folder = resolve_folder(value, key)
     paths = find_images(folder)
     if not paths:
-        raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS})')
-    readable, unreadable = [], []
+        raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([folder])}')
+    other = "" if quiet else other_image_files(folder)
+    if other:
+        print(f'i2i: note: {key} = "{value}": {other} file(s) not read; i2i reads {IMAGE_KINDS} '
+              "(convert them to use them)", file=sys.stderr, flush=True)
+    readable, unreadable, real_paths = [], [], set()
+    why = reasons if reasons is not None else {}
     for path in paths:
+        real = os.path.realpath(path)
+        if real in real_paths:  # a link to an image already listed: the same photo twice
+            continue
+        real_paths.add(real)
         try:
             height, width = probe_size(path)
-        except UnreadableImageError:
+        except UnreadableImageError as exc:
             unreadable.append(path)
+            why[path] = exc.reason
             continue
         readable.append(ImageFile(path, path.relative_to(folder).as_posix(), height, width))
     if not readable:
-        raise UserError(f'{key} = "{value}": none of its {len(paths)} image files can be read (e.g. {paths[0].name})')
+        first = unreadable[0]
+        raise UserError(f'{key} = "{value}": none of its {len(unreadable)} image files can be read '
+                        f"(e.g. {first.name}: {why[first]})")
     return readable, unreadable
 
 
