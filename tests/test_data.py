@@ -320,6 +320,10 @@ def test_too_small_image_is_named(tmp_path):
         f"{tmp_path / 'small.png'}: 40x30 px is smaller than data.size = 32; "
         "use larger images, a smaller data.size, or data.upscale_small = true"
     )
+    for i in range(3):
+        Image.fromarray(noise_rgb(20, 20)).save(tmp_path / f"thumb_{i}.png")
+    with pytest.raises(UserError, match=r"small.png: 40x30 px is smaller than data.size = 32 \(so are 3 more images\); "):
+        ImageData(data_cfg(tmp_path, size=32), channels=3, device=CPU, seed=0)
 
 
 @pytest.mark.parametrize("cache_gb", [4.0, 0.0])

@@ -144,13 +144,16 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
 
 
 def check_sizes(files: Iterable[ImageFile], size: int) -> None:
-    """Fail on the first image smaller than ``data.size`` on either side."""
-    for file in files:
-        if min(file.height, file.width) < size:
-            raise UserError(
-                f"{file.path}: {file.width}x{file.height} px is smaller than data.size = {size}; "
-                "use larger images, a smaller data.size, or data.upscale_small = true"
-            )
+    """Fail on images smaller than ``data.size`` on either side: the first one is named, and
+    how many others there are, so a folder with many thumbnails is not fixed one run at a time."""
+    small = [file for file in files if min(file.height, file.width) < size]
+    if small:
+        file = small[0]
+        more = f" (so are {len(small) - 1} more images)" if len(small) > 1 else ""
+        raise UserError(
+            f"{file.path}: {file.width}x{file.height} px is smaller than data.size = {size}{more}; "
+            "use larger images, a smaller data.size, or data.upscale_small = true"
+        )
 
 
 def split_files(files: list[ImageFile], val_fraction: float, seed: int) -> tuple[list[ImageFile], list[ImageFile]]:
