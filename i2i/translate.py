@@ -102,7 +102,8 @@ def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int
     seen: dict[Path, Path] = {}
     for (root, file), target in zip(pairs, targets):
         if target in seen:
-            raise UserError(f"{file} and {seen[target]} would both be written to {target}; translate them into different --out folders")
+            raise UserError(f"{seen[target]} and {file} would both be written to {target} (outputs are named by "
+                            f"file stem, in --format); rename one of them, or translate it on its own into another --out")
         seen[target] = file
 
     report = TranslateReport()
