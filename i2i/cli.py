@@ -263,20 +263,22 @@ def translate(model_path, inputs, out_dir, device, batch_size, fmt, which, overw
 @click.option("--data", "data_dir", type=click.Path(), help="Evaluate on this folder instead of the run's validation images.")
 @click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]))
 @click.option("--device", default="auto", show_default=True)
+@click.option("--crop", type=click.IntRange(min=0), default=None,
+              help="Score each image's centre N x N px; 0 = whole images.  [default: the run's eval.crop]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def eval_cmd(run_dir, data_dir, which, device, as_json) -> None:
+def eval_cmd(run_dir, data_dir, which, device, crop, as_json) -> None:
     """Score a trained run with its task's metrics, next to the task's baselines.
 
     \b
     Examples:
       i2i eval runs/denoise
-      i2i eval runs/denoise --data my_test_photos/ --json
+      i2i eval runs/denoise --data my_test_photos/ --crop 0 --json
     """
     from .engine.device import resolve_device
     from .evaluation import evaluate_run
 
     resolve_device(device, where="--device")
-    result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device)
+    result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -287,7 +289,9 @@ def format_table(result: dict) -> str:
     rows = [("model", result["metrics"])] + list(result["baselines"].items())
     names = list(result["metrics"])
     width = max(len(r[0]) for r in rows) + 2
-    lines = [f"{result['task']} on {result['images']} image(s) ({result['source']}), step {result['step']}",
+    crop = result.get("crop", 0)
+    scored = f"centre {crop} x {crop} px crops" if crop else "whole images"
+    lines = [f"{result['task']} on {result['images']} image(s) ({result['source']}; {scored}), step {result['step']}",
              "".ljust(width) + "".join(n.rjust(max(12, len(n) + 2)) for n in names)]
     for label, values in rows:
         lines.append(label.ljust(width) + "".join(

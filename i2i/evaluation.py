@@ -10,11 +10,14 @@ from .engine.evaluate import build_metrics, evaluate_generator
 from .errors import UserError
 
 
-def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, which: str = "latest", device: str = "auto") -> dict:
+def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, which: str = "latest", device: str = "auto",
+                 crop: int | None = None) -> dict:
     """The task's metrics and baselines for a run's generator (EMA weights when kept).
 
     Without ``data_dir`` the run's own validation split is used (the same files and the same
-    validation noise as during training); with it, every image in that folder.
+    validation noise as during training); with it, every image in that folder. Each image is
+    scored on its centre ``crop`` x ``crop`` px (the run's ``eval.crop`` unless given; 0 =
+    the whole image, as published benchmarks score), which the result's ``crop`` says.
     """
     import torch
 
@@ -32,10 +35,15 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         source = f"validation split of {recipe['data']['source']}"
     if not data.val_files:
         raise UserError(f"{run_dir}: the run has no validation images (data.val_fraction = 0); pass --data DIR")
+    eval_cfg = dict(recipe["eval"])
+    if crop is not None:
+        if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
+            raise UserError(f"crop = {crop!r}: expected a number of pixels >= 0 (0 = whole images)")
+        eval_cfg["crop"] = crop
     metrics = build_metrics(model.task, recipe["eval"]["metrics"], recipe)
     with torch.inference_mode():
         values, baselines, _, images = evaluate_generator(
-            model.generator, model.task, data, metrics, recipe["eval"], device=model.device,
+            model.generator, model.task, data, metrics, eval_cfg, device=model.device,
             dtype=torch.float32, seed=recipe["train"]["seed"], dist=DistContext.single(),
         )
     if not images:
@@ -45,5 +53,6 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         raise UserError(f"no readable images in {where}: none of the {tried} image file(s) evaluated could be decoded")
     state = ckpt.read_state(model.checkpoint)
     return {"task": recipe["task"]["name"], "run_dir": str(run_dir), "checkpoint": str(model.checkpoint),
-            "step": state.get("step", 0), "source": source, "images": images, "metrics": values, "baselines": baselines}
+            "step": state.get("step", 0), "source": source, "crop": eval_cfg["crop"], "images": images,
+            "metrics": values, "baselines": baselines}
 

@@ -143,3 +143,51 @@ def test_every_registered_metric_gives_one_value_per_image():
         values = component.build()(output, target)
         for value in (values.values() if isinstance(values, dict) else [values]):
             assert value.shape == (3,) and torch.isfinite(value).all()
+
+
+def pinned_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 37 x 53 colour image and a distorted copy, built without random numbers."""
+    yy, xx = torch.meshgrid(torch.arange(37.0, dtype=torch.float64), torch.arange(53.0, dtype=torch.float64), indexing="ij")
+    x = torch.stack([0.5 + 0.4 * torch.sin(xx / 3 + k) * torch.cos(yy / 5) for k in range(3)])
+    y = (x + 0.08 * torch.sin(xx * 1.7 + yy * 2.3 + torch.arange(3.0, dtype=torch.float64)[:, None, None])).clamp(0, 1)
+    return x[None], y[None]
+
+
+def test_psnr_and_ssim_match_scikit_image_on_an_odd_sized_image():
+    # skimage.metrics 0.26 on the same arrays: peak_signal_noise_ratio(x, y, data_range=1) and
+    # structural_similarity(x, y, data_range=1, channel_axis=0, gaussian_weights=True,
+    # sigma=1.5, use_sample_covariance=False), Wang et al.'s settings
+    x, y = pinned_pair()
+    for dtype in (torch.float64, torch.float32):
+        assert build("psnr")(y.to(dtype), x.to(dtype)).item() == pytest.approx(24.94853565223371, abs=1e-4)
+        assert build("ssim")(y.to(dtype), x.to(dtype)).item() == pytest.approx(0.8553776476129841, abs=1e-5)
+    assert build("ssim")(y[:, :1], x[:, :1]).item() == pytest.approx(0.8551740867270534, abs=1e-5)
+
+
+def test_eval_scores_whole_odd_sized_images_when_asked_and_says_which(tmp_path):
+    # `i2i eval --data` used the run's eval.crop (256 px in the shipped recipes) without saying
+    # so: a test set's numbers were those of centre crops, not the whole images papers score
+    import i2i
+    from i2i.cli import format_table
+    from i2i.evaluation import evaluate_run
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    photos = make_photos(tmp_path / "photos", count=3)
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", TINY_G2C, train={"steps": 1}, eval={"crop": 16}), quiet=True)
+    test_set = make_photos(tmp_path / "test", count=1, size=(37, 29), seed=1)
+    cropped = evaluate_run(run.run_dir, data_dir=test_set, device="cpu")
+    whole = evaluate_run(run.run_dir, data_dir=test_set, device="cpu", crop=0)
+    assert (cropped["crop"], whole["crop"]) == (16, 0) and whole["images"] == 1
+    assert "centre 16 x 16 px crops" in format_table(cropped) and "whole images" in format_table(whole)
+    # the whole image, scored as papers do: the model's output on all 37 x 29 px against the photo
+    from PIL import Image
+    import numpy as np
+
+    photo = torch.from_numpy(np.array(Image.open(test_set / "photo_0.png"))).permute(2, 0, 1)[None].float() / 255
+    model = i2i.load(run.run_dir, device="cpu")
+    with torch.no_grad():
+        output = model(photo)
+    assert output.shape == photo.shape
+    assert whole["metrics"]["psnr"] == pytest.approx(build("psnr")(output, photo).item(), abs=1e-3)
+    assert whole["metrics"]["ssim"] == pytest.approx(build("ssim")(output, photo).item(), abs=1e-4)
+    assert cropped["metrics"]["psnr"] != pytest.approx(whole["metrics"]["psnr"], abs=1e-3)
