@@ -491,3 +491,18 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_last_one_intact(tmp_path
         store.write(2, {"state.json": b"{}", "generator.safetensors": b"too much"}, keep=3, best=False)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["LATEST", "step_0000001"]  # no half-written folder
     assert ckpt.find_checkpoint(tmp_path).name == "step_0000001"
+
+
+def test_a_checkpoint_write_killed_midway_leaves_the_last_one_usable_and_is_cleaned_up(tmp_path):
+    from i2i.engine import checkpoint as ckpt
+
+    store = ckpt.CheckpointStore(tmp_path)
+    store.write(1, {"state.json": b"{}", "generator.safetensors": b"weights"}, keep=3, best=False)
+    # what a process killed while writing step 2 leaves: a partial folder under its own pid
+    partial = tmp_path / "checkpoints" / ".tmp-step_0000002-999999"
+    partial.mkdir()
+    (partial / "generator.safetensors").write_bytes(b"half")
+    assert ckpt.find_checkpoint(tmp_path).name == "step_0000001"
+    # the resumed run's next checkpoint removes it (it could be gigabytes, once per kill)
+    store.write(2, {"state.json": b"{}", "generator.safetensors": b"weights"}, keep=3, best=False)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["LATEST", "step_0000001", "step_0000002"]

@@ -285,7 +285,12 @@ class CheckpointStore:
         return next((p for p in steps if (p / "state.json").is_file() and (p / "generator.safetensors").is_file()), None)
 
     def prune(self, keep: int) -> None:
-        """Keep LATEST, BEST and the ``keep`` newest others."""
+        """Keep LATEST, BEST and the ``keep`` newest others; remove the partial folders of
+        writes a killed process never finished (each can be as large as a checkpoint, and a
+        run on preemptible machines may be killed mid-write many times)."""
+        for partial in self.root.glob(".tmp-step_*"):
+            if partial.is_dir():
+                shutil.rmtree(partial, ignore_errors=True)
         protected = {p.name for p in (self.pointer("LATEST"), self.pointer("BEST")) if p}
         steps = sorted(p for p in self.root.glob("step_*") if p.is_dir())
         others = [p for p in steps if p.name not in protected]
