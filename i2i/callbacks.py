@@ -3,7 +3,8 @@
 Register a factory with the ``register_callbacks`` hook and list its name in the recipe's
 ``train.callbacks`` (or set ``autoload = True`` on the class to attach it to every run).
 Every method is optional. ``trainer`` is the running :class:`i2i.engine.Trainer`; its
-``run_dir``, ``step``, ``recipe``, ``generator``, ``discriminator`` and ``task`` are there to read.
+``run_dir``, ``step``, ``recipe``, ``task``, ``G``, ``D`` (None without a discriminator) and
+``eval_generator`` (the EMA copy of G when the run keeps one) are there to read.
 """
 
 from __future__ import annotations
