@@ -28,6 +28,9 @@ class Task:
     #: False when the generator's input is not an image (e.g. a latent vector): then the
     #: discriminator is unconditional and samples show only outputs.
     input_is_image: ClassVar[bool] = True
+    #: True when the task learns the target's colours from the training photos (a colouriser):
+    #: a grey photo among them only teaches grey, so the engine warns about such photos at start.
+    learns_colour: ClassVar[bool] = False
     #: Registered metric names computed on validation images (by :meth:`to_image`).
     metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim")
     #: The metric that picks the ``best`` checkpoint; higher is better unless listed in

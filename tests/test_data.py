@@ -523,3 +523,16 @@ def test_for_evaluation(tmp_path):
     assert batch.shape == (3, 1, 10, 12) and names == ["img_00.png", "img_01.png", "img_02.png"]
     with pytest.raises(UserError, match="--data"):
         ImageData.for_evaluation(tmp_path / "missing", channels=3, device=CPU)
+
+
+def test_photos_that_show_no_colour_are_found_among_colour_ones(tmp_path):
+    """A black-and-white scan saved as RGB JPEG or as grey PNG is grey; a washed-out colour photo is not."""
+    make_folder(tmp_path, 3)
+    grey = noise_rgb(24, 20)[..., :1].repeat(3, axis=2)
+    Image.fromarray(grey).save(tmp_path / "bw_scan.jpg", quality=85)  # JPEG blurs nothing into colour
+    Image.fromarray(grey[..., 0], mode="L").save(tmp_path / "bw.png")
+    pale = np.clip(grey.astype(int) + np.array([0, 4, 12]), 0, 255).astype(np.uint8)  # a faint blue cast
+    Image.fromarray(pale).save(tmp_path / "pale_colour.png")
+    data = ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0)
+    assert sorted(p.name for p in data.grey_train_files) == ["bw.png", "bw_scan.jpg"]
+    assert not ImageData(data_cfg(tmp_path), channels=1, device=CPU, seed=0).grey_train_files  # nothing to tell

@@ -506,3 +506,18 @@ def test_a_checkpoint_write_killed_midway_leaves_the_last_one_usable_and_is_clea
     # the resumed run's next checkpoint removes it (it could be gigabytes, once per kill)
     store.write(2, {"state.json": b"{}", "generator.safetensors": b"weights"}, keep=3, best=False)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["LATEST", "step_0000001", "step_0000002"]
+
+
+def test_a_colouriser_warns_about_training_photos_that_show_no_colour(tmp_path, capsys):
+    """A family archive mixes black-and-white scans into colour photos: the colouriser says which."""
+    from PIL import Image
+
+    from helpers import TINY_G2C
+
+    folder = make_photos(tmp_path / "photos")
+    Image.open(folder / "photo_0.png").convert("L").save(folder / "scan.png")
+    i2i.train(tiny_recipe(folder, tmp_path / "g2c", base=TINY_G2C, data={"val_fraction": 0.0}, train={"steps": 1}),
+              quiet=True)
+    assert "i2i: warning: 1 of 7 training images show no colour (" in capsys.readouterr().err
+    i2i.train(tiny_recipe(folder, tmp_path / "denoise", data={"val_fraction": 0.0}, train={"steps": 1}), quiet=True)
+    assert "show no colour" not in capsys.readouterr().err  # a denoiser learns from grey photos too

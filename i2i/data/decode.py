@@ -167,6 +167,22 @@ def fit_image(image: torch.Tensor, *, size: int, resize: int = 0, upscale: bool 
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
+#: A pixel counts as coloured when its channels differ by more than this many 8-bit levels
+#: (JPEG keeps grey content within a level or two); an image is grey when under
+#: ``GREY_COLOURED_SHARE`` of its pixels are coloured (a stray caption or stamp is allowed).
+GREY_SPREAD_LEVELS = 6
+GREY_COLOURED_SHARE = 0.001
+
+
+def looks_grey(image: torch.Tensor) -> bool:
+    """Whether a uint8 ``[C, H, W]`` image shows no colour: one channel, or RGB channels that
+    (nearly) agree everywhere, as a black-and-white photo saved as RGB does."""
+    if image.shape[0] == 1:
+        return True
+    spread = image.amax(0).sub_(image.amin(0))
+    return (spread > GREY_SPREAD_LEVELS).float().mean().item() < GREY_COLOURED_SHARE
+
+
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """Float images in [0, 1] as uint8 0-255 (rounded, clipped), where they are; uint8 passes."""
     if image.dtype == torch.uint8:

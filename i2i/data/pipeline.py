@@ -31,7 +31,7 @@ from kornia.geometry.transform import hflip
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
-from .decode import UnreadableImageError, decode_image, fit_image, fitted_size
+from .decode import UnreadableImageError, decode_image, fit_image, fitted_size, looks_grey
 from .sources import ImageFile, check_sizes, report_skipped, scan_folder, split_files
 
 GB = 1e9
@@ -107,7 +107,9 @@ class ImageData:
 
     Attributes: ``train_files`` / ``val_files`` (paths, this rank's share / all validation
     files), ``cached`` (decoded uint8 training images live on ``device``; otherwise a
-    ``DataLoader`` with ``data.workers`` processes streams crops from the files).
+    ``DataLoader`` with ``data.workers`` processes streams crops from the files),
+    ``grey_train_files`` (cached training images that show no colour, see
+    :func:`~i2i.data.decode.looks_grey`; empty when streaming, as nothing is decoded up front).
 
     The cache is used when the decoded training images (uint8, upscaled where asked) take at
     most ``data.cache_gb`` GB (10^9 bytes), and on CUDA at most half of the free memory.
@@ -174,6 +176,7 @@ class ImageData:
         self._val_cache_crop: int | None = None
         self._unreadable_val: set[Path] = set()
         self._reasons: dict[Path, str] = {}  # why each skipped file could not be read, for the warnings
+        self.grey_train_files: list[Path] = []
 
     def _set_train(self, files: list[ImageFile], *, flip: bool, rotate: bool) -> list[Path]:
         """Keep the training files, decode them into the cache when it fits; returns unreadable ones."""
@@ -210,23 +213,28 @@ class ImageData:
             return free / 2
         return float("inf")
 
-    def _decode_train(self, file: ImageFile) -> torch.Tensor | None:
+    def _decode_train(self, file: ImageFile) -> tuple[torch.Tensor, bool] | None:
+        """The fitted uint8 image and whether it looks grey, or None when it cannot be decoded."""
         try:
             image = decode_image(file.path, self.channels)
         except UnreadableImageError as exc:
             self._reasons[file.path] = exc.reason
             return None
-        return fit_image(image, size=self.size, resize=self._resize, upscale=self._upscale)
+        image = fit_image(image, size=self.size, resize=self._resize, upscale=self._upscale)
+        return image, self.channels > 1 and looks_grey(image)
 
     def _decode_all(self, files: list[ImageFile]) -> tuple[list[torch.Tensor], list[ImageFile], list[tuple[int, int]], list[Path]]:
         """Decode in threads (Pillow releases the GIL), keeping file order."""
         with ThreadPoolExecutor(max_workers=max(1, self._workers)) as pool:
             decoded = list(pool.map(self._decode_train, files))
         images, kept, sizes, failed = [], [], [], []
-        for file, image in zip(files, decoded):
-            if image is None:
+        for file, result in zip(files, decoded):
+            if result is None:
                 failed.append(file.path)
                 continue
+            image, grey = result
+            if grey:
+                self.grey_train_files.append(file.path)
             images.append(image.to(self.device))
             kept.append(file)
             sizes.append((image.shape[-2], image.shape[-1]))

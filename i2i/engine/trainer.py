@@ -138,11 +138,17 @@ class Trainer:
                 self.D_run = compiled
 
         from ..data import ImageData
+        from ..data.sources import name_files
 
         self.data = ImageData(
             recipe["data"], channels=self.task.image_channels, device=self.device, seed=self.seed,
             rank=self.dist.rank, world_size=self.dist.world_size,
         )
+        grey = self.data.grey_train_files
+        if grey and self.task.learns_colour and self.dist.is_main:
+            print_err(f"i2i: warning: {len(grey)} of {len(self.data.train_files)} training images show no colour "
+                      f"({name_files(grey)}); task {recipe['task']['name']!r} learns colour from its photos, and "
+                      "these teach it grey: remove them from data.source")
         self.noise_rng = torch.Generator(device=self.device)
         self.noise_rng.manual_seed(self.seed * 1000 + 17 + self.dist.rank)
         self.acc: dict[str, Tensor] = {}

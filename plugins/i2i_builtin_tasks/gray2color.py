@@ -59,6 +59,7 @@ class Gray2Color(i2i.Task):
 
     image_channels = 3
     in_channels = 1
+    learns_colour = True
     metrics = ("psnr", "ssim", "colourfulness")
     main_metric = "psnr"
 
