@@ -7,6 +7,8 @@ kornia is imported only inside the terms that use it, to keep ``i2i list`` fast.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import i2i
 
 from .gan import LSGAN, FeatureMatching, Hinge, Vanilla, WGAN
@@ -20,7 +22,7 @@ __all__ = [
 
 
 @i2i.hookimpl
-def register_losses(register):
+def register_losses(register: Callable[..., None]) -> None:
     register("vanilla", Vanilla)
     register("lsgan", LSGAN)
     register("wgan", WGAN)

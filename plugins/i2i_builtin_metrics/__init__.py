@@ -8,6 +8,8 @@ of per-image values, which is what this gives (kornia's ``psnr`` pools the whole
 
 from __future__ import annotations
 
+from typing import Callable
+
 import i2i
 
 from .image import MAE, PSNR, SSIM, Colourfulness, colourfulness
@@ -16,7 +18,7 @@ __all__ = ["MAE", "PSNR", "SSIM", "Colourfulness", "colourfulness", "register_me
 
 
 @i2i.hookimpl
-def register_metrics(register):
+def register_metrics(register: Callable[..., None]) -> None:
     register("psnr", PSNR)
     register("ssim", SSIM)
     register("mae", MAE)

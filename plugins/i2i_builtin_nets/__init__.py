@@ -8,7 +8,7 @@ and checkpoint keys (see :mod:`i2i_builtin_nets.reference` to load its ``latest_
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from torch import nn
 
@@ -20,9 +20,13 @@ from .ffdnet import ffdnet
 from .resnet import resnet
 from .unet import unet
 
+if TYPE_CHECKING:
+    import click
+
+#: The generator factories, by the name a recipe's ``generator.name`` gives.
+GENERATORS: dict[str, Callable[..., nn.Module]] = {"unet": unet, "resnet": resnet, "dncnn": dncnn, "ffdnet": ffdnet}
 #: Named presets: ``alias -> (factory name, defaults, description)``. The pix2pix ones use the
 #: reference's defaults (width 64, batch norm, dropout in the middle blocks).
-GENERATORS: dict[str, Callable[..., nn.Module]] = {"unet": unet, "resnet": resnet, "dncnn": dncnn, "ffdnet": ffdnet}
 ALIASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "unet_256": ("unet", {"depth": 8, "width": 64, "norm": "batch", "dropout": True},
                  "pix2pix U-Net for 256 px: 8 downsamplings, width 64, batch norm, dropout"),
@@ -38,7 +42,7 @@ ALIASES: dict[str, tuple[str, dict[str, Any], str]] = {
 
 
 @i2i.hookimpl
-def register_generators(register):
+def register_generators(register: Callable[..., None]) -> None:
     for name, factory in GENERATORS.items():
         register(name, factory)
     for alias, (name, defaults, description) in ALIASES.items():
@@ -46,14 +50,14 @@ def register_generators(register):
 
 
 @i2i.hookimpl
-def register_discriminators(register):
+def register_discriminators(register: Callable[..., None]) -> None:
     register("patchgan", patchgan)
     register("pixelgan", pixelgan)
     register("multiscale", multiscale)
 
 
 @i2i.hookimpl
-def register_commands(cli):
+def register_commands(cli: click.Group) -> None:
     from .commands import import_weights
 
     cli.add_command(import_weights)
