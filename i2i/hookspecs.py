@@ -1,21 +1,28 @@
 """The hooks a plugin can implement.
 
-Every hook is called once per plugin when i2i starts. The ``register`` callables record which
-plugin provided each component, so ``i2i plugins`` and error messages can name it.
+Each ``register_<kind>`` hook is called once per plugin, as the plugin is loaded: when the
+command line starts, or at the first API call that needs components (see :mod:`i2i.plugins`);
+``register_commands`` only by the command line. The ``register`` callables record which plugin provided each component, so
+``i2i plugins`` and error messages can name it.
 Hooks only ever gain arguments: pluggy lets an implementation accept fewer arguments than the
 spec, so a plugin written against an older i2i keeps working.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 import pluggy
+
+if TYPE_CHECKING:
+    import click
 
 hookspec = pluggy.HookspecMarker("i2i")
 hookimpl = pluggy.HookimplMarker("i2i")
 
 
 @hookspec
-def register_generators(register):
+def register_generators(register: Callable[..., None]) -> None:
     """Register generator architectures.
 
     :param register: ``register(name, factory, *, description=None, aliases=(), defaults=None)``.
@@ -29,7 +36,7 @@ def register_generators(register):
 
 
 @hookspec
-def register_discriminators(register):
+def register_discriminators(register: Callable[..., None]) -> None:
     """Register discriminator architectures.
 
     :param register: as for :func:`register_generators`, with
@@ -44,7 +51,7 @@ def register_discriminators(register):
 
 
 @hookspec
-def register_tasks(register):
+def register_tasks(register: Callable[..., None]) -> None:
     """Register translation tasks.
 
     :param register: ``register(name, factory, ...)`` where ``factory(**options)`` returns an
@@ -54,7 +61,7 @@ def register_tasks(register):
 
 
 @hookspec
-def register_losses(register):
+def register_losses(register: Callable[..., None]) -> None:
     """Register loss terms.
 
     :param register: ``register(name, factory, ...)`` where ``factory(**options)`` returns an
@@ -65,7 +72,7 @@ def register_losses(register):
 
 
 @hookspec
-def register_metrics(register):
+def register_metrics(register: Callable[..., None]) -> None:
     """Register evaluation metrics.
 
     :param register: ``register(name, factory, ...)`` where ``factory(**options)`` returns a
@@ -77,7 +84,7 @@ def register_metrics(register):
 
 
 @hookspec
-def register_callbacks(register):
+def register_callbacks(register: Callable[..., None]) -> None:
     """Register training callbacks.
 
     :param register: ``register(name, factory, ...)`` where ``factory(**options)`` returns an
@@ -88,7 +95,7 @@ def register_callbacks(register):
 
 
 @hookspec
-def register_commands(cli):
+def register_commands(cli: click.Group) -> None:
     """Add commands to the ``i2i`` command line.
 
     :param cli: the top-level :class:`click.Group`; call ``cli.command()`` or
