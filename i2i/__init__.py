@@ -11,7 +11,7 @@ The public API::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .callbacks import Callback
 from .errors import (
@@ -22,6 +22,13 @@ from .losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Re
 from .recipe import Recipe, load_recipe, parse_override
 from .registry import Component, Registry
 from .task import Task
+
+if TYPE_CHECKING:  # for annotations only: the functions below import these when called
+    from pathlib import Path
+
+    from .engine.run import Run
+    from .model import Model
+    from .plugins import PluginInfo
 
 __version__ = "0.1.0"
 
@@ -61,14 +68,14 @@ def list_components(kind: str, pattern: str | None = None) -> list[Component]:
     return _registry().components(kind, pattern)
 
 
-def register_plugin(plugin: object, name: str | None = None):
+def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
     """Load a plugin (a module or object with ``@i2i.hookimpl`` functions) in this process."""
     from .plugins import register_plugin as _register
 
     return _register(plugin, name)
 
 
-def train(recipe: Any, **kwargs: Any):
+def train(recipe: Any, **kwargs: Any) -> Run:
     """Train a recipe (a :class:`Recipe`, a dict or a path); returns an :class:`i2i.Run`.
 
     Keywords: ``out`` (run folder; default ``output.dir``, never overwritten), ``resume`` (a run
@@ -81,7 +88,7 @@ def train(recipe: Any, **kwargs: Any):
     return _train(recipe, **kwargs)
 
 
-def load(path: str, **kwargs: Any):
+def load(path: str | Path, **kwargs: Any) -> Model:
     """Load a trained model from a run directory or checkpoint; returns an :class:`i2i.Model`.
 
     Keywords: ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and ``which``
@@ -92,7 +99,7 @@ def load(path: str, **kwargs: Any):
     return _load(path, **kwargs)
 
 
-def create_run_from_weights(recipe: Any, generator_state: dict, out: str, **kwargs: Any):
+def create_run_from_weights(recipe: Any, generator_state: dict, out: str | Path, **kwargs: Any) -> Path:
     """Write a run directory from a recipe and generator weights (for importers); returns its path."""
     from .engine.run import create_run_from_weights as _create
 
