@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from torch import nn
@@ -24,6 +24,9 @@ from ..recipe import Recipe, dumps_toml, load_recipe
 from . import checkpoint as ckpt
 from .device import global_state_kept
 from .trainer import Trainer, summary_line
+
+if TYPE_CHECKING:
+    from .distributed import DistContext
 
 
 @dataclass
@@ -95,6 +98,8 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def plugin_versions() -> dict[str, dict[str, Any]]:
+    """Each plugin's distribution, version and load status, for run.json: a run's results
+    depend on the plugins' code, so a rerun can check it has the same ones."""
     return {
         name: {"distribution": p.distribution, "version": p.version, "status": p.status}
         for name, p in host().plugins.items()
@@ -177,7 +182,7 @@ def train(
     overrides: list[str] | tuple[str, ...] = (),
     callbacks: list[Any] | None = None,
     quiet: bool = False,
-    dist=None,
+    dist: DistContext | None = None,
 ) -> Run:
     """Train a recipe, or resume a run directory (its saved recipe, plus ``overrides``).
 
@@ -189,6 +194,8 @@ def train(
 
 
 def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> Run:
+    """Resolve the recipe (a resumed run's saved one), join the process group, create the run
+    folder and the Trainer; a lost rank becomes :class:`RankLost`."""
     from .distributed import DistContext, is_comm_failure
 
     checkpoint_dir, run_dir = None, None
@@ -222,7 +229,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             if resume is None and dist.is_main:
                 _remove_if_empty(run_dir)  # a recipe mistake leaves no empty run folder behind
             raise
-        return _train(trainer, recipe, run_dir, checkpoint_dir, quiet)
+        return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet)
     except RuntimeError as exc:
         if dist.is_distributed and is_comm_failure(exc):
             raise dist.lost(exc, trainer.step if trainer is not None else 0, run_dir or "RUN_DIR") from None
@@ -232,7 +239,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             dist.close()
 
 
-def _train(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool) -> Run:
+def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool) -> Run:
     """Resume (when asked), write the run's files (rank 0), train, report."""
     dist = trainer.dist
     if checkpoint_dir is not None:
