@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from . import __version__
 from .errors import TrainingStopped, UserError
-
-KIND_CHOICES = ["generators", "discriminators", "tasks", "losses", "metrics", "callbacks"]
+from .registry import KINDS
 
 
 class I2IGroup(click.Group):
     """Turns :class:`UserError` into one line on stderr and exit status 2, anywhere."""
 
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except UserError as exc:
@@ -174,7 +174,7 @@ def plugins(as_json: bool) -> None:
 
 
 @cli.command("list")
-@click.argument("kind", type=click.Choice(KIND_CHOICES))
+@click.argument("kind", type=click.Choice(KINDS))
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
@@ -202,10 +202,10 @@ def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
     for c in components:
         click.echo(f"{c.name}  [{c.plugin}]  {c.description}")
         for option in c.options.values():
-            click.echo(f"    {option.name} = {_show(option.default)}  ({option.type_name})")
+            click.echo(f"    {option.name} = {_format_default(option.default)}  ({option.type_name})")
 
 
-def _show(value) -> str:
+def _format_default(value: Any) -> str:
     from .options import format_value
 
     return format_value(value) if value is not None else "(none)"
@@ -213,6 +213,7 @@ def _show(value) -> str:
 
 # -- translate / eval ----------------------------------------------------------------------------
 def _tile_option(value: str) -> int | str:
+    """``--tile``: ``auto`` or a number of pixels (0 = never tile)."""
     if value == "auto":
         return value
     try:
@@ -237,7 +238,8 @@ def _tile_option(value: str) -> int | str:
               help="Translate large images in overlapping tiles of this many px (bounds memory); "
                    "auto tiles images above ~4 megapixels in 1024 px tiles, 0 never tiles.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def translate(model_path, inputs, out_dir, device, batch_size, fmt, which, overwrite, tile, quiet) -> None:
+def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: str, batch_size: int, fmt: str, which: str,
+              overwrite: bool, tile: int | str, quiet: bool) -> None:
     """Apply a trained model to image files and folders (recursively).
 
     Outputs keep each input's size and file stem. Existing files are never replaced unless
@@ -266,7 +268,7 @@ def translate(model_path, inputs, out_dir, device, batch_size, fmt, which, overw
 @click.option("--crop", type=click.IntRange(min=0), default=None,
               help="Score each image's centre N x N px; 0 = whole images.  [default: the run's eval.crop]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def eval_cmd(run_dir, data_dir, which, device, crop, as_json) -> None:
+def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: int | None, as_json: bool) -> None:
     """Score a trained run with its task's metrics, next to the task's baselines.
 
     \b
@@ -285,7 +287,9 @@ def eval_cmd(run_dir, data_dir, which, device, crop, as_json) -> None:
     click.echo(format_table(result))
 
 
-def format_table(result: dict) -> str:
+def format_table(result: dict[str, Any]) -> str:
+    """``i2i eval``'s table: the model's metrics above each baseline's, under a line saying what
+    was scored (which images, crop, step), so two tables are not compared unknowingly."""
     rows = [("model", result["metrics"])] + list(result["baselines"].items())
     names = list(result["metrics"])
     width = max(len(r[0]) for r in rows) + 2
@@ -300,6 +304,7 @@ def format_table(result: dict) -> str:
 
 
 def _add_plugin_commands() -> None:
+    """Plugins' commands join ``cli`` before click parses: ``i2i --help`` lists them."""
     try:
         from .plugins import host
 
