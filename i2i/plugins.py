@@ -16,13 +16,16 @@ import os
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import UserError, exception_line
 from .registry import BUILTIN_DISTRIBUTION, KINDS, SINGULAR, Component, Registry
+
+if TYPE_CHECKING:
+    import click
 
 
 @dataclass
@@ -40,6 +43,7 @@ class PluginInfo:
     components: dict[str, list[str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as ``i2i plugins --json`` prints them."""
         return dict(self.__dict__)
 
 
@@ -54,6 +58,11 @@ class PluginHost:
 
     # -- loading -----------------------------------------------------------------------------
     def load_entry_points(self) -> None:
+        """Load every plugin of the ``i2i`` entry-point group that ``I2I_LOAD_PLUGINS`` allows.
+
+        Built-in plugins sort first under a shared entry-point name, so a third-party
+        distribution cannot take over one of i2i's names.
+        """
         wanted = os.environ.get("I2I_LOAD_PLUGINS")
         allowed = None if wanted is None else {w.strip() for w in wanted.split(",") if w.strip()}
         for ep in sorted(_entry_points(), key=lambda e: (e.name, _distribution(e)[0] != BUILTIN_DISTRIBUTION)):
@@ -155,7 +164,7 @@ class PluginHost:
             raise UserError(message + " (I2I_STRICT_PLUGINS is set)")
         print(f"i2i: warning: {message}", file=sys.stderr)
 
-    def add_commands(self, cli) -> None:
+    def add_commands(self, cli: click.Group) -> None:
         """Let plugins add CLI commands; a failing one is reported and skipped."""
         for impl in self.manager.hook.register_commands.get_hookimpls():
             try:
@@ -170,7 +179,7 @@ def _distribution(ep) -> tuple[str | None, str | None]:
     return (dist.metadata["Name"], dist.version) if dist is not None else (None, None)
 
 
-def _entry_points():
+def _entry_points() -> list[metadata.EntryPoint]:
     eps = metadata.entry_points()
     if hasattr(eps, "select"):
         return list(eps.select(group="i2i"))
@@ -196,6 +205,7 @@ def reset() -> None:
 
 
 def registry() -> Registry:
+    """The components of every loaded plugin (loading them on first use)."""
     return host().registry
 
 

@@ -32,10 +32,12 @@ class Component:
 
     @property
     def builtin(self) -> bool:
+        """From i2i's own plugins: its bare name wins a clash (see :meth:`Registry.get`)."""
         return self.distribution == BUILTIN_DISTRIBUTION
 
     @property
     def qualified_name(self) -> str:
+        """``plugin:name``, the spelling that stays unambiguous when two plugins share a name."""
         return f"{self.plugin}:{self.name}"
 
     @property
@@ -53,14 +55,17 @@ class Component:
         return accepts_any_option(self.factory)
 
     def build(self, *args: Any, **options: Any) -> Any:
+        """Call the factory; the recipe's options override this name's ``defaults``."""
         return self.factory(*args, **{**self.defaults, **options})
 
     @property
     def doc(self) -> str:
+        """The factory's whole docstring (``description`` defaults to its first line)."""
         return inspect.getdoc(self.factory) or ""
 
 
 def first_line(text: str | None) -> str:
+    """The first line of a docstring: a component's description when it gives none."""
     return (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
 
 
@@ -73,6 +78,8 @@ class Registry:
         self.unavailable: dict[str, str] = {}
 
     def add(self, component: Component) -> None:
+        """Add a component; one from the same plugin under the same name is replaced (a plugin
+        registered again), one from another plugin is kept beside it (a clash)."""
         entries = self._by_kind[component.kind].setdefault(component.name, [])
         entries[:] = [c for c in entries if c.plugin != component.plugin]
         entries.append(component)
@@ -85,8 +92,15 @@ class Registry:
                 if not by_name[name]:
                     del by_name[name]
 
-    def register_function(self, kind: str, plugin: str, distribution=None, version=None, sink=None):
-        """The ``register`` callable handed to a plugin's ``register_<kind>`` hook."""
+    def register_function(
+        self, kind: str, plugin: str, distribution: str | None = None, version: str | None = None,
+        sink: list[Component] | None = None,
+    ) -> Callable[..., None]:
+        """The ``register`` callable handed to a plugin's ``register_<kind>`` hook.
+
+        With ``sink``, components are collected there instead of added, so a hook that raises
+        halfway registers nothing (see :meth:`i2i.plugins.PluginHost.add_plugin`).
+        """
 
         def register(
             name: str,
@@ -110,9 +124,12 @@ class Registry:
         return register
 
     def names(self, kind: str) -> list[str]:
+        """The registered names of a kind, sorted (qualified names are not listed)."""
         return sorted(self._by_kind[kind])
 
     def components(self, kind: str, pattern: str | None = None) -> list[Component]:
+        """Every component of a kind (each plugin's, when several share a name), by name;
+        ``pattern`` is a shell-style filter such as ``'unet*'``."""
         out = []
         for name in self.names(kind):
             if pattern and not fnmatch.fnmatch(name, pattern):
@@ -160,4 +177,5 @@ class Registry:
         return pairs
 
     def build(self, kind: str, name: str, *args: Any, **options: Any) -> Any:
+        """Look ``name`` up as :meth:`get` does and build it."""
         return self.get(kind, name).build(*args, **options)
