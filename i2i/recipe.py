@@ -1,8 +1,12 @@
 """Recipes: TOML files that say what to train, checked against a closed schema.
 
-The fixed keys and their defaults are in :data:`SCHEMA`. Component tables (``task``,
-``generator``, ``discriminator``, each ``losses.<label>``) hold ``name`` plus options that the
-named component declares; those are checked once plugins are loaded (:func:`check_components`).
+:func:`load_recipe` is the way in: read the TOML, apply ``--set`` overrides, :func:`validate`
+the fixed keys (their types and defaults are in :data:`SCHEMA`), then :func:`check_components`.
+Component tables (``task``, ``generator``, ``discriminator``, each ``losses.<label>``) hold
+``name`` plus options that the named component declares; those are checked once plugins are
+loaded. An error names the file and key, or the ``--set`` the value came from.
+:func:`build_component` builds what a table names; :func:`dumps_toml` writes the resolved
+recipe a run saves.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Union
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,6 +27,9 @@ else:  # pragma: no cover
 
 from .errors import PluginError, RecipeError, UserError, did_you_mean, exception_line
 from .options import describe_type, format_value, matches_type
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,7 @@ class Recipe(dict):
 
     @property
     def has_discriminator(self) -> bool:
+        """Whether the recipe trains a GAN; without a ``[discriminator]`` G trains alone."""
         return bool(self.get("discriminator", {}).get("name"))
 
 
@@ -187,6 +195,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """A copy of ``data`` with each ``--set dotted.key=VALUE`` applied, before validation (so an
+    override is checked exactly as the file's own value would be)."""
     data = copy.deepcopy(data)
     for text in overrides:
         path, value = parse_override(text)
@@ -334,7 +344,7 @@ def _check_losses(where: str, losses: Any) -> dict:
     return out
 
 
-def check_components(recipe: dict, registry, where: str = "<recipe>") -> None:
+def check_components(recipe: dict, registry: Registry, where: str = "<recipe>") -> None:
     """Check each component name exists and its options are ones it declares; fill defaults."""
     tables = [(section, kind, recipe[section]) for section, kind in COMPONENT_SECTIONS.items() if section in recipe]
     tables += [(f"losses.{label}", "losses", term) for label, term in recipe["losses"].items()]
@@ -374,7 +384,7 @@ def component_options(table: dict, section: str) -> dict:
     return {k: v for k, v in table.items() if k not in fixed}
 
 
-def build_component(registry: Any, kind: str, recipe: Recipe, section: str, *args: Any) -> Any:
+def build_component(registry: Registry, kind: str, recipe: Recipe, section: str, *args: Any) -> Any:
     """Build the component that the recipe's table ``section`` names (``generator``, ``losses.l1``).
 
     A factory's own checks (an option out of range, say) raise :class:`UserError`; they are
