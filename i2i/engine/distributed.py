@@ -142,6 +142,7 @@ class DistContext:
 
     @classmethod
     def single(cls) -> "DistContext":
+        """One process: every collective returns its input, so the trainer needs no ``if``."""
         return cls()
 
     @classmethod
@@ -187,6 +188,7 @@ class DistContext:
     # -- who am I --------------------------------------------------------------------------------
     @property
     def is_main(self) -> bool:
+        """Rank 0, the one that writes logs, samples and checkpoints."""
         return self.rank == 0
 
     @property
@@ -214,6 +216,7 @@ class DistContext:
 
     # -- tensors (on the training device) --------------------------------------------------------
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum over ranks (loss and metric sums: one collective, no host read)."""
         if not self.is_distributed:
             return tensor
         import torch.distributed as dist
@@ -223,6 +226,7 @@ class DistContext:
         return tensor
 
     def all_reduce_min(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The minimum over ranks (the first step any rank saw a non-finite loss)."""
         if not self.is_distributed:
             return tensor
         import torch.distributed as dist
@@ -230,16 +234,6 @@ class DistContext:
         tensor = tensor.contiguous()
         dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
         return tensor
-
-    def average(self, values: dict[str, float]) -> dict[str, float]:
-        """The mean over ranks of each value (every rank must pass the same keys)."""
-        if not self.is_distributed or not values:
-            return values
-        keys = sorted(values)
-        stacked = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self.device)
-        summed = self.all_reduce_sum(stacked).cpu().tolist()
-        means = {k: summed[i] / self.world_size for i, k in enumerate(keys)}
-        return {k: means[k] for k in values}
 
     # -- host-side agreement (gloo, never waits for the GPU) -------------------------------------
     def agree(self, flag: bool) -> bool:
@@ -273,6 +267,7 @@ class DistContext:
         return str(box[0])
 
     def barrier(self) -> None:
+        """Wait for every rank: the others wait here while rank 0 writes a checkpoint."""
         if not self.is_distributed:
             return None
         import torch.distributed as dist
