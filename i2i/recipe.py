@@ -162,7 +162,7 @@ def read_toml(path: str | Path) -> dict:
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))  # Windows editors may write a BOM
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:

@@ -68,6 +68,13 @@ def test_toml_syntax_error_names_line_and_column(tmp_path):
     assert "TOML syntax error" in message
 
 
+def test_a_recipe_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    """Notepad on Windows saves UTF-8 with a BOM; tomllib alone calls that a syntax error at line 1."""
+    path = tmp_path / "notepad.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.encode("utf-8"))
+    assert load_recipe(path) == load_recipe(write(tmp_path, BASE))
+
+
 def test_missing_required_tables(tmp_path):
     assert "generator.name: missing" in error_of(tmp_path, "[task]\nname = 'gray2color'\n")
 
