@@ -1,7 +1,10 @@
 """Plugin discovery through entry points, failure isolation, and the registry's name rules."""
 
+import inspect
 import json
 import re
+import shlex
+import tomllib
 import types
 
 import pytest
@@ -90,22 +93,49 @@ def test_load_plugins_switch_limits_third_party_plugins(site):
     assert {p["name"]: p["status"] for p in json.loads(none.stdout)}["good"] == "skipped"
 
 
+PLUGINS_MD = ROOT / "docs" / "plugins.md"
+
+
+def doc_blocks(language: str) -> list[str]:
+    """The fenced ``language`` blocks of docs/plugins.md that are no file of the example package."""
+    text = re.sub(r"<!-- file: \S+ -->\s*```\w*\n.*?```", "", PLUGINS_MD.read_text(), flags=re.S)
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
 def test_documented_example_plugin_works_end_to_end(tmp_path):
-    """The plugin in docs/plugins.md, copied verbatim, installs, lists, trains and passes its own test."""
-    files = doc_files(ROOT / "docs" / "plugins.md")
+    """The plugin in docs/plugins.md, copied verbatim, installs, lists, trains and passes its own test;
+    the commands the page shows run as shown."""
+    files = doc_files(PLUGINS_MD)
+    project = tomllib.loads(files["pyproject.toml"])["project"]
     site = tmp_path / "site"
-    make_distribution(site, "i2i-example", "0.3.0", {"example": "i2i_example"}, {"i2i_example/__init__.py": files["i2i_example/__init__.py"]})
-    assert 'example = "i2i_example"' in files["pyproject.toml"]
+    make_distribution(site, project["name"], project["version"], project["entry-points"]["i2i"],
+                      {"i2i_example/__init__.py": files["i2i_example/__init__.py"]})
+    assert project["entry-points"]["i2i"] == {"example": "i2i_example"}
     (tmp_path / "recipe.toml").write_text(files["recipe.toml"])
 
     plugins = {p["name"]: p for p in json.loads(run_i2i(["plugins", "--json"], site).stdout)}
-    assert plugins["example"]["version"] == "0.3.0"
+    assert plugins["example"]["version"] == project["version"] and plugins["example"]["distribution"] == project["name"]
     assert set(plugins["example"]["components"]) == {"generators", "tasks", "losses"}
-    assert "tiny  [example]" in run_i2i(["list", "generators", "tiny"], site).stdout
 
-    result = run_i2i(["run", "recipe.toml"], site, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    [console] = doc_blocks("console")
+    commands = [shlex.split(line[2:]) for line in console.splitlines() if line.startswith("$ ")]
+    assert [c[:2] for c in commands] == [["i2i", "plugins"], ["i2i", "list"], ["i2i", "run"]]
+    for command in commands:
+        result = run_i2i(command[1:], site, cwd=tmp_path)
+        assert result.returncode == 0 and result.stderr == "", f"{command}\n{result.stderr}"
+        if command[1] == "plugins":
+            assert re.search(r"^example  \(i2i_example; i2i-example 0\.3\.0; third-party\)  loaded", result.stdout, re.M)
+        if command[1] == "list":
+            assert "tiny  [example]" in result.stdout and "width = 16  (an integer)" in result.stdout
     assert (tmp_path / "runs" / "invert" / "checkpoints" / "LATEST").is_file()
+
+    # the option mistakes the page describes: a misspelt option, and a value the factory refuses
+    typo = run_i2i(["validate", "recipe.toml", "--set", "generator.widht=8"], site, cwd=tmp_path)
+    assert typo.returncode == 2 and "generator.widht: unknown option (did you mean 'width'?)" in typo.stderr
+    (tmp_path / "zero.toml").write_text(files["recipe.toml"].replace("width = 8", "width = 0"))
+    refused = run_i2i(["validate", "zero.toml"], site, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "i2i: error: zero.toml: generator.width = 0: must be at least 1"
 
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_i2i_example.py").write_text(files["tests/test_i2i_example.py"])
@@ -116,6 +146,72 @@ def test_documented_example_plugin_works_end_to_end(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(site)}
     test = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert test.returncode == 0, test.stdout + test.stderr
+
+
+def test_documented_callback_runs(tmp_path, capsys):
+    """The callback in docs/plugins.md, as shown, is found through train.callbacks and called."""
+    [snippet] = [b for b in doc_blocks("python") if "PrintEval" in b]
+    module = types.ModuleType("print_eval_plugin")
+    exec(compile(snippet, "docs/plugins.md", "exec"), module.__dict__)
+    assert i2i.register_plugin(module, "printer").status == "loaded"
+    recipe = {"task": {"name": "color2gray"}, "data": {"size": 16}, "generator": {"name": "unet", "depth": 2, "width": 4},
+              "losses": {"l1": {}}, "train": {"steps": 2, "batch_size": 2, "device": "cpu", "callbacks": ["print_eval"]},
+              "eval": {"crop": 16, "max_images": 1}, "output": {"dir": str(tmp_path / "run"), "tensorboard": False}}
+    i2i.train(recipe, quiet=True)
+    assert re.search(r"^2 \{'psnr': ", capsys.readouterr().out, re.M)
+
+
+def test_documented_command_is_added_to_the_cli(tmp_path):
+    """The register_commands example in docs/plugins.md adds a working command that --help lists."""
+    [snippet] = [b for b in doc_blocks("python") if "register_commands" in b]
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-hello", "1.0", {"hello": "i2i_hello"}, {"i2i_hello.py": snippet})
+    assert re.search(r"^  hello +Greet NAME \(an example command\)\.", run_i2i(["--help"], site).stdout, re.M)
+    result = run_i2i(["hello", "world"], site)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "hello world\n", "")
+
+
+def test_documented_interfaces_match_the_code():
+    """Names and signatures docs/plugins.md states: register(), Task members, loss methods,
+    callback events, the defaults example and the test helper it points to."""
+    from i2i.registry import Registry
+
+    text = PLUGINS_MD.read_text()
+    documented = re.search(r"`register\((.*?)\)`\n", text)[1].split(", ")
+    params = inspect.signature(Registry().register_function("generators", "p")).parameters.values()
+    assert [p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params] == [d for d in documented if d != "*"]
+    assert [p.kind for p in params][1:3] == [inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY]
+
+    table = text.split("## 3. The Task interface", 1)[1].split("## 4.", 1)[0]
+    members = re.findall(r"^\| `([a-z_]+)(?:\(([^)]*)\))?`((?:, `[a-z_]+`)*)", table, re.M)
+    assert len(members) >= 10
+    for name, args, more in members:
+        for each in (name, *re.findall(r"`([a-z_]+)`", more)):
+            assert hasattr(i2i.Task, each), each
+        if args:
+            assert list(inspect.signature(getattr(i2i.Task, name)).parameters)[1:] == args.split(", "), name
+
+    losses = re.findall(r"`i2i\.(\w+)\.(\w+)\(([^)]*)\)`(?: and `\.(\w+)\(([^)]*)\)`)?", text)
+    assert len(losses) == 4
+    for kind, *methods in losses:
+        for method, args in zip(methods[::2], methods[1::2]):
+            if method:
+                assert list(inspect.signature(getattr(getattr(i2i, kind), method)).parameters)[1:] == args.split(", "), method
+
+    events = re.findall(r"`(on_\w+)\(([^)]*)\)`", text)
+    assert {e for e, _ in events} == {n for n in dir(i2i.Callback) if n.startswith("on_")}
+    for event, args in events:
+        assert list(inspect.signature(getattr(i2i.Callback, event)).parameters) == ["self", *re.split(r",\s+", args)], event
+
+    def options(component):
+        signature = inspect.signature(component.factory).parameters.values()
+        return {p.name: p.default for p in signature if p.default is not p.empty} | component.defaults
+
+    name, base, defaults = re.search(r"i2i's\n`(\w+)` is `(\w+)` with `defaults=(\{.*?\})`", text).groups()
+    preset, plain = i2i.registry().get("generators", name), i2i.registry().get("generators", base)
+    assert preset.factory is plain.factory and options(preset) == options(plain) | eval(defaults)
+
+    assert "def no_host_reads():" in (ROOT / "tests" / "test_cuda_graphs.py").read_text()
 
 
 def test_every_hook_is_documented():
