@@ -23,7 +23,8 @@ class I2IGroup(click.Group):
         except UserError as exc:
             if _show_traceback():
                 raise
-            click.echo(f"i2i: error: {_rank_prefix()}{exc}", err=True)
+            prefix = _rank_prefix()
+            click.echo(f"i2i: error: {'' if str(exc).startswith(prefix) else prefix}{exc}", err=True)  # not 'rank 1: rank 1:'
             sys.exit(exc.exit_code)
         except TrainingStopped as exc:
             from .engine.distributed import RankLost
