@@ -88,6 +88,7 @@ class TensorFile:
         self.order = sorted(self.tensors, key=lambda k: (-_RANK[_DTYPES[self.tensors[k].dtype]], k))
 
     def header(self) -> bytes:
+        """The safetensors header: its length, then JSON of each tensor's dtype, shape and offsets."""
         meta, offset = {}, 0
         for key in self.order:
             t = self.tensors[key]
@@ -99,6 +100,7 @@ class TensorFile:
         return struct.pack("<Q", len(raw)) + raw
 
     def write_to(self, handle: BinaryIO) -> None:
+        """Write the file, copying one tensor at a time to the CPU (the point of this class)."""
         handle.write(self.header())
         for key in self.order:
             t = self.tensors[key].to("cpu").contiguous()
@@ -170,6 +172,7 @@ def _torch_detail(exc: RuntimeError) -> str:
 
 
 def read_json(path: Path) -> dict:
+    """Load a JSON file of a checkpoint; a missing or truncated one is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file is missing")
@@ -353,6 +356,7 @@ def _note(message: str) -> None:
 
 
 def read_state(checkpoint: Path) -> dict:
+    """A checkpoint's ``state.json``, refused unless its ``format`` is this i2i's :data:`FORMAT`."""
     state = read_json(Path(checkpoint) / "state.json")
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{checkpoint / 'state.json'}: not an i2i checkpoint (format {state.get('format')!r}, expected {FORMAT!r})")

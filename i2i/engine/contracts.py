@@ -39,6 +39,7 @@ def scalar_loss(value: Any, where: str, part: str = "") -> Tensor:
 
 
 def check_generator_output(output: Any, target: Tensor, where: str, out_channels: int) -> None:
+    """G must return the target's shape: the losses compare the two element by element."""
     if isinstance(output, Tensor) and output.shape == target.shape:
         return
     raise PluginError(f"{where} returned {describe(output)} for a target of shape {list(target.shape)}; "
@@ -47,6 +48,7 @@ def check_generator_output(output: Any, target: Tensor, where: str, out_channels
 
 
 def check_discriminator_output(output: Any, where: str) -> None:
+    """D must return logits as a tensor or a list of them, which every adversarial loss takes."""
     try:
         logits = as_logit_list(output)
     except TypeError:

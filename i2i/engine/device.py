@@ -1,4 +1,5 @@
-"""Choosing the device and the numeric precision of a run."""
+"""Choosing the device and the numeric precision of a run, and giving an embedding program its
+global torch settings (random streams, backend flags, default dtype) back afterwards."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def autocast(device: torch.device, dtype: torch.dtype, cache: bool = True):
+def autocast(device: torch.device, dtype: torch.dtype, cache: bool = True) -> contextlib.AbstractContextManager:
     """An autocast context for ``dtype``, or a no-op for fp32.
 
     ``cache=False`` turns off the cache of weights cast to ``dtype``, as CUDA-graph capture needs.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -12,10 +12,16 @@ from .contracts import check_metric_values
 from .device import autocast
 from .infer import run_any_size
 
+if TYPE_CHECKING:
+    from ..data import ImageData
+    from ..recipe import Recipe
+    from ..task import Task
+    from .distributed import DistContext
+
 SAMPLE_IMAGES = 4
 
 
-def build_metrics(task, names: list[str] | tuple[str, ...], recipe=None) -> dict[str, Any]:
+def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe | None = None) -> dict[str, Any]:
     """The metric functions of the task's ``metrics`` and the recipe's ``eval.metrics``, by name.
 
     Built when a run starts, so a task that lists a metric no plugin provides fails before any
@@ -98,8 +104,8 @@ def _summarize(metrics: dict[str, Any], means: dict[str, float]) -> dict[str, fl
 
 
 def evaluate_generator(
-    generator: nn.Module, task, data, metrics: dict[str, Any], eval_cfg: dict, *,
-    device: torch.device, dtype: torch.dtype, seed: int, dist,
+    generator: nn.Module, task: Task, data: ImageData, metrics: dict[str, Any], eval_cfg: dict, *,
+    device: torch.device, dtype: torch.dtype, seed: int, dist: DistContext,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]], list[Tensor] | None, int]:
     """Average each metric over the validation images (per image, then the mean).
 
@@ -154,8 +160,15 @@ def _columns(task, input: Tensor, output: Tensor, target: Tensor) -> list[Tensor
     return cols
 
 
-def sample_columns(generator, task, data, eval_cfg, device, dtype, seed, batch_size) -> list[Tensor]:
-    """(input | output | target) columns for a sample grid, on fixed validation images."""
+def sample_columns(
+    generator: nn.Module, task: Task, data: ImageData, eval_cfg: dict, device: torch.device, dtype: torch.dtype,
+    seed: int, batch_size: int,
+) -> list[Tensor]:
+    """(input | output | target) columns for a sample grid, on the same validation images and
+    noise every time, so a run's grids show progress rather than different pictures.
+
+    Without validation images, a preview batch of ``batch_size`` training crops is used.
+    """
     was_training = generator.training
     generator.eval()
     rng = torch.Generator(device=device)

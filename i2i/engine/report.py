@@ -82,11 +82,13 @@ class TensorBoard:
 
 
 def format_values(values: dict[str, float], limit: int = 6) -> str:
+    """``g_l1 0.123  d_gan 0.69``: the first ``limit`` values, short enough for one log line."""
     shown = list(values.items())[:limit]
     return "  ".join(f"{k} {v:.4g}" for k, v in shown)
 
 
 def format_duration(seconds: float) -> str:
+    """``1h05m``, ``3m07s``, ``42s``: an ETA at the precision that matters."""
     seconds = int(max(0, seconds))
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
