@@ -14,8 +14,9 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
                  crop: int | None = None) -> dict:
     """The task's metrics and baselines for a run's generator (EMA weights when kept).
 
-    Without ``data_dir`` the run's own validation split is used (the same files and the same
-    validation noise as during training); with it, every image in that folder. Each image is
+    Without ``data_dir`` the run's own validation split is used (the same files, the same
+    validation noise and the same ``eval.max_images`` cap as during training, so the numbers
+    match the run's log); with it, every image in that folder (a test set is scored whole). Each image is
     scored on its centre ``crop`` x ``crop`` px (the run's ``eval.crop`` unless given; 0 =
     the whole image, as published benchmarks score), which the result's ``crop`` says.
     """
@@ -40,6 +41,8 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
             raise UserError(f"crop = {crop!r}: expected a number of pixels >= 0 (0 = whole images)")
         eval_cfg["crop"] = crop
+    if data_dir is not None:
+        eval_cfg["max_images"] = 0  # the run's cap keeps training-time evaluation short, not a test set
     metrics = build_metrics(model.task, recipe["eval"]["metrics"], recipe)
     with torch.inference_mode():
         values, baselines, _, images = evaluate_generator(
@@ -48,7 +51,7 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         )
     if not images:
         where = data_dir if data_dir is not None else f"the validation split of {recipe['data']['source']}"
-        limit = recipe["eval"]["max_images"]
+        limit = eval_cfg["max_images"]
         tried = min(len(data.val_files), limit) if limit else len(data.val_files)
         raise UserError(f"no readable images in {where}: none of the {tried} image file(s) evaluated could be decoded")
     state = ckpt.read_state(model.checkpoint)

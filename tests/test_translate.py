@@ -295,6 +295,17 @@ def test_eval_counts_the_images_it_scored_and_fails_when_none_decode(g2c_run, tm
     assert f"i2i: error: no readable images in {bad}" in result.stderr.splitlines()[-1]
 
 
+def test_eval_on_a_folder_scores_all_of_it_whatever_the_run_capped_its_validation_at(photos, tmp_path):
+    """eval.max_images keeps training-time evaluation short; a test set given with --data is scored whole."""
+    from helpers import tiny_recipe
+    from i2i.evaluation import evaluate_run
+
+    run = i2i.train(tiny_recipe(photos, tmp_path / "capped", base=TINY_G2C, eval={"max_images": 1}), quiet=True)
+    assert evaluate_run(run.run_dir, device="cpu")["images"] == 1  # the run's own split: as in its log
+    test_set = make_photos(tmp_path / "test_set", count=3, seed=5)
+    assert evaluate_run(run.run_dir, data_dir=test_set, device="cpu")["images"] == 3
+
+
 def test_translate_names_image_kinds_it_does_not_read_and_keeps_pillow_warnings_out(g2c_run, tmp_path):
     """A folder of HEIC/GIF files is not 'no images'; a mixed folder notes what it left out; a
     ~95-megapixel photo's header gives no raw DecompressionBombWarning with a source line."""
