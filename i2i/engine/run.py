@@ -262,7 +262,7 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
         status = trainer.fit()
     run = Run(run_dir, status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator.eval(), recipe)
     if dist.is_main and not quiet:
-        print(f"i2i: finished {trainer.step} steps: {summary_line(run.metrics, run.baselines, trainer.task.main_metric)}", flush=True)
+        print(f"i2i: finished {trainer.step} step{'' if trainer.step == 1 else 's'}: {summary_line(run.metrics, run.baselines, trainer.task.main_metric)}", flush=True)
         print(f"i2i: saved in {run_dir}; try: i2i translate {run_dir} IMAGE... --out OUT_DIR", flush=True)
     return run
 
