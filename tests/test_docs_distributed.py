@@ -115,4 +115,5 @@ def test_a_rank_that_cannot_join_says_where_in_one_line(tmp_path):
     assert errors == [f"i2i: error: rank 1: could not join the other 1 process(es) at 127.0.0.1:{port} within 1 s "
                       + errors[0].split(" within 1 s ", 1)[1]]
     assert "check MASTER_ADDR/MASTER_PORT" in errors[0]
+    assert result.stderr.splitlines() == errors  # torch's C++ retry messages and stack frames held back
     assert not (tmp_path / "run").exists()

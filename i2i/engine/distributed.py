@@ -14,8 +14,11 @@ gloo group even when the tensors go through NCCL, so it never waits for the GPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -172,18 +175,24 @@ class DistContext:
             torch.cuda.set_device(self.device)
             kwargs["device_id"] = self.device
         where = f"{env.get('MASTER_ADDR')}:{env.get('MASTER_PORT')}"
+        native = _NativeStderr()
         try:
-            dist.init_process_group(self.backend, init_method="env://", rank=self.rank, world_size=self.world_size,
-                                    timeout=timedelta(seconds=self.timeout), **kwargs)
-            self.owns_group = True
-            self.control = dist.new_group(backend="gloo", timeout=timedelta(seconds=self.timeout)) if self.backend != "gloo" else None
+            with native.held():
+                dist.init_process_group(self.backend, init_method="env://", rank=self.rank, world_size=self.world_size,
+                                        timeout=timedelta(seconds=self.timeout), **kwargs)
+                self.owns_group = True
+                self.control = dist.new_group(backend="gloo", timeout=timedelta(seconds=self.timeout)) if self.backend != "gloo" else None
         except Exception as exc:  # noqa: BLE001 - rendezvous errors come in many types
             if not is_comm_failure(exc) and not isinstance(exc, (ValueError, OSError)):
+                native.release()
                 raise
+            if os.environ.get("I2I_TRACEBACK"):
+                native.release()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"rank {self.rank}: could not join the other {self.world_size - 1} process(es) at {where} "
                             f"within {self.timeout:g} s ({first}); check MASTER_ADDR/MASTER_PORT and that every rank "
                             f"was started ({TIMEOUT_VARIABLE} sets the wait)") from None
+        native.release()
 
     # -- who am I --------------------------------------------------------------------------------
     @property
@@ -296,6 +305,36 @@ class DistContext:
 
 
 # -- `i2i run --nproc N`: torchrun on this machine ------------------------------------------------
+class _NativeStderr:
+    """Holds back what torch's C++ layer prints to file descriptor 2 during a rendezvous.
+
+    A rank that cannot reach MASTER_ADDR gets c10d's retry messages, each with some 50 lines of
+    C++ stack frames, ahead of i2i's one-line error. Inside :meth:`held` they go to a temporary
+    file; :meth:`release` writes them out (after a successful rendezvous nothing is lost, and
+    ``I2I_TRACEBACK=1`` shows them with the traceback); otherwise they are dropped.
+    """
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+    def release(self) -> None:
+        self.file.seek(0)
+        os.write(2, self.file.read())
+        self.file.close()
+
+
 def torchrun_command(nproc: int, args: list[str], python: str | None = None) -> list[str]:
     """The torchrun command line that runs ``i2i ARGS`` in ``nproc`` processes on this machine."""
     import sys
