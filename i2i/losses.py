@@ -7,7 +7,7 @@ Discriminator outputs reach losses as lists of logit tensors (one per scale).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -59,7 +59,7 @@ class FeatureMatchingLoss(nn.Module):
 LOSS_KINDS = (ReconstructionLoss, AdversarialLoss, Regularizer, FeatureMatchingLoss)
 
 
-def as_logit_list(output) -> list[Tensor]:
+def as_logit_list(output: Tensor | Sequence[Tensor]) -> list[Tensor]:
     """Normalise a discriminator's output (tensor or list of tensors) to a list."""
     if isinstance(output, torch.Tensor):
         return [output]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +14,9 @@ from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError
 from .plugins import registry
 from .recipe import Recipe, build_component, load_recipe
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 class Model:
@@ -51,7 +54,7 @@ class Model:
         output = run_any_size(self.generator, input, tile, overlap)
         return self.task.to_image(output.float(), input)
 
-    def translate(self, image: Any, *, tile: int | str = "auto"):
+    def translate(self, image: Any, *, tile: int | str = "auto") -> Image.Image:
         """Translate a path, a PIL image or a uint8 numpy array (H x W grey, or H x W x 3 or 4
         RGB(A)); returns a PIL image of the same size."""
         import numpy as np

@@ -29,9 +29,12 @@ class Option:
 
     @property
     def type_name(self) -> str:
+        """The annotation in words (``an integer``, ``'a' | 'b'``), for ``i2i list`` and errors."""
         return describe_type(self.annotation)
 
     def check(self, value: Any) -> bool:
+        """Whether a recipe value fits the annotation (an integer fits a float, as TOML has ``1``
+        for ``1.0``; a bool never fits an integer)."""
         return matches_type(value, self.annotation)
 
 
@@ -76,6 +79,7 @@ def factory_options(factory: Callable) -> dict[str, Option]:
 
 
 def accepts_any_option(factory: Callable) -> bool:
+    """Whether the factory takes ``**options``: then an unknown recipe key is passed on, not refused."""
     target = _signature_of(factory)
     if target is None:
         return False
@@ -105,6 +109,7 @@ def validate_options(
 
 
 def format_value(value: Any) -> str:
+    """A value as the recipe spells it (strings quoted, ``true``/``false``), for messages."""
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, bool):

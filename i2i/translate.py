@@ -10,11 +10,15 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .engine.device import is_out_of_memory
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .model import Model
 
 SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tif": "TIFF"}
 
@@ -64,7 +68,7 @@ def _write(image: torch.Tensor, target: Path, fmt: str) -> None:
         raise UserError(f"{target}: cannot write ({exc.strerror or exc})") from None
 
 
-def translate_files(model, inputs: list[Path], out_dir: Path, *, batch_size: int = 4, fmt: str = "png",
+def translate_files(model: Model, inputs: list[Path], out_dir: Path, *, batch_size: int = 4, fmt: str = "png",
                     overwrite: bool = False, progress: bool = True, tile: int | str = "auto") -> TranslateReport:
     """Translate every image found in ``inputs``; never replaces a file unless ``overwrite``.
 

@@ -28,6 +28,7 @@ def input_gradient(discriminator: Callable[[Tensor], Logits], x: Tensor) -> Tens
 
 
 def check_every(every: int) -> int:
+    """The ``every`` option, refused as a recipe error unless an integer >= 1."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise i2i.RecipeError(f"every = {every!r}: expected an integer >= 1")
     return every

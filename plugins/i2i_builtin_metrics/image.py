@@ -15,6 +15,7 @@ def as_float(image: Tensor) -> Tensor:
 
 
 def check_pair(output: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Refuse mismatched shapes (broadcasting would score the wrong pixels); both as float."""
     if output.shape != target.shape or output.dim() != 4:
         raise ValueError(
             f"metric: expected output and target of the same [B, C, H, W] shape, got "

@@ -30,6 +30,7 @@ def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def check_positive(what: str, value: int, minimum: int = 1) -> None:
+    """Refuse a size option below ``minimum`` as a recipe error, not a shape error in torch."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise i2i.UserError(f"{what} = {value!r}: expected an integer >= {minimum}")
 
@@ -61,6 +62,7 @@ def conv_bias(norm: str) -> bool:
 
 
 def output_layer(output: str) -> nn.Module:
+    """The last activation: ``tanh`` bounds images to [-1, 1], ``identity`` leaves the output unbounded."""
     check_choice("output", output, ("tanh", "identity"))
     return nn.Tanh() if output == "tanh" else nn.Identity()
 
