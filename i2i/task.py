@@ -70,7 +70,3 @@ class Task:
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
         """Wrap the built generator if the task needs to (e.g. residual prediction)."""
         return generator
-
-    def sample_input(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
-        """For tasks whose input is not an image: draw generator inputs for sample grids."""
-        raise NotImplementedError

@@ -413,9 +413,6 @@ class LatentTask(i2i.Task):
         z = torch.randn(clean.shape[0], self.in_channels, generator=generator, device=clean.device)
         return z, clean * 2 - 1
 
-    def sample_input(self, batch_size, device, generator=None):
-        return torch.randn(batch_size, self.in_channels, generator=generator, device=device)
-
 
 def mlp_generator(in_channels: int, out_channels: int, *, size: int = 16):
     return torch.nn.Sequential(torch.nn.Linear(in_channels, out_channels * size * size), torch.nn.Tanh(),
