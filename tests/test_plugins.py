@@ -4,8 +4,13 @@ import inspect
 import json
 import re
 import shlex
-import tomllib
+import sys
 import types
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # tomli is the dependency pyproject declares for 3.10
+    import tomli as tomllib
 
 import pytest
 
