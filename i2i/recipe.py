@@ -162,7 +162,8 @@ def read_toml(path: str | Path) -> dict:
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8-sig"))  # Windows editors may write a BOM
+        text = path.read_text(encoding="utf-8-sig")  # Windows editors may write a BOM
+        return tomllib.loads(text)
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
@@ -170,6 +171,9 @@ def read_toml(path: str | Path) -> dict:
         where = re.search(r"\(at line (\d+), column (\d+)\)", message)
         if where:
             message = message[: where.start()].strip()
+            line = text.splitlines()[int(where[1]) - 1] if int(where[1]) <= len(text.splitlines()) else ""
+            if re.search(r'"[^"]*\\', line):  # C:\Users in double quotes: TOML reads \U as an escape
+                message += "; write a Windows path in single quotes ('C:\\photos') or with forward slashes"
             raise RecipeError(f"{path}: line {where[1]}, column {where[2]}: TOML syntax error: {message}") from None
         raise RecipeError(f"{path}: TOML syntax error: {message}") from None
 

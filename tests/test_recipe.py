@@ -75,6 +75,14 @@ def test_a_recipe_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
     assert load_recipe(path) == load_recipe(write(tmp_path, BASE))
 
 
+def test_a_windows_path_in_double_quotes_gets_a_hint(tmp_path):
+    message = error_of(tmp_path, BASE.replace("size = 32", 'size = 32\nsource = "C:\\Users\\me\\photos"'))
+    assert "TOML syntax error" in message
+    assert message.endswith("write a Windows path in single quotes ('C:\\photos') or with forward slashes")
+    recipe = load_recipe(write(tmp_path, BASE.replace("size = 32", "size = 32\nsource = 'C:\\Users\\me\\photos'")))
+    assert recipe["data"]["source"] == "C:\\Users\\me\\photos"  # the hint's way works
+
+
 def test_missing_required_tables(tmp_path):
     assert "generator.name: missing" in error_of(tmp_path, "[task]\nname = 'gray2color'\n")
 
