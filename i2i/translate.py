@@ -75,23 +75,24 @@ def translate_files(model: Model, inputs: list[Path], out_dir: Path, *, batch_si
     Folders are searched without ``out_dir`` (when it lies inside one), so translating into a
     subfolder of the input does not translate the earlier outputs again.
     """
-    from .data import IMAGE_KINDS, find_images, to_uint8
-    from .data.sources import name_files, not_read_note, other_image_files, report_skipped
+    from .data import IMAGE_KINDS, to_uint8
+    from .data.sources import name_files, not_read_note, report_skipped, survey_folder
 
     pairs: list[tuple[Path, Path]] = []
-    folders: list[Path] = []
+    left_out: list[str] = []  # per input folder, the image files i2i does not read ("2 .heic")
     for item in inputs:
         if not item.exists():
             raise UserError(f"{item}: no such file or folder")
         if item.is_dir():
-            folders.append(item)
-            pairs.extend((item, f) for f in find_images(item, exclude=[out_dir]))
+            contents = survey_folder(item, exclude=[out_dir])
+            pairs.extend((item, f) for f in contents.images)
+            left_out.append(contents.other_kinds)
         else:
             pairs.append((item, item))
     if not pairs:
         raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} ({IMAGE_KINDS})"
-                        f"{not_read_note(folders, exclude=[out_dir])}")
-    other = ", ".join(kinds for folder in folders if (kinds := other_image_files(folder, exclude=[out_dir])))
+                        f"{not_read_note(left_out)}")
+    other = ", ".join(kinds for kinds in left_out if kinds)
     if other:
         print(f"i2i: note: {other} file(s) in the input folders not read; i2i reads {IMAGE_KINDS} "
               "(convert them to use them)", file=sys.stderr, flush=True)

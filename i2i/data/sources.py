@@ -57,11 +57,34 @@ def find_images(folder: str | Path, exclude: Iterable[str | Path] = ()) -> list[
     out its own output folder, so a second run does not translate the first one's results.
     Raises :class:`~i2i.errors.UserError` when ``folder`` does not exist.
     """
+    return survey_folder(folder, exclude).images
+
+
+@dataclass(frozen=True)
+class FolderContents:
+    """What one walk of a folder found: the images i2i reads, in :func:`find_images` order, and
+    ``other_kinds``, e.g. ``"3 .heic, 1 .gif"``: image files of kinds it does not read
+    (:data:`OTHER_IMAGE_SUFFIXES`), most common first (``""`` when there are none)."""
+
+    images: list[Path]
+    other_kinds: str
+
+
+def survey_folder(folder: str | Path, exclude: Iterable[str | Path] = ()) -> FolderContents:
+    """Walk ``folder`` once (as :func:`find_images` describes) for both the images i2i reads and
+    the image files it leaves out, so a large folder is not listed twice."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
-    found = [path for path in _walk(folder, exclude) if is_image_file(path)]
-    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+    images: list[Path] = []
+    kinds: Counter[str] = Counter()
+    for path in _walk(folder, exclude):
+        if is_image_file(path):
+            images.append(path)
+        elif path.suffix.lower() in OTHER_IMAGE_SUFFIXES:
+            kinds[path.suffix.lower()] += 1
+    images.sort(key=lambda p: p.relative_to(folder).parts)
+    return FolderContents(images, ", ".join(f"{count} {suffix}" for suffix, count in kinds.most_common()))
 
 
 def _walk(folder: Path, exclude: Iterable[str | Path] = ()) -> Iterator[Path]:
@@ -78,17 +101,10 @@ def _walk(folder: Path, exclude: Iterable[str | Path] = ()) -> Iterator[Path]:
         yield from (Path(root, name) for name in sorted(files) if not name.startswith("."))
 
 
-def other_image_files(folder: str | Path, exclude: Iterable[str | Path] = ()) -> str:
-    """``"3 .heic, 1 .gif"``: the image files under ``folder`` of kinds i2i does not read
-    (:data:`OTHER_IMAGE_SUFFIXES`), most common first; ``""`` when there are none."""
-    kinds = Counter(path.suffix.lower() for path in _walk(Path(folder), exclude)
-                    if path.suffix.lower() in OTHER_IMAGE_SUFFIXES)
-    return ", ".join(f"{count} {suffix}" for suffix, count in kinds.most_common())
-
-
-def not_read_note(folders: Iterable[str | Path], exclude: Iterable[str | Path] = ()) -> str:
-    """A hint for a message: which image files of the folders i2i leaves out, and what to do."""
-    other = ", ".join(kinds for folder in folders if Path(folder).is_dir() and (kinds := other_image_files(folder, exclude)))
+def not_read_note(other_kinds: Iterable[str]) -> str:
+    """A hint for a message from :attr:`FolderContents.other_kinds` of one or more folders:
+    which image files i2i left out, and what to do."""
+    other = ", ".join(kinds for kinds in other_kinds if kinds)
     return f"; not read: {other} file(s) (convert them to one of these)" if other else ""
 
 
@@ -115,10 +131,11 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     holds no readable image.
     """
     folder = resolve_folder(value, key)
-    paths = find_images(folder)
+    contents = survey_folder(folder)
+    paths = contents.images
     if not paths:
-        raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([folder])}')
-    other = "" if quiet else other_image_files(folder)
+        raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([contents.other_kinds])}')
+    other = "" if quiet else contents.other_kinds
     if other:
         print(f'i2i: note: {key} = "{value}": {other} file(s) not read; i2i reads {IMAGE_KINDS} '
               "(convert them to use them)", file=sys.stderr, flush=True)
