@@ -518,3 +518,22 @@ def test_a_colouriser_warns_about_training_photos_that_show_no_colour(tmp_path, 
     assert "i2i: warning: 1 of 7 training images show no colour (" in capsys.readouterr().err
     i2i.train(tiny_recipe(folder, tmp_path / "denoise", data={"val_fraction": 0.0}, train={"steps": 1}), quiet=True)
     assert "show no colour" not in capsys.readouterr().err  # a denoiser learns from grey photos too
+
+
+def test_a_run_whose_validation_files_all_fail_to_decode_says_so(tmp_path, capsys):
+    """Headers that read but pixels that do not pass the folder scan; the evaluation then scores
+    nothing, and the run must say why it has no validation score rather than only 'no validation images'."""
+    import io
+
+    from PIL import Image
+
+    val = tmp_path / "val"
+    val.mkdir()
+    buffer = io.BytesIO()
+    Image.effect_noise((40, 40), 64).convert("RGB").save(buffer, format="PNG")
+    (val / "cut.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    photos = make_photos(tmp_path / "train")
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", data={"val_source": str(val)}, train={"steps": 2}), quiet=True)
+    err = capsys.readouterr().err
+    assert "none of the 1 validation image(s) could be decoded" in err
+    assert run.metrics == {}

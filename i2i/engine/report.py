@@ -132,6 +132,13 @@ class Progress:
         elif self.mode != "none":
             print(text, flush=True)
 
+    def warn(self, text: str) -> None:
+        """A warning on stderr, whatever the mode (``--quiet`` keeps warnings), above the bar."""
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -514,11 +514,15 @@ class Trainer:
         self.read_accumulators()  # never evaluate (or save) after a non-finite loss
         self.dist.sync_buffers(self.eval_generator)  # one model: rank 0's batch-norm statistics
         self._evaluating = True  # stays set if it fails, for the out-of-memory message
-        metrics, baselines, first, _ = evaluate_generator(
+        metrics, baselines, first, scored = evaluate_generator(
             self.eval_generator, self.task, self.data, self.metric_functions, self.eval_cfg,
             device=self.device, dtype=self.dtype, seed=self.seed, dist=self.dist,
         )
         self._evaluating = False
+        if not scored and self.dist.is_main:  # every validation file's pixels failed to decode
+            self.progress.warn(f"i2i: warning: step {self.step}: none of the {len(self.data.val_files)} validation image(s) "
+                               "could be decoded (see the warning above), so this run has no validation score and "
+                               "keeps no best checkpoint; replace them or set data.val_source")
         self.last_metrics, self.last_baselines = metrics, baselines
         if first is not None and self.dist.is_main:
             self._save_grid(first)
