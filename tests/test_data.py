@@ -533,6 +533,7 @@ def test_photos_that_show_no_colour_are_found_among_colour_ones(tmp_path):
     Image.fromarray(grey[..., 0], mode="L").save(tmp_path / "bw.png")
     pale = np.clip(grey.astype(int) + np.array([0, 4, 12]), 0, 255).astype(np.uint8)  # a faint blue cast
     Image.fromarray(pale).save(tmp_path / "pale_colour.png")
-    data = ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0)
+    data = ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0, find_grey=True)
     assert sorted(p.name for p in data.grey_train_files) == ["bw.png", "bw_scan.jpg"]
-    assert not ImageData(data_cfg(tmp_path), channels=1, device=CPU, seed=0).grey_train_files  # nothing to tell
+    assert not ImageData(data_cfg(tmp_path), channels=1, device=CPU, seed=0, find_grey=True).grey_train_files  # nothing to tell
+    assert not ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0).grey_train_files  # only when asked

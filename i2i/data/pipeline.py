@@ -104,11 +104,13 @@ class ImageData:
         ``files[rank::world_size]`` (so a rank's cache holds only its shard) and draws its own
         sequence from them, seeded with its rank; all ranks share the train/val split, and
         ``val_batches(..., shard=True)`` gives each rank every ``world_size``-th validation batch.
+    :param find_grey: note which cached training images show no colour (a colouriser asks; the
+        check reads every pixel once, so other tasks skip it).
 
     Attributes: ``train_files`` / ``val_files`` (paths, this rank's share / all validation
     files), ``cached`` (decoded uint8 training images live on ``device``; otherwise a
     ``DataLoader`` with ``data.workers`` processes streams crops from the files),
-    ``grey_train_files`` (cached training images that show no colour, see
+    ``grey_train_files`` (with ``find_grey``, cached training images that show no colour, see
     :func:`~i2i.data.decode.looks_grey`; empty when streaming, as nothing is decoded up front).
 
     The cache is used when the decoded training images (uint8, upscaled where asked) take at
@@ -122,10 +124,11 @@ class ImageData:
     cached: bool
 
     def __init__(self, data: dict[str, Any], *, channels: int, device: torch.device | str, seed: int,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, find_grey: bool = False):
         self._configure(channels, device, seed, rank, size=data["size"], cache_gb=data["cache_gb"],
                         workers=data["workers"], upscale=data["upscale_small"], resize=data["resize"],
                         world_size=world_size)
+        self._find_grey = find_grey and channels > 1
         if 0 < self._resize < self.size:
             raise UserError(f"data.resize = {self._resize}: smaller than data.size = {self.size}, so no crop would "
                             f"fit; use 0 (keep each image's size) or at least {self.size}")
@@ -177,6 +180,7 @@ class ImageData:
         self._unreadable_val: set[Path] = set()
         self._reasons: dict[Path, str] = {}  # why each skipped file could not be read, for the warnings
         self.grey_train_files: list[Path] = []
+        self._find_grey = False
 
     def _set_train(self, files: list[ImageFile], *, flip: bool, rotate: bool) -> list[Path]:
         """Keep the training files, decode them into the cache when it fits; returns unreadable ones."""
@@ -221,7 +225,7 @@ class ImageData:
             self._reasons[file.path] = exc.reason
             return None
         image = fit_image(image, size=self.size, resize=self._resize, upscale=self._upscale)
-        return image, self.channels > 1 and looks_grey(image)
+        return image, self._find_grey and looks_grey(image)
 
     def _decode_all(self, files: list[ImageFile]) -> tuple[list[torch.Tensor], list[ImageFile], list[tuple[int, int]], list[Path]]:
         """Decode in threads (Pillow releases the GIL), keeping file order."""

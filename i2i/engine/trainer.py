@@ -142,10 +142,10 @@ class Trainer:
 
         self.data = ImageData(
             recipe["data"], channels=self.task.image_channels, device=self.device, seed=self.seed,
-            rank=self.dist.rank, world_size=self.dist.world_size,
+            rank=self.dist.rank, world_size=self.dist.world_size, find_grey=self.task.learns_colour,
         )
         grey = self.data.grey_train_files
-        if grey and self.task.learns_colour and self.dist.is_main:
+        if grey and self.dist.is_main:
             print_err(f"i2i: warning: {len(grey)} of {len(self.data.train_files)} training images show no colour "
                       f"({name_files(grey)}); task {recipe['task']['name']!r} learns colour from its photos, and "
                       "these teach it grey: remove them from data.source")
