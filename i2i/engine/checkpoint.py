@@ -6,7 +6,7 @@ Layout of a run directory's ``checkpoints/``::
         generator.safetensors    G (generator_ema.safetensors, discriminator.safetensors too)
         optim_g.safetensors      optimiser tensors; their non-tensor parts in state.json
         rng.safetensors          every random generator's state
-        state.json               step, schedules, scaler, best metric, data order
+        state.json               step, schedules, loss scalers, best metric, data order
     LATEST, BEST                 the name of the newest / best complete checkpoint
 
 A checkpoint is written into a temporary folder, each file fsynced, then renamed into place,

@@ -49,7 +49,7 @@ def graph_blocker(trainer: "Trainer") -> str | None:
         return "not with several processes (torchrun): each step's gradient all-reduce runs outside a graph"
     if cfg["compile"]:
         return "not together with train.compile"
-    if trainer.scaler is not None:
+    if trainer.scalers is not None:
         return "not with train.precision = 'fp16' (its loss scaler checks for overflow on the host every step); use 'bf16'"
     if cfg["on_nonfinite"] == "skip":
         return "not with train.on_nonfinite = 'skip' (it reads the loss back to the host every step)"

@@ -122,7 +122,14 @@ class Trainer:
         self.ema: nn.Module | None = None
         if self.train_cfg["ema"] > 0:
             self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
+        # fp16 loss scaling, one scaler per network: each is updated once per its own step (as
+        # PyTorch's pattern of one update per optimiser iteration expects), and an overflow in
+        # D's gradients does not halve G's scale.
+        self.scalers: dict[str, torch.amp.GradScaler] | None = None
+        if self.dtype == torch.float16:
+            self.scalers = {"g": torch.amp.GradScaler(self.device.type)}
+            if self.opt_d is not None:
+                self.scalers["d"] = torch.amp.GradScaler(self.device.type)
 
         # The networks the step runs (DDP- and compile-wrapped where asked); the plain modules
         # above are what checkpoints hold.
@@ -301,14 +308,15 @@ class Trainer:
 
     def _backward_and_step(self, terms: dict[str, Tensor], optimizer, net: nn.Module, cfg: dict, which: str) -> None:
         total = torch.stack([t.float() for t in terms.values()]).sum()
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
+        scaler = self.scalers[which] if self.scalers is not None else None
+        if scaler is not None:
+            scaler.scale(total).backward()
         else:
             total.backward()
         clip = cfg["clip_grad_norm"]
         if clip > 0 or self._want_extras:
-            if self.scaler is not None:
-                self.scaler.unscale_(optimizer)
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             params = [p for p in net.parameters() if p.grad is not None]
             if params:
                 norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"), foreach=True)
@@ -322,9 +330,9 @@ class Trainer:
             if skip:
                 self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
         if not skip:
-            if self.scaler is not None:
-                self.scaler.step(optimizer)
-                self.scaler.update()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
             else:
                 optimizer.step()
         # Release the gradients now rather than before the next backward: the steps in between
@@ -607,8 +615,8 @@ class Trainer:
             tree, tensors = ckpt.split_state(portable_state(optimizer))
             state[f"optim_{name}"] = tree
             files[f"optim_{name}.safetensors"] = ckpt.TensorFile(tensors)
-        if self.scaler is not None:
-            state["scaler"] = self.scaler.state_dict()
+        if self.scalers is not None:
+            state["scalers"] = {name: scaler.state_dict() for name, scaler in self.scalers.items()}
         state["data"] = ranks[0]["data"]
         rng = dict(ranks[0]["rng"])
         if self.dist.is_distributed:  # rank r's tensors as "rank{r}.<name>"; rank 0's unprefixed
@@ -644,8 +652,11 @@ class Trainer:
                 continue
             tensors = ckpt.read_tensors(path / f"optim_{name}.safetensors")
             load_state(optimizer, ckpt.join_state(state[f"optim_{name}"], tensors))
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
+        if self.scalers is not None:
+            for name, scaler in self.scalers.items():
+                saved = state.get("scalers", {}).get(name, state.get("scaler"))  # "scaler": one shared (older checkpoints)
+                if saved is not None:
+                    scaler.load_state_dict(saved)
         self._load_rank_state(state, ckpt.read_tensors(path / "rng.safetensors"))
         self.step = self.resumed_at = int(state["step"])
         self.best = dict(state.get("best") or {})
