@@ -503,7 +503,7 @@ class Trainer:
         self.tb.scalars(self.step, values, "train/")
         self.progress.log(self.step, values)
         for warning in self.health.check(self.step, values):
-            self.progress.message(f"i2i: warning: {warning}")
+            self.progress.warn(f"i2i: warning: {warning}")
         self._emit("on_log", self, self.step, values)
 
     # -- evaluation -----------------------------------------------------------------------------
