@@ -175,6 +175,7 @@ def test_dead_rank_stops_the_run_and_resume_matches_an_uninterrupted_run(photos,
     assert [r["step"] for r in logged if r["type"] == "eval"] == [steps]
     assert len(list((run_dir / "samples").glob("*.png"))) == 1
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["BEST", "LATEST", f"step_{steps:07d}"]
+    assert len(json.loads((run_dir / "split.json").read_text())["train"]) == 5  # every rank's files, by rank 0
     saved = checkpoint_tensors(run_dir)
     assert {"rank1.noise", "rank1.torch_cpu", "noise", "torch_cpu"} <= set(saved["rng.safetensors"])
     assert not torch.equal(saved["rng.safetensors"]["noise"], saved["rng.safetensors"]["rank1.noise"])

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
 from .decode import UnreadableImageError, decode_image, fit_image, fitted_size, looks_grey
-from .sources import ImageFile, check_sizes, report_skipped, scan_folder, split_files
+from .sources import ImageFile, RecordedSplit, apply_recorded_split, check_sizes, report_skipped, scan_folder, split_files
 
 GB = 1e9
 
@@ -106,9 +106,13 @@ class ImageData:
         ``val_batches(..., shard=True)`` gives each rank every ``world_size``-th validation batch.
     :param find_grey: note which cached training images show no colour (a colouriser asks; the
         check reads every pixel once, so other tasks skip it).
+    :param split: a resumed run's recorded split: its files are taken from it rather than drawn
+        again (see :func:`~i2i.data.sources.apply_recorded_split`; a validation file missing or
+        changed is an error, and ``split_note`` says what changed in training).
 
     Attributes: ``train_files`` / ``val_files`` (paths, this rank's share / all validation
-    files), ``cached`` (decoded uint8 training images live on ``device``; otherwise a
+    files), ``split_note`` (a warning line when a recorded ``split`` no longer matches the
+    folder's training files, else ``""``), ``cached`` (decoded uint8 training images live on ``device``; otherwise a
     ``DataLoader`` with ``data.workers`` processes streams crops from the files),
     ``grey_train_files`` (with ``find_grey``, cached training images that show no colour, see
     :func:`~i2i.data.decode.looks_grey`; empty when streaming, as nothing is decoded up front).
@@ -124,7 +128,7 @@ class ImageData:
     cached: bool
 
     def __init__(self, data: dict[str, Any], *, channels: int, device: torch.device | str, seed: int,
-                 rank: int = 0, world_size: int = 1, find_grey: bool = False):
+                 rank: int = 0, world_size: int = 1, find_grey: bool = False, split: RecordedSplit | None = None):
         self._configure(channels, device, seed, rank, size=data["size"], cache_gb=data["cache_gb"],
                         workers=data["workers"], upscale=data["upscale_small"], resize=data["resize"],
                         world_size=world_size)
@@ -133,13 +137,22 @@ class ImageData:
             raise UserError(f"data.resize = {self._resize}: smaller than data.size = {self.size}, so no crop would "
                             f"fit; use 0 (keep each image's size) or at least {self.size}")
         source, skipped = scan_folder(data["source"], "data.source", self._reasons, quiet=rank != 0)
-        if not self._upscale and not self._resize:
+        if not self._upscale and not self._resize and split is None:
             check_sizes(source, self.size)  # all of data.source, so the verdict does not depend on the split
+        separate = None
         if data["val_source"]:
-            val, skipped_val = scan_folder(data["val_source"], "data.val_source", self._reasons, quiet=rank != 0)
-            train, skipped = source, skipped + skipped_val
+            separate, skipped_val = scan_folder(data["val_source"], "data.val_source", self._reasons, quiet=rank != 0)
+            skipped += skipped_val
+        if split is not None:
+            train, val, self.split_note = apply_recorded_split(split, source, separate, data)
+            if not self._upscale and not self._resize:  # the files in use: added ones are left out
+                in_use = set(train).union(val if separate is None else ())
+                check_sizes([f for f in source if f in in_use], self.size)
+        elif separate is not None:
+            train, val = source, separate
         else:
             train, val = split_files(source, data["val_fraction"], seed)
+        self._split = (train, val, separate is not None)
         shard = train[rank::world_size]
         if not shard:
             raise UserError(f'data.source = "{data["source"]}": {len(train)} training image(s) cannot feed {world_size} processes; add images or use fewer processes')
@@ -181,6 +194,8 @@ class ImageData:
         self._reasons: dict[Path, str] = {}  # why each skipped file could not be read, for the warnings
         self.grey_train_files: list[Path] = []
         self._find_grey = False
+        self.split_note = ""
+        self._split: tuple[list[ImageFile], list[ImageFile], bool] = ([], [], False)
 
     def _set_train(self, files: list[ImageFile], *, flip: bool, rotate: bool) -> list[Path]:
         """Keep the training files, decode them into the cache when it fits; returns unreadable ones."""
@@ -203,6 +218,13 @@ class ImageData:
     def _set_val(self, files: list[ImageFile]) -> None:
         self._val = files
         self.val_files = [f.path for f in files]
+
+    def recorded_split(self) -> RecordedSplit:
+        """Which files the run trains (every rank's) and validates on, for the run's record.
+
+        Reads each file's size (one ``stat`` per file), so only the process that writes it asks.
+        """
+        return RecordedSplit.of(*self._split)
 
     def _train_size(self, file: ImageFile) -> tuple[int, int]:
         return fitted_size(file.height, file.width, size=self.size, resize=self._resize, upscale=self._upscale)
@@ -408,7 +430,8 @@ class ImageData:
         """Continue from a :meth:`state_dict`; warns when the training files changed since."""
         self._samples = int(state["samples"])
         self._stream, self._stream_key = None, None
-        if int(state.get("train_files", len(self._train))) != len(self._train) and self.rank == 0:
+        changed = int(state.get("train_files", len(self._train))) != len(self._train)
+        if changed and self.rank == 0 and not self.split_note:  # a split_note has said what changed
             print(f"i2i: warning: the checkpoint was trained on {int(state['train_files'])} training images, "
                   f"now there are {len(self._train)}; the data order differs from the original run",
                   file=sys.stderr, flush=True)

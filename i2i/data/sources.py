@@ -11,6 +11,7 @@ silently left out. Relative folders are relative to the working directory.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -236,3 +237,124 @@ def load_images_for_inference(paths: Iterable[str | Path], channels: int = 3) ->
         where = ", ".join(str(p) for p in given)
         raise UserError(f"{where}: no readable images found ({IMAGE_KINDS})")
     return images
+
+
+# -- the split a run recorded ----------------------------------------------------------------------
+#: The file in a run directory that records which files the run trains and validates on.
+SPLIT_FILE = "split.json"
+
+
+def file_bytes(file: ImageFile) -> int:
+    """The file's size in bytes (-1 when it is gone): with its name, what a recorded split
+    compares; a hash would read every photo of a large folder at each start-up."""
+    try:
+        return os.stat(file.path).st_size
+    except OSError:
+        return -1
+
+
+@dataclass(frozen=True)
+class RecordedSplit:
+    """Which files a run trains and validates on: names (relative to ``data.source``, and to
+    ``data.val_source`` for validation files taken from there) with their sizes in bytes.
+
+    A run writes it once, when it starts (``split.json`` in the run directory); a resumed run
+    takes its files from it rather than drawing the split again (:func:`apply_recorded_split`),
+    so a folder that changed since cannot move files between training and validation. Names
+    are relative, so a run whose folder moved still resumes (``--set data.source=NEW_PLACE``).
+    ``run`` is where it was read from, for messages.
+    """
+
+    train: dict[str, int]
+    val: dict[str, int]
+    val_separate: bool  # validation files come from data.val_source
+    run: str = ""
+
+    @classmethod
+    def of(cls, train: Iterable[ImageFile], val: Iterable[ImageFile], val_separate: bool) -> RecordedSplit:
+        return cls({f.name: file_bytes(f) for f in train}, {f.name: file_bytes(f) for f in val}, val_separate)
+
+    def to_json(self) -> dict:
+        return {"format": 1, "val_from": "data.val_source" if self.val_separate else "data.source",
+                "train": self.train, "val": self.val}
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> RecordedSplit | None:
+        """The record in ``run_dir``, or None for a run written before i2i kept one (it resumes
+        as it used to, drawing the split again). A file that does not parse is a
+        :class:`~i2i.errors.UserError`."""
+        path = Path(run_dir) / SPLIT_FILE
+        if not path.is_file():
+            return None
+        try:
+            return cls.from_json(json.loads(path.read_text()), str(run_dir))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{path}: cannot be read as the run's train/validation split ({exc}); "
+                            "restore it, or start a new run") from None
+
+    @classmethod
+    def from_json(cls, data: dict, run: str) -> RecordedSplit:
+        """Raises ``ValueError`` (or ``KeyError``, ``TypeError``) when ``data`` is not a split record."""
+        if data.get("format") != 1 or data.get("val_from") not in ("data.source", "data.val_source"):
+            raise ValueError("not a split record this i2i reads")
+        train, val = ({str(k): int(v) for k, v in data[part].items()} for part in ("train", "val"))
+        return cls(train, val, data["val_from"] == "data.val_source", run)
+
+
+def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_source: list[ImageFile] | None,
+                         data: Mapping[str, str]) -> tuple[list[ImageFile], list[ImageFile], str]:
+    """``(train, val, note)``: the files of a resumed run, from its record and what its folders
+    hold now (``source``: the readable files of ``data.source``; ``val_source``: those of
+    ``data.val_source``, or None when the run splits ``data.source``; ``data``: the recipe's
+    ``[data]`` table, for messages).
+
+    Validation must be exactly the recorded files: any missing, unreadable or changed (another
+    size) is a :class:`~i2i.errors.UserError` naming the first and how many. Training keeps the
+    recorded files that remain (a changed one too: it was a training file all along); files
+    added since go to neither part, so no file ever changes sides. ``note`` is one warning line
+    counting what changed (``""`` when nothing did).
+    """
+    run = record.run or "the run"
+    if record.val_separate and val_source is None:
+        raise UserError(f"{run}: the run validates on the images of data.val_source, now empty; a resumed run keeps its "
+                        "validation images: set data.val_source to their folder, or start a new run")
+    if not record.val_separate and val_source is not None:
+        raise UserError(f'{run}: the run validates on images of data.source, now data.val_source = "{data["val_source"]}"; '
+                        "a resumed run keeps its validation images: leave data.val_source empty, or start a new run")
+    val_key = "val_source" if record.val_separate else "source"
+    pool = val_source if val_source is not None else source
+    by_name = {f.name: f for f in pool}
+    problems = []
+    for name, size in record.val.items():
+        file = by_name.get(name)
+        if file is None:
+            why = "unreadable" if (resolve_folder(data[val_key], f"data.{val_key}") / name).exists() else "missing"
+            problems.append((name, why))
+        elif (now := file_bytes(file)) != size:
+            problems.append((name, f"changed: {size} bytes then, {now} now"))
+    if problems:
+        name, why = problems[0]
+        raise UserError(f'{run}: {len(problems)} of the run\'s {len(record.val)} validation file(s) are missing or changed '
+                        f'in data.{val_key} = "{data[val_key]}" (first: {name}, {why}); the run validates on the '
+                        "files it started with: restore them, or start a new run")
+    val = [f for f in pool if f.name in record.val]
+    candidates = source if val_source is not None else [f for f in source if f.name not in record.val]
+    train = [f for f in candidates if f.name in record.train]
+    if not train:
+        raise UserError(f'{run}: none of the run\'s {len(record.train)} training file(s) are left in data.source = '
+                        f'"{data["source"]}"; restore them, or start a new run')
+    added, removed = len(candidates) - len(train), len(record.train) - len(train)
+    changed = sum(file_bytes(f) != record.train[f.name] for f in train)
+    added_val = len(pool) - len(val) if val_source is not None else 0
+    changes = [f"{n} {what}" for n, what in ((added, "file(s) added"), (removed, "training file(s) removed"),
+                                             (changed, "training file(s) changed")) if n]
+    where = [f"data.source: {', '.join(changes)}"] if changes else []
+    where += [f"data.val_source: {added_val} file(s) added"] if added_val else []
+    if not where:
+        return train, val, ""
+    then = ["the data order differs from the original run"] if removed else []
+    then += ["changed files are used as they are now"] if changed else []
+    then += ["added files are not used (start a new run to train on them)"] if added or added_val else []
+    return train, val, (f"i2i: warning: {run}: {'; '.join(where)} since the run started; it goes on with the "
+                        f"{len(train)} training and {len(val)} validation file(s) it recorded"
+                        f"{' that remain' if removed else ''}; {'; '.join(then)}")

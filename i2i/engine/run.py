@@ -26,6 +26,7 @@ from .device import global_state_kept
 from .trainer import Trainer, summary_line
 
 if TYPE_CHECKING:
+    from ..data import ImageData
     from .distributed import DistContext
 
 
@@ -90,6 +91,14 @@ def _check_split_kept(saved: Recipe, recipe: Recipe) -> None:
             raise UserError(f"--set {given}: a resumed run keeps {dotted} = {before}, which fixes its "
                             "train/validation split (changed, it would train on its validation images); "
                             "start a new run to use another")
+
+
+def _write_split(run_dir: Path, data: ImageData) -> None:
+    """Record which files the run trains and validates on, once: a resume checks the folders
+    against it (a run from before this record gets one at its first resume)."""
+    from ..data.sources import SPLIT_FILE
+
+    ckpt.write_atomic(run_dir / SPLIT_FILE, json.dumps(data.recorded_split().to_json(), indent=0).encode())
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -196,9 +205,10 @@ def train(
 def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> Run:
     """Resolve the recipe (a resumed run's saved one), join the process group, create the run
     folder and the Trainer; a lost rank becomes :class:`RankLost`."""
+    from ..data.sources import RecordedSplit
     from .distributed import DistContext, is_comm_failure
 
-    checkpoint_dir, run_dir = None, None
+    checkpoint_dir, run_dir, split = None, None, None
     if resume is not None and (recipe is not None or out is not None):
         raise UserError("a resumed run continues in its own folder with its saved recipe: "
                         "call train(None, resume=RUN_DIR, overrides=[...]) without a recipe or out")
@@ -210,6 +220,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         recipe = load_recipe(run_dir / "recipe.toml", overrides)
         if overrides:
             _check_split_kept(load_recipe(run_dir / "recipe.toml"), recipe)
+        split = RecordedSplit.read(run_dir)
     elif not isinstance(recipe, Recipe) or overrides:
         recipe = load_recipe(recipe if not isinstance(recipe, Recipe) else dict(recipe), overrides)
     else:  # the run fills in output.dir: the caller's Recipe stays as it was
@@ -224,12 +235,13 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             run_dir = Path(dist.broadcast_path(str(new_run_dir(out or recipe["output"]["dir"])) if dist.is_main else None))
             recipe["output"]["dir"] = str(run_dir)
         try:
-            trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])], quiet=quiet)
+            trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])], quiet=quiet,
+                              split=split)
         except BaseException:
             if resume is None and dist.is_main:
                 _remove_if_empty(run_dir)  # a recipe mistake leaves no empty run folder behind
             raise
-        return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet)
+        return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
     except RuntimeError as exc:
         if dist.is_distributed and is_comm_failure(exc):
             raise dist.lost(exc, trainer.step if trainer is not None else 0, run_dir or "RUN_DIR") from None
@@ -239,8 +251,9 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             dist.close()
 
 
-def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool) -> Run:
-    """Resume (when asked), write the run's files (rank 0), train, report."""
+def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,
+                    record_split: bool) -> Run:
+    """Resume (when asked), write the run's files (rank 0; ``record_split``: split.json too), train, report."""
     dist = trainer.dist
     if checkpoint_dir is not None:
         trainer.load_checkpoint(checkpoint_dir)
@@ -252,6 +265,8 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
     if dist.is_main:
         _write_recipe(run_dir, recipe)
         _write_run_info(run_dir, recipe, trainer.step if checkpoint_dir is not None else None)
+        if record_split:
+            _write_split(run_dir, trainer.data)
         if not quiet:
             what = f"resuming {run_dir} at step {trainer.step}" if checkpoint_dir else f"run directory: {run_dir}"
             where = f"{trainer.device}" if not dist.is_distributed else f"{dist.world_size} processes ({dist.backend}), rank 0 on {trainer.device}"

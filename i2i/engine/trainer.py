@@ -30,7 +30,7 @@ import copy
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +52,9 @@ from .host_memory import freed_memory_kept
 from .optim import build_optimizer, load_state, lr_factor, portable_state, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
 
+if TYPE_CHECKING:
+    from ..data.sources import RecordedSplit
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -69,7 +72,9 @@ class Trainer:
         dist: DistContext | None = None,
         callbacks: list[Any] | None = None,
         quiet: bool = False,
+        split: RecordedSplit | None = None,
     ) -> None:
+        """``split``: a resumed run's recorded train/validation files (see :class:`~i2i.data.ImageData`)."""
         self.recipe, self.run_dir = recipe, Path(run_dir)
         self.dist = dist or DistContext.single()
         self.train_cfg, self.out_cfg, self.eval_cfg = recipe["train"], recipe["output"], recipe["eval"]
@@ -149,8 +154,10 @@ class Trainer:
 
         self.data = ImageData(
             recipe["data"], channels=self.task.image_channels, device=self.device, seed=self.seed,
-            rank=self.dist.rank, world_size=self.dist.world_size, find_grey=self.task.learns_colour,
+            rank=self.dist.rank, world_size=self.dist.world_size, find_grey=self.task.learns_colour, split=split,
         )
+        if self.data.split_note and self.dist.is_main:
+            print_err(self.data.split_note)
         grey = self.data.grey_train_files
         if grey and self.dist.is_main:
             print_err(f"i2i: warning: {len(grey)} of {len(self.data.train_files)} training images show no colour "

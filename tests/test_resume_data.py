@@ -1,0 +1,183 @@
+"""Resuming a run whose data folder changed: the validation files stay the recorded ones."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import i2i
+from i2i.data import ImageData
+from i2i.data.sources import SPLIT_FILE, RecordedSplit, apply_recorded_split, scan_folder
+from i2i.engine.checkpoint import find_checkpoint
+from i2i.errors import UserError
+from helpers import make_photos, tiny_recipe
+from plugin_env import run_i2i
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("originals"))
+
+
+@pytest.fixture(scope="module")
+def others(tmp_path_factory):
+    """Six other photos with the same names as ``originals``: another folder of the same count."""
+    return make_photos(tmp_path_factory.mktemp("others"), seed=9)
+
+
+@pytest.fixture
+def photos(originals, tmp_path):
+    """A folder of its own for each test, to change."""
+    return shutil.copytree(originals, tmp_path / "photos")
+
+
+def start(photos, tmp_path, steps=2, **sections):
+    return i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": steps}, **sections), quiet=True)
+
+
+def recorded(run_dir):
+    return json.loads((run_dir / SPLIT_FILE).read_text())
+
+
+class Files(i2i.Callback):
+    """Which files the resumed run trains and validates on."""
+
+    def on_run_start(self, trainer):
+        self.train = sorted(p.name for p in trainer.data.train_files)
+        self.val = sorted(p.name for p in trainer.data.val_files)
+
+
+def weights(run_dir):
+    return load_file(find_checkpoint(run_dir) / "generator.safetensors")
+
+
+def test_a_run_records_its_split_by_name_and_size(photos, tmp_path):
+    run = start(photos, tmp_path)
+    record = recorded(run.run_dir)
+    assert record["val_from"] == "data.source"
+    assert len(record["val"]) == 2 and len(record["train"]) == 4  # val_fraction 0.34 of 6
+    assert set(record["train"]) | set(record["val"]) == {f"photo_{i}.png" for i in range(6)}
+    assert all(size == (photos / name).stat().st_size for part in ("train", "val") for name, size in record[part].items())
+
+
+def test_an_added_photo_is_left_out_and_the_run_continues_exactly(photos, originals, others, tmp_path, capsys):
+    straight = i2i.train(tiny_recipe(originals, tmp_path / "straight", train={"steps": 4}), quiet=True)
+    run = start(photos, tmp_path)
+    before = recorded(run.run_dir)
+    shutil.copy(others / "photo_0.png", photos / "a_new_photo.png")  # first in file order: the split would move
+    capsys.readouterr()
+    files = Files()
+    resumed = i2i.train(None, resume=run.run_dir, overrides=["train.steps=4"], callbacks=[files], quiet=True)
+    assert resumed.step == 4
+    err = capsys.readouterr().err
+    assert err.count("i2i: warning:") == 1, err
+    assert (f"i2i: warning: {run.run_dir}: data.source: 1 file(s) added since the run started; it goes on with the "
+            "4 training and 2 validation file(s) it recorded; added files are not used (start a new run to train on them)") in err
+    assert "a_new_photo.png" not in files.train + files.val
+    assert files.train == sorted(before["train"]) and files.val == sorted(before["val"])
+    assert recorded(run.run_dir) == before  # the record is the run's start, not rewritten
+    for key, value in weights(straight.run_dir).items():  # the same files, the same sequence
+        assert torch.equal(value, weights(run.run_dir)[key]), key
+
+
+def test_removed_and_changed_training_photos_are_counted_in_one_warning(photos, others, tmp_path, capsys):
+    run = start(photos, tmp_path)
+    train = sorted(recorded(run.run_dir)["train"])
+    (photos / train[0]).unlink()
+    shutil.copy(others / "photo_5.png", photos / train[1])  # another photo under the same name
+    capsys.readouterr()
+    files = Files()
+    i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], callbacks=[files], quiet=True)
+    err = capsys.readouterr().err
+    assert err.count("i2i: warning:") == 1, err  # not also the checkpoint's 'trained on 4 training images'
+    assert ("data.source: 1 training file(s) removed, 1 training file(s) changed since the run started; it goes on "
+            "with the 3 training and 2 validation file(s) it recorded that remain; the data order differs from the "
+            "original run; changed files are used as they are now") in err
+    assert files.train == train[1:]
+
+
+def test_a_missing_validation_photo_stops_the_resume_with_one_line(photos, tmp_path):
+    run = start(photos, tmp_path)
+    val = sorted(recorded(run.run_dir)["val"])
+    (photos / val[0]).unlink()
+    proc = run_i2i(["run", "--resume", str(run.run_dir), "--set", "train.steps=3"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"i2i: error: {run.run_dir}: 1 of the run's 2 validation file(s) are missing or changed in data.source = "
+        f'"{photos}" (first: {val[0]}, missing); the run validates on the files it started with: restore '
+        "them, or start a new run")
+    assert "Traceback" not in proc.stderr
+    assert json.loads((find_checkpoint(run.run_dir) / "state.json").read_text())["step"] == 2  # nothing trained
+    (photos / val[1]).write_bytes(b"not an image")  # and one that no longer reads
+    shutil.copy(photos / sorted(recorded(run.run_dir)["train"])[0], photos / val[0])
+    with pytest.raises(UserError, match=rf"2 of the run's 2 validation file\(s\) are missing or changed .* \(first: {val[0]}, changed: \d+ bytes then, \d+ now\)"):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+
+
+def test_another_folder_with_as_many_photos_is_refused_and_a_moved_one_resumes(photos, others, tmp_path, capsys):
+    run = start(photos, tmp_path)
+    first_val = sorted(recorded(run.run_dir)["val"])[0]
+    with pytest.raises(UserError, match=rf"^{run.run_dir}: 2 of the run's 2 validation file\(s\) are missing or changed in "
+                                        rf"data.source = \"{others}\" \(first: {first_val}, changed: "):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", f"data.source={others}"], quiet=True)
+    moved = photos.rename(tmp_path / "moved")
+    capsys.readouterr()
+    i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", f"data.source={moved}"], quiet=True)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_run_from_before_the_record_resumes_as_before_and_gets_one(photos, others, tmp_path, capsys):
+    run = start(photos, tmp_path)
+    (run.run_dir / SPLIT_FILE).unlink()  # as a run written by an older i2i
+    shutil.copy(others / "photo_0.png", photos / "photo_6.png")
+    capsys.readouterr()
+    assert i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True).step == 3
+    assert "error" not in capsys.readouterr().err
+    assert len(recorded(run.run_dir)["train"]) + len(recorded(run.run_dir)["val"]) == 7  # kept from now on
+
+
+def test_a_separate_validation_folder_is_kept_too(originals, others, tmp_path, capsys):
+    train, val = shutil.copytree(originals, tmp_path / "train"), shutil.copytree(others, tmp_path / "val")
+    run = start(train, tmp_path, data={"val_source": str(val)})
+    record = recorded(run.run_dir)
+    assert record["val_from"] == "data.val_source" and len(record["train"]) == len(record["val"]) == 6
+    shutil.copy(originals / "photo_0.png", val / "extra.png")
+    shutil.copy(originals / "photo_0.png", train / "extra.png")
+    capsys.readouterr()
+    files = Files()
+    i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], callbacks=[files], quiet=True)
+    assert "data.source: 1 file(s) added; data.val_source: 1 file(s) added since the run started" in capsys.readouterr().err
+    assert "extra.png" not in files.train + files.val and len(files.val) == 6
+    (val / "photo_3.png").unlink()
+    with pytest.raises(UserError, match=rf'1 of the run\'s 6 validation file\(s\) are missing or changed in data.val_source = "{val}" \(first: photo_3.png, missing\)'):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=4"], quiet=True)
+    with pytest.raises(UserError, match="the run validates on the images of data.val_source, now empty"):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=4", "data.val_source=''"], quiet=True)
+
+
+def test_recorded_split_of_the_sample_photos_round_trips():
+    cfg = {"source": "sample", "val_source": "", "val_fraction": 0.2, "size": 16, "cache_gb": 0.0, "workers": 0,
+           "upscale_small": False, "resize": 0, "flip": True, "rotate": False}
+    drawn = ImageData(cfg, channels=3, device="cpu", seed=4)
+    record = RecordedSplit.from_json(json.loads(json.dumps(drawn.recorded_split().to_json())), "runs/x")
+    assert len(record.val) == 1 and len(record.train) == 5
+    kept = ImageData(cfg, channels=3, device="cpu", seed=0, split=record)  # another seed: the record decides
+    assert kept.val_files == drawn.val_files and kept.train_files == drawn.train_files and kept.split_note == ""
+
+
+def test_no_file_ever_changes_sides(tmp_path):
+    folder = make_photos(tmp_path / "many", count=10, size=(20, 18))
+    files, _ = scan_folder(str(folder), "data.source")
+    record = RecordedSplit.of(files[:7], files[7:], val_separate=False)
+    for name in ("photo_0.png", "photo_4.png"):
+        (folder / name).unlink()
+    make_photos(tmp_path / "new", count=3, size=(20, 18), seed=2)
+    for i in range(3):
+        shutil.copy(tmp_path / "new" / f"photo_{i}.png", folder / f"added_{i}.png")
+    now, _ = scan_folder(str(folder), "data.source")
+    train, val, note = apply_recorded_split(record, now, None, {"source": str(folder), "val_source": ""})
+    assert [f.name for f in val] == [f.name for f in files[7:]]
+    assert {f.name for f in train} == {f.name for f in files[:7]} - {"photo_0.png", "photo_4.png"}
+    assert "3 file(s) added, 2 training file(s) removed" in note
