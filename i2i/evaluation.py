@@ -14,8 +14,8 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
                  crop: int | None = None) -> dict:
     """The task's metrics and baselines for a run's generator (EMA weights when kept).
 
-    Without ``data_dir`` the run's own validation split is used (the same files, the same
-    validation noise and the same ``eval.max_images`` cap as during training, so the numbers
+    Without ``data_dir`` the run's own validation split is used (the same files, as its
+    ``split.json`` records them where it has one; the same validation noise and the same ``eval.max_images`` cap as during training, so the numbers
     match the run's log); with it, every image in that folder (a test set is scored whole). Each image is
     scored on its centre ``crop`` x ``crop`` px (the run's ``eval.crop`` unless given; 0 =
     the whole image, as published benchmarks score), which the result's ``crop`` says.
@@ -32,7 +32,11 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
                                         resize=recipe["data"]["resize"])
         source = str(data_dir)
     else:
-        data = ImageData(recipe["data"], channels=model.task.image_channels, device=model.device, seed=recipe["train"]["seed"])
+        from .data.sources import RecordedSplit
+
+        split = RecordedSplit.read(ckpt.run_dir_of(model.checkpoint))  # the files it validated on, as it trains
+        data = ImageData(recipe["data"], channels=model.task.image_channels, device=model.device,
+                         seed=recipe["train"]["seed"], split=split)
         source = f"validation split of {recipe['data']['source']}"
     if not data.val_files:
         raise UserError(f"{run_dir}: the run has no validation images (data.val_fraction = 0); pass --data DIR")

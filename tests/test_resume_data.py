@@ -181,3 +181,15 @@ def test_no_file_ever_changes_sides(tmp_path):
     assert [f.name for f in val] == [f.name for f in files[7:]]
     assert {f.name for f in train} == {f.name for f in files[:7]} - {"photo_0.png", "photo_4.png"}
     assert "3 file(s) added, 2 training file(s) removed" in note
+
+
+def test_eval_scores_the_recorded_validation_files(photos, others, tmp_path):
+    from i2i.evaluation import evaluate_run
+
+    run = start(photos, tmp_path)
+    shutil.copy(others / "photo_0.png", photos / "a_new_photo.png")  # drawn again, the split would move
+    result = evaluate_run(run.run_dir, device="cpu")
+    assert result["images"] == 2 and result["metrics"] == pytest.approx(run.metrics)
+    (photos / sorted(recorded(run.run_dir)["val"])[1]).unlink()
+    with pytest.raises(UserError, match=r"1 of the run's 2 validation file\(s\) are missing"):
+        evaluate_run(run.run_dir, device="cpu")
