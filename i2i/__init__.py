@@ -24,6 +24,7 @@ from .registry import Component, Registry
 from .task import Task
 
 if TYPE_CHECKING:  # for annotations only: the functions below import these when called
+    import os
     from pathlib import Path
 
     from .engine.run import Run
@@ -41,12 +42,15 @@ __all__ = [
 
 
 def registry(kind: str | None = None) -> Any:
-    """The component registry (all plugins loaded), or the components of one kind by name."""
+    """The component registry (all plugins loaded), or the components of one kind by name
+    (``generators``, ``discriminators``, ``tasks``, ``losses``, ``metrics``, ``callbacks``):
+    ``{name: Component}``, with ``plugin:name`` keys for names that need their plugin."""
     from .plugins import registry as _registry
 
     reg = _registry()
     if kind is None:
         return reg
+    _check_kind(kind)
     return {c.name if _resolves_to(reg, kind, c) else c.qualified_name: c for c in reg.components(kind)}
 
 
@@ -61,11 +65,16 @@ def _resolves_to(reg: Registry, kind: str, component: Component) -> bool:
 def list_components(kind: str, pattern: str | None = None) -> list[Component]:
     """Components of a kind (``generators``, ``discriminators``, ``tasks``, ``losses``, ``metrics``, ``callbacks``)."""
     from .plugins import registry as _registry
+
+    _check_kind(kind)
+    return _registry().components(kind, pattern)
+
+
+def _check_kind(kind: str) -> None:
     from .registry import KINDS
 
     if kind not in KINDS:
-        raise UserError(f"unknown kind {kind!r}{did_you_mean(kind, KINDS)}; kinds: {', '.join(KINDS)}")
-    return _registry().components(kind, pattern)
+        raise UserError(f"unknown kind {kind!r}{did_you_mean(str(kind), KINDS)}; kinds: {', '.join(KINDS)}")
 
 
 def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
@@ -75,28 +84,59 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
     return _register(plugin, name)
 
 
-def train(recipe: Any, **kwargs: Any) -> Run:
-    """Train a recipe (a :class:`Recipe`, a dict or a path); returns an :class:`i2i.Run`.
+def train(
+    recipe: Recipe | dict | str | os.PathLike | None,
+    *,
+    out: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    callbacks: list[Callback] | None = None,
+    quiet: bool = False,
+) -> Run:
+    """Train a recipe (a :class:`Recipe`, a dict or a path to a TOML file); returns an :class:`i2i.Run`.
 
-    Keywords: ``out`` (run folder; default ``output.dir``, never overwritten), ``resume`` (a run
-    folder to continue; pass ``None`` as the recipe), ``overrides`` (``["train.steps=500"]``),
-    ``callbacks`` (a list of :class:`i2i.Callback`), ``quiet``. A run stopped early raises
-    :class:`i2i.TrainingStopped` after saving a checkpoint.
+    ``out``: the run folder (default: the recipe's ``output.dir``); an existing one is never
+    overwritten, ``-2``, ``-3``... is used instead. ``resume``: a run folder to continue from its
+    latest checkpoint with its saved recipe (pass ``None`` as the recipe). ``overrides``:
+    ``["train.steps=500", ...]``, TOML values as ``i2i run --set`` takes them. ``callbacks``: a
+    list of :class:`i2i.Callback` instances. ``quiet``: no progress or summary on stdout.
+
+    The returned :class:`i2i.Run` has ``run_dir`` (where the run went), ``status``
+    (``"finished"``), ``step``, ``metrics`` (the last validation scores, ``{name: value}``),
+    ``baselines`` (``{baseline: {metric: value}}``), ``generator`` (the trained network, EMA
+    weights if kept, in eval mode) and ``recipe`` (the resolved :class:`Recipe`).
+
+    A run stopped early (Ctrl-C, SIGTERM, a callback's ``trainer.request_stop()``, a non-finite
+    loss) saves a checkpoint and raises :class:`i2i.TrainingStopped`, whose ``run_dir`` and
+    ``step`` say where to resume. Mistakes in the recipe or the data raise :class:`i2i.UserError`
+    subclasses before any step; an exception raised by a callback propagates unchanged, and the
+    run folder resumes from its last checkpoint. The caller's default dtype, random streams and
+    cuDNN/TF32 flags are restored on return.
     """
     from .engine.run import train as _train
 
-    return _train(recipe, **kwargs)
+    return _train(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, quiet=quiet)
 
 
-def load(path: str | Path, **kwargs: Any) -> Model:
-    """Load a trained model from a run directory or checkpoint; returns an :class:`i2i.Model`.
+def load(path: str | os.PathLike, *, device: str = "auto", which: str = "latest") -> Model:
+    """Load a trained model from a run directory or one of its checkpoint folders; returns an
+    :class:`i2i.Model` in eval mode.
 
-    Keywords: ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and ``which``
-    (``latest`` or ``best``).
+    ``device``: ``"auto"`` (a CUDA GPU, else MPS, else the CPU), ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` or ``"mps"``. ``which``: ``"latest"`` or ``"best"`` (the best validation score,
+    what ``i2i translate --checkpoint best`` uses; a run without one yet gives its latest, with a
+    note on stderr).
+
+    ``model(images)`` translates a tensor ``[B, C, H, W]`` or ``[C, H, W]`` (C = 3, or 1 for
+    grey), float in [0, 1] or uint8, of any size, and returns floats in [0, 1];
+    ``model.translate(x)`` takes a path, a PIL image or a uint8 numpy array and returns a PIL
+    image of the same size. Attributes: ``generator`` (the torch module), ``task``, ``recipe``,
+    ``checkpoint`` (the folder loaded) and ``device``. A missing or broken run raises
+    :class:`i2i.CheckpointError`.
     """
     from .model import load as _load
 
-    return _load(path, **kwargs)
+    return _load(path, device=device, which=which)
 
 
 def create_run_from_weights(recipe: Any, generator_state: dict, out: str | Path, **kwargs: Any) -> Path:

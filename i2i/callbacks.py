@@ -5,6 +5,12 @@ Register a factory with the ``register_callbacks`` hook and list its name in the
 Every method is optional. ``trainer`` is the running :class:`i2i.engine.Trainer`; its
 ``run_dir``, ``step``, ``recipe``, ``task``, ``G``, ``D`` (None without a discriminator) and
 ``eval_generator`` (the EMA copy of G when the run keeps one) are there to read.
+
+To end a run early and cleanly, call ``trainer.request_stop()``: the run finishes the step,
+saves a checkpoint and :func:`i2i.train` raises :class:`i2i.TrainingStopped` (the CLI exits
+with status 1). Any exception a callback raises (``TrainingStopped`` and ``KeyboardInterrupt``
+included) instead stops the run where it is, without a new checkpoint, and propagates to the
+caller unchanged; the run folder resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from typing import Any
 
 
 class Callback:
-    """Override the events you need. Exceptions propagate and stop the run."""
+    """Override the events you need. Exceptions propagate and stop the run (without a new
+    checkpoint; ``trainer.request_stop()`` stops it with one)."""
 
     autoload: bool = False
 
@@ -36,9 +43,12 @@ class Callback:
 
 def warn_unknown_events(callbacks: list[Any]) -> None:
     """A callback method named like an event that does not exist (``on_logg``) is never called:
-    say so, rather than leave its author wondering."""
+    say so, rather than leave its author wondering. A class passed where an instance belongs
+    (``callbacks=[MyCallback]``) is a ``TypeError`` before the run starts, not at its first event."""
     events = sorted(name for name in dir(Callback) if name.startswith("on_"))
     for callback in callbacks:
+        if isinstance(callback, type):
+            raise TypeError(f"callbacks take instances: pass {callback.__name__}(), not the class {callback.__name__}")
         for name in dir(callback):
             if name.startswith("on_") and name not in events:
                 print(f"i2i: warning: callback {type(callback).__name__} has {name}, which i2i never calls "

@@ -113,6 +113,11 @@ class PluginHost:
             self.manager.unregister(name=name)
             self._fail(info, NameError(f"unknown hook {unknown[0]!r} (see i2i/hookspecs.py)"))
             return info
+        unmarked = self._unmarked_hooks(plugin, name)
+        if unmarked:  # pluggy skips them silently: the plugin would load and register nothing
+            self.manager.unregister(name=name)
+            self._fail(info, NameError(f"{unmarked[0]} is not marked @i2i.hookimpl, so i2i would never call it"))
+            return info
         info.hooks = sorted(
             h.name for h in self.manager.get_hookcallers(plugin) or [] if h.name.startswith("register_")
         )
@@ -153,6 +158,13 @@ class PluginHost:
             if caller.spec is None
             for impl in caller.get_hookimpls()
             if impl.plugin is plugin and not impl.optionalhook
+        ]
+
+    def _unmarked_hooks(self, plugin: object, name: str) -> list[str]:
+        """Functions named like a hook (``register_generators``) without ``@i2i.hookimpl``."""
+        return [
+            hook for hook in sorted(vars(hookspecs)) if hook.startswith("register_")
+            and callable(getattr(plugin, hook, None)) and self.manager.parse_hookimpl_opts(plugin, hook) is None
         ]
 
     def _fail(self, info: PluginInfo, exc: BaseException) -> None:
@@ -215,11 +227,21 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
     Registering the module that an installed entry point already loaded under ``name`` changes
     nothing; another object under a taken name replaces that plugin (a test's local version).
     """
+    if plugin is None or isinstance(plugin, (str, bytes, int, float)):
+        hint = "; import it and pass the module" if isinstance(plugin, str) else ""
+        raise TypeError(f"register_plugin takes a module or an object with @i2i.hookimpl functions, "
+                        f"not {plugin!r}{hint}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"register_plugin(plugin, name): name is a string, not {name!r}")
     current = host()
     name = name or getattr(plugin, "__name__", type(plugin).__name__)
     taken = current.plugins.get(name)
     if taken is not None and taken.builtin:
         raise UserError(f"plugin name '{name}' is i2i's built-in plugin; register yours under another name")
+    other = current.manager.get_name(plugin)
+    if other is not None and other != name:
+        raise UserError(f"{getattr(plugin, '__name__', type(plugin).__name__)} is already registered as plugin "
+                        f"'{other}'; one object registers under one name (its components are '{other}:NAME')")
     loaded = current.manager.get_plugin(name)
     if loaded is plugin:
         return current.plugins[name]
@@ -228,4 +250,8 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
         current.registry.remove_plugin(name)
     info = PluginInfo(name, getattr(plugin, "__name__", type(plugin).__name__),
                       taken.distribution if taken else None, taken.version if taken else None)
-    return current.add_plugin(plugin, name, info=info)
+    info = current.add_plugin(plugin, name, info=info)
+    if info.status == "loaded" and not info.hooks:
+        print(f"i2i: warning: plugin '{name}' ({info.module}) has no @i2i.hookimpl hooks, so it registers nothing",
+              file=sys.stderr)
+    return info

@@ -14,8 +14,10 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Union
@@ -158,7 +160,14 @@ class Recipe(dict):
 # -- reading ------------------------------------------------------------------------------------
 def read_toml(path: str | Path) -> dict:
     """Parse a TOML file; syntax errors become one line with file, line and column."""
+    if isinstance(path, str) and "\n" in path:  # i2i.load_recipe(text): a path is expected
+        raise RecipeError("load_recipe got TOML text where a path belongs: pass the path of the file, "
+                          "or the text parsed into a dict (tomllib.loads(text))")
     path = Path(path)
+    if path.is_dir():
+        run_hint = (f"; a run's recipe is {path / 'recipe.toml'} (i2i run --resume {path} continues the run)"
+                    if (path / "recipe.toml").is_file() else "")
+        raise RecipeError(f"{path}: a folder, not a recipe file{run_hint}")
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
     try:
@@ -219,10 +228,14 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     """Read, override, validate and fill in defaults. Raises :class:`RecipeError`."""
     if isinstance(source, dict):
         data, where = _plain_values(copy.deepcopy(source)), "<recipe>"
-    elif isinstance(source, (str, Path)):
+    elif isinstance(source, (str, os.PathLike)):
         data, where = read_toml(source), str(source)
     else:
-        raise TypeError(f"a recipe is a path to a TOML file or a dict, not {type(source).__name__}")
+        resume = "; to continue a run: i2i.train(None, resume=RUN_DIR)" if source is None else ""
+        raise TypeError(f"a recipe is a path to a TOML file or a dict, not {type(source).__name__}{resume}")
+    if isinstance(overrides, Mapping):  # iterating it would give the keys alone
+        example = [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in list(overrides.items())[:1]] or ["train.steps=500"]
+        raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not a dict: e.g. {example}")
     if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
         raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not {overrides!r}")
     data = apply_overrides(data, list(overrides))
@@ -259,11 +272,14 @@ def _blame_override(exc: RecipeError, where: str, overrides: list[str] | tuple[s
 
 def _plain_values(value: Any) -> Any:
     """Numpy (and other) scalars as the Python ``int``/``float``/``bool`` a TOML file would give:
-    a dict recipe built by a sweep script may hold ``np.int64(500)`` steps."""
+    a dict recipe built by a sweep script may hold ``np.int64(500)`` steps, and a program
+    ``pathlib.Path`` folders (``data.source``), which a TOML file spells as strings."""
     if isinstance(value, dict):
         return {key: _plain_values(v) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain_values(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if not isinstance(value, (bool, int, float, str)) and isinstance(value, numbers.Number) and hasattr(value, "item"):
         return value.item()
     return value

@@ -1,0 +1,100 @@
+"""A program that embeds i2i: what help() tells it, and the mistakes it makes most (a Path in a
+dict recipe, overrides as a dict, a plugin without @i2i.hookimpl) answered with one clear line."""
+
+import inspect
+import types
+from pathlib import Path
+
+import pytest
+
+import i2i
+from helpers import TINY_G2C, make_photos
+
+
+def test_help_shows_the_keywords_of_train_and_load_as_the_engine_takes_them():
+    from i2i.engine.run import train
+    from i2i.model import load
+
+    engine = dict(inspect.signature(train).parameters)
+    engine.pop("dist")  # torchrun's process group: internal
+    public = inspect.signature(i2i.train).parameters
+    assert list(public) == list(engine)
+    assert all(public[name].default == engine[name].default and public[name].kind == engine[name].kind for name in engine)
+    public, engine = inspect.signature(i2i.load).parameters, inspect.signature(load).parameters
+    assert list(public) == list(engine)
+    assert all(public[name].default == engine[name].default and public[name].kind == engine[name].kind for name in engine)
+    for attribute in ("run_dir", "status", "metrics", "baselines", "generator", "TrainingStopped"):
+        assert attribute in i2i.train.__doc__
+    for attribute in ("which", "best", "generator", "checkpoint", "translate"):
+        assert attribute in i2i.load.__doc__
+
+
+def test_a_dict_recipe_may_name_folders_as_paths(tmp_path):
+    recipe = i2i.load_recipe({**TINY_G2C, "data": {**TINY_G2C["data"], "source": tmp_path},
+                              "output": {**TINY_G2C["output"], "dir": tmp_path / "run"}})
+    assert recipe["data"]["source"] == str(tmp_path) and recipe["output"]["dir"] == str(tmp_path / "run")
+
+
+def test_recipe_mistakes_of_a_program_get_one_line_saying_what_to_pass(tmp_path):
+    with pytest.raises(TypeError, match=r"not a dict: e\.g\. \['train\.steps=7'\]"):
+        i2i.load_recipe(TINY_G2C, overrides={"train.steps": 7})
+    with pytest.raises(i2i.RecipeError, match=r"^load_recipe got TOML text where a path belongs: .*tomllib\.loads") as error:
+        i2i.load_recipe("[task]\nname = 'denoise'\n")
+    assert "\n" not in str(error.value)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "recipe.toml").write_text("")
+    with pytest.raises(i2i.RecipeError, match=r"run: a folder, not a recipe file; a run's recipe is .*run/recipe\.toml"):
+        i2i.load_recipe(tmp_path / "run")
+    with pytest.raises(TypeError, match=r"not NoneType; to continue a run: i2i\.train\(None, resume=RUN_DIR\)"):
+        i2i.train(None)
+
+
+def test_registry_of_an_unknown_kind_is_a_user_error():
+    with pytest.raises(i2i.UserError, match=r"unknown kind 'loss' \(did you mean 'losses'\?\)"):
+        i2i.registry("loss")
+
+
+def test_plugin_registration_mistakes_are_named(capsys):
+    forgot = types.ModuleType("forgot")
+    forgot.register_generators = lambda register: register("forgot_net", lambda in_channels, out_channels: None)
+    info = i2i.register_plugin(forgot, "forgot")  # pluggy would skip the function silently
+    assert info.status == "failed" and "register_generators is not marked @i2i.hookimpl" in info.error
+    assert "plugin 'forgot' (forgot) disabled" in capsys.readouterr().err
+    assert "forgot_net" not in i2i.registry().names("generators")
+
+    i2i.register_plugin(types.ModuleType("empty"), "empty")
+    assert "plugin 'empty' (empty) has no @i2i.hookimpl hooks, so it registers nothing" in capsys.readouterr().err
+
+    mine = types.ModuleType("mine")
+    mine.register_generators = i2i.hookimpl(lambda register: register("mine_net", lambda in_channels, out_channels: None))
+    assert i2i.register_plugin(mine, "mine").status == "loaded"
+    assert i2i.register_plugin(mine, "mine").status == "loaded"  # again: nothing changes
+    with pytest.raises(i2i.UserError, match="mine is already registered as plugin 'mine'"):
+        i2i.register_plugin(mine, "mine2")
+    assert "mine2" not in i2i.plugins.host().plugins and i2i.registry("generators")["mine_net"].plugin == "mine"
+    with pytest.raises(TypeError, match="not 'mine'; import it and pass the module"):
+        i2i.register_plugin("mine", "by_name")
+    with pytest.raises(TypeError, match="not None"):
+        i2i.register_plugin(None, "nothing")
+
+
+def test_a_trained_run_from_a_path_recipe_loads_with_its_documented_attributes(tmp_path):
+    photos = make_photos(tmp_path / "photos", count=3, size=(32, 32))
+    run = i2i.train({**TINY_G2C, "data": {**TINY_G2C["data"], "source": Path(photos)},
+                     "train": {**TINY_G2C["train"], "steps": 1}}, out=tmp_path / "run", quiet=True)
+    assert run.status == "finished" and run.step == 1 and run.run_dir == tmp_path / "run"
+    assert run.recipe["data"]["source"] == str(photos)
+    model = i2i.load(run.run_dir, device="cpu", which="best")
+    assert model.checkpoint.parent == run.run_dir / "checkpoints" and str(model.device) == "cpu"
+    assert model.recipe["task"]["name"] == "gray2color" and not model.generator.training
+
+
+def test_a_callback_class_passed_for_an_instance_is_named_before_the_run_starts(tmp_path):
+    class Watch(i2i.Callback):
+        pass
+
+    photos = make_photos(tmp_path / "photos", count=3, size=(32, 32))
+    recipe = {**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos)}, "train": {**TINY_G2C["train"], "steps": 1}}
+    with pytest.raises(TypeError, match=r"callbacks take instances: pass Watch\(\), not the class Watch"):
+        i2i.train(recipe, out=tmp_path / "run", callbacks=[Watch], quiet=True)
+    assert not (tmp_path / "run").exists()  # the run folder made for it is gone again
