@@ -76,26 +76,23 @@ def translate_files(model: Model, inputs: list[Path], out_dir: Path, *, batch_si
     subfolder of the input does not translate the earlier outputs again.
     """
     from .data import IMAGE_KINDS, to_uint8
-    from .data.sources import name_files, not_read_note, report_skipped, survey_folder
+    from .data.sources import name_files, not_read_note, print_not_read_note, report_skipped, survey_folder
 
     pairs: list[tuple[Path, Path]] = []
-    left_out: list[str] = []  # per input folder, the image files i2i does not read ("2 .heic")
+    left_out: dict[Path, str] = {}  # per input folder, the image files i2i does not read ("2 .heic")
     for item in inputs:
         if not item.exists():
             raise UserError(f"{item}: no such file or folder")
         if item.is_dir():
             contents = survey_folder(item, exclude=[out_dir])
             pairs.extend((item, f) for f in contents.images)
-            left_out.append(contents.other_kinds)
+            left_out[item] = contents.other_kinds
         else:
             pairs.append((item, item))
     if not pairs:
         raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} ({IMAGE_KINDS})"
-                        f"{not_read_note(left_out)}")
-    other = ", ".join(kinds for kinds in left_out if kinds)
-    if other:
-        print(f"i2i: note: {other} file(s) in the input folders not read; i2i reads {IMAGE_KINDS} "
-              "(convert them to use them)", file=sys.stderr, flush=True)
+                        f"{not_read_note(left_out.values())}")
+    print_not_read_note(", ".join(str(folder) for folder, kinds in left_out.items() if kinds), left_out.values())
     targets = output_paths(pairs, out_dir, fmt)
     for (_, file), target in zip(pairs, targets):
         if target.exists() and target.samefile(file):  # even --overwrite must not replace an input

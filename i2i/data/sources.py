@@ -109,6 +109,15 @@ def not_read_note(other_kinds: Iterable[str]) -> str:
     return f"; not read: {other} file(s) (convert them to one of these)" if other else ""
 
 
+def print_not_read_note(where: str, other_kinds: Iterable[str]) -> None:
+    """The note on stderr, when images were found, naming the image files i2i left out of
+    ``where`` (a folder, or the recipe key that names it); nothing when there are none."""
+    other = ", ".join(kinds for kinds in other_kinds if kinds)
+    if other:
+        print(f"i2i: note: {where}: {other} file(s) not read; i2i reads {IMAGE_KINDS} (convert them to use them)",
+              file=sys.stderr, flush=True)
+
+
 def resolve_folder(value: str, key: str) -> Path:
     """The folder a recipe value names (``"sample"`` = the shipped photos), checked to exist."""
     if value == SAMPLE:
@@ -136,10 +145,8 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     paths = contents.images
     if not paths:
         raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([contents.other_kinds])}')
-    other = "" if quiet else contents.other_kinds
-    if other:
-        print(f'i2i: note: {key} = "{value}": {other} file(s) not read; i2i reads {IMAGE_KINDS} '
-              "(convert them to use them)", file=sys.stderr, flush=True)
+    if not quiet:
+        print_not_read_note(f'{key} = "{value}"', [contents.other_kinds])
     readable, unreadable, real_paths = [], [], set()
     why = reasons if reasons is not None else {}
     for path in paths:
