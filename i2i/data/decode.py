@@ -1,4 +1,5 @@
-"""Image files to uint8 tensors, and back: the only place that touches Pillow's pixels.
+"""Image files to uint8 tensors, and tensors to PIL images: the only place that reads Pillow's
+pixels (writing 8- and 16-bit files is :mod:`i2i.data.encode`).
 
 Every file is decoded the same way wherever it is read (training, validation, ``translate``,
 ``eval --data``), so a model sees the same pixels at training and inference time:
@@ -21,6 +22,11 @@ Every file is decoded the same way wherever it is read (training, validation, ``
 * Grey images asked for as 3 channels are replicated; colour images asked for as 1 channel
   become their luminance, ITU-R BT.601 ``0.299 R + 0.587 G + 0.114 B`` (the weights of
   ``kornia.color.rgb_to_grayscale``), rounded.
+
+``i2i translate`` reads files with :func:`decode_full`: the same pixels, except that a deep
+image keeps 16 bits (the rounding to 8 bits above is at most half an 8-bit level away), plus what the written output keeps of the file: its alpha channel and
+whether it had more than 8 bits per channel. Pillow reads 16-bit RGB(A) TIFFs as 8-bit (their
+high bytes), so those reach the network, and give their alpha, at 8 bits.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import re
 import struct
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -99,28 +106,50 @@ def decode_image(path: str | Path, channels: int) -> torch.Tensor:
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            orientation = _orientation(image)
-            pixels = _png16_colour_pixels(path) if image.format == "PNG" else None
-            if pixels is None:
-                pixels = _pixels(image)
-    except Image.DecompressionBombError as exc:
-        reason = _reason(exc)
-        raise UnreadableImageError(f"{path}: {reason}", reason) from None
-    except _DECODE_ERRORS as exc:
-        reason = _reason(exc, path)
-        raise UnreadableImageError(f"{path}: cannot decode this image ({reason})", reason) from None
-    pixels = _to_channels(_orient(pixels, orientation), channels)
-    return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C"))  # one writable copy
+    pixels, _, _ = _read(Path(path))
+    return _to_tensor(_to_channels(pixels, channels))
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image as ``i2i translate`` reads it: what the network sees, and what the written
+    output keeps of the file.
+
+    ``pixels`` is what :func:`decode_image` gives (transparency composited onto white), except
+    that an image deeper than 8 bits per channel keeps its precision: uint16 (0-65535) rather
+    than rounded to uint8 (half the memory of floats, for the images waiting to be
+    translated). ``alpha`` is the file's alpha channel, upright,
+    ``[H, W]`` uint8 or uint16 as the file holds it (palette transparency as 8 bits), or
+    ``None`` when it has none. ``bits`` is 16 for files deeper than 8 bits per channel (16-bit
+    PNG and TIFF, 32-bit integer and float TIFF), otherwise 8.
+    """
+
+    pixels: torch.Tensor
+    alpha: np.ndarray | None
+    bits: int
+
+
+def decode_full(path: str | Path, channels: int) -> DecodedImage:
+    """Decode an image file as :func:`decode_image` does, keeping its alpha channel and bit
+    depth for the output (see :class:`DecodedImage`); raises :class:`UnreadableImageError`."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels}")
+    pixels, alpha, bits = _read(Path(path))
+    return _decoded(pixels, alpha, bits, channels)
 
 
 def pil_to_tensor(image: Image.Image, channels: int) -> torch.Tensor:
     """An in-memory PIL image as uint8 ``[channels, H, W]``, by the same rules as files
     (transparency onto white, deep images scaled); its pixels are taken as they stand."""
-    pixels = _to_channels(_pixels(image), channels)
-    return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C"))
+    pixels, _ = _pixels(image)
+    return _to_tensor(_to_channels(pixels, channels))
+
+
+def pil_to_decoded(image: Image.Image, channels: int) -> DecodedImage:
+    """An in-memory PIL image as :func:`decode_full` reads a file (its pixels as they stand)."""
+    pixels, alpha = _pixels(image)
+    bits = 16 if image.mode in ("I", "F") or image.mode.startswith("I;16") else 8
+    return _decoded(pixels, alpha, bits, channels)
 
 
 def probe_size(path: str | Path) -> tuple[int, int]:
@@ -227,16 +256,69 @@ def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return pixels
 
 
-def _png16_colour_pixels(path: Path) -> np.ndarray | None:
-    """A 16-bit colour or grey+alpha PNG at full precision, as float ``[H, W, C]`` (0-255 scale).
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """``(pixels, alpha, bits)`` of an image file, upright: pixels ``[H, W, 1 or 3]`` composited
+    onto white (uint8, or float32 on the 0-255 scale), alpha ``[H, W, 1]`` (uint8 or uint16) or
+    ``None``, and 16 for files deeper than 8 bits per channel, else 8."""
+    try:
+        with Image.open(path) as image:
+            orientation = _orientation(image)
+            header = _png_header(path) if image.format == "PNG" else b""
+            bits = 16 if header and header[24] == 16 else _bits(image)  # Pillow reads 16-bit RGB PNGs as RGB
+            found = _png16_colour_pixels(path, header) if header else None
+            pixels, alpha = found if found is not None else _pixels(image)
+    except Image.DecompressionBombError as exc:
+        reason = _reason(exc)
+        raise UnreadableImageError(f"{path}: {reason}", reason) from None
+    except _DECODE_ERRORS as exc:
+        reason = _reason(exc, path)
+        raise UnreadableImageError(f"{path}: cannot decode this image ({reason})", reason) from None
+    return _orient(pixels, orientation), None if alpha is None else _orient(alpha, orientation), bits
+
+
+def _decoded(pixels: np.ndarray, alpha: np.ndarray | None, bits: int, channels: int) -> DecodedImage:
+    keep = bits > 8 and pixels.dtype != np.uint8
+    tensor = _to_tensor(_to_channels(pixels, channels, keep_precision=keep))
+    return DecodedImage(tensor, None if alpha is None else np.array(alpha[..., 0]), bits)
+
+
+def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """``[H, W, C]`` -> ``[C, H, W]``: one writable, contiguous copy."""
+    return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C"))
+
+
+def _bits(image: Image.Image) -> int:
+    """16 when the image holds more than 8 bits per channel (Pillow's deep modes, or a TIFF's
+    BitsPerSample: Pillow reads 16-bit RGB(A) TIFFs as 8-bit RGB(A)), else 8."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        return 16
+    tags = getattr(image, "tag_v2", None)
+    if tags is not None:
+        try:
+            depth = tags.get(258, 8)  # BitsPerSample
+            if max(depth if isinstance(depth, tuple) else (depth,)) > 8:
+                return 16
+        except (TypeError, ValueError):
+            pass
+    return 8
+
+
+def _png_header(path: Path) -> bytes:
+    """A PNG's first 26 bytes, through IHDR's bit depth and colour type; ``b""`` if damaged."""
+    with open(path, "rb") as handle:
+        header = handle.read(26)
+    return header if len(header) == 26 and header[12:16] == b"IHDR" else b""
+
+
+def _png16_colour_pixels(path: Path, header: bytes) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A 16-bit colour or grey+alpha PNG at full precision: float ``[H, W, C]`` (0-255 scale)
+    composited onto white, and its alpha ``[H, W, 1]`` as uint16 (``None`` without one).
 
     Pillow keeps only the high byte of these (``v >> 8``, up to one level too dark), so they
     go through torchvision's libpng decoder. ``None`` for every other PNG (Pillow reads 16-bit
     grey exactly, as ``I;16``) or when torchvision's decoder is unavailable.
     """
-    with open(path, "rb") as handle:
-        header = handle.read(26)
-    if len(header) < 26 or header[12:16] != b"IHDR" or header[24] != 16 or header[25] == 0:
+    if header[24] != 16 or header[25] == 0:
         return None
     try:
         with warnings.catch_warnings():
@@ -248,8 +330,9 @@ def _png16_colour_pixels(path: Path) -> np.ndarray | None:
         return None
     pixels = tensor.to(torch.float32).permute(1, 2, 0).numpy() / 257.0
     if pixels.shape[2] in (2, 4):
-        pixels = _over_white(pixels[..., :-1], pixels[..., -1:])
-    return pixels
+        alpha = tensor[-1:].to(torch.int32).permute(1, 2, 0).numpy().astype(np.uint16)
+        return _over_white(pixels[..., :-1], pixels[..., -1:]), alpha
+    return pixels, None
 
 
 #: Modes whose embedded ICC profile is converted to sRGB (deep and grey modes keep their values).
@@ -293,22 +376,24 @@ def _srgb_transform(profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | N
     return None if np.abs(moved - cube).max() <= 1 else transform
 
 
-def _pixels(image: Image.Image) -> np.ndarray:
-    """Pixels as ``[H, W, 1 or 3]``: uint8, or float32 on the 0-255 scale for deep images."""
+def _pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixels as ``[H, W, 1 or 3]`` (uint8, or float32 on the 0-255 scale for deep images),
+    composited onto white, and the alpha channel ``[H, W, 1]`` (uint8) or ``None``."""
     image = _to_srgb(image)
     mode = image.mode
     if (mode == "P" and "transparency" in image.info) or mode == "PA":
         image, mode = image.convert("RGBA"), "RGBA"
     if mode in ("1", "L"):
-        return np.asarray(image.convert("L"))[..., None]
+        return np.asarray(image.convert("L"))[..., None], None
     if mode.startswith("I;16"):
-        return np.asarray(image).astype(np.float32)[..., None] / 257.0
+        return np.asarray(image).astype(np.float32)[..., None] / 257.0, None
     if mode in ("I", "F"):
-        return _scale_unknown_range(np.asarray(image), is_float=mode == "F")[..., None]
+        return _scale_unknown_range(np.asarray(image), is_float=mode == "F")[..., None], None
     if mode in ("LA", "La", "RGBA", "RGBa"):
-        rgba = np.asarray(image.convert("LA" if mode.startswith("L") else "RGBA")).astype(np.float32)
-        return _over_white(rgba[..., :-1], rgba[..., -1:])
-    return np.asarray(image.convert("RGB"))
+        rgba = np.asarray(image.convert("LA" if mode.startswith("L") else "RGBA"))
+        colour = rgba.astype(np.float32)
+        return _over_white(colour[..., :-1], colour[..., -1:]), rgba[..., -1:]
+    return np.asarray(image.convert("RGB")), None
 
 
 def _over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -332,12 +417,15 @@ def _scale_unknown_range(values: np.ndarray, is_float: bool) -> np.ndarray:
     return (values * scale).astype(np.float32)
 
 
-def _to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
-    """Replicate grey or take BT.601 luminance, then round to uint8 once."""
+def _to_channels(pixels: np.ndarray, channels: int, keep_precision: bool = False) -> np.ndarray:
+    """Replicate grey or take BT.601 luminance, then round to uint8 once (``keep_precision``:
+    to uint16, 0-65535, so 16-bit values come back exactly)."""
     if pixels.shape[2] == 3 and channels == 1:
         pixels = pixels.astype(np.float32) @ np.asarray(LUMA_WEIGHTS, dtype=np.float32)
         pixels = pixels[..., None]
-    if pixels.dtype != np.uint8:
+    if keep_precision:
+        pixels = np.clip(np.rint(pixels * np.float32(257)), 0, 65535).astype(np.uint16)
+    elif pixels.dtype != np.uint8:
         pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
     if pixels.shape[2] == 1 and channels == 3:
         pixels = np.repeat(pixels, 3, axis=2)

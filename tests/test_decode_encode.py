@@ -1,0 +1,147 @@
+"""What ``i2i translate`` keeps of a file: decode_full's alpha and bit depth, and the 16-bit
+PNG and TIFF encoders (checked against independent decoders: libpng via torchvision, Pillow)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from i2i.data.decode import decode_full, decode_image, pil_to_decoded
+from i2i.data.encode import encode_png16, encode_tiff16, save_image, with_alpha
+
+
+def libpng(data: bytes) -> np.ndarray:
+    """``[H, W, C]`` uint16 pixels of a PNG, decoded by torchvision's libpng."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision >= 0.29 points to torchcodec
+        from torchvision.io import ImageReadMode, decode_png
+
+        tensor = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+    return tensor.to(torch.int32).permute(1, 2, 0).numpy().astype(np.uint16)
+
+
+def tiff_samples(data: bytes) -> np.ndarray:
+    """The uncompressed strip of a TIFF as little-endian uint16 samples ``[H, W, C]``, found
+    through Pillow's tag parsing (Pillow itself reads 16-bit RGB TIFFs as 8-bit)."""
+    image = Image.open(io.BytesIO(data))
+    tags = image.tag_v2
+    assert tags[259] == 1 and tags[284] == 1  # uncompressed, chunky
+    offset, count = tags[273][0], tags[279][0]
+    width, height = image.size
+    return np.frombuffer(data[offset:offset + count], "<u2").reshape(height, width, tags[277])
+
+
+def smooth16(height: int, width: int, channels: int) -> np.ndarray:
+    """Gradients with a little noise: rows where each PNG filter wins somewhere."""
+    rng = np.random.default_rng(channels)
+    yy, xx = np.mgrid[0:height, 0:width]
+    planes = [(xx * 997 + yy * 31 * (c + 1) + rng.integers(0, 200, (height, width))) % 65536 for c in range(channels)]
+    return np.stack(planes, -1).astype(np.uint16)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_png16_round_trips_through_libpng(channels):
+    rng = np.random.default_rng(0)
+    for pixels in (rng.integers(0, 65536, (9, 7, channels), dtype=np.uint16), smooth16(40, 33, channels),
+                   np.full((1, 1, channels), 65535, np.uint16)):
+        data = encode_png16(pixels)
+        assert data[24] == 16 and data[25] == {1: 0, 2: 4, 3: 2, 4: 6}[channels]  # IHDR bit depth, colour type
+        assert np.array_equal(libpng(data), pixels)
+        assert Image.open(io.BytesIO(data)).size == (pixels.shape[1], pixels.shape[0])  # Pillow opens it too
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_tiff16_holds_every_sample(channels):
+    pixels = smooth16(12, 17, channels)
+    data = encode_tiff16(pixels)
+    image = Image.open(io.BytesIO(data))
+    expected = pixels[..., [0, 0, 0, 1]] if channels == 2 else pixels  # grey+alpha is written as RGBA
+    assert image.tag_v2[258] == (16,) * expected.shape[2]
+    assert np.array_equal(tiff_samples(data), expected)
+    if channels == 1:
+        assert image.mode == "I;16" and np.array_equal(np.asarray(image), pixels[..., 0])
+    else:  # Pillow reads 16-bit RGB(A) TIFFs as their high bytes
+        assert image.mode == ("RGB" if channels == 3 else "RGBA")
+        assert np.array_equal(np.asarray(image), (expected >> 8).astype(np.uint8))
+    if channels >= 3:
+        assert (image.tag_v2.get(338) == (2,)) == (channels == 4)  # ExtraSamples: unassociated alpha
+
+
+def test_with_alpha_matches_depths_and_save_image_refuses_16_bits_where_they_do_not_fit(tmp_path):
+    rgb8, rgb16 = np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3, 3), np.uint16)
+    alpha8 = np.array([[0, 1, 128], [254, 255, 7]], np.uint8)
+    alpha16 = np.array([[0, 128, 129], [385, 65535, 32896]], np.uint16)
+    assert np.array_equal(with_alpha(rgb16, alpha8)[..., 3], alpha8.astype(np.uint16) * 257)
+    assert with_alpha(rgb8, alpha16)[..., 3].tolist() == [[0, 0, 1], [1, 255, 128]]  # round(a / 257)
+    assert np.array_equal(with_alpha(rgb8, alpha8)[..., 3], alpha8)
+    with pytest.raises(ValueError, match="8 bits per channel"):
+        save_image(rgb16, tmp_path / "x.jpg", "jpg")
+
+
+def test_decode_full_keeps_8_bit_alpha_and_gives_the_network_decode_images_pixels(tmp_path):
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (16, 20, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(rgba[..., [0, 3]], mode="LA").save(tmp_path / "la.png")
+    palette = Image.new("P", (16, 16), 0)
+    palette.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.paste(1, (0, 0, 8, 16))
+    palette.save(tmp_path / "p.png", transparency=0)
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "rgb.png")
+    for name in ("rgba.png", "la.png", "p.png", "rgb.png"):
+        decoded = decode_full(tmp_path / name, 3)
+        assert torch.equal(decoded.pixels, decode_image(tmp_path / name, 3)), name  # onto white, uint8
+        assert decoded.bits == 8
+    assert np.array_equal(decode_full(tmp_path / "rgba.png", 3).alpha, rgba[..., 3])
+    assert np.array_equal(decode_full(tmp_path / "la.png", 3).alpha, rgba[..., 3])
+    assert decode_full(tmp_path / "p.png", 3).alpha[0].tolist() == [255] * 8 + [0] * 8  # the transparent index
+    assert decode_full(tmp_path / "rgb.png", 3).alpha is None
+    from_pil = pil_to_decoded(Image.fromarray(rgba), 3)
+    assert np.array_equal(from_pil.alpha, rgba[..., 3]) and torch.equal(from_pil.pixels, decode_image(tmp_path / "rgba.png", 3))
+
+
+def test_decode_full_turns_alpha_upright_with_the_pixels(tmp_path):
+    rgba = np.zeros((10, 16, 4), np.uint8)
+    rgba[..., 3] = np.arange(16, dtype=np.uint8)[None, :] * 16  # alpha grows to the right
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    Image.fromarray(rgba).save(tmp_path / "o.webp", exif=exif, lossless=True)
+    decoded = decode_full(tmp_path / "o.webp", 3)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.webp")))
+    assert decoded.pixels.shape == (3, 16, 10) and np.array_equal(decoded.alpha, upright[..., 3])
+
+
+def test_decode_full_keeps_16_bits(tmp_path):
+    yy, xx = np.mgrid[0:16, 0:20]
+    rgba = np.stack([xx * 3001, yy * 4001, (xx + yy) * 1001, 65535 - xx * 3000], -1).astype(np.uint16)
+    (tmp_path / "rgba16.png").write_bytes(encode_png16(rgba))
+    decoded = decode_full(tmp_path / "rgba16.png", 3)
+    assert decoded.bits == 16 and decoded.pixels.dtype == torch.uint16
+    assert np.array_equal(decoded.alpha, rgba[..., 3])  # 16-bit alpha, unchanged
+    weight = rgba[..., 3:] / 65535
+    over_white = (rgba[..., :3] * weight + 65535 * (1 - weight)).transpose(2, 0, 1)
+    assert np.abs(decoded.pixels.numpy() - over_white).max() <= 0.5 + 1e-3  # 16-bit levels, not 8-bit ones
+    assert torch.equal((decoded.pixels.float() / 257).round().to(torch.uint8), decode_image(tmp_path / "rgba16.png", 3))
+    (tmp_path / "rgb16.png").write_bytes(encode_png16(rgba[..., :3]))
+    assert np.array_equal(decode_full(tmp_path / "rgb16.png", 3).pixels.permute(1, 2, 0).numpy(), rgba[..., :3])  # exact
+
+    grey = (xx * 3001 + yy).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    Image.fromarray(grey).save(tmp_path / "g16.tif")
+    for name in ("g16.png", "g16.tif"):
+        decoded = decode_full(tmp_path / name, 3)
+        assert decoded.bits == 16 and decoded.alpha is None, name
+        assert np.array_equal(decoded.pixels[1].numpy(), grey), name
+
+    (tmp_path / "rgb16.tif").write_bytes(encode_tiff16(rgba[..., :3]))
+    decoded = decode_full(tmp_path / "rgb16.tif", 3)  # Pillow reads it as 8-bit RGB: still a 16-bit file
+    assert decoded.bits == 16 and decoded.pixels.dtype == torch.uint8
+    Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "g8.png")
+    assert decode_full(tmp_path / "g8.png", 3).bits == 8
+
