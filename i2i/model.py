@@ -54,13 +54,26 @@ class Model:
         output = run_any_size(self.generator, input, tile, overlap)
         return self.task.to_image(output.float(), input)
 
-    def translate(self, image: Any, *, tile: int | str = "auto") -> Image.Image:
+    def translate(self, image: Any, *, tile: int | str = "auto", keep_alpha: bool = True) -> Image.Image:
         """Translate a path, a PIL image or a uint8 numpy array (H x W grey, or H x W x 3 or 4
-        RGB(A)); returns a PIL image of the same size."""
+        RGB(A)); returns an 8-bit PIL image of the same size, as ``i2i translate`` writes it.
+
+        The network sees the image as training reads images (transparency composited onto
+        white); the result is RGB (L for a task with grey outputs), with the input's alpha
+        channel appended unchanged (RGBA or LA) when it has one: palette transparency, LA,
+        RGBA. ``keep_alpha=False`` leaves the alpha out, giving exactly the image earlier
+        versions returned (``result.convert("RGB")`` does the same). A 16-bit file or ``I;16``
+        image is given to the network at full precision, but the result has 8 bits per
+        channel (a 16-bit alpha too): PIL has no 16-bit colour mode. For 16-bit results use
+        ``i2i translate`` (or :func:`i2i.translate.translate_files`), or ``model(tensor)``,
+        whose floats lose nothing.
+        """
         import numpy as np
         from PIL import Image
 
-        from .data import decode_image, pil_to_tensor, to_pil
+        from .data import to_pil, to_uint8
+        from .data.decode import decode_full, pil_to_decoded
+        from .data.encode import with_alpha
 
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
@@ -68,13 +81,19 @@ class Model:
                                  f"got {image.dtype} of shape {list(image.shape)}")
             image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
         if isinstance(image, Image.Image):
-            tensor = pil_to_tensor(image, 3)
+            decoded = pil_to_decoded(image, 3)
         elif isinstance(image, (str, Path)):
-            tensor = decode_image(Path(image), 3)
+            decoded = decode_full(Path(image), 3)
         else:
             hint = "; for a tensor use model(tensor)" if isinstance(image, Tensor) else ""
             raise TypeError(f"model.translate takes a path, a PIL image or a uint8 numpy array, not {type(image).__name__}{hint}")
-        return to_pil(self(tensor, tile=tile))
+        pixels = decoded.pixels
+        output = self(pixels.float() / 65535 if pixels.dtype == torch.uint16 else pixels, tile=tile)
+        if not keep_alpha or decoded.alpha is None:
+            return to_pil(output)
+        pixels = with_alpha(to_uint8(output).cpu().permute(1, 2, 0).numpy(), decoded.alpha)
+        mode = "LA" if pixels.shape[2] == 2 else "RGBA"
+        return Image.fromarray(pixels, mode=mode)
 
 
 def build_task_and_generator(recipe: Recipe) -> tuple[Any, nn.Module]:

@@ -12,24 +12,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
+from .data.encode import ALPHA_FORMATS, DEEP_FORMATS, SAVE_FORMATS  # noqa: F401 - SAVE_FORMATS was defined here
 from .engine.device import is_out_of_memory
 from .errors import UserError
 
 if TYPE_CHECKING:
+    from .data.decode import DecodedImage
     from .model import Model
-
-SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tif": "TIFF"}
 
 
 @dataclass
 class TranslateReport:
     """What a translation did. ``seconds`` splits the main loop's time: waiting for decoded
-    images, running the network (up to its results on the host), waiting for writes."""
+    images, running the network (up to its results on the host), waiting for writes.
+    ``flattened`` counts inputs with an alpha channel written in a format without one (JPEG),
+    ``reduced`` inputs deeper than 8 bits written in an 8-bit format (JPEG, WebP)."""
 
     written: int = 0
     skipped: int = 0
+    flattened: int = 0
+    reduced: int = 0
     outputs: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "network": 0.0, "write": 0.0})
 
@@ -43,24 +48,40 @@ def output_paths(inputs: list[tuple[Path, Path]], out_dir: Path, fmt: str) -> li
     return paths
 
 
-def _decode(file: Path) -> torch.Tensor | str:
-    """The image as uint8 RGB ``[3, H, W]``, or why it cannot be read."""
-    from .data import UnreadableImageError, decode_image
+def _decode(file: Path) -> DecodedImage | str:
+    """The image as RGB ``[3, H, W]`` (uint8, or uint16 for a deep file) with its alpha and bit
+    depth, or why it cannot be read."""
+    from .data import UnreadableImageError
+    from .data.decode import decode_full
 
     try:
-        return decode_image(file, 3)
+        return decode_full(file, 3)
     except UnreadableImageError as exc:
         return exc.reason
 
 
-def _write(image: torch.Tensor, target: Path, fmt: str) -> None:
+def output_pixels(image: torch.Tensor, alpha: np.ndarray | None, fmt: str) -> np.ndarray:
+    """A translated ``[C, H, W]`` image (uint8, or int32 holding 16-bit values) as the
+    ``[H, W, C]`` array written in ``fmt``: uint8 or uint16, with the input's alpha channel
+    appended where ``fmt`` holds one."""
+    from .data.encode import with_alpha
+
+    pixels = image.permute(1, 2, 0).numpy()
+    if pixels.dtype != np.uint8:
+        pixels = pixels.astype(np.uint16)
+    if alpha is not None and fmt in ALPHA_FORMATS:
+        pixels = with_alpha(pixels, alpha)
+    return pixels
+
+
+def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str) -> None:
     """Save atomically: a temporary name, then a rename, so no half-written file is left."""
-    from .data import to_pil
+    from .data.encode import save_image
 
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        to_pil(image).save(tmp, format=SAVE_FORMATS[fmt])
+        save_image(output_pixels(image, alpha, fmt), tmp, fmt)
         tmp.replace(target)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -115,7 +136,7 @@ def translate_files(model: Model, inputs: list[Path], out_dir: Path, *, batch_si
 
         bar = tqdm(total=len(pairs), unit="img", file=sys.stderr)
     unreadable: dict[Path, str] = {}  # file -> why it could not be read
-    pending: list[tuple[torch.Tensor, Path]] = []
+    pending: list[tuple[DecodedImage, Path]] = []
     # Decoding and PNG encoding run in worker threads (PIL releases the GIL while it works), so
     # the network is not left waiting on files: on a GPU, writing 256 px PNGs one after the
     # other took over 90% of the time. The windows bound how many images are held in memory.
@@ -129,11 +150,18 @@ def translate_files(model: Model, inputs: list[Path], out_dir: Path, *, batch_si
             writes.popleft().result()
         report.seconds["write"] += time.perf_counter() - start
 
+    def deep(image: DecodedImage) -> bool:
+        """Whether the output is written with 16 bits per channel."""
+        return image.bits > 8 and fmt in DEEP_FORMATS
+
     def flush() -> None:
         if not pending:
             return
         start = time.perf_counter()
-        batch = torch.stack([t for t, _ in pending]).to(model.device, non_blocking=True)
+        batch = torch.stack([image.pixels for image, _ in pending])
+        if batch.dtype == torch.uint16:  # a deep input: floats here, as not every device casts uint16
+            batch = batch.float().div_(65535)
+        batch = batch.to(model.device, non_blocking=True)
         try:
             outputs = model(batch, tile=tile)
         except (RuntimeError, MemoryError) as exc:
@@ -142,11 +170,16 @@ def translate_files(model: Model, inputs: list[Path], out_dir: Path, *, batch_si
             raise UserError(f"out of memory on {model.device} translating {len(pending)} image(s) of "
                             f"{batch.shape[-1]}x{batch.shape[-2]} px at once; lower --batch-size or --tile") from None
         # 8-bit on the device: a quarter of the copy, and the writer threads only encode (torch
-        # work in 8 threads at once fought over the CPU's cores: on an H100 writing took 64 %)
-        outputs = to_uint8(outputs).cpu()  # waits for the device: the network's time ends here
+        # work in 8 threads at once fought over the CPU's cores: on an H100 writing took 64 %).
+        # A batch is all 8-bit or all 16-bit outputs (see below); 16-bit values travel as int32,
+        # which every device converts to (torch's uint16 is not supported everywhere).
+        if deep(pending[0][0]):
+            outputs = outputs.float().clamp(0, 1).mul(65535).round().to(torch.int32).cpu()
+        else:
+            outputs = to_uint8(outputs).cpu()  # waits for the device: the network's time ends here
         report.seconds["network"] += time.perf_counter() - start
-        for out, (_, target) in zip(outputs, pending):
-            writes.append(pool.submit(_write, out, target, fmt))
+        for out, (image, target) in zip(outputs, pending):
+            writes.append(pool.submit(_write, out, image.alpha, target, fmt))
             report.outputs.append(target)
         wait_for_writes(window)
         report.written += len(pending)
@@ -175,8 +208,13 @@ def translate_files(model: Model, inputs: list[Path], out_dir: Path, *, batch_si
                 unreadable[file] = image
                 report.skipped += 1
                 continue
-            if pending and (image.shape != pending[0][0].shape or len(pending) >= batch_size):
-                flush()
+            report.flattened += int(image.alpha is not None and fmt not in ALPHA_FORMATS)
+            report.reduced += int(image.bits > 8 and fmt not in DEEP_FORMATS)
+            if pending:
+                first = pending[0][0]
+                if (image.pixels.shape != first.pixels.shape or image.pixels.dtype != first.pixels.dtype
+                        or deep(image) != deep(first) or len(pending) >= batch_size):
+                    flush()
             pending.append((image, target))
         flush()
         wait_for_writes(0)
@@ -186,4 +224,24 @@ def translate_files(model: Model, inputs: list[Path], out_dir: Path, *, batch_si
         raise UserError(f"none of the input files could be read as an image: {name_files(list(unreadable), unreadable)} "
                         f"(give {IMAGE_KINDS} files)")
     report_skipped(list(unreadable), reasons=unreadable)
+    note = format_note(report, fmt)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     return report
+
+
+def format_note(report: TranslateReport, fmt: str) -> str:
+    """One note on what ``fmt`` could not keep of the inputs (``""`` when it kept everything)."""
+    lost = []
+    if report.flattened:
+        lost.append(f"{report.flattened} input(s) with transparency are shown composited onto white")
+    if report.reduced:
+        lost.append(f"{report.reduced} input(s) with 16 bits per channel were written with 8")
+    if not lost:
+        return ""
+    if report.flattened and report.reduced:
+        keeps = "png or tif keeps both"
+    else:
+        keeps = "png, webp or tif keeps transparency" if report.flattened else "png or tif keeps 16 bits"
+    holds = "neither transparency nor 16 bits" if fmt == "jpg" else "8 bits per channel"
+    return f"i2i: note: --format {fmt} holds {holds}: {'; '.join(lost)} ({keeps})"

@@ -72,6 +72,7 @@ def test_every_readme_python_snippet_runs(workdir, monkeypatch):
     from PIL import Image
 
     Image.new("RGB", (37, 29), (120, 80, 40)).save(workdir / "photo.jpg")
+    Image.new("RGBA", (20, 16), (200, 30, 60, 128)).save(workdir / "logo.png")
     snippets = re.findall(r"```python\n(.*?)```", README, re.S)
     assert snippets
     for snippet in snippets:

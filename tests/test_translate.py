@@ -109,10 +109,13 @@ def test_api_takes_uint8_numpy_and_pil_alike_and_refuses_other_inputs_clearly(g2
     from_file = np.asarray(model.translate(tmp_path / "p.png"))
     assert np.array_equal(np.asarray(model.translate(pixels)), from_file)
     assert np.array_equal(np.asarray(model.translate(Image.fromarray(pixels))), from_file)
-    # transparency is composited onto white, as for files
+    # transparency is composited onto white for the network, as for files; the alpha comes back
     clear = np.zeros((18, 26, 4), dtype=np.uint8)
     white = np.full((18, 26, 3), 255, dtype=np.uint8)
-    assert np.array_equal(np.asarray(model.translate(clear)), np.asarray(model.translate(white)))
+    out_clear = np.asarray(model.translate(clear))
+    assert out_clear.shape == (18, 26, 4) and not out_clear[..., 3].any()
+    assert np.array_equal(out_clear[..., :3], np.asarray(model.translate(white)))
+    assert np.array_equal(np.asarray(model.translate(clear, keep_alpha=False)), np.asarray(model.translate(white)))
     with pytest.raises(TypeError, match="use model.translate"):
         model(Image.fromarray(pixels))
     with pytest.raises(ValueError, match=r"got shape \[1, 4, 18, 26\]"):
@@ -334,3 +337,121 @@ def test_translate_refuses_two_inputs_with_one_output_name_before_writing(g2c_ru
     assert result.stderr == (f"i2i: error: {folder / 'photo.jpg'} and {folder / 'photo.png'} would both be written to "
                              f"{tmp_path / 'out' / 'photo.png'} (outputs are named by file stem, in --format); "
                              "rename one of them, or translate it on its own into another --out\n")
+
+
+# -- what the output keeps of the input: alpha, bit depth ----------------------------------------------
+def _old_translation(model, path):
+    """What translate wrote before it kept alpha and 16 bits: the 8-bit RGB of the composited image."""
+    from i2i.data import decode_image, to_pil
+
+    return np.asarray(to_pil(model(decode_image(path, 3))))
+
+
+@pytest.fixture
+def alpha_inputs(tmp_path):
+    folder = tmp_path / "alpha_in"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (20, 28, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(folder / "rgba.png")
+    Image.fromarray(rgba[..., [1, 3]], mode="LA").save(folder / "la.png")
+    palette = Image.new("P", (16, 24), 0)
+    palette.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.paste(1, (0, 0, 8, 24))
+    palette.save(folder / "palette.png", transparency=0)
+    Image.fromarray(rgba[..., :3]).save(folder / "rgb.png")
+    alphas = {"rgba": rgba[..., 3], "la": rgba[..., 3], "palette": np.array([[255] * 8 + [0] * 8] * 24, np.uint8)}
+    return folder, alphas
+
+
+def test_translate_keeps_the_inputs_alpha_where_the_format_holds_one(g2c_run, alpha_inputs, tmp_path):
+    from i2i.translate import translate_files
+
+    folder, alphas = alpha_inputs
+    model = i2i.load(g2c_run, device="cpu")
+    for fmt in ("png", "tif", "webp"):
+        out = tmp_path / fmt
+        report = translate_files(model, [folder], out, fmt=fmt, progress=False)
+        assert report.written == 4 and report.flattened == 0
+        for stem, alpha in alphas.items():
+            image = Image.open(out / f"{stem}.{fmt}")
+            assert image.mode == "RGBA" and image.size == (alpha.shape[1], alpha.shape[0]), (fmt, stem)
+            assert np.array_equal(np.asarray(image)[..., 3], alpha), (fmt, stem)  # unchanged (WebP: lossless alpha)
+            if fmt != "webp":  # the colour is what the network made of the image composited onto white
+                assert np.array_equal(np.asarray(image)[..., :3], _old_translation(model, folder / f"{stem}.png"))
+        assert Image.open(out / f"rgb.{fmt}").mode == "RGB"
+    # 8-bit RGB inputs are written exactly as before
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "png" / "rgb.png")), _old_translation(model, folder / "rgb.png"))
+    # the Python API gives what translate writes
+    api = model.translate(folder / "rgba.png")
+    assert api.mode == "RGBA" and np.array_equal(np.asarray(api), np.asarray(Image.open(tmp_path / "png" / "rgba.png")))
+    assert model.translate(folder / "la.png").mode == "RGBA" and model.translate(folder / "rgb.png").mode == "RGB"
+    assert np.array_equal(np.asarray(model.translate(folder / "rgba.png", keep_alpha=False)),
+                          _old_translation(model, folder / "rgba.png"))
+
+
+def test_translate_to_jpeg_composites_transparent_inputs_and_says_so_once(g2c_run, alpha_inputs, tmp_path, capsys):
+    from i2i.translate import translate_files
+
+    folder, alphas = alpha_inputs
+    out = tmp_path / "jpg"
+    result = run_i2i(["translate", str(g2c_run), str(folder), "--out", str(out), "--format", "jpg"])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ("i2i: note: --format jpg holds neither transparency nor 16 bits: 3 input(s) with "
+                             "transparency are shown composited onto white (png, webp or tif keeps transparency)\n")
+    for stem, alpha in alphas.items():
+        image = Image.open(out / f"{stem}.jpg")
+        assert image.mode == "RGB" and image.size == (alpha.shape[1], alpha.shape[0])
+    translate_files(i2i.load(g2c_run, device="cpu"), [folder], tmp_path / "png", progress=False)
+    assert capsys.readouterr().err == ""  # nothing lost, nothing to say
+
+
+def test_translate_writes_16_bit_outputs_for_16_bit_inputs(g2c_run, tmp_path, capsys):
+    from test_decode_encode import libpng, tiff_samples
+
+    from i2i.data.decode import decode_full
+    from i2i.data.encode import encode_png16
+    from i2i.translate import translate_files
+
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    yy, xx = np.mgrid[0:24, 0:32]
+    ramp = (xx * 2011 + yy * 37).astype(np.uint16)  # steps far finer than an 8-bit level (257)
+    rgba16 = np.stack([ramp, 65535 - ramp, (ramp // 2 + 9000), (xx * 2047).astype(np.uint16)], -1)
+    (folder / "rgb16.png").write_bytes(encode_png16(rgba16[..., :3]))
+    (folder / "rgba16.png").write_bytes(encode_png16(rgba16))
+    Image.fromarray(ramp).save(folder / "grey16.png")
+    Image.fromarray(ramp).save(folder / "grey16_tiff.tif")
+    Image.fromarray((ramp >> 8).astype(np.uint8)).save(folder / "grey8.png")
+    model = i2i.load(g2c_run, device="cpu")
+    report = translate_files(model, [folder], tmp_path / "png", progress=False)
+    assert report.written == 5 and report.reduced == 0
+    for stem in ("rgb16", "rgba16", "grey16", "grey16_tiff"):
+        data = (tmp_path / "png" / f"{stem}.png").read_bytes()
+        assert data[24] == 16 and data[25] == (6 if stem == "rgba16" else 2), stem  # 16-bit RGB(A) PNG
+        pixels = libpng(data)
+        decoded = decode_full(next(folder.glob(f"{stem}.*")), 3)
+        full = (model(decoded.pixels.float() / 65535).clamp(0, 1) * 65535).round().permute(1, 2, 0).numpy()
+        assert np.abs(pixels[..., :3].astype(np.float64) - full).max() <= 1, stem  # the network's output, to 16 bits
+        assert (pixels[..., :3] % 257).any(), stem  # not 8-bit values scaled up
+    assert np.array_equal(libpng((tmp_path / "png" / "rgba16.png").read_bytes())[..., 3], rgba16[..., 3])
+    assert (tmp_path / "png" / "grey8.png").read_bytes()[24] == 8  # an 8-bit input stays 8-bit
+    # the network sees the 16-bit input at full precision, not rounded to 8 bits
+    grey_out = libpng((tmp_path / "png" / "grey16.png").read_bytes()).astype(np.float64)
+    rounded = (model(decode_full(folder / "grey16.png", 3).pixels.float().div(257).round().div(255)).clamp(0, 1) * 65535)
+    assert np.abs(grey_out - rounded.round().permute(1, 2, 0).numpy()).max() > 16
+
+    tif = translate_files(model, [folder / "rgba16.png", folder / "grey16_tiff.tif"], tmp_path / "tif", fmt="tif", progress=False)
+    assert tif.written == 2
+    samples = tiff_samples((tmp_path / "tif" / "rgba16.tif").read_bytes())
+    assert samples.shape == (24, 32, 4) and np.array_equal(samples[..., 3], rgba16[..., 3])
+    assert np.array_equal(samples, libpng((tmp_path / "png" / "rgba16.png").read_bytes()))
+    grey_tif = tiff_samples((tmp_path / "tif" / "grey16_tiff.tif").read_bytes())
+    assert np.array_equal(grey_tif, libpng((tmp_path / "png" / "grey16_tiff.png").read_bytes()))
+    assert capsys.readouterr().err == ""
+
+    translate_files(model, [folder / "rgba16.png"], tmp_path / "webp", fmt="webp", progress=False)
+    assert capsys.readouterr().err == ("i2i: note: --format webp holds 8 bits per channel: 1 input(s) with 16 bits per "
+                                       "channel were written with 8 (png or tif keeps 16 bits)\n")
+    image = Image.open(tmp_path / "webp" / "rgba16.webp")
+    assert image.mode == "RGBA" and np.abs(np.asarray(image)[..., 3].astype(int) - rgba16[..., 3] / 257).max() <= 0.5

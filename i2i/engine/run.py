@@ -98,7 +98,7 @@ def _write_split(run_dir: Path, data: ImageData) -> None:
     against it (a run from before this record gets one at its first resume)."""
     from ..data.sources import SPLIT_FILE
 
-    ckpt.write_atomic(run_dir / SPLIT_FILE, json.dumps(data.recorded_split().to_json(), indent=0).encode())
+    ckpt.write_atomic(run_dir / SPLIT_FILE, (json.dumps(data.recorded_split().to_json(), indent=0) + "\n").encode())
 
 
 def _remove_if_empty(folder: Path) -> None:
