@@ -6,11 +6,12 @@ Every method is optional. ``trainer`` is the running :class:`i2i.engine.Trainer`
 ``run_dir``, ``step``, ``recipe``, ``task``, ``G``, ``D`` (None without a discriminator) and
 ``eval_generator`` (the EMA copy of G when the run keeps one) are there to read.
 
-To end a run early and cleanly, call ``trainer.request_stop()``: the run finishes the step,
-saves a checkpoint and :func:`i2i.train` raises :class:`i2i.TrainingStopped` (the CLI exits
-with status 1). Any exception a callback raises (``TrainingStopped`` and ``KeyboardInterrupt``
-included) instead stops the run where it is, without a new checkpoint, and propagates to the
-caller unchanged; the run folder resumes from its last checkpoint.
+To end a run early and cleanly, call ``trainer.request_stop()`` or raise
+:class:`i2i.TrainingStopped`: the run finishes the step, saves a checkpoint and
+:func:`i2i.train` raises :class:`i2i.TrainingStopped` (the CLI exits with status 1). Any other
+exception a callback raises (``KeyboardInterrupt`` included) stops the run where it is, without
+a new checkpoint, and propagates to the caller with a note naming the callback, the event and
+the step; the run folder resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 class Callback:
     """Override the events you need. Exceptions propagate and stop the run (without a new
-    checkpoint; ``trainer.request_stop()`` stops it with one)."""
+    checkpoint; ``trainer.request_stop()`` or raising ``TrainingStopped`` stops it with one)."""
 
     autoload: bool = False
 

@@ -226,7 +226,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read, override, validate and fill in defaults. Raises :class:`RecipeError`."""
-    if isinstance(source, dict):
+    earlier: list[str] = []
+    if isinstance(source, Recipe):  # checked again (its holder may have edited it), keeping where it came from
+        data, where, earlier = _plain_values(copy.deepcopy(dict(source))), source.source, list(source.overrides)
+    elif isinstance(source, dict):
         data, where = _plain_values(copy.deepcopy(source)), "<recipe>"
     elif isinstance(source, (str, os.PathLike)):
         data, where = read_toml(source), str(source)
@@ -239,6 +242,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
         raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not {overrides!r}")
     data = apply_overrides(data, list(overrides))
+    overrides = [*earlier, *overrides]
     from .plugins import registry
 
     try:
@@ -246,7 +250,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         check_components(resolved, registry(), where)
     except RecipeError as exc:
         raise _blame_override(exc, where, overrides) from None
-    return Recipe(resolved, where, list(overrides))
+    return Recipe(resolved, where, overrides)
 
 
 def recipe_error(recipe: Recipe, text: str) -> RecipeError:

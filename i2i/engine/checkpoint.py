@@ -326,7 +326,8 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         if (store.root / "LATEST").is_file():
             raise CheckpointError(f"{store.root / 'LATEST'}: {_pointer_problem(store, 'LATEST')}, and no other "
                                   f"complete step_* checkpoint is in {store.root}")
-        raise CheckpointError(f"{path}: this run has no checkpoint yet (nothing in {store.root})")
+        raise CheckpointError(f"{path}: this run has no checkpoint yet (nothing in {store.root}): it is still "
+                              f"training, or stopped before its first; to start it again: i2i run {path / 'recipe.toml'}")
     if latest is None:
         problem = _pointer_problem(store, "LATEST") if (store.root / "LATEST").is_file() else "is missing"
         _note(f"{store.root / 'LATEST'} {problem}; using the newest complete checkpoint, {found.name}")

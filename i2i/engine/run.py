@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import platform
@@ -39,8 +38,8 @@ class Run:
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
-    generator: nn.Module | None = None
-    recipe: Recipe | None = None
+    generator: nn.Module | None = field(default=None, repr=False)  # printing a Run shows where and how it ended
+    recipe: Recipe | None = field(default=None, repr=False)
 
 
 def new_run_dir(wanted: str | Path) -> Path:
@@ -166,7 +165,7 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         first_at.append(time.monotonic())
         trainer.request_stop()
         if trainer.dist.is_main:  # every rank got it, or will agree on it within a step
-            print(f"\ni2i: {signal.Signals(signum).name} received: finishing step {trainer.step + 1}, then saving a checkpoint (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+            print(f"\ni2i: {signal.Signals(signum).name} received: finishing the current step, then saving a checkpoint (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
@@ -209,6 +208,9 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     from .distributed import DistContext, is_comm_failure
 
     checkpoint_dir, run_dir, split = None, None, None
+    if callbacks is not None and (isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__")):
+        raise TypeError(f"callbacks is a list of Callback instances, e.g. callbacks=[{type(callbacks).__name__}()], "
+                        f"not a single {type(callbacks).__name__}")
     if resume is not None and (recipe is not None or out is not None):
         raise UserError("a resumed run continues in its own folder with its saved recipe: "
                         "call train(None, resume=RUN_DIR, overrides=[...]) without a recipe or out")
@@ -221,10 +223,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         if overrides:
             _check_split_kept(load_recipe(run_dir / "recipe.toml"), recipe)
         split = RecordedSplit.read(run_dir)
-    elif not isinstance(recipe, Recipe) or overrides:
-        recipe = load_recipe(recipe if not isinstance(recipe, Recipe) else dict(recipe), overrides)
-    else:  # the run fills in output.dir: the caller's Recipe stays as it was
-        recipe = Recipe(copy.deepcopy(dict(recipe)), recipe.source, list(recipe.overrides))
+    else:  # a Recipe is checked again, as its holder may have edited it; a copy: the run fills in output.dir
+        recipe = load_recipe(recipe, overrides)
     if resume is None:
         _pin_data_folders(recipe)
     owned = dist is None

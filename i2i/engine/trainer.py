@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..callbacks import warn_unknown_events
-from ..errors import RecipeError, TrainingStopped, UserError
+from ..errors import RecipeError, TrainingStopped, UserError, exception_line
 from ..losses import as_logit_list
 from ..recipe import Recipe
 from . import checkpoint as ckpt
@@ -423,7 +423,7 @@ class Trainer:
                 status = "interrupted"
                 raise TrainingStopped(
                     f"stopped at step {self.step}/{self.total_steps}; checkpoint saved. "
-                    f"Resume with: i2i run --resume {self.run_dir}", self.run_dir, self.step
+                    f"Resume with: i2i run --resume {self.run_dir} (Python: i2i.train(None, resume=RUN_DIR))", self.run_dir, self.step
                 )
             status = "finished"
             return status
@@ -433,7 +433,7 @@ class Trainer:
             raise self._out_of_memory() from None
         finally:
             self.progress.close()
-            self._emit("on_run_end", self, status, dict(self.last_metrics))
+            self._end_callbacks(status, sys.exc_info()[1])
             if self.log is not None:
                 self.log.close()
             if self.tb is not None:
@@ -456,10 +456,38 @@ class Trainer:
         )
 
     def _emit(self, event: str, *args: Any) -> None:
+        """Call ``event`` on every callback. A callback that raises :class:`TrainingStopped`
+        asks for a stop (as ``request_stop()`` does: the step ends, a checkpoint is written);
+        any other exception stops the run, with a note naming the callback and the last
+        checkpoint."""
         if not self.dist.is_main and event != "on_run_start":
             return
         for callback in self.callbacks:
-            getattr(callback, event, lambda *a: None)(*args)
+            try:
+                getattr(callback, event, lambda *a: None)(*args)
+            except TrainingStopped:
+                self.request_stop()
+            except Exception as exc:
+                if hasattr(exc, "add_note"):  # Python 3.11+
+                    exc.add_note(self._callback_failure_note(callback, event))
+                raise
+
+    def _callback_failure_note(self, callback: Any, event: str) -> str:
+        saved = max(self._saved_step, self.resumed_at if self.resumed_at is not None else -1)
+        resume = (f"its last checkpoint is at step {saved}: i2i run --resume {self.run_dir} "
+                  "(Python: i2i.train(None, resume=RUN_DIR))") if saved >= 0 else "it has no checkpoint yet"
+        return f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; {resume}"
+
+    def _end_callbacks(self, status: str, pending: BaseException | None) -> None:
+        """``on_run_end`` for every callback. While an exception already ends the run, one
+        raised here is printed, not raised: it would hide the error that ended the run."""
+        if pending is None:
+            self._emit("on_run_end", self, status, dict(self.last_metrics))
+            return
+        try:
+            self._emit("on_run_end", self, status, dict(self.last_metrics))
+        except Exception as exc:
+            print_err(f"i2i: warning: a callback's on_run_end failed while the run was ending on an error: {exception_line(exc)}")
 
     def read_accumulators(self) -> dict[str, float]:
         """Average the accumulated losses and health figures: the one read-back per log.

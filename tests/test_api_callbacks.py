@@ -1,0 +1,91 @@
+"""A program's callbacks and recipes meeting the engine: a stop asked by raising, an error that
+names its callback, an on_run_end that does not hide the error that ended the run, and a
+Recipe edited after loading checked again."""
+
+import sys
+
+import pytest
+
+import i2i
+from i2i.engine.checkpoint import find_checkpoint
+from i2i.errors import CheckpointError, RecipeError
+from helpers import make_photos, tiny_recipe
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+class StopAt(i2i.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_log(self, trainer, step, values):
+        if step == self.step:
+            raise i2i.TrainingStopped("enough")
+
+
+class Boom(i2i.Callback):
+    def on_log(self, trainer, step, values):
+        if step == 4:
+            raise ValueError("boom")
+
+
+class FailsAtEnd(i2i.Callback):
+    def on_run_end(self, trainer, status, metrics):
+        raise OSError("disk full")
+
+
+def test_a_callback_raising_training_stopped_stops_like_request_stop(photos, tmp_path):
+    with pytest.raises(i2i.TrainingStopped, match=r"stopped at step 4/8; checkpoint saved") as info:
+        i2i.train(tiny_recipe(photos, tmp_path / "run"), callbacks=[StopAt(4)], quiet=True)
+    assert info.value.step == 4 and info.value.run_dir == tmp_path / "run"
+    assert find_checkpoint(tmp_path / "run").name.endswith("_0000004")
+    resumed = i2i.train(None, resume=tmp_path / "run", quiet=True)
+    assert resumed.status == "finished" and resumed.step == 8
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_a_failing_callback_is_named_with_the_step_and_the_checkpoint_to_resume_from(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", output={"checkpoint_every": 2})
+    with pytest.raises(ValueError, match="boom") as info:
+        i2i.train(recipe, callbacks=[Boom()], quiet=True)
+    note = "\n".join(info.value.__notes__)  # on_log at step 4 comes before its checkpoint
+    assert "raised by callback Boom.on_log at step 4" in note
+    assert f"its last checkpoint is at step 2: i2i run --resume {tmp_path / 'run'}" in note
+
+
+def test_on_run_end_failing_does_not_hide_the_error_that_ended_the_run(photos, tmp_path, capsys):
+    with pytest.raises(ValueError, match="boom"):
+        i2i.train(tiny_recipe(photos, tmp_path / "run"), callbacks=[Boom(), FailsAtEnd()], quiet=True)
+    assert "a callback's on_run_end failed while the run was ending on an error: OSError: disk full" in capsys.readouterr().err
+    # with nothing else going wrong, its error is the run's
+    with pytest.raises(OSError, match="disk full"):
+        i2i.train(tiny_recipe(photos, tmp_path / "other", train={"steps": 1}), callbacks=[FailsAtEnd()], quiet=True)
+
+
+def test_a_single_callback_instead_of_a_list_is_named(photos, tmp_path):
+    with pytest.raises(TypeError, match=r"callbacks is a list of Callback instances, e\.g\. callbacks=\[Boom\(\)\]"):
+        i2i.train(tiny_recipe(photos, tmp_path / "run"), callbacks=Boom(), quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_edited_after_loading_is_checked_again(photos, tmp_path):
+    recipe = i2i.load_recipe(tiny_recipe(photos, tmp_path / "run"), ["train.steps=2"])
+    recipe["train"]["steps"] = "many"
+    with pytest.raises(RecipeError, match=r"train\.steps"):
+        i2i.train(recipe, quiet=True)
+    recipe["train"]["steps"] = 1
+    run = i2i.train(recipe, quiet=True)
+    assert run.step == 1 and recipe["output"]["dir"] == str(tmp_path / "run")  # the caller's Recipe kept as it was
+    assert run.recipe.overrides == ["train.steps=2"]
+    assert "generator=" not in repr(run) and "status='finished'" in repr(run)
+
+
+def test_loading_a_run_without_a_checkpoint_says_how_to_start_it_again(photos, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "recipe.toml").write_text("")
+    with pytest.raises(CheckpointError, match=r"no checkpoint yet .*to start it again: i2i run .*recipe\.toml"):
+        i2i.load(run_dir)
