@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +25,22 @@ class Model:
 
     ``model(images)`` takes RGB batches ``[B, 3, H, W]`` (or one image ``[3, H, W]``; grey
     with 1 channel) as floats in [0, 1] or uint8 in [0, 255] (any H and W: they are padded to
-    the network's multiple and cropped back) and returns float images in [0, 1]. Images above
+    the network's multiple and cropped back) and returns float images in [0, 1] (1 channel for
+    a task with grey outputs). A noisy float input may stray outside [0, 1]; NaN, infinite
+    values and values above 3 (a 0-255 image given as floats) are refused. Images above
     about 4 megapixels are translated in overlapping 1024 px tiles to bound memory; ``tile=0``
     turns that off, ``tile=N`` forces N px tiles.
+
+    Attributes: ``task`` (the task plugin), ``generator`` (the torch module, eval mode),
+    ``recipe`` (the run's resolved recipe), ``checkpoint`` (the folder loaded) and ``device``.
     """
 
     def __init__(self, task: Any, generator: nn.Module, recipe: dict, checkpoint: Path, device: torch.device) -> None:
         self.task, self.generator, self.recipe, self.checkpoint, self.device = task, generator, recipe, checkpoint, device
+
+    def __repr__(self) -> str:
+        return (f"i2i.Model(task={self.recipe['task']['name']!r}, generator={self.recipe['generator']['name']!r}, "
+                f"checkpoint='{self.checkpoint}', device='{self.device}')")
 
     @torch.inference_mode()
     def __call__(self, images: Tensor, *, tile: int | str = "auto", overlap: int = AUTO_OVERLAP) -> Tensor:
@@ -46,6 +56,8 @@ class Model:
             raise TypeError(f"model(images) takes float images in [0, 1] or uint8 ones in [0, 255], not {images.dtype}")
         if images.numel() == 0:
             raise ValueError(f"model(images) got an empty batch of shape {list(images.shape)}")
+        if images.is_floating_point():
+            _check_float_range(images)
         scale = 255.0 if images.dtype == torch.uint8 else 1.0
         images = images.to(self.device, torch.float32) / scale
         if images.shape[1] == 1:
@@ -76,10 +88,15 @@ class Model:
         from .data.encode import with_alpha
 
         if isinstance(image, np.ndarray):
-            if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-                raise ValueError(f"model.translate takes a uint8 array of H x W or H x W x 3 (or 4), "
-                                 f"got {image.dtype} of shape {list(image.shape)}")
-            image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+            if image.ndim == 3 and image.shape[2] == 1:
+                image = image[..., 0]
+            grey16 = image.dtype == np.uint16 and image.ndim == 2  # PIL's I;16: read at full precision
+            if not grey16 and (image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4))):
+                hint = ("; for 16-bit colour use model(torch.from_numpy(a.astype('float32') / 65535).permute(2, 0, 1))"
+                        if image.dtype == np.uint16 else "")
+                raise ValueError(f"model.translate takes a uint8 array of H x W or H x W x 3 (or 4), or a uint16 "
+                                 f"H x W one, got {image.dtype} of shape {list(image.shape)}{hint}")
+            image = Image.fromarray(image)
         if isinstance(image, Image.Image):
             decoded = pil_to_decoded(image, 3)
         elif isinstance(image, (str, Path)):
@@ -94,6 +111,17 @@ class Model:
         pixels = with_alpha(to_uint8(output).cpu().permute(1, 2, 0).numpy(), decoded.alpha)
         mode = "LA" if pixels.shape[2] == 2 else "RGBA"
         return Image.fromarray(pixels, mode=mode)
+
+
+def _check_float_range(images: Tensor) -> None:
+    """Refuse float images that are not [0, 1] images: NaN or infinite values, or values above 3,
+    which a 0-255 image given as floats has (the output would be all white, silently)."""
+    low, high = (float(v) for v in torch.aminmax(images))  # one host sync per call
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("model(images) got NaN or infinite values")
+    if high > 3.0:
+        raise ValueError(f"model(images) takes float images in [0, 1], got values up to {high:.4g}: "
+                         "divide a 0-255 image by 255, or pass it as uint8")
 
 
 def build_task_and_generator(recipe: Recipe) -> tuple[Any, nn.Module]:

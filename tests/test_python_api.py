@@ -2,6 +2,7 @@
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,6 +77,18 @@ def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path):
     with pytest.raises(TypeError, match="for a tensor use model\\(tensor\\)"):
         model.translate(torch.zeros(3, 16, 16))
     assert model(torch.zeros(3, 16, 16, dtype=torch.uint8)).shape == (3, 16, 16)
+    # a 0-255 image given as floats would come out all white; NaN would come out NaN
+    with pytest.raises(ValueError, match=r"takes float images in \[0, 1\], got values up to 255: divide a 0-255 image by 255"):
+        model(torch.full((3, 16, 16), 255.0))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model(torch.full((3, 16, 16), float("nan")))
+    noisy = (torch.rand(3, 16, 16) + 0.4 * torch.randn(3, 16, 16)).clamp(-1, 2)  # a noisy input strays a little
+    assert torch.isfinite(model(noisy)).all()
+    grey16 = np.linspace(0, 65535, 16 * 16).astype(np.uint16).reshape(16, 16)
+    assert model.translate(grey16).size == (16, 16)
+    with pytest.raises(ValueError, match=r"for 16-bit colour use model\("):
+        model.translate(np.zeros((16, 16, 3), np.uint16))
+    assert repr(model) == f"i2i.Model(task='gray2color', generator='unet', checkpoint='{model.checkpoint}', device='cpu')"
 
 
 def test_resume_with_a_recipe_and_a_misspelt_callback_event_are_pointed_out(photos, tmp_path, capsys):
