@@ -87,6 +87,10 @@ def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise UserError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    except ValueError as exc:  # what the format cannot hold: WebP's 16383 px a side, JPEG's 65535
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UserError(f"{target}: cannot write ({exc}); try another --format") from None
 
 
 def translate_files(model: Model, inputs: list[Path], out_dir: Path, *, batch_size: int = 4, fmt: str = "png",

@@ -455,3 +455,14 @@ def test_translate_writes_16_bit_outputs_for_16_bit_inputs(g2c_run, tmp_path, ca
                                        "channel were written with 8 (png or tif keeps 16 bits)\n")
     image = Image.open(tmp_path / "webp" / "rgba16.webp")
     assert image.mode == "RGBA" and np.abs(np.asarray(image)[..., 3].astype(int) - rgba16[..., 3] / 257).max() <= 0.5
+
+
+def test_an_output_its_format_cannot_hold_is_one_line_not_a_traceback(g2c_run, tmp_path):
+    # WebP holds at most 16383 px a side: Pillow's ValueError came out as a traceback
+    Image.new("RGB", (16400, 16), (40, 90, 200)).save(tmp_path / "panorama.png")
+    result = run_i2i(["translate", str(g2c_run), str(tmp_path / "panorama.png"), "--out", str(tmp_path / "o"),
+                      "--format", "webp", "--device", "cpu"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"i2i: error: {tmp_path / 'o' / 'panorama.webp'}: cannot write (")
+    assert "16383" in result.stderr and "another --format" in result.stderr
+    assert not list((tmp_path / "o").iterdir())  # no temporary file left
