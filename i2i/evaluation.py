@@ -35,8 +35,12 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         from .data.sources import RecordedSplit
 
         split = RecordedSplit.read(ckpt.run_dir_of(model.checkpoint))  # the files it validated on, as it trains
-        data = ImageData(recipe["data"], channels=model.task.image_channels, device=model.device,
-                         seed=recipe["train"]["seed"], split=split)
+        if split is not None:  # those alone: its training files need not be there any more
+            data = ImageData.for_recorded_validation(recipe["data"], split, channels=model.task.image_channels,
+                                                     device=model.device)
+        else:  # a run from before split.json: the split is drawn again from the folder
+            data = ImageData(recipe["data"], channels=model.task.image_channels, device=model.device,
+                             seed=recipe["train"]["seed"])
         source = f"validation split of {recipe['data']['source']}"
     if not data.val_files:
         raise UserError(f"{run_dir}: the run has no validation images (data.val_fraction = 0); pass --data DIR")

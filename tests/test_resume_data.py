@@ -193,3 +193,13 @@ def test_eval_scores_the_recorded_validation_files(photos, others, tmp_path):
     (photos / sorted(recorded(run.run_dir)["val"])[1]).unlink()
     with pytest.raises(UserError, match=r"1 of the run's 2 validation file\(s\) are missing"):
         evaluate_run(run.run_dir, device="cpu")
+
+
+def test_eval_needs_only_the_recorded_validation_files(photos, tmp_path):
+    from i2i.evaluation import evaluate_run
+
+    run = start(photos, tmp_path)
+    for name in recorded(run.run_dir)["train"]:  # training photos archived after the run: eval still scores it
+        (photos / name).unlink()
+    result = evaluate_run(run.run_dir, device="cpu")
+    assert result["images"] == 2 and result["metrics"] == pytest.approx(run.metrics)

@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
 from .decode import UnreadableImageError, decode_image, fit_image, fitted_size, looks_grey
-from .sources import ImageFile, RecordedSplit, apply_recorded_split, check_sizes, report_skipped, scan_folder, split_files
+from .sources import (ImageFile, RecordedSplit, apply_recorded_split, check_sizes, recorded_val_files, report_skipped,
+                      scan_folder, split_files)
 
 GB = 1e9
 
@@ -175,6 +176,26 @@ class ImageData:
         self._set_train([], flip=False, rotate=False)
         self._set_val(val)
         report_skipped(skipped, reasons=self._reasons)
+        return self
+
+    @classmethod
+    def for_recorded_validation(cls, data: dict[str, Any], split: RecordedSplit, *, channels: int,
+                                device: torch.device | str) -> "ImageData":
+        """A run's recorded validation files (``i2i eval RUN``), as its training evaluated them
+        (see :func:`~i2i.data.sources.recorded_val_files`), without its training files: those
+        may be gone since, and decoding them all would only cost time and memory.
+
+        The result has no training images: use only :meth:`val_batches` and ``val_files``.
+        """
+        self = cls.__new__(cls)
+        self._configure(channels, device, 0, 0, size=data["size"], cache_gb=data["cache_gb"], workers=0,
+                        upscale=data["upscale_small"], resize=data["resize"])
+        separate = scan_folder(data["val_source"], "data.val_source", self._reasons, quiet=True)[0] if data["val_source"] else None
+        source = [] if separate is not None else scan_folder(data["source"], "data.source", self._reasons, quiet=True)[0]
+        val = recorded_val_files(split, source, separate, data)
+        self._split = ([], val, separate is not None)
+        self._set_train([], flip=False, rotate=False)
+        self._set_val(val)
         return self
 
     # -- construction -----------------------------------------------------------------------------

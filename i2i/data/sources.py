@@ -322,6 +322,37 @@ def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_sou
     counting what changed (``""`` when nothing did).
     """
     run = record.run or "the run"
+    val = recorded_val_files(record, source, val_source, data)
+    pool = val_source if val_source is not None else source
+    candidates = source if val_source is not None else [f for f in source if f.name not in record.val]
+    train = [f for f in candidates if f.name in record.train]
+    if not train:
+        raise UserError(f'{run}: none of the run\'s {len(record.train)} training file(s) are left in data.source = '
+                        f'"{data["source"]}"; restore them, or start a new run')
+    added, removed = len(candidates) - len(train), len(record.train) - len(train)
+    changed = sum(file_bytes(f) != record.train[f.name] for f in train)
+    added_val = len(pool) - len(val) if val_source is not None else 0
+    changes = [f"{n} {what}" for n, what in ((added, "file(s) added"), (removed, "training file(s) removed"),
+                                             (changed, "training file(s) changed")) if n]
+    where = [f"data.source: {', '.join(changes)}"] if changes else []
+    where += [f"data.val_source: {added_val} file(s) added"] if added_val else []
+    if not where:
+        return train, val, ""
+    then = ["the data order differs from the original run"] if removed else []
+    then += ["changed files are used as they are now"] if changed else []
+    then += ["added files are not used (start a new run to train on them)"] if added or added_val else []
+    return train, val, (f"i2i: warning: {run}: {'; '.join(where)} since the run started; it goes on with the "
+                        f"{len(train)} training and {len(val)} validation file(s) it recorded"
+                        f"{' that remain' if removed else ''}; {'; '.join(then)}")
+
+
+def recorded_val_files(record: RecordedSplit, source: list[ImageFile], val_source: list[ImageFile] | None,
+                       data: Mapping[str, str]) -> list[ImageFile]:
+    """The run's recorded validation files, from what its folders hold now (arguments as for
+    :func:`apply_recorded_split`): exactly the recorded ones, or a :class:`~i2i.errors.UserError`
+    naming the first missing, unreadable or changed one and how many. ``i2i eval RUN`` needs
+    these alone: the training files may have gone since."""
+    run = record.run or "the run"
     if record.val_separate and val_source is None:
         raise UserError(f"{run}: the run validates on the images of data.val_source, now empty; a resumed run keeps its "
                         "validation images: set data.val_source to their folder, or start a new run")
@@ -344,24 +375,4 @@ def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_sou
         raise UserError(f'{run}: {len(problems)} of the run\'s {len(record.val)} validation file(s) are missing or changed '
                         f'in data.{val_key} = "{data[val_key]}" (first: {name}, {why}); the run validates on the '
                         "files it started with: restore them, or start a new run")
-    val = [f for f in pool if f.name in record.val]
-    candidates = source if val_source is not None else [f for f in source if f.name not in record.val]
-    train = [f for f in candidates if f.name in record.train]
-    if not train:
-        raise UserError(f'{run}: none of the run\'s {len(record.train)} training file(s) are left in data.source = '
-                        f'"{data["source"]}"; restore them, or start a new run')
-    added, removed = len(candidates) - len(train), len(record.train) - len(train)
-    changed = sum(file_bytes(f) != record.train[f.name] for f in train)
-    added_val = len(pool) - len(val) if val_source is not None else 0
-    changes = [f"{n} {what}" for n, what in ((added, "file(s) added"), (removed, "training file(s) removed"),
-                                             (changed, "training file(s) changed")) if n]
-    where = [f"data.source: {', '.join(changes)}"] if changes else []
-    where += [f"data.val_source: {added_val} file(s) added"] if added_val else []
-    if not where:
-        return train, val, ""
-    then = ["the data order differs from the original run"] if removed else []
-    then += ["changed files are used as they are now"] if changed else []
-    then += ["added files are not used (start a new run to train on them)"] if added or added_val else []
-    return train, val, (f"i2i: warning: {run}: {'; '.join(where)} since the run started; it goes on with the "
-                        f"{len(train)} training and {len(val)} validation file(s) it recorded"
-                        f"{' that remain' if removed else ''}; {'; '.join(then)}")
+    return [f for f in pool if f.name in record.val]
