@@ -123,6 +123,9 @@ def test_another_folder_with_as_many_photos_is_refused_and_a_moved_one_resumes(p
                                         rf"data.source = \"{others}\" \(first: {first_val}, changed: "):
         i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", f"data.source={others}"], quiet=True)
     moved = photos.rename(tmp_path / "moved")
+    with pytest.raises(UserError, match=rf'^data.source = "{photos}": no such folder; if the run\'s images moved: '
+                                        rf"i2i run --resume {run.run_dir} --set data.source=NEW_PLACE$"):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
     capsys.readouterr()
     i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", f"data.source={moved}"], quiet=True)
     assert "warning" not in capsys.readouterr().err

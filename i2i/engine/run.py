@@ -74,6 +74,17 @@ def _pin_data_folders(recipe: Recipe) -> None:
             data[key] = os.path.abspath(folder)
 
 
+def _check_data_folders_there(recipe: Recipe, run_dir: Path) -> None:
+    """A resumed run whose data folder is gone (moved, renamed) is told how to point it there."""
+    from ..data import SAMPLE
+
+    for key in ("source", "val_source"):
+        value = recipe["data"][key]
+        if value not in ("", SAMPLE) and not Path(value).expanduser().exists():
+            raise UserError(f'data.{key} = "{value}": no such folder; if the run\'s images moved: '
+                            f"i2i run --resume {run_dir} --set data.{key}=NEW_PLACE")
+
+
 #: Keys that pick which files a run validates on: a resumed run must keep them.
 SPLIT_KEYS = (("train", "seed"), ("data", "val_fraction"))
 
@@ -223,6 +234,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         if overrides:
             _check_split_kept(load_recipe(run_dir / "recipe.toml"), recipe)
         split = RecordedSplit.read(run_dir)
+        _check_data_folders_there(recipe, run_dir)
     else:  # a Recipe is checked again, as its holder may have edited it; a copy: the run fills in output.dir
         recipe = load_recipe(recipe, overrides)
     if resume is None:
