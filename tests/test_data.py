@@ -178,6 +178,31 @@ def test_embedded_colour_profile_is_converted_to_srgb(tmp_path, name):
     assert torch.equal(decode_image(tmp_path / "junk.png", 3), torch.from_numpy(noise_rgb(6, 8)).permute(2, 0, 1))
 
 
+def with_icc_chunk(png: bytes, profile: bytes) -> bytes:
+    """``png`` with an iCCP chunk (the embedded colour profile) right after its IHDR."""
+    body = b"icc\0\0" + zlib.compress(profile)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    return png[:33] + chunk + png[33:]  # 8-byte signature + 25-byte IHDR chunk
+
+
+def test_a_16_bit_colour_png_with_a_colour_profile_is_converted_to_srgb(tmp_path):
+    """A 16-bit PNG from a raw developer, tagged Display P3 or Adobe RGB, looks as a viewer shows
+    it: its profile is applied (at 8 bits), not dropped to keep the low byte."""
+    from i2i.data.decode import decode_full
+    from i2i.data.encode import encode_png16
+
+    red = np.zeros((6, 8, 3), np.uint16)
+    red[..., 0] = 65535
+    (tmp_path / "p3.png").write_bytes(with_icc_chunk(encode_png16(red), swapped_primaries_profile()))
+    green = decode_image(tmp_path / "p3.png", 3)[:, 3, 4].int()
+    assert (green - torch.tensor([0, 255, 0])).abs().max() <= 3
+    assert decode_full(tmp_path / "p3.png", 3).bits == 16  # its translation is still written with 16 bits
+    # untagged (or sRGB-tagged), it keeps all 16 bits
+    ramp = (np.arange(6 * 8 * 3, dtype=np.uint16).reshape(6, 8, 3) * 397 + 5)
+    (tmp_path / "ramp.png").write_bytes(encode_png16(ramp))
+    assert torch.equal(decode_full(tmp_path / "ramp.png", 3).pixels, torch.from_numpy(ramp.transpose(2, 0, 1).copy()))
+
+
 def test_empty_file_and_folder_named_as_images_say_so(tmp_path):
     (tmp_path / "zero.jpg").write_bytes(b"")
     (tmp_path / "folder.png").mkdir()

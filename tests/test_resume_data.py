@@ -126,6 +126,11 @@ def test_another_folder_with_as_many_photos_is_refused_and_a_moved_one_resumes(p
     with pytest.raises(UserError, match=rf'^data.source = "{photos}": no such folder; if the run\'s images moved: '
                                         rf"i2i run --resume {run.run_dir} --set data.source=NEW_PLACE$"):
         i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+    from i2i.evaluation import evaluate_run
+
+    with pytest.raises(UserError, match=rf'^data.source = "{photos}": no such folder; if the run\'s images moved, set '
+                                        rf"data.source in {run.run_dir / 'recipe.toml'} to their new place"):
+        evaluate_run(run.run_dir, device="cpu")
     capsys.readouterr()
     i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", f"data.source={moved}"], quiet=True)
     assert "warning" not in capsys.readouterr().err

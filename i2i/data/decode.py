@@ -26,7 +26,8 @@ Every file is decoded the same way wherever it is read (training, validation, ``
 ``i2i translate`` reads files with :func:`decode_full`: the same pixels, except that a deep
 image keeps 16 bits (the rounding to 8 bits above is at most half an 8-bit level away), plus what the written output keeps of the file: its alpha channel and
 whether it had more than 8 bits per channel. Pillow reads 16-bit RGB(A) TIFFs as 8-bit (their
-high bytes), so those reach the network, and give their alpha, at 8 bits.
+high bytes), so those reach the network, and give their alpha, at 8 bits; so are 16-bit colour
+PNGs with a colour profile other than sRGB, whose profile LittleCMS applies to 8-bit colour only.
 """
 
 from __future__ import annotations
@@ -265,7 +266,9 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, int]:
             orientation = _orientation(image)
             header = _png_header(path) if image.format == "PNG" else b""
             bits = 16 if header and header[24] == 16 else _bits(image)  # Pillow reads 16-bit RGB PNGs as RGB
-            found = _png16_colour_pixels(path, header) if header else None
+            # full 16-bit precision, unless a colour profile must be applied (LittleCMS, through
+            # Pillow, converts 8-bit colour only): colours right matter more than the low byte
+            found = _png16_colour_pixels(path, header) if header and not _has_foreign_profile(image) else None
             pixels, alpha = found if found is not None else _pixels(image)
     except Image.DecompressionBombError as exc:
         reason = _reason(exc)
@@ -354,6 +357,12 @@ def _to_srgb(image: Image.Image) -> Image.Image:
         return ImageCms.applyTransform(image, transform)
     except (ImageCms.PyCMSError, OSError, ValueError):
         return image
+
+
+def _has_foreign_profile(image: Image.Image) -> bool:
+    """Whether the image embeds a readable colour profile other than sRGB."""
+    profile = image.info.get("icc_profile")
+    return bool(profile) and image.mode in _ICC_MODES and _srgb_transform(bytes(profile), image.mode) is not None
 
 
 @functools.lru_cache(maxsize=16)

@@ -118,6 +118,16 @@ def print_not_read_note(where: str, other_kinds: Iterable[str]) -> None:
               file=sys.stderr, flush=True)
 
 
+def missing_data_folder(data: Mapping[str, str]) -> str | None:
+    """``source`` or ``val_source``: the first of a recipe's data folders that is no longer
+    there (a run's photos moved or renamed since), or None."""
+    for key in ("source", "val_source"):
+        value = data[key]
+        if value not in ("", SAMPLE) and not Path(value).expanduser().exists():
+            return key
+    return None
+
+
 def resolve_folder(value: str, key: str) -> Path:
     """The folder a recipe value names (``"sample"`` = the shipped photos), checked to exist."""
     if value == SAMPLE:

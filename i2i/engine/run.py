@@ -76,13 +76,12 @@ def _pin_data_folders(recipe: Recipe) -> None:
 
 def _check_data_folders_there(recipe: Recipe, run_dir: Path) -> None:
     """A resumed run whose data folder is gone (moved, renamed) is told how to point it there."""
-    from ..data import SAMPLE
+    from ..data.sources import missing_data_folder
 
-    for key in ("source", "val_source"):
-        value = recipe["data"][key]
-        if value not in ("", SAMPLE) and not Path(value).expanduser().exists():
-            raise UserError(f'data.{key} = "{value}": no such folder; if the run\'s images moved: '
-                            f"i2i run --resume {run_dir} --set data.{key}=NEW_PLACE")
+    key = missing_data_folder(recipe["data"])
+    if key is not None:
+        raise UserError(f'data.{key} = "{recipe["data"][key]}": no such folder; if the run\'s images moved: '
+                        f"i2i run --resume {run_dir} --set data.{key}=NEW_PLACE")
 
 
 #: Keys that pick which files a run validates on: a resumed run must keep them.
