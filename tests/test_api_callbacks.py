@@ -56,6 +56,17 @@ def test_a_failing_callback_is_named_with_the_step_and_the_checkpoint_to_resume_
     assert f"its last checkpoint is at step 2: i2i run --resume {tmp_path / 'run'}" in note
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_a_keyboard_interrupt_from_a_callback_is_named_too(photos, tmp_path):
+    class Interrupts(i2i.Callback):
+        def on_evaluate(self, trainer, step, metrics):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}), callbacks=[Interrupts()], quiet=True)
+    assert "raised by callback Interrupts.on_evaluate at step 2; it has no checkpoint yet" in "\n".join(info.value.__notes__)
+
+
 def test_on_run_end_failing_does_not_hide_the_error_that_ended_the_run(photos, tmp_path, capsys):
     with pytest.raises(ValueError, match="boom"):
         i2i.train(tiny_recipe(photos, tmp_path / "run"), callbacks=[Boom(), FailsAtEnd()], quiet=True)

@@ -467,7 +467,7 @@ class Trainer:
                 getattr(callback, event, lambda *a: None)(*args)
             except TrainingStopped:
                 self.request_stop()
-            except Exception as exc:
+            except BaseException as exc:  # KeyboardInterrupt from a callback too
                 if hasattr(exc, "add_note"):  # Python 3.11+
                     exc.add_note(self._callback_failure_note(callback, event))
                 raise
