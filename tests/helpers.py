@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -23,6 +24,26 @@ def make_photos(folder: Path, count: int = 6, size: tuple[int, int] = (48, 40), 
         array = (img * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         Image.fromarray(array).save(folder / f"photo_{i}.png")
     return folder
+
+
+def make_transparent_images(folder: Path, height: int, width: int, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """rgba.png (random pixels and alpha), la.png (grey + the same alpha), palette.png (a palette
+    whose first colour is transparent: the right half) and rgb.png (rgba.png without its alpha)
+    in ``folder``; returns the RGBA array and the alpha channel of each file that has one, by stem."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rgba = np.random.default_rng(seed).integers(0, 256, (height, width, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(folder / "rgba.png")
+    Image.fromarray(rgba[..., [1, 3]], mode="LA").save(folder / "la.png")
+    palette = Image.new("P", (width, height), 0)
+    palette.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.paste(1, (0, 0, width // 2, height))
+    palette.save(folder / "palette.png", transparency=0)
+    Image.fromarray(rgba[..., :3]).save(folder / "rgb.png")
+    palette_alpha = np.zeros((height, width), np.uint8)
+    palette_alpha[:, :width // 2] = 255
+    return rgba, {"rgba": rgba[..., 3], "la": rgba[..., 3], "palette": palette_alpha}
 
 
 TINY_GAN = {

@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 
 from i2i.data.decode import decode_full, decode_image, pil_to_decoded
 from i2i.data.encode import encode_png16, encode_tiff16, save_image, with_alpha
+from helpers import make_transparent_images
 
 
 def libpng(data: bytes) -> np.ndarray:
@@ -85,22 +86,13 @@ def test_with_alpha_matches_depths_and_save_image_refuses_16_bits_where_they_do_
 
 
 def test_decode_full_keeps_8_bit_alpha_and_gives_the_network_decode_images_pixels(tmp_path):
-    rng = np.random.default_rng(1)
-    rgba = rng.integers(0, 256, (16, 20, 4), dtype=np.uint8)
-    Image.fromarray(rgba).save(tmp_path / "rgba.png")
-    Image.fromarray(rgba[..., [0, 3]], mode="LA").save(tmp_path / "la.png")
-    palette = Image.new("P", (16, 16), 0)
-    palette.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
-    palette.paste(1, (0, 0, 8, 16))
-    palette.save(tmp_path / "p.png", transparency=0)
-    Image.fromarray(rgba[..., :3]).save(tmp_path / "rgb.png")
-    for name in ("rgba.png", "la.png", "p.png", "rgb.png"):
+    rgba, alphas = make_transparent_images(tmp_path, 16, 20, seed=1)
+    for name in ("rgba.png", "la.png", "palette.png", "rgb.png"):
         decoded = decode_full(tmp_path / name, 3)
         assert torch.equal(decoded.pixels, decode_image(tmp_path / name, 3)), name  # onto white, uint8
         assert decoded.bits == 8
-    assert np.array_equal(decode_full(tmp_path / "rgba.png", 3).alpha, rgba[..., 3])
-    assert np.array_equal(decode_full(tmp_path / "la.png", 3).alpha, rgba[..., 3])
-    assert decode_full(tmp_path / "p.png", 3).alpha[0].tolist() == [255] * 8 + [0] * 8  # the transparent index
+    for stem, alpha in alphas.items():  # the palette's: its transparent index
+        assert np.array_equal(decode_full(tmp_path / f"{stem}.png", 3).alpha, alpha), stem
     assert decode_full(tmp_path / "rgb.png", 3).alpha is None
     from_pil = pil_to_decoded(Image.fromarray(rgba), 3)
     assert np.array_equal(from_pil.alpha, rgba[..., 3]) and torch.equal(from_pil.pixels, decode_image(tmp_path / "rgba.png", 3))

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import i2i
-from helpers import TINY_G2C, make_photos
+from helpers import TINY_G2C, make_photos, make_transparent_images
 from plugin_env import ROOT, run_i2i
 
 @pytest.fixture(scope="module")
@@ -350,17 +350,7 @@ def _old_translation(model, path):
 @pytest.fixture
 def alpha_inputs(tmp_path):
     folder = tmp_path / "alpha_in"
-    folder.mkdir()
-    rng = np.random.default_rng(3)
-    rgba = rng.integers(0, 256, (20, 28, 4), dtype=np.uint8)
-    Image.fromarray(rgba).save(folder / "rgba.png")
-    Image.fromarray(rgba[..., [1, 3]], mode="LA").save(folder / "la.png")
-    palette = Image.new("P", (16, 24), 0)
-    palette.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
-    palette.paste(1, (0, 0, 8, 24))
-    palette.save(folder / "palette.png", transparency=0)
-    Image.fromarray(rgba[..., :3]).save(folder / "rgb.png")
-    alphas = {"rgba": rgba[..., 3], "la": rgba[..., 3], "palette": np.array([[255] * 8 + [0] * 8] * 24, np.uint8)}
+    _, alphas = make_transparent_images(folder, 20, 28, seed=3)
     return folder, alphas
 
 
