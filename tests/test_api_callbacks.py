@@ -76,6 +76,16 @@ def test_on_run_end_failing_does_not_hide_the_error_that_ended_the_run(photos, t
         i2i.train(tiny_recipe(photos, tmp_path / "other", train={"steps": 1}), callbacks=[FailsAtEnd()], quiet=True)
 
 
+def test_on_run_end_failing_is_raised_from_a_run_started_while_the_caller_handles_an_exception(photos, tmp_path):
+    # the run itself finished: an exception the caller is handling (a retry in an except
+    # block) is not one that ended the run
+    try:
+        raise KeyError("the caller's own")
+    except KeyError:
+        with pytest.raises(OSError, match="disk full"):
+            i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 1}), callbacks=[FailsAtEnd()], quiet=True)
+
+
 def test_a_single_callback_instead_of_a_list_is_named(photos, tmp_path):
     with pytest.raises(TypeError, match=r"callbacks is a list of Callback instances, e\.g\. callbacks=\[Boom\(\)\]"):
         i2i.train(tiny_recipe(photos, tmp_path / "run"), callbacks=Boom(), quiet=True)

@@ -433,7 +433,7 @@ class Trainer:
             raise self._out_of_memory() from None
         finally:
             self.progress.close()
-            self._end_callbacks(status, sys.exc_info()[1])
+            self._end_callbacks(status)
             if self.log is not None:
                 self.log.close()
             if self.tb is not None:
@@ -478,15 +478,15 @@ class Trainer:
                   "(Python: i2i.train(None, resume=RUN_DIR))") if saved >= 0 else "it has no checkpoint yet"
         return f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; {resume}"
 
-    def _end_callbacks(self, status: str, pending: BaseException | None) -> None:
-        """``on_run_end`` for every callback. While an exception already ends the run, one
-        raised here is printed, not raised: it would hide the error that ended the run."""
-        if pending is None:
-            self._emit("on_run_end", self, status, dict(self.last_metrics))
-            return
+    def _end_callbacks(self, status: str) -> None:
+        """``on_run_end`` for every callback. While an exception already ends the run (any
+        ``status`` but ``finished``), one raised here is printed, not raised: it would hide the
+        error that ended the run."""
         try:
             self._emit("on_run_end", self, status, dict(self.last_metrics))
         except Exception as exc:
+            if status == "finished":
+                raise
             print_err(f"i2i: warning: a callback's on_run_end failed while the run was ending on an error: {exception_line(exc)}")
 
     def read_accumulators(self) -> dict[str, float]:
