@@ -113,7 +113,7 @@ class PluginHost:
             self.manager.unregister(name=name)
             self._fail(info, NameError(f"unknown hook {unknown[0]!r} (see i2i/hookspecs.py)"))
             return info
-        unmarked = self._unmarked_hooks(plugin, name)
+        unmarked = self._unmarked_hooks(plugin)
         if unmarked:  # pluggy skips them silently: the plugin would load and register nothing
             self.manager.unregister(name=name)
             self._fail(info, NameError(f"{unmarked[0]} is not marked @i2i.hookimpl, so i2i would never call it"))
@@ -160,7 +160,7 @@ class PluginHost:
             if impl.plugin is plugin and not impl.optionalhook
         ]
 
-    def _unmarked_hooks(self, plugin: object, name: str) -> list[str]:
+    def _unmarked_hooks(self, plugin: object) -> list[str]:
         """Functions named like a hook (``register_generators``) without ``@i2i.hookimpl``."""
         return [
             hook for hook in sorted(vars(hookspecs)) if hook.startswith("register_")
