@@ -149,8 +149,7 @@ def pil_to_tensor(image: Image.Image, channels: int) -> torch.Tensor:
 def pil_to_decoded(image: Image.Image, channels: int) -> DecodedImage:
     """An in-memory PIL image as :func:`decode_full` reads a file (its pixels as they stand)."""
     pixels, alpha = _pixels(image)
-    bits = 16 if image.mode in ("I", "F") or image.mode.startswith("I;16") else 8
-    return _decoded(pixels, alpha, bits, channels)
+    return _decoded(pixels, alpha, 16 if _deep_mode(image.mode) else 8, channels)
 
 
 def probe_size(path: str | Path) -> tuple[int, int]:
@@ -293,7 +292,7 @@ def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
 def _bits(image: Image.Image) -> int:
     """16 when the image holds more than 8 bits per channel (Pillow's deep modes, or a TIFF's
     BitsPerSample: Pillow reads 16-bit RGB(A) TIFFs as 8-bit RGB(A)), else 8."""
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+    if _deep_mode(image.mode):
         return 16
     tags = getattr(image, "tag_v2", None)
     if tags is not None:
@@ -304,6 +303,11 @@ def _bits(image: Image.Image) -> int:
         except (TypeError, ValueError):
             pass
     return 8
+
+
+def _deep_mode(mode: str) -> bool:
+    """Whether a Pillow mode holds more than 8 bits per channel (16-bit grey, 32-bit int or float)."""
+    return mode in ("I", "F") or mode.startswith("I;16")
 
 
 def _png_header(path: Path) -> bytes:
