@@ -333,7 +333,6 @@ def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_sou
     """
     run = record.run or "the run"
     val = recorded_val_files(record, source, val_source, data)
-    pool = val_source if val_source is not None else source
     candidates = source if val_source is not None else [f for f in source if f.name not in record.val]
     train = [f for f in candidates if f.name in record.train]
     if not train:
@@ -341,7 +340,7 @@ def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_sou
                         f'"{data["source"]}"; restore them, or start a new run')
     added, removed = len(candidates) - len(train), len(record.train) - len(train)
     changed = sum(file_bytes(f) != record.train[f.name] for f in train)
-    added_val = len(pool) - len(val) if val_source is not None else 0
+    added_val = len(val_source) - len(val) if val_source is not None else 0
     changes = [f"{n} {what}" for n, what in ((added, "file(s) added"), (removed, "training file(s) removed"),
                                              (changed, "training file(s) changed")) if n]
     where = [f"data.source: {', '.join(changes)}"] if changes else []
