@@ -211,3 +211,14 @@ def test_eval_needs_only_the_recorded_validation_files(photos, tmp_path):
         (photos / name).unlink()
     result = evaluate_run(run.run_dir, device="cpu")
     assert result["images"] == 2 and result["metrics"] == pytest.approx(run.metrics)
+
+
+def test_a_hand_edited_record_with_a_file_on_both_sides_is_refused(photos, tmp_path):
+    run = start(photos, tmp_path)
+    record = recorded(run.run_dir)
+    name, size = next(iter(record["val"].items()))
+    record["train"][name] = size  # which side it belongs to cannot be told any more
+    (run.run_dir / SPLIT_FILE).write_text(json.dumps(record))
+    with pytest.raises(UserError, match=rf"split.json: cannot be read as the run's train/validation split \({name} is listed "
+                                        r"as both a training and a validation file\); restore it, or start a new run"):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)

@@ -315,7 +315,11 @@ class RecordedSplit:
         if data.get("format") != 1 or data.get("val_from") not in ("data.source", "data.val_source"):
             raise ValueError("not a split record this i2i reads")
         train, val = ({str(k): int(v) for k, v in data[part].items()} for part in ("train", "val"))
-        return cls(train, val, data["val_from"] == "data.val_source", run)
+        separate = data["val_from"] == "data.val_source"
+        both = sorted(set(train) & set(val)) if not separate else []
+        if both:  # a hand edit: which side it belongs to cannot be told
+            raise ValueError(f"{both[0]} is listed as both a training and a validation file")
+        return cls(train, val, separate, run)
 
 
 def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_source: list[ImageFile] | None,
