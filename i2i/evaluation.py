@@ -34,12 +34,13 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     else:
         from .data.sources import RecordedSplit, missing_data_folder
 
+        run = ckpt.run_dir_of(model.checkpoint)
         folder_key = missing_data_folder(recipe["data"])
         if folder_key is not None:
             raise UserError(f'data.{folder_key} = "{recipe["data"][folder_key]}": no such folder; if the run\'s images '
-                            f"moved, set data.{folder_key} in {ckpt.run_dir_of(model.checkpoint) / 'recipe.toml'} to their "
-                            "new place (or score a folder with --data DIR)")
-        split = RecordedSplit.read(ckpt.run_dir_of(model.checkpoint))  # the files it validated on, as it trains
+                            f"moved, set data.{folder_key} in {run / 'recipe.toml'} to their new place (or score a "
+                            "folder with --data DIR)")
+        split = RecordedSplit.read(run)  # the files it validated on, as it trains
         if split is not None:  # those alone: its training files need not be there any more
             data = ImageData.for_recorded_validation(recipe["data"], split, channels=model.task.image_channels,
                                                      device=model.device)

@@ -105,17 +105,22 @@ def _walk(folder: Path, exclude: Iterable[str | Path] = ()) -> Iterator[Path]:
 def not_read_note(other_kinds: Iterable[str]) -> str:
     """A hint for a message from :attr:`FolderContents.other_kinds` of one or more folders:
     which image files i2i left out, and what to do."""
-    other = ", ".join(kinds for kinds in other_kinds if kinds)
+    other = _joined_kinds(other_kinds)
     return f"; not read: {other} file(s) (convert them to one of these)" if other else ""
 
 
 def print_not_read_note(where: str, other_kinds: Iterable[str]) -> None:
     """The note on stderr, when images were found, naming the image files i2i left out of
     ``where`` (a folder, or the recipe key that names it); nothing when there are none."""
-    other = ", ".join(kinds for kinds in other_kinds if kinds)
+    other = _joined_kinds(other_kinds)
     if other:
         print(f"i2i: note: {where}: {other} file(s) not read; i2i reads {IMAGE_KINDS} (convert them to use them)",
               file=sys.stderr, flush=True)
+
+
+def _joined_kinds(other_kinds: Iterable[str]) -> str:
+    """The left-out kinds of several folders (``"2 .heic, 1 .gif"`` each) as one list."""
+    return ", ".join(kinds for kinds in other_kinds if kinds)
 
 
 def missing_data_folder(data: Mapping[str, str]) -> str | None:
