@@ -61,7 +61,35 @@ class SkipBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.outermost:
             return self.model(x)
-        return torch.cat([x, self.model(x)], 1)
+        return skip_concat(x, self.model(x))
+
+
+def skip_concat(skip: Tensor, inner: Tensor) -> Tensor:
+    """``torch.cat([skip, inner], 1)``, whose gradients come back dense in channels_last.
+
+    Why: the backward of ``cat`` hands each side a channel slice of the gradient, which in
+    channels_last is strided, and batch norm's backward then takes its slow generic kernel
+    (an H100 at batch 64 spent 2.3 of its 29 ms per pix2pix step there). In the default memory
+    format nothing changes.
+    """
+    if (torch.is_grad_enabled() and (skip.requires_grad or inner.requires_grad) and inner.dim() == 4
+            and not inner.is_contiguous() and inner.is_contiguous(memory_format=torch.channels_last)):
+        return _DenseGradCat.apply(skip, inner)
+    return torch.cat([skip, inner], 1)
+
+
+class _DenseGradCat(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, skip: Tensor, inner: Tensor) -> Tensor:
+        ctx.split = skip.shape[1]
+        return torch.cat([skip, inner], 1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
+        dense = torch.channels_last
+        skip_grad, inner_grad = ctx.needs_input_grad
+        return (grad[:, :ctx.split].contiguous(memory_format=dense) if skip_grad else None,
+                grad[:, ctx.split:].contiguous(memory_format=dense) if inner_grad else None)
 
 
 class UNet(nn.Module):
