@@ -235,3 +235,40 @@ def test_leaving_the_training_loop_restores_the_malloc_settings_the_process_star
     # buffers lands on fresh pages, as the heap's layout allows), against six without it
     assert tuned < 2 * pages
     assert faults_after_training() > 5 * pages  # glibc's defaults: each buffer is mapped afresh again
+
+
+def test_unet_skip_gradients_come_back_dense_in_channels_last():
+    """The U-Net's skip concatenation hands each side a dense channels_last gradient (a strided
+    channel slice sends batch norm's backward to its slow kernel on a GPU), with the same values."""
+    from i2i_builtin_nets.unet import skip_concat
+
+    cl = torch.channels_last
+    skip = torch.randn(2, 4, 8, 8).contiguous(memory_format=cl).requires_grad_()
+    inner = torch.randn(2, 6, 8, 8).contiguous(memory_format=cl).requires_grad_()
+    out = skip_concat(skip, inner)
+    torch.testing.assert_close(out, torch.cat([skip, inner], 1), rtol=0, atol=0)
+    weight = torch.randn_like(out)
+    (out * weight).sum().backward()
+    assert torch.equal(skip.grad, weight[:, :4]) and torch.equal(inner.grad, weight[:, 4:])
+    for grad in (skip.grad, inner.grad):
+        assert grad.is_contiguous(memory_format=cl) and not grad.is_contiguous()
+
+
+def test_trainer_gives_the_networks_batches_in_their_memory_format(photos, tmp_path):
+    """With channels_last on, the task's pairs reach G and D already in that layout (else every
+    convolution reading them copies them); with it off, they are left as the task made them."""
+    from i2i.engine.trainer import Trainer
+    from i2i.recipe import load_recipe
+
+    for flag in (True, False):
+        recipe = load_recipe(tiny_recipe(photos, tmp_path / f"run-{flag}", train={"steps": 1, "channels_last": flag}))
+        trainer = Trainer(recipe, tmp_path / f"run-{flag}", quiet=True)
+        clean = trainer.data.next_batch(2)
+        rng = trainer.noise_rng.get_state()  # the tiny recipe's task draws noise
+        input, target = trainer.make_pair(clean)
+        trainer.noise_rng.set_state(rng)
+        expected_in, expected_target = trainer.task.make_pair(clean, trainer.noise_rng)
+        torch.testing.assert_close(input, expected_in)
+        torch.testing.assert_close(target, expected_target)
+        for t in (input, target):
+            assert t.is_contiguous(memory_format=torch.channels_last) == flag or t.shape[1] == 1
