@@ -100,6 +100,27 @@ def test_translate_out_of_memory_says_what_to_lower(odd_inputs, tmp_path):
         translate_files(OutOfMemory(), [odd_inputs / "odd.jpg"], tmp_path / "out", progress=False)
 
 
+def test_translate_beside_a_gpu_runs_torch_on_one_host_thread():
+    """With the network on a GPU, translate keeps torch's CPU thread pool to one thread (it only
+    fought the decoding and encoding threads for the cores), and gives the caller's setting back,
+    after an error too; on the CPU, where the network needs them, the threads stay."""
+    from i2i.translate import one_torch_thread_beside
+
+    callers = torch.get_num_threads()
+    torch.set_num_threads(3)  # a setting that differs from one on any machine
+    try:
+        with one_torch_thread_beside(torch.device("cuda")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        with pytest.raises(KeyError), one_torch_thread_beside(torch.device("cuda")):
+            raise KeyError("a failing batch")
+        assert torch.get_num_threads() == 3
+        with one_torch_thread_beside(torch.device("cpu")):
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(callers)
+
+
 def test_api_takes_uint8_numpy_and_pil_alike_and_refuses_other_inputs_clearly(g2c_run, tmp_path):
     model = i2i.load(g2c_run)
     pixels = np.random.default_rng(0).integers(0, 256, (18, 26, 3), dtype=np.uint8)
