@@ -9,6 +9,7 @@ split of the time (``seconds`` = decode / network / write) and images/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -20,8 +21,81 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_images  # noqa: E402
 
 
+@contextlib.contextmanager
+def _switch_interval(seconds: float):
+    """CPython's GIL switch interval (default 5 ms): how long a thread waiting for the GIL
+    waits before asking the holder to let go."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+#: host settings the translate passes can be repeated under (``run(variants=...)``)
+VARIANTS = {
+    "as_is": contextlib.nullcontext,
+    "switch_0.5ms": lambda: _switch_interval(0.0005),
+    "switch_0.1ms": lambda: _switch_interval(0.0001),
+    "torch_threads_1": lambda: _torch_threads(1),
+}
+
+
+def network_only(model, batch_size: int, size: int, batches: int) -> dict:
+    """ms per batch of what translate's network phase does (uint8 batch from the host, the
+    model, 8-bit results back), without files or threads, as it is and with speed settings
+    tried one on top of the other; restores the model afterwards."""
+    import contextlib
+
+    import torch
+
+    from i2i.data import to_uint8
+
+    host = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
+    cuda = model.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def timed(autocast: bool) -> float:
+        ctx = torch.autocast(model.device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        for rep in range(2):  # the first warms up (cuDNN's search, allocator)
+            sync()
+            start = time.perf_counter()
+            with ctx:
+                for _ in range(batches):
+                    to_uint8(model(host.to(model.device, non_blocking=True))).cpu()
+            sync()
+        return round(1000 * (time.perf_counter() - start) / batches, 2)
+
+    benchmark, net = torch.backends.cudnn.benchmark, model.generator
+    out = {"batches": batches, "as_is_ms": timed(False)}
+    try:
+        torch.backends.cudnn.benchmark = True
+        out["cudnn_benchmark_ms"] = timed(False)
+        net.to(memory_format=torch.channels_last)
+        out["plus_channels_last_ms"] = timed(False)
+        out["plus_bf16_autocast_ms"] = timed(True)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+        net.to(memory_format=torch.contiguous_format)
+    return out
+
+
 def run(generator: str = "unet_256", images: int = 16, size: int = 256, batch_size: int = 4, device: str = "cpu",
-        fmt: str = "png", task: str = "denoise", repeats: int = 1) -> dict:
+        fmt: str = "png", task: str = "denoise", repeats: int = 1, network_probe: bool = False,
+        variants: tuple[str, ...] = ()) -> dict:
     import torch
 
     import i2i
@@ -61,6 +135,19 @@ def run(generator: str = "unet_256", images: int = 16, size: int = 256, batch_si
             "img_per_s": images / best["wall_s"],
             "share": {k: round(best[k] / total, 3) for k in ("decode", "network", "write")},
         }
+        if network_probe:
+            result["network_only"] = network_only(model, batch_size, size, max(2, images // batch_size))
+        for name in variants:  # the same passes under other host settings (see VARIANTS)
+            runs = []
+            for r in range(2):
+                out = scratch / f"variant-{name}-{r}"
+                with VARIANTS[name]():
+                    start = time.perf_counter()
+                    report = translate_files(model, [photos], out, batch_size=batch_size, fmt=fmt, progress=False)
+                    wall = time.perf_counter() - start
+                runs.append({"wall_s": round(wall, 3), **{k: round(v, 3) for k, v in report.seconds.items()}})
+                shutil.rmtree(out, ignore_errors=True)
+            result.setdefault("variants", {})[name] = {**runs[-1], "img_per_s": round(images / runs[-1]["wall_s"], 1)}
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -10,11 +10,13 @@ seconds) runs out:
    engine's ``Trainer`` with its CUDA defaults (bf16 autocast, cudnn.benchmark), plus
    ``train.channels_last``, once eager (``train.cuda_graphs = false``) and once graphed
    (the default): img/s, ms/step, peak GPU memory;
+   ``host``: at batch 1, the host's time per graphed step against the wall time, and the
+   host's time for the parts before the replay (data, the task's pair, Lab conversions);
 4. ``recipes``: whether each shipped recipe's step captures as a graph on the GPU;
 5. ``process``: whole ``i2i run`` processes (short/long difference, as on the CPU), with the
    reference's ``train.py`` on the same card beside them (if ``--reference`` is given);
 6. ``translate``: ``i2i translate`` of 256 px photos: the decode/network/write split;
-7. ``large``: 256 px pix2pix at batch 32 and 64: img/s and model-FLOP utilisation
+7. ``large``: 256 px pix2pix at batch 32, 64 and 128: img/s and model-FLOP utilisation
    (MFU = img/s * 86.9 GFLOP / measured bf16 matmul rate; 86.9 GFLOP per image per pix2pix
    training step at 256 px, from FIELD-NOTES), graphed and eager;
 8. ``breakdown``: where the large-batch step's device time goes, for the MFU gap: the torch
@@ -167,6 +169,44 @@ def trainer_rate(p: Preset, data_dir: Path, scratch: Path, overrides: list[str],
     return result
 
 
+def host_split(p: Preset, data_dir: Path, scratch: Path, overrides: list[str], *, warmup: int, steps: int) -> dict:
+    """Is the (graphed) small-batch step bound by the host? The host's time for ``steps`` steps
+    (no sync) against the wall time until the device has finished them, and the host's time
+    per call of the parts that run before the replay (10 calls each, after a sync)."""
+    trainer, run_dir = build_trainer(p, data_dir, scratch, overrides)
+    train_steps(trainer, warmup)
+    sync()
+    start = time.perf_counter()
+    train_steps(trainer, steps)
+    host = time.perf_counter() - start
+    sync()
+    wall = time.perf_counter() - start
+    out = {"steps": steps, "graphs": graph_state(trainer), "host_ms_per_step": round(1000 * host / steps, 3),
+           "wall_ms_per_step": round(1000 * wall / steps, 3)}
+
+    def host_ms(fn) -> float:
+        fn()
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(10):
+            fn()
+        ms = 1000 * (time.perf_counter() - t0) / 10
+        sync()
+        return round(ms, 3)
+
+    clean = trainer.data.next_batch(p.batch)
+    out["next_batch_host_ms"] = host_ms(lambda: trainer.data.next_batch(p.batch))
+    out["make_pair_host_ms"] = host_ms(lambda: trainer.make_pair(clean))
+    if getattr(trainer.task, "space", None) == "lab":
+        from i2i_builtin_tasks.gray2color import rgb_to_lab
+        from kornia.color import rgb_to_lab as kornia_rgb_to_lab
+
+        out["kornia_rgb_to_lab_host_ms"] = host_ms(lambda: kornia_rgb_to_lab(clean))
+        out["i2i_rgb_to_lab_host_ms"] = host_ms(lambda: rgb_to_lab(clean))
+    release(trainer, run_dir)
+    return out
+
+
 def graph_state(trainer) -> str:
     """``replayed``, ``eager``, or why capture failed."""
     graphs = trainer.graphs
@@ -294,19 +334,33 @@ def step_breakdown(p: Preset, data_dir: Path, scratch: Path, overrides: list[str
             value = event.self_cuda_time_total
         return value / 1000 / steps
 
+    # Operators are host-side events whose self device time is that of the kernels they launched;
+    # the kernels themselves are listed again as device-side events. Summing both would count
+    # every kernel twice, so the kinds are summed over operators only, and the kernels reported apart.
+    from torch.autograd import DeviceType
+
+    averages = prof.key_averages()
+    operators = [e for e in averages if getattr(e, "device_type", DeviceType.CPU) == DeviceType.CPU]
+    kernels = [e for e in averages if getattr(e, "device_type", DeviceType.CPU) != DeviceType.CPU]
     kinds: dict[str, float] = {}
-    for event in prof.key_averages():
+    for event in operators:
         kinds[op_kind(event.key)] = kinds.get(op_kind(event.key), 0.0) + self_ms(event)
     total = sum(kinds.values())
-    top = sorted(prof.key_averages(group_by_input_shape=True), key=self_ms, reverse=True)[:12]
+    by_shape = [e for e in prof.key_averages(group_by_input_shape=True)
+                if getattr(e, "device_type", DeviceType.CPU) == DeviceType.CPU]
+    top = sorted(by_shape, key=self_ms, reverse=True)[:40]
+    kernel_ms = sum(self_ms(e) for e in kernels)
     conv_ms = kinds.get("convolution", 0.0)
     return {
         "steps": steps, "wall_ms_per_step_profiled": round(wall_ms, 2), "profiled_ms_per_step": round(total, 2),
+        "kernel_ms_per_step": round(kernel_ms, 2),
         "ms_per_step_by_kind": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
         "share_by_kind": {k: round(v / total, 3) for k, v in kinds.items()} if total else {},
         "convolution_tflops": round(p.batch * PIX2PIX_GFLOP_256 / conv_ms, 3) if conv_ms and p.size == 256 else None,
-        "top": [{"op": e.key, "shapes": str(e.input_shapes)[:160], "ms_per_step": round(self_ms(e), 3),
+        "top": [{"op": e.key, "shapes": str(e.input_shapes)[:200], "ms_per_step": round(self_ms(e), 3),
                  "calls_per_step": e.count / steps} for e in top],
+        "top_kernels": [{"kernel": e.key[:160], "ms_per_step": round(self_ms(e), 3), "calls_per_step": e.count / steps}
+                        for e in sorted(kernels, key=self_ms, reverse=True)[:30]],
     }
 
 
@@ -319,12 +373,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=2.5, help="timed seconds per in-process configuration")
     ap.add_argument("--compile", action="store_true", help="last, also try train.compile at batch 64 (1-2 min)")
     ap.add_argument("--device", default="cuda", help="cpu: smoke-test this script without a GPU (tiny settings)")
-    ap.add_argument("--skip", action="append", default=[], help="section to skip: check, rows, recipes, process, translate, large, breakdown, compile")
+    ap.add_argument("--skip", action="append", default=[], help="section to skip: check, rows, host, recipes, process, translate, large, breakdown, compile")
     ap.add_argument("--only", action="append", default=[], help="run only this section (repeatable)")
     ap.add_argument("--process-runs", default="",
                     help="process section: comma-separated PRESET:SHORT:LONG:REFERENCE_LONG step counts")
     ap.add_argument("--translate-images", type=int, default=64,
                     help="translate section: how many 256 px photos (a longer pass settles the split)")
+    ap.add_argument("--translate-formats", default="png", help="translate section: comma-separated output formats")
+    ap.add_argument("--translate-variants", default="",
+                    help="translate section: comma-separated host settings to repeat the passes under (bench_translate.VARIANTS)")
     args = ap.parse_args(argv)
     budget = Budget(args.budget)
     global DEVICE
@@ -409,6 +466,14 @@ def main(argv: list[str] | None = None) -> dict:
             log(f"rows unet256_b1 graphed, default memory format: {r}")
         save()
 
+    # 3b. at batch 1, is the graphed step waiting on the host?
+    if section("host", 20):
+        for name in ("color128_b1", "unet128_b1"):
+            p = PRESETS[name]
+            r = guarded("host", name, lambda: host_split(p, data_dirs[p.size], scratch, fast, warmup=2 if smoke else 15,
+                                                          steps=4 if smoke else 200))
+            log(f"host {name}: {r}")
+
     # 4. does each shipped recipe's step capture?
     if section("recipes", 30):
         for recipe_path in sorted(Path("recipes").glob("*.toml"))[: 1 if smoke else None]:
@@ -443,14 +508,21 @@ def main(argv: list[str] | None = None) -> dict:
     if section("translate", 40):
         from bench_translate import run as translate_run
 
-        r = guarded("translate", "unet256_b16", lambda: translate_run("unet_256", 4 if smoke else args.translate_images, 256, 2 if smoke else 16, DEVICE, repeats=1 if smoke else 2))
-        log(f"translate: {r.get('img_per_s')} img/s, share {r.get('share')}")
+        for fmt in args.translate_formats.split(","):
+            key = "unet256_b16" if fmt == "png" else f"unet256_b16_{fmt}"
+            r = guarded("translate", key, lambda: translate_run(
+                "unet_256", 4 if smoke else args.translate_images, 256, 2 if smoke else 16, DEVICE, fmt=fmt,
+                repeats=1 if smoke else 2, network_probe=fmt == "png",
+                variants=tuple(args.translate_variants.split(",")) if args.translate_variants else ()))
+            log(f"translate {fmt}: {r.get('img_per_s')} img/s, share {r.get('share')}; network alone {r.get('network_only')}; "
+                f"variants {r.get('variants')}")
 
     # 7. large batches, MFU
     if section("large", 40):
         b1, b2 = (1, 2) if smoke else (32, 64)
-        big = {b: Preset("unet_256", 256, b, note=f"pix2pix 256 px batch {b}") for b in (b1, b2)}
-        variants = [("bf16_cl_graphed", b2, fast), ("bf16_cl_graphed", b1, fast),
+        b3 = 4 if smoke else 128
+        big = {b: Preset("unet_256", 256, b, note=f"pix2pix 256 px batch {b}") for b in (b1, b2, b3)}
+        variants = [("bf16_cl_graphed", b2, fast), ("bf16_cl_graphed", b3, fast), ("bf16_cl_graphed", b1, fast),
                     ("bf16_cl_eager", b2, [*fast, "train.cuda_graphs=false"])]
         for label, batch, overrides in variants:
             if budget.left() < 25:
