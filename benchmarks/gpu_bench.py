@@ -170,9 +170,11 @@ def trainer_rate(p: Preset, data_dir: Path, scratch: Path, overrides: list[str],
 
 
 def host_split(p: Preset, data_dir: Path, scratch: Path, overrides: list[str], *, warmup: int, steps: int) -> dict:
-    """Is the (graphed) small-batch step bound by the host? The host's time for ``steps`` steps
-    (no sync) against the wall time until the device has finished them, and the host's time
-    per call of the parts that run before the replay (10 calls each, after a sync)."""
+    """The host's time for ``steps`` (graphed) small-batch steps, without a sync, against the
+    wall time until the device has finished them, and the host's time per call of the parts
+    that run before the replay (10 calls each, after a sync). A host time well below the wall
+    time means the GPU is the bound; equal times settle nothing (a host that runs ahead also
+    blocks once CUDA's launch queue is full)."""
     trainer, run_dir = build_trainer(p, data_dir, scratch, overrides)
     train_steps(trainer, warmup)
     sync()

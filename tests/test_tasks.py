@@ -212,3 +212,19 @@ def test_colourisation_lab_conversion_is_kornias():
         x = rgb.to(dtype)
         torch.testing.assert_close(rgb_to_lab(x), kornia_rgb_to_lab(x), rtol=0, atol=tol)
     torch.testing.assert_close(rgb_to_lab(rgb[0]), kornia_rgb_to_lab(rgb[0]), rtol=0, atol=2e-4)  # no batch dimension
+
+
+def test_colourisation_pairs_copy_no_constants_from_the_host(monkeypatch):
+    """After the first batch, making a colourisation pair creates no tensor from host data: on a
+    GPU each such copy blocks until the device has caught up, once per training step."""
+    task = build("gray2color")
+    clean = torch.rand(2, 3, 16, 16)
+    first = task.make_pair(clean)
+
+    def from_host(*args, **kwargs):
+        raise AssertionError("torch.tensor called while making a pair")
+
+    monkeypatch.setattr(torch, "tensor", from_host)
+    again = task.make_pair(clean)
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
