@@ -174,7 +174,8 @@ def host_split(p: Preset, data_dir: Path, scratch: Path, overrides: list[str], *
     wall time until the device has finished them, and the host's time per call of the parts
     that run before the replay (10 calls each, after a sync). A host time well below the wall
     time means the GPU is the bound; equal times settle nothing (a host that runs ahead also
-    blocks once CUDA's launch queue is full)."""
+    blocks once CUDA's launch queue is full). The graph replayed alone, back to back, gives the
+    GPU's own time per step: close to the wall time means the GPU is the bound."""
     trainer, run_dir = build_trainer(p, data_dir, scratch, overrides)
     train_steps(trainer, warmup)
     sync()
@@ -185,6 +186,15 @@ def host_split(p: Preset, data_dir: Path, scratch: Path, overrides: list[str], *
     wall = time.perf_counter() - start
     out = {"steps": steps, "graphs": graph_state(trainer), "host_ms_per_step": round(1000 * host / steps, 3),
            "wall_ms_per_step": round(1000 * wall / steps, 3)}
+
+    replay = getattr(trainer.graphs, "replay", None)
+    if replay is not None:  # the graph alone, launched back to back: the GPU's own time per step
+        sync()
+        start = time.perf_counter()
+        for _ in range(steps):
+            replay()
+        sync()
+        out["replay_only_ms_per_step"] = round(1000 * (time.perf_counter() - start) / steps, 3)
 
     def host_ms(fn) -> float:
         fn()
@@ -470,7 +480,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 3b. at batch 1, is the graphed step waiting on the host?
     if section("host", 20):
-        for name in ("color128_b1", "unet128_b1"):
+        for name in ("color128_b1", "unet128_b1", "unet256_b1"):
             p = PRESETS[name]
             r = guarded("host", name, lambda: host_split(p, data_dirs[p.size], scratch, fast, warmup=2 if smoke else 15,
                                                           steps=4 if smoke else 200))
