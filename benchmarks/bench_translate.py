@@ -22,36 +22,31 @@ from common import write_images  # noqa: E402
 
 
 @contextlib.contextmanager
-def _switch_interval(seconds: float):
-    """CPython's GIL switch interval (default 5 ms): how long a thread waiting for the GIL
-    waits before asking the holder to let go."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
+def _temporarily(get, set_, value):
+    """``set_(value)`` for the block, then the setting ``get()`` returned before."""
+    before = get()
+    set_(value)
     try:
         yield
     finally:
-        sys.setswitchinterval(before)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+        set_(before)
 
 
 #: host settings the translate passes can be repeated under (``run(variants=...)``)
 VARIANTS = {
     "as_is": contextlib.nullcontext,
-    "switch_0.5ms": lambda: _switch_interval(0.0005),
-    "switch_0.1ms": lambda: _switch_interval(0.0001),
-    "torch_threads_1": lambda: _torch_threads(1),
+    # CPython's GIL switch interval (default 5 ms): how long a thread waiting for the GIL waits
+    # before asking the holder to let go
+    "switch_0.5ms": lambda: _temporarily(sys.getswitchinterval, sys.setswitchinterval, 0.0005),
+    "switch_0.1ms": lambda: _temporarily(sys.getswitchinterval, sys.setswitchinterval, 0.0001),
+    "torch_threads_1": lambda: _temporarily(_torch().get_num_threads, _torch().set_num_threads, 1),
 }
+
+
+def _torch():
+    import torch
+
+    return torch
 
 
 def network_only(model, batch_size: int, size: int, batches: int) -> dict:
