@@ -85,7 +85,7 @@ class _DenseGradCat(torch.autograd.Function):
         return torch.cat([skip, inner], 1)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
         dense = torch.channels_last
         skip_grad, inner_grad = ctx.needs_input_grad
         return (grad[:, :ctx.split].contiguous(memory_format=dense) if skip_grad else None,
