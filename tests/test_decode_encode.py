@@ -137,3 +137,27 @@ def test_decode_full_keeps_16_bits(tmp_path):
     Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "g8.png")
     assert decode_full(tmp_path / "g8.png", 3).bits == 8
 
+
+
+def _zlib_level_class(png: bytes) -> int:
+    """FLEVEL of the PNG's zlib stream (0 fastest, 1 fast, 2 default = level 6, 3 best)."""
+    pos = 8
+    while True:
+        length = int.from_bytes(png[pos:pos + 4], "big")
+        if png[pos + 4:pos + 8] == b"IDAT":
+            return png[pos + 9] >> 6  # the stream's second byte, FLG
+        pos += 12 + length
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_pngs_are_written_at_the_fast_zlib_level_and_lose_nothing(dtype, tmp_path):
+    """Translate's PNGs, 8- and 16-bit, are deflated at zlib level 3 ('fast'), not Pillow's
+    default 6: writing bounds translation to PNG beside a GPU. The pixels come back exactly."""
+    rng = np.random.default_rng(0)
+    top = 255 if dtype == np.uint8 else 65535
+    pixels = (np.linspace(0, top, 48)[None, :, None] * np.ones((40, 1, 3))).astype(dtype)
+    pixels[::3] = rng.integers(0, top, (14, 48, 3), dtype=dtype)
+    save_image(pixels, tmp_path / "out.png", "png")
+    assert _zlib_level_class((tmp_path / "out.png").read_bytes()) == 1
+    back = decode_full(tmp_path / "out.png", 3).pixels.permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(back, pixels)

@@ -1,5 +1,9 @@
 """Writing images: 8-bit ones through Pillow, 16-bit PNG and TIFF encoded here.
 
+PNGs of either depth are deflated at zlib level 3 (:data:`PNG_LEVEL`), not Pillow's default 6:
+on the sample photos at 256 px, 8.4 instead of 20.5 ms per image on one core, for files 5.5 %
+larger. Writing is what bounds ``i2i translate`` to PNG beside a GPU.
+
 Pillow has no 16-bit colour mode (``I;16`` is grey only) and torchvision's ``encode_png``
 takes uint8 only, so 16 bits per channel are written by the two small encoders below rather
 than through a new dependency:
@@ -24,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+#: zlib level of every PNG written (see the module's docstring).
+PNG_LEVEL = 3
 #: ``--format`` names and Pillow's format names.
 SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tif": "TIFF"}
 #: Formats that hold an alpha channel, and formats that hold 16 bits per channel.
@@ -62,7 +68,8 @@ def save_image(pixels: np.ndarray, path: str | Path, fmt: str) -> None:
 
     mode = ("L", "LA", "RGB", "RGBA")[pixels.shape[2] - 1]
     image = Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode=mode)
-    image.save(path, format=SAVE_FORMATS[fmt])
+    options = {"compress_level": PNG_LEVEL} if fmt == "png" else {}
+    image.save(path, format=SAVE_FORMATS[fmt], **options)
 
 
 # -- 16-bit PNG ---------------------------------------------------------------------------------
@@ -81,7 +88,7 @@ def encode_png16(pixels: np.ndarray) -> bytes:
         raise ValueError("a PNG needs at least one pixel")
     bpp = 2 * channels  # bytes per pixel: the distance the Sub and Paeth filters look back
     raw = np.ascontiguousarray(pixels, dtype=">u2").view(np.uint8).reshape(height, width * bpp)
-    compressor = zlib.compressobj(3)
+    compressor = zlib.compressobj(PNG_LEVEL)
     parts = []
     rows = max(1, (1 << 20) // raw.shape[1])  # filter in blocks of about 1 MB: bounded temporaries
     for start in range(0, height, rows):
