@@ -121,6 +121,29 @@ def test_translate_beside_a_gpu_runs_torch_on_one_host_thread():
         torch.set_num_threads(callers)
 
 
+def test_translate_hands_the_writers_pixels_in_file_order(g2c_run, odd_inputs, tmp_path, monkeypatch):
+    """The writer threads get each output as one C-contiguous ``[H, W, C]`` array, laid out as
+    the file stores it: a strided array would make Pillow copy it with ``tobytes``, which
+    holds the GIL that the network's thread and the other writers need."""
+    from i2i.data import encode
+    from i2i.translate import translate_files
+
+    seen, save = [], encode.save_image
+
+    def recording_save(pixels, path, fmt):
+        seen.append((pixels.shape, pixels.dtype, pixels.flags.c_contiguous))
+        save(pixels, path, fmt)
+
+    monkeypatch.setattr(encode, "save_image", recording_save)
+    Image.fromarray(np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 80).save(odd_inputs / "deep16.png")
+    report = translate_files(i2i.load(g2c_run, device="cpu"), [odd_inputs], tmp_path / "out", progress=False)
+    assert report.written == 4 and len(seen) == 4
+    assert all(contiguous for _, _, contiguous in seen)
+    assert {(shape, str(dtype)) for shape, dtype, _ in seen} == {
+        ((29, 37, 3), "uint8"), ((41, 23, 3), "uint8"), ((18, 18, 4), "uint8"), ((24, 32, 3), "uint16")}
+    assert Image.open(tmp_path / "out" / "odd.png").size == (37, 29)
+
+
 def test_api_takes_uint8_numpy_and_pil_alike_and_refuses_other_inputs_clearly(g2c_run, tmp_path):
     model = i2i.load(g2c_run)
     pixels = np.random.default_rng(0).integers(0, 256, (18, 26, 3), dtype=np.uint8)
