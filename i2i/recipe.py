@@ -57,6 +57,16 @@ def _fraction(v):
     return 0 <= v < 1
 
 
+def names_a_new_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` ends in a folder name of its own: ``.``, ``..`` and ``""`` name
+    folders that already exist, and a run never writes into one."""
+    return Path(path).expanduser().name not in ("", ".", "..")
+
+
+#: What a run folder must be, for messages (output.dir and --out).
+RUN_FOLDER_EXPECTED = "a name for the run's own new folder, e.g. 'runs/gray2color' (i2i never writes into an existing folder)"
+
+
 OPTIM = {
     "name": Field(Literal["adam", "adamw"], "adam", "optimiser"),
     "lr": Field(float, 2e-4, "learning rate", _positive, "a number > 0"),
@@ -126,7 +136,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "metrics": Field(list[str], [], "extra metrics beyond the task's own, by registered name"),
     },
     "output": {
-        "dir": Field(str, "runs/run", "run directory; a new one is chosen if it exists"),
+        "dir": Field(str, "runs/run", "run directory; a new one is chosen if it exists", names_a_new_folder,
+                     RUN_FOLDER_EXPECTED),
         "log_every": Field(int, 50, "log losses every N steps", _positive, "an integer >= 1"),
         "sample_every": Field(int, 0, "write a sample grid every N steps (0 = at evaluations)", _non_negative, "an integer >= 0"),
         "checkpoint_every": Field(int, 0, "write a checkpoint every N steps (0 = at evaluations and the end)", _non_negative, "an integer >= 0"),

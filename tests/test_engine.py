@@ -2,10 +2,12 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ from safetensors.torch import load_file
 import i2i
 from i2i.engine.checkpoint import find_checkpoint
 from i2i.engine.optim import lr_factor
-from i2i.errors import CheckpointError, TrainingStopped, UserError
+from i2i.errors import CheckpointError, RecipeError, TrainingStopped, UserError
 from helpers import TINY_GAN, make_photos, tiny_recipe
 from plugin_env import ROOT, run_i2i
 
@@ -290,6 +292,22 @@ def test_run_directory_is_never_overwritten(photos, tmp_path):
     second = i2i.train(recipe, quiet=True)
     assert first.run_dir == tmp_path / "run" and second.run_dir == tmp_path / "run-2"
     assert {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_run_folder_named_dot_or_empty_is_one_line_before_any_work(photos, tmp_path, monkeypatch):
+    """``--out .`` or ``output.dir = ""`` name folders that exist (here, its parent, nothing): a
+    run gets its own new folder, so these are refused with one line, not renamed or traced back."""
+    from i2i.engine.run import new_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    for wanted in (".", "..", "runs/..", ""):
+        with pytest.raises(UserError, match=rf"^run folder '{re.escape(wanted)}': expected a name for the run's own new folder"):
+            new_run_dir(wanted)
+    for value in ('""', '"."'):
+        with pytest.raises(RecipeError, match=rf"output.dir = '\.?': expected a name for the run's own new folder, e.g. "):
+            i2i.load_recipe(tiny_recipe(photos, tmp_path / "run"), [f"output.dir={value}"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert new_run_dir("runs/a") == Path("runs/a") and new_run_dir("runs/a") == Path("runs/a-2")
 
 
 def test_run_directory_contents(photos, tmp_path):

@@ -116,7 +116,7 @@ def test_a_missing_validation_photo_stops_the_resume_with_one_line(photos, tmp_p
         i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
 
 
-def test_another_folder_with_as_many_photos_is_refused_and_a_moved_one_resumes(photos, others, tmp_path, capsys):
+def test_another_folder_with_as_many_photos_is_refused_and_a_moved_one_resumes(photos, others, tmp_path, capsys, monkeypatch):
     run = start(photos, tmp_path)
     first_val = sorted(recorded(run.run_dir)["val"])[0]
     with pytest.raises(UserError, match=rf"^{run.run_dir}: 2 of the run's 2 validation file\(s\) are missing or changed in "
@@ -132,8 +132,10 @@ def test_another_folder_with_as_many_photos_is_refused_and_a_moved_one_resumes(p
                                         rf"data.source in {run.run_dir / 'recipe.toml'} to their new place"):
         evaluate_run(run.run_dir, device="cpu")
     capsys.readouterr()
-    i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", f"data.source={moved}"], quiet=True)
+    monkeypatch.chdir(tmp_path)  # the new place given relative to here: recorded as an absolute path, as a new run's
+    i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", f"data.source={moved.name}"], quiet=True)
     assert "warning" not in capsys.readouterr().err
+    assert i2i.load_recipe(run.run_dir / "recipe.toml")["data"]["source"] == str(moved)
 
 
 def test_a_run_from_before_the_record_resumes_as_before_and_gets_one(photos, others, tmp_path, capsys):

@@ -19,7 +19,8 @@ from torch import nn
 from .. import __version__
 from ..errors import UserError
 from ..plugins import host, registry
-from ..recipe import Recipe, dumps_toml, load_recipe
+from ..options import format_value
+from ..recipe import RUN_FOLDER_EXPECTED, Recipe, dumps_toml, load_recipe, names_a_new_folder
 from . import checkpoint as ckpt
 from .device import global_state_kept
 from .trainer import Trainer, summary_line
@@ -44,7 +45,9 @@ class Run:
 
 def new_run_dir(wanted: str | Path) -> Path:
     """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir."""
-    base = Path(wanted)
+    if not names_a_new_folder(wanted):
+        raise UserError(f"run folder {format_value(str(wanted))}: expected {RUN_FOLDER_EXPECTED}")
+    base = Path(wanted).expanduser()
     candidate, n = base, 1
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
@@ -236,8 +239,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         _check_data_folders_there(recipe, run_dir)
     else:  # a Recipe is checked again, as its holder may have edited it; a copy: the run fills in output.dir
         recipe = load_recipe(recipe, overrides)
-    if resume is None:
-        _pin_data_folders(recipe)
+    _pin_data_folders(recipe)  # a resume may move them (--set data.source=NEW_PLACE), relative to here too
     owned = dist is None
     dist = dist or DistContext.from_environment(recipe["train"]["device"])
     trainer: Trainer | None = None
