@@ -131,6 +131,9 @@ def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
     ("color2gray", "data.size=40", "--set data.size=40: data.size = 40: generator 'unet_small' needs a multiple of 32; use 32 or 64"),
     ("color2gray", "generator.depth=0", "--set generator.depth=0: generator.depth = 0: expected an integer >= 1"),
     ("gray2color", "losses.gan.name='l1'", "gray2color.toml: discriminator: no adversarial loss to train it"),
+    # a size no machine's memory holds: one line, not the allocator's traceback or the kernel's kill
+    ("color2gray", "data.size=100000", "--set data.size=100000: data.size = 100000: one 100000x100000 px image "
+                                       "needs more than 596.0 GB to check the networks on, and "),
 ])
 def test_validate_refuses_what_run_would_refuse_before_its_first_step(runner, recipe, override, message):
     result = runner.invoke(cli, ["validate", str(ROOT / "recipes" / f"{recipe}.toml"), "--set", override])

@@ -310,6 +310,25 @@ def test_a_run_folder_named_dot_or_empty_is_one_line_before_any_work(photos, tmp
     assert new_run_dir("runs/a") == Path("runs/a") and new_run_dir("runs/a") == Path("runs/a-2")
 
 
+def test_running_out_of_memory_on_the_dry_run_names_data_size_not_the_plugin(photos, tmp_path):
+    """A GPU's allocator refuses an image too large for it: that is the recipe's data.size, in
+    one line, not a generator plugin's failure."""
+    from i2i.engine.components import build_networks
+    from i2i.engine.contracts import dry_run
+
+    recipe = i2i.load_recipe(tiny_recipe(photos, tmp_path / "run"))
+    nets = build_networks(recipe, torch.device("cpu"))
+
+    def out_of_memory(x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    nets.G.forward = out_of_memory
+    size = recipe["data"]["size"]
+    with pytest.raises(RecipeError, match=rf"data.size = {size}: one {size}x{size} px image does not fit in the memory "
+                                          rf"of cpu \(checking the networks on it ran out\); lower data.size$"):
+        dry_run(recipe, nets, torch.device("cpu"))
+
+
 def test_run_directory_contents(photos, tmp_path):
     run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 4}, output={"tensorboard": True}), quiet=True)
     d = run.run_dir

@@ -9,6 +9,8 @@ plugin. They read only shapes and types, never tensor values, so they cost no de
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -16,6 +18,8 @@ from torch import Tensor
 
 from ..errors import PluginError, exception_line
 from ..losses import as_logit_list
+from ..recipe import recipe_error
+from .device import is_out_of_memory
 
 REPORT = "report this to the plugin's author"
 
@@ -86,7 +90,8 @@ def dry_run(recipe: Any, nets: Any, device: torch.device) -> None:
     devices = [device] if device.type == "cuda" else []
     modules = [net for net in (nets.G, nets.D) if net is not None]
     modes = [net.training for net in modules]
-    with torch.random.fork_rng(devices=devices):
+    _refuse_sizes_beyond_host_memory(recipe, nets.task.image_channels, device)
+    with torch.random.fork_rng(devices=devices), _size_fits(recipe, device):
         rng = torch.Generator(device=device).manual_seed(0)
         images = torch.rand(1, nets.task.image_channels, size, size, generator=rng, device=device)
         for net in modules:
@@ -105,12 +110,61 @@ def dry_run(recipe: Any, nets: Any, device: torch.device) -> None:
                 net.train(mode)
 
 
+#: Floats per pixel that any image-to-image network holds at once for one image: the task's
+#: pair plus a first layer's features (16 channels at full size, or 64 at half). Only for a
+#: lower bound on the dry run's memory.
+FLOATS_PER_PIXEL_AT_LEAST = 16
+
+
+def available_host_bytes() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` (Linux), else ``None``."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _refuse_sizes_beyond_host_memory(recipe: Any, channels: int, device: torch.device) -> None:
+    """On the CPU, Linux grants allocations it cannot back and then kills the process: a
+    mistyped ``data.size`` (25600 for 256) would end as "Killed", so sizes that cannot fit are
+    refused here, by a lower bound on what checking the networks on one image needs."""
+    if device.type != "cpu":
+        return  # a GPU's allocator refuses in time; _size_fits reports it
+    available = available_host_bytes()
+    size = recipe["data"]["size"]
+    needed = size * size * 4 * max(FLOATS_PER_PIXEL_AT_LEAST, 4 * channels)
+    if available is not None and needed > available:
+        raise recipe_error(recipe, f"data.size = {size}: one {size}x{size} px image needs more than "
+                                   f"{needed / 2**30:.1f} GB to check the networks on, and {available / 2**30:.1f} GB "
+                                   f"of memory is free; lower data.size")
+
+
+@contextlib.contextmanager
+def _size_fits(recipe: Any, device: torch.device) -> Iterator[None]:
+    """Running out of memory on one image of ``data.size`` px is the recipe's size, not a plugin's
+    fault: one line naming the key (a traceback from the allocator before)."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        size = recipe["data"]["size"]
+        raise recipe_error(recipe, f"data.size = {size}: one {size}x{size} px image does not fit in the memory of "
+                                   f"{device} (checking the networks on it ran out); lower data.size") from None
+
+
 def _forward(net: Any, input: Tensor, where: str) -> Any:
     """``net(input)``; an exception (a layer that does not fit the task's channels or size) is
     reported with the component and the input's shape."""
     try:
         return net(input)
     except Exception as exc:
+        if is_out_of_memory(exc):
+            raise  # the image's size, reported by _size_fits
         raise PluginError(f"{where} failed on an input of shape {list(input.shape)}: {exception_line(exc)}; "
                           f"{REPORT} (I2I_TRACEBACK=1 shows where)") from exc
 
