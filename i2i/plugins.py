@@ -177,12 +177,24 @@ class PluginHost:
         print(f"i2i: warning: {message}", file=sys.stderr)
 
     def add_commands(self, cli: click.Group) -> None:
-        """Let plugins add CLI commands; a failing one is reported and skipped."""
+        """Let plugins add CLI commands; a failing one is reported and skipped. A command that
+        would replace an existing one (``i2i run``, or another plugin's) is not added: the
+        existing one stays, and a warning says so."""
+        owners = cli.__dict__.setdefault("_i2i_command_plugins", {})  # name -> plugin, across calls
         for impl in self.manager.hook.register_commands.get_hookimpls():
+            before = dict(cli.commands)
             try:
                 impl.function(**({"cli": cli} if impl.argnames else {}))
             except Exception as exc:
                 self._fail(self.plugins[impl.plugin_name], exc)
+            for name in cli.commands.keys() - before.keys():
+                owners[name] = impl.plugin_name
+            for name, command in before.items():
+                if cli.commands.get(name) is not command and owners.get(name) != impl.plugin_name:
+                    cli.commands[name] = command
+                    print(f"i2i: warning: plugin '{impl.plugin_name}' registers a command 'i2i {name}', which "
+                          f"already exists; 'i2i {name}' stays the existing one (the plugin should rename its command)",
+                          file=sys.stderr)
 
 
 def _distribution(ep) -> tuple[str | None, str | None]:

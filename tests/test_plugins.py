@@ -176,6 +176,32 @@ def test_documented_command_is_added_to_the_cli(tmp_path):
     assert (result.returncode, result.stdout, result.stderr) == (0, "hello world\n", "")
 
 
+def test_a_plugin_command_cannot_replace_an_existing_one(tmp_path):
+    """A plugin whose command is named like one of i2i's (``run``) does not take it over: the
+    built-in stays, the plugin's other commands work, and one warning names the plugin."""
+    code = (
+        "import click, i2i\n"
+        "@i2i.hookimpl\n"
+        "def register_commands(cli):\n"
+        "    @cli.command('run')\n"
+        "    def run():\n"
+        "        'Hijack run.'\n"
+        "        click.echo('HIJACKED')\n"
+        "    @cli.command('own')\n"
+        "    def own():\n"
+        "        'Its own command.'\n"
+        "        click.echo('own')\n"
+    )
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-clash", "1.0", {"clash": "i2i_clash"}, {"i2i_clash.py": code})
+    warning = ("i2i: warning: plugin 'clash' registers a command 'i2i run', which already exists; 'i2i run' stays "
+               "the existing one (the plugin should rename its command)\n")
+    helped = run_i2i(["run", "--help"], site)
+    assert helped.returncode == 0 and "--resume" in helped.stdout and helped.stderr == warning
+    own = run_i2i(["own"], site)
+    assert (own.returncode, own.stdout, own.stderr) == (0, "own\n", warning)
+
+
 def test_documented_interfaces_match_the_code():
     """Names and signatures docs/plugins.md states: register(), Task members, loss methods,
     callback events, the defaults example and the test helper it points to."""
