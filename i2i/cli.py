@@ -35,6 +35,12 @@ class I2IGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("i2i: interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:
+            failure = getattr(exc, "i2i_callback_failure", None)  # a plugin's callback raised (set by the Trainer)
+            if failure is None or _show_traceback():
+                raise
+            click.echo(f"i2i: error: {_rank_prefix()}{failure} (I2I_TRACEBACK=1 shows where)", err=True)
+            sys.exit(1)
 
 
 def _show_traceback() -> bool:

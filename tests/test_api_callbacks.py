@@ -110,3 +110,29 @@ def test_loading_a_run_without_a_checkpoint_says_how_to_start_it_again(photos, t
     (run_dir / "recipe.toml").write_text("")
     with pytest.raises(CheckpointError, match=r"no checkpoint yet .*to start it again: i2i run .*recipe\.toml"):
         i2i.load(run_dir)
+
+
+def test_the_command_line_names_a_failing_plugin_callback_in_one_line(photos, tmp_path):
+    """A registered callback that raises ends ``i2i run`` with one line naming it, the event,
+    the step, its error and where to resume; the traceback only with I2I_TRACEBACK=1."""
+    from i2i.recipe import dumps_toml
+    from plugin_env import make_distribution, run_i2i
+
+    code = ("import i2i\n"
+            "class BadCb(i2i.Callback):\n"
+            "    def on_log(self, trainer, step, values):\n"
+            "        raise RuntimeError('callback boom')\n"
+            "@i2i.hookimpl\n"
+            "def register_callbacks(register):\n"
+            "    register('badcb', BadCb)\n")
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-badcb", "1.0", {"badcb": "i2i_badcb"}, {"i2i_badcb.py": code})
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 3, "callbacks": ["badcb"]}, output={"log_every": 1})
+    (tmp_path / "r.toml").write_text(dumps_toml(recipe))
+    result = run_i2i(["run", str(tmp_path / "r.toml")], site)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "i2i: error: callback BadCb.on_log (from i2i_badcb) failed at step 1: RuntimeError: callback boom; "
+        "it has no checkpoint yet (I2I_TRACEBACK=1 shows where)")
+    traced = run_i2i(["run", str(tmp_path / "r.toml")], site, env={"I2I_TRACEBACK": "1"})
+    assert traced.returncode == 1 and "Traceback" in traced.stderr and "RuntimeError: callback boom" in traced.stderr

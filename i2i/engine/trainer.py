@@ -482,8 +482,13 @@ class Trainer:
             except TrainingStopped:
                 self.request_stop()
             except BaseException as exc:  # KeyboardInterrupt from a callback too
+                note = self._callback_failure_note(callback, event)
                 if hasattr(exc, "add_note"):  # Python 3.11+
-                    exc.add_note(self._callback_failure_note(callback, event))
+                    exc.add_note(note)
+                if isinstance(exc, Exception):  # the command line prints this line, not the traceback
+                    where = type(callback).__module__
+                    exc.i2i_callback_failure = (f"callback {type(callback).__name__}.{event} (from {where}) failed at "
+                                                f"step {self.step}: {exception_line(exc)}; {note.split('; ', 1)[1]}")
                 raise
 
     def _callback_failure_note(self, callback: Any, event: str) -> str:
