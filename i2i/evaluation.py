@@ -47,7 +47,8 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         else:  # a run from before split.json: the split is drawn again from the folder
             data = ImageData(recipe["data"], channels=model.task.image_channels, device=model.device,
                              seed=recipe["train"]["seed"])
-        source = f"validation split of {recipe['data']['source']}"
+        val_source = recipe["data"]["val_source"]
+        source = val_source if val_source else f"validation split of {recipe['data']['source']}"
     if not data.val_files:
         raise UserError(f"{run_dir}: the run has no validation images (data.val_fraction = 0); pass --data DIR")
     eval_cfg = dict(recipe["eval"])
@@ -64,7 +65,7 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
             dtype=torch.float32, seed=recipe["train"]["seed"], dist=DistContext.single(),
         )
     if not images:
-        where = data_dir if data_dir is not None else f"the validation split of {recipe['data']['source']}"
+        where = data_dir if data_dir is not None else source if recipe["data"]["val_source"] else f"the {source}"
         limit = eval_cfg["max_images"]
         tried = min(len(data.val_files), limit) if limit else len(data.val_files)
         raise UserError(f"no readable images in {where}: none of the {tried} image file(s) evaluated could be decoded")

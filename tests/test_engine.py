@@ -574,3 +574,7 @@ def test_a_run_whose_validation_files_all_fail_to_decode_says_so(tmp_path, capsy
     err = capsys.readouterr().err
     assert "none of the 1 validation image(s) could be decoded" in err
     assert run.metrics == {}
+    from i2i.evaluation import evaluate_run  # i2i eval names the folder the run validates on
+
+    with pytest.raises(UserError, match=rf"^no readable images in {re.escape(str(val))}: none of the 1 image file"):
+        evaluate_run(run.run_dir, device="cpu")
