@@ -130,6 +130,26 @@ def test_stop_request_checkpoints_and_resume_matches_straight_run(photos, tmp_pa
     assert_identical(checkpoint_tensors(straight.run_dir), checkpoint_tensors(tmp_path / "stopped"))
 
 
+class StopAtCheckpoint(i2i.Callback):
+    def on_checkpoint(self, trainer, step, path):
+        trainer.request_stop()
+
+
+def test_a_stop_between_log_steps_logs_its_losses_without_stale_health_figures(photos, tmp_path):
+    """Stopped at step 3 with a log every 2 steps, the run logs step 3's loss means; gradient
+    norms and D accuracy are only computed on log steps, so step 2's are not repeated there."""
+    recipe = tiny_recipe(photos, tmp_path / "run", output={"log_every": 2, "checkpoint_every": 3})
+    with pytest.raises(i2i.TrainingStopped, match=r"stopped at step 3/8"):
+        i2i.train(recipe, callbacks=[StopAtCheckpoint()], quiet=True)
+    logged = {r["step"]: r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+              if r["type"] == "train"}
+    assert sorted(logged) == [2, 3]
+    assert {"grad_norm_g", "grad_norm_d", "d_acc_real"} <= logged[2].keys()
+    assert not {"grad_norm_g", "grad_norm_d", "d_acc_real", "d_acc_fake", "diversity"} & logged[3].keys()
+    assert {k for k in logged[2] if k.startswith(("g_", "d_")) and not k.startswith("d_acc")} == \
+           {k for k in logged[3] if k.startswith(("g_", "d_"))}
+
+
 class Killed(Exception):
     pass
 

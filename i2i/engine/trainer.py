@@ -515,10 +515,13 @@ class Trainer:
         at the same (earliest) step; every rank calls this at the same steps.
         """
         summed = list(self.acc) if self.acc_count else []  # no step since the last read: no losses to report
-        keys = summed + list(self.extras)
+        # gradient norms, D accuracy, diversity: of the last step, unless it did not compute them
+        # (an eager step off the log cadence, read early by a stop); then they would be stale
+        extras = self.extras if self._want_extras else {}
+        keys = summed + list(extras)
         if not keys:
             return {}
-        stacked = torch.stack([self.acc[k] for k in summed] + [self.extras[k].float() for k in self.extras])
+        stacked = torch.stack([self.acc[k] for k in summed] + [extras[k].float() for k in extras])
         bad = torch.stack(list(self.bad_step.values())) if self.bad_step else None
         if self.dist.is_distributed:
             stacked = self.dist.all_reduce_sum(stacked) / self.dist.world_size
