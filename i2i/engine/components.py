@@ -118,6 +118,10 @@ def check_recipe(recipe: Recipe) -> None:
     Builds the components on the CPU (no data, no optimisers), checks the crop size against
     them, sorts the losses, puts one image through G and D and builds the metrics.
     """
+    from .device import resolve_device, resolve_precision
+
+    # the device and precision a run would take here: 'cuda' on a machine without one fails now
+    resolve_precision(recipe["train"]["precision"], resolve_device(recipe["train"]["device"]))
     device = torch.device("cpu")
     nets = build_networks(recipe, device)
     check_crop_size(recipe, nets)
