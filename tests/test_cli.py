@@ -130,6 +130,7 @@ def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
 @pytest.mark.parametrize("recipe, override, message", [
     ("color2gray", "data.size=40", "--set data.size=40: data.size = 40: generator 'unet_small' needs a multiple of 32; use 32 or 64"),
     ("color2gray", "generator.depth=0", "--set generator.depth=0: generator.depth = 0: expected an integer >= 1"),
+    ("color2gray", "generator.depth=100", "--set generator.depth=100: generator.depth = 100: expected an integer from 1 to 16"),
     ("gray2color", "losses.gan.name='l1'", "gray2color.toml: discriminator: no adversarial loss to train it"),
     # a size no machine's memory holds: one line, not the allocator's traceback or the kernel's kill
     ("color2gray", "data.size=100000", "--set data.size=100000: data.size = 100000: one 100000x100000 px image "

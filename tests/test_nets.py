@@ -307,9 +307,13 @@ def test_reference_resnet_loads(tmp_path):
     loaded, name2, options2 = load_reference_generator(path)
     assert (name2, options2) == (name, options)
     torch.testing.assert_close(loaded.model[-2].weight, sd[f"model.{len(net.model) - 2}.weight"])
-    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    (tmp_path / "broken.pth").write_bytes(path.read_bytes()[:2000])  # cut short
     with pytest.raises(i2i.UserError, match="broken.pth: not a readable PyTorch checkpoint"):
         load_reference_generator(tmp_path / "broken.pth")
+    (tmp_path / "notes.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(i2i.UserError, match=r"notes.pth: not a PyTorch checkpoint \(files written by torch.save start "
+                                            r"with a zip or pickle header; this one starts with b'not '\)"):
+        load_reference_generator(tmp_path / "notes.pth")
 
 
 class _RunsCode:

@@ -194,9 +194,10 @@ def test_options_are_validated():
             validate_options("task", bad, options)
     with pytest.raises(RecipeError):
         validate_options("task", {"space": "hsv"}, registry().get("tasks", "gray2color").options)
-    for sigma in ([50.0, 5.0], [-1.0, 5.0], [1.0, 2.0, 3.0]):
+    for sigma in ([50.0, 5.0], [-1.0, 5.0], [1.0, 2.0, 3.0], 0.0, [0.0, 0.0], 1e9, [5.0, 300.0]):
         with pytest.raises(RecipeError, match="sigma"):
             build("denoise", sigma=sigma)
+    assert build("denoise", sigma=255.0) is not None and build("denoise", sigma=[0.0, 55.0]) is not None
 
 
 def test_colourisation_lab_conversion_is_kornias():

@@ -221,6 +221,12 @@ def test_import_reference_weights(tmp_path, odd_inputs):
     garbage.write_bytes(b"\x80\x04junk")
     bad = run_i2i(["import-weights", str(garbage), "--task", "gray2color", "--out", str(tmp_path / "y")])
     assert bad.returncode == 2 and "garbage.pth" in bad.stderr and bad.stderr.count("\n") == 1
+    text = tmp_path / "notes.pth"
+    text.write_text("hello world\n")
+    foreign = run_i2i(["import-weights", str(text), "--task", "gray2color", "--out", str(tmp_path / "z")])
+    assert foreign.returncode == 2 and foreign.stderr == (
+        f"i2i: error: {text}: not a PyTorch checkpoint (files written by torch.save start with a zip or pickle header; "
+        "this one starts with b'hell'); give the .pth file the reference saved\n")
 
 
 class _Pointwise(torch.nn.Module):

@@ -29,10 +29,12 @@ def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
         raise i2i.UserError(f"{what} = {value!r}: expected one of {', '.join(map(repr, choices))}")
 
 
-def check_positive(what: str, value: int, minimum: int = 1) -> None:
-    """Refuse a size option below ``minimum`` as a recipe error, not a shape error in torch."""
+def check_positive(what: str, value: int, minimum: int = 1, maximum: int | None = None) -> None:
+    """Refuse a size option outside ``[minimum, maximum]`` as a recipe error, not a shape error in torch."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise i2i.UserError(f"{what} = {value!r}: expected an integer >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise i2i.UserError(f"{what} = {value!r}: expected an integer from {minimum} to {maximum}")
 
 
 def norm_layer(norm: str, channels: int) -> nn.Module:

@@ -197,6 +197,11 @@ def read_reference_checkpoint(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise i2i.UserError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive (a pickle before torch 1.6)
+        raise i2i.UserError(f"{path}: not a PyTorch checkpoint (files written by torch.save start with a zip or pickle "
+                            f"header; this one starts with {head!r}); give the .pth file the reference saved")
     try:
         with warnings.catch_warnings():  # torch warns before failing on foreign files: one line is enough
             warnings.simplefilter("ignore")

@@ -14,6 +14,9 @@ from .layers import (
     Init, Norm, Output, check_positive, conv_bias, init_weights, norm_layer, output_layer,
 )
 
+#: Deepest U-Net accepted: crops must be multiples of 2**depth (65536 px at 16).
+MAX_DEPTH = 16
+
 
 class SkipBlock(nn.Module):
     """One U-Net level: down conv, the inner levels, up conv; concatenates its input (skip).
@@ -107,7 +110,7 @@ class UNet(nn.Module):
         output: str = "tanh",
     ) -> None:
         super().__init__()
-        check_positive("depth", depth)
+        check_positive("depth", depth, maximum=MAX_DEPTH)
         check_positive("width", width)
         channels = [width * min(2**i, 8) for i in range(depth)]
         block: nn.Module | None = None

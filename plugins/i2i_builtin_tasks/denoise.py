@@ -45,6 +45,9 @@ def _sigma_range(sigma: float | list[float]) -> tuple[float, float]:
         raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected a number or [low, high]")
     if not (0 <= lo <= hi) or not math.isfinite(hi):
         raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected 0 <= low <= high (0-255 scale)")
+    if hi == 0 or hi > 255:  # no noise to remove; or noise beyond the whole 0-255 range
+        raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected a noise level above 0 and at most 255 (0-255 scale; "
+                              "a range [low, high] may start at 0)")
     return lo, hi
 
 
