@@ -16,6 +16,7 @@ import math
 import numbers
 import os
 import re
+import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -176,7 +177,7 @@ def read_toml(path: str | Path) -> dict:
                           "or the text parsed into a dict (tomllib.loads(text))")
     path = Path(path)
     if path.is_dir():
-        run_hint = (f"; a run's recipe is {path / 'recipe.toml'} (i2i run --resume {path} continues the run)"
+        run_hint = (f"; a run's recipe is {path / 'recipe.toml'} (i2i run --resume {shlex.quote(str(path))} continues the run)"
                     if (path / "recipe.toml").is_file() else "")
         raise RecipeError(f"{path}: a folder, not a recipe file{run_hint}")
     if not path.is_file():

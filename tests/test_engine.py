@@ -598,3 +598,14 @@ def test_a_run_whose_validation_files_all_fail_to_decode_says_so(tmp_path, capsy
 
     with pytest.raises(UserError, match=rf"^no readable images in {re.escape(str(val))}: none of the 1 image file"):
         evaluate_run(run.run_dir, device="cpu")
+
+
+def test_commands_suggested_for_a_folder_with_spaces_can_be_pasted(photos, tmp_path, capsys):
+    """The 'try:' and 'Resume with:' commands quote a run folder the shell would split."""
+    import shlex
+
+    run = i2i.train(tiny_recipe(photos, tmp_path / "my run", train={"steps": 1}))
+    quoted = shlex.quote(str(run.run_dir))
+    assert quoted != str(run.run_dir)
+    assert f"try: i2i translate {quoted} IMAGE... --out OUT_DIR" in capsys.readouterr().out
+    assert shlex.split(f"i2i translate {quoted} IMAGE")[2] == str(run.run_dir)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -290,7 +291,7 @@ class DistContext:
         return RankLost(
             f"rank {self.rank}: lost contact with the other processes near step {step} ({_first_sentence(exc)}); "
             f"another rank died or stopped answering within {TIMEOUT_VARIABLE}={self.timeout:g} s; see the first "
-            f"error above. Resume from the last checkpoint with: i2i run --resume {run_dir} (same number of processes)"
+            f"error above. Resume from the last checkpoint with: i2i run --resume {shlex.quote(str(run_dir))} (same number of processes)"
         )
 
     def close(self) -> None:

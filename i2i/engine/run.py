@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import signal
 import sys
 import time
@@ -84,7 +85,7 @@ def _check_data_folders_there(recipe: Recipe, run_dir: Path) -> None:
     key = missing_data_folder(recipe["data"])
     if key is not None:
         raise UserError(f'data.{key} = "{recipe["data"][key]}": no such folder; if the run\'s images moved: '
-                        f"i2i run --resume {run_dir} --set data.{key}=NEW_PLACE")
+                        f"i2i run --resume {shlex.quote(str(run_dir))} --set data.{key}=NEW_PLACE")
 
 
 #: Keys that pick which files a run validates on: a resumed run must keep them.
@@ -273,7 +274,7 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
         if trainer.step >= trainer.total_steps:
             raise UserError(
                 f"{run_dir}: already trained to step {trainer.step} of train.steps = {trainer.total_steps}; "
-                f"to train longer: i2i run --resume {run_dir} --set train.steps=N"
+                f"to train longer: i2i run --resume {shlex.quote(str(run_dir))} --set train.steps=N"
             )
     if dist.is_main:
         _write_recipe(run_dir, recipe)
@@ -291,7 +292,7 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
     run = Run(run_dir, status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator.eval(), recipe)
     if dist.is_main and not quiet:
         print(f"i2i: finished {trainer.step} step{'' if trainer.step == 1 else 's'}: {summary_line(run.metrics, run.baselines, trainer.task.main_metric)}", flush=True)
-        print(f"i2i: saved in {run_dir}; try: i2i translate {run_dir} IMAGE... --out OUT_DIR", flush=True)
+        print(f"i2i: saved in {run_dir}; try: i2i translate {shlex.quote(str(run_dir))} IMAGE... --out OUT_DIR", flush=True)
     return run
 
 

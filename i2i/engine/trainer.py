@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import random
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -437,7 +438,7 @@ class Trainer:
                 status = "interrupted"
                 raise TrainingStopped(
                     f"stopped at step {self.step}/{self.total_steps}; checkpoint saved. "
-                    f"Resume with: i2i run --resume {self.run_dir} (Python: i2i.train(None, resume=RUN_DIR))", self.run_dir, self.step
+                    f"Resume with: i2i run --resume {shlex.quote(str(self.run_dir))} (Python: i2i.train(None, resume=RUN_DIR))", self.run_dir, self.step
                 )
             status = "finished"
             return status
@@ -493,7 +494,7 @@ class Trainer:
 
     def _callback_failure_note(self, callback: Any, event: str) -> str:
         saved = max(self._saved_step, self.resumed_at if self.resumed_at is not None else -1)
-        resume = (f"its last checkpoint is at step {saved}: i2i run --resume {self.run_dir} "
+        resume = (f"its last checkpoint is at step {saved}: i2i run --resume {shlex.quote(str(self.run_dir))} "
                   "(Python: i2i.train(None, resume=RUN_DIR))") if saved >= 0 else "it has no checkpoint yet"
         return f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; {resume}"
 
