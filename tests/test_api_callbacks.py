@@ -110,6 +110,10 @@ def test_loading_a_run_without_a_checkpoint_says_how_to_start_it_again(photos, t
     (run_dir / "recipe.toml").write_text("")
     with pytest.raises(CheckpointError, match=r"no checkpoint yet .*to start it again: i2i run .*recipe\.toml"):
         i2i.load(run_dir)
+    (run_dir / "checkpoints" / ".tmp-step_0000168-4242").mkdir(parents=True)  # stopped while writing its first
+    with pytest.raises(CheckpointError, match=r"no checkpoint yet \(its only one, \.tmp-step_0000168-4242, was never "
+                                              r"finished \(the process stopped while writing it\)\); to start it again"):
+        i2i.load(run_dir)
 
 
 def test_the_command_line_names_a_failing_plugin_callback_in_one_line(photos, tmp_path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import shutil
 import struct
 import sys
@@ -326,8 +327,11 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         if (store.root / "LATEST").is_file():
             raise CheckpointError(f"{store.root / 'LATEST'}: {_pointer_problem(store, 'LATEST')}, and no other "
                                   f"complete step_* checkpoint is in {store.root}")
-        raise CheckpointError(f"{path}: this run has no checkpoint yet (nothing in {store.root}): it is still "
-                              f"training, or stopped before its first; to start it again: i2i run {path / 'recipe.toml'}")
+        partial = sorted(store.root.glob(".tmp-step_*"))
+        why = (f"its only one, {partial[-1].name}, was never finished (the process stopped while writing it)"
+               if partial else f"nothing in {store.root}: it is still training, or stopped before its first")
+        raise CheckpointError(f"{path}: this run has no checkpoint yet ({why}); to start it again: "
+                              f"i2i run {shlex.quote(str(path / 'recipe.toml'))}")
     if latest is None:
         problem = _pointer_problem(store, "LATEST") if (store.root / "LATEST").is_file() else "is missing"
         _note(f"{store.root / 'LATEST'} {problem}; using the newest complete checkpoint, {found.name}")
