@@ -123,8 +123,8 @@ def test_translate_beside_a_gpu_runs_torch_on_one_host_thread():
 
 def test_translate_hands_the_writers_pixels_in_file_order(g2c_run, odd_inputs, tmp_path, monkeypatch):
     """The writer threads get each output as one C-contiguous ``[H, W, C]`` array, laid out as
-    the file stores it: a strided array would make Pillow copy it with ``tobytes``, which
-    holds the GIL that the network's thread and the other writers need."""
+    the file stores it: a strided array would make Pillow copy it with ``tobytes`` first, a
+    copy that two threads did no faster than one."""
     from i2i.data import encode
     from i2i.translate import translate_files
 
