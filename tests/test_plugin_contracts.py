@@ -45,6 +45,52 @@ def exploding_net(in_channels: int, out_channels: int) -> nn.Module:
     raise RuntimeError("exploding_net factory exploded")
 
 
+class DoublePair(i2i.Task):
+    """A task whose pairs come in float64: the generator it feeds is not to blame."""
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        return clean.double(), clean.double()
+
+
+class OneTensor(i2i.Task):
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        return clean
+
+
+class GreyTarget(i2i.Task):
+    """Says out_channels = 3 but returns a 1-channel target."""
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        return clean, clean.mean(1, keepdim=True)
+
+
+def raising_metric():
+    def metric(output, target):
+        raise KeyError("metric boom")
+    return metric
+
+
+def flaky_metric():
+    """Passes the dry run, then raises on the validation images."""
+    calls = []
+
+    def metric(output, target):
+        calls.append(1)
+        if len(calls) > 1:
+            raise ValueError("cannot score this image")
+        return (output - target).abs().mean((1, 2, 3))
+    return metric
+
+
 class Sloppy:
     @i2i.hookimpl
     def register_generators(self, register):
@@ -60,6 +106,15 @@ class Sloppy:
     @i2i.hookimpl
     def register_metrics(self, register):
         register("batch_mae", lambda: (lambda output, target: (output - target).abs().mean()))
+        register("raising", raising_metric)
+        register("flaky", flaky_metric)
+        register("unwrapped", lambda output, target: (output - target).abs().mean((1, 2, 3)))  # not a factory
+
+    @i2i.hookimpl
+    def register_tasks(self, register):
+        register("double_pair", DoublePair)
+        register("one_tensor", OneTensor)
+        register("grey_target", GreyTarget)
 
 
 @pytest.fixture(autouse=True)
@@ -95,11 +150,41 @@ def test_a_loss_class_without_init_takes_no_options(photos, tmp_path):
         i2i.train(recipe, quiet=True)
 
 
-def test_a_metric_that_returns_the_batch_mean_is_named(photos, tmp_path):
-    recipe = tiny_recipe(photos, tmp_path / "run", eval={"metrics": ["batch_mae"]})
-    with pytest.raises(i2i.UserError, match=r"metric 'batch_mae' returned a tensor of shape \[\] for a batch of 2 "
-                                            r"image\(s\); a metric returns one value per image"):
+@pytest.mark.parametrize("metric, message", [
+    ("batch_mae", r"eval.metrics 'batch_mae' \(plugin 'sloppy'\): metric 'batch_mae' returned a tensor of shape \[\] for "
+                  r"a batch of 1 image\(s\); a metric returns one value per image"),
+    ("raising", r"eval.metrics 'raising' \(plugin 'sloppy'\) failed on an image of shape \[1, 3, 16, 16\]: "
+                r"KeyError: 'metric boom'; report this"),
+    ("unwrapped", r"eval.metrics 'unwrapped' \(plugin 'sloppy'\): building it raised TypeError: .* \(register a factory "
+                  r"that returns the metric function\)"),
+])
+def test_a_metric_that_breaks_its_contract_is_named_before_training(photos, tmp_path, metric, message):
+    """Checked on the dry run: a metric found broken at the end of training would cost the run."""
+    recipe = tiny_recipe(photos, tmp_path / "run", eval={"metrics": [metric]})
+    with pytest.raises(i2i.UserError, match=message):
         i2i.train(recipe, quiet=True)
+    assert not (tmp_path / "run").exists()
+    from i2i.engine.components import check_recipe
+
+    with pytest.raises(i2i.UserError, match=message):  # i2i validate
+        check_recipe(i2i.load_recipe(recipe))
+
+
+@pytest.mark.parametrize("task, message", [
+    ("double_pair", r"task.name = 'double_pair' \(plugin 'sloppy'\): make_pair's input is a tensor of shape "
+                    r"\[1, 3, 16, 16\] \(torch.float64 on cpu\) for a batch of \[1, 3, 16, 16\]; expected \[1, 3, H, W\] "
+                    r"\(torch.float32 on cpu\)"),
+    ("one_tensor", r"task.name = 'one_tensor' \(plugin 'sloppy'\): make_pair returned a tensor of shape \[1, 3, 16, 16\]; "
+                   r"it returns \(input, target\), two tensors"),
+    ("grey_target", r"task.name = 'grey_target' \(plugin 'sloppy'\): make_pair's target is a tensor of shape "
+                    r"\[1, 1, 16, 16\] .*the task's out_channels"),
+])
+def test_a_task_whose_pairs_break_the_contract_is_named_not_the_generator(photos, tmp_path, task, message):
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["task"] = {"name": task}
+    with pytest.raises(i2i.UserError, match=message):
+        i2i.train(recipe, quiet=True)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_task_listing_a_metric_nobody_provides_fails_before_training(photos, tmp_path, monkeypatch):
@@ -138,3 +223,18 @@ def test_a_generator_output_of_the_wrong_shape_is_named_before_training(photos, 
                                             r"return the target's shape \(batch, 1 channels"):
         i2i.train(recipe, quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_evaluation_that_fails_keeps_the_weights_trained_before_it(photos, tmp_path, capsys):
+    """A metric that breaks only on the validation images ends the run, but the training is
+    checkpointed first, so it can be scored or resumed once the metric is fixed."""
+    from i2i.engine.checkpoint import find_checkpoint
+
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 3}, eval={"metrics": ["flaky"]})
+    with pytest.raises(i2i.UserError, match=r"^metric 'flaky' failed on a validation batch of shape \[\d+, 3, \d+, \d+\]: "
+                                            r"ValueError: cannot score this image; report this"):
+        i2i.train(recipe, quiet=True)
+    assert find_checkpoint(tmp_path / "run").name == "step_0000003"
+    assert ("i2i: note: the evaluation at step 3 failed (see below); the weights trained so far are saved: once the "
+            f"cause is fixed, i2i eval {tmp_path / 'run'} scores them") in capsys.readouterr().err
+    assert i2i.load(tmp_path / "run").generator is not None

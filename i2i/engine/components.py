@@ -126,5 +126,4 @@ def check_recipe(recipe: Recipe) -> None:
     nets = build_networks(recipe, device)
     check_crop_size(recipe, nets)
     build_loss_terms(recipe, nets.D is not None, device)
-    dry_run(recipe, nets, device)
-    build_metrics(nets.task, recipe["eval"]["metrics"], recipe)
+    dry_run(recipe, nets, device, build_metrics(nets.task, recipe["eval"]["metrics"], recipe))

@@ -75,8 +75,48 @@ def check_metric_values(values: Any, name: str, batch: int) -> None:
                       f"returns one value per image (shape [{batch}]), which i2i averages; {REPORT}")
 
 
+def check_task_pair(pair: Any, clean: Tensor, task: Any, where: str) -> tuple[Tensor, Tensor]:
+    """``make_pair`` returns ``(input, target)``: ``[B, C, H, W]`` tensors of the batch's dtype on
+    its device, ``target`` with the task's ``out_channels`` (and ``input`` with ``in_channels``
+    when it is an image; sizes may differ from the batch's, as a super-resolution task's do).
+    Checked on the dry run, so the task is named rather than the generator it feeds."""
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        raise PluginError(f"{where}: make_pair returned {describe(pair)}; it returns (input, target), two tensors; {REPORT}")
+    for role, value, channels in (("input", pair[0], task.in_channels), ("target", pair[1], task.out_channels)):
+        if role == "input" and not task.input_is_image:
+            if not isinstance(value, Tensor) or value.device != clean.device or value.shape[:1] != clean.shape[:1]:
+                raise PluginError(f"{where}: make_pair's input is {describe(value)}; expected a tensor with the batch's "
+                                  f"{clean.shape[0]} rows on {clean.device}; {REPORT}")
+            continue
+        fits = (isinstance(value, Tensor) and value.dim() == 4 and list(value.shape[:2]) == [clean.shape[0], channels]
+                and value.dtype == clean.dtype and value.device == clean.device)
+        if not fits:
+            got = f"{describe(value)} ({value.dtype} on {value.device})" if isinstance(value, Tensor) else describe(value)
+            raise PluginError(f"{where}: make_pair's {role} is {got} for a batch of {list(clean.shape)}; expected "
+                              f"[{clean.shape[0]}, {channels}, H, W] ({clean.dtype} on {clean.device}): the batch's "
+                              f"size and the task's {'in' if role == 'input' else 'out'}_channels; {REPORT}")
+    return pair[0], pair[1]
+
+
+def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor, input: Tensor, target: Tensor) -> None:
+    """Each metric on the dry run's image, as evaluation calls it: a metric that raises or breaks
+    its contract is reported before the first step, not at the end of training."""
+    output_image, target_image = task.to_image(fake.float(), input), task.to_image(target, input)
+    for name, metric in metrics.items():
+        where = metric_where(recipe, name)
+        try:
+            values = metric(output_image, target_image)
+        except Exception as exc:
+            raise PluginError(f"{where} failed on an image of shape {list(output_image.shape)}: {exception_line(exc)}; "
+                              f"{REPORT} (I2I_TRACEBACK=1 shows where)") from exc
+        try:
+            check_metric_values(values, name, output_image.shape[0])
+        except PluginError as exc:
+            raise PluginError(f"{where}: {exc}") from None
+
+
 @torch.no_grad()
-def dry_run(recipe: Any, nets: Any, device: torch.device) -> None:
+def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any] | None = None) -> None:
     """Put one batch-1 image of ``data.size`` px through the task, G and D, in eval mode.
 
     Run before training so that a network that does not fit the task is reported before any
@@ -97,10 +137,20 @@ def dry_run(recipe: Any, nets: Any, device: torch.device) -> None:
         for net in modules:
             net.eval()
         try:
-            input, target = nets.task.make_pair(images, rng)
+            task_where = _where(recipe, "task")
+            try:
+                pair = nets.task.make_pair(images, rng)
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    raise
+                raise PluginError(f"{task_where}: make_pair failed on a batch of shape {list(images.shape)}: "
+                                  f"{exception_line(exc)}; {REPORT} (I2I_TRACEBACK=1 shows where)") from exc
+            input, target = check_task_pair(pair, images, nets.task, task_where)
             where = _where(recipe, "generator")
             fake = _forward(nets.G, input, where)
             check_generator_output(fake, target, where, nets.task.out_channels)
+            if metrics:
+                check_metrics(recipe, metrics, nets.task, fake, input, target)
             if nets.D is not None:
                 where = _where(recipe, "discriminator")
                 d_in = torch.cat([input, fake], dim=1) if nets.conditional else fake
@@ -174,6 +224,16 @@ def _where(recipe: Any, section: str) -> str:
 
     name = recipe[section]["name"]
     return f"{recipe.source}: {section}.name = '{name}' (plugin '{registry().get(section + 's', name).plugin}')"
+
+
+def metric_where(recipe: Any, name: str) -> str:
+    """``recipe.toml: eval.metrics 'lpips' (plugin 'x')``, or the task that lists it: a metric, for messages."""
+    from ..plugins import registry
+
+    plugin = registry().get("metrics", name).plugin
+    if name in recipe["eval"]["metrics"]:
+        return f"{recipe.source}: eval.metrics '{name}' (plugin '{plugin}')"
+    return f"{recipe.source}: metric '{name}' of task.name = '{recipe['task']['name']}' (plugin '{plugin}')"
 
 
 def loss_where(recipe: Any, label: str) -> str:

@@ -27,8 +27,9 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
     Built when a run starts, so a task that lists a metric no plugin provides fails before any
     training step, naming the task, rather than at the first evaluation.
     """
-    from ..errors import PluginError, UnknownComponentError
+    from ..errors import PluginError, UnknownComponentError, UserError, exception_line
     from ..plugins import registry
+    from .contracts import metric_where
 
     reg = registry()
     metrics = {}
@@ -40,7 +41,29 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
                 raise
             where = f"{recipe.source}: task.name = '{recipe['task']['name']}'" if recipe is not None else f"task {type(task).__name__}"
             raise PluginError(f"{where}: the task's metrics include {exc}; report this to the task plugin's author") from None
+        except UserError:
+            raise
+        except Exception as exc:  # a factory that raises, e.g. the metric function registered in its place
+            where = metric_where(recipe, name) if recipe is not None else f"metric '{name}'"
+            raise PluginError(f"{where}: building it raised {exception_line(exc)} (register a factory that returns "
+                              "the metric function); report this to the plugin's author") from exc
     return metrics
+
+
+def _score(metric: Any, name: str, output: Tensor, target: Tensor) -> Any:
+    """``metric(output, target)``; an exception from a plugin's metric is one line naming it."""
+    from ..errors import PluginError, UserError, exception_line
+    from .device import is_out_of_memory
+
+    try:
+        return metric(output, target)
+    except UserError:
+        raise
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise
+        raise PluginError(f"metric '{name}' failed on a validation batch of shape {list(output.shape)}: "
+                          f"{exception_line(exc)}; report this to the plugin's author (I2I_TRACEBACK=1 shows where)") from exc
 
 
 def _add(sums: dict[str, Tensor], values: Any, name: str, batch: int) -> None:
@@ -136,10 +159,10 @@ def evaluate_generator(
             output_image = task.to_image(fake, input)
             target_image = task.to_image(target, input)
             for name, metric in metrics.items():
-                _add(sums, metric(output_image, target_image), name, clean.shape[0])
+                _add(sums, _score(metric, name, output_image, target_image), name, clean.shape[0])
             for base_name, base_image in task.baselines(input, target_image).items():
                 for name, metric in metrics.items():
-                    _add(base_sums[base_name], metric(base_image, target_image), name, clean.shape[0])
+                    _add(base_sums[base_name], _score(metric, name, base_image, target_image), name, clean.shape[0])
             count += clean.shape[0]
             if first is None and (number == 0 or not shard):
                 first = _columns(task, input, output_image, target_image)

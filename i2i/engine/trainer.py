@@ -107,8 +107,9 @@ class Trainer:
         terms = build_loss_terms(recipe, self.D is not None, self.device)
         self.recon, self.adversarial = terms.recon, terms.adversarial
         self.regularizers, self.feature_matching = terms.regularizers, terms.feature_matching
-        dry_run(recipe, nets, self.device)  # a network that does not fit the task fails here, before any step
         self.metric_functions = build_metrics(self.task, self.eval_cfg["metrics"], recipe)
+        # a task, network or metric that breaks its contract fails here, before any step
+        dry_run(recipe, nets, self.device, self.metric_functions)
 
         channels_last = self.train_cfg["channels_last"]
         self.channels_last = channels_last is True or (channels_last == "auto" and self.device.type == "cuda")
@@ -424,7 +425,11 @@ class Trainer:
                         self.log_step()
                     evaluated = False
                     if last or (every_eval and self.step % every_eval == 0):
-                        self.evaluate()
+                        try:
+                            self.evaluate()
+                        except Exception:
+                            self._save_after_failed_evaluation()
+                            raise
                         evaluated = True
                     if every_sample and self.step % every_sample == 0 and not evaluated:
                         self.write_samples()
@@ -571,6 +576,21 @@ class Trainer:
         return self.ema if self.ema is not None else self.G
 
     @torch.inference_mode()
+    def _save_after_failed_evaluation(self) -> None:
+        """An evaluation that fails (a metric that breaks on some validation image, memory) must
+        not cost the training before it: the weights are checkpointed first. Single process
+        only: the other ranks may not have failed, and a checkpoint is a collective."""
+        if self._saved_step == self.step or self.dist.is_distributed:
+            return
+        try:
+            self.save_checkpoint()
+        except Exception as exc:  # the evaluation's error is the one to report
+            print_err(f"i2i: warning: could not save the weights after the evaluation failed: {exception_line(exc)}")
+            return
+        run = shlex.quote(str(self.run_dir))
+        print_err(f"i2i: note: the evaluation at step {self.step} failed (see below); the weights trained so far are "
+                  f"saved: once the cause is fixed, i2i eval {run} scores them and i2i run --resume {run} continues")
+
     def evaluate(self) -> dict[str, float]:
         """The task's metrics on the validation images, and the same metrics for its baselines."""
         from .evaluate import evaluate_generator
