@@ -506,3 +506,27 @@ def test_an_output_its_format_cannot_hold_is_one_line_not_a_traceback(g2c_run, t
     assert result.stderr.startswith(f"i2i: error: {tmp_path / 'o' / 'panorama.webp'}: cannot write (")
     assert "16383" in result.stderr and "another --format" in result.stderr
     assert not list((tmp_path / "o").iterdir())  # no temporary file left
+
+
+class _Quarters(torch.nn.Module):
+    """Down and up by 4 without declaring size_multiple: sizes not a multiple of 4 shrink."""
+
+    def __init__(self):
+        super().__init__()
+        self.down, self.up = torch.nn.Conv2d(3, 4, 4, stride=4), torch.nn.ConvTranspose2d(4, 3, 4, stride=4)
+
+    def forward(self, x):
+        return self.up(self.down(x))
+
+
+def test_a_generator_that_changes_the_image_size_is_named_not_cropped_silently():
+    from i2i.engine.infer import run_any_size
+
+    net = _Quarters()
+    with torch.no_grad():
+        assert run_any_size(net, torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+        with pytest.raises(i2i.PluginError, match=r"^the generator \(_Quarters\) returned 28x28 px for an input of "
+                                                  r"30x30: a generator keeps its input's height and width"):
+            run_any_size(net, torch.rand(1, 3, 30, 30))
+        with pytest.raises(i2i.PluginError, match="returned 64x64 px for an input of 66x66"):
+            run_any_size(net, torch.rand(1, 3, 66, 66), tile=66)

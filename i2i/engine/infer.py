@@ -32,6 +32,12 @@ def run_generator(net: nn.Module, input: Tensor) -> Tensor:
         return net(input)
     padded, (h, w) = pad_to_multiple(input, size_multiple(net))
     out = net(padded)
+    if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-2:] != padded.shape[-2:]:
+        from ..errors import PluginError
+
+        raise PluginError(f"the generator ({type(net).__name__}) returned {out.shape[-2]}x{out.shape[-1]} px for an input "
+                          f"of {padded.shape[-2]}x{padded.shape[-1]}: a generator keeps its input's height and width (one "
+                          "that needs multiples of N px declares size_multiple = N); report this to the plugin's author")
     return out[..., :h, :w]
 
 
