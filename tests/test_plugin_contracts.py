@@ -36,6 +36,11 @@ class FloatL1(i2i.ReconstructionLoss):
         return float((fake - target).abs().mean())
 
 
+class RaisingL1(i2i.ReconstructionLoss):
+    def forward(self, fake, target):
+        raise KeyError("loss boom")
+
+
 class NoOptions(i2i.ReconstructionLoss):  # no __init__ of its own: takes no options
     def forward(self, fake, target):
         return (fake - target).abs().mean()
@@ -102,6 +107,7 @@ class Sloppy:
         register("per_image_l1", PerImageL1)
         register("float_l1", FloatL1)
         register("no_options", NoOptions)
+        register("raising_l1", RaisingL1)
 
     @i2i.hookimpl
     def register_metrics(self, register):
@@ -238,3 +244,11 @@ def test_an_evaluation_that_fails_keeps_the_weights_trained_before_it(photos, tm
     assert ("i2i: note: the evaluation at step 3 failed (see below); the weights trained so far are saved: once the "
             f"cause is fixed, i2i eval {tmp_path / 'run'} scores them") in capsys.readouterr().err
     assert i2i.load(tmp_path / "run").generator is not None
+
+
+def test_a_loss_that_raises_is_one_line_naming_the_term(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["losses"]["l1"] = {"name": "raising_l1"}
+    with pytest.raises(i2i.UserError, match=r"losses.l1 \('raising_l1', plugin 'sloppy'\) raised KeyError: 'loss boom'; "
+                                            r"report this to the plugin's author \(I2I_TRACEBACK=1 shows where\)$"):
+        i2i.train(recipe, quiet=True)

@@ -10,11 +10,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import RecipeError
+from ..errors import PluginError, RecipeError, UserError, exception_line
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
 from ..plugins import registry
 from ..recipe import Recipe, build_component, recipe_error
 from .contracts import dry_run, loss_where, scalar_loss
+from .device import is_out_of_memory
 from .evaluate import build_metrics
 from .infer import size_multiple
 
@@ -32,6 +33,20 @@ class LossTerm:
     def weighted(self, value: Any, scale: float = 1.0, part: str = "") -> Tensor:
         """``weight * scale * value``, once ``value`` is known to be a scalar tensor."""
         return self.weight * scale * scalar_loss(value, self.where, part)
+
+    def compute(self, method: Any, *args: Any, scale: float = 1.0, part: str = "") -> Tensor:
+        """``weighted(method(*args))``; an exception raised inside the plugin's loss is one line
+        naming the term (``part``: which method), not a traceback from the middle of the step."""
+        try:
+            value = method(*args)
+        except UserError:
+            raise
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            raise PluginError(f"{self.where}{part} raised {exception_line(exc)}; report this to the plugin's author "
+                              "(I2I_TRACEBACK=1 shows where)") from exc
+        return self.weighted(value, scale, part)
 
 
 @dataclass

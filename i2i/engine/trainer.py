@@ -290,12 +290,12 @@ class Trainer:
             d_real = as_logit_list(self.D_run(real_in))
             d_fake = as_logit_list(self.D_run(fake_in))
             for term in self.adversarial:
-                terms[term.label] = term.weighted(term.loss.d_loss(d_real, d_fake), part=" (d_loss)")
+                terms[term.label] = term.compute(term.loss.d_loss, d_real, d_fake, part=" (d_loss)")
         for term in self.regularizers:  # in fp32, for stable second-order gradients
             every = max(1, int(getattr(term.loss, "every", 1)))
             if self.step % every == 0:
                 discriminator = lambda x: [o.float() for o in as_logit_list(self.D_run(x))]  # noqa: E731
-                terms[term.label] = term.weighted(term.loss(discriminator, real_in, fake_in), every)
+                terms[term.label] = term.compute(term.loss, discriminator, real_in, fake_in, scale=every)
         self._backward_and_step(terms, self.opt_d, self.D, self.train_cfg["d"], "d")
         if self._want_extras:
             threshold = float(getattr(self.adversarial[0].loss, "decision_threshold", 0.0))
@@ -310,7 +310,7 @@ class Trainer:
         try:
             with autocast(self.device, self.dtype, self._autocast_cache):
                 for term in self.recon:
-                    terms[term.label] = term.weighted(term.loss(fake, target))
+                    terms[term.label] = term.compute(term.loss, fake, target)
                 if adversarial:
                     fake_in = self.d_input(input, fake)
                     if self.feature_matching:
@@ -318,12 +318,12 @@ class Trainer:
                         with torch.no_grad():
                             _, real_features = self.D_frozen(self.d_input(input, target), return_features=True)
                         for term in self.feature_matching:
-                            terms[term.label] = term.weighted(term.loss(real_features, fake_features))
+                            terms[term.label] = term.compute(term.loss, real_features, fake_features)
                     else:
                         logits = self.D_frozen(fake_in)
                     logits = as_logit_list(logits)
                     for term in self.adversarial:
-                        terms[term.label] = term.weighted(term.loss.g_loss(logits), part=" (g_loss)")
+                        terms[term.label] = term.compute(term.loss.g_loss, logits, part=" (g_loss)")
             self._backward_and_step(terms, self.opt_g, self.G, self.train_cfg["g"], "g")
         finally:
             if self.D is not None:
