@@ -128,7 +128,7 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
 
         load_recipe(recipe, overrides)
     args = ["run", *([recipe] if recipe else []), *(a for o in overrides for a in ("--set", o))]
-    args += [*(["--out", out] if out else []), *(["--resume", resume] if resume else []), *(["--quiet"] if quiet else [])]
+    args += [*(["--out", out] if out is not None else []), *(["--resume", resume] if resume else []), *(["--quiet"] if quiet else [])]
     return run_local(nproc, args)
 
 

@@ -326,6 +326,8 @@ def test_a_run_folder_named_dot_or_empty_is_one_line_before_any_work(photos, tmp
     for value in ('""', '"."'):
         with pytest.raises(RecipeError, match=rf"output.dir = '\.?': expected a name for the run's own new folder, e.g. "):
             i2i.load_recipe(tiny_recipe(photos, tmp_path / "run"), [f"output.dir={value}"])
+    with pytest.raises(UserError, match=r"^run folder '': expected a name for the run's own new folder"):
+        i2i.train(tiny_recipe(photos, tmp_path / "run"), out="", quiet=True)  # not the recipe's output.dir instead
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert new_run_dir("runs/a") == Path("runs/a") and new_run_dir("runs/a") == Path("runs/a-2")
 

@@ -246,7 +246,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     trainer: Trainer | None = None
     try:
         if resume is None:
-            run_dir = Path(dist.broadcast_path(str(new_run_dir(out or recipe["output"]["dir"])) if dist.is_main else None))
+            run_dir = Path(dist.broadcast_path(str(new_run_dir(out if out is not None else recipe["output"]["dir"])) if dist.is_main else None))
             recipe["output"]["dir"] = str(run_dir)
         try:
             trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])], quiet=quiet,
