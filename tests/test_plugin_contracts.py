@@ -252,3 +252,12 @@ def test_a_loss_that_raises_is_one_line_naming_the_term(photos, tmp_path):
     with pytest.raises(i2i.UserError, match=r"losses.l1 \('raising_l1', plugin 'sloppy'\) raised KeyError: 'loss boom'; "
                                             r"report this to the plugin's author \(I2I_TRACEBACK=1 shows where\)$"):
         i2i.train(recipe, quiet=True)
+
+
+def test_a_task_whose_main_metric_no_metric_gives_is_named_before_training(photos, tmp_path, monkeypatch):
+    """main_metric picks the best checkpoint: one that no metric gives would never keep one."""
+    task_class = type(i2i.registry().build("tasks", "denoise"))
+    monkeypatch.setattr(task_class, "main_metric", "ssim_typo")
+    with pytest.raises(i2i.UserError, match=r"task.name = 'denoise' \(plugin 'tasks'\): main_metric = 'ssim_typo', which "
+                                            r"none of the task's metrics gives \(psnr, ssim\); so no best checkpoint"):
+        i2i.train(tiny_recipe(photos, tmp_path / "run"), quiet=True)
