@@ -26,6 +26,17 @@ class Shrinks(nn.Module):
         return self.conv(x)
 
 
+class Detached(nn.Module):
+    """Right shape, but no gradient reaches its weights."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).detach()
+
+
 class PerImageL1(i2i.ReconstructionLoss):
     def forward(self, fake, target):
         return (fake - target).abs().mean((1, 2, 3))  # forgot to reduce over the batch
@@ -101,6 +112,7 @@ class Sloppy:
     def register_generators(self, register):
         register("shrinks", Shrinks)
         register("exploding", exploding_net)
+        register("detached", Detached)
 
     @i2i.hookimpl
     def register_losses(self, register):
@@ -261,3 +273,11 @@ def test_a_task_whose_main_metric_no_metric_gives_is_named_before_training(photo
     with pytest.raises(i2i.UserError, match=r"task.name = 'denoise' \(plugin 'tasks'\): main_metric = 'ssim_typo', which "
                                             r"none of the task's metrics gives \(psnr, ssim\); so no best checkpoint"):
         i2i.train(tiny_recipe(photos, tmp_path / "run"), quiet=True)
+
+
+def test_a_generator_whose_output_carries_no_gradient_is_named(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["generator"] = {"name": "detached"}
+    with pytest.raises(i2i.UserError, match=r"generator.name = 'detached' \(plugin 'sloppy'\) returned an output that does "
+                                            r"not depend on any trainable parameter"):
+        i2i.train(recipe, quiet=True)

@@ -122,7 +122,7 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
         if summarize is not None:
             summarized |= set(summarize(dict.fromkeys(names, 0.0)))
     if task.main_metric not in summarized:
-        raise PluginError(f"{_where(recipe, 'task')}: main_metric = '{task.main_metric}', which none of the task's "
+        raise PluginError(f"{contract_where(recipe, 'task')}: main_metric = '{task.main_metric}', which none of the task's "
                           f"metrics gives ({', '.join(sorted(summarized))}); so no best checkpoint could be kept; {REPORT}")
 
 
@@ -155,7 +155,7 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
         for net in modules:
             net.eval()
         try:
-            task_where = _where(recipe, "task")
+            task_where = contract_where(recipe, "task")
             try:
                 pair = nets.task.make_pair(images, rng)
             except Exception as exc:
@@ -164,13 +164,13 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
                 raise PluginError(f"{task_where}: make_pair failed on a batch of shape {list(images.shape)}: "
                                   f"{exception_line(exc)}; {REPORT} (I2I_TRACEBACK=1 shows where)") from exc
             input, target = check_task_pair(pair, images, nets.task, task_where)
-            where = _where(recipe, "generator")
+            where = contract_where(recipe, "generator")
             fake = _forward(nets.G, input, where)
             check_generator_output(fake, target, where, nets.task.out_channels)
             if metrics:
                 check_metrics(recipe, metrics, nets.task, fake, input, target)
             if nets.D is not None:
-                where = _where(recipe, "discriminator")
+                where = contract_where(recipe, "discriminator")
                 d_in = torch.cat([input, fake], dim=1) if nets.conditional else fake
                 check_discriminator_output(_forward(nets.D, d_in, where), where)
         finally:
@@ -237,7 +237,8 @@ def _forward(net: Any, input: Tensor, where: str) -> Any:
                           f"{REPORT} (I2I_TRACEBACK=1 shows where)") from exc
 
 
-def _where(recipe: Any, section: str) -> str:
+def contract_where(recipe: Any, section: str) -> str:
+    """``recipe.toml: generator.name = 'unet' (plugin 'nets')``: a component, for messages."""
     from ..plugins import registry
 
     name = recipe[section]["name"]

@@ -38,12 +38,12 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..callbacks import warn_unknown_events
-from ..errors import RecipeError, TrainingStopped, UserError, exception_line
+from ..errors import PluginError, RecipeError, TrainingStopped, UserError, exception_line
 from ..losses import as_logit_list
 from ..recipe import Recipe
 from . import checkpoint as ckpt
 from .components import build_loss_terms, build_networks, check_crop_size
-from .contracts import dry_run
+from .contracts import contract_where, dry_run
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext
@@ -273,6 +273,10 @@ class Trainer:
     def step_on(self, input: Tensor, target: Tensor, adversarial: bool) -> None:
         """G forward, D step, G step and EMA update on one batch: what a CUDA graph captures."""
         fake = self.generate(input)
+        if not fake.requires_grad:  # an attribute, no sync; backward would fail with torch's riddle
+            raise PluginError(f"{contract_where(self.recipe, 'generator')} returned an output that does not depend on "
+                              "any trainable parameter (detached, made under torch.no_grad, or from frozen weights), "
+                              "so it cannot learn; report this to the plugin's author")
         if self.D is not None:
             self.d_step(input, fake.detach(), target)
         self.g_step(input, fake, target, adversarial)
