@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .engine import checkpoint as ckpt
 from .engine.device import global_state_kept, resolve_device
 from .engine.infer import AUTO_OVERLAP, run_any_size
-from .errors import CheckpointError
+from .errors import CheckpointError, PluginError
 from .plugins import registry
 from .recipe import Recipe, build_component, load_recipe
 
@@ -63,6 +63,13 @@ class Model:
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         input = self.task.prepare(images)
+        if self.task.input_is_image and not (isinstance(input, Tensor) and input.dim() == 4
+                                             and input.shape[1] == self.task.in_channels):
+            from .engine.contracts import contract_where, describe
+
+            raise PluginError(f"{contract_where(self.recipe, 'task')}: prepare returned {describe(input)} for images of "
+                              f"shape {list(images.shape)}; expected [B, {self.task.in_channels}, H, W] (the task's "
+                              "in_channels); report this to the plugin's author")
         output = run_any_size(self.generator, input, tile, overlap)
         return self.task.to_image(output.float(), input)
 
@@ -115,7 +122,8 @@ class Model:
 
 def _check_float_range(images: Tensor) -> None:
     """Refuse float images that are not [0, 1] images: NaN or infinite values, or values above 3,
-    which a 0-255 image given as floats has (the output would be all white, silently)."""
+    which a 0-255 image given as floats has (the output would be all white, silently). Values
+    below 0 pass: a noisy image for a denoiser strays there."""
     low, high = (float(v) for v in torch.aminmax(images))  # one host sync per call
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("model(images) got NaN or infinite values")

@@ -281,3 +281,27 @@ def test_a_generator_whose_output_carries_no_gradient_is_named(photos, tmp_path)
     with pytest.raises(i2i.UserError, match=r"generator.name = 'detached' \(plugin 'sloppy'\) returned an output that does "
                                             r"not depend on any trainable parameter"):
         i2i.train(recipe, quiet=True)
+
+
+class GreyPrepare(i2i.Task):
+    """Trains on 3-channel pairs, but prepares 1-channel inputs for inference."""
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        return clean, clean
+
+    def prepare(self, image):
+        return image.mean(1, keepdim=True)
+
+
+def test_a_task_whose_prepare_breaks_the_contract_is_named_at_inference(photos, tmp_path):
+    i2i.register_plugin(type("Prep", (), {"register_tasks": i2i.hookimpl(lambda register: register("grey_prepare", GreyPrepare))}),
+                        "prep")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1})
+    recipe["task"] = {"name": "grey_prepare"}
+    model = i2i.load(i2i.train(recipe, quiet=True).run_dir)
+    with pytest.raises(i2i.UserError, match=r"task.name = 'grey_prepare' \(plugin 'prep'\): prepare returned a tensor of "
+                                            r"shape \[1, 1, 16, 16\] for images of shape \[1, 3, 16, 16\]; expected \[B, 3, H, W\]"):
+        model(torch.rand(1, 3, 16, 16))
