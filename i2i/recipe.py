@@ -28,7 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .errors import PluginError, RecipeError, UserError, did_you_mean, exception_line
+from .errors import PluginError, RecipeError, UnknownComponentError, UserError, did_you_mean, exception_line
 from .options import describe_type, format_value, matches_type
 
 if TYPE_CHECKING:
@@ -262,7 +262,35 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         check_components(resolved, registry(), where)
     except RecipeError as exc:
         raise _blame_override(exc, where, overrides) from None
+    except UnknownComponentError as exc:
+        hint = _missing_run_plugins(source) if isinstance(source, (str, os.PathLike)) else ""
+        if not hint:
+            raise
+        raise UnknownComponentError(f"{exc}; {hint}") from None
     return Recipe(resolved, where, overrides)
+
+
+def _missing_run_plugins(recipe_file: str | os.PathLike) -> str:
+    """For a run's saved recipe: the plugins its ``run.json`` says it was trained with that are
+    not loaded here, and how to install them (a run shared without its plugin fails this way)."""
+    import json
+
+    from .plugins import host
+
+    info = Path(recipe_file).with_name("run.json")
+    try:
+        recorded = json.loads(info.read_text()).get("plugins", {})
+    except (OSError, ValueError, AttributeError):
+        return ""
+    loaded = {name for name, plugin in host().plugins.items() if plugin.status == "loaded"}
+    missing = [(name, p) for name, p in recorded.items() if isinstance(p, dict) and p.get("status", "loaded") == "loaded"
+               and name not in loaded]
+    if not missing:
+        return ""
+    installs = " ".join(f"{p['distribution']}=={p['version']}" if p.get("distribution") and p.get("version") else name
+                        for name, p in missing)
+    names = ", ".join(f"'{name}'" for name, _ in missing)
+    return f"this run was trained with plugin {names}, which is not loaded here: pip install {installs}"
 
 
 def recipe_error(recipe: Recipe, text: str) -> RecipeError:

@@ -399,3 +399,19 @@ def test_a_plugin_registering_one_name_twice_is_disabled_with_the_name():
 
     info = i2i.register_plugin(Twice(), "twice")
     assert info.status == "failed" and "metric 'score' is registered twice" in info.error
+
+
+def test_a_run_opened_without_its_plugin_says_which_to_install(tmp_path):
+    """A run trained with a third-party generator, opened where that plugin is not installed."""
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-good", "1.2.3", {"good": "i2i_good"}, {"i2i_good.py": GOOD})
+    args = ["run", "recipes/color2gray.toml", "--set", "generator.name='blurnet'", "--set", "train.steps=1",
+            "--set", "data.size=32", "--set", "eval.crop=32", "--out", str(tmp_path / "run")]
+    trained = run_i2i(args, site, cwd=ROOT)
+    assert trained.returncode == 0, trained.stderr
+    opened = run_i2i(["eval", str(tmp_path / "run")], cwd=ROOT)  # no site: the plugin is not installed
+    assert opened.returncode == 2 and opened.stderr.count("\n") == 1
+    assert opened.stderr.startswith(f"i2i: error: {tmp_path / 'run' / 'recipe.toml'}: generator.name: unknown generator "
+                                    "'blurnet'")
+    assert opened.stderr.endswith("; this run was trained with plugin 'good', which is not loaded here: "
+                                  "pip install i2i-good==1.2.3\n")
