@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,9 @@ import pluggy
 from . import hookspecs
 from .errors import UserError, exception_line
 from .registry import BUILTIN_DISTRIBUTION, KINDS, SINGULAR, Component, Registry
+
+#: A third-party plugin slower than this to import gets a note naming it: every command waits.
+SLOW_IMPORT_SECONDS = 3.0
 
 if TYPE_CHECKING:
     import click
@@ -82,11 +86,16 @@ class PluginHost:
                 info.status = "skipped"
                 self.registry.unavailable[ep.name] = "is not loaded (I2I_LOAD_PLUGINS leaves it out)"
                 continue
+            started = time.perf_counter()
             try:
                 module = ep.load()
             except Exception as exc:  # any import-time failure disables this plugin only
                 self._fail(info, exc)
                 continue
+            took = time.perf_counter() - started
+            if took > SLOW_IMPORT_SECONDS and not builtin:  # every command waits for it, even --version
+                print(f"i2i: note: plugin '{ep.name}' ({dist_name}) took {took:.1f} s to import, which every i2i "
+                      f"command waits for; I2I_LOAD_PLUGINS=NAME,... loads only the plugins named", file=sys.stderr)
             self.add_plugin(module, ep.name, info=info, warn_clashes=False)
         self._warn_clashes()
         known = {n for p in self.plugins.values() if not p.builtin for n in (p.name, p.distribution)}

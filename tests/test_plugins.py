@@ -415,3 +415,21 @@ def test_a_run_opened_without_its_plugin_says_which_to_install(tmp_path):
                                     "'blurnet'")
     assert opened.stderr.endswith("; this run was trained with plugin 'good', which is not loaded here: "
                                   "pip install i2i-good==1.2.3\n")
+
+
+def test_a_plugin_slow_to_import_is_named(tmp_path, monkeypatch, capsys):
+    """Every command imports the plugins: one that takes seconds is pointed out, with the way
+    around it (the threshold lowered to 0 here, so any import counts as slow)."""
+    from i2i import plugins
+
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-slow", "0.1", {"slow": "i2i_slow"}, {"i2i_slow.py": "import i2i\n"})
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(plugins, "SLOW_IMPORT_SECONDS", 0.0)
+    monkeypatch.setenv("I2I_LOAD_PLUGINS", "slow")
+    PluginHost().load_entry_points()
+    assert re.fullmatch(r"i2i: note: plugin 'slow' \(i2i-slow\) took \d+\.\d s to import, which every i2i command "
+                        r"waits for; I2I_LOAD_PLUGINS=NAME,\.\.\. loads only the plugins named\n", capsys.readouterr().err)
+    monkeypatch.setattr(plugins, "SLOW_IMPORT_SECONDS", 3.0)
+    PluginHost().load_entry_points()  # an import of a few milliseconds: no note
+    assert capsys.readouterr().err == ""
