@@ -50,6 +50,9 @@ def warn_unknown_events(callbacks: list[Any]) -> None:
     for callback in callbacks:
         if isinstance(callback, type):
             raise TypeError(f"callbacks take instances: pass {callback.__name__}(), not the class {callback.__name__}")
+        if not isinstance(callback, Callback) and not any(callable(getattr(callback, e, None)) for e in events):
+            raise TypeError(f"callbacks take i2i.Callback instances (or objects with on_* event methods); "
+                            f"{type(callback).__name__} has none of {', '.join(events)}")
         for name in dir(callback):
             if name.startswith("on_") and name not in events:
                 print(f"i2i: warning: callback {type(callback).__name__} has {name}, which i2i never calls "

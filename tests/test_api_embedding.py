@@ -98,3 +98,7 @@ def test_a_callback_class_passed_for_an_instance_is_named_before_the_run_starts(
     with pytest.raises(TypeError, match=r"callbacks take instances: pass Watch\(\), not the class Watch"):
         i2i.train(recipe, out=tmp_path / "run", callbacks=[Watch], quiet=True)
     assert not (tmp_path / "run").exists()  # the run folder made for it is gone again
+    with pytest.raises(TypeError, match=r"callbacks take i2i.Callback instances \(or objects with on_\* event methods\); "
+                                        r"object has none of on_checkpoint, "):
+        i2i.train(recipe, out=tmp_path / "run", callbacks=[object()], quiet=True)
+    assert not (tmp_path / "run").exists()
