@@ -108,6 +108,31 @@ def validate_options(
             )
 
 
+def as_declared(value: Any, annotation: Any) -> Any:
+    """``value`` with the integers TOML gives for a ``float`` option made floats (``3`` for
+    ``3.0``, also inside lists and tuples), so a factory gets the type it declared: an int
+    there turns ``torch.full(shape, value)`` into an integer tensor."""
+    if isinstance(value, bool):
+        return value
+    if annotation is float and isinstance(value, int):
+        return float(value)
+    union = _union_args(annotation)
+    if union is not None:
+        if isinstance(value, int) and float in union and int not in union:
+            return float(value)
+        fitting = [arg for arg in union if matches_type(value, arg)]
+        return as_declared(value, fitting[0]) if len(fitting) == 1 else value
+    origin = typing.get_origin(annotation)
+    if isinstance(value, (list, tuple)) and (origin in (list, tuple, typing.Sequence)):
+        args = typing.get_args(annotation)
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            items = [as_declared(v, a) for v, a in zip(value, args)]
+        else:
+            items = [as_declared(v, args[0] if args else Any) for v in value]
+        return type(value)(items)
+    return value
+
+
 def format_value(value: Any) -> str:
     """A value as the recipe spells it (strings quoted, ``true``/``false``), for messages."""
     if isinstance(value, str):

@@ -419,11 +419,13 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>") 
             raise type(exc)(f"{where}: {prefix}.name: {exc}") from None
         fixed = set(SCHEMA.get(prefix, {})) | {"name"} | ({"weight"} if kind == "losses" else set())
         options = {k: v for k, v in table.items() if k not in fixed}
-        from .options import validate_options
+        from .options import as_declared, validate_options
 
         validate_options(f"{where}: {prefix}", options, component.options, open_ended=component.open_ended)
         for key, option in component.options.items():
-            if key not in table and _representable(option.default):
+            if key in options:
+                table[key] = as_declared(table[key], option.annotation)
+            elif _representable(option.default):
                 table[key] = copy.deepcopy(option.default)
     for dotted, kind in (("train.callbacks", "callbacks"), ("eval.metrics", "metrics")):
         section, key = dotted.split(".")

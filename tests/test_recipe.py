@@ -148,3 +148,13 @@ def test_every_shipped_recipe_trains(recipe_file, tmp_path):
     plugins.reset()
     result = i2i.train(recipe, quiet=True)
     assert (result.run_dir / "checkpoints" / "LATEST").is_file()
+
+
+def test_integers_given_for_float_options_reach_the_component_as_floats():
+    """TOML writes 30 for 30.0; a factory that declared a float must not get an int (an int
+    makes torch.full(shape, value) an integer tensor), and the saved recipe says 30.0."""
+    recipe = load_recipe(str(Path(__file__).resolve().parents[1] / "recipes" / "denoise.toml"), ["task.sigma=30", "train.steps=3"])
+    assert type(recipe["task"]["sigma"]) is float and type(recipe["train"]["steps"]) is int
+    assert "sigma = 30.0" in dumps_toml(dict(recipe))
+    blind = load_recipe(str(Path(__file__).resolve().parents[1] / "recipes" / "denoise.toml"), ["task.sigma=[0, 55]"])
+    assert [type(v) for v in blind["task"]["sigma"]] == [float, float]
