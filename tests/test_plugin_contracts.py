@@ -52,6 +52,11 @@ class RaisingL1(i2i.ReconstructionLoss):
         raise KeyError("loss boom")
 
 
+class DetachedL1(i2i.ReconstructionLoss):
+    def forward(self, fake, target):
+        return (fake - target).abs().mean().detach()
+
+
 class NoOptions(i2i.ReconstructionLoss):  # no __init__ of its own: takes no options
     def forward(self, fake, target):
         return (fake - target).abs().mean()
@@ -120,6 +125,7 @@ class Sloppy:
         register("float_l1", FloatL1)
         register("no_options", NoOptions)
         register("raising_l1", RaisingL1)
+        register("detached_l1", DetachedL1)
 
     @i2i.hookimpl
     def register_metrics(self, register):
@@ -305,3 +311,11 @@ def test_a_task_whose_prepare_breaks_the_contract_is_named_at_inference(photos, 
     with pytest.raises(i2i.UserError, match=r"task.name = 'grey_prepare' \(plugin 'prep'\): prepare returned a tensor of "
                                             r"shape \[1, 1, 16, 16\] for images of shape \[1, 3, 16, 16\]; expected \[B, 3, H, W\]"):
         model(torch.rand(1, 3, 16, 16))
+
+
+def test_a_loss_that_carries_no_gradient_is_named(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["losses"]["l1"] = {"name": "detached_l1"}
+    with pytest.raises(i2i.UserError, match=r"losses.l1 \('detached_l1', plugin 'sloppy'\) returned a float32 tensor that "
+                                            r"carries no gradient \(detached, an integer, or not computed from its inputs\)"):
+        i2i.train(recipe, quiet=True)

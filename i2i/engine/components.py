@@ -46,7 +46,12 @@ class LossTerm:
                 raise
             raise PluginError(f"{self.where}{part} raised {exception_line(exc)}; report this to the plugin's author "
                               "(I2I_TRACEBACK=1 shows where)") from exc
-        return self.weighted(value, scale, part)
+        weighted = self.weighted(value, scale, part)
+        if not value.requires_grad:  # an attribute, no sync: detached or integer, it would train nothing
+            raise PluginError(f"{self.where}{part} returned a {str(value.dtype).replace('torch.', '')} tensor that carries "
+                              "no gradient (detached, an integer, or not computed from its inputs), so it trains "
+                              "nothing; report this to the plugin's author")
+        return weighted
 
 
 @dataclass
