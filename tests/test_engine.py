@@ -288,11 +288,14 @@ def test_running_out_of_memory_while_evaluating_names_the_eval_settings(photos, 
         i2i.train(recipe, quiet=True)
 
 
-def test_other_runtime_errors_still_raise_as_they_are(photos, tmp_path):
+def test_other_runtime_errors_are_not_taken_for_running_out_of_memory(photos, tmp_path):
+    """A loss's own error is named as the plugin's, with the original kept as its cause."""
     i2i.register_plugin(OutOfMemoryPlugin(), "oomplugin")
     recipe = tiny_recipe(photos, tmp_path / "run", losses={"big": {"name": "oom_after", "at": 2, "where": "bug"}})
-    with pytest.raises(RuntimeError, match="a bug in a plugin"):
+    with pytest.raises(i2i.PluginError, match=r"losses.big \('oom_after', plugin 'oomplugin'\) raised RuntimeError: a bug "
+                                              r"in a plugin; report this") as info:
         i2i.train(recipe, quiet=True)
+    assert isinstance(info.value.__cause__, RuntimeError) and "out of memory" not in str(info.value)
 
 
 def test_nonfinite_skip_mode_skips_the_step(photos, tmp_path):
