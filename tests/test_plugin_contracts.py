@@ -319,3 +319,15 @@ def test_a_loss_that_carries_no_gradient_is_named(photos, tmp_path):
     with pytest.raises(i2i.UserError, match=r"losses.l1 \('detached_l1', plugin 'sloppy'\) returned a float32 tensor that "
                                             r"carries no gradient \(detached, an integer, or not computed from its inputs\)"):
         i2i.train(recipe, quiet=True)
+
+
+def nan_metric():
+    return lambda output, target: torch.full((output.shape[0],), float("nan"), device=output.device)
+
+
+def test_a_metric_that_gives_nan_is_warned_about(photos, tmp_path, capsys):
+    i2i.register_plugin(type("NaNMetric", (), {"register_metrics": i2i.hookimpl(lambda register: register("nan_m", nan_metric))}),
+                        "nanmetric")
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}, eval={"metrics": ["nan_m"]}), quiet=True)
+    assert run.status == "finished"
+    assert "i2i: warning: step 2: metric(s) nan_m gave NaN or infinite values on the validation images" in capsys.readouterr().err

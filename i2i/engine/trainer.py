@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import random
 import shlex
 import sys
@@ -614,6 +615,10 @@ class Trainer:
                                "could be decoded (see the warning above), so this run has no validation score and "
                                "keeps no best checkpoint; replace them or set data.val_source")
         self.last_metrics, self.last_baselines = metrics, baselines
+        broken = [name for name, value in metrics.items() if not math.isfinite(value)]
+        if broken and self.dist.is_main:  # a metric's bug, or outputs gone NaN: not a score to keep quiet about
+            self.progress.warn(f"i2i: warning: step {self.step}: metric(s) {', '.join(broken)} gave NaN or infinite "
+                               "values on the validation images")
         if first is not None and self.dist.is_main:
             self._save_grid(first)
         main = self.task.main_metric
