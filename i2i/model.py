@@ -70,7 +70,12 @@ class Model:
             raise PluginError(f"{contract_where(self.recipe, 'task')}: prepare returned {describe(input)} for images of "
                               f"shape {list(images.shape)}; expected [B, {self.task.in_channels}, H, W] (the task's "
                               "in_channels); report this to the plugin's author")
-        output = run_any_size(self.generator, input, tile, overlap)
+        try:
+            output = run_any_size(self.generator, input, tile, overlap)
+        except PluginError as exc:  # the generator's size contract: name it as the recipe does
+            from .engine.contracts import contract_where
+
+            raise PluginError(f"{contract_where(self.recipe, 'generator')}: {exc}") from None
         return self.task.to_image(output.float(), input)
 
     def translate(self, image: Any, *, tile: int | str = "auto", keep_alpha: bool = True) -> Image.Image:

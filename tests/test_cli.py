@@ -134,7 +134,8 @@ def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
     ("gray2color", "losses.gan.name='l1'", "gray2color.toml: discriminator: no adversarial loss to train it"),
     # a size no machine's memory holds: one line, not the allocator's traceback or the kernel's kill
     ("color2gray", "data.size=100000", "--set data.size=100000: data.size = 100000: one 100000x100000 px image "
-                                       "needs more than 596.0 GB to check the networks on, and "),
+                                       "would need about 1788.1 GB to check the networks on (i2i's own networks take "
+                                       "about 192 bytes a pixel), and "),
 ])
 def test_validate_refuses_what_run_would_refuse_before_its_first_step(runner, recipe, override, message):
     result = runner.invoke(cli, ["validate", str(ROOT / "recipes" / f"{recipe}.toml"), "--set", override])

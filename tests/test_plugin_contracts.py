@@ -331,3 +331,30 @@ def test_a_metric_that_gives_nan_is_warned_about(photos, tmp_path, capsys):
     run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}, eval={"metrics": ["nan_m"]}), quiet=True)
     assert run.status == "finished"
     assert "i2i: warning: step 2: metric(s) nan_m gave NaN or infinite values on the validation images" in capsys.readouterr().err
+
+
+class Quarters(nn.Module):
+    """Down and up by 4, without declaring size_multiple: fine at 16 px, shrinks 30 px."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(in_channels, 4, 4, stride=4)
+        self.up = nn.ConvTranspose2d(4, out_channels, 4, stride=4)
+
+    def forward(self, x):
+        return self.up(self.down(x))
+
+
+@pytest.mark.parametrize("task, failure", [
+    ("color2gray", r"returned 28x28 px for an input of 30x30: a generator keeps its input's height and width"),
+    ("denoise", r"failed on an input of 30x30 px: RuntimeError: The size of tensor a"),  # inside the residual sum
+])
+def test_a_generator_that_cannot_take_an_image_size_is_named_at_inference(photos, tmp_path, task, failure):
+    i2i.register_plugin(type("Q", (), {"register_generators": i2i.hookimpl(lambda register: register("quarters", Quarters))}),
+                        "quarters_plugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1}, discriminator=None)
+    recipe.update(task={"name": task}, losses={"l1": {"weight": 1.0}}, generator={"name": "quarters"})
+    model = i2i.load(i2i.train(recipe, quiet=True).run_dir)
+    with pytest.raises(i2i.PluginError, match=rf"generator.name = 'quarters' \(plugin 'quarters_plugin'\): the generator "
+                                              rf"\(\w+\) {failure}"):
+        model(torch.rand(1, 3, 30, 30))
