@@ -94,7 +94,8 @@ def check_task_pair(pair: Any, clean: Tensor, task: Any, where: str) -> tuple[Te
             got = f"{describe(value)} ({value.dtype} on {value.device})" if isinstance(value, Tensor) else describe(value)
             raise PluginError(f"{where}: make_pair's {role} is {got} for a batch of {list(clean.shape)}; expected "
                               f"[{clean.shape[0]}, {channels}, H, W] ({clean.dtype} on {clean.device}): the batch's "
-                              f"size and the task's {'in' if role == 'input' else 'out'}_channels; {REPORT}")
+                              f"size, dtype and device, and the task's {'in' if role == 'input' else 'out'}_channels; "
+                              f"{REPORT}")
     return pair[0], pair[1]
 
 
