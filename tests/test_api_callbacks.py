@@ -136,7 +136,7 @@ def test_the_command_line_names_a_failing_plugin_callback_in_one_line(photos, tm
     result = run_i2i(["run", str(tmp_path / "r.toml")], site)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (
-        "i2i: error: callback BadCb.on_log (from i2i_badcb) failed at step 1: RuntimeError: callback boom; "
+        "i2i: error: callback BadCb.on_log (plugin 'badcb') failed at step 1: RuntimeError: callback boom; "
         "it has no checkpoint yet (I2I_TRACEBACK=1 shows where)")
     traced = run_i2i(["run", str(tmp_path / "r.toml")], site, env={"I2I_TRACEBACK": "1"})
     assert traced.returncode == 1 and "Traceback" in traced.stderr and "RuntimeError: callback boom" in traced.stderr

@@ -497,8 +497,8 @@ class Trainer:
                 if hasattr(exc, "add_note"):  # Python 3.11+
                     exc.add_note(note)
                 if isinstance(exc, Exception):  # the command line prints this line, not the traceback
-                    where = type(callback).__module__
-                    exc.i2i_callback_failure = (f"callback {type(callback).__name__}.{event} (from {where}) failed at "
+                    where = _callback_origin(callback)
+                    exc.i2i_callback_failure = (f"callback {type(callback).__name__}.{event} ({where}) failed at "
                                                 f"step {self.step}: {exception_line(exc)}; {note.split('; ', 1)[1]}")
                 raise
 
@@ -804,6 +804,16 @@ def summary_line(metrics: dict[str, float], baselines: dict[str, dict[str, float
         base = ", ".join(f"{b} {vals[name]:.4g}" for b, vals in baselines.items() if name in vals)
         parts.append(f"{name} {value:.4g}" + (f" ({base})" if base else ""))
     return "  ".join(parts) if parts else "no validation images"
+
+
+def _callback_origin(callback: Any) -> str:
+    """``plugin 'x'`` for a callback a plugin registered (by its class), else ``from <module>``."""
+    from ..plugins import registry
+
+    for component in registry().components("callbacks"):
+        if component.factory is type(callback):
+            return f"plugin '{component.plugin}'"
+    return f"from {type(callback).__module__}"
 
 
 def print_err(message: str) -> None:
