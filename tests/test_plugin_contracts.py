@@ -1,6 +1,8 @@
 """A plugin component that breaks its contract is a one-line error naming it, not a traceback
 deep in the step or a silently wrong number (i2i/engine/contracts.py)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -146,18 +148,11 @@ def sloppy():
     i2i.register_plugin(Sloppy(), "sloppy")
 
 
-@pytest.mark.parametrize("generator, message", [
-    ("shrinks", r"generator.name = 'shrinks' \(plugin 'sloppy'\) failed on an input of shape \[1, 3, 16, 16\]: "
-                r"RuntimeError: The size of tensor a \(16\) must match"),  # the denoiser's residual sum
-    ("exploding", r"generator.name = 'exploding': plugin 'sloppy' failed to build it: "
-                  r"RuntimeError: exploding_net factory exploded; report this"),
-])
-def test_a_generator_that_breaks_fails_before_training(photos, tmp_path, generator, message):
-    recipe = tiny_recipe(photos, tmp_path / "run")
-    recipe["generator"] = {"name": generator}
+def refused_before_training(recipe: dict, message: str) -> None:
+    """``i2i.train`` stops with ``message`` before any step, leaving no run folder behind."""
     with pytest.raises(i2i.UserError, match=message):
         i2i.train(recipe, quiet=True)
-    assert not (tmp_path / "run").exists()  # no run folder left behind
+    assert not Path(recipe["output"]["dir"]).exists()
 
 
 @pytest.mark.parametrize("loss, returned", [("per_image_l1", "a tensor of shape [2]"), ("float_l1", "a float")])
@@ -185,30 +180,31 @@ def test_a_loss_class_without_init_takes_no_options(photos, tmp_path):
 def test_a_metric_that_breaks_its_contract_is_named_before_training(photos, tmp_path, metric, message):
     """Checked on the dry run: a metric found broken at the end of training would cost the run."""
     recipe = tiny_recipe(photos, tmp_path / "run", eval={"metrics": [metric]})
-    with pytest.raises(i2i.UserError, match=message):
-        i2i.train(recipe, quiet=True)
-    assert not (tmp_path / "run").exists()
+    refused_before_training(recipe, message)
     from i2i.engine.components import check_recipe
 
     with pytest.raises(i2i.UserError, match=message):  # i2i validate
         check_recipe(i2i.load_recipe(recipe))
 
 
-@pytest.mark.parametrize("task, message", [
-    ("double_pair", r"task.name = 'double_pair' \(plugin 'sloppy'\): make_pair's input is a tensor of shape "
-                    r"\[1, 3, 16, 16\] \(torch.float64 on cpu\) for a batch of \[1, 3, 16, 16\]; expected \[1, 3, H, W\] "
-                    r"\(torch.float32 on cpu\)"),
-    ("one_tensor", r"task.name = 'one_tensor' \(plugin 'sloppy'\): make_pair returned a tensor of shape \[1, 3, 16, 16\]; "
-                   r"it returns \(input, target\), two tensors"),
-    ("grey_target", r"task.name = 'grey_target' \(plugin 'sloppy'\): make_pair's target is a tensor of shape "
-                    r"\[1, 1, 16, 16\] .*the task's out_channels"),
+@pytest.mark.parametrize("section, name, message", [
+    ("generator", "shrinks", r"generator.name = 'shrinks' \(plugin 'sloppy'\) failed on an input of shape \[1, 3, 16, 16\]: "
+                             r"RuntimeError: The size of tensor a \(16\) must match"),  # the denoiser's residual sum
+    ("generator", "exploding", r"generator.name = 'exploding': plugin 'sloppy' failed to build it: "
+                               r"RuntimeError: exploding_net factory exploded; report this"),
+    # a task's broken pairs name the task, not the generator they feed
+    ("task", "double_pair", r"task.name = 'double_pair' \(plugin 'sloppy'\): make_pair's input is a tensor of shape "
+                            r"\[1, 3, 16, 16\] \(torch.float64 on cpu\) for a batch of \[1, 3, 16, 16\]; expected "
+                            r"\[1, 3, H, W\] \(torch.float32 on cpu\)"),
+    ("task", "one_tensor", r"task.name = 'one_tensor' \(plugin 'sloppy'\): make_pair returned a tensor of shape "
+                           r"\[1, 3, 16, 16\]; it returns \(input, target\), two tensors"),
+    ("task", "grey_target", r"task.name = 'grey_target' \(plugin 'sloppy'\): make_pair's target is a tensor of shape "
+                            r"\[1, 1, 16, 16\] .*the task's out_channels"),
 ])
-def test_a_task_whose_pairs_break_the_contract_is_named_not_the_generator(photos, tmp_path, task, message):
+def test_a_generator_or_task_that_breaks_fails_before_training(photos, tmp_path, section, name, message):
     recipe = tiny_recipe(photos, tmp_path / "run")
-    recipe["task"] = {"name": task}
-    with pytest.raises(i2i.UserError, match=message):
-        i2i.train(recipe, quiet=True)
-    assert not (tmp_path / "run").exists()
+    recipe[section] = {"name": name}
+    refused_before_training(recipe, message)
 
 
 def test_a_task_listing_a_metric_nobody_provides_fails_before_training(photos, tmp_path, monkeypatch):
@@ -264,11 +260,15 @@ def test_an_evaluation_that_fails_keeps_the_weights_trained_before_it(photos, tm
     assert i2i.load(tmp_path / "run").generator is not None
 
 
-def test_a_loss_that_raises_is_one_line_naming_the_term(photos, tmp_path):
+@pytest.mark.parametrize("loss, message", [
+    ("raising_l1", r"raised KeyError: 'loss boom'; report this to the plugin's author \(I2I_TRACEBACK=1 shows where\)$"),
+    ("detached_l1", r"returned a float32 tensor that carries no gradient \(detached, an integer, or not computed from "
+                    r"its inputs\)"),
+])
+def test_a_loss_that_raises_or_carries_no_gradient_is_one_line_naming_the_term(photos, tmp_path, loss, message):
     recipe = tiny_recipe(photos, tmp_path / "run")
-    recipe["losses"]["l1"] = {"name": "raising_l1"}
-    with pytest.raises(i2i.UserError, match=r"losses.l1 \('raising_l1', plugin 'sloppy'\) raised KeyError: 'loss boom'; "
-                                            r"report this to the plugin's author \(I2I_TRACEBACK=1 shows where\)$"):
+    recipe["losses"]["l1"] = {"name": loss}
+    with pytest.raises(i2i.UserError, match=rf"losses.l1 \('{loss}', plugin 'sloppy'\) {message}"):
         i2i.train(recipe, quiet=True)
 
 
@@ -311,14 +311,6 @@ def test_a_task_whose_prepare_breaks_the_contract_is_named_at_inference(photos, 
     with pytest.raises(i2i.UserError, match=r"task.name = 'grey_prepare' \(plugin 'prep'\): prepare returned a tensor of "
                                             r"shape \[1, 1, 16, 16\] for images of shape \[1, 3, 16, 16\]; expected \[B, 3, H, W\]"):
         model(torch.rand(1, 3, 16, 16))
-
-
-def test_a_loss_that_carries_no_gradient_is_named(photos, tmp_path):
-    recipe = tiny_recipe(photos, tmp_path / "run")
-    recipe["losses"]["l1"] = {"name": "detached_l1"}
-    with pytest.raises(i2i.UserError, match=r"losses.l1 \('detached_l1', plugin 'sloppy'\) returned a float32 tensor that "
-                                            r"carries no gradient \(detached, an integer, or not computed from its inputs\)"):
-        i2i.train(recipe, quiet=True)
 
 
 def nan_metric():
