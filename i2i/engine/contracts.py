@@ -102,6 +102,7 @@ def check_task_pair(pair: Any, clean: Tensor, task: Any, where: str) -> tuple[Te
 def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor, input: Tensor, target: Tensor) -> None:
     """Each metric on the dry run's image, as evaluation calls it: a metric that raises or breaks
     its contract is reported before the first step, not at the end of training."""
+    from .evaluate import flatten_metric, summarize_metrics  # evaluate imports this module
     output_image, target_image = task.to_image(fake.float(), input), task.to_image(target, input)
     names: list[str] = []
     for name, metric in metrics.items():
@@ -115,23 +116,12 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
             check_metric_values(values, name, output_image.shape[0])
         except PluginError as exc:
             raise PluginError(f"{where}: {exc}") from None
-        names += _metric_keys(values, name)
+        names += [key for key, _ in flatten_metric(values, name)]
     # the best checkpoint follows main_metric: one that no metric gives would never be written
-    summarized = set(names)
-    for metric in metrics.values():
-        summarize = getattr(metric, "summarize", None)
-        if summarize is not None:
-            summarized |= set(summarize(dict.fromkeys(names, 0.0)))
+    summarized = set(summarize_metrics(metrics, dict.fromkeys(names, 0.0)))
     if task.main_metric not in summarized:
         raise PluginError(f"{contract_where(recipe, 'task')}: main_metric = '{task.main_metric}', which none of the task's "
                           f"metrics gives ({', '.join(sorted(summarized))}); so no best checkpoint could be kept; {REPORT}")
-
-
-def _metric_keys(values: Any, name: str) -> list[str]:
-    """The names a metric's result is logged under: its own, or its dict's keys (nested too)."""
-    if not isinstance(values, dict):
-        return [name]
-    return [key for inner, value in values.items() for key in _metric_keys(value, inner)]
 
 
 @torch.no_grad()

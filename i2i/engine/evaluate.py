@@ -69,16 +69,16 @@ def _score(metric: Any, name: str, output: Tensor, target: Tensor) -> Any:
 def _add(sums: dict[str, Tensor], values: Any, name: str, batch: int) -> None:
     """Add per-image metric values (a tensor, or a dict of tensors) to running sums."""
     check_metric_values(values, name, batch)  # once, for the whole (possibly nested) result
-    for key, value in _flatten(values, name):
+    for key, value in flatten_metric(values, name):
         value = value.detach().float().reshape(-1).sum()
         sums[key] = sums[key] + value if key in sums else value
 
 
-def _flatten(values: Any, name: str) -> list[tuple[str, Tensor]]:
+def flatten_metric(values: Any, name: str) -> list[tuple[str, Tensor]]:
     """(name, tensor) pairs of a metric's result; a dict's values are named by their keys."""
     if not isinstance(values, dict):
         return [(name, values)]
-    return [pair for key, value in values.items() for pair in _flatten(value, key)]
+    return [pair for key, value in values.items() for pair in flatten_metric(value, key)]
 
 
 def val_seed(seed: int, batch: int) -> int:
@@ -117,7 +117,7 @@ def _read(groups: dict[str, dict[str, Tensor]], count: Tensor, dist, device: tor
     return out, round(values[-1])
 
 
-def _summarize(metrics: dict[str, Any], means: dict[str, float]) -> dict[str, float]:
+def summarize_metrics(metrics: dict[str, Any], means: dict[str, float]) -> dict[str, float]:
     out = dict(means)
     for metric in metrics.values():
         summarize = getattr(metric, "summarize", None)
@@ -170,8 +170,8 @@ def evaluate_generator(
         generator.train(was_training)
     groups = {"": sums, **{f"baseline:{name}": s for name, s in base_sums.items()}}
     read, images = _read(groups, count, dist, device)
-    means = _summarize(metrics, read.pop("", {}))
-    baselines = {group.removeprefix("baseline:"): _summarize(metrics, values) for group, values in read.items()}
+    means = summarize_metrics(metrics, read.pop("", {}))
+    baselines = {group.removeprefix("baseline:"): summarize_metrics(metrics, values) for group, values in read.items()}
     return means, baselines, first, images
 
 
