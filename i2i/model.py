@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .engine import checkpoint as ckpt
+from .engine.contracts import contract_where, describe
 from .engine.device import global_state_kept, resolve_device
 from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError, PluginError
@@ -65,16 +66,12 @@ class Model:
         input = self.task.prepare(images)
         if self.task.input_is_image and not (isinstance(input, Tensor) and input.dim() == 4
                                              and input.shape[1] == self.task.in_channels):
-            from .engine.contracts import contract_where, describe
-
             raise PluginError(f"{contract_where(self.recipe, 'task')}: prepare returned {describe(input)} for images of "
                               f"shape {list(images.shape)}; expected [B, {self.task.in_channels}, H, W] (the task's "
                               "in_channels); report this to the plugin's author")
         try:
             output = run_any_size(self.generator, input, tile, overlap)
         except PluginError as exc:  # the generator's size contract: name it as the recipe does
-            from .engine.contracts import contract_where
-
             raise PluginError(f"{contract_where(self.recipe, 'generator')}: {exc}") from None
         return self.task.to_image(output.float(), input)
 
