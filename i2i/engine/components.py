@@ -10,12 +10,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import PluginError, RecipeError, UserError, exception_line
+from ..errors import PluginError, RecipeError, UserError
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
 from ..plugins import registry
 from ..recipe import Recipe, build_component, recipe_error
-from .contracts import dry_run, loss_where, scalar_loss
-from .device import is_out_of_memory
+from .contracts import dry_run, loss_where, raise_plugin_failure, scalar_loss
 from .evaluate import build_metrics
 from .infer import size_multiple
 
@@ -42,10 +41,7 @@ class LossTerm:
         except UserError:
             raise
         except Exception as exc:
-            if is_out_of_memory(exc):
-                raise
-            raise PluginError(f"{self.where}{part} raised {exception_line(exc)}; report this to the plugin's author "
-                              "(I2I_TRACEBACK=1 shows where)") from exc
+            raise_plugin_failure(exc, f"{self.where}{part} raised ")
         weighted = self.weighted(value, scale, part)
         if not value.requires_grad:  # an attribute, no sync: detached or integer, it would train nothing
             raise PluginError(f"{self.where}{part} returned a {str(value.dtype).replace('torch.', '')} tensor that carries "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor
@@ -110,8 +110,7 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
         try:
             values = metric(output_image, target_image)
         except Exception as exc:
-            raise PluginError(f"{where} failed on an image of shape {list(output_image.shape)}: {exception_line(exc)}; "
-                              f"{REPORT} (I2I_TRACEBACK=1 shows where)") from exc
+            raise_plugin_failure(exc, f"{where} failed on an image of shape {list(output_image.shape)}: ")
         try:
             check_metric_values(values, name, output_image.shape[0])
         except PluginError as exc:
@@ -150,10 +149,7 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
             try:
                 pair = nets.task.make_pair(images, rng)
             except Exception as exc:
-                if is_out_of_memory(exc):
-                    raise
-                raise PluginError(f"{task_where}: make_pair failed on a batch of shape {list(images.shape)}: "
-                                  f"{exception_line(exc)}; {REPORT} (I2I_TRACEBACK=1 shows where)") from exc
+                raise_plugin_failure(exc, f"{task_where}: make_pair failed on a batch of shape {list(images.shape)}: ")
             input, target = check_task_pair(pair, images, nets.task, task_where)
             where = contract_where(recipe, "generator")
             fake = _forward(nets.G, input, where)
@@ -217,16 +213,22 @@ def _size_fits(recipe: Any, device: torch.device) -> Iterator[None]:
                                    f"{device} (checking the networks on it ran out); lower data.size") from None
 
 
+def raise_plugin_failure(exc: Exception, lead: str) -> NoReturn:
+    """Raise what a plugin's code raised as one line: ``lead`` (which names the component), the
+    exception's first line, and who to tell. Running out of memory passes unchanged: its own
+    handlers name the settings to lower."""
+    if is_out_of_memory(exc):
+        raise exc
+    raise PluginError(f"{lead}{exception_line(exc)}; {REPORT} (I2I_TRACEBACK=1 shows where)") from exc
+
+
 def _forward(net: Any, input: Tensor, where: str) -> Any:
     """``net(input)``; an exception (a layer that does not fit the task's channels or size) is
     reported with the component and the input's shape."""
     try:
         return net(input)
     except Exception as exc:
-        if is_out_of_memory(exc):
-            raise  # the image's size, reported by _size_fits
-        raise PluginError(f"{where} failed on an input of shape {list(input.shape)}: {exception_line(exc)}; "
-                          f"{REPORT} (I2I_TRACEBACK=1 shows where)") from exc
+        raise_plugin_failure(exc, f"{where} failed on an input of shape {list(input.shape)}: ")
 
 
 def contract_where(recipe: Any, section: str) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from .contracts import check_metric_values
+from .contracts import check_metric_values, raise_plugin_failure
 from .device import autocast
 from .infer import run_any_size
 
@@ -52,18 +52,14 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
 
 def _score(metric: Any, name: str, output: Tensor, target: Tensor) -> Any:
     """``metric(output, target)``; an exception from a plugin's metric is one line naming it."""
-    from ..errors import PluginError, UserError, exception_line
-    from .device import is_out_of_memory
+    from ..errors import UserError
 
     try:
         return metric(output, target)
     except UserError:
         raise
     except Exception as exc:
-        if is_out_of_memory(exc):
-            raise
-        raise PluginError(f"metric '{name}' failed on a validation batch of shape {list(output.shape)}: "
-                          f"{exception_line(exc)}; report this to the plugin's author (I2I_TRACEBACK=1 shows where)") from exc
+        raise_plugin_failure(exc, f"metric '{name}' failed on a validation batch of shape {list(output.shape)}: ")
 
 
 def _add(sums: dict[str, Tensor], values: Any, name: str, batch: int) -> None:

@@ -30,18 +30,15 @@ def run_generator(net: nn.Module, input: Tensor) -> Tensor:
     """``net(input)`` with the input padded to the net's multiple and the output cropped back."""
     if input.dim() != 4:
         return net(input)
-    from ..errors import PluginError, exception_line
-    from .device import is_out_of_memory
+    from ..errors import PluginError
+    from .contracts import raise_plugin_failure
 
     padded, (h, w) = pad_to_multiple(input, size_multiple(net))
     try:
         out = net(padded)
     except RuntimeError as exc:  # a shape the generator cannot take (a wrapper's sum, a fixed-size layer)
-        if is_out_of_memory(exc):
-            raise
-        raise PluginError(f"the generator ({type(net).__name__}) failed on an input of {padded.shape[-2]}x"
-                          f"{padded.shape[-1]} px: {exception_line(exc)}; report this to the plugin's author "
-                          "(I2I_TRACEBACK=1 shows where)") from exc
+        raise_plugin_failure(exc, f"the generator ({type(net).__name__}) failed on an input of "
+                                  f"{padded.shape[-2]}x{padded.shape[-1]} px: ")
     if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-2:] != padded.shape[-2:]:
         raise PluginError(f"the generator ({type(net).__name__}) returned {out.shape[-2]}x{out.shape[-1]} px for an input "
                           f"of {padded.shape[-2]}x{padded.shape[-1]}: a generator keeps its input's height and width (one "
