@@ -43,7 +43,7 @@ class Model:
         return (f"i2i.Model(task={self.recipe['task']['name']!r}, generator={self.recipe['generator']['name']!r}, "
                 f"checkpoint='{self.checkpoint}', device='{self.device}')")
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: its outputs could not be a training target or be edited in place
     def __call__(self, images: Tensor, *, tile: int | str = "auto", overlap: int = AUTO_OVERLAP) -> Tensor:
         if not isinstance(images, Tensor):
             raise TypeError(f"model(images) takes a tensor [B, 3, H, W], not {type(images).__name__}; "
@@ -60,7 +60,8 @@ class Model:
         if images.is_floating_point():
             _check_float_range(images)
         scale = 255.0 if images.dtype == torch.uint8 else 1.0
-        images = images.to(self.device, torch.float32) / scale
+        device, dtype = self._weights_place()
+        images = images.to(device, torch.float32) / scale
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         input = self.task.prepare(images)
@@ -70,10 +71,17 @@ class Model:
                               f"shape {list(images.shape)}; expected [B, {self.task.in_channels}, H, W] (the task's "
                               "in_channels); report this to the plugin's author")
         try:
-            output = run_any_size(self.generator, input, tile, overlap)
+            output = run_any_size(self.generator, input.to(dtype) if input.is_floating_point() else input, tile, overlap)
         except PluginError as exc:  # the generator's size contract: name it as the recipe does
             raise PluginError(f"{contract_where(self.recipe, 'generator')}: {exc}") from None
         return self.task.to_image(output.float(), input)
+
+    def _weights_place(self) -> tuple[torch.device, torch.dtype]:
+        """Where and in what precision the generator's weights are now: a program may have moved
+        it (``model.generator.cuda()``) or cast it (``.half()``, ``.bfloat16()``) after loading;
+        inputs follow it, and outputs come back as float32."""
+        weights = next((p for p in self.generator.parameters() if p.is_floating_point()), None)
+        return (weights.device, weights.dtype) if weights is not None else (self.device, torch.float32)
 
     def translate(self, image: Any, *, tile: int | str = "auto", keep_alpha: bool = True) -> Image.Image:
         """Translate a path, a PIL image or a uint8 numpy array (H x W grey, or H x W x 3 or 4
@@ -154,7 +162,8 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     if not recipe_path.is_file():
         raise CheckpointError(f"{checkpoint}: no recipe.toml in {run_dir.resolve()}, two folders up, to rebuild the network "
                               "from; load the run folder, or keep a checkpoint folder inside its run's checkpoints/")
-    recipe = load_recipe(recipe_path)
+    # a run's callbacks steer training only: one whose plugin is not here must not stop inference
+    recipe = load_recipe(recipe_path, ["train.callbacks=[]"])
     with global_state_kept():  # float32 weights; the caller's random stream stays
         task, generator = build_task_and_generator(recipe)
     weights = checkpoint / "generator_ema.safetensors"

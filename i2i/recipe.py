@@ -261,7 +261,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         resolved = validate(data, where)
         check_components(resolved, registry(), where)
     except RecipeError as exc:
-        raise _blame_override(exc, where, overrides) from None
+        raise _blame_override(exc, where, overrides, data) from None
     except UnknownComponentError as exc:
         hint = _missing_run_plugins(source) if isinstance(source, (str, os.PathLike)) else ""
         if not hint:
@@ -287,21 +287,30 @@ def _missing_run_plugins(recipe_file: str | os.PathLike) -> str:
                and name not in loaded]
     if not missing:
         return ""
-    installs = " ".join(f"{p['distribution']}=={p['version']}" if p.get("distribution") and p.get("version") else name
-                        for name, p in missing)
-    names = ", ".join(f"'{name}'" for name, _ in missing)
-    return f"this run was trained with plugin {names}, which is not loaded here: pip install {installs}"
+    installs = [f"{p['distribution']}=={p['version']}" if p.get("version") else p["distribution"]
+                for _, p in missing if p.get("distribution")]
+    # a plugin without a distribution was registered in its program (i2i.register_plugin): pip cannot bring it
+    registered = [f"i2i.register_plugin({p.get('module') or 'MODULE'}, {name!r})" for name, p in missing if not p.get("distribution")]
+    ways = ([f"pip install {' '.join(installs)}"] if installs else []) + (
+        [f"in Python, before loading it: {'; '.join(registered)}"] if registered else [])
+    names = [f"'{name}'" for name, _ in missing]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    which = "plugin" if len(names) == 1 else "plugins"
+    verb = "is" if len(names) == 1 else "are"
+    return f"this run was trained with {which} {listed}, which {verb} not loaded here: {'; '.join(ways)}"
 
 
 def recipe_error(recipe: Recipe, text: str) -> RecipeError:
     """A :class:`RecipeError` about ``text`` (which starts with the dotted key), naming the
     recipe file, or the ``--set`` the value came from."""
-    return _blame_override(RecipeError(f"{recipe.source}: {text}"), recipe.source, recipe.overrides)
+    return _blame_override(RecipeError(f"{recipe.source}: {text}"), recipe.source, recipe.overrides, recipe)
 
 
-def _blame_override(exc: RecipeError, where: str, overrides: list[str] | tuple[str, ...]) -> RecipeError:
+def _blame_override(exc: RecipeError, where: str, overrides: list[str] | tuple[str, ...], data: Any = None) -> RecipeError:
     """An error in a value that came from ``--set`` names that ``--set``, not the file (which
-    may say something else entirely)."""
+    may say something else entirely). With ``data``, only while the recipe still holds the
+    override's value: one a program edited since (``recipe["train"]["steps"] = ...``) is the
+    recipe's."""
     text = str(exc)
     if not text.startswith(f"{where}: "):
         return exc
@@ -309,22 +318,42 @@ def _blame_override(exc: RecipeError, where: str, overrides: list[str] | tuple[s
     key = re.split(r"[ :]", rest, maxsplit=1)[0]
     for override in reversed(overrides):
         dotted = override.partition("=")[0].strip()
-        if key == dotted or key.startswith(dotted + "."):
+        if (key == dotted or key.startswith(dotted + ".")) and (data is None or _still_set(data, override)):
             return type(exc)(f"--set {override.strip()}: {rest}")
     return exc
 
 
+def _still_set(data: Any, override: str) -> bool:
+    """Whether ``data`` holds the value ``override`` set (``1`` and ``1.0`` alike)."""
+    path, value = parse_override(override)
+    node = data
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return node == value
+
+
 def _plain_values(value: Any) -> Any:
     """Numpy (and other) scalars as the Python ``int``/``float``/``bool`` a TOML file would give:
-    a dict recipe built by a sweep script may hold ``np.int64(500)`` steps, and a program
-    ``pathlib.Path`` folders (``data.source``), which a TOML file spells as strings."""
+    a dict recipe built by a sweep script may hold ``np.int64(500)`` steps or ``np.logspace``
+    learning rates (``np.float64``, which the run's ``recipe.toml`` could not be written with),
+    numpy arrays for lists, and a program ``pathlib.Path`` folders (``data.source``), which a
+    TOML file spells as strings."""
     if isinstance(value, dict):
         return {key: _plain_values(v) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain_values(v) for v in value]
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    if not isinstance(value, (bool, int, float, str)) and isinstance(value, numbers.Number) and hasattr(value, "item"):
+    if type(value) in (bool, int, float, str):
+        return value
+    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy scalars (np.float64 is a float) and arrays
+        return _plain_values(value.tolist())
+    for plain in (bool, int, float, str):  # other subclasses (an IntEnum, np.str_): what TOML can write
+        if isinstance(value, plain):
+            return plain(value)
+    if isinstance(value, numbers.Number) and hasattr(value, "item"):
         return value.item()
     return value
 

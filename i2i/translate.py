@@ -112,13 +112,18 @@ def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str
         raise UserError(f"{target}: cannot write ({exc}); try another --format") from None
 
 
-def translate_files(model: Model, inputs: list[Path], out_dir: Path, *, batch_size: int = 4, fmt: str = "png",
-                    overwrite: bool = False, progress: bool = True, tile: int | str = "auto") -> TranslateReport:
-    """Translate every image found in ``inputs``; never replaces a file unless ``overwrite``.
+def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike, *,
+                    batch_size: int = 4, fmt: str = "png", overwrite: bool = False, progress: bool = True,
+                    tile: int | str = "auto") -> TranslateReport:
+    """Translate every image found in ``inputs`` (files and folders, as paths or strings; one
+    path alone too) into ``out_dir``; never replaces a file unless ``overwrite``.
 
     Folders are searched without ``out_dir`` (when it lies inside one), so translating into a
     subfolder of the input does not translate the earlier outputs again.
     """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs, out_dir = [Path(item) for item in inputs], Path(out_dir)
     from .data import IMAGE_KINDS, to_uint8
     from .data.sources import name_files, not_read_note, print_not_read_note, report_skipped, survey_folder
 

@@ -309,9 +309,13 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
     missing, empty or names a deleted folder falls back to the newest complete ``step_*``
     folder; both say so once on stderr, so a user knows which weights were used.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"expected the path of a run folder or a checkpoint folder, not {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
+    if path.name == "checkpoints" and (path.parent / "recipe.toml").is_file():  # the run's own checkpoints/ folder
+        path = path.parent
     if (path / "state.json").is_file():
         return path
     store = CheckpointStore(path)

@@ -3,6 +3,8 @@ images too large to translate in one piece."""
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -60,9 +62,22 @@ def resolve_tile(tile: int | str | None, h: int, w: int) -> int:
     """
     if tile is None or tile == "auto":
         return AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0
-    if isinstance(tile, str) or tile < 0:
+    if not _is_count(tile):
         raise ValueError(f"tile must be 'auto', 0 or a positive number of pixels, got {tile!r}")
     return int(tile)
+
+
+def check_overlap(overlap: object) -> int:
+    """``overlap``, the pixels neighbouring tiles share, as a whole number of pixels >= 0 (a
+    tile uses at most half its side of it)."""
+    if not _is_count(overlap):
+        raise ValueError(f"overlap must be a whole number of pixels, 0 or more, got {overlap!r}")
+    return int(overlap)
+
+
+def _is_count(value: object) -> bool:
+    """A whole number >= 0 (a numpy integer too), not a bool, a float or a string."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
 
 
 def _starts(n: int, tile: int, stride: int) -> list[int]:
@@ -112,4 +127,5 @@ def run_any_size(net: nn.Module, input: Tensor, tile: int | str | None = "auto",
     """``net(input)`` for images of any size: padded to the net's multiple, and tiled (see
     :func:`resolve_tile`) when large, so a whole 20-megapixel photo does not exhaust memory."""
     side = resolve_tile(tile, *input.shape[-2:])
+    overlap = check_overlap(overlap)
     return run_tiled(net, input, side, overlap) if side else run_generator(net, input)

@@ -120,10 +120,11 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def plugin_versions() -> dict[str, dict[str, Any]]:
-    """Each plugin's distribution, version and load status, for run.json: a run's results
-    depend on the plugins' code, so a rerun can check it has the same ones."""
+    """Each plugin's distribution, version, module and load status, for run.json: a run's
+    results depend on the plugins' code, so a rerun can check it has the same ones (and say
+    how to get one that is missing)."""
     return {
-        name: {"distribution": p.distribution, "version": p.version, "status": p.status}
+        name: {"distribution": p.distribution, "version": p.version, "module": p.module, "status": p.status}
         for name, p in host().plugins.items()
     }
 
@@ -211,7 +212,9 @@ def train(
     Under ``torchrun`` or a multi-task ``srun`` step every process calls this; they join one
     process group (``dist``, unless given) and train one model together (docs/distributed.md).
     """
-    with global_state_kept():  # an embedding program keeps its random streams and backend flags
+    # an embedding program keeps its random streams and backend flags; training needs gradients
+    # even when the caller is inside torch.no_grad() or torch.inference_mode()
+    with global_state_kept(), torch.inference_mode(False), torch.enable_grad():
         return _train_recipe(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, quiet=quiet, dist=dist)
 
 
@@ -274,7 +277,8 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
         if trainer.step >= trainer.total_steps:
             raise UserError(
                 f"{run_dir}: already trained to step {trainer.step} of train.steps = {trainer.total_steps}; "
-                f"to train longer: i2i run --resume {shlex.quote(str(run_dir))} --set train.steps=N"
+                f"to train longer: i2i run --resume {shlex.quote(str(run_dir))} --set train.steps=N "
+                "(Python: i2i.train(None, resume=RUN_DIR, overrides=['train.steps=N']))"
             )
     if dist.is_main:
         _write_recipe(run_dir, recipe)

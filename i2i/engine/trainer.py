@@ -504,6 +504,9 @@ class Trainer:
 
     def _callback_failure_note(self, callback: Any, event: str) -> str:
         saved = max(self._saved_step, self.resumed_at if self.resumed_at is not None else -1)
+        if saved >= self.total_steps:  # on_run_end after the last step: nothing is left to resume
+            return (f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; the run had finished "
+                    f"and its checkpoint at step {saved} is complete: i2i translate {shlex.quote(str(self.run_dir))} ...")
         resume = (f"its last checkpoint is at step {saved}: i2i run --resume {shlex.quote(str(self.run_dir))} "
                   "(Python: i2i.train(None, resume=RUN_DIR))") if saved >= 0 else "it has no checkpoint yet"
         return f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; {resume}"

@@ -1,0 +1,149 @@
+"""A program embedding i2i, the way an application does: recipes built by sweep code, training
+called from inside its own no-grad blocks, and a loaded model whose outputs it trains on,
+casts or moves."""
+
+import sys
+
+
+import numpy as np
+import pytest
+import torch
+
+import i2i
+from helpers import TINY_G2C, make_photos
+from i2i.recipe import dumps_toml, tomllib
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("photos"), count=4, size=(32, 32))
+
+
+def recipe_for(photos, out, steps=1):
+    return {**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos)},
+            "train": {**TINY_G2C["train"], "steps": steps}, "output": {**TINY_G2C["output"], "dir": str(out)}}
+
+
+@pytest.fixture(scope="module")
+def run_dir(photos, tmp_path_factory):
+    return i2i.train(recipe_for(photos, tmp_path_factory.mktemp("trained") / "run"), quiet=True).run_dir
+
+
+def test_numpy_float64_and_arrays_in_a_dict_recipe_become_what_toml_can_write():
+    """np.float64 is a float subclass, so it once slipped through and the run's recipe.toml held
+    ``lr = np.float64(0.0001)``, which no later load or resume could read."""
+    sweep = {**TINY_G2C, "train": {**TINY_G2C["train"], "g": {"lr": np.logspace(-4, -3, 2)[0], "betas": np.array([0.5, 0.9])}},
+             "losses": {"l1": {"weight": np.float64(100)}}}
+    recipe = i2i.load_recipe(sweep)
+    assert type(recipe["train"]["g"]["lr"]) is float and recipe["train"]["g"]["betas"] == [0.5, 0.9]
+    assert type(recipe["losses"]["l1"]["weight"]) is float
+    assert tomllib.loads(dumps_toml(recipe))["train"]["g"]["lr"] == pytest.approx(1e-4)
+
+
+def test_training_works_inside_the_callers_no_grad_and_inference_mode(photos, tmp_path):
+    with torch.no_grad():
+        assert i2i.train(recipe_for(photos, tmp_path / "a"), quiet=True).status == "finished"
+        assert not torch.is_grad_enabled()  # the caller's mode, back
+    with torch.inference_mode():
+        assert i2i.train(recipe_for(photos, tmp_path / "b"), quiet=True).status == "finished"
+        assert torch.is_inference_mode_enabled()
+
+
+def test_a_models_output_is_an_ordinary_tensor_a_program_can_train_on_and_edit(run_dir):
+    model = i2i.load(run_dir)
+    x = torch.rand(1, 3, 33, 47)
+    y = model(x)
+    assert not y.is_inference() and not y.requires_grad
+    y.clamp_(0, 1)  # in place, as post-processing does
+    student = torch.nn.Conv2d(3, 3, 3, padding=1)
+    torch.nn.functional.mse_loss(student(x), y).backward()  # the output as a training target
+    assert student.weight.grad is not None
+
+
+def test_a_generator_cast_or_moved_after_loading_gets_inputs_to_match(run_dir):
+    model = i2i.load(run_dir)
+    x = torch.rand(1, 3, 32, 32)
+    expected = model(x)
+    model.generator.double()
+    assert model(x).dtype == torch.float32 and torch.allclose(model(x), expected, atol=1e-4)
+    model.generator.bfloat16()
+    assert model(x).dtype == torch.float32 and (model(x) - expected).abs().max() < 0.1
+
+
+def test_tile_and_overlap_must_be_whole_pixel_counts(run_dir):
+    model = i2i.load(run_dir)
+    x = torch.rand(1, 3, 40, 40)
+    assert torch.equal(model(x, tile=np.int64(16), overlap=np.int64(4)), model(x, tile=16, overlap=4))
+    for bad in (True, 2.5, "16"):
+        with pytest.raises(ValueError, match=r"tile must be 'auto', 0 or a positive number of pixels"):
+            model(x, tile=bad)
+    for bad in (-64, 1.5, "a", None):
+        with pytest.raises(ValueError, match=rf"overlap must be a whole number of pixels, 0 or more, got {bad!r}"):
+            model(x, tile=16, overlap=bad)
+
+
+def test_load_takes_a_runs_checkpoints_folder_and_names_a_wrong_argument(run_dir):
+    assert i2i.load(run_dir / "checkpoints").checkpoint == i2i.load(run_dir).checkpoint
+    with pytest.raises(TypeError, match="expected the path of a run folder or a checkpoint folder, not NoneType"):
+        i2i.load(None)
+
+
+def test_a_model_loads_without_the_plugin_of_a_training_callback(run_dir, tmp_path):
+    """Callbacks steer training only; a run shared without its callback plugin still translates."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    recipe = copy / "recipe.toml"
+    recipe.write_text(recipe.read_text().replace("callbacks = []", 'callbacks = ["slack_notifier"]'))
+    assert 'callbacks = ["slack_notifier"]' in recipe.read_text()
+    with pytest.raises(i2i.RecipeError, match="unknown callback 'slack_notifier'"):
+        i2i.train(None, resume=copy, quiet=True)  # training would need it
+    assert i2i.load(copy)(torch.rand(3, 16, 16)).shape == (3, 16, 16)
+
+
+def test_translate_files_takes_strings_as_the_docstring_of_model_translate_suggests(run_dir, photos, tmp_path):
+    from i2i.translate import translate_files
+
+    report = translate_files(i2i.load(run_dir), str(photos), str(tmp_path / "out"), progress=False)
+    assert report.written == 4 and len(list((tmp_path / "out").glob("*.png"))) == 4
+
+
+def test_a_run_missing_plugins_names_how_to_bring_each_back(tmp_path):
+    """One installed from a package (pip) and one a program registered itself (no package)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.toml").write_text(dumps_toml({**TINY_G2C, "generator": {"name": "ghostnet"}}))
+    (run / "run.json").write_text('{"plugins": {'
+                                  '"mine": {"distribution": null, "version": null, "module": "lab.nets", "status": "loaded"}, '
+                                  '"extra": {"distribution": "i2i-extra", "version": "1.0", "module": "i2i_extra", "status": "loaded"}}}')
+    with pytest.raises(i2i.UnknownComponentError) as info:
+        i2i.load_recipe(run / "recipe.toml")
+    assert str(info.value).endswith("this run was trained with plugins 'mine' and 'extra', which are not loaded here: "
+                                    "pip install i2i-extra==1.0; in Python, before loading it: "
+                                    "i2i.register_plugin(lab.nets, 'mine')")
+
+
+def test_an_edited_recipe_value_is_not_blamed_on_the_override_it_replaced(photos, tmp_path):
+    recipe = i2i.load_recipe(recipe_for(photos, tmp_path / "run"), ["train.steps=2"])
+    recipe["train"]["steps"] = "many"
+    with pytest.raises(i2i.RecipeError) as info:
+        i2i.train(recipe, quiet=True)
+    assert str(info.value) == "<recipe>: train.steps = 'many': expected an integer"
+    with pytest.raises(i2i.RecipeError, match=r"^--set train\.steps=-3: "):  # an override still in force is named
+        i2i.load_recipe(recipe_for(photos, tmp_path / "run"), ["train.steps=-3"])
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_on_run_end_failing_after_the_last_step_does_not_suggest_a_resume(photos, tmp_path):
+    class FailsAtEnd(i2i.Callback):
+        def on_run_end(self, trainer, status, metrics):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full") as info:
+        i2i.train(recipe_for(photos, tmp_path / "run", steps=2), callbacks=[FailsAtEnd()], quiet=True)
+    note = "\n".join(info.value.__notes__)
+    assert "the run had finished and its checkpoint at step 2 is complete" in note and "--resume" not in note
+    with pytest.raises(i2i.UserError, match=r"already trained to step 2 .*\(Python: i2i\.train\(None, resume=RUN_DIR, "
+                                            r"overrides=\['train\.steps=N'\]\)\)"):
+        i2i.train(None, resume=tmp_path / "run", quiet=True)
