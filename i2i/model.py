@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .engine import checkpoint as ckpt
-from .engine.contracts import contract_where, describe
+from .engine.contracts import check_prepared, contract_where
 from .engine.device import global_state_kept, resolve_device
 from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError, PluginError
@@ -65,11 +65,7 @@ class Model:
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         input = self.task.prepare(images)
-        if self.task.input_is_image and not (isinstance(input, Tensor) and input.dim() == 4
-                                             and input.shape[1] == self.task.in_channels):
-            raise PluginError(f"{contract_where(self.recipe, 'task')}: prepare returned {describe(input)} for images of "
-                              f"shape {list(images.shape)}; expected [B, {self.task.in_channels}, H, W] (the task's "
-                              "in_channels); report this to the plugin's author")
+        check_prepared(input, images, self.task, contract_where(self.recipe, "task"))
         try:
             output = run_any_size(self.generator, input.to(dtype) if input.is_floating_point() else input, tile, overlap)
         except PluginError as exc:  # the generator's size contract: name it as the recipe does

@@ -73,16 +73,20 @@ class PluginHost:
             dist_name, version = _distribution(ep)
             builtin = dist_name == BUILTIN_DISTRIBUTION
             info = PluginInfo(ep.name, ep.value, dist_name, version, builtin)
+            skipped = not builtin and allowed is not None and ep.name not in allowed and dist_name not in allowed
             taken = self.plugins.get(ep.name)
             if taken is not None:  # the first keeps the name; this one is listed under its distribution
                 info.name = f"{ep.name} ({dist_name})"
                 self.plugins[info.name] = info
+                if skipped:  # left out anyway: its name clash is not this command's business
+                    info.status = "skipped"
+                    continue
                 owner = "i2i's built-in plugin" if taken.builtin else f"distribution '{taken.distribution}'"
                 self._fail(info, NameError(f"the entry-point name '{ep.name}' is taken by {owner}; "
                                            f"rename the entry point in {dist_name}'s [project.entry-points.i2i]"))
                 continue
             self.plugins[ep.name] = info
-            if not builtin and allowed is not None and ep.name not in allowed and dist_name not in allowed:
+            if skipped:
                 info.status = "skipped"
                 self.registry.unavailable[ep.name] = "is not loaded (I2I_LOAD_PLUGINS leaves it out)"
                 continue
@@ -138,7 +142,10 @@ class PluginHost:
                         register = self.registry.register_function(
                             kind, name, info.distribution, info.version, sink=staged
                         )
-                        impl.function(**({"register": register} if impl.argnames else {}))
+                        returned = impl.function(**({"register": register} if impl.argnames else {}))
+                        if returned is not None:  # pluggy would drop it: the plugin would register nothing
+                            raise TypeError(f"{impl.function.__name__} returned {type(returned).__name__}; it registers "
+                                            f"each {SINGULAR[kind]} by calling register(name, factory) instead")
         except Exception as exc:  # a hook that raises disables its plugin, registers nothing
             self.manager.unregister(name=name)
             self._fail(info, exc)
@@ -194,16 +201,43 @@ class PluginHost:
             before = dict(cli.commands)
             try:
                 impl.function(**({"cli": cli} if impl.argnames else {}))
-            except Exception as exc:
+            except Exception as exc:  # a failed plugin keeps none of its commands, as none of its components
+                cli.commands.clear()
+                cli.commands.update(before)
                 self._fail(self.plugins[impl.plugin_name], exc)
             for name in cli.commands.keys() - before.keys():
                 owners[name] = impl.plugin_name
+                _report_failures_in_one_line(cli.commands[name], name, impl.plugin_name)
             for name, command in before.items():
                 if cli.commands.get(name) is not command and owners.get(name) != impl.plugin_name:
                     cli.commands[name] = command
                     print(f"i2i: warning: plugin '{impl.plugin_name}' registers a command 'i2i {name}', which "
                           f"already exists; 'i2i {name}' stays the existing one (the plugin should rename its command)",
                           file=sys.stderr)
+
+
+def _report_failures_in_one_line(command: click.Command, name: str, plugin: str) -> None:
+    """What a plugin command's own code raises becomes one line naming the command and its
+    plugin (``I2I_TRACEBACK=1`` shows the traceback), as other plugin failures do; its
+    ``UserError``, click's usage errors and exits pass unchanged."""
+    import click
+
+    from .errors import PluginError
+
+    invoke = command.invoke
+
+    def invoke_reporting(ctx: click.Context) -> Any:
+        try:
+            return invoke(ctx)
+        except (UserError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if getattr(exc, "i2i_callback_failure", None) is not None:  # a training it ran: already one line
+                raise
+            raise PluginError(f"command 'i2i {name}' (plugin '{plugin}') failed: {exception_line(exc)}; report this "
+                              "to the plugin's author (I2I_TRACEBACK=1 shows where)") from exc
+
+    command.invoke = invoke_reporting  # type: ignore[method-assign]
 
 
 def _distribution(ep) -> tuple[str | None, str | None]:
@@ -254,6 +288,9 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
                         f"not {plugin!r}{hint}")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"register_plugin(plugin, name): name is a string, not {name!r}")
+    if name is not None and (not name or ":" in name):
+        raise ValueError(f"register_plugin(plugin, name): name {name!r} must be non-empty and without ':' "
+                         "(components are named 'plugin:name')")
     current = host()
     name = name or getattr(plugin, "__name__", type(plugin).__name__)
     taken = current.plugins.get(name)

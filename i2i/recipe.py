@@ -282,9 +282,18 @@ def _missing_run_plugins(recipe_file: str | os.PathLike) -> str:
         recorded = json.loads(info.read_text()).get("plugins", {})
     except (OSError, ValueError, AttributeError):
         return ""
-    loaded = {name for name, plugin in host().plugins.items() if plugin.status == "loaded"}
+    here = host().plugins
+    # the plugins the run used (run.json says; older runs recorded every loaded one) that are not loaded here
     missing = [(name, p) for name, p in recorded.items() if isinstance(p, dict) and p.get("status", "loaded") == "loaded"
-               and name not in loaded]
+               and p.get("used", True) and not (name in here and here[name].status == "loaded")]
+    failed = [(name, here[name]) for name, _ in missing if name in here and here[name].status == "failed"]
+    if failed:  # installed, but broken here: pip install would change nothing
+        name, info = failed[0]
+        return (f"this run was trained with plugin '{name}', which is installed here but failed to load "
+                f"({info.error}); see 'i2i plugins'")
+    skipped = [name for name, _ in missing if name in here and here[name].status == "skipped"]
+    if skipped:
+        return f"this run was trained with plugin '{skipped[0]}', which I2I_LOAD_PLUGINS leaves out here"
     if not missing:
         return ""
     installs = [f"{p['distribution']}=={p['version']}" if p.get("version") else p["distribution"]
@@ -318,7 +327,10 @@ def _blame_override(exc: RecipeError, where: str, overrides: list[str] | tuple[s
     key = re.split(r"[ :]", rest, maxsplit=1)[0]
     for override in reversed(overrides):
         dotted = override.partition("=")[0].strip()
-        if (key == dotted or key.startswith(dotted + ".")) and (data is None or _still_set(data, override)):
+        # the error's key is the override's, inside it ('train.steps' for train.steps.x), or a
+        # table the override made up ('nosuch' for --set nosuch.key=1)
+        related = key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + ".")
+        if related and (data is None or _still_set(data, override)):
             return type(exc)(f"--set {override.strip()}: {rest}")
     return exc
 

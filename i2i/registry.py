@@ -15,6 +15,10 @@ from .options import Option, accepts_any_option, factory_options
 BUILTIN_DISTRIBUTION = "i2i"
 KINDS = ("generators", "discriminators", "tasks", "losses", "metrics", "callbacks")
 SINGULAR = {kind: "loss" if kind == "losses" else kind[:-1] for kind in KINDS}
+#: Kinds whose options come from a recipe table, and the keys that table keeps for itself: an
+#: option of the same name could never be set (``[losses.l1] weight`` is the term's weight).
+RECIPE_TABLE_KEYS = {"generators": {"name"}, "discriminators": {"name", "conditional"}, "tasks": {"name"},
+                     "losses": {"name", "weight"}}
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,56 @@ class Component:
     @property
     def doc(self) -> str:
         """The factory's whole docstring (``description`` defaults to its first line)."""
-        return inspect.getdoc(self.factory) or ""
+        return own_doc(self.factory)
+
+
+def own_doc(factory: Callable[..., Any]) -> str:
+    """A factory's own docstring: a class without one would otherwise show its base class's
+    (``i2i.Callback``'s "Override the events you need...") as its description."""
+    text = vars(factory).get("__doc__") if inspect.isclass(factory) else getattr(factory, "__doc__", None)
+    return inspect.cleandoc(text) if isinstance(text, str) else ""
 
 
 def first_line(text: str | None) -> str:
     """The first line of a docstring: a component's description when it gives none."""
     return (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
+
+
+def check_declared_options(kind: str, name: str, factory: Callable[..., Any], defaults: dict[str, Any]) -> None:
+    """At registration, what a recipe could never get right: an option named like its table's
+    own keys, a default that is not of the option's declared type (the run's recipe.toml would
+    keep it, and every later load refuse it), and ``defaults`` for options the factory lacks."""
+    from .options import format_value
+
+    reserved = RECIPE_TABLE_KEYS.get(kind)
+    if reserved is None:
+        return
+    singular, options = SINGULAR[kind], factory_options(factory)
+    for key in sorted(reserved & options.keys()):
+        raise ValueError(f"{singular} '{name}': option '{key}' has the name of the recipe table's own "
+                         f"'{key}' key, so a recipe could never set it; rename the option")
+    for key, option in options.items():
+        if _plain(option.default) and not option.check(option.default):
+            raise TypeError(f"{singular} '{name}': option '{key}' defaults to {format_value(option.default)}, "
+                            f"which is not {option.type_name} as its annotation says")
+    for key, value in defaults.items():
+        option = options.get(key)
+        if option is None:
+            if accepts_any_option(factory):
+                continue
+            raise ValueError(f"{singular} '{name}': defaults names '{key}', which is not an option of "
+                             f"{getattr(factory, '__name__', factory)}{did_you_mean(key, options)} "
+                             f"(options: {', '.join(sorted(options)) or 'none'})")
+        if not option.check(value):
+            raise TypeError(f"{singular} '{name}': defaults gives {key} = {format_value(value)}, which is not "
+                            f"{option.type_name}")
+
+
+def _plain(value: Any) -> bool:
+    """A default a recipe could spell (and a run's recipe.toml would record)."""
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (str, int, float, bool))
 
 
 class Registry:
@@ -109,18 +157,32 @@ class Registry:
             description: str | None = None,
             aliases: tuple[str, ...] | list[str] = (),
             defaults: dict[str, Any] | None = None,
+            **unknown: Any,
         ) -> None:
-            if not isinstance(name, str) or not name or ":" in name:
-                raise ValueError(f"invalid {SINGULAR[kind]} name {name!r}")
+            if unknown:
+                key = next(iter(unknown))
+                raise TypeError(f"register({name!r}, ...) got an unknown keyword '{key}'"
+                                f"{did_you_mean(key, ['description', 'aliases', 'defaults'])}; it takes "
+                                "description, aliases and defaults")
+            if isinstance(aliases, str):
+                raise TypeError(f"{SINGULAR[kind]} {name!r}: aliases is a list of names, not the string {aliases!r}")
+            for each in (name, *aliases):
+                if not isinstance(each, str) or not each or ":" in each:
+                    raise ValueError(f"invalid {SINGULAR[kind]} name {each!r} (a name is a non-empty string without ':')")
             if not callable(factory):
                 raise TypeError(f"{SINGULAR[kind]} {name!r}: factory is not callable")
-            desc = description or first_line(inspect.getdoc(factory))
+            check_declared_options(kind, name, factory, dict(defaults or {}))
+            desc = description or first_line(own_doc(factory))
             for each in (name, *aliases):
                 if sink is not None and any(c.kind == kind and c.name == each for c in sink):
                     raise ValueError(f"{SINGULAR[kind]} '{each}' is registered twice")
                 component = Component(kind, each, factory, plugin, distribution, version, desc, dict(defaults or {}))
                 (sink.append(component) if sink is not None else self.add(component))
 
+        # ``**unknown`` only turns a misspelt keyword into a message: not part of the interface
+        signature = inspect.signature(register)
+        register.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD])
         return register
 
     def names(self, kind: str) -> list[str]:
@@ -131,10 +193,10 @@ class Registry:
         """Every component of a kind (each plugin's, when several share a name), by name;
         ``pattern`` is a shell-style filter such as ``'unet*'``."""
         out = []
+        qualified = pattern is not None and ":" in pattern  # 'example:*' matches plugin:name; 'l*' bare names only
         for name in self.names(kind):
-            if pattern and not fnmatch.fnmatch(name, pattern):
-                continue
-            out.extend(self._by_kind[kind][name])
+            out.extend(c for c in self._by_kind[kind][name]
+                       if not pattern or fnmatch.fnmatch(c.qualified_name if qualified else name, pattern))
         return out
 
     def get(self, kind: str, name: str) -> Component:

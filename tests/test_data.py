@@ -225,17 +225,21 @@ def test_formats(tmp_path, name):
     assert find_images(tmp_path) == [tmp_path / name]
 
 
+@pytest.mark.parametrize("kind", ["jpg", "png", "tif"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation(tmp_path, orientation):
+def test_exif_orientation(tmp_path, orientation, kind):
+    """Upright as Pillow's exif_transpose shows it, for every format. (Pillow 13 turns TIFFs
+    upright itself, size included; i2i turned them a second time.)"""
     exif = Image.Exif()
     exif[0x0112] = orientation
-    Image.fromarray(noise_rgb(16, 24)).save(tmp_path / "o.jpg", exif=exif, quality=95)
-    out = decode_image(tmp_path / "o.jpg", 3)
-    with Image.open(tmp_path / "o.jpg") as image:
+    path = tmp_path / f"o.{kind}"
+    Image.fromarray(noise_rgb(16, 24)).save(path, exif=exif, **({"quality": 95} if kind == "jpg" else {}))
+    out = decode_image(path, 3)
+    with Image.open(path) as image:
         upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     assert out.shape == ((3, 24, 16) if orientation >= 5 else (3, 16, 24))
     assert torch.equal(out, torch.from_numpy(upright.copy()).permute(2, 0, 1))
-    assert probe_size(tmp_path / "o.jpg") == tuple(out.shape[1:])
+    assert probe_size(path) == tuple(out.shape[1:])
 
 
 def test_corrupt_file_raises_user_error(tmp_path):

@@ -229,12 +229,29 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 # -- helpers --------------------------------------------------------------------------------------
 def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1-8); a damaged EXIF block counts as upright rather than unreadable."""
+    """The EXIF orientation (1-8) left for i2i to apply; a damaged EXIF block counts as upright
+    rather than unreadable. A TIFF that Pillow turns upright itself (Pillow 13 does, on load, and
+    reports the upright size before it) has none left: applying it again turned such photos."""
+    if image.format == "TIFF" and _pillow_orients_tiff():
+        return 1
     try:
         value = image.getexif().get(_EXIF_ORIENTATION, 1)
         return int(value) if int(value) in range(1, 9) else 1
     except Exception:  # noqa: BLE001 - EXIF parsing fails in many creative ways
         return 1
+
+
+@functools.lru_cache(maxsize=1)
+def _pillow_orients_tiff() -> bool:
+    """Whether this Pillow applies a TIFF's orientation tag itself: tried on a 2 x 1 TIFF turned
+    180 degrees (a version check would guess)."""
+    buffer = io.BytesIO()
+    probe = Image.fromarray(np.array([[0, 255]], np.uint8))
+    exif = probe.getexif()
+    exif[_EXIF_ORIENTATION] = 3
+    probe.save(buffer, format="TIFF", exif=exif)
+    with Image.open(io.BytesIO(buffer.getvalue())) as image:
+        return int(np.asarray(image)[0, 0]) == 255
 
 
 def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:

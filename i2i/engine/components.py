@@ -4,6 +4,8 @@ recipe that validates is one that starts."""
 
 from __future__ import annotations
 
+import inspect
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +16,7 @@ from ..errors import PluginError, RecipeError, UserError
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
 from ..plugins import registry
 from ..recipe import Recipe, build_component, recipe_error
-from .contracts import dry_run, loss_where, raise_plugin_failure, scalar_loss
+from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, scalar_loss
 from .evaluate import build_metrics
 from .infer import size_multiple
 
@@ -82,7 +84,31 @@ def build_networks(recipe: Recipe, device: torch.device) -> Networks:
         conditional = bool(recipe["discriminator"]["conditional"]) and task.input_is_image
         d_in = task.out_channels + (task.in_channels if conditional else 0)
         D = build_component(reg, "discriminators", recipe, "discriminator", d_in).to(device)
+    _check_declared_sizes(recipe, task, G, D)
     return Networks(task, G, D, conditional)
+
+
+def _check_declared_sizes(recipe: Recipe, task: Any, G: nn.Module, D: nn.Module | None) -> None:
+    """The sizes and channel counts components declare as attributes, checked where they are
+    read: a ``size_multiple = 0`` was a ZeroDivisionError, ``image_channels = 2`` a data
+    loader's traceback."""
+    def refuse(section: str, text: str) -> PluginError:
+        return PluginError(f"{contract_where(recipe, section)}: {text}; report this to the plugin's author")
+
+    if task.image_channels not in (1, 3) or isinstance(task.image_channels, bool):
+        raise refuse("task", f"image_channels = {task.image_channels!r}; images are read with 1 (grey) or 3 (RGB) channels")
+    owner = next((m for m in (G, getattr(G, "module", None), getattr(G, "_orig_mod", None))
+                  if m is not None and hasattr(m, "size_multiple")), None)
+    if owner is not None and not _whole(owner.size_multiple, 1):
+        raise refuse("generator", f"size_multiple = {owner.size_multiple!r}; it is the whole number (1 or more) "
+                                  "that the height and width of its input must divide by")
+    if D is not None and hasattr(D, "min_size") and not _whole(D.min_size, 0):
+        raise refuse("discriminator", f"min_size = {D.min_size!r}; it is the smallest height and width it takes, "
+                                      "a whole number of pixels")
+
+
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
 def check_crop_size(recipe: Recipe, nets: Networks) -> None:
@@ -101,8 +127,9 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
                                    f"needs at least {d_min} px; raise data.size{fewer_layers}")
 
 
-def build_loss_terms(recipe: Recipe, has_discriminator: bool, device: torch.device) -> LossTerms:
+def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: torch.device) -> LossTerms:
     """The loss terms, sorted by kind; a set of terms that cannot train is a recipe error."""
+    has_discriminator = discriminator is not None
     reg, where, terms = registry(), recipe.source, LossTerms()
     for label, term_cfg in recipe["losses"].items():
         loss = build_component(reg, "losses", recipe, f"losses.{label}")
@@ -125,7 +152,19 @@ def build_loss_terms(recipe: Recipe, has_discriminator: bool, device: torch.devi
         raise RecipeError(f"{where}: discriminator: no adversarial loss to train it; add e.g. [losses.gan] name = 'vanilla'")
     if not terms.recon and not terms.adversarial:
         raise RecipeError(f"{where}: losses: no loss for the generator; add e.g. [losses.l1] weight = 1.0")
+    if terms.feature_matching and not _takes_keyword(discriminator.forward, "return_features"):
+        raise RecipeError(f"{terms.feature_matching[0].where}: needs the discriminator's features, and "
+                          f"{contract_where(recipe, 'discriminator')} has no forward(x, return_features=True); "
+                          "remove this loss or use a discriminator that has (patchgan, multiscale)")
     return terms
+
+
+def _takes_keyword(function: Any, name: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: assume it does
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -141,5 +180,5 @@ def check_recipe(recipe: Recipe) -> None:
     device = torch.device("cpu")
     nets = build_networks(recipe, device)
     check_crop_size(recipe, nets)
-    build_loss_terms(recipe, nets.D is not None, device)
+    build_loss_terms(recipe, nets.D, device)
     dry_run(recipe, nets, device, build_metrics(nets.task, recipe["eval"]["metrics"], recipe))

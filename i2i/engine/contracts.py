@@ -99,6 +99,40 @@ def check_task_pair(pair: Any, clean: Tensor, task: Any, where: str) -> tuple[Te
     return pair[0], pair[1]
 
 
+def _check_defines_make_pair(task: Any, where: str) -> None:
+    """A task class without its own ``make_pair`` (a misspelt ``make_pairs``, say) would fail
+    with the base class's bare NotImplementedError."""
+    from ..task import Task
+
+    if getattr(type(task), "make_pair", None) is Task.make_pair:
+        near = [name for name in vars(type(task)) if "pair" in name.lower()]
+        hint = f" (it has {near[0]!r}; the method is make_pair)" if near else ""
+        raise PluginError(f"{where}: the task does not define make_pair(self, clean, generator){hint}; {REPORT}")
+
+
+def check_prepared(input: Any, images: Tensor, task: Any, where: str) -> None:
+    """``prepare`` turns ``[B, 3, H, W]`` RGB images into the generator's ``[B, in_channels, H, W]``
+    input (what ``i2i translate`` feeds the network)."""
+    if task.input_is_image and not (isinstance(input, Tensor) and input.dim() == 4 and input.shape[1] == task.in_channels):
+        raise PluginError(f"{where}: prepare returned {describe(input)} for images of shape {list(images.shape)}; "
+                          f"expected [B, {task.in_channels}, H, W] (the task's in_channels); {REPORT}")
+
+
+def _check_prepare(task: Any, images: Tensor, where: str) -> None:
+    """What ``i2i translate`` will do with the task, tried on the dry run: a task that cannot
+    translate user images (``prepare`` not implemented) is left alone."""
+    if not task.input_is_image:
+        return
+    rgb = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+    try:
+        input = task.prepare(rgb)
+    except NotImplementedError:
+        return
+    except Exception as exc:
+        raise_plugin_failure(exc, f"{where}: prepare failed on images of shape {list(rgb.shape)}: ")
+    check_prepared(input, rgb, task, where)
+
+
 def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor, input: Tensor, target: Tensor) -> None:
     """Each metric on the dry run's image, as evaluation calls it: a metric that raises or breaks
     its contract is reported before the first step, not at the end of training."""
@@ -146,11 +180,13 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
             net.eval()
         try:
             task_where = contract_where(recipe, "task")
+            _check_defines_make_pair(nets.task, task_where)
             try:
                 pair = nets.task.make_pair(images, rng)
             except Exception as exc:
                 raise_plugin_failure(exc, f"{task_where}: make_pair failed on a batch of shape {list(images.shape)}: ")
             input, target = check_task_pair(pair, images, nets.task, task_where)
+            _check_prepare(nets.task, images, task_where)
             where = contract_where(recipe, "generator")
             fake = _forward(nets.G, input, where)
             check_generator_output(fake, target, where, nets.task.out_channels)

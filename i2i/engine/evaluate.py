@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import PluginError
 from .contracts import check_metric_values, raise_plugin_failure
 from .device import autocast
 from .infer import run_any_size
@@ -33,6 +34,10 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
 
     reg = registry()
     metrics = {}
+    if isinstance(task.metrics, str) or not all(isinstance(m, str) for m in task.metrics):
+        where = f"{recipe.source}: task.name = '{recipe['task']['name']}'" if recipe is not None else f"task {type(task).__name__}"
+        raise PluginError(f"{where}: the task's metrics = {task.metrics!r}; it is a tuple of metric names, "
+                          f"e.g. ('psnr', 'ssim'); report this to the task plugin's author")
     for name in dict.fromkeys([*task.metrics, *names]):
         try:
             metrics[name] = reg.build("metrics", name)
@@ -59,12 +64,27 @@ def _score(metric: Any, name: str, output: Tensor, target: Tensor) -> Any:
     except UserError:
         raise
     except Exception as exc:
-        raise_plugin_failure(exc, f"metric '{name}' failed on a validation batch of shape {list(output.shape)}: ")
+        raise_plugin_failure(exc, f"metric '{name}'{_plugin_of(name)} failed on a validation batch of shape "
+                                  f"{list(output.shape)}: ")
+
+
+def _plugin_of(metric: str) -> str:
+    """`` (plugin 'x')`` for a metric's error, as the dry run's errors name it."""
+    from ..errors import UserError
+    from ..plugins import registry
+
+    try:
+        return f" (plugin '{registry().get('metrics', metric).plugin}')"
+    except UserError:
+        return ""
 
 
 def _add(sums: dict[str, Tensor], values: Any, name: str, batch: int) -> None:
     """Add per-image metric values (a tensor, or a dict of tensors) to running sums."""
-    check_metric_values(values, name, batch)  # once, for the whole (possibly nested) result
+    try:
+        check_metric_values(values, name, batch)  # once, for the whole (possibly nested) result
+    except PluginError as exc:
+        raise PluginError(f"{exc}".replace(f"metric '{name}'", f"metric '{name}'{_plugin_of(name)}", 1)) from None
     for key, value in flatten_metric(values, name):
         value = value.detach().float().reshape(-1).sum()
         sums[key] = sums[key] + value if key in sums else value

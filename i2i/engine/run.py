@@ -119,14 +119,54 @@ def _remove_if_empty(folder: Path) -> None:
         folder.rmdir()  # fails, and keeps the folder, unless it is empty
 
 
-def plugin_versions() -> dict[str, dict[str, Any]]:
+#: What a run writes before its first step completes (see ``_fit_and_report``).
+UNSTARTED_RUN_FILES = {"recipe.toml", "run.json", "split.json", "metrics.jsonl", "tensorboard", "samples", "checkpoints"}
+
+
+def _remove_unstarted_run(run_dir: Path) -> None:
+    """Remove a new run's folder whose first step failed (a plugin's error, memory): it holds
+    only the files every run starts with, and no checkpoint. Anything else in it stays."""
+    import shutil
+
+    try:
+        entries = {p.name for p in run_dir.iterdir()}
+        checkpoints = run_dir / "checkpoints"
+        if entries <= UNSTARTED_RUN_FILES and not (checkpoints.is_dir() and any(checkpoints.glob("step_*"))):
+            shutil.rmtree(run_dir)
+    except OSError:
+        pass
+
+
+def plugin_versions(recipe: Recipe | None = None) -> dict[str, dict[str, Any]]:
     """Each plugin's distribution, version, module and load status, for run.json: a run's
     results depend on the plugins' code, so a rerun can check it has the same ones (and say
-    how to get one that is missing)."""
+    how to get one that is missing). ``used``: whether the recipe names one of its components
+    (only those are needed to open the run again)."""
+    used = _plugins_used(recipe) if recipe is not None else None
     return {
-        name: {"distribution": p.distribution, "version": p.version, "module": p.module, "status": p.status}
+        name: {"distribution": p.distribution, "version": p.version, "module": p.module, "status": p.status,
+               **({"used": name in used} if used is not None else {})}
         for name, p in host().plugins.items()
     }
+
+
+def _plugins_used(recipe: Recipe) -> set[str]:
+    """The plugins that provide the components ``recipe`` names (its task's metrics included)."""
+    reg = registry()
+    named = [("tasks", recipe["task"]["name"]), ("generators", recipe["generator"]["name"])]
+    if recipe.has_discriminator:
+        named.append(("discriminators", recipe["discriminator"]["name"]))
+    named += [("losses", table["name"]) for table in recipe["losses"].values()]
+    named += [("metrics", name) for name in recipe["eval"]["metrics"]]
+    named += [("callbacks", name) for name in recipe["train"]["callbacks"]]
+    used = {reg.get(kind, name).plugin for kind, name in named}
+    task_metrics = getattr(reg.get("tasks", recipe["task"]["name"]).factory, "metrics", ())
+    for name in task_metrics if isinstance(task_metrics, (tuple, list)) else ():
+        try:
+            used.add(reg.get("metrics", name).plugin)
+        except UserError:
+            pass
+    return used
 
 
 def _write_recipe(run_dir: Path, recipe: Recipe) -> None:
@@ -139,10 +179,10 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None) -> No
     info = json.loads(path.read_text()) if path.is_file() else {
         "i2i_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_source": recipe.source,
-        "overrides": recipe.overrides, "command": sys.argv, "plugins": plugin_versions(), "resumes": [],
+        "overrides": recipe.overrides, "command": sys.argv, "plugins": plugin_versions(recipe), "resumes": [],
     }
     if resumed_at is not None:
-        info["resumes"].append({"step": resumed_at, "overrides": recipe.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "plugins": plugin_versions()})
+        info["resumes"].append({"step": resumed_at, "overrides": recipe.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "plugins": plugin_versions(recipe)})
     ckpt.write_atomic(path, json.dumps(info, indent=1).encode())
 
 
@@ -258,7 +298,12 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             if resume is None and dist.is_main:
                 _remove_if_empty(run_dir)  # a recipe mistake leaves no empty run folder behind
             raise
-        return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
+        try:
+            return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
+        except BaseException:
+            if resume is None and dist.is_main and trainer.step == 0:
+                _remove_unstarted_run(run_dir)  # failed in its first step: a -2 folder next time would be noise
+            raise
     except RuntimeError as exc:
         if dist.is_distributed and is_comm_failure(exc):
             raise dist.lost(exc, trainer.step if trainer is not None else 0, run_dir or "RUN_DIR") from None

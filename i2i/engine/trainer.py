@@ -44,10 +44,10 @@ from ..losses import as_logit_list
 from ..recipe import Recipe
 from . import checkpoint as ckpt
 from .components import build_loss_terms, build_networks, check_crop_size
-from .contracts import contract_where, dry_run
+from .contracts import contract_where, dry_run, raise_plugin_failure
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import autocast, is_out_of_memory, resolve_device, resolve_precision
-from .distributed import DistContext
+from .distributed import DistContext, is_comm_failure
 from .evaluate import build_metrics
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
@@ -105,7 +105,7 @@ class Trainer:
         self.task, self.G, self.D, self.conditional = nets.task, nets.G, nets.D, nets.conditional
         check_crop_size(recipe, nets)
         seed_everything(self.seed + self.dist.rank)
-        terms = build_loss_terms(recipe, self.D is not None, self.device)
+        terms = build_loss_terms(recipe, self.D, self.device)
         self.recon, self.adversarial = terms.recon, terms.adversarial
         self.regularizers, self.feature_matching = terms.regularizers, terms.feature_matching
         self.metric_functions = build_metrics(self.task, self.eval_cfg["metrics"], recipe)
@@ -140,6 +140,9 @@ class Trainer:
             if self.opt_d is not None:
                 self.scalers["d"] = torch.amp.GradScaler(self.device.type)
 
+        # who to name when a component's code fails during a step (the dry run saw it in eval mode only)
+        self._where = {section: contract_where(recipe, section) for section in ("task", "generator", "discriminator")
+                       if section != "discriminator" or self.D is not None}
         # The networks the step runs (DDP- and compile-wrapped where asked); the plain modules
         # above are what checkpoints hold.
         # D_frozen is the D of the G step: the plain module, because D's parameters take no
@@ -232,7 +235,18 @@ class Trainer:
 
     def generate(self, input: Tensor) -> Tensor:
         with autocast(self.device, self.dtype, self._autocast_cache):
-            return self.G_run(input)
+            return self.plugin_call("generator", self.G_run, input)
+
+    def plugin_call(self, section: str, fn: Any, input: Tensor, *args: Any, **kwargs: Any) -> Any:
+        """``fn(input, ...)``, a task's or network's own code: what it raises during a step is
+        one line naming the recipe table and plugin (the dry run tried it in eval mode only)."""
+        try:
+            return fn(input, *args, **kwargs)
+        except Exception as exc:
+            if self.dist.is_distributed and is_comm_failure(exc):  # a lost rank (DDP's forward syncs): not the plugin
+                raise
+            raise_plugin_failure(exc, f"{self._where[section]} failed at step {self.step + 1} (training) on a batch of "
+                                      f"shape {list(input.shape)}: ")
 
     def train_step(self) -> None:
         """One generator step and ``train.d_steps`` discriminator steps."""
@@ -265,7 +279,7 @@ class Trainer:
         D input concatenated from both layouts comes out in neither (on an H100 at batch 64
         these copies took 0.8 of a pix2pix step's 29 ms).
         """
-        input, target = self.task.make_pair(clean, self.noise_rng)
+        input, target = self.plugin_call("task", self.task.make_pair, clean, self.noise_rng)
         if self.channels_last:
             input, target = (t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
                              for t in (input, target))
@@ -292,8 +306,8 @@ class Trainer:
         real_in, fake_in = self.d_input(input, target), self.d_input(input, fake)
         terms: dict[str, Tensor] = {}
         with autocast(self.device, self.dtype, self._autocast_cache):
-            d_real = as_logit_list(self.D_run(real_in))
-            d_fake = as_logit_list(self.D_run(fake_in))
+            d_real = as_logit_list(self.plugin_call("discriminator", self.D_run, real_in))
+            d_fake = as_logit_list(self.plugin_call("discriminator", self.D_run, fake_in))
             for term in self.adversarial:
                 terms[term.label] = term.compute(term.loss.d_loss, d_real, d_fake, part=" (d_loss)")
         for term in self.regularizers:  # in fp32, for stable second-order gradients
@@ -319,13 +333,14 @@ class Trainer:
                 if adversarial:
                     fake_in = self.d_input(input, fake)
                     if self.feature_matching:
-                        logits, fake_features = self.D_frozen(fake_in, return_features=True)
+                        logits, fake_features = self.plugin_call("discriminator", self.D_frozen, fake_in, return_features=True)
                         with torch.no_grad():
-                            _, real_features = self.D_frozen(self.d_input(input, target), return_features=True)
+                            _, real_features = self.plugin_call("discriminator", self.D_frozen, self.d_input(input, target),
+                                                                return_features=True)
                         for term in self.feature_matching:
                             terms[term.label] = term.compute(term.loss, real_features, fake_features)
                     else:
-                        logits = self.D_frozen(fake_in)
+                        logits = self.plugin_call("discriminator", self.D_frozen, fake_in)
                     logits = as_logit_list(logits)
                     for term in self.adversarial:
                         terms[term.label] = term.compute(term.loss.g_loss, logits, part=" (g_loss)")
@@ -432,8 +447,11 @@ class Trainer:
                     if last or (every_eval and self.step % every_eval == 0):
                         try:
                             self.evaluate()
-                        except Exception:
-                            self._save_after_failed_evaluation()
+                        except Exception as exc:
+                            from_callback = getattr(exc, "i2i_callback", None)  # on_evaluate raised, not the evaluation
+                            self._save_after_failed_evaluation(say=from_callback is None)
+                            if from_callback is not None:
+                                self._describe_callback_failure(exc, *from_callback)
                             raise
                         evaluated = True
                     if every_sample and self.step % every_sample == 0 and not evaluated:
@@ -493,14 +511,23 @@ class Trainer:
             except TrainingStopped:
                 self.request_stop()
             except BaseException as exc:  # KeyboardInterrupt from a callback too
-                note = self._callback_failure_note(callback, event)
-                if hasattr(exc, "add_note"):  # Python 3.11+
-                    exc.add_note(note)
-                if isinstance(exc, Exception):  # the command line prints this line, not the traceback
-                    where = _callback_origin(callback)
-                    exc.i2i_callback_failure = (f"callback {type(callback).__name__}.{event} ({where}) failed at "
-                                                f"step {self.step}: {exception_line(exc)}; {note.split('; ', 1)[1]}")
+                self._describe_callback_failure(exc, callback, event)
                 raise
+
+    def _describe_callback_failure(self, exc: BaseException, callback: Any, event: str) -> None:
+        """Note on ``exc`` which callback raised it and where the run can resume from; again
+        after a checkpoint written since (the step's weights, saved after a failed evaluation)."""
+        note = self._callback_failure_note(callback, event)
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            notes = getattr(exc, "__notes__", [])
+            if getattr(exc, "i2i_callback", None) is not None and notes:
+                notes[-1] = note
+            else:
+                exc.add_note(note)
+        exc.i2i_callback = (callback, event)
+        if isinstance(exc, Exception):  # the command line prints this line, not the traceback
+            exc.i2i_callback_failure = (f"callback {type(callback).__name__}.{event} ({_callback_origin(callback)}) failed "
+                                        f"at step {self.step}: {exception_line(exc)}; {note.split('; ', 1)[1]}")
 
     def _callback_failure_note(self, callback: Any, event: str) -> str:
         saved = max(self._saved_step, self.resumed_at if self.resumed_at is not None else -1)
@@ -584,16 +611,19 @@ class Trainer:
         return self.ema if self.ema is not None else self.G
 
     @torch.inference_mode()
-    def _save_after_failed_evaluation(self) -> None:
+    def _save_after_failed_evaluation(self, say: bool = True) -> None:
         """An evaluation that fails (a metric that breaks on some validation image, memory) must
         not cost the training before it: the weights are checkpointed first. Single process
-        only: the other ranks may not have failed, and a checkpoint is a collective."""
+        only: the other ranks may not have failed, and a checkpoint is a collective. ``say``:
+        print the note that the evaluation failed (not for a callback's ``on_evaluate``)."""
         if self._saved_step == self.step or self.dist.is_distributed:
             return
         try:
             self.save_checkpoint()
         except Exception as exc:  # the evaluation's error is the one to report
             print_err(f"i2i: warning: could not save the weights after the evaluation failed: {exception_line(exc)}")
+            return
+        if not say:
             return
         run = shlex.quote(str(self.run_dir))
         print_err(f"i2i: note: the evaluation at step {self.step} failed (see below); the weights trained so far are "
