@@ -275,14 +275,14 @@ def test_nested_folders_sorted_hidden_skipped(tmp_path):
 
 def test_corrupt_files_skipped_with_one_warning(tmp_path, capsys):
     make_folder(tmp_path, 3)
-    for i in range(5):
-        (tmp_path / f"zz_bad_{i}.jpg").write_bytes(b"garbage")
+    for i in range(12):
+        (tmp_path / f"zz_bad_{i:02d}.jpg").write_bytes(b"garbage")
     data = ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0)
     assert len(data.train_files) == 3
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert "skipped 5 unreadable file(s)" in err[0] and "zz_bad_0.jpg" in err[0] and "and 2 more" in err[0]
-    assert "zz_bad_0.jpg (not an image format Pillow can read)" in err[0]  # why, as translate says
+    assert len(err) == 1  # ten named (the files to fix), the rest counted
+    assert "skipped 12 unreadable file(s)" in err[0] and "zz_bad_09.jpg" in err[0] and err[0].endswith(" and 2 more")
+    assert "zz_bad_00.jpg (not an image format Pillow can read)" in err[0]
 
 
 def test_truncated_file_found_when_caching_is_reported_in_the_same_line(tmp_path, capsys):
@@ -566,3 +566,23 @@ def test_photos_that_show_no_colour_are_found_among_colour_ones(tmp_path):
     assert sorted(p.name for p in data.grey_train_files) == ["bw.png", "bw_scan.jpg"]
     assert not ImageData(data_cfg(tmp_path), channels=1, device=CPU, seed=0, find_grey=True).grey_train_files  # nothing to tell
     assert not ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0).grey_train_files  # only when asked
+
+
+def test_a_named_pipe_named_like_an_image_is_unreadable_not_waited_on(tmp_path):
+    """``mkfifo photos/x.png``: opening it would wait for a writer for ever. (The timer only
+    unblocks a reader that should not be there, so a regression fails instead of hanging.)"""
+    import os
+    import threading
+
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    unblock = threading.Timer(20, lambda: open(pipe, "wb").close())
+    unblock.daemon = True
+    unblock.start()
+    try:
+        for read in (lambda: decode_image(pipe, 3), lambda: probe_size(pipe)):
+            with pytest.raises(UnreadableImageError, match=r"pipe.png: cannot (decode|read) this image \(not a regular "
+                                                           r"file but a named pipe\)"):
+                read()
+    finally:
+        unblock.cancel()

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import re
+import stat
 import struct
 import warnings
 import zlib
@@ -159,6 +161,7 @@ def probe_size(path: str | Path) -> tuple[int, int]:
     fine but whose pixel data is damaged passes here and fails in :func:`decode_image`.
     """
     path = Path(path)
+    _refuse_special_file(path)
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -168,6 +171,19 @@ def probe_size(path: str | Path) -> tuple[int, int]:
         reason = _reason(exc, path)
         raise UnreadableImageError(f"{path}: cannot read this image ({reason})", reason) from None
     return height, width
+
+
+def _refuse_special_file(path: Path) -> None:
+    """A named pipe, socket or device named like an image would block the read for ever (or
+    stream without end): unreadable, with why. Missing files are left to the open's own error."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        reason = f"not a regular file but {kind}"
+        raise UnreadableImageError(f"{path}: cannot decode this image ({reason})", reason)
 
 
 def shorter_side_to(height: int, width: int, short: int) -> tuple[int, int]:
@@ -277,6 +293,7 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, int]:
     """``(pixels, alpha, bits)`` of an image file, upright: pixels ``[H, W, 1 or 3]`` composited
     onto white (uint8, or float32 on the 0-255 scale), alpha ``[H, W, 1]`` (uint8 or uint16) or
     ``None``, and 16 for files deeper than 8 bits per channel, else 8."""
+    _refuse_special_file(path)
     try:
         with Image.open(path) as image:
             orientation = _orientation(image)

@@ -217,18 +217,21 @@ def split_files(files: list[ImageFile], val_fraction: float, seed: int) -> tuple
 
 
 def name_files(paths: list[Path], reasons: Mapping[Path, str] | None = None, shown: int = 3) -> str:
-    """``a.png (why), b.png, c.png and 4 more``: the first few files of a list, for one line."""
+    """``a.png (why), b.png, c.png and 4 more``: the first few files of a list, for one line
+    (never "and 1 more": that one is named instead)."""
     reasons = reasons or {}
+    shown = shown + 1 if len(paths) == shown + 1 else shown
     names = ", ".join(f"{p} ({reasons[p]})" if reasons.get(p) else str(p) for p in paths[:shown])
     return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 def report_skipped(paths: list[Path], what: str = "unreadable file(s)", reasons: Mapping[Path, str] | None = None) -> None:
-    """One warning line on stderr: how many files were skipped and the first three names (with
-    why each could not be read, where ``reasons`` says)."""
+    """One warning line on stderr: how many files were skipped and the first ten names (with
+    why each could not be read, where ``reasons`` says): the files a user has to fix or remove."""
     if not paths:
         return
-    print(f"i2i: warning: skipped {len(paths)} {what}: {name_files(paths, reasons)}", file=sys.stderr, flush=True)
+    print(f"i2i: warning: skipped {len(paths)} {what}: {name_files(paths, reasons, shown=10)}", file=sys.stderr,
+          flush=True)
 
 
 def load_images_for_inference(paths: Iterable[str | Path], channels: int = 3) -> list[tuple[Path, torch.Tensor]]:
