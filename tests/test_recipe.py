@@ -158,3 +158,18 @@ def test_integers_given_for_float_options_reach_the_component_as_floats():
     assert "sigma = 30.0" in dumps_toml(dict(recipe))
     blind = load_recipe(str(Path(__file__).resolve().parents[1] / "recipes" / "denoise.toml"), ["task.sigma=[0, 55]"])
     assert [type(v) for v in blind["task"]["sigma"]] == [float, float]
+
+
+def test_a_batch_size_no_memory_could_hold_is_refused_by_name(tmp_path):
+    """A stray digit in train.batch_size once took all memory until the kernel killed i2i."""
+    from i2i.engine.components import check_recipe
+    from helpers import TINY_G2C
+
+    recipe = {**TINY_G2C, "train": {**TINY_G2C["train"], "batch_size": 10**11}, "output": {"dir": str(tmp_path / "run")}}
+    message = r"^<recipe>: train.batch_size = 100000000000: 100000000000 crops of 16x16 px need at least [\d,.]+ GB to " \
+              r"train on, and cpu has [\d.]+ GB free; lower train.batch_size \(or data.size\)$"
+    with pytest.raises(RecipeError, match=message):
+        check_recipe(load_recipe(recipe))  # i2i validate
+    with pytest.raises(RecipeError, match=message):
+        i2i.train(recipe, quiet=True)
+    assert not (tmp_path / "run").exists()

@@ -16,7 +16,7 @@ from ..errors import PluginError, RecipeError, UserError
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
 from ..plugins import registry
 from ..recipe import Recipe, build_component, recipe_error
-from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, scalar_loss
+from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
 from .evaluate import build_metrics
 from .infer import size_multiple
 
@@ -176,7 +176,9 @@ def check_recipe(recipe: Recipe) -> None:
     from .device import resolve_device, resolve_precision
 
     # the device and precision a run would take here: 'cuda' on a machine without one fails now
-    resolve_precision(recipe["train"]["precision"], resolve_device(recipe["train"]["device"]))
+    training_device = resolve_device(recipe["train"]["device"])
+    resolve_precision(recipe["train"]["precision"], training_device)
+    refuse_batch_beyond_memory(recipe, training_device)
     device = torch.device("cpu")
     nets = build_networks(recipe, device)
     check_crop_size(recipe, nets)

@@ -235,6 +235,25 @@ def _refuse_sizes_beyond_host_memory(recipe: Any, channels: int, device: torch.d
                                    f"free; lower data.size")
 
 
+def refuse_batch_beyond_memory(recipe: Any, device: torch.device) -> None:
+    """A ``train.batch_size`` whose crops alone could not fit in the training device's memory
+    (a stray digit, 10000000 for 1000), refused before the data pipeline plans it: it would
+    otherwise take all memory until the system kills the process. The estimate is a lower
+    bound (the networks' activations on the batch, as the dry run measures them)."""
+    batch, size = recipe["train"]["batch_size"], recipe["data"]["size"]
+    if device.type == "cuda":
+        available = torch.cuda.get_device_properties(device).total_memory
+    elif device.type == "cpu":
+        available = available_host_bytes()
+    else:
+        return
+    needed = batch * size * size * 4 * FLOATS_PER_PIXEL
+    if available is not None and needed > available:
+        raise recipe_error(recipe, f"train.batch_size = {batch}: {batch} crops of {size}x{size} px need at least "
+                                   f"{needed / 2**30:,.1f} GB to train on, and {device} has {available / 2**30:.1f} GB "
+                                   f"{'free' if device.type == 'cpu' else 'in all'}; lower train.batch_size (or data.size)")
+
+
 @contextlib.contextmanager
 def _size_fits(recipe: Any, device: torch.device) -> Iterator[None]:
     """Running out of memory on one image of ``data.size`` px is the recipe's size, not a plugin's

@@ -44,7 +44,7 @@ from ..losses import as_logit_list
 from ..recipe import Recipe
 from . import checkpoint as ckpt
 from .components import build_loss_terms, build_networks, check_crop_size
-from .contracts import contract_where, dry_run, raise_plugin_failure
+from .contracts import contract_where, dry_run, raise_plugin_failure, refuse_batch_beyond_memory
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext, is_comm_failure
@@ -101,6 +101,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
 
+        refuse_batch_beyond_memory(recipe, self.device)
         nets = build_networks(recipe, self.device)
         self.task, self.G, self.D, self.conditional = nets.task, nets.G, nets.D, nets.conditional
         check_crop_size(recipe, nets)
