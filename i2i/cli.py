@@ -321,8 +321,47 @@ def _add_plugin_commands() -> None:
         sys.exit(exc.exit_code)
 
 
+class _OutputThatOutlivesItsReader:
+    """stdout or stderr that goes quiet, rather than raising, once its reader is gone (``i2i run
+    ... | head``, a closed SSH terminal): the run carries on and checkpoints as it would have.
+    Before, the first progress line after that was a BrokenPipeError that ended the run without
+    a checkpoint."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:  # EPIPE, EIO
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        """Point the file descriptor at /dev/null, so what is buffered (flushed again at exit,
+        past this wrapper) goes there quietly too."""
+        import os
+
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main() -> None:
     """Console-script entry point."""
+    sys.stdout, sys.stderr = _OutputThatOutlivesItsReader(sys.stdout), _OutputThatOutlivesItsReader(sys.stderr)
     _add_plugin_commands()
     try:
         cli.main(prog_name="i2i")

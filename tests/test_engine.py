@@ -184,25 +184,46 @@ def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_run(photo
     assert log.read_text() == (straight.run_dir / "metrics.jsonl").read_text()
 
 
-def test_sigint_finishes_the_step_saves_and_exits_nonzero(photos, tmp_path):
-    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 100000}, output={"progress": "plain", "log_every": 1})
+def start_logged_run(photos, tmp_path, steps=100000) -> subprocess.Popen:
+    """``i2i run`` in a subprocess, logging every step as plain lines on stdout."""
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": steps}, output={"progress": "plain", "log_every": 1})
     path = tmp_path / "r.toml"
     from i2i.recipe import dumps_toml
 
     path.write_text(dumps_toml(recipe))
     env = {k: v for k, v in os.environ.items() if not k.startswith("I2I_")}
-    proc = subprocess.Popen([sys.executable, "-m", "i2i", "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([sys.executable, "-m", "i2i", "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+@pytest.mark.parametrize("sent", ["SIGINT", "SIGHUP"])  # SIGHUP: the terminal or SSH session closed
+def test_sigint_finishes_the_step_saves_and_exits_nonzero(photos, tmp_path, sent):
+    proc = start_logged_run(photos, tmp_path)
     for line in proc.stdout:  # wait until training steps are being logged
         if line.startswith("step 2/"):
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sent))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
-    assert "SIGINT received" in err
+    assert f"{sent} received" in err
     assert f"Resume with: i2i run --resume {tmp_path / 'run'}" in err
     assert "Traceback" not in err
     state = json.loads((find_checkpoint(tmp_path / "run") / "state.json").read_text())
     assert state["step"] >= 2
+
+
+def test_a_run_whose_output_reader_is_gone_trains_on_and_checkpoints(photos, tmp_path):
+    """``i2i run ... | head -2``: the first progress line after the pipe closed used to end the
+    run with a BrokenPipeError and no checkpoint."""
+    proc = start_logged_run(photos, tmp_path, steps=30)
+    for line in proc.stdout:
+        if line.startswith("step 1/"):
+            break
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert json.loads((find_checkpoint(tmp_path / "run") / "state.json").read_text())["step"] == 30
 
 
 class NaNAfter(i2i.ReconstructionLoss):

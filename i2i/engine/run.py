@@ -202,7 +202,8 @@ ECHO_WINDOW_S = 2.0
 
 @contextmanager
 def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """SIGINT/SIGTERM: finish the step, checkpoint, stop. A second Ctrl-C stops at once."""
+    """SIGINT/SIGTERM (and SIGHUP: the terminal closed): finish the step, checkpoint, stop. A
+    second Ctrl-C stops at once."""
     if not _main_thread():
         yield
         return
@@ -222,7 +223,7 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         if trainer.dist.is_main:  # every rank got it, or will agree on it within a step
             print(f"\ni2i: {signal.Signals(signum).name} received: finishing the current step, then saving a checkpoint (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
         previous[sig] = signal.signal(sig, handler)
     try:
         yield
