@@ -151,11 +151,16 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
         if existing:
             raise UserError(f"{existing[0]}: already exists ({len(existing)} output file(s) would be replaced); use --overwrite or another --out")
     seen: dict[Path, Path] = {}
+    clashes: list[str] = []  # all of them in one message: renaming one pair at a time took a run each
     for (root, file), target in zip(pairs, targets):
         if target in seen:
-            raise UserError(f"{seen[target]} and {file} would both be written to {target} (outputs are named by "
-                            f"file stem, in --format); rename one of them, or translate it on its own into another --out")
+            clashes.append(f"{seen[target]} and {file} -> {target}")
         seen[target] = file
+    if clashes:
+        more = f" (and {len(clashes) - 10} more)" if len(clashes) > 10 else ""
+        raise UserError(f"{len(clashes)} pair(s) of inputs would be written to the same file (outputs are named by file "
+                        f"stem, in --format): {'; '.join(clashes[:10])}{more}; rename one of each, or translate them "
+                        "on their own into another --out")
 
     report = TranslateReport()
     bar = None

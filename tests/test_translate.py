@@ -380,13 +380,15 @@ def test_translate_names_image_kinds_it_does_not_read_and_keeps_pillow_warnings_
 def test_translate_refuses_two_inputs_with_one_output_name_before_writing(g2c_run, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    for name in ("photo.jpg", "photo.png", "zebra.png"):
+    for name in ("photo.jpg", "photo.png", "scan.bmp", "scan.webp", "zebra.png"):
         Image.new("RGB", (20, 16), (200, 30, 60)).save(folder / name)
     result = run_i2i(["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "out")])
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
-    assert result.stderr == (f"i2i: error: {folder / 'photo.jpg'} and {folder / 'photo.png'} would both be written to "
-                             f"{tmp_path / 'out' / 'photo.png'} (outputs are named by file stem, in --format); "
-                             "rename one of them, or translate it on its own into another --out\n")
+    out = tmp_path / "out"
+    assert result.stderr == (f"i2i: error: 2 pair(s) of inputs would be written to the same file (outputs are named by "
+                             f"file stem, in --format): {folder / 'photo.jpg'} and {folder / 'photo.png'} -> "
+                             f"{out / 'photo.png'}; {folder / 'scan.bmp'} and {folder / 'scan.webp'} -> {out / 'scan.png'}; "
+                             "rename one of each, or translate them on their own into another --out\n")
 
 
 # -- what the output keeps of the input: alpha, bit depth ----------------------------------------------
