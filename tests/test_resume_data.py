@@ -224,3 +224,20 @@ def test_a_hand_edited_record_with_a_file_on_both_sides_is_refused(photos, tmp_p
     with pytest.raises(UserError, match=rf"split.json: cannot be read as the run's train/validation split \({name} is listed "
                                         r"as both a training and a validation file\); restore it, or start a new run"):
         i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+
+
+def test_a_validation_file_that_never_decoded_may_be_deleted(originals, others, tmp_path, capsys):
+    """Its header read, its pixels did not (skipped with a warning at every evaluation): once
+    deleted, it used to stop every resume and ``i2i eval`` until it was put back."""
+    train, val = shutil.copytree(originals, tmp_path / "train"), shutil.copytree(others, tmp_path / "val")
+    whole = (val / "photo_5.png").read_bytes()
+    (val / "photo_5.png").write_bytes(whole[: len(whole) // 2])  # header fine, pixels cut off
+    run = start(train, tmp_path, data={"val_source": str(val)})
+    assert "skipped 1 unreadable validation file(s)" in capsys.readouterr().err
+    assert recorded(run.run_dir)["val_unreadable"] == ["photo_5.png"]
+    (val / "photo_5.png").unlink()
+    resumed = i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+    assert resumed.step == 3 and "psnr" in resumed.metrics  # scored on the five that decode
+    (val / "photo_4.png").unlink()  # one that was scored still stops it
+    with pytest.raises(UserError, match=r"1 of the run's 6 validation file\(s\) are missing or changed .*photo_4.png"):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=4"], quiet=True)

@@ -240,6 +240,12 @@ class ImageData:
         self._val = files
         self.val_files = [f.path for f in files]
 
+    @property
+    def unreadable_val_names(self) -> list[str]:
+        """The recorded names (relative to their folder) of the validation files whose pixels
+        failed to decode so far."""
+        return [f.name for f in self._val if f.path in self._unreadable_val]
+
     def recorded_split(self) -> RecordedSplit:
         """Which files the run trains (every rank's) and validates on, for the run's record.
 

@@ -11,6 +11,7 @@ silently left out. Relative folders are relative to the working directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -294,6 +295,9 @@ class RecordedSplit:
     val: dict[str, int]
     val_separate: bool  # validation files come from data.val_source
     run: str = ""
+    #: validation files whose pixels could not be decoded (found at an evaluation): they never
+    #: counted, so one deleted since does not stop a resume or ``i2i eval``
+    val_unreadable: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, train: Iterable[ImageFile], val: Iterable[ImageFile], val_separate: bool) -> RecordedSplit:
@@ -301,7 +305,8 @@ class RecordedSplit:
 
     def to_json(self) -> dict:
         return {"format": 1, "val_from": "data.val_source" if self.val_separate else "data.source",
-                "train": self.train, "val": self.val}
+                "train": self.train, "val": self.val,
+                **({"val_unreadable": sorted(self.val_unreadable)} if self.val_unreadable else {})}
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RecordedSplit | None:
@@ -327,7 +332,19 @@ class RecordedSplit:
         both = sorted(set(train) & set(val)) if not separate else []
         if both:  # a hand edit: which side it belongs to cannot be told
             raise ValueError(f"{both[0]} is listed as both a training and a validation file")
-        return cls(train, val, separate, run)
+        return cls(train, val, separate, run, frozenset(str(name) for name in data.get("val_unreadable", [])))
+
+
+def record_unreadable_val(run_dir: str | Path, names: Iterable[str]) -> None:
+    """Add validation files found undecodable to the run's ``split.json`` (see
+    :attr:`RecordedSplit.val_unreadable`)."""
+    from ..engine.checkpoint import write_atomic
+
+    record = RecordedSplit.read(run_dir)
+    if record is None or set(names) <= record.val_unreadable:
+        return
+    record = dataclasses.replace(record, val_unreadable=record.val_unreadable | frozenset(names))
+    write_atomic(Path(run_dir) / SPLIT_FILE, (json.dumps(record.to_json(), indent=0) + "\n").encode())
 
 
 def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_source: list[ImageFile] | None,
@@ -385,6 +402,8 @@ def recorded_val_files(record: RecordedSplit, source: list[ImageFile], val_sourc
     by_name = {f.name: f for f in pool}
     problems = []
     for name, size in record.val.items():
+        if name in record.val_unreadable:  # never scored: gone, fixed or still broken, all the same
+            continue
         file = by_name.get(name)
         if file is None:
             why = "unreadable" if (resolve_folder(data[val_key], f"data.{val_key}") / name).exists() else "missing"
@@ -396,4 +415,4 @@ def recorded_val_files(record: RecordedSplit, source: list[ImageFile], val_sourc
         raise UserError(f'{run}: {len(problems)} of the run\'s {len(record.val)} validation file(s) are missing or changed '
                         f'in data.{val_key} = "{data[val_key]}" (first: {name}, {why}); the run validates on the '
                         "files it started with: restore them, or start a new run")
-    return [f for f in pool if f.name in record.val]
+    return [f for f in pool if f.name in record.val and f.name not in record.val_unreadable]

@@ -644,6 +644,10 @@ class Trainer:
             device=self.device, dtype=self.dtype, seed=self.seed, dist=self.dist,
         )
         self._evaluating = False
+        if self.dist.is_main and self.data.unreadable_val_names:
+            from ..data.sources import record_unreadable_val
+
+            record_unreadable_val(self.run_dir, self.data.unreadable_val_names)
         if not scored and self.dist.is_main:  # every validation file's pixels failed to decode
             self.progress.warn(f"i2i: warning: step {self.step}: none of the {len(self.data.val_files)} validation image(s) "
                                "could be decoded (see the warning above), so this run has no validation score and "
