@@ -85,6 +85,20 @@ def test_with_alpha_matches_depths_and_save_image_refuses_16_bits_where_they_do_
         save_image(rgb16, tmp_path / "x.jpg", "jpg")
 
 
+def test_with_alpha_takes_the_white_back_out_of_partly_transparent_pixels():
+    """A 50 % grey shadow (127 at alpha 128) reaches the network as 191 over white; written back
+    with its alpha it must be 127 again, not 191 lightened a second time by the viewer."""
+    alpha = np.array([[255, 128, 0]], np.uint8)
+    translated = np.array([[[40, 40, 40], [191, 191, 191], [250, 250, 250]]], np.uint8)
+    out = with_alpha(translated, alpha)
+    assert out[0, 0].tolist() == [40, 40, 40, 255] and out[0, 2].tolist() == [250, 250, 250, 0]  # opaque, clear: as is
+    assert abs(int(out[0, 1, 0]) - 127) <= 1 and out[0, 1, 3] == 128
+    shown = alpha[0, 1] / 255 * out[0, 1, :3].astype(float) + (1 - alpha[0, 1] / 255) * 255
+    assert np.abs(shown - 191).max() <= 0.5
+    deep = with_alpha(translated.astype(np.uint16) * 257, alpha)  # 16 bits: the same, at 16 bits
+    assert abs(int(deep[0, 1, 0]) - 127 * 257) <= 257 and deep[0, 1, 3] == 128 * 257
+
+
 def test_decode_full_keeps_8_bit_alpha_and_gives_the_network_decode_images_pixels(tmp_path):
     rgba, alphas = make_transparent_images(tmp_path, 16, 20, seed=1)
     for name in ("rgba.png", "la.png", "palette.png", "rgb.png"):
