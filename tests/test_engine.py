@@ -635,3 +635,28 @@ def test_commands_suggested_for_a_folder_with_spaces_can_be_pasted(photos, tmp_p
     assert quoted != str(run.run_dir)
     assert f"try: i2i translate {quoted} IMAGE... --out OUT_DIR" in capsys.readouterr().out
     assert shlex.split(f"i2i translate {quoted} IMAGE")[2] == str(run.run_dir)
+
+
+def test_a_sigterm_while_a_run_sets_up_leaves_no_empty_run_folder(photos, tmp_path, monkeypatch):
+    """Reading and caching the data takes seconds; the default SIGTERM handler used to end the
+    process there and leave an empty folder that pushed the next run to run-2."""
+    from i2i.engine import run as run_module
+
+    original = run_module.Trainer.__init__
+
+    def init_then_terminated(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the Trainer is being built
+        original(self, *args, **kwargs)
+
+    def outside_handler(signum, frame):  # stands in for the default (which would end pytest)
+        raise SystemError("SIGTERM reached the process's own handler")
+
+    monkeypatch.setattr(run_module.Trainer, "__init__", init_then_terminated)
+    previous = signal.signal(signal.SIGTERM, outside_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            i2i.train(tiny_recipe(photos, tmp_path / "run"), quiet=True)
+        assert signal.getsignal(signal.SIGTERM) is outside_handler  # the process's own handler, back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not (tmp_path / "run").exists()

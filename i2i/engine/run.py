@@ -232,6 +232,26 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+@contextmanager
+def _interrupt_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP as Ctrl-C while a run is set up (reading and caching its data can take
+    a while), so the new run folder is removed rather than left empty by the default handler."""
+    if not _main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signals = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _main_thread() -> bool:
     import threading
 
@@ -293,8 +313,9 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             run_dir = Path(dist.broadcast_path(str(new_run_dir(out if out is not None else recipe["output"]["dir"])) if dist.is_main else None))
             recipe["output"]["dir"] = str(run_dir)
         try:
-            trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])], quiet=quiet,
-                              split=split)
+            with _interrupt_on_termination():  # a SIGTERM while data loads: clean up as for Ctrl-C
+                trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])],
+                                  quiet=quiet, split=split)
         except BaseException:
             if resume is None and dist.is_main:
                 _remove_if_empty(run_dir)  # a recipe mistake leaves no empty run folder behind
