@@ -101,6 +101,9 @@ class PluginHost:
                 print(f"i2i: note: plugin '{ep.name}' ({dist_name}) took {took:.1f} s to import, which every i2i "
                       f"command waits for; I2I_LOAD_PLUGINS=NAME,... loads only the plugins named", file=sys.stderr)
             self.add_plugin(module, ep.name, info=info, warn_clashes=False)
+            if info.status == "loaded" and not info.hooks:  # e.g. an entry point naming a class, not the module
+                print(f"i2i: warning: plugin '{ep.name}' ({dist_name}: {ep.value}) has no @i2i.hookimpl hooks, so it "
+                      "registers nothing; its entry point names the module that holds them", file=sys.stderr)
         self._warn_clashes()
         known = {n for p in self.plugins.values() if not p.builtin for n in (p.name, p.distribution)}
         for name in sorted((allowed or set()) - known):

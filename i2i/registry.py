@@ -211,7 +211,9 @@ class Registry:
                 raise UnknownComponentError(f"unknown {singular} '{name}': plugin '{plugin}' {self.unavailable[plugin]}; see 'i2i plugins'")
             hint = did_you_mean(bare, self._by_kind[kind])
             if not hint and self.unavailable:
-                hint = f" (not loaded: plugin {', '.join(repr(p) for p in sorted(self.unavailable))}; see 'i2i plugins')"
+                names = [repr(p) for p in sorted(self.unavailable)]
+                listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                hint = f" (not loaded: plugin {listed}; see 'i2i plugins')"
             raise UnknownComponentError(
                 f"unknown {singular} '{name}'{hint}; see 'i2i list {kind}'"
             )

@@ -340,3 +340,27 @@ def test_load_plugins_leaves_out_a_clashing_distribution_quietly(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     loud = run_i2i(["list", "tasks"], site, cwd=ROOT)
     assert "the entry-point name 'nets' is taken by i2i's built-in plugin" in loud.stderr
+
+
+def test_an_entry_point_naming_a_class_instead_of_its_module_is_pointed_out(tmp_path):
+    site = tmp_path / "site"
+    code = "import i2i\n\nclass Helper:\n    pass\n\n@i2i.hookimpl\ndef register_losses(register):\n    pass\n"
+    make_distribution(site, "i2i-pointed", "0.1", {"pointed": "i2i_pointed:Helper"}, {"i2i_pointed.py": code})
+    result = run_i2i(["list", "tasks"], site, cwd=ROOT)
+    assert result.returncode == 0
+    assert ("i2i: warning: plugin 'pointed' (i2i-pointed: i2i_pointed:Helper) has no @i2i.hookimpl hooks, so it "
+            "registers nothing; its entry point names the module that holds them") in result.stderr
+
+
+def test_an_unknown_name_lists_a_few_of_the_plugins_that_did_not_load():
+    class Broken:
+        @i2i.hookimpl
+        def register_generators(self, register):
+            raise RuntimeError("broken")
+
+    for n in range(7):
+        i2i.register_plugin(Broken(), f"broken{n}")
+    with pytest.raises(i2i.UnknownComponentError) as info:
+        i2i.registry().get("generators", "zzz_nothing_like_it")
+    assert "(not loaded: plugin 'broken0', 'broken1', 'broken2', 'broken3', 'broken4' and 2 more; see 'i2i plugins')" \
+        in str(info.value)
