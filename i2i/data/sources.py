@@ -415,4 +415,4 @@ def recorded_val_files(record: RecordedSplit, source: list[ImageFile], val_sourc
         raise UserError(f'{run}: {len(problems)} of the run\'s {len(record.val)} validation file(s) are missing or changed '
                         f'in data.{val_key} = "{data[val_key]}" (first: {name}, {why}); the run validates on the '
                         "files it started with: restore them, or start a new run")
-    return [f for f in pool if f.name in record.val and f.name not in record.val_unreadable]
+    return [f for f in pool if f.name in record.val]  # an undecodable one still there is skipped, and said, again

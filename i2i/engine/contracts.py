@@ -248,7 +248,7 @@ def refuse_batch_beyond_memory(recipe: Any, device: torch.device) -> None:
     else:
         return
     needed = batch * size * size * 4 * FLOATS_PER_PIXEL
-    if available is not None and needed > available:
+    if available is not None and needed > available >= needed // batch:  # one crop too many: data.size's error
         raise recipe_error(recipe, f"train.batch_size = {batch}: {batch} crops of {size}x{size} px need at least "
                                    f"{needed / 2**30:,.1f} GB to train on, and {device} has {available / 2**30:.1f} GB "
                                    f"{'free' if device.type == 'cpu' else 'in all'}; lower train.batch_size (or data.size)")
