@@ -423,7 +423,8 @@ def test_a_plugin_slow_to_import_is_named(tmp_path, monkeypatch, capsys):
     from i2i import plugins
 
     site = tmp_path / "site"
-    make_distribution(site, "i2i-slow", "0.1", {"slow": "i2i_slow"}, {"i2i_slow.py": "import i2i\n"})
+    code = "import i2i\n\n@i2i.hookimpl\ndef register_losses(register):\n    pass\n"
+    make_distribution(site, "i2i-slow", "0.1", {"slow": "i2i_slow"}, {"i2i_slow.py": code})
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr(plugins, "SLOW_IMPORT_SECONDS", 0.0)
     monkeypatch.setenv("I2I_LOAD_PLUGINS", "slow")
