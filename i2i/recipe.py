@@ -260,8 +260,10 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     try:
         resolved = validate(data, where)
         check_components(resolved, registry(), where)
-    except RecipeError as exc:
-        raise _blame_override(exc, where, overrides, data) from None
+    except RecipeError as exc:  # an unknown callback or metric of a saved run: which plugin brings it back
+        blamed = _blame_override(exc, where, overrides, data)
+        hint = _missing_run_plugins(source) if isinstance(source, (str, os.PathLike)) and "unknown " in str(exc) else ""
+        raise (type(blamed)(f"{blamed}; {hint}") if hint else blamed) from None
     except UnknownComponentError as exc:
         hint = _missing_run_plugins(source) if isinstance(source, (str, os.PathLike)) else ""
         if not hint:

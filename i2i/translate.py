@@ -138,6 +138,10 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
             left_out[item] = contents.other_kinds
         else:
             pairs.append((item, item))
+    once: dict[str, tuple[Path, Path]] = {}  # a file reached twice (named and in its folder) is translated once
+    for root, file in pairs:
+        once.setdefault(os.path.realpath(file), (root, file))
+    pairs = list(once.values())
     if not pairs:
         raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} ({IMAGE_KINDS})"
                         f"{not_read_note(left_out.values())}")
@@ -150,15 +154,15 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
         existing = [t for t in targets if t.exists()]
         if existing:
             raise UserError(f"{existing[0]}: already exists ({len(existing)} output file(s) would be replaced); use --overwrite or another --out")
-    seen: dict[Path, Path] = {}
-    clashes: list[str] = []  # all of them in one message: renaming one pair at a time took a run each
-    for (root, file), target in zip(pairs, targets):
-        if target in seen:
-            clashes.append(f"{seen[target]} and {file} -> {target}")
-        seen[target] = file
+    sharing: dict[Path, list[Path]] = {}
+    for (_, file), target in zip(pairs, targets):
+        sharing.setdefault(target, []).append(file)
+    # all of them in one message: renaming one pair at a time took a run each
+    clashes = [f"{', '.join(map(str, files[:-1]))} and {files[-1]} -> {target}"
+               for target, files in sharing.items() if len(files) > 1]
     if clashes:
         more = f" (and {len(clashes) - 10} more)" if len(clashes) > 10 else ""
-        raise UserError(f"{len(clashes)} pair(s) of inputs would be written to the same file (outputs are named by file "
+        raise UserError(f"{len(clashes)} group(s) of inputs would be written to the same file (outputs are named by file "
                         f"stem, in --format): {'; '.join(clashes[:10])}{more}; rename one of each, or translate them "
                         "on their own into another --out")
 

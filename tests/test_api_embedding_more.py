@@ -2,6 +2,7 @@
 called from inside its own no-grad blocks, and a loaded model whose outputs it trains on,
 casts or moves."""
 
+import json
 import sys
 
 
@@ -97,8 +98,12 @@ def test_a_model_loads_without_the_plugin_of_a_training_callback(run_dir, tmp_pa
     recipe = copy / "recipe.toml"
     recipe.write_text(recipe.read_text().replace("callbacks = []", 'callbacks = ["slack_notifier"]'))
     assert 'callbacks = ["slack_notifier"]' in recipe.read_text()
-    with pytest.raises(i2i.RecipeError, match="unknown callback 'slack_notifier'"):
-        i2i.train(None, resume=copy, quiet=True)  # training would need it
+    info = json.loads((copy / "run.json").read_text())
+    info["plugins"]["chat"] = {"distribution": "i2i-chat", "version": "2.0", "status": "loaded", "used": True}
+    (copy / "run.json").write_text(json.dumps(info))
+    with pytest.raises(i2i.RecipeError, match=r"unknown callback 'slack_notifier'.*; this run was trained with plugin "
+                                              r"'chat', which is not loaded here: pip install i2i-chat==2\.0$"):
+        i2i.train(None, resume=copy, quiet=True)  # training would need it, and says how to get it
     assert i2i.load(copy)(torch.rand(3, 16, 16)).shape == (3, 16, 16)
 
 

@@ -382,10 +382,12 @@ def test_translate_refuses_two_inputs_with_one_output_name_before_writing(g2c_ru
     folder.mkdir()
     for name in ("photo.jpg", "photo.png", "scan.bmp", "scan.webp", "zebra.png"):
         Image.new("RGB", (20, 16), (200, 30, 60)).save(folder / name)
-    result = run_i2i(["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "out")])
+    # the folder given twice and one of its files by name: each file once, each clash once
+    result = run_i2i(["translate", str(g2c_run), str(folder), str(folder / "zebra.png"), str(folder), "--out",
+                      str(tmp_path / "out")])
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
     out = tmp_path / "out"
-    assert result.stderr == (f"i2i: error: 2 pair(s) of inputs would be written to the same file (outputs are named by "
+    assert result.stderr == (f"i2i: error: 2 group(s) of inputs would be written to the same file (outputs are named by "
                              f"file stem, in --format): {folder / 'photo.jpg'} and {folder / 'photo.png'} -> "
                              f"{out / 'photo.png'}; {folder / 'scan.bmp'} and {folder / 'scan.webp'} -> {out / 'scan.png'}; "
                              "rename one of each, or translate them on their own into another --out\n")

@@ -129,7 +129,7 @@ def _remove_unstarted_run(run_dir: Path) -> None:
     import shutil
 
     try:
-        entries = {p.name for p in run_dir.iterdir()}
+        entries = {p.name for p in run_dir.iterdir() if ".tmp-" not in p.name}  # half-written files too
         checkpoints = run_dir / "checkpoints"
         if entries <= UNSTARTED_RUN_FILES and not (checkpoints.is_dir() and any(checkpoints.glob("step_*"))):
             shutil.rmtree(run_dir)
@@ -312,20 +312,22 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         if resume is None:
             run_dir = Path(dist.broadcast_path(str(new_run_dir(out if out is not None else recipe["output"]["dir"])) if dist.is_main else None))
             recipe["output"]["dir"] = str(run_dir)
-        try:
-            with _interrupt_on_termination():  # a SIGTERM while data loads: clean up as for Ctrl-C
+        # a SIGTERM while data loads or the run's files are written: clean up as for Ctrl-C (fit
+        # installs its own handlers, which checkpoint)
+        with _interrupt_on_termination():
+            try:
                 trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])],
                                   quiet=quiet, split=split)
-        except BaseException:
-            if resume is None and dist.is_main:
-                _remove_if_empty(run_dir)  # a recipe mistake leaves no empty run folder behind
-            raise
-        try:
-            return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
-        except BaseException:
-            if resume is None and dist.is_main and trainer.step == 0:
-                _remove_unstarted_run(run_dir)  # failed in its first step: a -2 folder next time would be noise
-            raise
+            except BaseException:
+                if resume is None and dist.is_main:
+                    _remove_if_empty(run_dir)  # a recipe mistake leaves no empty run folder behind
+                raise
+            try:
+                return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
+            except BaseException:
+                if resume is None and dist.is_main and trainer.step == 0:
+                    _remove_unstarted_run(run_dir)  # failed in its first step: a -2 folder next time would be noise
+                raise
     except RuntimeError as exc:
         if dist.is_distributed and is_comm_failure(exc):
             raise dist.lost(exc, trainer.step if trainer is not None else 0, run_dir or "RUN_DIR") from None
