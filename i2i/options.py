@@ -133,6 +133,14 @@ def as_declared(value: Any, annotation: Any) -> Any:
     return value
 
 
+def representable(value: Any) -> bool:
+    """A value a recipe could spell (and a run's ``recipe.toml`` records): a string, number or
+    bool, or a list of them; not ``None`` or an object."""
+    if isinstance(value, (list, tuple)):
+        return all(representable(v) for v in value)
+    return isinstance(value, (str, int, float, bool))
+
+
 def format_value(value: Any) -> str:
     """A value as the recipe spells it (strings quoted, ``true``/``false``), for messages."""
     if isinstance(value, str):

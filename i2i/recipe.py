@@ -29,7 +29,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import PluginError, RecipeError, UnknownComponentError, UserError, did_you_mean, exception_line
-from .options import describe_type, format_value, matches_type
+from .options import describe_type, format_value, matches_type, representable
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -468,7 +468,7 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>") 
         for key, option in component.options.items():
             if key in options:
                 table[key] = as_declared(table[key], option.annotation)
-            elif _representable(option.default):
+            elif representable(option.default):
                 table[key] = copy.deepcopy(option.default)
     for dotted, kind in (("train.callbacks", "callbacks"), ("eval.metrics", "metrics")):
         section, key = dotted.split(".")
@@ -477,14 +477,6 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>") 
                 registry.get(kind, name)
             except UserError as exc:
                 raise RecipeError(f"{where}: {dotted}: {exc}") from None
-
-
-def _representable(value: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, (list, tuple)):
-        return all(_representable(v) for v in value)
-    return isinstance(value, (str, int, float, bool))
 
 
 def component_options(table: dict, section: str) -> dict:

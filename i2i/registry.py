@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import UnknownComponentError, UserError, did_you_mean
-from .options import Option, accepts_any_option, factory_options
+from .options import Option, accepts_any_option, factory_options, representable
 
 #: The distribution whose plugins (under ``plugins/``) are i2i's own.
 BUILTIN_DISTRIBUTION = "i2i"
@@ -94,7 +94,7 @@ def check_declared_options(kind: str, name: str, factory: Callable[..., Any], de
         raise ValueError(f"{singular} '{name}': option '{key}' has the name of the recipe table's own "
                          f"'{key}' key, so a recipe could never set it; rename the option")
     for key, option in options.items():
-        if _plain(option.default) and not option.check(option.default):
+        if representable(option.default) and not option.check(option.default):
             raise TypeError(f"{singular} '{name}': option '{key}' defaults to {format_value(option.default)}, "
                             f"which is not {option.type_name} as its annotation says")
     for key, value in defaults.items():
@@ -108,13 +108,6 @@ def check_declared_options(kind: str, name: str, factory: Callable[..., Any], de
         if not option.check(value):
             raise TypeError(f"{singular} '{name}': defaults gives {key} = {format_value(value)}, which is not "
                             f"{option.type_name}")
-
-
-def _plain(value: Any) -> bool:
-    """A default a recipe could spell (and a run's recipe.toml would record)."""
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    return isinstance(value, (str, int, float, bool))
 
 
 class Registry:

@@ -5,7 +5,6 @@ recipe that validates is one that starts."""
 from __future__ import annotations
 
 import inspect
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ from ..plugins import registry
 from ..recipe import Recipe, build_component, recipe_error
 from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
 from .evaluate import build_metrics
-from .infer import size_multiple
+from .infer import is_whole_number, size_multiple, size_multiple_owner
 
 
 class LossTerm:
@@ -97,18 +96,14 @@ def _check_declared_sizes(recipe: Recipe, task: Any, G: nn.Module, D: nn.Module 
 
     if task.image_channels not in (1, 3) or isinstance(task.image_channels, bool):
         raise refuse("task", f"image_channels = {task.image_channels!r}; images are read with 1 (grey) or 3 (RGB) channels")
-    owner = next((m for m in (G, getattr(G, "module", None), getattr(G, "_orig_mod", None))
-                  if m is not None and hasattr(m, "size_multiple")), None)
-    if owner is not None and not _whole(owner.size_multiple, 1):
+    owner = size_multiple_owner(G)
+    if owner is not None and not is_whole_number(owner.size_multiple, 1):
         raise refuse("generator", f"size_multiple = {owner.size_multiple!r}; it is the whole number (1 or more) "
                                   "that the height and width of its input must divide by")
-    if D is not None and hasattr(D, "min_size") and not _whole(D.min_size, 0):
+    if D is not None and hasattr(D, "min_size") and not is_whole_number(D.min_size):
         raise refuse("discriminator", f"min_size = {D.min_size!r}; it is the smallest height and width it takes, "
                                       "a whole number of pixels")
 
-
-def _whole(value: Any, least: int) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
 def check_crop_size(recipe: Recipe, nets: Networks) -> None:

@@ -12,10 +12,17 @@ from torch import Tensor, nn
 
 def size_multiple(net: nn.Module) -> int:
     """The multiple of H and W the network needs (``size_multiple`` attribute; 1 if unset)."""
+    owner = size_multiple_owner(net)
+    return int(owner.size_multiple) if owner is not None else 1
+
+
+def size_multiple_owner(net: nn.Module) -> nn.Module | None:
+    """The module that declares ``size_multiple``: the network, or the one it wraps (DDP's
+    ``module``, torch.compile's ``_orig_mod``); None when none does."""
     for module in (net, getattr(net, "module", None), getattr(net, "_orig_mod", None)):
         if module is not None and hasattr(module, "size_multiple"):
-            return int(module.size_multiple)
-    return 1
+            return module
+    return None
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
@@ -62,7 +69,7 @@ def resolve_tile(tile: int | str | None, h: int, w: int) -> int:
     """
     if tile is None or tile == "auto":
         return AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0
-    if not _is_count(tile):
+    if not is_whole_number(tile):
         raise ValueError(f"tile must be 'auto', 0 or a positive number of pixels, got {tile!r}")
     return int(tile)
 
@@ -70,14 +77,14 @@ def resolve_tile(tile: int | str | None, h: int, w: int) -> int:
 def check_overlap(overlap: object) -> int:
     """``overlap``, the pixels neighbouring tiles share, as a whole number of pixels >= 0 (a
     tile uses at most half its side of it)."""
-    if not _is_count(overlap):
+    if not is_whole_number(overlap):
         raise ValueError(f"overlap must be a whole number of pixels, 0 or more, got {overlap!r}")
     return int(overlap)
 
 
-def _is_count(value: object) -> bool:
-    """A whole number >= 0 (a numpy integer too), not a bool, a float or a string."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+def is_whole_number(value: object, least: int = 0) -> bool:
+    """A whole number >= ``least`` (a numpy integer too), not a bool, a float or a string."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
 def _starts(n: int, tile: int, stride: int) -> list[int]:
