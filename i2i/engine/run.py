@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -114,18 +114,14 @@ def _write_split(run_dir: Path, data: ImageData) -> None:
     ckpt.write_atomic(run_dir / SPLIT_FILE, (json.dumps(data.recorded_split().to_json(), indent=0) + "\n").encode())
 
 
-def _remove_if_empty(folder: Path) -> None:
-    with suppress(OSError):
-        folder.rmdir()  # fails, and keeps the folder, unless it is empty
-
-
 #: What a run writes before its first step completes (see ``_fit_and_report``).
 UNSTARTED_RUN_FILES = {"recipe.toml", "run.json", "split.json", "metrics.jsonl", "tensorboard", "samples", "checkpoints"}
 
 
 def _remove_unstarted_run(run_dir: Path) -> None:
-    """Remove a new run's folder whose first step failed (a plugin's error, memory): it holds
-    only the files every run starts with, and no checkpoint. Anything else in it stays."""
+    """Remove a new run's folder that never got through its first step (a recipe mistake found
+    while setting up, a plugin's error, memory): empty, or holding only the files every run
+    starts with, and no checkpoint. Anything else in it stays."""
     import shutil
 
     try:
@@ -200,6 +196,10 @@ def _callbacks(recipe: Recipe) -> list[Any]:
 ECHO_WINDOW_S = 2.0
 
 
+#: Signals that ask a process to end: SIGTERM, and SIGHUP (its terminal or SSH session closed).
+TERMINATION_SIGNALS = (signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+
+
 @contextmanager
 def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
     """SIGINT/SIGTERM (and SIGHUP: the terminal closed): finish the step, checkpoint, stop. A
@@ -207,7 +207,6 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
     if not _main_thread():
         yield
         return
-    previous = {}
     first_at: list[float] = []
     distributed = trainer.dist.is_distributed
 
@@ -223,13 +222,8 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         if trainer.dist.is_main:  # every rank got it, or will agree on it within a step
             print(f"\ni2i: {signal.Signals(signum).name} received: finishing the current step, then saving a checkpoint (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
-        previous[sig] = signal.signal(sig, handler)
-    try:
+    with _signals_handled((signal.SIGINT, *TERMINATION_SIGNALS), handler):
         yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextmanager
@@ -243,8 +237,14 @@ def _interrupt_on_termination() -> Iterator[None]:
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    signals = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
-    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    with _signals_handled(TERMINATION_SIGNALS, interrupt):
+        yield
+
+
+@contextmanager
+def _signals_handled(signals: tuple[int, ...], handler: Any) -> Iterator[None]:
+    """``handler`` for ``signals`` inside the block; the previous handlers after it."""
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
@@ -318,15 +318,11 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             try:
                 trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])],
                                   quiet=quiet, split=split)
-            except BaseException:
-                if resume is None and dist.is_main:
-                    _remove_if_empty(run_dir)  # a recipe mistake leaves no empty run folder behind
-                raise
-            try:
                 return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
             except BaseException:
-                if resume is None and dist.is_main and trainer.step == 0:
-                    _remove_unstarted_run(run_dir)  # failed in its first step: a -2 folder next time would be noise
+                # a recipe mistake, or a first step that failed: a -2 folder next time would be noise
+                if resume is None and dist.is_main and (trainer is None or trainer.step == 0):
+                    _remove_unstarted_run(run_dir)
                 raise
     except RuntimeError as exc:
         if dist.is_distributed and is_comm_failure(exc):
