@@ -260,15 +260,12 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     try:
         resolved = validate(data, where)
         check_components(resolved, registry(), where)
-    except RecipeError as exc:  # an unknown callback or metric of a saved run: which plugin brings it back
-        blamed = _blame_override(exc, where, overrides, data)
-        hint = _missing_run_plugins(source) if isinstance(source, (str, os.PathLike)) and "unknown " in str(exc) else ""
-        raise (type(blamed)(f"{blamed}; {hint}") if hint else blamed) from None
-    except UnknownComponentError as exc:
-        hint = _missing_run_plugins(source) if isinstance(source, (str, os.PathLike)) else ""
-        if not hint:
-            raise
-        raise UnknownComponentError(f"{exc}; {hint}") from None
+    except (RecipeError, UnknownComponentError) as exc:
+        error = _blame_override(exc, where, overrides, data) if isinstance(exc, RecipeError) else exc
+        # an unknown component, callback or metric of a saved run: which plugin brings it back
+        unknown = isinstance(exc, UnknownComponentError) or "unknown " in str(exc)
+        hint = _missing_run_plugins(source) if unknown and isinstance(source, (str, os.PathLike)) else ""
+        raise (type(error)(f"{error}; {hint}") if hint else error) from None
     return Recipe(resolved, where, overrides)
 
 
@@ -460,8 +457,7 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>") 
             component = registry.get(kind, table["name"])
         except Exception as exc:
             raise type(exc)(f"{where}: {prefix}.name: {exc}") from None
-        fixed = set(SCHEMA.get(prefix, {})) | {"name"} | ({"weight"} if kind == "losses" else set())
-        options = {k: v for k, v in table.items() if k not in fixed}
+        options = component_options(table, prefix)
         from .options import as_declared, validate_options
 
         validate_options(f"{where}: {prefix}", options, component.options, open_ended=component.open_ended)
@@ -479,9 +475,16 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>") 
                 raise RecipeError(f"{where}: {dotted}: {exc}") from None
 
 
+def table_keys(section: str) -> set[str]:
+    """The keys a component's recipe table keeps for itself, which are not the component's
+    options: ``name``; a loss term's ``weight`` (``losses.<label>``); the section's schema
+    fields (``discriminator.conditional``)."""
+    return {"name"} | ({"weight"} if section.startswith("losses.") else set()) | set(SCHEMA.get(section, {}))
+
+
 def component_options(table: dict, section: str) -> dict:
-    """The options to pass to a component factory: its table less the fixed keys."""
-    fixed = set(SCHEMA.get(section, {})) | {"name", "weight"}
+    """The options to pass to a component factory: its table less :func:`table_keys`."""
+    fixed = table_keys(section)
     return {k: v for k, v in table.items() if k not in fixed}
 
 

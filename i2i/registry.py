@@ -15,10 +15,8 @@ from .options import Option, accepts_any_option, factory_options, representable
 BUILTIN_DISTRIBUTION = "i2i"
 KINDS = ("generators", "discriminators", "tasks", "losses", "metrics", "callbacks")
 SINGULAR = {kind: "loss" if kind == "losses" else kind[:-1] for kind in KINDS}
-#: Kinds whose options come from a recipe table, and the keys that table keeps for itself: an
-#: option of the same name could never be set (``[losses.l1] weight`` is the term's weight).
-RECIPE_TABLE_KEYS = {"generators": {"name"}, "discriminators": {"name", "conditional"}, "tasks": {"name"},
-                     "losses": {"name", "weight"}}
+#: The recipe table each kind's options come from (a loss term's is ``losses.<label>``).
+RECIPE_SECTIONS = {"generators": "generator", "discriminators": "discriminator", "tasks": "task", "losses": "losses.x"}
 
 
 @dataclass(frozen=True)
@@ -85,10 +83,11 @@ def check_declared_options(kind: str, name: str, factory: Callable[..., Any], de
     own keys, a default that is not of the option's declared type (the run's recipe.toml would
     keep it, and every later load refuse it), and ``defaults`` for options the factory lacks."""
     from .options import format_value
+    from .recipe import table_keys
 
-    reserved = RECIPE_TABLE_KEYS.get(kind)
-    if reserved is None:
+    if kind not in RECIPE_SECTIONS:
         return
+    reserved = table_keys(RECIPE_SECTIONS[kind])  # an option of one of these names could never be set
     singular, options = SINGULAR[kind], factory_options(factory)
     for key in sorted(reserved & options.keys()):
         raise ValueError(f"{singular} '{name}': option '{key}' has the name of the recipe table's own "

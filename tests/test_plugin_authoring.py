@@ -364,3 +364,26 @@ def test_an_unknown_name_lists_a_few_of_the_plugins_that_did_not_load():
         i2i.registry().get("generators", "zzz_nothing_like_it")
     assert "(not loaded: plugin 'broken0', 'broken1', 'broken2', 'broken3', 'broken4' and 2 more; see 'i2i plugins')" \
         in str(info.value)
+
+
+def test_an_option_named_weight_reaches_a_generator():
+    """``weight`` is a loss term's own key only: a generator's option of that name was validated,
+    then silently left out when the network was built."""
+    built = {}
+
+    def weighted_net(in_channels: int, out_channels: int, *, weight: float = 1.0) -> nn.Module:
+        built["weight"] = weight
+        return nn.Conv2d(in_channels, out_channels, 1)
+
+    class Plugin:
+        @i2i.hookimpl
+        def register_generators(self, register):
+            register("weighted_net", weighted_net)
+
+    assert i2i.register_plugin(Plugin(), "weighted").status == "loaded"
+    from helpers import TINY_G2C
+    from i2i.recipe import build_component
+
+    recipe = i2i.load_recipe({**TINY_G2C, "generator": {"name": "weighted_net", "weight": 0.25}})
+    build_component(i2i.registry(), "generators", recipe, "generator", 1, 2)
+    assert built["weight"] == 0.25
