@@ -44,8 +44,9 @@ def with_alpha(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     ``round(a / 257)``).
 
     Where the alpha is partial the white is taken back out (``c = (c' - (1 - a)) / a``), so
-    the output shown over white is exactly the translation of the input shown over white;
-    kept as they were, such pixels were lightened twice (a 50 % shadow came out at 75 %)."""
+    the output shown over white is the translation of the input shown over white (clipped
+    where that would need a colour darker than black); kept as they were, such pixels were
+    lightened twice (a 50 % shadow came out at 75 %)."""
     if alpha.shape != pixels.shape[:2]:
         raise ValueError(f"alpha of shape {list(alpha.shape)} for an image of {list(pixels.shape[:2])}")
     if pixels.dtype == np.uint16 and alpha.dtype == np.uint8:

@@ -63,15 +63,16 @@ def check_discriminator_output(output: Any, where: str) -> None:
                       f"or a list of them (one per scale); {REPORT}")
 
 
-def check_metric_values(values: Any, name: str, batch: int) -> None:
-    """A metric returns one value per image: a tensor of shape ``[batch]`` (or a dict of them)."""
+def check_metric_values(values: Any, name: str, batch: int, plugin: str = "") -> None:
+    """A metric returns one value per image: a tensor of shape ``[batch]`` (or a dict of them).
+    ``plugin`` follows the name in the error (`` (plugin 'x')``) where nothing else names it."""
     if isinstance(values, dict):
         for key, value in values.items():
-            check_metric_values(value, f"{name}.{key}", batch)
+            check_metric_values(value, f"{name}.{key}", batch, plugin)
         return
     if isinstance(values, Tensor) and values.dim() == 1 and values.shape[0] == batch:
         return
-    raise PluginError(f"metric '{name}' returned {describe(values)} for a batch of {batch} image(s); a metric "
+    raise PluginError(f"metric '{name}'{plugin} returned {describe(values)} for a batch of {batch} image(s); a metric "
                       f"returns one value per image (shape [{batch}]), which i2i averages; {REPORT}")
 
 

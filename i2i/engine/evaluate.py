@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import PluginError
 from .contracts import check_metric_values, raise_plugin_failure
 from .device import autocast
 from .infer import run_any_size
@@ -81,10 +80,7 @@ def _plugin_of(metric: str) -> str:
 
 def _add(sums: dict[str, Tensor], values: Any, name: str, batch: int) -> None:
     """Add per-image metric values (a tensor, or a dict of tensors) to running sums."""
-    try:
-        check_metric_values(values, name, batch)  # once, for the whole (possibly nested) result
-    except PluginError as exc:
-        raise PluginError(f"{exc}".replace(f"metric '{name}'", f"metric '{name}'{_plugin_of(name)}", 1)) from None
+    check_metric_values(values, name, batch, _plugin_of(name))  # once, for the whole (possibly nested) result
     for key, value in flatten_metric(values, name):
         value = value.detach().float().reshape(-1).sum()
         sums[key] = sums[key] + value if key in sums else value
