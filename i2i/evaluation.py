@@ -59,10 +59,11 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     if data_dir is not None:
         eval_cfg["max_images"] = 0  # the run's cap keeps training-time evaluation short, not a test set
     metrics = build_metrics(model.task, recipe["eval"]["metrics"], recipe)
+    dtype = run_precision(recipe, model.device)
     with torch.inference_mode():
         values, baselines, _, images = evaluate_generator(
             model.generator, model.task, data, metrics, eval_cfg, device=model.device,
-            dtype=torch.float32, seed=recipe["train"]["seed"], dist=DistContext.single(),
+            dtype=dtype, seed=recipe["train"]["seed"], dist=DistContext.single(),
         )
     if not images:
         where = data_dir if data_dir is not None else source if recipe["data"]["val_source"] else f"the {source}"
@@ -71,6 +72,21 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         raise UserError(f"no readable images in {where}: none of the {tried} image file(s) evaluated could be decoded")
     state = ckpt.read_state(model.checkpoint)
     return {"task": recipe["task"]["name"], "run_dir": str(run_dir), "checkpoint": str(model.checkpoint),
-            "step": state.get("step", 0), "source": source, "crop": eval_cfg["crop"], "images": images,
+            "step": state.get("step", 0), "source": source, "crop": eval_cfg["crop"],
+            "precision": str(dtype).replace("torch.", ""), "images": images,
             "metrics": values, "baselines": baselines}
 
+
+
+def run_precision(recipe: dict, device: "torch.device") -> "torch.dtype":
+    """The precision the run's own evaluations used on ``device`` (``train.precision``, with
+    ``auto`` resolved for it), so scores on the same machine match the run's log; fp32 where the
+    device cannot run it (an fp16 run scored on the CPU)."""
+    import torch
+
+    from .engine.device import resolve_precision
+
+    try:
+        return resolve_precision(recipe["train"]["precision"], device)
+    except UserError:
+        return torch.float32

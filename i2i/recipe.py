@@ -112,7 +112,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                         "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
         "seed": Field(int, 0, "seed for weights, data order, crops and noise"),
         "precision": Field(Literal["auto", "fp32", "bf16", "fp16"], "auto",
-                           "auto = bf16 autocast on CUDA GPUs that support it, else fp32"),
+                           "auto = bf16 autocast on CUDA GPUs that support it and on CPUs with AMX, else fp32"),
         "ema": Field(float, 0.0, "decay of an EMA copy of G used for evaluation and export; 0 = off",
                      _fraction, "a number in [0, 1)"),
         "d_steps": Field(int, 1, "discriminator steps per generator step", _positive, "an integer >= 1"),

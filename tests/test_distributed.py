@@ -109,8 +109,9 @@ def worker(recipe_file: str, dump_dir: str) -> None:
 
 # -- 2 ranks x batch b == 1 process x batch 2b ------------------------------------------------------
 def no_batch_norm_recipe(photos: Path, out: Path, batch_size: int) -> dict:
-    """Deterministic pairs (gray2color), no batch norm, no dropout: the batch splits exactly."""
-    recipe = tiny_recipe(photos, out, train={"steps": 4, "batch_size": batch_size}, eval={"batch_size": 1})
+    """Deterministic pairs (gray2color), no batch norm, no dropout, fp32: the batch splits exactly
+    (under bf16 autocast, precision `auto` on an AMX CPU, only to bf16's precision)."""
+    recipe = tiny_recipe(photos, out, train={"steps": 4, "batch_size": batch_size, "precision": "fp32"}, eval={"batch_size": 1})
     recipe["task"] = {"name": "gray2color"}
     recipe["generator"].update(norm="none", dropout=False)
     recipe["discriminator"]["norm"] = "none"

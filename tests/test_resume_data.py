@@ -215,6 +215,23 @@ def test_eval_needs_only_the_recorded_validation_files(photos, tmp_path):
     assert result["images"] == 2 and result["metrics"] == pytest.approx(run.metrics)
 
 
+@pytest.mark.parametrize("matrix_units", [True, False])
+def test_eval_scores_under_the_precision_the_run_evaluated_with(photos, tmp_path, monkeypatch, matrix_units):
+    """`auto` is bf16 on an AMX CPU: the run's own evaluations ran under it, and `i2i eval` on the
+    same machine must give the same numbers, not fp32's slightly different ones."""
+    import torch
+
+    from i2i.evaluation import evaluate_run, run_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: matrix_units, raising=False)
+    run = start(photos, tmp_path)
+    result = evaluate_run(run.run_dir, device="cpu")
+    assert result["precision"] == ("bfloat16" if matrix_units else "float32")
+    assert result["metrics"] == pytest.approx(run.metrics, rel=1e-6)
+    # a GPU run trained in fp16 is scored in fp32 on the CPU, which cannot run fp16
+    assert run_precision({"train": {"precision": "fp16"}}, torch.device("cpu")) == torch.float32
+
+
 def test_a_hand_edited_record_with_a_file_on_both_sides_is_refused(photos, tmp_path):
     run = start(photos, tmp_path)
     record = recorded(run.run_dir)

@@ -170,15 +170,19 @@ def _write_recipe(run_dir: Path, recipe: Recipe) -> None:
     ckpt.write_atomic(run_dir / "recipe.toml", (header + dumps_toml(dict(recipe))).encode())
 
 
-def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None) -> None:
+def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, trainer: Trainer | None = None) -> None:
+    """run.json: versions, command and plugins, and where ``auto`` put the run (device and
+    precision: bf16 or fp32 on the CPU depends on the machine), again at each resume."""
     path = run_dir / "run.json"
+    where = {} if trainer is None else {"device": str(trainer.device), "precision": str(trainer.dtype).replace("torch.", "")}
     info = json.loads(path.read_text()) if path.is_file() else {
         "i2i_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_source": recipe.source,
-        "overrides": recipe.overrides, "command": sys.argv, "plugins": plugin_versions(recipe), "resumes": [],
+        "overrides": recipe.overrides, "command": sys.argv, "plugins": plugin_versions(recipe), **where, "resumes": [],
     }
     if resumed_at is not None:
-        info["resumes"].append({"step": resumed_at, "overrides": recipe.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "plugins": plugin_versions(recipe)})
+        info["resumes"].append({"step": resumed_at, "overrides": recipe.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                "plugins": plugin_versions(recipe), **where})
     ckpt.write_atomic(path, json.dumps(info, indent=1).encode())
 
 
@@ -347,7 +351,7 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
             )
     if dist.is_main:
         _write_recipe(run_dir, recipe)
-        _write_run_info(run_dir, recipe, trainer.step if checkpoint_dir is not None else None)
+        _write_run_info(run_dir, recipe, trainer.step if checkpoint_dir is not None else None, trainer)
         if record_split:
             _write_split(run_dir, trainer.data)
         if not quiet:
