@@ -137,6 +137,41 @@ def test_bf16_autocast_forward_backward_is_close_to_fp32():
         assert cos > 0.95, f"{name}: cosine {cos:.3f}"
 
 
+def test_cpu_autocast_keeps_weight_bound_convolutions_in_fp32():
+    """Under i2i's CPU bf16 autocast, a convolution with fewer than FP32_BELOW_POSITIONS output
+    positions runs in fp32 on the fp32 weight (no bf16 copy of it), larger ones in bf16; the
+    results and gradients match fp32 to bf16's precision, through both kinds of layer."""
+    from i2i.engine.device import FP32_BELOW_POSITIONS, autocast
+
+    torch.manual_seed(0)
+    down, up = torch.nn.Conv2d(8, 16, 4, 2, 1), torch.nn.ConvTranspose2d(16, 8, 4, 2, 1)
+    cpu = torch.device("cpu")
+    for size in (16, 32, 64, 128):
+        x = torch.rand(2, 8, size, size, requires_grad=True)
+        with autocast(cpu, torch.bfloat16):
+            hidden = down(x)
+            out = up(hidden)
+        positions = 2 * (size // 2) ** 2
+        assert hidden.dtype == (torch.float32 if positions < FP32_BELOW_POSITIONS else torch.bfloat16), size
+        assert out.dtype == (torch.float32 if 4 * positions < FP32_BELOW_POSITIONS else torch.bfloat16), size
+        out.float().square().mean().backward()
+        grads = [x.grad.clone(), down.weight.grad.clone(), up.weight.grad.clone()]
+        for t in (x, down.weight, up.weight):
+            t.grad = None
+        up(down(x)).square().mean().backward()
+        torch.testing.assert_close(out.float(), up(down(x)), rtol=0.02, atol=0.02)
+        for got, ref in zip(grads, [x.grad, down.weight.grad, up.weight.grad]):
+            assert got.dtype == torch.float32
+            assert torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0) > 0.99
+        for t in (x, down.weight, up.weight):
+            t.grad = None
+    # outside i2i's autocast, and for weights a program cast itself, nothing changes
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert down(torch.rand(1, 8, 16, 16)).dtype == torch.bfloat16
+    with autocast(cpu, torch.bfloat16):
+        assert down.bfloat16()(torch.rand(1, 8, 16, 16).bfloat16()).dtype == torch.bfloat16
+
+
 def _compile_works() -> str | None:
     """Why torch.compile cannot be tested here, or None."""
     if os.environ.get("I2I_TEST_COMPILE") != "1":
