@@ -23,6 +23,7 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     import torch
 
     from .data import ImageData
+    from .engine.device import dtype_name
     from .model import load
 
     model = load(run_dir, device=device, which=which)
@@ -73,9 +74,8 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     state = ckpt.read_state(model.checkpoint)
     return {"task": recipe["task"]["name"], "run_dir": str(run_dir), "checkpoint": str(model.checkpoint),
             "step": state.get("step", 0), "source": source, "crop": eval_cfg["crop"],
-            "precision": str(dtype).replace("torch.", ""), "images": images,
+            "precision": dtype_name(dtype), "images": images,
             "metrics": values, "baselines": baselines}
-
 
 
 def run_precision(recipe: dict, device: "torch.device") -> "torch.dtype":

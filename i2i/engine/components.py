@@ -16,6 +16,7 @@ from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, R
 from ..plugins import registry
 from ..recipe import Recipe, build_component, recipe_error
 from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
+from .device import dtype_name
 from .evaluate import build_metrics
 from .infer import is_whole_number, size_multiple, size_multiple_owner
 
@@ -45,7 +46,7 @@ class LossTerm:
             raise_plugin_failure(exc, f"{self.where}{part} raised ")
         weighted = self.weighted(value, scale, part)
         if not value.requires_grad:  # an attribute, no sync: detached or integer, it would train nothing
-            raise PluginError(f"{self.where}{part} returned a {str(value.dtype).replace('torch.', '')} tensor that carries "
+            raise PluginError(f"{self.where}{part} returned a {dtype_name(value.dtype)} tensor that carries "
                               "no gradient (detached, an integer, or not computed from its inputs), so it trains "
                               "nothing; report this to the plugin's author")
         return weighted

@@ -95,6 +95,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """``bfloat16`` for ``torch.bfloat16``: how run.json, ``i2i eval`` and messages name a precision."""
+    return str(dtype).replace("torch.", "")
+
+
 def autocast(device: torch.device, dtype: torch.dtype, cache: bool = True) -> contextlib.AbstractContextManager:
     """An autocast context for ``dtype``, or a no-op for fp32; on the CPU, weight-bound
     convolutions stay in fp32 inside it (:class:`WeightBoundConvolutionsInFp32`).

@@ -23,7 +23,7 @@ from ..plugins import host, registry
 from ..options import format_value
 from ..recipe import RUN_FOLDER_EXPECTED, Recipe, dumps_toml, load_recipe, names_a_new_folder
 from . import checkpoint as ckpt
-from .device import global_state_kept
+from .device import dtype_name, global_state_kept
 from .trainer import Trainer, summary_line
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, train
     """run.json: versions, command and plugins, and where ``auto`` put the run (device and
     precision: bf16 or fp32 on the CPU depends on the machine), again at each resume."""
     path = run_dir / "run.json"
-    where = {} if trainer is None else {"device": str(trainer.device), "precision": str(trainer.dtype).replace("torch.", "")}
+    where = {} if trainer is None else {"device": str(trainer.device), "precision": dtype_name(trainer.dtype)}
     info = json.loads(path.read_text()) if path.is_file() else {
         "i2i_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_source": recipe.source,
@@ -359,7 +359,7 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
             where = f"{trainer.device}" if not dist.is_distributed else f"{dist.world_size} processes ({dist.backend}), rank 0 on {trainer.device}"
             shard = "" if not dist.is_distributed else " in rank 0's shard"
             graphs = ", CUDA graphs" if trainer.graphs is not None else ""
-            print(f"i2i: {what} ({where}, {str(trainer.dtype).replace('torch.', '')}{graphs}, {len(trainer.data.train_files)} training{shard} / {len(trainer.data.val_files)} validation images)", flush=True)
+            print(f"i2i: {what} ({where}, {dtype_name(trainer.dtype)}{graphs}, {len(trainer.data.train_files)} training{shard} / {len(trainer.data.val_files)} validation images)", flush=True)
     with _stop_on_signals(trainer):
         status = trainer.fit()
     run = Run(run_dir, status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator.eval(), recipe)
