@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 import i2i
 from i2i.engine.checkpoint import find_checkpoint
+from i2i.engine.device import resolve_precision
 from i2i.engine.optim import lr_factor
 from i2i.errors import CheckpointError, RecipeError, TrainingStopped, UserError
 from helpers import TINY_GAN, make_photos, tiny_recipe
@@ -478,13 +479,11 @@ def test_auto_precision_is_bf16_on_cpus_with_bf16_matrix_units_and_run_json_says
     info = json.loads((resumed.run_dir / "run.json").read_text())
     assert (info["resumes"][-1]["step"], info["resumes"][-1]["precision"]) == (2, expected)
     # an explicit choice is kept whatever the CPU
-    from i2i.engine.device import resolve_precision
     assert resolve_precision("fp32", torch.device("cpu")) == torch.float32
     assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
 
 
 def test_auto_precision_keeps_fp32_where_torch_cannot_tell(monkeypatch):
-    from i2i.engine.device import resolve_precision
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
     assert resolve_precision("auto", torch.device("cpu")) == torch.float32
 
