@@ -26,8 +26,9 @@ from bench_train import PRESETS, i2i_recipe, load_size  # noqa: E402
 from common import cpu_busy_seconds, median, wait_for_quiet, write_images  # noqa: E402
 
 
-def reference_model(ref: Path, p, fused: bool = False):
-    """The reference's pix2pix/colorization model, built through its own option parser."""
+def reference_model(ref: Path, p, fused: bool = False, device: str = "cpu"):
+    """The reference's pix2pix/colorization model, built through its own option parser, on
+    ``device`` (the reference itself puts its networks on cuda:0 whenever CUDA is available)."""
     sys.path.insert(0, str(ref))
     cwd = os.getcwd()
     os.chdir(tempfile.mkdtemp(prefix="ref-"))
@@ -47,7 +48,7 @@ def reference_model(ref: Path, p, fused: bool = False):
 
         with contextlib.redirect_stdout(io.StringIO()):
             opt = TrainOptions().parse()
-            opt.device = __import__("torch").device("cpu")
+            opt.device = __import__("torch").device("cuda:0" if device == "cuda" else device)
             m = create_model(opt)
             m.setup(opt)
         sys.argv = saved

@@ -12,6 +12,10 @@ seconds) runs out:
    (the default): img/s, ms/step, peak GPU memory;
    ``host``: at batch 1, the host's time per graphed step against the wall time, and the
    host's time for the parts before the replay (data, the task's pair, Lab conversions);
+   ``refstep`` (with ``--reference``): the reference's own step (``set_input`` +
+   ``optimize_parameters``) in process on the same card, before and after i2i's graphed step
+   at the same rows: a ratio that start-up cannot blur (whole processes on the device machine
+   varied by more than their training time);
 4. ``recipes``: whether each shipped recipe's step captures as a graph on the GPU;
 5. ``process``: whole ``i2i run`` processes (short/long difference, as on the CPU), with the
    reference's ``train.py`` on the same card beside them (if ``--reference`` is given);
@@ -23,7 +27,11 @@ seconds) runs out:
    profiler over a few eager steps of unet_256 at batch 64, the device time summed by kind
    (convolutions forward and backward, normalisation, element-wise, optimiser, copies) and the
    costliest operator/shape pairs, and the TFLOP/s the convolutions alone reach;
-9. with ``--compile``: ``train.compile = true`` at 256 px, batch 64 (compiling takes a minute or two).
+9. with ``--compile``: ``train.compile = true`` at 256 px, batch 64 (compiling takes a minute or two);
+10. ``fusion``: ``train.compile = true`` *and* the step replayed as a CUDA graph (the engine
+    keeps these apart; this section lifts that for the measurement): fused kernels, launched
+    at once. Batch 4 and 64 at 256 px first, then the other rows, then (budget permitting) the
+    graphed compiled step against the eager compiled one, as in ``check``.
 
 Writes everything to ``--json`` as it goes. ``benchmarks/run_gpu.sh`` installs what the
 device machine lacks and calls this.
@@ -32,6 +40,7 @@ device machine lacks and calls this.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -219,6 +228,58 @@ def host_split(p: Preset, data_dir: Path, scratch: Path, overrides: list[str], *
     return out
 
 
+def reference_step_rate(ref: Path, p: Preset, *, warmup: int, seconds: float) -> dict:
+    """The reference's own training step, ``set_input`` + ``optimize_parameters`` as its
+    train.py calls them, in process on DEVICE with a batch on the host (as its data loader
+    hands it over), synchronised at both ends. Its data loading and start-up are left out, so a
+    ratio against this rate understates i2i's lead rather than overstating it."""
+    import torch
+    from ab_reference_step import reference_model
+
+    model, _ = reference_model(ref, p, device=DEVICE)
+    cin, cout = (1, 2) if p.task == "colorization" else (3, 3)
+    gen = torch.Generator().manual_seed(3)
+    batch = {"A": torch.rand(p.batch, cin, p.size, p.size, generator=gen) * 2 - 1,
+             "B": torch.rand(p.batch, cout, p.size, p.size, generator=gen) * 2 - 1,
+             "A_paths": ["x"] * p.batch, "B_paths": ["x"] * p.batch}
+
+    def step() -> None:
+        model.set_input(batch)
+        model.optimize_parameters()
+
+    for _ in range(warmup):
+        step()
+    result = time_steps(step, p.batch, seconds, max_steps=4000)
+    result.update(cudnn_benchmark=torch.backends.cudnn.benchmark, cudnn_tf32=torch.backends.cudnn.allow_tf32)
+    del model
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+@contextlib.contextmanager
+def graphs_with_compile():
+    """Let the engine replay a ``train.compile`` step as a CUDA graph (it refuses by default),
+    for the ``fusion`` section's measurement only."""
+    import i2i.engine.trainer as trainer_module
+
+    original = trainer_module.graph_blocker
+
+    def blocker(trainer):
+        saved = trainer.train_cfg
+        trainer.train_cfg = {**saved, "compile": False}
+        try:
+            return original(trainer)
+        finally:
+            trainer.train_cfg = saved
+
+    trainer_module.graph_blocker = blocker
+    try:
+        yield
+    finally:
+        trainer_module.graph_blocker = original
+
+
 def graph_state(trainer) -> str:
     """``replayed``, ``eager``, or why capture failed."""
     graphs = trainer.graphs
@@ -227,14 +288,14 @@ def graph_state(trainer) -> str:
     return f"failed: {trainer.graphs_failure}" if trainer.graphs_failure else "eager"
 
 
-def graph_agreement(p: Preset, data_dir: Path, scratch: Path, steps: int = 12) -> dict:
+def graph_agreement(p: Preset, data_dir: Path, scratch: Path, steps: int = 12, extra: tuple[str, ...] = ()) -> dict:
     """Train ``steps`` steps eagerly and graphed from the same seed with deterministic cuDNN
     in fp32: the graphed weights should equal the eager ones up to rounding."""
     import torch
 
     weights, states, losses = {}, {}, {}
     for label, graphs in (("eager", "false"), ("graphed", '"auto"')):
-        trainer, run_dir = build_trainer(p, data_dir, scratch, ['train.precision="fp32"', f"train.cuda_graphs={graphs}"])
+        trainer, run_dir = build_trainer(p, data_dir, scratch, ['train.precision="fp32"', f"train.cuda_graphs={graphs}", *extra])
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
         before = {k: v.detach().float().cpu().clone() for k, v in trainer.G.state_dict().items()}
@@ -385,7 +446,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=2.5, help="timed seconds per in-process configuration")
     ap.add_argument("--compile", action="store_true", help="last, also try train.compile at batch 64 (1-2 min)")
     ap.add_argument("--device", default="cuda", help="cpu: smoke-test this script without a GPU (tiny settings)")
-    ap.add_argument("--skip", action="append", default=[], help="section to skip: check, rows, host, recipes, process, translate, large, breakdown, compile")
+    ap.add_argument("--skip", action="append", default=[], help="section to skip: check, rows, host, refstep, recipes, process, translate, large, breakdown, compile, fusion")
     ap.add_argument("--only", action="append", default=[], help="run only this section (repeatable)")
     ap.add_argument("--process-runs", default="",
                     help="process section: comma-separated PRESET:SHORT:LONG:REFERENCE_LONG step counts")
@@ -486,6 +547,25 @@ def main(argv: list[str] | None = None) -> dict:
                                                           steps=4 if smoke else 200))
             log(f"host {name}: {r}")
 
+    # 3c. the reference's own step on the same card, before and after i2i's graphed step
+    if args.reference and section("refstep", 40):
+        for name in ("unet128_b1",) if smoke else ("unet256_b1", "unet256_b4", "unet128_b1", "unet128_b4", "color128_b1"):
+            if budget.left() < 25:
+                break
+            p = PRESETS[name]
+            warm = 2 if smoke else 10
+            secs = 0.2 if smoke else 1.5
+            before = guarded("refstep", f"{name}_reference", lambda: reference_step_rate(args.reference, p, warmup=warm, seconds=secs))
+            mine = guarded("refstep", f"{name}_i2i_graphed", lambda: trainer_rate(
+                p, data_dirs[p.size], scratch, fast, warmup=2 if smoke else 15, seconds=args.seconds))
+            after = guarded("refstep", f"{name}_reference_again", lambda: reference_step_rate(args.reference, p, warmup=warm, seconds=secs))
+            rates = [r["img_per_s"] for r in (before, after) if "img_per_s" in r]
+            if rates and "img_per_s" in mine:
+                mine["ratio_to_reference"] = mine["img_per_s"] / (sum(rates) / len(rates))
+            log(f"refstep {name}: reference {[round(r, 1) for r in rates]} img/s, i2i {mine.get('img_per_s')}, "
+                f"ratio {mine.get('ratio_to_reference')}")
+        save()
+
     # 4. does each shipped recipe's step capture?
     if section("recipes", 30):
         for recipe_path in sorted(Path("recipes").glob("*.toml"))[: 1 if smoke else None]:
@@ -565,6 +645,42 @@ def main(argv: list[str] | None = None) -> dict:
             r["tflops"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000
             r["mfu"] = r["tflops"] / rate
         log(f"compile b{batch}: {r}")
+
+    # 10. compiled (fused) kernels, replayed as one graph
+    if section("fusion", 90):
+        rows = [("unet256_b4", PRESETS["unet256_b4"]), ("unet256_b64", Preset("unet_256", 256, 64, note="256 px batch 64")),
+                ("unet128_b4", PRESETS["unet128_b4"]), ("color128_b1", PRESETS["color128_b1"]),
+                ("unet256_b1", PRESETS["unet256_b1"]), ("unet128_b1", PRESETS["unet128_b1"])]
+        if smoke:
+            rows = [("unet128_b1", PRESETS["unet128_b1"])]
+        reference_rates = results["sections"].get("refstep", {})
+        if not smoke:  # the uncompiled graphed step at batch 64 in the same call, as the baseline
+            p = rows[1][1]
+            r = guarded("fusion", "unet256_b64_graphed", lambda: trainer_rate(p, data_dirs[256], scratch, fast, warmup=8,
+                                                                            seconds=args.seconds))
+            if "img_per_s" in r:
+                r["mfu"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000 / rate
+            log(f"fusion baseline unet256_b64 graphed: {r}")
+        with graphs_with_compile():
+            for name, p in rows:
+                if budget.left() < 90:
+                    break
+                r = guarded("fusion", f"{name}_compile_graphed", lambda: trainer_rate(
+                    p, data_dirs[p.size], scratch, [*fast, "train.compile=true"], warmup=2 if smoke else 12, seconds=args.seconds))
+                if "img_per_s" in r:
+                    if p.size == 256 and p.generator == "unet_256":
+                        r["mfu"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000 / rate
+                    refs = [reference_rates.get(f"{name}_{k}", {}).get("img_per_s") for k in ("reference", "reference_again")]
+                    refs = [x for x in refs if x]
+                    if refs:
+                        r["ratio_to_reference"] = r["img_per_s"] / (sum(refs) / len(refs))
+                log(f"fusion {name}: {r}")
+            if not smoke and budget.left() > 120:
+                p = Preset("unet_128", 128, 4, dropout=False)
+                r = guarded("fusion", "check_unet128_b4_fp32", lambda: graph_agreement(
+                    p, data_dirs[128], scratch, steps=12, extra=("train.compile=true",)))
+                log(f"fusion check: {r}")
+        save()
 
     shutil.rmtree(scratch, ignore_errors=True)
     results["elapsed_s"] = round(time.perf_counter() - START, 1)
