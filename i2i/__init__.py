@@ -18,18 +18,26 @@ from .errors import (
     CheckpointError, PluginError, RecipeError, TrainingStopped, UnknownComponentError, UserError, did_you_mean,
 )
 from .hookspecs import hookimpl
-from .losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
 from .recipe import Recipe, load_recipe, parse_override
 from .registry import Component, Registry
-from .task import Task
 
 if TYPE_CHECKING:  # for annotations only: the functions below import these when called
     import os
     from pathlib import Path
 
     from .engine.run import Run
+    from .losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
     from .model import Model
     from .plugins import PluginInfo
+    from .task import Task
+
+#: names whose modules import torch, imported on first use (``i2i.Task``, ``from i2i import
+#: Task``): ``import i2i`` stays torch-free, so the command line can answer a Ctrl-C pressed
+#: while torch loads with one line instead of a traceback.
+_LAZY = {
+    "AdversarialLoss": "losses", "FeatureMatchingLoss": "losses", "ReconstructionLoss": "losses",
+    "Regularizer": "losses", "Task": "task", "Run": "engine.run", "Model": "model",
+}
 
 __version__ = "0.1.0"
 
@@ -147,12 +155,15 @@ def create_run_from_weights(recipe: Any, generator_state: dict, out: str | Path,
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Run":
-        from .engine.run import Run
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'i2i' has no attribute {name!r}")
+    import importlib
 
-        return Run
-    if name == "Model":
-        from .model import Model
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
 
-        return Model
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

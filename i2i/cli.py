@@ -362,11 +362,14 @@ class _OutputThatOutlivesItsReader:
 def main() -> None:
     """Console-script entry point."""
     sys.stdout, sys.stderr = _OutputThatOutlivesItsReader(sys.stdout), _OutputThatOutlivesItsReader(sys.stderr)
-    _add_plugin_commands()
     try:
+        _add_plugin_commands()  # loads the plugins, and with them torch: a second or two
         cli.main(prog_name="i2i")
     except UserError as exc:  # raised before a command runs (e.g. plugin loading)
         if _show_traceback():
             raise
         click.echo(f"i2i: error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before a command took over its handling (torch still loading)
+        click.echo("i2i: interrupted", err=True)
+        sys.exit(130)

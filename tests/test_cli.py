@@ -152,3 +152,32 @@ def test_validate_refuses_what_run_would_refuse_before_its_first_step(runner, re
 def test_validate_refuses_a_device_or_precision_this_machine_lacks(runner, override, message):
     result = runner.invoke(cli, ["validate", RECIPE, "--set", override])
     assert result.exit_code == 2 and result.output.strip() == message
+
+
+def test_ctrl_c_while_torch_loads_is_one_line_with_status_130(monkeypatch, capsys):
+    """Ctrl-C in the second or two before a command runs (plugins and torch loading) ends
+    like a Ctrl-C later on: one line and the shell's status for SIGINT, no traceback."""
+    import i2i.cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(i2i.cli, "_add_plugin_commands", interrupted)
+    monkeypatch.setattr("sys.argv", ["i2i", "list", "generators"])
+    with pytest.raises(SystemExit) as exit_info:
+        i2i.cli.main()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == "i2i: interrupted"
+
+
+def test_importing_i2i_does_not_load_torch():
+    """What lets the line above cover the torch import too: ``import i2i.cli`` (the console
+    script's first step) must stay torch-free, with the torch-backed names still there on use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, i2i, i2i.cli; assert 'torch' not in sys.modules, 'torch loaded'; "
+            "from i2i import Task; import i2i.losses; assert i2i.AdversarialLoss is i2i.losses.AdversarialLoss; "
+            "assert Task.__module__ == 'i2i.task'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
