@@ -12,6 +12,7 @@ recipe a run saves.
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import numbers
 import os
@@ -253,6 +254,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not a dict: e.g. {example}")
     if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
         raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not {overrides!r}")
+    before_overrides = data
     data = apply_overrides(data, list(overrides))
     overrides = [*earlier, *overrides]
     from .plugins import registry
@@ -261,7 +263,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         resolved = validate(data, where)
         check_components(resolved, registry(), where)
     except (RecipeError, UnknownComponentError) as exc:
-        error = _blame_override(exc, where, overrides, data) if isinstance(exc, RecipeError) else exc
+        error = _blame_override(exc, where, overrides, data, before_overrides)
         # an unknown component, callback or metric of a saved run: which plugin brings it back
         unknown = isinstance(exc, UnknownComponentError) or "unknown " in str(exc)
         hint = _missing_run_plugins(source) if unknown and isinstance(source, (str, os.PathLike)) else ""
@@ -314,11 +316,14 @@ def recipe_error(recipe: Recipe, text: str) -> RecipeError:
     return _blame_override(RecipeError(f"{recipe.source}: {text}"), recipe.source, recipe.overrides, recipe)
 
 
-def _blame_override(exc: RecipeError, where: str, overrides: list[str] | tuple[str, ...], data: Any = None) -> RecipeError:
+def _blame_override(exc: UserError, where: str, overrides: list[str] | tuple[str, ...], data: Any = None,
+                    before: Mapping | None = None) -> UserError:
     """An error in a value that came from ``--set`` names that ``--set``, not the file (which
     may say something else entirely). With ``data``, only while the recipe still holds the
     override's value: one a program edited since (``recipe["train"]["steps"] = ...``) is the
-    recipe's."""
+    recipe's. With ``before`` (the recipe as it was before the overrides), an error anywhere in
+    a table an override brought in is that override's too (``losses.new.name`` for ``--set
+    losses.new.weight=1``: the file has no ``[losses.new]``)."""
     text = str(exc)
     if not text.startswith(f"{where}: "):
         return exc
@@ -329,9 +334,43 @@ def _blame_override(exc: RecipeError, where: str, overrides: list[str] | tuple[s
         # the error's key is the override's, inside it ('train.steps' for train.steps.x), or a
         # table the override made up ('nosuch' for --set nosuch.key=1)
         related = key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + ".")
+        table = None
+        if not related and before is not None:
+            table = _table_made_up(before, override)
+            related = table is not None and (key == table or key.startswith(table + "."))
         if related and (data is None or _still_set(data, override)):
+            if table is not None:  # the override brought the table in: say so, with the likely one meant
+                meant = _meant_table(before, table)
+                if meant:
+                    fixed = meant + override.strip()[len(table):]
+                    return type(exc)(f"--set {override.strip()}: the recipe has no [{table}]; did you mean --set {fixed}?")
+                return type(exc)(f"--set {override.strip()}: {rest} (the recipe has no [{table}]; this --set added it)")
             return type(exc)(f"--set {override.strip()}: {rest}")
     return exc
+
+
+def _table_made_up(before: Mapping, override: str) -> str | None:
+    """The first table on the override's path that ``before`` lacks (the override created it),
+    as a dotted key; None if the override only sets a value in tables that were there."""
+    path, _ = parse_override(override)
+    node: Any = before
+    for i, part in enumerate(path[:-1]):
+        if not isinstance(node, Mapping) or part not in node:
+            return ".".join(path[: i + 1])
+        node = node[part]
+    return None
+
+
+def _meant_table(before: Mapping, table: str) -> str | None:
+    """The table beside ``table`` (which an override made up) that was probably meant:
+    ``losses.gan`` for ``losses.gann`` or ``losses.GAN``, when the recipe has it."""
+    *parents, name = table.split(".")
+    node: Any = before
+    for part in parents:
+        node = node.get(part, {}) if isinstance(node, Mapping) else {}
+    siblings = {key.lower(): key for key, value in node.items() if isinstance(value, Mapping)} if isinstance(node, Mapping) else {}
+    close = difflib.get_close_matches(name.lower(), list(siblings), n=1, cutoff=0.6)
+    return ".".join([*parents, siblings[close[0]]]) if close else None
 
 
 def _still_set(data: Any, override: str) -> bool:
