@@ -143,6 +143,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "log_every": Field(int, 50, "log losses every N steps", _positive, "an integer >= 1"),
         "sample_every": Field(int, 0, "write a sample grid every N steps (0 = at evaluations)", _non_negative, "an integer >= 0"),
         "checkpoint_every": Field(int, 0, "write a checkpoint every N steps (0 = at evaluations and the end)", _non_negative, "an integer >= 0"),
+        "checkpoint_minutes": Field(float, 10.0, "also write a checkpoint once this many minutes have passed since the last one (0 = off)",
+                                    _non_negative, "a number of minutes >= 0"),
         "keep": Field(int, 2, "step checkpoints to keep besides 'latest' and 'best'", _non_negative, "an integer >= 0"),
         "tensorboard": Field(bool, True, "write TensorBoard events when tensorboard is installed"),
         "progress": Field(Literal["auto", "bar", "plain", "none"], "auto", "progress bar on a terminal, log lines otherwise"),

@@ -415,6 +415,33 @@ def test_old_checkpoints_are_pruned(photos, tmp_path):
     assert len(names) <= 4
 
 
+@pytest.mark.parametrize("minutes, saved", [(1, [4, 8, 10]), (0, [10])])
+def test_checkpoints_are_written_every_checkpoint_minutes(photos, tmp_path, monkeypatch, minutes, saved):
+    """A run that no process can stop cleanly (kill -9, a power cut) loses at most
+    output.checkpoint_minutes of training. The clock here moves 25 s per step: with 1 minute, a
+    checkpoint follows the first step that starts 60 s or more after the last one."""
+    import i2i.engine.trainer as trainer_module
+
+    now = [0.0]
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+
+    class Clock(i2i.Callback):
+        def __init__(self):
+            self.saved = []
+
+        def on_log(self, trainer, step, values):
+            now[0] = 25.0 * step
+
+        def on_checkpoint(self, trainer, step, path):
+            self.saved.append(step)
+
+    clock = Clock()
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 10},
+                         output={"log_every": 1, "checkpoint_minutes": minutes, "keep": 5})
+    i2i.train(recipe, callbacks=[clock], quiet=True)
+    assert clock.saved == saved
+
+
 def test_truncated_or_foreign_checkpoint_is_a_one_line_error(photos, tmp_path):
     run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}), quiet=True)
     weights = find_checkpoint(run.run_dir) / "generator_ema.safetensors"  # what i2i.load reads

@@ -248,13 +248,17 @@ class DistContext:
     # -- host-side agreement (gloo, never waits for the GPU) -------------------------------------
     def agree(self, flag: bool) -> bool:
         """True on every rank when it is true on any rank (stop requests, skipped steps)."""
+        return self.agree_each((flag,))[0]
+
+    def agree_each(self, flags: tuple[bool, ...]) -> tuple[bool, ...]:
+        """:meth:`agree` for several flags in one exchange."""
         if not self.is_distributed:
-            return flag
+            return tuple(flags)
         import torch.distributed as dist
 
-        value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        value = torch.tensor([1 if flag else 0 for flag in flags], dtype=torch.int32)
         dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.control)
-        return bool(value.item())
+        return tuple(bool(v) for v in value.tolist())
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order (small picklable things only)."""

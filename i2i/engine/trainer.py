@@ -31,6 +31,7 @@ import math
 import random
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +181,11 @@ class Trainer:
         self._step_number = torch.zeros((), dtype=torch.long, device=self.device)  # step + 1, on the device
         self._logging_step = False
         self._saved_step = -1  # the step of the last checkpoint this process wrote
+        # output.checkpoint_minutes: when the last checkpoint was written (or the run started),
+        # on a clock tests can replace, and whether the ranks agreed that one is due
+        self.clock = time.monotonic
+        self._saved_at = self.clock()
+        self._checkpoint_due = False
         self.resumed_at: int | None = None  # the step of the checkpoint this run continued from
         self._autocast_cache = True
         self.graphs: GraphedStep | None = None
@@ -418,8 +424,12 @@ class Trainer:
         self.stop_requested = True
 
     def _should_stop(self) -> bool:
-        """This rank's stop request, agreed across ranks (a tiny gloo all-reduce per step)."""
-        self.stop_requested = self.dist.agree(self.stop_requested)
+        """This rank's stop request, agreed across ranks (a tiny gloo all-reduce per step), and
+        with it whether ``output.checkpoint_minutes`` have passed on any rank's clock, so that
+        every rank writes the timed checkpoint after the same step."""
+        minutes = self.out_cfg["checkpoint_minutes"]
+        due = minutes > 0 and self.clock() - self._saved_at >= 60 * minutes
+        self.stop_requested, self._checkpoint_due = self.dist.agree_each((self.stop_requested, due))
         return self.stop_requested
 
     def fit(self) -> str:
@@ -428,6 +438,7 @@ class Trainer:
         if self.D is not None:
             self.D.train()
         main = self.dist.is_main
+        self._saved_at = self.clock()
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", self.resumed_at) if main else None
         self.tb = TensorBoard(self.run_dir, self.out_cfg["tensorboard"], self.resumed_at) if main else None
         self.progress = Progress(self.out_cfg["progress"], self.total_steps, self.step, enabled=main and not self.quiet)
@@ -457,7 +468,7 @@ class Trainer:
                         evaluated = True
                     if every_sample and self.step % every_sample == 0 and not evaluated:
                         self.write_samples()
-                    if last or evaluated or (every_ckpt and self.step % every_ckpt == 0):
+                    if last or evaluated or (every_ckpt and self.step % every_ckpt == 0) or self._checkpoint_due:
                         self.save_checkpoint()
             if self.stop_requested and self.step < self.total_steps:
                 if self.acc_count:  # not logged at this step yet (a stop asked from on_log was)
@@ -716,6 +727,7 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint (rank 0), with every rank's random streams and data position."""
         self._saved_step = self.step
+        self._saved_at = self.clock()
         if self.acc_count:  # losses not read since the last log: stop on a NaN among them before saving
             self.read_accumulators()
         ranks = self.dist.all_gather_object(self._rank_state())
