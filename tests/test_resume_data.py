@@ -256,3 +256,22 @@ def test_a_validation_file_that_never_decoded_may_be_deleted(originals, others, 
     (val / "photo_4.png").unlink()  # one that was scored still stops it
     with pytest.raises(UserError, match=r"1 of the run's 6 validation file\(s\) are missing or changed .*photo_4.png"):
         i2i.train(None, resume=run.run_dir, overrides=["train.steps=4"], quiet=True)
+
+
+def test_a_training_file_that_never_decoded_may_be_deleted(originals, tmp_path, capsys):
+    """Skipped with a warning when the run started (its header read, its pixels did not), it
+    never trained: deleting it, as that warning suggests, is no change to the run's data."""
+    photos = shutil.copytree(originals, tmp_path / "photos")
+    drawn = start(photos, tmp_path / "probe")  # which files train, under this seed
+    broken = sorted(recorded(drawn.run_dir)["train"])[0]
+    whole = (photos / broken).read_bytes()
+    (photos / broken).write_bytes(whole[: len(whole) // 2])  # header fine, pixels cut off
+    capsys.readouterr()
+    run = start(photos, tmp_path)
+    assert "skipped 1 unreadable file(s)" in capsys.readouterr().err
+    assert recorded(run.run_dir)["train_unreadable"] == [broken]
+    (photos / broken).unlink()
+    files = Files()
+    resumed = i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], callbacks=[files], quiet=True)
+    assert resumed.step == 3 and "i2i: warning:" not in capsys.readouterr().err
+    assert len(files.train) == 3 and broken not in files.train

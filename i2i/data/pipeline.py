@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +212,7 @@ class ImageData:
         self._val_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._val_cache_crop: int | None = None
         self._unreadable_val: set[Path] = set()
+        self.undecodable_train_names: list[str] = []  # this rank's training files whose pixels failed to decode
         self._reasons: dict[Path, str] = {}  # why each skipped file could not be read, for the warnings
         self.grey_train_files: list[Path] = []
         self._find_grey = False
@@ -246,12 +247,15 @@ class ImageData:
         failed to decode so far."""
         return [f.name for f in self._val if f.path in self._unreadable_val]
 
-    def recorded_split(self) -> RecordedSplit:
-        """Which files the run trains (every rank's) and validates on, for the run's record.
+    def recorded_split(self, undecodable_train: Iterable[str] | None = None) -> RecordedSplit:
+        """Which files the run trains (every rank's) and validates on, for the run's record;
+        ``undecodable_train``: the training files every rank failed to decode (default: this
+        rank's, :attr:`undecodable_train_names`).
 
         Reads each file's size (one ``stat`` per file), so only the process that writes it asks.
         """
-        return RecordedSplit.of(*self._split)
+        names = self.undecodable_train_names if undecodable_train is None else undecodable_train
+        return RecordedSplit.of(*self._split, train_unreadable=names)
 
     def _train_size(self, file: ImageFile) -> tuple[int, int]:
         return fitted_size(file.height, file.width, size=self.size, resize=self._resize, upscale=self._upscale)
@@ -284,6 +288,7 @@ class ImageData:
         for file, result in zip(files, decoded):
             if result is None:
                 failed.append(file.path)
+                self.undecodable_train_names.append(file.name)
                 continue
             image, grey = result
             if grey:

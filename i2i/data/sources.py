@@ -298,15 +298,21 @@ class RecordedSplit:
     #: validation files whose pixels could not be decoded (found at an evaluation): they never
     #: counted, so one deleted since does not stop a resume or ``i2i eval``
     val_unreadable: frozenset[str] = frozenset()
+    #: training files whose pixels could not be decoded when the run started (skipped with a
+    #: warning): they never trained, so one deleted since is no change to warn about
+    train_unreadable: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, train: Iterable[ImageFile], val: Iterable[ImageFile], val_separate: bool) -> RecordedSplit:
-        return cls({f.name: file_bytes(f) for f in train}, {f.name: file_bytes(f) for f in val}, val_separate)
+    def of(cls, train: Iterable[ImageFile], val: Iterable[ImageFile], val_separate: bool,
+           train_unreadable: Iterable[str] = ()) -> RecordedSplit:
+        return cls({f.name: file_bytes(f) for f in train}, {f.name: file_bytes(f) for f in val}, val_separate,
+                   train_unreadable=frozenset(train_unreadable))
 
     def to_json(self) -> dict:
         return {"format": 1, "val_from": "data.val_source" if self.val_separate else "data.source",
                 "train": self.train, "val": self.val,
-                **({"val_unreadable": sorted(self.val_unreadable)} if self.val_unreadable else {})}
+                **({"val_unreadable": sorted(self.val_unreadable)} if self.val_unreadable else {}),
+                **({"train_unreadable": sorted(self.train_unreadable)} if self.train_unreadable else {})}
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RecordedSplit | None:
@@ -332,7 +338,8 @@ class RecordedSplit:
         both = sorted(set(train) & set(val)) if not separate else []
         if both:  # a hand edit: which side it belongs to cannot be told
             raise ValueError(f"{both[0]} is listed as both a training and a validation file")
-        return cls(train, val, separate, run, frozenset(str(name) for name in data.get("val_unreadable", [])))
+        return cls(train, val, separate, run, frozenset(str(name) for name in data.get("val_unreadable", [])),
+                   frozenset(str(name) for name in data.get("train_unreadable", [])))
 
 
 def record_unreadable_val(run_dir: str | Path, names: Iterable[str]) -> None:
@@ -367,7 +374,10 @@ def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_sou
     if not train:
         raise UserError(f'{run}: none of the run\'s {len(record.train)} training file(s) are left in data.source = '
                         f'"{data["source"]}"; restore them, or start a new run')
-    added, removed = len(candidates) - len(train), len(record.train) - len(train)
+    # a training file that never decoded and is gone since was never trained on: not a removal
+    kept = {f.name for f in train}
+    added = len(candidates) - len(train)
+    removed = sum(name not in kept and name not in record.train_unreadable for name in record.train)
     changed = sum(file_bytes(f) != record.train[f.name] for f in train)
     added_val = len(val_source) - len(val) if val_source is not None else 0
     changes = [f"{n} {what}" for n, what in ((added, "file(s) added"), (removed, "training file(s) removed"),

@@ -106,12 +106,14 @@ def _check_split_kept(saved: Recipe, recipe: Recipe) -> None:
                             "start a new run to use another")
 
 
-def _write_split(run_dir: Path, data: ImageData) -> None:
+def _write_split(run_dir: Path, data: ImageData, undecodable_train: list[str]) -> None:
     """Record which files the run trains and validates on, once: a resume checks the folders
-    against it (a run from before this record gets one at its first resume)."""
+    against it (a run from before this record gets one at its first resume).
+    ``undecodable_train``: the training files that no rank could decode."""
     from ..data.sources import SPLIT_FILE
 
-    ckpt.write_atomic(run_dir / SPLIT_FILE, (json.dumps(data.recorded_split().to_json(), indent=0) + "\n").encode())
+    record = data.recorded_split(undecodable_train)
+    ckpt.write_atomic(run_dir / SPLIT_FILE, (json.dumps(record.to_json(), indent=0) + "\n").encode())
 
 
 #: What a run writes before its first step completes (see ``_fit_and_report``).
@@ -349,11 +351,14 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
                 f"to train longer: i2i run --resume {shlex.quote(str(run_dir))} --set train.steps=N "
                 "(Python: i2i.train(None, resume=RUN_DIR, overrides=['train.steps=N']))"
             )
+    # each rank decoded its own shard of the training files: the record names every rank's failures
+    undecodable = [name for names in dist.all_gather_object(trainer.data.undecodable_train_names) for name in names] \
+        if record_split else []
     if dist.is_main:
         _write_recipe(run_dir, recipe)
         _write_run_info(run_dir, recipe, trainer.step if checkpoint_dir is not None else None, trainer)
         if record_split:
-            _write_split(run_dir, trainer.data)
+            _write_split(run_dir, trainer.data, undecodable)
         if not quiet:
             what = f"resuming {run_dir} at step {trainer.step}" if checkpoint_dir else f"run directory: {run_dir}"
             where = f"{trainer.device}" if not dist.is_distributed else f"{dist.world_size} processes ({dist.backend}), rank 0 on {trainer.device}"
