@@ -275,3 +275,17 @@ def test_a_training_file_that_never_decoded_may_be_deleted(originals, tmp_path, 
     resumed = i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], callbacks=[files], quiet=True)
     assert resumed.step == 3 and "i2i: warning:" not in capsys.readouterr().err
     assert len(files.train) == 3 and broken not in files.train
+
+
+def test_an_undecodable_validation_file_is_recorded_once_not_at_every_evaluation(originals, others, tmp_path, monkeypatch):
+    import i2i.data.sources as sources
+
+    train, val = shutil.copytree(originals, tmp_path / "train"), shutil.copytree(others, tmp_path / "val")
+    whole = (val / "photo_5.png").read_bytes()
+    (val / "photo_5.png").write_bytes(whole[: len(whole) // 2])
+    writes = []
+    record = sources.record_unreadable_val
+    monkeypatch.setattr(sources, "record_unreadable_val", lambda run_dir, names: (writes.append(list(names)), record(run_dir, names)))
+    run = start(train, tmp_path, steps=3, data={"val_source": str(val)}, eval={"every": 1})
+    assert writes == [["photo_5.png"]]
+    assert recorded(run.run_dir)["val_unreadable"] == ["photo_5.png"]

@@ -186,6 +186,7 @@ class Trainer:
         self.clock = time.monotonic
         self._saved_at = self.clock()
         self._checkpoint_due = False
+        self._recorded_unreadable_val: set[str] = set()  # validation files marked undecodable in split.json
         self.resumed_at: int | None = None  # the step of the checkpoint this run continued from
         self._autocast_cache = True
         self.graphs: GraphedStep | None = None
@@ -655,10 +656,12 @@ class Trainer:
             device=self.device, dtype=self.dtype, seed=self.seed, dist=self.dist,
         )
         self._evaluating = False
-        if self.dist.is_main and self.data.unreadable_val_names:
+        unrecorded = set(self.data.unreadable_val_names) - self._recorded_unreadable_val
+        if self.dist.is_main and unrecorded:  # split.json is read and rewritten only when one is new
             from ..data.sources import record_unreadable_val
 
             record_unreadable_val(self.run_dir, self.data.unreadable_val_names)
+            self._recorded_unreadable_val |= unrecorded
         if not scored and self.dist.is_main:  # every validation file's pixels failed to decode
             self.progress.warn(f"i2i: warning: step {self.step}: none of the {len(self.data.val_files)} validation image(s) "
                                "could be decoded (see the warning above), so this run has no validation score and "
