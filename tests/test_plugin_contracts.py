@@ -156,6 +156,7 @@ def refused_before_training(recipe: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize("loss, returned", [("per_image_l1", "a tensor of shape [2]"), ("float_l1", "a float")])
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")  # float_l1's own float()
 def test_a_loss_that_returns_no_scalar_tensor_is_named(photos, tmp_path, loss, returned):
     recipe = tiny_recipe(photos, tmp_path / "run", losses={"l1": {"name": loss, "weight": 1.0}})
     with pytest.raises(i2i.UserError) as info:
