@@ -114,6 +114,40 @@ def flaky_metric():
     return metric
 
 
+class MeanRatio:
+    """Two per-image means and their ratio: a summarize that divides by a mean."""
+
+    def __call__(self, output, target):
+        return {"mean_out": output.flatten(1).mean(1), "mean_target": target.flatten(1).mean(1)}
+
+    def summarize(self, means):
+        return {"mean_ratio": means["mean_out"] / means["mean_target"]}
+
+
+class SummarizeRaises(MeanRatio):
+    def summarize(self, means):
+        return {"x": means["no_such_mean"]}
+
+
+class SummarizeList(MeanRatio):
+    def summarize(self, means):
+        return [means["mean_out"]]
+
+
+class LowerIsBetterBool(i2i.Task):
+    """``lower_is_better = True`` reads naturally, but it is a tuple of metric names."""
+
+    metrics = ("psnr", "mae")
+    main_metric = "mae"
+    lower_is_better = True
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        return clean, clean
+
+
 class Sloppy:
     @i2i.hookimpl
     def register_generators(self, register):
@@ -135,12 +169,16 @@ class Sloppy:
         register("raising", raising_metric)
         register("flaky", flaky_metric)
         register("unwrapped", lambda output, target: (output - target).abs().mean((1, 2, 3)))  # not a factory
+        register("mean_ratio", MeanRatio)
+        register("summarize_raises", SummarizeRaises)
+        register("summarize_list", SummarizeList)
 
     @i2i.hookimpl
     def register_tasks(self, register):
         register("double_pair", DoublePair)
         register("one_tensor", OneTensor)
         register("grey_target", GreyTarget)
+        register("lower_is_better_bool", LowerIsBetterBool)
 
 
 @pytest.fixture(autouse=True)
@@ -177,6 +215,9 @@ def test_a_loss_class_without_init_takes_no_options(photos, tmp_path):
                 r"KeyError: 'metric boom'; report this"),
     ("unwrapped", r"eval.metrics 'unwrapped' \(plugin 'sloppy'\): building it raised TypeError: .* \(register a factory "
                   r"that returns the metric function\)"),
+    ("summarize_raises", r"metric 'summarize_raises' \(plugin 'sloppy'\): summarize failed on the means \{.*\}: "
+                         r"KeyError: 'no_such_mean'; report this"),
+    ("summarize_list", r"metric 'summarize_list' \(plugin 'sloppy'\): summarize returned list; it returns \{name: number\}"),
 ])
 def test_a_metric_that_breaks_its_contract_is_named_before_training(photos, tmp_path, metric, message):
     """Checked on the dry run: a metric found broken at the end of training would cost the run."""
@@ -338,3 +379,16 @@ def test_a_generator_that_cannot_take_an_image_size_is_named_at_inference(photos
     with pytest.raises(i2i.PluginError, match=rf"generator.name = 'quarters' \(plugin 'quarters_plugin'\): the generator "
                                               rf"\(\w+\) {failure}"):
         model(torch.rand(1, 3, 30, 30))
+
+
+def test_a_metric_whose_summarize_divides_by_a_mean_trains_and_reports_it(photos, tmp_path):
+    """The dry run summarizes its own means, not made-up zeros that such a metric divides by."""
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}, eval={"metrics": ["mean_ratio"]}), quiet=True)
+    assert run.metrics["mean_ratio"] == pytest.approx(run.metrics["mean_out"] / run.metrics["mean_target"])
+
+
+def test_a_task_whose_lower_is_better_is_no_tuple_is_named_before_training(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["task"] = {"name": "lower_is_better_bool"}
+    refused_before_training(recipe, r"task.name = 'lower_is_better_bool'.*: the task's lower_is_better = True; it is a tuple "
+                                    r"of metric names, e.g. \('mae',\)")

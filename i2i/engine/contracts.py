@@ -139,7 +139,7 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
     its contract is reported before the first step, not at the end of training."""
     from .evaluate import flatten_metric, summarize_metrics  # evaluate imports this module
     output_image, target_image = task.to_image(fake.float(), input), task.to_image(target, input)
-    names: list[str] = []
+    means: dict[str, float] = {}
     for name, metric in metrics.items():
         where = metric_where(recipe, name)
         try:
@@ -150,9 +150,13 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
             check_metric_values(values, name, output_image.shape[0])
         except PluginError as exc:
             raise PluginError(f"{where}: {exc}") from None
-        names += [key for key, _ in flatten_metric(values, name)]
+        means.update((key, float(value.detach().float().mean())) for key, value in flatten_metric(values, name))
+    # what summarize derives, from the dry run's own means (made-up ones could divide by zero)
+    try:
+        summarized = set(summarize_metrics(metrics, means))
+    except PluginError as exc:
+        raise PluginError(f"{recipe.source}: {exc}") from exc.__cause__
     # the best checkpoint follows main_metric: one that no metric gives would never be written
-    summarized = set(summarize_metrics(metrics, dict.fromkeys(names, 0.0)))
     if task.main_metric not in summarized:
         raise PluginError(f"{contract_where(recipe, 'task')}: main_metric = '{task.main_metric}', which none of the task's "
                           f"metrics gives ({', '.join(sorted(summarized))}); so no best checkpoint could be kept; {REPORT}")

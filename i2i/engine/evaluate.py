@@ -33,10 +33,13 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
 
     reg = registry()
     metrics = {}
-    if isinstance(task.metrics, str) or not all(isinstance(m, str) for m in task.metrics):
-        where = f"{recipe.source}: task.name = '{recipe['task']['name']}'" if recipe is not None else f"task {type(task).__name__}"
-        raise PluginError(f"{where}: the task's metrics = {task.metrics!r}; it is a tuple of metric names, "
-                          f"e.g. ('psnr', 'ssim'); report this to the task plugin's author")
+    for attribute, example in (("metrics", "('psnr', 'ssim')"), ("lower_is_better", "('mae',), or () when higher is better")):
+        value = getattr(task, attribute, ())
+        if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list, set, frozenset)) or \
+                not all(isinstance(m, str) for m in value):
+            where = f"{recipe.source}: task.name = '{recipe['task']['name']}'" if recipe is not None else f"task {type(task).__name__}"
+            raise PluginError(f"{where}: the task's {attribute} = {value!r}; it is a tuple of metric names, "
+                              f"e.g. {example}; report this to the task plugin's author")
     for name in dict.fromkeys([*task.metrics, *names]):
         try:
             metrics[name] = reg.build("metrics", name)
@@ -130,12 +133,42 @@ def _read(groups: dict[str, dict[str, Tensor]], count: Tensor, dist, device: tor
 
 
 def summarize_metrics(metrics: dict[str, Any], means: dict[str, float]) -> dict[str, float]:
+    """``means`` with what each metric's optional ``summarize(means) -> {name: number}`` derives
+    from them. A ``summarize`` that raises or returns anything else is a one-line
+    :class:`~i2i.errors.PluginError` naming the metric."""
+    from ..errors import PluginError, UserError
+
     out = dict(means)
-    for metric in metrics.values():
+    for name, metric in metrics.items():
         summarize = getattr(metric, "summarize", None)
-        if summarize is not None:
-            out.update(summarize(out))
+        if summarize is None:
+            continue
+        try:
+            derived = summarize(dict(out))
+        except UserError:
+            raise
+        except Exception as exc:
+            shown = ", ".join(f"{key}={value:.4g}" for key, value in list(out.items())[:6])
+            raise_plugin_failure(exc, f"metric '{name}'{_plugin_of(name)}: summarize failed on the means {{{shown}}}: ")
+        numbers = {}
+        for key, value in derived.items() if isinstance(derived, dict) else ():
+            if isinstance(value, Tensor) and value.numel() == 1:
+                value = value.item()
+            if isinstance(key, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                numbers[key] = float(value)
+        if not isinstance(derived, dict) or len(numbers) != len(derived):
+            raise PluginError(f"metric '{name}'{_plugin_of(name)}: summarize returned {_describe(derived)}; it returns "
+                              "{name: number} for the values it derives from the means; report this to the plugin's author")
+        out.update(numbers)
     return out
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        bad = next(((k, v) for k, v in value.items() if not isinstance(k, str) or not isinstance(v, (int, float, Tensor))
+                    or isinstance(v, bool) or (isinstance(v, Tensor) and v.numel() != 1)), None)
+        return f"a dict whose {bad[0]!r} is {type(bad[1]).__name__}" if bad else "a dict"
+    return type(value).__name__
 
 
 def evaluate_generator(
