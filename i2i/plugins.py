@@ -28,6 +28,11 @@ from .registry import BUILTIN_DISTRIBUTION, KINDS, SINGULAR, Component, Registry
 #: A third-party plugin slower than this to import gets a note naming it: every command waits.
 SLOW_IMPORT_SECONDS = 3.0
 
+#: What a plugin's import or hook may raise without taking i2i down: any error, and
+#: ``SystemExit`` too (a plugin that calls ``sys.exit("no GPU")`` at import would otherwise end
+#: every i2i command, --help included). Ctrl-C still interrupts.
+PLUGIN_FAILURES = (Exception, SystemExit)
+
 if TYPE_CHECKING:
     import click
 
@@ -93,7 +98,7 @@ class PluginHost:
             started = time.perf_counter()
             try:
                 module = ep.load()
-            except Exception as exc:  # any import-time failure disables this plugin only
+            except PLUGIN_FAILURES as exc:  # any import-time failure disables this plugin only
                 self._fail(info, exc)
                 continue
             took = time.perf_counter() - started
@@ -121,7 +126,7 @@ class PluginHost:
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             self._fail(info, TypeError("; ".join(lines[1:] or lines)))  # line 1 only names the plugin
             return info
-        except Exception as exc:  # e.g. the name is taken by another plugin object
+        except PLUGIN_FAILURES as exc:  # e.g. the name is taken by another plugin object
             self._fail(info, exc)
             return info
         unknown = [impl.__name__ for impl in self._unknown_hooks(name)]
@@ -149,7 +154,7 @@ class PluginHost:
                         if returned is not None:  # pluggy would drop it: the plugin would register nothing
                             raise TypeError(f"{impl.function.__name__} returned {type(returned).__name__}; it registers "
                                             f"each {SINGULAR[kind]} by calling register(name, factory) instead")
-        except Exception as exc:  # a hook that raises disables its plugin, registers nothing
+        except PLUGIN_FAILURES as exc:  # a hook that raises disables its plugin, registers nothing
             self.manager.unregister(name=name)
             self._fail(info, exc)
             return info
@@ -190,7 +195,15 @@ class PluginHost:
         info.status = "failed"
         info.error = exception_line(exc)
         self.registry.unavailable[info.name] = f"failed to load ({info.error})"
-        message = f"plugin '{info.name}' ({info.module}) disabled: {info.error}"
+        self._warn(f"plugin '{info.name}' ({info.module}) disabled: {info.error}", exc)
+
+    def _warn(self, message: str, exc: BaseException) -> None:
+        """A plugin's failure on stderr (with its traceback under ``I2I_TRACEBACK=1``, for the
+        plugin's author), or a :class:`UserError` under ``I2I_STRICT_PLUGINS``."""
+        if os.environ.get("I2I_TRACEBACK", "") not in ("", "0"):
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         if os.environ.get("I2I_STRICT_PLUGINS", "") not in ("", "0"):
             raise UserError(message + " (I2I_STRICT_PLUGINS is set)")
         print(f"i2i: warning: {message}", file=sys.stderr)
@@ -204,18 +217,25 @@ class PluginHost:
             before = dict(cli.commands)
             try:
                 impl.function(**({"cli": cli} if impl.argnames else {}))
-            except Exception as exc:  # a failed plugin keeps none of its commands, as none of its components
+            except PLUGIN_FAILURES as exc:  # none of its commands are added; its components stay
                 cli.commands.clear()
                 cli.commands.update(before)
-                self._fail(self.plugins[impl.plugin_name], exc)
+                info = self.plugins[impl.plugin_name]
+                info.error = f"its commands are left out: {exception_line(exc)}"
+                self._warn(f"plugin '{info.name}' ({info.module}): register_commands failed, so none of its commands "
+                           f"are added (its other components stay available): {exception_line(exc)}", exc)
             for name in cli.commands.keys() - before.keys():
                 owners[name] = impl.plugin_name
                 _report_failures_in_one_line(cli.commands[name], name, impl.plugin_name)
             for name, command in before.items():
                 if cli.commands.get(name) is not command and owners.get(name) != impl.plugin_name:
                     cli.commands[name] = command
-                    print(f"i2i: warning: plugin '{impl.plugin_name}' registers a command 'i2i {name}', which "
-                          f"already exists; 'i2i {name}' stays the existing one (the plugin should rename its command)",
+                    if name in owners:
+                        kept = f"plugin '{owners[name]}' already provides; 'i2i {name}' stays the one from plugin " \
+                               f"'{owners[name]}' (one of the two should rename it)"
+                    else:
+                        kept = f"i2i itself provides; 'i2i {name}' stays i2i's own (the plugin should rename its command)"
+                    print(f"i2i: warning: plugin '{impl.plugin_name}' registers a command 'i2i {name}', which {kept}",
                           file=sys.stderr)
 
 

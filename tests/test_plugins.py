@@ -80,6 +80,47 @@ def test_entry_point_plugins_load_and_broken_ones_are_isolated(site):
     assert "width = 4  (an integer)" in listed.stdout
 
 
+EXITING_IMPORT = "import sys\nsys.exit('i2i-exiting needs a GPU')\n"
+FAILING_COMMANDS = '''
+import i2i
+from torch import nn
+
+@i2i.hookimpl
+def register_generators(register):
+    register("cmdnet", lambda in_channels, out_channels: nn.Conv2d(in_channels, out_channels, 1))
+
+@i2i.hookimpl
+def register_commands(cli):
+    raise RuntimeError("commands hook broke")
+'''
+
+
+def test_a_plugin_that_exits_or_whose_commands_fail_takes_nothing_else_down(tmp_path):
+    """sys.exit() in a plugin's import used to end every i2i command (--help included) with
+    its message alone; a failing register_commands said the plugin was disabled while its
+    generator stayed in use."""
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-good", "1.2.3", {"good": "i2i_good"}, {"i2i_good.py": GOOD})
+    make_distribution(site, "i2i-exiting", "0.1", {"exiting": "i2i_exiting"}, {"i2i_exiting.py": EXITING_IMPORT})
+    make_distribution(site, "i2i-cmdfail", "0.1", {"cmdfail": "i2i_cmdfail"}, {"i2i_cmdfail.py": FAILING_COMMANDS})
+    result = run_i2i(["plugins", "--json"], site)
+    assert result.returncode == 0, result.stderr
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["good"]["status"] == "loaded"
+    assert plugins["exiting"]["status"] == "failed" and plugins["exiting"]["error"] == "SystemExit: i2i-exiting needs a GPU"
+    assert plugins["cmdfail"]["status"] == "loaded" and plugins["cmdfail"]["components"] == {"generators": ["cmdnet"]}
+    assert plugins["cmdfail"]["error"] == "its commands are left out: RuntimeError: commands hook broke"
+    assert result.stderr.splitlines() == [
+        "i2i: warning: plugin 'exiting' (i2i_exiting) disabled: SystemExit: i2i-exiting needs a GPU",
+        "i2i: warning: plugin 'cmdfail' (i2i_cmdfail): register_commands failed, so none of its commands are added "
+        "(its other components stay available): RuntimeError: commands hook broke",
+    ]
+    # I2I_TRACEBACK=1 shows the plugin's author where it failed, beside the same warning
+    traced = run_i2i(["list", "tasks"], site, env={"I2I_TRACEBACK": "1"})
+    assert traced.returncode == 0
+    assert "Traceback (most recent call last)" in traced.stderr and 'i2i_exiting.py", line 2' in traced.stderr
+
+
 def test_strict_mode_turns_plugin_failures_into_errors(site):
     result = run_i2i(["list", "generators"], site, env={"I2I_STRICT_PLUGINS": "1"})
     assert result.returncode == 2
@@ -194,8 +235,8 @@ def test_a_plugin_command_cannot_replace_an_existing_one(tmp_path):
     )
     site = tmp_path / "site"
     make_distribution(site, "i2i-clash", "1.0", {"clash": "i2i_clash"}, {"i2i_clash.py": code})
-    warning = ("i2i: warning: plugin 'clash' registers a command 'i2i run', which already exists; 'i2i run' stays "
-               "the existing one (the plugin should rename its command)\n")
+    warning = ("i2i: warning: plugin 'clash' registers a command 'i2i run', which i2i itself provides; "
+               "'i2i run' stays i2i's own (the plugin should rename its command)\n")
     helped = run_i2i(["run", "--help"], site)
     assert helped.returncode == 0 and "--resume" in helped.stdout and helped.stderr == warning
     own = run_i2i(["own"], site)
