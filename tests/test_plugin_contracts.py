@@ -148,7 +148,22 @@ class LowerIsBetterBool(i2i.Task):
         return clean, clean
 
 
+class ExplodingCallback(i2i.Callback):
+    def __init__(self):
+        raise RuntimeError("callback init exploded")
+
+
+class CallbackNeedingAPath(i2i.Callback):
+    def __init__(self, path):
+        self.path = path
+
+
 class Sloppy:
+    @i2i.hookimpl
+    def register_callbacks(self, register):
+        register("exploding_cb", ExplodingCallback)
+        register("needs_path", CallbackNeedingAPath)
+
     @i2i.hookimpl
     def register_generators(self, register):
         register("shrinks", Shrinks)
@@ -392,3 +407,18 @@ def test_a_task_whose_lower_is_better_is_no_tuple_is_named_before_training(photo
     recipe["task"] = {"name": "lower_is_better_bool"}
     refused_before_training(recipe, r"task.name = 'lower_is_better_bool'.*: the task's lower_is_better = True; it is a tuple "
                                     r"of metric names, e.g. \('mae',\)")
+
+
+@pytest.mark.parametrize("callback, error", [
+    ("exploding_cb", "RuntimeError: callback init exploded"),
+    ("needs_path", r"TypeError: .*missing 1 required positional argument: 'path'"),
+])
+def test_a_callback_that_cannot_be_built_is_named_before_training(photos, tmp_path, callback, error):
+    message = (rf"train.callbacks '{callback}' \(plugin 'sloppy'\): building it raised {error}; report this to the "
+               r"plugin's author")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"callbacks": [callback]})
+    refused_before_training(recipe, message)
+    from i2i.engine.components import check_recipe
+
+    with pytest.raises(i2i.UserError, match=message):  # i2i validate
+        check_recipe(i2i.load_recipe(recipe))

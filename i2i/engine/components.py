@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import PluginError, RecipeError, UserError
+from ..errors import PluginError, RecipeError, UserError, exception_line
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
 from ..plugins import registry
 from ..recipe import Recipe, build_component, recipe_error
@@ -180,3 +180,25 @@ def check_recipe(recipe: Recipe) -> None:
     check_crop_size(recipe, nets)
     build_loss_terms(recipe, nets.D, device)
     dry_run(recipe, nets, device, build_metrics(nets.task, recipe["eval"]["metrics"], recipe))
+    build_callbacks(recipe)
+
+
+def build_callbacks(recipe: Recipe) -> list[Any]:
+    """The callbacks of ``train.callbacks`` and the ``autoload`` ones, built. A factory that
+    raises is one line naming the callback and its plugin (its ``UserError``, a mistake in
+    what it was given, names the recipe's key)."""
+    reg = registry()
+    listed = list(recipe["train"]["callbacks"])
+    autoloaded = [c.name for c in reg.components("callbacks") if getattr(c.factory, "autoload", False) and c.name not in listed]
+    built = []
+    for name in [*listed, *autoloaded]:
+        where = f"{recipe.source}: train.callbacks '{name}'" if name in listed else f"autoloaded callback '{name}'"
+        try:
+            built.append(reg.build("callbacks", name))
+        except UserError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        except Exception as exc:  # a bug in the plugin's factory
+            plugin = reg.get("callbacks", name).plugin
+            raise PluginError(f"{where} (plugin '{plugin}'): building it raised {exception_line(exc)}; report this to "
+                              "the plugin's author (I2I_TRACEBACK=1 shows where)") from exc
+    return built

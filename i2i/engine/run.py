@@ -23,6 +23,7 @@ from ..plugins import host, registry
 from ..options import format_value
 from ..recipe import RUN_FOLDER_EXPECTED, Recipe, dumps_toml, load_recipe, names_a_new_folder
 from . import checkpoint as ckpt
+from .components import build_callbacks
 from .device import dtype_name, global_state_kept
 from .trainer import Trainer, summary_line
 
@@ -188,15 +189,6 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, train
     ckpt.write_atomic(path, json.dumps(info, indent=1).encode())
 
 
-def _callbacks(recipe: Recipe) -> list[Any]:
-    reg = registry()
-    names = list(recipe["train"]["callbacks"])
-    for component in reg.components("callbacks"):
-        if getattr(component.factory, "autoload", False) and component.name not in names:
-            names.append(component.name)
-    return [reg.build("callbacks", name) for name in names]
-
-
 #: Under a launcher, a second SIGINT this soon after the first is the launcher passing on the
 #: same Ctrl-C (torchrun forwards the one the terminal already sent), not a second Ctrl-C.
 ECHO_WINDOW_S = 2.0
@@ -322,7 +314,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         # installs its own handlers, which checkpoint)
         with _interrupt_on_termination():
             try:
-                trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*_callbacks(recipe), *(callbacks or [])],
+                trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*build_callbacks(recipe), *(callbacks or [])],
                                   quiet=quiet, split=split)
                 return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
             except BaseException:
