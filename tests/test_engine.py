@@ -320,6 +320,20 @@ def test_other_runtime_errors_are_not_taken_for_running_out_of_memory(photos, tm
     assert isinstance(info.value.__cause__, RuntimeError) and "out of memory" not in str(info.value)
 
 
+def test_a_loss_that_is_nan_at_the_first_step_is_named_and_leaves_no_folder(photos, tmp_path):
+    """Before any weight changed the learning rate cannot be the cause; a folder with nothing
+    to resume from would only make the next run's a '-2'."""
+    i2i.register_plugin(NaNPlugin(), "nanplugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", losses={"bad": {"name": "nan_after", "at": 1}}, output={"log_every": 3})
+    with pytest.raises(TrainingStopped) as info:
+        i2i.train(recipe, quiet=True)
+    assert str(info.value) == (
+        "loss 'bad' (generator step, 'nan_after' of plugin 'nanplugin') was NaN or infinite at the first step, before any "
+        "weight had changed, so the learning rate is not the cause: the loss, or the generator feeding it, gives NaN or "
+        "infinite values on these images; nothing was kept")
+    assert not (tmp_path / "run").exists()
+
+
 def test_nonfinite_skip_mode_skips_the_step(photos, tmp_path):
     i2i.register_plugin(NaNPlugin(), "nanplugin")
     recipe = tiny_recipe(photos, tmp_path / "run", losses={"bad": {"name": "nan_after", "at": 5}},
@@ -327,6 +341,16 @@ def test_nonfinite_skip_mode_skips_the_step(photos, tmp_path):
     run = i2i.train(recipe, quiet=True)
     assert run.status == "finished"
     assert all(torch.isfinite(p).all() for p in run.generator.parameters())
+
+
+def test_skipped_updates_are_warned_about_with_the_loss_to_blame(photos, tmp_path, capsys):
+    i2i.register_plugin(NaNPlugin(), "nanplugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", losses={"bad": {"name": "nan_after", "at": 5}},
+                         train={"on_nonfinite": "skip", "steps": 6}, output={"log_every": 3, "progress": "plain"})
+    i2i.train(recipe)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert warnings == ["i2i: warning: step 6: 2 generator update(s) skipped since the last log: loss 'bad' was NaN or "
+                        "infinite (train.on_nonfinite = 'skip'); a run that skips most of its steps learns nothing"]
 
 
 def test_run_directory_is_never_overwritten(photos, tmp_path):

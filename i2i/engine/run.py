@@ -317,9 +317,10 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                 trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*build_callbacks(recipe), *(callbacks or [])],
                                   quiet=quiet, split=split)
                 return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
-            except BaseException:
+            except BaseException as exc:
                 # a recipe mistake, or a first step that failed: a -2 folder next time would be noise
-                if resume is None and dist.is_main and (trainer is None or trainer.step == 0):
+                first_step_failed = trainer is None or trainer.step == 0 or getattr(exc, "nothing_trained", False)
+                if resume is None and dist.is_main and first_step_failed:
                     _remove_unstarted_run(run_dir)
                 raise
     except RuntimeError as exc:

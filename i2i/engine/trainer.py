@@ -187,6 +187,10 @@ class Trainer:
         self._saved_at = self.clock()
         self._checkpoint_due = False
         self._recorded_unreadable_val: set[str] = set()  # validation files marked undecodable in split.json
+        # train.on_nonfinite = 'skip': optimiser updates skipped so far, and as of the last log
+        self.skipped_updates = {"g": 0, "d": 0}
+        self._skips_logged = dict(self.skipped_updates)
+        self._skipped_terms: set[str] = set()  # the loss terms that were non-finite since the last log
         self.resumed_at: int | None = None  # the step of the checkpoint this run continued from
         self._autocast_cache = True
         self.graphs: GraphedStep | None = None
@@ -378,8 +382,11 @@ class Trainer:
             # the one host sync, only in skip mode; all ranks skip together (their gradients
             # were averaged, so a non-finite loss on one rank poisons every rank's step)
             skip = self.dist.agree(not bool(torch.isfinite(total)))
-            if skip:
-                self.skipped_steps = getattr(self, "skipped_steps", 0) + 1
+            if skip:  # which terms, for the warning at the next log (a sync only on skipped steps)
+                self.skipped_updates[which] += 1
+                for label, value in terms.items():
+                    if not bool(torch.isfinite(value).all()):
+                        self._skipped_terms.add(f"'{label}'")
         if not skip:
             if scaler is not None:
                 scaler.step(optimizer)
@@ -597,10 +604,29 @@ class Trainer:
         kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
         which, label = key.split("_", 1)
         net = "generator" if which == "g" else "discriminator"
+        if step == 1 and self.resumed_at is None:
+            # before any weight changed: no learning rate or clipping is to blame, and nothing
+            # trained is worth a folder (the run removes it, as for other first-step failures)
+            stopped = TrainingStopped(
+                f"loss '{label}' ({net} step{self._loss_plugin(label)}) was NaN or infinite at the first step, before any "
+                f"weight had changed, so the learning rate is not the cause: the loss, or the {net} feeding it, gives "
+                "NaN or infinite values on these images; nothing was kept")
+            stopped.nothing_trained = True
+            raise stopped
         raise TrainingStopped(
             f"loss '{label}' ({net} step) became NaN or infinite at step {step}; stopped, {kept}. "
             f"Lower train.{which}.lr, set train.{which}.clip_grad_norm, or set train.on_nonfinite = 'skip'"
         )
+
+    def _loss_plugin(self, label: str) -> str:
+        """``, 'charbonnier' of plugin 'losses'`` for a loss term's label, when the recipe names it."""
+        from ..plugins import registry
+
+        try:
+            name = self.recipe["losses"][label]["name"]
+            return f", '{name}' of plugin '{registry().get('losses', name).plugin}'"
+        except (KeyError, TypeError, UserError):
+            return ""
 
     def log_step(self) -> None:
         values = self.read_accumulators()
@@ -613,6 +639,15 @@ class Trainer:
         self.log.write({"type": "train", "step": self.step, **values})
         self.tb.scalars(self.step, values, "train/")
         self.progress.log(self.step, values)
+        new_skips = {k: n - self._skips_logged[k] for k, n in self.skipped_updates.items() if n > self._skips_logged[k]}
+        if new_skips:  # train.on_nonfinite = 'skip' keeps going; say so rather than train on quietly
+            self._skips_logged = dict(self.skipped_updates)
+            which = " and ".join(f"{n} {'generator' if k == 'g' else 'discriminator'}" for k, n in new_skips.items())
+            terms = ", ".join(sorted(self._skipped_terms)) or "their total"
+            self._skipped_terms.clear()
+            self.progress.warn(f"i2i: warning: step {self.step}: {which} update(s) skipped since the last log: loss "
+                               f"{terms} was NaN or infinite (train.on_nonfinite = 'skip'); a run that skips most of its "
+                               "steps learns nothing")
         for warning in self.health.check(self.step, values):
             self.progress.warn(f"i2i: warning: {warning}")
         self._emit("on_log", self, self.step, values)
