@@ -554,8 +554,9 @@ def build_component(registry: Registry, kind: str, recipe: Recipe, section: str,
         raise _blame_override(RecipeError(f"{recipe.source}: {where}{text}"), recipe.source, recipe.overrides) from None
     except Exception as exc:  # a bug in the plugin's factory, not in the recipe
         plugin = registry.get(kind, table["name"]).plugin
-        raise PluginError(f"{recipe.source}: {section}.name = '{table['name']}': plugin '{plugin}' failed to build it: "
-                          f"{exception_line(exc)}; report this to the plugin's author (I2I_TRACEBACK=1 shows where)") from exc
+        failure = PluginError(f"{recipe.source}: {section}.name = '{table['name']}': plugin '{plugin}' failed to build "
+                              f"it: {exception_line(exc)}; report this to the plugin's author (I2I_TRACEBACK=1 shows where)")
+        raise _blame_override(failure, recipe.source, recipe.overrides, recipe) from exc  # a --set's table: where it came from
     expected = _built_type(kind)
     if expected is not None and not isinstance(built, expected[0]):
         plugin = registry.get(kind, table["name"]).plugin

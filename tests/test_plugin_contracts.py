@@ -422,3 +422,14 @@ def test_a_callback_that_cannot_be_built_is_named_before_training(photos, tmp_pa
 
     with pytest.raises(i2i.UserError, match=message):  # i2i validate
         check_recipe(i2i.load_recipe(recipe))
+
+
+def test_a_component_that_fails_to_build_from_a_set_names_the_set(photos, tmp_path):
+    from i2i.engine.components import check_recipe
+
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["generator"] = {"name": "unet"}
+    recipe = i2i.load_recipe(recipe, ["generator.name=exploding"])
+    with pytest.raises(i2i.UserError, match=r"^--set generator.name=exploding: generator.name = 'exploding': plugin "
+                                            r"'sloppy' failed to build it: RuntimeError: exploding_net factory exploded"):
+        check_recipe(recipe)
