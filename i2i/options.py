@@ -78,6 +78,20 @@ def factory_options(factory: Callable) -> dict[str, Option]:
     return options
 
 
+def required_parameters(factory: Callable) -> list[str]:
+    """The factory's parameters without a default, in order (``self`` left out)."""
+    target = _signature_of(factory)
+    if target is None:
+        return []
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    if inspect.isclass(factory) and params and params[0].name == "self":
+        params = params[1:]
+    return [p.name for p in params if p.default is _NO_DEFAULT and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
 def accepts_any_option(factory: Callable) -> bool:
     """Whether the factory takes ``**options``: then an unknown recipe key is passed on, not refused."""
     target = _signature_of(factory)

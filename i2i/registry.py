@@ -16,6 +16,8 @@ BUILTIN_DISTRIBUTION = "i2i"
 KINDS = ("generators", "discriminators", "tasks", "losses", "metrics", "callbacks")
 SINGULAR = {kind: "loss" if kind == "losses" else kind[:-1] for kind in KINDS}
 #: The recipe table each kind's options come from (a loss term's is ``losses.<label>``).
+#: The arguments i2i passes a factory before the recipe's options, by kind (see ``build_component``).
+SUPPLIED_ARGUMENTS = {"generators": ("in_channels", "out_channels"), "discriminators": ("in_channels",)}
 RECIPE_SECTIONS = {"generators": "generator", "discriminators": "discriminator", "tasks": "task", "losses": "losses.x"}
 
 
@@ -82,13 +84,23 @@ def check_declared_options(kind: str, name: str, factory: Callable[..., Any], de
     """At registration, what a recipe could never get right: an option named like its table's
     own keys, a default that is not of the option's declared type (the run's recipe.toml would
     keep it, and every later load refuse it), and ``defaults`` for options the factory lacks."""
-    from .options import format_value
+    from .options import format_value, required_parameters
     from .recipe import table_keys
 
+    singular = SINGULAR[kind]
+    supplied = SUPPLIED_ARGUMENTS.get(kind, ())
+    required = required_parameters(factory)
+    for key in required[len(supplied):]:
+        if key not in defaults:  # i2i never passes it, and a recipe cannot set a parameter without a default
+            passes = f"it passes {' and '.join(supplied)}, then the recipe's options" if supplied else "it passes only the recipe's options"
+            hint = " (a metric is registered by a factory that returns the metric function)" if kind == "metrics" else ""
+            raise TypeError(f"{singular} '{name}': {getattr(factory, '__name__', 'the factory')} needs '{key}', which i2i "
+                            f"never passes ({passes}); give '{key}' a default, which a recipe can then change, or register "
+                            f"it with defaults={{'{key}': ...}}{hint}")
     if kind not in RECIPE_SECTIONS:
         return
     reserved = table_keys(RECIPE_SECTIONS[kind])  # an option of one of these names could never be set
-    singular, options = SINGULAR[kind], factory_options(factory)
+    options = factory_options(factory)
     for key in sorted(reserved & options.keys()):
         raise ValueError(f"{singular} '{name}': option '{key}' has the name of the recipe table's own "
                          f"'{key}' key, so a recipe could never set it; rename the option")

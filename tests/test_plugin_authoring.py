@@ -298,7 +298,8 @@ def test_a_plugin_commands_own_failure_is_one_line_and_a_failed_plugin_keeps_no_
     assert result.exit_code == 2
     assert result.output == ("i2i: error: command 'i2i careless-boom' (plugin 'commands') failed: RuntimeError: command "
                              "exploded; report this to the plugin's author (I2I_TRACEBACK=1 shows where)\n")
-    assert "careless-half" not in group.commands and host().plugins["half"].status == "failed"
+    half = host().plugins["half"]  # its commands are left out; what else it registered stays
+    assert "careless-half" not in group.commands and half.status == "loaded" and half.error.startswith("its commands are left out: ")
 
 
 def test_a_callback_failing_in_on_evaluate_names_the_checkpoint_saved_for_it(photos, tmp_path, capsys):
