@@ -86,7 +86,8 @@ OPTIM = {
 SCHEMA: dict[str, dict[str, Field]] = {
     "task": {},
     "data": {
-        "source": Field(str, "sample", "'sample' (photos shipped with i2i) or a folder of images"),
+        "source": Field(str, "sample", "'sample' (photos shipped with i2i) or a folder of images",
+                        lambda v: v.strip() != "", 'a folder of images, or "sample" for the photos shipped with i2i'),
         "size": Field(int, 256, "training crop size in pixels", lambda v: v >= 8, "an integer >= 8"),
         "val_fraction": Field(float, 0.2, "share of the files held out for validation",
                               lambda v: 0 <= v < 1, "a number in [0, 1)"),

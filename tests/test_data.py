@@ -586,3 +586,33 @@ def test_a_named_pipe_named_like_an_image_is_unreadable_not_waited_on(tmp_path):
                 read()
     finally:
         unblock.cancel()
+
+
+def test_an_empty_source_is_refused_rather_than_the_working_directory(tmp_path, monkeypatch):
+    """Path("") is the working directory: a run started with data.source = "" trained on
+    whatever lay there (an earlier run's sample grids) and could not resume from elsewhere."""
+    monkeypatch.chdir(make_folder(tmp_path / "here"))
+    with pytest.raises(UserError, match=r'^data.source = "": empty; give a folder of images, or "sample"'):
+        ImageData(data_cfg(""), channels=3, device=CPU, seed=0)
+
+
+def test_a_local_folder_named_sample_gets_a_note_that_sample_means_the_shipped_photos(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "sample")
+    data = ImageData(data_cfg("sample"), channels=3, device=CPU, seed=0)
+    assert all("img_" not in p.name for p in data.train_files)  # the shipped photos
+    assert ('i2i: note: data.source = "sample" means the photos shipped with i2i, not the folder ./sample here; '
+            'for that one, write "./sample"') in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("val", ["photos", "photos/held_out"])
+def test_validating_on_the_training_folder_or_inside_it_is_warned_about(tmp_path, capsys, val):
+    make_folder(tmp_path / "photos")
+    make_folder(tmp_path / "photos" / "held_out", count=2)
+    ImageData(data_cfg(tmp_path / "photos", val_source=str(tmp_path / val)), channels=3, device=CPU, seed=0)
+    err = capsys.readouterr().err
+    assert "so the run validates on images it trains on" in err
+    capsys.readouterr()
+    make_folder(tmp_path / "elsewhere", count=2)
+    ImageData(data_cfg(tmp_path / "photos", val_source=str(tmp_path / "elsewhere")), channels=3, device=CPU, seed=0)
+    assert "validates on images it trains on" not in capsys.readouterr().err

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import UserError
 from .decode import UnreadableImageError, decode_image, fit_image, fitted_size, looks_grey
 from .sources import (ImageFile, RecordedSplit, apply_recorded_split, check_sizes, recorded_val_files, report_skipped,
-                      scan_folder, split_files)
+                      scan_folder, split_files, warn_validating_on_training_files)
 
 GB = 1e9
 
@@ -144,6 +144,8 @@ class ImageData:
         if data["val_source"]:
             separate, skipped_val = scan_folder(data["val_source"], "data.val_source", self._reasons, quiet=rank != 0)
             skipped += skipped_val
+            if rank == 0:
+                warn_validating_on_training_files(data["source"], data["val_source"])
         if split is not None:
             train, val, self.split_note = apply_recorded_split(split, source, separate, data)
             if not self._upscale and not self._resize:  # the files in use: added ones are left out

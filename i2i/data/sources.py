@@ -136,7 +136,12 @@ def missing_data_folder(data: Mapping[str, str]) -> str | None:
 
 def resolve_folder(value: str, key: str) -> Path:
     """The folder a recipe value names (``"sample"`` = the shipped photos), checked to exist."""
+    if not value.strip():  # Path("") is the working directory: never what an empty value meant
+        raise UserError(f'{key} = "{value}": empty; give a folder of images, or "{SAMPLE}" for the photos shipped with i2i')
     if value == SAMPLE:
+        if Path(SAMPLE).is_dir():
+            print(f'i2i: note: {key} = "{SAMPLE}" means the photos shipped with i2i, not the folder ./{SAMPLE} here; '
+                  f'for that one, write "./{SAMPLE}"', file=sys.stderr)
         return sample_folder()
     folder = Path(value).expanduser()
     if not folder.exists():
@@ -144,6 +149,17 @@ def resolve_folder(value: str, key: str) -> Path:
     if not folder.is_dir():
         raise UserError(f'{key} = "{value}": is a file, not a folder; give the folder that holds the images')
     return folder
+
+
+def warn_validating_on_training_files(source: str, val_source: str) -> None:
+    """One warning when ``data.val_source`` is ``data.source``'s folder or inside it (which is
+    searched with its subfolders): the run would score itself on images it trains on."""
+    train, val = (resolve_folder(v, k).resolve() for v, k in ((source, "data.source"), (val_source, "data.val_source")))
+    if val == train or train in val.parents:
+        where = "is data.source's folder" if val == train else f'is inside data.source = "{source}" (searched with its subfolders)'
+        print(f'i2i: warning: data.val_source = "{val_source}" {where}, so the run validates on images it trains on and '
+              "its scores say nothing about new photos; move the validation images out, or leave data.val_source empty "
+              "to hold out a share of data.source", file=sys.stderr)
 
 
 def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
