@@ -735,3 +735,16 @@ def test_a_sigterm_while_a_run_sets_up_leaves_no_empty_run_folder(photos, tmp_pa
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", ["", "[]", '{"resumes": 3}', "{not json"])
+def test_a_run_whose_run_json_is_damaged_still_resumes(photos, tmp_path, capsys, damage):
+    """A crash or a full disk can leave run.json empty; the run's weights are elsewhere."""
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}), quiet=True)
+    (run.run_dir / "run.json").write_text(damage)
+    resumed = i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+    assert resumed.step == 3
+    assert "run.json: cannot be read" in capsys.readouterr().err
+    assert (run.run_dir / "run.json.unreadable").read_text() == damage
+    info = json.loads((run.run_dir / "run.json").read_text())
+    assert info["rebuilt_at_resume"] and info["resumes"][0]["step"] == 2

@@ -178,15 +178,41 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, train
     precision: bf16 or fp32 on the CPU depends on the machine), again at each resume."""
     path = run_dir / "run.json"
     where = {} if trainer is None else {"device": str(trainer.device), "precision": dtype_name(trainer.dtype)}
-    info = json.loads(path.read_text()) if path.is_file() else {
-        "i2i_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_source": recipe.source,
-        "overrides": recipe.overrides, "command": sys.argv, "plugins": plugin_versions(recipe), **where, "resumes": [],
-    }
+    info = _read_run_info(path) if path.is_file() else None
+    if info is None:
+        info = {
+            "i2i_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_source": recipe.source,
+            "overrides": recipe.overrides, "command": sys.argv, "plugins": plugin_versions(recipe), **where, "resumes": [],
+        }
+        if resumed_at is not None:
+            info["rebuilt_at_resume"] = True  # what it says about the run's start is this resume's
     if resumed_at is not None:
         info["resumes"].append({"step": resumed_at, "overrides": recipe.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                 "plugins": plugin_versions(recipe), **where})
     ckpt.write_atomic(path, json.dumps(info, indent=1).encode())
+
+
+def _read_run_info(path: Path) -> dict | None:
+    """A run's run.json, or None when it cannot be read as one (a crash or a full disk can leave
+    it empty): then it is moved aside to ``run.json.unreadable``, with a note, and the caller
+    writes a new one. The run's weights and data are elsewhere, so the resume goes on."""
+    try:
+        info = json.loads(path.read_text())
+        if isinstance(info, dict) and isinstance(info.setdefault("resumes", []), list):
+            return info
+        problem = f"a JSON {type(info).__name__}, not the run's record" if not isinstance(info, dict) else "its 'resumes' is not a list"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else f"not JSON ({exc})"
+    aside = path.with_name(path.name + ".unreadable")
+    try:
+        path.replace(aside)
+        kept = f"moved to {aside.name}"
+    except OSError:
+        kept = "left as it is"
+    print(f"i2i: note: {path}: cannot be read ({problem}); {kept}, and a new run.json is written from this resume",
+          file=sys.stderr)
+    return None
 
 
 #: Under a launcher, a second SIGINT this soon after the first is the launcher passing on the
