@@ -384,7 +384,8 @@ def _still_set(data: Any, override: str) -> bool:
         if not isinstance(node, Mapping) or part not in node:
             return False
         node = node[part]
-    return node == value
+    both_nan = isinstance(node, float) and isinstance(value, float) and node != node and value != value
+    return node == value or both_nan  # nan never equals itself, and --set x=nan is still the override's
 
 
 def _plain_values(value: Any) -> Any:
