@@ -471,6 +471,10 @@ def validate(data: dict, where: str = "<recipe>") -> dict:
         out[section] = _check_fields(where, section, table, fields, open_keys=component)
         if component and not isinstance(out[section].get("name"), str):
             raise RecipeError(f"{where}: {section}.name: expected a string naming a registered {section}")
+    resize, size = out["data"]["resize"], out["data"]["size"]
+    if 0 < resize < size:  # checked here too, so that validate says so before any data is read
+        raise RecipeError(f"{where}: data.resize = {resize}: smaller than data.size = {size}, so no crop would fit; "
+                          f"use 0 (keep each image's size) or at least {size}")
     return out
 
 

@@ -55,6 +55,7 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["run", "--resume", "runs/x", "--out", "elsewhere"], "--out does not apply to --resume"),
     (["translate", "runs/x", "photo.png", "--out", "o", "--device", "gpu"], "--device = 'gpu': not a device i2i can use"),
     (["eval", "runs/x", "--device", "cuda:x"], "--device = 'cuda:x': not a device i2i can use"),
+    (["validate", RECIPE, "--set", "data.resize=10"], "--set data.resize=10: data.resize = 10: smaller than data.size"),
     (["validate", RECIPE, "--set", "train.g.lr=nan"], "--set train.g.lr=nan: train.g.lr = nan: expected a finite number"),
     # a --set that brings in a table the file lacks is blamed, not the file
     (["validate", RECIPE, "--set", "losses.L1.weight=2"], "--set losses.L1.weight=2: the recipe has no [losses.L1]; did you mean --set losses.l1.weight=2?"),
