@@ -217,6 +217,9 @@ def test_import_reference_weights(tmp_path, odd_inputs):
     assert out.returncode == 0, out.stderr
     wrong = run_i2i(["import-weights", str(path), "--task", "denoise", "--out", str(tmp_path / "x")])
     assert wrong.returncode == 2 and "1 -> 2 channels" in wrong.stderr
+    typo = run_i2i(["import-weights", str(path), "--task", "gray2color", "--set", "task.spcae=lab", "--out", str(tmp_path / "t")])
+    assert typo.returncode == 2 and typo.stderr.startswith("i2i: error: task.spcae: unknown option") and typo.stderr.count("\n") == 1
+    assert not (tmp_path / "t").exists()
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x80\x04junk")
     bad = run_i2i(["import-weights", str(garbage), "--task", "gray2color", "--out", str(tmp_path / "y")])

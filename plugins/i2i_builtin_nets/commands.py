@@ -31,14 +31,19 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
     if task == "denoise":
         task_table.setdefault("residual", False)  # the reference nets output the clean image
         task_table.setdefault("channels", in_ch)
-    built = i2i.registry().build("tasks", task, **{k: v for k, v in task_table.items() if k != "name"})
+    try:  # the task's options are checked as a recipe's would be (an unknown one, a wrong type)
+        recipe = i2i.load_recipe({"task": task_table, "generator": {"name": name, **options}, "losses": {"l1": {}}})
+    except i2i.RecipeError as exc:
+        raise i2i.RecipeError(str(exc).removeprefix("<recipe>: ")) from None
+    from i2i.recipe import build_component
+
+    built = build_component(i2i.registry(), "tasks", recipe, "task")
     if (built.in_channels, built.out_channels) != (in_ch, out_ch):
         raise i2i.UserError(
             f"{path}: the generator maps {in_ch} -> {out_ch} channels but task '{task}' needs "
             f"{built.in_channels} -> {built.out_channels}; choose the matching --task"
         )
     weights = convert_reference_state_dict(state, name, options)
-    recipe = i2i.load_recipe({"task": task_table, "generator": {"name": name, **options}, "losses": {"l1": {}}})
     return i2i.create_run_from_weights(recipe, weights, out, note=f"imported from {path}")
 
 
@@ -46,7 +51,8 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--task", required=True, help="The task the model was trained for: gray2color, denoise, color2gray, ...")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create (never overwritten).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Task options, e.g. --set sigma=50.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Task options, e.g. --set sigma=50 (or --set task.sigma=50).")
 def import_weights(checkpoint: str, task: str, out: str, overrides: tuple[str, ...]) -> None:
     """Bring a generator trained with the reference pix2pix/CycleGAN code into i2i.
 
@@ -62,6 +68,11 @@ def import_weights(checkpoint: str, task: str, out: str, overrides: tuple[str, .
     options = {}
     for text in overrides:
         key, value = i2i.parse_override(text)
-        options[".".join(key)] = value
+        if len(key) == 2 and key[0] == "task":  # the recipe's own spelling, task.sigma
+            key = key[1:]
+        if len(key) != 1:
+            raise i2i.UserError(f"--set {text}: import-weights takes the task's options, e.g. --set sigma=50; "
+                                f"'{'.'.join(key)}' is not one")
+        options[key[0]] = value
     run_dir = import_reference_run(checkpoint, task, out, options)
     click.echo(f"i2i: imported {checkpoint} into {run_dir}")
