@@ -51,7 +51,10 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         val_source = recipe["data"]["val_source"]
         source = val_source if val_source else f"validation split of {recipe['data']['source']}"
     if not data.val_files:
-        raise UserError(f"{run_dir}: the run has no validation images (data.val_fraction = 0); pass --data DIR")
+        fraction = recipe["data"]["val_fraction"]
+        why = (f"data.val_fraction = {fraction}" if fraction == 0 else
+               f"data.val_fraction = {fraction} of its few images held out none")
+        raise UserError(f"{run_dir}: the run has no validation images ({why}); pass --data DIR")
     eval_cfg = dict(recipe["eval"])
     if crop is not None:
         if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:

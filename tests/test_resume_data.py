@@ -289,3 +289,13 @@ def test_an_undecodable_validation_file_is_recorded_once_not_at_every_evaluation
     run = start(train, tmp_path, steps=3, data={"val_source": str(val)}, eval={"every": 1})
     assert writes == [["photo_5.png"]]
     assert recorded(run.run_dir)["val_unreadable"] == ["photo_5.png"]
+
+
+def test_eval_of_a_run_too_small_to_hold_any_image_out_says_so(tmp_path):
+    from i2i.evaluation import evaluate_run
+
+    one = make_photos(tmp_path / "one", count=1)
+    run = start(one, tmp_path, steps=1)
+    with pytest.raises(UserError, match=r"the run has no validation images \(data.val_fraction = 0.34 of its few images "
+                                        r"held out none\); pass --data DIR"):
+        evaluate_run(run.run_dir)
