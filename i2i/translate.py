@@ -147,11 +147,15 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
                         f"{not_read_note(left_out.values())}")
     print_not_read_note(", ".join(str(folder) for folder, kinds in left_out.items() if kinds), left_out.values())
     targets = output_paths(pairs, out_dir, fmt)
-    for (_, file), target in zip(pairs, targets):
-        if target.exists() and target.samefile(file):  # even --overwrite must not replace an input
+    try:
+        present = [target.exists() for target in targets]
+    except OSError as exc:  # a name too long for the file system, say: before any work, as one line
+        raise UserError(f"{out_dir}: cannot be used as the output folder ({exc.strerror or exc}); choose another --out") from None
+    for (_, file), target, there in zip(pairs, targets, present):
+        if there and target.samefile(file):  # even --overwrite must not replace an input
             raise UserError(f"{file}: would be replaced by its own translation; choose another --out")
     if not overwrite:
-        existing = [t for t in targets if t.exists()]
+        existing = [t for t, there in zip(targets, present) if there]
         if existing:
             raise UserError(f"{existing[0]}: already exists ({len(existing)} output file(s) would be replaced); use --overwrite or another --out")
     sharing: dict[Path, list[Path]] = {}

@@ -321,6 +321,15 @@ def test_translate_into_a_subfolder_of_the_input_leaves_its_outputs_out(g2c_run,
         "out/photo_0.png", "out/photo_1.png", "photo_0.png", "photo_1.png"]
 
 
+def test_an_output_folder_name_too_long_for_the_file_system_is_one_line(g2c_run, tmp_path):
+    folder = make_photos(tmp_path / "in", count=1, size=(24, 16))
+    model = i2i.load(g2c_run, device="cpu")
+    from i2i.translate import translate_files
+
+    with pytest.raises(i2i.UserError, match=r"cannot be used as the output folder \(File name too long\); choose another --out"):
+        translate_files(model, [folder], tmp_path / ("b" * 300), progress=False)
+
+
 def test_translate_warning_counts_every_skipped_file_and_says_why(g2c_run, tmp_path, capsys):
     folder = make_photos(tmp_path / "in", count=1, size=(24, 16))
     _png_header_only(folder / "a_huge.png", 20000, 20000)
