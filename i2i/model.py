@@ -156,6 +156,9 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     run_dir = ckpt.run_dir_of(checkpoint)
     recipe_path = run_dir / "recipe.toml"
     if not recipe_path.is_file():
+        if Path(path).resolve() == run_dir.resolve():  # the run folder itself lost its recipe
+            raise CheckpointError(f"{path}: no recipe.toml, which a run folder keeps beside checkpoints/ to rebuild its "
+                                  "network from; restore it (from a copy of the run, or the recipe it was trained with)")
         raise CheckpointError(f"{checkpoint}: no recipe.toml in {run_dir.resolve()}, two folders up, to rebuild the network "
                               "from; load the run folder, or keep a checkpoint folder inside its run's checkpoints/")
     # a run's callbacks steer training only: one whose plugin is not here must not stop inference

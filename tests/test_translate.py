@@ -555,3 +555,16 @@ def test_a_generator_that_changes_the_image_size_is_named_not_cropped_silently()
             run_any_size(net, torch.rand(1, 3, 30, 30))
         with pytest.raises(i2i.PluginError, match="returned 64x64 px for an input of 66x66"):
             run_any_size(net, torch.rand(1, 3, 66, 66), tile=66)
+
+
+def test_a_run_folder_without_its_recipe_says_to_restore_it(g2c_run, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(g2c_run, tmp_path / "run")
+    (copy / "recipe.toml").unlink()
+    with pytest.raises(i2i.CheckpointError, match=r"run: no recipe.toml, which a run folder keeps beside checkpoints/ "
+                                                  r"to rebuild its network from; restore it"):
+        i2i.load(copy)
+    checkpoint = next((copy / "checkpoints").glob("step_*"))  # a checkpoint folder given: where it looked
+    with pytest.raises(i2i.CheckpointError, match=r"no recipe.toml in .*, two folders up"):
+        i2i.load(checkpoint)
