@@ -616,3 +616,20 @@ def test_validating_on_the_training_folder_or_inside_it_is_warned_about(tmp_path
     make_folder(tmp_path / "elsewhere", count=2)
     ImageData(data_cfg(tmp_path / "photos", val_source=str(tmp_path / "elsewhere")), channels=3, device=CPU, seed=0)
     assert "validates on images it trains on" not in capsys.readouterr().err
+
+
+def test_a_file_that_fails_to_decode_while_streaming_is_warned_about_once_with_why(tmp_path, capfd):
+    """Each DataLoader worker is a process of its own: warned from there, it came once per
+    worker, and without the reason the cached path gives."""
+    folder = make_folder(tmp_path / "photos", count=3)
+    whole = (folder / "img_01.png").read_bytes()
+    (folder / "img_01.png").write_bytes(whole[: len(whole) // 2])  # header fine, pixels cut off
+    data = ImageData(data_cfg(folder, cache_gb=0.0, workers=2), channels=3, device=CPU, seed=0)
+    assert not data.cached
+    for _ in range(6):
+        batch = data.next_batch(4)
+        assert batch.shape == (4, 3, 16, 16)
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "cannot be decoded" in line]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"i2i: warning: {folder / 'img_01.png'}: cannot be decoded (")
+    assert warnings[0].endswith("); using the next training image instead")

@@ -211,6 +211,7 @@ class ImageData:
         self._images: list[torch.Tensor] = []
         self._stream: Iterator[torch.Tensor] | None = None
         self._stream_key: tuple[int, int] | None = None  # (next sample, batch size) the stream is at
+        self._stream_warned: set[int] = set()  # training files found undecodable while streaming, warned about
         self._val_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._val_cache_crop: int | None = None
         self._unreadable_val: set[Path] = set()
@@ -347,8 +348,18 @@ class ImageData:
     def _next_streamed(self, batch_size: int) -> torch.Tensor:
         if self._stream_key != (self._samples, batch_size):
             self._stream = iter(self._loader(self._samples, batch_size))
-        batch = next(self._stream)
+        batch, failed = next(self._stream)
         self._stream_key = (self._samples + batch_size, batch_size)
+        for index in set(failed.tolist()) - {-1} - self._stream_warned:  # on the host: no device sync
+            self._stream_warned.add(index)
+            path = self._train[index].path
+            try:
+                decode_image(path, self.channels)
+                why = ""
+            except UnreadableImageError as exc:
+                why = f" ({exc.reason})"
+            print(f"i2i: warning: {path}: cannot be decoded{why}; using the next training image instead", file=sys.stderr,
+                  flush=True)
         return batch.to(self.device, non_blocking=True)
 
     def _loader(self, start: int, batch_size: int) -> DataLoader:
@@ -498,35 +509,37 @@ class _CropDataset(Dataset):
 
     def __init__(self, files: list[Path], channels: int, size: int, resize: int, upscale: bool):
         self.files, self.channels, self.size, self.resize, self.upscale = files, channels, size, resize, upscale
-        self._warned: set[Path] = set()
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, item: tuple[int, int, int]) -> torch.Tensor:
+    def __getitem__(self, item: tuple[int, int, int]) -> tuple[torch.Tensor, int]:
+        """The crop, and the index of a file that could not be decoded on the way (-1: none),
+        for the main process to warn about once: each worker process has its own memory, so a
+        warning here would come once per worker."""
         index, top, left = item
-        image = self._decode(index)
+        image, failed = self._decode(index)
         size = self.size
         top = min(top, image.shape[-2] - size)
         left = min(left, image.shape[-1] - size)
         # clone: a view would ship the whole decoded image back through shared memory
-        return image[:, top:top + size, left:left + size].clone()
+        return image[:, top:top + size, left:left + size].clone(), failed
 
-    def _decode(self, index: int) -> torch.Tensor:
-        """The image, resized or upscaled where asked; a file that became unreadable is replaced by the next one."""
+    def _decode(self, index: int) -> tuple[torch.Tensor, int]:
+        """The image, resized or upscaled where asked, and the index of the first file that
+        could not be decoded (-1: none): such a file is replaced by the next one."""
+        failed = -1
         for step in range(len(self.files)):
-            path = self.files[(index + step) % len(self.files)]
+            at = (index + step) % len(self.files)
             try:
-                image = decode_image(path, self.channels)
+                image = decode_image(self.files[at], self.channels)
             except UnreadableImageError:
-                if path not in self._warned:
-                    self._warned.add(path)
-                    print(f"i2i: warning: {path}: cannot be decoded; using the next training image instead", file=sys.stderr, flush=True)
+                failed = at if failed < 0 else failed
                 continue
             image = fit_image(image, size=self.size, resize=self.resize, upscale=self.upscale)
             if min(image.shape[-2:]) < self.size:  # a file replaced by a smaller one since the scan
                 image = fit_image(image, size=self.size, upscale=True)
-            return image
+            return image, failed
         raise RuntimeError("none of the training images can be decoded any more")
 
 
