@@ -267,8 +267,12 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
     if bar is not None:
         bar.close()
     if unreadable and not report.written:
-        raise UserError(f"none of the input files could be read as an image: {name_files(list(unreadable), unreadable)} "
-                        f"(give {IMAGE_KINDS} files)")
+        from .data.decode import IMAGE_EXTENSIONS
+
+        # the format hint only where a file is not of a kind i2i reads (a PNG too large to decode already is one)
+        kinds = "" if all(Path(p).suffix.lower() in IMAGE_EXTENSIONS for p in unreadable) else f" (give {IMAGE_KINDS} files)"
+        raise UserError(f"none of the input files could be read as an image: {name_files(list(unreadable), unreadable)}"
+                        f"{kinds}")
     report_skipped(list(unreadable), reasons=unreadable)
     note = format_note(report, fmt)
     if note:

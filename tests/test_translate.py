@@ -54,6 +54,7 @@ def test_translate_keeps_sizes_names_and_never_overwrites(g2c_run, odd_inputs, t
     nothing = run_i2i(["translate", str(g2c_run), str(odd_inputs / "broken.png"), "--out", str(tmp_path / "none")])
     assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1
     assert "none of the input files could be read as an image: " in nothing.stderr and "broken.png" in nothing.stderr
+    assert "(give jpg" not in nothing.stderr  # it is a .png already: the format is not what is wrong
     assert (out / "odd.png").read_bytes() == before
     forced = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(out), "--overwrite", "--format", "jpg"])
     assert forced.returncode == 0 and Image.open(out / "odd.jpg").size == (37, 29)
