@@ -84,7 +84,7 @@ SET_HELP = "Override a recipe key with a TOML value, e.g. --set train.steps=500 
 
 
 @cli.command()
-@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
+@click.argument("recipe", required=False, type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: output.dir); never overwritten.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in RUN_DIR from its latest checkpoint.")
@@ -105,6 +105,10 @@ def run(recipe: str | None, overrides: tuple[str, ...], out: str | None, resume:
 
     if resume is None and recipe is None:
         raise UserError("give a recipe file (i2i run recipes/gray2color.toml) or --resume RUN_DIR")
+    if recipe is not None and Path(recipe).is_dir():  # a run folder, most likely: say how to continue it
+        if (Path(recipe) / "recipe.toml").is_file():
+            raise UserError(f"{recipe}: a run folder, not a recipe file; to continue it: i2i run --resume {recipe}")
+        raise UserError(f"{recipe}: a folder, not a recipe file; give the .toml file (e.g. recipes/gray2color.toml)")
     if resume is not None and recipe is not None:
         raise UserError("give either a recipe or --resume RUN_DIR, not both (a resumed run uses its saved recipe)")
     if resume is not None and out is not None:

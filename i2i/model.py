@@ -118,6 +118,8 @@ class Model:
             hint = "; for a tensor use model(tensor)" if isinstance(image, Tensor) else ""
             raise TypeError(f"model.translate takes a path, a PIL image or a uint8 numpy array, not {type(image).__name__}{hint}")
         pixels = decoded.pixels
+        if pixels.numel() == 0:
+            raise ValueError(f"model.translate got an empty image ({pixels.shape[-1]} x {pixels.shape[-2]} pixels)")
         output = self(pixels.float() / 65535 if pixels.dtype == torch.uint16 else pixels, tile=tile)
         if not keep_alpha or decoded.alpha is None:
             return to_pil(output)

@@ -124,6 +124,14 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     inputs, out_dir = [Path(item) for item in inputs], Path(out_dir)
+    if not inputs:
+        raise UserError("no inputs given: pass image files or folders to translate")
+    try:
+        out_is_file = out_dir.is_file()
+    except OSError:  # a name the file system refuses: said below, with the outputs' own checks
+        out_is_file = False
+    if out_is_file:
+        raise UserError(f"{out_dir}: is a file, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
     from .data.sources import name_files, not_read_note, print_not_read_note, report_skipped, survey_folder
 

@@ -115,3 +115,8 @@ def test_training_and_loading_work_under_a_float64_default_dtype(photos, tmp_pat
     finally:
         torch.set_default_dtype(torch.float32)
     assert output.dtype == torch.float32 and output.shape == (3, 16, 16)
+
+
+def test_callbacks_that_are_not_a_list_of_callbacks_say_what_was_given():
+    with pytest.raises(TypeError, match=r"^callbacks is a list of i2i.Callback instances, not int \(5\)$"):
+        i2i.train({}, callbacks=5)

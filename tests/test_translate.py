@@ -569,3 +569,25 @@ def test_a_run_folder_without_its_recipe_says_to_restore_it(g2c_run, tmp_path):
     checkpoint = next((copy / "checkpoints").glob("step_*"))  # a checkpoint folder given: where it looked
     with pytest.raises(i2i.CheckpointError, match=r"no recipe.toml in .*, two folders up"):
         i2i.load(checkpoint)
+
+
+def test_api_mistakes_around_translate_point_the_right_way(g2c_run, tmp_path):
+    import numpy as np
+
+    from i2i.translate import translate_files
+
+    model = i2i.load(g2c_run, device="cpu")
+    with pytest.raises(ValueError, match=r"^model.translate got an empty image \(0 x 0 pixels\)"):
+        model.translate(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(i2i.UserError, match=r"^no inputs given: pass image files or folders to translate"):
+        translate_files(model, [], tmp_path / "o", progress=False)
+    photo = make_photos(tmp_path / "in", count=1, size=(24, 16)) / "photo_0.png"
+    (tmp_path / "afile.txt").write_text("notes")
+    with pytest.raises(i2i.UserError, match=r"afile.txt: is a file, not a folder; choose another --out"):
+        translate_files(model, [photo], tmp_path / "afile.txt", progress=False)
+
+
+def test_run_given_a_folder_says_how_to_continue_it(g2c_run, tmp_path):
+    result = run_i2i(["run", str(g2c_run)])
+    assert (result.returncode, result.stderr) == (
+        2, f"i2i: error: {g2c_run}: a run folder, not a recipe file; to continue it: i2i run --resume {g2c_run}\n")

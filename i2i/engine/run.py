@@ -311,8 +311,12 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
 
     checkpoint_dir, run_dir, split = None, None, None
     if callbacks is not None and (isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__")):
-        raise TypeError(f"callbacks is a list of Callback instances, e.g. callbacks=[{type(callbacks).__name__}()], "
-                        f"not a single {type(callbacks).__name__}")
+        from ..callbacks import Callback
+
+        if isinstance(callbacks, Callback):  # one callback, not in a list
+            raise TypeError(f"callbacks is a list of Callback instances, e.g. callbacks=[{type(callbacks).__name__}()], "
+                            f"not a single {type(callbacks).__name__}")
+        raise TypeError(f"callbacks is a list of i2i.Callback instances, not {type(callbacks).__name__} ({callbacks!r})")
     if resume is not None and (recipe is not None or out is not None):
         raise UserError("a resumed run continues in its own folder with its saved recipe: "
                         "call train(None, resume=RUN_DIR, overrides=[...]) without a recipe or out")
