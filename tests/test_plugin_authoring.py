@@ -167,7 +167,8 @@ def test_feature_matching_with_a_discriminator_without_features_is_a_recipe_erro
                  r"generator\) \(it has 'make_pairs'; the method is make_pair\)"),
     ("two_channels", r"task.name = 'two_channels' \(plugin 'careless'\): image_channels = 2; images are read with 1 "
                      r"\(grey\) or 3 \(RGB\) channels"),
-    ("string_metrics", r"task.name = 'string_metrics': the task's metrics = 'psnr'; it is a tuple of metric names"),
+    ("string_metrics", r"task.name = 'string_metrics' \(plugin 'careless'\): the task's metrics = 'psnr'; it is a tuple "
+                       r"of metric names"),
 ])
 def test_a_task_declaring_what_cannot_work_is_named_by_validate(photos, tmp_path, task, message):
     from i2i.engine.components import check_recipe

@@ -177,6 +177,7 @@ class Sloppy:
         register("no_options", NoOptions)
         register("raising_l1", RaisingL1)
         register("detached_l1", DetachedL1)
+        register("not_a_loss", lambda: (lambda fake, target: (fake - target).abs().mean()))
 
     @i2i.hookimpl
     def register_metrics(self, register):
@@ -265,7 +266,7 @@ def test_a_task_listing_a_metric_nobody_provides_fails_before_training(photos, t
     task_class = type(i2i.registry().build("tasks", "denoise"))
     monkeypatch.setattr(task_class, "metrics", ("psnr", "pnsr_typo"))
     recipe = tiny_recipe(photos, tmp_path / "run")
-    with pytest.raises(i2i.UserError, match=r"task.name = 'denoise': the task's metrics include unknown metric "
+    with pytest.raises(i2i.UserError, match=r"task.name = 'denoise' \(plugin 'tasks'\): the task's metrics include unknown metric "
                                             r"'pnsr_typo'"):
         i2i.train(recipe, quiet=True)
     assert not (tmp_path / "run").exists()
@@ -454,3 +455,9 @@ def test_an_argument_given_through_defaults_is_fine():
     plugin = type("Given", (), {"register_callbacks": i2i.hookimpl(
         lambda register: register("given", CallbackNeedingAPath, defaults={"path": "x"}))})
     assert i2i.register_plugin(plugin, "given").status == "loaded"
+
+
+def test_a_loss_factory_that_builds_no_loss_kind_is_named_with_its_plugin(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", losses={"odd": {"name": "not_a_loss"}})
+    refused_before_training(recipe, r"losses.odd \('not_a_loss', plugin 'sloppy'\): its factory built a function, which is "
+                                    r"none of i2i's loss kinds \(i2i.ReconstructionLoss, .*report this to the plugin's author")

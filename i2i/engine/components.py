@@ -140,7 +140,9 @@ def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: to
         elif isinstance(loss, ReconstructionLoss):
             terms.recon.append(term)
         else:
-            raise RecipeError(f"{where}: losses.{label}: '{term_cfg['name']}' is not one of i2i's loss kinds")
+            raise PluginError(f"{loss_where(recipe, label)}: its factory built a {type(loss).__name__}, which is none of "
+                              "i2i's loss kinds (i2i.ReconstructionLoss, AdversarialLoss, FeatureMatchingLoss, Regularizer); "
+                              "report this to the plugin's author")
     gan_terms = terms.adversarial + terms.regularizers + terms.feature_matching
     if not has_discriminator and gan_terms:
         raise RecipeError(f"{where}: losses.{gan_terms[0].label}: needs a discriminator; add a [discriminator] table or remove this loss")

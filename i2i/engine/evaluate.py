@@ -29,7 +29,7 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
     """
     from ..errors import PluginError, UnknownComponentError, UserError, exception_line
     from ..plugins import registry
-    from .contracts import metric_where
+    from .contracts import contract_where, metric_where
 
     reg = registry()
     metrics = {}
@@ -37,7 +37,7 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
         value = getattr(task, attribute, ())
         if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list, set, frozenset)) or \
                 not all(isinstance(m, str) for m in value):
-            where = f"{recipe.source}: task.name = '{recipe['task']['name']}'" if recipe is not None else f"task {type(task).__name__}"
+            where = contract_where(recipe, "task") if recipe is not None else f"task {type(task).__name__}"
             raise PluginError(f"{where}: the task's {attribute} = {value!r}; it is a tuple of metric names, "
                               f"e.g. {example}; report this to the task plugin's author")
     for name in dict.fromkeys([*task.metrics, *names]):
@@ -46,7 +46,7 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
         except UnknownComponentError as exc:
             if name not in task.metrics:
                 raise
-            where = f"{recipe.source}: task.name = '{recipe['task']['name']}'" if recipe is not None else f"task {type(task).__name__}"
+            where = contract_where(recipe, "task") if recipe is not None else f"task {type(task).__name__}"
             raise PluginError(f"{where}: the task's metrics include {exc}; report this to the task plugin's author") from None
         except UserError:
             raise
