@@ -21,8 +21,7 @@ class I2IGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            if _show_traceback():
-                raise
+            _print_traceback_if_asked()
             prefix = _rank_prefix()
             click.echo(f"i2i: error: {'' if str(exc).startswith(prefix) else prefix}{exc}", err=True)  # not 'rank 1: rank 1:'
             sys.exit(exc.exit_code)
@@ -37,10 +36,20 @@ class I2IGroup(click.Group):
             sys.exit(130)
         except Exception as exc:
             failure = getattr(exc, "i2i_callback_failure", None)  # a plugin's callback raised (set by the Trainer)
-            if failure is None or _show_traceback():
+            if failure is None:
                 raise
+            _print_traceback_if_asked()
             click.echo(f"i2i: error: {_rank_prefix()}{failure} (I2I_TRACEBACK=1 shows where)", err=True)
             sys.exit(1)
+
+
+def _print_traceback_if_asked() -> None:
+    """Under ``I2I_TRACEBACK=1``, the traceback of the exception being handled, above its usual
+    one line (which keeps its exit status: scripts see the same outcome either way)."""
+    if _show_traceback():
+        import traceback
+
+        traceback.print_exc()
 
 
 def _show_traceback() -> bool:
@@ -370,8 +379,7 @@ def main() -> None:
         _add_plugin_commands()  # loads the plugins, and with them torch: a second or two
         cli.main(prog_name="i2i")
     except UserError as exc:  # raised before a command runs (e.g. plugin loading)
-        if _show_traceback():
-            raise
+        _print_traceback_if_asked()
         click.echo(f"i2i: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before a command took over its handling (torch still loading)

@@ -285,6 +285,8 @@ def test_cli_shows_a_plugin_error_as_one_line_and_a_traceback_on_request(tmp_pat
     assert "plugin 'sloppy_cli' failed to build it: RuntimeError: kaput" in result.stderr
     traced = run_i2i(args, tmp_path / "site", cwd=ROOT, env={"I2I_TRACEBACK": "1"})
     assert "Traceback" in traced.stderr and "kaput" in traced.stderr
+    # the same one line last, and the same exit status: a script sees the same outcome
+    assert traced.returncode == 2 and traced.stderr.splitlines()[-1] == result.stderr.splitlines()[-1]
     assert not (tmp_path / "run").exists()
 
 
