@@ -35,9 +35,7 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
         recipe = i2i.load_recipe({"task": task_table, "generator": {"name": name, **options}, "losses": {"l1": {}}})
     except i2i.RecipeError as exc:
         raise i2i.RecipeError(str(exc).removeprefix("<recipe>: ")) from None
-    from i2i.recipe import build_component
-
-    built = build_component(i2i.registry(), "tasks", recipe, "task")
+    built = i2i.registry().build("tasks", task, **{k: v for k, v in recipe["task"].items() if k != "name"})
     if (built.in_channels, built.out_channels) != (in_ch, out_ch):
         raise i2i.UserError(
             f"{path}: the generator maps {in_ch} -> {out_ch} channels but task '{task}' needs "
