@@ -11,6 +11,7 @@ recipe a run saves.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import math
@@ -19,7 +20,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Union
@@ -317,6 +318,19 @@ def recipe_error(recipe: Recipe, text: str) -> RecipeError:
     """A :class:`RecipeError` about ``text`` (which starts with the dotted key), naming the
     recipe file, or the ``--set`` the value came from."""
     return _blame_override(RecipeError(f"{recipe.source}: {text}"), recipe.source, recipe.overrides, recipe)
+
+
+@contextlib.contextmanager
+def blamed_on_recipe(recipe: Recipe) -> Iterator[None]:
+    """A :class:`UserError` about one of the recipe's keys (its text starts with the key, as
+    ``train.device = 'cuda': ...`` does) names the recipe file, or the ``--set`` it came from."""
+    try:
+        yield
+    except UserError as exc:
+        text = str(exc)
+        if text.startswith((f"{recipe.source}:", "--set ")) or not re.match(r"[a-z_]+\.[\w.]+ = ", text):
+            raise
+        raise recipe_error(recipe, text) from None
 
 
 def _blame_override(exc: UserError, where: str, overrides: list[str] | tuple[str, ...], data: Any = None,

@@ -188,3 +188,19 @@ def test_importing_i2i_does_not_load_torch():
             "assert Task.__module__ == 'i2i.task'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the messages of a machine without CUDA")
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("setting, message", [
+    ("train.cuda_graphs=true", "train.cuda_graphs = true: needs a CUDA GPU"),
+    ("train.device=cuda", "train.device = 'cuda': no CUDA GPU is available here; use 'auto' or 'cpu'"),
+    ("train.precision=fp16", "train.precision = 'fp16' needs a GPU; use 'bf16' or 'fp32' on the CPU"),
+])
+def test_settings_this_machine_cannot_run_name_their_set_in_validate_and_run(runner, tmp_path, command, setting, message):
+    args = [command, RECIPE, "--set", setting] + (["--out", str(tmp_path / "run")] if command == "run" else [])
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"i2i: error: --set {setting}: {message}")
+    assert not (tmp_path / "run").exists()

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..errors import PluginError, RecipeError, UserError, exception_line
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
 from ..plugins import registry
-from ..recipe import Recipe, build_component, recipe_error
+from ..recipe import Recipe, blamed_on_recipe, build_component, recipe_error
 from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
 from .device import dtype_name
 from .evaluate import build_metrics
@@ -174,8 +174,12 @@ def check_recipe(recipe: Recipe) -> None:
     from .device import resolve_device, resolve_precision
 
     # the device and precision a run would take here: 'cuda' on a machine without one fails now
-    training_device = resolve_device(recipe["train"]["device"])
-    resolve_precision(recipe["train"]["precision"], training_device)
+    with blamed_on_recipe(recipe):
+        training_device = resolve_device(recipe["train"]["device"])
+        resolve_precision(recipe["train"]["precision"], training_device)
+    if recipe["train"]["cuda_graphs"] is True and training_device.type != "cuda":
+        raise recipe_error(recipe, f"train.cuda_graphs = true: needs a CUDA GPU (this run would be on "
+                                   f"{training_device.type}); set it to 'auto' or false")
     refuse_batch_beyond_memory(recipe, training_device)
     device = torch.device("cpu")
     nets = build_networks(recipe, device)

@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import UserError
 from ..plugins import host, registry
 from ..options import format_value
-from ..recipe import RUN_FOLDER_EXPECTED, Recipe, dumps_toml, load_recipe, names_a_new_folder
+from ..recipe import RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder
 from . import checkpoint as ckpt
 from .components import build_callbacks
 from .device import dtype_name, global_state_kept
@@ -334,7 +334,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         recipe = load_recipe(recipe, overrides)
     _pin_data_folders(recipe)  # a resume may move them (--set data.source=NEW_PLACE), relative to here too
     owned = dist is None
-    dist = dist or DistContext.from_environment(recipe["train"]["device"])
+    with blamed_on_recipe(recipe):  # train.device = 'cuda' without a GPU names the file or the --set
+        dist = dist or DistContext.from_environment(recipe["train"]["device"])
     trainer: Trainer | None = None
     try:
         if resume is None:

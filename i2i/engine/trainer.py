@@ -40,9 +40,9 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..callbacks import warn_unknown_events
-from ..errors import PluginError, RecipeError, TrainingStopped, UserError, exception_line
+from ..errors import PluginError, TrainingStopped, UserError, exception_line
 from ..losses import as_logit_list
-from ..recipe import Recipe
+from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
 from .components import build_loss_terms, build_networks, check_crop_size
 from .contracts import contract_where, dry_run, raise_plugin_failure, refuse_batch_beyond_memory
@@ -95,8 +95,9 @@ class Trainer:
         self._evaluating = False  # where an out-of-memory error struck: its message differs
 
         seed_everything(self.seed + self.dist.rank)
-        self.device = self.dist.device if self.dist.device is not None else resolve_device(self.train_cfg["device"])
-        self.dtype = resolve_precision(self.train_cfg["precision"], self.device)
+        with blamed_on_recipe(recipe):
+            self.device = self.dist.device if self.dist.device is not None else resolve_device(self.train_cfg["device"])
+            self.dtype = resolve_precision(self.train_cfg["precision"], self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -122,8 +123,8 @@ class Trainer:
                 self.D.to(memory_format=torch.channels_last)
         if self.train_cfg["sync_bn"] and self.dist.world_size > 1:
             if self.device.type != "cuda":
-                raise RecipeError(f"{recipe.source}: train.sync_bn: synchronised batch norm needs CUDA GPUs; "
-                                  "set train.sync_bn = false on the CPU")
+                raise recipe_error(recipe, "train.sync_bn: synchronised batch norm needs CUDA GPUs; "
+                                           "set train.sync_bn = false on the CPU")
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             if self.D is not None:
                 self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
@@ -206,7 +207,7 @@ class Trainer:
         blocker = graph_blocker(self)
         if blocker is not None:
             if wanted is True:
-                raise RecipeError(f"{recipe.source}: train.cuda_graphs = true: {blocker}; set it to 'auto' or false")
+                raise recipe_error(recipe, f"train.cuda_graphs = true: {blocker}; set it to 'auto' or false")
             return
         self.use_graphs(GraphedStep(self))
 
