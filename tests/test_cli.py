@@ -151,16 +151,6 @@ def test_validate_refuses_what_run_would_refuse_before_its_first_step(runner, re
     assert len(lines) == 1 and message in lines[0]
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without a GPU")
-@pytest.mark.parametrize("override, message", [
-    ("train.device=cuda", "i2i: error: train.device = 'cuda': no CUDA GPU is available here; use 'auto' or 'cpu'"),
-    ("train.precision=fp16", "i2i: error: train.precision = 'fp16' needs a GPU; use 'bf16' or 'fp32' on the CPU"),
-])
-def test_validate_refuses_a_device_or_precision_this_machine_lacks(runner, override, message):
-    result = runner.invoke(cli, ["validate", RECIPE, "--set", override])
-    assert result.exit_code == 2 and result.output.strip() == message
-
-
 def test_ctrl_c_while_torch_loads_is_one_line_with_status_130(monkeypatch, capsys):
     """Ctrl-C in the second or two before a command runs (plugins and torch loading) ends
     like a Ctrl-C later on: one line and the shell's status for SIGINT, no traceback."""
