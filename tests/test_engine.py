@@ -353,13 +353,16 @@ def test_skipped_updates_are_warned_about_with_the_loss_to_blame(photos, tmp_pat
                         "infinite (train.on_nonfinite = 'skip'); a run that skips most of its steps learns nothing"]
 
 
-def test_run_directory_is_never_overwritten(photos, tmp_path):
+def test_run_directory_is_never_overwritten(photos, tmp_path, capsys):
     recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 2}, discriminator=None, losses={"gan": None})
     recipe["losses"] = {"l1": {}}
     first = i2i.train(recipe, quiet=True)
     before = {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()}
+    capsys.readouterr()
     second = i2i.train(recipe, quiet=True)
     assert first.run_dir == tmp_path / "run" and second.run_dir == tmp_path / "run-2"
+    assert (f"i2i: note: {tmp_path / 'run'} already exists (runs are never overwritten); this one goes to "
+            f"{tmp_path / 'run-2'}") in capsys.readouterr().err
     assert {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()} == before
 
 

@@ -56,6 +56,9 @@ def new_run_dir(wanted: str | Path) -> Path:
         while True:
             try:
                 candidate.mkdir()
+                if candidate != base:  # said on stderr, so that --quiet and scripts see it too
+                    print(f"i2i: note: {base} already exists (runs are never overwritten); this one goes to {candidate}",
+                          file=sys.stderr, flush=True)
                 return candidate
             except FileExistsError:
                 n += 1
