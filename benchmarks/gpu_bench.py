@@ -28,10 +28,9 @@ seconds) runs out:
    (convolutions forward and backward, normalisation, element-wise, optimiser, copies) and the
    costliest operator/shape pairs, and the TFLOP/s the convolutions alone reach;
 9. with ``--compile``: ``train.compile = true`` at 256 px, batch 64 (compiling takes a minute or two);
-10. ``fusion``: ``train.compile = true`` *and* the step replayed as a CUDA graph (the engine
-    keeps these apart; this section lifts that for the measurement): fused kernels, launched
-    at once. Batch 4 and 64 at 256 px first, then the other rows, then (budget permitting) the
-    graphed compiled step against the eager compiled one, as in ``check``.
+10. ``fusion``: ``train.compile = true`` with the step replayed as a CUDA graph: fused
+    kernels, launched at once: first (budget permitting) the graphed compiled step against the
+    eager compiled one, as in ``check``; then batch 4 and 64 at 256 px, then the other rows.
 
 Writes everything to ``--json`` as it goes. ``benchmarks/run_gpu.sh`` installs what the
 device machine lacks and calls this.
@@ -40,7 +39,6 @@ device machine lacks and calls this.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -255,29 +253,6 @@ def reference_step_rate(ref: Path, p: Preset, *, warmup: int, seconds: float) ->
     if DEVICE == "cuda":
         torch.cuda.empty_cache()
     return result
-
-
-@contextlib.contextmanager
-def graphs_with_compile():
-    """Let the engine replay a ``train.compile`` step as a CUDA graph (it refuses by default),
-    for the ``fusion`` section's measurement only."""
-    import i2i.engine.trainer as trainer_module
-
-    original = trainer_module.graph_blocker
-
-    def blocker(trainer):
-        saved = trainer.train_cfg
-        trainer.train_cfg = {**saved, "compile": False}
-        try:
-            return original(trainer)
-        finally:
-            trainer.train_cfg = saved
-
-    trainer_module.graph_blocker = blocker
-    try:
-        yield
-    finally:
-        trainer_module.graph_blocker = original
 
 
 def graph_state(trainer) -> str:
@@ -661,25 +636,24 @@ def main(argv: list[str] | None = None) -> dict:
             if "img_per_s" in r:
                 r["mfu"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000 / rate
             log(f"fusion baseline unet256_b64 graphed: {r}")
-        with graphs_with_compile():
-            for name, p in rows:
-                if budget.left() < 90:
-                    break
-                r = guarded("fusion", f"{name}_compile_graphed", lambda: trainer_rate(
-                    p, data_dirs[p.size], scratch, [*fast, "train.compile=true"], warmup=2 if smoke else 12, seconds=args.seconds))
-                if "img_per_s" in r:
-                    if p.size == 256 and p.generator == "unet_256":
-                        r["mfu"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000 / rate
-                    refs = [reference_rates.get(f"{name}_{k}", {}).get("img_per_s") for k in ("reference", "reference_again")]
-                    refs = [x for x in refs if x]
-                    if refs:
-                        r["ratio_to_reference"] = r["img_per_s"] / (sum(refs) / len(refs))
-                log(f"fusion {name}: {r}")
-            if not smoke and budget.left() > 120:
-                p = Preset("unet_128", 128, 4, dropout=False)
-                r = guarded("fusion", "check_unet128_b4_fp32", lambda: graph_agreement(
-                    p, data_dirs[128], scratch, steps=12, extra=("train.compile=true",)))
-                log(f"fusion check: {r}")
+        if not smoke and budget.left() > 120:  # first: does the graphed compiled step train as the eager compiled one?
+            check = Preset("unet_128", 128, 4, dropout=False)
+            r = guarded("fusion", "check_unet128_b4_fp32", lambda: graph_agreement(
+                check, data_dirs[128], scratch, steps=12, extra=("train.compile=true",)))
+            log(f"fusion check: {r}")
+        for name, p in rows:
+            if budget.left() < 90:
+                break
+            r = guarded("fusion", f"{name}_compile_graphed", lambda: trainer_rate(
+                p, data_dirs[p.size], scratch, [*fast, "train.compile=true"], warmup=2 if smoke else 12, seconds=args.seconds))
+            if "img_per_s" in r:
+                if p.size == 256 and p.generator == "unet_256":
+                    r["mfu"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000 / rate
+                refs = [reference_rates.get(f"{name}_{k}", {}).get("img_per_s") for k in ("reference", "reference_again")]
+                refs = [x for x in refs if x]
+                if refs:
+                    r["ratio_to_reference"] = r["img_per_s"] / (sum(refs) / len(refs))
+            log(f"fusion {name}: {r}")
         save()
 
     shutil.rmtree(scratch, ignore_errors=True)

@@ -224,7 +224,7 @@ def test_graph_blocker_names_settings_that_need_the_eager_step(photos, tmp_path)
     trainer.train_cfg = {**trainer.train_cfg, "on_nonfinite": "stop", "d_steps": 2}
     assert "d_steps" in graph_blocker(trainer)
     trainer.train_cfg = {**trainer.train_cfg, "d_steps": 1, "compile": True}
-    assert "compile" in graph_blocker(trainer)
+    assert graph_blocker(trainer) is None  # the compiled kernels are captured (measured on an H100)
 
 
 def test_cuda_graphs_true_on_the_cpu_is_a_one_line_recipe_error(photos, tmp_path):
