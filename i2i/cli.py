@@ -283,8 +283,9 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path())
 @click.option("--data", "data_dir", type=click.Path(), help="Evaluate on this folder instead of the run's validation images.")
-@click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]))
-@click.option("--device", default="auto", show_default=True)
+@click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]),
+              help="Which checkpoint of a run directory (best: the best validation score so far).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
 @click.option("--crop", type=click.IntRange(min=0), default=None,
               help="Score each image's centre N x N px; 0 = whole images.  [default: the run's eval.crop]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
