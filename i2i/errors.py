@@ -40,7 +40,7 @@ class TrainingStopped(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, run_dir: object = None, step: int | None = None) -> None:
+    def __init__(self, message: str = "training stopped", run_dir: object = None, step: int | None = None) -> None:
         super().__init__(message)
         self.run_dir, self.step = run_dir, step
 

@@ -20,7 +20,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Union
@@ -256,6 +256,8 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     if isinstance(overrides, Mapping):  # iterating it would give the keys alone
         example = [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in list(overrides.items())[:1]] or ["train.steps=500"]
         raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not a dict: e.g. {example}")
+    if not isinstance(overrides, (str, bytes)) and isinstance(overrides, Iterable):
+        overrides = list(overrides)  # a generator is read once: the check below would use it up
     if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
         raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not {overrides!r}")
     before_overrides = data

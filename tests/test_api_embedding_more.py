@@ -152,3 +152,70 @@ def test_on_run_end_failing_after_the_last_step_does_not_suggest_a_resume(photos
     with pytest.raises(i2i.UserError, match=r"already trained to step 2 .*\(Python: i2i\.train\(None, resume=RUN_DIR, "
                                             r"overrides=\['train\.steps=N'\]\)\)"):
         i2i.train(None, resume=tmp_path / "run", quiet=True)
+
+
+def test_overrides_given_as_a_generator_are_applied(photos, tmp_path):
+    recipe = i2i.load_recipe(recipe_for(photos, tmp_path / "r"), overrides=(f"train.steps={s}" for s in [3]))
+    assert recipe["train"]["steps"] == 3 and recipe.overrides == ["train.steps=3"]
+    run = i2i.train(recipe_for(photos, tmp_path / "run", steps=2), overrides=iter(["train.steps=1"]), quiet=True)
+    assert run.step == 1
+
+
+def test_the_callers_autocast_does_not_change_what_an_fp32_run_trains(photos, tmp_path):
+    plain = i2i.train(recipe_for(photos, tmp_path / "plain", steps=2), overrides=['train.precision="fp32"'], quiet=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = i2i.train(recipe_for(photos, tmp_path / "inside", steps=2), overrides=['train.precision="fp32"'], quiet=True)
+    for (name, a), b in zip(plain.generator.state_dict().items(), inside.generator.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_bare_training_stopped_from_a_callback_stops_with_a_checkpoint(photos, tmp_path):
+    class Stop(i2i.Callback):
+        def on_log(self, trainer, step, values):
+            raise i2i.TrainingStopped
+
+    recipe = recipe_for(photos, tmp_path / "run", steps=5)
+    recipe["output"] = {**recipe["output"], "log_every": 1}
+    with pytest.raises(i2i.TrainingStopped) as stopped:
+        i2i.train(recipe, callbacks=[Stop()], quiet=True)
+    assert stopped.value.step == 1 and (stopped.value.run_dir / "checkpoints" / "LATEST").is_file()
+
+
+def test_a_finished_run_frees_its_trainer_at_once_and_callbacks_cannot_edit_its_scores(photos, tmp_path):
+    """The trainer (optimisers, data cache: GPU memory between back-to-back runs) sits in
+    reference cycles; it is freed when train returns, not at the next garbage collection."""
+    import weakref
+
+    class Watch(i2i.Callback):
+        def on_run_start(self, trainer):
+            self.trainer = weakref.ref(trainer)
+
+        def on_evaluate(self, trainer, step, metrics):
+            metrics["psnr"] = "hacked"
+
+    watch = Watch()
+    run = i2i.train(recipe_for(photos, tmp_path / "run"), callbacks=[watch], quiet=True)
+    assert watch.trainer() is None
+    assert isinstance(run.metrics["psnr"], float)
+
+
+def test_new_style_tf32_settings_and_the_start_method_are_left_as_the_program_set_them(photos, tmp_path):
+    """torch >= 2.9's fp32_precision refuses reads through the older allow_tf32 flags once set;
+    a streaming run's DataLoader must not fix the process's multiprocessing start method."""
+    import subprocess
+
+    recipe = recipe_for(photos, tmp_path / "run")
+    recipe["data"] = {**recipe["data"], "cache_gb": 0.0, "workers": 1}
+    code = f"""
+import multiprocessing, torch, i2i
+if hasattr(torch.backends, "fp32_precision"):
+    torch.backends.fp32_precision = "tf32"
+torch.set_float32_matmul_precision("medium") if not hasattr(torch.backends, "fp32_precision") else None
+i2i.train({recipe!r}, quiet=True)
+if hasattr(torch.backends, "fp32_precision"):
+    assert torch.backends.fp32_precision == "tf32", torch.backends.fp32_precision
+multiprocessing.set_start_method("spawn")  # raises if the run fixed it
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

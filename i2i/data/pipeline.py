@@ -19,6 +19,7 @@ float in [0, 1]. No call reads a value back from the device.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -370,6 +371,10 @@ class ImageData:
             num_workers=self._workers,
             pin_memory=self.device.type == "cuda",
             worker_init_fn=_worker_init,
+            # an explicit context: left to itself, the loader would fix the process's default
+            # start method, and an embedding program could no longer choose its own
+            multiprocessing_context=(multiprocessing.get_context(multiprocessing.get_all_start_methods()[0])
+                                     if self._workers > 0 else None),
             # The loader seeds its workers from this generator, not the global RNG, so creating
             # a loader never changes the engine's random numbers.
             generator=torch.Generator().manual_seed(_mix(self.seed, self.rank, "loader")),

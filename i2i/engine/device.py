@@ -19,9 +19,10 @@ def global_state_kept() -> Iterator[None]:
     speed and works in float32 (whatever default dtype the caller set); a program that embeds
     i2i gets its own settings back when the call returns."""
     python_state, cpu_state = random.getstate(), torch.random.get_rng_state()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    backends = torch.backends
-    flags = (backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
+    cuda_was_initialized = torch.cuda.is_initialized()
+    cuda_states = torch.cuda.get_rng_state_all() if cuda_was_initialized else None
+    initial_seed = torch.initial_seed()  # what CUDA's streams start from when first used
+    benchmark, tf32 = torch.backends.cudnn.benchmark, _tf32_settings()
     dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
     try:
@@ -32,7 +33,55 @@ def global_state_kept() -> Iterator[None]:
         torch.random.set_rng_state(cpu_state)
         if cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
-        backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = flags
+        elif torch.cuda.is_initialized():  # first used by the run: as the caller's first use would have found them
+            torch.cuda.manual_seed_all(initial_seed)
+        torch.backends.cudnn.benchmark = benchmark
+        _set_tf32(*tf32)
+
+
+def _tf32_settings() -> tuple[str, tuple]:
+    """TF32 for CUDA matmuls and convolutions, read in the API the program uses: torch >= 2.9's
+    ``fp32_precision`` refuses to be read through the older ``allow_tf32`` flags once a program
+    has set it (and the other way round)."""
+    backends = torch.backends
+    try:
+        return "allow_tf32", (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
+    except RuntimeError:
+        return "fp32_precision", (backends.cuda.matmul.fp32_precision, backends.cudnn.conv.fp32_precision)
+
+
+def _set_tf32(api: str, values: tuple) -> None:
+    """Set what :func:`_tf32_settings` read, in the same API, and only what differs (writing
+    even an unchanged value through the older API would make torch refuse the newer one)."""
+    backends = torch.backends
+    matmul, conv = values
+    if api == "allow_tf32":
+        if backends.cuda.matmul.allow_tf32 != matmul:
+            backends.cuda.matmul.allow_tf32 = matmul
+        if backends.cudnn.allow_tf32 != conv:
+            backends.cudnn.allow_tf32 = conv
+    else:
+        if backends.cuda.matmul.fp32_precision != matmul:
+            backends.cuda.matmul.fp32_precision = matmul
+        if backends.cudnn.conv.fp32_precision != conv:
+            backends.cudnn.conv.fp32_precision = conv
+
+
+def allow_tf32() -> None:
+    """TF32 for CUDA matmuls and convolutions (training on a GPU), in the API the program uses."""
+    api, _ = _tf32_settings()
+    _set_tf32(api, (True, True) if api == "allow_tf32" else ("tf32", "tf32"))
+
+
+@contextlib.contextmanager
+def caller_autocast_off() -> Iterator[None]:
+    """Autocast off for the block: a run trains in its recipe's precision even when the caller
+    is inside its own ``torch.autocast`` (the engine enables its own where the recipe says)."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.autocast("cpu", enabled=False))
+        if torch.cuda.is_available():
+            stack.enter_context(torch.autocast("cuda", enabled=False))
+        yield
 
 
 def resolve_device(name: str, local_rank: int | None = None, where: str = "train.device") -> torch.device:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ from ..options import format_value
 from ..recipe import RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder
 from . import checkpoint as ckpt
 from .components import build_callbacks
-from .device import dtype_name, global_state_kept
+from .device import caller_autocast_off, dtype_name, global_state_kept
 from .trainer import Trainer, summary_line
 
 if TYPE_CHECKING:
@@ -300,10 +301,19 @@ def train(
     Under ``torchrun`` or a multi-task ``srun`` step every process calls this; they join one
     process group (``dist``, unless given) and train one model together (docs/distributed.md).
     """
+    if not isinstance(overrides, (str, bytes, dict)) and hasattr(overrides, "__iter__"):
+        overrides = list(overrides)  # a generator would be used up by the first of several reads
     # an embedding program keeps its random streams and backend flags; training needs gradients
-    # even when the caller is inside torch.no_grad() or torch.inference_mode()
-    with global_state_kept(), torch.inference_mode(False), torch.enable_grad():
-        return _train_recipe(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, quiet=quiet, dist=dist)
+    # even when the caller is inside torch.no_grad() or torch.inference_mode(), and runs in the
+    # recipe's precision even inside the caller's torch.autocast
+    with global_state_kept(), torch.inference_mode(False), torch.enable_grad(), caller_autocast_off():
+        try:
+            return _train_recipe(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, quiet=quiet,
+                                 dist=dist)
+        finally:
+            # the trainer, its optimisers and its data cache sit in reference cycles: freed now,
+            # not whenever the garbage collector next runs (GPU memory between back-to-back runs)
+            gc.collect()
 
 
 def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> Run:

@@ -47,7 +47,7 @@ from . import checkpoint as ckpt
 from .components import build_loss_terms, build_networks, check_crop_size
 from .contracts import contract_where, dry_run, raise_plugin_failure, refuse_batch_beyond_memory
 from .cuda_graph import GraphedStep, graph_blocker
-from .device import autocast, is_out_of_memory, resolve_device, resolve_precision
+from .device import allow_tf32, autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext, is_comm_failure
 from .evaluate import build_metrics
 from .health import HealthMonitor
@@ -100,8 +100,7 @@ class Trainer:
             self.dtype = resolve_precision(self.train_cfg["precision"], self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            allow_tf32()
 
         refuse_batch_beyond_memory(recipe, self.device)
         nets = build_networks(recipe, self.device)
@@ -722,7 +721,7 @@ class Trainer:
             for name, values in baselines.items():
                 self.tb.scalars(self.step, values, f"baseline/{name}/")
             self.progress.message(f"step {self.step}: eval " + summary_line(metrics, baselines, self.task.main_metric))
-            self._emit("on_evaluate", self, self.step, metrics)
+            self._emit("on_evaluate", self, self.step, dict(metrics))  # a copy: the run's scores stay its own
         return metrics
 
     @torch.inference_mode()
