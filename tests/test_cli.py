@@ -126,12 +126,14 @@ def test_list_json_shows_options(runner):
 
 
 def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
-    (tmp_path / "run").mkdir()  # taken: the run goes to run-2, which only the summary line tells
+    (tmp_path / "run").mkdir()  # taken: the run goes to run-2, which a note and the summary line tell
     result = invoke(runner, ["run", RECIPE, "--set", "train.steps=1", "--set", "train.device='cpu'", "--set", "data.size=32",
                              "--set", "eval.max_images=1", "--quiet", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"i2i: finished at step 1 in {tmp_path / 'run-2'}: psnr ")
+    assert lines[0] == (f"i2i: note: {tmp_path / 'run'} already exists (runs are never overwritten); this one goes to "
+                        f"{tmp_path / 'run-2'}")
+    assert len(lines) == 2 and lines[1].startswith(f"i2i: finished at step 1 in {tmp_path / 'run-2'}: psnr ")
 
 
 @pytest.mark.parametrize("recipe, override, message", [

@@ -54,6 +54,18 @@ def test_resume_is_bit_exact(photos, tmp_path):
         i2i.train(None, resume=half.run_dir, quiet=True)
 
 
+def test_bf16_resume_is_bit_exact_inside_the_callers_autocast(photos, tmp_path):
+    """bf16 on any CPU (auto picks it only on AMX ones), and inside a caller's autocast, whose
+    nesting once kept torch from emptying its cache of weights cast to bf16: later steps ran
+    on copies of weights the optimiser had changed, and resuming (a fresh cache) diverged."""
+    bf16 = {"precision": "bf16"}
+    with torch.autocast("cpu", enabled=False):
+        straight = i2i.train(tiny_recipe(photos, tmp_path / "straight", train={**bf16, "steps": 4}), quiet=True)
+        half = i2i.train(tiny_recipe(photos, tmp_path / "half", train={**bf16, "steps": 2}), quiet=True)
+    i2i.train(None, resume=half.run_dir, overrides=["train.steps=4"], quiet=True)
+    assert_identical(checkpoint_tensors(straight.run_dir), checkpoint_tensors(half.run_dir))
+
+
 def test_a_run_with_a_relative_data_folder_resumes_from_another_directory(photos, tmp_path, monkeypatch):
     monkeypatch.chdir(photos.parent)
     recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 2})

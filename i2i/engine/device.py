@@ -158,8 +158,23 @@ def autocast(device: torch.device, dtype: torch.dtype, cache: bool = True) -> co
     if dtype == torch.float32:
         return contextlib.nullcontext()
     if device.type == "cpu":
-        return _cpu_autocast(dtype, cache)
-    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
+        context = _cpu_autocast(dtype, cache)
+    else:
+        context = torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
+    return _cache_cleared_on_exit(context) if cache else context
+
+
+@contextlib.contextmanager
+def _cache_cleared_on_exit(context: contextlib.AbstractContextManager) -> Iterator[None]:
+    """``context``, then the cache of weights cast to the low precision emptied. torch empties
+    it only when the outermost autocast exits: inside another one (a caller's, or
+    :func:`caller_autocast_off` around a run) the next block would reuse copies of weights that
+    the optimiser has changed since."""
+    try:
+        with context:
+            yield
+    finally:
+        torch.clear_autocast_cache()
 
 
 @contextlib.contextmanager
