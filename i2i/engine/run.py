@@ -307,13 +307,14 @@ def train(
     # even when the caller is inside torch.no_grad() or torch.inference_mode(), and runs in the
     # recipe's precision even inside the caller's torch.autocast
     with global_state_kept(), torch.inference_mode(False), torch.enable_grad(), caller_autocast_off():
-        try:
-            return _train_recipe(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, quiet=quiet,
-                                 dist=dist)
-        finally:
-            # the trainer, its optimisers and its data cache sit in reference cycles: freed now,
-            # not whenever the garbage collector next runs (GPU memory between back-to-back runs)
-            gc.collect()
+        run = _train_recipe(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, quiet=quiet,
+                            dist=dist)
+    # the trainer, its optimisers and its data cache sit in reference cycles: freed now, not
+    # whenever the garbage collector next runs (GPU memory between back-to-back runs). Only
+    # after a run that ended well: after a lost rank, collecting the process group would wait
+    # on the dead peer, and the launcher would kill this process before it could say so.
+    gc.collect()
+    return run
 
 
 def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> Run:
