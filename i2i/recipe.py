@@ -404,16 +404,20 @@ def _still_set(data: Any, override: str) -> bool:
     return node == value or both_nan  # nan never equals itself, and --set x=nan is still the override's
 
 
-def _plain_values(value: Any) -> Any:
+def _plain_values(value: Any, path: str = "") -> Any:
     """Numpy (and other) scalars as the Python ``int``/``float``/``bool`` a TOML file would give:
     a dict recipe built by a sweep script may hold ``np.int64(500)`` steps or ``np.logspace``
     learning rates (``np.float64``, which the run's ``recipe.toml`` could not be written with),
     numpy arrays for lists, and a program ``pathlib.Path`` folders (``data.source``), which a
     TOML file spells as strings."""
     if isinstance(value, dict):
-        return {key: _plain_values(v) for key, v in value.items()}
+        for key in value:
+            if not isinstance(key, str):  # TOML keys are strings; difflib's hints would choke on others
+                raise RecipeError(f"<recipe>: {path + '.' if path else ''}{key!r}: a recipe's keys are strings "
+                                  "(as in a TOML file), e.g. 'train' or 'steps'")
+        return {key: _plain_values(v, f"{path}.{key}" if path else key) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain_values(v) for v in value]
+        return [_plain_values(v, path) for v in value]
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if type(value) in (bool, int, float, str):

@@ -219,3 +219,8 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_a_dict_recipe_with_a_key_that_is_not_a_string_names_it():
+    with pytest.raises(i2i.RecipeError, match=r"^<recipe>: train.5: a recipe's keys are strings"):
+        i2i.load_recipe({**TINY_G2C, "train": {5: 1}})
