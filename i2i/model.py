@@ -93,6 +93,8 @@ class Model:
         ``i2i translate`` (or :func:`i2i.translate.translate_files`), or ``model(tensor)``,
         whose floats lose nothing.
         """
+        if not isinstance(keep_alpha, bool):  # keep_alpha="no" would be taken as True
+            raise TypeError(f"keep_alpha is True or False, not {keep_alpha!r}")
         import numpy as np
         from PIL import Image
 

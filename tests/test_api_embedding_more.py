@@ -224,3 +224,13 @@ print("ok")
 def test_a_dict_recipe_with_a_key_that_is_not_a_string_names_it():
     with pytest.raises(i2i.RecipeError, match=r"^<recipe>: train.5: a recipe's keys are strings"):
         i2i.load_recipe({**TINY_G2C, "train": {5: 1}})
+
+
+def test_flags_that_are_not_bools_and_a_run_folder_with_a_newline_are_refused(photos, tmp_path, run_dir):
+    with pytest.raises(TypeError, match=r"^quiet is True or False, not 'yes'$"):
+        i2i.train(recipe_for(photos, tmp_path / "run"), quiet="yes")
+    with pytest.raises(TypeError, match=r"^keep_alpha is True or False, not 'no'$"):
+        i2i.load(run_dir).translate(np.zeros((8, 8, 3), np.uint8), keep_alpha="no")
+    with pytest.raises(i2i.UserError, match=r"contains a control character"):
+        i2i.train(recipe_for(photos, tmp_path / "runs\nx"), quiet=True)
+    assert not any(tmp_path.iterdir())

@@ -50,6 +50,9 @@ def new_run_dir(wanted: str | Path) -> Path:
     """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir."""
     if not names_a_new_folder(wanted):
         raise UserError(f"run folder {format_value(str(wanted))}: expected {RUN_FOLDER_EXPECTED}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in str(wanted)):  # a newline from a script's string, say
+        raise UserError(f"run folder {str(wanted)!r}: contains a control character (a newline or tab); expected "
+                        f"{RUN_FOLDER_EXPECTED}")
     base = Path(wanted).expanduser()
     candidate, n = base, 1
     try:
@@ -301,6 +304,8 @@ def train(
     Under ``torchrun`` or a multi-task ``srun`` step every process calls this; they join one
     process group (``dist``, unless given) and train one model together (docs/distributed.md).
     """
+    if not isinstance(quiet, bool):  # quiet="no" would be taken as True
+        raise TypeError(f"quiet is True or False, not {quiet!r}")
     if not isinstance(overrides, (str, bytes, dict)) and hasattr(overrides, "__iter__"):
         overrides = list(overrides)  # a generator would be used up by the first of several reads
     # an embedding program keeps its random streams and backend flags; training needs gradients
