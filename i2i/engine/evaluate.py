@@ -150,25 +150,16 @@ def summarize_metrics(metrics: dict[str, Any], means: dict[str, float]) -> dict[
         except Exception as exc:
             shown = ", ".join(f"{key}={value:.4g}" for key, value in list(out.items())[:6])
             raise_plugin_failure(exc, f"metric '{name}'{_plugin_of(name)}: summarize failed on the means {{{shown}}}: ")
-        numbers = {}
-        for key, value in derived.items() if isinstance(derived, dict) else ():
-            if isinstance(value, Tensor) and value.numel() == 1:
-                value = value.item()
-            if isinstance(key, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
-                numbers[key] = float(value)
-        if not isinstance(derived, dict) or len(numbers) != len(derived):
-            raise PluginError(f"metric '{name}'{_plugin_of(name)}: summarize returned {_describe(derived)}; it returns "
-                              "{name: number} for the values it derives from the means; report this to the plugin's author")
-        out.update(numbers)
+        contract = "it returns {name: number} for the values it derives from the means; report this to the plugin's author"
+        if not isinstance(derived, dict):
+            raise PluginError(f"metric '{name}'{_plugin_of(name)}: summarize returned {type(derived).__name__}; {contract}")
+        for key, value in derived.items():
+            number = value.item() if isinstance(value, Tensor) and value.numel() == 1 else value
+            if not isinstance(key, str) or not isinstance(number, (int, float)) or isinstance(number, bool):
+                raise PluginError(f"metric '{name}'{_plugin_of(name)}: summarize returned a dict whose {key!r} is "
+                                  f"{type(value).__name__}; {contract}")
+            out[key] = float(number)
     return out
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, dict):
-        bad = next(((k, v) for k, v in value.items() if not isinstance(k, str) or not isinstance(v, (int, float, Tensor))
-                    or isinstance(v, bool) or (isinstance(v, Tensor) and v.numel() != 1)), None)
-        return f"a dict whose {bad[0]!r} is {type(bad[1]).__name__}" if bad else "a dict"
-    return type(value).__name__
 
 
 def evaluate_generator(
