@@ -19,8 +19,7 @@ def global_state_kept() -> Iterator[None]:
     speed and works in float32 (whatever default dtype the caller set); a program that embeds
     i2i gets its own settings back when the call returns."""
     python_state, cpu_state = random.getstate(), torch.random.get_rng_state()
-    cuda_was_initialized = torch.cuda.is_initialized()
-    cuda_states = torch.cuda.get_rng_state_all() if cuda_was_initialized else None
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     initial_seed = torch.initial_seed()  # what CUDA's streams start from when first used
     benchmark, tf32 = torch.backends.cudnn.benchmark, _tf32_settings()
     dtype = torch.get_default_dtype()
@@ -39,32 +38,32 @@ def global_state_kept() -> Iterator[None]:
         _set_tf32(*tf32)
 
 
+def _tf32_flags(api: str) -> tuple[tuple[object, str], ...]:
+    """Where TF32 for CUDA matmuls and convolutions is set, in one of torch's two APIs."""
+    backends = torch.backends
+    if api == "allow_tf32":
+        return (backends.cuda.matmul, "allow_tf32"), (backends.cudnn, "allow_tf32")
+    return (backends.cuda.matmul, "fp32_precision"), (backends.cudnn.conv, "fp32_precision")
+
+
 def _tf32_settings() -> tuple[str, tuple]:
     """TF32 for CUDA matmuls and convolutions, read in the API the program uses: torch >= 2.9's
     ``fp32_precision`` refuses to be read through the older ``allow_tf32`` flags once a program
     has set it (and the other way round)."""
-    backends = torch.backends
+    api = "allow_tf32"
     try:
-        return "allow_tf32", (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
+        return api, tuple(getattr(owner, name) for owner, name in _tf32_flags(api))
     except RuntimeError:
-        return "fp32_precision", (backends.cuda.matmul.fp32_precision, backends.cudnn.conv.fp32_precision)
+        api = "fp32_precision"
+        return api, tuple(getattr(owner, name) for owner, name in _tf32_flags(api))
 
 
 def _set_tf32(api: str, values: tuple) -> None:
     """Set what :func:`_tf32_settings` read, in the same API, and only what differs (writing
     even an unchanged value through the older API would make torch refuse the newer one)."""
-    backends = torch.backends
-    matmul, conv = values
-    if api == "allow_tf32":
-        if backends.cuda.matmul.allow_tf32 != matmul:
-            backends.cuda.matmul.allow_tf32 = matmul
-        if backends.cudnn.allow_tf32 != conv:
-            backends.cudnn.allow_tf32 = conv
-    else:
-        if backends.cuda.matmul.fp32_precision != matmul:
-            backends.cuda.matmul.fp32_precision = matmul
-        if backends.cudnn.conv.fp32_precision != conv:
-            backends.cudnn.conv.fp32_precision = conv
+    for (owner, name), value in zip(_tf32_flags(api), values):
+        if getattr(owner, name) != value:
+            setattr(owner, name, value)
 
 
 def allow_tf32() -> None:
