@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import TrainingStopped, UserError
+from .errors import TrainingStopped, UserError, show_traceback
 from .registry import KINDS
 
 
@@ -46,17 +46,10 @@ class I2IGroup(click.Group):
 def _print_traceback_if_asked() -> None:
     """Under ``I2I_TRACEBACK=1``, the traceback of the exception being handled, above its usual
     one line (which keeps its exit status: scripts see the same outcome either way)."""
-    if _show_traceback():
+    if show_traceback():
         import traceback
 
         traceback.print_exc()
-
-
-def _show_traceback() -> bool:
-    """``I2I_TRACEBACK=1``: errors keep their traceback (for plugin authors chasing a PluginError)."""
-    import os
-
-    return os.environ.get("I2I_TRACEBACK", "") not in ("", "0")
 
 
 def _rank_prefix() -> str:

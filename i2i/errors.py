@@ -7,6 +7,7 @@ without a traceback. Everything else is a bug (ours or a plugin's) and keeps its
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 
 
@@ -55,3 +56,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return `` (did you mean 'x'?)`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def show_traceback() -> bool:
+    """``I2I_TRACEBACK=1``: errors and plugin failures keep their traceback (for a plugin's author)."""
+    return os.environ.get("I2I_TRACEBACK", "") not in ("", "0")

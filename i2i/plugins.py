@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hookspecs
-from .errors import UserError, exception_line
+from .errors import UserError, exception_line, show_traceback
 from .registry import BUILTIN_DISTRIBUTION, KINDS, SINGULAR, Component, Registry
 
 #: A third-party plugin slower than this to import gets a note naming it: every command waits.
@@ -200,7 +200,7 @@ class PluginHost:
     def _warn(self, message: str, exc: BaseException) -> None:
         """A plugin's failure on stderr (with its traceback under ``I2I_TRACEBACK=1``, for the
         plugin's author), or a :class:`UserError` under ``I2I_STRICT_PLUGINS``."""
-        if os.environ.get("I2I_TRACEBACK", "") not in ("", "0"):
+        if show_traceback():
             import traceback
 
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import TrainingStopped, UserError
+from ..errors import TrainingStopped, UserError, show_traceback
 
 DEFAULT_TIMEOUT_S = 300.0
 TIMEOUT_VARIABLE = "I2I_DIST_TIMEOUT"
@@ -187,7 +187,7 @@ class DistContext:
             if not is_comm_failure(exc) and not isinstance(exc, (ValueError, OSError)):
                 native.release()
                 raise
-            if os.environ.get("I2I_TRACEBACK"):
+            if show_traceback():
                 native.release()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"rank {self.rank}: could not join the other {self.world_size - 1} process(es) at {where} "
