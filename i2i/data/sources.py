@@ -139,9 +139,6 @@ def resolve_folder(value: str, key: str) -> Path:
     if not value.strip():  # Path("") is the working directory: never what an empty value meant
         raise UserError(f'{key} = "{value}": empty; give a folder of images, or "{SAMPLE}" for the photos shipped with i2i')
     if value == SAMPLE:
-        if Path(SAMPLE).is_dir():
-            print(f'i2i: note: {key} = "{SAMPLE}" means the photos shipped with i2i, not the folder ./{SAMPLE} here; '
-                  f'for that one, write "./{SAMPLE}"', file=sys.stderr)
         return sample_folder()
     folder = Path(value).expanduser()
     if not folder.exists():
@@ -173,6 +170,9 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     holds no readable image.
     """
     folder = resolve_folder(value, key)
+    if value == SAMPLE and Path(SAMPLE).is_dir() and not quiet:
+        print(f'i2i: note: {key} = "{SAMPLE}" means the photos shipped with i2i, not the folder ./{SAMPLE} here; '
+              f'for that one, write "./{SAMPLE}"', file=sys.stderr)
     contents = survey_folder(folder)
     paths = contents.images
     if not paths:
