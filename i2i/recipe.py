@@ -491,11 +491,18 @@ def validate(data: dict, where: str = "<recipe>") -> dict:
         out[section] = _check_fields(where, section, table, fields, open_keys=component)
         if component and not isinstance(out[section].get("name"), str):
             raise RecipeError(f"{where}: {section}.name: expected a string naming a registered {section}")
-    resize, size = out["data"]["resize"], out["data"]["size"]
-    if 0 < resize < size:  # checked here too, so that validate says so before any data is read
-        raise RecipeError(f"{where}: data.resize = {resize}: smaller than data.size = {size}, so no crop would fit; "
-                          f"use 0 (keep each image's size) or at least {size}")
+    problem = resize_problem(out["data"]["resize"], out["data"]["size"])
+    if problem:  # here, so that validate says so before any data is read
+        raise RecipeError(f"{where}: {problem}")
     return out
+
+
+def resize_problem(resize: int, size: int) -> str | None:
+    """What is wrong with ``data.resize`` for crops of ``data.size`` px, or None."""
+    if 0 < resize < size:
+        return (f"data.resize = {resize}: smaller than data.size = {size}, so no crop would fit; "
+                f"use 0 (keep each image's size) or at least {size}")
+    return None
 
 
 def _check_losses(where: str, losses: Any) -> dict:

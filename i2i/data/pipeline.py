@@ -32,6 +32,7 @@ from kornia.geometry.transform import hflip
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
+from ..recipe import resize_problem
 from .decode import UnreadableImageError, decode_image, fit_image, fitted_size, looks_grey
 from .sources import (ImageFile, RecordedSplit, apply_recorded_split, check_sizes, recorded_val_files, report_skipped,
                       scan_folder, split_files, warn_validating_on_training_files)
@@ -135,9 +136,9 @@ class ImageData:
                         workers=data["workers"], upscale=data["upscale_small"], resize=data["resize"],
                         world_size=world_size)
         self._find_grey = find_grey and channels > 1
-        if 0 < self._resize < self.size:
-            raise UserError(f"data.resize = {self._resize}: smaller than data.size = {self.size}, so no crop would "
-                            f"fit; use 0 (keep each image's size) or at least {self.size}")
+        problem = resize_problem(self._resize, self.size)  # for a [data] table that skipped load_recipe
+        if problem:
+            raise UserError(problem)
         source, skipped = scan_folder(data["source"], "data.source", self._reasons, quiet=rank != 0)
         if not self._upscale and not self._resize and split is None:
             check_sizes(source, self.size)  # all of data.source, so the verdict does not depend on the split
