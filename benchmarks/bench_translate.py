@@ -40,7 +40,17 @@ VARIANTS = {
     "switch_0.5ms": lambda: _temporarily(sys.getswitchinterval, sys.setswitchinterval, 0.0005),
     "switch_0.1ms": lambda: _temporarily(sys.getswitchinterval, sys.setswitchinterval, 0.0001),
     "torch_threads_1": lambda: _temporarily(_torch().get_num_threads, _torch().set_num_threads, 1),
+    # fewer decoding/encoding threads: a JPEG is encoded in about 0.25 ms, mostly Python holding
+    # the GIL, so 15 such threads may keep the main loop waiting for the GIL before each of the
+    # network's few hundred kernel launches (the JPEG pass's "network" share on the H100)
+    **{f"workers_{n}": (lambda n=n: _io_workers_set_to(n)) for n in (2, 4, 8)},
 }
+
+
+def _io_workers_set_to(n: int):
+    import i2i.translate as translate
+
+    return _temporarily(lambda: translate.io_workers, lambda f: setattr(translate, "io_workers", f), lambda device: n)
 
 
 def _torch():
@@ -82,10 +92,43 @@ def network_only(model, batch_size: int, size: int, batches: int) -> dict:
         net.to(memory_format=torch.channels_last)
         out["plus_channels_last_ms"] = timed(False)
         out["plus_bf16_autocast_ms"] = timed(True)
+        net.to(memory_format=torch.contiguous_format)
+        if cuda:
+            out["fp32_cuda_graph_ms"] = graphed(model, host, batches)
     finally:
         torch.backends.cudnn.benchmark = benchmark
         net.to(memory_format=torch.contiguous_format)
     return out
+
+
+def graphed(model, host, batches: int) -> float:
+    """ms per batch with the generator's forward (fp32, as translate runs it) replayed as one
+    CUDA graph: the network's floor once its kernel launches cost nothing on the host, and how
+    little the main loop would then need the GIL."""
+    import torch
+
+    from i2i.data import to_uint8
+
+    net = model.generator
+    static_in = host.to(model.device).float().div(255)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad(), torch.cuda.stream(side):
+        for _ in range(3):
+            net(static_in)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph):
+        static_out = net(static_in)
+    for rep in range(2):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(batches):
+            static_in.copy_(host.to(model.device, non_blocking=True)).div_(255)
+            graph.replay()
+            to_uint8(static_out).cpu()
+        torch.cuda.synchronize()
+    return round(1000 * (time.perf_counter() - start) / batches, 2)
 
 
 def run(generator: str = "unet_256", images: int = 16, size: int = 256, batch_size: int = 4, device: str = "cpu",

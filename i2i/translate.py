@@ -56,6 +56,17 @@ def one_torch_thread_beside(device: torch.device):
         torch.set_num_threads(before)
 
 
+def io_workers(device: torch.device) -> int:
+    """How many threads decode and encode files beside the network.
+
+    Decoding and PNG encoding run in worker threads (PIL releases the GIL while it works), so
+    the network is not left waiting on files: on a GPU, writing 256 px PNGs one after the other
+    took over 90 % of the time. Beside a GPU the cores have nothing else to do, so up to 16
+    workers; on the CPU the network needs them, so up to 8, one core left to the main loop.
+    (``benchmarks/bench_translate.py`` repeats its passes with other counts.)"""
+    return max(1, min(16 if device.type != "cpu" else 8, (os.cpu_count() or 2) - 1))
+
+
 def output_paths(inputs: list[tuple[Path, Path]], out_dir: Path, fmt: str) -> list[Path]:
     """``out_dir/<path relative to the given folder>/<stem>.<fmt>`` for each (root, file)."""
     paths = []
@@ -186,13 +197,8 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
         bar = tqdm(total=len(pairs), unit="img", file=sys.stderr)
     unreadable: dict[Path, str] = {}  # file -> why it could not be read
     pending: list[tuple[DecodedImage, Path]] = []
-    # Decoding and PNG encoding run in worker threads (PIL releases the GIL while it works), so
-    # the network is not left waiting on files: on a GPU, writing 256 px PNGs one after the
-    # other took over 90% of the time. The windows bound how many images are held in memory.
-    # Beside a GPU the cores have nothing else to do, so up to 16 workers; on the CPU the network
-    # needs them.
-    workers = max(1, min(16 if model.device.type != "cpu" else 8, (os.cpu_count() or 2) - 1))
-    window = max(2 * batch_size, 2 * workers)
+    workers = io_workers(model.device)
+    window = max(2 * batch_size, 2 * workers)  # images decoded ahead, and writes pending: bounds the memory held
     writes: deque[Future] = deque()
 
     def wait_for_writes(keep: int) -> None:
