@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -31,9 +32,16 @@ class I2IGroup(click.Group):
             if isinstance(exc, RankLost) or not _rank_prefix():  # the others stopped the same way
                 click.echo(f"i2i: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("i2i: interrupted", err=True)
+        except KeyboardInterrupt as exc:
+            failure = getattr(exc, "i2i_callback_failure", None)  # raised by a plugin's callback, not Ctrl-C
+            click.echo(f"i2i: interrupted{f': {_rank_prefix()}{failure}' if failure else ''}", err=True)
             sys.exit(130)
+        except SystemExit as exc:
+            failure = getattr(exc, "i2i_callback_failure", None)  # a plugin's callback called sys.exit()
+            if failure is None:
+                raise
+            click.echo(f"i2i: error: {_rank_prefix()}{failure}", err=True)
+            sys.exit(exc.code if isinstance(exc.code, int) and exc.code else 1)
         except Exception as exc:
             failure = getattr(exc, "i2i_callback_failure", None)  # a plugin's callback raised (set by the Trainer)
             if failure is None:
@@ -292,9 +300,11 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
     """
     from .engine.device import resolve_device
     from .evaluation import evaluate_run
+    from .plugins import plugin_output_to_stderr
 
     resolve_device(device, where="--device")
-    result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop)
+    with plugin_output_to_stderr() if as_json else contextlib.nullcontext():  # the JSON alone on stdout
+        result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -61,3 +61,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 def show_traceback() -> bool:
     """``I2I_TRACEBACK=1``: errors and plugin failures keep their traceback (for a plugin's author)."""
     return os.environ.get("I2I_TRACEBACK", "") not in ("", "0")
+
+
+class SecondInterrupt(KeyboardInterrupt):
+    """The second Ctrl-C of a run, which stops it at once (the first asks for a checkpoint and a
+    stop): told apart from a KeyboardInterrupt a plugin's callback raises itself."""

@@ -64,7 +64,11 @@ class Model:
         images = images.to(device, torch.float32) / scale
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
-        input = self.task.prepare(images)
+        try:
+            input = self.task.prepare(images)
+        except NotImplementedError:
+            raise PluginError(f"{contract_where(self.recipe, 'task')} cannot translate user images (its prepare() is not "
+                              "implemented): a run of this task can be evaluated, not applied to photos") from None
         check_prepared(input, images, self.task, contract_where(self.recipe, "task"))
         try:
             output = run_any_size(self.generator, input.to(dtype) if input.is_floating_point() else input, tile, overlap)
@@ -165,8 +169,10 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
                                   "network from; restore it (from a copy of the run, or the recipe it was trained with)")
         raise CheckpointError(f"{checkpoint}: no recipe.toml in {run_dir.resolve()}, two folders up, to rebuild the network "
                               "from; load the run folder, or keep a checkpoint folder inside its run's checkpoints/")
-    # a run's callbacks steer training only: one whose plugin is not here must not stop inference
-    recipe = load_recipe(recipe_path, ["train.callbacks=[]"])
+    # applying the run needs its task and generator only: its callbacks steer training, and a
+    # loss, discriminator or metric whose plugin is not here must not stop translation
+    # (i2i eval builds the metrics itself, naming the plugin to install for one that is missing)
+    recipe = load_recipe(recipe_path, ["train.callbacks=[]"], components=("tasks", "generators"))
     with global_state_kept():  # float32 weights; the caller's random stream stays
         task, generator = build_task_and_generator(recipe)
     weights = checkpoint / "generator_ema.safetensors"

@@ -12,6 +12,7 @@ listed there too. Environment switches:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -97,7 +98,8 @@ class PluginHost:
                 continue
             started = time.perf_counter()
             try:
-                module = ep.load()
+                with plugin_output_to_stderr():
+                    module = ep.load()
             except PLUGIN_FAILURES as exc:  # any import-time failure disables this plugin only
                 self._fail(info, exc)
                 continue
@@ -150,7 +152,8 @@ class PluginHost:
                         register = self.registry.register_function(
                             kind, name, info.distribution, info.version, sink=staged
                         )
-                        returned = impl.function(**({"register": register} if impl.argnames else {}))
+                        with plugin_output_to_stderr():
+                            returned = impl.function(**({"register": register} if impl.argnames else {}))
                         if returned is not None:  # pluggy would drop it: the plugin would register nothing
                             raise TypeError(f"{impl.function.__name__} returned {type(returned).__name__}; it registers "
                                             f"each {SINGULAR[kind]} by calling register(name, factory) instead")
@@ -216,7 +219,8 @@ class PluginHost:
         for impl in self.manager.hook.register_commands.get_hookimpls():
             before = dict(cli.commands)
             try:
-                impl.function(**({"cli": cli} if impl.argnames else {}))
+                with plugin_output_to_stderr():
+                    impl.function(**({"cli": cli} if impl.argnames else {}))
             except PLUGIN_FAILURES as exc:  # none of its commands are added; its components stay
                 cli.commands.clear()
                 cli.commands.update(before)
@@ -237,6 +241,12 @@ class PluginHost:
                         kept = f"i2i itself provides; 'i2i {name}' stays i2i's own (the plugin should rename its command)"
                     print(f"i2i: warning: plugin '{impl.plugin_name}' registers a command 'i2i {name}', which {kept}",
                           file=sys.stderr)
+
+
+def plugin_output_to_stderr() -> contextlib.AbstractContextManager:
+    """What a plugin prints while i2i loads it goes to stderr: stdout carries i2i's own output
+    (``--json`` included), which a greeting printed at import would corrupt for every command."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _report_failures_in_one_line(command: click.Command, name: str, plugin: str) -> None:

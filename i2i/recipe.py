@@ -20,7 +20,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Union
@@ -241,8 +241,14 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, override, validate and fill in defaults. Raises :class:`RecipeError`."""
+def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = (), *,
+                components: Collection[str] | None = None) -> Recipe:
+    """Read, override, validate and fill in defaults. Raises :class:`RecipeError`.
+
+    ``components``: the kinds (``"tasks"``, ``"generators"``, ``"discriminators"``, ``"losses"``,
+    ``"callbacks"``, ``"metrics"``) whose names are looked up and whose options are checked and
+    filled in; all when None. Applying a trained run needs its task and generator only: a run
+    whose loss plugin is gone can still translate."""
     earlier: list[str] = []
     if isinstance(source, Recipe):  # checked again (its holder may have edited it), keeping where it came from
         data, where, earlier = _plain_values(copy.deepcopy(dict(source))), source.source, list(source.overrides)
@@ -260,6 +266,8 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         overrides = list(overrides)  # a generator is read once: the check below would use it up
     if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
         raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not {overrides!r}")
+    if isinstance(source, (str, os.PathLike)):
+        data = _qualified_by_run(data, source)
     before_overrides = data
     data = apply_overrides(data, list(overrides))
     overrides = [*earlier, *overrides]
@@ -267,28 +275,73 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
 
     try:
         resolved = validate(data, where)
-        check_components(resolved, registry(), where)
+        check_components(resolved, registry(), where, components)
     except (RecipeError, UnknownComponentError) as exc:
         error = _blame_override(exc, where, overrides, data, before_overrides)
         # an unknown component, callback or metric of a saved run: which plugin brings it back
         unknown = isinstance(exc, UnknownComponentError) or "unknown " in str(exc)
-        hint = _missing_run_plugins(source) if unknown and isinstance(source, (str, os.PathLike)) else ""
+        hint = missing_run_plugins(source) if unknown and isinstance(source, (str, os.PathLike)) else ""
         raise (type(error)(f"{error}; {hint}") if hint else error) from None
     return Recipe(resolved, where, overrides)
 
 
-def _missing_run_plugins(recipe_file: str | os.PathLike) -> str:
-    """For a run's saved recipe: the plugins its ``run.json`` says it was trained with that are
-    not loaded here, and how to install them (a run shared without its plugin fails this way)."""
+def _run_plugins(recipe_file: str | os.PathLike) -> dict[str, Any]:
+    """What the ``run.json`` beside a run's saved recipe records of the plugins it was trained
+    with (``{}`` for a recipe outside a run folder, or an unreadable record)."""
     import json
-
-    from .plugins import host
 
     info = Path(recipe_file).with_name("run.json")
     try:
-        recorded = json.loads(info.read_text()).get("plugins", {})
+        recorded = json.loads(info.read_text()).get("plugins", {}) if info.is_file() else {}
     except (OSError, ValueError, AttributeError):
-        return ""
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _qualified_by_run(data: dict, recipe_file: str | os.PathLike) -> dict:
+    """A run's saved recipe with each bare component name that several loaded plugins now
+    provide written as ``plugin:name``, for the plugin the run was trained with (its
+    ``run.json`` says): installing an unrelated plugin that reuses a name must not make
+    existing runs unusable, as a clash with a built-in name does not. Anything else is left
+    as it is (and validated as usual)."""
+    recorded = _run_plugins(recipe_file)
+    used = {name for name, p in recorded.items() if isinstance(p, dict) and p.get("used", True)
+            and p.get("status", "loaded") == "loaded"}
+    if not used:
+        return data
+    from .plugins import registry
+
+    reg = registry()
+
+    def qualified(kind: str, name: Any) -> Any:
+        if not isinstance(name, str) or ":" in name:
+            return name
+        entries = reg.providers(kind, name)
+        if len(entries) < 2 or any(c.builtin for c in entries):
+            return name
+        trained_with = [c for c in entries if c.plugin in used]
+        return trained_with[0].qualified_name if len(trained_with) == 1 else name
+
+    data = copy.deepcopy(data)
+    for section, kind in (("task", "tasks"), ("generator", "generators"), ("discriminator", "discriminators")):
+        if isinstance(data.get(section), dict) and "name" in data[section]:
+            data[section]["name"] = qualified(kind, data[section]["name"])
+    for table in (data.get("losses") or {}).values() if isinstance(data.get("losses"), dict) else ():
+        if isinstance(table, dict) and "name" in table:
+            table["name"] = qualified("losses", table["name"])
+    for section, key, kind in (("eval", "metrics", "metrics"), ("train", "callbacks", "callbacks")):
+        names = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
+        if isinstance(names, list):
+            data[section][key] = [qualified(kind, name) for name in names]
+    return data
+
+
+def missing_run_plugins(recipe_file: str | os.PathLike) -> str:
+    """For a run's saved recipe: the plugins its ``run.json`` says it was trained with that are
+    not loaded here, and how to install them (a run shared without its plugin fails this way)."""
+    from .plugins import host
+
+    recorded = _run_plugins(recipe_file)
     here = host().plugins
     # the plugins the run used (run.json says; older runs recorded every loaded one) that are not loaded here
     missing = [(name, p) for name, p in recorded.items() if isinstance(p, dict) and p.get("status", "loaded") == "loaded"
@@ -522,11 +575,15 @@ def _check_losses(where: str, losses: Any) -> dict:
     return out
 
 
-def check_components(recipe: dict, registry: Registry, where: str = "<recipe>") -> None:
-    """Check each component name exists and its options are ones it declares; fill defaults."""
+def check_components(recipe: dict, registry: Registry, where: str = "<recipe>",
+                     components: Collection[str] | None = None) -> None:
+    """Check each component name exists and its options are ones it declares; fill defaults.
+    ``components``: only these kinds (all when None; see :func:`load_recipe`)."""
     tables = [(section, kind, recipe[section]) for section, kind in COMPONENT_SECTIONS.items() if section in recipe]
     tables += [(f"losses.{label}", "losses", term) for label, term in recipe["losses"].items()]
     for prefix, kind, table in tables:
+        if components is not None and kind not in components:
+            continue
         try:
             component = registry.get(kind, table["name"])
         except Exception as exc:
@@ -542,7 +599,7 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>") 
                 table[key] = copy.deepcopy(option.default)
     for dotted, kind in (("train.callbacks", "callbacks"), ("eval.metrics", "metrics")):
         section, key = dotted.split(".")
-        for name in recipe[section][key]:
+        for name in recipe[section][key] if components is None or kind in components else ():
             try:
                 registry.get(kind, name)
             except UserError as exc:

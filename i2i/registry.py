@@ -193,6 +193,10 @@ class Registry:
         """The registered names of a kind, sorted (qualified names are not listed)."""
         return sorted(self._by_kind[kind])
 
+    def providers(self, kind: str, name: str) -> list[Component]:
+        """The components registered under the bare ``name`` (several when plugins clash)."""
+        return list(self._by_kind[kind].get(name, []))
+
     def components(self, kind: str, pattern: str | None = None) -> list[Component]:
         """Every component of a kind (each plugin's, when several share a name), by name;
         ``pattern`` is a shell-style filter such as ``'unet*'``."""
@@ -217,7 +221,7 @@ class Registry:
             if not hint and self.unavailable:
                 names = [repr(p) for p in sorted(self.unavailable)]
                 listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-                hint = f" (not loaded: plugin {listed}; see 'i2i plugins')"
+                hint = f" (perhaps from a plugin that is not loaded: {listed}; see 'i2i plugins')"
             raise UnknownComponentError(
                 f"unknown {singular} '{name}'{hint}; see 'i2i list {kind}'"
             )

@@ -162,7 +162,7 @@ def test_feature_matching_with_a_discriminator_without_features_is_a_recipe_erro
 
 @pytest.mark.parametrize("task, message", [
     ("grey_prepare", r"task.name = 'grey_prepare' \(plugin 'careless'\): prepare returned a tensor of shape "
-                     r"\[1, 1, 16, 16\] for images of shape \[1, 3, 16, 16\]; expected \[B, 3, H, W\]"),
+                     r"\[1, 1, 16, 16\] for images of shape \[1, 3, 16, 16\]; expected \[1, 3, 16, 16\]"),
     ("misspelt", r"task.name = 'misspelt' \(plugin 'careless'\): the task does not define make_pair\(self, clean, "
                  r"generator\) \(it has 'make_pairs'; the method is make_pair\)"),
     ("two_channels", r"task.name = 'two_channels' \(plugin 'careless'\): image_channels = 2; images are read with 1 "
@@ -364,7 +364,7 @@ def test_an_unknown_name_lists_a_few_of_the_plugins_that_did_not_load():
         i2i.register_plugin(Broken(), f"broken{n}")
     with pytest.raises(i2i.UnknownComponentError) as info:
         i2i.registry().get("generators", "zzz_nothing_like_it")
-    assert "(not loaded: plugin 'broken0', 'broken1', 'broken2', 'broken3', 'broken4' and 2 more; see 'i2i plugins')" \
+    assert "(perhaps from a plugin that is not loaded: 'broken0', 'broken1', 'broken2', 'broken3', 'broken4' and 2 more; see 'i2i plugins')" \
         in str(info.value)
 
 

@@ -353,7 +353,7 @@ def test_a_task_whose_prepare_breaks_the_contract_is_named_at_inference(photos, 
     model = i2i.load(i2i.train(recipe, quiet=True).run_dir)
     model.task.prepare = lambda image: image.mean(1, keepdim=True)
     with pytest.raises(i2i.UserError, match=r"task.name = 'denoise' \(plugin 'tasks'\): prepare returned a tensor of "
-                                            r"shape \[1, 1, 16, 16\] for images of shape \[1, 3, 16, 16\]; expected \[B, 3, H, W\]"):
+                                            r"shape \[1, 1, 16, 16\] for images of shape \[1, 3, 16, 16\]; expected \[1, 3, 16, 16\]"):
         model(torch.rand(1, 3, 16, 16))
 
 

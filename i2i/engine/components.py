@@ -4,7 +4,9 @@ recipe that validates is one that starts."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,11 +47,25 @@ class LossTerm:
         except Exception as exc:
             raise_plugin_failure(exc, f"{self.where}{part} raised ")
         weighted = self.weighted(value, scale, part)
+        expected = _device_of(args)
+        if expected is not None and value.device != expected:  # an attribute, no sync; would fail later, far from here
+            raise PluginError(f"{self.where}{part} returned a tensor on {value.device} for inputs on {expected}; a loss "
+                              "computes on its inputs' device (make constants with device=x.device); report this to "
+                              "the plugin's author")
         if not value.requires_grad:  # an attribute, no sync: detached or integer, it would train nothing
             raise PluginError(f"{self.where}{part} returned a {dtype_name(value.dtype)} tensor that carries "
                               "no gradient (detached, an integer, or not computed from its inputs), so it trains "
                               "nothing; report this to the plugin's author")
         return weighted
+
+
+def _device_of(args: tuple) -> torch.device | None:
+    """The device of the first tensor among a loss's arguments (or in a list of them: logits)."""
+    for arg in args:
+        for item in arg if isinstance(arg, (list, tuple)) else (arg,):
+            if isinstance(item, Tensor):
+                return item.device
+    return None
 
 
 @dataclass
@@ -131,6 +147,7 @@ def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: to
         loss = build_component(reg, "losses", recipe, f"losses.{label}")
         term = LossTerm(label, float(term_cfg["weight"]), loss.to(device) if isinstance(loss, nn.Module) else loss,
                         loss_where(recipe, label))
+        _warn_untrained_parameters(term)
         if isinstance(loss, AdversarialLoss):
             terms.adversarial.append(term)
         elif isinstance(loss, Regularizer):
@@ -155,6 +172,45 @@ def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: to
                           f"{contract_where(recipe, 'discriminator')} has no forward(x, return_features=True); "
                           "remove this loss or use a discriminator that has (patchgan, multiscale)")
     return terms
+
+
+def _warn_untrained_parameters(term: LossTerm) -> None:
+    """A loss's trainable parameters are never optimised (only G's and D's are), and computing
+    their gradients costs every step: say so rather than let a learned weighting sit still."""
+    if not isinstance(term.loss, nn.Module):
+        return
+    trainable = [name for name, p in term.loss.named_parameters() if p.requires_grad]
+    if trainable:
+        listed = ", ".join(f"'{n}'" for n in trainable[:3]) + (f" and {len(trainable) - 3} more" if len(trainable) > 3 else "")
+        print(f"i2i: warning: {term.where}: has trainable parameters ({listed}), which i2i does not train: only the "
+              "generator's and discriminator's weights are optimised, so they keep their initial values (a frozen "
+              "network inside a loss says so with requires_grad_(False))", file=sys.stderr)
+
+
+def loss_buffers(terms: list[LossTerm]) -> dict[str, Tensor]:
+    """The buffers of the loss terms that hold state (a running mean, a loss network's batch-norm
+    statistics), as ``label.buffer`` names: a checkpoint keeps them so that a resumed run goes
+    on exactly as an uninterrupted one. A loss's parameters are not kept: i2i never changes them."""
+    out = {}
+    for term in terms:
+        if isinstance(term.loss, nn.Module):
+            parameters = {name for name, _ in term.loss.named_parameters()}
+            out.update((f"{term.label}.{name}", value) for name, value in term.loss.state_dict().items()
+                       if name not in parameters and isinstance(value, Tensor))
+    return out
+
+
+def load_loss_buffers(terms: list[LossTerm], saved: dict[str, Tensor]) -> None:
+    """Put :func:`loss_buffers` back, term by term; a term or buffer the checkpoint lacks (a loss
+    added on resume, an older checkpoint) keeps what it was built with."""
+    for term in terms:
+        if not isinstance(term.loss, nn.Module):
+            continue
+        for name, value in term.loss.state_dict().items():
+            kept = saved.get(f"{term.label}.{name}")
+            if kept is not None and isinstance(value, Tensor) and kept.shape == value.shape:
+                with torch.no_grad():
+                    value.copy_(kept)
 
 
 def _takes_keyword(function: Any, name: str) -> bool:
@@ -189,13 +245,31 @@ def check_recipe(recipe: Recipe) -> None:
     build_callbacks(recipe)
 
 
+def _callback_identity(component: Any) -> tuple:
+    """What makes two registered callbacks the same one: its plugin, factory and defaults (the
+    names of one registration and its aliases share them)."""
+    return component.plugin, id(component.factory), repr(sorted(component.defaults.items()))
+
+
 def build_callbacks(recipe: Recipe) -> list[Any]:
     """The callbacks of ``train.callbacks`` and the ``autoload`` ones, built. A factory that
     raises is one line naming the callback and its plugin (its ``UserError``, a mistake in
     what it was given, names the recipe's key)."""
     reg = registry()
     listed = list(recipe["train"]["callbacks"])
-    autoloaded = [c.name for c in reg.components("callbacks") if getattr(c.factory, "autoload", False) and c.name not in listed]
+    # each autoloaded factory once, by its plugin-qualified name: another plugin's callback of the
+    # same name, or the factory's own aliases, must not fail or double it; nor may listing it
+    seen = set()
+    for name in listed:
+        with contextlib.suppress(UserError):  # reported where it is built, below
+            component = reg.get("callbacks", name)
+            seen.add(_callback_identity(component))
+    autoloaded = []
+    for component in reg.components("callbacks"):
+        key = _callback_identity(component)
+        if getattr(component.factory, "autoload", False) and key not in seen:
+            seen.add(key)
+            autoloaded.append(component.qualified_name)
     built = []
     for name in [*listed, *autoloaded]:
         where = f"{recipe.source}: train.callbacks '{name}'" if name in listed else f"autoloaded callback '{name}'"

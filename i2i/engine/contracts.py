@@ -113,10 +113,14 @@ def _check_defines_make_pair(task: Any, where: str) -> None:
 
 def check_prepared(input: Any, images: Tensor, task: Any, where: str) -> None:
     """``prepare`` turns ``[B, 3, H, W]`` RGB images into the generator's ``[B, in_channels, H, W]``
-    input (what ``i2i translate`` feeds the network)."""
-    if task.input_is_image and not (isinstance(input, Tensor) and input.dim() == 4 and input.shape[1] == task.in_channels):
+    input (what ``i2i translate`` feeds the network), keeping their size: translations are
+    written at each input's size."""
+    if task.input_is_image and not (isinstance(input, Tensor) and input.dim() == 4 and input.shape[1] == task.in_channels
+                                    and input.shape[0] == images.shape[0] and input.shape[-2:] == images.shape[-2:]):
+        b, _, h, w = images.shape
         raise PluginError(f"{where}: prepare returned {describe(input)} for images of shape {list(images.shape)}; "
-                          f"expected [B, {task.in_channels}, H, W] (the task's in_channels); {REPORT}")
+                          f"expected [{b}, {task.in_channels}, {h}, {w}] (the task's in_channels, the images' batch, "
+                          f"height and width); {REPORT}")
 
 
 def _check_prepare(task: Any, images: Tensor, where: str) -> None:
@@ -137,9 +141,10 @@ def _check_prepare(task: Any, images: Tensor, where: str) -> None:
 def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor, input: Tensor, target: Tensor) -> None:
     """Each metric on the dry run's image, as evaluation calls it: a metric that raises or breaks
     its contract is reported before the first step, not at the end of training."""
-    from .evaluate import flatten_metric, summarize_metrics  # evaluate imports this module
+    from .evaluate import claim_keys, flatten_metric, summarize_metrics  # evaluate imports this module
     output_image, target_image = task.to_image(fake.float(), input), task.to_image(target, input)
     means: dict[str, float] = {}
+    given: dict[str, str] = {}
     for name, metric in metrics.items():
         where = metric_where(recipe, name)
         try:
@@ -150,7 +155,12 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
             check_metric_values(values, name, output_image.shape[0])
         except PluginError as exc:
             raise PluginError(f"{where}: {exc}") from None
-        means.update((key, float(value.detach().float().mean())) for key, value in flatten_metric(values, name))
+        pairs = flatten_metric(values, name)
+        try:
+            claim_keys(given, [key for key, _ in pairs], name)
+        except PluginError as exc:
+            raise PluginError(f"{recipe.source}: {exc}") from None
+        means.update((key, float(value.detach().float().mean())) for key, value in pairs)
     # what summarize derives, from the dry run's own means (made-up ones could divide by zero)
     try:
         summarized = set(summarize_metrics(metrics, means))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import PluginError
 from .contracts import check_metric_values, raise_plugin_failure
 from .device import autocast
 from .infer import run_any_size
@@ -45,7 +46,12 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
             metrics[name] = reg.build("metrics", name)
         except UnknownComponentError as exc:
             if name not in task.metrics:
-                raise
+                if recipe is None:
+                    raise
+                from ..recipe import missing_run_plugins  # a run's eval.metrics: which plugin brings it back
+
+                hint = missing_run_plugins(recipe.source) if recipe.source.endswith(".toml") else ""
+                raise type(exc)(f"{recipe.source}: eval.metrics: {exc}{f'; {hint}' if hint else ''}") from None
             where = contract_where(recipe, "task") if recipe is not None else f"task {type(task).__name__}"
             raise PluginError(f"{where}: the task's metrics include {exc}; report this to the task plugin's author") from None
         except UserError:
@@ -81,12 +87,29 @@ def _plugin_of(metric: str) -> str:
         return ""
 
 
-def _add(sums: dict[str, Tensor], values: Any, name: str, batch: int) -> None:
-    """Add per-image metric values (a tensor, or a dict of tensors) to running sums."""
+def _add(sums: dict[str, Tensor], values: Any, name: str, batch: int, given: dict[str, str]) -> None:
+    """Add per-image metric values (a tensor, or a dict of tensors) to running sums; ``given``
+    maps the keys this batch's metrics gave so far to their metric (see :func:`claim_keys`)."""
     check_metric_values(values, name, batch, _plugin_of(name))  # once, for the whole (possibly nested) result
-    for key, value in flatten_metric(values, name):
+    pairs = flatten_metric(values, name)
+    claim_keys(given, [key for key, _ in pairs], name)
+    for key, value in pairs:
         value = value.detach().float().reshape(-1).sum()
         sums[key] = sums[key] + value if key in sums else value
+
+
+def claim_keys(given: dict[str, str], keys: list[str], name: str) -> None:
+    """Record that metric ``name`` gives ``keys``; a key another metric (or this one, twice)
+    already gives is an error: the two values would be added up into a wrong score, the best
+    checkpoint's included."""
+    for key in keys:
+        if key in given:
+            other = given[key]
+            who = (f"metric '{name}'{_plugin_of(name)} gives '{key}' twice" if other == name else
+                   f"metrics '{other}'{_plugin_of(other)} and '{name}'{_plugin_of(name)} both give '{key}'")
+            raise PluginError(f"{who}: each value a metric returns needs its own name (a dict's keys name them); "
+                              "leave one of the metrics out of eval.metrics, or report this to the plugin's author")
+        given[key] = name
 
 
 def flatten_metric(values: Any, name: str) -> list[tuple[str, Tensor]]:
@@ -194,11 +217,13 @@ def evaluate_generator(
             fake = fake.float()
             output_image = task.to_image(fake, input)
             target_image = task.to_image(target, input)
+            given: dict[str, str] = {}
             for name, metric in metrics.items():
-                _add(sums, _score(metric, name, output_image, target_image), name, clean.shape[0])
+                _add(sums, _score(metric, name, output_image, target_image), name, clean.shape[0], given)
             for base_name, base_image in task.baselines(input, target_image).items():
+                given = {}
                 for name, metric in metrics.items():
-                    _add(base_sums[base_name], _score(metric, name, base_image, target_image), name, clean.shape[0])
+                    _add(base_sums[base_name], _score(metric, name, base_image, target_image), name, clean.shape[0], given)
             count += clean.shape[0]
             if first is None and (number == 0 or not shard):
                 first = _columns(task, input, output_image, target_image)

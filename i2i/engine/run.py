@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import SecondInterrupt, UserError
 from ..plugins import host, registry
 from ..options import format_value
 from ..recipe import RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder
@@ -245,7 +245,7 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         if first_at and signum == signal.SIGINT:
             if distributed and time.monotonic() - first_at[0] < ECHO_WINDOW_S:
                 return
-            raise KeyboardInterrupt
+            raise SecondInterrupt
         if first_at:
             return
         first_at.append(time.monotonic())

@@ -40,12 +40,12 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..callbacks import warn_unknown_events
-from ..errors import PluginError, TrainingStopped, UserError, exception_line
+from ..errors import PluginError, SecondInterrupt, TrainingStopped, UserError, exception_line
 from ..losses import as_logit_list
 from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
-from .components import build_loss_terms, build_networks, check_crop_size
-from .contracts import contract_where, dry_run, raise_plugin_failure, refuse_batch_beyond_memory
+from .components import LossTerm, build_loss_terms, build_networks, check_crop_size, load_loss_buffers, loss_buffers
+from .contracts import check_generator_output, contract_where, dry_run, raise_plugin_failure, refuse_batch_beyond_memory
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import allow_tf32, autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext, is_comm_failure
@@ -223,6 +223,10 @@ class Trainer:
         self.graphs_failure = reason
         self._autocast_cache = True
 
+    def loss_terms(self) -> list[LossTerm]:
+        """Every loss term of the recipe, whatever its kind."""
+        return [*self.recon, *self.adversarial, *self.regularizers, *self.feature_matching]
+
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [o for o in (self.opt_g, self.opt_d) if o is not None]
 
@@ -300,6 +304,9 @@ class Trainer:
     def step_on(self, input: Tensor, target: Tensor, adversarial: bool) -> None:
         """G forward, D step, G step and EMA update on one batch: what a CUDA graph captures."""
         fake = self.generate(input)
+        if not isinstance(fake, Tensor) or fake.shape != target.shape:  # metadata, no sync; the dry run saw eval mode only
+            check_generator_output(fake, target, f"{contract_where(self.recipe, 'generator')} at step {self.step + 1} "
+                                                 "(training mode)", self.task.out_channels)
         if not fake.requires_grad:  # an attribute, no sync; backward would fail with torch's riddle
             raise PluginError(f"{contract_where(self.recipe, 'generator')} returned an output that does not depend on "
                               "any trainable parameter (detached, made under torch.no_grad, or from frozen weights), "
@@ -530,7 +537,9 @@ class Trainer:
                 getattr(callback, event, lambda *a: None)(*args)
             except TrainingStopped:
                 self.request_stop()
-            except BaseException as exc:  # KeyboardInterrupt from a callback too
+            except SecondInterrupt:  # the user's second Ctrl-C landed in a callback: not the callback's doing
+                raise
+            except BaseException as exc:  # KeyboardInterrupt and SystemExit from a callback too
                 self._describe_callback_failure(exc, callback, event)
                 raise
 
@@ -545,9 +554,9 @@ class Trainer:
             else:
                 exc.add_note(note)
         exc.i2i_callback = (callback, event)
-        if isinstance(exc, Exception):  # the command line prints this line, not the traceback
-            exc.i2i_callback_failure = (f"callback {type(callback).__name__}.{event} ({_callback_origin(callback)}) failed "
-                                        f"at step {self.step}: {exception_line(exc)}; {note.split('; ', 1)[1]}")
+        # the command line prints this line, not the traceback (KeyboardInterrupt and SystemExit too)
+        exc.i2i_callback_failure = (f"callback {type(callback).__name__}.{event} ({_callback_origin(callback)}) failed "
+                                    f"at step {self.step}: {exception_line(exc)}; {note.split('; ', 1)[1]}")
 
     def _callback_failure_note(self, callback: Any, event: str) -> str:
         saved = max(self._saved_step, self.resumed_at if self.resumed_at is not None else -1)
@@ -614,8 +623,9 @@ class Trainer:
             stopped.nothing_trained = True
             raise stopped
         raise TrainingStopped(
-            f"loss '{label}' ({net} step) became NaN or infinite at step {step}; stopped, {kept}. "
-            f"Lower train.{which}.lr, set train.{which}.clip_grad_norm, or set train.on_nonfinite = 'skip'"
+            f"loss '{label}' ({net} step{self._loss_plugin(label)}) became NaN or infinite at step {step}; stopped, "
+            f"{kept}. Lower train.{which}.lr, set train.{which}.clip_grad_norm, or set train.on_nonfinite = 'skip' "
+            "(a loss that gives NaN on some inputs, a log of 0 say, is for its plugin's author to fix)"
         )
 
     def _loss_plugin(self, label: str) -> str:
@@ -777,6 +787,9 @@ class Trainer:
             files["generator_ema.safetensors"] = ckpt.TensorFile(self.ema.state_dict())
         if self.D is not None:
             files["discriminator.safetensors"] = ckpt.TensorFile(self.D.state_dict())
+        buffers = loss_buffers(self.loss_terms())
+        if buffers:
+            files["losses.safetensors"] = ckpt.TensorFile(buffers)
         state: dict[str, Any] = {
             "format": ckpt.FORMAT, "i2i_version": __version__, "step": self.step,
             "total_steps": self.total_steps, "best": {k: v for k, v in self.best.items() if k != "pending"},
@@ -822,6 +835,8 @@ class Trainer:
             ckpt.load_weights(self.ema, ema_file if ema_file.exists() else path / "generator.safetensors", network, overrides)
         if self.D is not None:
             ckpt.load_weights(self.D, path / "discriminator.safetensors", network, overrides)
+        if (path / "losses.safetensors").is_file():
+            load_loss_buffers(self.loss_terms(), ckpt.read_tensors(path / "losses.safetensors"))
         for name, optimizer in {"g": self.opt_g, "d": self.opt_d}.items():
             if optimizer is None or f"optim_{name}" not in state:
                 continue
