@@ -117,9 +117,31 @@ def validate_options(
             hint = did_you_mean(key, options)
             raise RecipeError(f"{where}.{key}: unknown option{hint}; options: {known}")
         if not option.check(value):
+            if not recipe_can_give(option.annotation):
+                raise RecipeError(f"{where}.{key}: the component declares this option as {option.type_name}, which no "
+                                  "recipe value can be (a recipe gives strings, numbers, true/false, lists and tables); "
+                                  "report this to the plugin's author (declare it str, say, and convert it in the factory)")
             raise RecipeError(
                 f"{where}.{key} = {format_value(value)}: expected {option.type_name}"
             )
+
+
+def recipe_can_give(annotation: Any) -> bool:
+    """Whether some TOML value fits ``annotation``: not a ``pathlib.Path`` or another class a
+    recipe cannot spell (such an option keeps its default whatever the recipe says)."""
+    if annotation is Any or annotation is object or annotation in (bool, int, float, str, list, tuple, dict):
+        return True
+    if annotation is None or annotation is type(None):
+        return False
+    union = _union_args(annotation)
+    if union is not None:
+        return any(recipe_can_give(arg) for arg in union)
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return True
+    if origin in (list, tuple, typing.Sequence, dict):
+        return True
+    return not isinstance(annotation, type)  # an annotation matches_type lets through
 
 
 def as_declared(value: Any, annotation: Any) -> Any:

@@ -2,6 +2,7 @@
 (found by writing third-party plugin packages from docs/plugins.md alone)."""
 
 import json
+import pathlib
 import re
 
 import pytest
@@ -44,6 +45,11 @@ class NarrowWhenTraining(nn.Module):
     def forward(self, x):
         y = self.conv(x)
         return y[:, :1] if self.training else y
+
+
+def weights_from(in_channels: int, out_channels: int, weights: pathlib.Path = pathlib.Path("none")) -> nn.Module:
+    """An option declared as a Path: no recipe value is one."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
 
 
 class Cropping(i2i.Task):
@@ -117,6 +123,7 @@ class Pitfalls:
     @i2i.hookimpl
     def register_generators(self, register):
         register("narrow_when_training", NarrowWhenTraining)
+        register("weights_from", weights_from)
 
     @i2i.hookimpl
     def register_tasks(self, register):
@@ -152,6 +159,15 @@ def test_a_generator_wrong_only_in_training_mode_is_named_at_step_1(photos, tmp_
                                               r"\(training mode\) returned a tensor of shape \[2, 1, 16, 16\] for a target "
                                               r"of shape \[2, 2, 16, 16\]"):
         i2i.train(recipe, quiet=True)
+
+
+def test_an_option_no_recipe_value_can_fit_is_blamed_on_the_plugin(photos, tmp_path):
+    """'generator.weights = "w.pt": expected Path' left the user looking for a Path syntax."""
+    recipe = plain(photos, tmp_path / "run")
+    recipe["generator"] = {"name": "weights_from", "weights": "w.pt"}
+    with pytest.raises(i2i.RecipeError, match=r"generator.weights: the component declares this option as Path, "
+                                              r"which no recipe value can be .*report this to the plugin's author"):
+        i2i.load_recipe(recipe)
 
 
 def test_a_task_whose_prepare_changes_the_size_is_refused_before_training(photos, tmp_path):
