@@ -5,13 +5,16 @@ Every file is decoded the same way wherever it is read (training, validation, ``
 ``eval --data``), so a model sees the same pixels at training and inference time:
 
 * EXIF orientation is applied (the tensor is upright as a viewer shows it).
-* Transparency (LA, RGBA, palette with a transparent colour) is composited onto **white**, as
+* Transparency (LA, RGBA, palette with a transparent colour, and the transparent colour key
+  of a grey or RGB PNG, as PNG optimisers write binary alpha) is composited onto **white**, as
   most viewers and browsers show it, rather than onto black, which would darken edges.
 * High bit depths are scaled to 8 bits, never clipped: 16-bit values ``v`` become
   ``round(v / 257)`` (65535 -> 255, 32768 -> 128). 32-bit integer (``I``) and float (``F``)
-  images have no declared range, so it is guessed from the largest value: ``<= 1`` (floats
-  only) is ``[0, 1]``, ``<= 255`` is 8-bit, ``<= 65535`` is 16-bit, anything larger is scaled
-  by its maximum. Negative values and NaNs become 0.
+  images have no declared range, so it is guessed from the largest value: ``<= 2`` (floats
+  only) is ``[0, 1]``, values above 1 clipped (resampling and HDR work overshoot 1 a little; a
+  0-255 image whose brightest pixel is 2 is black to the eye), ``<= 255`` (``<= 510`` for
+  floats, clipped at 255 in the same way) is 8-bit, ``<= 65535`` is 16-bit, anything larger is
+  scaled by its maximum. Negative values and NaNs become 0.
 * An embedded ICC colour profile other than sRGB (Display P3 from phones, Adobe RGB from
   cameras, a CMYK press profile) is converted to sRGB by Pillow's LittleCMS, so colours look
   as a colour-managed viewer shows them; untagged images are taken as sRGB. A profile that
@@ -430,6 +433,9 @@ def _pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     mode = image.mode
     if (mode == "P" and "transparency" in image.info) or mode == "PA":
         image, mode = image.convert("RGBA"), "RGBA"
+    keyed = _colour_key_pixels(image)
+    if keyed is not None:
+        return keyed
     if mode in ("1", "L"):
         return np.asarray(image.convert("L"))[..., None], None
     if mode.startswith("I;16"):
@@ -443,19 +449,45 @@ def _pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(image.convert("RGB")), None
 
 
+def _colour_key_pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray] | None:
+    """A grey (8 or 16-bit) or RGB image with a transparent colour key (PNG's tRNS chunk: the
+    pixels of that one value are transparent) as pixels composited onto white (float, 0-255
+    scale) and its alpha (uint8, 0 or 255); None for any other image."""
+    key = image.info.get("transparency")
+    if image.mode not in ("L", "RGB", "I;16") or key is None or isinstance(key, bytes):
+        return None
+    values = np.asarray(image)
+    try:
+        clear = np.all(values == np.asarray(key), axis=-1) if image.mode == "RGB" else values == key
+    except (TypeError, ValueError):  # a key of another shape than the pixels: no usable key
+        return None
+    if not clear.any():
+        return None
+    colour = values.astype(np.float32) / (257.0 if image.mode == "I;16" else 1.0)
+    colour = colour.reshape(*values.shape[:2], -1)
+    alpha = np.where(clear, 0, 255).astype(np.uint8)[..., None]
+    return np.where(alpha == 0, np.float32(255.0), colour), alpha
+
+
 def _over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Composite straight-alpha pixels (0-255 scale) onto a white background."""
     weight = alpha / 255.0
     return colour * weight + 255.0 * (1.0 - weight)
 
 
+#: A float image whose largest value is at most this is taken as [0, 1] (see the module's docstring).
+FLOAT_UNIT_PEAK = 2.0
+
+
 def _scale_unknown_range(values: np.ndarray, is_float: bool) -> np.ndarray:
     values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     values = np.maximum(values, 0.0)
     peak = float(values.max()) if values.size else 0.0
-    if is_float and peak <= 1.0:
-        scale = 255.0
-    elif peak <= 255.0:
+    if is_float and peak <= FLOAT_UNIT_PEAK:
+        return (np.minimum(values, 1.0) * 255.0).astype(np.float32)
+    if is_float and peak <= 255.0 * FLOAT_UNIT_PEAK:  # 0-255 floats overshooting a little: clipped too
+        return np.minimum(values, 255.0).astype(np.float32)
+    if peak <= 255.0:
         scale = 1.0
     elif peak <= 65535.0:
         scale = 1 / 257.0

@@ -323,7 +323,10 @@ class ImageData:
             crops = self._cut(plan)
         else:
             dataset = _CropDataset([f.path for f in self._train], self.channels, self.size, self._resize, self._upscale)
-            crops = torch.stack([dataset[item] for item in _items(plan)]).to(self.device)
+            try:
+                crops = torch.stack([dataset[item][0] for item in _items(plan)]).to(self.device)
+            except NoDecodableImages:
+                raise self._none_decodable() from None
         return self._augment(crops, plan).float().div_(255)
 
     def _cut(self, plan: Plan) -> torch.Tensor:
@@ -350,7 +353,10 @@ class ImageData:
     def _next_streamed(self, batch_size: int) -> torch.Tensor:
         if self._stream_key != (self._samples, batch_size):
             self._stream = iter(self._loader(self._samples, batch_size))
-        batch, failed = next(self._stream)
+        try:
+            batch, failed = next(self._stream)
+        except NoDecodableImages:
+            raise self._none_decodable() from None
         self._stream_key = (self._samples + batch_size, batch_size)
         for index in set(failed.tolist()) - {-1} - self._stream_warned:  # on the host: no device sync
             self._stream_warned.add(index)
@@ -363,6 +369,16 @@ class ImageData:
             print(f"i2i: warning: {path}: cannot be decoded{why}; using the next training image instead", file=sys.stderr,
                   flush=True)
         return batch.to(self.device, non_blocking=True)
+
+    def _none_decodable(self) -> UserError:
+        """The streamed pipeline's twin of the cached one's error: no training file decodes."""
+        first = self._train[0].path
+        try:
+            decode_image(first, self.channels)
+            why = "unreadable"
+        except UnreadableImageError as exc:
+            why = exc.reason
+        return UserError(f"{first}: none of the training images can be decoded ({len(self._train)} tried; this one: {why})")
 
     def _loader(self, start: int, batch_size: int) -> DataLoader:
         dataset = _CropDataset([f.path for f in self._train], self.channels, self.size, self._resize, self._upscale)
@@ -546,7 +562,12 @@ class _CropDataset(Dataset):
             if min(image.shape[-2:]) < self.size:  # a file replaced by a smaller one since the scan
                 image = fit_image(image, size=self.size, upscale=True)
             return image, failed
-        raise RuntimeError("none of the training images can be decoded any more")
+        raise NoDecodableImages("none of the training images can be decoded any more")
+
+
+class NoDecodableImages(RuntimeError):
+    """Raised in a loader worker when no training file decodes (all damaged or deleted since the
+    scan, which reads headers only); the main process turns it into one line."""
 
 
 def _worker_init(_worker_id: int) -> None:

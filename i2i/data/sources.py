@@ -18,9 +18,10 @@ import os
 import random
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -70,6 +71,7 @@ class FolderContents:
 
     images: list[Path]
     other_kinds: str
+    run_folders: list[Path] = field(default_factory=list)  # i2i run folders inside, not searched
 
 
 def survey_folder(folder: str | Path, exclude: Iterable[str | Path] = ()) -> FolderContents:
@@ -80,17 +82,20 @@ def survey_folder(folder: str | Path, exclude: Iterable[str | Path] = ()) -> Fol
         raise UserError(f"{folder}: no such folder")
     images: list[Path] = []
     kinds: Counter[str] = Counter()
-    for path in _walk(folder, exclude):
+    run_folders: list[Path] = []
+    for path in _walk(folder, exclude, run_folders):
         if is_image_file(path):
             images.append(path)
         elif path.suffix.lower() in OTHER_IMAGE_SUFFIXES:
             kinds[path.suffix.lower()] += 1
     images.sort(key=lambda p: p.relative_to(folder).parts)
-    return FolderContents(images, ", ".join(f"{count} {suffix}" for suffix, count in kinds.most_common()))
+    return FolderContents(images, ", ".join(f"{count} {suffix}" for suffix, count in kinds.most_common()), run_folders)
 
 
-def _walk(folder: Path, exclude: Iterable[str | Path] = ()) -> Iterator[Path]:
-    """Every non-hidden file under ``folder``, following links to folders once."""
+def _walk(folder: Path, exclude: Iterable[str | Path] = (), run_folders: list[Path] | None = None) -> Iterator[Path]:
+    """Every non-hidden file under ``folder``, following links to folders once. i2i's own run
+    folders inside it are not searched (their sample grids are no photos: a run with
+    ``data.source = "."`` would train the next one on them); they are added to ``run_folders``."""
     seen = {os.path.realpath(folder), *(os.path.realpath(p) for p in exclude)}
     for root, dirs, files in os.walk(folder, followlinks=True):
         keep = []
@@ -98,9 +103,42 @@ def _walk(folder: Path, exclude: Iterable[str | Path] = ()) -> Iterator[Path]:
             real = os.path.realpath(os.path.join(root, name))
             if not name.startswith(".") and real not in seen:  # `seen` stops symlink cycles
                 seen.add(real)
+                if is_run_folder(Path(root, name)):
+                    if run_folders is not None:
+                        run_folders.append(Path(root, name))
+                    continue
                 keep.append(name)
         dirs[:] = keep
         yield from (Path(root, name) for name in sorted(files) if not name.startswith("."))
+
+
+T = TypeVar("T")
+
+
+def one_per_file(items: Iterable[T], path_of: Callable[[T], Path] = lambda item: item) -> list[T]:
+    """``items`` with each file reached twice (through a symbolic link, or named and found in
+    its folder) kept once, in the first one's place, under its own name rather than a link's:
+    ``photo.jpg`` and a link ``best_of_2024.jpg`` to it translate to ``photo.png``."""
+    kept: dict[str, T] = {}
+    for item in items:
+        real = os.path.realpath(path_of(item))
+        if real not in kept or (path_of(kept[real]).is_symlink() and not path_of(item).is_symlink()):
+            kept[real] = item
+    return list(kept.values())
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder i2i wrote for a run (it holds ``run.json`` and ``recipe.toml``)."""
+    return (path / "run.json").is_file() and (path / "recipe.toml").is_file()
+
+
+def run_folders_note(where: str, run_folders: list[Path]) -> str:
+    """The note saying which run folders inside ``where`` were not searched (``""`` for none)."""
+    if not run_folders:
+        return ""
+    shown = ", ".join(str(p) for p in run_folders[:3]) + (f" and {len(run_folders) - 3} more" if len(run_folders) > 3 else "")
+    return (f"i2i: note: {where}: {len(run_folders)} i2i run folder(s) inside it not searched ({shown}): their sample "
+            "grids and outputs are no photos")
 
 
 def not_read_note(other_kinds: Iterable[str]) -> str:
@@ -152,6 +190,11 @@ def warn_validating_on_training_files(source: str, val_source: str) -> None:
     """One warning when ``data.val_source`` is ``data.source``'s folder or inside it (which is
     searched with its subfolders): the run would score itself on images it trains on."""
     train, val = (resolve_folder(v, k).resolve() for v, k in ((source, "data.source"), (val_source, "data.val_source")))
+    if val in train.parents:  # the training folder inside the validation one: all of it is validated on
+        print(f'i2i: warning: data.source = "{source}" is inside data.val_source = "{val_source}" (searched with its '
+              "subfolders), so the run validates on every image it trains on and its scores say nothing about new "
+              "photos; give data.val_source a folder of its own", file=sys.stderr)
+        return
     if val == train or train in val.parents:
         where = "is data.source's folder" if val == train else f'is inside data.source = "{source}" (searched with its subfolders)'
         print(f'i2i: warning: data.val_source = "{val_source}" {where}, so the run validates on images it trains on and '
@@ -175,17 +218,15 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
               f'for that one, write "./{SAMPLE}"', file=sys.stderr)
     contents = survey_folder(folder)
     paths = contents.images
+    if contents.run_folders and not quiet:
+        print(run_folders_note(f'{key} = "{value}"', contents.run_folders), file=sys.stderr, flush=True)
     if not paths:
         raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([contents.other_kinds])}')
     if not quiet:
         print_not_read_note(f'{key} = "{value}"', [contents.other_kinds])
-    readable, unreadable, real_paths = [], [], set()
+    readable, unreadable = [], []
     why = reasons if reasons is not None else {}
-    for path in paths:
-        real = os.path.realpath(path)
-        if real in real_paths:  # a link to an image already listed: the same photo twice
-            continue
-        real_paths.add(real)
+    for path in one_per_file(paths):  # a link to an image already listed: the same photo twice
         try:
             height, width = probe_size(path)
         except UnreadableImageError as exc:

@@ -1,0 +1,130 @@
+"""Photo folders as users have them, which once trained on the wrong files, lost transparency,
+darkened an image or ended in a traceback (found by pointing i2i at such folders)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import i2i
+from helpers import TINY_G2C, make_photos, tiny_recipe
+from i2i.data.decode import decode_full
+from i2i.data.pipeline import ImageData
+from i2i.recipe import SCHEMA
+from i2i.translate import translate_files
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("photos"), count=4, size=(24, 24))
+
+
+@pytest.fixture(scope="module")
+def model(photos, tmp_path_factory):
+    run = i2i.train(tiny_recipe(photos, tmp_path_factory.mktemp("runs") / "run", base=TINY_G2C), quiet=True)
+    return i2i.load(run.run_dir)
+
+
+def test_a_run_folder_inside_the_photo_folder_is_not_trained_on(tmp_path, capsys):
+    """With data.source = "." a run's sample grids became the next run's training photos."""
+    photos = make_photos(tmp_path / "photos", count=4, size=(24, 24))
+    first = i2i.train(tiny_recipe(photos, photos / "runs" / "first", base=TINY_G2C, data={"val_fraction": 0.0},
+                                  output={"sample_every": 1}), quiet=True)
+    assert list((first.run_dir / "samples").glob("*.png"))  # grids a folder walk would find
+    capsys.readouterr()
+    second = i2i.train(tiny_recipe(photos, tmp_path / "second", base=TINY_G2C, data={"val_fraction": 0.0}), quiet=True)
+    trained_on = json.loads((second.run_dir / "split.json").read_text())["train"]
+    assert sorted(trained_on) == [f"photo_{i}.png" for i in range(4)]
+    assert "1 i2i run folder(s) inside it not searched" in capsys.readouterr().err
+
+
+def test_translate_leaves_run_folders_inside_its_input_alone(model, photos, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(photos / "photo_0.png").save(folder / "a.png")
+    run = folder / "runs" / "x"
+    (run / "samples").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    (run / "recipe.toml").write_text("")
+    Image.open(photos / "photo_1.png").save(run / "samples" / "step_1.png")
+    report = translate_files(model, folder, tmp_path / "out", progress=False)
+    assert [p.name for p in report.outputs] == ["a.png"]
+    assert "runs/x" in capsys.readouterr().err
+
+
+def test_a_training_folder_inside_the_validation_folder_is_warned_about(photos, tmp_path, capsys):
+    """Every training photo was also scored as a validation photo, without a word."""
+    parent = tmp_path / "all"
+    make_photos(parent / "train", count=3, size=(24, 24))
+    make_photos(parent / "val", count=1, size=(24, 24), seed=5)
+    recipe = tiny_recipe(parent / "train", tmp_path / "run", base=TINY_G2C, data={"val_source": str(parent)},
+                         train={"steps": 1})
+    i2i.train(recipe, quiet=True)
+    assert 'is inside data.val_source' in capsys.readouterr().err
+
+
+def test_a_float_image_overshooting_1_is_read_as_0_to_1_not_as_0_to_255(tmp_path):
+    """A single pixel at 1.0001 turned the whole image nearly black."""
+    values = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (8, 1))
+    values[0, 0] = 1.0001
+    Image.fromarray(values, "F").save(tmp_path / "overshoot.tif")
+    decoded = decode_full(tmp_path / "overshoot.tif", 1)
+    assert decoded.pixels.dtype == torch.uint16
+    expected = np.clip(values, 0, 1) * 65535
+    assert np.abs(decoded.pixels[0].numpy().astype(np.float64) - expected).max() <= 257  # within an 8-bit level
+    bright = values * 255  # a 0-255 float image overshooting 255 the same way: not taken for 16-bit
+    Image.fromarray(bright, "F").save(tmp_path / "bright.tif")
+    assert np.abs(decode_full(tmp_path / "bright.tif", 1).pixels[0].numpy() - expected).max() <= 257
+
+
+@pytest.mark.parametrize("mode, key", [("RGB", (0, 0, 0)), ("L", 0)])
+def test_a_png_colour_key_is_transparency(model, tmp_path, mode, key):
+    """PNG optimisers store a binary alpha as a transparent colour (tRNS); it was read as black."""
+    rgb = np.full((16, 16, 3), 180, np.uint8)
+    rgb[:8] = 0
+    Image.fromarray(rgb if mode == "RGB" else rgb[..., 0]).save(tmp_path / "key.png", transparency=key)
+    decoded = decode_full(tmp_path / "key.png", 3)
+    assert decoded.pixels[:, 0, 0].tolist() == [255, 255, 255]  # composited onto white, as viewers show it
+    assert decoded.pixels[:, 15, 15].tolist() == [180, 180, 180]
+    assert decoded.alpha[0, 0] == 0 and decoded.alpha[15, 15] == 255
+    out = translate_files(model, tmp_path / "key.png", tmp_path / "out", progress=False).outputs[0]
+    written = Image.open(out)
+    assert written.mode == "RGBA" and np.array_equal(np.asarray(written)[..., 3], np.where(rgb[..., 0] == 0, 0, 255))
+
+
+def test_streamed_training_on_files_that_never_decode_is_one_line(tmp_path):
+    """The scan reads headers only; truncated files passed it and ended in a worker's traceback."""
+    folder = make_photos(tmp_path / "photos", count=3, size=(24, 24))
+    for path in folder.iterdir():
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    cfg = {key: field.default for key, field in SCHEMA["data"].items()}
+    cfg.update(source=str(folder), size=16, workers=0, val_fraction=0.0, cache_gb=0.0)
+    data = ImageData(cfg, channels=3, device=CPU, seed=0)
+    assert not data.cached
+    with pytest.raises(i2i.UserError, match=r"photo_0.png: none of the training images can be decoded \(3 tried; "
+                                            r"this one: .*truncated"):
+        data.next_batch(2)
+    with pytest.raises(i2i.UserError, match="none of the training images can be decoded"):
+        data.preview_batch(2)
+
+
+def test_streamed_sample_grids_without_validation_images(photos, tmp_path):
+    """The preview batch (sample grids of a run without validation images) failed when streamed."""
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, data={"val_fraction": 0.0, "cache_gb": 0.0},
+                         train={"steps": 2}, output={"sample_every": 1})
+    run = i2i.train(recipe, quiet=True)
+    assert list((run.run_dir / "samples").glob("*.png"))
+
+
+def test_a_photo_and_a_link_to_it_translate_once_under_the_photos_name(model, photos, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(photos / "photo_0.png").save(folder / "photo.png")
+    os.symlink("photo.png", folder / "best_of_2024.png")  # sorts first
+    report = translate_files(model, folder, tmp_path / "out", progress=False)
+    assert [p.name for p in report.outputs] == ["photo.png"]
