@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sys
 from pathlib import Path
@@ -45,10 +46,35 @@ class I2IGroup(click.Group):
         except Exception as exc:
             failure = getattr(exc, "i2i_callback_failure", None)  # a plugin's callback raised (set by the Trainer)
             if failure is None:
+                _exit_on_full_disk(exc)
                 raise
             _print_traceback_if_asked()
             click.echo(f"i2i: error: {_rank_prefix()}{failure} (I2I_TRACEBACK=1 shows where)", err=True)
             sys.exit(1)
+
+
+#: What a write can run into that is the machine's state, not a bug: one line, not a traceback.
+_FULL_DISK = {errno.ENOSPC: "free some space", getattr(errno, "EDQUOT", errno.ENOSPC): "free some space within your quota",
+              errno.EROFS: "the file system is read-only"}
+
+
+def _exit_on_full_disk(exc: BaseException) -> None:
+    """A full disk (or quota, or a file system gone read-only) while a run or translation writes
+    its files: one line naming the file, exit status 1. Checkpoints are written atomically, so
+    what was saved before is intact and a run resumes from it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen and not (isinstance(exc, OSError) and exc.errno in _FULL_DISK):
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    if exc is not None and id(exc) in seen:
+        return
+    if exc is None:
+        return
+    _print_traceback_if_asked()
+    where = f"{exc.filename}: " if exc.filename else ""
+    click.echo(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {_FULL_DISK[exc.errno]}. Checkpoints "
+               "already written are intact: i2i run --resume RUN_DIR continues from the last one", err=True)
+    sys.exit(1)
 
 
 def _print_traceback_if_asked() -> None:

@@ -113,7 +113,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "device": Field(str, "auto", "auto | cpu | cuda | cuda:N | mps",
                         lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v) is not None,
                         "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
-        "seed": Field(int, 0, "seed for weights, data order, crops and noise"),
+        "seed": Field(int, 0, "seed for weights, data order, crops and noise", lambda v: 0 <= v < 2**32,
+                      "a whole number from 0 to 4294967295"),
         "precision": Field(Literal["auto", "fp32", "bf16", "fp16"], "auto",
                            "auto = bf16 autocast on CUDA GPUs that support it and on CPUs with AMX, else fp32"),
         "ema": Field(float, 0.0, "decay of an EMA copy of G used for evaluation and export; 0 = off",
@@ -189,6 +190,8 @@ def read_toml(path: str | Path) -> dict:
         raise RecipeError(f"{path}: no such recipe file")
     try:
         text = path.read_text(encoding="utf-8-sig")  # Windows editors may write a BOM
+        if "\x00" in text:  # UTF-16 without a byte-order mark decodes as UTF-8 with a NUL in every other place
+            raise RecipeError(f"{path}: looks like UTF-16 text (NUL bytes between the characters); save it as UTF-8")
         return tomllib.loads(text)
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
@@ -376,16 +379,20 @@ def recipe_error(recipe: Recipe, text: str) -> RecipeError:
 
 
 @contextlib.contextmanager
-def blamed_on_recipe(recipe: Recipe) -> Iterator[None]:
+def blamed_on_recipe(recipe: Recipe, *, overrides_only: bool = False) -> Iterator[None]:
     """A :class:`UserError` about one of the recipe's keys (its text starts with the key, as
-    ``train.device = 'cuda': ...`` does) names the recipe file, or the ``--set`` it came from."""
+    ``train.device = 'cuda': ...`` does) names the recipe file, or the ``--set`` it came from
+    (``overrides_only``: only a ``--set``; the error stays as it is for the file's own values)."""
     try:
         yield
     except UserError as exc:
         text = str(exc)
         if text.startswith((f"{recipe.source}:", "--set ")) or not re.match(r"[a-z_]+\.[\w.]+ = ", text):
             raise
-        raise recipe_error(recipe, text) from None
+        blamed = recipe_error(recipe, text)
+        if overrides_only and not str(blamed).startswith("--set "):
+            raise
+        raise blamed from None
 
 
 def _blame_override(exc: UserError, where: str, overrides: list[str] | tuple[str, ...], data: Any = None,

@@ -221,6 +221,8 @@ def test_import_reference_weights(tmp_path, odd_inputs):
     typo = run_i2i(["import-weights", str(path), "--task", "gray2color", "--set", "task.spcae=lab", "--out", str(tmp_path / "t")])
     assert typo.returncode == 2 and typo.stderr.startswith("i2i: error: task.spcae: unknown option") and typo.stderr.count("\n") == 1
     assert not (tmp_path / "t").exists()
+    unknown = run_i2i(["import-weights", str(path), "--task", "gray2colour", "--out", str(tmp_path / "u")])
+    assert unknown.returncode == 2 and unknown.stderr.startswith("i2i: error: --task gray2colour: unknown task 'gray2colour'")
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x80\x04junk")
     bad = run_i2i(["import-weights", str(garbage), "--task", "gray2color", "--out", str(tmp_path / "y")])

@@ -16,6 +16,8 @@ half-written checkpoint behind a pointer. Nothing is ever unpickled on load.
 
 from __future__ import annotations
 
+import contextlib
+
 import io
 import json
 import os
@@ -41,11 +43,18 @@ def write_atomic(path: Path, data: bytes | TensorFile) -> None:
     """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        _write_content(handle, data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            _write_content(handle, data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk, say: no half-written temporary left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write() names no file: say which
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     _fsync_dir(path.parent)
 
 
@@ -319,9 +328,11 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
     if (path / "state.json").is_file():
         return path
     store = CheckpointStore(path)
+    best_damage = None
     if which.upper() == "BEST":
         best = store.pointer("BEST")
-        if best is not None:
+        best_damage = checkpoint_damage(best) if best is not None else None
+        if best is not None and best_damage is None:
             return best
     latest = store.pointer("LATEST")
     found = latest or store.newest_complete()
@@ -339,11 +350,53 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
     if latest is None:
         problem = _pointer_problem(store, "LATEST") if (store.root / "LATEST").is_file() else "is missing"
         _note(f"{store.root / 'LATEST'} {problem}; using the newest complete checkpoint, {found.name}")
+    damage = checkpoint_damage(found)
+    if damage is not None:  # a disk error or a hand edit: the newest intact one beside it, rather than no run at all
+        older = next((p for p in sorted(store.root.glob("step_*"), reverse=True)
+                      if p.is_dir() and p.name < found.name and checkpoint_damage(p) is None), None)
+        if older is None:
+            raise CheckpointError(f"{found}: damaged ({damage}), and no older intact checkpoint is in {store.root}")
+        _note(f"{found} is damaged ({damage}); using {older.name}, the newest intact checkpoint (training from it "
+              f"writes over {found.name})")
+        found = older
     if which.upper() == "BEST":
         best_text = store.pointer_text("BEST")
-        why = f"checkpoints/BEST names {best_text}, which is missing" if best_text else "no validation score was saved yet"
+        why = (f"checkpoints/BEST names {best_text}, which is damaged ({best_damage})" if best_damage else
+               f"checkpoints/BEST names {best_text}, which is missing" if best_text else "no validation score was saved yet")
         _note(f"{path} has no best checkpoint ({why}); using the latest, step {_step_of(found)}")
     return found
+
+
+def checkpoint_damage(checkpoint: Path) -> str | None:
+    """What is wrong with a checkpoint folder's files, read no further than their headers
+    (``state.json`` not an i2i state, a safetensors file truncated or not one), or None."""
+    try:
+        read_state(checkpoint)
+    except CheckpointError as exc:
+        return str(exc).removeprefix(f"{checkpoint / 'state.json'}: ").split(";")[0]
+    if not (checkpoint / "generator.safetensors").is_file():
+        return "generator.safetensors is missing"
+    for file in sorted(checkpoint.glob("*.safetensors")):
+        problem = _safetensors_damage(file)
+        if problem:
+            return f"{file.name} {problem}"
+    return None
+
+
+def _safetensors_damage(path: Path) -> str | None:
+    """Whether a safetensors file's header reads and its tensors' bytes are all there."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length < 0 or 8 + length > size:
+                return "is truncated"
+            header = json.loads(handle.read(length))
+        end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return "is not a readable safetensors file"
+    return "is truncated" if 8 + length + end > size else None
 
 
 def _pointer_problem(store: CheckpointStore, which: str) -> str:
@@ -367,6 +420,9 @@ def _note(message: str) -> None:
 def read_state(checkpoint: Path) -> dict:
     """A checkpoint's ``state.json``, refused unless its ``format`` is this i2i's :data:`FORMAT`."""
     state = read_json(Path(checkpoint) / "state.json")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{Path(checkpoint) / 'state.json'}: not an i2i checkpoint's state (a JSON {type(state).__name__}, "
+                              "not an object); the checkpoint is damaged")
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{checkpoint / 'state.json'}: not an i2i checkpoint (format {state.get('format')!r}, expected {FORMAT!r})")
     return state

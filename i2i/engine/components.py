@@ -162,11 +162,11 @@ def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: to
                               "report this to the plugin's author")
     gan_terms = terms.adversarial + terms.regularizers + terms.feature_matching
     if not has_discriminator and gan_terms:
-        raise RecipeError(f"{where}: losses.{gan_terms[0].label}: needs a discriminator; add a [discriminator] table or remove this loss")
+        raise recipe_error(recipe, f"losses.{gan_terms[0].label}: needs a discriminator; add a [discriminator] table or remove this loss")
     if has_discriminator and not terms.adversarial:
-        raise RecipeError(f"{where}: discriminator: no adversarial loss to train it; add e.g. [losses.gan] name = 'vanilla'")
+        raise recipe_error(recipe, "discriminator: no adversarial loss to train it; add e.g. [losses.gan] name = 'vanilla'")
     if not terms.recon and not terms.adversarial:
-        raise RecipeError(f"{where}: losses: no loss for the generator; add e.g. [losses.l1] weight = 1.0")
+        raise recipe_error(recipe, "losses: no loss for the generator; add e.g. [losses.l1] weight = 1.0")
     if terms.feature_matching and not _takes_keyword(discriminator.forward, "return_features"):
         raise RecipeError(f"{terms.feature_matching[0].where}: needs the discriminator's features, and "
                           f"{contract_where(recipe, 'discriminator')} has no forward(x, return_features=True); "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import gc
 import json
 import os
@@ -26,6 +28,7 @@ from ..recipe import RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, 
 from . import checkpoint as ckpt
 from .components import build_callbacks
 from .device import caller_autocast_off, dtype_name, global_state_kept
+from .run_lock import run_folder_locked
 from .trainer import Trainer, summary_line
 
 if TYPE_CHECKING:
@@ -68,9 +71,13 @@ def new_run_dir(wanted: str | Path) -> Path:
                 n += 1
                 candidate = base.with_name(f"{base.name}-{n}")
     except OSError as exc:  # read-only place, a file in the way, no such device...
-        blocker = next((p for p in base.parents if p.exists()), None)
+        try:
+            blocker = next((p for p in base.parents if p.exists()), None)
+        except OSError:  # a path too long to ask about at all
+            blocker = None
         reason = f"{blocker} is a file" if blocker is not None and not blocker.is_dir() else exc.strerror or exc
-        raise UserError(f"{candidate}: cannot create the run folder here ({reason}); "
+        shown = str(candidate) if len(str(candidate)) <= 200 else f"{str(candidate)[:100]}...{str(candidate)[-60:]}"
+        raise UserError(f"{shown}: cannot create the run folder here ({reason}); "
                         "pass --out (or set output.dir to) a folder you can write to") from None
 
 
@@ -342,11 +349,21 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "recipe.toml").is_file():
+            owner = run_dir.parent.parent if (run_dir / "state.json").is_file() else run_dir.parent
+            if (owner / "recipe.toml").is_file() and run_dir.name.startswith(("step_", "checkpoints")):
+                raise UserError(f"{run_dir}: is a checkpoint folder of the run {owner}; resume the run: i2i run --resume "
+                                f"{shlex.quote(str(owner))} (it continues from the checkpoint named in "
+                                f"{owner / 'checkpoints' / 'LATEST'}, which you may point at another step_* folder)")
             raise UserError(f"{run_dir}: not an i2i run directory (no recipe.toml); pass the folder a run was written to")
+        moved = [o for o in overrides if isinstance(o, str) and o.split("=", 1)[0].strip() in ("output.dir", "output")]
+        if moved:  # it was recorded, while the run went on in its own folder
+            raise UserError(f"--set {moved[0]}: a resumed run stays in its folder, {run_dir}; to move it, move the folder "
+                            "and resume it from there")
         checkpoint_dir = ckpt.find_checkpoint(run_dir)
         recipe = load_recipe(run_dir / "recipe.toml", overrides)
         if overrides:
             _check_split_kept(load_recipe(run_dir / "recipe.toml"), recipe)
+        recipe["output"]["dir"] = str(run_dir)  # where it is now: a run folder may have been moved
         split = RecordedSplit.read(run_dir)
         _check_data_folders_there(recipe, run_dir)
     else:  # a Recipe is checked again, as its holder may have edited it; a copy: the run fills in output.dir
@@ -362,7 +379,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             recipe["output"]["dir"] = str(run_dir)
         # a SIGTERM while data loads or the run's files are written: clean up as for Ctrl-C (fit
         # installs its own handlers, which checkpoint)
-        with _interrupt_on_termination():
+        with _interrupt_on_termination(), run_folder_locked(run_dir) if dist.is_main else contextlib.nullcontext():
             try:
                 trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*build_callbacks(recipe), *(callbacks or [])],
                                   quiet=quiet, split=split)

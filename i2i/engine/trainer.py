@@ -161,10 +161,11 @@ class Trainer:
         from ..data import ImageData
         from ..data.sources import name_files
 
-        self.data = ImageData(
-            recipe["data"], channels=self.task.image_channels, device=self.device, seed=self.seed,
-            rank=self.dist.rank, world_size=self.dist.world_size, find_grey=self.task.learns_colour, split=split,
-        )
+        with blamed_on_recipe(recipe, overrides_only=True):  # --set data.source=/nowhere names the --set
+            self.data = ImageData(
+                recipe["data"], channels=self.task.image_channels, device=self.device, seed=self.seed,
+                rank=self.dist.rank, world_size=self.dist.world_size, find_grey=self.task.learns_colour, split=split,
+            )
         if self.data.split_note and self.dist.is_main:
             print_err(self.data.split_note)
         grey = self.data.grey_train_files
@@ -486,11 +487,18 @@ class Trainer:
                     if last or evaluated or (every_ckpt and self.step % every_ckpt == 0) or self._checkpoint_due:
                         self.save_checkpoint()
             if self.stop_requested and self.step < self.total_steps:
-                if self.acc_count:  # not logged at this step yet (a stop asked from on_log was)
-                    self.log_step()
+                status = "interrupted"
+                if self.step == 0 and self.resumed_at is None:  # nothing trained: the run leaves no folder
+                    stopped = TrainingStopped("stopped before the first step; nothing was trained, so nothing was kept",
+                                              self.run_dir, 0)
+                    stopped.nothing_trained = True
+                    raise stopped
+                # the checkpoint first: it keeps the steps not yet logged, which the stop's log line
+                # below would reset, so a resumed run's next logged means match an uninterrupted one's
                 if self._saved_step != self.step:
                     self.save_checkpoint()
-                status = "interrupted"
+                if self.acc_count:  # not logged at this step yet (a stop asked from on_log was)
+                    self.log_step()
                 raise TrainingStopped(
                     f"stopped at step {self.step}/{self.total_steps}; checkpoint saved. "
                     f"Resume with: i2i run --resume {shlex.quote(str(self.run_dir))} (Python: i2i.train(None, resume=RUN_DIR))", self.run_dir, self.step
@@ -822,7 +830,17 @@ class Trainer:
         return path
 
     def load_checkpoint(self, path: Path) -> None:
-        """Restore everything a checkpoint holds, so training continues bit for bit."""
+        """Restore everything a checkpoint holds, so training continues bit for bit. A file
+        whose contents are not what i2i wrote (a key or a tensor missing) is one line."""
+        try:
+            self._load_checkpoint(path)
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+            from ..errors import CheckpointError
+
+            raise CheckpointError(f"{path}: damaged checkpoint ({exception_line(exc)}); resume from an older one by "
+                                  f"naming it in {path.parent / 'LATEST'} (e.g. echo step_N > LATEST)") from None
+
+    def _load_checkpoint(self, path: Path) -> None:
         state = ckpt.read_state(path)
         if state.get("weights_only"):
             from ..errors import CheckpointError

@@ -33,8 +33,9 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
         task_table.setdefault("channels", in_ch)
     try:  # the task's options are checked as a recipe's would be (an unknown one, a wrong type)
         recipe = i2i.load_recipe({"task": task_table, "generator": {"name": name, **options}, "losses": {"l1": {}}})
-    except i2i.RecipeError as exc:
-        raise i2i.RecipeError(str(exc).removeprefix("<recipe>: ")) from None
+    except i2i.UserError as exc:  # there is no recipe: name the option the user gave
+        text = str(exc).removeprefix("<recipe>: ")
+        raise type(exc)(f"--task {task}: {text.removeprefix('task.name: ')}" if text.startswith("task.name: ") else text) from None
     built = i2i.registry().build("tasks", task, **{k: v for k, v in recipe["task"].items() if k != "name"})
     if (built.in_channels, built.out_channels) != (in_ch, out_ch):
         raise i2i.UserError(

@@ -76,6 +76,9 @@ def init_weights(net: nn.Module, init: str = "normal", gain: float = 0.02) -> nn
     ReLU) ignores it.
     """
     check_choice("init", init, INITS)
+    if not (isinstance(gain, (int, float)) and not isinstance(gain, bool) and 0 < gain < float("inf")):
+        raise i2i.UserError(f"init_gain = {gain!r}: must be a number above 0 (the std of 'normal', the gain of 'xavier' "
+                            "and 'orthogonal')")
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):

@@ -1,0 +1,164 @@
+"""Trusting i2i with runs: one process per run folder, exact logs after a stop, damaged
+checkpoints and full disks (found by trying to break runs from the outside)."""
+
+import errno
+import json
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import i2i
+from helpers import TINY_G2C, make_photos, tiny_recipe
+from i2i.cli import cli
+from i2i.engine import checkpoint as ckpt
+from i2i.engine.run_lock import run_folder_locked
+from i2i.recipe import dumps_toml
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return make_photos(tmp_path_factory.mktemp("photos"), count=4, size=(24, 24))
+
+
+def recipe_of(photos, out, **sections):
+    return tiny_recipe(photos, out, base=TINY_G2C, **sections)
+
+
+@pytest.fixture(scope="module")
+def trained(photos, tmp_path_factory):
+    """A 4-step run with checkpoints at steps 2 and 4."""
+    recipe = recipe_of(photos, tmp_path_factory.mktemp("runs") / "run", train={"steps": 4, "precision": "fp32"},
+                       output={"checkpoint_every": 2, "keep": 5})
+    return i2i.train(recipe, quiet=True).run_dir
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    """A copy of the trained run that a test may damage."""
+    return shutil.copytree(trained, tmp_path / "run")
+
+
+def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(run):
+    """Two processes in one folder mixed histories and pruned each other's checkpoints."""
+    with run_folder_locked(run):  # as the training process holds it
+        with pytest.raises(i2i.UserError, match="another i2i process is training this run now"):
+            i2i.train(None, resume=run, overrides=["train.steps=6"], quiet=True)
+    assert i2i.train(None, resume=run, overrides=["train.steps=5"], quiet=True).step == 5  # released: fine
+
+
+def test_after_a_stop_the_resumed_runs_logged_means_are_an_uninterrupted_runs(photos, tmp_path):
+    """The stop's log line emptied the window of unlogged steps before the checkpoint kept it:
+    the next logged mean after a resume covered fewer steps."""
+    def recipe(out):
+        return recipe_of(photos, out, train={"steps": 8, "precision": "fp32"}, output={"log_every": 3})
+
+    straight = i2i.train(recipe(tmp_path / "straight"), quiet=True).run_dir
+    with pytest.raises(i2i.TrainingStopped):  # after step 4, between the logs at steps 3 and 6
+        i2i.train(recipe(tmp_path / "stopped"), callbacks=[StopEvery(4)], quiet=True)
+    resumed = i2i.train(None, resume=tmp_path / "stopped", quiet=True).run_dir
+
+    def logged(run_dir, step):
+        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [line for line in lines if line.get("type") == "train" and line["step"] == step][-1]
+
+    assert logged(resumed, 6)["g_l1"] == pytest.approx(logged(straight, 6)["g_l1"], rel=1e-6)
+    a = load_file(straight / "checkpoints" / "step_0000008" / "generator.safetensors")
+    b = load_file(resumed / "checkpoints" / "step_0000008" / "generator.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class StopEvery(i2i.Callback):
+    """Asks for a stop when step ``at`` is done, as Ctrl-C there would."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_run_start(self, trainer):
+        original = trainer.train_step
+
+        def step():
+            original()
+            if trainer.step + 1 == self.at:
+                trainer.request_stop()
+        trainer.train_step = step
+
+
+def test_a_stop_before_the_first_step_leaves_no_folder(photos, tmp_path):
+    class StopAtOnce(i2i.Callback):
+        def on_run_start(self, trainer):
+            trainer.request_stop()
+
+    with pytest.raises(i2i.TrainingStopped, match="stopped before the first step; nothing was trained"):
+        i2i.train(recipe_of(photos, tmp_path / "run"), callbacks=[StopAtOnce()], quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(run, capsys):
+    newest = run / "checkpoints" / "step_0000004" / "generator.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])
+    assert ckpt.find_checkpoint(run).name == "step_0000002"
+    assert "step_0000004 is damaged (generator.safetensors is truncated); using step_0000002" in capsys.readouterr().err
+    assert i2i.train(None, resume=run, overrides=["train.steps=5"], quiet=True).step == 5
+
+
+@pytest.mark.parametrize("file, content", [("state.json", "[]"), ("rng.safetensors", None)])
+def test_checkpoint_files_with_the_wrong_contents_are_one_line(run, file, content):
+    """A JSON list for the state, or another file's tensors, were tracebacks."""
+    target = run / "checkpoints" / "step_0000004" / file
+    if content is None:
+        shutil.copy(target.with_name("generator.safetensors"), target)
+    else:
+        target.write_text(content)
+    shutil.rmtree(run / "checkpoints" / "step_0000002")  # no intact one to fall back to
+    with pytest.raises(i2i.CheckpointError, match="step_0000004"):
+        i2i.train(None, resume=run, overrides=["train.steps=5"], quiet=True)
+
+
+def test_resume_refuses_to_record_another_output_folder(run):
+    with pytest.raises(i2i.UserError, match=r"--set output.dir=/elsewhere: a resumed run stays in its folder"):
+        i2i.train(None, resume=run, overrides=["output.dir=/elsewhere", "train.steps=5"], quiet=True)
+
+
+def test_resuming_a_checkpoint_folder_points_at_its_run(run):
+    with pytest.raises(i2i.UserError, match=r"is a checkpoint folder of the run .*; resume the run: i2i run --resume"):
+        i2i.train(None, resume=run / "checkpoints" / "step_0000002", quiet=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_file(photos, tmp_path, monkeypatch):
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(ckpt, "write_atomic", full)
+    monkeypatch.setattr("i2i.engine.run.ckpt.write_atomic", full, raising=False)
+    (tmp_path / "r.toml").write_text(dumps_toml(recipe_of(photos, tmp_path / "run")))
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "r.toml")])
+    assert result.exit_code == 1
+    assert "cannot write (No space left on device); free some space" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("overrides, said", [
+    (["train.seed=10000000000000000"], "train.seed = 10000000000000000: expected a whole number from 0 to 4294967295"),
+    (["discriminator.name=patchgan", "discriminator.n_layers=1"], "--set discriminator.n_layers=1: discriminator: no adversarial loss"),
+    (["generator.init_gain=-1"], "--set generator.init_gain=-1: generator.init_gain = -1.0: must be a number above 0"),
+])
+def test_recipe_values_that_failed_late_or_blamed_the_file_are_named_up_front(photos, tmp_path, overrides, said):
+    (tmp_path / "r.toml").write_text(dumps_toml(recipe_of(photos, tmp_path / "run")))
+    sets = [part for override in overrides for part in ("--set", override)]
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "r.toml"), *sets])
+    assert result.exit_code == 2 and said in result.output, result.output
+
+
+def test_a_missing_data_folder_from_a_set_names_the_set(photos, tmp_path):
+    with pytest.raises(i2i.UserError, match=r'^--set data.source=/nowhere/photos: data.source = "/nowhere/photos": no such folder'):
+        i2i.train(recipe_of(photos, tmp_path / "run"), overrides=["data.source=/nowhere/photos"], quiet=True)
+
+
+def test_a_utf16_recipe_without_a_byte_order_mark_is_named(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_bytes('[task]\nname = "denoise"\n'.encode("utf-16-le"))
+    with pytest.raises(i2i.RecipeError, match="looks like UTF-16 text .*; save it as UTF-8"):
+        i2i.load_recipe(path)
