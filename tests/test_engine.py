@@ -486,7 +486,7 @@ def test_truncated_or_foreign_checkpoint_is_a_one_line_error(photos, tmp_path):
     run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}), quiet=True)
     weights = find_checkpoint(run.run_dir) / "generator_ema.safetensors"  # what i2i.load reads
     weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="generator_ema.safetensors: not a readable safetensors file"):
+    with pytest.raises(CheckpointError, match=r"damaged \(generator_ema.safetensors is truncated\), and no older intact"):
         i2i.load(run.run_dir)
     result = run_i2i(["translate", str(run.run_dir), str(photos), "--out", str(tmp_path / "out")])
     assert result.returncode == 2
@@ -648,7 +648,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_last_one_intact(tmp_path
     from i2i.engine import checkpoint as ckpt
 
     store = ckpt.CheckpointStore(tmp_path)
-    store.write(1, {"state.json": b"{}"}, keep=3, best=False)
+    store.write(1, intact_checkpoint_files(), keep=3, best=False)
     write = ckpt._write_content
 
     def disk_fills_up(handle, data):
@@ -668,15 +668,24 @@ def test_a_checkpoint_write_killed_midway_leaves_the_last_one_usable_and_is_clea
     from i2i.engine import checkpoint as ckpt
 
     store = ckpt.CheckpointStore(tmp_path)
-    store.write(1, {"state.json": b"{}", "generator.safetensors": b"weights"}, keep=3, best=False)
+    store.write(1, intact_checkpoint_files(), keep=3, best=False)
     # what a process killed while writing step 2 leaves: a partial folder under its own pid
     partial = tmp_path / "checkpoints" / ".tmp-step_0000002-999999"
     partial.mkdir()
     (partial / "generator.safetensors").write_bytes(b"half")
     assert ckpt.find_checkpoint(tmp_path).name == "step_0000001"
     # the resumed run's next checkpoint removes it (it could be gigabytes, once per kill)
-    store.write(2, {"state.json": b"{}", "generator.safetensors": b"weights"}, keep=3, best=False)
+    store.write(2, intact_checkpoint_files(), keep=3, best=False)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["LATEST", "step_0000001", "step_0000002"]
+
+
+def intact_checkpoint_files() -> dict[str, bytes]:
+    """The smallest checkpoint find_checkpoint takes for intact: an i2i state and readable weights."""
+    from safetensors.torch import save
+
+    from i2i.engine import checkpoint as ckpt
+
+    return {"state.json": json.dumps({"format": ckpt.FORMAT}).encode(), "generator.safetensors": save({"w": torch.zeros(2)})}
 
 
 def test_a_colouriser_warns_about_training_photos_that_show_no_colour(tmp_path, capsys):
