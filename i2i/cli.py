@@ -77,6 +77,18 @@ def _exit_on_full_disk(exc: BaseException) -> None:
     sys.exit(1)
 
 
+def _one_process_only() -> None:
+    """``i2i translate`` and ``i2i eval`` run as one process: under torchrun every rank would do
+    all the work, and two ranks writing the same --out replace each other's files."""
+    import os
+
+    world = os.environ.get("WORLD_SIZE", "").strip()
+    if world.isdigit() and int(world) > 1:
+        ctx = click.get_current_context()
+        raise UserError(f"i2i {ctx.info_name} runs as one process (WORLD_SIZE={world} here): start it without torchrun "
+                        "or srun")
+
+
 def _print_traceback_if_asked() -> None:
     """Under ``I2I_TRACEBACK=1``, the traceback of the exception being handled, above its usual
     one line (which keeps its exit status: scripts see the same outcome either way)."""
@@ -163,10 +175,29 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
 
     if launch_environment().world_size > 1:
         raise UserError("--nproc starts its own processes; leave it out when running under torchrun or srun")
-    if recipe is not None:  # a recipe mistake is one line here, not one per process plus torchrun's report
-        from .recipe import load_recipe
+    # a mistake is one line here, not one per process plus torchrun's report: the recipe (with
+    # the checks a run makes before its first step, as i2i validate does), its data folders, and
+    # for a resume, the run and its checkpoint
+    from .data.sources import resolve_folder
+    from .engine.checkpoint import find_checkpoint
+    from .engine.components import check_recipe
+    from .recipe import blamed_on_recipe, load_recipe
 
-        load_recipe(recipe, overrides)
+    if resume is not None:
+        find_checkpoint(resume)
+        resolved = load_recipe(Path(resume) / "recipe.toml", overrides)
+    else:
+        resolved = load_recipe(recipe, overrides) if recipe is not None else None
+    if resolved is not None:
+        check_recipe(resolved)
+        if resume is not None:
+            from .engine.run import check_data_folders_there
+
+            check_data_folders_there(resolved, Path(resume))
+        with blamed_on_recipe(resolved, overrides_only=True):
+            for key in ("source", "val_source"):
+                if resolved["data"][key]:
+                    resolve_folder(resolved["data"][key], f"data.{key}")
     args = ["run", *([recipe] if recipe else []), *(a for o in overrides for a in ("--set", o))]
     args += [*(["--out", out] if out is not None else []), *(["--resume", resume] if resume else []), *(["--quiet"] if quiet else [])]
     return run_local(nproc, args)
@@ -300,6 +331,7 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
     from .model import load
     from .translate import translate_files
 
+    _one_process_only()
     resolve_device(device, where="--device")
     model = load(model_path, device=device, which=which)
     report = translate_files(model, [Path(p) for p in inputs], Path(out_dir), batch_size=batch_size, fmt=fmt,
@@ -328,6 +360,7 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
     from .evaluation import evaluate_run
     from .plugins import plugin_output_to_stderr
 
+    _one_process_only()
     resolve_device(device, where="--device")
     with plugin_output_to_stderr() if as_json else contextlib.nullcontext():  # the JSON alone on stdout
         result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop)

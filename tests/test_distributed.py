@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 import i2i
 from helpers import make_photos, tiny_recipe
+from i2i.cli import cli
 from i2i.engine.checkpoint import find_checkpoint
 from i2i.engine.distributed import DistContext, Launch, dist_timeout, launch_environment, torchrun_command
 from i2i.errors import UserError
@@ -265,3 +267,49 @@ def test_validation_shards_are_the_single_process_batches(photos):
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     worker(*sys.argv[2:])
+
+
+def test_nproc_mistakes_are_one_line_before_any_process_starts(photos, tmp_path):
+    """A crop the generator cannot take was printed by each rank, then torchrun's report (status 1)."""
+    recipe = write_recipe(tiny_recipe(photos, tmp_path / "run"), tmp_path / "r.toml")
+    for override, said in (("data.size=9", "needs a multiple of"), ("data.source=/nowhere/photos", "no such folder")):
+        result = CliRunner().invoke(cli, ["run", str(recipe), "--nproc", "2", "--set", override])
+        assert result.exit_code == 2 and result.output.count("\n") == 1 and said in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["translate", "eval"])
+def test_translate_and_eval_refuse_several_processes(tmp_path, command):
+    """Under torchrun every rank did all the work, replacing each other's files in --out."""
+    args = [command, str(tmp_path), *([str(tmp_path), "--out", str(tmp_path / "o")] if command == "translate" else [])]
+    result = CliRunner().invoke(cli, args, env={"WORLD_SIZE": "2", "RANK": "0"})
+    assert result.exit_code == 2 and f"i2i {command} runs as one process" in result.output
+
+
+def test_resuming_with_another_number_of_processes_does_not_claim_the_photos_changed(photos, capsys):
+    """Each rank compared its own shard's size with the checkpoint's (another shard's)."""
+    from i2i.data import ImageData
+    from i2i.recipe import SCHEMA
+
+    cfg = {key: field.default for key, field in SCHEMA["data"].items()}
+    cfg.update(source=str(photos), size=16, workers=0, val_fraction=0.0)
+    two = ImageData(cfg, channels=3, device="cpu", seed=0, rank=0, world_size=2)
+    one = ImageData(cfg, channels=3, device="cpu", seed=0)
+    capsys.readouterr()
+    one.load_state_dict(two.state_dict())
+    assert "training images" not in capsys.readouterr().err
+
+
+def test_a_closed_terminal_stops_an_nproc_run_with_a_checkpoint(photos, tmp_path):
+    """SIGHUP reached only the launcher: torchrun and its workers trained on, unseen and unsaved."""
+    long = tiny_recipe(photos, tmp_path / "run", train={"steps": 100000}, output={"log_every": 1, "progress": "plain"})
+    proc = subprocess.Popen([sys.executable, "-m", "i2i", "run", str(write_recipe(long, tmp_path / "long.toml")), "--nproc", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    for line in proc.stdout:
+        if line.startswith("step 2/"):
+            break
+    proc.send_signal(signal.SIGHUP)
+    out, err = finish(proc)
+    assert proc.returncode == 1, err
+    assert "checkpoint saved" in err + out and "--nproc 2" in err + out
+    assert find_checkpoint(tmp_path / "run").name.startswith("step_")

@@ -158,6 +158,7 @@ class ImageData:
         else:
             train, val = split_files(source, data["val_fraction"], seed)
         self._split = (train, val, separate is not None)
+        self._all_train = len(train)  # every rank's together: what a resume with another process count compares
         shard = train[rank::world_size]
         if not shard:
             raise UserError(f'data.source = "{data["source"]}": {len(train)} training image(s) cannot feed {world_size} processes; add images or use fewer processes')
@@ -210,6 +211,7 @@ class ImageData:
         self.seed, self.rank, self.world_size, self.size = seed, rank, world_size, size
         self._cache_bytes, self._workers, self._upscale, self._resize = int(cache_gb * GB), workers, upscale, resize
         self._samples = 0  # samples drawn so far: the whole sampling state
+        self._all_train = 0
         self._images: list[torch.Tensor] = []
         self._stream: Iterator[torch.Tensor] | None = None
         self._stream_key: tuple[int, int] | None = None  # (next sample, batch size) the stream is at
@@ -491,16 +493,19 @@ class ImageData:
     # -- state ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, int]:
         """What a checkpoint needs to continue the same sequence: plain ints (JSON-safe)."""
-        return {"samples": self._samples, "train_files": len(self._train)}
+        return {"samples": self._samples, "train_files": len(self._train), "all_train_files": self._all_train}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a :meth:`state_dict`; warns when the training files changed since."""
         self._samples = int(state["samples"])
         self._stream, self._stream_key = None, None
-        changed = int(state.get("train_files", len(self._train))) != len(self._train)
+        # all ranks' files together (this rank's shard in older checkpoints): a resume with another
+        # number of processes has other shards, not other photos
+        key, now = ("all_train_files", self._all_train) if "all_train_files" in state else ("train_files", len(self._train))
+        changed = int(state.get(key, now)) != now
         if changed and self.rank == 0 and not self.split_note:  # a split_note has said what changed
-            print(f"i2i: warning: the checkpoint was trained on {int(state['train_files'])} training images, "
-                  f"now there are {len(self._train)}; the data order differs from the original run",
+            print(f"i2i: warning: the checkpoint was trained on {int(state[key])} training images, "
+                  f"now there are {now}; the data order differs from the original run",
                   file=sys.stderr, flush=True)
 
     def close(self) -> None:

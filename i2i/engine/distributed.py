@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -292,10 +293,16 @@ class DistContext:
     # -- the end ---------------------------------------------------------------------------------
     def lost(self, exc: BaseException, step: int, run_dir: Any) -> RankLost:
         """A one-paragraph error for a failed collective: what happened and how to go on."""
+        from . import checkpoint as ckpt
+
+        has_checkpoint = run_dir is not None and ckpt.CheckpointStore(Path(run_dir)).newest_complete() is not None
+        then = (f"Resume from the last checkpoint with: i2i run --resume {shlex.quote(str(run_dir))} --nproc {self.world_size} "
+                "(or the same number of processes under your launcher)" if has_checkpoint else
+                "The run has no checkpoint yet: once that error is fixed, start it again")
         return RankLost(
             f"rank {self.rank}: lost contact with the other processes near step {step} ({_first_sentence(exc)}); "
             f"another rank died or stopped answering within {TIMEOUT_VARIABLE}={self.timeout:g} s; see the first "
-            f"error above. Resume from the last checkpoint with: i2i run --resume {shlex.quote(str(run_dir))} (same number of processes)"
+            f"error above. {then}"
         )
 
     def close(self) -> None:
@@ -371,7 +378,10 @@ def run_local(nproc: int, args: list[str]) -> int:
         except ProcessLookupError:
             pass
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too (the terminal or SSH session closed): torchrun runs in its own session, so the
+    # terminal's hang-up reaches only this process; unforwarded, it left the workers training unseen
+    forwarded = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+    previous = {sig: signal.signal(sig, forward) for sig in forwarded}
     try:
         code = proc.wait()
     finally:

@@ -93,7 +93,7 @@ def _pin_data_folders(recipe: Recipe) -> None:
             data[key] = os.path.abspath(folder)
 
 
-def _check_data_folders_there(recipe: Recipe, run_dir: Path) -> None:
+def check_data_folders_there(recipe: Recipe, run_dir: Path) -> None:
     """A resumed run whose data folder is gone (moved, renamed) is told how to point it there."""
     from ..data.sources import missing_data_folder
 
@@ -365,7 +365,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             _check_split_kept(load_recipe(run_dir / "recipe.toml"), recipe)
         recipe["output"]["dir"] = str(run_dir)  # where it is now: a run folder may have been moved
         split = RecordedSplit.read(run_dir)
-        _check_data_folders_there(recipe, run_dir)
+        check_data_folders_there(recipe, run_dir)
     else:  # a Recipe is checked again, as its holder may have edited it; a copy: the run fills in output.dir
         recipe = load_recipe(recipe, overrides)
     _pin_data_folders(recipe)  # a resume may move them (--set data.source=NEW_PLACE), relative to here too

@@ -501,7 +501,9 @@ class Trainer:
                     self.log_step()
                 raise TrainingStopped(
                     f"stopped at step {self.step}/{self.total_steps}; checkpoint saved. "
-                    f"Resume with: i2i run --resume {shlex.quote(str(self.run_dir))} (Python: i2i.train(None, resume=RUN_DIR))", self.run_dir, self.step
+                    f"Resume with: i2i run --resume {shlex.quote(str(self.run_dir))}"
+                    f"{f' --nproc {self.dist.world_size} (or as many processes under your launcher)' if self.dist.world_size > 1 else ''}"
+                    " (Python: i2i.train(None, resume=RUN_DIR))", self.run_dir, self.step
                 )
             status = "finished"
             return status
