@@ -48,6 +48,9 @@ class Model:
         if not isinstance(images, Tensor):
             raise TypeError(f"model(images) takes a tensor [B, 3, H, W], not {type(images).__name__}; "
                             "for a file, a PIL image or a numpy array use model.translate(...)")
+        if images.dim() == 3 and images.shape[0] not in (1, 3) and images.shape[-1] in (1, 3, 4):
+            raise ValueError(f"model(images) takes channels first, [3, H, W], got shape {list(images.shape)} (channels "
+                             "last, as numpy and PIL hold images): use images.permute(2, 0, 1), or model.translate(array)")
         if images.dim() == 3:
             return self(images[None], tile=tile, overlap=overlap)[0]
         if images.dim() != 4 or images.shape[1] not in (1, 3):

@@ -132,6 +132,13 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
     Folders are searched without ``out_dir`` (when it lies inside one), so translating into a
     subfolder of the input does not translate the earlier outputs again.
     """
+    from .engine.infer import is_whole_number
+
+    if not isinstance(fmt, str) or fmt.lower().replace("jpeg", "jpg").replace("tiff", "tif") not in SAVE_FORMATS:
+        raise ValueError(f"fmt = {fmt!r}: expected one of {', '.join(map(repr, SAVE_FORMATS))}")
+    fmt = fmt.lower().replace("jpeg", "jpg").replace("tiff", "tif")
+    if not is_whole_number(batch_size, 1):
+        raise ValueError(f"batch_size = {batch_size!r}: expected a whole number of images, 1 or more")
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     inputs, out_dir = [Path(item) for item in inputs], Path(out_dir)

@@ -128,3 +128,35 @@ def test_a_photo_and_a_link_to_it_translate_once_under_the_photos_name(model, ph
     os.symlink("photo.png", folder / "best_of_2024.png")  # sorts first
     report = translate_files(model, folder, tmp_path / "out", progress=False)
     assert [p.name for p in report.outputs] == ["photo.png"]
+
+
+@pytest.mark.parametrize("generator", [{"name": "resnet", "blocks": 1, "width": 4},
+                                       {"name": "dncnn", "depth": 3, "width": 4, "norm": "instance", "residual": False}])
+def test_images_of_a_few_pixels_translate_with_every_network(photos, tmp_path, generator):
+    """A ResNet's quarter-scale reflection padding, or instance norm over one pixel, failed part
+    way through a folder on a 1 x 1 icon or a 3 px strip."""
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, generator=None, train={"steps": 1})
+    recipe["generator"] = generator
+    model = i2i.load(i2i.train(recipe, quiet=True).run_dir)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, size in {"icon": (1, 1), "strip": (200, 3), "odd": (37, 5)}.items():
+        Image.new("RGB", size, (90, 120, 30)).save(folder / f"{name}.png")
+    report = translate_files(model, folder, tmp_path / "out", progress=False)
+    assert {p.stem: Image.open(p).size for p in report.outputs} == {"icon": (1, 1), "strip": (200, 3), "odd": (37, 5)}
+
+
+def test_translate_files_checks_its_arguments(model, photos, tmp_path):
+    """A misspelt format was a KeyError in a writer thread after the network ran; batch size 0 passed."""
+    with pytest.raises(ValueError, match=r"fmt = 'gif': expected one of 'png', 'jpg', 'webp', 'tif'"):
+        translate_files(model, photos, tmp_path / "a", fmt="gif", progress=False)
+    with pytest.raises(ValueError, match="batch_size = 0: expected a whole number of images, 1 or more"):
+        translate_files(model, photos, tmp_path / "b", batch_size=0, progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    written = translate_files(model, photos / "photo_0.png", tmp_path / "c", fmt="JPEG", progress=False).outputs
+    assert [p.name for p in written] == ["photo_0.jpg"]
+
+
+def test_a_channels_last_tensor_gets_a_hint(model):
+    with pytest.raises(ValueError, match=r"takes channels first, \[3, H, W\], got shape \[20, 24, 3\].*permute\(2, 0, 1\)"):
+        model(torch.rand(20, 24, 3))

@@ -593,3 +593,15 @@ def test_run_given_a_folder_says_how_to_continue_it(g2c_run, tmp_path):
     result = run_i2i(["run", str(g2c_run)])
     assert (result.returncode, result.stderr) == (
         2, f"i2i: error: {g2c_run}: a run folder, not a recipe file; to continue it: i2i run --resume {g2c_run}\n")
+
+
+def test_import_weights_mismatches_say_what_differs(tmp_path):
+    """residual = true wraps the network: its names gain 'net.', and the message stopped at a colon."""
+    spec = json.loads((ROOT / "tests" / "fixtures" / "reference_keys" / "resnet_6blocks_3to3_instance.json").read_text())
+    state = {k: (torch.zeros(v) if v else torch.tensor(0)) for k, v in spec["keys"].items()}
+    path = tmp_path / "latest_net_G.pth"
+    torch.save(state, path)
+    wrapped = run_i2i(["import-weights", str(path), "--task", "denoise", "--set", "residual=true", "--out", str(tmp_path / "w")])
+    assert wrapped.returncode == 2 and wrapped.stderr.count("\n") == 1
+    assert "tensors are missing (first: 'net." in wrapped.stderr and "the names differ by the prefix 'net.'" in wrapped.stderr
+    assert not (tmp_path / "w").exists()

@@ -25,10 +25,19 @@ def size_multiple_owner(net: nn.Module) -> nn.Module | None:
     return None
 
 
-def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
-    """Pad the bottom/right edges (reflect where possible) so H and W divide by ``multiple``."""
+#: Images are padded to at least this many pixels a side before a generator sees them: a ResNet
+#: generator's reflection padding at quarter scale needs 16 px, and instance norm needs more than
+#: one pixel at every scale; smaller images (a 1 x 1 icon, a 3 px strip) failed part-way through a
+#: folder. Only images below it are affected.
+MIN_SIDE = 16
+
+
+def pad_to_multiple(x: Tensor, multiple: int, minimum: int = 0) -> tuple[Tensor, tuple[int, int]]:
+    """Pad the bottom/right edges (reflect where possible) so H and W divide by ``multiple``
+    and are at least ``minimum`` (rounded up to the multiple)."""
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    floor = -(-minimum // multiple) * multiple
+    ph, pw = max((-h) % multiple, floor - h), max((-w) % multiple, floor - w)
     if ph == 0 and pw == 0:
         return x, (h, w)
     mode = "reflect" if ph < h and pw < w else "replicate"
@@ -42,10 +51,10 @@ def run_generator(net: nn.Module, input: Tensor) -> Tensor:
     from ..errors import PluginError
     from .contracts import raise_plugin_failure
 
-    padded, (h, w) = pad_to_multiple(input, size_multiple(net))
+    padded, (h, w) = pad_to_multiple(input, size_multiple(net), MIN_SIDE)
     try:
         out = net(padded)
-    except RuntimeError as exc:  # a shape the generator cannot take (a wrapper's sum, a fixed-size layer)
+    except (RuntimeError, ValueError) as exc:  # a shape the generator cannot take (a wrapper's sum, a fixed-size layer)
         raise_plugin_failure(exc, f"the generator ({type(net).__name__}) failed on an input of "
                                   f"{padded.shape[-2]}x{padded.shape[-1]} px: ")
     if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-2:] != padded.shape[-2:]:

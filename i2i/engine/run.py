@@ -434,6 +434,24 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
     return run
 
 
+def _state_mismatch(expected: dict, given: dict, exc: BaseException) -> str:
+    """What ``load_state_dict`` refused, in one line: the first missing and unexpected tensor
+    names (and a prefix that tells them apart: a wrapper such as ``residual = true`` adds
+    ``net.``), or the first size mismatch."""
+    missing, unexpected = sorted(expected.keys() - given.keys()), sorted(given.keys() - expected.keys())
+    if missing or unexpected:
+        parts = [f"{len(missing)} of its tensors are missing (first: '{missing[0]}')" if missing else "",
+                 f"{len(unexpected)} given are not its (first: '{unexpected[0]}')" if unexpected else ""]
+        text = " and ".join(p for p in parts if p)
+        if missing and unexpected and missing[0].endswith(unexpected[0]) and missing[0] != unexpected[0]:
+            prefix = missing[0][: -len(unexpected[0])]
+            text += (f"; the names differ by the prefix '{prefix}', which a task option that wraps the network adds "
+                     "(residual = true, say; the reference's networks output the clean image: residual = false)")
+        return text
+    sizes = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+    return sizes[0] if sizes else str(exc).splitlines()[0]
+
+
 def create_run_from_weights(recipe: Recipe | dict, generator_state: dict[str, torch.Tensor], out: str | Path, *, note: str = "") -> Path:
     """Write a run directory holding only generator weights (e.g. converted from another tool).
 
@@ -449,7 +467,8 @@ def create_run_from_weights(recipe: Recipe | dict, generator_state: dict[str, to
     try:
         generator.load_state_dict(generator_state)
     except RuntimeError as exc:
-        raise UserError(f"the weights do not fit generator '{recipe['generator']['name']}': {str(exc).splitlines()[0]}") from None
+        raise UserError(f"the weights do not fit generator '{recipe['generator']['name']}': "
+                        f"{_state_mismatch(generator.state_dict(), generator_state, exc)}") from None
     run_dir = new_run_dir(out)
     recipe["output"]["dir"] = str(run_dir)
     _write_recipe(run_dir, recipe)

@@ -30,7 +30,8 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
     task_table = {"name": task, **(task_options or {})}
     if task == "denoise":
         task_table.setdefault("residual", False)  # the reference nets output the clean image
-        task_table.setdefault("channels", in_ch)
+        if in_ch in (1, 3):  # other counts: the channel check below says what the weights map
+            task_table.setdefault("channels", in_ch)
     try:  # the task's options are checked as a recipe's would be (an unknown one, a wrong type)
         recipe = i2i.load_recipe({"task": task_table, "generator": {"name": name, **options}, "losses": {"l1": {}}})
     except i2i.UserError as exc:  # there is no recipe: name the option the user gave
