@@ -158,11 +158,13 @@ class ImageData:
         else:
             train, val = split_files(source, data["val_fraction"], seed)
         self._split = (train, val, separate is not None)
-        self._all_train = len(train)  # every rank's together: what a resume with another process count compares
         shard = train[rank::world_size]
         if not shard:
             raise UserError(f'data.source = "{data["source"]}": {len(train)} training image(s) cannot feed {world_size} processes; add images or use fewer processes')
         skipped += self._set_train(shard, flip=data["flip"], rotate=data["rotate"])
+        # every rank's files together, less this rank's that never decoded: what a resume with
+        # another number of processes compares (its shards differ, its photos need not)
+        self._all_train = len(train) - (len(shard) - len(self._train))
         self._set_val(val)
         if rank == 0:
             report_skipped(skipped, reasons=self._reasons)

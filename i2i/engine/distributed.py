@@ -373,8 +373,8 @@ def run_local(nproc: int, args: list[str]) -> int:
         try:
             if signum == signal.SIGINT and received.count(signal.SIGINT) > 1:
                 os.killpg(proc.pid, signal.SIGINT)
-            else:
-                proc.send_signal(signum)
+            else:  # a hang-up as SIGTERM: torchrun's own SIGHUP path did not always reach the workers
+                proc.send_signal(signal.SIGTERM if signum == getattr(signal, "SIGHUP", None) else signum)
         except ProcessLookupError:
             pass
 
