@@ -142,7 +142,7 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
 def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: torch.device) -> LossTerms:
     """The loss terms, sorted by kind; a set of terms that cannot train is a recipe error."""
     has_discriminator = discriminator is not None
-    reg, where, terms = registry(), recipe.source, LossTerms()
+    reg, terms = registry(), LossTerms()
     for label, term_cfg in recipe["losses"].items():
         loss = build_component(reg, "losses", recipe, f"losses.{label}")
         term = LossTerm(label, float(term_cfg["weight"]), loss.to(device) if isinstance(loss, nn.Module) else loss,
