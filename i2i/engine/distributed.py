@@ -365,7 +365,10 @@ def run_local(nproc: int, args: list[str]) -> int:
     import signal
     import subprocess
 
-    proc = subprocess.Popen(torchrun_command(nproc, args), start_new_session=True)
+    # torchrun sets OMP_NUM_THREADS=1 for each worker when it is unset, with a three-line banner
+    # saying so (even under --quiet); set here, the workers get the same and the banner is gone
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    proc = subprocess.Popen(torchrun_command(nproc, args), start_new_session=True, env=env)
     received: list[int] = []
 
     def forward(signum, frame):
