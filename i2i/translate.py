@@ -151,8 +151,8 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
     if out_is_file:
         raise UserError(f"{out_dir}: is a file, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
-    from .data.sources import (name_files, not_read_note, one_per_file, print_not_read_note, report_skipped,
-                               run_folders_note, survey_folder)
+    from .data.sources import (name_files, not_read_note, one_per_file, print_not_read_note, print_run_folders_note,
+                               report_skipped, survey_folder)
 
     pairs: list[tuple[Path, Path]] = []
     left_out: dict[Path, str] = {}  # per input folder, the image files i2i does not read ("2 .heic")
@@ -163,8 +163,7 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
             contents = survey_folder(item, exclude=[out_dir])
             pairs.extend((item, f) for f in contents.images)
             left_out[item] = contents.other_kinds
-            if contents.run_folders:
-                print(run_folders_note(str(item), contents.run_folders), file=sys.stderr, flush=True)
+            print_run_folders_note(str(item), contents.run_folders)
         else:
             pairs.append((item, item))
     pairs = one_per_file(pairs, lambda pair: pair[1])  # a file reached twice (named and in its folder) is translated once

@@ -132,13 +132,14 @@ def is_run_folder(path: Path) -> bool:
     return (path / "run.json").is_file() and (path / "recipe.toml").is_file()
 
 
-def run_folders_note(where: str, run_folders: list[Path]) -> str:
-    """The note saying which run folders inside ``where`` were not searched (``""`` for none)."""
+def print_run_folders_note(where: str, run_folders: list[Path]) -> None:
+    """The note on stderr naming the run folders inside ``where`` that were not searched;
+    nothing when there are none."""
     if not run_folders:
-        return ""
+        return
     shown = ", ".join(str(p) for p in run_folders[:3]) + (f" and {len(run_folders) - 3} more" if len(run_folders) > 3 else "")
-    return (f"i2i: note: {where}: {len(run_folders)} i2i run folder(s) inside it not searched ({shown}): their sample "
-            "grids and outputs are no photos")
+    print(f"i2i: note: {where}: {len(run_folders)} i2i run folder(s) inside it not searched ({shown}): their sample "
+          "grids and outputs are no photos", file=sys.stderr, flush=True)
 
 
 def not_read_note(other_kinds: Iterable[str]) -> str:
@@ -187,8 +188,8 @@ def resolve_folder(value: str, key: str) -> Path:
 
 
 def warn_validating_on_training_files(source: str, val_source: str) -> None:
-    """One warning when ``data.val_source`` is ``data.source``'s folder or inside it (which is
-    searched with its subfolders): the run would score itself on images it trains on."""
+    """One warning when ``data.val_source`` is ``data.source``'s folder, inside it or around it
+    (folders are searched with their subfolders): the run would score itself on images it trains on."""
     train, val = (resolve_folder(v, k).resolve() for v, k in ((source, "data.source"), (val_source, "data.val_source")))
     if val in train.parents:  # the training folder inside the validation one: all of it is validated on
         print(f'i2i: warning: data.source = "{source}" is inside data.val_source = "{val_source}" (searched with its '
@@ -218,8 +219,8 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
               f'for that one, write "./{SAMPLE}"', file=sys.stderr)
     contents = survey_folder(folder)
     paths = contents.images
-    if contents.run_folders and not quiet:
-        print(run_folders_note(f'{key} = "{value}"', contents.run_folders), file=sys.stderr, flush=True)
+    if not quiet:
+        print_run_folders_note(f'{key} = "{value}"', contents.run_folders)
     if not paths:
         raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([contents.other_kinds])}')
     if not quiet:
