@@ -46,6 +46,11 @@ class TrainingStopped(Exception):
         self.run_dir, self.step = run_dir, step
 
 
+class StopRequested(TrainingStopped):
+    """Training stopped because it was asked to (a signal, a callback's ``request_stop()``), not
+    because something failed: ``i2i run --nproc`` does not report it as a worker's failure."""
+
+
 def exception_line(exc: BaseException) -> str:
     """``TypeName: first line of the message``: an exception from a plugin, fit for one line."""
     text = str(exc).strip()

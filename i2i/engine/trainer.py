@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..callbacks import warn_unknown_events
-from ..errors import PluginError, SecondInterrupt, TrainingStopped, UserError, exception_line
+from ..errors import PluginError, SecondInterrupt, StopRequested, TrainingStopped, UserError, exception_line
 from ..losses import as_logit_list
 from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
@@ -442,11 +442,17 @@ class Trainer:
     def _should_stop(self) -> bool:
         """This rank's stop request, agreed across ranks (a tiny gloo all-reduce per step), and
         with it whether ``output.checkpoint_minutes`` have passed on any rank's clock, so that
-        every rank writes the timed checkpoint after the same step."""
+        every rank writes the timed checkpoint after the same step.
+
+        ``stop_requested`` is only ever set here, never cleared: a signal handler sets it at any
+        moment, most often while this rank waits in the all-reduce, and assigning the agreed
+        ``False`` back over it lost the request (the run then trained to the end)."""
         minutes = self.out_cfg["checkpoint_minutes"]
         due = minutes > 0 and self.clock() - self._saved_at >= 60 * minutes
-        self.stop_requested, self._checkpoint_due = self.dist.agree_each((self.stop_requested, due))
-        return self.stop_requested
+        stop, self._checkpoint_due = self.dist.agree_each((self.stop_requested, due))
+        if stop:
+            self.stop_requested = True
+        return stop
 
     def fit(self) -> str:
         """Train to ``train.steps``; returns ``finished`` or raises :class:`TrainingStopped`."""
@@ -489,7 +495,7 @@ class Trainer:
             if self.stop_requested and self.step < self.total_steps:
                 status = "interrupted"
                 if self.step == 0 and self.resumed_at is None:  # nothing trained: the run leaves no folder
-                    stopped = TrainingStopped("stopped before the first step; nothing was trained, so nothing was kept",
+                    stopped = StopRequested("stopped before the first step; nothing was trained, so nothing was kept",
                                               self.run_dir, 0)
                     stopped.nothing_trained = True
                     raise stopped
@@ -499,7 +505,7 @@ class Trainer:
                     self.save_checkpoint()
                 if self.acc_count:  # not logged at this step yet (a stop asked from on_log was)
                     self.log_step()
-                raise TrainingStopped(
+                raise StopRequested(
                     f"stopped at step {self.step}/{self.total_steps}; checkpoint saved. "
                     f"Resume with: i2i run --resume {shlex.quote(str(self.run_dir))}"
                     f"{f' --nproc {self.dist.world_size} (or as many processes under your launcher)' if self.dist.world_size > 1 else ''}"
