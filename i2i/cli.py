@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import TrainingStopped, UserError, show_traceback
+from .errors import StopRequested, TrainingStopped, UserError, show_traceback
 from .registry import KINDS
 
 
@@ -20,7 +20,10 @@ class I2IGroup(click.Group):
     """Turns :class:`UserError` into one line on stderr and exit status 2, anywhere."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .engine.distributed import announce_worker
+
         try:
+            announce_worker()
             return super().invoke(ctx)
         except UserError as exc:
             _print_traceback_if_asked()
@@ -28,15 +31,26 @@ class I2IGroup(click.Group):
             click.echo(f"i2i: error: {'' if str(exc).startswith(prefix) else prefix}{exc}", err=True)  # not 'rank 1: rank 1:'
             sys.exit(exc.exit_code)
         except TrainingStopped as exc:
-            from .engine.distributed import RankLost
+            from .engine.distributed import RankLost, exit_status_for_launcher, launcher_signalled
 
-            if isinstance(exc, RankLost) or not _rank_prefix():  # the others stopped the same way
+            asked = isinstance(exc, StopRequested) or launcher_signalled()
+            code = exc.exit_code
+            if isinstance(exc, RankLost) and asked:  # the others acted on --nproc's signal first: not lost
+                code = 130
+                if not _rank_prefix():
+                    click.echo("i2i: interrupted", err=True)
+            elif isinstance(exc, RankLost) or not _rank_prefix():  # the others stopped the same way
                 click.echo(f"i2i: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            _forget_interrupt_in_exec()
+            sys.exit(exit_status_for_launcher(code) if asked else code)
         except KeyboardInterrupt as exc:
+            from .engine.distributed import exit_status_for_launcher
+
             failure = getattr(exc, "i2i_callback_failure", None)  # raised by a plugin's callback, not Ctrl-C
-            click.echo(f"i2i: interrupted{f': {_rank_prefix()}{failure}' if failure else ''}", err=True)
-            sys.exit(130)
+            if failure or not _rank_prefix():  # a second Ctrl-C reaches every rank
+                click.echo(f"i2i: interrupted{f': {_rank_prefix()}{failure}' if failure else ''}", err=True)
+            _forget_interrupt_in_exec()
+            sys.exit(130 if failure else exit_status_for_launcher(130))
         except SystemExit as exc:
             failure = getattr(exc, "i2i_callback_failure", None)  # a plugin's callback called sys.exit()
             if failure is None:
@@ -96,6 +110,14 @@ def _print_traceback_if_asked() -> None:
         import traceback
 
         traceback.print_exc()
+
+
+def _forget_interrupt_in_exec() -> None:
+    """CPython keeps a KeyboardInterrupt raised inside exec()'d code (a dataclass being built while
+    a module imports, say) as unhandled, caught or not, and under ``python -m`` (torchrun's
+    workers) ends the process with SIGINT at exit, which torchrun reports as a failure. The next
+    exec() forgets it."""
+    exec("pass")
 
 
 def _rank_prefix() -> str:

@@ -19,6 +19,7 @@ import os
 import shlex
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import TrainingStopped, UserError, show_traceback
+from ..errors import StopRequested, TrainingStopped, UserError, show_traceback
 
 DEFAULT_TIMEOUT_S = 300.0
 TIMEOUT_VARIABLE = "I2I_DIST_TIMEOUT"
@@ -355,39 +356,153 @@ def torchrun_command(nproc: int, args: list[str], python: str | None = None) -> 
             "-m", "i2i", *args]
 
 
+#: Set by ``i2i run --nproc`` for its workers: the launcher's folder. A worker leaves its pid
+#: there once it handles signals (see :func:`announce_worker`), and, when it stops because it was
+#: asked to (Ctrl-C, SIGTERM, a hang-up, a callback), its exit status (see
+#: :func:`exit_status_for_launcher`).
+LAUNCHER_FOLDER_VARIABLE = "I2I_NPROC_FOLDER"
+
+
+def announce_worker() -> None:
+    """Under ``i2i run --nproc``: from now on SIGTERM and SIGHUP end this worker as Ctrl-C does
+    (the run installs its own handlers, which checkpoint, once it trains), and the launcher may
+    pass signals on. Before this, a worker still importing torch died with a traceback."""
+    import signal
+
+    folder = os.environ.get(LAUNCHER_FOLDER_VARIABLE)
+    if not folder:
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())):
+        signal.signal(sig, interrupt)
+    with contextlib.suppress(OSError):
+        Path(folder, f"pid-rank{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
+
+
+def exit_status_for_launcher(code: int) -> int:
+    """The status a worker exits with after a stop it was asked for: 0 under ``--nproc``, with
+    ``code`` left in the launcher's folder (torchrun prints a failure report for a worker that
+    exits non-zero); ``code`` itself anywhere else."""
+    import signal
+
+    folder = os.environ.get(LAUNCHER_FOLDER_VARIABLE)
+    if not folder:
+        return code
+    # a signal the launcher passes on late (it came before this worker could take it) would find
+    # the default handlers Python restores as it exits, and end the process as a failure
+    for sig in (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())):
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        Path(folder, f"status-rank{os.environ.get('RANK', '0')}").write_text(str(code))
+    except OSError:  # the launcher's folder is gone: let torchrun see the status itself
+        return code
+    return 0
+
+
+#: In the launcher's folder once a signal has come: a worker that then ends for any reason (a
+#: rank lost because the others stopped first, say) was asked to
+SIGNALLED_FILE = "signalled"
+
+
+def launcher_signalled() -> bool:
+    """Whether ``i2i run --nproc`` has passed a signal on to this worker's launch."""
+    folder = os.environ.get(LAUNCHER_FOLDER_VARIABLE)
+    return bool(folder) and Path(folder, SIGNALLED_FILE).exists()
+
+
+def _by_rank(folder: str, prefix: str) -> dict[str, int]:
+    """What the workers wrote in ``folder``'s files ``PREFIX-rankR``: {R: number}."""
+    numbers = {}
+    for entry in Path(folder).glob(f"{prefix}-rank*"):
+        with contextlib.suppress(OSError, ValueError):
+            numbers[entry.name.split("-rank", 1)[1]] = int(entry.read_text())
+    return numbers
+
+
 def run_local(nproc: int, args: list[str]) -> int:
     """Run ``i2i ARGS`` under torchrun with ``nproc`` processes; returns its exit status.
 
-    torchrun runs in its own session and this process passes signals on, so each worker sees
-    one SIGINT per Ctrl-C (the terminal would otherwise send one and torchrun a second); a
-    second Ctrl-C goes to every process, which quits at once.
+    torchrun runs in its own session, and each signal this process gets (Ctrl-C, SIGTERM, a
+    hang-up) goes to every worker, once, as soon as the worker handles signals: the workers
+    finish the step and save, and a second Ctrl-C stops them at once. torchrun is not told: it
+    would end the workers itself, kill any still writing a checkpoint after 30 s, and print a
+    traceback. A worker stopped that way exits 0 and leaves its status for this process.
     """
     import signal
     import subprocess
 
-    # torchrun sets OMP_NUM_THREADS=1 for each worker when it is unset, with a three-line banner
-    # saying so (even under --quiet); set here, the workers get the same and the banner is gone
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen(torchrun_command(nproc, args), start_new_session=True, env=env)
-    received: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="i2i-nproc-") as folder:
+        # torchrun sets OMP_NUM_THREADS=1 for each worker when it is unset, with a three-line banner
+        # saying so (even under --quiet); set here, the workers get the same and the banner is gone
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), LAUNCHER_FOLDER_VARIABLE: folder}
+        proc = subprocess.Popen(torchrun_command(nproc, args), start_new_session=True, env=env)
+        received: list[int] = []
+        delivered: dict[int, int] = {}  # worker pid -> how many of `received` it has been sent
 
-    def forward(signum, frame):
-        received.append(signum)
+        def deliver() -> None:
+            Path(folder, SIGNALLED_FILE).touch()
+            for pid in _by_rank(folder, "pid").values():
+                for signum in received[delivered.get(pid, 0):]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signum)
+                delivered[pid] = len(received)
+
+        def forward(signum, frame):
+            received.append(signum)
+            deliver()
+
+        # SIGHUP too (the terminal or SSH session closed): torchrun runs in its own session, so the
+        # terminal's signals reach only this process; unforwarded, the workers trained on unseen
+        forwarded = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+        previous = {sig: signal.signal(sig, forward) for sig in forwarded}
+        first_stopped: float | None = None
         try:
-            if signum == signal.SIGINT and received.count(signal.SIGINT) > 1:
-                os.killpg(proc.pid, signal.SIGINT)
-            else:  # a hang-up as SIGTERM: torchrun's own SIGHUP path did not always reach the workers
-                proc.send_signal(signal.SIGTERM if signum == getattr(signal, "SIGHUP", None) else signum)
-        except ProcessLookupError:
-            pass
-
-    # SIGHUP too (the terminal or SSH session closed): torchrun runs in its own session, so the
-    # terminal's hang-up reaches only this process; unforwarded, it left the workers training unseen
-    forwarded = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
-    previous = {sig: signal.signal(sig, forward) for sig in forwarded}
-    try:
-        code = proc.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            while True:
+                try:
+                    code = proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if received:  # signals that came before a worker could take them
+                        deliver()
+                    statuses = _by_rank(folder, "status")
+                    if first_stopped is None and statuses:
+                        first_stopped = time.monotonic()
+                    elif first_stopped is not None:
+                        grace = STOPPED_GRACE_S if max(statuses.values()) == StopRequested.exit_code else INTERRUPTED_GRACE_S
+                        if time.monotonic() - first_stopped > grace:
+                            _end_stragglers(proc, _by_rank(folder, "pid"), statuses, grace)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        statuses = _by_rank(folder, "status")
+        if code == 0 or (first_stopped is not None and statuses):
+            return max(statuses.values(), default=0)
     return 128 - code if code < 0 else code
+
+
+#: How long ``i2i run --nproc`` waits for the other workers once one has stopped as asked, then
+#: ends them: a worker that got the signal inside torch's rendezvous (its first seconds) cannot act
+#: on it until I2I_DIST_TIMEOUT. After a stop with a checkpoint, every checkpoint is written by the
+#: time the first worker exits (the others may still run callbacks); after an interrupt (Ctrl-C
+#: while setting up, or twice) there is nothing to save.
+STOPPED_GRACE_S = 30.0
+INTERRUPTED_GRACE_S = 5.0
+
+
+def _end_stragglers(torchrun: Any, pids: dict[str, int], statuses: dict[str, int], grace: float) -> None:
+    """Kill torchrun, then the workers that have not stopped (torchrun first: told of a killed
+    worker, it prints a failure report), with one line saying so."""
+    import signal
+
+    torchrun.kill()
+    torchrun.wait()
+    stragglers = sorted(rank for rank in pids if rank not in statuses)
+    for rank in stragglers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pids[rank], signal.SIGKILL)
+    if stragglers:
+        print(f"i2i: rank{'s' if len(stragglers) > 1 else ''} {', '.join(stragglers)} had not stopped {grace:g} s after "
+              "the first rank did; ended", file=sys.stderr, flush=True)
