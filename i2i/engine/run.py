@@ -374,8 +374,15 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         dist = dist or DistContext.from_environment(recipe["train"]["device"])
     trainer: Trainer | None = None
     try:
+        _check_ranks_agree(dist, recipe, resume)
         if resume is None:
-            run_dir = Path(dist.broadcast_path(str(new_run_dir(out if out is not None else recipe["output"]["dir"])) if dist.is_main else None))
+            made = new_run_dir(out if out is not None else recipe["output"]["dir"]) if dist.is_main else None
+            try:
+                run_dir = Path(dist.broadcast_path(str(made) if made is not None else None))
+            except BaseException:  # the others never came (a stop while they set up): no empty folder left
+                if made is not None:
+                    _remove_unstarted_run(made)
+                raise
             recipe["output"]["dir"] = str(run_dir)
         # a SIGTERM while data loads or the run's files are written: clean up as for Ctrl-C (fit
         # installs its own handlers, which checkpoint)
@@ -397,6 +404,41 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     finally:
         if owned:
             dist.close()
+
+
+#: Keys that may differ between ranks: paths, which machines may mount in different places
+#: (a relative data folder is made absolute on each), and rank 0's choice of the run folder.
+RANK_OWN_KEYS = {"data.source", "data.val_source", "output.dir"}
+
+
+def _check_ranks_agree(dist: DistContext, recipe: Recipe, resume: str | Path | None) -> None:
+    """Every rank trains the same recipe. Ranks started by hand with different recipes or --sets
+    trained silently with different batch sizes, or waited out I2I_DIST_TIMEOUT over a different
+    train.steps; torchrun and --nproc start every rank with the same command."""
+    if not dist.is_distributed:
+        return
+    mine = {key: value for key, value in _flat(recipe).items() if key not in RANK_OWN_KEYS}
+    everyone = dist.all_gather_object((mine, resume is not None))
+    for rank, (theirs, resuming) in enumerate(everyone):
+        if resuming != (resume is not None):
+            raise UserError(f"rank {rank} {'resumes a run' if resuming else 'starts a new run'} and rank {dist.rank} "
+                            f"does not; start every rank with the same command (torchrun and --nproc do)")
+        if theirs != mine:
+            key = next(k for k in sorted(theirs.keys() | mine.keys()) if theirs.get(k, "(unset)") != mine.get(k, "(unset)"))
+            raise UserError(f"rank {rank} was given another recipe than rank {dist.rank}: {key} = "
+                            f"{theirs.get(key, '(unset)')!r} there, {mine.get(key, '(unset)')!r} here; start every rank "
+                            "with the same recipe and --set options (torchrun and --nproc do)")
+
+
+def _flat(table: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"train.steps": 100, ...}``: a recipe's values by dotted key."""
+    flat = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,
