@@ -220,7 +220,7 @@ def test_launch_environment_torchrun_slurm_and_plain():
     assert launch_environment({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}) == Launch(3, 8, 1, "torchrun")
     slurm = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_STEP_ID": "0"}
     assert launch_environment(slurm) == Launch(5, 8, 1, "slurm")
-    assert launch_environment({**slurm, "SLURM_STEP_NUM_TASKS": "4"}).world_size == 4
+    assert launch_environment({**slurm, "SLURM_STEP_NUM_TASKS": "6"}).world_size == 6
     # torchrun inside an srun step: torchrun's variables win
     assert launch_environment({**slurm, "RANK": "0", "WORLD_SIZE": "2"}).launcher == "torchrun"
     # the batch script itself (no step): a plain process, not rank 0 of 8
@@ -228,6 +228,11 @@ def test_launch_environment_torchrun_slurm_and_plain():
     assert launch_environment(batch) == Launch()
     with pytest.raises(UserError, match="not integers"):
         launch_environment({"RANK": "a", "WORLD_SIZE": "2"})
+    # a copied command line: trained as the second rank of a one-process world
+    with pytest.raises(UserError, match=r"RANK=1, WORLD_SIZE=1, LOCAL_RANK=0: expected 0 <= RANK < WORLD_SIZE"):
+        launch_environment({"RANK": "1", "WORLD_SIZE": "1"})
+    with pytest.raises(UserError, match=r"SLURM_PROCID=5, SLURM_NTASKS=4"):
+        launch_environment({**slurm, "SLURM_STEP_NUM_TASKS": "4"})
 
 
 def test_process_group_settings():

@@ -60,13 +60,21 @@ def launch_environment(env: Mapping[str, str] | None = None) -> Launch:
     env = os.environ if env is None else env
     try:
         if "RANK" in env and "WORLD_SIZE" in env:
-            return Launch(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0")), "torchrun")
-        if "SLURM_PROCID" in env and "SLURM_STEP_ID" in env:
+            launch = Launch(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0")), "torchrun")
+            names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+        elif "SLURM_PROCID" in env and "SLURM_STEP_ID" in env:
             world = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1"
-            return Launch(int(env["SLURM_PROCID"]), int(world), int(env.get("SLURM_LOCALID", "0")), "slurm")
+            launch = Launch(int(env["SLURM_PROCID"]), int(world), int(env.get("SLURM_LOCALID", "0")), "slurm")
+            names = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+        else:
+            return Launch()
     except ValueError as exc:
         raise UserError(f"the launcher's rank variables are not integers ({exc})") from None
-    return Launch()
+    # RANK=1 WORLD_SIZE=1 (a copied command line, say) trained as a second rank of one
+    if launch.world_size < 1 or not 0 <= launch.rank < launch.world_size or launch.local_rank < 0:
+        raise UserError(f"{names[0]}={launch.rank}, {names[1]}={launch.world_size}, {names[2]}={launch.local_rank}: "
+                        f"expected 0 <= {names[0]} < {names[1]} and {names[2]} >= 0")
+    return launch
 
 
 def dist_timeout(env: Mapping[str, str] | None = None) -> float:
