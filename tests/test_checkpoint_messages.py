@@ -42,6 +42,15 @@ def test_best_without_a_best_checkpoint_uses_the_latest_and_says_so(run, capsys)
     assert capsys.readouterr().err == ""
 
 
+def test_best_of_one_checkpoint_folder_says_it_is_that_checkpoint(run, capsys):
+    """`--checkpoint best` with a step folder used that step silently, whatever the run's best."""
+    step = run / "checkpoints" / "step_0000001"
+    assert find_checkpoint(step, "best") == step
+    assert capsys.readouterr().err == (f"i2i: note: {step} is one checkpoint, so 'best' does not apply: using it; "
+                                       f"for the run's best, give its run folder ({run})\n")
+    assert find_checkpoint(step) == step and capsys.readouterr().err == ""  # the latest of one: as asked
+
+
 @pytest.mark.parametrize("latest, problem", [("step_0000009", "names step_0000009, which does not exist"), ("", "is empty")])
 def test_a_broken_latest_pointer_falls_back_to_the_newest_complete_checkpoint(run, capsys, latest, problem):
     shutil.rmtree(run / "checkpoints" / "step_0000003")

@@ -326,6 +326,9 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
     if path.name == "checkpoints" and (path.parent / "recipe.toml").is_file():  # the run's own checkpoints/ folder
         path = path.parent
     if (path / "state.json").is_file():
+        if which.upper() == "BEST":  # one checkpoint has no best: say whose weights these are
+            _note(f"{path} is one checkpoint, so 'best' does not apply: using it; for the run's best, give its "
+                  f"run folder{f' ({path.parent.parent})' if path.parent.name == 'checkpoints' else ''}")
         return path
     store = CheckpointStore(path)
     best_damage = None
