@@ -171,9 +171,11 @@ def as_declared(value: Any, annotation: Any) -> Any:
 
 def representable(value: Any) -> bool:
     """A value a recipe could spell (and a run's ``recipe.toml`` records): a string, number or
-    bool, or a list of them; not ``None`` or an object."""
+    bool, a list of them, or a table of them by name; not ``None`` or an object."""
     if isinstance(value, (list, tuple)):
         return all(representable(v) for v in value)
+    if isinstance(value, dict):  # left out, a rerun took whatever default the plugin had by then
+        return all(isinstance(k, str) and representable(v) for k, v in value.items())
     return isinstance(value, (str, int, float, bool))
 
 

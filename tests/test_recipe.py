@@ -123,6 +123,32 @@ def test_resolved_recipe_round_trips(tmp_path):
     assert dict(again) == dict(recipe)
 
 
+def test_a_components_table_default_is_recorded_like_any_other(tmp_path):
+    """A dict default was left out of the run's recipe.toml, so a rerun took whatever default
+    the plugin had by then."""
+    import types
+
+    from torch import nn
+
+    from i2i import plugins
+
+    def tabled_net(in_channels: int, out_channels: int, *, widths: dict = {"inner": 4, "outer": [2, 3]}) -> nn.Module:
+        return nn.Conv2d(in_channels, out_channels, 1)
+
+    def register_generators(register):
+        register("tabled", tabled_net)
+
+    plugins.reset()
+    try:
+        i2i.register_plugin(types.SimpleNamespace(register_generators=i2i.hookimpl(register_generators)), "tables")
+        recipe = load_recipe(write(tmp_path, BASE.replace('"unet_small"', '"tabled"')))
+        assert recipe["generator"]["widths"] == {"inner": 4, "outer": [2, 3]}
+        again = load_recipe(write(tmp_path, dumps_toml(dict(recipe)), "again.toml"))
+        assert again["generator"]["widths"] == {"inner": 4, "outer": [2, 3]}
+    finally:
+        plugins.reset()
+
+
 def test_api_accepts_a_dict():
     recipe = i2i.load_recipe({"task": {"name": "denoise"}, "generator": {"name": "dncnn", "depth": 5}, "losses": {"l2": {}}})
     assert recipe["generator"]["depth"] == 5
