@@ -370,8 +370,11 @@ def test_nproc_passes_signals_to_the_workers_and_ends_stragglers(monkeypatch, tm
     monkeypatch.setattr(distributed, "STOPPED_GRACE_S", 1.0)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
+    before = signal.getsignal(signal.SIGTERM)
+
     def signal_then_start_the_workers():
-        while not (folders := list(tmp_path.glob("i2i-nproc-*"))):
+        # once the launcher passes signals on (the default handler would end pytest)
+        while signal.getsignal(signal.SIGTERM) is before or not (folders := list(tmp_path.glob("i2i-nproc-*"))):
             threading.Event().wait(0.01)
         os.kill(os.getpid(), signal.SIGTERM)  # a job scheduler ends the launcher before the workers are up
         (folders[0] / "go").write_text("")
