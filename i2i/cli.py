@@ -369,14 +369,19 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
 @click.option("--crop", type=click.IntRange(min=0), default=None,
               help="Score each image's centre N x N px; 0 = whole images.  [default: the run's eval.crop]")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Change a task option (task.sigma=25 scores a blind denoiser at one noise level) or "
+                   "eval.batch_size / eval.max_images / eval.metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: int | None, as_json: bool) -> None:
+def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: int | None, overrides: tuple[str, ...],
+             as_json: bool) -> None:
     """Score a trained run with its task's metrics, next to the task's baselines.
 
     \b
     Examples:
       i2i eval runs/denoise
       i2i eval runs/denoise --data my_test_photos/ --crop 0 --json
+      i2i eval runs/blind-denoise --set task.sigma=50
     """
     from .engine.device import resolve_device
     from .evaluation import evaluate_run
@@ -385,7 +390,7 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
     _one_process_only()
     resolve_device(device, where="--device")
     with plugin_output_to_stderr() if as_json else contextlib.nullcontext():  # the JSON alone on stdout
-        result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop)
+        result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -400,7 +405,10 @@ def format_table(result: dict[str, Any]) -> str:
     width = max(len(r[0]) for r in rows) + 2
     crop = result.get("crop", 0)
     scored = f"centre {crop} x {crop} px crops" if crop else "whole images"
-    lines = [f"{result['task']} on {result['images']} image(s) ({result['source']}; {scored}), step {result['step']}",
+    if result.get("resize"):
+        scored = f"resized to {result['resize']} px on the shorter side (data.resize), then {scored}"
+    changed = "".join(f", {o}" for o in result.get("overrides", []))
+    lines = [f"{result['task']} on {result['images']} image(s) ({result['source']}; {scored}), step {result['step']}{changed}",
              "".ljust(width) + "".join(n.rjust(max(12, len(n) + 2)) for n in names)]
     for label, values in rows:
         lines.append(label.ljust(width) + "".join(

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .engine import checkpoint as ckpt
 from .engine.distributed import DistContext
 from .engine.evaluate import build_metrics, evaluate_generator
 from .errors import UserError
 
+if TYPE_CHECKING:
+    from .model import Model
+    from .task import Task
+
+
+#: What ``i2i eval --set`` may change: how images are degraded and scored, not the network.
+EVAL_KEYS = ("eval.batch_size", "eval.max_images", "eval.metrics")
+
 
 def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, which: str = "latest", device: str = "auto",
-                 crop: int | None = None) -> dict:
+                 crop: int | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """The task's metrics and baselines for a run's generator (EMA weights when kept).
 
     Without ``data_dir`` the run's own validation split is used (the same files, as its
     ``split.json`` records them where it has one; the same validation noise and the same ``eval.max_images`` cap as during training, so the numbers
     match the run's log); with it, every image in that folder (a test set is scored whole). Each image is
     scored on its centre ``crop`` x ``crop`` px (the run's ``eval.crop`` unless given; 0 =
-    the whole image, as published benchmarks score), which the result's ``crop`` says.
+    the whole image, as published benchmarks score, never resized), which the result's ``crop``
+    says; ``resize`` says whether the run's ``data.resize`` resized the images before the crop.
+    ``overrides`` (``--set``) change the task's options (a blind denoiser scored at one
+    ``task.sigma``) or :data:`EVAL_KEYS`, as the result's ``overrides`` records.
     """
     import torch
 
@@ -27,10 +39,18 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     from .model import load
 
     model = load(run_dir, device=device, which=which)
-    recipe = model.recipe
+    recipe, task = model.recipe, model.task
+    if overrides:
+        recipe, task = _overridden(model, list(overrides))
+    if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 0):
+        raise UserError(f"crop = {crop!r}: expected a number of pixels >= 0 (0 = whole images)")
+    whole = (recipe["eval"]["crop"] if crop is None else crop) == 0
+    # whole images are scored at their own size, as benchmarks do: not resized as the run's
+    # data.resize resizes training crops (that resampled a test set, unsaid, up or down)
+    data_cfg = {**recipe["data"], "resize": 0} if whole else recipe["data"]
     if data_dir is not None:
-        data = ImageData.for_evaluation(data_dir, channels=model.task.image_channels, device=model.device,
-                                        resize=recipe["data"]["resize"])
+        data = ImageData.for_evaluation(data_dir, channels=task.image_channels, device=model.device,
+                                        resize=data_cfg["resize"])
         source = str(data_dir)
     else:
         from .data.sources import RecordedSplit, missing_data_folder
@@ -43,10 +63,10 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
                             "folder with --data DIR)")
         split = RecordedSplit.read(run)  # the files it validated on, as it trains
         if split is not None:  # those alone: its training files need not be there any more
-            data = ImageData.for_recorded_validation(recipe["data"], split, channels=model.task.image_channels,
+            data = ImageData.for_recorded_validation(data_cfg, split, channels=task.image_channels,
                                                      device=model.device)
         else:  # a run from before split.json: the split is drawn again from the folder
-            data = ImageData(recipe["data"], channels=model.task.image_channels, device=model.device,
+            data = ImageData(data_cfg, channels=task.image_channels, device=model.device,
                              seed=recipe["train"]["seed"])
         val_source = recipe["data"]["val_source"]
         source = val_source if val_source else f"validation split of {recipe['data']['source']}"
@@ -57,16 +77,14 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         raise UserError(f"{run_dir}: the run has no validation images ({why}); pass --data DIR")
     eval_cfg = dict(recipe["eval"])
     if crop is not None:
-        if isinstance(crop, bool) or not isinstance(crop, int) or crop < 0:
-            raise UserError(f"crop = {crop!r}: expected a number of pixels >= 0 (0 = whole images)")
         eval_cfg["crop"] = crop
     if data_dir is not None:
         eval_cfg["max_images"] = 0  # the run's cap keeps training-time evaluation short, not a test set
-    metrics = build_metrics(model.task, recipe["eval"]["metrics"], recipe)
+    metrics = build_metrics(task, recipe["eval"]["metrics"], recipe)
     dtype = run_precision(recipe, model.device)
     with torch.inference_mode():
         values, baselines, _, images = evaluate_generator(
-            model.generator, model.task, data, metrics, eval_cfg, device=model.device,
+            model.generator, task, data, metrics, eval_cfg, device=model.device,
             dtype=dtype, seed=recipe["train"]["seed"], dist=DistContext.single(),
         )
     if not images:
@@ -76,9 +94,35 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         raise UserError(f"no readable images in {where}: none of the {tried} image file(s) evaluated could be decoded")
     state = ckpt.read_state(model.checkpoint)
     return {"task": recipe["task"]["name"], "run_dir": str(run_dir), "checkpoint": str(model.checkpoint),
-            "step": state.get("step", 0), "source": source, "crop": eval_cfg["crop"],
+            "step": state.get("step", 0), "source": source, "crop": eval_cfg["crop"], "resize": data_cfg["resize"],
+            "overrides": list(overrides),
             "precision": dtype_name(dtype), "images": images,
             "metrics": values, "baselines": baselines}
+
+
+def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
+    """The run's recipe with ``i2i eval --set``'s changes, and the task built from it. Refused: a
+    key outside the task's options and :data:`EVAL_KEYS`, and a task option that changes the
+    network (its channels, or how the task wraps it: ``task.residual``)."""
+    from torch import nn
+
+    from .plugins import registry
+    from .recipe import build_component, load_recipe
+
+    for override in overrides:
+        key = override.split("=", 1)[0].strip()
+        if not ((key.startswith("task.") and key != "task.name") or key in EVAL_KEYS):
+            raise UserError(f"--set {override}: i2i eval changes the task's options (task.sigma, say) and "
+                            f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's")
+    recipe = load_recipe(ckpt.run_dir_of(model.checkpoint) / "recipe.toml", ["train.callbacks=[]", *overrides],
+                         components=("tasks", "generators"))
+    task = build_component(registry(), "tasks", recipe, "task")
+    same = (task.in_channels, task.out_channels, task.image_channels) == \
+        (model.task.in_channels, model.task.out_channels, model.task.image_channels)
+    if not same or type(task.wrap_generator(nn.Identity())) is not type(model.task.wrap_generator(nn.Identity())):
+        raise UserError(f"--set {' '.join(overrides)}: changes the network the run trained (its channels, or how the task "
+                        "wraps it); i2i eval can change how images are degraded and scored only")
+    return recipe, task
 
 
 def run_precision(recipe: dict, device: "torch.device") -> "torch.dtype":

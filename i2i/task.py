@@ -42,8 +42,10 @@ class Task:
         """Return ``(input, target)`` for the generator, in the network's value range.
 
         :param clean: clean images ``[B, image_channels, H, W]`` in [0, 1], on the device.
-        :param generator: the random generator to draw noise from (training and validation use
-            separate, seeded ones, so validation noise is the same at every evaluation).
+        :param generator: the random generator to draw noise from, on ``clean``'s device
+            (training and validation use separate, seeded ones; validation calls this once per
+            image on the CPU, so an image's noise is the same at every evaluation, whatever
+            the batch size, the other files or the device).
         """
         raise NotImplementedError
 

@@ -191,3 +191,90 @@ def test_eval_scores_whole_odd_sized_images_when_asked_and_says_which(tmp_path):
     assert whole["metrics"]["psnr"] == pytest.approx(build("psnr")(output, photo).item(), abs=1e-3)
     assert whole["metrics"]["ssim"] == pytest.approx(build("ssim")(output, photo).item(), abs=1e-4)
     assert cropped["metrics"]["psnr"] != pytest.approx(whole["metrics"]["psnr"], abs=1e-3)
+
+
+def test_an_images_validation_noise_depends_on_neither_its_batch_nor_the_device_it_is_drawn_for():
+    """Seeded per batch, the noise (and the score) moved with eval.batch_size and the other files."""
+    from i2i.engine.evaluate import validation_pairs
+
+    task = registry().build("tasks", "denoise")
+    clean = torch.rand(3, 3, 16, 16)
+    names = ["a.png", "sub/b.png", "c.jpg"]
+    together, _ = validation_pairs(task, clean, names, seed=5)
+    alone, _ = validation_pairs(task, clean[1:2], names[1:2], seed=5)
+    assert torch.equal(together[1:2], alone)
+    assert not torch.equal(together[0], together[2])  # each image its own noise
+    again, _ = validation_pairs(task, clean.double(), names, seed=5)  # the cache's dtype is not the noise's
+    assert torch.equal(again, together)
+    assert not torch.equal(validation_pairs(task, clean, names, seed=6)[0], together)
+
+
+def test_eval_numbers_do_not_depend_on_eval_batch_size(tmp_path):
+    import i2i
+    from i2i.evaluation import evaluate_run
+    from helpers import TINY_GAN, make_photos, tiny_recipe
+
+    photos = make_photos(tmp_path / "photos", count=8)
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", TINY_GAN, train={"steps": 1}, data={"val_fraction": 0.5},
+                                eval={"batch_size": 1}), quiet=True)
+    one = evaluate_run(run.run_dir, device="cpu")
+    from i2i.recipe import dumps_toml, read_toml
+
+    saved = read_toml(run.run_dir / "recipe.toml")
+    saved["eval"]["batch_size"] = 4
+    (run.run_dir / "recipe.toml").write_text(dumps_toml(saved))
+    four = evaluate_run(run.run_dir, device="cpu")
+    assert one["images"] == four["images"] == 4
+    assert four["metrics"] == pytest.approx(one["metrics"], rel=1e-5)
+    for name, values in one["baselines"].items():  # the noisy input and the best blur, chosen per image
+        assert four["baselines"][name] == pytest.approx(values, rel=1e-5), name
+
+
+def test_whole_image_eval_does_not_resize_as_training_crops_are(tmp_path):
+    """`--crop 0` with the run's data.resize = 24 scored the test images resampled to 24 px."""
+    import i2i
+    from i2i.cli import format_table
+    from i2i.evaluation import evaluate_run
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    photos = make_photos(tmp_path / "photos", count=3)
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", TINY_G2C, train={"steps": 1}, data={"resize": 24},
+                                eval={"crop": 16}), quiet=True)
+    test_set = make_photos(tmp_path / "test", count=1, size=(37, 29), seed=1)
+    whole = evaluate_run(run.run_dir, data_dir=test_set, device="cpu", crop=0)
+    cropped = evaluate_run(run.run_dir, data_dir=test_set, device="cpu")
+    assert whole["resize"] == 0 and "; whole images)" in format_table(whole) and "resized" not in format_table(whole)
+    assert cropped["resize"] == 24 and "resized to 24 px on the shorter side (data.resize), then centre 16 x 16" in format_table(cropped)
+    from PIL import Image
+    import numpy as np
+
+    photo = torch.from_numpy(np.array(Image.open(test_set / "photo_0.png"))).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        output = i2i.load(run.run_dir, device="cpu")(photo)
+    assert whole["metrics"]["psnr"] == pytest.approx(build("psnr")(output, photo).item(), abs=1e-3)
+
+
+def test_eval_scores_a_blind_denoiser_at_one_noise_level_when_told(tmp_path):
+    """A blind denoiser (task.sigma = [0, 55]) could only be scored at a random sigma per image."""
+    import i2i
+    from click.testing import CliRunner
+    from i2i.cli import cli
+    from helpers import make_photos, tiny_recipe
+
+    photos = make_photos(tmp_path / "photos", count=6)
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", task={"name": "denoise", "sigma": [0, 55]}, train={"steps": 1}),
+                    quiet=True).run_dir
+    runner = CliRunner()
+    at = {sigma: runner.invoke(cli, ["eval", str(run), "--set", f"task.sigma={sigma}", "--json"]) for sigma in (25, 50)}
+    import json
+
+    scored = {sigma: json.loads(result.output) for sigma, result in at.items()}
+    assert scored[25]["overrides"] == ["task.sigma=25"]
+    noisy = {sigma: s["baselines"]["noisy input"]["psnr"] for sigma, s in scored.items()}
+    assert 19.5 < noisy[25] < 21.5 and 13.5 < noisy[50] < 15.5  # about 20.2 and 14.2 dB: one level each
+    table = runner.invoke(cli, ["eval", str(run), "--set", "task.sigma=25"]).output
+    assert table.splitlines()[0].endswith(", task.sigma=25")
+    for bad, says in [("train.steps=4", "i2i eval changes the task's options"),
+                      ("task.residual=false", "changes the network the run trained")]:
+        refused = runner.invoke(cli, ["eval", str(run), "--set", bad])
+        assert refused.exit_code == 2 and says in refused.output and "Traceback" not in refused.output

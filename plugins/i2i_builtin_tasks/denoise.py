@@ -72,8 +72,10 @@ class Denoise(i2i.Task):
         not wrapped.
 
     Metrics psnr and ssim. Baselines: "noisy input", and "best gaussian blur": the noisy
-    input blurred with whichever sigma in 0.5..3.0 px gives the best mean PSNR against the
-    clean images, chosen per evaluation batch (an oracle choice: the best a blur can do).
+    input blurred with whichever sigma in 0.5..3.0 px gives the best PSNR against the clean
+    image, chosen per image (an oracle choice: the best a blur can do). The noisy input is
+    scored clipped to [0, 1], as an image file holds it (metrics take images in [0, 1]):
+    20.37 dB at sigma 25 on the held-out sample crop, where unclipped noise scores about 20.17.
     """
 
     metrics = ("psnr", "ssim")
@@ -117,10 +119,10 @@ class Denoise(i2i.Task):
             return gaussian_blur2d(noisy, 2 * math.ceil(3 * s) + 1, (s, s), border_type="replicate").clamp(0, 1)
 
         best = blur(BLUR_SIGMAS[0])
-        best_score = psnr_per_image(best, target_image).mean()
-        for s in BLUR_SIGMAS[1:]:  # tensor comparisons only: no host sync
+        best_score = psnr_per_image(best, target_image)
+        for s in BLUR_SIGMAS[1:]:  # per image, so the batch it shares changes nothing; no host sync
             blurred = blur(s)
-            score = psnr_per_image(blurred, target_image).mean()
-            best = torch.where(score > best_score, blurred, best)
+            score = psnr_per_image(blurred, target_image)
+            best = torch.where((score > best_score).view(-1, 1, 1, 1), blurred, best)
             best_score = torch.maximum(score, best_score)
         return {"noisy input": to_unit(input), "best gaussian blur": best}
