@@ -421,8 +421,8 @@ class ImageData:
 
         With ``shard=True`` a rank gets the batches ``rank::world_size`` of the plan, so the
         ranks of a distributed run evaluate disjoint batches that together are exactly the
-        batches of a single process; the batch number lets per-batch randomness (validation
-        noise) be the same whichever rank evaluates it.
+        batches of a single process (validation noise is drawn per image, from its name, so it is
+        the same whichever rank evaluates it).
         """
         files = self._val[:max_images] if max_images > 0 else self._val
         cacheable = self._val_cacheable(crop)
