@@ -195,7 +195,7 @@ def test_dead_rank_stops_the_run_and_resume_matches_an_uninterrupted_run(photos,
     os.kill(worker_pid(proc.pid, 1), signal.SIGKILL)
     out, err = finish(proc)
     assert proc.returncode != 0
-    assert "i2i: rank 0: lost contact with the other processes" in err and "i2i run --resume" in err
+    assert "i2i: rank 0: lost contact with the other processes" in err and "i2i run --resume" in err, err[-3000:]
     killed = tmp_path / "runs" / "killed"
     reached = json.loads((find_checkpoint(killed) / "state.json").read_text())["step"]
     assert 2 <= reached < steps, "the run went too far before the kill landed"
