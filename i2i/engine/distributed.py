@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -364,6 +365,9 @@ def torchrun_command(nproc: int, args: list[str], python: str | None = None) -> 
             "-m", "i2i", *args]
 
 
+#: What asks a run to stop: Ctrl-C, SIGTERM, and SIGHUP (its terminal or SSH session closed).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+
 #: Set by ``i2i run --nproc`` for its workers: the launcher's folder. A worker leaves its pid
 #: there once it handles signals (see :func:`announce_worker`), and, when it stops because it was
 #: asked to (Ctrl-C, SIGTERM, a hang-up, a callback), its exit status (see
@@ -375,8 +379,6 @@ def announce_worker() -> None:
     """Under ``i2i run --nproc``: from now on SIGTERM and SIGHUP end this worker as Ctrl-C does
     (the run installs its own handlers, which checkpoint, once it trains), and the launcher may
     pass signals on. Before this, a worker still importing torch died with a traceback."""
-    import signal
-
     folder = os.environ.get(LAUNCHER_FOLDER_VARIABLE)
     if not folder:
         return
@@ -384,7 +386,7 @@ def announce_worker() -> None:
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    for sig in (signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())):
+    for sig in STOP_SIGNALS[1:]:  # SIGINT raises KeyboardInterrupt already
         signal.signal(sig, interrupt)
     with contextlib.suppress(OSError):
         Path(folder, f"pid-rank{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
@@ -394,14 +396,12 @@ def exit_status_for_launcher(code: int) -> int:
     """The status a worker exits with after a stop it was asked for: 0 under ``--nproc``, with
     ``code`` left in the launcher's folder (torchrun prints a failure report for a worker that
     exits non-zero); ``code`` itself anywhere else."""
-    import signal
-
     folder = os.environ.get(LAUNCHER_FOLDER_VARIABLE)
     if not folder:
         return code
     # a signal the launcher passes on late (it came before this worker could take it) would find
     # the default handlers Python restores as it exits, and end the process as a failure
-    for sig in (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     try:
         Path(folder, f"status-rank{os.environ.get('RANK', '0')}").write_text(str(code))
@@ -439,7 +439,6 @@ def run_local(nproc: int, args: list[str]) -> int:
     would end the workers itself, kill any still writing a checkpoint after 30 s, and print a
     traceback. A worker stopped that way exits 0 and leaves its status for this process.
     """
-    import signal
     import subprocess
 
     with tempfile.TemporaryDirectory(prefix="i2i-nproc-") as folder:
@@ -462,10 +461,9 @@ def run_local(nproc: int, args: list[str]) -> int:
             received.append(signum)
             deliver()
 
-        # SIGHUP too (the terminal or SSH session closed): torchrun runs in its own session, so the
-        # terminal's signals reach only this process; unforwarded, the workers trained on unseen
-        forwarded = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
-        previous = {sig: signal.signal(sig, forward) for sig in forwarded}
+        # torchrun runs in its own session, so the terminal's signals (a closed one's SIGHUP too)
+        # reach only this process; unforwarded, the workers trained on unseen
+        previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
         first_stopped: float | None = None
         try:
             while True:
@@ -503,8 +501,6 @@ INTERRUPTED_GRACE_S = 5.0
 def _end_stragglers(torchrun: Any, pids: dict[str, int], statuses: dict[str, int], grace: float) -> None:
     """Kill torchrun, then the workers that have not stopped (torchrun first: told of a killed
     worker, it prints a failure report), with one line saying so."""
-    import signal
-
     torchrun.kill()
     torchrun.wait()
     stragglers = sorted(rank for rank in pids if rank not in statuses)

@@ -28,6 +28,7 @@ from ..recipe import RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, 
 from . import checkpoint as ckpt
 from .components import build_callbacks
 from .device import caller_autocast_off, dtype_name, global_state_kept
+from .distributed import STOP_SIGNALS
 from .run_lock import run_folder_locked
 from .trainer import Trainer, summary_line
 
@@ -235,7 +236,7 @@ ECHO_WINDOW_S = 2.0
 
 
 #: Signals that ask a process to end: SIGTERM, and SIGHUP (its terminal or SSH session closed).
-TERMINATION_SIGNALS = (signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+TERMINATION_SIGNALS = tuple(sig for sig in STOP_SIGNALS if sig != signal.SIGINT)
 
 
 @contextmanager
@@ -260,7 +261,7 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         if trainer.dist.is_main:  # every rank got it, or will agree on it within a step
             print(f"\ni2i: {signal.Signals(signum).name} received: finishing the current step, then saving a checkpoint (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
 
-    with _signals_handled((signal.SIGINT, *TERMINATION_SIGNALS), handler):
+    with _signals_handled(STOP_SIGNALS, handler):
         yield
 
 
