@@ -78,7 +78,7 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     eval_cfg = dict(recipe["eval"])
     if crop is not None:
         eval_cfg["crop"] = crop
-    if data_dir is not None:
+    if data_dir is not None and not any(o.split("=", 1)[0].strip() == "eval.max_images" for o in overrides):
         eval_cfg["max_images"] = 0  # the run's cap keeps training-time evaluation short, not a test set
     metrics = build_metrics(task, recipe["eval"]["metrics"], recipe)
     dtype = run_precision(recipe, model.device)

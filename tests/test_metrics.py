@@ -274,6 +274,8 @@ def test_eval_scores_a_blind_denoiser_at_one_noise_level_when_told(tmp_path):
     assert 19.5 < noisy[25] < 21.5 and 13.5 < noisy[50] < 15.5  # about 20.2 and 14.2 dB: one level each
     table = runner.invoke(cli, ["eval", str(run), "--set", "task.sigma=25"]).output
     assert table.splitlines()[0].endswith(", task.sigma=25")
+    capped = json.loads(runner.invoke(cli, ["eval", str(run), "--data", str(photos), "--set", "eval.max_images=2", "--json"]).output)
+    assert capped["images"] == 2  # a --data folder is scored whole unless --set caps it
     for bad, says in [("train.steps=4", "i2i eval changes the task's options"),
                       ("task.residual=false", "changes the network the run trained")]:
         refused = runner.invoke(cli, ["eval", str(run), "--set", bad])
