@@ -335,7 +335,10 @@ import os, subprocess, sys, time
 from pathlib import Path
 
 folder = Path(os.environ["I2I_NPROC_FOLDER"])
+deadline = time.monotonic() + 60  # an interrupted test leaves no process behind
 while not (folder / "go").exists():
+    if time.monotonic() > deadline:
+        sys.exit(3)
     time.sleep(0.01)
 WORKER = '''
 import os, signal, sys, time
@@ -347,8 +350,10 @@ def stop(signum, frame):
 
 announce_worker()
 signal.signal(signal.SIGTERM, stop)
-while True:
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
     time.sleep(0.05)
+sys.exit(3)
 '''
 ranks = [subprocess.Popen([sys.executable, "-c", WORKER], env={**os.environ, "RANK": str(r)}) for r in range(2)]
 sys.exit(max(abs(r.wait()) for r in ranks))
@@ -383,6 +388,41 @@ def test_nproc_passes_signals_to_the_workers_and_ends_stragglers(monkeypatch, tm
     assert distributed.run_local(2, ["run", "r.toml"]) == 1  # rank 0's status, not torchrun's
     assert "i2i: rank 1 had not stopped 1 s after the first rank did; ended" in capfd.readouterr().err
     assert not list(tmp_path.glob("i2i-nproc-*"))  # the launcher's folder is removed
+
+
+class _Ranks:
+    is_distributed = True
+    is_main = False
+
+
+class _StoppableTrainer:
+    dist = _Ranks()
+    asked = 0
+
+    def request_stop(self):
+        self.asked += 1
+
+
+@pytest.mark.parametrize("launcher_folder, second_counts", [("set", True), ("", False)])
+def test_a_second_ctrl_c_right_away_stops_nproc_workers_at_once(monkeypatch, launcher_folder, second_counts):
+    """`--nproc` passes each Ctrl-C on once, so a second one within 2 s is a real second press (it
+    was taken for torchrun's echo of the first and ignored); under torchrun run by hand it is the
+    echo, and the run still finishes its step and saves."""
+    from i2i.engine.distributed import LAUNCHER_FOLDER_VARIABLE
+    from i2i.engine.run import _stop_on_signals
+    from i2i.errors import SecondInterrupt
+
+    monkeypatch.setenv(LAUNCHER_FOLDER_VARIABLE, launcher_folder)
+    trainer = _StoppableTrainer()
+    with _stop_on_signals(trainer):
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        assert trainer.asked == 1
+        if second_counts:
+            with pytest.raises(SecondInterrupt):
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        else:
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+    assert trainer.asked == 1
 
 
 def test_the_launcher_folder_changes_nothing_outside_nproc(monkeypatch):

@@ -28,7 +28,7 @@ from ..recipe import RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, 
 from . import checkpoint as ckpt
 from .components import build_callbacks
 from .device import caller_autocast_off, dtype_name, global_state_kept
-from .distributed import STOP_SIGNALS
+from .distributed import LAUNCHER_FOLDER_VARIABLE, STOP_SIGNALS
 from .run_lock import run_folder_locked
 from .trainer import Trainer, summary_line
 
@@ -230,8 +230,9 @@ def _read_run_info(path: Path) -> dict | None:
     return None
 
 
-#: Under a launcher, a second SIGINT this soon after the first is the launcher passing on the
-#: same Ctrl-C (torchrun forwards the one the terminal already sent), not a second Ctrl-C.
+#: Under torchrun run by hand, a second SIGINT this soon after the first is torchrun passing on the
+#: same Ctrl-C (the terminal sent it to the workers already), not a second Ctrl-C. ``i2i run
+#: --nproc`` sends each signal once, so there every second Ctrl-C counts.
 ECHO_WINDOW_S = 2.0
 
 
@@ -247,11 +248,11 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         yield
         return
     first_at: list[float] = []
-    distributed = trainer.dist.is_distributed
+    echoes = trainer.dist.is_distributed and not os.environ.get(LAUNCHER_FOLDER_VARIABLE)
 
     def handler(signum, frame):
         if first_at and signum == signal.SIGINT:
-            if distributed and time.monotonic() - first_at[0] < ECHO_WINDOW_S:
+            if echoes and time.monotonic() - first_at[0] < ECHO_WINDOW_S:
                 return
             raise SecondInterrupt
         if first_at:
