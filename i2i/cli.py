@@ -200,7 +200,7 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
     # a mistake is one line here, not one per process plus torchrun's report: the recipe (with
     # the checks a run makes before its first step, as i2i validate does), its data folders, and
     # for a resume, the run and its checkpoint
-    from .data.sources import resolve_folder
+    from .data.sources import check_folders_for_processes, resolve_folder
     from .engine.checkpoint import find_checkpoint
     from .engine.components import check_recipe
     from .recipe import blamed_on_recipe, load_recipe
@@ -217,9 +217,12 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
 
             check_data_folders_there(resolved, Path(resume))
         with blamed_on_recipe(resolved, overrides_only=True):
-            for key in ("source", "val_source"):
-                if resolved["data"][key]:
-                    resolve_folder(resolved["data"][key], f"data.{key}")
+            if resume is None:
+                check_folders_for_processes(resolved["data"], resolved["train"]["seed"], nproc)
+            else:  # the run's recorded split decides what each process reads; check_data_folders_there looked
+                for key in ("source", "val_source"):
+                    if resolved["data"][key]:
+                        resolve_folder(resolved["data"][key], f"data.{key}")
     args = ["run", *([recipe] if recipe else []), *(a for o in overrides for a in ("--set", o))]
     args += [*(["--out", out] if out is not None else []), *(["--resume", resume] if resume else []), *(["--quiet"] if quiet else [])]
     return run_local(nproc, args)

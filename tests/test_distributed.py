@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -277,7 +278,12 @@ if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
 def test_nproc_mistakes_are_one_line_before_any_process_starts(photos, tmp_path):
     """A crop the generator cannot take was printed by each rank, then torchrun's report (status 1)."""
     recipe = write_recipe(tiny_recipe(photos, tmp_path / "run"), tmp_path / "r.toml")
-    for override, said in (("data.size=9", "needs a multiple of"), ("data.source=/nowhere/photos", "no such folder")):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one").mkdir()
+    shutil.copy(next(photos.iterdir()), tmp_path / "one")
+    for override, said in (("data.size=9", "needs a multiple of"), ("data.source=/nowhere/photos", "no such folder"),
+                           (f"data.val_source={tmp_path / 'empty'}", "no images in this folder"),
+                           (f"data.source={tmp_path / 'one'}", "1 training image(s) cannot feed 2 processes")):
         result = CliRunner().invoke(cli, ["run", str(recipe), "--nproc", "2", "--set", override])
         assert result.exit_code == 2 and result.output.count("\n") == 1 and said in result.output, result.output
     assert not (tmp_path / "run").exists()

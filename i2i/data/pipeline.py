@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import UserError
 from ..recipe import resize_problem
 from .decode import UnreadableImageError, decode_image, fit_image, fitted_size, looks_grey
-from .sources import (ImageFile, RecordedSplit, apply_recorded_split, check_sizes, recorded_val_files, report_skipped,
+from .sources import (ImageFile, RecordedSplit, apply_recorded_split, check_enough_for_processes, check_sizes, recorded_val_files, report_skipped,
                       scan_folder, split_files, warn_validating_on_training_files)
 
 GB = 1e9
@@ -158,9 +158,8 @@ class ImageData:
         else:
             train, val = split_files(source, data["val_fraction"], seed)
         self._split = (train, val, separate is not None)
+        check_enough_for_processes(len(train), data["source"], world_size)
         shard = train[rank::world_size]
-        if not shard:
-            raise UserError(f'data.source = "{data["source"]}": {len(train)} training image(s) cannot feed {world_size} processes; add images or use fewer processes')
         skipped += self._set_train(shard, flip=data["flip"], rotate=data["rotate"])
         # every rank's files together, less this rank's that never decoded: what a resume with
         # another number of processes compares (its shards differ, its photos need not)

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -253,6 +253,29 @@ def check_sizes(files: Iterable[ImageFile], size: int) -> None:
             f"{file.path}: {file.width}x{file.height} px is smaller than data.size = {size}{more}; "
             "use larger images, a smaller data.size, or data.upscale_small = true"
         )
+
+
+def check_folders_for_processes(data: Mapping[str, Any], seed: int, world_size: int) -> None:
+    """The checks each of ``world_size`` new processes makes of a recipe's data folders, made
+    once before they start (``i2i run --nproc``), so a mistake is one line rather than one per
+    process and torchrun's report: a missing or empty folder, no readable image, images smaller
+    than ``data.size``, fewer training images than processes."""
+    source, _ = scan_folder(data["source"], "data.source", quiet=True)
+    if not data["upscale_small"] and not data["resize"]:
+        check_sizes(source, data["size"])
+    if data["val_source"]:
+        scan_folder(data["val_source"], "data.val_source", quiet=True)
+        train = source
+    else:
+        train, _ = split_files(source, data["val_fraction"], seed)
+    check_enough_for_processes(len(train), data["source"], world_size)
+
+
+def check_enough_for_processes(training_images: int, source: str, world_size: int) -> None:
+    """Each process trains on its own share of the images, so it needs at least one."""
+    if training_images < world_size:
+        raise UserError(f'data.source = "{source}": {training_images} training image(s) cannot feed {world_size} '
+                        "processes; add images or use fewer processes")
 
 
 def split_files(files: list[ImageFile], val_fraction: float, seed: int) -> tuple[list[ImageFile], list[ImageFile]]:
