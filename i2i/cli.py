@@ -19,12 +19,21 @@ from .registry import KINDS
 class I2IGroup(click.Group):
     """Turns :class:`UserError` into one line on stderr and exit status 2, anywhere."""
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # i2i's own options (i2i --nope)
+            _exit_on_usage_error(exc, exc.ctx)
+
     def invoke(self, ctx: click.Context) -> Any:
         from .engine.distributed import announce_worker
 
         try:
             announce_worker()
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            _exit_on_usage_error(exc, ctx)
         except UserError as exc:
             _print_traceback_if_asked()
             prefix = _rank_prefix()
@@ -65,6 +74,20 @@ class I2IGroup(click.Group):
             _print_traceback_if_asked()
             click.echo(f"i2i: error: {_rank_prefix()}{failure} (I2I_TRACEBACK=1 shows where)", err=True)
             sys.exit(1)
+
+
+def _exit_on_usage_error(exc: click.UsageError, ctx: click.Context | None) -> None:
+    """A command line Click could not take: one line naming the command's --help, status 2
+    (Click's own is four lines: usage, a hint, a blank line, the error)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # plain `i2i`: Click shows the help (Click >= 8.2)
+        raise exc
+    names, context = [], exc.ctx or ctx
+    while context is not None and context.parent is not None:  # the root's name is however i2i was started
+        names.insert(0, context.info_name)
+        context = context.parent
+    command = " ".join(["i2i", *names])
+    click.echo(f"i2i: error: {exc.format_message().rstrip('.')} ({command} --help lists what it takes)", err=True)
+    sys.exit(exc.exit_code)
 
 
 #: What a write can run into that is the machine's state, not a bug: one line, not a traceback.

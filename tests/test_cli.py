@@ -62,6 +62,12 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["validate", RECIPE, "--set", "losses.NEW.weight=1"],
      "--set losses.NEW.weight=1: losses.NEW.name: unknown loss 'NEW'; see 'i2i list losses' (the recipe has no [losses.NEW]; this --set added it)"),
     (["validate", RECIPE, "--set", 'losses.l1.name="nope"'], "--set losses.l1.name=\"nope\": losses.l1.name: unknown loss 'nope'"),
+    # what Click itself refuses: one line too, not its usage, hint, blank line and error
+    (["eval", "runs/x", "--crop", "-1"], "Invalid value for '--crop': -1 is not in the range x>=0 (i2i eval --help lists"),
+    (["run", RECIPE, "--nproc", "two"], "Invalid value for '--nproc': 'two' is not a valid integer range (i2i run --help"),
+    (["run", RECIPE, "--resum", "runs/x"], "No such option '--resum'. Did you mean '--resume'?"),
+    (["evl"], "No such command 'evl'. Did you mean 'eval'?"),
+    (["--nope"], "No such option '--nope' (i2i --help lists what it takes)"),
 ])
 def test_user_errors_are_one_line_with_status_2(runner, args, message):
     result = runner.invoke(cli, args)
