@@ -393,7 +393,7 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
 @click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]),
               help="Which checkpoint of a run directory (best: the best validation score so far).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
-@click.option("--crop", type=click.IntRange(min=0), default=None,
+@click.option("--crop", type=click.IntRange(min=0), default=None, callback=lambda ctx, param, value: _checked_crop(value),
               help="Score each image's centre N x N px; 0 = whole images.  [default: the run's eval.crop]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Change a task option (task.sigma=25 scores a blind denoiser at one noise level) or "
@@ -423,14 +423,28 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
     click.echo(format_table(result))
 
 
+def _checked_crop(crop: int | None) -> int | None:
+    from .evaluation import crop_problem
+
+    problem = crop_problem(crop)
+    if problem:
+        raise click.BadParameter(problem)
+    return crop
+
+
 def format_table(result: dict[str, Any]) -> str:
     """``i2i eval``'s table: the model's metrics above each baseline's, under a line saying what
     was scored (which images, crop, step), so two tables are not compared unknowingly."""
     rows = [("model", result["metrics"])] + list(result["baselines"].items())
     names = list(result["metrics"])
     width = max(len(r[0]) for r in rows) + 2
-    crop = result.get("crop", 0)
+    crop, images = result.get("crop", 0), result["images"]
+    smaller, within = result.get("smaller_than_crop", 0), result.get("within_crop", 0)
     scored = f"centre {crop} x {crop} px crops" if crop else "whole images"
+    if crop and within >= images:
+        scored = f"whole images, all within the {crop} px crop"
+    elif crop and smaller:
+        scored += f"; {smaller} image(s) smaller than {crop} px on a side, cropped only to fit"
     if result.get("resize"):
         scored = f"resized to {result['resize']} px on the shorter side (data.resize), then {scored}"
     changed = "".join(f", {o}" for o in result.get("overrides", []))

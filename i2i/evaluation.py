@@ -42,8 +42,9 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     recipe, task = model.recipe, model.task
     if overrides:
         recipe, task = _overridden(model, list(overrides))
-    if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 0):
-        raise UserError(f"crop = {crop!r}: expected a number of pixels >= 0 (0 = whole images)")
+    problem = crop_problem(crop)
+    if problem:
+        raise UserError(f"crop = {problem}")
     whole = (recipe["eval"]["crop"] if crop is None else crop) == 0
     # whole images are scored at their own size, as benchmarks do: not resized as the run's
     # data.resize resizes training crops (that resampled a test set, unsaid, up or down)
@@ -92,9 +93,11 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         limit = eval_cfg["max_images"]
         tried = min(len(data.val_files), limit) if limit else len(data.val_files)
         raise UserError(f"no readable images in {where}: none of the {tried} image file(s) evaluated could be decoded")
+    smaller, within = data.val_fit_in_crop(eval_cfg["crop"], eval_cfg["max_images"])
     state = ckpt.read_state(model.checkpoint)
     return {"task": recipe["task"]["name"], "run_dir": str(run_dir), "checkpoint": str(model.checkpoint),
             "step": state.get("step", 0), "source": source, "crop": eval_cfg["crop"], "resize": data_cfg["resize"],
+            "smaller_than_crop": smaller, "within_crop": within,
             "overrides": list(overrides),
             "precision": dtype_name(dtype), "images": images,
             "metrics": values, "baselines": baselines}
@@ -137,3 +140,14 @@ def run_precision(recipe: dict, device: "torch.device") -> "torch.dtype":
         return resolve_precision(recipe["train"]["precision"], device)
     except UserError:
         return torch.float32
+
+
+def crop_problem(crop: object) -> str | None:
+    """What is wrong with an evaluation crop (``i2i eval --crop``), or None: SSIM needs a window
+    that fits, and the recipe's ``eval.crop`` takes the same values."""
+    from .recipe import SCHEMA
+
+    field = SCHEMA["eval"]["crop"]
+    if crop is None or (isinstance(crop, int) and not isinstance(crop, bool) and field.check(crop)):
+        return None
+    return f"{crop!r}: expected {field.expect}"

@@ -84,23 +84,32 @@ OPTIM = {
     "warmup_steps": Field(int, 0, "steps of linear LR warm-up", _non_negative, "an integer >= 0"),
 }
 
+#: The largest crop or resize side: 16384 px is past any training crop in the field and still
+#: far from the sizes that overflow torch's interpolation (a side of 10^5 px did)
+MAX_PIXELS = 16384
+#: DataLoader processes beyond a few per core only cost memory; hundreds were started, and
+#: orphaned when the run was killed
+MAX_WORKERS = 64
+
 SCHEMA: dict[str, dict[str, Field]] = {
     "task": {},
     "data": {
         "source": Field(str, "sample", "'sample' (photos shipped with i2i) or a folder of images",
                         lambda v: v.strip() != "", 'a folder of images, or "sample" for the photos shipped with i2i'),
-        "size": Field(int, 256, "training crop size in pixels", lambda v: v >= 8, "an integer >= 8"),
+        "size": Field(int, 256, "training crop size in pixels", lambda v: 8 <= v <= MAX_PIXELS, f"an integer from 8 to {MAX_PIXELS}"),
         "val_fraction": Field(float, 0.2, "share of the files held out for validation",
                               lambda v: 0 <= v < 1, "a number in [0, 1)"),
         "val_source": Field(str, "", "a separate folder of validation images ('' = split data.source)"),
         "cache_gb": Field(float, 4.0, "decode into a uint8 cache on the device when it fits in this many GB",
                           _non_negative, "a number >= 0"),
         "resize": Field(int, 0, "scale each image so its shorter side is this many px before cropping "
-                              "(the reference's load_size); 0 = keep each image's size", _non_negative, "an integer >= 0"),
+                              "(the reference's load_size); 0 = keep each image's size", lambda v: 0 <= v <= MAX_PIXELS,
+                        f"an integer from 0 to {MAX_PIXELS}"),
         "upscale_small": Field(bool, False, "upscale images smaller than data.size instead of failing"),
         "flip": Field(bool, True, "random horizontal flips"),
         "rotate": Field(bool, False, "random 90-degree rotations"),
-        "workers": Field(int, 2, "DataLoader workers when streaming (no cache)", _non_negative, "an integer >= 0"),
+        "workers": Field(int, 2, "DataLoader workers when streaming (no cache)", lambda v: 0 <= v <= MAX_WORKERS,
+                         f"an integer from 0 to {MAX_WORKERS}"),
     },
     "generator": {},
     "discriminator": {
@@ -135,7 +144,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "eval": {
         "every": Field(int, 0, "evaluate every N steps (0 = only at the end)", _non_negative, "an integer >= 0"),
-        "crop": Field(int, 256, "centre crop of validation images in px (0 = whole image)", _non_negative, "an integer >= 0"),
+        "crop": Field(int, 256, "centre crop of validation images in px (0 = whole image)",
+                      lambda v: v == 0 or 8 <= v <= MAX_PIXELS, f"0 (whole images) or an integer from 8 to {MAX_PIXELS}"),
         "batch_size": Field(int, 4, "validation batch size", _positive, "an integer >= 1"),
         "max_images": Field(int, 0, "evaluate at most this many validation images (0 = all)", _non_negative, "an integer >= 0"),
         "metrics": Field(list[str], [], "extra metrics beyond the task's own, by registered name"),

@@ -62,6 +62,9 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["validate", RECIPE, "--set", "losses.NEW.weight=1"],
      "--set losses.NEW.weight=1: losses.NEW.name: unknown loss 'NEW'; see 'i2i list losses' (the recipe has no [losses.NEW]; this --set added it)"),
     (["validate", RECIPE, "--set", 'losses.l1.name="nope"'], "--set losses.l1.name=\"nope\": losses.l1.name: unknown loss 'nope'"),
+    (["validate", RECIPE, "--set", "data.workers=500"], "data.workers = 500: expected an integer from 0 to 64"),
+    (["validate", RECIPE, "--set", "data.resize=100000"], "data.resize = 100000: expected an integer from 0 to 16384"),
+    (["eval", "runs/x", "--crop", "3"], "Invalid value for '--crop': 3: expected 0 (whole images) or an integer from 8"),
     # what Click itself refuses: one line too, not its usage, hint, blank line and error
     (["eval", "runs/x", "--crop", "-1"], "Invalid value for '--crop': -1 is not in the range x>=0 (i2i eval --help lists"),
     (["run", RECIPE, "--nproc", "two"], "Invalid value for '--nproc': 'two' is not a valid integer range (i2i run --help"),
@@ -148,11 +151,14 @@ def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
     ("color2gray", "generator.depth=100", "--set generator.depth=100: generator.depth = 100: expected an integer from 1 to 16"),
     ("gray2color", "losses.gan.name='l1'", "gray2color.toml: discriminator: no adversarial loss to train it"),
     # a size no machine's memory holds: one line, not the allocator's traceback or the kernel's kill
-    ("color2gray", "data.size=100000", "--set data.size=100000: data.size = 100000: one 100000x100000 px image "
-                                       "would need about 1788.1 GB to check the networks on (i2i's own networks take "
-                                       "about 192 bytes a pixel), and "),
+    ("color2gray", "data.size=16384", "--set data.size=16384: data.size = 16384: one 16384x16384 px image "
+                                      "would need about 48.0 GB to check the networks on (i2i's own networks take "
+                                      "about 192 bytes a pixel), and 8.0 GB of memory is free; lower data.size"),
 ])
-def test_validate_refuses_what_run_would_refuse_before_its_first_step(runner, recipe, override, message):
+def test_validate_refuses_what_run_would_refuse_before_its_first_step(runner, monkeypatch, recipe, override, message):
+    from i2i.engine import contracts
+
+    monkeypatch.setattr(contracts, "available_host_bytes", lambda: 8 * 2**30)  # a machine with 8 GB free
     result = runner.invoke(cli, ["validate", str(ROOT / "recipes" / f"{recipe}.toml"), "--set", override])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()

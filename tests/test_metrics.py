@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -191,6 +192,15 @@ def test_eval_scores_whole_odd_sized_images_when_asked_and_says_which(tmp_path):
     assert whole["metrics"]["psnr"] == pytest.approx(build("psnr")(output, photo).item(), abs=1e-3)
     assert whole["metrics"]["ssim"] == pytest.approx(build("ssim")(output, photo).item(), abs=1e-4)
     assert cropped["metrics"]["psnr"] != pytest.approx(whole["metrics"]["psnr"], abs=1e-3)
+    # images the crop does not fit: the header said "centre 40 x 40 px crops" of a 37 x 29 photo
+    assert "whole images, all within the 40 px crop" in format_table(evaluate_run(run.run_dir, data_dir=test_set,
+                                                                                  device="cpu", crop=40))
+    make_photos(tmp_path / "large", count=1, size=(64, 64), seed=2)
+    shutil.copy(tmp_path / "large" / "photo_0.png", test_set / "large.png")
+    mixed = format_table(evaluate_run(run.run_dir, data_dir=test_set, device="cpu", crop=32))
+    assert "centre 32 x 32 px crops; 1 image(s) smaller than 32 px on a side, cropped only to fit" in mixed
+    with pytest.raises(i2i.UserError, match="crop = 3: expected 0 \\(whole images\\) or an integer from 8"):
+        evaluate_run(run.run_dir, data_dir=test_set, device="cpu", crop=3)  # no SSIM window fits
 
 
 def test_an_images_validation_noise_depends_on_neither_its_batch_nor_the_device_it_is_drawn_for():

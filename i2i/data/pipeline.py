@@ -447,6 +447,15 @@ class ImageData:
                 yield number, self._val_stack(images), names
         report_skipped(failed, "unreadable validation file(s)", self._reasons)
 
+    def val_fit_in_crop(self, crop: int, max_images: int = 0) -> tuple[int, int]:
+        """``(smaller, within)``: how many validation images are narrower or shorter than
+        ``crop`` (so they are not cropped to crop x crop), and how many fit inside it whole."""
+        files = self._val[:max_images] if max_images > 0 else self._val
+        sizes = [self._val_size(file) for file in files]
+        if crop <= 0:
+            return 0, 0
+        return sum(min(size) < crop for size in sizes), sum(max(size) <= crop for size in sizes)
+
     def val_plan(self, crop: int, batch_size: int, max_images: int = 0) -> list[list[int]]:
         """The validation batches as lists of file indices, from the files' upright sizes.
 
