@@ -270,6 +270,8 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 
     resolved = load_recipe(recipe, overrides)
     check_recipe(resolved)
+    for note in resolved.notes:
+        click.echo(f"i2i: note: {note}", err=True)
     click.echo(dumps_toml(dict(resolved)), nl=False)
 
 

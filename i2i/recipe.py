@@ -173,11 +173,16 @@ class Recipe(dict):
 
     source: str = "<dict>"
     overrides: list[str]
+    #: What the overrides left out of the file (another component's options, a replaced table's
+    #: keys): ``i2i run`` and ``i2i validate`` print them as notes
+    notes: list[str]
 
-    def __init__(self, data: dict, source: str = "<dict>", overrides: list[str] | None = None):
+    def __init__(self, data: dict, source: str = "<dict>", overrides: list[str] | None = None,
+                 notes: list[str] | None = None):
         super().__init__(data)
         self.source = source
         self.overrides = list(overrides or [])
+        self.notes = list(notes or [])
 
     @property
     def has_discriminator(self) -> bool:
@@ -237,12 +242,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
+def apply_overrides(data: dict, overrides: list[str], notes: list[str] | None = None) -> dict:
     """A copy of ``data`` with each ``--set dotted.key=VALUE`` applied, before validation (so an
-    override is checked exactly as the file's own value would be)."""
+    override is checked exactly as the file's own value would be).
+
+    A ``--set`` that names another component (``generator.name=resnet_9blocks``) leaves out the
+    file's options for the old one: they belong to it (a narrow U-Net's ``width = 32`` would make
+    ``unet_256`` another network than the reference's), and the new one may not take them. Options
+    given with ``--set`` are kept. What was left out, and whole tables a ``--set`` replaced, are
+    added to ``notes``."""
     data = copy.deepcopy(data)
-    for text in overrides:
-        path, value = parse_override(text)
+    parsed = [(text, *parse_override(text)) for text in overrides]
+    set_keys = {tuple(path) for _, path, _ in parsed}
+    for text, path, value in parsed:
         node = data
         for i, part in enumerate(path[:-1]):
             child = node.setdefault(part, {})
@@ -250,8 +262,44 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                 dotted = ".".join(path[: i + 1])
                 raise RecipeError(f"--set {text}: '{dotted}' is a value, not a table")
             node = child
+        old = node.get(path[-1])
+        if path[-1] == "name" and _is_component_table(path[:-1]) and isinstance(value, str):
+            left_out = _options_of_another_component(node, path[:-1], value, set_keys)
+            if left_out and notes is not None:
+                notes.append(f"--set {text} replaces {'.'.join(path[:-1])} '{_component_name(node, path[:-1])}', so "
+                             f"the recipe's options for it are left out: {_listed(left_out)} (--set "
+                             f"{'.'.join(path[:-1])}.OPTION=VALUE gives one to the new one)")
+        elif isinstance(old, dict) and isinstance(value, dict) and notes is not None:
+            dropped = {key: old[key] for key in old if key not in value}
+            if dropped:
+                notes.append(f"--set {text} replaces the recipe's whole [{'.'.join(path)}] table, so these are left out: "
+                             f"{_listed(dropped)} (--set {'.'.join(path)}.KEY=VALUE changes one key and keeps the rest)")
         node[path[-1]] = value
     return data
+
+
+def _is_component_table(path: list[str]) -> bool:
+    return (len(path) == 1 and path[0] in COMPONENT_SECTIONS) or (len(path) == 2 and path[0] == "losses")
+
+
+def _component_name(table: dict, path: list[str]) -> str:
+    return table.get("name", path[-1] if path[0] == "losses" else "")
+
+
+def _options_of_another_component(table: dict, path: list[str], name: str, set_keys: set[tuple[str, ...]]) -> dict:
+    """Remove from ``table`` (whose component is to become ``name``) the old component's options
+    that no ``--set`` gave; returns them."""
+    if _component_name(table, path) == name:
+        return {}
+    fixed = table_keys(".".join(path))
+    left_out = {key: table[key] for key in list(table) if key not in fixed and (*path, key) not in set_keys}
+    for key in left_out:
+        del table[key]
+    return left_out
+
+
+def _listed(values: dict) -> str:
+    return ", ".join(f"{key} = {format_value(value)}" for key, value in values.items())
 
 
 def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = (), *,
@@ -263,8 +311,10 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     filled in; all when None. Applying a trained run needs its task and generator only: a run
     whose loss plugin is gone can still translate."""
     earlier: list[str] = []
+    notes: list[str] = []
     if isinstance(source, Recipe):  # checked again (its holder may have edited it), keeping where it came from
         data, where, earlier = _plain_values(copy.deepcopy(dict(source))), source.source, list(source.overrides)
+        notes = list(source.notes)
     elif isinstance(source, dict):
         data, where = _plain_values(copy.deepcopy(source)), "<recipe>"
     elif isinstance(source, (str, os.PathLike)):
@@ -282,7 +332,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     if isinstance(source, (str, os.PathLike)):
         data = _qualified_by_run(data, source)
     before_overrides = data
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(data, list(overrides), notes)
     overrides = [*earlier, *overrides]
     from .plugins import registry
 
@@ -295,7 +345,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         unknown = isinstance(exc, UnknownComponentError) or "unknown " in str(exc)
         hint = missing_run_plugins(source) if unknown and isinstance(source, (str, os.PathLike)) else ""
         raise (type(error)(f"{error}; {hint}") if hint else error) from None
-    return Recipe(resolved, where, overrides)
+    return Recipe(resolved, where, overrides, notes)
 
 
 def _run_plugins(recipe_file: str | os.PathLike) -> dict[str, Any]:
@@ -382,10 +432,20 @@ def missing_run_plugins(recipe_file: str | os.PathLike) -> str:
     return f"this run was trained with {which} {listed}, which {verb} not loaded here: {'; '.join(ways)}"
 
 
-def recipe_error(recipe: Recipe, text: str) -> RecipeError:
+def recipe_error(recipe: Recipe, text: str, also: tuple[str, ...] = ()) -> RecipeError:
     """A :class:`RecipeError` about ``text`` (which starts with the dotted key), naming the
-    recipe file, or the ``--set`` the value came from."""
-    return _blame_override(RecipeError(f"{recipe.source}: {text}"), recipe.source, recipe.overrides, recipe)
+    recipe file, or the ``--set`` the value came from. ``also``: other keys the mistake is
+    about (a ``data.size`` the generator cannot take is as much ``generator.name``'s), whose
+    ``--set`` is named when the first key's value is the file's."""
+    error = _blame_override(RecipeError(f"{recipe.source}: {text}"), recipe.source, recipe.overrides, recipe)
+    if str(error).startswith("--set "):
+        return error
+    for key in also:
+        for override in reversed(recipe.overrides):
+            dotted = override.partition("=")[0].strip()
+            if (key == dotted or key.startswith(dotted + ".")) and _still_set(recipe, override):
+                return RecipeError(f"--set {override.strip()}: {text}")
+    return error
 
 
 @contextlib.contextmanager

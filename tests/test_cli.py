@@ -147,6 +147,9 @@ def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
 
 @pytest.mark.parametrize("recipe, override, message", [
     ("color2gray", "data.size=40", "--set data.size=40: data.size = 40: generator 'unet_small' needs a multiple of 32; use 32 or 64"),
+    # the file's data.size, made wrong by a --set of the network: that --set is named
+    ("denoise", "generator.name=unet_128", "--set generator.name=unet_128: data.size = 64: generator 'unet_128' needs a multiple of 128"),
+    ("gray2color", "discriminator.n_layers=6", "--set discriminator.n_layers=6: data.size = 64: discriminator 'patchgan' needs at least 192 px"),
     ("color2gray", "generator.depth=0", "--set generator.depth=0: generator.depth = 0: expected an integer >= 1"),
     ("color2gray", "generator.depth=100", "--set generator.depth=100: generator.depth = 100: expected an integer from 1 to 16"),
     ("gray2color", "losses.gan.name='l1'", "gray2color.toml: discriminator: no adversarial loss to train it"),

@@ -112,6 +112,25 @@ def test_overrides_are_toml_literals_or_bare_words(tmp_path):
     assert parse_override("data.source=~/photos") == (["data", "source"], "~/photos")
 
 
+def test_a_set_that_names_another_component_leaves_out_the_old_ones_options(tmp_path):
+    """`--set generator.name=resnet_9blocks` kept unet_small's depth (refused, and blamed on the
+    file), and `generator.name=unet_256` kept a narrow width: another network than its name says."""
+    text = BASE.replace('name = "unet_small"', 'name = "unet_small"\nwidth = 16\ndepth = 3\nnorm = "instance"')
+    recipe = load_recipe(write(tmp_path, text), ["generator.norm=batch", "generator.name=resnet_9blocks"])
+    assert recipe["generator"]["width"] == 64 and recipe["generator"]["norm"] == "batch"  # the --set one is kept
+    assert recipe.notes == ["--set generator.name=resnet_9blocks replaces generator 'unet_small', so the recipe's "
+                            "options for it are left out: width = 16, depth = 3 (--set generator.OPTION=VALUE gives "
+                            "one to the new one)"]
+    same = load_recipe(write(tmp_path, text), ["generator.name=unet_small"])  # the same component: all kept
+    assert same["generator"]["width"] == 16 and same.notes == []
+    whole = load_recipe(write(tmp_path, text), ['generator={name="unet_small", depth=2}'])
+    assert whole["generator"]["width"] != 16 and whole["generator"]["depth"] == 2
+    assert whole.notes == ["--set generator={name=\"unet_small\", depth=2} replaces the recipe's whole [generator] table, "
+                           "so these are left out: width = 16, norm = 'instance' (--set generator.KEY=VALUE changes one "
+                           "key and keeps the rest)"]
+    assert load_recipe(whole).notes == whole.notes  # checked again by i2i.train: still said
+
+
 def test_bad_override_syntax(tmp_path):
     assert "expected dotted.key=VALUE" in error_of(tmp_path, BASE, ["train.steps"])
     assert "is not a TOML value" in error_of(tmp_path, BASE, ["output.dir=my runs"])

@@ -131,12 +131,13 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
         lower, upper = size // multiple * multiple, (size // multiple + 1) * multiple
         hint = f"use {lower} or {upper}" if lower >= 8 else f"use {upper}"
         raise recipe_error(recipe, f"data.size = {size}: generator '{recipe['generator']['name']}' needs a "
-                                   f"multiple of {multiple}; {hint}")
+                                   f"multiple of {multiple}; {hint}", also=("generator.name",))
     d_min = getattr(nets.D, "min_size", 0)
     if size < d_min:
         fewer_layers = " or lower discriminator.n_layers" if hasattr(nets.D, "n_layers") else ""
         raise recipe_error(recipe, f"data.size = {size}: discriminator '{recipe['discriminator']['name']}' "
-                                   f"needs at least {d_min} px; raise data.size{fewer_layers}")
+                                   f"needs at least {d_min} px; raise data.size{fewer_layers}",
+                           also=("discriminator.name", "discriminator.n_layers"))
 
 
 def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: torch.device) -> LossTerms:

@@ -374,6 +374,9 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     owned = dist is None
     with blamed_on_recipe(recipe):  # train.device = 'cuda' without a GPU names the file or the --set
         dist = dist or DistContext.from_environment(recipe["train"]["device"])
+    if dist.is_main:
+        for note in recipe.notes:
+            print(f"i2i: note: {note}", file=sys.stderr, flush=True)
     trainer: Trainer | None = None
     try:
         _check_ranks_agree(dist, recipe, resume)
