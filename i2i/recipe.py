@@ -696,6 +696,26 @@ def component_options(table: dict, section: str) -> dict:
     return {k: v for k, v in table.items() if k not in fixed}
 
 
+def component_error(recipe: Recipe, section: str, exc: UserError) -> UserError:
+    """A component's own :class:`UserError` (``depth = 0: ...``, raised building it or, for a
+    loss, on its first images) with the recipe and the table in front, as the schema's errors
+    have, or the ``--set`` the option came from."""
+    text = str(exc)
+    if text.startswith(f"{recipe.source}:") or text.startswith("--set "):
+        return exc
+    table: Any = recipe
+    for part in section.split("."):
+        table = table[part]
+    first = text.split(" ", 1)[0].rstrip(":")
+    if first.startswith(f"{section}."):
+        where = ""  # it already names the key
+    elif first in table:
+        where = f"{section}."  # "depth = 0: ..." -> "generator.depth = 0: ..."
+    else:
+        where = f"[{section}] "
+    return _blame_override(RecipeError(f"{recipe.source}: {where}{text}"), recipe.source, recipe.overrides)
+
+
 def build_component(registry: Registry, kind: str, recipe: Recipe, section: str, *args: Any) -> Any:
     """Build the component that the recipe's table ``section`` names (``generator``, ``losses.l1``).
 
@@ -708,17 +728,7 @@ def build_component(registry: Registry, kind: str, recipe: Recipe, section: str,
     try:
         built = registry.build(kind, table["name"], *args, **component_options(table, section))
     except UserError as exc:
-        text = str(exc)
-        if text.startswith(f"{recipe.source}:"):
-            raise
-        first = text.split(" ", 1)[0].rstrip(":")
-        if first.startswith(f"{section}."):
-            where = ""  # it already names the key
-        elif first in table:
-            where = f"{section}."  # "depth = 0: ..." -> "generator.depth = 0: ..."
-        else:
-            where = f"[{section}] "
-        raise _blame_override(RecipeError(f"{recipe.source}: {where}{text}"), recipe.source, recipe.overrides) from None
+        raise component_error(recipe, section, exc) from None
     except Exception as exc:  # a bug in the plugin's factory, not in the recipe
         plugin = registry.get(kind, table["name"]).plugin
         failure = PluginError(f"{recipe.source}: {section}.name = '{table['name']}': plugin '{plugin}' failed to build "

@@ -147,6 +147,7 @@ def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
 
 @pytest.mark.parametrize("recipe, override, message", [
     ("color2gray", "data.size=40", "--set data.size=40: data.size = 40: generator 'unet_small' needs a multiple of 32; use 32 or 64"),
+    ("color2gray", "generator.width=100000000", "--set generator.width=100000000: generator.width = 100000000: expected an integer from 1 to 512"),
     # the file's data.size, made wrong by a --set of the network: that --set is named
     ("denoise", "generator.name=unet_128", "--set generator.name=unet_128: data.size = 64: generator 'unet_128' needs a multiple of 128"),
     ("gray2color", "discriminator.n_layers=6", "--set discriminator.n_layers=6: data.size = 64: discriminator 'patchgan' needs at least 192 px"),

@@ -224,3 +224,17 @@ def test_every_registered_loss_has_a_kind_and_a_description():
         assert component.description and not component.open_ended
         assert isinstance(component.build(), (i2i.ReconstructionLoss, i2i.AdversarialLoss, i2i.Regularizer,
                                               i2i.FeatureMatchingLoss))
+
+
+def test_an_ssim_window_larger_than_the_crops_names_the_recipe_key(tmp_path):
+    """It was blamed on the plugin (torch's padding error, 'report this to the plugin's author'),
+    or, up to twice the crop, trained on reflected padding without a word."""
+    from helpers import make_photos, tiny_recipe
+
+    photos = make_photos(tmp_path / "photos", count=3)
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1})
+    recipe["losses"] = {**recipe["losses"], "ssim": {"window": 21}}
+    with pytest.raises(RecipeError, match=r"^<recipe>: losses\.ssim\.window = 21: larger than the 16x16 px images it "
+                                          r"compares; use an odd window up to 15"):
+        i2i.train(recipe, quiet=True)
+    assert not (tmp_path / "run").exists()

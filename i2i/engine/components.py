@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..errors import PluginError, RecipeError, UserError, exception_line
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
 from ..plugins import registry
-from ..recipe import Recipe, blamed_on_recipe, build_component, recipe_error
+from ..recipe import Recipe, blamed_on_recipe, build_component, component_error, recipe_error
 from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
 from .device import dtype_name
 from .evaluate import build_metrics
@@ -30,8 +30,9 @@ class LossTerm:
     anything but a scalar tensor (checked on every call: a type and shape test, no sync).
     """
 
-    def __init__(self, label: str, weight: float, loss: nn.Module, where: str = "") -> None:
+    def __init__(self, label: str, weight: float, loss: nn.Module, where: str = "", recipe: Recipe | None = None) -> None:
         self.label, self.weight, self.loss, self.where = label, weight, loss, where or f"losses.{label}"
+        self.recipe = recipe  # names its file (or --set) in a mistake the loss finds in its options
 
     def weighted(self, value: Any, scale: float = 1.0, part: str = "") -> Tensor:
         """``weight * scale * value``, once ``value`` is known to be a scalar tensor."""
@@ -42,8 +43,8 @@ class LossTerm:
         naming the term (``part``: which method), not a traceback from the middle of the step."""
         try:
             value = method(*args)
-        except UserError:
-            raise
+        except UserError as exc:  # the loss's options do not fit its inputs (an SSIM window larger than the crop)
+            raise (exc if self.recipe is None else component_error(self.recipe, f"losses.{self.label}", exc)) from None
         except Exception as exc:
             raise_plugin_failure(exc, f"{self.where}{part} raised ")
         weighted = self.weighted(value, scale, part)
@@ -147,7 +148,7 @@ def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: to
     for label, term_cfg in recipe["losses"].items():
         loss = build_component(reg, "losses", recipe, f"losses.{label}")
         term = LossTerm(label, float(term_cfg["weight"]), loss.to(device) if isinstance(loss, nn.Module) else loss,
-                        loss_where(recipe, label))
+                        loss_where(recipe, label), recipe)
         _warn_untrained_parameters(term)
         if isinstance(loss, AdversarialLoss):
             terms.adversarial.append(term)

@@ -75,6 +75,11 @@ class SSIM(i2i.ReconstructionLoss):
     def forward(self, fake: Tensor, target: Tensor) -> Tensor:
         from kornia.metrics import ssim
 
+        side = min(fake.shape[-2:])
+        if self.window > side:  # reflect padding needs the window inside the image
+            largest = side - 1 + side % 2
+            raise i2i.RecipeError(f"window = {self.window}: larger than the {fake.shape[-2]}x{fake.shape[-1]} px images "
+                                  f"it compares; use an odd window up to {largest}, or larger crops (data.size)")
         return 1 - ssim(fake, target, self.window, max_val=self.data_range).mean()
 
 

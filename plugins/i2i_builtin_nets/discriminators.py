@@ -13,8 +13,12 @@ from torch import Tensor, nn
 import i2i
 
 from .layers import (
-    Init, Norm, apply_spectral_norm, check_positive, conv_bias, init_weights, norm_layer,
+    MAX_LAYERS, MAX_WIDTH, Init, Norm, apply_spectral_norm, check_positive, conv_bias, init_weights, norm_layer,
 )
+
+#: The most scales a multiscale discriminator takes: each halves the image, so 8 already judges
+#: a 256 px crop at 2 px
+MAX_SCALES = 8
 
 
 def _run(layers: nn.Sequential, x: Tensor, return_features: bool):
@@ -39,8 +43,8 @@ class PatchGAN(nn.Module):
 
     def __init__(self, in_channels: int, *, n_layers: int = 3, width: int = 64, norm: str = "batch") -> None:
         super().__init__()
-        check_positive("n_layers", n_layers)
-        check_positive("width", width)
+        check_positive("n_layers", n_layers, maximum=MAX_LAYERS)
+        check_positive("width", width, maximum=MAX_WIDTH)
         bias = conv_bias(norm)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         mult = 1
@@ -68,7 +72,7 @@ class PixelGAN(nn.Module):
 
     def __init__(self, in_channels: int, *, width: int = 64, norm: str = "batch") -> None:
         super().__init__()
-        check_positive("width", width)
+        check_positive("width", width, maximum=MAX_WIDTH)
         bias = conv_bias(norm)
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, width, 1),
@@ -90,7 +94,7 @@ class MultiscaleDiscriminator(nn.Module):
         self, in_channels: int, *, scales: int = 3, n_layers: int = 3, width: int = 64, norm: str = "instance"
     ) -> None:
         super().__init__()
-        check_positive("scales", scales)
+        check_positive("scales", scales, maximum=MAX_SCALES)
         self.scales = nn.ModuleList(
             PatchGAN(in_channels, n_layers=n_layers, width=width, norm=norm) for _ in range(scales)
         )

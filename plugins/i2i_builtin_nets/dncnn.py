@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 import i2i
 
-from .layers import Init, Norm, check_positive, conv_bias, init_weights, norm_layer
+from .layers import MAX_LAYERS, MAX_WIDTH, Init, Norm, check_positive, conv_bias, init_weights, norm_layer
 
 
 class DnCNN(nn.Module):
@@ -24,8 +24,8 @@ class DnCNN(nn.Module):
         norm: str = "batch", residual: bool = True,
     ) -> None:
         super().__init__()
-        check_positive("depth", depth, minimum=2)
-        check_positive("width", width)
+        check_positive("depth", depth, minimum=2, maximum=MAX_LAYERS)
+        check_positive("width", width, maximum=MAX_WIDTH)
         if residual and in_channels != out_channels:
             raise i2i.UserError(
                 f"dncnn: residual = true needs as many input as output channels "

@@ -30,7 +30,7 @@ class FFDNet(DnCNN):
         self, in_channels: int, out_channels: int, *, depth: int = 15, width: int = 96, scale: int = 2,
         norm: str = "none", residual: bool = True,
     ) -> None:
-        check_positive("scale", scale)
+        check_positive("scale", scale, maximum=16)
         if residual and in_channels != out_channels:
             raise i2i.UserError(
                 f"ffdnet: residual = true needs as many input as output channels "

@@ -29,6 +29,13 @@ def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
         raise i2i.UserError(f"{what} = {value!r}: expected one of {', '.join(map(repr, choices))}")
 
 
+#: The widest first layer a network takes: 8x the reference's 64. Wider ones (width = 1e8, a
+#: slipped exponent) overflowed torch's storage size, blamed on the plugin, or took all memory.
+MAX_WIDTH = 512
+#: The most layers, blocks or scales a network takes: far past any published one, still buildable.
+MAX_LAYERS = 1000
+
+
 def check_positive(what: str, value: int, minimum: int = 1, maximum: int | None = None) -> None:
     """Refuse a size option outside ``[minimum, maximum]`` as a recipe error, not a shape error in torch."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .layers import (
-    Init, Norm, Output, Padding, check_choice, check_positive, conv_bias, init_weights,
+    MAX_LAYERS, MAX_WIDTH, Init, Norm, Output, Padding, check_choice, check_positive, conv_bias, init_weights,
     norm_layer, output_layer,
 )
 
@@ -67,8 +67,8 @@ class ResNetGenerator(nn.Module):
         output: str = "tanh",
     ) -> None:
         super().__init__()
-        check_positive("blocks", blocks, minimum=0)
-        check_positive("width", width)
+        check_positive("blocks", blocks, minimum=0, maximum=MAX_LAYERS)
+        check_positive("width", width, maximum=MAX_WIDTH)
         bias = conv_bias(norm)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3), nn.Conv2d(in_channels, width, kernel_size=7, bias=bias),

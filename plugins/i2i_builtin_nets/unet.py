@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import (
-    Init, Norm, Output, check_positive, conv_bias, init_weights, norm_layer, output_layer,
+    MAX_WIDTH, Init, Norm, Output, check_positive, conv_bias, init_weights, norm_layer, output_layer,
 )
 
 #: Deepest U-Net accepted: crops must be multiples of 2**depth (65536 px at 16).
@@ -111,7 +111,7 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         check_positive("depth", depth, maximum=MAX_DEPTH)
-        check_positive("width", width)
+        check_positive("width", width, maximum=MAX_WIDTH)
         channels = [width * min(2**i, 8) for i in range(depth)]
         block: nn.Module | None = None
         for level in reversed(range(depth)):
