@@ -773,3 +773,32 @@ def test_a_run_whose_run_json_is_damaged_still_resumes(photos, tmp_path, capsys,
     assert (run.run_dir / "run.json.unreadable").read_text() == damage
     info = json.loads((run.run_dir / "run.json").read_text())
     assert info["rebuilt_at_resume"] and info["resumes"][0]["step"] == 2
+
+
+class ConstantPlusGAN(i2i.AdversarialLoss):
+    """An adversarial loss whose value is 3 whatever the logits are (its gradient still trains D)."""
+
+    def d_loss(self, d_real, d_fake):
+        logits = d_real[0].mean() - d_fake[0].mean()
+        return logits - logits.detach() + 3.0
+
+    def g_loss(self, d_fake):
+        return d_fake[0].mean() - d_fake[0].mean().detach() + 3.0
+
+
+class ConstantGANPlugin:
+    @i2i.hookimpl
+    def register_losses(self, register):
+        register("constant_gan", ConstantPlusGAN)
+
+
+def test_discriminator_losses_are_logged_per_d_step_whatever_train_d_steps(photos, tmp_path):
+    """With train.d_steps = 2, d_ losses were logged summed over the two D steps: twice their value."""
+    i2i.register_plugin(ConstantGANPlugin(), "constant_gan_plugin")
+    for d_steps in (1, 3):
+        recipe = tiny_recipe(photos, tmp_path / f"run{d_steps}", losses={"l1": {"weight": 1.0}, "gan": {"name": "constant_gan"}},
+                             train={"steps": 2, "d_steps": d_steps}, output={"log_every": 2})
+        run = i2i.train(recipe, quiet=True)
+        records = [json.loads(x) for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+        logged = [r for r in records if r["type"] == "train"][-1]
+        assert logged["d_gan"] == pytest.approx(3.0) and logged["g_gan"] == pytest.approx(3.0), (d_steps, logged)

@@ -415,7 +415,9 @@ class Trainer:
             if key not in self.acc:
                 self.acc[key] = torch.zeros((), device=self.device)
                 self.bad_step[key] = torch.full((), -1, dtype=torch.long, device=self.device)
-            self.acc[key] += value
+            d_steps = self.train_cfg["d_steps"]
+            # train.d_steps D steps per G step: their mean, so d_ losses compare across settings
+            self.acc[key] += value / d_steps if which == "d" and d_steps > 1 else value
             bad = self.bad_step[key]
             bad.copy_(torch.where((bad < 0) & ~torch.isfinite(value), self._step_number, bad))
 
