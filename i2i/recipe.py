@@ -345,7 +345,31 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         unknown = isinstance(exc, UnknownComponentError) or "unknown " in str(exc)
         hint = missing_run_plugins(source) if unknown and isinstance(source, (str, os.PathLike)) else ""
         raise (type(error)(f"{error}; {hint}") if hint else error) from None
+    notes = list(dict.fromkeys([*notes, *inert_settings(resolved)]))  # a Recipe checked again says each once
     return Recipe(resolved, where, overrides, notes)
+
+
+def inert_settings(recipe: Mapping[str, Any]) -> list[str]:
+    """Settings changed from their defaults that the rest of the recipe makes do nothing, each
+    as a note that says why: a run that quietly ignores a setting looks like one that used it."""
+    notes = []
+    data, train = recipe["data"], recipe["train"]
+    if data["val_source"] and data["val_fraction"] != SCHEMA["data"]["val_fraction"].default:
+        notes.append(f"data.val_fraction = {format_value(data['val_fraction'])} has no effect: data.val_source is set, "
+                     "so the run validates on that folder and trains on all of data.source")
+    for net in ("g", "d"):
+        optim = train[net]
+        if optim["schedule"] != "linear" and optim["decay_start"] != OPTIM["decay_start"].default:
+            notes.append(f"train.{net}.decay_start = {format_value(optim['decay_start'])} has no effect under "
+                         f"train.{net}.schedule = '{optim['schedule']}' (only 'linear' decays from it)")
+    for label, term in recipe["losses"].items():
+        if term["weight"] == 0:
+            notes.append(f"losses.{label}.weight = 0: the term is still computed each step but trains nothing; "
+                         f"leave [losses.{label}] out to drop it")
+    if recipe.get("discriminator", {}).get("name") and train["g_warmup_steps"] >= train["steps"]:
+        notes.append(f"train.g_warmup_steps = {train['g_warmup_steps']} is not below train.steps = {train['steps']}, so "
+                     "the adversarial terms never join and the discriminator trains for nothing")
+    return notes
 
 
 def _run_plugins(recipe_file: str | os.PathLike) -> dict[str, Any]:

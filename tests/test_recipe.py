@@ -218,3 +218,33 @@ def test_a_batch_size_no_memory_could_hold_is_refused_by_name(tmp_path):
     with pytest.raises(RecipeError, match=message):
         i2i.train(recipe, quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_settings_the_recipe_makes_inert_get_a_note(tmp_path):
+    """They were accepted and ignored without a word: a run that ignores a setting looks like one
+    that used it."""
+    gan = BASE + '[discriminator]\nname = "patchgan"\n[losses.gan]\nname = "lsgan"\n'
+    recipe = load_recipe(write(tmp_path, gan), ["data.val_source=/photos/val", "data.val_fraction=0.1",
+                                                 "train.d.schedule=cosine", "train.d.decay_start=0.8",
+                                                 "losses.gan.weight=0", "train.g_warmup_steps=5"])
+    assert recipe.notes == [
+        "data.val_fraction = 0.1 has no effect: data.val_source is set, so the run validates on that folder and "
+        "trains on all of data.source",
+        "train.d.decay_start = 0.8 has no effect under train.d.schedule = 'cosine' (only 'linear' decays from it)",
+        "losses.gan.weight = 0: the term is still computed each step but trains nothing; leave [losses.gan] out to drop it",
+        "train.g_warmup_steps = 5 is not below train.steps = 5, so the adversarial terms never join and the "
+        "discriminator trains for nothing"]
+    # the same settings where they act, and a run's recipe.toml (every default written out): no note
+    assert load_recipe(write(tmp_path, gan), ["train.d.schedule=linear", "train.d.decay_start=0.8",
+                                              "train.g_warmup_steps=4"]).notes == []
+    saved = load_recipe(write(tmp_path, dumps_toml(dict(load_recipe(write(tmp_path, gan)))), "saved.toml"))
+    assert saved.notes == []
+
+
+def test_a_run_prints_the_recipes_notes_once(tmp_path, capsys):
+    from helpers import make_photos, tiny_recipe
+
+    photos = make_photos(tmp_path / "photos", count=3)
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1}, data={"val_source": str(photos), "val_fraction": 0.5})
+    i2i.train(i2i.load_recipe(recipe), quiet=True)
+    assert capsys.readouterr().err.count("i2i: note: data.val_fraction = 0.5 has no effect: data.val_source is set") == 1
