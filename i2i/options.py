@@ -12,6 +12,7 @@ import inspect
 import types
 import typing
 from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any, Callable, Literal, Union
 
 from .errors import RecipeError, did_you_mean
@@ -105,17 +106,21 @@ def accepts_any_option(factory: Callable) -> bool:
 
 
 def validate_options(
-    where: str, values: dict[str, Any], options: dict[str, Option], *, open_ended: bool = False
+    where: str, values: dict[str, Any], options: dict[str, Option], *, open_ended: bool = False,
+    table_keys: Collection[str] = (),
 ) -> None:
-    """Raise :class:`RecipeError` for an unknown option or a value of the wrong type."""
+    """Raise :class:`RecipeError` for an unknown option or a value of the wrong type.
+    ``table_keys``: the keys the recipe table holds besides the options (``name``, a loss's
+    ``weight``), suggested and listed too: ``wieght`` is more likely a slip of those."""
     for key, value in values.items():
         option = options.get(key)
         if option is None:
             if open_ended:
                 continue
             known = ", ".join(sorted(options)) or "none"
-            hint = did_you_mean(key, options)
-            raise RecipeError(f"{where}.{key}: unknown option{hint}; options: {known}")
+            own = f" (and the table's own {', '.join(sorted(table_keys))})" if table_keys else ""
+            hint = did_you_mean(key, [*options, *table_keys])
+            raise RecipeError(f"{where}.{key}: unknown option{hint}; options: {known}{own}")
         if not option.check(value):
             if not recipe_can_give(option.annotation):
                 raise RecipeError(f"{where}.{key}: the component declares this option as {option.type_name}, which no "

@@ -692,7 +692,8 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>",
         options = component_options(table, prefix)
         from .options import as_declared, validate_options
 
-        validate_options(f"{where}: {prefix}", options, component.options, open_ended=component.open_ended)
+        validate_options(f"{where}: {prefix}", options, component.options, open_ended=component.open_ended,
+                         table_keys=table_keys(prefix))
         for key, option in component.options.items():
             if key in options:
                 table[key] = as_declared(table[key], option.annotation)

@@ -95,6 +95,10 @@ def test_unknown_component_suggests(tmp_path):
 
 def test_component_options_are_validated(tmp_path):
     assert "generator.dpeth: unknown option (did you mean 'depth'?)" in error_of(tmp_path, BASE, ["generator.dpeth=3"])
+    # a slip of the table's own keys, which are no component's options
+    assert "losses.l1.wieght: unknown option (did you mean 'weight'?); options: none (and the table's own name, weight)" \
+        in error_of(tmp_path, BASE, ["losses.l1.wieght=3"])
+    assert "generator.nmae: unknown option (did you mean 'name'?)" in error_of(tmp_path, BASE, ["generator.nmae=unet"])
     assert "generator.norm = 'group': expected 'batch' | 'instance' | 'none'" in error_of(tmp_path, BASE, ["generator.norm=group"])
     assert "losses.l1.weight = -1" in error_of(tmp_path, BASE, ["losses.l1.weight=-1"])
 
