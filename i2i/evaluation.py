@@ -118,7 +118,7 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
             raise UserError(f"--set {override}: i2i eval changes the task's options (task.sigma, say) and "
                             f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's")
     recipe = load_recipe(ckpt.run_dir_of(model.checkpoint) / "recipe.toml", ["train.callbacks=[]", *overrides],
-                         components=("tasks", "generators"))
+                         components=("tasks", "generators", "metrics"))  # a --set metric is named as such
     task = build_component(registry(), "tasks", recipe, "task")
     same = (task.in_channels, task.out_channels, task.image_channels) == \
         (model.task.in_channels, model.task.out_channels, model.task.image_channels)

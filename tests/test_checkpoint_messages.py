@@ -51,6 +51,20 @@ def test_best_of_one_checkpoint_folder_says_it_is_that_checkpoint(run, capsys):
     assert find_checkpoint(step) == step and capsys.readouterr().err == ""  # the latest of one: as asked
 
 
+def test_a_file_of_a_run_or_checkpoint_names_the_folder_to_give(run, tmp_path):
+    """`i2i eval runs/x/recipe.toml` said the run's own recipe.toml was missing."""
+    from i2i.errors import CheckpointError
+
+    step = run / "checkpoints" / "step_0000001"
+    for given, expected in ((run / "recipe.toml", f"give a run's folder ({run})"),
+                            (step / "generator.safetensors", f"give a checkpoint's folder ({step})")):
+        with pytest.raises(CheckpointError, match=f"^{given}: a file; {expected}$".replace("(", "\\(").replace(")", "\\)")):
+            i2i.load(given, device="cpu")
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(CheckpointError, match="notes.txt: a file, not a run folder or a checkpoint folder"):
+        find_checkpoint(tmp_path / "notes.txt")
+
+
 @pytest.mark.parametrize("latest, problem", [("step_0000009", "names step_0000009, which does not exist"), ("", "is empty")])
 def test_a_broken_latest_pointer_falls_back_to_the_newest_complete_checkpoint(run, capsys, latest, problem):
     shutil.rmtree(run / "checkpoints" / "step_0000003")

@@ -325,6 +325,11 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
     if path.name == "checkpoints" and (path.parent / "recipe.toml").is_file():  # the run's own checkpoints/ folder
         path = path.parent
+    if path.is_file():  # a file of a run (its recipe.toml) or of a checkpoint (generator.safetensors)
+        folder = path.parent if (path.parent / "state.json").is_file() or (path.parent / "recipe.toml").is_file() else None
+        kind = "a checkpoint" if folder is not None and (folder / "state.json").is_file() else "a run"
+        raise CheckpointError(f"{path}: a file; give {kind}'s folder{f' ({folder})' if folder is not None else ''}"
+                              if folder is not None else f"{path}: a file, not a run folder or a checkpoint folder")
     if (path / "state.json").is_file():
         if which.upper() == "BEST":  # one checkpoint has no best: say whose weights these are
             _note(f"{path} is one checkpoint, so 'best' does not apply: using it; for the run's best, give its "
