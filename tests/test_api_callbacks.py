@@ -41,6 +41,7 @@ def test_a_callback_raising_training_stopped_stops_like_request_stop(photos, tmp
     with pytest.raises(i2i.TrainingStopped, match=r"stopped at step 4/8; checkpoint saved") as info:
         i2i.train(tiny_recipe(photos, tmp_path / "run"), callbacks=[StopAt(4)], quiet=True)
     assert info.value.step == 4 and info.value.run_dir == tmp_path / "run"
+    assert str(info.value).endswith(f"(Python: i2i.train(None, resume={str(tmp_path / 'run')!r}))")
     assert find_checkpoint(tmp_path / "run").name.endswith("_0000004")
     resumed = i2i.train(None, resume=tmp_path / "run", quiet=True)
     assert resumed.status == "finished" and resumed.step == 8

@@ -456,7 +456,7 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
             raise UserError(
                 f"{run_dir}: already trained to step {trainer.step} of train.steps = {trainer.total_steps}; "
                 f"to train longer: i2i run --resume {shlex.quote(str(run_dir))} --set train.steps=N "
-                "(Python: i2i.train(None, resume=RUN_DIR, overrides=['train.steps=N']))"
+                f"(Python: i2i.train(None, resume={str(run_dir)!r}, overrides=['train.steps=N']))"
             )
     # each rank decoded its own shard of the training files: the record names every rank's failures
     undecodable = [name for names in dist.all_gather_object(trainer.data.undecodable_train_names) for name in names] \

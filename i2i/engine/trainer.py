@@ -511,7 +511,7 @@ class Trainer:
                     f"stopped at step {self.step}/{self.total_steps}; checkpoint saved. "
                     f"Resume with: i2i run --resume {shlex.quote(str(self.run_dir))}"
                     f"{f' --nproc {self.dist.world_size} (or as many processes under your launcher)' if self.dist.world_size > 1 else ''}"
-                    " (Python: i2i.train(None, resume=RUN_DIR))", self.run_dir, self.step
+                    f" (Python: i2i.train(None, resume={str(self.run_dir)!r}))", self.run_dir, self.step
                 )
             status = "finished"
             return status
@@ -582,7 +582,7 @@ class Trainer:
             return (f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; the run had finished "
                     f"and its checkpoint at step {saved} is complete: i2i translate {shlex.quote(str(self.run_dir))} ...")
         resume = (f"its last checkpoint is at step {saved}: i2i run --resume {shlex.quote(str(self.run_dir))} "
-                  "(Python: i2i.train(None, resume=RUN_DIR))") if saved >= 0 else "it has no checkpoint yet"
+                  f"(Python: i2i.train(None, resume={str(self.run_dir)!r}))") if saved >= 0 else "it has no checkpoint yet"
         return f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; {resume}"
 
     def _end_callbacks(self, status: str) -> None:
