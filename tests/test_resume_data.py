@@ -124,7 +124,8 @@ def test_another_folder_with_as_many_photos_is_refused_and_a_moved_one_resumes(p
         i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", f"data.source={others}"], quiet=True)
     moved = photos.rename(tmp_path / "moved")
     with pytest.raises(UserError, match=rf'^data.source = "{photos}": no such folder; if the run\'s images moved: '
-                                        rf"i2i run --resume {run.run_dir} --set data.source=NEW_PLACE$"):
+                                        rf"i2i run --resume {run.run_dir} --set \"data.source='NEW_PLACE'\" \(quoted, so a "
+                                        rf"path with spaces works\)$"):
         i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
     from i2i.evaluation import evaluate_run
 

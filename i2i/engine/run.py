@@ -101,7 +101,8 @@ def check_data_folders_there(recipe: Recipe, run_dir: Path) -> None:
     key = missing_data_folder(recipe["data"])
     if key is not None:
         raise UserError(f'data.{key} = "{recipe["data"][key]}": no such folder; if the run\'s images moved: '
-                        f"i2i run --resume {shlex.quote(str(run_dir))} --set data.{key}=NEW_PLACE")
+                        f"i2i run --resume {shlex.quote(str(run_dir))} --set \"data.{key}='NEW_PLACE'\" (quoted, so a path with "
+                        "spaces works)")
 
 
 #: Keys that pick which files a run validates on: a resumed run must keep them.
