@@ -217,7 +217,7 @@ def test_import_reference_weights(tmp_path, odd_inputs):
     out = run_i2i(["translate", str(tmp_path / "imported"), str(odd_inputs / "odd.jpg"), "--out", str(tmp_path / "o")])
     assert out.returncode == 0, out.stderr
     wrong = run_i2i(["import-weights", str(path), "--task", "denoise", "--out", str(tmp_path / "x")])
-    assert wrong.returncode == 2 and "1 -> 2 channels" in wrong.stderr
+    assert wrong.returncode == 2 and "1 -> 2 channels" in wrong.stderr and "tasks that map 1 -> 2: gray2color" in wrong.stderr
     typo = run_i2i(["import-weights", str(path), "--task", "gray2color", "--set", "task.spcae=lab", "--out", str(tmp_path / "t")])
     assert typo.returncode == 2 and typo.stderr.startswith("i2i: error: task.spcae: unknown option") and typo.stderr.count("\n") == 1
     assert not (tmp_path / "t").exists()

@@ -39,12 +39,29 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
         raise type(exc)(f"--task {task}: {text.removeprefix('task.name: ')}" if text.startswith("task.name: ") else text) from None
     built = i2i.registry().build("tasks", task, **{k: v for k, v in recipe["task"].items() if k != "name"})
     if (built.in_channels, built.out_channels) != (in_ch, out_ch):
+        chosen = " (channels set from the weights' input)" if task == "denoise" and "channels" not in (task_options or {}) else ""
+        fitting = _tasks_mapping(in_ch, out_ch)
+        choose = f"tasks that map {in_ch} -> {out_ch}: {', '.join(fitting)}" if fitting else \
+            f"no installed task maps {in_ch} -> {out_ch} with its default options"
         raise i2i.UserError(
             f"{path}: the generator maps {in_ch} -> {out_ch} channels but task '{task}' needs "
-            f"{built.in_channels} -> {built.out_channels}; choose the matching --task"
+            f"{built.in_channels} -> {built.out_channels}{chosen}; {choose}"
         )
     weights = convert_reference_state_dict(state, name, options)
     return i2i.create_run_from_weights(recipe, weights, out, note=f"imported from {path}")
+
+
+def _tasks_mapping(in_channels: int, out_channels: int) -> list[str]:
+    """The installed tasks whose default options map ``in_channels`` to ``out_channels``."""
+    registry, names = i2i.registry(), []
+    for name in registry.names("tasks"):
+        try:
+            task = registry.build("tasks", name)
+        except Exception:  # noqa: BLE001 - a task that needs options: not a suggestion
+            continue
+        if (task.in_channels, task.out_channels) == (in_channels, out_channels):
+            names.append(name)
+    return names
 
 
 @click.command("import-weights")
