@@ -439,6 +439,12 @@ def format_table(result: dict[str, Any]) -> str:
     was scored (which images, crop, step), so two tables are not compared unknowingly."""
     rows = [("model", result["metrics"])] + list(result["baselines"].items())
     names = list(result["metrics"])
+    # a value of the targets (colourfulness_target) is the same in every row: one row of its own,
+    # under the metric it measures, rather than a column that reads as each row's score
+    of_targets = [n for n in names if n.endswith("_target") and n.removesuffix("_target") in names]
+    if of_targets:
+        names = [n for n in names if n not in of_targets]
+        rows.append(("target images", {n.removesuffix("_target"): result["metrics"][n] for n in of_targets}))
     width = max(len(r[0]) for r in rows) + 2
     crop, images = result.get("crop", 0), result["images"]
     smaller, within = result.get("smaller_than_crop", 0), result.get("within_crop", 0)

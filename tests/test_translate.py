@@ -177,6 +177,9 @@ def test_eval_prints_metrics_and_baselines(g2c_run, photos):
     table = run_i2i(["eval", str(g2c_run)])
     assert table.returncode == 0, table.stderr
     assert "grey copy" in table.stdout and "psnr" in table.stdout and "delta_colourfulness" in table.stdout
+    # the photos' own colourfulness is one row, not a column repeated as each row's score
+    header, *rows = table.stdout.splitlines()[1:]
+    assert "colourfulness_target" not in header and rows[-1].startswith("target images")
     result = json.loads(run_i2i(["eval", str(g2c_run), "--data", str(photos), "--json"]).stdout)
     assert result["images"] == 6 and result["task"] == "gray2color"
     assert set(result["metrics"]) >= {"psnr", "ssim", "colourfulness", "colourfulness_target", "delta_colourfulness"}
