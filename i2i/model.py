@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +123,11 @@ class Model:
         if isinstance(image, Image.Image):
             decoded = pil_to_decoded(image, 3)
         elif isinstance(image, (str, Path)):
+            if not Path(image).exists():  # what Python's own file functions raise, not "cannot decode"
+                raise FileNotFoundError(errno.ENOENT, "model.translate: no such file", str(image))
+            if Path(image).is_dir():
+                raise IsADirectoryError(errno.EISDIR, "model.translate takes one image, not a folder (i2i.translate."
+                                        "translate_files and i2i translate take folders)", str(image))
             decoded = decode_full(Path(image), 3)
         else:
             hint = "; for a tensor use model(tensor)" if isinstance(image, Tensor) else ""

@@ -88,6 +88,11 @@ def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path):
     assert model.translate(grey16).size == (16, 16)
     with pytest.raises(ValueError, match=r"for 16-bit colour use model\("):
         model.translate(np.zeros((16, 16, 3), np.uint16))
+    # a path that is not there: what Python's own file functions raise (it was "cannot decode")
+    with pytest.raises(FileNotFoundError, match="model.translate: no such file"):
+        model.translate(tmp_path / "missing.png")
+    with pytest.raises(IsADirectoryError, match="takes one image, not a folder"):
+        model.translate(tmp_path)
     assert repr(model) == f"i2i.Model(task='gray2color', generator='unet', checkpoint='{model.checkpoint}', device='cpu')"
 
 
