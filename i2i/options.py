@@ -235,6 +235,14 @@ def matches_type(value: Any, annotation: Any) -> bool:
     return True
 
 
+def _plural(described: str) -> str:
+    """``an integer`` -> ``integers``; ``'a' | 'b'`` and ``[...]`` stay as they are."""
+    for article in ("an ", "a "):
+        if described.startswith(article) and " " not in described[len(article):]:
+            return described[len(article):] + "s"
+    return described if described != "true or false" else "true/false values"
+
+
 def describe_type(annotation: Any) -> str:
     """A short, user-facing name for an annotation: ``int``, ``'batch' | 'instance'``..."""
     if annotation is Any:
@@ -251,7 +259,7 @@ def describe_type(annotation: Any) -> str:
         args = typing.get_args(annotation)
         if origin is tuple and args and args[-1] is not Ellipsis:
             return "[" + ", ".join(describe_type(a) for a in args) + "]"
-        return f"list of {describe_type(args[0])}" if args else "list"
+        return f"a list of {_plural(describe_type(args[0]))}" if args else "a list"
     if isinstance(annotation, type):
         return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}.get(
             annotation.__name__, annotation.__name__

@@ -209,6 +209,8 @@ def read_toml(path: str | Path) -> dict:
             raise RecipeError(f"{path}: looks like UTF-16 text (NUL bytes between the characters); save it as UTF-8")
         return tomllib.loads(text)
     except UnicodeDecodeError as exc:
+        if path.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Notepad's "Unicode": UTF-16 with a byte-order mark
+            raise RecipeError(f"{path}: UTF-16 text (its byte-order mark says so); save it as UTF-8") from None
         raise RecipeError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
@@ -236,10 +238,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         if re.fullmatch(r"[\w./~][\w.:\-/~+@]*", raw):
             value = raw  # a bare word or path such as resnet_9blocks or /data/photos: a string
         else:
-            raise RecipeError(
-                f"--set {text}: {raw!r} is not a TOML value (quote strings: {key}='text')"
-            ) from None
+            raise RecipeError(f"--set {text}: {raw!r} is not a TOML value ({_value_hint(key, raw)})") from None
     return key.split("."), value
+
+
+def _value_hint(key: str, raw: str) -> str:
+    """What a --set VALUE that is not TOML most likely needs."""
+    if re.search(r"(^|[\[,\s])[-+]?\.\d", raw):
+        return "a TOML number needs a digit before its point: 0.999, not .999"
+    if "\\" in raw:
+        return f"write a Windows path in single quotes, {key}='{raw}', or with forward slashes"
+    return f"quote strings: {key}='text'"
 
 
 def apply_overrides(data: dict, overrides: list[str], notes: list[str] | None = None) -> dict:
@@ -625,6 +634,9 @@ def validate(data: dict, where: str = "<recipe>") -> dict:
     """Check the fixed keys and fill their defaults; component options are checked later."""
     for section in data:
         if section not in SCHEMA:
+            homes = [name for name, fields in SCHEMA.items() if section in fields]
+            if homes and not isinstance(data[section], dict):  # `steps = 5` above every table
+                raise RecipeError(f"{where}: {section}: not a section; it belongs in [{homes[0]}] ({homes[0]}.{section})")
             raise RecipeError(f"{where}: {section}: unknown section{did_you_mean(section, SCHEMA)}; sections: {', '.join(SCHEMA)}")
     for section, table in data.items():
         if not isinstance(table, dict):

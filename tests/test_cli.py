@@ -65,6 +65,10 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["validate", RECIPE, "--set", "data.workers=500"], "data.workers = 500: expected an integer from 0 to 64"),
     (["validate", RECIPE, "--set", "data.resize=100000"], "data.resize = 100000: expected an integer from 0 to 16384"),
     (["eval", "runs/x", "--crop", "3"], "Invalid value for '--crop': 3: expected 0 (whole images) or an integer from 8"),
+    (["validate", RECIPE, "--set", "train.g.betas=[0.5,.999]"], "a TOML number needs a digit before its point: 0.999, not .999"),
+    (["validate", RECIPE, "--set", "data.source=C:\\photos\\x"], "write a Windows path in single quotes, data.source='C:\\photos\\x'"),
+    (["validate", RECIPE, "--set", "steps=5"], "--set steps=5: steps: not a section; it belongs in [train] (train.steps)"),
+    (["validate", RECIPE, "--set", 'train.callbacks="x"'], "train.callbacks = 'x': expected a list of strings"),
     # what Click itself refuses: one line too, not its usage, hint, blank line and error
     (["eval", "runs/x", "--crop", "-1"], "Invalid value for '--crop': -1 is not in the range x>=0 (i2i eval --help lists"),
     (["run", RECIPE, "--nproc", "two"], "Invalid value for '--nproc': 'two' is not a valid integer range (i2i run --help"),

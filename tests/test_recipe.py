@@ -75,6 +75,13 @@ def test_a_recipe_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
     assert load_recipe(path) == load_recipe(write(tmp_path, BASE))
 
 
+def test_a_recipe_saved_as_utf16_says_so(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text(BASE, encoding="utf-16")  # Notepad's "Unicode", with its byte-order mark
+    with pytest.raises(RecipeError, match="r.toml: UTF-16 text \\(its byte-order mark says so\\); save it as UTF-8"):
+        load_recipe(path)
+
+
 def test_a_windows_path_in_double_quotes_gets_a_hint(tmp_path):
     message = error_of(tmp_path, BASE.replace("size = 32", 'size = 32\nsource = "C:\\Users\\me\\photos"'))
     assert "TOML syntax error" in message
