@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .engine import checkpoint as ckpt
 from .engine.contracts import check_prepared, contract_where
-from .engine.device import global_state_kept, resolve_device
+from .engine.device import caller_autocast_off, global_state_kept, resolve_device
 from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError, PluginError
 from .plugins import registry
@@ -45,10 +45,13 @@ class Model:
                 f"checkpoint='{self.checkpoint}', device='{self.device}')")
 
     @torch.no_grad()  # not inference_mode: its outputs could not be a training target or be edited in place
+    @caller_autocast_off()  # the run's own precision, the same numbers inside a caller's torch.autocast
     def __call__(self, images: Tensor, *, tile: int | str = "auto", overlap: int = AUTO_OVERLAP) -> Tensor:
         if not isinstance(images, Tensor):
             raise TypeError(f"model(images) takes a tensor [B, 3, H, W], not {type(images).__name__}; "
                             "for a file, a PIL image or a numpy array use model.translate(...)")
+        if images.is_meta:
+            raise ValueError("model(images) takes a tensor with values; this one is on the meta device")
         if images.dim() == 3 and images.shape[0] not in (1, 3) and images.shape[-1] in (1, 3, 4):
             raise ValueError(f"model(images) takes channels first, [3, H, W], got shape {list(images.shape)} (channels "
                              "last, as numpy and PIL hold images): use images.permute(2, 0, 1), or model.translate(array)")
@@ -144,15 +147,19 @@ class Model:
 
 
 def _check_float_range(images: Tensor) -> None:
-    """Refuse float images that are not [0, 1] images: NaN or infinite values, or values above 3,
-    which a 0-255 image given as floats has (the output would be all white, silently). Values
-    below 0 pass: a noisy image for a denoiser strays there."""
+    """Refuse float images that are not [0, 1] images: NaN or infinite values, values above 3,
+    which a 0-255 image given as floats has (the output would be all white, silently), or below
+    -2, which an image normalised by a mean and std has where it is dark. Values a little below 0
+    or above 1 pass: a noisy image for a denoiser strays there."""
     low, high = (float(v) for v in torch.aminmax(images))  # one host sync per call
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("model(images) got NaN or infinite values")
     if high > 3.0:
         raise ValueError(f"model(images) takes float images in [0, 1], got values up to {high:.4g}: "
                          "divide a 0-255 image by 255, or pass it as uint8")
+    if low < -2.0:
+        raise ValueError(f"model(images) takes float images in [0, 1], got values down to {low:.4g}: undo a "
+                         "normalisation first (images * std + mean)")
 
 
 def build_task_and_generator(recipe: Recipe) -> tuple[Any, nn.Module]:

@@ -168,6 +168,10 @@ COMPONENT_SECTIONS = {"task": "tasks", "generator": "generators", "discriminator
 REQUIRED = ("task", "generator")
 
 
+#: Added to where a Recipe came from once a program has changed it since it was loaded
+EDITED = " (edited after load_recipe)"
+
+
 class Recipe(dict):
     """A validated recipe: nested dicts, plus where it came from and the overrides applied."""
 
@@ -183,6 +187,7 @@ class Recipe(dict):
         self.source = source
         self.overrides = list(overrides or [])
         self.notes = list(notes or [])
+        self._as_loaded = copy.deepcopy(data)  # to tell a program's later edits from the file's values
 
     @property
     def has_discriminator(self) -> bool:
@@ -323,6 +328,8 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     notes: list[str] = []
     if isinstance(source, Recipe):  # checked again (its holder may have edited it), keeping where it came from
         data, where, earlier = _plain_values(copy.deepcopy(dict(source))), source.source, list(source.overrides)
+        if data != _plain_values(copy.deepcopy(dict(source._as_loaded))) and not where.endswith(EDITED):
+            where += EDITED  # a mistake may be the program's edit, not the file's
         notes = list(source.notes)
     elif isinstance(source, dict):
         data, where = _plain_values(copy.deepcopy(source)), "<recipe>"

@@ -134,6 +134,8 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
     """
     from .engine.infer import is_whole_number
 
+    if isinstance(model, (str, os.PathLike)) or not callable(model):  # a run folder's path: 'str' has no 'device'
+        raise TypeError(f"translate_files takes an i2i.Model (model = i2i.load(RUN_DIR)), not {type(model).__name__}")
     if not isinstance(fmt, str) or fmt.lower().replace("jpeg", "jpg").replace("tiff", "tif") not in SAVE_FORMATS:
         raise ValueError(f"fmt = {fmt!r}: expected one of {', '.join(map(repr, SAVE_FORMATS))}")
     fmt = fmt.lower().replace("jpeg", "jpg").replace("tiff", "tif")
@@ -182,7 +184,7 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
     if not overwrite:
         existing = [t for t, there in zip(targets, present) if there]
         if existing:
-            raise UserError(f"{existing[0]}: already exists ({len(existing)} output file(s) would be replaced); use --overwrite or another --out")
+            raise UserError(f"{existing[0]}: already exists ({len(existing)} output file(s) would be replaced); use --overwrite (overwrite=True) or another --out (out_dir)")
     sharing: dict[Path, list[Path]] = {}
     for (_, file), target in zip(pairs, targets):
         sharing.setdefault(target, []).append(file)

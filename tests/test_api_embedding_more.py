@@ -134,7 +134,7 @@ def test_an_edited_recipe_value_is_not_blamed_on_the_override_it_replaced(photos
     recipe["train"]["steps"] = "many"
     with pytest.raises(i2i.RecipeError) as info:
         i2i.train(recipe, quiet=True)
-    assert str(info.value) == "<recipe>: train.steps = 'many': expected an integer"
+    assert str(info.value) == "<recipe> (edited after load_recipe): train.steps = 'many': expected an integer"
     with pytest.raises(i2i.RecipeError, match=r"^--set train\.steps=-3: "):  # an override still in force is named
         i2i.load_recipe(recipe_for(photos, tmp_path / "run"), ["train.steps=-3"])
 
@@ -230,6 +230,8 @@ def test_a_dict_recipe_with_a_key_that_is_not_a_string_names_it():
 def test_flags_that_are_not_bools_and_a_run_folder_with_a_newline_are_refused(photos, tmp_path, run_dir):
     with pytest.raises(TypeError, match=r"^quiet is True or False, not 'yes'$"):
         i2i.train(recipe_for(photos, tmp_path / "run"), quiet="yes")
+    with pytest.raises(TypeError, match=r"^out is a folder's path \(a str or Path\), not int \(5\)$"):
+        i2i.train(recipe_for(photos, tmp_path / "run"), out=5)
     with pytest.raises(TypeError, match=r"^keep_alpha is True or False, not 'no'$"):
         i2i.load(run_dir).translate(np.zeros((8, 8, 3), np.uint8), keep_alpha="no")
     with pytest.raises(i2i.UserError, match=r"contains a control character"):

@@ -88,6 +88,19 @@ def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path):
     assert model.translate(grey16).size == (16, 16)
     with pytest.raises(ValueError, match=r"for 16-bit colour use model\("):
         model.translate(np.zeros((16, 16, 3), np.uint16))
+    with pytest.raises(ValueError, match=r"got values down to -5: undo a normalisation first"):
+        model(torch.full((3, 16, 16), -5.0))
+    with pytest.raises(ValueError, match="on the meta device"):
+        model(torch.empty(1, 3, 16, 16, device="meta"))
+    x = torch.rand(1, 3, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the caller's autocast changed the numbers
+        assert torch.equal(model(x), model(x.clone()).clone()) and model(x).dtype == torch.float32
+        inside = model(x)
+    assert torch.equal(inside, model(x))
+    from i2i.translate import translate_files
+
+    with pytest.raises(TypeError, match=r"translate_files takes an i2i.Model \(model = i2i.load\(RUN_DIR\)\), not str"):
+        translate_files(str(run.run_dir), [str(tmp_path)], tmp_path / "out")
     # a path that is not there: what Python's own file functions raise (it was "cannot decode")
     with pytest.raises(FileNotFoundError, match="model.translate: no such file"):
         model.translate(tmp_path / "missing.png")

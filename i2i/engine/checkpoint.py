@@ -354,7 +354,8 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         why = (f"its only one, {partial[-1].name}, was never finished (the process stopped while writing it)"
                if partial else f"nothing in {store.root}: it is still training, or stopped before its first")
         raise CheckpointError(f"{path}: this run has no checkpoint yet ({why}); to start it again: "
-                              f"i2i run {shlex.quote(str(path / 'recipe.toml'))}")
+                              f"i2i run {shlex.quote(str(path / 'recipe.toml'))} (Python: "
+                              f"i2i.train({str(path / 'recipe.toml')!r}))")
     if latest is None:
         problem = _pointer_problem(store, "LATEST") if (store.root / "LATEST").is_file() else "is missing"
         _note(f"{store.root / 'LATEST'} {problem}; using the newest complete checkpoint, {found.name}")

@@ -316,6 +316,9 @@ def train(
     """
     if not isinstance(quiet, bool):  # quiet="no" would be taken as True
         raise TypeError(f"quiet is True or False, not {quiet!r}")
+    for name, value in (("out", out), ("resume", resume)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} is a folder's path (a str or Path), not {type(value).__name__} ({value!r})")
     if not isinstance(overrides, (str, bytes, dict)) and hasattr(overrides, "__iter__"):
         overrides = list(overrides)  # a generator would be used up by the first of several reads
     # an embedding program keeps its random streams and backend flags; training needs gradients

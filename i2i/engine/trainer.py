@@ -85,6 +85,7 @@ class Trainer:
         self.step = 0
         self.seed = self.train_cfg["seed"]
         self.stop_requested = False
+        self.stop_reason: str | None = None  # a callback's TrainingStopped("why"), said in the stop's message
         self.callbacks = list(callbacks or [])
         warn_unknown_events(self.callbacks)
         self.quiet = quiet
@@ -432,13 +433,16 @@ class Trainer:
             ema_buf.copy_(buf)
 
     # -- the loop -------------------------------------------------------------------------------
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str | None = None) -> None:
         """Finish the current step, write a checkpoint and stop (SIGINT/SIGTERM do this).
+        ``reason``, when given, is said in the stop's message (the first reason given wins).
 
         Under distributed training the ranks agree on the request before every step, so a
         request on any one rank (a signal, or a callback on rank 0) stops them all at the same
         step, one step later at most.
         """
+        if reason and self.stop_reason is None:
+            self.stop_reason = reason
         self.stop_requested = True
 
     def _should_stop(self) -> bool:
@@ -507,8 +511,9 @@ class Trainer:
                     self.save_checkpoint()
                 if self.acc_count:  # not logged at this step yet (a stop asked from on_log was)
                     self.log_step()
+                why = f" ({self.stop_reason})" if self.stop_reason else ""
                 raise StopRequested(
-                    f"stopped at step {self.step}/{self.total_steps}; checkpoint saved. "
+                    f"stopped at step {self.step}/{self.total_steps}{why}; checkpoint saved. "
                     f"Resume with: i2i run --resume {shlex.quote(str(self.run_dir))}"
                     f"{f' --nproc {self.dist.world_size} (or as many processes under your launcher)' if self.dist.world_size > 1 else ''}"
                     f" (Python: i2i.train(None, resume={str(self.run_dir)!r}))", self.run_dir, self.step
@@ -553,8 +558,9 @@ class Trainer:
         for callback in self.callbacks:
             try:
                 getattr(callback, event, lambda *a: None)(*args)
-            except TrainingStopped:
-                self.request_stop()
+            except TrainingStopped as exc:  # its message, when the callback gave one, says why
+                given = str(exc)
+                self.request_stop(given if given and given != TrainingStopped().args[0] else None)
             except SecondInterrupt:  # the user's second Ctrl-C landed in a callback: not the callback's doing
                 raise
             except BaseException as exc:  # KeyboardInterrupt and SystemExit from a callback too
