@@ -139,6 +139,7 @@ def test_the_command_line_names_a_failing_plugin_callback_in_one_line(photos, tm
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (
         "i2i: error: callback BadCb.on_log (plugin 'badcb') failed at step 1: RuntimeError: callback boom; "
-        "it has no checkpoint yet (I2I_TRACEBACK=1 shows where)")
+        "it has no checkpoint, so its folder is removed (I2I_TRACEBACK=1 shows where)")
+    assert not (tmp_path / "run").exists()  # a folder with nothing to resume was left for each try
     traced = run_i2i(["run", str(tmp_path / "r.toml")], site, env={"I2I_TRACEBACK": "1"})
     assert traced.returncode == 1 and "Traceback" in traced.stderr and "RuntimeError: callback boom" in traced.stderr

@@ -401,8 +401,10 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                                   quiet=quiet, split=split)
                 return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
             except BaseException as exc:
-                # a recipe mistake, or a first step that failed: a -2 folder next time would be noise
-                first_step_failed = trainer is None or trainer.step == 0 or getattr(exc, "nothing_trained", False)
+                # a recipe mistake, or a first step that failed (its callbacks too) before any
+                # checkpoint: the folder holds nothing to resume, and a -2 folder next time would be noise
+                first_step_failed = (trainer is None or trainer.step == 0 or getattr(exc, "nothing_trained", False)
+                                     or (trainer.step_begun <= 1 and trainer.saved_nothing))
                 if resume is None and dist.is_main and first_step_failed:
                     _remove_unstarted_run(run_dir)
                 raise

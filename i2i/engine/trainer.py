@@ -183,6 +183,7 @@ class Trainer:
         self._step_number = torch.zeros((), dtype=torch.long, device=self.device)  # step + 1, on the device
         self._logging_step = False
         self._saved_step = -1  # the step of the last checkpoint this process wrote
+        self.step_begun = 0  # the step train_step last started: a failure in it, or in the events after it
         # output.checkpoint_minutes: when the last checkpoint was written (or the run started),
         # on a clock tests can replace, and whether the ranks agreed that one is due
         self.clock = time.monotonic
@@ -268,6 +269,7 @@ class Trainer:
 
     def train_step(self) -> None:
         """One generator step and ``train.d_steps`` discriminator steps."""
+        self.step_begun = self.step + 1
         self._logging_step = (self.step + 1) % self.out_cfg["log_every"] == 0 or self.step + 1 == self.total_steps
         set_lr(self.opt_g, self.train_cfg["g"]["lr"], lr_factor(self.step, self.total_steps, self.train_cfg["g"]))
         if self.opt_d is not None:
@@ -432,6 +434,11 @@ class Trainer:
         for ema_buf, buf in zip(self.ema.buffers(), self.G.buffers()):
             ema_buf.copy_(buf)
 
+    @property
+    def saved_nothing(self) -> bool:
+        """Whether this run has no checkpoint: none written here, and not resumed from one."""
+        return self._saved_step < 0 and self.resumed_at is None
+
     # -- the loop -------------------------------------------------------------------------------
     def request_stop(self, reason: str | None = None) -> None:
         """Finish the current step, write a checkpoint and stop (SIGINT/SIGTERM do this).
@@ -589,6 +596,8 @@ class Trainer:
                     f"and its checkpoint at step {saved} is complete: i2i translate {shlex.quote(str(self.run_dir))} ...")
         resume = (f"its last checkpoint is at step {saved}: i2i run --resume {shlex.quote(str(self.run_dir))} "
                   f"(Python: i2i.train(None, resume={str(self.run_dir)!r}))") if saved >= 0 else "it has no checkpoint yet"
+        if self.step_begun <= 1 and self.saved_nothing:
+            resume = "it has no checkpoint, so its folder is removed"  # as train() does: nothing there to resume
         return f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; {resume}"
 
     def _end_callbacks(self, status: str) -> None:
