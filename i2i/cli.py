@@ -325,7 +325,11 @@ def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
         ], indent=2, default=str))
         return
     if not components:
-        click.echo(f"no {kind} match {pattern!r}" if pattern else f"no {kind} are registered")
+        from .plugins import host
+
+        failed = [p.name for p in host().plugins.values() if p.status == "failed"]
+        why = f"; plugin(s) {', '.join(failed)} failed to load (i2i plugins says why)" if failed else ""
+        click.echo(f"no {kind} match {pattern!r}{why}" if pattern else f"no {kind} are registered{why}")
         return
     for c in components:
         click.echo(f"{c.name}  [{c.plugin}]  {c.description}")

@@ -107,11 +107,12 @@ def accepts_any_option(factory: Callable) -> bool:
 
 def validate_options(
     where: str, values: dict[str, Any], options: dict[str, Option], *, open_ended: bool = False,
-    table_keys: Collection[str] = (),
+    table_keys: Collection[str] = (), plugin: str = "",
 ) -> None:
     """Raise :class:`RecipeError` for an unknown option or a value of the wrong type.
     ``table_keys``: the keys the recipe table holds besides the options (``name``, a loss's
-    ``weight``), suggested and listed too: ``wieght`` is more likely a slip of those."""
+    ``weight``), suggested and listed too: ``wieght`` is more likely a slip of those. ``plugin``
+    names the component's plugin where the fault is its own."""
     for key, value in values.items():
         option = options.get(key)
         if option is None:
@@ -123,7 +124,8 @@ def validate_options(
             raise RecipeError(f"{where}.{key}: unknown option{hint}; options: {known}{own}")
         if not option.check(value):
             if not recipe_can_give(option.annotation):
-                raise RecipeError(f"{where}.{key}: the component declares this option as {option.type_name}, which no "
+                of = f" of plugin '{plugin}'" if plugin else ""
+                raise RecipeError(f"{where}.{key}: the component{of} declares this option as {option.type_name}, which no "
                                   "recipe value can be (a recipe gives strings, numbers, true/false, lists and tables); "
                                   "report this to the plugin's author (declare it str, say, and convert it in the factory)")
             raise RecipeError(

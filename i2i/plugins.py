@@ -131,10 +131,15 @@ class PluginHost:
         except PLUGIN_FAILURES as exc:  # e.g. the name is taken by another plugin object
             self._fail(info, exc)
             return info
-        unknown = [impl.__name__ for impl in self._unknown_hooks(name)]
+        unknown = self._unknown_hooks(name)
         if unknown:
             self.manager.unregister(name=name)
-            self._fail(info, NameError(f"unknown hook {unknown[0]!r} (see i2i/hookspecs.py)"))
+            from . import hookspecs
+            from .errors import did_you_mean
+
+            hooks = sorted(n for n in vars(hookspecs) if n.startswith("register_"))
+            self._fail(info, NameError(f"unknown hook {unknown[0]!r}{did_you_mean(unknown[0], hooks)}; i2i's hooks: "
+                                       f"{', '.join(hooks)}"))
             return info
         unmarked = self._unmarked_hooks(plugin)
         if unmarked:  # pluggy skips them silently: the plugin would load and register nothing
@@ -176,11 +181,12 @@ class PluginHost:
                   f"'{builtin.plugin}' plugin also provides; recipes naming '{component.name}' get i2i's, "
                   f"'{component.qualified_name}' gets the plugin's", file=sys.stderr)
 
-    def _unknown_hooks(self, name: str) -> list:
-        """Hook implementations whose name matches no hookspec (a typo such as ``register_generator``)."""
+    def _unknown_hooks(self, name: str) -> list[str]:
+        """The names of hooks a plugin implements that match no hookspec (a typo such as
+        ``register_generator``)."""
         plugin = self.manager.get_plugin(name)
         return [
-            impl.function
+            caller.name
             for caller in self.manager.get_hookcallers(plugin) or []
             if caller.spec is None
             for impl in caller.get_hookimpls()

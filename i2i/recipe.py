@@ -712,7 +712,7 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>",
         from .options import as_declared, validate_options
 
         validate_options(f"{where}: {prefix}", options, component.options, open_ended=component.open_ended,
-                         table_keys=table_keys(prefix))
+                         table_keys=table_keys(prefix), plugin=component.plugin)
         for key, option in component.options.items():
             if key in options:
                 table[key] = as_declared(table[key], option.annotation)

@@ -62,6 +62,13 @@ def test_plugin_registration_mistakes_are_named(capsys):
     assert "plugin 'forgot' (forgot) disabled" in capsys.readouterr().err
     assert "forgot_net" not in i2i.registry().names("generators")
 
+    misspelt = types.ModuleType("misspelt")
+    misspelt.register_generator = i2i.hookimpl(lambda register: None)
+    info = i2i.register_plugin(misspelt, "misspelt")  # a pip user has no i2i/hookspecs.py to look in
+    assert info.status == "failed" and "unknown hook 'register_generator' (did you mean 'register_generators'?); " \
+        "i2i's hooks: register_callbacks, register_commands, register_discriminators, register_generators" in info.error
+    capsys.readouterr()
+
     i2i.register_plugin(types.ModuleType("empty"), "empty")
     assert "plugin 'empty' (empty) has no @i2i.hookimpl hooks, so it registers nothing" in capsys.readouterr().err
 

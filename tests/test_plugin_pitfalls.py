@@ -165,7 +165,7 @@ def test_an_option_no_recipe_value_can_fit_is_blamed_on_the_plugin(photos, tmp_p
     """'generator.weights = "w.pt": expected Path' left the user looking for a Path syntax."""
     recipe = plain(photos, tmp_path / "run")
     recipe["generator"] = {"name": "weights_from", "weights": "w.pt"}
-    with pytest.raises(i2i.RecipeError, match=r"generator.weights: the component declares this option as Path, "
+    with pytest.raises(i2i.RecipeError, match=r"generator.weights: the component of plugin '\w+' declares this option as Path, "
                                               r"which no recipe value can be .*report this to the plugin's author"):
         i2i.load_recipe(recipe)
 
@@ -178,10 +178,12 @@ def test_a_task_whose_prepare_changes_the_size_is_refused_before_training(photos
         i2i.train(recipe, quiet=True)
 
 
-def test_a_task_without_prepare_trains_but_translating_is_one_line(photos, tmp_path):
+def test_a_task_without_prepare_trains_but_translating_is_one_line(photos, tmp_path, capsys):
     recipe = plain(photos, tmp_path / "run", train={"steps": 1})
     recipe["task"] = {"name": "no_prepare"}
-    model = i2i.load(i2i.train(recipe, quiet=True).run_dir)
+    model = i2i.load(i2i.train(recipe).run_dir)
+    # the run's last line suggested i2i translate, which cannot work for it
+    assert capsys.readouterr().out.splitlines()[-1] == f"i2i: saved in {tmp_path / 'run'}; try: i2i eval {tmp_path / 'run'}"
     with pytest.raises(i2i.PluginError, match=r"task.name = 'no_prepare' \(plugin 'pitfalls'\) cannot translate user "
                                               r"images \(its prepare\(\) is not implemented\)"):
         model(torch.rand(1, 3, 16, 16))

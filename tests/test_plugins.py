@@ -438,6 +438,12 @@ def test_a_name_from_a_plugin_that_failed_says_so(capsys):
         i2i.registry().get("generators", "broken:net")
     with pytest.raises(UnknownComponentError, match=r"from a plugin that is not loaded: 'broken'"):
         i2i.registry().get("generators", "zzz_net")
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+
+    listed = CliRunner().invoke(cli, ["list", "generators", "broken:*"])  # it said only that nothing matched
+    assert listed.output.strip().endswith("plugin(s) broken failed to load (i2i plugins says why)")
 
 
 def test_load_plugins_naming_nothing_installed_warns(site):

@@ -483,7 +483,13 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
     run = Run(run_dir, status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator.eval(), recipe)
     if dist.is_main and not quiet:
         print(f"i2i: finished {trainer.step} step{'' if trainer.step == 1 else 's'}: {summary_line(run.metrics, run.baselines, trainer.task.main_metric)}", flush=True)
-        print(f"i2i: saved in {run_dir}; try: i2i translate {shlex.quote(str(run_dir))} IMAGE... --out OUT_DIR", flush=True)
+        from ..task import Task
+
+        # a task without prepare() cannot translate user images: its runs are evaluated instead
+        applies = getattr(type(trainer.task), "prepare", Task.prepare) is not Task.prepare
+        then = (f"i2i translate {shlex.quote(str(run_dir))} IMAGE... --out OUT_DIR" if applies
+                else f"i2i eval {shlex.quote(str(run_dir))}")
+        print(f"i2i: saved in {run_dir}; try: {then}", flush=True)
     return run
 
 
