@@ -332,9 +332,27 @@ def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
         click.echo(f"no {kind} match {pattern!r}{why}" if pattern else f"no {kind} are registered{why}")
         return
     for c in components:
-        click.echo(f"{c.name}  [{c.plugin}]  {c.description}")
+        click.echo(f"{c.name}  [{c.plugin}]  {c.description}{_listing_marks(c)}")
+        if kind == "metrics" and not c.defaults:
+            continue  # a recipe names metrics without options: the factory's defaults are what runs
         for option in c.options.values():
             click.echo(f"    {option.name} = {_format_default(option.default)}  ({option.type_name})")
+
+
+def _listing_marks(component: Any) -> str:
+    """What ``i2i list`` adds after a description: a callback attached to every run, a preset
+    of another name (an alias registered with ``defaults``)."""
+    from .plugins import registry
+
+    marks = []
+    if component.kind == "callbacks" and getattr(component.factory, "autoload", False):
+        marks.append("attached to every run (autoload)")
+    if component.defaults:
+        base = [c.name for c in registry().components(component.kind)
+                if c.factory is component.factory and not c.defaults and c.plugin == component.plugin]
+        if base:
+            marks.append(f"a preset of {base[0]}")
+    return f"  [{'; '.join(marks)}]" if marks else ""
 
 
 def _format_default(value: Any) -> str:

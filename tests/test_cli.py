@@ -138,6 +138,15 @@ def test_list_json_shows_options(runner):
     assert unet["plugin"] == "nets" and unet["options"]["depth"]["default"] == 8
 
 
+def test_list_marks_presets_and_leaves_out_options_a_recipe_cannot_give(runner):
+    listed = invoke(runner, ["list", "generators", "unet_256"]).output
+    assert listed.splitlines()[0].endswith("[a preset of unet]")
+    metrics = invoke(runner, ["list", "metrics", "colourfulness*"]).output.splitlines()
+    # a recipe names a metric without options: colourfulness's 'absolute = false' could not be set
+    assert metrics[1].startswith("colourfulness_abs ") and metrics[1].endswith("[a preset of colourfulness]")
+    assert metrics[2].strip() == "absolute = true  (true or false)" and len(metrics) == 3
+
+
 def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
     (tmp_path / "run").mkdir()  # taken: the run goes to run-2, which a note and the summary line tell
     result = invoke(runner, ["run", RECIPE, "--set", "train.steps=1", "--set", "train.device='cpu'", "--set", "data.size=32",

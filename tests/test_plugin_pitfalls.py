@@ -271,6 +271,12 @@ def test_an_autoloaded_callback_is_built_once_whatever_shares_its_name(photos, t
     listed = ["auto:count"] if twice else []  # listing it as well does not double it either
     i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 1, "callbacks": listed}), quiet=True)
     assert Counter.started == 1
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+
+    listed = CliRunner().invoke(cli, ["list", "callbacks", "auto:counter"]).output
+    assert listed.splitlines()[0].endswith("[attached to every run (autoload)]")
 
 
 CHATTY = '''import i2i
