@@ -175,3 +175,20 @@ def test_pngs_are_written_at_the_fast_zlib_level_and_lose_nothing(dtype, tmp_pat
     assert _zlib_level_class((tmp_path / "out.png").read_bytes()) == 1
     back = decode_full(tmp_path / "out.png", 3).pixels.permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(back, pixels)
+
+
+def test_a_png_whose_pixel_stream_is_damaged_is_unreadable_not_half_decoded(tmp_path):
+    """Reading the EXIF orientation made Pillow decode the pixels; its error was taken for a
+    damaged EXIF block, and the half-decoded pixels were trained on and translated silently."""
+    from i2i.data.decode import UnreadableImageError, probe_size
+
+    pixels = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[data.find(b"IDAT") + 20] ^= 0xFF  # one flipped byte in the compressed pixels
+    path = tmp_path / "damaged.png"
+    path.write_bytes(bytes(data))
+    for read in (probe_size, lambda p: decode_image(p, 3)):
+        with pytest.raises(UnreadableImageError, match="damaged.png: cannot (read|decode) this image"):
+            read(path)

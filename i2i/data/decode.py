@@ -253,6 +253,11 @@ def _orientation(image: Image.Image) -> int:
     reports the upright size before it) has none left: applying it again turned such photos."""
     if image.format == "TIFF" and _pillow_orients_tiff():
         return 1
+    if image.format == "PNG" and "exif" not in image.info:
+        # getexif() loads a PNG to look for an eXIf chunk after its pixels; a damaged pixel stream
+        # must fail here, as unreadable, not inside the except below: a later convert() would use
+        # the half-decoded pixels without a word
+        image.load()
     try:
         value = image.getexif().get(_EXIF_ORIENTATION, 1)
         return int(value) if int(value) in range(1, 9) else 1
