@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -123,6 +124,23 @@ def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str
         raise UserError(f"{target}: cannot write ({exc}); try another --format") from None
 
 
+def _readable_header(path: Path) -> bool:
+    """Whether an image's header reads (its pixels are read later, when it is translated)."""
+    from .data.decode import UnreadableImageError, probe_size
+
+    try:
+        probe_size(path)
+    except UnreadableImageError:
+        return False
+    return True
+
+
+#: ``i2i translate``'s options as :func:`translate_files` spells them, for its messages when a
+#: program calls it
+PYTHON_SPELLING = {"--overwrite": "overwrite=True", "--out": "out_dir", "--format": "fmt", "--batch-size": "batch_size",
+                   "--tile": "tile"}
+
+
 def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike, *,
                     batch_size: int = 4, fmt: str = "png", overwrite: bool = False, progress: bool = True,
                     tile: int | str = "auto") -> TranslateReport:
@@ -130,8 +148,30 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
     path alone too) into ``out_dir``; never replaces a file unless ``overwrite``.
 
     Folders are searched without ``out_dir`` (when it lies inside one), so translating into a
-    subfolder of the input does not translate the earlier outputs again.
+    subfolder of the input does not translate the earlier outputs again. A mistake is a
+    :class:`UserError` that names this function's arguments (``i2i translate``'s options when
+    the command line called it).
     """
+    import click
+
+    try:
+        return _translate_files(model, inputs, out_dir, batch_size=batch_size, fmt=fmt, overwrite=overwrite,
+                                progress=progress, tile=tile)
+    except UserError as exc:
+        if click.get_current_context(silent=True) is not None:
+            raise
+        text = re.sub(r"--[a-z-]+\b", lambda m: PYTHON_SPELLING.get(m[0], m[0]), str(exc))
+        if text == str(exc):
+            raise
+        try:
+            respelled = type(exc)(text)
+        except TypeError:  # a subclass that takes other arguments
+            respelled = UserError(text)
+        raise respelled from None
+
+
+def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike, *,
+                     batch_size: int, fmt: str, overwrite: bool, progress: bool, tile: int | str) -> TranslateReport:
     from .engine.infer import is_whole_number
 
     if isinstance(model, (str, os.PathLike)) or not callable(model):  # a run folder's path: 'str' has no 'device'
@@ -178,13 +218,17 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
         present = [target.exists() for target in targets]
     except OSError as exc:  # a name too long for the file system, say: before any work, as one line
         raise UserError(f"{out_dir}: cannot be used as the output folder ({exc.strerror or exc}); choose another --out") from None
-    for (_, file), target, there in zip(pairs, targets, present):
-        if there and target.samefile(file):  # even --overwrite must not replace an input
-            raise UserError(f"{file}: would be replaced by its own translation; choose another --out")
+    # an input that cannot be read is never written (a notes.png that is text, say): its output
+    # replaces nothing, so only readable ones count below (their headers: read now, and cheap)
+    present = [there and _readable_header(file) for (_, file), there in zip(pairs, present)]
+    own = [file for (_, file), target, there in zip(pairs, targets, present) if there and target.samefile(file)]
+    if own:  # even --overwrite must not replace an input
+        more = f" (so would {len(own) - 1} more)" if len(own) > 1 else ""
+        raise UserError(f"{own[0]}: would be replaced by its own translation{more}; choose another --out")
     if not overwrite:
         existing = [t for t, there in zip(targets, present) if there]
         if existing:
-            raise UserError(f"{existing[0]}: already exists ({len(existing)} output file(s) would be replaced); use --overwrite (overwrite=True) or another --out (out_dir)")
+            raise UserError(f"{existing[0]}: already exists ({len(existing)} output file(s) would be replaced); use --overwrite or another --out")
     sharing: dict[Path, list[Path]] = {}
     for (_, file), target in zip(pairs, targets):
         sharing.setdefault(target, []).append(file)

@@ -101,6 +101,13 @@ def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path):
 
     with pytest.raises(TypeError, match=r"translate_files takes an i2i.Model \(model = i2i.load\(RUN_DIR\)\), not str"):
         translate_files(str(run.run_dir), [str(tmp_path)], tmp_path / "out")
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "in" / "a.png")
+    translate_files(model, tmp_path / "in", tmp_path / "out", progress=False)
+    with pytest.raises(i2i.UserError, match=r"already exists .*; use overwrite=True or another out_dir$"):  # not --overwrite
+        translate_files(model, tmp_path / "in", tmp_path / "out", progress=False)
     # a path that is not there: what Python's own file functions raise (it was "cannot decode")
     with pytest.raises(FileNotFoundError, match="model.translate: no such file"):
         model.translate(tmp_path / "missing.png")

@@ -1,6 +1,8 @@
 """Using a trained model: i2i translate, i2i eval, i2i.load, import-weights."""
 
+import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -50,6 +52,15 @@ def test_translate_keeps_sizes_names_and_never_overwrites(g2c_run, odd_inputs, t
     inputs = {p: p.read_bytes() for p in odd_inputs.rglob("*") if p.is_file()}
     into_itself = run_i2i(["translate", str(g2c_run), str(odd_inputs), "--out", str(odd_inputs), "--overwrite"])
     assert into_itself.returncode == 2 and "would be replaced by its own translation" in into_itself.stderr
+    # named: a readable input; broken.png, never written, replaces nothing (it was named, and refused)
+    assert into_itself.stderr.startswith(f"i2i: error: {odd_inputs / 'alpha.png'}: would be replaced by its own "
+                                         "translation (so would 1 more)")
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    shutil.copy(odd_inputs / "odd.jpg", beside)
+    shutil.copy(odd_inputs / "broken.png", beside)
+    assert run_i2i(["translate", str(g2c_run), str(beside), "--out", str(beside)]).returncode == 0
+    assert (beside / "odd.png").is_file() and (beside / "broken.png").read_bytes() == b"not an image"
     assert {p: p.read_bytes() for p in odd_inputs.rglob("*") if p.is_file()} == inputs
     nothing = run_i2i(["translate", str(g2c_run), str(odd_inputs / "broken.png"), "--out", str(tmp_path / "none")])
     assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1
@@ -97,7 +108,7 @@ def test_translate_out_of_memory_says_what_to_lower(odd_inputs, tmp_path):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
 
     with pytest.raises(i2i.UserError, match=r"out of memory on cpu translating 1 image\(s\) of 37x29 px at once; "
-                                            r"lower --batch-size or --tile"):
+                                            r"lower batch_size or tile"):  # the Python call's spelling
         translate_files(OutOfMemory(), [odd_inputs / "odd.jpg"], tmp_path / "out", progress=False)
 
 
@@ -332,7 +343,7 @@ def test_an_output_folder_name_too_long_for_the_file_system_is_one_line(g2c_run,
     model = i2i.load(g2c_run, device="cpu")
     from i2i.translate import translate_files
 
-    with pytest.raises(i2i.UserError, match=r"cannot be used as the output folder \(File name too long\); choose another --out"):
+    with pytest.raises(i2i.UserError, match=r"cannot be used as the output folder \(File name too long\); choose another out_dir"):
         translate_files(model, [folder], tmp_path / ("b" * 300), progress=False)
 
 
@@ -360,7 +371,15 @@ def test_eval_counts_the_images_it_scored_and_fails_when_none_decode(g2c_run, tm
     assert evaluate_run(g2c_run, data_dir=mixed, device="cpu")["images"] == 1
     bad = tmp_path / "bad"
     bad.mkdir()
-    _truncated_png(bad / "truncated.png")
+    _truncated_png(bad / "truncated.png")  # a PNG's pixels are read with its header: refused when the folder is read
+    result = run_i2i(["eval", str(g2c_run), "--data", str(bad)])
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (f'i2i: error: --data = "{bad}": none of its 1 image files can be read '
+                                              "(e.g. truncated.png: image file is truncated)")
+    (bad / "truncated.png").unlink()
+    whole = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(whole, format="JPEG")
+    (bad / "cut.jpg").write_bytes(whole.getvalue()[:len(whole.getvalue()) // 2])  # its header reads; its pixels do not
     result = run_i2i(["eval", str(g2c_run), "--data", str(bad)])
     assert result.returncode == 2 and result.stdout == ""
     assert f"i2i: error: no readable images in {bad}" in result.stderr.splitlines()[-1]
@@ -588,7 +607,7 @@ def test_api_mistakes_around_translate_point_the_right_way(g2c_run, tmp_path):
         translate_files(model, [], tmp_path / "o", progress=False)
     photo = make_photos(tmp_path / "in", count=1, size=(24, 16)) / "photo_0.png"
     (tmp_path / "afile.txt").write_text("notes")
-    with pytest.raises(i2i.UserError, match=r"afile.txt: is a file, not a folder; choose another --out"):
+    with pytest.raises(i2i.UserError, match=r"afile.txt: is a file, not a folder; choose another out_dir"):
         translate_files(model, [photo], tmp_path / "afile.txt", progress=False)
 
 
