@@ -130,6 +130,25 @@ def test_a_photo_and_a_link_to_it_translate_once_under_the_photos_name(model, ph
     assert [p.name for p in report.outputs] == ["photo.png"]
 
 
+def test_a_linked_folder_is_read_under_its_own_name_and_a_link_to_an_ancestor_is_no_loop_in(tmp_path):
+    """A link sorting before its target (link_to_sub) named the target's files after it, and a
+    link back to the collection pulled the whole collection into a subfolder's evaluation."""
+    from i2i.data.sources import find_images
+
+    photos = tmp_path / "photos"
+    (photos / "sub" / "deeper").mkdir(parents=True)
+    for name in ("a.png", "sub/b.png", "sub/deeper/c.png"):
+        Image.new("RGB", (8, 8)).save(photos / name)
+    os.symlink("sub", photos / "link_to_sub")
+    os.symlink("../../../photos", photos / "sub" / "deeper" / "loop")
+    (tmp_path / "elsewhere").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "elsewhere" / "e.png")
+    os.symlink("../elsewhere", photos / "linked")  # a folder outside: followed, once
+    found = [p.relative_to(photos).as_posix() for p in find_images(photos)]
+    assert found == ["a.png", "linked/e.png", "sub/b.png", "sub/deeper/c.png"]
+    assert [p.name for p in find_images(photos / "sub")] == ["b.png", "c.png"]
+
+
 @pytest.mark.parametrize("generator", [{"name": "resnet", "blocks": 1, "width": 4},
                                        {"name": "dncnn", "depth": 3, "width": 4, "norm": "instance", "residual": False}])
 def test_images_of_a_few_pixels_translate_with_every_network(photos, tmp_path, generator):
