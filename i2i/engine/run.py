@@ -370,6 +370,10 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         if overrides:
             _check_split_kept(load_recipe(run_dir / "recipe.toml"), recipe)
         recipe["output"]["dir"] = str(run_dir)  # where it is now: a run folder may have been moved
+        saved_step = -1
+        with contextlib.suppress(Exception):  # a damaged state.json is said by the checkpoint's load
+            saved_step = int(ckpt.read_state(checkpoint_dir)["step"])
+        _refuse_a_finished_resume(run_dir, saved_step, recipe["train"]["steps"])  # before the data is read
         split = RecordedSplit.read(run_dir)
         check_data_folders_there(recipe, run_dir)
     else:  # a Recipe is checked again, as its holder may have edited it; a copy: the run fills in output.dir
@@ -452,18 +456,22 @@ def _flat(table: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _refuse_a_finished_resume(run_dir: Path, step: int, steps: int) -> None:
+    if step >= steps:
+        raise UserError(
+            f"{run_dir}: already trained to step {step} of train.steps = {steps}; "
+            f"to train longer: i2i run --resume {shlex.quote(str(run_dir))} --set train.steps=N "
+            f"(Python: i2i.train(None, resume={str(run_dir)!r}, overrides=['train.steps=N']))"
+        )
+
+
 def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,
                     record_split: bool) -> Run:
     """Resume (when asked), write the run's files (rank 0; ``record_split``: split.json too), train, report."""
     dist = trainer.dist
     if checkpoint_dir is not None:
         trainer.load_checkpoint(checkpoint_dir)
-        if trainer.step >= trainer.total_steps:
-            raise UserError(
-                f"{run_dir}: already trained to step {trainer.step} of train.steps = {trainer.total_steps}; "
-                f"to train longer: i2i run --resume {shlex.quote(str(run_dir))} --set train.steps=N "
-                f"(Python: i2i.train(None, resume={str(run_dir)!r}, overrides=['train.steps=N']))"
-            )
+        _refuse_a_finished_resume(run_dir, trainer.step, trainer.total_steps)
     # each rank decoded its own shard of the training files: the record names every rank's failures
     undecodable = [name for names in dist.all_gather_object(trainer.data.undecodable_train_names) for name in names] \
         if record_split else []
