@@ -192,3 +192,23 @@ def test_a_png_whose_pixel_stream_is_damaged_is_unreadable_not_half_decoded(tmp_
     for read in (probe_size, lambda p: decode_image(p, 3)):
         with pytest.raises(UnreadableImageError, match="damaged.png: cannot (read|decode) this image"):
             read(path)
+
+
+def test_unreadable_files_say_why_in_one_wording(tmp_path):
+    """A truncated file was 'Truncated File Read' or 'image file is truncated (215 bytes not
+    processed)' depending on where it ended; a link whose target moved was 'no such file'."""
+    import os
+
+    from i2i.data.decode import UnreadableImageError
+
+    buffer = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)).save(buffer, format="JPEG")
+    for cut in (len(buffer.getvalue()) // 2, len(buffer.getvalue()) - 2):
+        (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[:cut])
+        with pytest.raises(UnreadableImageError) as info:
+            decode_image(tmp_path / "cut.jpg", 3)
+        assert info.value.reason == "truncated (the file ends before its image data does)"
+    os.symlink("moved_away.png", tmp_path / "link.png")
+    with pytest.raises(UnreadableImageError) as info:
+        decode_image(tmp_path / "link.png", 3)
+    assert info.value.reason == "a link to moved_away.png, which is gone"

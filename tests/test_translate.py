@@ -375,7 +375,7 @@ def test_eval_counts_the_images_it_scored_and_fails_when_none_decode(g2c_run, tm
     result = run_i2i(["eval", str(g2c_run), "--data", str(bad)])
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines()[-1] == (f'i2i: error: --data = "{bad}": none of its 1 image files can be read '
-                                              "(e.g. truncated.png: image file is truncated)")
+                                              "(e.g. truncated.png: truncated (the file ends before its image data does))")
     (bad / "truncated.png").unlink()
     whole = io.BytesIO()
     Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(whole, format="JPEG")

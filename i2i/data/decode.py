@@ -93,7 +93,11 @@ def _reason(exc: BaseException, path: Path | None = None) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "not an image format Pillow can read"
     if isinstance(exc, FileNotFoundError):
+        if path is not None and path.is_symlink():
+            return f"a link to {os.readlink(path)}, which is gone"
         return "no such file"
+    if "truncated" in str(exc).lower() or "Truncated File Read" in str(exc):  # Pillow words it two ways
+        return "truncated (the file ends before its image data does)"
     if isinstance(exc, IsADirectoryError):
         return "a folder, not a file"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
