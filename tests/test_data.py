@@ -633,3 +633,28 @@ def test_a_file_that_fails_to_decode_while_streaming_is_warned_about_once_with_w
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith(f"i2i: warning: {folder / 'img_01.png'}: cannot be decoded (")
     assert warnings[0].endswith("); using the next training image instead")
+
+
+def test_validation_copies_of_training_photos_are_warned_about(tmp_path, capsys):
+    """A photo saved twice under two names could land on both sides of the split, unsaid."""
+    import shutil
+
+    from helpers import make_photos
+    from i2i.data import ImageData
+    from i2i.recipe import SCHEMA
+
+    photos = make_photos(tmp_path / "photos", count=4)
+    for i in range(4):
+        shutil.copy(photos / f"photo_{i}.png", photos / f"copy_{i}.png")
+    cfg = {key: field.default for key, field in SCHEMA["data"].items()}
+    cfg.update(source=str(photos), size=16, workers=0, val_fraction=0.5)
+    data = ImageData(cfg, channels=3, device="cpu", seed=0)
+    err = capsys.readouterr().err
+    val = {p.name for p in data.val_files}
+    leaked = sum(f"photo_{i}.png" in val and f"copy_{i}.png" not in val or f"copy_{i}.png" in val and f"photo_{i}.png" not in val
+                 for i in range(4))
+    assert leaked and f"i2i: warning: {leaked} validation image(s) are byte-for-byte copies of training images" in err
+    shutil.rmtree(photos)
+    make_photos(photos, count=4)
+    ImageData(cfg, channels=3, device="cpu", seed=0)
+    assert "copies" not in capsys.readouterr().err

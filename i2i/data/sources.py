@@ -11,6 +11,7 @@ silently left out. Relative folders are relative to the working directory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -259,6 +260,30 @@ def check_sizes(files: Iterable[ImageFile], size: int) -> None:
             f"{file.path}: {file.width}x{file.height} px is smaller than data.size = {size}{more}; "
             "use larger images, a smaller data.size, or data.upscale_small = true"
         )
+
+
+def warn_copies_across_split(train: list[ImageFile], val: list[ImageFile]) -> None:
+    """Warn when validation images are byte-for-byte copies of training images (a photo saved
+    twice under two names): they are scored on what the network trained on. Only files of equal
+    size are compared, so a folder without copies costs a stat per file."""
+    import filecmp
+
+    by_size: dict[int, list[ImageFile]] = {}
+    for file in train:
+        by_size.setdefault(file_bytes(file), []).append(file)
+    copies = []
+    for file in val:
+        size = file_bytes(file)
+        for other in by_size.get(size, []) if size > 0 else []:
+            with contextlib.suppress(OSError):
+                if not os.path.samefile(file.path, other.path) and filecmp.cmp(file.path, other.path, shallow=False):
+                    copies.append((file, other))
+                    break
+    if copies:
+        shown = ", ".join(f"{v.name} = {t.name}" for v, t in copies[:3]) + (" ..." if len(copies) > 3 else "")
+        print(f"i2i: warning: {len(copies)} validation image(s) are byte-for-byte copies of training images ({shown}), "
+              "so their scores are of photos the network trained on; remove the copies for scores of new photos",
+              file=sys.stderr)
 
 
 def check_folders_for_processes(data: Mapping[str, Any], seed: int, world_size: int) -> None:
