@@ -258,10 +258,11 @@ def _orientation(image: Image.Image) -> int:
     if image.format == "TIFF" and _pillow_orients_tiff():
         return 1
     if image.format == "PNG" and "exif" not in image.info:
-        # getexif() loads a PNG to look for an eXIf chunk after its pixels; a damaged pixel stream
-        # must fail here, as unreadable, not inside the except below: a later convert() would use
-        # the half-decoded pixels without a word
-        image.load()
+        # no eXIf chunk before the pixels (where the PNG spec wants it, and Pillow reads it on
+        # open); looking for one after them would decode the whole image, in the header scan
+        # too, and a damaged pixel stream failing there was taken for damaged EXIF, after which
+        # convert() used the half-decoded pixels without a word
+        return 1
     try:
         value = image.getexif().get(_EXIF_ORIENTATION, 1)
         return int(value) if int(value) in range(1, 9) else 1
