@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import sys
 from pathlib import Path
@@ -70,6 +71,7 @@ class I2IGroup(click.Group):
             failure = getattr(exc, "i2i_callback_failure", None)  # a plugin's callback raised (set by the Trainer)
             if failure is None:
                 _exit_on_full_disk(exc)
+                _exit_on_the_wrong_kind_of_path(exc)
                 raise
             _print_traceback_if_asked()
             click.echo(f"i2i: error: {_rank_prefix()}{failure} (I2I_TRACEBACK=1 shows where)", err=True)
@@ -109,9 +111,42 @@ def _exit_on_full_disk(exc: BaseException) -> None:
         return
     _print_traceback_if_asked()
     where = f"{exc.filename}: " if exc.filename else ""
-    click.echo(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {_FULL_DISK[exc.errno]}. Checkpoints "
-               "already written are intact: i2i run --resume RUN_DIR continues from the last one", err=True)
+    click.echo(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {_FULL_DISK[exc.errno]}"
+               f"{_what_is_kept(exc.filename)}", err=True)
     sys.exit(1)
+
+
+def _exit_on_the_wrong_kind_of_path(exc: BaseException) -> None:
+    """A file where i2i writes a folder, or a folder where it writes a file (a run's
+    ``samples`` made a file, its ``metrics.jsonl`` a folder): one line naming it, status 1."""
+    if not isinstance(exc, (FileExistsError, IsADirectoryError, NotADirectoryError)) or not exc.filename:
+        return
+    path = Path(str(exc.filename2 or exc.filename)) if isinstance(exc, IsADirectoryError) and exc.filename2 else Path(str(exc.filename))
+    kind = "a folder" if path.is_dir() else "a file" if path.exists() else "in the way"
+    _print_traceback_if_asked()
+    click.echo(f"i2i: error: {_rank_prefix()}{path}: cannot be written ({exc.strerror}; it is {kind}); move it away"
+               f"{_what_is_kept(path)}", err=True)
+    sys.exit(1)
+
+
+def _what_is_kept(filename: Any) -> str:
+    """After a write failed, what of the run it belonged to can be resumed: its last checkpoint
+    (written atomically, so intact), or nothing yet."""
+    import shlex
+
+    from .engine.checkpoint import find_checkpoint
+
+    if not filename:
+        return ". Checkpoints already written are intact (they are written atomically)"
+    run = next((folder for folder in Path(str(filename)).parents if (folder / "recipe.toml").is_file()), None)
+    if run is None:  # not a run's file, or a new run's folder removed as it had trained nothing
+        return ""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # its notes (a LATEST pointer cut short) are not the news here
+            checkpoint = find_checkpoint(run)
+    except UserError:
+        return f". The run {run} has no checkpoint yet"
+    return f". Its last checkpoint, {checkpoint.name}, is intact: i2i run --resume {shlex.quote(str(run))} continues from it"
 
 
 def _one_process_only() -> None:
@@ -537,7 +572,12 @@ class _OutputThatOutlivesItsReader:
 
 def main() -> None:
     """Console-script entry point."""
-    sys.stdout, sys.stderr = _OutputThatOutlivesItsReader(sys.stdout), _OutputThatOutlivesItsReader(sys.stderr)
+    import os
+
+    # a stream closed before start (`i2i run ... >&-` from cron) is None: written to, that was a
+    # traceback, and flushed at exit a status of 120 for a run that went well
+    streams = [stream if stream is not None else open(os.devnull, "w") for stream in (sys.stdout, sys.stderr)]  # noqa: SIM115
+    sys.stdout, sys.stderr = (_OutputThatOutlivesItsReader(stream) for stream in streams)
     try:
         _add_plugin_commands()  # loads the plugins, and with them torch: a second or two
         cli.main(prog_name="i2i")

@@ -29,6 +29,13 @@ class CheckpointError(UserError):
     """A run directory or checkpoint that is missing, truncated or not an i2i checkpoint."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (a full disk, a folder made read-only): the
+    machine's state, not a mistake, so exit status 1 as for other files that cannot be written."""
+
+    exit_code = 1
+
+
 class PluginError(UserError):
     """A plugin's component broke its contract (a factory that raised, a loss that returned a
     vector, a generator whose output does not fit the target): one line naming the component,

@@ -225,3 +225,16 @@ def test_settings_this_machine_cannot_run_name_their_set_in_validate_and_run(run
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"i2i: error: --set {setting}: {message}")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_a_closed_stdout_or_stderr_is_no_failure(closed, tmp_path):
+    """`i2i ... >&-` (a cron job) was a traceback with status 120, and `2>&-` a status of 120 for
+    a command that worked."""
+    import shlex
+    import subprocess
+    import sys
+
+    command = f"{shlex.quote(sys.executable)} -m i2i validate {shlex.quote(RECIPE)} {closed}"
+    result = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr

@@ -491,3 +491,37 @@ def test_ranks_started_with_different_recipes_are_refused(photos, tmp_path):
     with pytest.raises(UserError, match="rank 1 resumes a run and rank 0 does not"):
         _check_ranks_agree(TwoRanks((mine, True)), recipe, None)
     _check_ranks_agree(TwoRanks((mine, False)), recipe, None)  # the same recipe, another output folder: fine
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_torchrun_is_ended_when_the_nproc_launcher_is_killed(tmp_path):
+    """`kill -9` of `i2i run --nproc` left torchrun and its workers training on, in a session of
+    their own, out of sight; torchrun now gets SIGTERM, which it passes to the workers."""
+    import threading
+    import time
+
+    parent = ("import subprocess, sys, time\n"
+              "from i2i.engine.distributed import _terminated_with_parent\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True,\n"
+              "                         preexec_fn=_terminated_with_parent)\n"
+              "print(child.pid, flush=True)\n"
+              "time.sleep(120)\n")
+    launcher = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    child = int(launcher.stdout.readline())
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return  # ended (and reaped by init)
+        try:  # a zombie until init reaps it: ended all the same
+            with open(f"/proc/{child}/stat") as stat:
+                if stat.read().split()[2] == "Z":
+                    return
+        except FileNotFoundError:
+            return
+        threading.Event().wait(0.05)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the launcher's child outlived it")

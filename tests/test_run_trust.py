@@ -140,6 +140,64 @@ def test_a_full_disk_is_one_line_naming_the_file(photos, tmp_path, monkeypatch):
     assert "Traceback" not in result.output
 
 
+def test_a_full_disk_while_logging_names_the_log_and_the_checkpoint_to_resume_from(photos, tmp_path, monkeypatch):
+    """It named no file, and advised 'i2i run --resume RUN_DIR' whether or not a checkpoint existed."""
+    from i2i.engine import report
+
+    recipe = recipe_of(photos, tmp_path / "run", train={"steps": 2})
+    i2i.train(recipe, quiet=True)
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    real_init = report.MetricsLog.__init__
+
+    def on_a_full_disk(self, path, resumed_at=None):
+        real_init(self, path, resumed_at)
+        self.handle.close()
+        self.handle = FullDisk()
+
+    monkeypatch.setattr(report.MetricsLog, "__init__", on_a_full_disk)
+    result = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "run"), "--set", "train.steps=4", "--quiet"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output == (f"i2i: error: {tmp_path / 'run' / 'metrics.jsonl'}: cannot write (No space left on device); "
+                             f"free some space. Its last checkpoint, step_0000002, is intact: i2i run --resume "
+                             f"{tmp_path / 'run'} continues from it\n")
+
+
+def test_a_file_where_the_run_writes_a_folder_is_one_line(photos, tmp_path):
+    recipe = recipe_of(photos, tmp_path / "run", train={"steps": 2})
+    i2i.train(recipe, quiet=True)
+    shutil.rmtree(tmp_path / "run" / "samples", ignore_errors=True)
+    (tmp_path / "run" / "samples").write_text("")
+    result = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "run"), "--set", "train.steps=4", "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines()[-1].startswith(f"i2i: error: {tmp_path / 'run' / 'samples'}: cannot be written "
+                                                     "(File exists; it is a file); move it away")
+
+
+def test_a_checkpoint_the_disk_cannot_hold_exits_1_as_other_full_disk_errors(photos, tmp_path, monkeypatch):
+    """It exited 2, the status of recipe mistakes: a script could not tell them apart."""
+    write = ckpt._write_content
+
+    def full(handle, data):
+        if "step_" in handle.name:  # the checkpoint's files, not the run's recipe.toml
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(handle, data)
+
+    monkeypatch.setattr(ckpt, "_write_content", full)
+    (tmp_path / "r.toml").write_text(dumps_toml(recipe_of(photos, tmp_path / "run", train={"steps": 2})))
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "r.toml"), "--quiet"])
+    assert result.exit_code == 1 and "cannot write this checkpoint (No space left on device)" in result.output
+
+
 @pytest.mark.parametrize("overrides, said", [
     (["train.seed=10000000000000000"], "train.seed = 10000000000000000: expected a whole number from 0 to 4294967295"),
     (["discriminator.name=patchgan", "discriminator.n_layers=1"], "--set discriminator.n_layers=1: discriminator: no adversarial loss"),

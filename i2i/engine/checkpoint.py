@@ -33,7 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CheckpointWriteError
 
 FORMAT = "i2i-checkpoint-1"
 
@@ -257,7 +257,7 @@ class CheckpointStore:
         except OSError as exc:  # a full disk, a quota, a folder made read-only mid-run
             shutil.rmtree(tmp, ignore_errors=True)
             kept = self.pointer("LATEST")
-            raise CheckpointError(
+            raise CheckpointWriteError(
                 f"{final}: cannot write this checkpoint ({exc.strerror or exc}); "
                 + (f"the last one, {kept.name}, is intact" if kept else "no earlier checkpoint exists")
             ) from None

@@ -445,7 +445,8 @@ def run_local(nproc: int, args: list[str]) -> int:
         # torchrun sets OMP_NUM_THREADS=1 for each worker when it is unset, with a three-line banner
         # saying so (even under --quiet); set here, the workers get the same and the banner is gone
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), LAUNCHER_FOLDER_VARIABLE: folder}
-        proc = subprocess.Popen(torchrun_command(nproc, args), start_new_session=True, env=env)
+        proc = subprocess.Popen(torchrun_command(nproc, args), start_new_session=True, env=env,
+                                preexec_fn=_terminated_with_parent if sys.platform == "linux" else None)
         received: list[int] = []
         delivered: dict[int, int] = {}  # worker pid -> how many of `received` it has been sent
 
@@ -487,6 +488,17 @@ def run_local(nproc: int, args: list[str]) -> int:
         if code == 0 or (first_stopped is not None and statuses):
             return max(statuses.values(), default=0)
     return 128 - code if code < 0 else code
+
+
+def _terminated_with_parent() -> None:
+    """In torchrun's process, before it starts: SIGTERM when ``i2i run --nproc`` dies, even by
+    ``kill -9`` (Linux's parent-death signal). torchrun then stops its workers as for a SIGTERM
+    (they checkpoint); before, they trained on in a session of their own, out of sight."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 #: How long ``i2i run --nproc`` waits for the other workers once one has stopped as asked, then

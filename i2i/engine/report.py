@@ -28,8 +28,11 @@ class MetricsLog:
         self.handle = open(path, "a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        self.handle.write(json.dumps(record, allow_nan=True) + "\n")
-        self.handle.flush()
+        try:
+            self.handle.write(json.dumps(record, allow_nan=True) + "\n")
+            self.handle.flush()
+        except OSError as exc:  # a full disk: the error names the file (a write error carries no name)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
 
     def close(self) -> None:
         self.handle.close()
