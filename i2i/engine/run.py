@@ -407,8 +407,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             except BaseException as exc:
                 # a recipe mistake, or a first step that failed (its callbacks too) before any
                 # checkpoint: the folder holds nothing to resume, and a -2 folder next time would be noise
-                first_step_failed = (trainer is None or trainer.step == 0 or getattr(exc, "nothing_trained", False)
-                                     or (trainer.step_begun <= 1 and trainer.saved_nothing))
+                first_step_failed = trainer is None or trainer.first_step_unsaved or getattr(exc, "nothing_trained", False)
                 if resume is None and dist.is_main and first_step_failed:
                     _remove_unstarted_run(run_dir)
                 raise

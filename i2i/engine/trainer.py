@@ -435,9 +435,10 @@ class Trainer:
             ema_buf.copy_(buf)
 
     @property
-    def saved_nothing(self) -> bool:
-        """Whether this run has no checkpoint: none written here, and not resumed from one."""
-        return self._saved_step < 0 and self.resumed_at is None
+    def first_step_unsaved(self) -> bool:
+        """Whether the run is still in its first step (or the events after it) and has no
+        checkpoint, none written here and none resumed from: its folder holds nothing to resume."""
+        return self.step_begun <= 1 and self._saved_step < 0 and self.resumed_at is None
 
     # -- the loop -------------------------------------------------------------------------------
     def request_stop(self, reason: str | None = None) -> None:
@@ -596,7 +597,7 @@ class Trainer:
                     f"and its checkpoint at step {saved} is complete: i2i translate {shlex.quote(str(self.run_dir))} ...")
         resume = (f"its last checkpoint is at step {saved}: i2i run --resume {shlex.quote(str(self.run_dir))} "
                   f"(Python: i2i.train(None, resume={str(self.run_dir)!r}))") if saved >= 0 else "it has no checkpoint yet"
-        if self.step_begun <= 1 and self.saved_nothing:
+        if self.first_step_unsaved:
             resume = "it has no checkpoint, so its folder is removed"  # as train() does: nothing there to resume
         return f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; {resume}"
 
