@@ -121,7 +121,8 @@ def _exit_on_the_wrong_kind_of_path(exc: BaseException) -> None:
     ``samples`` made a file, its ``metrics.jsonl`` a folder): one line naming it, status 1."""
     if not isinstance(exc, (FileExistsError, IsADirectoryError, NotADirectoryError)) or not exc.filename:
         return
-    path = Path(str(exc.filename2 or exc.filename)) if isinstance(exc, IsADirectoryError) and exc.filename2 else Path(str(exc.filename))
+    # a rename onto a folder names the folder second
+    path = Path(str(exc.filename2 if isinstance(exc, IsADirectoryError) and exc.filename2 else exc.filename))
     kind = "a folder" if path.is_dir() else "a file" if path.exists() else "in the way"
     _print_traceback_if_asked()
     click.echo(f"i2i: error: {_rank_prefix()}{path}: cannot be written ({exc.strerror}; it is {kind}); move it away"

@@ -453,10 +453,10 @@ class ImageData:
     def val_fit_in_crop(self, crop: int, max_images: int = 0) -> tuple[int, int]:
         """``(smaller, within)``: how many validation images are narrower or shorter than
         ``crop`` (so they are not cropped to crop x crop), and how many fit inside it whole."""
-        files = self._val[:max_images] if max_images > 0 else self._val
-        sizes = [self._val_size(file) for file in files]
         if crop <= 0:
             return 0, 0
+        files = self._val[:max_images] if max_images > 0 else self._val
+        sizes = [self._val_size(file) for file in files]
         return sum(min(size) < crop for size in sizes), sum(max(size) <= crop for size in sizes)
 
     def val_plan(self, crop: int, batch_size: int, max_images: int = 0) -> list[list[int]]:

@@ -98,16 +98,20 @@ def _walk(folder: Path, exclude: Iterable[str | Path] = (), run_folders: list[Pa
     folders inside it are not searched (their sample grids are no photos: a run with
     ``data.source = "."`` would train the next one on them); they are added to ``run_folders``."""
     # the folders inside it, by their real paths: a link to one of them (or to an ancestor, a
-    # loop) is not followed, so its files are reached, and named, under their own folder
-    inside = {os.path.realpath(root) for root, _, _ in os.walk(folder)}
+    # loop) is not followed, so its files are reached, and named, under their own folder. Listed
+    # only once a link to a folder is met: most collections have none
+    inside: set[str] | None = None
     top = os.path.realpath(folder)
     seen = {top, *(os.path.realpath(p) for p in exclude)}
     for root, dirs, files in os.walk(folder, followlinks=True):
         keep = []
         for name in sorted(dirs):
             real = os.path.realpath(os.path.join(root, name))
-            if os.path.islink(os.path.join(root, name)) and (real in inside or top.startswith(real + os.sep)):
-                continue
+            if os.path.islink(os.path.join(root, name)):
+                if inside is None:
+                    inside = {os.path.realpath(path) for path, _, _ in os.walk(folder)}
+                if real in inside or top.startswith(real + os.sep):
+                    continue
             if not name.startswith(".") and real not in seen:  # `seen` stops symlink cycles
                 seen.add(real)
                 if is_run_folder(Path(root, name)):
