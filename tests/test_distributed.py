@@ -525,3 +525,25 @@ def test_torchrun_is_ended_when_the_nproc_launcher_is_killed(tmp_path):
         threading.Event().wait(0.05)
     os.kill(child, signal.SIGKILL)
     pytest.fail("the launcher's child outlived it")
+
+
+def test_nproc_removes_the_folders_of_launchers_killed_with_sigkill(monkeypatch, tmp_path):
+    """A launcher ended by kill -9 cannot remove its folder; the next one removes it, and leaves
+    alone those of launchers still running."""
+    import subprocess
+    import tempfile
+
+    from i2i.engine import distributed
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    killed = tmp_path / f"i2i-nproc-{ended.pid}-abc"
+    running = tmp_path / f"i2i-nproc-{os.getpid()}-def"
+    unrelated = tmp_path / "i2i-nproc-notapid"
+    for folder in (killed, running, unrelated):
+        folder.mkdir()
+        (folder / "pid-rank0").write_text("1")
+    distributed._remove_folders_of_ended_launchers()
+    assert not killed.exists()
+    assert running.exists() and unrelated.exists()

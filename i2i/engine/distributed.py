@@ -430,6 +430,27 @@ def _by_rank(folder: str, prefix: str) -> dict[str, int]:
     return numbers
 
 
+#: ``i2i-nproc-PID-...``: the launcher's folder for its workers' pids and statuses, named after its pid
+LAUNCHER_FOLDER_PREFIX = "i2i-nproc-"
+
+
+def _remove_folders_of_ended_launchers() -> None:
+    """Remove the folders that launchers killed with SIGKILL left in the temporary folder (they
+    could not remove their own): those whose launcher's pid runs no process now."""
+    import shutil
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{LAUNCHER_FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(LAUNCHER_FOLDER_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (PermissionError, OverflowError, ValueError):  # another user's process, or no such pid
+            continue
+
+
 def run_local(nproc: int, args: list[str]) -> int:
     """Run ``i2i ARGS`` under torchrun with ``nproc`` processes; returns its exit status.
 
@@ -441,7 +462,8 @@ def run_local(nproc: int, args: list[str]) -> int:
     """
     import subprocess
 
-    with tempfile.TemporaryDirectory(prefix="i2i-nproc-") as folder:
+    _remove_folders_of_ended_launchers()
+    with tempfile.TemporaryDirectory(prefix=f"{LAUNCHER_FOLDER_PREFIX}{os.getpid()}-") as folder:
         # torchrun sets OMP_NUM_THREADS=1 for each worker when it is unset, with a three-line banner
         # saying so (even under --quiet); set here, the workers get the same and the banner is gone
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), LAUNCHER_FOLDER_VARIABLE: folder}
