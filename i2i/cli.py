@@ -270,14 +270,14 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
     else:
         resolved = load_recipe(recipe, overrides) if recipe is not None else None
     if resolved is not None:
-        check_recipe(resolved)
+        task = check_recipe(resolved).task
         if resume is not None:
             from .engine.run import check_data_folders_there
 
             check_data_folders_there(resolved, Path(resume))
         with blamed_on_recipe(resolved, overrides_only=True):
             if resume is None:
-                check_folders_for_processes(resolved["data"], resolved["train"]["seed"], nproc)
+                check_folders_for_processes(resolved["data"], resolved["train"]["seed"], nproc, task.side_by_side)
             else:  # the run's recorded split decides what each process reads; check_data_folders_there looked
                 for key in ("source", "val_source"):
                     if resolved["data"][key]:

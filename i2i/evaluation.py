@@ -51,7 +51,7 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     data_cfg = {**recipe["data"], "resize": 0} if whole else recipe["data"]
     if data_dir is not None:
         data = ImageData.for_evaluation(data_dir, channels=task.image_channels, device=model.device,
-                                        resize=data_cfg["resize"])
+                                        resize=data_cfg["resize"], side_by_side=task.side_by_side)
         source = str(data_dir)
     else:
         from .data.sources import RecordedSplit, missing_data_folder
@@ -65,10 +65,10 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         split = RecordedSplit.read(run)  # the files it validated on, as it trains
         if split is not None:  # those alone: its training files need not be there any more
             data = ImageData.for_recorded_validation(data_cfg, split, channels=task.image_channels,
-                                                     device=model.device)
+                                                     device=model.device, side_by_side=task.side_by_side)
         else:  # a run from before split.json: the split is drawn again from the folder
             data = ImageData(data_cfg, channels=task.image_channels, device=model.device,
-                             seed=recipe["train"]["seed"])
+                             seed=recipe["train"]["seed"], side_by_side=task.side_by_side)
         val_source = recipe["data"]["val_source"]
         source = val_source if val_source else f"validation split of {recipe['data']['source']}"
     if not data.val_files:
@@ -120,8 +120,8 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
     recipe = load_recipe(ckpt.run_dir_of(model.checkpoint) / "recipe.toml", ["train.callbacks=[]", *overrides],
                          components=("tasks", "generators", "metrics"))  # a --set metric is named as such
     task = build_component(registry(), "tasks", recipe, "task")
-    same = (task.in_channels, task.out_channels, task.image_channels) == \
-        (model.task.in_channels, model.task.out_channels, model.task.image_channels)
+    same = (task.in_channels, task.out_channels, task.clean_channels) == \
+        (model.task.in_channels, model.task.out_channels, model.task.clean_channels)
     if not same or type(task.wrap_generator(nn.Identity())) is not type(model.task.wrap_generator(nn.Identity())):
         raise UserError(f"--set {' '.join(overrides)}: changes the network the run trained (its channels, or how the task "
                         "wraps it); i2i eval can change how images are degraded and scored only")

@@ -22,6 +22,12 @@ class Task:
 
     #: Channels of the clean images the data pipeline should deliver (1 or 3).
     image_channels: ClassVar[int] = 3
+    #: True when each image file holds an (input, target) pair side by side, as the reference
+    #: pix2pix's aligned data sets do (facades, maps, edges2shoes: A on the left, B on the
+    #: right). The pipeline then cuts every file down its middle (an odd width loses its last
+    #: column) and delivers both halves, cropped and flipped alike, stacked as channels:
+    #: ``[B, 2 * image_channels, H, W]``, the left half's channels first.
+    side_by_side: ClassVar[bool] = False
     #: Channels of the generator's input and output.
     in_channels: int = 3
     out_channels: int = 3
@@ -41,13 +47,19 @@ class Task:
     def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Return ``(input, target)`` for the generator, in the network's value range.
 
-        :param clean: clean images ``[B, image_channels, H, W]`` in [0, 1], on the device.
+        :param clean: clean images ``[B, image_channels, H, W]`` in [0, 1], on the device
+            (``2 * image_channels`` channels for a ``side_by_side`` task).
         :param generator: the random generator to draw noise from, on ``clean``'s device
             (training and validation use separate, seeded ones; validation calls this once per
             image on the CPU, so an image's noise is the same at every evaluation, whatever
             the batch size, the other files or the device).
         """
         raise NotImplementedError
+
+    @property
+    def clean_channels(self) -> int:
+        """Channels of the clean images :meth:`make_pair` gets (both halves of a side-by-side pair)."""
+        return self.image_channels * (2 if self.side_by_side else 1)
 
     def to_image(self, output: Tensor, input: Tensor) -> Tensor:
         """Turn a generator output (or a target) into images in [0, 1] for metrics and saving."""

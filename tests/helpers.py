@@ -26,6 +26,19 @@ def make_photos(folder: Path, count: int = 6, size: tuple[int, int] = (48, 40), 
     return folder
 
 
+def make_pairs(folder: Path, count: int = 4, size: tuple[int, int] = (40, 36), seed: int = 0) -> Path:
+    """A|B files as the reference pix2pix's data sets hold them: a synthetic photo A (``size`` =
+    width, height of each half) on the left and B = its negative on the right, saved as PNG."""
+    from PIL import Image
+
+    make_photos(folder, count, size, seed)
+    for path in sorted(folder.glob("photo_*.png")):
+        a = np.asarray(Image.open(path))
+        Image.fromarray(np.concatenate([a, 255 - a], axis=1)).save(path.with_name(path.name.replace("photo", "pair")))
+        path.unlink()
+    return folder
+
+
 def make_transparent_images(folder: Path, height: int, width: int, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """rgba.png (random pixels and alpha), la.png (grey + the same alpha), palette.png (a palette
     whose first colour is transparent: the right half) and rgb.png (rgba.png without its alpha)

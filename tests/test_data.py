@@ -658,3 +658,71 @@ def test_validation_copies_of_training_photos_are_warned_about(tmp_path, capsys)
     make_photos(photos, count=4)
     ImageData(cfg, channels=3, device="cpu", seed=0)
     assert "copies" not in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("cache_gb", [4.0, 0.0], ids=["cached", "streamed"])
+def test_side_by_side_pairs_get_the_same_crop_flip_and_turn(tmp_path, cache_gb):
+    """A pix2pix data set's file holds A|B: both halves must be cut alike, or the task learns
+    from misaligned pairs; here B is A's negative, so every pixel pair must still sum to 1."""
+    from helpers import make_pairs
+
+    make_pairs(tmp_path / "pairs", count=4, size=(40, 36))
+    data = ImageData(data_cfg(tmp_path / "pairs", size=24, cache_gb=cache_gb, rotate=True, val_fraction=0.25),
+                     channels=3, device=CPU, seed=0, side_by_side=True)
+    assert data.cached == (cache_gb > 0) and len(data.train_files) == 3
+    for _ in range(4):
+        batch = data.next_batch(3)
+        assert batch.shape == (3, 6, 24, 24)
+        torch.testing.assert_close(batch[:, :3] + batch[:, 3:], torch.ones(3, 3, 24, 24), atol=1e-6, rtol=0)
+        assert batch[:, :3].std() > 0.05  # real crops, not a constant image
+    (val, names), = list(data.val_batches(crop=0, batch_size=4))
+    assert val.shape == (1, 6, 36, 40) and names[0].startswith("pair_")  # each half whole
+    torch.testing.assert_close(val[:, :3] + val[:, 3:], torch.ones(1, 3, 36, 40), atol=1e-6, rtol=0)
+
+
+def test_side_by_side_files_are_cut_down_the_middle_and_sized_by_their_halves(tmp_path):
+    """An odd width loses its last column, as the reference's aligned data set does; the size
+    check speaks of the halves, which are what data.size must fit."""
+    from i2i.data.decode import decode_sample
+
+    pixels = noise_rgb(20, 41)
+    Image.fromarray(pixels).save(tmp_path / "odd.png")
+    pair = decode_sample(tmp_path / "odd.png", 3, side_by_side=True)
+    assert pair.shape == (6, 20, 20)
+    assert torch.equal(pair[:3], torch.from_numpy(pixels[:, :20]).permute(2, 0, 1))
+    assert torch.equal(pair[3:], torch.from_numpy(pixels[:, 20:40]).permute(2, 0, 1))
+    Image.fromarray(noise_rgb(20, 1)).save(tmp_path / "thin.png")
+    files, unreadable = scan_folder(str(tmp_path), "data.source", side_by_side=True)
+    assert [(f.name, f.height, f.width) for f in files] == [("odd.png", 20, 20)]
+    assert unreadable == [tmp_path / "thin.png"]
+    with pytest.raises(UserError, match=r"odd.png: each of its two halves, 20x20 px, is smaller than data.size = 32"):
+        ImageData(data_cfg(tmp_path, size=32), channels=3, device=CPU, seed=0, side_by_side=True)
+
+
+def test_a_data_set_laid_out_as_the_references_gets_a_note(tmp_path, capfd):
+    """Given whole, facades/ pools its train, val and test folders and splits them again: the
+    note names the keys that keep its own split; CycleGAN's trainA/trainB are no pairs at all."""
+    from helpers import make_photos
+
+    for split in ("train", "val", "test"):
+        make_photos(tmp_path / "facades" / split, count=2, size=(20, 20))
+    scan_folder(str(tmp_path / "facades"), "data.source")
+    err = capfd.readouterr().err
+    assert err == (f'i2i: note: data.source = "{tmp_path / "facades"}" holds the subfolders train, val, test, as the '
+                   "reference's data sets do: all are searched and split again by data.val_fraction; for the data "
+                   f'set\'s own split, set data.source = "{tmp_path / "facades" / "train"}" and data.val_source = '
+                   f'"{tmp_path / "facades" / "val"}"\n')
+    scan_folder(str(tmp_path / "facades" / "train"), "data.source")
+    assert capfd.readouterr().err == ""
+    for split in ("trainA", "trainB"):
+        make_photos(tmp_path / "horse2zebra" / split, count=1, size=(20, 20))
+    scan_folder(str(tmp_path / "horse2zebra"), "data.source")
+    assert "holds trainA, trainB: an unpaired (CycleGAN) data set" in capfd.readouterr().err
+
+
+def test_the_sample_photos_are_refused_to_a_side_by_side_task():
+    """Cut down the middle, the shipped single photos would train a pair task on nonsense."""
+    with pytest.raises(UserError, match=r'^data.source = "sample": the photos shipped with i2i are single photos, and '
+                                        r"this task reads files that hold a pair side by side \(A\|B\)"):
+        ImageData(data_cfg("sample", size=16), channels=3, device=CPU, seed=0, side_by_side=True)

@@ -270,6 +270,10 @@ def test_reference_unet_loads():
     assert detect_reference_architecture(old) == (name, options)
     converted = convert_reference_state_dict(old, name, options)
     assert set(converted) == set(sd)
+    # saved by a hand-written script: in a {"state_dict": ...} wrapper, from a torch.compile'd net
+    compiled = {"state_dict": {"_orig_mod." + k: v for k, v in sd.items()}}
+    assert detect_reference_architecture(compiled) == (name, options)
+    assert set(convert_reference_state_dict(compiled, name, options)) == set(sd)
 
     net, name2, options2 = load_reference_generator(old)
     assert (name2, options2) == (name, options)

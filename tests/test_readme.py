@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from helpers import make_photos
+from helpers import make_pairs, make_photos
 from plugin_env import ROOT, run_i2i
 
 README = (ROOT / "README.md").read_text()
@@ -36,6 +36,9 @@ def workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "recipes", work / "recipes")
     make_photos(work / "my_photos", count=2, size=(70, 50))
+    for split, seed in (("train", 0), ("val", 1), ("test", 2)):  # the reference's facades, as A|B pairs
+        make_pairs(work / "facades" / split, count=2, seed=seed)
+    make_photos(work / "facades" / "labels", count=2, size=(40, 36), seed=3)
     return work
 
 
@@ -65,6 +68,7 @@ def test_every_readme_command_runs(workdir):
         else:
             assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
     assert len(list((workdir / "coloured").glob("*.png"))) == 2
+    assert len(list((workdir / "facades" / "photos").glob("*.png"))) == 2
 
 
 def test_every_readme_python_snippet_runs(workdir, monkeypatch):

@@ -196,7 +196,7 @@ def test_every_shipped_recipe_trains(recipe_file, tmp_path):
     from i2i import plugins
 
     photos = make_photos(tmp_path / "photos", count=3, size=(72, 68))
-    overrides = [f'data.source="{photos}"', "data.val_fraction=0.34", "train.steps=2", "train.batch_size=2",
+    overrides = [f'data.source="{photos}"', 'data.val_source=""', "data.val_fraction=0.34", "train.steps=2", "train.batch_size=2",
                  'train.device="cpu"', "eval.crop=64", "eval.max_images=1", f'output.dir="{tmp_path / "run"}"',
                  'output.progress="none"', "output.tensorboard=false"]
     recipe = load_recipe(recipe_file, overrides)

@@ -32,12 +32,14 @@ def smooth_images(batch: int = 2, channels: int = 3, size: int = 32, seed: int =
         ("denoise", {}, (3, 3, 3)),
         ("denoise", {"channels": 1}, (1, 1, 1)),
         ("color2gray", {}, (3, 3, 1)),
+        ("paired", {}, (3, 3, 3)),
+        ("paired", {"direction": "BtoA", "input_channels": 1}, (3, 1, 3)),
     ],
 )
 def test_channels_and_shapes(name, options, channels):
     task = build(name, **options)
     assert (task.image_channels, task.in_channels, task.out_channels) == channels
-    clean = torch.rand(2, task.image_channels, 8, 12)
+    clean = torch.rand(2, task.clean_channels, 8, 12)
     input, target = task.make_pair(clean, torch.Generator().manual_seed(0))
     assert input.shape == (2, task.in_channels, 8, 12) and target.shape == (2, task.out_channels, 8, 12)
     assert input.abs().max() <= 1.0001 or name == "denoise"  # noisy inputs are not clipped
@@ -173,7 +175,8 @@ def test_color2gray_target_and_baseline():
 
 def test_registry_describes_tasks_and_their_options():
     reg = registry()
-    expected = {"gray2color": {"space"}, "denoise": {"sigma", "channels", "residual"}, "color2gray": set()}
+    expected = {"gray2color": {"space"}, "denoise": {"sigma", "channels", "residual"}, "color2gray": set(),
+                "paired": {"direction", "input_channels", "target_channels"}}
     for name, options in expected.items():
         component = reg.get("tasks", name)
         assert component.description and not component.open_ended
@@ -229,3 +232,20 @@ def test_colourisation_pairs_copy_no_constants_from_the_host(monkeypatch):
     again = task.make_pair(clean)
     for a, b in zip(first, again):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_paired_takes_input_and_target_from_the_halves_its_direction_names():
+    """pix2pix's --direction: facades trains BtoA (labels to photos); a grey side is ITU-R 601."""
+    a, b = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    clean = torch.cat([a, b], dim=1)  # what the pipeline delivers for a side-by-side file
+    input, target = build("paired").make_pair(clean)
+    torch.testing.assert_close((input, target), (a * 2 - 1, b * 2 - 1))
+    input, target = build("paired", direction="BtoA", target_channels=1).make_pair(clean)
+    torch.testing.assert_close((input, target), (b * 2 - 1, rgb_to_grayscale(a) * 2 - 1))
+    task = build("paired")
+    torch.testing.assert_close(task.baselines(input, task.to_image(target, input))["input copy"], b)
+    assert build("paired", input_channels=1).baselines(target, target) == {}  # grey in, colour out: no copy
+    torch.testing.assert_close(build("paired").prepare(a), a * 2 - 1)  # translate: the user's image is an input half
+    for bad in ({"direction": "AtoC"}, {"input_channels": 2}, {"target_channels": True}):
+        with pytest.raises(RecipeError, match="task."):
+            build("paired", **bad)

@@ -619,3 +619,24 @@ def test_import_weights_mismatches_say_what_differs(tmp_path):
     assert wrapped.returncode == 2 and wrapped.stderr.count("\n") == 1
     assert "tensors are missing (first: 'net." in wrapped.stderr and "the names differ by the prefix 'net.'" in wrapped.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_a_cyclegan_generator_imports_as_a_paired_model(tmp_path, odd_inputs):
+    """CycleGAN's latest_net_G_A.pth (3 -> 3) was importable only as a denoiser, which eval then
+    scored against added noise; as 'paired' it translates the user's image as is."""
+    spec = json.loads((ROOT / "tests" / "fixtures" / "reference_keys" / "resnet_6blocks_3to3_instance.json").read_text())
+    g = torch.Generator().manual_seed(0)
+    state = {k: (torch.randn(v, generator=g) * 0.02 if v else torch.tensor(0)) for k, v in spec["keys"].items()}
+    path = tmp_path / "latest_net_G_A.pth"
+    torch.save(state, path)
+    result = run_i2i(["import-weights", str(path), "--task", "paired", "--set", "direction=BtoA", "--out", str(tmp_path / "h2z")])
+    assert result.returncode == 0, result.stderr
+    assert i2i.load_recipe(tmp_path / "h2z" / "recipe.toml")["task"] == {
+        "name": "paired", "direction": "BtoA", "input_channels": 3, "target_channels": 3}
+    model = i2i.load(tmp_path / "h2z")
+    image = torch.rand(1, 3, 20, 24, generator=g)
+    with torch.no_grad():
+        expected = ((model.generator(image * 2 - 1) + 1) / 2).clamp(0, 1)  # the reference's net on the image itself
+    torch.testing.assert_close(model(image), expected)
+    unpaired = run_i2i(["eval", str(tmp_path / "h2z")])  # an import records the sample photos, which hold no pairs
+    assert unpaired.returncode == 2 and unpaired.stderr.count("\n") == 1 and "i2i eval RUN --data DIR" in unpaired.stderr

@@ -120,6 +120,17 @@ def decode_image(path: str | Path, channels: int) -> torch.Tensor:
     return _to_tensor(_to_channels(pixels, channels))
 
 
+def decode_sample(path: str | Path, channels: int, side_by_side: bool = False) -> torch.Tensor:
+    """What the data pipeline trains and validates on: :func:`decode_image`, and for a
+    ``side_by_side`` task (see :attr:`i2i.Task.side_by_side`) its two halves stacked as channels,
+    ``[2 * channels, H, W // 2]``: an odd width loses its last column, as the reference's does."""
+    image = decode_image(path, channels)
+    if not side_by_side:
+        return image
+    half = image.shape[-1] // 2
+    return torch.cat([image[..., :half], image[..., half:2 * half]])
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     """An image as ``i2i translate`` reads it: what the network sees, and what the written

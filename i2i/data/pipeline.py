@@ -18,10 +18,11 @@ float in [0, 1]. No call reads a value back from the device.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import multiprocessing
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
 from ..recipe import resize_problem
-from .decode import UnreadableImageError, decode_image, fit_image, fitted_size, looks_grey
+from .decode import UnreadableImageError, decode_sample, fit_image, fitted_size, looks_grey
 from .sources import (ImageFile, RecordedSplit, apply_recorded_split, check_enough_for_processes, check_sizes,
                       recorded_val_files, report_skipped, scan_folder, split_files, warn_copies_across_split,
                       warn_validating_on_training_files)
@@ -102,6 +103,8 @@ class ImageData:
 
     :param data: the recipe's resolved ``[data]`` table (every key of ``SCHEMA["data"]``).
     :param channels: 1 or 3, the task's ``image_channels``.
+    :param side_by_side: the task's: each file holds a pair side by side, delivered as both
+        halves stacked (``2 * channels`` channels; see :attr:`i2i.Task.side_by_side`).
     :param device: where batches are delivered (and the cache lives).
     :param seed: ``train.seed``; fixes the train/val split, the order, crops and flips.
     :param rank, world_size: for distributed training each rank keeps the training files
@@ -132,20 +135,21 @@ class ImageData:
     cached: bool
 
     def __init__(self, data: dict[str, Any], *, channels: int, device: torch.device | str, seed: int,
-                 rank: int = 0, world_size: int = 1, find_grey: bool = False, split: RecordedSplit | None = None):
+                 rank: int = 0, world_size: int = 1, find_grey: bool = False, split: RecordedSplit | None = None,
+                 side_by_side: bool = False):
         self._configure(channels, device, seed, rank, size=data["size"], cache_gb=data["cache_gb"],
                         workers=data["workers"], upscale=data["upscale_small"], resize=data["resize"],
-                        world_size=world_size)
+                        world_size=world_size, side_by_side=side_by_side)
         self._find_grey = find_grey and channels > 1
         problem = resize_problem(self._resize, self.size)  # for a [data] table that skipped load_recipe
         if problem:
             raise UserError(problem)
-        source, skipped = scan_folder(data["source"], "data.source", self._reasons, quiet=rank != 0)
+        source, skipped = self._scan(data["source"], "data.source", quiet=rank != 0)
         if not self._upscale and not self._resize and split is None:
             check_sizes(source, self.size)  # all of data.source, so the verdict does not depend on the split
         separate = None
         if data["val_source"]:
-            separate, skipped_val = scan_folder(data["val_source"], "data.val_source", self._reasons, quiet=rank != 0)
+            separate, skipped_val = self._scan(data["val_source"], "data.val_source", quiet=rank != 0)
             skipped += skipped_val
             if rank == 0:
                 warn_validating_on_training_files(data["source"], data["val_source"])
@@ -173,15 +177,16 @@ class ImageData:
 
     @classmethod
     def for_evaluation(cls, folder: str | Path, *, channels: int, device: torch.device | str,
-                       cache_gb: float = 4.0, resize: int = 0) -> "ImageData":
+                       cache_gb: float = 4.0, resize: int = 0, side_by_side: bool = False) -> "ImageData":
         """Every readable image of ``folder`` as validation images (for ``i2i eval --data``),
         resized as the run's ``data.resize`` says.
 
         The result has no training images: use only :meth:`val_batches` and ``val_files``.
         """
         self = cls.__new__(cls)
-        self._configure(channels, device, 0, 0, size=8, cache_gb=cache_gb, workers=0, upscale=False, resize=resize)
-        val, skipped = scan_folder(str(folder), "--data", self._reasons)
+        self._configure(channels, device, 0, 0, size=8, cache_gb=cache_gb, workers=0, upscale=False, resize=resize,
+                        side_by_side=side_by_side)
+        val, skipped = self._scan(str(folder), "--data")
         self._set_train([], flip=False, rotate=False)
         self._set_val(val)
         report_skipped(skipped, reasons=self._reasons)
@@ -189,7 +194,7 @@ class ImageData:
 
     @classmethod
     def for_recorded_validation(cls, data: dict[str, Any], split: RecordedSplit, *, channels: int,
-                                device: torch.device | str) -> "ImageData":
+                                device: torch.device | str, side_by_side: bool = False) -> "ImageData":
         """A run's recorded validation files (``i2i eval RUN``), as its training evaluated them
         (see :func:`~i2i.data.sources.recorded_val_files`), without its training files: those
         may be gone since, and decoding them all would only cost time and memory.
@@ -198,9 +203,9 @@ class ImageData:
         """
         self = cls.__new__(cls)
         self._configure(channels, device, 0, 0, size=data["size"], cache_gb=data["cache_gb"], workers=0,
-                        upscale=data["upscale_small"], resize=data["resize"])
-        separate = scan_folder(data["val_source"], "data.val_source", self._reasons, quiet=True)[0] if data["val_source"] else None
-        source = [] if separate is not None else scan_folder(data["source"], "data.source", self._reasons, quiet=True)[0]
+                        upscale=data["upscale_small"], resize=data["resize"], side_by_side=side_by_side)
+        separate = self._scan(data["val_source"], "data.val_source", quiet=True)[0] if data["val_source"] else None
+        source = [] if separate is not None else self._scan(data["source"], "data.source", quiet=True)[0]
         val = recorded_val_files(split, source, separate, data)
         self._split = ([], val, separate is not None)
         self._set_train([], flip=False, rotate=False)
@@ -210,8 +215,11 @@ class ImageData:
     # -- construction -----------------------------------------------------------------------------
     def _configure(self, channels: int, device: torch.device | str, seed: int, rank: int, *,
                    size: int, cache_gb: float, workers: int, upscale: bool, resize: int = 0,
-                   world_size: int = 1) -> None:
-        self.channels, self.device = channels, torch.device(device)
+                   world_size: int = 1, side_by_side: bool = False) -> None:
+        # the channels delivered (both halves of a side-by-side pair), and how a file is read
+        self.channels, self.device = channels * (2 if side_by_side else 1), torch.device(device)
+        self._read = functools.partial(decode_sample, channels=channels, side_by_side=side_by_side)
+        self._side_by_side = side_by_side
         self.seed, self.rank, self.world_size, self.size = seed, rank, world_size, size
         self._cache_bytes, self._workers, self._upscale, self._resize = int(cache_gb * GB), workers, upscale, resize
         self._samples = 0  # samples drawn so far: the whole sampling state
@@ -229,6 +237,9 @@ class ImageData:
         self._find_grey = False
         self.split_note = ""
         self._split: tuple[list[ImageFile], list[ImageFile], bool] = ([], [], False)
+
+    def _scan(self, value: str, key: str, quiet: bool = False) -> tuple[list[ImageFile], list[Path]]:
+        return scan_folder(value, key, self._reasons, quiet, side_by_side=self._side_by_side)
 
     def _set_train(self, files: list[ImageFile], *, flip: bool, rotate: bool) -> list[Path]:
         """Keep the training files, decode them into the cache when it fits; returns unreadable ones."""
@@ -284,7 +295,7 @@ class ImageData:
     def _decode_train(self, file: ImageFile) -> tuple[torch.Tensor, bool] | None:
         """The fitted uint8 image and whether it looks grey, or None when it cannot be decoded."""
         try:
-            image = decode_image(file.path, self.channels)
+            image = self._read(file.path)
         except UnreadableImageError as exc:
             self._reasons[file.path] = exc.reason
             return None
@@ -328,7 +339,7 @@ class ImageData:
         if self.cached:
             crops = self._cut(plan)
         else:
-            dataset = _CropDataset([f.path for f in self._train], self.channels, self.size, self._resize, self._upscale)
+            dataset = _CropDataset([f.path for f in self._train], self._read, self.size, self._resize, self._upscale)
             try:
                 crops = torch.stack([dataset[item][0] for item in _items(plan)]).to(self.device)
             except NoDecodableImages:
@@ -368,7 +379,7 @@ class ImageData:
             self._stream_warned.add(index)
             path = self._train[index].path
             try:
-                decode_image(path, self.channels)
+                self._read(path)
                 why = ""
             except UnreadableImageError as exc:
                 why = f" ({exc.reason})"
@@ -380,14 +391,14 @@ class ImageData:
         """The streamed pipeline's twin of the cached one's error: no training file decodes."""
         first = self._train[0].path
         try:
-            decode_image(first, self.channels)
+            self._read(first)
             why = "unreadable"
         except UnreadableImageError as exc:
             why = exc.reason
         return UserError(f"{first}: none of the training images can be decoded ({len(self._train)} tried; this one: {why})")
 
     def _loader(self, start: int, batch_size: int) -> DataLoader:
-        dataset = _CropDataset([f.path for f in self._train], self.channels, self.size, self._resize, self._upscale)
+        dataset = _CropDataset([f.path for f in self._train], self._read, self.size, self._resize, self._upscale)
         return DataLoader(
             dataset,
             batch_sampler=_PlanSampler(self._planner, start, batch_size),
@@ -490,7 +501,7 @@ class ImageData:
         if key in self._val_cache:
             return self._val_cache[key]
         try:
-            image = decode_image(file.path, self.channels)
+            image = self._read(file.path)
         except UnreadableImageError as exc:
             self._reasons[file.path] = exc.reason
             return None
@@ -547,8 +558,8 @@ class _PlanSampler:
 class _CropDataset(Dataset):
     """Decodes one file per item and cuts the planned crop (runs in loader workers)."""
 
-    def __init__(self, files: list[Path], channels: int, size: int, resize: int, upscale: bool):
-        self.files, self.channels, self.size, self.resize, self.upscale = files, channels, size, resize, upscale
+    def __init__(self, files: list[Path], read: Callable[[Path], torch.Tensor], size: int, resize: int, upscale: bool):
+        self.files, self.read, self.size, self.resize, self.upscale = files, read, size, resize, upscale
 
     def __len__(self) -> int:
         return len(self.files)
@@ -572,7 +583,7 @@ class _CropDataset(Dataset):
         for step in range(len(self.files)):
             at = (index + step) % len(self.files)
             try:
-                image = decode_image(self.files[at], self.channels)
+                image = self.read(self.files[at])
             except UnreadableImageError:
                 failed = at if failed < 0 else failed
                 continue

@@ -41,12 +41,14 @@ OTHER_IMAGE_SUFFIXES = frozenset(
 
 @dataclass(frozen=True)
 class ImageFile:
-    """A readable image file: its path, a display name (path under its folder) and upright size."""
+    """A readable image file: its path, a display name (path under its folder) and upright size
+    (of each half, for a file holding a pair side by side: ``side_by_side``)."""
 
     path: Path
     name: str
     height: int
     width: int
+    side_by_side: bool = False
 
 
 def sample_folder() -> Path:
@@ -153,6 +155,35 @@ def print_run_folders_note(where: str, run_folders: list[Path]) -> None:
           "grids and outputs are no photos", file=sys.stderr, flush=True)
 
 
+#: The subfolders of the reference pix2pix's (aligned) and CycleGAN's (unaligned) data sets
+SPLIT_FOLDERS = ("train", "val", "test")
+UNPAIRED_FOLDERS = ("trainA", "trainB", "testA", "testB")
+
+
+def print_reference_layout_note(key: str, value: str, folder: Path) -> None:
+    """A note when ``folder`` is laid out as the reference's data sets are (``train/``, ``val/``,
+    ``test/``; or CycleGAN's ``trainA/``, ``trainB/``): searched with its subfolders, they would
+    all be pooled, the reference's split lost. Nothing otherwise."""
+    try:
+        names = {entry.name for entry in folder.iterdir() if entry.is_dir()}
+    except OSError:
+        return
+    splits = [name for name in SPLIT_FOLDERS if name in names]
+    unpaired = [name for name in UNPAIRED_FOLDERS if name in names]
+    where = f'{key} = "{value}"'
+    if len(unpaired) >= 2:
+        print(f"i2i: note: {where} holds {', '.join(unpaired)}: an unpaired (CycleGAN) data set, which i2i does not "
+              "train on as such: every image in them is taken as one photo", file=sys.stderr, flush=True)
+    elif "train" in splits and len(splits) >= 2:
+        held = "val" if "val" in splits else "test"
+        inside = f'"{Path(value) / "train"}"'
+        advice = (f'its images are scored together; for one split, pass e.g. --data {Path(value) / "test"}' if key == "--data"
+                  else f'all are searched and split again by data.val_fraction; for the data set\'s own split, set '
+                       f'data.source = {inside} and data.val_source = "{Path(value) / held}"')
+        print(f"i2i: note: {where} holds the subfolders {', '.join(splits)}, as the reference's data sets do: {advice}",
+              file=sys.stderr, flush=True)
+
+
 def not_read_note(other_kinds: Iterable[str]) -> str:
     """A hint for a message from :attr:`FolderContents.other_kinds` of one or more folders:
     which image files i2i left out, and what to do."""
@@ -215,8 +246,9 @@ def warn_validating_on_training_files(source: str, val_source: str) -> None:
 
 
 def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
-                quiet: bool = False) -> tuple[list[ImageFile], list[Path]]:
-    """``(readable, unreadable)`` image files of the folder a recipe value names.
+                quiet: bool = False, side_by_side: bool = False) -> tuple[list[ImageFile], list[Path]]:
+    """``(readable, unreadable)`` image files of the folder a recipe value names; with
+    ``side_by_side``, each file's size is that of its halves (see :attr:`i2i.Task.side_by_side`).
 
     Only headers are read (sizes), so this is fast even for large folders. A file reached a
     second time through a symbolic link is left out. Why each unreadable file cannot be read
@@ -224,6 +256,10 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     stderr, unless ``quiet`` (ranks other than 0). Raises :class:`~i2i.errors.UserError` naming ``key`` when the folder is missing or
     holds no readable image.
     """
+    if side_by_side and value == SAMPLE:  # cut in halves, they would train on nonsense
+        raise UserError(f'{key} = "{SAMPLE}": the photos shipped with i2i are single photos, and this task reads '
+                        "files that hold a pair side by side (A|B); give a folder of such files (to score a run: "
+                        "i2i eval RUN --data DIR)")
     folder = resolve_folder(value, key)
     if value == SAMPLE and Path(SAMPLE).is_dir() and not quiet:
         print(f'i2i: note: {key} = "{SAMPLE}" means the photos shipped with i2i, not the folder ./{SAMPLE} here; '
@@ -232,6 +268,7 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     paths = contents.images
     if not quiet:
         print_run_folders_note(f'{key} = "{value}"', contents.run_folders)
+        print_reference_layout_note(key, value, folder)
     if not paths:
         raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([contents.other_kinds])}')
     if not quiet:
@@ -245,7 +282,13 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
             unreadable.append(path)
             why[path] = exc.reason
             continue
-        readable.append(ImageFile(path, path.relative_to(folder).as_posix(), height, width))
+        if side_by_side:
+            if width < 2:
+                unreadable.append(path)
+                why[path] = f"{width} px wide, too narrow to hold two images side by side"
+                continue
+            width //= 2
+        readable.append(ImageFile(path, path.relative_to(folder).as_posix(), height, width, side_by_side))
     if not readable:
         first = unreadable[0]
         raise UserError(f'{key} = "{value}": none of its {len(unreadable)} image files can be read '
@@ -260,8 +303,9 @@ def check_sizes(files: Iterable[ImageFile], size: int) -> None:
     if small:
         file = small[0]
         more = f" (so are {len(small) - 1} more images)" if len(small) > 1 else ""
+        sized = f"each of its two halves, {file.width}x{file.height} px," if file.side_by_side else f"{file.width}x{file.height} px"
         raise UserError(
-            f"{file.path}: {file.width}x{file.height} px is smaller than data.size = {size}{more}; "
+            f"{file.path}: {sized} is smaller than data.size = {size}{more}; "
             "use larger images, a smaller data.size, or data.upscale_small = true"
         )
 
@@ -290,12 +334,12 @@ def warn_copies_across_split(train: list[ImageFile], val: list[ImageFile]) -> No
               file=sys.stderr)
 
 
-def check_folders_for_processes(data: Mapping[str, Any], seed: int, world_size: int) -> None:
+def check_folders_for_processes(data: Mapping[str, Any], seed: int, world_size: int, side_by_side: bool = False) -> None:
     """The checks each of ``world_size`` new processes makes of a recipe's data folders, made
     once before they start (``i2i run --nproc``), so a mistake is one line rather than one per
     process and torchrun's report: a missing or empty folder, no readable image, images smaller
-    than ``data.size``, fewer training images than processes."""
-    source, _ = scan_folder(data["source"], "data.source", quiet=True)
+    than ``data.size``, fewer training images than processes. ``side_by_side``: the task's."""
+    source, _ = scan_folder(data["source"], "data.source", quiet=True, side_by_side=side_by_side)
     if not data["upscale_small"] and not data["resize"]:
         check_sizes(source, data["size"])
     if data["val_source"]:

@@ -114,6 +114,8 @@ def _check_declared_sizes(recipe: Recipe, task: Any, G: nn.Module, D: nn.Module 
 
     if task.image_channels not in (1, 3) or isinstance(task.image_channels, bool):
         raise refuse("task", f"image_channels = {task.image_channels!r}; images are read with 1 (grey) or 3 (RGB) channels")
+    if not isinstance(task.side_by_side, bool):
+        raise refuse("task", f"side_by_side = {task.side_by_side!r}; it is true or false")
     owner = size_multiple_owner(G)
     if owner is not None and not is_whole_number(owner.size_multiple, 1):
         raise refuse("generator", f"size_multiple = {owner.size_multiple!r}; it is the whole number (1 or more) "
@@ -223,11 +225,12 @@ def _takes_keyword(function: Any, name: str) -> bool:
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
-def check_recipe(recipe: Recipe) -> None:
+def check_recipe(recipe: Recipe) -> Networks:
     """What a run checks before its first step, short of reading data: ``i2i validate``.
 
     Builds the components on the CPU (no data, no optimisers), checks the crop size against
-    them, sorts the losses, puts one image through G and D and builds the metrics.
+    them, sorts the losses, puts one image through G and D and builds the metrics. Returns the
+    networks it built (on the CPU), for checks that need the task.
     """
     from .device import resolve_device, resolve_precision
 
@@ -245,6 +248,7 @@ def check_recipe(recipe: Recipe) -> None:
     build_loss_terms(recipe, nets.D, device)
     dry_run(recipe, nets, device, build_metrics(nets.task, recipe["eval"]["metrics"], recipe))
     build_callbacks(recipe)
+    return nets
 
 
 def _callback_identity(component: Any) -> tuple:

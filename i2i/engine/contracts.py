@@ -128,7 +128,8 @@ def _check_prepare(task: Any, images: Tensor, where: str) -> None:
     translate user images (``prepare`` not implemented) is left alone."""
     if not task.input_is_image:
         return
-    rgb = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+    user_image = images[:, :task.image_channels]  # one half of a side-by-side pair: translate reads single images
+    rgb = user_image.expand(-1, 3, -1, -1) if user_image.shape[1] == 1 else user_image
     try:
         input = task.prepare(rgb)
     except NotImplementedError:
@@ -187,10 +188,10 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
     devices = [device] if device.type == "cuda" else []
     modules = [net for net in (nets.G, nets.D) if net is not None]
     modes = [net.training for net in modules]
-    _refuse_sizes_beyond_host_memory(recipe, nets.task.image_channels, device)
+    _refuse_sizes_beyond_host_memory(recipe, nets.task.clean_channels, device)
     with torch.random.fork_rng(devices=devices), _size_fits(recipe, device):
         rng = torch.Generator(device=device).manual_seed(0)
-        images = torch.rand(1, nets.task.image_channels, size, size, generator=rng, device=device)
+        images = torch.rand(1, nets.task.clean_channels, size, size, generator=rng, device=device)
         for net in modules:
             net.eval()
         try:

@@ -166,6 +166,7 @@ class Trainer:
             self.data = ImageData(
                 recipe["data"], channels=self.task.image_channels, device=self.device, seed=self.seed,
                 rank=self.dist.rank, world_size=self.dist.world_size, find_grey=self.task.learns_colour, split=split,
+                side_by_side=self.task.side_by_side,
             )
         if self.data.split_note and self.dist.is_main:
             print_err(self.data.split_note)

@@ -14,7 +14,8 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
 
     The run works with ``i2i translate``, ``i2i eval`` and ``i2i.load``. The task must match the
     checkpoint's channels (e.g. ``gray2color``: 1 -> 2, the reference's colorization model;
-    ``denoise``: 3 -> 3, whose net then outputs the clean image, so ``residual = false``).
+    ``paired``: 3 -> 3, a pix2pix or CycleGAN generator; ``denoise``: 3 -> 3, whose net then
+    outputs the clean image, so ``residual = false``).
     The file is read with ``torch.load(weights_only=True)``: no code in it is executed.
     """
     from .reference import convert_reference_state_dict, detect_reference_architecture, read_reference_checkpoint

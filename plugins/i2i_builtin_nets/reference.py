@@ -9,6 +9,8 @@ are the same and the mapping is the identity apart from a few repairs:
 reference key                                          i2i key
 =====================================================  =================================================
 ``module.<key>`` (DataParallel)                        ``<key>``
+``_orig_mod.<key>`` (torch.compile)                    ``<key>``
+``{"state_dict": {...}}`` (a script's wrapper)         the inner state dict
 U-Net ``model.model.0.weight`` (first conv)            same; each level nests as ``model.model.1.`` then
                                                        ``model.3.`` per level (down conv ``model.1``,
                                                        norm ``model.2``, up conv ``model.5``,
@@ -50,14 +52,24 @@ _STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 _CHANNELS = ("in_channels", "out_channels")
 
 
+#: Keys under which hand-written training scripts often save a state dict (``{"state_dict": ...}``)
+WRAPPER_KEYS = ("state_dict", "model", "generator", "netG", "G")
+
+
 def _plain(state_dict: Any) -> dict[str, Tensor]:
-    """Check it is a state dict and strip a ``DataParallel`` ``module.`` prefix."""
+    """Check it is a state dict, take it out of a one-entry wrapper (``{"state_dict": ...}``),
+    and strip the prefixes of ``DataParallel`` (``module.``) and ``torch.compile`` (``_orig_mod.``)."""
+    if isinstance(state_dict, Mapping) and len(state_dict) == 1:
+        (key, inner), = state_dict.items()
+        if key in WRAPPER_KEYS and isinstance(inner, Mapping):
+            state_dict = inner
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, Tensor) for v in state_dict.values()):
         raise i2i.UserError("not a reference generator: expected a state dict (a mapping of names to tensors)")
-    keys = list(state_dict)
-    if keys and all(k.startswith("module.") for k in keys):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
-    return dict(state_dict)
+    plain = dict(state_dict)
+    for prefix in ("module.", "_orig_mod."):
+        if plain and all(k.startswith(prefix) for k in plain):
+            plain = {k[len(prefix):]: v for k, v in plain.items()}
+    return plain
 
 
 def _norm(sd: dict[str, Tensor], first_conv: str) -> str:
@@ -123,7 +135,8 @@ def detect_reference_architecture(state_dict: Mapping[str, Tensor]) -> tuple[str
         return "resnet", _detect_resnet(sd)
     if "model.0.weight" in sd or "net.0.weight" in sd:
         raise i2i.UserError(
-            "this is a reference discriminator (latest_net_D.pth), not a generator; use latest_net_G.pth"
+            "this is a reference discriminator (latest_net_D.pth), not a generator; use latest_net_G.pth "
+            "(CycleGAN's: latest_net_G_A.pth or latest_net_G_B.pth)"
         )
     example = next(iter(sd), "nothing")
     raise i2i.UserError(
