@@ -804,3 +804,38 @@ def test_discriminator_losses_are_logged_per_d_step_whatever_train_d_steps(photo
         records = [json.loads(x) for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
         logged = [r for r in records if r["type"] == "train"][-1]
         assert logged["d_gan"] == pytest.approx(3.0) and logged["g_gan"] == pytest.approx(3.0), (d_steps, logged)
+
+
+class StopAtOnce(i2i.Callback):
+    def on_run_start(self, trainer):
+        trainer.request_stop()
+
+
+def test_a_resumed_run_stopped_before_its_first_step_leaves_its_checkpoint_as_it_was(photos, tmp_path):
+    """It wrote the checkpoint it resumed from again, removing the old copy first: a kill in
+    between lost the run's only checkpoint."""
+    with pytest.raises(i2i.TrainingStopped):
+        i2i.train(tiny_recipe(photos, tmp_path / "run"), callbacks=[StopAt(4)], quiet=True)
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_0000004"
+    before = checkpoint.stat().st_ino, (checkpoint / "state.json").read_bytes()
+    with pytest.raises(i2i.TrainingStopped, match=r"stopped at step 4/8; checkpoint saved"):
+        i2i.train(None, resume=tmp_path / "run", callbacks=[StopAtOnce()], quiet=True)
+    assert (checkpoint.stat().st_ino, (checkpoint / "state.json").read_bytes()) == before
+
+
+def test_a_step_written_again_replaces_its_checkpoint_by_renames(tmp_path):
+    """The old copy is removed only once the new one is in place; a process killed between the
+    two renames leaves the old copy, which goes back in place."""
+    from i2i.engine import checkpoint as ckpt
+
+    store = ckpt.CheckpointStore(tmp_path)
+    store.write(3, intact_checkpoint_files(), keep=3, best=False)
+    files = intact_checkpoint_files()
+    files["note.txt"] = b"second"
+    store.write(3, files, keep=3, best=False)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["LATEST", "step_0000003"]
+    assert (tmp_path / "checkpoints" / "step_0000003" / "note.txt").read_bytes() == b"second"
+    # killed after moving the old copy aside, before the new one took its place
+    (tmp_path / "checkpoints" / "step_0000003").rename(tmp_path / "checkpoints" / ".old-step_0000003-999999")
+    assert ckpt.find_checkpoint(tmp_path).name == "step_0000003"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["LATEST", "step_0000003"]

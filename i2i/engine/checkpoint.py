@@ -262,10 +262,14 @@ class CheckpointStore:
                 + (f"the last one, {kept.name}, is intact" if kept else "no earlier checkpoint exists")
             ) from None
         _fsync_dir(tmp)
-        if final.exists():  # the same step written again (e.g. interrupt right after a save)
-            shutil.rmtree(final)
+        old = None
+        if final.exists():  # the same step written again: swapped by renames, removed only once replaced
+            old = self.root / f".old-{name}-{os.getpid()}"
+            os.replace(final, old)
         os.replace(tmp, final)
         _fsync_dir(self.root)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         write_atomic(self.root / "LATEST", name.encode())
         if best:
             write_atomic(self.root / "BEST", name.encode())
@@ -297,6 +301,18 @@ class CheckpointStore:
         steps = sorted((p for p in self.root.glob("step_*") if p.is_dir()), reverse=True)
         return next((p for p in steps if (p / "state.json").is_file() and (p / "generator.safetensors").is_file()), None)
 
+    def restore_swapped(self) -> None:
+        """Finish the swap of a step written again (:meth:`write`) that a killed process left
+        half done: its old copy ``.old-step_N-PID`` goes back in place when ``step_N`` is
+        missing, and is removed when the new one is there."""
+        for old in self.root.glob(".old-step_*"):
+            final = self.root / old.name[len(".old-"):].rsplit("-", 1)[0]
+            with contextlib.suppress(OSError):  # a read-only run folder is read as it is
+                if final.exists():
+                    shutil.rmtree(old)
+                else:
+                    os.replace(old, final)
+
     def prune(self, keep: int) -> None:
         """Keep LATEST, BEST and the ``keep`` newest others; remove the partial folders of
         writes a killed process never finished (each can be as large as a checkpoint, and a
@@ -304,6 +320,7 @@ class CheckpointStore:
         for partial in self.root.glob(".tmp-step_*"):
             if partial.is_dir():
                 shutil.rmtree(partial, ignore_errors=True)
+        self.restore_swapped()
         protected = {p.name for p in (self.pointer("LATEST"), self.pointer("BEST")) if p}
         steps = sorted(p for p in self.root.glob("step_*") if p.is_dir())
         others = [p for p in steps if p.name not in protected]
@@ -336,6 +353,7 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
                   f"run folder{f' ({path.parent.parent})' if path.parent.name == 'checkpoints' else ''}")
         return path
     store = CheckpointStore(path)
+    store.restore_swapped()
     best_damage = None
     if which.upper() == "BEST":
         best = store.pointer("BEST")

@@ -183,7 +183,7 @@ class Trainer:
         self.extras: dict[str, Tensor] = {}
         self._step_number = torch.zeros((), dtype=torch.long, device=self.device)  # step + 1, on the device
         self._logging_step = False
-        self._saved_step = -1  # the step of the last checkpoint this process wrote
+        self._saved_step = -1  # the step of the last checkpoint on disk: written by this process, or resumed from
         self.step_begun = 0  # the step train_step last started: a failure in it, or in the events after it
         # output.checkpoint_minutes: when the last checkpoint was written (or the run started),
         # on a clock tests can replace, and whether the ranks agreed that one is due
@@ -809,13 +809,12 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint (rank 0), with every rank's random streams and data position."""
-        self._saved_step = self.step
-        self._saved_at = self.clock()
         if self.acc_count:  # losses not read since the last log: stop on a NaN among them before saving
             self.read_accumulators()
         ranks = self.dist.all_gather_object(self._rank_state())
         if not self.dist.is_main:
             self.dist.barrier()
+            self._saved_step, self._saved_at = self.step, self.clock()
             return None
         files = {"generator.safetensors": ckpt.TensorFile(self.G.state_dict())}
         if self.ema is not None:
@@ -852,8 +851,11 @@ class Trainer:
         files["state.json"] = _json_bytes(state)
         best = bool(self.best.pop("pending", False))
         path = ckpt.CheckpointStore(self.run_dir).write(self.step, files, keep=self.out_cfg["keep"], best=best)
-        self._emit("on_checkpoint", self, self.step, path)
-        self.dist.barrier()
+        self._saved_step, self._saved_at = self.step, self.clock()  # written: not before, or a failed write counted
+        try:
+            self._emit("on_checkpoint", self, self.step, path)
+        finally:  # a callback that raises must not leave the other ranks waiting here until the timeout
+            self.dist.barrier()
         return path
 
     def load_checkpoint(self, path: Path) -> None:
@@ -893,7 +895,7 @@ class Trainer:
                 if saved is not None:
                     scaler.load_state_dict(saved)
         self._load_rank_state(state, ckpt.read_tensors(path / "rng.safetensors"))
-        self.step = self.resumed_at = int(state["step"])
+        self.step = self.resumed_at = self._saved_step = int(state["step"])  # a stop before the next step keeps it as is
         self.best = dict(state.get("best") or {})
         self.last_metrics = state.get("metrics") or {}
         self.last_baselines = state.get("baselines") or {}
