@@ -248,6 +248,6 @@ class Registry:
                           if builtins and not c.builtin and (plugin is None or c.plugin == plugin)]
         return pairs
 
-    def build(self, kind: str, name: str, *args: Any, **options: Any) -> Any:
+    def build(self, kind: str, name: str, /, *args: Any, **options: Any) -> Any:  # an option may be called 'kind'
         """Look ``name`` up as :meth:`get` does and build it."""
         return self.get(kind, name).build(*args, **options)

@@ -79,6 +79,43 @@ class DoublePair(i2i.Task):
         return clean.double(), clean.double()
 
 
+class HalvedInput(i2i.Task):
+    """Super-resolution as a first try: the input at half the target's size."""
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        return torch.nn.functional.avg_pool2d(clean, 2) * 2 - 1, clean * 2 - 1
+
+
+class MaskedInput(i2i.Task):
+    """Inpainting: the image with a mask as a fourth input channel, and the default input_image."""
+
+    in_channels = 4
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        return torch.cat([clean, torch.ones_like(clean[:, :1])], 1) * 2 - 1, clean * 2 - 1
+
+
+class Float64Net(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).double()
+
+
+def net_with_a_kind(in_channels: int, out_channels: int, kind: str = "plain") -> nn.Module:
+    """An option called 'kind' collided with Registry.build's own argument."""
+    assert kind == "plain"
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
 class OneTensor(i2i.Task):
     def __init__(self) -> None:
         pass
@@ -169,6 +206,8 @@ class Sloppy:
         register("shrinks", Shrinks)
         register("exploding", exploding_net)
         register("detached", Detached)
+        register("float64", Float64Net)
+        register("with_a_kind", net_with_a_kind)
 
     @i2i.hookimpl
     def register_losses(self, register):
@@ -191,6 +230,8 @@ class Sloppy:
     @i2i.hookimpl
     def register_tasks(self, register):
         register("double_pair", DoublePair)
+        register("halved_input", HalvedInput)
+        register("masked_input", MaskedInput)
         register("one_tensor", OneTensor)
         register("grey_target", GreyTarget)
         register("lower_is_better_bool", LowerIsBetterBool)
@@ -255,6 +296,15 @@ def test_a_metric_that_breaks_its_contract_is_named_before_training(photos, tmp_
                            r"\[1, 3, 16, 16\]; it returns \(input, target\), two tensors"),
     ("task", "grey_target", r"task.name = 'grey_target' \(plugin 'sloppy'\): make_pair's target is a tensor of shape "
                             r"\[1, 1, 16, 16\] .*the task's out_channels"),
+    # it trained, then failed at the first evaluation (with a conditional D: a traceback at once)
+    ("task", "halved_input", r"task.name = 'halved_input' \(plugin 'sloppy'\): make_pair's input is 8x8 px and its target "
+                             r"16x16; i2i's generators, evaluation and translate keep an image's size"),
+    # it trained, then the sample grid failed with a traceback at the first evaluation
+    ("task", "masked_input", r"task.name = 'masked_input' \(plugin 'sloppy'\): input_image returned a tensor of shape "
+                             r"\[1, 4, 16, 16\] for an input of shape \[1, 4, 16, 16\]; it returns the input as images"),
+    # a traceback from backward
+    ("generator", "float64", r"generator.name = 'float64' \(plugin 'sloppy'\) returned torch.float64 on cpu for an input "
+                             r"of torch.float32 on cpu; a generator returns its input's dtype on its device"),
 ])
 def test_a_generator_or_task_that_breaks_fails_before_training(photos, tmp_path, section, name, message):
     recipe = tiny_recipe(photos, tmp_path / "run")
@@ -463,3 +513,12 @@ def test_a_loss_factory_that_builds_no_loss_kind_is_named_with_its_plugin(photos
     recipe = tiny_recipe(photos, tmp_path / "run", losses={"odd": {"name": "not_a_loss"}})
     refused_before_training(recipe, r"losses.odd \('not_a_loss', plugin 'sloppy'\): its factory built a function, which is "
                                     r"none of i2i's loss kinds \(i2i.ReconstructionLoss, .*report this to the plugin's author")
+
+
+def test_a_component_may_have_an_option_called_kind(photos, tmp_path):
+    """Registry.build's own 'kind' argument took it: a plugin was blamed for a name i2i reserved."""
+    recipe = tiny_recipe(photos, tmp_path / "run", discriminator=None)
+    recipe["losses"] = {"l1": {}}
+    recipe["generator"] = {"name": "with_a_kind", "kind": "plain"}
+    recipe["train"]["steps"] = 1
+    assert i2i.train(recipe, quiet=True).run_dir.is_dir()

@@ -43,9 +43,14 @@ def scalar_loss(value: Any, where: str, part: str = "") -> Tensor:
 
 
 def check_generator_output(output: Any, target: Tensor, where: str, out_channels: int) -> None:
-    """G must return the target's shape: the losses compare the two element by element."""
+    """G must return the target's shape, dtype and device: the losses compare the two element
+    by element (a float64 output failed in backward, one on another device in a metric)."""
     if isinstance(output, Tensor) and output.shape == target.shape:
-        return
+        wider = output.dtype == torch.float64 and target.dtype != torch.float64  # backward fails on the mix
+        if output.is_floating_point() and not wider and output.device == target.device:
+            return
+        raise PluginError(f"{where} returned {output.dtype} on {output.device} for an input of {target.dtype} on "
+                          f"{target.device}; a generator returns its input's dtype on its device; {REPORT}")
     raise PluginError(f"{where} returned {describe(output)} for a target of shape {list(target.shape)}; "
                       f"a generator must return the target's shape (batch, {out_channels} channels, "
                       f"the input's height and width); {REPORT}")
@@ -79,8 +84,9 @@ def check_metric_values(values: Any, name: str, batch: int, plugin: str = "") ->
 def check_task_pair(pair: Any, clean: Tensor, task: Any, where: str) -> tuple[Tensor, Tensor]:
     """``make_pair`` returns ``(input, target)``: ``[B, C, H, W]`` tensors of the batch's dtype on
     its device, ``target`` with the task's ``out_channels`` (and ``input`` with ``in_channels``
-    when it is an image; sizes may differ from the batch's, as a super-resolution task's do).
-    Checked on the dry run, so the task is named rather than the generator it feeds."""
+    when it is an image, of the target's height and width: evaluation, translate and a
+    conditional D take a generator's output at its input's size; both may differ from the
+    batch's). Checked on the dry run, so the task is named rather than the generator it feeds."""
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise PluginError(f"{where}: make_pair returned {describe(pair)}; it returns (input, target), two tensors; {REPORT}")
     for role, value, channels in (("input", pair[0], task.in_channels), ("target", pair[1], task.out_channels)):
@@ -97,6 +103,12 @@ def check_task_pair(pair: Any, clean: Tensor, task: Any, where: str) -> tuple[Te
                               f"[{clean.shape[0]}, {channels}, H, W] ({clean.dtype} on {clean.device}): the batch's "
                               f"size, dtype and device, and the task's {'in' if role == 'input' else 'out'}_channels; "
                               f"{REPORT}")
+    if task.input_is_image and pair[0].shape[-2:] != pair[1].shape[-2:]:
+        (h, w), (th, tw) = pair[0].shape[-2:], pair[1].shape[-2:]
+        raise PluginError(f"{where}: make_pair's input is {h}x{w} px and its target {th}x{tw}; i2i's generators, "
+                          "evaluation and translate keep an image's size, so a task that changes it (super-resolution) "
+                          "gives the generator its input resized to the target's size (torch.nn.functional.interpolate); "
+                          f"{REPORT}")
     return pair[0], pair[1]
 
 
@@ -121,6 +133,23 @@ def check_prepared(input: Any, images: Tensor, task: Any, where: str) -> None:
         raise PluginError(f"{where}: prepare returned {describe(input)} for images of shape {list(images.shape)}; "
                           f"expected [{b}, {task.in_channels}, {h}, {w}] (the task's in_channels, the images' batch, "
                           f"height and width); {REPORT}")
+
+
+def _check_input_image(task: Any, input: Tensor, where: str) -> None:
+    """Sample grids put ``input_image(input)`` beside the outputs: it must be an image of 1 or 3
+    channels at the input's size (a 4-channel inpainting input failed at the first evaluation)."""
+    if not task.input_is_image:
+        return
+    try:
+        image = task.input_image(input)
+    except Exception as exc:
+        raise_plugin_failure(exc, f"{where}: input_image failed on an input of shape {list(input.shape)}: ")
+    fits = (isinstance(image, Tensor) and image.dim() == 4 and image.shape[0] == input.shape[0]
+            and image.shape[1] in (1, 3) and image.shape[-2:] == input.shape[-2:])
+    if not fits:
+        raise PluginError(f"{where}: input_image returned {describe(image)} for an input of shape {list(input.shape)}; "
+                          "it returns the input as images for the sample grids: [batch, 1 or 3 channels, the input's "
+                          f"height and width] in [0, 1] (override it when the input has other channels); {REPORT}")
 
 
 def _check_prepare(task: Any, images: Tensor, where: str) -> None:
@@ -203,6 +232,7 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
                 raise_plugin_failure(exc, f"{task_where}: make_pair failed on a batch of shape {list(images.shape)}: ")
             input, target = check_task_pair(pair, images, nets.task, task_where)
             _check_prepare(nets.task, images, task_where)
+            _check_input_image(nets.task, input, task_where)
             where = contract_where(recipe, "generator")
             fake = _forward(nets.G, input, where)
             check_generator_output(fake, target, where, nets.task.out_channels)
