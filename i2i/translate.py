@@ -109,7 +109,7 @@ def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str
     """Save atomically: a temporary name, then a rename, so no half-written file is left."""
     from .data.encode import save_image
 
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")  # two runs writing one folder do not share it
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         save_image(output_pixels(image, alpha, fmt), tmp, fmt)

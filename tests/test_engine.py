@@ -718,10 +718,12 @@ def test_a_run_whose_validation_files_all_fail_to_decode_says_so(tmp_path, capsy
     Image.effect_noise((40, 40), 64).convert("RGB").save(buffer, format="PNG")
     (val / "cut.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     photos = make_photos(tmp_path / "train")
-    run = i2i.train(tiny_recipe(photos, tmp_path / "run", data={"val_source": str(val)}, train={"steps": 2}), quiet=True)
+    # sample grids between evaluations too: they took the first validation images and stopped the run
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", data={"val_source": str(val)}, train={"steps": 2},
+                                output={"sample_every": 1}), quiet=True)
     err = capsys.readouterr().err
     assert "none of the 1 validation image(s) could be decoded" in err
-    assert run.metrics == {}
+    assert run.metrics == {} and (run.run_dir / "samples" / "step_0000001.png").is_file()
     from i2i.evaluation import evaluate_run  # i2i eval names the folder the run validates on
 
     with pytest.raises(UserError, match=rf"^no readable images in {re.escape(str(val))}: none of the 1 image file"):

@@ -268,14 +268,16 @@ def sample_columns(
     """(input | output | target) columns for a sample grid, on the same validation images and
     noise every time, so a run's grids show progress rather than different pictures.
 
-    Without validation images, a preview batch of ``batch_size`` training crops is used.
+    Without validation images (or when the first ones no longer decode), a preview batch of
+    ``batch_size`` training crops is used.
     """
     was_training = generator.training
     generator.eval()
     try:
-        if data.val_files:
-            clean, names = next(iter(data.val_batches(eval_cfg["crop"], SAMPLE_IMAGES, SAMPLE_IMAGES)))
-        else:
+        first = next(iter(data.val_batches(eval_cfg["crop"], SAMPLE_IMAGES, SAMPLE_IMAGES)), None) if data.val_files else None
+        if first is not None:
+            clean, names = first
+        else:  # no validation images, or the first ones no longer decode
             clean = data.preview_batch(batch_size)
             names = [f"preview {i}" for i in range(clean.shape[0])]
         input, target = validation_pairs(task, clean, names, seed)
