@@ -841,3 +841,17 @@ def test_a_step_written_again_replaces_its_checkpoint_by_renames(tmp_path):
     (tmp_path / "checkpoints" / "step_0000003").rename(tmp_path / "checkpoints" / ".old-step_0000003-999999")
     assert ckpt.find_checkpoint(tmp_path).name == "step_0000003"
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["LATEST", "step_0000003"]
+
+
+def test_a_lazy_regulariser_runs_on_every_every_th_discriminator_step(photos, tmp_path, monkeypatch):
+    """R1's `every` counts D steps as its documentation says: it counted generator steps, so with
+    train.d_steps = 3 it ran on all three D steps of those, three times as strong."""
+    from i2i_builtin_losses.penalties import R1
+
+    calls = []
+    penalty = R1.forward
+    monkeypatch.setattr(R1, "forward", lambda self, *args: calls.append(1) or penalty(self, *args))
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 6, "d_steps": 3})
+    recipe["losses"] = {"l1": {}, "gan": {"name": "vanilla"}, "r1": {"every": 4}}
+    i2i.train(recipe, quiet=True)
+    assert len(calls) == 5  # D steps 0, 4, 8, 12 and 16 of 18 (it was 6: each D step of generator steps 0 and 4)

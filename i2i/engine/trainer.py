@@ -279,11 +279,11 @@ class Trainer:
 
         batch_size = self.train_cfg["batch_size"]
         if self.D is not None:
-            for _ in range(self.train_cfg["d_steps"] - 1):  # extra D steps see fresh batches
+            for extra in range(self.train_cfg["d_steps"] - 1):  # extra D steps see fresh batches
                 extra_in, extra_target = self.make_pair(self.data.next_batch(batch_size))
                 with torch.no_grad():
                     extra_fake = self.generate(extra_in)
-                self.d_step(extra_in, extra_fake, extra_target)
+                self.d_step(extra_in, extra_fake, extra_target, extra)
 
         input, target = self.make_pair(self.data.next_batch(batch_size))
         adversarial = self.D is not None and self.step >= self.train_cfg["g_warmup_steps"]
@@ -325,8 +325,12 @@ class Trainer:
             spread = fake.detach().float().std(dim=0).mean()
             self.extras["diversity"] = spread / target.float().std(dim=0).mean().clamp_min(1e-8)
 
-    def d_step(self, input: Tensor, fake: Tensor, target: Tensor) -> None:
-        """Update D on a real pair and a fake pair (``fake`` is already detached)."""
+    def d_step(self, input: Tensor, fake: Tensor, target: Tensor, index: int | None = None) -> None:
+        """Update D on a real pair and a fake pair (``fake`` is already detached). ``index``: which
+        of this step's ``train.d_steps`` D steps this is (default: the last, beside G's step);
+        lazy regularisers count D steps, so ``every`` means the same whatever ``d_steps``."""
+        d_steps = self.train_cfg["d_steps"]
+        d_step_number = self.step * d_steps + (d_steps - 1 if index is None else index)
         real_in, fake_in = self.d_input(input, target), self.d_input(input, fake)
         terms: dict[str, Tensor] = {}
         with autocast(self.device, self.dtype, self._autocast_cache):
@@ -336,7 +340,7 @@ class Trainer:
                 terms[term.label] = term.compute(term.loss.d_loss, d_real, d_fake, part=" (d_loss)")
         for term in self.regularizers:  # in fp32, for stable second-order gradients
             every = max(1, int(getattr(term.loss, "every", 1)))
-            if self.step % every == 0:
+            if d_step_number % every == 0:
                 discriminator = lambda x: [o.float() for o in as_logit_list(self.D_run(x))]  # noqa: E731
                 terms[term.label] = term.compute(term.loss, discriminator, real_in, fake_in, scale=every)
         self._backward_and_step(terms, self.opt_d, self.D, self.train_cfg["d"], "d")

@@ -1,7 +1,8 @@
 """Discriminator regularisers: R1 and the WGAN-GP gradient penalty.
 
 The engine calls them in float32 on the D step and multiplies the result by
-``weight * every`` on the steps where ``step % every == 0`` (lazy regularisation, StyleGAN2);
+``weight * every`` on every ``every``-th discriminator step (lazy regularisation, StyleGAN2;
+D steps are counted, so ``train.d_steps`` does not change how often it runs);
 they must not scale themselves. The gradient is taken with ``create_graph=True`` so the
 penalty backpropagates to D's parameters.
 """
