@@ -77,7 +77,9 @@ def register_metrics(register: Callable[..., None]) -> None:
 
     :param register: ``register(name, factory, ...)`` where ``factory(**options)`` returns a
         callable ``metric(output, target) -> Tensor[B] | dict[str, Tensor[B]]`` on images in
-        [0, 1], one value per image (the evaluator averages over images). It may have a
+        [0, 1], one value per image (the evaluator averages over images). A metric that declares
+        a parameter named ``input`` also gets the generator's input (in the network's range: an
+        inpainting mask carried as an input channel, say). It may have a
         ``summarize(means: dict[str, float]) -> dict[str, float]`` method that adds derived
         values (e.g. the colourfulness difference) after averaging.
     """

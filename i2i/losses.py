@@ -7,14 +7,20 @@ Discriminator outputs reach losses as lists of logit tensors (one per scale).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import inspect
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 
 class ReconstructionLoss(nn.Module):
-    """Compares the generator's output with the target, in the network's value range (G step)."""
+    """Compares the generator's output with the target, in the network's value range (G step).
+
+    A loss that also needs the generator's input (an inpainting mask carried as an input
+    channel, a consistency term of super-resolution) declares a parameter named ``input``:
+    ``forward(self, fake, target, input)``; the engine then passes it (see :func:`takes_input`).
+    """
 
     def forward(self, fake: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -57,6 +63,16 @@ class FeatureMatchingLoss(nn.Module):
 
 
 LOSS_KINDS = (ReconstructionLoss, AdversarialLoss, Regularizer, FeatureMatchingLoss)
+
+
+def takes_input(function: Callable[..., Any]) -> bool:
+    """Whether a loss's ``forward`` or a metric declares a parameter named ``input``: the engine
+    passes the generator's input (``input=...``) only to those, so two-argument ones stay as they are."""
+    try:
+        parameter = inspect.signature(function).parameters.get("input")
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    return parameter is not None and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
 
 
 def as_logit_list(output: Tensor | Sequence[Tensor]) -> list[Tensor]:

@@ -1,6 +1,7 @@
 """A plugin component that breaks its contract is a one-line error naming it, not a traceback
 deep in the step or a silently wrong number (i2i/engine/contracts.py)."""
 
+import math
 import re
 from pathlib import Path
 
@@ -522,3 +523,58 @@ def test_a_component_may_have_an_option_called_kind(photos, tmp_path):
     recipe["generator"] = {"name": "with_a_kind", "kind": "plain"}
     recipe["train"]["steps"] = 1
     assert i2i.train(recipe, quiet=True).run_dir.is_dir()
+
+
+class MaskedL1(i2i.ReconstructionLoss):
+    """Inpainting: the error inside the hole only, the mask read from the input's last channel."""
+
+    def forward(self, fake, target, input):
+        hole = (input[:, -1:] > 0).float()
+        return ((fake - target).abs() * hole).sum() / hole.sum().clamp_min(1)
+
+
+class HolePSNR:
+    def __call__(self, output, target, input):
+        hole = (input[:, -1:] > 0).float()
+        mse = ((output - target) ** 2 * hole).flatten(1).sum(1) / (hole.flatten(1).sum(1) * output.shape[1]).clamp_min(1)
+        return {"hole_psnr": -10 * torch.log10(mse.clamp_min(1e-10))}
+
+
+class Inpaint(i2i.Task):
+    """The left half of each image is the hole: the input is the image with it greyed out, plus the mask."""
+
+    in_channels = 4
+    metrics = ("psnr", "hole_psnr")
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        mask = torch.zeros_like(clean[:, :1])
+        mask[..., : clean.shape[-1] // 2] = 1
+        holed = clean * (1 - mask) + 0.5 * mask
+        return torch.cat([holed * 2 - 1, mask * 2 - 1], 1), clean * 2 - 1
+
+    def input_image(self, input):
+        return ((input[:, :3] + 1) / 2).clamp(0, 1)
+
+
+def test_losses_and_metrics_that_declare_input_get_the_generators_input(photos, tmp_path, monkeypatch):
+    """An inpainting plugin's masked loss and hole-only metric need the mask: declared as a
+    parameter named `input`, they get it (it was never passed, so such a loss silently got None)."""
+    seen = []
+    forward = MaskedL1.forward
+    monkeypatch.setattr(MaskedL1, "forward", lambda self, fake, target, input: seen.append(input.shape) or
+                        forward(self, fake, target, input))
+    i2i.register_plugin(type("Inpainting", (), {
+        "register_tasks": i2i.hookimpl(lambda self, register: register("inpaint", Inpaint)),
+        "register_losses": i2i.hookimpl(lambda self, register: register("masked_l1", MaskedL1)),
+        "register_metrics": i2i.hookimpl(lambda self, register: register("hole_psnr", HolePSNR)),
+    })(), "inpainting")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 2})
+    recipe["task"] = {"name": "inpaint"}
+    recipe["losses"] = {"hole": {"name": "masked_l1"}, "gan": {"name": "vanilla"}}
+    run = i2i.train(recipe, quiet=True)
+    assert seen and all(shape[1] == 4 for shape in seen)  # the generator's 4-channel input, each step
+    # scored on the hole alone: not the whole image's PSNR (the grey left half fills it)
+    assert math.isfinite(run.metrics["hole_psnr"]) and run.metrics["hole_psnr"] != run.metrics["psnr"]

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import PluginError, RecipeError, UserError, exception_line
-from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
+from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, takes_input
 from ..plugins import registry
 from ..recipe import Recipe, blamed_on_recipe, build_component, component_error, recipe_error
 from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
@@ -33,16 +33,18 @@ class LossTerm:
     def __init__(self, label: str, weight: float, loss: nn.Module, where: str = "", recipe: Recipe | None = None) -> None:
         self.label, self.weight, self.loss, self.where = label, weight, loss, where or f"losses.{label}"
         self.recipe = recipe  # names its file (or --set) in a mistake the loss finds in its options
+        # a reconstruction loss that declares `input` is also given the generator's input
+        self.wants_input = isinstance(loss, ReconstructionLoss) and takes_input(loss.forward)
 
     def weighted(self, value: Any, scale: float = 1.0, part: str = "") -> Tensor:
         """``weight * scale * value``, once ``value`` is known to be a scalar tensor."""
         return self.weight * scale * scalar_loss(value, self.where, part)
 
-    def compute(self, method: Any, *args: Any, scale: float = 1.0, part: str = "") -> Tensor:
-        """``weighted(method(*args))``; an exception raised inside the plugin's loss is one line
-        naming the term (``part``: which method), not a traceback from the middle of the step."""
+    def compute(self, method: Any, *args: Any, scale: float = 1.0, part: str = "", **inputs: Any) -> Tensor:
+        """``weighted(method(*args, **inputs))``; an exception raised inside the plugin's loss is one
+        line naming the term (``part``: which method), not a traceback from the middle of the step."""
         try:
-            value = method(*args)
+            value = method(*args, **inputs)
         except UserError as exc:  # the loss's options do not fit its inputs (an SSIM window larger than the crop)
             raise (exc if self.recipe is None else component_error(self.recipe, f"losses.{self.label}", exc)) from None
         except Exception as exc:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..errors import PluginError, exception_line
-from ..losses import as_logit_list
+from ..losses import as_logit_list, takes_input
 from ..recipe import recipe_error
 from .device import is_out_of_memory
 
@@ -178,7 +178,8 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
     for name, metric in metrics.items():
         where = metric_where(recipe, name)
         try:
-            values = metric(output_image, target_image)
+            values = metric(output_image, target_image, input=input) if takes_input(metric) else \
+                metric(output_image, target_image)
         except Exception as exc:
             raise_plugin_failure(exc, f"{where} failed on an image of shape {list(output_image.shape)}: ")
         try:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import PluginError
+from ..losses import takes_input
 from .contracts import check_metric_values, raise_plugin_failure
 from .device import autocast
 from .infer import run_any_size
@@ -64,12 +65,14 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
     return metrics
 
 
-def _score(metric: Any, name: str, output: Tensor, target: Tensor) -> Any:
-    """``metric(output, target)``; an exception from a plugin's metric is one line naming it."""
+def _score(metric: Any, name: str, output: Tensor, target: Tensor, input: Tensor) -> Any:
+    """``metric(output, target)`` (and ``input=input``, the generator's input, for a metric that
+    declares it: see :func:`i2i.losses.takes_input`); an exception from a plugin's metric is one
+    line naming it."""
     from ..errors import UserError
 
     try:
-        return metric(output, target)
+        return metric(output, target, input=input) if takes_input(metric) else metric(output, target)
     except UserError:
         raise
     except Exception as exc:
@@ -236,11 +239,12 @@ def evaluate_generator(
             target_image = task.to_image(target, input)
             given: dict[str, str] = {}
             for name, metric in metrics.items():
-                _add(sums, _score(metric, name, output_image, target_image), name, clean.shape[0], given)
+                _add(sums, _score(metric, name, output_image, target_image, input), name, clean.shape[0], given)
             for base_name, base_image in task.baselines(input, target_image).items():
                 given = {}
                 for name, metric in metrics.items():
-                    _add(base_sums[base_name], _score(metric, name, base_image, target_image), name, clean.shape[0], given)
+                    _add(base_sums[base_name], _score(metric, name, base_image, target_image, input), name,
+                         clean.shape[0], given)
             count += clean.shape[0]
             if first is None and (number == 0 or not shard):
                 first = _columns(task, input, output_image, target_image)

@@ -357,7 +357,8 @@ class Trainer:
         try:
             with autocast(self.device, self.dtype, self._autocast_cache):
                 for term in self.recon:
-                    terms[term.label] = term.compute(term.loss, fake, target)
+                    extra = {"input": input} if term.wants_input else {}
+                    terms[term.label] = term.compute(term.loss, fake, target, **extra)
                 if adversarial:
                     fake_in = self.d_input(input, fake)
                     if self.feature_matching:
