@@ -458,7 +458,7 @@ def missing_run_plugins(recipe_file: str | os.PathLike) -> str:
     if skipped:
         return f"this run was trained with plugin '{skipped[0]}', which I2I_LOAD_PLUGINS leaves out here"
     if not missing:
-        return ""
+        return _changed_run_plugins(recorded, here)
     installs = [f"{p['distribution']}=={p['version']}" if p.get("version") else p["distribution"]
                 for _, p in missing if p.get("distribution")]
     # a plugin without a distribution was registered in its program (i2i.register_plugin): pip cannot bring it
@@ -470,6 +470,19 @@ def missing_run_plugins(recipe_file: str | os.PathLike) -> str:
     which = "plugin" if len(names) == 1 else "plugins"
     verb = "is" if len(names) == 1 else "are"
     return f"this run was trained with {which} {listed}, which {verb} not loaded here: {'; '.join(ways)}"
+
+
+def _changed_run_plugins(recorded: dict[str, Any], here: Mapping[str, Any]) -> str:
+    """The plugins a run used that are loaded here at another version than it was trained with:
+    a renamed option is then an unknown key in the run's recipe."""
+    changed = [(name, p, here[name]) for name, p in recorded.items() if isinstance(p, dict) and p.get("used", True)
+               and p.get("version") and name in here and here[name].version and here[name].version != p["version"]]
+    if not changed:
+        return ""
+    name, then, now = changed[0]
+    install = f"pip install {then['distribution']}=={then['version']}" if then.get("distribution") else "install it"
+    return (f"this run was trained with plugin '{name}' {then['version']}, and {now.version} is loaded here, whose "
+            f"options may differ: {install} to use the run as it was, or edit the run's recipe.toml to the new options")
 
 
 def recipe_error(recipe: Recipe, text: str, also: tuple[str, ...] = ()) -> RecipeError:

@@ -478,6 +478,23 @@ def test_a_run_opened_without_its_plugin_says_which_to_install(tmp_path):
                                   "pip install i2i-good==1.2.3\n")
 
 
+def test_a_run_opened_with_another_version_of_its_plugin_names_both(tmp_path):
+    """The plugin renamed an option in 2.0: the run's recipe has the old name, and the error said
+    only 'unknown option', a dead end."""
+    site, newer = tmp_path / "site", tmp_path / "newer"
+    make_distribution(site, "i2i-good", "1.2.3", {"good": "i2i_good"}, {"i2i_good.py": GOOD})
+    args = ["run", "recipes/color2gray.toml", "--set", "generator.name='blurnet'", "--set", "generator.width=4",
+            "--set", "train.steps=1", "--set", "data.size=32", "--set", "eval.crop=32", "--out", str(tmp_path / "run")]
+    assert run_i2i(args, site, cwd=ROOT).returncode == 0
+    make_distribution(newer, "i2i-good", "2.0", {"good": "i2i_good"}, {"i2i_good.py": GOOD.replace("width", "channels")})
+    opened = run_i2i(["eval", str(tmp_path / "run")], newer, cwd=ROOT)
+    assert opened.returncode == 2 and opened.stderr.count("\n") == 1
+    assert "generator.width: unknown option" in opened.stderr
+    assert opened.stderr.endswith("; this run was trained with plugin 'good' 1.2.3, and 2.0 is loaded here, whose options "
+                                  "may differ: pip install i2i-good==1.2.3 to use the run as it was, or edit the run's "
+                                  "recipe.toml to the new options\n")
+
+
 def test_a_plugin_slow_to_import_is_named(tmp_path, monkeypatch, capsys):
     """Every command imports the plugins: one that takes seconds is pointed out, with the way
     around it (the threshold lowered to 0 here, so any import counts as slow)."""
