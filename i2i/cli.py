@@ -342,13 +342,18 @@ def plugins(as_json: bool) -> None:
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
-    """List the KIND of components plugins provide, with their options.
+    """List the KIND of components plugins provide, with their options; a PATTERN that
+    matches one component also shows its documentation (what each option means).
 
     \b
     Examples:
       i2i list generators
       i2i list losses 'l*'
+      i2i list tasks denoise
     """
+    import inspect
+    import textwrap
+
     from .plugins import registry
 
     components = registry().components(kind, pattern)
@@ -369,10 +374,13 @@ def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
         return
     for c in components:
         click.echo(f"{c.name}  [{c.plugin}]  {c.description}{_listing_marks(c)}")
-        if kind == "metrics" and not c.defaults:
-            continue  # a recipe names metrics without options: the factory's defaults are what runs
-        for option in c.options.values():
-            click.echo(f"    {option.name} = {_format_default(option.default)}  ({option.type_name})")
+        if not (kind == "metrics" and not c.defaults):  # a recipe names metrics without options: the defaults run
+            for option in c.options.values():
+                click.echo(f"    {option.name} = {_format_default(option.default)}  ({option.type_name})")
+    if len(components) == 1 and pattern:  # one component asked for by name: what its options mean, in its author's words
+        rest = inspect.cleandoc(components[0].doc).partition("\n")[2].strip()
+        if rest:
+            click.echo("\n" + textwrap.indent(rest, "    "))
 
 
 def _listing_marks(component: Any) -> str:

@@ -147,6 +147,14 @@ def test_list_marks_presets_and_leaves_out_options_a_recipe_cannot_give(runner):
     assert metrics[2].strip() == "absolute = true  (true or false)" and len(metrics) == 3
 
 
+def test_list_of_one_component_shows_what_its_options_mean(runner):
+    """The options' types and defaults alone did not say what sigma's units are."""
+    one = invoke(runner, ["list", "tasks", "denoise"]).output
+    assert "``sigma`` (number or [low, high], default 25): noise standard deviation on the 0-255" in one
+    every = invoke(runner, ["list", "tasks"]).output
+    assert "sigma = 25.0" in every and "standard deviation" not in every  # a listing of several stays short
+
+
 def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
     (tmp_path / "run").mkdir()  # taken: the run goes to run-2, which a note and the summary line tell
     result = invoke(runner, ["run", RECIPE, "--set", "train.steps=1", "--set", "train.device='cpu'", "--set", "data.size=32",
