@@ -719,7 +719,7 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>",
             continue
         try:
             component = registry.get(kind, table["name"])
-        except Exception as exc:
+        except UserError as exc:  # an unknown or ambiguous name; anything else is a bug, left as it is
             raise type(exc)(f"{where}: {prefix}.name: {exc}") from None
         options = component_options(table, prefix)
         from .options import as_declared, validate_options

@@ -299,7 +299,11 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             bar.update(len(pending))
         pending.clear()
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="i2i-io") as pool, one_torch_thread_beside(model.device):
+    with contextlib.ExitStack() as cleanup:
+        if bar is not None:  # closed however the loop ends, or an error prints into a half-drawn bar line
+            cleanup.callback(bar.close)
+        pool = cleanup.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="i2i-io"))
+        cleanup.enter_context(one_torch_thread_beside(model.device))
         decodes: deque[tuple[Path, Path, Future]] = deque()
         todo = iter(zip(pairs, targets))
 
@@ -330,8 +334,6 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             pending.append((image, target))
         flush()
         wait_for_writes(0)
-    if bar is not None:
-        bar.close()
     if unreadable and not report.written:
         from .data.decode import IMAGE_EXTENSIONS
 

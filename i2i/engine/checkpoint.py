@@ -446,7 +446,8 @@ def _note(message: str) -> None:
 
 def read_state(checkpoint: Path) -> dict:
     """A checkpoint's ``state.json``, refused unless its ``format`` is this i2i's :data:`FORMAT`."""
-    state = read_json(Path(checkpoint) / "state.json")
+    checkpoint = Path(checkpoint)
+    state = read_json(checkpoint / "state.json")
     if not isinstance(state, dict):
         raise CheckpointError(f"{Path(checkpoint) / 'state.json'}: not an i2i checkpoint's state (a JSON {type(state).__name__}, "
                               "not an object); the checkpoint is damaged")
