@@ -162,10 +162,14 @@ def _check_float_range(images: Tensor) -> None:
                          "normalisation first (images * std + mean)")
 
 
-def build_task_and_generator(recipe: Recipe) -> tuple[Any, nn.Module]:
-    """The task a recipe names and its generator (fresh weights), wrapped as the task trains it."""
+def build_task_and_generator(recipe: Recipe, seed: int | None = None) -> tuple[Any, nn.Module]:
+    """The task a recipe names and its generator (fresh weights), wrapped as the task trains it.
+    ``seed``: torch's global seed for the generator's initial weights (training's ``train.seed``,
+    the same on every rank)."""
     reg = registry()
     task = build_component(reg, "tasks", recipe, "task")
+    if seed is not None:
+        torch.manual_seed(seed)
     generator = build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels)
     return task, task.wrap_generator(generator)
 

@@ -437,7 +437,7 @@ class ImageData:
         batches of a single process (validation noise is drawn per image, from its name, so it is
         the same whichever rank evaluates it).
         """
-        files = self._val[:max_images] if max_images > 0 else self._val
+        files = self._val_in_use(max_images)
         cacheable = self._val_cacheable(crop)
         failed: list[Path] = []
         for number, indices in enumerate(self.val_plan(crop, batch_size, max_images)):
@@ -466,7 +466,7 @@ class ImageData:
         ``crop`` (so they are not cropped to crop x crop), and how many fit inside it whole."""
         if crop <= 0:
             return 0, 0
-        files = self._val[:max_images] if max_images > 0 else self._val
+        files = self._val_in_use(max_images)
         sizes = [self._val_size(file) for file in files]
         return sum(min(size) < crop for size in sizes), sum(max(size) <= crop for size in sizes)
 
@@ -475,7 +475,7 @@ class ImageData:
 
         Planned without decoding, so every rank of a distributed run agrees on the batches.
         """
-        files = self._val[:max_images] if max_images > 0 else self._val
+        files = self._val_in_use(max_images)
         plan: list[list[int]] = []
         shape: tuple[int, int] | None = None
         for i, file in enumerate(files):
@@ -486,6 +486,10 @@ class ImageData:
                 shape = this
             plan[-1].append(i)
         return plan
+
+    def _val_in_use(self, max_images: int) -> list[ImageFile]:
+        """The validation files an evaluation scores: the first ``max_images`` (0: all)."""
+        return self._val[:max_images] if max_images > 0 else self._val
 
     def _val_cacheable(self, crop: int) -> bool:
         if not self.cached and self._train:

@@ -93,11 +93,11 @@ class LossTerms:
 
 def build_networks(recipe: Recipe, device: torch.device) -> Networks:
     """The task, then G and D with the channels it implies (never hard-coded), on ``device``."""
+    from ..model import build_task_and_generator
+
     reg = registry()
-    task = build_component(reg, "tasks", recipe, "task")
-    torch.manual_seed(recipe["train"]["seed"])  # identical initial weights on every rank
-    generator = build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels)
-    G = task.wrap_generator(generator).to(device)
+    task, G = build_task_and_generator(recipe, seed=recipe["train"]["seed"])  # identical initial weights on every rank
+    G = G.to(device)
     D, conditional = None, False
     if recipe.has_discriminator:
         conditional = bool(recipe["discriminator"]["conditional"]) and task.input_is_image
