@@ -22,7 +22,13 @@ class RecipeError(UserError):
 
 
 class UnknownComponentError(UserError):
-    """A generator, task, loss, ... name that no loaded plugin provides."""
+    """A generator, task, loss, ... name that no loaded plugin provides. ``guess``: the part of
+    the message that guesses what was meant (`` (did you mean 'unet'?)``), left out where
+    something knows better (a run's record of the plugin it was trained with)."""
+
+    def __init__(self, message: str, guess: str = "") -> None:
+        super().__init__(message)
+        self.guess = guess
 
 
 class CheckpointError(UserError):

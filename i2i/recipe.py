@@ -360,7 +360,10 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         # an unknown component, callback or metric of a saved run: which plugin brings it back
         unknown = isinstance(exc, UnknownComponentError) or "unknown " in str(exc)
         hint = missing_run_plugins(source) if unknown and isinstance(source, (str, os.PathLike)) else ""
-        raise (type(error)(f"{error}; {hint}") if hint else error) from None
+        if not hint:
+            raise error from None
+        guess = getattr(exc, "guess", "")  # the run's record names the plugin: a guess at what was meant is noise
+        raise type(error)(f"{str(error).replace(guess, '') if guess else error}; {hint}") from None
     notes = list(dict.fromkeys([*notes, *inert_settings(resolved)]))  # a Recipe checked again says each once
     return Recipe(resolved, where, overrides, notes)
 
@@ -719,7 +722,9 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>",
             continue
         try:
             component = registry.get(kind, table["name"])
-        except UserError as exc:  # an unknown or ambiguous name; anything else is a bug, left as it is
+        except UnknownComponentError as exc:
+            raise UnknownComponentError(f"{where}: {prefix}.name: {exc}", guess=exc.guess) from None
+        except UserError as exc:  # an ambiguous name; anything else is a bug, left as it is
             raise type(exc)(f"{where}: {prefix}.name: {exc}") from None
         options = component_options(table, prefix)
         from .options import as_declared, validate_options

@@ -222,9 +222,7 @@ class Registry:
                 names = [repr(p) for p in sorted(self.unavailable)]
                 listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
                 hint = f" (perhaps from a plugin that is not loaded: {listed}; see 'i2i plugins')"
-            raise UnknownComponentError(
-                f"unknown {singular} '{name}'{hint}; see 'i2i list {kind}'"
-            )
+            raise UnknownComponentError(f"unknown {singular} '{name}'{hint}; see 'i2i list {kind}'", guess=hint)
         if len(entries) > 1 and not plugin:
             # A plugin that reuses a built-in name must not change what shipped recipes and
             # existing runs mean: the bare name stays the built-in's (see clashes_with_builtins).

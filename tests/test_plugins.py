@@ -476,6 +476,12 @@ def test_a_run_opened_without_its_plugin_says_which_to_install(tmp_path):
                                     "'blurnet'")
     assert opened.stderr.endswith("; this run was trained with plugin 'good', which is not loaded here: "
                                   "pip install i2i-good==1.2.3\n")
+    # the run's record names the missing plugin: no guess at a similar name ('unet'?), or among those not loaded
+    broken = tmp_path / "broken"
+    make_distribution(broken, "i2i-broken", "0.1", {"broken": "i2i_broken"}, {"i2i_broken.py": BROKEN_IMPORT})
+    beside = run_i2i(["eval", str(tmp_path / "run")], broken, cwd=ROOT)
+    assert beside.returncode == 2 and "did you mean" not in beside.stderr and "perhaps" not in beside.stderr
+    assert beside.stderr.splitlines()[-1].endswith("which is not loaded here: pip install i2i-good==1.2.3")
 
 
 def test_a_run_opened_with_another_version_of_its_plugin_names_both(tmp_path):
