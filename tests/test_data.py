@@ -378,10 +378,12 @@ def test_resize_scales_the_shorter_side_before_cropping(tmp_path, cache_gb):
     if data.cached:
         assert [tuple(t.shape[-2:]) for t in data._images] == [(24, 40), (24, 40)]  # aspect kept
     assert data.next_batch(4).shape == (4, 3, 16, 16)
-    (batch, names), = data.val_batches(0, 2)
+    (batch, names), = data.val_batches(100, 2)
     assert names == ["tall.png"] and batch.shape == (1, 3, 72, 24)  # validation resized alike
     expected = fit_image(decode_image(val / "tall.png", 3), size=16, resize=24).float() / 255
     assert torch.equal(batch[0], expected)
+    (whole, _), = data.val_batches(0, 2)  # whole images (eval.crop = 0) at their own size, as i2i eval scores them
+    assert torch.equal(whole[0], decode_image(val / "tall.png", 3).float() / 255)
     small_images_are_fine = ImageData(data_cfg(train, size=24, resize=24), channels=3, device=CPU, seed=0)
     assert small_images_are_fine.next_batch(1).shape == (1, 3, 24, 24)
     with pytest.raises(UserError, match="data.resize = 12: smaller than data.size = 16"):

@@ -291,3 +291,19 @@ def test_eval_scores_a_blind_denoiser_at_one_noise_level_when_told(tmp_path):
                       ("eval.metrics=['nope']", "--set eval.metrics=['nope']: eval.metrics: unknown metric 'nope'")]:
         refused = runner.invoke(cli, ["eval", str(run), "--set", bad])
         assert refused.exit_code == 2 and says in refused.output and "Traceback" not in refused.output
+
+
+def test_a_run_scoring_whole_images_logs_what_i2i_eval_reports_despite_data_resize(tmp_path):
+    """eval.crop = 0 with data.resize (recipes/pix2pix.toml): the run's validation resized the
+    images and i2i eval did not, so the logged scores, and the best checkpoint chosen by them,
+    were not the ones i2i eval gave."""
+    import i2i
+    from i2i.evaluation import evaluate_run
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    photos = make_photos(tmp_path / "photos", count=3, size=(40, 32))
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", TINY_G2C, data={"resize": 24, "val_fraction": 0.34},
+                                train={"steps": 2}, eval={"crop": 0}), quiet=True)
+    again = evaluate_run(run.run_dir, device="cpu")
+    assert again["metrics"] == pytest.approx(run.metrics, abs=1e-4)
+    assert again["baselines"]["grey copy"] == pytest.approx(run.baselines["grey copy"], abs=1e-4)

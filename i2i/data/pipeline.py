@@ -282,9 +282,13 @@ class ImageData:
     def _train_size(self, file: ImageFile) -> tuple[int, int]:
         return fitted_size(file.height, file.width, size=self.size, resize=self._resize, upscale=self._upscale)
 
-    def _val_size(self, file: ImageFile) -> tuple[int, int]:
-        """Validation images are resized as training images are, never upscaled."""
-        return fitted_size(file.height, file.width, size=self.size, resize=self._resize)
+    def _val_size(self, file: ImageFile, crop: int) -> tuple[int, int]:
+        """Validation images are resized as training images are, never upscaled; whole ones
+        (``crop = 0``) are scored at their own size, as ``i2i eval`` and benchmarks score them."""
+        return fitted_size(file.height, file.width, size=self.size, resize=self._val_resize(crop))
+
+    def _val_resize(self, crop: int) -> int:
+        return self._resize if crop > 0 else 0
 
     def _device_room(self) -> float:
         if self.device.type == "cuda":
@@ -467,7 +471,7 @@ class ImageData:
         if crop <= 0:
             return 0, 0
         files = self._val_in_use(max_images)
-        sizes = [self._val_size(file) for file in files]
+        sizes = [self._val_size(file, crop) for file in files]
         return sum(min(size) < crop for size in sizes), sum(max(size) <= crop for size in sizes)
 
     def val_plan(self, crop: int, batch_size: int, max_images: int = 0) -> list[list[int]]:
@@ -479,7 +483,7 @@ class ImageData:
         plan: list[list[int]] = []
         shape: tuple[int, int] | None = None
         for i, file in enumerate(files):
-            height, width = self._val_size(file)
+            height, width = self._val_size(file, crop)
             this = (_cropped(height, crop), _cropped(width, crop))
             if not plan or this != shape or len(plan[-1]) >= batch_size:
                 plan.append([])
@@ -497,7 +501,7 @@ class ImageData:
         if self._val_cache_crop != crop:
             self._val_cache.clear()
             self._val_cache_crop = crop
-        needed = sum(self.channels * _cropped(h, crop) * _cropped(w, crop) for h, w in map(self._val_size, self._val))
+        needed = sum(self.channels * _cropped(h, crop) * _cropped(w, crop) for h, w in (self._val_size(file, crop) for file in self._val))
         return needed <= self._cache_left and needed <= self._device_room()
 
     def _val_image(self, i: int, file: ImageFile, crop: int, cacheable: bool) -> torch.Tensor | None:
@@ -509,7 +513,7 @@ class ImageData:
         except UnreadableImageError as exc:
             self._reasons[file.path] = exc.reason
             return None
-        image = _centre_crop(fit_image(image, size=self.size, resize=self._resize), crop)
+        image = _centre_crop(fit_image(image, size=self.size, resize=self._val_resize(crop)), crop)
         if cacheable:
             image = image.to(self.device)
             self._val_cache[key] = image
