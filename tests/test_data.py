@@ -698,6 +698,15 @@ def test_side_by_side_files_are_cut_down_the_middle_and_sized_by_their_halves(tm
     files, unreadable = scan_folder(str(tmp_path), "data.source", side_by_side=True)
     assert [(f.name, f.height, f.width) for f in files] == [("odd.png", 20, 20)]
     assert unreadable == [tmp_path / "thin.png"]
+    # a pair is cut as stored, as the reference cuts it: turned upright first, its halves were top and bottom
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "turned").mkdir()
+    Image.fromarray(pixels[:, :40]).save(tmp_path / "turned" / "pair.png", exif=exif)
+    assert decode_image(tmp_path / "turned" / "pair.png", 3).shape == (3, 40, 20)  # a single photo is turned upright
+    turned = decode_sample(tmp_path / "turned" / "pair.png", 3, side_by_side=True)
+    assert torch.equal(turned, pair)
+    assert [(f.height, f.width) for f in scan_folder(str(tmp_path / "turned"), "data.source", side_by_side=True)[0]] == [(20, 20)]
     with pytest.raises(UserError, match=r"odd.png: each of its two halves, 20x20 px, is smaller than data.size = 32"):
         ImageData(data_cfg(tmp_path, size=32), channels=3, device=CPU, seed=0, side_by_side=True)
 
@@ -712,8 +721,9 @@ def test_a_data_set_laid_out_as_the_references_gets_a_note(tmp_path, capfd):
     scan_folder(str(tmp_path / "facades"), "data.source")
     err = capfd.readouterr().err
     assert err == (f'i2i: note: data.source = "{tmp_path / "facades"}" holds the subfolders train, val, test, as the '
-                   "reference's data sets do: all are searched and split again by data.val_fraction; for the data "
-                   f'set\'s own split, set data.source = "{tmp_path / "facades" / "train"}" and data.val_source = '
+                   "reference's data sets do: all are searched for training images (and without data.val_source, split "
+                   "again by data.val_fraction); for the data set's own split, set data.source = "
+                   f'"{tmp_path / "facades" / "train"}" and data.val_source = '
                    f'"{tmp_path / "facades" / "val"}"\n')
     scan_folder(str(tmp_path / "facades" / "train"), "data.source")
     assert capfd.readouterr().err == ""
@@ -721,6 +731,9 @@ def test_a_data_set_laid_out_as_the_references_gets_a_note(tmp_path, capfd):
         make_photos(tmp_path / "horse2zebra" / split, count=1, size=(20, 20))
     scan_folder(str(tmp_path / "horse2zebra"), "data.source")
     assert "holds trainA, trainB: an unpaired (CycleGAN) data set" in capfd.readouterr().err
+    with pytest.raises(UserError, match=r"holds trainA, trainB: an unpaired \(CycleGAN\) data set, whose files are single "
+                                        r"photos, and this task reads files that hold a pair side by side"):
+        scan_folder(str(tmp_path / "horse2zebra"), "data.source", side_by_side=True)  # they would be cut in half
 
 
 def test_the_sample_photos_are_refused_to_a_side_by_side_task():

@@ -38,7 +38,7 @@ def workdir(tmp_path_factory):
     make_photos(work / "my_photos", count=2, size=(70, 50))
     for split, seed in (("train", 0), ("val", 1), ("test", 2)):  # the reference's facades, as A|B pairs
         make_pairs(work / "facades" / split, count=2, seed=seed)
-    make_photos(work / "facades" / "labels", count=2, size=(40, 36), seed=3)
+    make_photos(work / "my_labels", count=2, size=(40, 36), seed=3)
     return work
 
 
@@ -68,7 +68,7 @@ def test_every_readme_command_runs(workdir):
         else:
             assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
     assert len(list((workdir / "coloured").glob("*.png"))) == 2
-    assert len(list((workdir / "facades" / "photos").glob("*.png"))) == 2
+    assert len(list((workdir / "my_facades").glob("*.png"))) == 2
 
 
 def test_every_readme_python_snippet_runs(workdir, monkeypatch):

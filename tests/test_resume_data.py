@@ -300,3 +300,18 @@ def test_eval_of_a_run_too_small_to_hold_any_image_out_says_so(tmp_path):
     with pytest.raises(UserError, match=r"the run has no validation images \(data.val_fraction = 0.34 of its few images "
                                         r"held out none\); pass --data DIR"):
         evaluate_run(run.run_dir)
+
+
+def test_a_resume_that_changes_the_task_says_so(tmp_path, capsys):
+    """--set task.direction=AtoB on a BtoA run went on silently: the network that learned B to A
+    was trained on A to B from then on."""
+    from helpers import make_pairs, tiny_recipe
+
+    pairs = make_pairs(tmp_path / "pairs", count=4, size=(24, 20))
+    recipe = tiny_recipe(pairs, tmp_path / "run", data={"val_fraction": 0.25}, train={"steps": 1})
+    recipe["task"] = {"name": "paired", "direction": "BtoA"}
+    i2i.train(recipe, quiet=True)
+    capsys.readouterr()
+    i2i.train(None, resume=tmp_path / "run", overrides=["train.steps=2", "task.direction=AtoB"], quiet=True)
+    assert ("i2i: note: task.direction = 'AtoB' (was 'BtoA'): the checkpoint's networks were trained for 'BtoA', and "
+            "go on from their weights under the changed task") in capsys.readouterr().err

@@ -640,3 +640,16 @@ def test_a_cyclegan_generator_imports_as_a_paired_model(tmp_path, odd_inputs):
     torch.testing.assert_close(model(image), expected)
     unpaired = run_i2i(["eval", str(tmp_path / "h2z")])  # an import records the sample photos, which hold no pairs
     assert unpaired.returncode == 2 and unpaired.stderr.count("\n") == 1 and "i2i eval RUN --data DIR" in unpaired.stderr
+
+
+def test_import_weights_names_the_task_options_that_fit_a_generators_channels(tmp_path):
+    """A 1 -> 3 generator (grey in, colour out) was 'mapped by no installed task', though
+    paired with input_channels = 1 takes it."""
+    net = i2i.registry().build("generators", "unet", 1, 3, depth=5, width=8)
+    torch.save(net.state_dict(), tmp_path / "latest_net_G.pth")
+    refused = run_i2i(["import-weights", str(tmp_path / "latest_net_G.pth"), "--task", "denoise", "--out", str(tmp_path / "x")])
+    assert refused.returncode == 2 and refused.stderr.rstrip().endswith(
+        "tasks that map 1 -> 3: paired (--set input_channels=1 --set target_channels=3)")
+    taken = run_i2i(["import-weights", str(tmp_path / "latest_net_G.pth"), "--task", "paired", "--set", "input_channels=1",
+                     "--out", str(tmp_path / "grey2colour")])
+    assert taken.returncode == 0, taken.stderr

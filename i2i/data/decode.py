@@ -108,23 +108,26 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def decode_image(path: str | Path, channels: int) -> torch.Tensor:
+def decode_image(path: str | Path, channels: int, upright: bool = True) -> torch.Tensor:
     """Decode an image file into an upright uint8 tensor ``[channels, H, W]`` (1 or 3 channels).
 
     Raises :class:`UnreadableImageError` (a :class:`~i2i.errors.UserError`) for files that
-    cannot be decoded; see the module docstring for the conversion rules.
+    cannot be decoded; see the module docstring for the conversion rules. ``upright=False``
+    leaves the pixels as stored, ignoring an EXIF orientation.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
-    pixels, _, _ = _read(Path(path))
+    pixels, _, _ = _read(Path(path), upright)
     return _to_tensor(_to_channels(pixels, channels))
 
 
 def decode_sample(path: str | Path, channels: int, side_by_side: bool = False) -> torch.Tensor:
     """What the data pipeline trains and validates on: :func:`decode_image`, and for a
     ``side_by_side`` task (see :attr:`i2i.Task.side_by_side`) its two halves stacked as channels,
-    ``[2 * channels, H, W // 2]``: an odd width loses its last column, as the reference's does."""
-    image = decode_image(path, channels)
+    ``[2 * channels, H, W // 2]``: an odd width loses its last column. A pair is cut as its
+    pixels are stored, ignoring an EXIF orientation, as the reference does: turned, its halves
+    would be top and bottom."""
+    image = decode_image(path, channels, upright=not side_by_side)
     if not side_by_side:
         return image
     half = image.shape[-1] // 2
@@ -172,8 +175,9 @@ def pil_to_decoded(image: Image.Image, channels: int) -> DecodedImage:
     return _decoded(pixels, alpha, 16 if _deep_mode(image.mode) else 8, channels)
 
 
-def probe_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` of the upright image, read from the header only (no decoding).
+def probe_size(path: str | Path, upright: bool = True) -> tuple[int, int]:
+    """``(height, width)`` of the upright image (as stored with ``upright=False``), read from
+    the header only (no decoding).
 
     Raises :class:`UnreadableImageError` when the header cannot be read. A file whose header is
     fine but whose pixel data is damaged passes here and fails in :func:`decode_image`.
@@ -183,7 +187,7 @@ def probe_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-            if _orientation(image) in (5, 6, 7, 8):
+            if upright and _orientation(image) in (5, 6, 7, 8):
                 width, height = height, width
     except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
         reason = _reason(exc, path)
@@ -313,14 +317,14 @@ def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return pixels
 
 
-def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """``(pixels, alpha, bits)`` of an image file, upright: pixels ``[H, W, 1 or 3]`` composited
+def _read(path: Path, upright: bool = True) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """``(pixels, alpha, bits)`` of an image file, upright (unless not asked): pixels ``[H, W, 1 or 3]`` composited
     onto white (uint8, or float32 on the 0-255 scale), alpha ``[H, W, 1]`` (uint8 or uint16) or
     ``None``, and 16 for files deeper than 8 bits per channel, else 8."""
     _refuse_special_file(path)
     try:
         with Image.open(path) as image:
-            orientation = _orientation(image)
+            orientation = _orientation(image) if upright else 1
             header = _png_header(path) if image.format == "PNG" else b""
             bits = 16 if header and header[24] == 16 else _bits(image)  # Pillow reads 16-bit RGB PNGs as RGB
             # full 16-bit precision, unless a colour profile must be applied (LittleCMS, through

@@ -160,10 +160,11 @@ SPLIT_FOLDERS = ("train", "val", "test")
 UNPAIRED_FOLDERS = ("trainA", "trainB", "testA", "testB")
 
 
-def print_reference_layout_note(key: str, value: str, folder: Path) -> None:
+def print_reference_layout_note(key: str, value: str, folder: Path, side_by_side: bool = False) -> None:
     """A note when ``folder`` is laid out as the reference's data sets are (``train/``, ``val/``,
     ``test/``; or CycleGAN's ``trainA/``, ``trainB/``): searched with its subfolders, they would
-    all be pooled, the reference's split lost. Nothing otherwise."""
+    all be pooled, the reference's split lost. Nothing otherwise. A CycleGAN data set given to a
+    ``side_by_side`` task is an error: its single photos would be cut in half as pairs."""
     try:
         names = {entry.name for entry in folder.iterdir() if entry.is_dir()}
     except OSError:
@@ -171,6 +172,10 @@ def print_reference_layout_note(key: str, value: str, folder: Path) -> None:
     splits = [name for name in SPLIT_FOLDERS if name in names]
     unpaired = [name for name in UNPAIRED_FOLDERS if name in names]
     where = f'{key} = "{value}"'
+    if len(unpaired) >= 2 and side_by_side:
+        raise UserError(f"{where} holds {', '.join(unpaired)}: an unpaired (CycleGAN) data set, whose files are single "
+                        "photos, and this task reads files that hold a pair side by side (A|B); i2i does not train "
+                        "CycleGAN's unpaired setting")
     if len(unpaired) >= 2:
         print(f"i2i: note: {where} holds {', '.join(unpaired)}: an unpaired (CycleGAN) data set, which i2i does not "
               "train on as such: every image in them is taken as one photo", file=sys.stderr, flush=True)
@@ -178,8 +183,9 @@ def print_reference_layout_note(key: str, value: str, folder: Path) -> None:
         held = "val" if "val" in splits else "test"
         inside = f'"{Path(value) / "train"}"'
         advice = (f'its images are scored together; for one split, pass e.g. --data {Path(value) / "test"}' if key == "--data"
-                  else f'all are searched and split again by data.val_fraction; for the data set\'s own split, set '
-                       f'data.source = {inside} and data.val_source = "{Path(value) / held}"')
+                  else f'all are searched for training images (and without data.val_source, split again by '
+                       f'data.val_fraction); for the data set\'s own split, set data.source = {inside} and '
+                       f'data.val_source = "{Path(value) / held}"')
         print(f"i2i: note: {where} holds the subfolders {', '.join(splits)}, as the reference's data sets do: {advice}",
               file=sys.stderr, flush=True)
 
@@ -268,7 +274,7 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     paths = contents.images
     if not quiet:
         print_run_folders_note(f'{key} = "{value}"', contents.run_folders)
-        print_reference_layout_note(key, value, folder)
+        print_reference_layout_note(key, value, folder, side_by_side)
     if not paths:
         raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([contents.other_kinds])}')
     if not quiet:
@@ -277,7 +283,7 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     why = reasons if reasons is not None else {}
     for path in one_per_file(paths):  # a link to an image already listed: the same photo twice
         try:
-            height, width = probe_size(path)
+            height, width = probe_size(path, upright=not side_by_side)  # a pair is cut as stored
         except UnreadableImageError as exc:
             unreadable.append(path)
             why[path] = exc.reason

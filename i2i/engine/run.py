@@ -123,6 +123,18 @@ def _check_split_kept(saved: Recipe, recipe: Recipe) -> None:
                             "start a new run to use another")
 
 
+def _task_changes(saved: Recipe, recipe: Recipe) -> list[str]:
+    """Notes for the task options a resume's --set changes (a denoiser's sigma may change on
+    purpose; a pair task's direction turned round sets its network a new mapping to learn)."""
+    notes = []
+    for key in sorted(set(saved["task"]) | set(recipe["task"])):
+        before, after = saved["task"].get(key), recipe["task"].get(key)
+        if before != after:
+            notes.append(f"task.{key} = {format_value(after)} (was {format_value(before)}): the checkpoint's networks "
+                         f"were trained for {format_value(before)}, and go on from their weights under the changed task")
+    return notes
+
+
 def _write_split(run_dir: Path, data: ImageData, undecodable_train: list[str]) -> None:
     """Record which files the run trains and validates on, once: a resume checks the folders
     against it (a run from before this record gets one at its first resume).
@@ -368,7 +380,9 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         checkpoint_dir = ckpt.find_checkpoint(run_dir)
         recipe = load_recipe(run_dir / "recipe.toml", overrides)
         if overrides:
-            _check_split_kept(load_recipe(run_dir / "recipe.toml"), recipe)
+            saved = load_recipe(run_dir / "recipe.toml")
+            _check_split_kept(saved, recipe)
+            recipe.notes.extend(_task_changes(saved, recipe))
         recipe["output"]["dir"] = str(run_dir)  # where it is now: a run folder may have been moved
         saved_step = -1
         with contextlib.suppress(Exception):  # a damaged state.json is said by the checkpoint's load

@@ -43,7 +43,7 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
         chosen = " (channels set from the weights' input)" if task == "denoise" and "channels" not in (task_options or {}) else ""
         fitting = _tasks_mapping(in_ch, out_ch)
         choose = f"tasks that map {in_ch} -> {out_ch}: {', '.join(fitting)}" if fitting else \
-            f"no installed task maps {in_ch} -> {out_ch} with its default options"
+            f"no installed task maps {in_ch} -> {out_ch}"
         raise i2i.UserError(
             f"{path}: the generator maps {in_ch} -> {out_ch} channels but task '{task}' needs "
             f"{built.in_channels} -> {built.out_channels}{chosen}; {choose}"
@@ -52,22 +52,33 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
     return i2i.create_run_from_weights(recipe, weights, out, note=f"imported from {path}")
 
 
+#: Task options that set the channels, tried beside a task's defaults (``paired``'s)
+CHANNEL_OPTIONS = ("input_channels", "target_channels")
+
+
 def _tasks_mapping(in_channels: int, out_channels: int) -> list[str]:
-    """The installed tasks whose default options map ``in_channels`` to ``out_channels``."""
+    """The installed tasks that map ``in_channels`` to ``out_channels``: with their default
+    options, or with ``--set input_channels=N --set target_channels=M`` where they take those."""
     registry, names = i2i.registry(), []
     for name in registry.names("tasks"):
-        try:
-            task = registry.build("tasks", name)
-        except Exception:  # noqa: BLE001 - a task that needs options: not a suggestion
-            continue
-        if (task.in_channels, task.out_channels) == (in_channels, out_channels):
-            names.append(name)
+        tries = [({}, "")]
+        if set(CHANNEL_OPTIONS) <= set(registry.get("tasks", name).options):
+            tries.append((dict(zip(CHANNEL_OPTIONS, (in_channels, out_channels))),
+                          f" (--set input_channels={in_channels} --set target_channels={out_channels})"))
+        for options, how in tries:
+            try:
+                task = registry.build("tasks", name, **options)
+            except Exception:  # noqa: BLE001 - a task that needs options, or not these: not a suggestion
+                continue
+            if (task.in_channels, task.out_channels) == (in_channels, out_channels):
+                names.append(name + how)
+                break
     return names
 
 
 @click.command("import-weights")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--task", required=True, help="The task the model was trained for: gray2color, denoise, color2gray, ...")
+@click.option("--task", required=True, help="The task the model was trained for: gray2color, paired (pix2pix, CycleGAN), denoise, ...")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create (never overwritten).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Task options, e.g. --set sigma=50 (or --set task.sigma=50).")
