@@ -736,6 +736,21 @@ def test_a_data_set_laid_out_as_the_references_gets_a_note(tmp_path, capfd):
         scan_folder(str(tmp_path / "horse2zebra"), "data.source", side_by_side=True)  # they would be cut in half
 
 
+def test_a_single_photo_among_side_by_side_pairs_is_named(tmp_path, capsys):
+    """Cut in half, it trains as a pair of its own left and right halves, silently."""
+    from helpers import make_pairs
+
+    make_pairs(tmp_path / "pairs", count=4, size=(40, 36))
+    Image.fromarray(noise_rgb(40, 40)).save(tmp_path / "pairs" / "photo.png")
+    scan_folder(str(tmp_path / "pairs"), "data.source", side_by_side=True)
+    assert capsys.readouterr().err == (
+        f'i2i: warning: data.source = "{tmp_path / "pairs"}": 1 file(s) are shaped unlike the other pairs, whose halves '
+        "are about 1.1:1 (photo.png (20x40 px halves)); a single photo among A|B files is cut in half and trained on as "
+        "a pair\n")
+    scan_folder(str(tmp_path / "pairs"), "data.source")  # photos, not pairs: any shape
+    assert capsys.readouterr().err == ""
+
+
 def test_the_sample_photos_are_refused_to_a_side_by_side_task():
     """Cut down the middle, the shipped single photos would train a pair task on nonsense."""
     with pytest.raises(UserError, match=r'^data.source = "sample": the photos shipped with i2i are single photos, and '

@@ -299,7 +299,29 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
         first = unreadable[0]
         raise UserError(f'{key} = "{value}": none of its {len(unreadable)} image files can be read '
                         f"(e.g. {first.name}: {why[first]})")
+    if side_by_side and not quiet:
+        warn_unlike_halves(f'{key} = "{value}"', readable)
     return readable, unreadable
+
+
+#: How far a pair's halves may be from the usual shape (width / height) before they look like
+#: something else: a single photo among A|B files, whose "halves" are two halves of one photo
+UNLIKE_SHAPE = 1.5
+
+
+def warn_unlike_halves(where: str, files: list[ImageFile]) -> None:
+    """Warn about side-by-side files whose halves are shaped unlike most (a single photo saved
+    among the pairs trains as a left half mapped to a right half); nothing for fewer than 3."""
+    if len(files) < 3:
+        return
+    ratios = sorted(f.width / f.height for f in files)
+    usual = ratios[len(ratios) // 2]
+    unlike = [f for f in files if not usual / UNLIKE_SHAPE <= f.width / f.height <= usual * UNLIKE_SHAPE]
+    if unlike:
+        shown = ", ".join(f"{f.name} ({f.width}x{f.height} px halves)" for f in unlike[:3])
+        print(f"i2i: warning: {where}: {len(unlike)} file(s) are shaped unlike the other pairs, whose halves are about "
+              f"{usual:.2g}:1 ({shown}{' ...' if len(unlike) > 3 else ''}); a single photo among A|B files is cut in "
+              "half and trained on as a pair", file=sys.stderr, flush=True)
 
 
 def check_sizes(files: Iterable[ImageFile], size: int) -> None:
