@@ -378,7 +378,7 @@ def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
             for option in c.options.values():
                 click.echo(f"    {option.name} = {_format_default(option.default)}  ({option.type_name})")
     if len(components) == 1 and pattern:  # one component asked for by name: what its options mean, in its author's words
-        rest = inspect.cleandoc(components[0].doc).partition("\n")[2].strip()
+        rest = inspect.cleandoc(components[0].doc).partition("\n\n")[2].strip()  # after the summary paragraph
         if rest:
             click.echo("\n" + textwrap.indent(rest, "    "))
 

@@ -66,13 +66,18 @@ LOSS_KINDS = (ReconstructionLoss, AdversarialLoss, Regularizer, FeatureMatchingL
 
 
 def takes_input(function: Callable[..., Any]) -> bool:
-    """Whether a loss's ``forward`` or a metric declares a parameter named ``input``: the engine
-    passes the generator's input (``input=...``) only to those, so two-argument ones stay as they are."""
+    """Whether a loss's ``forward`` or a metric declares a parameter named ``input`` after its
+    two images (or keyword-only): the engine passes the generator's input (``input=...``) only
+    to those. Two-argument ones stay as they are, ``forward(self, input, target)`` included, as
+    torch's own losses name the prediction. A module's ``forward`` is the one looked at."""
+    if isinstance(function, nn.Module):
+        function = function.forward
     try:
-        parameter = inspect.signature(function).parameters.get("input")
+        parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):  # a builtin without a signature
         return False
-    return parameter is not None and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    return any(p.name == "input" and (p.kind == p.KEYWORD_ONLY or (i >= 2 and p.kind == p.POSITIONAL_OR_KEYWORD))
+               for i, p in enumerate(parameters))
 
 
 def as_logit_list(output: Tensor | Sequence[Tensor]) -> list[Tensor]:

@@ -359,11 +359,14 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         error = _blame_override(exc, where, overrides, data, before_overrides)
         # an unknown component, callback or metric of a saved run: which plugin brings it back
         unknown = isinstance(exc, UnknownComponentError) or "unknown " in str(exc)
-        hint = missing_run_plugins(source) if unknown and isinstance(source, (str, os.PathLike)) else ""
-        if not hint:
-            raise error from None
-        guess = getattr(exc, "guess", "")  # the run's record names the plugin: a guess at what was meant is noise
-        raise type(error)(f"{str(error).replace(guess, '') if guess else error}; {hint}") from None
+        saved_run = unknown and isinstance(source, (str, os.PathLike))
+        hint = missing_run_plugins(source) if saved_run else ""
+        if hint:
+            guess = getattr(exc, "guess", "")  # the run's record names the plugin: a guess at what was meant is noise
+            raise type(error)(f"{str(error).replace(guess, '') if guess else error}; {hint}") from None
+        # the saved recipe's own key (not a --set's) that another version of its plugin no longer takes
+        hint = changed_run_plugins(source) if saved_run and not str(error).startswith("--set ") else ""
+        raise (type(error)(f"{error}; {hint}") if hint else error) from None
     notes = list(dict.fromkeys([*notes, *inert_settings(resolved)]))  # a Recipe checked again says each once
     return Recipe(resolved, where, overrides, notes)
 
@@ -461,7 +464,7 @@ def missing_run_plugins(recipe_file: str | os.PathLike) -> str:
     if skipped:
         return f"this run was trained with plugin '{skipped[0]}', which I2I_LOAD_PLUGINS leaves out here"
     if not missing:
-        return _changed_run_plugins(recorded, here)
+        return ""
     installs = [f"{p['distribution']}=={p['version']}" if p.get("version") else p["distribution"]
                 for _, p in missing if p.get("distribution")]
     # a plugin without a distribution was registered in its program (i2i.register_plugin): pip cannot bring it
@@ -475,11 +478,15 @@ def missing_run_plugins(recipe_file: str | os.PathLike) -> str:
     return f"this run was trained with {which} {listed}, which {verb} not loaded here: {'; '.join(ways)}"
 
 
-def _changed_run_plugins(recorded: dict[str, Any], here: Mapping[str, Any]) -> str:
-    """The plugins a run used that are loaded here at another version than it was trained with:
-    a renamed option is then an unknown key in the run's recipe."""
+def changed_run_plugins(recipe_file: str | os.PathLike) -> str:
+    """For a run's saved recipe: the third-party plugins it used that are loaded here at another
+    version than it was trained with (a renamed option is then an unknown key in its recipe)."""
+    from .plugins import host
+
+    recorded, here = _run_plugins(recipe_file), host().plugins
     changed = [(name, p, here[name]) for name, p in recorded.items() if isinstance(p, dict) and p.get("used", True)
-               and p.get("version") and name in here and here[name].version and here[name].version != p["version"]]
+               and p.get("version") and name in here and not here[name].builtin and here[name].version
+               and here[name].version != p["version"]]
     if not changed:
         return ""
     name, then, now = changed[0]

@@ -734,6 +734,8 @@ def test_a_data_set_laid_out_as_the_references_gets_a_note(tmp_path, capfd):
     with pytest.raises(UserError, match=r"holds trainA, trainB: an unpaired \(CycleGAN\) data set, whose files are single "
                                         r"photos, and this task reads files that hold a pair side by side"):
         scan_folder(str(tmp_path / "horse2zebra"), "data.source", side_by_side=True)  # they would be cut in half
+    with pytest.raises(UserError, match="an unpaired"):  # as --nproc's check before starting the processes scans
+        scan_folder(str(tmp_path / "horse2zebra"), "data.source", quiet=True, side_by_side=True)
 
 
 def test_a_single_photo_among_side_by_side_pairs_is_named(tmp_path, capsys):
@@ -741,11 +743,11 @@ def test_a_single_photo_among_side_by_side_pairs_is_named(tmp_path, capsys):
     from helpers import make_pairs
 
     make_pairs(tmp_path / "pairs", count=4, size=(40, 36))
-    Image.fromarray(noise_rgb(40, 40)).save(tmp_path / "pairs" / "photo.png")
+    Image.fromarray(noise_rgb(48, 64)).save(tmp_path / "pairs" / "photo.png")  # a 4:3 photo
     scan_folder(str(tmp_path / "pairs"), "data.source", side_by_side=True)
     assert capsys.readouterr().err == (
         f'i2i: warning: data.source = "{tmp_path / "pairs"}": 1 file(s) are shaped unlike the other pairs, whose halves '
-        "are about 1.1:1 (photo.png (20x40 px halves)); a single photo among A|B files is cut in half and trained on as "
+        "are about 1.1:1 (photo.png (32x48 px halves)); a single photo among A|B files is cut in half and trained on as "
         "a pair\n")
     scan_folder(str(tmp_path / "pairs"), "data.source")  # photos, not pairs: any shape
     assert capsys.readouterr().err == ""

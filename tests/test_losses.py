@@ -238,3 +238,28 @@ def test_an_ssim_window_larger_than_the_crops_names_the_recipe_key(tmp_path):
                                           r"compares; use an odd window up to 15"):
         i2i.train(recipe, quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_only_losses_and_metrics_that_ask_for_the_input_get_it():
+    """torch names a loss's prediction `input` (nn.L1Loss.forward(input, target)): such a
+    two-argument loss was called with input= twice; a metric written as a module was never
+    given the input it declared."""
+    from torch import nn
+
+    from i2i.losses import takes_input
+
+    class TorchStyle(i2i.ReconstructionLoss):
+        def forward(self, input, target):
+            return (input - target).abs().mean()
+
+    class Masked(i2i.ReconstructionLoss):
+        def forward(self, fake, target, input):
+            return fake.mean()
+
+    class ModuleMetric(nn.Module):
+        def forward(self, output, target, input=None):
+            return output.mean((1, 2, 3))
+
+    assert not takes_input(TorchStyle().forward) and not takes_input(nn.L1Loss())
+    assert takes_input(Masked().forward) and takes_input(ModuleMetric())
+    assert takes_input(lambda output, target, *, input: output) and not takes_input(lambda output, target: output)

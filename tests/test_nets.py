@@ -271,7 +271,7 @@ def test_reference_unet_loads():
     converted = convert_reference_state_dict(old, name, options)
     assert set(converted) == set(sd)
     # saved by a hand-written script: in a {"state_dict": ...} wrapper, from a torch.compile'd net
-    compiled = {"state_dict": {"_orig_mod." + k: v for k, v in sd.items()}}
+    compiled = {"state_dict": {"_orig_mod." + k: v for k, v in sd.items()}, "epoch": 3, "optimizer": {"lr": 2e-4}}
     assert detect_reference_architecture(compiled) == (name, options)
     assert set(convert_reference_state_dict(compiled, name, options)) == set(sd)
 

@@ -499,6 +499,10 @@ def test_a_run_opened_with_another_version_of_its_plugin_names_both(tmp_path):
     assert opened.stderr.endswith("; this run was trained with plugin 'good' 1.2.3, and 2.0 is loaded here, whose options "
                                   "may differ: pip install i2i-good==1.2.3 to use the run as it was, or edit the run's "
                                   "recipe.toml to the new options\n")
+    same = tmp_path / "same"  # 2.0 without the rename: the user's own mistake is not put on the plugin
+    make_distribution(same, "i2i-good", "2.0", {"good": "i2i_good"}, {"i2i_good.py": GOOD})
+    typo = run_i2i(["eval", str(tmp_path / "run"), "--set", "task.sigmaa=3"], same, cwd=ROOT)
+    assert typo.returncode == 2 and "unknown option" in typo.stderr and "trained with plugin" not in typo.stderr, typo.stderr
 
 
 def test_a_plugin_slow_to_import_is_named(tmp_path, monkeypatch, capsys):

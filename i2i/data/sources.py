@@ -160,11 +160,12 @@ SPLIT_FOLDERS = ("train", "val", "test")
 UNPAIRED_FOLDERS = ("trainA", "trainB", "testA", "testB")
 
 
-def print_reference_layout_note(key: str, value: str, folder: Path, side_by_side: bool = False) -> None:
+def print_reference_layout_note(key: str, value: str, folder: Path, side_by_side: bool = False, quiet: bool = False) -> None:
     """A note when ``folder`` is laid out as the reference's data sets are (``train/``, ``val/``,
     ``test/``; or CycleGAN's ``trainA/``, ``trainB/``): searched with its subfolders, they would
     all be pooled, the reference's split lost. Nothing otherwise. A CycleGAN data set given to a
-    ``side_by_side`` task is an error: its single photos would be cut in half as pairs."""
+    ``side_by_side`` task is an error (even when ``quiet``): its single photos would be cut in
+    half as pairs."""
     try:
         names = {entry.name for entry in folder.iterdir() if entry.is_dir()}
     except OSError:
@@ -176,6 +177,8 @@ def print_reference_layout_note(key: str, value: str, folder: Path, side_by_side
         raise UserError(f"{where} holds {', '.join(unpaired)}: an unpaired (CycleGAN) data set, whose files are single "
                         "photos, and this task reads files that hold a pair side by side (A|B); i2i does not train "
                         "CycleGAN's unpaired setting")
+    if quiet:
+        return
     if len(unpaired) >= 2:
         print(f"i2i: note: {where} holds {', '.join(unpaired)}: an unpaired (CycleGAN) data set, which i2i does not "
               "train on as such: every image in them is taken as one photo", file=sys.stderr, flush=True)
@@ -263,9 +266,9 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     holds no readable image.
     """
     if side_by_side and value == SAMPLE:  # cut in halves, they would train on nonsense
+        score = "" if key == "--data" else " (to score a run: i2i eval RUN --data DIR)"
         raise UserError(f'{key} = "{SAMPLE}": the photos shipped with i2i are single photos, and this task reads '
-                        "files that hold a pair side by side (A|B); give a folder of such files (to score a run: "
-                        "i2i eval RUN --data DIR)")
+                        f"files that hold a pair side by side (A|B); give a folder of such files{score}")
     folder = resolve_folder(value, key)
     if value == SAMPLE and Path(SAMPLE).is_dir() and not quiet:
         print(f'i2i: note: {key} = "{SAMPLE}" means the photos shipped with i2i, not the folder ./{SAMPLE} here; '
@@ -274,7 +277,7 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     paths = contents.images
     if not quiet:
         print_run_folders_note(f'{key} = "{value}"', contents.run_folders)
-        print_reference_layout_note(key, value, folder, side_by_side)
+    print_reference_layout_note(key, value, folder, side_by_side, quiet)
     if not paths:
         raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([contents.other_kinds])}')
     if not quiet:
@@ -306,7 +309,8 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
 
 #: How far a pair's halves may be from the usual shape (width / height) before they look like
 #: something else: a single photo among A|B files, whose "halves" are two halves of one photo
-UNLIKE_SHAPE = 1.5
+#: (a data set's pairs are usually all of one shape; a 4:3 photo among square pairs is 0.67)
+UNLIKE_SHAPE = 1.15
 
 
 def warn_unlike_halves(where: str, files: list[ImageFile]) -> None:
@@ -371,7 +375,7 @@ def check_folders_for_processes(data: Mapping[str, Any], seed: int, world_size: 
     if not data["upscale_small"] and not data["resize"]:
         check_sizes(source, data["size"])
     if data["val_source"]:
-        scan_folder(data["val_source"], "data.val_source", quiet=True)
+        scan_folder(data["val_source"], "data.val_source", quiet=True, side_by_side=side_by_side)
         train = source
     else:
         train, _ = split_files(source, data["val_fraction"], seed)

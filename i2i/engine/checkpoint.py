@@ -263,10 +263,14 @@ class CheckpointStore:
             ) from None
         _fsync_dir(tmp)
         old = None
-        if final.exists():  # the same step written again: swapped by renames, removed only once replaced
-            old = self.root / f".old-{name}-{os.getpid()}"
-            os.replace(final, old)
-        os.replace(tmp, final)
+        try:
+            if final.exists():  # the same step written again: swapped by renames, removed only once replaced
+                old = self.root / f".old-{name}-{os.getpid()}"
+                os.replace(final, old)
+            os.replace(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointWriteError(f"{final}: cannot put this checkpoint in place ({exc.strerror or exc})") from None
         _fsync_dir(self.root)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
@@ -304,7 +308,8 @@ class CheckpointStore:
     def restore_swapped(self) -> None:
         """Finish the swap of a step written again (:meth:`write`) that a killed process left
         half done: its old copy ``.old-step_N-PID`` goes back in place when ``step_N`` is
-        missing, and is removed when the new one is there."""
+        missing, and is removed when the new one is there. Only a process that writes the run
+        calls this (its writes, its resume): a reader could land inside a live swap."""
         for old in self.root.glob(".old-step_*"):
             final = self.root / old.name[len(".old-"):].rsplit("-", 1)[0]
             with contextlib.suppress(OSError):  # a read-only run folder is read as it is
@@ -353,7 +358,6 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
                   f"run folder{f' ({path.parent.parent})' if path.parent.name == 'checkpoints' else ''}")
         return path
     store = CheckpointStore(path)
-    store.restore_swapped()
     best_damage = None
     if which.upper() == "BEST":
         best = store.pointer("BEST")

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..errors import PluginError, exception_line
-from ..losses import as_logit_list, takes_input
+from ..losses import as_logit_list
 from ..recipe import recipe_error
 from .device import is_out_of_memory
 
@@ -171,15 +171,14 @@ def _check_prepare(task: Any, images: Tensor, where: str) -> None:
 def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor, input: Tensor, target: Tensor) -> None:
     """Each metric on the dry run's image, as evaluation calls it: a metric that raises or breaks
     its contract is reported before the first step, not at the end of training."""
-    from .evaluate import claim_keys, flatten_metric, summarize_metrics  # evaluate imports this module
+    from .evaluate import call_metric, claim_keys, flatten_metric, summarize_metrics  # evaluate imports this module
     output_image, target_image = task.to_image(fake.float(), input), task.to_image(target, input)
     means: dict[str, float] = {}
     given: dict[str, str] = {}
     for name, metric in metrics.items():
         where = metric_where(recipe, name)
         try:
-            values = metric(output_image, target_image, input=input) if takes_input(metric) else \
-                metric(output_image, target_image)
+            values = call_metric(metric, output_image, target_image, input)
         except Exception as exc:
             raise_plugin_failure(exc, f"{where} failed on an image of shape {list(output_image.shape)}: ")
         try:

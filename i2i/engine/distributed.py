@@ -441,7 +441,10 @@ def _remove_folders_of_ended_launchers() -> None:
 
     for folder in Path(tempfile.gettempdir()).glob(f"{LAUNCHER_FOLDER_PREFIX}*-*"):
         pid = folder.name[len(LAUNCHER_FOLDER_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+        try:  # another launcher may be removing it at the same moment
+            if not pid.isdigit() or folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+        except OSError:
             continue
         try:
             os.kill(int(pid), 0)

@@ -65,14 +65,18 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
     return metrics
 
 
+def call_metric(metric: Any, output: Tensor, target: Tensor, input: Tensor) -> Any:
+    """``metric(output, target)``, and ``input=input`` (the generator's input) for a metric that
+    declares it (see :func:`i2i.losses.takes_input`)."""
+    return metric(output, target, input=input) if takes_input(metric) else metric(output, target)
+
+
 def _score(metric: Any, name: str, output: Tensor, target: Tensor, input: Tensor) -> Any:
-    """``metric(output, target)`` (and ``input=input``, the generator's input, for a metric that
-    declares it: see :func:`i2i.losses.takes_input`); an exception from a plugin's metric is one
-    line naming it."""
+    """:func:`call_metric`; an exception from a plugin's metric is one line naming it."""
     from ..errors import UserError
 
     try:
-        return metric(output, target, input=input) if takes_input(metric) else metric(output, target)
+        return call_metric(metric, output, target, input)
     except UserError:
         raise
     except Exception as exc:

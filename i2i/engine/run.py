@@ -377,6 +377,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         if moved:  # it was recorded, while the run went on in its own folder
             raise UserError(f"--set {moved[0]}: a resumed run stays in its folder, {run_dir}; to move it, move the folder "
                             "and resume it from there")
+        if (run_dir / "checkpoints").is_dir():  # a kill inside a step's rewrite left its old copy aside
+            ckpt.CheckpointStore(run_dir).restore_swapped()
         checkpoint_dir = ckpt.find_checkpoint(run_dir)
         recipe = load_recipe(run_dir / "recipe.toml", overrides)
         if overrides:

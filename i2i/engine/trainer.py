@@ -855,11 +855,11 @@ class Trainer:
         files["rng.safetensors"] = ckpt.TensorFile(rng)
         files["state.json"] = _json_bytes(state)
         best = bool(self.best.pop("pending", False))
-        path = ckpt.CheckpointStore(self.run_dir).write(self.step, files, keep=self.out_cfg["keep"], best=best)
-        self._saved_step, self._saved_at = self.step, self.clock()  # written: not before, or a failed write counted
         try:
+            path = ckpt.CheckpointStore(self.run_dir).write(self.step, files, keep=self.out_cfg["keep"], best=best)
+            self._saved_step, self._saved_at = self.step, self.clock()  # written: not before, or a failed write counted
             self._emit("on_checkpoint", self, self.step, path)
-        finally:  # a callback that raises must not leave the other ranks waiting here until the timeout
+        finally:  # a failed write or a callback that raises must not leave the other ranks waiting here
             self.dist.barrier()
         return path
 

@@ -57,11 +57,12 @@ WRAPPER_KEYS = ("state_dict", "model", "generator", "netG", "G")
 
 
 def _plain(state_dict: Any) -> dict[str, Tensor]:
-    """Check it is a state dict, take it out of a one-entry wrapper (``{"state_dict": ...}``),
+    """Check it is a state dict, take it out of a training script's dict (``{"state_dict": ...}``),
     and strip the prefixes of ``DataParallel`` (``module.``) and ``torch.compile`` (``_orig_mod.``)."""
-    if isinstance(state_dict, Mapping) and len(state_dict) == 1:
-        (key, inner), = state_dict.items()
-        if key in WRAPPER_KEYS and isinstance(inner, Mapping):
+    if isinstance(state_dict, Mapping) and not all(isinstance(v, Tensor) for v in state_dict.values()):
+        # a training script's dict ({"state_dict": ..., "epoch": 3, "optimizer": ...}): its weights
+        inner = next((state_dict[k] for k in WRAPPER_KEYS if isinstance(state_dict.get(k), Mapping)), None)
+        if inner is not None:
             state_dict = inner
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, Tensor) for v in state_dict.values()):
         raise i2i.UserError("not a reference generator: expected a state dict (a mapping of names to tensors)")
