@@ -36,7 +36,7 @@ from ..errors import UserError
 from ..recipe import resize_problem
 from .decode import UnreadableImageError, decode_sample, fit_image, fitted_size, looks_grey
 from .sources import (ImageFile, RecordedSplit, apply_recorded_split, check_enough_for_processes, check_sizes,
-                      recorded_val_files, report_skipped, scan_folder, split_files, warn_copies_across_split,
+                      recorded_val_files, report_skipped, scan_folder, split_files, warn_copies_across_split, warn_enlarged,
                       warn_validating_on_training_files)
 
 GB = 1e9
@@ -165,6 +165,7 @@ class ImageData:
         self._split = (train, val, separate is not None)
         if split is None and rank == 0:  # a new run: its validation files are chosen now
             warn_copies_across_split(train, val)
+            warn_enlarged(train, self._resize)
         check_enough_for_processes(len(train), data["source"], world_size)
         shard = train[rank::world_size]
         skipped += self._set_train(shard, flip=data["flip"], rotate=data["rotate"])

@@ -328,6 +328,26 @@ def warn_unlike_halves(where: str, files: list[ImageFile]) -> None:
               "half and trained on as a pair", file=sys.stderr, flush=True)
 
 
+#: How much data.resize may enlarge a training image before a warning says so
+ENLARGED = 2.0
+
+
+def warn_enlarged(files: list[ImageFile], resize: int) -> None:
+    """Warn when ``data.resize`` enlarges training images more than :data:`ENLARGED` times: a
+    recipe written for large photos (pix2pix's 286) silently blew up small ones, and trained at
+    the recipe's size for hours on their blur."""
+    if not resize or not files:
+        return
+    enlarged = [f for f in files if resize / min(f.height, f.width) > ENLARGED]
+    if enlarged:
+        smallest = min(enlarged, key=lambda f: min(f.height, f.width))
+        factor = resize / min(smallest.height, smallest.width)
+        print(f"i2i: warning: data.resize = {resize} enlarges {len(enlarged)} of {len(files)} training image(s) more than "
+              f"{ENLARGED:g}x (the most: {smallest.name}, {smallest.width}x{smallest.height} px, {factor:.1f}x), so the "
+              "network trains on their blur; for images this small, lower data.resize and data.size",
+              file=sys.stderr, flush=True)
+
+
 def check_sizes(files: Iterable[ImageFile], size: int) -> None:
     """Fail on images smaller than ``data.size`` on either side: the first one is named, and
     how many others there are, so a folder with many thumbnails is not fixed one run at a time."""
