@@ -444,7 +444,7 @@ class Trainer:
     def first_step_unsaved(self) -> bool:
         """Whether the run is still in its first step (or the events after it) and has no
         checkpoint, none written here and none resumed from: its folder holds nothing to resume."""
-        return self.step_begun <= 1 and self._saved_step < 0 and self.resumed_at is None
+        return self.step_begun <= 1 and self._saved_step < 0  # a resumed run's is its checkpoint's step
 
     # -- the loop -------------------------------------------------------------------------------
     def request_stop(self, reason: str | None = None) -> None:
@@ -597,7 +597,7 @@ class Trainer:
                                     f"at step {self.step}: {exception_line(exc)}; {note.split('; ', 1)[1]}")
 
     def _callback_failure_note(self, callback: Any, event: str) -> str:
-        saved = max(self._saved_step, self.resumed_at if self.resumed_at is not None else -1)
+        saved = self._saved_step  # this run's last checkpoint: written here, or resumed from
         if saved >= self.total_steps:  # on_run_end after the last step: nothing is left to resume
             return (f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; the run had finished "
                     f"and its checkpoint at step {saved} is complete: i2i translate {shlex.quote(str(self.run_dir))} ...")
