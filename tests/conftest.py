@@ -7,6 +7,12 @@ os.environ["I2I_LOAD_PLUGINS"] = ""
 os.environ.setdefault("I2I_STRICT_PLUGINS", "0")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# train.threads = 'auto' trains on fewer threads while other programs load the cores, which
+# changes the last bits of the gradients; tests that compare runs bit for bit pin the count
+# (tests/test_cpu_threads.py unpins it where it tests that behaviour).
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
 
 
 @pytest.fixture(autouse=True)

@@ -51,6 +51,7 @@ from .device import allow_tf32, autocast, is_out_of_memory, resolve_device, reso
 from .distributed import DistContext, is_comm_failure
 from .evaluate import build_metrics
 from .health import HealthMonitor
+from .cpu_threads import NoThreadGovernor, ThreadGovernor
 from .host_memory import freed_memory_kept
 from .optim import build_optimizer, load_state, lr_factor, portable_state, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
@@ -488,11 +489,15 @@ class Trainer:
         status = "failed"
         try:
             every_eval, every_ckpt, every_sample = self.eval_cfg["every"], self.out_cfg["checkpoint_every"], self.out_cfg["sample_every"]
-            # on the CPU, steps reuse the memory the previous step freed (see host_memory.py)
-            with freed_memory_kept() if self.device.type == "cpu" else contextlib.nullcontext():
+            # on the CPU, steps reuse the memory the previous step freed (see host_memory.py) and
+            # use fewer threads while other programs keep cores busy (see cpu_threads.py)
+            on_cpu = self.device.type == "cpu"
+            with freed_memory_kept() if on_cpu else contextlib.nullcontext(), \
+                    contextlib.closing(self._thread_governor()) as threads:
                 while self.step < self.total_steps and not self._should_stop():
                     self.train_step()
                     self.step += 1
+                    threads.after_step()
                     self.progress.update(self.step)
                     last = self.step == self.total_steps
                     if self._logging_step:
@@ -545,6 +550,12 @@ class Trainer:
                 self.log.close()
             if self.tb is not None:
                 self.tb.close()
+
+    def _thread_governor(self) -> ThreadGovernor | NoThreadGovernor:
+        """``train.threads`` on the CPU; nothing to govern on a GPU."""
+        if self.device.type != "cpu":
+            return NoThreadGovernor()
+        return ThreadGovernor(self.train_cfg["threads"], note=self.progress.warn)
 
     def _out_of_memory(self) -> UserError:
         """Running out of memory is a matter of settings: say which ones, not a traceback."""
