@@ -9,6 +9,7 @@ import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from .data.encode import ALPHA_FORMATS, DEEP_FORMATS, SAVE_FORMATS  # noqa: F401 - SAVE_FORMATS was defined here
+from .engine.cpu_threads import NoThreadGovernor, ThreadGovernor
 from .engine.device import is_out_of_memory
 from .errors import UserError
 
@@ -41,18 +43,24 @@ class TranslateReport:
 
 
 @contextlib.contextmanager
-def one_torch_thread_beside(device: torch.device):
+def one_torch_thread_beside(device: torch.device, note: Callable[[str], None] = print) -> Iterator[ThreadGovernor | NoThreadGovernor]:
     """While the network runs on a GPU, torch's intra-op thread pool on the host only fights the
     decoding and encoding threads for the cores: its CPU work here (stacking a batch, copying
     results) is small. An H100 translating 256 px photos to PNG spent 95 % of its time in this
-    fight (103 img/s); with one thread, 181 img/s. On the CPU the network needs the threads."""
+    fight (103 img/s); with one thread, 181 img/s. On the CPU the network needs the threads, as
+    many as other programs leave free (see engine/cpu_threads.py; ``note`` says when that is
+    fewer); call ``after_step`` per batch."""
     if device.type == "cpu":
-        yield
+        governor = ThreadGovernor("auto", note=note, work="translating", fixed_by="OMP_NUM_THREADS={}")
+        try:
+            yield governor
+        finally:
+            governor.close()
         return
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        yield NoThreadGovernor()
     finally:
         torch.set_num_threads(before)
 
@@ -263,6 +271,12 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         """Whether the output is written with 16 bits per channel."""
         return image.bits > 8 and fmt in DEEP_FORMATS
 
+    def warn(text: str) -> None:
+        if bar is not None:
+            bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def flush() -> None:
         if not pending:
             return
@@ -290,6 +304,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             outputs = to_uint8(outputs)
         outputs = outputs.permute(0, 2, 3, 1).contiguous().cpu()  # waits for the device: the network's time ends here
         report.seconds["network"] += time.perf_counter() - start
+        threads.after_step()
         for out, (image, target) in zip(outputs, pending):
             writes.append(pool.submit(_write, out, image.alpha, target, fmt))
             report.outputs.append(target)
@@ -303,7 +318,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         if bar is not None:  # closed however the loop ends, or an error prints into a half-drawn bar line
             cleanup.callback(bar.close)
         pool = cleanup.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="i2i-io"))
-        cleanup.enter_context(one_torch_thread_beside(model.device))
+        threads = cleanup.enter_context(one_torch_thread_beside(model.device, note=warn))
         decodes: deque[tuple[Path, Path, Future]] = deque()
         todo = iter(zip(pairs, targets))
 

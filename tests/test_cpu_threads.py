@@ -3,12 +3,14 @@
 recipe says so, and the process's own count back afterwards."""
 
 import os
+import time
 
 import pytest
 import torch
 
 import i2i
 from i2i.engine import cpu_threads
+from i2i.translate import translate_files
 from i2i.engine.cpu_threads import CpuSample, ThreadGovernor, others_load, read_sample, threads_for
 from helpers import TINY_G2C, make_photos, tiny_recipe
 
@@ -146,3 +148,39 @@ def test_train_threads_must_be_auto_or_a_positive_count(tmp_path):
     recipe = tiny_recipe(tmp_path, tmp_path / "run", base=TINY_G2C, train={"threads": 0})
     with pytest.raises(i2i.RecipeError, match=r"train\.threads.*'auto' or an integer >= 1"):
         i2i.train(recipe, quiet=True)
+
+
+@pytest.fixture
+def busy_machine(two_threads, monkeypatch):
+    """/proc/stat reporting one core kept busy by another program; looks due at every step."""
+    monkeypatch.setattr(cpu_threads, "FIRST_INTERVAL_S", 0.0)
+    monkeypatch.setattr(cpu_threads, "INTERVAL_S", 0.0)
+
+    def sample(cpus, path="/proc/stat"):
+        own = os.times()
+        now = time.monotonic()
+        return CpuSample(own.user + own.system + 1.0 * now, own.user + own.system, now)
+
+    monkeypatch.setattr(cpu_threads, "read_sample", sample)
+
+
+def test_a_run_beside_a_busy_core_trains_on_one_thread_and_says_so(busy_machine, tmp_path, capsys):
+    photos = make_photos(tmp_path / "photos", count=4, size=(32, 32))
+    seen = ThreadsSeen()
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, output={"log_every": 1})
+    i2i.train(recipe, callbacks=[seen], quiet=True)
+    assert seen.seen == [1, 1, 1]
+    assert torch.get_num_threads() == 2
+    assert "other programs are using 1.0 of the" in capsys.readouterr().err
+
+
+def test_translating_beside_a_busy_core_runs_on_one_thread(busy_machine, tmp_path, capsys):
+    photos = make_photos(tmp_path / "photos", count=4, size=(32, 32))
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"threads": 2}), quiet=True)
+    model = i2i.load(run.run_dir)
+    seen = []
+    model.generator.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    translate_files(model, photos, tmp_path / "out", batch_size=1, progress=False)
+    assert seen[0] == 2 and set(seen[1:]) == {1}  # the first look comes after the first batch
+    assert "translating on 1 thread instead of 2" in capsys.readouterr().err
+    assert torch.get_num_threads() == 2

@@ -93,15 +93,17 @@ def threads_for(cores: int, others: float, most: int) -> int:
 class ThreadGovernor:
     """Sets torch's CPU thread count during training from the load other programs put on the
     cores (see the module's docstring). ``configured`` is ``train.threads``: ``'auto'`` or a
-    fixed count. Call :meth:`after_step` after each step and :meth:`close` when training ends:
+    fixed count; ``work`` and ``fixed_by`` word the note (what runs, and the setting that fixes the
+    count). Call :meth:`after_step` after each step and :meth:`close` when training ends:
     the thread count the process had is put back."""
 
-    def __init__(self, configured: int | str, *, note: Callable[[str], None] = print,
+    def __init__(self, configured: int | str, *, note: Callable[[str], None] = print, work: str = "training",
+                 fixed_by: str = "train.threads = {}",
                  sample: Callable[[], CpuSample | None] | None = None, cores: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.original = torch.get_num_threads()
-        self.note = note
+        self.note, self.work, self.fixed_by = note, work, fixed_by
         self.threads = self.original
         self.adapting = False
         self._noted = False
@@ -139,9 +141,9 @@ class ThreadGovernor:
             return
         if threads < self.threads and not self._noted:
             self._noted = True
-            self.note(f"i2i: note: other programs are using {others:.1f} of the {self.cores} CPU cores; training on "
+            self.note(f"i2i: note: other programs are using {others:.1f} of the {self.cores} CPU cores; {self.work} on "
                       f"{threads} thread{'s' if threads > 1 else ''} instead of {self.original} while they do "
-                      f"(train.threads = {self.original} keeps {self.original})")
+                      f"({self.fixed_by.format(self.original)} keeps {self.original})")
         self._set(threads)
 
     def close(self) -> None:
