@@ -28,6 +28,7 @@ Examples::
     python benchmarks/bench_train.py --preset unet128_b1 \\
         --variant 'cl:train.channels_last=true' --variant 'bf16:train.precision="bf16"' \\
         --variant 'threads1:env.OMP_NUM_THREADS=1' --variant 'stream:data.cache_gb=0'
+    python benchmarks/bench_train.py --preset unet128_b1 --busy 1 --variant 'pinned:train.threads=2'
 
 Variants: ``key=value`` recipe overrides, ``env.VAR=value`` environment.
 """
@@ -38,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -208,6 +210,8 @@ def check(m: Measured, what: str) -> Measured:
 def measure(cmd: list[str], what: str, args, **kwargs) -> Measured:
     """Run once the machine is quiet; rerun (up to ``--retries``) when other processes took more
     than ``--max-foreign`` of the cores meanwhile, keeping the least disturbed run."""
+    if args.busy:  # the load is the point: measure as it is
+        return check(run_measured(cmd, **kwargs), what)
     best: Measured | None = None
     for attempt in range(args.retries + 1):
         load, waited = wait_for_quiet(args.quiet_threshold, args.max_wait)
@@ -243,6 +247,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--max-foreign", type=float, default=0.10,
                     help="rerun a run during which other processes used more than this share of the cores")
     ap.add_argument("--retries", type=int, default=3)
+    ap.add_argument("--busy", type=int, default=0,
+                    help="keep this many cores busy with other processes throughout (a shared machine); "
+                         "turns off the waits for quiet and the reruns")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = ap.parse_args(argv)
@@ -268,6 +275,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.ref_pythonpath:
         ref_env["PYTHONPATH"] = args.ref_pythonpath + (os.pathsep + ref_env["PYTHONPATH"] if ref_env.get("PYTHONPATH") else "")
     print(f"# scratch {scratch}\n# machine {json.dumps(results['machine'])}", flush=True)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    results["busy_cores"] = args.busy
     try:
         for name in presets:
             p = PRESETS[name]
@@ -328,6 +337,9 @@ def main(argv: list[str] | None = None) -> dict:
             if args.json:  # after every row, so an interrupted run keeps what it measured
                 args.json.write_text(json.dumps(results, indent=1))
     finally:
+        for process in busy:
+            process.kill()
+            process.wait()
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
     return results

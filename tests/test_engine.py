@@ -271,6 +271,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(photos, tmp_path):
     assert "loss 'bad' (generator step, 'nan_after' of plugin 'nanplugin') became NaN or infinite at step 5" in message
     good = find_checkpoint(tmp_path / "run")
     assert good.name == "step_0000004"
+    assert (info.value.run_dir, info.value.step) == (tmp_path / "run", 4)  # where a sweep resumes from
     weights = load_file(good / "generator.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
 

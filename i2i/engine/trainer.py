@@ -676,7 +676,8 @@ class Trainer:
         raise TrainingStopped(
             f"loss '{label}' ({net} step{self._loss_plugin(label)}) became NaN or infinite at step {step}; stopped, "
             f"{kept}. Lower train.{which}.lr, set train.{which}.clip_grad_norm, or set train.on_nonfinite = 'skip' "
-            "(a loss that gives NaN on some inputs, a log of 0 say, is for its plugin's author to fix)"
+            "(a loss that gives NaN on some inputs, a log of 0 say, is for its plugin's author to fix)",
+            self.run_dir, self._saved_step if latest else None,
         )
 
     def _loss_plugin(self, label: str) -> str:
