@@ -154,11 +154,18 @@ def create_run_from_weights(recipe: Any, generator_state: dict, out: str | Path,
     return _create(recipe, generator_state, out, **kwargs)
 
 
+#: submodules the README names as ``i2i.<module>.<function>``: there after a plain ``import i2i``
+_SUBMODULES = ("translate", "evaluation")
+
+
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)  # the import system sets the attribute
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'i2i' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # once imported, a plain attribute
@@ -166,4 +173,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})

@@ -22,7 +22,10 @@ from typing import Any
 
 class Callback:
     """Override the events you need. Exceptions propagate and stop the run (without a new
-    checkpoint; ``trainer.request_stop()`` or raising ``TrainingStopped`` stops it with one)."""
+    checkpoint; ``trainer.request_stop()`` or raising ``TrainingStopped`` stops it with one).
+
+    ``trainer`` offers ``step``, ``total_steps``, ``run_dir``, ``recipe`` (read only),
+    ``device``, ``G``, ``D`` (None without one), ``eval_generator`` and ``dist.is_main``."""
 
     autoload: bool = False
 

@@ -6,9 +6,11 @@ without a traceback. Everything else is a bug (ours or a plugin's) and keeps its
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 
 
 class UserError(Exception):
@@ -62,6 +64,28 @@ class TrainingStopped(Exception):
 class StopRequested(TrainingStopped):
     """Training stopped because it was asked to (a signal, a callback's ``request_stop()``), not
     because something failed: ``i2i run --nproc`` does not report it as a worker's failure."""
+
+
+@contextlib.contextmanager
+def named_as_arguments(spelling: dict[str, str]) -> Iterator[None]:
+    """A function the CLI shares with Python callers words its :class:`UserError` with the
+    command's options (``--data``); called from Python, ``spelling`` renames them to the
+    function's arguments (``data_dir``), so a program is not told about options it never saw."""
+    try:
+        yield
+    except UserError as exc:
+        import click
+
+        if click.get_current_context(silent=True) is not None:
+            raise
+        text = re.sub(r"--[a-z-]+\b", lambda m: spelling.get(m[0], m[0]), str(exc))
+        if text == str(exc):
+            raise
+        try:
+            respelled = type(exc)(text)
+        except TypeError:  # a subclass that takes other arguments
+            respelled = UserError(text)
+        raise respelled from None
 
 
 def exception_line(exc: BaseException) -> str:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from .engine import checkpoint as ckpt
 from .engine.distributed import DistContext
 from .engine.evaluate import build_metrics, evaluate_generator
-from .errors import UserError
+from .errors import UserError, named_as_arguments
+from .recipe import override_list
 
 if TYPE_CHECKING:
     from .model import Model
@@ -17,6 +18,11 @@ if TYPE_CHECKING:
 
 #: What ``i2i eval --set`` may change: how images are degraded and scored, not the network.
 EVAL_KEYS = ("eval.batch_size", "eval.max_images", "eval.metrics")
+
+
+#: ``i2i eval``'s options as :func:`evaluate_run`'s arguments, for its messages to Python callers
+PYTHON_SPELLING = {"--data": "data_dir", "--checkpoint": "which", "--device": "device", "--crop": "crop",
+                   "--set": "overrides"}
 
 
 def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, which: str = "latest", device: str = "auto",
@@ -31,7 +37,20 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     says; ``resize`` says whether the run's ``data.resize`` resized the images before the crop.
     ``overrides`` (``--set``) change the task's options (a blind denoiser scored at one
     ``task.sigma``) or :data:`EVAL_KEYS`, as the result's ``overrides`` records.
+
+    Returns ``{"metrics": {name: value}, "baselines": {baseline: {name: value}}, ...}`` (the
+    JSON ``i2i eval --json`` prints). A mistake in the run, data or overrides is a
+    :class:`UserError` worded with these arguments; an argument of the wrong type a ``TypeError``.
     """
+    overrides = override_list(overrides)
+    if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool)):
+        raise TypeError(f"crop is a whole number of pixels (0 = whole images) or None, not {crop!r}")
+    with named_as_arguments(PYTHON_SPELLING):
+        return _evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides)
+
+
+def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: str, device: str, crop: int | None,
+                  overrides: list[str]) -> dict:
     import torch
 
     from .data import ImageData

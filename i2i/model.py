@@ -66,6 +66,12 @@ class Model:
             raise ValueError(f"model(images) got an empty batch of shape {list(images.shape)}")
         if images.is_floating_point():
             _check_float_range(images)
+        # ordinary tensors out even inside the caller's inference_mode, as the README promises:
+        # a result that will be edited in place or fed to training must not be an inference tensor
+        with torch.inference_mode(False), torch.no_grad():
+            return self._translate_batch(images, tile, overlap)
+
+    def _translate_batch(self, images: Tensor, tile: int | str, overlap: int) -> Tensor:
         scale = 255.0 if images.dtype == torch.uint8 else 1.0
         device, dtype = self._weights_place()
         images = images.to(device, torch.float32) / scale

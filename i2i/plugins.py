@@ -13,6 +13,7 @@ listed there too. Environment switches:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 import time
@@ -315,6 +316,17 @@ def registry() -> Registry:
     return host().registry
 
 
+def _hooks_need_an_instance(cls: type) -> bool:
+    """Whether a class's ``@i2i.hookimpl`` functions are methods (take ``self``): pluggy would
+    call them without one."""
+    for value in vars(cls).values():
+        if callable(value) and getattr(value, "i2i_impl", None) is not None:
+            params = list(inspect.signature(value).parameters)
+            if params and params[0] == "self":
+                return True
+    return False
+
+
 def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
     """Load a plugin object or module in this process, e.g. from a test or a notebook.
 
@@ -325,6 +337,9 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
         hint = "; import it and pass the module" if isinstance(plugin, str) else ""
         raise TypeError(f"register_plugin takes a module or an object with @i2i.hookimpl functions, "
                         f"not {plugin!r}{hint}")
+    if isinstance(plugin, type) and _hooks_need_an_instance(plugin):
+        raise TypeError(f"register_plugin takes an instance of {plugin.__name__}, whose hooks are methods: "
+                        f"i2i.register_plugin({plugin.__name__}(){f', {name!r}' if isinstance(name, str) else ''})")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"register_plugin(plugin, name): name is a string, not {name!r}")
     if name is not None and (not name or ":" in name):
@@ -345,7 +360,8 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
     if loaded is not None:
         current.manager.unregister(name=name)
         current.registry.remove_plugin(name)
-    info = PluginInfo(name, getattr(plugin, "__name__", type(plugin).__name__),
+    # an object is shown as its class called, which is also how a program registers it again
+    info = PluginInfo(name, getattr(plugin, "__name__", f"{type(plugin).__name__}()"),
                       taken.distribution if taken else None, taken.version if taken else None)
     info = current.add_plugin(plugin, name, info=info)
     if info.status == "loaded" and not info.hooks:

@@ -319,6 +319,19 @@ def _listed(values: dict) -> str:
     return ", ".join(f"{key} = {format_value(value)}" for key, value in values.items())
 
 
+def override_list(overrides: object) -> list[str]:
+    """A Python caller's ``overrides``, checked: a list (or other iterable) of 'key=VALUE'
+    strings; a string or a dict is a ``TypeError`` naming the right form."""
+    if isinstance(overrides, Mapping):  # iterating it would give the keys alone
+        example = [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in list(overrides.items())[:1]] or ["train.steps=500"]
+        raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not a dict: e.g. {example}")
+    if not isinstance(overrides, (str, bytes)) and isinstance(overrides, Iterable):
+        overrides = list(overrides)  # a generator is read once: the check below would use it up
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not {overrides!r}")
+    return overrides
+
+
 def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = (), *,
                 components: Collection[str] | None = None) -> Recipe:
     """Read, override, validate and fill in defaults. Raises :class:`RecipeError`.
@@ -341,13 +354,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     else:
         resume = "; to continue a run: i2i.train(None, resume=RUN_DIR)" if source is None else ""
         raise TypeError(f"a recipe is a path to a TOML file or a dict, not {type(source).__name__}{resume}")
-    if isinstance(overrides, Mapping):  # iterating it would give the keys alone
-        example = [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in list(overrides.items())[:1]] or ["train.steps=500"]
-        raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not a dict: e.g. {example}")
-    if not isinstance(overrides, (str, bytes)) and isinstance(overrides, Iterable):
-        overrides = list(overrides)  # a generator is read once: the check below would use it up
-    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
-        raise TypeError(f"overrides is a list of 'dotted.key=VALUE' strings, not {overrides!r}")
+    overrides = override_list(overrides)
     if isinstance(source, (str, os.PathLike)):
         data = _qualified_by_run(data, source)
     before_overrides = data

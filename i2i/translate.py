@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -20,7 +19,7 @@ import torch
 from .data.encode import ALPHA_FORMATS, DEEP_FORMATS, SAVE_FORMATS  # noqa: F401 - SAVE_FORMATS was defined here
 from .engine.cpu_threads import NoThreadGovernor, ThreadGovernor
 from .engine.device import is_out_of_memory
-from .errors import UserError
+from .errors import UserError, named_as_arguments
 
 if TYPE_CHECKING:
     from .data.decode import DecodedImage
@@ -160,22 +159,9 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
     :class:`UserError` that names this function's arguments (``i2i translate``'s options when
     the command line called it).
     """
-    import click
-
-    try:
+    with named_as_arguments(PYTHON_SPELLING):
         return _translate_files(model, inputs, out_dir, batch_size=batch_size, fmt=fmt, overwrite=overwrite,
                                 progress=progress, tile=tile)
-    except UserError as exc:
-        if click.get_current_context(silent=True) is not None:
-            raise
-        text = re.sub(r"--[a-z-]+\b", lambda m: PYTHON_SPELLING.get(m[0], m[0]), str(exc))
-        if text == str(exc):
-            raise
-        try:
-            respelled = type(exc)(text)
-        except TypeError:  # a subclass that takes other arguments
-            respelled = UserError(text)
-        raise respelled from None
 
 
 def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike, *,

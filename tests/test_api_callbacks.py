@@ -9,7 +9,7 @@ import pytest
 import i2i
 from i2i.engine.checkpoint import find_checkpoint
 from i2i.errors import CheckpointError, RecipeError
-from helpers import make_photos, tiny_recipe
+from helpers import TINY_G2C, make_photos, tiny_recipe
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +143,19 @@ def test_the_command_line_names_a_failing_plugin_callback_in_one_line(photos, tm
     assert not (tmp_path / "run").exists()  # a folder with nothing to resume was left for each try
     traced = run_i2i(["run", str(tmp_path / "r.toml")], site, env={"I2I_TRACEBACK": "1"})
     assert traced.returncode == 1 and "Traceback" in traced.stderr and "RuntimeError: callback boom" in traced.stderr
+
+
+class ReadsTrainer(i2i.Callback):
+    """What docs/plugins.md says a callback may read of the trainer."""
+
+    def on_run_start(self, trainer):
+        self.seen = (trainer.step, trainer.total_steps, trainer.run_dir, trainer.recipe["train"]["steps"],
+                     trainer.device.type, trainer.G is not None, trainer.D is None, trainer.eval_generator is not None,
+                     trainer.dist.is_main)
+
+
+def test_a_callback_reads_the_trainer_attributes_the_docs_list(photos, tmp_path):
+    reads = ReadsTrainer()
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 2})
+    i2i.train(recipe, callbacks=[reads], quiet=True)
+    assert reads.seen == (0, 2, tmp_path / "run", 2, "cpu", True, True, True, True)

@@ -84,6 +84,17 @@ def test_plugin_registration_mistakes_are_named(capsys):
     with pytest.raises(TypeError, match="not None"):
         i2i.register_plugin(None, "nothing")
 
+    class Methods:
+        @i2i.hookimpl
+        def register_generators(self, register):
+            register("methods_net", lambda in_channels, out_channels: None)
+
+    with pytest.raises(TypeError, match=r"^register_plugin takes an instance of Methods, whose hooks are methods: "
+                                        r"i2i\.register_plugin\(Methods\(\), 'methods'\)$"):
+        i2i.register_plugin(Methods, "methods")  # pluggy would call the hook without self, and disable it
+    # shown as registered: what a run records, and what its missing-plugin error tells a program to call
+    assert i2i.register_plugin(Methods(), "methods").module == "Methods()"
+
 
 def test_a_trained_run_from_a_path_recipe_loads_with_its_documented_attributes(tmp_path):
     photos = make_photos(tmp_path / "photos", count=3, size=(32, 32))

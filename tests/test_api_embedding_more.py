@@ -59,6 +59,10 @@ def test_a_models_output_is_an_ordinary_tensor_a_program_can_train_on_and_edit(r
     student = torch.nn.Conv2d(3, 3, 3, padding=1)
     torch.nn.functional.mse_loss(student(x), y).backward()  # the output as a training target
     assert student.weight.grad is not None
+    with torch.inference_mode():  # a web service's habit: still an ordinary tensor, editable after
+        z = model(x)
+    assert not z.is_inference() and torch.equal(z, y)
+    z.clamp_(0, 1)
 
 
 def test_a_generator_cast_or_moved_after_loading_gets_inputs_to_match(run_dir):
@@ -237,3 +241,21 @@ def test_flags_that_are_not_bools_and_a_run_folder_with_a_newline_are_refused(ph
     with pytest.raises(i2i.UserError, match=r"contains a control character"):
         i2i.train(recipe_for(photos, tmp_path / "runs\nx"), quiet=True)
     assert not any(tmp_path.iterdir())
+
+
+def test_scoring_a_run_from_python_names_its_arguments_not_the_commands_options(run_dir, tmp_path):
+    import subprocess
+
+    # the README's i2i.evaluation.evaluate_run and i2i.translate.translate_files, after a plain import i2i
+    code = "import i2i; print(callable(i2i.evaluation.evaluate_run), callable(i2i.translate.translate_files))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "True True\n"
+    from i2i.evaluation import evaluate_run
+
+    scores = evaluate_run(run_dir, overrides=["eval.max_images=1"])
+    assert set(scores["metrics"]) >= {"psnr", "ssim"} and scores["images"] == 1
+    with pytest.raises(i2i.UserError, match=r'^data_dir = ".*nowhere": no such folder'):
+        evaluate_run(run_dir, data_dir=tmp_path / "nowhere")
+    with pytest.raises(TypeError, match=r"^overrides is a list of 'dotted\.key=VALUE' strings, not 'eval\.max_images=1'$"):
+        evaluate_run(run_dir, overrides="eval.max_images=1")  # not read one character at a time
+    with pytest.raises(TypeError, match=r"^crop is a whole number of pixels \(0 = whole images\) or None, not '32'$"):
+        evaluate_run(run_dir, crop="32")

@@ -220,3 +220,12 @@ def test_a_utf16_recipe_without_a_byte_order_mark_is_named(tmp_path):
     path.write_bytes('[task]\nname = "denoise"\n'.encode("utf-16-le"))
     with pytest.raises(i2i.RecipeError, match="looks like UTF-16 text .*; save it as UTF-8"):
         i2i.load_recipe(path)
+
+
+def test_resuming_what_is_not_a_run_folder_is_a_checkpoint_error_saying_what_it_is(tmp_path):
+    with pytest.raises(i2i.CheckpointError, match=r"nowhere: no such run folder; pass the folder a run was written to$"):
+        i2i.train(None, resume=tmp_path / "nowhere", quiet=True)
+    (tmp_path / "recipe.toml").write_text("")
+    with pytest.raises(i2i.CheckpointError, match=r"recipe\.toml: is a file; pass the folder a run was written to "
+                                                  r"\(its parent, .*, if that is the run\)$"):
+        i2i.train(None, resume=tmp_path / "recipe.toml", quiet=True)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import SecondInterrupt, UserError
+from ..errors import CheckpointError, SecondInterrupt, UserError
 from ..plugins import host, registry
 from ..options import format_value
 from ..recipe import RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder
@@ -369,10 +369,16 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         if not (run_dir / "recipe.toml").is_file():
             owner = run_dir.parent.parent if (run_dir / "state.json").is_file() else run_dir.parent
             if (owner / "recipe.toml").is_file() and run_dir.name.startswith(("step_", "checkpoints")):
-                raise UserError(f"{run_dir}: is a checkpoint folder of the run {owner}; resume the run: i2i run --resume "
+                raise CheckpointError(f"{run_dir}: is a checkpoint folder of the run {owner}; resume the run: i2i run --resume "
                                 f"{shlex.quote(str(owner))} (it continues from the checkpoint named in "
-                                f"{owner / 'checkpoints' / 'LATEST'}, which you may point at another step_* folder)")
-            raise UserError(f"{run_dir}: not an i2i run directory (no recipe.toml); pass the folder a run was written to")
+                                f"{owner / 'checkpoints' / 'LATEST'}, which you may point at another step_* folder; "
+                                f"Python: i2i.train(None, resume={str(owner)!r}))")
+            if not run_dir.exists():
+                raise CheckpointError(f"{run_dir}: no such run folder; pass the folder a run was written to")
+            if run_dir.is_file():
+                raise CheckpointError(f"{run_dir}: is a file; pass the folder a run was written to (its parent, "
+                                      f"{run_dir.parent}, if that is the run)")
+            raise CheckpointError(f"{run_dir}: not an i2i run directory (no recipe.toml); pass the folder a run was written to")
         moved = [o for o in overrides if isinstance(o, str) and o.split("=", 1)[0].strip() in ("output.dir", "output")]
         if moved:  # it was recorded, while the run went on in its own folder
             raise UserError(f"--set {moved[0]}: a resumed run stays in its folder, {run_dir}; to move it, move the folder "
