@@ -72,25 +72,44 @@ class PluginHost:
         """Load every plugin of the ``i2i`` entry-point group that ``I2I_LOAD_PLUGINS`` allows.
 
         Built-in plugins sort first under a shared entry-point name, so a third-party
-        distribution cannot take over one of i2i's names.
+        distribution cannot take over one of i2i's names. Two third-party distributions that
+        declare the same name both stay out: which one Python lists first is an accident of the
+        installation, and a run trained with one must not silently get the other's components.
         """
         wanted = os.environ.get("I2I_LOAD_PLUGINS")
         allowed = None if wanted is None else {w.strip() for w in wanted.split(",") if w.strip()}
-        for ep in sorted(_entry_points(), key=lambda e: (e.name, _distribution(e)[0] != BUILTIN_DISTRIBUTION)):
+        entry_points = sorted(_entry_points(), key=lambda e: (e.name, _distribution(e)[0] != BUILTIN_DISTRIBUTION))
+        claims: dict[str, list[str]] = {}
+        for ep in entry_points:
+            claims.setdefault(ep.name, []).append(_distribution(ep)[0] or ep.value)
+        if any(_distribution(ep)[0] != BUILTIN_DISTRIBUTION for ep in entry_points):
+            # plugins import torch, and the first would be timed for it (see SLOW_IMPORT_SECONDS)
+            import torch  # noqa: F401
+        for ep in entry_points:
             dist_name, version = _distribution(ep)
             builtin = dist_name == BUILTIN_DISTRIBUTION
             info = PluginInfo(ep.name, ep.value, dist_name, version, builtin)
             skipped = not builtin and allowed is not None and ep.name not in allowed and dist_name not in allowed
             taken = self.plugins.get(ep.name)
-            if taken is not None:  # the first keeps the name; this one is listed under its distribution
-                info.name = f"{ep.name} ({dist_name})"
+            if taken is not None and (taken.distribution, taken.module) == (dist_name, ep.value):
+                continue  # one distribution found twice on sys.path (an editable install beside a copy)
+            rivals = [d for d in dict.fromkeys(claims[ep.name]) if d != (dist_name or ep.value)]
+            if taken is not None or (rivals and not builtin):  # listed under its distribution, after the first
+                if taken is not None:
+                    info.name = f"{ep.name} ({dist_name})"
                 self.plugins[info.name] = info
                 if skipped:  # left out anyway: its name clash is not this command's business
                     info.status = "skipped"
                     continue
-                owner = "i2i's built-in plugin" if taken.builtin else f"distribution '{taken.distribution}'"
-                self._fail(info, NameError(f"the entry-point name '{ep.name}' is taken by {owner}; "
-                                           f"rename the entry point in {dist_name}'s [project.entry-points.i2i]"))
+                if taken is not None and taken.builtin:
+                    why = (f"the entry-point name '{ep.name}' is taken by i2i's built-in plugin; rename the entry "
+                           f"point in {dist_name}'s [project.entry-points.i2i]")
+                else:
+                    others = " and ".join(f"'{d}'" for d in rivals)
+                    why = (f"the entry-point name '{ep.name}' is declared by {others} too, so neither is loaded (which "
+                           f"to take would be a guess); uninstall one, or rename the entry point in its "
+                           f"[project.entry-points.i2i]")
+                self._fail(info, NameError(why))
                 continue
             self.plugins[ep.name] = info
             if skipped:
@@ -105,6 +124,11 @@ class PluginHost:
                 self._fail(info, exc)
                 continue
             took = time.perf_counter() - started
+            if isinstance(module, type) and _hooks_need_an_instance(module):
+                self._fail(info, TypeError(f"the entry point {ep.value} names the class {module.__name__}, whose hooks "
+                                           "are methods; point it at the module that holds the hooks, or at an "
+                                           f"instance (plugin = {module.__name__}() in that module)"))
+                continue
             if took > SLOW_IMPORT_SECONDS and not builtin:  # every command waits for it, even --version
                 print(f"i2i: note: plugin '{ep.name}' ({dist_name}) took {took:.1f} s to import, which every i2i "
                       f"command waits for; I2I_LOAD_PLUGINS=NAME,... loads only the plugins named", file=sys.stderr)

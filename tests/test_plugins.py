@@ -389,7 +389,9 @@ def test_a_plugin_reusing_a_builtin_name_leaves_recipes_meaning_the_builtin(caps
     assert i2i.registry().get("losses", "shadow:l1").plugin == "shadow"
 
 
-def test_entry_point_names_are_first_come_and_builtin_names_reserved(tmp_path):
+def test_a_shared_entry_point_name_loads_neither_plugin_and_builtin_names_are_reserved(tmp_path):
+    """Which of two distributions Python lists first is an accident of the installation: taking
+    it would give a run trained with one the other's components, silently."""
     site = tmp_path / "site"
     make_distribution(site, "i2i-impostor", "0.1", {"nets": "i2i_impostor"}, {"i2i_impostor.py": GOOD})
     make_distribution(site, "i2i-good", "1.0", {"good": "i2i_good"}, {"i2i_good.py": GOOD})
@@ -399,8 +401,30 @@ def test_entry_point_names_are_first_come_and_builtin_names_reserved(tmp_path):
     assert plugins["nets"]["builtin"] and plugins["nets"]["status"] == "loaded"
     assert plugins["nets (i2i-impostor)"]["status"] == "failed"
     assert "'nets' is taken by i2i's built-in plugin" in plugins["nets (i2i-impostor)"]["error"]
-    assert plugins["good"]["status"] == "loaded" and plugins["good"]["distribution"] == "i2i-good"
-    assert "taken by distribution 'i2i-good'" in plugins["good (i2i-good-fork)"]["error"]
+    by_distribution = {p["distribution"]: p for name, p in plugins.items() if name.startswith("good")}
+    assert set(by_distribution) == {"i2i-good", "i2i-good-fork"}
+    for dist, other in (("i2i-good", "i2i-good-fork"), ("i2i-good-fork", "i2i-good")):
+        assert by_distribution[dist]["status"] == "failed"
+        assert (f"the entry-point name 'good' is declared by '{other}' too, so neither is loaded (which to take would "
+                "be a guess); uninstall one, or rename the entry point in its [project.entry-points.i2i]"
+                in by_distribution[dist]["error"])
+    listed = run_i2i(["list", "generators", "good:*"], site)
+    assert listed.stdout.startswith("no generators match 'good:*'; plugin(s) good, good (i2i-good-fork)")
+
+
+def test_an_entry_point_naming_a_class_with_method_hooks_says_how_to_point_it(tmp_path):
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-classy", "1.0", {"classy": "i2i_classy:Plugin"}, {"i2i_classy.py": (
+        "import i2i\n"
+        "class Plugin:\n"
+        "    @i2i.hookimpl\n"
+        "    def register_losses(self, register):\n"
+        "        pass\n")})
+    plugins = {p["name"]: p for p in json.loads(run_i2i(["plugins", "--json"], site).stdout)}
+    assert plugins["classy"]["status"] == "failed"
+    assert plugins["classy"]["error"] == ("TypeError: the entry point i2i_classy:Plugin names the class Plugin, whose hooks "
+                                          "are methods; point it at the module that holds the hooks, or at an instance "
+                                          "(plugin = Plugin() in that module)")
 
 
 def test_registering_an_installed_plugin_again_changes_nothing():
