@@ -177,7 +177,10 @@ def build_task_and_generator(recipe: Recipe, seed: int | None = None) -> tuple[A
     if seed is not None:
         torch.manual_seed(seed)
     generator = build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels)
-    return task, task.wrap_generator(generator)
+    wrapped = task.wrap_generator(generator)
+    if wrapped is not generator:  # its own output is checked too (see engine/contracts.py), not as a submodule
+        object.__setattr__(wrapped, "i2i_unwrapped", generator)
+    return task, wrapped
 
 
 def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Model:

@@ -19,6 +19,30 @@ def photos(tmp_path_factory):
     return make_photos(tmp_path_factory.mktemp("photos"), count=6, size=(24, 24))
 
 
+class IntegerNet(nn.Module):
+    """A generator that rounds its output to integers (as a label map would)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).round().int()
+
+
+class LatePerImageL1(i2i.ReconstructionLoss):
+    """Reduces over the batch until its 4th call, then forgets to (passes the check before training)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, fake, target):
+        self.calls += 1
+        d = (fake - target).abs()
+        return d.mean() if self.calls < 4 else d.mean((1, 2, 3))
+
+
 class Shrinks(nn.Module):
     """A generator that loses a border: its output does not fit the target."""
 
@@ -205,6 +229,7 @@ class Sloppy:
     @i2i.hookimpl
     def register_generators(self, register):
         register("shrinks", Shrinks)
+        register("integer", IntegerNet)
         register("exploding", exploding_net)
         register("detached", Detached)
         register("float64", Float64Net)
@@ -213,6 +238,7 @@ class Sloppy:
     @i2i.hookimpl
     def register_losses(self, register):
         register("per_image_l1", PerImageL1)
+        register("late_per_image_l1", LatePerImageL1)
         register("float_l1", FloatL1)
         register("no_options", NoOptions)
         register("raising_l1", RaisingL1)
@@ -285,8 +311,11 @@ def test_a_metric_that_breaks_its_contract_is_named_before_training(photos, tmp_
 
 
 @pytest.mark.parametrize("section, name, message", [
-    ("generator", "shrinks", r"generator.name = 'shrinks' \(plugin 'sloppy'\) failed on an input of shape \[1, 3, 16, 16\]: "
-                             r"RuntimeError: The size of tensor a \(16\) must match"),  # the denoiser's residual sum
+    # what the plugin's network returned, not the denoiser's residual sum that failed on it
+    ("generator", "shrinks", r"generator.name = 'shrinks' \(plugin 'sloppy'\) returned a tensor of shape \[1, 3, 14, 14\] "
+                             r"for a target of shape \[1, 3, 16, 16\]; a generator must return the target's shape"),
+    ("generator", "integer", r"generator.name = 'integer' \(plugin 'sloppy'\) returned torch.int32 on cpu for an input of "
+                             r"torch.float32 on cpu; a generator returns its input's dtype on its device"),
     ("generator", "exploding", r"generator.name = 'exploding': plugin 'sloppy' failed to build it: "
                                r"RuntimeError: exploding_net factory exploded; report this"),
     # a task's broken pairs name the task, not the generator they feed
@@ -578,3 +607,15 @@ def test_losses_and_metrics_that_declare_input_get_the_generators_input(photos, 
     assert seen and all(shape[1] == 4 for shape in seen)  # the generator's 4-channel input, each step
     # scored on the hole alone: not the whole image's PSNR (the grey left half fills it)
     assert math.isfinite(run.metrics["hole_psnr"]) and run.metrics["hole_psnr"] != run.metrics["psnr"]
+
+
+@pytest.mark.parametrize("checkpoint_every, resume", [
+    (2, r"its last checkpoint is at step 2: i2i run --resume .*run once the plugin is fixed"),
+    (0, r"no checkpoint was written yet, so .*run holds only its logs"),
+])
+def test_a_plugin_failing_on_a_later_batch_names_the_step_and_where_to_resume(photos, tmp_path, checkpoint_every, resume):
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 6}, output={"checkpoint_every": checkpoint_every})
+    recipe["losses"]["l1"] = {"name": "late_per_image_l1"}  # calls 1-3: steps 1-3
+    with pytest.raises(i2i.PluginError, match=rf"losses.l1 \('late_per_image_l1', plugin 'sloppy'\) returned a tensor of "
+                                              rf"shape \[2\], not a scalar tensor.* \(at step 4; {resume}\)$"):
+        i2i.train(recipe, quiet=True)

@@ -234,8 +234,7 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
             _check_prepare(nets.task, images, task_where)
             _check_input_image(nets.task, input, task_where)
             where = contract_where(recipe, "generator")
-            fake = _forward(nets.G, input, where)
-            check_generator_output(fake, target, where, nets.task.out_channels)
+            fake = _forward_generator(nets.G, input, target, where, nets.task.out_channels)
             if metrics:
                 check_metrics(recipe, metrics, nets.task, fake, input, target)
             if nets.D is not None:
@@ -321,6 +320,33 @@ def raise_plugin_failure(exc: Exception, lead: str) -> NoReturn:
     if is_out_of_memory(exc):
         raise exc
     raise PluginError(f"{lead}{exception_line(exc)}; {REPORT} (I2I_TRACEBACK=1 shows where)") from exc
+
+
+def _forward_generator(G: torch.nn.Module, input: Tensor, target: Tensor, where: str, out_channels: int) -> Tensor:
+    """G's output, checked. A task may wrap the plugin's generator (a residual denoiser returns
+    ``input - net(input)``); then what the plugin's network returned is checked as well, since a
+    wrong shape or dtype would otherwise surface as the wrapper's arithmetic failing, or as an
+    output that depends on no weight."""
+    unwrapped = getattr(G, "i2i_unwrapped", None)
+    if unwrapped is None:
+        fake = _forward(G, input, where)
+        check_generator_output(fake, target, where, out_channels)
+        return fake
+    returned: list[Any] = []
+    handle = unwrapped.register_forward_hook(lambda module, args, output: returned.append(output))
+    try:
+        try:
+            fake = G(input)
+        except Exception as exc:
+            if returned:  # the wrapper failed on what the network gave it: that is the plugin's problem
+                check_generator_output(returned[0], target, where, out_channels)
+            raise_plugin_failure(exc, f"{where} failed on an input of shape {list(input.shape)}: ")
+    finally:
+        handle.remove()
+    if returned and not (isinstance(returned[0], Tensor) and returned[0].is_floating_point()):
+        check_generator_output(returned[0], target, where, out_channels)
+    check_generator_output(fake, target, where, out_channels)
+    return fake
 
 
 def _forward(net: Any, input: Tensor, where: str) -> Any:

@@ -495,7 +495,10 @@ class Trainer:
             with freed_memory_kept() if on_cpu else contextlib.nullcontext(), \
                     contextlib.closing(self._thread_governor()) as threads:
                 while self.step < self.total_steps and not self._should_stop():
-                    self.train_step()
+                    try:
+                        self.train_step()
+                    except PluginError as exc:  # a plugin's code that failed on this batch, not on the checked one
+                        raise self._placed_in_run(exc) from exc
                     self.step += 1
                     threads.after_step()
                     self.progress.update(self.step)
@@ -591,6 +594,20 @@ class Trainer:
             except BaseException as exc:  # KeyboardInterrupt and SystemExit from a callback too
                 self._describe_callback_failure(exc, callback, event)
                 raise
+
+    def _placed_in_run(self, exc: PluginError) -> PluginError:
+        """``exc`` with the step it failed at and where the run resumes from: a plugin that
+        passed the checks before training can still fail on a later batch."""
+        step = self.step + 1
+        if self.first_step_unsaved:
+            return exc  # the folder is removed (see engine/run.py): nothing to resume
+        saved = self._saved_step
+        where = (f"its last checkpoint is at step {saved}: i2i run --resume {shlex.quote(str(self.run_dir))} once "
+                 "the plugin is fixed") if saved >= 0 else f"no checkpoint was written yet, so {self.run_dir} holds only its logs"
+        try:
+            return type(exc)(f"{exc} (at step {step}; {where})")
+        except TypeError:  # a subclass that takes other arguments
+            return PluginError(f"{exc} (at step {step}; {where})")
 
     def _describe_callback_failure(self, exc: BaseException, callback: Any, event: str) -> None:
         """Note on ``exc`` which callback raised it and where the run can resume from; again
