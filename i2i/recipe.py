@@ -305,8 +305,11 @@ def _component_name(table: dict, path: list[str]) -> str:
 
 def _options_of_another_component(table: dict, path: list[str], name: str, set_keys: set[tuple[str, ...]]) -> dict:
     """Remove from ``table`` (whose component is to become ``name``) the old component's options
-    that no ``--set`` gave; returns them."""
-    if _component_name(table, path) == name:
+    that no ``--set`` gave; returns them. ``plugin:name`` for the same bare name keeps them: it is
+    how an ambiguous name is qualified, as its error asks."""
+    old = _component_name(table, path)
+    if old == name or (isinstance(old, str) and ":" not in old and name.rsplit(":", 1)[-1] == old) \
+            or (isinstance(old, str) and ":" not in name and old.rsplit(":", 1)[-1] == name):
         return {}
     fixed = table_keys(".".join(path))
     left_out = {key: table[key] for key in list(table) if key not in fixed and (*path, key) not in set_keys}

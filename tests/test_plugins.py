@@ -546,3 +546,22 @@ def test_a_plugin_slow_to_import_is_named(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(plugins, "SLOW_IMPORT_SECONDS", 3.0)
     PluginHost().load_entry_points()  # an import of a few milliseconds: no note
     assert capsys.readouterr().err == ""
+
+
+def test_an_option_without_an_annotation_takes_its_defaults_type(tmp_path):
+    """As docs/plugins.md says: `scale=2` takes integers only, `stuff=None` any value."""
+
+    class Scaled(i2i.ReconstructionLoss):
+        def __init__(self, scale=2, stuff=None):
+            super().__init__()
+
+        def forward(self, fake, target):
+            return (fake - target).abs().mean()
+
+    i2i.register_plugin(_plugin("x", "losses", "scaled", Scaled), "unannotated")
+    recipe = {"task": {"name": "gray2color"}, "generator": {"name": "unet_small"}, "data": {"source": str(tmp_path)},
+              "losses": {"s": {"name": "scaled", "scale": 3, "stuff": "anything"}}}
+    assert i2i.load_recipe(recipe)["losses"]["s"]["scale"] == 3
+    recipe["losses"]["s"]["scale"] = 2.5
+    with pytest.raises(i2i.RecipeError, match=r"losses\.s\.scale = 2\.5: expected an integer"):
+        i2i.load_recipe(recipe)

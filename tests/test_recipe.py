@@ -134,6 +134,9 @@ def test_a_set_that_names_another_component_leaves_out_the_old_ones_options(tmp_
                             "one to the new one)"]
     same = load_recipe(write(tmp_path, text), ["generator.name=unet_small"])  # the same component: all kept
     assert same["generator"]["width"] == 16 and same.notes == []
+    # qualified, as the error for a name two plugins register asks: still the same component
+    qualified = load_recipe(write(tmp_path, text), ["generator.name=nets:unet_small"])
+    assert qualified["generator"]["width"] == 16 and qualified.notes == []
     whole = load_recipe(write(tmp_path, text), ['generator={name="unet_small", depth=2}'])
     assert whole["generator"]["width"] != 16 and whole["generator"]["depth"] == 2
     assert whole.notes == ["--set generator={name=\"unet_small\", depth=2} replaces the recipe's whole [generator] table, "

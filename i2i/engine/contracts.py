@@ -28,7 +28,10 @@ def describe(value: Any) -> str:
     """``a tensor of shape [2, 3]``, ``a float``: what a component returned, for a message."""
     if isinstance(value, Tensor):
         return f"a tensor of shape {list(value.shape)}"
-    return "None" if value is None else f"a {type(value).__name__}"
+    if value is None:
+        return "None"
+    kind = type(value).__name__
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
 
 
 def scalar_loss(value: Any, where: str, part: str = "") -> Tensor:
