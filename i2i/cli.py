@@ -97,12 +97,18 @@ _FULL_DISK = {errno.ENOSPC: "free some space", getattr(errno, "EDQUOT", errno.EN
               errno.EROFS: "the file system is read-only"}
 
 
+#: Permissions: a run folder made read-only (chmod, chattr +i) that a resume writes into
+_NOT_ALLOWED = (errno.EACCES, errno.EPERM)
+
+
 def _exit_on_full_disk(exc: BaseException) -> None:
-    """A full disk (or quota, or a file system gone read-only) while a run or translation writes
-    its files: one line naming the file, exit status 1. Checkpoints are written atomically, so
-    what was saved before is intact and a run resumes from it."""
+    """A full disk (or quota, or a file system gone read-only), or a folder i2i may not write
+    in, while a run or translation writes its files: one line naming the file, exit status 1.
+    Checkpoints are written atomically, so what was saved before is intact and a run resumes
+    from it."""
     seen = set()
-    while exc is not None and id(exc) not in seen and not (isinstance(exc, OSError) and exc.errno in _FULL_DISK):
+    while exc is not None and id(exc) not in seen and not (
+            isinstance(exc, OSError) and (exc.errno in _FULL_DISK or exc.errno in _NOT_ALLOWED)):
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     if exc is not None and id(exc) in seen:
@@ -110,9 +116,16 @@ def _exit_on_full_disk(exc: BaseException) -> None:
     if exc is None:
         return
     _print_traceback_if_asked()
-    where = f"{exc.filename}: " if exc.filename else ""
-    click.echo(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {_FULL_DISK[exc.errno]}"
-               f"{_what_is_kept(exc.filename)}", err=True)
+    filename = exc.filename
+    if filename and Path(str(filename)).name.startswith(".") and ".tmp" in Path(str(filename)).name:
+        filename = Path(str(filename)).parent  # i2i's temporary file, written there and renamed: the folder is the news
+    where = f"{filename}: " if filename else ""
+    if exc.errno in _NOT_ALLOWED:
+        click.echo(f"i2i: error: {_rank_prefix()}{where}{exc.strerror}; give your user access to it (and to the "
+                   f"folder that holds it){_what_is_kept(exc.filename)}", err=True)
+    else:
+        click.echo(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {_FULL_DISK[exc.errno]}"
+                   f"{_what_is_kept(exc.filename)}", err=True)
     sys.exit(1)
 
 
@@ -425,15 +438,19 @@ def _tile_option(value: str) -> int | str:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the results.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1), help="Images per batch (same-size images are batched).")
-@click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(["png", "jpg", "webp", "tif"]), help="Output format.")
+@click.option("--format", "fmt", default="png", show_default=True,
+              type=click.Choice(["png", "jpg", "jpeg", "webp", "tif", "tiff"], case_sensitive=False),
+              help="Output format (jpeg and tiff are jpg and tif).")
 @click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]), help="Which checkpoint of a run directory.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--skip-existing", is_flag=True, help="Leave out inputs whose output is already there (to finish a "
+                                                    "translation that stopped).")
 @click.option("--tile", default="auto", show_default=True, callback=lambda ctx, param, value: _tile_option(value),
               help="Translate large images in overlapping tiles of this many px (bounds memory); "
                    "auto tiles images above ~4 megapixels in 1024 px tiles, 0 never tiles.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: str, batch_size: int, fmt: str, which: str,
-              overwrite: bool, tile: int | str, quiet: bool) -> None:
+              overwrite: bool, skip_existing: bool, tile: int | str, quiet: bool) -> None:
     """Apply a trained model to image files and folders (recursively).
 
     Outputs keep each input's size and file stem. Existing files are never replaced unless
@@ -450,9 +467,12 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
     _one_process_only()
     resolve_device(device, where="--device")
     model = load(model_path, device=device, which=which)
-    report = translate_files(model, [Path(p) for p in inputs], Path(out_dir), batch_size=batch_size, fmt=fmt,
-                             overwrite=overwrite, progress=not quiet, tile=tile)
-    click.echo(f"i2i: wrote {report.written} image(s) to {out_dir}" + (f", skipped {report.skipped} unreadable" if report.skipped else ""), err=quiet)
+    fmt = {"jpeg": "jpg", "tiff": "tif"}.get(fmt.lower(), fmt.lower())
+    report = translate_files(model, list(inputs), out_dir, batch_size=batch_size, fmt=fmt,
+                             overwrite=overwrite, progress=not quiet, tile=tile, skip_existing=skip_existing)
+    there = f", left {report.already_there} already there" if skip_existing else ""
+    click.echo(f"i2i: wrote {report.written} image(s) to {out_dir}{there}"
+               + (f", skipped {report.skipped} unreadable" if report.skipped else ""), err=quiet)
 
 
 @cli.command("eval")

@@ -653,15 +653,50 @@ def _check_fields(where: str, prefix: str, table: Any, fields: dict[str, Any], o
             if open_keys:
                 out[key] = value
                 continue
-            nested = [f"{prefix}.{name}.{key}" for name, sub in fields.items() if isinstance(sub, dict) and key in sub]
-            hint = f" (it belongs in {' and '.join(nested)})" if nested else did_you_mean(key, fields)
-            raise RecipeError(f"{where}: {dotted}: unknown key{hint}")
+            raise RecipeError(f"{where}: {dotted}: unknown key{_unknown_key_hint(prefix, key, fields)}")
         _check_value(where, dotted, value, field)
         out[key] = value
     for key, field in fields.items():
         if key not in out:
             out[key] = _check_fields(where, f"{prefix}.{key}", {}, field, False) if isinstance(field, dict) else copy.deepcopy(field.default)
     return out
+
+
+#: Names other tools give i2i's keys (pix2pix's options, common usage): the key they mean
+KEY_SYNONYMS = {"learning_rate": "lr", "epochs": "steps", "iterations": "steps", "iters": "steps", "n_steps": "steps",
+                "max_steps": "steps", "batch": "batch_size", "batchsize": "batch_size", "image_size": "size",
+                "crop_size": "size", "img_size": "size", "load_size": "resize", "dataroot": "source", "data_dir": "source",
+                "path": "source", "folder": "source", "out": "dir", "output_dir": "dir", "out_dir": "dir",
+                "beta1": "betas", "num_threads": "workers"}
+
+
+def _schema_keys(fields: dict[str, Any] | None = None, prefix: str = "") -> list[str]:
+    """Every fixed recipe key, dotted: ``data.size``, ``train.g.lr``..."""
+    out = []
+    for key, field in (SCHEMA if fields is None else fields).items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        out.extend(_schema_keys(field, dotted) if isinstance(field, dict) else [dotted])
+    return out
+
+
+def _unknown_key_hint(prefix: str, key: str, fields: dict[str, Any]) -> str:
+    """Where an unknown key probably belongs: a nested table (``train.lr``: ``train.g.lr``), a
+    close spelling, another table (``data.batch_size``: ``train.batch_size``), the name i2i
+    uses for another tool's option (``learning_rate``: ``lr``); else the table's keys."""
+    nested = [f"{prefix}.{name}.{key}" for name, sub in fields.items() if isinstance(sub, dict) and key in sub]
+    if nested:
+        return f" (it belongs in {' and '.join(nested)})"
+    close = did_you_mean(key, fields)
+    if close:
+        return close
+    spelled = difflib.get_close_matches(key.lower(), list(KEY_SYNONYMS), n=1, cutoff=0.8)  # lerning_rate
+    meant = KEY_SYNONYMS[spelled[0]] if spelled else key
+    here = [f"{prefix}.{meant}"] if meant != key and meant in fields else []
+    elsewhere = here or [dotted for dotted in _schema_keys() if dotted.rsplit(".", 1)[-1] == meant]
+    if elsewhere:
+        return f" (i2i's key is {' or '.join(elsewhere)})" if meant != key else f" (it belongs in {' or '.join(elsewhere)})"
+    keys = [name for name, field in fields.items() if not isinstance(field, dict)]
+    return f" ([{prefix}] takes {', '.join(keys)})" if keys else ""
 
 
 def _check_value(where: str, dotted: str, value: Any, field: Field) -> None:

@@ -35,6 +35,7 @@ class TranslateReport:
 
     written: int = 0
     skipped: int = 0
+    already_there: int = 0
     flattened: int = 0
     reduced: int = 0
     outputs: list[Path] = field(default_factory=list)
@@ -145,14 +146,16 @@ def _readable_header(path: Path) -> bool:
 #: ``i2i translate``'s options as :func:`translate_files` spells them, for its messages when a
 #: program calls it
 PYTHON_SPELLING = {"--overwrite": "overwrite=True", "--out": "out_dir", "--format": "fmt", "--batch-size": "batch_size",
-                   "--tile": "tile"}
+                   "--tile": "tile", "--skip-existing": "skip_existing=True"}
 
 
 def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike, *,
                     batch_size: int = 4, fmt: str = "png", overwrite: bool = False, progress: bool = True,
-                    tile: int | str = "auto") -> TranslateReport:
+                    tile: int | str = "auto", skip_existing: bool = False) -> TranslateReport:
     """Translate every image found in ``inputs`` (files and folders, as paths or strings; one
     path alone too) into ``out_dir``; never replaces a file unless ``overwrite``.
+    ``skip_existing`` leaves out the inputs whose output is already there, so a translation
+    that stopped part-way continues (outputs are written whole or not at all).
 
     Folders are searched without ``out_dir`` (when it lies inside one), so translating into a
     subfolder of the input does not translate the earlier outputs again. A mistake is a
@@ -161,11 +164,12 @@ def translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pat
     """
     with named_as_arguments(PYTHON_SPELLING):
         return _translate_files(model, inputs, out_dir, batch_size=batch_size, fmt=fmt, overwrite=overwrite,
-                                progress=progress, tile=tile)
+                                progress=progress, tile=tile, skip_existing=skip_existing)
 
 
 def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike, *,
-                     batch_size: int, fmt: str, overwrite: bool, progress: bool, tile: int | str) -> TranslateReport:
+                     batch_size: int, fmt: str, overwrite: bool, progress: bool, tile: int | str,
+                     skip_existing: bool) -> TranslateReport:
     from .engine.infer import is_whole_number
 
     if isinstance(model, (str, os.PathLike)) or not callable(model):  # a run folder's path: 'str' has no 'device'
@@ -177,6 +181,10 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise ValueError(f"batch_size = {batch_size!r}: expected a whole number of images, 1 or more")
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    if not str(out_dir).strip():  # an unset shell variable: Path("") is the current folder
+        raise UserError(f"--out {str(out_dir)!r}: give the folder for the translated images")
+    if overwrite and skip_existing:
+        raise UserError("--overwrite and --skip-existing contradict each other: give one")
     inputs, out_dir = [Path(item) for item in inputs], Path(out_dir)
     if not inputs:
         raise UserError("no inputs given: pass image files or folders to translate")
@@ -219,10 +227,16 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if own:  # even --overwrite must not replace an input
         more = f" (so would {len(own) - 1} more)" if len(own) > 1 else ""
         raise UserError(f"{own[0]}: would be replaced by its own translation{more}; choose another --out")
-    if not overwrite:
+    done = 0
+    if skip_existing:
+        done = sum(present)
+        kept = [i for i, there in enumerate(present) if not there]
+        pairs, targets, present = [pairs[i] for i in kept], [targets[i] for i in kept], [False] * len(kept)
+    elif not overwrite:
         existing = [t for t, there in zip(targets, present) if there]
         if existing:
-            raise UserError(f"{existing[0]}: already exists ({len(existing)} output file(s) would be replaced); use --overwrite or another --out")
+            raise UserError(f"{existing[0]}: already exists ({len(existing)} output file(s) would be replaced); use "
+                            "--overwrite, --skip-existing (to finish a translation that stopped) or another --out")
     sharing: dict[Path, list[Path]] = {}
     for (_, file), target in zip(pairs, targets):
         sharing.setdefault(target, []).append(file)
@@ -235,7 +249,9 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
                         f"stem, in --format): {'; '.join(clashes[:10])}{more}; rename one of each, or translate them "
                         "on their own into another --out")
 
-    report = TranslateReport()
+    report = TranslateReport(already_there=done)
+    if not pairs:  # skip_existing, and every output is there
+        return report
     bar = None
     if progress and sys.stderr.isatty():
         from tqdm import tqdm
@@ -301,6 +317,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         pending.clear()
 
     with contextlib.ExitStack() as cleanup:
+        cleanup.push(lambda kind, exc, tb: _say_how_far_on_interrupt(kind, report, out_dir))  # runs last: writes done
         if bar is not None:  # closed however the loop ends, or an error prints into a half-drawn bar line
             cleanup.callback(bar.close)
         pool = cleanup.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="i2i-io"))
@@ -347,6 +364,14 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if note:
         print(note, file=sys.stderr, flush=True)
     return report
+
+
+def _say_how_far_on_interrupt(kind: type[BaseException] | None, report: TranslateReport, out_dir: Path) -> None:
+    """On Ctrl-C, once the writes under way have finished: how many outputs are complete, and
+    how to go on from there."""
+    if kind is not None and issubclass(kind, KeyboardInterrupt):
+        print(f"i2i: stopped after writing {report.written} image(s) to {out_dir} (each written whole); the same "
+              "command with --skip-existing translates the rest", file=sys.stderr, flush=True)
 
 
 def format_note(report: TranslateReport, fmt: str) -> str:

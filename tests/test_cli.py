@@ -45,7 +45,7 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["validate", RECIPE, "--set", "data.size=big"], "data.size = 'big': expected an integer"),
     (["validate", RECIPE, "--set", "train.lr=0.1"], "train.lr: unknown key (it belongs in train.g.lr and train.d.lr)"),
     (["run"], "give a recipe file"),
-    (["run", "--resume", "nowhere"], "nowhere: not an i2i run directory"),
+    (["run", "--resume", "nowhere"], "nowhere: no such run folder; pass the folder a run was written to"),
     (["list", "generators", "zzz*"], None),
     (["validate", RECIPE, "--set", "train.steps=ten"], "--set train.steps=ten: train.steps = 'ten': expected an integer"),
     (["validate", RECIPE, "--set", "generator=1"], "generator = 1: expected a table, e.g. [generator] name = ..."),

@@ -262,3 +262,18 @@ def test_a_run_prints_the_recipes_notes_once(tmp_path, capsys):
     recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1}, data={"val_source": str(photos), "val_fraction": 0.5})
     i2i.train(i2i.load_recipe(recipe), quiet=True)
     assert capsys.readouterr().err.count("i2i: note: data.val_fraction = 0.5 has no effect: data.val_source is set") == 1
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("data.batch_size=2", "(it belongs in train.batch_size or eval.batch_size)"),
+    ("train.size=32", "(it belongs in data.size)"),
+    ("train.lr=0.1", "(it belongs in train.g.lr and train.d.lr)"),
+    ("train.g.lerning_rate=0.1", "(i2i's key is train.g.lr)"),
+    ("train.epochs=3", "(i2i's key is train.steps)"),
+    ("output.out='x'", "(i2i's key is output.dir)"),
+    ("data.sorce='x'", "(did you mean 'source'?)"),
+    ("data.zzz=1", "([data] takes source, size, val_fraction, val_source, cache_gb, resize, upscale_small, flip, rotate, workers)"),
+])
+def test_an_unknown_key_says_where_it_belongs_or_what_the_table_takes(tmp_path, override, hint):
+    key = override.split("=")[0]
+    assert error_of(tmp_path, BASE, [override]).endswith(f"{key}: unknown key {hint}")

@@ -229,3 +229,21 @@ def test_resuming_what_is_not_a_run_folder_is_a_checkpoint_error_saying_what_it_
     with pytest.raises(i2i.CheckpointError, match=r"recipe\.toml: is a file; pass the folder a run was written to "
                                                   r"\(its parent, .*, if that is the run\)$"):
         i2i.train(None, resume=tmp_path / "recipe.toml", quiet=True)
+
+
+def test_a_run_folder_made_read_only_is_one_line_naming_it(photos, tmp_path, monkeypatch):
+    """chmod 555 or chattr +i on a run folder, then a resume: a PermissionError traceback."""
+    from i2i.engine import run as run_module
+
+    recipe = recipe_of(photos, tmp_path / "run", train={"steps": 2})
+    i2i.train(recipe, quiet=True)
+
+    def not_allowed(run_dir, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "run" / ".recipe.toml.tmp-123"))
+
+    monkeypatch.setattr(run_module, "_write_recipe", not_allowed)
+    result = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "run"), "--set", "train.steps=4", "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output == (f"i2i: error: {tmp_path / 'run'}: Permission denied; give your user access to it (and to "
+                             f"the folder that holds it). Its last checkpoint, step_0000002, is intact: i2i run --resume "
+                             f"{tmp_path / 'run'} continues from it\n")

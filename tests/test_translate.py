@@ -653,3 +653,41 @@ def test_import_weights_names_the_task_options_that_fit_a_generators_channels(tm
     taken = run_i2i(["import-weights", str(tmp_path / "latest_net_G.pth"), "--task", "paired", "--set", "input_channels=1",
                      "--out", str(tmp_path / "grey2colour")])
     assert taken.returncode == 0, taken.stderr
+
+
+def test_a_translation_stopped_part_way_continues_with_skip_existing(g2c_run, photos, tmp_path, capsys):
+    """Ctrl-C (or a full disk) left some outputs; rerunning refused them all, with no way to go on."""
+    from i2i.translate import translate_files
+
+    model = i2i.load(g2c_run)
+
+    class InterruptedAfterOneBatch:
+        device, calls = model.device, 0
+
+        def __call__(self, batch, tile):
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return model(batch, tile=tile)
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        translate_files(InterruptedAfterOneBatch(), photos, out, batch_size=1, progress=False)
+    assert len(list(out.glob("*.png"))) == 1
+    assert (f"i2i: stopped after writing 1 image(s) to {out} (each written whole); the same command with --skip-existing "
+            "translates the rest") in capsys.readouterr().err
+    result = run_i2i(["translate", str(g2c_run), str(photos), "--out", str(out)])
+    assert result.returncode == 2 and "use --overwrite, --skip-existing (to finish a translation that stopped)" in result.stderr
+    result = run_i2i(["translate", str(g2c_run), str(photos), "--out", str(out), "--skip-existing"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"i2i: wrote {len(list(photos.iterdir())) - 1} image(s) to {out}, left 1 already there"
+    assert len(list(out.glob("*.png"))) == len(list(photos.iterdir()))
+
+
+def test_translate_refuses_an_empty_out_and_takes_format_spellings(g2c_run, odd_inputs, tmp_path):
+    result = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", ""], cwd=tmp_path)
+    assert result.returncode == 2 and "--out '': give the folder for the translated images" in result.stderr
+    assert list(tmp_path.iterdir()) == [odd_inputs]  # nothing written into the current folder
+    result = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(tmp_path / "o"), "--format", "JPEG"])
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["odd.jpg"]
