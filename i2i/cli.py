@@ -308,7 +308,7 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 
     Runs the checks a run makes before its first step, short of reading the data: the
     components build, the crop size fits the networks, the losses can train them, one image
-    goes through G and D (on the CPU).
+    goes through G and D (on the CPU), the data folders exist.
 
     \b
     Example:
@@ -317,8 +317,15 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     from .engine.components import check_recipe
     from .recipe import dumps_toml, load_recipe
 
+    from .data.sources import resolve_folder
+    from .recipe import blamed_on_recipe
+
     resolved = load_recipe(recipe, overrides)
     check_recipe(resolved)
+    with blamed_on_recipe(resolved):
+        for key in ("source", "val_source"):
+            if resolved["data"][key] or key == "source":
+                resolve_folder(resolved["data"][key], f"data.{key}")
     for note in resolved.notes:
         click.echo(f"i2i: note: {note}", err=True)
     click.echo(dumps_toml(dict(resolved)), nl=False)

@@ -78,7 +78,10 @@ def named_as_arguments(spelling: dict[str, str]) -> Iterator[None]:
 
         if click.get_current_context(silent=True) is not None:
             raise
-        text = re.sub(r"--[a-z-]+\b", lambda m: spelling.get(m[0], m[0]), str(exc))
+        # "--data DIR" -> "data_dir=DIR", then the options alone: "--crop" -> "crop"
+        text = re.sub(r"(--[a-z-]+) ([A-Z][A-Z_]*)\b", lambda m: f"{spelling[m[1]]}={m[2]}"
+                      if m[1] in spelling and "=" not in spelling[m[1]] else m[0], str(exc))
+        text = re.sub(r"--[a-z-]+\b", lambda m: spelling.get(m[0], m[0]), text)
         if text == str(exc):
             raise
         try:

@@ -48,6 +48,10 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["run", "--resume", "nowhere"], "nowhere: no such run folder; pass the folder a run was written to"),
     (["list", "generators", "zzz*"], None),
     (["validate", RECIPE, "--set", "train.steps=ten"], "--set train.steps=ten: train.steps = 'ten': expected an integer"),
+    # a missing data folder: validate catches it too, and says where a relative one starts from
+    (["validate", RECIPE, "--set", "data.source='../nowhere'"],
+     "--set data.source='../nowhere': data.source = \"../nowhere\": no such folder (a relative folder starts from the "
+     "working directory, "),
     (["validate", RECIPE, "--set", "generator=1"], "generator = 1: expected a table, e.g. [generator] name = ..."),
     (["validate", RECIPE, "--set", 'eval.metrics=["pnsr"]'], "eval.metrics: unknown metric 'pnsr' (did you mean 'psnr'?)"),
     (["validate", RECIPE, "--set", 'train.callbacks=["nope"]'], "train.callbacks: unknown callback 'nope'"),

@@ -298,7 +298,7 @@ def test_eval_of_a_run_too_small_to_hold_any_image_out_says_so(tmp_path):
     one = make_photos(tmp_path / "one", count=1)
     run = start(one, tmp_path, steps=1)
     with pytest.raises(UserError, match=r"the run has no validation images \(data.val_fraction = 0.34 of its few images "
-                                        r"held out none\); pass --data DIR"):
+                                        r"held out none\); pass data_dir=DIR"):
         evaluate_run(run.run_dir)
 
 

@@ -232,7 +232,9 @@ def resolve_folder(value: str, key: str) -> Path:
         return sample_folder()
     folder = Path(value).expanduser()
     if not folder.exists():
-        raise UserError(f'{key} = "{value}": no such folder; give a folder of images, or "{SAMPLE}" for the photos shipped with i2i')
+        relative = "" if folder.is_absolute() else f" (a relative folder starts from the working directory, {Path.cwd()})"
+        raise UserError(f'{key} = "{value}": no such folder{relative}; give a folder of images, or "{SAMPLE}" for the '
+                        "photos shipped with i2i")
     if not folder.is_dir():
         raise UserError(f'{key} = "{value}": is a file, not a folder; give the folder that holds the images')
     return folder

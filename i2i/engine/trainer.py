@@ -163,7 +163,7 @@ class Trainer:
         from ..data import ImageData
         from ..data.sources import name_files
 
-        with blamed_on_recipe(recipe, overrides_only=True):  # --set data.source=/nowhere names the --set
+        with blamed_on_recipe(recipe):  # the recipe file, or the --set (data.source=/nowhere) the folder came from
             self.data = ImageData(
                 recipe["data"], channels=self.task.image_channels, device=self.device, seed=self.seed,
                 rank=self.dist.rank, world_size=self.dist.world_size, find_grey=self.task.learns_colour, split=split,
