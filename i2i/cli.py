@@ -14,7 +14,7 @@ import click
 
 from . import __version__
 from .errors import StopRequested, TrainingStopped, UserError, show_traceback
-from .registry import KINDS
+from .registry import KINDS, SINGULAR
 
 
 class I2IGroup(click.Group):
@@ -357,8 +357,17 @@ def plugins(as_json: bool) -> None:
             click.echo(f"    {comp_kind}: {', '.join(names)}")
 
 
+class _KindChoice(click.Choice):
+    """A component kind, plural as listed (``generators``), or singular as a recipe table names
+    one (``generator``)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        plural = {singular: kind for kind, singular in SINGULAR.items()}.get(str(value).lower(), str(value).lower())
+        return super().convert(plural, param, ctx)
+
+
 @cli.command("list")
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", type=_KindChoice(KINDS))
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:

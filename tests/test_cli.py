@@ -142,6 +142,12 @@ def test_list_json_shows_options(runner):
     assert unet["plugin"] == "nets" and unet["options"]["depth"]["default"] == 8
 
 
+def test_list_takes_a_kind_as_a_recipe_table_names_it(runner):
+    singular = invoke(runner, ["list", "generator", "unet*", "--json"])
+    assert singular.exit_code == 0 and singular.output == invoke(runner, ["list", "Generators", "unet*", "--json"]).output
+    assert "unet_256" in singular.output
+
+
 def test_list_marks_presets_and_leaves_out_options_a_recipe_cannot_give(runner):
     listed = invoke(runner, ["list", "generators", "unet_256"]).output
     assert listed.splitlines()[0].endswith("[a preset of unet]")

@@ -314,7 +314,7 @@ def test_image_kinds_i2i_does_not_read_are_named(tmp_path, capsys):
     (tmp_path / "only" / "notes.txt").write_text("sidecars and notes are not mentioned")
     with pytest.raises(UserError) as info:
         ImageData(data_cfg(tmp_path / "only"), channels=3, device=CPU, seed=0)
-    assert str(info.value).endswith("no images in this folder or its subfolders (jpg, jpeg, png, webp, bmp, tif, tiff); "
+    assert str(info.value).endswith("no images in this folder or its subfolders (jpg, jpeg, jpe, jfif, png, webp, bmp, tif, tiff); "
                                      "not read: 2 .heic, 1 .gif file(s) (convert them to one of these)")
     make_folder(tmp_path / "only", 2)
     data = ImageData(data_cfg(tmp_path / "only"), channels=3, device=CPU, seed=0)
@@ -769,3 +769,12 @@ def test_a_resize_that_blows_small_images_up_is_warned_about(tmp_path, capsys):
                                        "for images this small, lower data.resize and data.size\n")
     ImageData(data_cfg(tmp_path / "small", size=32, resize=64), channels=3, device=CPU, seed=0)
     assert capsys.readouterr().err == ""
+
+
+def test_every_jpeg_suffix_is_read(tmp_path):
+    """A camera's .jpe or a browser's .jfif download was skipped without a word."""
+    from i2i.data.sources import survey_folder
+
+    for suffix in (".jpe", ".JFIF", ".jpeg"):
+        Image.new("RGB", (20, 16), (200, 30, 60)).save(tmp_path / f"photo{suffix}", format="JPEG")
+    assert sorted(p.name for p in survey_folder(tmp_path).images) == ["photo.JFIF", "photo.jpe", "photo.jpeg"]

@@ -232,6 +232,9 @@ def test_import_reference_weights(tmp_path, odd_inputs):
     assert out.returncode == 0, out.stderr
     wrong = run_i2i(["import-weights", str(path), "--task", "denoise", "--out", str(tmp_path / "x")])
     assert wrong.returncode == 2 and "1 -> 2 channels" in wrong.stderr and "tasks that map 1 -> 2: gray2color" in wrong.stderr
+    rgb = run_i2i(["import-weights", str(path), "--task", "gray2color", "--set", "space=rgb", "--out", str(tmp_path / "r")])
+    assert rgb.returncode == 2 and rgb.stderr.rstrip().endswith(
+        "task 'gray2color' needs 1 -> 3; 'gray2color' with its default options does: leave out --set space='rgb'")
     typo = run_i2i(["import-weights", str(path), "--task", "gray2color", "--set", "task.spcae=lab", "--out", str(tmp_path / "t")])
     assert typo.returncode == 2 and typo.stderr.startswith("i2i: error: task.spcae: unknown option") and typo.stderr.count("\n") == 1
     assert not (tmp_path / "t").exists()

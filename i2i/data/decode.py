@@ -54,7 +54,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from ..errors import UserError
 
 #: File name suffixes read as images (compared lower-case).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
 #: The same, for messages: "jpg, jpeg, png, ...".
 IMAGE_KINDS = ", ".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 

@@ -44,6 +44,9 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
         fitting = _tasks_mapping(in_ch, out_ch)
         choose = f"tasks that map {in_ch} -> {out_ch}: {', '.join(fitting)}" if fitting else \
             f"no installed task maps {in_ch} -> {out_ch}"
+        if task in fitting and task_options:  # the user's --set made the task another mapping
+            given = " ".join(f"--set {key}={value!r}" if isinstance(value, str) else f"--set {key}={value}" for key, value in task_options.items())
+            choose = f"'{task}' with its default options does: leave out {given}"
         raise i2i.UserError(
             f"{path}: the generator maps {in_ch} -> {out_ch} channels but task '{task}' needs "
             f"{built.in_channels} -> {built.out_channels}{chosen}; {choose}"
