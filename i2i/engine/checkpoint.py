@@ -377,7 +377,8 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
                if partial else f"nothing in {store.root}: it is still training, or stopped before its first")
         raise CheckpointError(f"{path}: this run has no checkpoint yet ({why}); to start it again: "
                               f"i2i run {shlex.quote(str(path / 'recipe.toml'))} (Python: "
-                              f"i2i.train({str(path / 'recipe.toml')!r}))")
+                              f"i2i.train({str(path / 'recipe.toml')!r})), which trains into a new folder beside "
+                              f"it, as runs are never overwritten; {path} holds only its logs")
     if latest is None:
         problem = _pointer_problem(store, "LATEST") if (store.root / "LATEST").is_file() else "is missing"
         _note(f"{store.root / 'LATEST'} {problem}; using the newest complete checkpoint, {found.name}")
