@@ -106,7 +106,7 @@ def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path):
     (tmp_path / "in").mkdir()
     Image.new("RGB", (16, 16)).save(tmp_path / "in" / "a.png")
     translate_files(model, tmp_path / "in", tmp_path / "out", progress=False)
-    with pytest.raises(i2i.UserError, match=r"already exists .*; use overwrite=True or another out_dir$"):  # not --overwrite
+    with pytest.raises(i2i.UserError, match=r"already exists .*; use overwrite=True, skip_existing=True \(to finish a translation that stopped\) or another out_dir$"):  # not --overwrite
         translate_files(model, tmp_path / "in", tmp_path / "out", progress=False)
     # a path that is not there: what Python's own file functions raise (it was "cannot decode")
     with pytest.raises(FileNotFoundError, match="model.translate: no such file"):

@@ -498,7 +498,8 @@ class Trainer:
                     try:
                         self.train_step()
                     except PluginError as exc:  # a plugin's code that failed on this batch, not on the checked one
-                        raise self._placed_in_run(exc) from exc
+                        self._place_in_run(exc)
+                        raise
                     self.step += 1
                     threads.after_step()
                     self.progress.update(self.step)
@@ -595,19 +596,16 @@ class Trainer:
                 self._describe_callback_failure(exc, callback, event)
                 raise
 
-    def _placed_in_run(self, exc: PluginError) -> PluginError:
-        """``exc`` with the step it failed at and where the run resumes from: a plugin that
-        passed the checks before training can still fail on a later batch."""
-        step = self.step + 1
-        if self.first_step_unsaved:
-            return exc  # the folder is removed (see engine/run.py): nothing to resume
+    def _place_in_run(self, exc: PluginError) -> None:
+        """Add to ``exc``'s message the step it failed at and where the run resumes from: a
+        plugin that passed the checks before training can still fail on a later batch. The
+        same exception goes on, with its cause and traceback (``I2I_TRACEBACK=1``)."""
+        if self.first_step_unsaved or not exc.args:
+            return  # the folder is removed (see engine/run.py): nothing to resume
         saved = self._saved_step
         where = (f"its last checkpoint is at step {saved}: i2i run --resume {shlex.quote(str(self.run_dir))} once "
                  "the plugin is fixed") if saved >= 0 else f"no checkpoint was written yet, so {self.run_dir} holds only its logs"
-        try:
-            return type(exc)(f"{exc} (at step {step}; {where})")
-        except TypeError:  # a subclass that takes other arguments
-            return PluginError(f"{exc} (at step {step}; {where})")
+        exc.args = (f"{exc.args[0]} (at step {self.step + 1}; {where})", *exc.args[1:])
 
     def _describe_callback_failure(self, exc: BaseException, callback: Any, event: str) -> None:
         """Note on ``exc`` which callback raised it and where the run can resume from; again
