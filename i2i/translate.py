@@ -7,8 +7,8 @@ import os
 import sys
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,8 +43,9 @@ class TranslateReport:
 
 
 @contextlib.contextmanager
-def one_torch_thread_beside(device: torch.device, note: Callable[[str], None] = print) -> Iterator[ThreadGovernor | NoThreadGovernor]:
-    """While the network runs on a GPU, torch's intra-op thread pool on the host only fights the
+def host_threads_for(device: torch.device, note: Callable[[str], None] = print) -> Iterator[ThreadGovernor | NoThreadGovernor]:
+    """torch's host threads while translating. While the network runs on a GPU, one: torch's
+    intra-op thread pool on the host only fights the
     decoding and encoding threads for the cores: its CPU work here (stacking a batch, copying
     results) is small. An H100 translating 256 px photos to PNG spent 95 % of its time in this
     fight (103 img/s); with one thread, 181 img/s. On the CPU the network needs the threads, as
@@ -321,7 +322,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         if bar is not None:  # closed however the loop ends, or an error prints into a half-drawn bar line
             cleanup.callback(bar.close)
         pool = cleanup.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="i2i-io"))
-        threads = cleanup.enter_context(one_torch_thread_beside(model.device, note=warn))
+        threads = cleanup.enter_context(host_threads_for(model.device, note=warn))
         decodes: deque[tuple[Path, Path, Future]] = deque()
         todo = iter(zip(pairs, targets))
 

@@ -116,18 +116,18 @@ def test_translate_beside_a_gpu_runs_torch_on_one_host_thread():
     """With the network on a GPU, translate keeps torch's CPU thread pool to one thread (it only
     fought the decoding and encoding threads for the cores), and gives the caller's setting back,
     after an error too; on the CPU, where the network needs them, the threads stay."""
-    from i2i.translate import one_torch_thread_beside
+    from i2i.translate import host_threads_for
 
     callers = torch.get_num_threads()
     torch.set_num_threads(3)  # a setting that differs from one on any machine
     try:
-        with one_torch_thread_beside(torch.device("cuda")):
+        with host_threads_for(torch.device("cuda")):
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 3
-        with pytest.raises(KeyError), one_torch_thread_beside(torch.device("cuda")):
+        with pytest.raises(KeyError), host_threads_for(torch.device("cuda")):
             raise KeyError("a failing batch")
         assert torch.get_num_threads() == 3
-        with one_torch_thread_beside(torch.device("cpu")):
+        with host_threads_for(torch.device("cpu")):
             assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(callers)

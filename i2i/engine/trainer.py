@@ -45,13 +45,13 @@ from ..losses import as_logit_list
 from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
 from .components import LossTerm, build_loss_terms, build_networks, check_crop_size, load_loss_buffers, loss_buffers
+from .cpu_threads import NoThreadGovernor, ThreadGovernor
 from .contracts import check_generator_output, contract_where, dry_run, raise_plugin_failure, refuse_batch_beyond_memory
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import allow_tf32, autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext, is_comm_failure
 from .evaluate import build_metrics
 from .health import HealthMonitor
-from .cpu_threads import NoThreadGovernor, ThreadGovernor
 from .host_memory import freed_memory_kept
 from .optim import build_optimizer, load_state, lr_factor, portable_state, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
