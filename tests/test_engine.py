@@ -858,3 +858,19 @@ def test_a_lazy_regulariser_runs_on_every_every_th_discriminator_step(photos, tm
     recipe["losses"] = {"l1": {}, "gan": {"name": "vanilla"}, "r1": {"every": 4}}
     i2i.train(recipe, quiet=True)
     assert len(calls) == 5  # D steps 0, 4, 8, 12 and 16 of 18 (it was 6: each D step of generator steps 0 and 4)
+
+
+def test_a_colouriser_refuses_a_folder_of_grey_photos_only(tmp_path):
+    """The old black-and-white photos someone wants coloured, given to train on: it would learn grey."""
+    from PIL import Image
+
+    from helpers import TINY_G2C
+
+    folder = make_photos(tmp_path / "photos", count=3)
+    for photo in folder.iterdir():
+        Image.open(photo).convert("L").convert("RGB").save(photo)  # grey, stored as RGB as scans often are
+    with pytest.raises(i2i.RecipeError, match=r"data.source = '.*photos': none of its 3 training images shows colour, "
+                                              r"and task 'gray2color' learns colour from colour photos; train on colour "
+                                              r"photos \(or \"sample\"\), then give your grey ones to i2i translate$"):
+        i2i.train(tiny_recipe(folder, tmp_path / "g2c", base=TINY_G2C, data={"val_fraction": 0.0}), quiet=True)
+    assert not (tmp_path / "g2c").exists()

@@ -172,6 +172,12 @@ class Trainer:
         if self.data.split_note and self.dist.is_main:
             print_err(self.data.split_note)
         grey = self.data.grey_train_files
+        if grey and len(grey) == len(self.data.train_files) and not self.dist.is_distributed:
+            # a folder of old black-and-white photos given to train on, to colourise them: it would learn grey
+            raise recipe_error(recipe, f"data.source = {recipe['data']['source']!r}: none of its {len(grey)} training "
+                                       f"images shows colour, and task {recipe['task']['name']!r} learns colour from "
+                                       "colour photos; train on colour photos (or \"sample\"), then give your grey ones "
+                                       "to i2i translate")
         if grey and self.dist.is_main:
             print_err(f"i2i: warning: {len(grey)} of {len(self.data.train_files)} training images show no colour "
                       f"({name_files(grey)}); task {recipe['task']['name']!r} learns colour from its photos, and "
