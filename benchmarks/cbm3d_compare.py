@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     with torch.inference_mode():
         cbm3d, _, _, _ = evaluate_generator(CBM3D(model.task.sigma_lo), model.task, data, metrics, recipe["eval"],
-                                         device=model.device, dtype=torch.float32, seed=recipe["train"]["seed"],
-                                         dist=DistContext.single())
+                                         device=model.device, dtype=torch.float32, dist=DistContext.single())
     result["baselines"]["cbm3d"] = cbm3d
     result["cbm3d_seconds"] = round(time.perf_counter() - start, 1)
     if args.json:

@@ -105,7 +105,7 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
     with torch.inference_mode():
         values, baselines, _, images = evaluate_generator(
             model.generator, task, data, metrics, eval_cfg, device=model.device,
-            dtype=dtype, seed=recipe["train"]["seed"], dist=DistContext.single(),
+            dtype=dtype, dist=DistContext.single(),
         )
     if not images:
         where = data_dir if data_dir is not None else source if recipe["data"]["val_source"] else f"the {source}"

@@ -203,20 +203,23 @@ def test_eval_scores_whole_odd_sized_images_when_asked_and_says_which(tmp_path):
         evaluate_run(run.run_dir, data_dir=test_set, device="cpu", crop=3)  # no SSIM window fits
 
 
-def test_an_images_validation_noise_depends_on_neither_its_batch_nor_the_device_it_is_drawn_for():
-    """Seeded per batch, the noise (and the score) moved with eval.batch_size and the other files."""
+def test_an_images_validation_noise_depends_on_its_file_name_alone():
+    """Seeded per batch, the noise (and the score) moved with eval.batch_size and the other files;
+    seeded with the run's seed and the path under --data, two models (or two --data levels) scored
+    one test set on different noise."""
     from i2i.engine.evaluate import validation_pairs
 
     task = registry().build("tasks", "denoise")
     clean = torch.rand(3, 3, 16, 16)
     names = ["a.png", "sub/b.png", "c.jpg"]
-    together, _ = validation_pairs(task, clean, names, seed=5)
-    alone, _ = validation_pairs(task, clean[1:2], names[1:2], seed=5)
+    together, _ = validation_pairs(task, clean, names)
+    alone, _ = validation_pairs(task, clean[1:2], names[1:2])
     assert torch.equal(together[1:2], alone)
     assert not torch.equal(together[0], together[2])  # each image its own noise
-    again, _ = validation_pairs(task, clean.double(), names, seed=5)  # the cache's dtype is not the noise's
+    again, _ = validation_pairs(task, clean.double(), names)  # the cache's dtype is not the noise's
     assert torch.equal(again, together)
-    assert not torch.equal(validation_pairs(task, clean, names, seed=6)[0], together)
+    from_above, _ = validation_pairs(task, clean[1:2], ["test/sub/b.png"])  # --data one folder higher
+    assert torch.equal(from_above, alone)
 
 
 def test_eval_numbers_do_not_depend_on_eval_batch_size(tmp_path):

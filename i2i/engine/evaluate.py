@@ -127,13 +127,15 @@ def flatten_metric(values: Any, name: str) -> list[tuple[str, Tensor]]:
     return [pair for key, value in values.items() for pair in flatten_metric(value, key)]
 
 
-def image_seed(seed: int, name: str) -> int:
-    """The seed of one validation image's randomness (its noise): from the run's seed and the
-    image's name only, so it is the same whichever batch, rank or folder the image is in."""
-    return (seed * 7919 + 1 + 1_000_003 * zlib.crc32(name.encode("utf-8", "surrogatepass"))) % 2**63
+def image_seed(name: str) -> int:
+    """The seed of one validation image's randomness (its noise): from the file's name alone
+    (not its folders), so it is the same whichever batch, rank or folder level the image is
+    in, and whichever run scores it: two models compared on a test set see the same noise."""
+    file_name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return (7920 + 1_000_003 * zlib.crc32(file_name.encode("utf-8", "surrogatepass"))) % 2**63
 
 
-def validation_pairs(task: Task, clean: Tensor, names: list[str], seed: int) -> tuple[Tensor, Tensor]:
+def validation_pairs(task: Task, clean: Tensor, names: list[str]) -> tuple[Tensor, Tensor]:
     """The task's ``(input, target)`` for validation images, each drawn on the CPU from its own
     :func:`image_seed`. Seeded per batch on the device, a score moved with ``eval.batch_size``,
     with the other files of the folder and between the CPU and a GPU (0.17 dB of the noisy
@@ -142,7 +144,7 @@ def validation_pairs(task: Task, clean: Tensor, names: list[str], seed: int) -> 
     on_cpu = clean.float().cpu()
     inputs, targets = [], []
     for i, name in enumerate(names):
-        rng.manual_seed(image_seed(seed, name))
+        rng.manual_seed(image_seed(name))
         input, target = task.make_pair(on_cpu[i:i + 1], rng)
         inputs.append(input)
         targets.append(target)
@@ -212,11 +214,11 @@ def summarize_metrics(metrics: dict[str, Any], means: dict[str, float]) -> dict[
 
 def evaluate_generator(
     generator: nn.Module, task: Task, data: ImageData, metrics: dict[str, Any], eval_cfg: dict, *,
-    device: torch.device, dtype: torch.dtype, seed: int, dist: DistContext,
+    device: torch.device, dtype: torch.dtype, dist: DistContext,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]], list[Tensor] | None, int]:
     """Average each metric over the validation images (per image, then the mean).
 
-    Validation noise is drawn per image from the run's seed and the image's name (see
+    Validation noise is drawn per image from the image's file name (see
     :func:`validation_pairs`), the same at every evaluation, so the numbers of two evaluations
     (or two runs, or two batch sizes) are comparable. Under
     distributed training each rank evaluates its share of the batches (``dist``) and the sums
@@ -235,7 +237,7 @@ def evaluate_generator(
     try:
         batches = data.indexed_val_batches(eval_cfg["crop"], eval_cfg["batch_size"], eval_cfg["max_images"], shard=shard)
         for number, clean, names in batches:
-            input, target = validation_pairs(task, clean, names, seed)
+            input, target = validation_pairs(task, clean, names)
             with autocast(device, dtype):
                 fake = run_any_size(generator, input)
             fake = fake.float()
@@ -271,7 +273,7 @@ def _columns(task, input: Tensor, output: Tensor, target: Tensor) -> list[Tensor
 
 def sample_columns(
     generator: nn.Module, task: Task, data: ImageData, eval_cfg: dict, device: torch.device, dtype: torch.dtype,
-    seed: int, batch_size: int,
+    batch_size: int,
 ) -> list[Tensor]:
     """(input | output | target) columns for a sample grid, on the same validation images and
     noise every time, so a run's grids show progress rather than different pictures.
@@ -288,7 +290,7 @@ def sample_columns(
         else:  # no validation images, or the first ones no longer decode
             clean = data.preview_batch(batch_size)
             names = [f"preview {i}" for i in range(clean.shape[0])]
-        input, target = validation_pairs(task, clean, names, seed)
+        input, target = validation_pairs(task, clean, names)
         with autocast(device, dtype):
             fake = run_any_size(generator, input).float()
         return _columns(task, input, task.to_image(fake, input), task.to_image(target, input))

@@ -771,7 +771,7 @@ class Trainer:
         self._evaluating = True  # stays set if it fails, for the out-of-memory message
         metrics, baselines, first, scored = evaluate_generator(
             self.eval_generator, self.task, self.data, self.metric_functions, self.eval_cfg,
-            device=self.device, dtype=self.dtype, seed=self.seed, dist=self.dist,
+            device=self.device, dtype=self.dtype, dist=self.dist,
         )
         self._evaluating = False
         unrecorded = set(self.data.unreadable_val_names) - self._recorded_unreadable_val
@@ -813,7 +813,7 @@ class Trainer:
 
         if not self.dist.is_main:
             return
-        self._save_grid(sample_columns(self.eval_generator, self.task, self.data, self.eval_cfg, self.device, self.dtype, self.seed, self.train_cfg["batch_size"]))
+        self._save_grid(sample_columns(self.eval_generator, self.task, self.data, self.eval_cfg, self.device, self.dtype, self.train_cfg["batch_size"]))
 
     def _save_grid(self, columns: list[Tensor]) -> None:
         save_grid(self.run_dir / "samples" / f"step_{self.step:07d}.png", columns)
