@@ -134,8 +134,10 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
     for override in overrides:
         key = override.split("=", 1)[0].strip()
         if not ((key.startswith("task.") and key != "task.name") or key in EVAL_KEYS):
+            bare = "." not in key and key in model.recipe["task"]  # --set sigma=25: a task option, unqualified
+            hint = f" (did you mean --set task.{override.strip()}?)" if bare else ""
             raise UserError(f"--set {override}: i2i eval changes the task's options (task.sigma, say) and "
-                            f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's")
+                            f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's{hint}")
     recipe = load_recipe(ckpt.run_dir_of(model.checkpoint) / "recipe.toml", ["train.callbacks=[]", *overrides],
                          components=("tasks", "generators", "metrics"))  # a --set metric is named as such
     task = build_component(registry(), "tasks", recipe, "task")

@@ -874,3 +874,13 @@ def test_a_colouriser_refuses_a_folder_of_grey_photos_only(tmp_path):
                                               r"photos \(or \"sample\"\), then give your grey ones to i2i translate$"):
         i2i.train(tiny_recipe(folder, tmp_path / "g2c", base=TINY_G2C, data={"val_fraction": 0.0}), quiet=True)
     assert not (tmp_path / "g2c").exists()
+
+
+def test_an_ema_longer_than_the_run_is_warned_about(photos, tmp_path, capsys):
+    """A 300-step run with train.ema = 0.999 scored 20.7 dB on its EMA, 26.3 on its trained G."""
+    i2i.train(tiny_recipe(photos, tmp_path / "short", train={"steps": 20, "ema": 0.99}), quiet=True)
+    assert ("i2i: warning: train.ema = 0.99 averages G's weights over about 100 steps, more than this run's 20: the "
+            "weights evaluated, kept as BEST and translated would still be mostly the initial ones; set train.ema to "
+            "at most 0.5 (a tenth of the run) or 0") in capsys.readouterr().err
+    i2i.train(tiny_recipe(photos, tmp_path / "long", train={"steps": 20, "ema": 0.9}), quiet=True)
+    assert "train.ema" not in capsys.readouterr().err

@@ -201,6 +201,14 @@ def test_options_are_validated():
         with pytest.raises(RecipeError, match="sigma"):
             build("denoise", sigma=sigma)
     assert build("denoise", sigma=255.0) is not None and build("denoise", sigma=[0.0, 55.0]) is not None
+    # the 0-1 scale, a researcher's habit: named, with the 0-255 value meant
+    with pytest.raises(RecipeError, match=r"task.sigma = 0.1: noise levels are on the 0-255 scale, where this is less "
+                                          r"than one grey level; if you meant the 0-1 scale, write task.sigma = 25.5$"):
+        build("denoise", sigma=0.1)
+    with pytest.raises(RecipeError, match=r"write task.sigma = \[0.0, 51.0\]$"):
+        build("denoise", sigma=[0.0, 0.2])
+    with pytest.raises(RecipeError, match=r"expected a number or \[a number, a number\]"):  # as i2i list says
+        validate_options("task", {"sigma": [15, 25, 50]}, options)
 
 
 def test_colourisation_lab_conversion_is_kornias():

@@ -135,6 +135,13 @@ class Trainer:
         self.ema: nn.Module | None = None
         if self.train_cfg["ema"] > 0:
             self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+            span = round(1 / (1 - self.train_cfg["ema"]))
+            if self.total_steps < span and self.dist.is_main:  # a short run would be scored and kept near its initial weights
+                print_err(f"i2i: warning: train.ema = {self.train_cfg['ema']} averages G's weights over about {span} steps, "
+                          f"more than this run's {self.total_steps}: the weights evaluated, kept as BEST and translated "
+                          f"would still be mostly the initial ones; "
+                          + (f"set train.ema to at most {1 - 10 / self.total_steps:.3g} (a tenth of the run) or 0"
+                             if self.total_steps > 10 else "set train.ema = 0 for a run this short"))
         # fp16 loss scaling, one scaler per network: each is updated once per its own step (as
         # PyTorch's pattern of one update per optimiser iteration expects), and an overflow in
         # D's gradients does not halve G's scale.

@@ -35,7 +35,7 @@ class ResidualGenerator(nn.Module):
         return input - self.net(input)
 
 
-def _sigma_range(sigma: float | list[float]) -> tuple[float, float]:
+def _sigma_range(sigma: float | tuple[float, float]) -> tuple[float, float]:
     """Check ``sigma`` and return it as ``(lo, hi)`` (equal for a fixed noise level)."""
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
         lo = hi = float(sigma)
@@ -45,6 +45,10 @@ def _sigma_range(sigma: float | list[float]) -> tuple[float, float]:
         raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected a number or [low, high]")
     if not (0 <= lo <= hi) or not math.isfinite(hi):
         raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected 0 <= low <= high (0-255 scale)")
+    if 0 < hi < 1:  # sigma on the 0-1 scale: under one grey level of noise, which nobody trains to remove
+        scaled = [round(v * 255, 3) for v in (lo, hi)] if lo != hi else round(hi * 255, 3)
+        raise i2i.RecipeError(f"task.sigma = {sigma!r}: noise levels are on the 0-255 scale, where this is less than "
+                              f"one grey level; if you meant the 0-1 scale, write task.sigma = {scaled}")
     if hi == 0 or hi > 255:  # no noise to remove; or noise beyond the whole 0-255 range
         raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected a noise level above 0 and at most 255 (0-255 scale; "
                               "a range [low, high] may start at 0)")
@@ -82,7 +86,7 @@ class Denoise(i2i.Task):
     main_metric = "psnr"
 
     def __init__(
-        self, sigma: float | list[float] = 25.0, channels: Literal[1, 3] = 3, residual: bool = True
+        self, sigma: float | tuple[float, float] = 25.0, channels: Literal[1, 3] = 3, residual: bool = True
     ) -> None:
         if channels not in (1, 3):
             raise i2i.RecipeError(f"task.channels = {channels!r}: expected 1 | 3")
