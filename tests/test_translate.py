@@ -612,16 +612,27 @@ def test_run_given_a_folder_says_how_to_continue_it(g2c_run, tmp_path):
         2, f"i2i: error: {g2c_run}: a run folder, not a recipe file; to continue it: i2i run --resume {g2c_run}\n")
 
 
-def test_import_weights_mismatches_say_what_differs(tmp_path):
-    """residual = true wraps the network: its names gain 'net.', and the message stopped at a colon."""
+def test_import_weights_into_a_residual_denoiser_and_mismatches_say_what_differs(tmp_path):
+    """residual = true wraps the network (its names gain 'net.'): importing a noise-predicting
+    network failed on the prefix, though the weights are the network's own."""
+    from safetensors.torch import load_file
+
     spec = json.loads((ROOT / "tests" / "fixtures" / "reference_keys" / "resnet_6blocks_3to3_instance.json").read_text())
-    state = {k: (torch.zeros(v) if v else torch.tensor(0)) for k, v in spec["keys"].items()}
+    state = {k: (torch.rand(v) if v else torch.tensor(0)) for k, v in spec["keys"].items()}
     path = tmp_path / "latest_net_G.pth"
     torch.save(state, path)
     wrapped = run_i2i(["import-weights", str(path), "--task", "denoise", "--set", "residual=true", "--out", str(tmp_path / "w")])
-    assert wrapped.returncode == 2 and wrapped.stderr.count("\n") == 1
-    assert "tensors are missing (first: 'net." in wrapped.stderr and "the names differ by the prefix 'net.'" in wrapped.stderr
-    assert not (tmp_path / "w").exists()
+    assert wrapped.returncode == 0, wrapped.stderr
+    saved = load_file(next((tmp_path / "w" / "checkpoints").glob("step_*")) / "generator.safetensors")
+    first = next(k for k, v in state.items() if v.dim() == 4)
+    assert torch.equal(saved[f"net.{first}"], state[first])  # the network's weights, inside the denoiser's wrapper
+    convs = [k for k, v in state.items() if v.dim() == 4]
+    del state[convs[len(convs) // 2]]  # one tensor short, inside a residual block
+    torch.save(state, path)
+    short = run_i2i(["import-weights", str(path), "--task", "denoise", "--out", str(tmp_path / "s")])
+    assert short.returncode == 2 and short.stderr.count("\n") == 1 and "reference weights do not fit resnet (" in short.stderr
+    assert short.stderr.rstrip().endswith(f": missing {convs[len(convs) // 2]}")
+    assert not (tmp_path / "s").exists()
 
 
 def test_a_cyclegan_generator_imports_as_a_paired_model(tmp_path, odd_inputs):

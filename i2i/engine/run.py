@@ -552,11 +552,15 @@ def create_run_from_weights(recipe: Recipe | dict, generator_state: dict[str, to
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     task, generator = build_task_and_generator(recipe)
+    # the plugin's network's own weights, when the task wraps it (a residual denoiser's "net.")
+    unwrapped = getattr(generator, "i2i_unwrapped", None)
+    fits_unwrapped = unwrapped is not None and set(generator_state) == set(unwrapped.state_dict())
+    target = unwrapped if fits_unwrapped else generator
     try:
-        generator.load_state_dict(generator_state)
+        target.load_state_dict(generator_state)
     except RuntimeError as exc:
         raise UserError(f"the weights do not fit generator '{recipe['generator']['name']}': "
-                        f"{_state_mismatch(generator.state_dict(), generator_state, exc)}") from None
+                        f"{_state_mismatch(target.state_dict(), generator_state, exc)}") from None
     run_dir = new_run_dir(out)
     recipe["output"]["dir"] = str(run_dir)
     _write_recipe(run_dir, recipe)
