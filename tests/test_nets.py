@@ -350,3 +350,20 @@ def test_reference_errors_are_one_line():
         convert_reference_state_dict(sd, "unet", {"depth": 5, "width": 8})
     with pytest.raises(i2i.UserError, match="do not fit"):
         convert_reference_state_dict(sd, "unet", {"depth": 4, "width": 4})
+
+
+def test_weights_that_are_no_reference_generator_are_told_apart():
+    """A DnCNN from other code (3x3 convolutions named model.N) was taken for the reference's
+    discriminator, and an empty file read 'first key is nothing'."""
+    import i2i
+    from i2i_builtin_nets.reference import detect_reference_architecture
+
+    patchgan = {"model.0.weight": torch.zeros(64, 6, 4, 4), "model.0.bias": torch.zeros(64)}
+    with pytest.raises(i2i.UserError, match=r"^this is a reference discriminator \(latest_net_D\.pth\), not a generator"):
+        detect_reference_architecture(patchgan)
+    dncnn = {f"model.{i}.weight": torch.zeros(64, 64, 3, 3) for i in range(0, 10, 2)}
+    with pytest.raises(i2i.UserError, match=r"^not a pix2pix/CycleGAN reference generator: its first layer is a 3x3 "
+                                            r"convolution, as in a plain stack of convolutions \(DnCNN, FFDNet"):
+        detect_reference_architecture(dncnn)
+    with pytest.raises(i2i.UserError, match=r"^holds no tensors"):
+        detect_reference_architecture({})

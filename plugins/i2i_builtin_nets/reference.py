@@ -134,12 +134,21 @@ def detect_reference_architecture(state_dict: Mapping[str, Tensor]) -> tuple[str
         return "unet", _detect_unet(sd)
     if "model.1.weight" in sd and any(".conv_block." in k for k in sd):
         return "resnet", _detect_resnet(sd)
-    if "model.0.weight" in sd or "net.0.weight" in sd:
+    first = sd.get("model.0.weight", sd.get("net.0.weight"))
+    if getattr(first, "ndim", 0) == 4 and tuple(first.shape[-2:]) == (4, 4):  # PatchGAN's 4x4 first layer
         raise i2i.UserError(
             "this is a reference discriminator (latest_net_D.pth), not a generator; use latest_net_G.pth "
             "(CycleGAN's: latest_net_G_A.pth or latest_net_G_B.pth)"
         )
-    example = next(iter(sd), "nothing")
+    if not sd:
+        raise i2i.UserError("holds no tensors: not a pix2pix/CycleGAN reference generator")
+    if getattr(first, "ndim", 0) == 4:
+        raise i2i.UserError(
+            f"not a pix2pix/CycleGAN reference generator: its first layer is a {first.shape[-2]}x{first.shape[-1]} "
+            f"convolution, as in a plain stack of convolutions (DnCNN, FFDNet from other code); import-weights reads "
+            "the reference's U-Net and ResNet generators only"
+        )
+    example = next(iter(sd))
     raise i2i.UserError(
         f"not a pix2pix/CycleGAN reference generator: no 'model.model.0.weight' (U-Net) or "
         f"'model.1.weight' with residual blocks (ResNet); first key is {example!r}"
