@@ -311,3 +311,13 @@ def test_a_run_scoring_whole_images_logs_what_i2i_eval_reports_despite_data_resi
     again = evaluate_run(run.run_dir, device="cpu")
     assert again["metrics"] == pytest.approx(run.metrics, abs=1e-4)
     assert again["baselines"]["grey copy"] == pytest.approx(run.baselines["grey copy"], abs=1e-4)
+
+
+def test_the_runs_summary_shows_no_baseline_beside_a_value_of_the_targets():
+    """'colourfulness_target 79.9 (grey copy 79.9)': the targets' own colourfulness has no baseline."""
+    from i2i.engine.trainer import summary_line
+
+    metrics = {"colourfulness": 73.1, "colourfulness_target": 79.9, "delta_colourfulness": 6.8}
+    baselines = {"grey copy": {"colourfulness": 0.0, "colourfulness_target": 79.9, "delta_colourfulness": 79.9}}
+    assert summary_line(metrics, baselines, "psnr") == ("colourfulness 73.1 (grey copy 0)  colourfulness_target 79.9  "
+                                                        "delta_colourfulness 6.8 (grey copy 79.9)")

@@ -996,7 +996,9 @@ def summary_line(metrics: dict[str, float], baselines: dict[str, dict[str, float
     """``psnr 24.10 (grey copy 22.90)  ssim 0.91 (grey copy 0.90)`` for the terminal."""
     parts = []
     for name, value in metrics.items():
-        base = ", ".join(f"{b} {vals[name]:.4g}" for b, vals in baselines.items() if name in vals)
+        # a value of the targets themselves (colourfulness_target) is no model's: no baseline beside it
+        of_targets = name.endswith("_target") and name.removesuffix("_target") in metrics
+        base = "" if of_targets else ", ".join(f"{b} {vals[name]:.4g}" for b, vals in baselines.items() if name in vals)
         parts.append(f"{name} {value:.4g}" + (f" ({base})" if base else ""))
     return "  ".join(parts) if parts else "no validation images"
 
