@@ -136,7 +136,8 @@ class Trainer:
         if self.train_cfg["ema"] > 0:
             self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
             span = round(1 / (1 - self.train_cfg["ema"]))
-            if self.total_steps < span and self.dist.is_main:  # a short run would be scored and kept near its initial weights
+            # the usual decays (0.999, 0.9999) on a short run: scored and kept near the initial weights
+            if span >= 100 and self.total_steps < span and self.dist.is_main:
                 print_err(f"i2i: warning: train.ema = {self.train_cfg['ema']} averages G's weights over about {span} steps, "
                           f"more than this run's {self.total_steps}: the weights evaluated, kept as BEST and translated "
                           f"would still be mostly the initial ones; "
