@@ -778,3 +778,15 @@ def test_every_jpeg_suffix_is_read(tmp_path):
     for suffix in (".jpe", ".JFIF", ".jpeg"):
         Image.new("RGB", (20, 16), (200, 30, 60)).save(tmp_path / f"photo{suffix}", format="JPEG")
     assert sorted(p.name for p in survey_folder(tmp_path).images) == ["photo.JFIF", "photo.jpe", "photo.jpeg"]
+
+
+def test_a_folder_too_small_to_hold_out_a_validation_image_is_warned_about_at_the_start(tmp_path, capsys):
+    """One photo trained, unscored and without a best checkpoint, and said nothing about it."""
+    import i2i
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    one = make_photos(tmp_path / "one", count=1, size=(32, 32))
+    i2i.train(tiny_recipe(one, tmp_path / "run", base=TINY_G2C, train={"steps": 1}), quiet=True)
+    assert (f"i2i: warning: data.val_fraction = 0.34 of {one}'s 1 image(s) holds out none, so this run is not validated "
+            "(no scores, no best checkpoint); add photos, raise data.val_fraction, or give data.val_source"
+            ) in capsys.readouterr().err

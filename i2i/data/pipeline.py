@@ -166,6 +166,10 @@ class ImageData:
         if split is None and rank == 0:  # a new run: its validation files are chosen now
             warn_copies_across_split(train, val)
             warn_enlarged(train, self._resize)
+            if not val and data["val_fraction"] > 0:  # said now, not found out from a run without a score
+                print(f"i2i: warning: data.val_fraction = {data['val_fraction']} of {data['source']}'s {len(source)} "
+                      "image(s) holds out none, so this run is not validated (no scores, no best checkpoint); add "
+                      "photos, raise data.val_fraction, or give data.val_source", file=sys.stderr, flush=True)
         check_enough_for_processes(len(train), data["source"], world_size)
         shard = train[rank::world_size]
         skipped += self._set_train(shard, flip=data["flip"], rotate=data["rotate"])
