@@ -769,6 +769,11 @@ def test_a_resize_that_blows_small_images_up_is_warned_about(tmp_path, capsys):
                                        "for images this small, lower data.resize and data.size\n")
     ImageData(data_cfg(tmp_path / "small", size=32, resize=64), channels=3, device=CPU, seed=0)
     assert capsys.readouterr().err == ""
+    # data.upscale_small blows thumbnails up to data.size the same way (a 4x4 image 8x, silently)
+    ImageData(data_cfg(tmp_path / "small", size=128, upscale_small=True), channels=3, device=CPU, seed=0)
+    assert capsys.readouterr().err == ("i2i: warning: data.upscale_small (to data.size = 128) enlarges 3 of 3 training "
+                                       "image(s) more than 2x (the most: img_00.png, 64x48 px, 2.7x), so the network "
+                                       "trains on their blur; for images this small, lower data.size\n")
 
 
 def test_every_jpeg_suffix_is_read(tmp_path):

@@ -165,7 +165,7 @@ class ImageData:
         self._split = (train, val, separate is not None)
         if split is None and rank == 0:  # a new run: its validation files are chosen now
             warn_copies_across_split(train, val)
-            warn_enlarged(train, self._resize)
+            warn_enlarged(train, self._resize, self.size if self._upscale else 0)
             if not val and data["val_fraction"] > 0:  # said now, not found out from a run without a score
                 print(f"i2i: warning: data.val_fraction = {data['val_fraction']} of {data['source']}'s {len(source)} "
                       "image(s) holds out none, so this run is not validated (no scores, no best checkpoint); add "

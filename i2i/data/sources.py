@@ -334,19 +334,22 @@ def warn_unlike_halves(where: str, files: list[ImageFile]) -> None:
 ENLARGED = 2.0
 
 
-def warn_enlarged(files: list[ImageFile], resize: int) -> None:
-    """Warn when ``data.resize`` enlarges training images more than :data:`ENLARGED` times: a
-    recipe written for large photos (pix2pix's 286) silently blew up small ones, and trained at
-    the recipe's size for hours on their blur."""
-    if not resize or not files:
+def warn_enlarged(files: list[ImageFile], resize: int, upscale_to: int = 0) -> None:
+    """Warn when ``data.resize`` (or ``data.upscale_small``, to ``upscale_to`` = ``data.size``)
+    enlarges training images more than :data:`ENLARGED` times: a recipe written for large photos
+    (pix2pix's 286) silently blew up small ones, and trained at the recipe's size for hours on
+    their blur."""
+    target = resize or upscale_to
+    if not target or not files:
         return
-    enlarged = [f for f in files if resize / min(f.height, f.width) > ENLARGED]
+    enlarged = [f for f in files if target / min(f.height, f.width) > ENLARGED]
     if enlarged:
         smallest = min(enlarged, key=lambda f: min(f.height, f.width))
-        factor = resize / min(smallest.height, smallest.width)
-        print(f"i2i: warning: data.resize = {resize} enlarges {len(enlarged)} of {len(files)} training image(s) more than "
+        factor = target / min(smallest.height, smallest.width)
+        setting = f"data.resize = {resize}" if resize else f"data.upscale_small (to data.size = {upscale_to})"
+        print(f"i2i: warning: {setting} enlarges {len(enlarged)} of {len(files)} training image(s) more than "
               f"{ENLARGED:g}x (the most: {smallest.name}, {smallest.width}x{smallest.height} px, {factor:.1f}x), so the "
-              "network trains on their blur; for images this small, lower data.resize and data.size",
+              f"network trains on their blur; for images this small, lower {'data.resize and ' if resize else ''}data.size",
               file=sys.stderr, flush=True)
 
 
