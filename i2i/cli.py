@@ -70,7 +70,7 @@ class I2IGroup(click.Group):
         except Exception as exc:
             failure = getattr(exc, "i2i_callback_failure", None)  # a plugin's callback raised (set by the Trainer)
             if failure is None:
-                _exit_on_full_disk(exc)
+                _exit_on_unwritable(exc)
                 _exit_on_the_wrong_kind_of_path(exc)
                 raise
             _print_traceback_if_asked()
@@ -101,7 +101,7 @@ _FULL_DISK = {errno.ENOSPC: "free some space", getattr(errno, "EDQUOT", errno.EN
 _NOT_ALLOWED = (errno.EACCES, errno.EPERM)
 
 
-def _exit_on_full_disk(exc: BaseException) -> None:
+def _exit_on_unwritable(exc: BaseException) -> None:
     """A full disk (or quota, or a file system gone read-only), or a folder i2i may not write
     in, while a run or translation writes its files: one line naming the file, exit status 1.
     Checkpoints are written atomically, so what was saved before is intact and a run resumes
@@ -272,7 +272,7 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
     # a mistake is one line here, not one per process plus torchrun's report: the recipe (with
     # the checks a run makes before its first step, as i2i validate does), its data folders, and
     # for a resume, the run and its checkpoint
-    from .data.sources import check_folders_for_processes, resolve_folder
+    from .data.sources import check_folders_for_processes, resolve_data_folders
     from .engine.checkpoint import find_checkpoint
     from .engine.components import check_recipe
     from .recipe import blamed_on_recipe, load_recipe
@@ -292,9 +292,7 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
             if resume is None:
                 check_folders_for_processes(resolved["data"], resolved["train"]["seed"], nproc, task.side_by_side)
             else:  # the run's recorded split decides what each process reads; check_data_folders_there looked
-                for key in ("source", "val_source"):
-                    if resolved["data"][key]:
-                        resolve_folder(resolved["data"][key], f"data.{key}")
+                resolve_data_folders(resolved["data"])
     args = ["run", *([recipe] if recipe else []), *(a for o in overrides for a in ("--set", o))]
     args += [*(["--out", out] if out is not None else []), *(["--resume", resume] if resume else []), *(["--quiet"] if quiet else [])]
     return run_local(nproc, args)
@@ -314,18 +312,14 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     Example:
       i2i validate recipes/gray2color.toml --set train.steps=10
     """
+    from .data.sources import resolve_data_folders
     from .engine.components import check_recipe
-    from .recipe import dumps_toml, load_recipe
-
-    from .data.sources import resolve_folder
-    from .recipe import blamed_on_recipe
+    from .recipe import blamed_on_recipe, dumps_toml, load_recipe
 
     resolved = load_recipe(recipe, overrides)
     check_recipe(resolved)
     with blamed_on_recipe(resolved):
-        for key in ("source", "val_source"):
-            if resolved["data"][key] or key == "source":
-                resolve_folder(resolved["data"][key], f"data.{key}")
+        resolve_data_folders(resolved["data"])
     for note in resolved.notes:
         click.echo(f"i2i: note: {note}", err=True)
     click.echo(dumps_toml(dict(resolved)), nl=False)

@@ -307,9 +307,9 @@ def _options_of_another_component(table: dict, path: list[str], name: str, set_k
     """Remove from ``table`` (whose component is to become ``name``) the old component's options
     that no ``--set`` gave; returns them. ``plugin:name`` for the same bare name keeps them: it is
     how an ambiguous name is qualified, as its error asks."""
-    old = _component_name(table, path)
-    if old == name or (isinstance(old, str) and ":" not in old and name.rsplit(":", 1)[-1] == old) \
-            or (isinstance(old, str) and ":" not in name and old.rsplit(":", 1)[-1] == name):
+    old = str(_component_name(table, path))
+    one_bare = ":" not in old or ":" not in name  # two different plugins' "a:x" and "b:x" are not the same
+    if old == name or (one_bare and old.rsplit(":", 1)[-1] == name.rsplit(":", 1)[-1]):
         return {}
     fixed = table_keys(".".join(path))
     left_out = {key: table[key] for key in list(table) if key not in fixed and (*path, key) not in set_keys}

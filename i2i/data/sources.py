@@ -224,6 +224,14 @@ def missing_data_folder(data: Mapping[str, str]) -> str | None:
     return None
 
 
+def resolve_data_folders(data: Mapping[str, str]) -> None:
+    """Check that a recipe's ``data.source`` (and ``data.val_source``, when given) name folders
+    that are there, as a run will need them; the error names the key."""
+    for key in ("source", "val_source"):
+        if data[key] or key == "source":  # an empty source is refused, an empty val_source means none
+            resolve_folder(data[key], f"data.{key}")
+
+
 def resolve_folder(value: str, key: str) -> Path:
     """The folder a recipe value names (``"sample"`` = the shipped photos), checked to exist."""
     if not value.strip():  # Path("") is the working directory: never what an empty value meant
