@@ -497,8 +497,13 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
               help="Change a task option (task.sigma=25 scores a blind denoiser at one noise level) or "
                    "eval.batch_size / eval.max_images / eval.metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--per-image", "per_image_csv", type=click.Path(dir_okay=False), metavar="FILE.csv",
+              help="Also write each image's scores (and its baselines') to this new CSV file.")
+@click.option("--save-images", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write each scored image's input, output and target as PNGs into DIR/input, DIR/output, "
+                   "DIR/target (DIR new or empty).")
 def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: int | None, overrides: tuple[str, ...],
-             as_json: bool) -> None:
+             as_json: bool, per_image_csv: str | None, save_images: str | None) -> None:
     """Score a trained run with its task's metrics, next to the task's baselines.
 
     \b
@@ -506,19 +511,30 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
       i2i eval runs/denoise
       i2i eval runs/denoise --data my_test_photos/ --crop 0 --json
       i2i eval runs/blind-denoise --set task.sigma=50
+      i2i eval runs/denoise --data test/ --per-image scores.csv --save-images results/
     """
     from .engine.device import resolve_device
-    from .evaluation import evaluate_run
+    from .evaluation import check_csv_target, evaluate_run, write_per_image_csv
     from .plugins import plugin_output_to_stderr
 
     _one_process_only()
     resolve_device(device, where="--device")
+    if per_image_csv is not None:
+        check_csv_target(Path(per_image_csv))
     with plugin_output_to_stderr() if as_json else contextlib.nullcontext():  # the JSON alone on stdout
-        result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides)
+        result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides,
+                              per_image=per_image_csv is not None, save_images=save_images)
+    if per_image_csv is not None:
+        write_per_image_csv(result["per_image"], Path(per_image_csv))
     if as_json:
         click.echo(json.dumps(result, indent=2))
-        return
-    click.echo(format_table(result))
+    else:
+        click.echo(format_table(result))
+    if per_image_csv is not None:
+        click.echo(f"i2i: wrote the scores of {len(result['per_image'])} image(s) to {per_image_csv}", err=as_json)
+    if save_images is not None:
+        click.echo(f"i2i: saved the inputs, outputs and targets of {result['images']} image(s) to {save_images}",
+                   err=as_json)
 
 
 def _checked_crop(crop: int | None) -> int | None:

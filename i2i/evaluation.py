@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from .engine import checkpoint as ckpt
@@ -12,6 +12,9 @@ from .errors import UserError, named_as_arguments
 from .recipe import override_list
 
 if TYPE_CHECKING:
+    import torch
+
+    from .engine.evaluate import ScoredBatch
     from .model import Model
     from .task import Task
 
@@ -22,11 +25,12 @@ EVAL_KEYS = ("eval.batch_size", "eval.max_images", "eval.metrics")
 
 #: ``i2i eval``'s options as :func:`evaluate_run`'s arguments, for its messages to Python callers
 PYTHON_SPELLING = {"--data": "data_dir", "--checkpoint": "which", "--device": "device", "--crop": "crop",
-                   "--set": "overrides"}
+                   "--set": "overrides", "--save-images": "save_images"}
 
 
 def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, which: str = "latest", device: str = "auto",
-                 crop: int | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+                 crop: int | None = None, overrides: list[str] | tuple[str, ...] = (), per_image: bool = False,
+                 save_images: str | Path | None = None) -> dict:
     """The task's metrics and baselines for a run's generator (EMA weights when kept).
 
     Without ``data_dir`` the run's own validation split is used (the same files, as its
@@ -39,18 +43,98 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     ``task.sigma``) or :data:`EVAL_KEYS`, as the result's ``overrides`` records.
 
     Returns ``{"metrics": {name: value}, "baselines": {baseline: {name: value}}, ...}`` (the
-    JSON ``i2i eval --json`` prints). A mistake in the run, data or overrides is a
-    :class:`UserError` worded with these arguments; an argument of the wrong type a ``TypeError``.
+    JSON ``i2i eval --json`` prints). ``per_image=True`` adds ``"per_image"``: one
+    ``{"file", "metrics", "baselines"}`` per scored image, in file order (the means are their
+    averages). ``save_images`` (a new or empty folder) receives each scored image's
+    ``input/``, ``output/`` and ``target/`` as 8-bit PNGs, named after the file. A mistake in the
+    run, data or overrides is a :class:`UserError` worded with these arguments; an argument of
+    the wrong type a ``TypeError``.
     """
     overrides = override_list(overrides)
     if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool)):
         raise TypeError(f"crop is a whole number of pixels (0 = whole images) or None, not {crop!r}")
+    if not isinstance(per_image, bool):
+        raise TypeError(f"per_image is True or False, not {per_image!r}")
+    if save_images is not None and not isinstance(save_images, (str, Path)):
+        raise TypeError(f"save_images is a folder (a str or Path) or None, not {type(save_images).__name__}")
     with named_as_arguments(PYTHON_SPELLING):
-        return _evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides)
+        saver = ImageSaver(Path(save_images)) if save_images is not None else None
+        return _evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides,
+                             per_image=per_image, saver=saver)
+
+
+class ImageSaver:
+    """Writes each scored image's input, output and target into ``<folder>/input|output|target/``
+    under the file's path with ``.png`` for its extension (files whose stems clash, ``a.jpg`` and
+    ``a.png``, keep theirs: ``a.jpg.png``), so the three folders line up file for file for
+    another tool's scoring or a side-by-side look. The folder must be new or empty: nothing
+    already there is replaced."""
+
+    def __init__(self, folder: Path) -> None:
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{folder}: a file, not a folder for --save-images; give a new folder")
+        if folder.is_dir() and any(folder.iterdir()):
+            raise UserError(f"{folder}: the --save-images folder is not empty; give a new or empty folder (i2i eval "
+                            "replaces no file)")
+        self.folder = folder
+        self._clashing: set[str] = set()
+
+    def expect(self, names: list[str]) -> None:
+        """The names of the files to be scored, so clashing stems are known before the first."""
+        stems = [_stem(name) for name in names]
+        self._clashing = {stem for stem in stems if stems.count(stem) > 1}
+
+    def __call__(self, batch: "ScoredBatch") -> None:
+        import torch
+
+        from .data.encode import save_image
+
+        for i, name in enumerate(batch.names):
+            stem = _stem(name)
+            if stem in self._clashing:
+                stem = name.replace("\\", "/")
+            for role, images in (("input", batch.input), ("output", batch.output), ("target", batch.target)):
+                if images is None:
+                    continue
+                path = self.folder / role / f"{stem}.png"
+                pixels = (images[i].float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    save_image(pixels, path, "png")
+                except OSError as exc:
+                    raise UserError(f"{path}: cannot write it ({exc.strerror or exc}); give --save-images another folder") from None
+
+
+def _stem(name: str) -> str:
+    """A file's relative name without its extension: ``sub/photo.jpg`` -> ``sub/photo``."""
+    relative = PurePosixPath(name.replace("\\", "/"))
+    return str(relative.with_suffix("")) if relative.suffix else str(relative)
+
+
+class PerImageScores:
+    """Each scored image's metrics and baselines, in file order (``i2i eval --per-image``)."""
+
+    def __init__(self, metrics: dict) -> None:
+        self.metrics = metrics
+        self.rows: list[dict] = []
+
+    def __call__(self, batch: "ScoredBatch") -> None:
+        from .engine.evaluate import summarize_metrics
+
+        scores = {key: value.cpu().tolist() for key, value in batch.scores.items()}
+        baselines = {base: {key: value.cpu().tolist() for key, value in values.items()}
+                     for base, values in batch.baseline_scores.items()}
+        for i, name in enumerate(batch.names):
+            self.rows.append({
+                "file": name,
+                "metrics": summarize_metrics(self.metrics, {key: values[i] for key, values in scores.items()}),
+                "baselines": {base: summarize_metrics(self.metrics, {key: v[i] for key, v in values.items()})
+                              for base, values in baselines.items()},
+            })
 
 
 def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: str, device: str, crop: int | None,
-                  overrides: list[str]) -> dict:
+                  overrides: list[str], per_image: bool, saver: ImageSaver | None) -> dict:
     import torch
 
     from .data import ImageData
@@ -102,10 +186,15 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
         eval_cfg["max_images"] = 0  # the run's cap keeps training-time evaluation short, not a test set
     metrics = build_metrics(task, recipe["eval"]["metrics"], recipe)
     dtype = run_precision(recipe, model.device)
+    rows = PerImageScores(metrics) if per_image else None
+    if saver is not None:
+        saver.expect(data.val_names(eval_cfg["max_images"]))
+    listeners = [f for f in (rows, saver) if f is not None]
     with torch.inference_mode():
         values, baselines, _, images = evaluate_generator(
             model.generator, task, data, metrics, eval_cfg, device=model.device,
             dtype=dtype, dist=DistContext.single(),
+            on_batch=(lambda batch: [listen(batch) for listen in listeners]) if listeners else None,
         )
     if not images:
         where = data_dir if data_dir is not None else source if recipe["data"]["val_source"] else f"the {source}"
@@ -119,7 +208,7 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
             "smaller_than_crop": smaller, "within_crop": within,
             "overrides": list(overrides),
             "precision": dtype_name(dtype), "images": images,
-            "metrics": values, "baselines": baselines}
+            "metrics": values, "baselines": baselines, **({"per_image": rows.rows} if rows is not None else {})}
 
 
 def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
@@ -172,3 +261,38 @@ def crop_problem(crop: object) -> str | None:
     if crop is None or (isinstance(crop, int) and not isinstance(crop, bool) and field.check(crop)):
         return None
     return f"{crop!r}: expected {field.expect}"
+
+
+def check_csv_target(path: Path) -> None:
+    """``--per-image FILE`` before any scoring: a new file in an existing folder."""
+    if path.exists():
+        raise UserError(f"--per-image {path}: the file exists; give a new file name (i2i eval replaces no file)")
+    if not path.parent.is_dir():
+        raise UserError(f"--per-image {path}: no such folder {path.parent}")
+
+
+def write_per_image_csv(rows: list[dict], path: Path) -> None:
+    """The per-image scores as CSV: ``file``, the model's metrics, then each baseline's as
+    ``<baseline>: <metric>``; written whole or not at all."""
+    import csv
+    import os
+
+    metric_keys = list(dict.fromkeys(key for row in rows for key in row["metrics"]))
+    base_keys = list(dict.fromkeys((base, key) for row in rows for base, values in row["baselines"].items()
+                                   for key in values))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file", *metric_keys, *(f"{base}: {key}" for base, key in base_keys)])
+            for row in rows:
+                writer.writerow([row["file"], *(_cell(row["metrics"].get(key)) for key in metric_keys),
+                                 *(_cell(row["baselines"].get(base, {}).get(key)) for base, key in base_keys)])
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"--per-image {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else repr(float(value))

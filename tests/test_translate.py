@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import i2i
-from helpers import TINY_G2C, make_photos, make_transparent_images
+from helpers import TINY_G2C, TINY_GAN, make_photos, make_transparent_images
 from plugin_env import ROOT, run_i2i
 
 @pytest.fixture(scope="module")
@@ -195,6 +195,70 @@ def test_eval_prints_metrics_and_baselines(g2c_run, photos):
     assert result["images"] == 6 and result["task"] == "gray2color"
     assert set(result["metrics"]) >= {"psnr", "ssim", "colourfulness", "colourfulness_target", "delta_colourfulness"}
     assert set(result["baselines"]) == {"grey copy"}
+
+
+def test_eval_writes_per_image_scores_and_the_scored_images(g2c_run, photos, tmp_path):
+    import csv
+
+    from i2i.evaluation import evaluate_run
+
+    (photos_with_clash := tmp_path / "test").mkdir()
+    for path in sorted(photos.glob("*.png"))[:3]:
+        shutil.copy(path, photos_with_clash / path.name)
+    shutil.copy(photos / "photo_0.png", tmp_path / "clash.png")
+    Image.open(tmp_path / "clash.png").save(photos_with_clash / "photo_0.jpg", quality=95)  # same stem, other file
+    scores, saved = tmp_path / "scores.csv", tmp_path / "saved"
+    result = run_i2i(["eval", str(g2c_run), "--data", str(photos_with_clash), "--crop", "0", "--json",
+                      "--per-image", str(scores), "--save-images", str(saved)])
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)  # the JSON alone on stdout; what was written is said on stderr
+    assert "wrote the scores of 4 image(s)" in result.stderr and "of 4 image(s) to" in result.stderr
+    with open(scores, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["file"] for row in rows] == [row["file"] for row in summary["per_image"]]
+    assert sorted(row["file"] for row in rows) == ["photo_0.jpg", "photo_0.png", "photo_1.png", "photo_2.png"]
+    for key in ("psnr", "ssim", "grey copy: psnr"):  # the means are the per-image scores' averages
+        column = [float(row[key]) for row in rows]
+        mean = summary["baselines"]["grey copy"]["psnr"] if key == "grey copy: psnr" else summary["metrics"][key]
+        assert abs(sum(column) / len(column) - mean) < 1e-4
+    assert len({row["psnr"] for row in rows}) == 4
+    assert all(abs(float(row["delta_colourfulness"]) - abs(float(row["colourfulness"]) - float(row["colourfulness_target"])))
+               < 1e-4 for row in rows)
+    # three folders that line up file for file; photo_0.jpg and photo_0.png keep their extensions
+    names = {"photo_0.png.png", "photo_0.jpg.png", "photo_1.png", "photo_2.png"}
+    for role in ("input", "output", "target"):
+        assert {p.name for p in (saved / role).iterdir()} == names
+    target = np.asarray(Image.open(saved / "target" / "photo_1.png"))
+    assert np.array_equal(target, np.asarray(Image.open(photos / "photo_1.png").convert("RGB")))  # --crop 0: whole
+    seen = np.asarray(Image.open(saved / "input" / "photo_1.png")).astype(int)  # the lightness G sees, as grey
+    assert seen.shape == target.shape and np.abs(seen - seen[..., :1]).max() <= 1 and seen.std() > 10
+    assert Image.open(saved / "output" / "photo_1.png").size == Image.open(photos / "photo_1.png").size
+    # nothing is replaced: the CSV and a non-empty folder are refused before any scoring
+    again = run_i2i(["eval", str(g2c_run), "--per-image", str(scores)])
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "the file exists" in again.stderr
+    again = run_i2i(["eval", str(g2c_run), "--save-images", str(saved)])
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "not empty" in again.stderr
+    # the Python API gives the same rows
+    same = evaluate_run(g2c_run, data_dir=photos_with_clash, crop=0, per_image=True)
+    assert [row["metrics"]["psnr"] for row in same["per_image"]] == [row["metrics"]["psnr"] for row in summary["per_image"]]
+    with pytest.raises(i2i.UserError, match="saved: the save_images folder is not empty"):
+        evaluate_run(g2c_run, save_images=saved)
+
+
+def test_saved_noisy_inputs_are_the_ones_scored(photos, tmp_path):
+    """A denoiser's saved inputs are the noisy images its scores came from (to 8-bit rounding),
+    so another method can be run and scored on the very same noise."""
+    from i2i.evaluation import evaluate_run
+
+    run = i2i.train({**TINY_GAN, "data": {**TINY_GAN["data"], "source": str(photos)},
+                     "output": {**TINY_GAN["output"], "dir": str(tmp_path / "dn")}}, quiet=True)
+    result = evaluate_run(run.run_dir, data_dir=photos, crop=0, per_image=True, save_images=tmp_path / "saved")
+    for row in result["per_image"]:
+        noisy = np.asarray(Image.open(tmp_path / "saved" / "input" / row["file"])).astype(float) / 255
+        clean = np.asarray(Image.open(tmp_path / "saved" / "target" / row["file"])).astype(float) / 255
+        assert np.array_equal(clean, np.asarray(Image.open(photos / row["file"])).astype(float) / 255)
+        psnr = -10 * np.log10(np.mean((noisy - clean) ** 2))
+        assert abs(psnr - row["baselines"]["noisy input"]["psnr"]) < 0.2  # rounded and clipped to 0-255
 
 
 def test_short_training_beats_the_baseline(photos, tmp_path):

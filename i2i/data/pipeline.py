@@ -479,6 +479,11 @@ class ImageData:
         sizes = [self._val_size(file, crop) for file in files]
         return sum(min(size) < crop for size in sizes), sum(max(size) <= crop for size in sizes)
 
+    def val_names(self, max_images: int = 0) -> list[str]:
+        """The names (relative to their folder) of the validation files an evaluation with
+        ``max_images`` scores, in order; the names its batches carry."""
+        return [file.name for file in self._val_in_use(max_images)]
+
     def val_plan(self, crop: int, batch_size: int, max_images: int = 0) -> list[list[int]]:
         """The validation batches as lists of file indices, from the files' upright sizes.
 

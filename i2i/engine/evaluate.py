@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +23,20 @@ if TYPE_CHECKING:
     from .distributed import DistContext
 
 SAMPLE_IMAGES = 4
+
+
+@dataclass
+class ScoredBatch:
+    """One evaluated batch, for whoever wants more than the means (``i2i eval --per-image``,
+    ``--save-images``): images as the metrics saw them (``[B, C, H, W]`` in [0, 1]; ``input``
+    is None when the task's input is not an image) and each image's scores."""
+
+    names: list[str]
+    input: Tensor | None
+    output: Tensor
+    target: Tensor
+    scores: dict[str, Tensor]
+    baseline_scores: dict[str, dict[str, Tensor]]
 
 
 def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe | None = None) -> dict[str, Any]:
@@ -95,15 +110,26 @@ def _plugin_of(metric: str) -> str:
         return ""
 
 
-def _add(sums: dict[str, Tensor], values: Any, name: str, batch: int, given: dict[str, str]) -> None:
-    """Add per-image metric values (a tensor, or a dict of tensors) to running sums; ``given``
-    maps the keys this batch's metrics gave so far to their metric (see :func:`claim_keys`)."""
-    check_metric_values(values, name, batch, _plugin_of(name))  # once, for the whole (possibly nested) result
-    pairs = flatten_metric(values, name)
-    claim_keys(given, [key for key, _ in pairs], name)
-    for key, value in pairs:
-        value = value.detach().float().reshape(-1).sum()
-        sums[key] = sums[key] + value if key in sums else value
+def _batch_scores(metrics: dict[str, Any], output: Tensor, target: Tensor, input: Tensor) -> dict[str, Tensor]:
+    """Every metric's per-image values on one batch, ``{key: float [B]}`` (a metric returning a
+    dict gives one key per entry); a key two metrics give is an error (see :func:`claim_keys`)."""
+    scores: dict[str, Tensor] = {}
+    given: dict[str, str] = {}
+    for name, metric in metrics.items():
+        values = _score(metric, name, output, target, input)
+        check_metric_values(values, name, output.shape[0], _plugin_of(name))  # once, for the whole (nested) result
+        pairs = flatten_metric(values, name)
+        claim_keys(given, [key for key, _ in pairs], name)
+        for key, value in pairs:
+            scores[key] = value.detach().float().reshape(-1)
+    return scores
+
+
+def _add(sums: dict[str, Tensor], scores: dict[str, Tensor]) -> None:
+    """Add a batch's per-image scores to running sums."""
+    for key, value in scores.items():
+        total = value.sum()
+        sums[key] = sums[key] + total if key in sums else total
 
 
 def claim_keys(given: dict[str, str], keys: list[str], name: str) -> None:
@@ -214,7 +240,7 @@ def summarize_metrics(metrics: dict[str, Any], means: dict[str, float]) -> dict[
 
 def evaluate_generator(
     generator: nn.Module, task: Task, data: ImageData, metrics: dict[str, Any], eval_cfg: dict, *,
-    device: torch.device, dtype: torch.dtype, dist: DistContext,
+    device: torch.device, dtype: torch.dtype, dist: DistContext, on_batch: Callable[[ScoredBatch], None] | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]], list[Tensor] | None, int]:
     """Average each metric over the validation images (per image, then the mean).
 
@@ -226,6 +252,7 @@ def evaluate_generator(
     floating-point additions). Returns (metrics, baselines, sample columns of the first batch
     or ``None`` on ranks that did not evaluate batch 0, the number of images scored: a file
     whose header reads but whose pixels do not is skipped, so it can be fewer than the files).
+    ``on_batch`` is given each batch's images and per-image scores (``i2i eval --per-image``).
     """
     was_training = generator.training
     generator.eval()
@@ -243,14 +270,15 @@ def evaluate_generator(
             fake = fake.float()
             output_image = task.to_image(fake, input)
             target_image = task.to_image(target, input)
-            given: dict[str, str] = {}
-            for name, metric in metrics.items():
-                _add(sums, _score(metric, name, output_image, target_image, input), name, clean.shape[0], given)
-            for base_name, base_image in task.baselines(input, target_image).items():
-                given = {}
-                for name, metric in metrics.items():
-                    _add(base_sums[base_name], _score(metric, name, base_image, target_image, input), name,
-                         clean.shape[0], given)
+            scores = _batch_scores(metrics, output_image, target_image, input)
+            _add(sums, scores)
+            base_scores = {base_name: _batch_scores(metrics, base_image, target_image, input)
+                           for base_name, base_image in task.baselines(input, target_image).items()}
+            for base_name, values in base_scores.items():
+                _add(base_sums[base_name], values)
+            if on_batch is not None:
+                on_batch(ScoredBatch(names, task.input_image(input) if task.input_is_image else None,
+                                     output_image, target_image, scores, base_scores))
             count += clean.shape[0]
             if first is None and (number == 0 or not shard):
                 first = _columns(task, input, output_image, target_image)
