@@ -292,7 +292,7 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
             if resume is None:
                 check_folders_for_processes(resolved["data"], resolved["train"]["seed"], nproc, task.side_by_side)
             else:  # the run's recorded split decides what each process reads; check_data_folders_there looked
-                resolve_data_folders(resolved["data"])
+                resolve_data_folders(resolved["data"], task.side_by_side)
     args = ["run", *([recipe] if recipe else []), *(a for o in overrides for a in ("--set", o))]
     args += [*(["--out", out] if out is not None else []), *(["--resume", resume] if resume else []), *(["--quiet"] if quiet else [])]
     return run_local(nproc, args)
@@ -317,9 +317,9 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     from .recipe import blamed_on_recipe, dumps_toml, load_recipe
 
     resolved = load_recipe(recipe, overrides)
-    check_recipe(resolved)
+    task = check_recipe(resolved).task
     with blamed_on_recipe(resolved):
-        resolve_data_folders(resolved["data"])
+        resolve_data_folders(resolved["data"], task.side_by_side)
     for note in resolved.notes:
         click.echo(f"i2i: note: {note}", err=True)
     click.echo(dumps_toml(dict(resolved)), nl=False)
@@ -488,6 +488,9 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path())
 @click.option("--data", "data_dir", type=click.Path(), help="Evaluate on this folder instead of the run's validation images.")
+@click.option("--pair-data", "pair_dir", type=click.Path(), metavar="DIR",
+              help="For a run trained with data.pair_source: the folder holding, under the same names, the other "
+                   "image of each pair in --data.")
 @click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]),
               help="Which checkpoint of a run directory (best: the best validation score so far).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
@@ -503,7 +506,7 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
               help="Write each scored image's input, output and target as PNGs into DIR/input, DIR/output, "
                    "DIR/target (DIR new or empty).")
 def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: int | None, overrides: tuple[str, ...],
-             as_json: bool, per_image_csv: str | None, save_images: str | None) -> None:
+             as_json: bool, per_image_csv: str | None, save_images: str | None, pair_dir: str | None) -> None:
     """Score a trained run with its task's metrics, next to the task's baselines.
 
     \b
@@ -523,7 +526,7 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
         check_csv_target(Path(per_image_csv))
     with plugin_output_to_stderr() if as_json else contextlib.nullcontext():  # the JSON alone on stdout
         result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides,
-                              per_image=per_image_csv is not None, save_images=save_images)
+                              per_image=per_image_csv is not None, save_images=save_images, pair_dir=pair_dir)
     if per_image_csv is not None:
         write_per_image_csv(result["per_image"], Path(per_image_csv))
     if as_json:

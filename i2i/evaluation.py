@@ -25,12 +25,12 @@ EVAL_KEYS = ("eval.batch_size", "eval.max_images", "eval.metrics")
 
 #: ``i2i eval``'s options as :func:`evaluate_run`'s arguments, for its messages to Python callers
 PYTHON_SPELLING = {"--data": "data_dir", "--checkpoint": "which", "--device": "device", "--crop": "crop",
-                   "--set": "overrides", "--save-images": "save_images"}
+                   "--set": "overrides", "--save-images": "save_images", "--pair-data": "pair_dir"}
 
 
 def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, which: str = "latest", device: str = "auto",
                  crop: int | None = None, overrides: list[str] | tuple[str, ...] = (), per_image: bool = False,
-                 save_images: str | Path | None = None) -> dict:
+                 save_images: str | Path | None = None, pair_dir: str | Path | None = None) -> dict:
     """The task's metrics and baselines for a run's generator (EMA weights when kept).
 
     Without ``data_dir`` the run's own validation split is used (the same files, as its
@@ -40,7 +40,9 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     the whole image, as published benchmarks score, never resized), which the result's ``crop``
     says; ``resize`` says whether the run's ``data.resize`` resized the images before the crop.
     ``overrides`` (``--set``) change the task's options (a blind denoiser scored at one
-    ``task.sigma``) or :data:`EVAL_KEYS`, as the result's ``overrides`` records.
+    ``task.sigma``) or :data:`EVAL_KEYS`, as the result's ``overrides`` records. ``pair_dir``
+    holds, under the same names, the other image of each pair in ``data_dir`` (a run trained
+    with ``data.pair_source``).
 
     Returns ``{"metrics": {name: value}, "baselines": {baseline: {name: value}}, ...}`` (the
     JSON ``i2i eval --json`` prints). ``per_image=True`` adds ``"per_image"``: one
@@ -55,12 +57,14 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         raise TypeError(f"crop is a whole number of pixels (0 = whole images) or None, not {crop!r}")
     if not isinstance(per_image, bool):
         raise TypeError(f"per_image is True or False, not {per_image!r}")
+    if pair_dir is not None and not isinstance(pair_dir, (str, Path)):
+        raise TypeError(f"pair_dir is a folder (a str or Path) or None, not {type(pair_dir).__name__}")
     if save_images is not None and not isinstance(save_images, (str, Path)):
         raise TypeError(f"save_images is a folder (a str or Path) or None, not {type(save_images).__name__}")
     with named_as_arguments(PYTHON_SPELLING):
         saver = ImageSaver(Path(save_images)) if save_images is not None else None
         return _evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides,
-                             per_image=per_image, saver=saver)
+                             per_image=per_image, saver=saver, pair_dir=pair_dir)
 
 
 class ImageSaver:
@@ -134,7 +138,7 @@ class PerImageScores:
 
 
 def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: str, device: str, crop: int | None,
-                  overrides: list[str], per_image: bool, saver: ImageSaver | None) -> dict:
+                  overrides: list[str], per_image: bool, saver: ImageSaver | None, pair_dir: str | Path | None) -> dict:
     import torch
 
     from .data import ImageData
@@ -152,9 +156,10 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
     # whole images are scored at their own size, as benchmarks do: not resized as the run's
     # data.resize resizes training crops (that resampled a test set, unsaid, up or down)
     data_cfg = {**recipe["data"], "resize": 0} if whole else recipe["data"]
+    _check_pair_dir(data_dir, pair_dir, recipe, task.side_by_side)
     if data_dir is not None:
         data = ImageData.for_evaluation(data_dir, channels=task.image_channels, device=model.device,
-                                        resize=data_cfg["resize"], side_by_side=task.side_by_side)
+                                        resize=data_cfg["resize"], side_by_side=task.side_by_side, pair_folder=pair_dir)
         source = str(data_dir)
     else:
         from .data.sources import RecordedSplit, missing_data_folder
@@ -209,6 +214,22 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
             "overrides": list(overrides),
             "precision": dtype_name(dtype), "images": images,
             "metrics": values, "baselines": baselines, **({"per_image": rows.rows} if rows is not None else {})}
+
+
+def _check_pair_dir(data_dir: str | Path | None, pair_dir: str | Path | None, recipe: dict, side_by_side: bool) -> None:
+    """``--pair-data`` goes with ``--data``, for a task that reads pairs; a run trained on pairs
+    across two folders scores a test set of such pairs (its photos alone would be cut in half)."""
+    if pair_dir is None:
+        if data_dir is not None and recipe["data"].get("pair_source"):
+            raise UserError(f'{data_dir}: the run trained on pairs across two folders (data.pair_source = '
+                            f'"{recipe["data"]["pair_source"]}"); give the folder of the test pairs\' other images as '
+                            "--pair-data DIR too")
+        return
+    if data_dir is None:
+        raise UserError(f"{pair_dir}: --pair-data goes with --data DIR, the folder of the pairs' input-side images")
+    if not side_by_side:
+        raise UserError(f"{pair_dir}: task '{recipe['task']['name']}' makes its own pairs from single photos; "
+                        "leave --pair-data out")
 
 
 def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:

@@ -99,7 +99,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "size": Field(int, 256, "training crop size in pixels", lambda v: 8 <= v <= MAX_PIXELS, f"an integer from 8 to {MAX_PIXELS}"),
         "val_fraction": Field(float, 0.2, "share of the files held out for validation",
                               lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "pair_source": Field(str, "", "for task 'paired': a folder holding each pair's other image under the name of its "
+                                      "image in data.source ('' = pairs are A|B files)"),
         "val_source": Field(str, "", "a separate folder of validation images ('' = split data.source)"),
+        "val_pair_source": Field(str, "", "data.pair_source for data.val_source"),
         "cache_gb": Field(float, 4.0, "decode into a uint8 cache on the device when it fits in this many GB",
                           _non_negative, "a number >= 0"),
         "resize": Field(int, 0, "scale each image so its shorter side is this many px before cropping "

@@ -795,3 +795,67 @@ def test_a_folder_too_small_to_hold_out_a_validation_image_is_warned_about_at_th
     assert (f"i2i: warning: data.val_fraction = 0.34 of {one}'s 1 image(s) holds out none, so this run is not validated "
             "(no scores, no best checkpoint); add photos, raise data.val_fraction, or give data.val_source"
             ) in capsys.readouterr().err
+
+
+def make_two_folder_pairs(root: Path) -> tuple[Path, Path]:
+    """``a/`` photos and, in ``b/`` under the same names (another extension, one in a subfolder),
+    their negatives: one A turned by its EXIF orientation (B stored upright, as a viewer shows
+    A), one A without a partner, one with a partner of another size, one B without an A."""
+    a, b = root / "a", root / "b"
+    for folder in (a / "sub", b / "sub"):
+        folder.mkdir(parents=True)
+    for i, name in enumerate(["p0", "p1", "sub/p2"]):
+        pixels = noise_rgb(20, 24, seed=i)
+        Image.fromarray(pixels).save(a / f"{name}.png")
+        Image.fromarray(255 - pixels).save(b / f"{name}.tif")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    stored = noise_rgb(24, 20, seed=7)
+    Image.fromarray(stored).save(a / "turned.png", exif=exif)
+    Image.fromarray(255 - np.rot90(stored, k=-1).copy()).save(b / "turned.png")
+    Image.fromarray(noise_rgb(20, 24, seed=8)).save(a / "alone.png")
+    Image.fromarray(noise_rgb(20, 24, seed=9)).save(a / "odd.png")
+    Image.fromarray(noise_rgb(22, 24, seed=9)).save(b / "odd.png")
+    Image.fromarray(noise_rgb(20, 24, seed=10)).save(b / "extra.png")
+    return a, b
+
+
+@pytest.mark.parametrize("cache_gb", [4.0, 0.0], ids=["cached", "streamed"])
+def test_pairs_across_two_folders_are_matched_by_name_and_cut_alike(tmp_path, cache_gb, capsys):
+    """data.pair_source: each image's pair is the file of the same name (any extension) in the
+    other folder, both upright; the two get the same crop, flip and turn, as A|B halves do."""
+    a, b = make_two_folder_pairs(tmp_path)
+    data = ImageData(data_cfg(a, pair_source=str(b), size=16, cache_gb=cache_gb, rotate=True, val_fraction=0.25),
+                     channels=3, device=CPU, seed=0, side_by_side=True)
+    err = capsys.readouterr().err
+    assert data.cached == (cache_gb > 0) and len(data.train_files) + len(data.val_files) == 4
+    assert f'i2i: note: data.pair_source = "{b}": 1 file(s) pair with no image of data.source = "{a}" and are not used ' \
+           f"({b / 'extra.png'})" in err
+    assert "skipped 2 unreadable file(s)" in err and f'alone.png (no file alone.* in data.pair_source = "{b}" to pair ' \
+           "it with)" in err and "odd.png (24x20 px, its pair" in err and "24x22 px; a pair's two images are the same size)" in err
+    for _ in range(4):
+        batch = data.next_batch(3)
+        assert batch.shape == (3, 6, 16, 16)
+        torch.testing.assert_close(batch[:, :3] + batch[:, 3:], torch.ones(3, 3, 16, 16), atol=1e-6, rtol=0)
+    for val, names in data.val_batches(crop=0, batch_size=4):
+        torch.testing.assert_close(val[:, :3] + val[:, 3:], torch.ones_like(val[:, 3:]), atol=1e-6, rtol=0)
+    every = ImageData.for_evaluation(a, channels=3, device=CPU, side_by_side=True, pair_folder=b)
+    shapes = {name: batch.shape for batch, names in every.val_batches(crop=0, batch_size=1) for name in names}
+    assert shapes == {"p0.png": (1, 6, 20, 24), "p1.png": (1, 6, 20, 24), "sub/p2.png": (1, 6, 20, 24),
+                      "turned.png": (1, 6, 20, 24)}  # the turned one upright, its pair as stored
+
+
+def test_pair_folders_go_with_a_task_that_reads_pairs_and_with_each_other(tmp_path):
+    a, b = make_two_folder_pairs(tmp_path)
+    with pytest.raises(UserError, match=r'^data.pair_source = ".*": this task makes its own pairs from single photos; '
+                                        r'folders of ready pairs .* train with task.name = "paired"$'):
+        ImageData(data_cfg(a, pair_source=str(b)), channels=3, device=CPU, seed=0)
+    with pytest.raises(UserError, match="data.val_pair_source = .* without data.val_source"):
+        ImageData(data_cfg(a, pair_source=str(b), val_pair_source=str(b)), channels=3, device=CPU, seed=0,
+                  side_by_side=True)
+    with pytest.raises(UserError, match="data.pair_source is set and data.val_pair_source is not"):
+        ImageData(data_cfg(a, pair_source=str(b), val_source=str(a)), channels=3, device=CPU, seed=0, side_by_side=True)
+    with pytest.raises(UserError, match='data.source = "sample": the photos shipped with i2i have no pairs'):
+        ImageData(data_cfg("sample", pair_source=str(b)), channels=3, device=CPU, seed=0, side_by_side=True)
+    with pytest.raises(UserError, match=r'^data.pair_source = ".*nowhere": no such folder'):
+        ImageData(data_cfg(a, pair_source=str(tmp_path / "nowhere")), channels=3, device=CPU, seed=0, side_by_side=True)

@@ -39,6 +39,9 @@ def workdir(tmp_path_factory):
     for split, seed in (("train", 0), ("val", 1), ("test", 2)):  # the reference's facades, as A|B pairs
         make_pairs(work / "facades" / split, count=2, seed=seed)
     make_photos(work / "my_labels", count=2, size=(40, 36), seed=3)
+    for side, seed in (("noisy", 4), ("clean", 5)):  # pairs across two folders (recipes/real-pairs.toml)
+        make_photos(work / "pairs" / side, count=3, size=(150, 136), seed=seed)
+        make_photos(work / "test" / side, count=2, size=(40, 36), seed=seed + 2)
     return work
 
 

@@ -202,6 +202,8 @@ def test_every_shipped_recipe_trains(recipe_file, tmp_path):
     overrides = [f'data.source="{photos}"', 'data.val_source=""', "data.val_fraction=0.34", "train.steps=2", "train.batch_size=2",
                  'train.device="cpu"', "eval.crop=64", "eval.max_images=1", f'output.dir="{tmp_path / "run"}"',
                  'output.progress="none"', "output.tensorboard=false"]
+    if "pair_source" in recipe_file.read_text():  # pairs across two folders: each photo its own pair
+        overrides += [f'data.pair_source="{photos}"', 'data.val_pair_source=""', "data.size=64"]
     recipe = load_recipe(recipe_file, overrides)
     assert recipe_file.read_text().startswith("#"), "each recipe opens with a comment saying what it trains"
     plugins.reset()
@@ -272,7 +274,7 @@ def test_a_run_prints_the_recipes_notes_once(tmp_path, capsys):
     ("train.epochs=3", "(i2i's key is train.steps)"),
     ("output.out='x'", "(i2i's key is output.dir)"),
     ("data.sorce='x'", "(did you mean 'source'?)"),
-    ("data.zzz=1", "([data] takes source, size, val_fraction, val_source, cache_gb, resize, upscale_small, flip, rotate, workers)"),
+    ("data.zzz=1", "([data] takes source, size, val_fraction, pair_source, val_source, val_pair_source, cache_gb, resize, upscale_small, flip, rotate, workers)"),
 ])
 def test_an_unknown_key_says_where_it_belongs_or_what_the_table_takes(tmp_path, override, hint):
     key = override.split("=")[0]

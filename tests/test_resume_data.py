@@ -315,3 +315,36 @@ def test_a_resume_that_changes_the_task_says_so(tmp_path, capsys):
     i2i.train(None, resume=tmp_path / "run", overrides=["train.steps=2", "task.direction=AtoB"], quiet=True)
     assert ("i2i: note: task.direction = 'AtoB' (was 'BtoA'): the checkpoint's networks were trained for 'BtoA', and "
             "go on from their weights under the changed task") in capsys.readouterr().err
+
+
+def test_a_run_on_pairs_across_two_folders_trains_resumes_and_scores(tmp_path):
+    """Real noisy/clean pairs kept as two folders (a denoising benchmark's layout): trained with
+    data.pair_source, resumed from its record, scored on a test set with --pair-data."""
+    import numpy as np
+    from PIL import Image
+
+    clean = make_photos(tmp_path / "clean", count=5, size=(32, 28))
+    noisy = tmp_path / "noisy"
+    noisy.mkdir()
+    rng = np.random.default_rng(0)
+    for path in sorted(clean.glob("*.png")):
+        pixels = np.asarray(Image.open(path)).astype(float) + rng.normal(0, 20, (28, 32, 3))
+        Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8)).save(noisy / path.name)
+    recipe = tiny_recipe(noisy, tmp_path / "run", data={"pair_source": str(clean), "val_fraction": 0.4},
+                         train={"steps": 2}, eval={"crop": 0})
+    recipe["task"] = {"name": "paired"}
+    recipe_file = tmp_path / "pairs.toml"
+    recipe_file.write_text(i2i.recipe.dumps_toml(recipe))
+    assert run_i2i(["validate", str(recipe_file)]).returncode == 0
+    wrong = run_i2i(["validate", str(recipe_file), "--set", "task.name=denoise"])
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "task.name = \"paired\"" in wrong.stderr
+    assert run_i2i(["run", str(recipe_file)]).returncode == 0
+    resumed = run_i2i(["run", "--resume", str(tmp_path / "run"), "--set", "train.steps=4"])
+    assert resumed.returncode == 0, resumed.stderr
+    # the noisy copies score as the noise they carry: the input copy's PSNR is that of sigma 20
+    result = json.loads(run_i2i(["eval", str(tmp_path / "run"), "--data", str(noisy), "--pair-data", str(clean),
+                                 "--json"]).stdout)
+    assert result["images"] == 5 and result["step"] == 4
+    assert 21 < result["baselines"]["input copy"]["psnr"] < 23.5  # 20 log10(255 / 20) = 22.1, less clipping's share
+    alone = run_i2i(["eval", str(tmp_path / "run"), "--data", str(noisy)])
+    assert alone.returncode == 2 and alone.stderr.count("\n") == 1 and "--pair-data DIR" in alone.stderr

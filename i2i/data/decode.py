@@ -43,6 +43,7 @@ import stat
 import struct
 import warnings
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,12 +122,23 @@ def decode_image(path: str | Path, channels: int, upright: bool = True) -> torch
     return _to_tensor(_to_channels(pixels, channels))
 
 
-def decode_sample(path: str | Path, channels: int, side_by_side: bool = False) -> torch.Tensor:
+def decode_sample(path: str | Path, channels: int, side_by_side: bool = False,
+                  partners: Mapping[Path, Path] | None = None) -> torch.Tensor:
     """What the data pipeline trains and validates on: :func:`decode_image`, and for a
     ``side_by_side`` task (see :attr:`i2i.Task.side_by_side`) its two halves stacked as channels,
     ``[2 * channels, H, W // 2]``: an odd width loses its last column. A pair is cut as its
     pixels are stored, ignoring an EXIF orientation, as the reference does: turned, its halves
-    would be top and bottom."""
+    would be top and bottom. A file with a partner in ``partners`` (``data.pair_source``) is
+    stacked on it instead, both upright: two photos, each as a viewer shows it."""
+    partner = partners.get(Path(path)) if partners else None
+    if partner is not None:
+        image, other = decode_image(path, channels), decode_image(partner, channels)
+        if image.shape != other.shape:  # changed since the folders were scanned
+            raise UnreadableImageError(f"{path}: {image.shape[2]}x{image.shape[1]} px, its pair {partner} "
+                                       f"{other.shape[2]}x{other.shape[1]} px",
+                                       f"{image.shape[2]}x{image.shape[1]} px, its pair {partner} "
+                                       f"{other.shape[2]}x{other.shape[1]} px")
+        return torch.cat([image, other])
     image = decode_image(path, channels, upright=not side_by_side)
     if not side_by_side:
         return image

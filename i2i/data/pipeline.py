@@ -36,7 +36,7 @@ from ..errors import UserError
 from ..recipe import resize_problem
 from .decode import UnreadableImageError, decode_sample, fit_image, fitted_size, looks_grey
 from .sources import (ImageFile, RecordedSplit, apply_recorded_split, check_enough_for_processes, check_sizes,
-                      recorded_val_files, report_skipped, scan_folder, split_files, warn_copies_across_split, warn_enlarged,
+                      pair_folders, recorded_val_files, report_skipped, scan_folder, split_files, warn_copies_across_split, warn_enlarged,
                       warn_validating_on_training_files)
 
 GB = 1e9
@@ -144,12 +144,13 @@ class ImageData:
         problem = resize_problem(self._resize, self.size)  # for a [data] table that skipped load_recipe
         if problem:
             raise UserError(problem)
-        source, skipped = self._scan(data["source"], "data.source", quiet=rank != 0)
+        pairs, val_pairs = pair_folders(data, side_by_side)
+        source, skipped = self._scan(data["source"], "data.source", quiet=rank != 0, pairs=pairs)
         if not self._upscale and not self._resize and split is None:
             check_sizes(source, self.size)  # all of data.source, so the verdict does not depend on the split
         separate = None
         if data["val_source"]:
-            separate, skipped_val = self._scan(data["val_source"], "data.val_source", quiet=rank != 0)
+            separate, skipped_val = self._scan(data["val_source"], "data.val_source", quiet=rank != 0, pairs=val_pairs)
             skipped += skipped_val
             if rank == 0:
                 warn_validating_on_training_files(data["source"], data["val_source"])
@@ -182,16 +183,19 @@ class ImageData:
 
     @classmethod
     def for_evaluation(cls, folder: str | Path, *, channels: int, device: torch.device | str,
-                       cache_gb: float = 4.0, resize: int = 0, side_by_side: bool = False) -> "ImageData":
+                       cache_gb: float = 4.0, resize: int = 0, side_by_side: bool = False,
+                       pair_folder: str | Path | None = None) -> "ImageData":
         """Every readable image of ``folder`` as validation images (for ``i2i eval --data``),
-        resized as the run's ``data.resize`` says.
+        resized as the run's ``data.resize`` says; ``pair_folder`` (``--pair-data``) holds each
+        one's pair under its name, as ``data.pair_source`` does for training.
 
         The result has no training images: use only :meth:`val_batches` and ``val_files``.
         """
         self = cls.__new__(cls)
         self._configure(channels, device, 0, 0, size=8, cache_gb=cache_gb, workers=0, upscale=False, resize=resize,
                         side_by_side=side_by_side)
-        val, skipped = self._scan(str(folder), "--data")
+        val, skipped = self._scan(str(folder), "--data",
+                                  pairs=(str(pair_folder), "--pair-data") if pair_folder is not None else None)
         self._set_train([], flip=False, rotate=False)
         self._set_val(val)
         report_skipped(skipped, reasons=self._reasons)
@@ -209,8 +213,10 @@ class ImageData:
         self = cls.__new__(cls)
         self._configure(channels, device, 0, 0, size=data["size"], cache_gb=data["cache_gb"], workers=0,
                         upscale=data["upscale_small"], resize=data["resize"], side_by_side=side_by_side)
-        separate = self._scan(data["val_source"], "data.val_source", quiet=True)[0] if data["val_source"] else None
-        source = [] if separate is not None else self._scan(data["source"], "data.source", quiet=True)[0]
+        pairs, val_pairs = pair_folders(data, side_by_side)
+        separate = self._scan(data["val_source"], "data.val_source", quiet=True, pairs=val_pairs)[0] \
+            if data["val_source"] else None
+        source = [] if separate is not None else self._scan(data["source"], "data.source", quiet=True, pairs=pairs)[0]
         val = recorded_val_files(split, source, separate, data)
         self._split = ([], val, separate is not None)
         self._set_train([], flip=False, rotate=False)
@@ -223,7 +229,9 @@ class ImageData:
                    world_size: int = 1, side_by_side: bool = False) -> None:
         # the channels delivered (both halves of a side-by-side pair), and how a file is read
         self.channels, self.device = channels * (2 if side_by_side else 1), torch.device(device)
-        self._read = functools.partial(decode_sample, channels=channels, side_by_side=side_by_side)
+        self._partners: dict[Path, Path] = {}  # data.pair_source: each file's pair, filled as folders are scanned
+        self._read = functools.partial(decode_sample, channels=channels, side_by_side=side_by_side,
+                                       partners=self._partners)
         self._side_by_side = side_by_side
         self.seed, self.rank, self.world_size, self.size = seed, rank, world_size, size
         self._cache_bytes, self._workers, self._upscale, self._resize = int(cache_gb * GB), workers, upscale, resize
@@ -243,8 +251,11 @@ class ImageData:
         self.split_note = ""
         self._split: tuple[list[ImageFile], list[ImageFile], bool] = ([], [], False)
 
-    def _scan(self, value: str, key: str, quiet: bool = False) -> tuple[list[ImageFile], list[Path]]:
-        return scan_folder(value, key, self._reasons, quiet, side_by_side=self._side_by_side)
+    def _scan(self, value: str, key: str, quiet: bool = False,
+              pairs: tuple[str, str] | None = None) -> tuple[list[ImageFile], list[Path]]:
+        files, skipped = scan_folder(value, key, self._reasons, quiet, side_by_side=self._side_by_side, pairs=pairs)
+        self._partners.update((file.path, file.partner) for file in files if file.partner is not None)
+        return files, skipped
 
     def _set_train(self, files: list[ImageFile], *, flip: bool, rotate: bool) -> list[Path]:
         """Keep the training files, decode them into the cache when it fits; returns unreadable ones."""

@@ -42,13 +42,15 @@ OTHER_IMAGE_SUFFIXES = frozenset(
 @dataclass(frozen=True)
 class ImageFile:
     """A readable image file: its path, a display name (path under its folder) and upright size
-    (of each half, for a file holding a pair side by side: ``side_by_side``)."""
+    (of each half, for a file holding a pair side by side: ``side_by_side``; ``partner``: the
+    file of the same name in ``data.pair_source`` that holds its pair's other image)."""
 
     path: Path
     name: str
     height: int
     width: int
     side_by_side: bool = False
+    partner: Path | None = None
 
 
 def sample_folder() -> Path:
@@ -214,22 +216,50 @@ def _joined_kinds(other_kinds: Iterable[str]) -> str:
     return ", ".join(kinds for kinds in other_kinds if kinds)
 
 
+#: A recipe's data folders: where images are, and where their pairs' other images are
+DATA_FOLDERS = ("source", "pair_source", "val_source", "val_pair_source")
+
+
 def missing_data_folder(data: Mapping[str, str]) -> str | None:
-    """``source`` or ``val_source``: the first of a recipe's data folders that is no longer
-    there (a run's photos moved or renamed since), or None."""
-    for key in ("source", "val_source"):
-        value = data[key]
+    """``source``, ``pair_source``, ``val_source`` or ``val_pair_source``: the first of a
+    recipe's data folders that is no longer there (a run's photos moved or renamed since), or None."""
+    for key in DATA_FOLDERS:
+        value = data.get(key, "")
         if value not in ("", SAMPLE) and not Path(value).expanduser().exists():
             return key
     return None
 
 
-def resolve_data_folders(data: Mapping[str, str]) -> None:
-    """Check that a recipe's ``data.source`` (and ``data.val_source``, when given) name folders
-    that are there, as a run will need them; the error names the key."""
-    for key in ("source", "val_source"):
-        if data[key] or key == "source":  # an empty source is refused, an empty val_source means none
+def resolve_data_folders(data: Mapping[str, str], side_by_side: bool | None = None) -> None:
+    """Check that a recipe's data folders (``data.source``, and the others when given) are
+    there, as a run will need them, and that its pair folders go with a task that reads pairs
+    (``side_by_side``, when known); the error names the key."""
+    pair_folders(data, side_by_side)
+    for key in DATA_FOLDERS:
+        if data.get(key) or key == "source":  # an empty source is refused, an empty other one means none
             resolve_folder(data[key], f"data.{key}")
+
+
+def pair_folders(data: Mapping[str, str], side_by_side: bool | None = None) -> tuple[tuple[str, str] | None,
+                                                                                    tuple[str, str] | None]:
+    """``(pairs of data.source, pairs of data.val_source)``: each the ``(value, key)`` of the
+    folder holding the other image of each pair, or None. A pair folder without its images'
+    folder, a split folder half paired, or pair folders for a task that makes its own pairs
+    (``side_by_side`` false) is a :class:`~i2i.errors.UserError`."""
+    pair, val_pair = data.get("pair_source", ""), data.get("val_pair_source", "")
+    if side_by_side is False and (pair or val_pair):
+        key = "pair_source" if pair else "val_pair_source"
+        raise UserError(f'data.{key} = "{data[key]}": this task makes its own pairs from single photos; folders of '
+                        'ready pairs (noisy and clean photos, say) train with task.name = "paired"')
+    if val_pair and not data["val_source"]:
+        raise UserError(f'data.val_pair_source = "{val_pair}" without data.val_source: give the folder of the pairs\' '
+                        "input-side images as data.val_source, or leave data.val_pair_source out")
+    if data["val_source"] and bool(pair) != bool(val_pair):
+        given, missing = ("pair_source", "val_pair_source") if pair else ("val_pair_source", "pair_source")
+        raise UserError(f"data.{given} is set and data.{missing} is not: training and validation images are both "
+                        f"single files holding pairs side by side, or both paired across two folders; set data.{missing}")
+    return ((pair, "data.pair_source") if pair else None,
+            (val_pair, "data.val_pair_source") if val_pair else None)
 
 
 def resolve_folder(value: str, key: str) -> Path:
@@ -241,8 +271,8 @@ def resolve_folder(value: str, key: str) -> Path:
     folder = Path(value).expanduser()
     if not folder.exists():
         relative = "" if folder.is_absolute() else f" (a relative folder starts from the working directory, {Path.cwd()})"
-        raise UserError(f'{key} = "{value}": no such folder{relative}; give a folder of images, or "{SAMPLE}" for the '
-                        "photos shipped with i2i")
+        samples = "" if "pair" in key else f', or "{SAMPLE}" for the photos shipped with i2i'
+        raise UserError(f'{key} = "{value}": no such folder{relative}; give a folder of images{samples}')
     if not folder.is_dir():
         raise UserError(f'{key} = "{value}": is a file, not a folder; give the folder that holds the images')
     return folder
@@ -265,9 +295,13 @@ def warn_validating_on_training_files(source: str, val_source: str) -> None:
 
 
 def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
-                quiet: bool = False, side_by_side: bool = False) -> tuple[list[ImageFile], list[Path]]:
+                quiet: bool = False, side_by_side: bool = False,
+                pairs: tuple[str, str] | None = None) -> tuple[list[ImageFile], list[Path]]:
     """``(readable, unreadable)`` image files of the folder a recipe value names; with
-    ``side_by_side``, each file's size is that of its halves (see :attr:`i2i.Task.side_by_side`).
+    ``side_by_side``, each file's size is that of its halves (see :attr:`i2i.Task.side_by_side`),
+    unless ``pairs`` (``(value, key)`` of another folder) holds each pair's other image under the
+    same name: then each file gets its ``partner`` there, of the same size (see
+    :func:`match_partners`).
 
     Only headers are read (sizes), so this is fast even for large folders. A file reached a
     second time through a symbolic link is left out. Why each unreadable file cannot be read
@@ -275,6 +309,11 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     stderr, unless ``quiet`` (ranks other than 0). Raises :class:`~i2i.errors.UserError` naming ``key`` when the folder is missing or
     holds no readable image.
     """
+    if pairs is not None:
+        if value == SAMPLE:
+            raise UserError(f'{key} = "{SAMPLE}": the photos shipped with i2i have no pairs in {pairs[1]} = '
+                            f'"{pairs[0]}"; give the folder of the pairs\' input-side images')
+        side_by_side = False  # each file is one image, its partner the other
     if side_by_side and value == SAMPLE:  # cut in halves, they would train on nonsense
         score = "" if key == "--data" else " (to score a run: i2i eval RUN --data DIR)"
         raise UserError(f'{key} = "{SAMPLE}": the photos shipped with i2i are single photos, and this task reads '
@@ -308,6 +347,8 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
                 continue
             width //= 2
         readable.append(ImageFile(path, path.relative_to(folder).as_posix(), height, width, side_by_side))
+    if pairs is not None:
+        readable = match_partners(readable, unreadable, why, pairs, key, value, quiet)
     if not readable:
         first = unreadable[0]
         raise UserError(f'{key} = "{value}": none of its {len(unreadable)} image files can be read '
@@ -315,6 +356,59 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     if side_by_side and not quiet:
         warn_unlike_halves(f'{key} = "{value}"', readable)
     return readable, unreadable
+
+
+def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Path, str], pairs: tuple[str, str],
+                   key: str, value: str, quiet: bool = False) -> list[ImageFile]:
+    """``files`` that have a partner in the pair folder: the file with the same path under it,
+    extension aside (``sub/0001.png`` pairs with ``sub/0001.jpg``), readable and of the same
+    upright size. Those without one join ``unreadable``, with why in ``why`` (so they are
+    skipped with a warning, and none left is an error); files of the pair folder that pair with
+    nothing get a note, unless ``quiet``."""
+    pair_value, pair_key = pairs
+    folder = resolve_folder(pair_value, pair_key)
+    contents = survey_folder(folder)
+    by_stem: dict[str, list[Path]] = {}
+    for path in one_per_file(contents.images):
+        by_stem.setdefault(_without_suffix(path.relative_to(folder).as_posix()), []).append(path)
+    where = f'{pair_key} = "{pair_value}"'
+    matched, used = [], set()
+    for file in files:
+        stem = _without_suffix(file.name)
+        candidates = by_stem.get(stem, [])
+        problem = ""
+        if not candidates:
+            problem = f"no file {stem}.* in {where} to pair it with"
+        elif len(candidates) > 1:
+            problem = f"several files could be its pair in {where} ({', '.join(p.name for p in candidates[:3])})"
+        else:
+            partner = candidates[0]
+            used.add(partner)
+            try:
+                height, width = probe_size(partner, upright=True)
+            except UnreadableImageError as exc:
+                problem = f"its pair {partner} cannot be read ({exc.reason})"
+            else:
+                if (height, width) != (file.height, file.width):
+                    problem = (f"{file.width}x{file.height} px, its pair {partner} {width}x{height} px; a pair's two "
+                               "images are the same size")
+        if problem:
+            unreadable.append(file.path)
+            why[file.path] = problem
+            continue
+        matched.append(dataclasses.replace(file, partner=candidates[0]))
+    lonely = [path for paths in by_stem.values() for path in paths if path not in used]
+    if lonely and not quiet:
+        print(f"i2i: note: {where}: {len(lonely)} file(s) pair with no image of {key} = \"{value}\" and are not "
+              f"used ({name_files(sorted(lonely))})", file=sys.stderr, flush=True)
+    return matched
+
+
+def _without_suffix(name: str) -> str:
+    """``sub/0001.png`` -> ``sub/0001``: what a file and its partner share."""
+    head, _, last = name.rpartition("/")
+    stem = last.rsplit(".", 1)[0] if "." in last.lstrip(".") else last
+    return f"{head}/{stem}" if head else stem
 
 
 #: How far a pair's halves may be from the usual shape (width / height) before they look like
@@ -404,11 +498,12 @@ def check_folders_for_processes(data: Mapping[str, Any], seed: int, world_size: 
     once before they start (``i2i run --nproc``), so a mistake is one line rather than one per
     process and torchrun's report: a missing or empty folder, no readable image, images smaller
     than ``data.size``, fewer training images than processes. ``side_by_side``: the task's."""
-    source, _ = scan_folder(data["source"], "data.source", quiet=True, side_by_side=side_by_side)
+    pairs, val_pairs = pair_folders(data, side_by_side)
+    source, _ = scan_folder(data["source"], "data.source", quiet=True, side_by_side=side_by_side, pairs=pairs)
     if not data["upscale_small"] and not data["resize"]:
         check_sizes(source, data["size"])
     if data["val_source"]:
-        scan_folder(data["val_source"], "data.val_source", quiet=True, side_by_side=side_by_side)
+        scan_folder(data["val_source"], "data.val_source", quiet=True, side_by_side=side_by_side, pairs=val_pairs)
         train = source
     else:
         train, _ = split_files(source, data["val_fraction"], seed)

@@ -22,8 +22,9 @@ class Paired(i2i.Task):
     """Paired translation (pix2pix's own setting): learn to turn one image of a pair into the other.
 
     Each file holds a pair side by side, as the reference pix2pix's aligned data sets do
-    (facades, maps, cityscapes, edges2shoes): A on the left half, B on the right. Both halves
-    get the same crop and flip. Input and target are the halves scaled to [-1, 1] (x * 2 - 1).
+    (facades, maps, cityscapes, edges2shoes): A on the left half, B on the right; or, with
+    ``data.pair_source``, A in data.source and B under the same name in that folder (real noisy
+    and clean photos, say). Both get the same crop and flip. Input and target are the halves scaled to [-1, 1] (x * 2 - 1).
 
     Options:
 
