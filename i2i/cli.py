@@ -94,7 +94,8 @@ def _exit_on_usage_error(exc: click.UsageError, ctx: click.Context | None) -> No
 
 #: What a write can run into that is the machine's state, not a bug: one line, not a traceback.
 _FULL_DISK = {errno.ENOSPC: "free some space", getattr(errno, "EDQUOT", errno.ENOSPC): "free some space within your quota",
-              errno.EROFS: "the file system is read-only"}
+              errno.EROFS: "the file system is read-only",
+              errno.EFBIG: "the file grew past the largest this process may write (ulimit -f) or the file system holds"}
 
 
 #: Permissions: a run folder made read-only (chmod, chattr +i) that a resume writes into

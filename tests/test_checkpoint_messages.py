@@ -33,11 +33,18 @@ def run(trained, tmp_path):
 def test_best_without_a_best_checkpoint_uses_the_latest_and_says_so(run, capsys):
     assert i2i.load(run, device="cpu", which="best").checkpoint.name == "step_0000003"
     assert capsys.readouterr().err == ""  # a BEST exists: nothing to say
-    (run / "checkpoints" / "BEST").unlink()
+    (run / "checkpoints" / "BEST").unlink()  # the latest checkpoint's record still names the best
     model = i2i.load(run, device="cpu", which="best")
     err = capsys.readouterr().err
     assert model.checkpoint.name == "step_0000003" and err.count("\n") == 1
-    assert err.startswith(f"i2i: note: {run} has no best checkpoint") and "using the latest, step 3" in err
+    assert "checkpoints/BEST is missing; using step_0000003, the best that the latest checkpoint's record names" in err
+    state = run / "checkpoints" / "step_0000003" / "state.json"
+    state.write_text(state.read_text().replace('"best": {', '"best_was": {'))  # no score recorded either
+    model = i2i.load(run, device="cpu", which="best")
+    err = capsys.readouterr().err
+    assert model.checkpoint.name == "step_0000003" and err.count("\n") == 1
+    assert err.startswith(f"i2i: note: {run} has no best checkpoint (no validation score was saved yet)")
+    assert "using the latest, step 3" in err
     i2i.load(run, device="cpu")  # the latest, as asked: no note
     assert capsys.readouterr().err == ""
 

@@ -247,3 +247,87 @@ def test_a_run_folder_made_read_only_is_one_line_naming_it(photos, tmp_path, mon
     assert result.output == (f"i2i: error: {tmp_path / 'run'}: Permission denied; give your user access to it (and to "
                              f"the folder that holds it). Its last checkpoint, step_0000002, is intact: i2i run --resume "
                              f"{tmp_path / 'run'} continues from it\n")
+
+
+def test_a_resume_scored_under_other_settings_keeps_the_old_best_and_chooses_again(run, capsys):
+    """A best scored at another crop (or noise level) was compared with the resumed run's
+    scores as if alike, and pruned when a worse-scoring checkpoint beat its number."""
+    assert (run / "checkpoints" / "BEST").read_text() == "step_0000004"
+    capsys.readouterr()
+    i2i.train(None, resume=run, overrides=["train.steps=6", "eval.crop=16", "output.keep=0"], quiet=True)
+    err = capsys.readouterr().err
+    assert ("i2i: note: the run's best so far was scored under other settings (eval.crop = 32 then, 16 now), so its "
+            "score cannot be compared with this resume's: the best is chosen again from this resume's evaluations; "
+            "step_0000004 stays (checkpoints/BEST-until-step_0000004 names it)") in err
+    checkpoints = run / "checkpoints"
+    assert (checkpoints / "BEST-until-step_0000004").read_text() == "step_0000004"
+    assert (checkpoints / "step_0000004").is_dir()  # kept through output.keep = 0
+    assert (checkpoints / "BEST").read_text() == "step_0000006"
+    assert ckpt.read_state(checkpoints / "step_0000006")["best"]["scored_with"]["eval.crop"] == 16
+    i2i.train(None, resume=run, overrides=["train.steps=8", "eval.crop=16", "output.keep=0"], quiet=True)
+    assert "other settings" not in capsys.readouterr().err  # scored alike now: compared as usual
+    assert (checkpoints / "step_0000004").is_dir() and not (checkpoints / "step_0000002").exists()
+
+
+def test_resuming_from_an_earlier_checkpoint_sets_the_later_ones_aside(run, capsys):
+    """Pointing LATEST back (as the README says to resume from an earlier checkpoint) wrote the
+    steps trained again over the later checkpoints, the best among them included."""
+    later = (run / "checkpoints" / "step_0000004" / "generator.safetensors").read_bytes()
+    (run / "checkpoints" / "LATEST").write_text("step_0000002")
+    capsys.readouterr()
+    i2i.train(None, resume=run, overrides=["train.steps=4", "train.g.lr=1e-5"], quiet=True)
+    aside = run / "checkpoints" / "later-than-step_0000002"
+    assert (f"i2i: note: resuming from step_0000002, before step_0000004: moved them to {aside}, so the steps trained "
+            "again write no checkpoint over them") in capsys.readouterr().err
+    assert (aside / "step_0000004" / "generator.safetensors").read_bytes() == later
+    assert (run / "checkpoints" / "step_0000004" / "generator.safetensors").read_bytes() != later  # trained again
+    assert ckpt.find_checkpoint(run).name == "step_0000004"
+
+
+def test_a_best_pointer_deleted_by_hand_costs_no_best_checkpoint(run, capsys):
+    """Pruning kept what BEST named: with BEST gone, the best weights were deleted at the next
+    checkpoint, and eval --checkpoint best said no score had been saved."""
+    checkpoints = run / "checkpoints"
+    state = json.loads((checkpoints / "step_0000004" / "state.json").read_text())
+    state["best"] = {**state["best"], "step": 2}  # the run's record: step 2 scored best
+    (checkpoints / "step_0000004" / "state.json").write_text(json.dumps(state))
+    (checkpoints / "BEST").unlink()
+    store = ckpt.CheckpointStore(run)
+    store.prune(0)
+    assert (checkpoints / "step_0000002").is_dir()
+    assert i2i.load(run, which="best").checkpoint.name == "step_0000002"
+    assert "checkpoints/BEST is missing; using step_0000002, the best that the latest checkpoint's record names" in \
+        capsys.readouterr().err
+    store.agree_best(state["best"])
+    assert (checkpoints / "BEST").read_text() == "step_0000002"
+    assert "BEST was missing; the run's record names step_0000002 its best" in capsys.readouterr().err
+
+
+def test_a_checkpoint_whose_weights_were_overwritten_with_nan_is_named_damaged(run):
+    """Bytes damaged past the header loaded as NaN weights: eval printed nan, translate wrote
+    garbage, a resume blamed the learning rate."""
+    file = run / "checkpoints" / "step_0000004" / "generator.safetensors"
+    data = bytearray(file.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    data[start:start + 64] = b"\xff" * 64
+    file.write_bytes(bytes(data))
+    with pytest.raises(i2i.CheckpointError, match=r"generator.safetensors: .* holds NaN or infinite values, which i2i "
+                                                  r"never saves: the file is damaged; use an earlier checkpoint"):
+        i2i.load(run)
+    assert i2i.load(run / "checkpoints" / "step_0000002").checkpoint.name == "step_0000002"
+
+
+def test_a_file_too_large_for_the_process_is_one_line_naming_the_file(photos, tmp_path, monkeypatch):
+    """ulimit -f: Pillow's error while saving a sample grid named no file, and was a traceback."""
+    import torchvision.utils
+
+    def too_large(*args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(torchvision.utils, "save_image", too_large)
+    (tmp_path / "r.toml").write_text(dumps_toml(recipe_of(photos, tmp_path / "run", train={"steps": 2})))
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "r.toml"), "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines()[-1].startswith(
+        f"i2i: error: {tmp_path / 'run' / 'samples' / 'step_0000002.png'}: cannot write (File too large); the file grew "
+        "past the largest this process may write (ulimit -f)")

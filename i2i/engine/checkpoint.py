@@ -147,6 +147,11 @@ def load_weights(module: torch.nn.Module, file: Path, network: str, overrides: I
     the first difference (torch's message starts with a header line only) and, when ``--set``
     overrides changed the network (``generator.*``, ``discriminator.*``, ``task.*``), those."""
     tensors = read_tensors(file)
+    broken = next((key for key, tensor in tensors.items() if tensor.is_floating_point() and not tensor.isfinite().all()), None)
+    if broken is not None:  # training never saves such weights (a NaN stops it first): the bytes were damaged
+        raise CheckpointError(f"{file}: {broken} holds NaN or infinite values, which i2i never saves: the file is damaged; "
+                              "use an earlier checkpoint (give its folder, checkpoints/step_N, or name it in "
+                              "checkpoints/LATEST to resume from it)")
     try:
         module.load_state_dict(tensors)
     except RuntimeError as exc:
@@ -242,7 +247,7 @@ class CheckpointStore:
     def write(self, step: int, files: dict[str, bytes | TensorFile], *, keep: int, best: bool) -> Path:
         """Write one checkpoint atomically; update LATEST (and BEST); prune old ones."""
         self.root.mkdir(parents=True, exist_ok=True)
-        name = f"step_{step:07d}"
+        name = step_name(step)
         final = self.root / name
         tmp = self.root / f".tmp-{name}-{os.getpid()}"
         if tmp.exists():
@@ -319,18 +324,82 @@ class CheckpointStore:
                     os.replace(old, final)
 
     def prune(self, keep: int) -> None:
-        """Keep LATEST, BEST and the ``keep`` newest others; remove the partial folders of
-        writes a killed process never finished (each can be as large as a checkpoint, and a
-        run on preemptible machines may be killed mid-write many times)."""
+        """Keep the :meth:`protected` checkpoints and the ``keep`` newest others; remove the
+        partial folders of writes a killed process never finished (each can be as large as a
+        checkpoint, and a run on preemptible machines may be killed mid-write many times)."""
         for partial in self.root.glob(".tmp-step_*"):
             if partial.is_dir():
                 shutil.rmtree(partial, ignore_errors=True)
         self.restore_swapped()
-        protected = {p.name for p in (self.pointer("LATEST"), self.pointer("BEST")) if p}
+        protected = self.protected()
         steps = sorted(p for p in self.root.glob("step_*") if p.is_dir())
         others = [p for p in steps if p.name not in protected]
         for old in others[: max(0, len(others) - keep)]:
             shutil.rmtree(old, ignore_errors=True)
+
+    def protected(self) -> set[str]:
+        """The checkpoints pruning never removes: LATEST's, BEST's, the best that LATEST's own
+        record names (a BEST file deleted or replaced by hand must not cost the best weights),
+        and those a retired pointer (``BEST-until-step_N``, see :meth:`retire_best`) names."""
+        names = {self.pointer_text(pointer.name) for pointer in self.root.glob("BEST*")}
+        latest = self.pointer("LATEST")
+        if latest is not None:
+            names.add(latest.name)
+            with contextlib.suppress(CheckpointError, KeyError, AttributeError, TypeError, ValueError):
+                names.add(step_name(int(read_state(latest)["best"]["step"])))
+        return {name for name in names if name}
+
+    def agree_best(self, best: dict) -> None:
+        """Point BEST at the checkpoint a resumed run's record names as its best (``best``, as
+        its state.json holds it), when that folder is there and BEST names another or none (a
+        BEST deleted, edited, or left naming a checkpoint of steps this resume trains again)."""
+        if "step" not in best:
+            return
+        name = step_name(int(best["step"]))
+        before = self.pointer_text("BEST")
+        if before == name or not (self.root / name).is_dir():
+            return
+        try:
+            write_atomic(self.root / "BEST", name.encode())
+        except OSError as exc:  # a folder in its place
+            _note(f"{self.root / 'BEST'}: cannot point it at {name}, the run's best ({exc.strerror or exc}); "
+                  f"i2i eval {self.root / name} scores that one")
+            return
+        was = f"named {before[:60]}" if before else "was missing"
+        _note(f"{self.root / 'BEST'} {was}; the run's record names {name} its best ({best.get('metric', 'score')} "
+              f"{best.get('value', float('nan')):.4g}), so BEST names it again")
+
+    def retire_best(self, until: str) -> str:
+        """Rename BEST to ``BEST-until-<until>`` (so its checkpoint is never pruned, and i2i
+        eval can still be pointed at it); returns the checkpoint it names, or ``""``."""
+        name = self.pointer_text("BEST")
+        if name and (self.root / "BEST").is_file():
+            os.replace(self.root / "BEST", self.root / f"BEST-until-{until}")
+        return name
+
+    def set_aside_later(self, checkpoint: Path) -> tuple[list[str], Path | None]:
+        """Move the ``step_*`` folders later than ``checkpoint`` (which a resume trains from)
+        into ``later-than-<its name>/``, so the steps trained again write no checkpoint over
+        them: a LATEST pointed back by hand once replaced them, and the best among them, one by
+        one. Returns their names and where they went."""
+        later = sorted(p for p in self.root.glob("step_*") if p.is_dir() and p.name > checkpoint.name)
+        if not later:
+            return [], None
+        aside = self.root / f"later-than-{checkpoint.name}"
+        number = 2
+        while aside.exists():
+            aside = self.root / f"later-than-{checkpoint.name}-{number}"
+            number += 1
+        aside.mkdir()
+        for folder in later:
+            os.replace(folder, aside / folder.name)
+        _fsync_dir(self.root)
+        return [p.name for p in later], aside
+
+
+def step_name(step: int) -> str:
+    """A checkpoint folder's name: ``step_0000040``."""
+    return f"step_{step:07d}"
 
 
 def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
@@ -388,15 +457,28 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
                       if p.is_dir() and p.name < found.name and checkpoint_damage(p) is None), None)
         if older is None:
             raise CheckpointError(f"{found}: damaged ({damage}), and no older intact checkpoint is in {store.root}")
-        _note(f"{found} is damaged ({damage}); using {older.name}, the newest intact checkpoint (training from it "
-              f"writes over {found.name})")
+        _note(f"{found} is damaged ({damage}); using {older.name}, the newest intact checkpoint")
         found = older
     if which.upper() == "BEST":
         best_text = store.pointer_text("BEST")
+        recorded = _recorded_best(found)
         why = (f"checkpoints/BEST names {best_text}, which is damaged ({best_damage})" if best_damage else
-               f"checkpoints/BEST names {best_text}, which is missing" if best_text else "no validation score was saved yet")
+               f"checkpoints/BEST names {best_text}, which is missing" if best_text else
+               "checkpoints/BEST is missing" if recorded is not None else "no validation score was saved yet")
+        if recorded is not None and recorded != store.pointer("BEST") and checkpoint_damage(recorded) is None:
+            _note(f"{path}: {why}; using {recorded.name}, the best that the latest checkpoint's record names")
+            return recorded
         _note(f"{path} has no best checkpoint ({why}); using the latest, step {_step_of(found)}")
     return found
+
+
+def _recorded_best(checkpoint: Path) -> Path | None:
+    """The checkpoint folder a checkpoint's state.json names as the run's best, when it is there."""
+    try:
+        best = checkpoint.parent / step_name(int(read_state(checkpoint)["best"]["step"]))
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
+    return best if best.is_dir() else None
 
 
 def checkpoint_damage(checkpoint: Path) -> str | None:

@@ -35,7 +35,10 @@ class MetricsLog:
             raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
 
     def close(self) -> None:
-        self.handle.close()
+        try:
+            self.handle.close()
+        except OSError as exc:  # what a failed write left in the buffer fails again: name the file here too
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
 
 
 def _drop_records_after(path: Path, step: int) -> None:
@@ -157,5 +160,9 @@ def save_grid(path: Path, columns: list[torch.Tensor]) -> None:
     grid = make_grid(rows, nrow=len(columns), padding=2, pad_value=1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_image(grid, tmp, format="png")
-    tmp.replace(path)
+    try:
+        save_image(grid, tmp, format="png")
+        tmp.replace(path)
+    except OSError as exc:  # a full disk: Pillow's error names no file
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc

@@ -486,6 +486,26 @@ def _refuse_a_finished_resume(run_dir: Path, step: int, steps: int) -> None:
         )
 
 
+def _keep_what_the_resume_would_replace(trainer: Trainer, checkpoint_dir: Path) -> None:
+    """Before a resume trains: the checkpoints of steps it trains again are set aside rather
+    than written over, a best scored under other settings is kept rather than compared (and
+    pruned), and BEST names the best the resumed record names. Each said in a note."""
+    store = ckpt.CheckpointStore(checkpoint_dir.parent.parent)
+    later, aside = store.set_aside_later(checkpoint_dir)
+    if later:
+        shown = ", ".join(later[:3]) + (f" and {len(later) - 3} more" if len(later) > 3 else "")
+        print(f"i2i: note: resuming from {checkpoint_dir.name}, before {shown}: moved them to {aside}, so the steps "
+              "trained again write no checkpoint over them (delete it once they are not needed)", file=sys.stderr, flush=True)
+    if trainer.best_not_comparable:
+        kept = store.retire_best(ckpt.step_name(trainer.step))
+        where = f"; {kept} stays (checkpoints/BEST-until-{ckpt.step_name(trainer.step)} names it)" if kept else ""
+        print(f"i2i: note: the run's best so far was scored under other settings ({trainer.best_not_comparable}), so its "
+              f"score cannot be compared with this resume's: the best is chosen again from this resume's evaluations"
+              f"{where}", file=sys.stderr, flush=True)
+    else:
+        store.agree_best(trainer.best)
+
+
 def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,
                     record_split: bool) -> Run:
     """Resume (when asked), write the run's files (rank 0; ``record_split``: split.json too), train, report."""
@@ -493,6 +513,8 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
     if checkpoint_dir is not None:
         trainer.load_checkpoint(checkpoint_dir)
         _refuse_a_finished_resume(run_dir, trainer.step, trainer.total_steps)
+        if dist.is_main:
+            _keep_what_the_resume_would_replace(trainer, checkpoint_dir)
     # each rank decoded its own shard of the training files: the record names every rank's failures
     undecodable = [name for names in dist.all_gather_object(trainer.data.undecodable_train_names) for name in names] \
         if record_split else []

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import random
 import shlex
@@ -91,6 +92,7 @@ class Trainer:
         warn_unknown_events(self.callbacks)
         self.quiet = quiet
         self.best: dict[str, Any] = {}
+        self.best_not_comparable = ""  # after a resume: how its best's scoring settings differ from the run's
         self.last_metrics: dict[str, float] = {}
         self.last_baselines: dict[str, dict[str, float]] = {}
         self.health = HealthMonitor()
@@ -805,7 +807,8 @@ class Trainer:
             lower = main in self.task.lower_is_better
             previous = self.best.get("value")
             if previous is None or (value < previous if lower else value > previous):
-                self.best = {"metric": main, "value": value, "step": self.step, "pending": True}
+                self.best = {"metric": main, "value": value, "step": self.step, "scored_with": self.scoring_settings(),
+                             "pending": True}
         if self.dist.is_main:
             self.log.write({"type": "eval", "step": self.step, "metrics": metrics, "baselines": baselines})
             self.tb.scalars(self.step, metrics, "eval/")
@@ -943,8 +946,30 @@ class Trainer:
         self._load_rank_state(state, ckpt.read_tensors(path / "rng.safetensors"))
         self.step = self.resumed_at = self._saved_step = int(state["step"])  # a stop before the next step keeps it as is
         self.best = dict(state.get("best") or {})
+        self.best_not_comparable = self._changed_scoring(self.best)
+        if self.best_not_comparable:  # its score says nothing about this resume's: the best is chosen again
+            self.best = {}
         self.last_metrics = state.get("metrics") or {}
         self.last_baselines = state.get("baselines") or {}
+
+    def scoring_settings(self) -> dict[str, Any]:
+        """What a validation score depends on besides the weights: the task's options (its
+        noise, say), the crop, how many images, their resize. A best scored under other
+        settings cannot be compared with a score under these."""
+        settings = {**{f"task.{key}": value for key, value in self.recipe["task"].items()},
+                    "eval.crop": self.eval_cfg["crop"], "eval.max_images": self.eval_cfg["max_images"],
+                    "data.resize": self.recipe["data"]["resize"]}
+        return json.loads(json.dumps(settings))  # as state.json gives it back: lists, not tuples
+
+    def _changed_scoring(self, best: dict[str, Any]) -> str:
+        """How the settings a resumed run's best was scored under differ from this run's
+        (``"eval.crop = 64 then, 0 now"``), or ``""``: the same, or not recorded (older runs)."""
+        then = best.get("scored_with")
+        if not isinstance(then, dict) or "step" not in best:
+            return ""
+        now = self.scoring_settings()
+        changed = [key for key in dict.fromkeys([*then, *now]) if then.get(key) != now.get(key)]
+        return "; ".join(f"{key} = {then.get(key, '(unset)')!r} then, {now.get(key, '(unset)')!r} now" for key in changed)
 
     def _load_rank_state(self, state: dict[str, Any], rng: dict[str, Tensor]) -> None:
         """Restore this rank's random streams and data position from its own saved copy.
