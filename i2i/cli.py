@@ -6,6 +6,7 @@ import contextlib
 import errno
 import io
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -530,6 +531,10 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
                               per_image=per_image_csv is not None, save_images=save_images, pair_dir=pair_dir)
     if per_image_csv is not None:
         write_per_image_csv(result["per_image"], Path(per_image_csv))
+    broken = [name for name, value in result["metrics"].items() if not math.isfinite(value)]
+    if broken:  # a metric's bug, or a generator that outputs NaN: not a score to print without a word
+        click.echo(f"i2i: warning: metric(s) {', '.join(broken)} gave NaN or infinite values on these images (a "
+                   "metric that cannot score some image, or outputs gone NaN); --per-image FILE.csv shows which", err=True)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

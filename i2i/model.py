@@ -16,7 +16,7 @@ from .engine.device import caller_autocast_off, global_state_kept, resolve_devic
 from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError, PluginError
 from .plugins import registry
-from .recipe import Recipe, build_component, load_recipe
+from .recipe import Recipe, build_component, load_recipe, note_changed_run_plugins
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -202,6 +202,7 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     # loss, discriminator or metric whose plugin is not here must not stop translation
     # (i2i eval builds the metrics itself, naming the plugin to install for one that is missing)
     recipe = load_recipe(recipe_path, ["train.callbacks=[]"], components=("tasks", "generators"))
+    note_changed_run_plugins(recipe_path)
     with global_state_kept():  # float32 weights; the caller's random stream stays
         task, generator = build_task_and_generator(recipe)
     weights = checkpoint / "generator_ema.safetensors"

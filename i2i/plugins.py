@@ -151,7 +151,11 @@ class PluginHost:
             self.manager.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:  # a hook with arguments its spec lacks
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            self._fail(info, TypeError("; ".join(lines[1:] or lines)))  # line 1 only names the plugin
+            hint = ""
+            if "can not be found in the hookspec" in str(exc):  # register_tasks(registry), say
+                hint = ("; i2i's hooks take one argument each, by these names: register_commands(cli), the others "
+                        "(register_tasks, ...) register")
+            self._fail(info, TypeError("; ".join(lines[1:] or lines) + hint))  # line 1 only names the plugin
             return info
         except PLUGIN_FAILURES as exc:  # e.g. the name is taken by another plugin object
             self._fail(info, exc)

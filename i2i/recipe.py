@@ -511,6 +511,24 @@ def changed_run_plugins(recipe_file: str | os.PathLike) -> str:
             f"options may differ: {install} to use the run as it was, or edit the run's recipe.toml to the new options")
 
 
+def note_changed_run_plugins(recipe_file: str | os.PathLike) -> None:
+    """A note on stderr when a run's plugins are loaded here at other versions than it was
+    trained with: a version that only added an option (or changed a degradation) opens the run
+    without an error, yet scores, translates or resumes it with other code."""
+    from .plugins import host
+
+    recorded, here = _run_plugins(recipe_file), host().plugins
+    for name, then in recorded.items():
+        now = here.get(name)
+        if not (isinstance(then, dict) and then.get("used", True) and then.get("version") and now is not None
+                and not now.builtin and now.version and now.version != then["version"]):
+            continue
+        install = f"pip install {then['distribution']}=={then['version']}" if then.get("distribution") else "install it"
+        print(f"i2i: note: {Path(recipe_file).parent} was trained with plugin '{name}' {then['version']}, and "
+              f"{now.version} is loaded here, whose components may behave otherwise; {install} to use the run as it "
+              "was", file=sys.stderr, flush=True)
+
+
 def recipe_error(recipe: Recipe, text: str, also: tuple[str, ...] = ()) -> RecipeError:
     """A :class:`RecipeError` about ``text`` (which starts with the dotted key), naming the
     recipe file, or the ``--set`` the value came from. ``also``: other keys the mistake is

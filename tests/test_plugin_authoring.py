@@ -47,14 +47,15 @@ class NoFeatures(nn.Module):
 
 
 class LateFailingPairs(i2i.Task):
-    """make_pair works for the dry run and the first step, then raises."""
+    """make_pair works for the dry run (three calls: one checked, two that check it repeats)
+    and the first step, then raises."""
 
     def __init__(self) -> None:
         self.calls = 0
 
     def make_pair(self, clean, generator=None):
         self.calls += 1
-        if self.calls > 2:
+        if self.calls > 4:
             raise ValueError("ran out of masks")
         return clean * 2 - 1, clean * 2 - 1
 

@@ -211,6 +211,51 @@ class LowerIsBetterBool(i2i.Task):
         return clean, clean
 
 
+class GlobalNoise(i2i.Task):
+    """Noise from torch's global stream, not the generator it is given."""
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        return (clean + 0.1 * torch.randn(clean.shape, device=clean.device)) * 2 - 1, clean * 2 - 1
+
+
+class InputAsBaseline(i2i.Task):
+    """Forgets input_image: its baseline is the input in [-1, 1]."""
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        return clean * 2 - 1, clean * 2 - 1
+
+    def baselines(self, input, target_image):
+        return {"copy": input}
+
+
+class DownUp(i2i.Task):
+    """Super-resolution's common first try: half size and back, which loses a row of an odd image."""
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        small = torch.nn.functional.interpolate(clean, scale_factor=0.5, mode="bilinear")
+        return torch.nn.functional.interpolate(small, scale_factor=2.0, mode="bilinear") * 2 - 1, clean * 2 - 1
+
+
+class ReflectBlur(i2i.Task):
+    """Reflect padding wider than a small validation image: torch raises on it."""
+
+    def __init__(self) -> None:
+        pass
+
+    def make_pair(self, clean, generator=None):
+        padded = torch.nn.functional.pad(clean, (8, 8, 8, 8), mode="reflect")
+        return torch.nn.functional.avg_pool2d(padded, 17, stride=1) * 2 - 1, clean * 2 - 1
+
+
 class ExplodingCallback(i2i.Callback):
     def __init__(self):
         raise RuntimeError("callback init exploded")
@@ -262,6 +307,10 @@ class Sloppy:
         register("one_tensor", OneTensor)
         register("grey_target", GreyTarget)
         register("lower_is_better_bool", LowerIsBetterBool)
+        register("global_noise", GlobalNoise)
+        register("input_as_baseline", InputAsBaseline)
+        register("down_up", DownUp)
+        register("reflect_blur", ReflectBlur)
 
 
 @pytest.fixture(autouse=True)
@@ -293,8 +342,8 @@ def test_a_loss_class_without_init_takes_no_options(photos, tmp_path):
 
 @pytest.mark.parametrize("metric, message", [
     ("batch_mae", r"eval.metrics 'batch_mae' \(plugin 'sloppy'\): metric 'batch_mae' returned a tensor of shape \[\] for "
-                  r"a batch of 1 image\(s\); a metric returns one value per image"),
-    ("raising", r"eval.metrics 'raising' \(plugin 'sloppy'\) failed on an image of shape \[1, 3, 16, 16\]: "
+                  r"a batch of 2 image\(s\); a metric returns one value per image"),
+    ("raising", r"eval.metrics 'raising' \(plugin 'sloppy'\) failed on images of shape \[2, 3, 16, 16\]: "
                 r"KeyError: 'metric boom'; report this"),
     ("summarize_raises", r"metric 'summarize_raises' \(plugin 'sloppy'\): summarize failed on the means \{.*\}: "
                          r"KeyError: 'no_such_mean'; report this"),
@@ -447,6 +496,28 @@ def test_a_metric_that_gives_nan_is_warned_about(photos, tmp_path, capsys):
     run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}, eval={"metrics": ["nan_m"]}), quiet=True)
     assert run.status == "finished"
     assert "i2i: warning: step 2: metric(s) nan_m gave NaN or infinite values on the validation images" in capsys.readouterr().err
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+
+    scored = CliRunner().invoke(cli, ["eval", str(run.run_dir)])  # in this process, where the plugin is registered
+    assert scored.exit_code == 0 and "i2i: warning: metric(s) nan_m gave NaN or infinite values on these images" in \
+        scored.output
+
+
+def test_a_first_step_that_fails_keeps_a_folder_holding_a_callbacks_file_and_says_so(photos, tmp_path, capsys):
+    """Its folder stayed without a word: no checkpoint, but a file i2i did not write."""
+    class Notes(i2i.Callback):
+        def on_run_start(self, trainer):
+            (trainer.run_dir / "notes.txt").write_text("started\n")
+
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["generator"] = {"name": "detached"}  # found at the first step: its output needs no gradient
+    with pytest.raises(i2i.PluginError):
+        i2i.train(recipe, quiet=True, callbacks=[Notes()])
+    assert (tmp_path / "run" / "notes.txt").is_file()
+    assert (f"i2i: note: {tmp_path / 'run'} trained no step but holds files i2i did not write (notes.txt), so it stays"
+            in capsys.readouterr().err)
 
 
 class Quarters(nn.Module):
@@ -618,4 +689,46 @@ def test_a_plugin_failing_on_a_later_batch_names_the_step_and_where_to_resume(ph
     recipe["losses"]["l1"] = {"name": "late_per_image_l1"}  # calls 1-3: steps 1-3
     with pytest.raises(i2i.PluginError, match=rf"losses.l1 \('late_per_image_l1', plugin 'sloppy'\) returned a tensor of "
                                               rf"shape \[2\], not a scalar tensor.* \(at step 4; {resume}\)$"):
+        i2i.train(recipe, quiet=True)
+
+
+def with_task(recipe: dict, name: str) -> dict:
+    recipe["task"] = {"name": name}
+    return recipe
+
+
+def test_a_task_drawing_its_noise_from_the_global_stream_is_warned_about(photos, tmp_path, capsys):
+    """Its validation noise changed at every evaluation, so scores (and the best checkpoint) did."""
+    recipe = with_task(tiny_recipe(photos, tmp_path / "run", train={"steps": 1}), "global_noise")
+    i2i.train(recipe, quiet=True)
+    assert ("task.name = 'global_noise' (plugin 'sloppy'): make_pair gave two different pairs for generators seeded alike"
+            in capsys.readouterr().err)
+    recipe = with_task(tiny_recipe(photos, tmp_path / "run2", train={"steps": 1}), "down_up")
+    i2i.train(recipe, quiet=True)
+    assert "make_pair gave" not in capsys.readouterr().err  # no randomness at all: nothing to say
+
+
+def test_baselines_unlike_the_target_image_are_refused_before_training(photos, tmp_path):
+    """A baseline in [-1, 1] printed as a real score (PSNR 3.5, SSIM -0.39)."""
+    refused_before_training(with_task(tiny_recipe(photos, tmp_path / "run"), "input_as_baseline"),
+                            r"^<recipe>: task.name = 'input_as_baseline' \(plugin 'sloppy'\): baseline 'copy' holds values "
+                            r"from -?[\d.]+ to [\d.]+; baselines are images in \[0, 1\]")
+
+
+@pytest.mark.parametrize("task, size, said", [
+    ("down_up", (61, 47), r"task DownUp \(test_plugin_contracts\), validation image odd.png \(61x47 px\): make_pair's "
+                          r"input is 46x60 px and its target 47x61"),
+    ("reflect_blur", (7, 5), r"task ReflectBlur \(test_plugin_contracts\), validation image odd.png \(7x5 px\): "
+                             r"make_pair failed: RuntimeError: .*pad"),
+])
+def test_a_task_that_fails_on_one_validation_image_names_it(photos, tmp_path, task, size, said):
+    """It was a traceback, or blamed on the built-in psnr comparing images of two sizes."""
+    from PIL import Image
+
+    val = tmp_path / "val"
+    val.mkdir()
+    Image.new("RGB", size, (120, 30, 200)).save(val / "odd.png")
+    recipe = with_task(tiny_recipe(photos, tmp_path / "run", train={"steps": 1}, data={"val_source": str(val)},
+                                   eval={"crop": 0}), task)
+    with pytest.raises(i2i.PluginError, match=said):
         i2i.train(recipe, quiet=True)

@@ -329,3 +329,17 @@ def test_the_cli_names_a_callback_that_interrupts_or_exits(photos, tmp_path, cal
     assert re.search(said, result.stderr), result.stderr
     assert "Traceback" not in result.stderr
 
+
+
+def test_a_hook_whose_argument_is_misnamed_says_what_it_is_called():
+    """pluggy's own words (declared in the hookimpl but can not be found in the hookspec) left
+    the author guessing the name."""
+    class Misnamed:
+        @i2i.hookimpl
+        def register_tasks(self, registry):
+            pass
+
+    info = i2i.register_plugin(Misnamed(), "misnamed")
+    assert info.status == "failed" and "register_tasks(registry)" in info.error
+    assert info.error.endswith("i2i's hooks take one argument each, by these names: register_commands(cli), the others "
+                               "(register_tasks, ...) register")

@@ -10,6 +10,7 @@ plugin. They read only shapes and types, never tensor values, so they cost no de
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -155,6 +156,52 @@ def _check_input_image(task: Any, input: Tensor, where: str) -> None:
                           f"height and width] in [0, 1] (override it when the input has other channels); {REPORT}")
 
 
+def _check_pairs_repeat(task: Any, images: Tensor, pair: tuple[Tensor, Tensor], where: str) -> None:
+    """Warn when ``make_pair`` gives other pairs for two generators seeded alike: it draws its
+    randomness from torch's or numpy's global streams, so validation degradations (and so every
+    score, and which checkpoint is best) change from one evaluation to the next."""
+    device = images.device
+    first = task.make_pair(images, torch.Generator(device=device).manual_seed(1))
+    second = task.make_pair(images, torch.Generator(device=device).manual_seed(1))
+    same = all(torch.equal(a, b) for a, b in zip(first, second) if isinstance(a, Tensor) and isinstance(b, Tensor))
+    if not same:
+        print(f"i2i: warning: {where}: make_pair gave two different pairs for generators seeded alike, so it draws its "
+              "randomness elsewhere (torch's or numpy's global streams) and validation scores change from one "
+              "evaluation to the next; draw it from the generator it is given (torch.randn(..., generator=generator, "
+              f"device=clean.device)); {REPORT}", file=sys.stderr, flush=True)
+
+
+def check_baselines(task: Any, input: Tensor, target: Tensor, where: str) -> None:
+    """``baselines(input, target_image)`` returns ``{name: image}``: images like the target image
+    (its shape, floats in [0, 1]), each scored against it as the model's output is. A baseline
+    still in the task's own value range ([-1, 1]) printed as a real, if dreadful, score."""
+    target_image = task.to_image(target.float(), input)
+    try:
+        images = task.baselines(input, target_image)
+    except Exception as exc:
+        raise_plugin_failure(exc, f"{where}: baselines failed on an input of shape {list(input.shape)}: ")
+    check_baselines_given(images, target_image, where)
+    for name, image in images.items():
+        low, high = float(image.min()), float(image.max())
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise PluginError(f"{where}: baseline '{name}' holds values from {low:.3g} to {high:.3g}; baselines are "
+                              "images in [0, 1], as to_image gives (an input in [-1, 1] goes through input_image or "
+                              f"(x + 1) / 2 first); {REPORT}")
+
+
+def check_baselines_given(images: Any, target_image: Tensor, where: str) -> None:
+    """What ``baselines`` returned is ``{name: image}``, each image like ``target_image``
+    (checked on the dry run, and at each evaluation, where a size only some images get wrong
+    would otherwise be blamed on the metric comparing it)."""
+    if not isinstance(images, dict) or not all(isinstance(name, str) for name in images):
+        raise PluginError(f"{where}: baselines returned {describe(images)}; it returns {{name: image}}, a dict of "
+                          f"images to score as the model's output is ({{}} for none); {REPORT}")
+    for name, image in images.items():
+        if not (isinstance(image, Tensor) and image.shape == target_image.shape and image.is_floating_point()):
+            raise PluginError(f"{where}: baseline '{name}' is {describe(image)}; expected the target image's shape "
+                              f"{list(target_image.shape)}, floats in [0, 1] (what to_image gives); {REPORT}")
+
+
 def _check_prepare(task: Any, images: Tensor, where: str) -> None:
     """What ``i2i translate`` will do with the task, tried on the dry run: a task that cannot
     translate user images (``prepare`` not implemented) is left alone."""
@@ -175,6 +222,9 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
     """Each metric on the dry run's image, as evaluation calls it: a metric that raises or breaks
     its contract is reported before the first step, not at the end of training."""
     from .evaluate import call_metric, claim_keys, flatten_metric, summarize_metrics  # evaluate imports this module
+    # two images (the dry run's and its mirror image), so a metric that averages over the batch
+    # is told now rather than at the first evaluation of more than one image
+    fake, input, target = (torch.cat([t, t.flip(-1)]) for t in (fake, input, target))
     output_image, target_image = task.to_image(fake.float(), input), task.to_image(target, input)
     means: dict[str, float] = {}
     given: dict[str, str] = {}
@@ -183,7 +233,7 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
         try:
             values = call_metric(metric, output_image, target_image, input)
         except Exception as exc:
-            raise_plugin_failure(exc, f"{where} failed on an image of shape {list(output_image.shape)}: ")
+            raise_plugin_failure(exc, f"{where} failed on images of shape {list(output_image.shape)}: ")
         try:
             check_metric_values(values, name, output_image.shape[0])
         except PluginError as exc:
@@ -234,6 +284,8 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
             except Exception as exc:
                 raise_plugin_failure(exc, f"{task_where}: make_pair failed on a batch of shape {list(images.shape)}: ")
             input, target = check_task_pair(pair, images, nets.task, task_where)
+            _check_pairs_repeat(nets.task, images, pair, task_where)
+            check_baselines(nets.task, input, target, task_where)
             _check_prepare(nets.task, images, task_where)
             _check_input_image(nets.task, input, task_where)
             where = contract_where(recipe, "generator")

@@ -166,15 +166,44 @@ def validation_pairs(task: Task, clean: Tensor, names: list[str]) -> tuple[Tenso
     :func:`image_seed`. Seeded per batch on the device, a score moved with ``eval.batch_size``,
     with the other files of the folder and between the CPU and a GPU (0.17 dB of the noisy
     baseline at sigma 25)."""
+    from ..errors import UserError
+    from .contracts import check_task_pair
+
     rng = torch.Generator()
     on_cpu = clean.float().cpu()
     inputs, targets = [], []
     for i, name in enumerate(names):
         rng.manual_seed(image_seed(name))
-        input, target = task.make_pair(on_cpu[i:i + 1], rng)
+        image = on_cpu[i:i + 1]
+        where = f"{task_label(task)}, validation image {name} ({image.shape[-1]}x{image.shape[-2]} px)"
+        try:
+            pair = task.make_pair(image, rng)
+        except UserError as exc:  # the task's own word on an image it cannot take: which image
+            raise UserError(f"{name}: {exc}") from None
+        except Exception as exc:
+            raise_plugin_failure(exc, f"{where}: make_pair failed: ")
+        input, target = check_task_pair(pair, image, task, where)  # a size that only some images get wrong
         inputs.append(input)
         targets.append(target)
     return torch.cat(inputs).to(clean.device), torch.cat(targets).to(clean.device)
+
+
+def task_label(task: Task) -> str:
+    """``task Deblur (i2i_restore.tasks)``: a task in an error raised where no recipe names it."""
+    return f"task {type(task).__name__} ({type(task).__module__})"
+
+
+def task_baselines(task: Task, input: Tensor, target_image: Tensor) -> dict[str, Tensor]:
+    """``task.baselines``; one that raises, or gives images unlike the target's, is one line
+    naming the task rather than a traceback or a metric's failure."""
+    from .contracts import check_baselines_given
+
+    try:
+        images = task.baselines(input, target_image)
+    except Exception as exc:
+        raise_plugin_failure(exc, f"{task_label(task)}: baselines failed on an input of shape {list(input.shape)}: ")
+    check_baselines_given(images, target_image, task_label(task))
+    return images
 
 
 def _agreed_keys(local: list[tuple[str, str]], dist) -> list[tuple[str, str]]:
@@ -273,7 +302,7 @@ def evaluate_generator(
             scores = _batch_scores(metrics, output_image, target_image, input)
             _add(sums, scores)
             base_scores = {base_name: _batch_scores(metrics, base_image, target_image, input)
-                           for base_name, base_image in task.baselines(input, target_image).items()}
+                           for base_name, base_image in task_baselines(task, input, target_image).items()}
             for base_name, values in base_scores.items():
                 _add(base_sums[base_name], values)
             if on_batch is not None:

@@ -24,11 +24,12 @@ from .. import __version__
 from ..errors import CheckpointError, SecondInterrupt, UserError
 from ..plugins import host, registry
 from ..options import format_value
-from ..recipe import RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder
+from ..recipe import (RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder,
+                      note_changed_run_plugins)
 from . import checkpoint as ckpt
 from .components import build_callbacks
 from .device import caller_autocast_off, dtype_name, global_state_kept
-from .distributed import LAUNCHER_FOLDER_VARIABLE, STOP_SIGNALS
+from .distributed import LAUNCHER_FOLDER_VARIABLE, STOP_SIGNALS, launch_environment
 from .run_lock import run_folder_locked
 from .trainer import Trainer, summary_line
 
@@ -158,8 +159,14 @@ def _remove_unstarted_run(run_dir: Path) -> None:
     try:
         entries = {p.name for p in run_dir.iterdir() if ".tmp-" not in p.name}  # half-written files too
         checkpoints = run_dir / "checkpoints"
-        if entries <= UNSTARTED_RUN_FILES and not (checkpoints.is_dir() and any(checkpoints.glob("step_*"))):
+        if checkpoints.is_dir() and any(checkpoints.glob("step_*")):
+            return
+        if entries <= UNSTARTED_RUN_FILES:
             shutil.rmtree(run_dir)
+        else:  # a callback's own file, say: not i2i's to delete
+            others = ", ".join(sorted(entries - UNSTARTED_RUN_FILES)[:3])
+            print(f"i2i: note: {run_dir} trained no step but holds files i2i did not write ({others}), so it stays; "
+                  "delete it once they are not needed", file=sys.stderr, flush=True)
     except OSError:
         pass
 
@@ -387,6 +394,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             ckpt.CheckpointStore(run_dir).restore_swapped()
         checkpoint_dir = ckpt.find_checkpoint(run_dir)
         recipe = load_recipe(run_dir / "recipe.toml", overrides)
+        if launch_environment().rank == 0:
+            note_changed_run_plugins(run_dir / "recipe.toml")
         if overrides:
             saved = load_recipe(run_dir / "recipe.toml")
             _check_split_kept(saved, recipe)

@@ -797,8 +797,10 @@ class Trainer:
         self.last_metrics, self.last_baselines = metrics, baselines
         broken = [name for name, value in metrics.items() if not math.isfinite(value)]
         if broken and self.dist.is_main:  # a metric's bug, or outputs gone NaN: not a score to keep quiet about
+            lost = (f"; {self.task.main_metric} picks the best checkpoint, which this evaluation cannot move"
+                    if self.task.main_metric in broken else "")
             self.progress.warn(f"i2i: warning: step {self.step}: metric(s) {', '.join(broken)} gave NaN or infinite "
-                               "values on the validation images")
+                               f"values on the validation images{lost}")
         if first is not None and self.dist.is_main:
             self._save_grid(first)
         main = self.task.main_metric
