@@ -286,6 +286,10 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
         resolved = load_recipe(recipe, overrides) if recipe is not None else None
     if resolved is not None:
         task = check_recipe(resolved).task
+        from .engine.device import resolve_device
+        from .engine.trainer import check_sync_bn
+
+        check_sync_bn(resolved, resolve_device(resolved["train"]["device"]), nproc)
         if resume is not None:
             from .engine.run import check_data_folders_there
 
@@ -368,7 +372,8 @@ class _KindChoice(click.Choice):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
     """List the KIND of components plugins provide, with their options; a PATTERN that
-    matches one component also shows its documentation (what each option means).
+    matches one component also shows its documentation (what each option means). KIND may
+    be singular too (generator, task, ...).
 
     \b
     Examples:

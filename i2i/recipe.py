@@ -736,6 +736,10 @@ def validate(data: dict, where: str = "<recipe>") -> dict:
             homes = [name for name, fields in SCHEMA.items() if section in fields]
             if homes and not isinstance(data[section], dict):  # `steps = 5` above every table
                 raise RecipeError(f"{where}: {section}: not a section; it belongs in [{homes[0]}] ({homes[0]}.{section})")
+            meant = KEY_SYNONYMS.get(section.lower())  # `learning_rate = 2e-4` above every table: another tool's name
+            elsewhere = [dotted for dotted in _schema_keys() if meant and dotted.rsplit(".", 1)[-1] == meant]
+            if elsewhere and not isinstance(data[section], dict):
+                raise RecipeError(f"{where}: {section}: not a section; i2i's key is {' or '.join(elsewhere)}")
             raise RecipeError(f"{where}: {section}: unknown section{did_you_mean(section, SCHEMA)}; sections: {', '.join(SCHEMA)}")
     for section, table in data.items():
         if not isinstance(table, dict):

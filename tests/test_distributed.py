@@ -283,7 +283,8 @@ def test_nproc_mistakes_are_one_line_before_any_process_starts(photos, tmp_path)
     shutil.copy(next(photos.iterdir()), tmp_path / "one")
     for override, said in (("data.size=9", "needs a multiple of"), ("data.source=/nowhere/photos", "no such folder"),
                            (f"data.val_source={tmp_path / 'empty'}", "no images in this folder"),
-                           (f"data.source={tmp_path / 'one'}", "1 training image(s) cannot feed 2 processes")):
+                           (f"data.source={tmp_path / 'one'}", "1 training image(s) cannot feed 2 processes"),
+                           ("train.sync_bn=true", "synchronised batch norm needs CUDA GPUs")):  # validate passes it
         result = CliRunner().invoke(cli, ["run", str(recipe), "--nproc", "2", "--set", override])
         assert result.exit_code == 2 and result.output.count("\n") == 1 and said in result.output, result.output
     assert not (tmp_path / "run").exists()

@@ -279,3 +279,13 @@ def test_a_run_prints_the_recipes_notes_once(tmp_path, capsys):
 def test_an_unknown_key_says_where_it_belongs_or_what_the_table_takes(tmp_path, override, hint):
     key = override.split("=")[0]
     assert error_of(tmp_path, BASE, [override]).endswith(f"{key}: unknown key {hint}")
+
+
+@pytest.mark.parametrize("override, said", [
+    ("learning_rate=1e-3", "learning_rate: not a section; i2i's key is train.g.lr or train.d.lr"),
+    ("epochs=3", "epochs: not a section; i2i's key is train.steps"),
+    ("steps=3", "steps: not a section; it belongs in [train] (train.steps)"),
+])
+def test_another_tools_key_above_every_table_says_what_i2i_calls_it(tmp_path, override, said):
+    """As the top line of a recipe, or a --set without a table, it was 'unknown section' alone."""
+    assert error_of(tmp_path, BASE, [override]).endswith(said)

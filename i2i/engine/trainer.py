@@ -125,9 +125,7 @@ class Trainer:
             if self.D is not None:
                 self.D.to(memory_format=torch.channels_last)
         if self.train_cfg["sync_bn"] and self.dist.world_size > 1:
-            if self.device.type != "cuda":
-                raise recipe_error(recipe, "train.sync_bn: synchronised batch norm needs CUDA GPUs; "
-                                           "set train.sync_bn = false on the CPU")
+            check_sync_bn(recipe, self.device, self.dist.world_size)
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             if self.D is not None:
                 self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
@@ -1012,6 +1010,14 @@ def _python_state(state: tuple) -> list:
 def _python_state_back(state: list) -> tuple:
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
+
+
+def check_sync_bn(recipe: Recipe, device: torch.device, world_size: int) -> None:
+    """``train.sync_bn`` across several processes needs CUDA (checked by ``i2i run --nproc``
+    before it starts them, and by each process)."""
+    if recipe["train"]["sync_bn"] and world_size > 1 and device.type != "cuda":
+        raise recipe_error(recipe, "train.sync_bn: synchronised batch norm needs CUDA GPUs; set train.sync_bn = false "
+                                   "on the CPU")
 
 
 def _json_bytes(data: dict) -> bytes:
