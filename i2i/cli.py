@@ -426,6 +426,11 @@ def _listing_marks(component: Any) -> str:
                 if c.factory is component.factory and not c.defaults and c.plugin == component.plugin]
         if base:
             marks.append(f"a preset of {base[0]}")
+    twins = [c.name for c in registry().components(component.kind)  # an alias: one component, two names
+             if c.factory is component.factory and c.defaults == component.defaults and c.plugin == component.plugin
+             and c.name != component.name]
+    if twins:
+        marks.append(f"the same as {', '.join(twins)}")
     return f"  [{'; '.join(marks)}]" if marks else ""
 
 

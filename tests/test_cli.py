@@ -157,6 +157,21 @@ def test_list_marks_presets_and_leaves_out_options_a_recipe_cannot_give(runner):
     assert metrics[2].strip() == "absolute = true  (true or false)" and len(metrics) == 3
 
 
+def test_list_marks_an_alias_as_the_same_component(runner):
+    """A plugin's alias was listed as a component of its own, unlike a preset."""
+    import i2i
+
+    class Aliased:
+        @i2i.hookimpl
+        def register_losses(self, register):
+            register("soft_l1", lambda: (lambda fake, target: (fake - target).abs().mean()), aliases=["smooth_l1_ish"])
+
+    i2i.register_plugin(Aliased(), "aliased")
+    listed = invoke(runner, ["list", "losses", "s*_l1*"]).output.splitlines()
+    assert [line.split()[0] for line in listed] == ["smooth_l1_ish", "soft_l1"]
+    assert listed[0].endswith("[the same as soft_l1]") and listed[1].endswith("[the same as smooth_l1_ish]")
+
+
 def test_list_of_one_component_shows_what_its_options_mean(runner):
     """The options' types and defaults alone did not say what sigma's units are."""
     one = invoke(runner, ["list", "tasks", "denoise"]).output
