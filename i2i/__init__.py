@@ -11,6 +11,7 @@ The public API::
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from .callbacks import Callback
@@ -18,7 +19,8 @@ from .errors import (
     CheckpointError, PluginError, RecipeError, TrainingStopped, UnknownComponentError, UserError, did_you_mean,
 )
 from .hookspecs import hookimpl
-from .recipe import Recipe, load_recipe, parse_override
+from .recipe import Recipe, parse_override
+from .recipe import load_recipe as _load_recipe
 from .registry import Component, Registry
 
 if TYPE_CHECKING:  # for annotations only: the functions below import these when called
@@ -92,6 +94,14 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
     return _register(plugin, name)
 
 
+@functools.wraps(_load_recipe)
+def load_recipe(*args: Any, **kwargs: Any) -> Recipe:
+    from .errors import overrides_as_an_argument
+
+    with overrides_as_an_argument():  # a mistake in one of them reads "overrides k=v: ..."
+        return _load_recipe(*args, **kwargs)
+
+
 def train(
     recipe: Recipe | dict | str | os.PathLike | None,
     *,
@@ -122,8 +132,10 @@ def train(
     cuDNN/TF32 flags are restored on return.
     """
     from .engine.run import train as _train
+    from .errors import overrides_as_an_argument
 
-    return _train(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, quiet=quiet)
+    with overrides_as_an_argument():
+        return _train(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, quiet=quiet)
 
 
 def load(path: str | os.PathLike, *, device: str = "auto", which: str = "latest") -> Model:

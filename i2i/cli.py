@@ -536,6 +536,9 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
     resolve_device(device, where="--device")
     if per_image_csv is not None:
         check_csv_target(Path(per_image_csv))
+        if save_images is not None and Path(per_image_csv).resolve() == Path(save_images).resolve():
+            raise UserError(f"{per_image_csv}: given to both --per-image (a file) and --save-images (a folder); give "
+                            "each its own path")
     with plugin_output_to_stderr() if as_json else contextlib.nullcontext():  # the JSON alone on stdout
         result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides,
                               per_image=per_image_csv is not None, save_images=save_images, pair_dir=pair_dir)

@@ -52,13 +52,18 @@ class PluginError(UserError):
 
 class TrainingStopped(Exception):
     """Training ended early (interrupt, ``request_stop``, non-finite loss) after saving a
-    checkpoint; the message says how to resume. ``run_dir`` and ``step`` say where it stopped."""
+    checkpoint; the message says how to resume. ``run_dir`` (an absolute path, so it still
+    holds after ``os.chdir``; None when nothing was kept) and ``step`` say where it stopped."""
 
     exit_code = 1
 
     def __init__(self, message: str = "training stopped", run_dir: object = None, step: int | None = None) -> None:
         super().__init__(message)
-        self.run_dir, self.step = run_dir, step
+        import os
+        from pathlib import Path
+
+        self.run_dir = Path(os.path.abspath(run_dir)) if isinstance(run_dir, (str, os.PathLike)) else run_dir
+        self.step = step
 
 
 class StopRequested(TrainingStopped):
@@ -88,6 +93,26 @@ def named_as_arguments(spelling: dict[str, str]) -> Iterator[None]:
             respelled = type(exc)(text)
         except TypeError:  # a subclass that takes other arguments
             respelled = UserError(text)
+        raise respelled from None
+
+
+@contextlib.contextmanager
+def overrides_as_an_argument() -> Iterator[None]:
+    """``i2i.train`` and ``i2i.load_recipe`` take ``--set``'s values as ``overrides``: a mistake
+    blamed on one reads ``overrides train.stpes=3: ...`` there, not ``--set train.stpes=3``."""
+    try:
+        yield
+    except UserError as exc:
+        import click
+
+        text = str(exc)
+        if click.get_current_context(silent=True) is not None or not text.startswith("--set "):
+            raise
+        respelled_text = "overrides " + text.removeprefix("--set ")
+        try:
+            respelled = type(exc)(respelled_text)
+        except TypeError:  # a subclass that takes other arguments
+            respelled = UserError(respelled_text)
         raise respelled from None
 
 

@@ -83,6 +83,15 @@ class ImageSaver:
         self.folder = folder
         self._clashing: set[str] = set()
 
+    def refuse_inside(self, folders: list[Path]) -> None:
+        """The saved images must not land in a folder being scored: the next evaluation of it
+        would score them too (and pair them with each other)."""
+        mine = self.folder.resolve()
+        for folder in folders:
+            if mine == folder.resolve() or folder.resolve() in mine.parents:
+                raise UserError(f"{self.folder}: the --save-images folder is inside {folder}, which is scored: a later "
+                                "evaluation would score the saved images too; give a folder outside it")
+
     def expect(self, names: list[str]) -> None:
         """The names of the files to be scored, so clashing stems are known before the first."""
         stems = [_stem(name) for name in names]
@@ -193,6 +202,9 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
     dtype = run_precision(recipe, model.device)
     rows = PerImageScores(metrics) if per_image else None
     if saver is not None:
+        scored = [data_dir, pair_dir] if data_dir is not None else \
+            [recipe["data"].get(key, "") for key in ("source", "pair_source", "val_source", "val_pair_source")]
+        saver.refuse_inside([Path(folder) for folder in scored if folder and folder != "sample"])
         saver.expect(data.val_names(eval_cfg["max_images"]))
     listeners = [f for f in (rows, saver) if f is not None]
     with torch.inference_mode():

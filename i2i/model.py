@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -211,4 +212,4 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     ckpt.load_weights(generator, weights, f"the network in {recipe_path}")
     dev = resolve_device(device, where="device")
     generator.to(dev).eval()
-    return Model(task, generator, recipe, checkpoint, dev)
+    return Model(task, generator, recipe, Path(os.path.abspath(checkpoint)), dev)  # still right after os.chdir

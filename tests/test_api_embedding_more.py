@@ -139,7 +139,7 @@ def test_an_edited_recipe_value_is_not_blamed_on_the_override_it_replaced(photos
     with pytest.raises(i2i.RecipeError) as info:
         i2i.train(recipe, quiet=True)
     assert str(info.value) == "<recipe> (edited after load_recipe): train.steps = 'many': expected an integer"
-    with pytest.raises(i2i.RecipeError, match=r"^--set train\.steps=-3: "):  # an override still in force is named
+    with pytest.raises(i2i.RecipeError, match=r"^overrides train\.steps=-3: "):  # an override still in force is named
         i2i.load_recipe(recipe_for(photos, tmp_path / "run"), ["train.steps=-3"])
 
 
@@ -259,3 +259,30 @@ def test_scoring_a_run_from_python_names_its_arguments_not_the_commands_options(
         evaluate_run(run_dir, overrides="eval.max_images=1")  # not read one character at a time
     with pytest.raises(TypeError, match=r"^crop is a whole number of pixels \(0 = whole images\) or None, not '32'$"):
         evaluate_run(run_dir, crop="32")
+
+
+def test_what_train_and_load_return_still_points_at_the_run_after_chdir(photos, tmp_path, monkeypatch):
+    """run_dir and checkpoint came back relative: after os.chdir a notebook opened another
+    folder of the same name, or none."""
+    monkeypatch.chdir(tmp_path)
+    recipe = recipe_for(photos, "runs/rel")
+    run = i2i.train(recipe, quiet=True)
+    model = i2i.load("runs/rel")
+    assert run.run_dir == tmp_path / "runs" / "rel" and model.checkpoint.is_absolute()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert i2i.load(run.run_dir).checkpoint == model.checkpoint
+
+    class StopAtOnce(i2i.Callback):
+        def on_run_start(self, trainer):
+            trainer.request_stop()
+
+    with pytest.raises(i2i.TrainingStopped) as stopped:  # nothing trained, no folder kept: nothing to resume
+        i2i.train(recipe_for(photos, tmp_path / "never"), quiet=True, callbacks=[StopAtOnce()])
+    assert stopped.value.run_dir is None and stopped.value.step == 0 and not (tmp_path / "never").exists()
+
+
+def test_a_mistaken_override_is_named_as_the_argument_it_came_in(photos, tmp_path):
+    """From Python, 'overrides', not the command line's --set."""
+    with pytest.raises(i2i.RecipeError, match=r"^overrides train.stpes=3: train.stpes: unknown key \(did you mean 'steps'\?\)"):
+        i2i.train(recipe_for(photos, tmp_path / "run"), overrides=["train.stpes=3"], quiet=True)

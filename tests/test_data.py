@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -831,7 +832,7 @@ def test_pairs_across_two_folders_are_matched_by_name_and_cut_alike(tmp_path, ca
     assert data.cached == (cache_gb > 0) and len(data.train_files) + len(data.val_files) == 4
     assert f'i2i: note: data.pair_source = "{b}": 1 file(s) pair with no image of data.source = "{a}" and are not used ' \
            f"({b / 'extra.png'})" in err
-    assert "skipped 2 unreadable file(s)" in err and f'alone.png (no file alone.* in data.pair_source = "{b}" to pair ' \
+    assert "skipped 2 unreadable or unpaired file(s)" in err and f'alone.png (no file alone.* in data.pair_source = "{b}" to pair ' \
            "it with)" in err and "odd.png (24x20 px, its pair" in err and "24x22 px; a pair's two images are the same size)" in err
     for _ in range(4):
         batch = data.next_batch(3)
@@ -859,3 +860,28 @@ def test_pair_folders_go_with_a_task_that_reads_pairs_and_with_each_other(tmp_pa
         ImageData(data_cfg("sample", pair_source=str(b)), channels=3, device=CPU, seed=0, side_by_side=True)
     with pytest.raises(UserError, match=r'^data.pair_source = ".*nowhere": no such folder'):
         ImageData(data_cfg(a, pair_source=str(tmp_path / "nowhere")), channels=3, device=CPU, seed=0, side_by_side=True)
+
+
+def test_pair_folders_that_would_train_nonsense_or_hide_a_cause_are_named(tmp_path, capsys):
+    """The data folder given as its own pair folder trained the identity without a word; a pair
+    folder nested in it was searched for A images; a partner in a format i2i does not read, or
+    two candidates, were reported as no partner, and the candidates as unused."""
+    a, b = make_two_folder_pairs(tmp_path)
+    with pytest.raises(UserError, match=r'^data.pair_source = ".*" is data.source = ".*" itself: each image would pair '
+                                        r"with itself"):
+        ImageData(data_cfg(a, pair_source=str(a / ".." / "a")), channels=3, device=CPU, seed=0, side_by_side=True)
+    (b / "alone.heic").write_bytes(b"not read")  # alone.png's pair, in a kind i2i does not read
+    Image.fromarray(noise_rgb(20, 24, seed=1)).save(b / "p1.jpg")  # a second candidate for p1.png
+    shutil.move(str(b), str(a / "b"))  # the pair folder inside the images' folder
+    capsys.readouterr()
+    files, skipped = scan_folder(str(a), "data.source", pairs=(str(a / "b"), "data.pair_source"))
+    assert sorted(f.name for f in files) == ["p0.png", "sub/p2.png", "turned.png"]  # nothing of b/ taken as an A
+    reasons = {}
+    files, skipped = scan_folder(str(a), "data.source", reasons, pairs=(str(a / "b"), "data.pair_source"))
+    assert reasons[a / "alone.png"].startswith(f'its pair alone.heic in data.pair_source = "{a / "b"}" is of a kind i2i '
+                                               "does not read")
+    assert "several files could be its pair" in reasons[a / "p1.png"]
+    note = capsys.readouterr().err
+    assert "1 file(s) pair with no image" in note and "extra.png" in note and "p1.jpg" not in note
+    data = ImageData(data_cfg(a, pair_source=str(a / "b")), channels=3, device=CPU, seed=0, side_by_side=True)
+    assert "skipped 3 unreadable or unpaired file(s)" in capsys.readouterr().err and len(data.train_files) == 3

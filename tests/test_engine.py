@@ -106,7 +106,7 @@ def test_resume_refuses_to_change_the_train_validation_split(photos, tmp_path):
     # run validated on would become training files (and BEST be picked on seen images)
     run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}), quiet=True)
     for override, saved in (("train.seed=4", "train.seed = 3"), ("data.val_fraction=0.5", "data.val_fraction = 0.34")):
-        with pytest.raises(UserError, match=rf"^--set {override}: a resumed run keeps {saved}, which fixes its train/validation split"):
+        with pytest.raises(UserError, match=rf"^overrides {override}: a resumed run keeps {saved}, which fixes its train/validation split"):
             i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", override], quiet=True)
     assert i2i.load_recipe(run.run_dir / "recipe.toml")["train"]["seed"] == 3  # nothing was rewritten
     assert i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", "train.seed=3"], quiet=True).step == 3

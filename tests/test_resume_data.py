@@ -348,3 +348,24 @@ def test_a_run_on_pairs_across_two_folders_trains_resumes_and_scores(tmp_path):
     assert 21 < result["baselines"]["input copy"]["psnr"] < 23.5  # 20 log10(255 / 20) = 22.1, less clipping's share
     alone = run_i2i(["eval", str(tmp_path / "run"), "--data", str(noisy)])
     assert alone.returncode == 2 and alone.stderr.count("\n") == 1 and "--pair-data DIR" in alone.stderr
+
+
+def test_relative_pair_folders_are_saved_absolute_and_a_lost_partner_is_named(tmp_path, monkeypatch):
+    """data.pair_source stayed relative in the run's recipe: scored from another folder, the run
+    read another clean/ of the same names, silently; a validation image whose pair went
+    missing was blamed on the noisy file as 'unreadable'."""
+    make_photos(tmp_path / "noisy", count=4, size=(24, 20))
+    make_photos(tmp_path / "clean", count=4, size=(24, 20), seed=1)
+    monkeypatch.chdir(tmp_path)
+    recipe = tiny_recipe("noisy", tmp_path / "run", data={"pair_source": "clean", "val_fraction": 0.25},
+                         train={"steps": 1})
+    recipe["task"] = {"name": "paired"}
+    i2i.train(recipe, quiet=True)
+    saved = i2i.load_recipe(tmp_path / "run" / "recipe.toml")
+    assert saved["data"]["pair_source"] == str(tmp_path / "clean") and saved["data"]["source"] == str(tmp_path / "noisy")
+    (val,) = json.loads((tmp_path / "run" / SPLIT_FILE).read_text())["val"]
+    (tmp_path / "clean" / val).unlink()
+    from i2i.evaluation import evaluate_run
+
+    with pytest.raises(UserError, match=rf"first: {val}, no file {val[:-4]}\.\* in data.pair_source = .* to pair it with"):
+        evaluate_run(tmp_path / "run")

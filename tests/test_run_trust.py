@@ -118,7 +118,7 @@ def test_checkpoint_files_with_the_wrong_contents_are_one_line(run, file, conten
 
 
 def test_resume_refuses_to_record_another_output_folder(run):
-    with pytest.raises(i2i.UserError, match=r"--set output.dir=/elsewhere: a resumed run stays in its folder"):
+    with pytest.raises(i2i.UserError, match=r"overrides output.dir=/elsewhere: a resumed run stays in its folder"):
         i2i.train(None, resume=run, overrides=["output.dir=/elsewhere", "train.steps=5"], quiet=True)
 
 

@@ -243,6 +243,14 @@ def test_eval_writes_per_image_scores_and_the_scored_images(g2c_run, photos, tmp
     assert [row["metrics"]["psnr"] for row in same["per_image"]] == [row["metrics"]["psnr"] for row in summary["per_image"]]
     with pytest.raises(i2i.UserError, match="saved: the save_images folder is not empty"):
         evaluate_run(g2c_run, save_images=saved)
+    # not into a folder being scored, where the next evaluation would score them too; not one path for both
+    inside = run_i2i(["eval", str(g2c_run), "--data", str(photos_with_clash), "--save-images",
+                      str(photos_with_clash / "scored")])
+    assert inside.returncode == 2 and inside.stderr.count("\n") == 1 and "inside" in inside.stderr
+    assert not (photos_with_clash / "scored").exists()
+    both = run_i2i(["eval", str(g2c_run), "--per-image", str(tmp_path / "x"), "--save-images", str(tmp_path / "x")])
+    assert both.returncode == 2 and "given to both --per-image (a file) and --save-images" in both.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_saved_noisy_inputs_are_the_ones_scored(photos, tmp_path):

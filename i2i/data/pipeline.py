@@ -155,7 +155,7 @@ class ImageData:
             if rank == 0:
                 warn_validating_on_training_files(data["source"], data["val_source"])
         if split is not None:
-            train, val, self.split_note = apply_recorded_split(split, source, separate, data)
+            train, val, self.split_note = apply_recorded_split(split, source, separate, data, self._reasons)
             if not self._upscale and not self._resize:  # the files in use: added ones are left out
                 in_use = set(train).union(val if separate is None else ())
                 check_sizes([f for f in source if f in in_use], self.size)
@@ -179,7 +179,8 @@ class ImageData:
         self._all_train = len(train) - (len(shard) - len(self._train))
         self._set_val(val)
         if rank == 0:
-            report_skipped(skipped, reasons=self._reasons)
+            report_skipped(skipped, "unreadable or unpaired file(s)" if pairs or val_pairs else "unreadable file(s)",
+                           self._reasons)
 
     @classmethod
     def for_evaluation(cls, folder: str | Path, *, channels: int, device: torch.device | str,
@@ -198,7 +199,8 @@ class ImageData:
                                   pairs=(str(pair_folder), "--pair-data") if pair_folder is not None else None)
         self._set_train([], flip=False, rotate=False)
         self._set_val(val)
-        report_skipped(skipped, reasons=self._reasons)
+        report_skipped(skipped, "unreadable or unpaired file(s)" if pair_folder is not None else "unreadable file(s)",
+                       self._reasons)
         return self
 
     @classmethod
@@ -217,7 +219,7 @@ class ImageData:
         separate = self._scan(data["val_source"], "data.val_source", quiet=True, pairs=val_pairs)[0] \
             if data["val_source"] else None
         source = [] if separate is not None else self._scan(data["source"], "data.source", quiet=True, pairs=pairs)[0]
-        val = recorded_val_files(split, source, separate, data)
+        val = recorded_val_files(split, source, separate, data, self._reasons)
         self._split = ([], val, separate is not None)
         self._set_train([], flip=False, rotate=False)
         self._set_val(val)

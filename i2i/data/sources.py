@@ -322,7 +322,8 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     if value == SAMPLE and Path(SAMPLE).is_dir() and not quiet:
         print(f'i2i: note: {key} = "{SAMPLE}" means the photos shipped with i2i, not the folder ./{SAMPLE} here; '
               f'for that one, write "./{SAMPLE}"', file=sys.stderr)
-    contents = survey_folder(folder)
+    inside = [Path(pairs[0]).expanduser()] if pairs is not None and pairs[0] not in ("", SAMPLE) else []
+    contents = survey_folder(folder, exclude=[p for p in inside if p.is_dir()])  # a pair folder inside: B images, not A
     paths = contents.images
     if not quiet:
         print_run_folders_note(f'{key} = "{value}"', contents.run_folders)
@@ -367,19 +368,27 @@ def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Pat
     nothing get a note, unless ``quiet``."""
     pair_value, pair_key = pairs
     folder = resolve_folder(pair_value, pair_key)
-    contents = survey_folder(folder)
+    source = resolve_folder(value, key)
+    where = f'{pair_key} = "{pair_value}"'
+    if folder.resolve() == source.resolve():
+        raise UserError(f'{where} is {key} = "{value}" itself: each image would pair with itself, and the network learn '
+                        "to copy its input; give the folder of the pairs' other images")
+    contents = survey_folder(folder, exclude=[source])  # the images' own folder inside it: not partners
     by_stem: dict[str, list[Path]] = {}
     for path in one_per_file(contents.images):
         by_stem.setdefault(_without_suffix(path.relative_to(folder).as_posix()), []).append(path)
-    where = f'{pair_key} = "{pair_value}"'
     matched, used = [], set()
+    listed: dict[Path, list[str]] = {}
     for file in files:
         stem = _without_suffix(file.name)
         candidates = by_stem.get(stem, [])
         problem = ""
         if not candidates:
-            problem = f"no file {stem}.* in {where} to pair it with"
+            unread = _other_kind_named(folder, stem, listed)
+            problem = (f"its pair {unread} in {where} is of a kind i2i does not read ({IMAGE_KINDS})" if unread else
+                       f"no file {stem}.* in {where} to pair it with")
         elif len(candidates) > 1:
+            used.update(candidates)
             problem = f"several files could be its pair in {where} ({', '.join(p.name for p in candidates[:3])})"
         else:
             partner = candidates[0]
@@ -402,6 +411,19 @@ def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Pat
         print(f"i2i: note: {where}: {len(lonely)} file(s) pair with no image of {key} = \"{value}\" and are not "
               f"used ({name_files(sorted(lonely))})", file=sys.stderr, flush=True)
     return matched
+
+
+def _other_kind_named(folder: Path, stem: str, listed: dict[Path, list[str]]) -> str:
+    """A file of ``folder`` named ``stem`` with an extension i2i does not read (``u.heic``), or
+    ``""``; each subfolder is listed once (``listed``)."""
+    parent = (folder / stem).parent
+    if parent not in listed:
+        try:
+            listed[parent] = sorted(os.listdir(parent))
+        except OSError:
+            listed[parent] = []
+    name = stem.rsplit("/", 1)[-1]
+    return next((entry for entry in listed[parent] if _without_suffix(entry) == name and entry != name), "")
 
 
 def _without_suffix(name: str) -> str:
@@ -675,11 +697,13 @@ def record_unreadable_val(run_dir: str | Path, names: Iterable[str]) -> None:
 
 
 def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_source: list[ImageFile] | None,
-                         data: Mapping[str, str]) -> tuple[list[ImageFile], list[ImageFile], str]:
+                         data: Mapping[str, str], reasons: Mapping[Path, str] | None = None,
+                         ) -> tuple[list[ImageFile], list[ImageFile], str]:
     """``(train, val, note)``: the files of a resumed run, from its record and what its folders
     hold now (``source``: the readable files of ``data.source``; ``val_source``: those of
     ``data.val_source``, or None when the run splits ``data.source``; ``data``: the recipe's
-    ``[data]`` table, for messages).
+    ``[data]`` table, for messages; ``reasons``: why files of the folders were skipped, e.g. a
+    pair's other image gone).
 
     Validation must be exactly the recorded files: any missing, unreadable or changed (another
     size) is a :class:`~i2i.errors.UserError` naming the first and how many. Training keeps the
@@ -688,7 +712,7 @@ def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_sou
     counting what changed (``""`` when nothing did).
     """
     run = record.run or "the run"
-    val = recorded_val_files(record, source, val_source, data)
+    val = recorded_val_files(record, source, val_source, data, reasons)
     candidates = source if val_source is not None else [f for f in source if f.name not in record.val]
     train = [f for f in candidates if f.name in record.train]
     if not train:
@@ -715,7 +739,7 @@ def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_sou
 
 
 def recorded_val_files(record: RecordedSplit, source: list[ImageFile], val_source: list[ImageFile] | None,
-                       data: Mapping[str, str]) -> list[ImageFile]:
+                       data: Mapping[str, str], reasons: Mapping[Path, str] | None = None) -> list[ImageFile]:
     """The run's recorded validation files, from what its folders hold now (arguments as for
     :func:`apply_recorded_split`): exactly the recorded ones, or a :class:`~i2i.errors.UserError`
     naming the first missing, unreadable or changed one and how many. ``i2i eval RUN`` needs
@@ -736,7 +760,8 @@ def recorded_val_files(record: RecordedSplit, source: list[ImageFile], val_sourc
             continue
         file = by_name.get(name)
         if file is None:
-            why = "unreadable" if (resolve_folder(data[val_key], f"data.{val_key}") / name).exists() else "missing"
+            path = resolve_folder(data[val_key], f"data.{val_key}") / name
+            why = (reasons or {}).get(path) or ("unreadable" if path.exists() else "missing")
             problems.append((name, why))
         elif (now := file_bytes(file)) != size:
             problems.append((name, f"changed: {size} bytes then, {now} now"))

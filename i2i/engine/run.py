@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Run:
-    """What :func:`i2i.train` returns."""
+    """What :func:`i2i.train` returns; ``run_dir`` is absolute, so it still holds after ``os.chdir``."""
 
     run_dir: Path
     status: str
@@ -87,9 +87,10 @@ def _pin_data_folders(recipe: Recipe) -> None:
     """Record relative data folders (relative to the working directory) as absolute paths, so
     the run's saved recipe resumes and reruns from any directory."""
     from ..data import SAMPLE
+    from ..data.sources import DATA_FOLDERS
 
     data = recipe["data"]
-    for key in ("source", "val_source"):
+    for key in DATA_FOLDERS:
         folder = Path(data[key]).expanduser()
         if data[key] not in ("", SAMPLE) and not folder.is_absolute() and folder.is_dir():
             data[key] = os.path.abspath(folder)
@@ -453,7 +454,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
 
 #: Keys that may differ between ranks: paths, which machines may mount in different places
 #: (a relative data folder is made absolute on each), and rank 0's choice of the run folder.
-RANK_OWN_KEYS = {"data.source", "data.val_source", "output.dir"}
+RANK_OWN_KEYS = {"data.source", "data.val_source", "data.pair_source", "data.val_pair_source", "output.dir"}
 
 
 def _check_ranks_agree(dist: DistContext, recipe: Recipe, resume: str | Path | None) -> None:
@@ -540,7 +541,7 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
             print(f"i2i: {what} ({where}, {dtype_name(trainer.dtype)}{graphs}, {len(trainer.data.train_files)} training{shard} / {len(trainer.data.val_files)} validation images)", flush=True)
     with _stop_on_signals(trainer):
         status = trainer.fit()
-    run = Run(run_dir, status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator.eval(), recipe)
+    run = Run(Path(os.path.abspath(run_dir)), status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator.eval(), recipe)
     if dist.is_main and not quiet:
         print(f"i2i: finished {trainer.step} step{'' if trainer.step == 1 else 's'}: {summary_line(run.metrics, run.baselines, trainer.task.main_metric)}", flush=True)
         from ..task import Task

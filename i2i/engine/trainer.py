@@ -539,7 +539,7 @@ class Trainer:
                 status = "interrupted"
                 if self.step == 0 and self.resumed_at is None:  # nothing trained: the run leaves no folder
                     stopped = StopRequested("stopped before the first step; nothing was trained, so nothing was kept",
-                                              self.run_dir, 0)
+                                            None, 0)  # no folder is kept to resume
                     stopped.nothing_trained = True
                     raise stopped
                 # the checkpoint first: it keeps the steps not yet logged, which the stop's log line
