@@ -60,7 +60,7 @@ def registry(kind: str | None = None) -> Any:
     reg = _registry()
     if kind is None:
         return reg
-    _check_kind(kind)
+    kind = _check_kind(kind)
     return {c.name if _resolves_to(reg, kind, c) else c.qualified_name: c for c in reg.components(kind)}
 
 
@@ -76,15 +76,17 @@ def list_components(kind: str, pattern: str | None = None) -> list[Component]:
     """Components of a kind (``generators``, ``discriminators``, ``tasks``, ``losses``, ``metrics``, ``callbacks``)."""
     from .plugins import registry as _registry
 
-    _check_kind(kind)
-    return _registry().components(kind, pattern)
+    return _registry().components(_check_kind(kind), pattern)
 
 
-def _check_kind(kind: str) -> None:
-    from .registry import KINDS
+def _check_kind(kind: str) -> str:
+    """The kind, plural (``generator`` -> ``generators``, as ``i2i list`` takes it)."""
+    from .registry import KINDS, SINGULAR
 
-    if kind not in KINDS:
+    plural = {singular: plural for plural, singular in SINGULAR.items()}.get(str(kind).lower(), str(kind).lower())
+    if plural not in KINDS:
         raise UserError(f"unknown kind {kind!r}{did_you_mean(str(kind), KINDS)}; kinds: {', '.join(KINDS)}")
+    return plural
 
 
 def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:

@@ -60,3 +60,25 @@ def warn_unknown_events(callbacks: list[Any]) -> None:
             if name.startswith("on_") and name not in events:
                 print(f"i2i: warning: callback {type(callback).__name__} has {name}, which i2i never calls "
                       f"(events: {', '.join(events)})", file=sys.stderr)
+        for event in events:
+            _check_event_signature(callback, event)
+
+
+def _check_event_signature(callback: Any, event: str) -> None:
+    """An event method that cannot take the arguments i2i passes (``on_log(self, trainer)``)
+    failed only when first called, leaving a run folder of logs: a ``TypeError`` now, before
+    the run starts, naming what it takes."""
+    import inspect
+
+    method = getattr(callback, event, None)
+    if not callable(method):
+        return
+    expected = inspect.signature(getattr(Callback, event))
+    arguments = [name for name in expected.parameters if name != "self"]
+    try:
+        inspect.signature(method).bind(*arguments)
+    except TypeError:
+        raise TypeError(f"callback {type(callback).__name__}.{event} cannot take the arguments i2i passes; it is "
+                        f"def {event}(self, {', '.join(arguments)})") from None
+    except ValueError:  # a builtin without a signature: left to its first call
+        return

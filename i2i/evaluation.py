@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from .engine import checkpoint as ckpt
 from .engine.distributed import DistContext
 from .engine.evaluate import build_metrics, evaluate_generator
-from .errors import UserError, named_as_arguments
+from .errors import RecipeError, UserError, did_you_mean, named_as_arguments
 from .recipe import override_list
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     overrides = override_list(overrides)
     if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool)):
         raise TypeError(f"crop is a whole number of pixels (0 = whole images) or None, not {crop!r}")
+    if crop_problem(crop):
+        raise ValueError(f"crop = {crop_problem(crop)}")
     if not isinstance(per_image, bool):
         raise TypeError(f"per_image is True or False, not {per_image!r}")
     if pair_dir is not None and not isinstance(pair_dir, (str, Path)):
@@ -257,9 +259,10 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
         key = override.split("=", 1)[0].strip()
         if not ((key.startswith("task.") and key != "task.name") or key in EVAL_KEYS):
             bare = "." not in key and key in model.recipe["task"]  # --set sigma=25: a task option, unqualified
-            hint = f" (did you mean --set task.{override.strip()}?)" if bare else ""
-            raise UserError(f"--set {override}: i2i eval changes the task's options (task.sigma, say) and "
-                            f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's{hint}")
+            close = did_you_mean(key, [*EVAL_KEYS, *(f"task.{option}" for option in model.recipe["task"] if option != "name")])
+            hint = f" (did you mean --set task.{override.strip()}?)" if bare else close and f" ({close.strip(' ()')})"
+            raise RecipeError(f"--set {override}: i2i eval changes the task's options (task.sigma, say) and "
+                              f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's{hint}")
     recipe = load_recipe(ckpt.run_dir_of(model.checkpoint) / "recipe.toml", ["train.callbacks=[]", *overrides],
                          components=("tasks", "generators", "metrics"))  # a --set metric is named as such
     task = build_component(registry(), "tasks", recipe, "task")

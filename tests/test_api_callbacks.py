@@ -159,3 +159,27 @@ def test_a_callback_reads_the_trainer_attributes_the_docs_list(photos, tmp_path)
     recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 2})
     i2i.train(recipe, callbacks=[reads], quiet=True)
     assert reads.seen == (0, 2, tmp_path / "run", 2, "cpu", True, True, True, True)
+
+
+def test_an_event_method_that_cannot_take_its_arguments_is_refused_before_the_run(photos, tmp_path):
+    """on_log(self, trainer) failed at the first log, leaving a run folder of logs behind."""
+    class TooFew(i2i.Callback):
+        def on_log(self, trainer):
+            pass
+
+    with pytest.raises(TypeError, match=r"^callback TooFew.on_log cannot take the arguments i2i passes; it is "
+                                        r"def on_log\(self, trainer, step, values\)$"):
+        i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}), quiet=True, callbacks=[TooFew()])
+    assert not (tmp_path / "run").exists()
+
+    class Loose(i2i.Callback):  # what Python can pass the arguments to is fine
+        def on_log(self, trainer, *args, **kwargs):
+            pass
+
+    assert i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}), quiet=True,
+                     callbacks=[Loose()]).status == "finished"
+
+
+def test_list_components_takes_a_kind_singular_as_i2i_list_does():
+    assert [c.name for c in i2i.list_components("generator", "unet_256")] == ["unet_256"]
+    assert set(i2i.registry("Task")) == set(i2i.registry("tasks"))

@@ -199,7 +199,7 @@ def test_eval_scores_whole_odd_sized_images_when_asked_and_says_which(tmp_path):
     shutil.copy(tmp_path / "large" / "photo_0.png", test_set / "large.png")
     mixed = format_table(evaluate_run(run.run_dir, data_dir=test_set, device="cpu", crop=32))
     assert "centre 32 x 32 px crops; 1 image(s) smaller than 32 px on a side, cropped only to fit" in mixed
-    with pytest.raises(i2i.UserError, match="crop = 3: expected 0 \\(whole images\\) or an integer from 8"):
+    with pytest.raises(ValueError, match="crop = 3: expected 0 \\(whole images\\) or an integer from 8"):
         evaluate_run(run.run_dir, data_dir=test_set, device="cpu", crop=3)  # no SSIM window fits
 
 
@@ -291,6 +291,7 @@ def test_eval_scores_a_blind_denoiser_at_one_noise_level_when_told(tmp_path):
     assert capped["images"] == 2  # a --data folder is scored whole unless --set caps it
     for bad, says in [("train.steps=4", "i2i eval changes the task's options"),
                       ("sigma=25", "the rest are the run's (did you mean --set task.sigma=25?)"),
+                      ("eval.max_imgs=2", "the rest are the run's (did you mean 'eval.max_images'?)"),
                       ("task.residual=false", "changes the network the run trained"),
                       ("eval.metrics=['nope']", "--set eval.metrics=['nope']: eval.metrics: unknown metric 'nope'")]:
         refused = runner.invoke(cli, ["eval", str(run), "--set", bad])
