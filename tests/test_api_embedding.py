@@ -50,8 +50,8 @@ def test_recipe_mistakes_of_a_program_get_one_line_saying_what_to_pass(tmp_path)
 
 
 def test_registry_of_an_unknown_kind_is_a_user_error():
-    with pytest.raises(i2i.UserError, match=r"unknown kind 'loss' \(did you mean 'losses'\?\)"):
-        i2i.registry("loss")
+    with pytest.raises(i2i.UserError, match=r"unknown kind 'lossess' \(did you mean 'losses'\?\)"):
+        i2i.registry("lossess")
 
 
 def test_plugin_registration_mistakes_are_named(capsys):

@@ -276,7 +276,7 @@ def test_an_autoloaded_callback_is_built_once_whatever_shares_its_name(photos, t
     from i2i.cli import cli
 
     listed = CliRunner().invoke(cli, ["list", "callbacks", "auto:counter"]).output
-    assert listed.splitlines()[0].endswith("[attached to every run (autoload)]")
+    assert listed.splitlines()[0].endswith("[attached to every run (autoload); the same as count]")
 
 
 CHATTY = '''import i2i

@@ -59,8 +59,8 @@ def test_a_dict_recipe_may_hold_numpy_numbers():
 
 
 def test_api_misuse_gets_a_clear_error():
-    with pytest.raises(i2i.UserError, match=r"unknown kind 'generator' \(did you mean 'generators'\?\)"):
-        i2i.list_components("generator")
+    with pytest.raises(i2i.UserError, match=r"unknown kind 'generatrs' \(did you mean 'generators'\?\)"):
+        i2i.list_components("generatrs")
     with pytest.raises(TypeError, match="overrides is a list of 'dotted.key=VALUE' strings"):
         i2i.load_recipe(TINY_G2C, overrides="train.steps=3")
 

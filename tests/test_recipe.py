@@ -1,5 +1,6 @@
 """Recipe loading: the closed schema, overrides, component options and clear errors."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -202,8 +203,9 @@ def test_every_shipped_recipe_trains(recipe_file, tmp_path):
     overrides = [f'data.source="{photos}"', 'data.val_source=""', "data.val_fraction=0.34", "train.steps=2", "train.batch_size=2",
                  'train.device="cpu"', "eval.crop=64", "eval.max_images=1", f'output.dir="{tmp_path / "run"}"',
                  'output.progress="none"', "output.tensorboard=false"]
-    if "pair_source" in recipe_file.read_text():  # pairs across two folders: each photo its own pair
-        overrides += [f'data.pair_source="{photos}"', 'data.val_pair_source=""', "data.size=64"]
+    if "pair_source" in recipe_file.read_text():  # pairs across two folders: the same photos in another
+        shutil.copytree(photos, tmp_path / "pairs")
+        overrides += [f'data.pair_source="{tmp_path / "pairs"}"', 'data.val_pair_source=""', "data.size=64"]
     recipe = load_recipe(recipe_file, overrides)
     assert recipe_file.read_text().startswith("#"), "each recipe opens with a comment saying what it trains"
     plugins.reset()

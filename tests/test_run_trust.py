@@ -211,7 +211,7 @@ def test_recipe_values_that_failed_late_or_blamed_the_file_are_named_up_front(ph
 
 
 def test_a_missing_data_folder_from_a_set_names_the_set(photos, tmp_path):
-    with pytest.raises(i2i.UserError, match=r'^--set data.source=/nowhere/photos: data.source = "/nowhere/photos": no such folder'):
+    with pytest.raises(i2i.UserError, match=r'^overrides data.source=/nowhere/photos: data.source = "/nowhere/photos": no such folder'):
         i2i.train(recipe_of(photos, tmp_path / "run"), overrides=["data.source=/nowhere/photos"], quiet=True)
 
 
