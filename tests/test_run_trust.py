@@ -331,3 +331,63 @@ def test_a_file_too_large_for_the_process_is_one_line_naming_the_file(photos, tm
     assert result.output.splitlines()[-1].startswith(
         f"i2i: error: {tmp_path / 'run' / 'samples' / 'step_0000002.png'}: cannot write (File too large); the file grew "
         "past the largest this process may write (ulimit -f)")
+
+
+def test_a_retired_best_is_never_replaced_and_follows_the_resumed_record(run, capsys):
+    """A second retirement at one step overwrote the first pointer (its checkpoint was then
+    pruned); after LATEST was pointed back, the pointer named a checkpoint of the abandoned
+    branch rather than the resumed record's best."""
+    checkpoints = run / "checkpoints"
+    i2i.train(None, resume=run, overrides=["train.steps=6", "eval.crop=16"], quiet=True)
+    assert (checkpoints / "BEST-until-step_0000004").read_text() == "step_0000004"
+    (checkpoints / "LATEST").write_text("step_0000004")  # back to the crop-32 branch, scored now at 24
+    capsys.readouterr()
+    i2i.train(None, resume=run, overrides=["train.steps=6", "eval.crop=24"], quiet=True)
+    err = capsys.readouterr().err
+    assert "step_0000004 stays (checkpoints/BEST-until-step_0000004-2 names it)" in err
+    assert (checkpoints / "BEST-until-step_0000004").read_text() == "step_0000004"  # the first one, untouched
+    assert (checkpoints / "BEST-until-step_0000004-2").read_text() == "step_0000004"
+    aside = checkpoints / "later-than-step_0000004"
+    assert (aside / "step_0000006").is_dir()  # the crop-16 branch, with nothing pointing into it from outside
+    # a checkpoint set aside opens where it is
+    assert i2i.load(aside / "step_0000006").checkpoint == aside / "step_0000006"
+
+
+def test_a_resume_refuses_nan_optimiser_state_and_never_saves_nan_weights(run, monkeypatch):
+    """NaN in the optimiser's state trained on, wrote a checkpoint of NaN weights and exited 0."""
+    from safetensors.torch import save_file
+
+    file = run / "checkpoints" / "step_0000004" / "optim_g.safetensors"
+    tensors = load_file(file)
+    key = next(k for k, t in tensors.items() if t.is_floating_point() and t.numel() > 1)
+    tensors[key][0] = float("nan")
+    save_file(tensors, file)
+    with pytest.raises(i2i.CheckpointError, match=rf"optim_g.safetensors: {key} holds NaN or infinite values"):
+        i2i.train(None, resume=run, overrides=["train.steps=6"], quiet=True)
+
+    class Poison(i2i.Callback):  # weights gone NaN with no loss showing it yet
+        def on_log(self, trainer, step, values):
+            with torch.no_grad():
+                next(trainer.G.parameters()).fill_(float("nan"))
+
+    (run / "checkpoints" / "LATEST").write_text("step_0000002")
+    with pytest.raises(i2i.TrainingStopped, match=r"the generator's weights became NaN or infinite by step \d, so they "
+                                                  r"were not saved; stopped, the last good checkpoint is"):
+        i2i.train(None, resume=run, overrides=["train.steps=3", "output.log_every=1"], quiet=True, callbacks=[Poison()])
+    assert not (run / "checkpoints" / "step_0000003").exists()
+
+
+def test_a_best_pointer_edited_or_a_best_checkpoint_deleted_by_hand_is_said(run, capsys):
+    checkpoints = run / "checkpoints"
+    (checkpoints / "BEST").write_text("step_0000002")  # edited: the record says step 4
+    assert i2i.load(run, which="best").checkpoint.name == "step_0000004"
+    assert "checkpoints/BEST names step_0000002, and the run's record names step_0000004 its best" in capsys.readouterr().err
+    shutil.rmtree(checkpoints / "step_0000004")
+    (checkpoints / "LATEST").write_text("step_0000002")
+    (checkpoints / "BEST").unlink()
+    state = json.loads((checkpoints / "step_0000002" / "state.json").read_text())
+    state["best"] = {"metric": "psnr", "value": 99.0, "step": 4}  # a best no later score could beat, now gone
+    (checkpoints / "step_0000002" / "state.json").write_text(json.dumps(state))
+    i2i.train(None, resume=run, overrides=["train.steps=4"], quiet=True)
+    assert "the run's best so far, step_0000004 (psnr 99), is no longer in" in capsys.readouterr().err
+    assert (checkpoints / "BEST").read_text() == "step_0000004"  # chosen again: the new step 4

@@ -147,11 +147,7 @@ def load_weights(module: torch.nn.Module, file: Path, network: str, overrides: I
     the first difference (torch's message starts with a header line only) and, when ``--set``
     overrides changed the network (``generator.*``, ``discriminator.*``, ``task.*``), those."""
     tensors = read_tensors(file)
-    broken = next((key for key, tensor in tensors.items() if tensor.is_floating_point() and not tensor.isfinite().all()), None)
-    if broken is not None:  # training never saves such weights (a NaN stops it first): the bytes were damaged
-        raise CheckpointError(f"{file}: {broken} holds NaN or infinite values, which i2i never saves: the file is damaged; "
-                              "use an earlier checkpoint (give its folder, checkpoints/step_N, or name it in "
-                              "checkpoints/LATEST to resume from it)")
+    refuse_nonfinite(tensors, file)
     try:
         module.load_state_dict(tensors)
     except RuntimeError as exc:
@@ -160,6 +156,16 @@ def load_weights(module: torch.nn.Module, file: Path, network: str, overrides: I
         hint = (f"; the override(s) {', '.join(f'--set {o}' for o in changed)} may be why: resume without them"
                 if changed else "")
         raise CheckpointError(f"{file}: does not match {network} ({detail}){hint}") from None
+
+
+def refuse_nonfinite(tensors: dict[str, torch.Tensor], file: Path) -> None:
+    """Weights or optimiser state holding NaN or infinite values: i2i never saves such (a
+    checkpoint is refused first), so the file's bytes were damaged."""
+    broken = next((key for key, tensor in tensors.items() if tensor.is_floating_point() and not tensor.isfinite().all()), None)
+    if broken is not None:
+        raise CheckpointError(f"{file}: {broken} holds NaN or infinite values, which i2i never saves: the file is damaged; "
+                              "use an earlier checkpoint (give its folder, checkpoints/step_N, or name it in "
+                              "checkpoints/LATEST to resume from it)")
 
 
 #: recipe tables whose values shape the networks
@@ -349,7 +355,7 @@ class CheckpointStore:
                 names.add(step_name(int(read_state(latest)["best"]["step"])))
         return {name for name in names if name}
 
-    def agree_best(self, best: dict) -> None:
+    def agree_best(self, best: dict, set_aside: Iterable[str] = ()) -> None:
         """Point BEST at the checkpoint a resumed run's record names as its best (``best``, as
         its state.json holds it), when that folder is there and BEST names another or none (a
         BEST deleted, edited, or left naming a checkpoint of steps this resume trains again)."""
@@ -365,17 +371,29 @@ class CheckpointStore:
             _note(f"{self.root / 'BEST'}: cannot point it at {name}, the run's best ({exc.strerror or exc}); "
                   f"i2i eval {self.root / name} scores that one")
             return
-        was = f"named {before[:60]}" if before else "was missing"
+        was = (f"named {before}, set aside with the later checkpoints" if before in set(set_aside) else
+               f"named {before[:60]}" if before else "was missing")
         _note(f"{self.root / 'BEST'} {was}; the run's record names {name} its best ({best.get('metric', 'score')} "
               f"{best.get('value', float('nan')):.4g}), so BEST names it again")
 
-    def retire_best(self, until: str) -> str:
-        """Rename BEST to ``BEST-until-<until>`` (so its checkpoint is never pruned, and i2i
-        eval can still be pointed at it); returns the checkpoint it names, or ``""``."""
-        name = self.pointer_text("BEST")
-        if name and (self.root / "BEST").is_file():
-            os.replace(self.root / "BEST", self.root / f"BEST-until-{until}")
-        return name
+    def retire_best(self, until: str, best: dict) -> tuple[str, str]:
+        """Keep the best that a resumed checkpoint's record names (``best``) under a pointer of
+        its own, ``BEST-until-<until>`` (``-2``... when that exists), so its checkpoint is never
+        pruned and i2i eval can still be pointed at it; BEST is removed, to be chosen again.
+        Returns the checkpoint kept and the pointer's name (``""`` when the record names none
+        that is here)."""
+        name = step_name(int(best["step"])) if "step" in best else ""
+        if (self.root / "BEST").is_file():
+            (self.root / "BEST").unlink()
+        if not name or not (self.root / name).is_dir():
+            return "", ""
+        pointer = self.root / f"BEST-until-{until}"
+        number = 2
+        while pointer.exists():  # an earlier retirement at this step: never replaced
+            pointer = self.root / f"BEST-until-{until}-{number}"
+            number += 1
+        write_atomic(pointer, name.encode())
+        return name, pointer.name
 
     def set_aside_later(self, checkpoint: Path) -> tuple[list[str], Path | None]:
         """Move the ``step_*`` folders later than ``checkpoint`` (which a resume trains from)
@@ -393,6 +411,10 @@ class CheckpointStore:
         aside.mkdir()
         for folder in later:
             os.replace(folder, aside / folder.name)
+        moved = {p.name for p in later}
+        for pointer in self.root.glob("BEST-until-*"):  # a retired best among them goes with them
+            if pointer.is_file() and self.pointer_text(pointer.name) in moved:
+                os.replace(pointer, aside / pointer.name)
         _fsync_dir(self.root)
         return [p.name for p in later], aside
 
@@ -431,6 +453,12 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
     if which.upper() == "BEST":
         best = store.pointer("BEST")
         best_damage = checkpoint_damage(best) if best is not None else None
+        newest = store.pointer("LATEST") or store.newest_complete()
+        recorded = _recorded_best(newest) if newest is not None else None
+        if best is not None and best_damage is None and recorded not in (None, best) and checkpoint_damage(recorded) is None:
+            _note(f"{path}: checkpoints/BEST names {best.name}, and the run's record names {recorded.name} its best (as a "
+                  f"resume will point BEST again); using {recorded.name}")
+            return recorded
         if best is not None and best_damage is None:
             return best
     latest = store.pointer("LATEST")
@@ -462,9 +490,12 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
     if which.upper() == "BEST":
         best_text = store.pointer_text("BEST")
         recorded = _recorded_best(found)
+        gone = _recorded_best_name(found) if recorded is None else ""
         why = (f"checkpoints/BEST names {best_text}, which is damaged ({best_damage})" if best_damage else
                f"checkpoints/BEST names {best_text}, which is missing" if best_text else
-               "checkpoints/BEST is missing" if recorded is not None else "no validation score was saved yet")
+               "checkpoints/BEST is missing" if recorded is not None else
+               f"the best the run recorded, {gone}, is no longer in checkpoints/" if gone else
+               "no validation score was saved yet")
         if recorded is not None and recorded != store.pointer("BEST") and checkpoint_damage(recorded) is None:
             _note(f"{path}: {why}; using {recorded.name}, the best that the latest checkpoint's record names")
             return recorded
@@ -474,11 +505,17 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
 
 def _recorded_best(checkpoint: Path) -> Path | None:
     """The checkpoint folder a checkpoint's state.json names as the run's best, when it is there."""
+    name = _recorded_best_name(checkpoint)
+    best = checkpoint.parent / name if name else None
+    return best if best is not None and best.is_dir() else None
+
+
+def _recorded_best_name(checkpoint: Path) -> str:
+    """The name of the checkpoint a checkpoint's state.json names as the run's best, or ``""``."""
     try:
-        best = checkpoint.parent / step_name(int(read_state(checkpoint)["best"]["step"]))
+        return step_name(int(read_state(checkpoint)["best"]["step"]))
     except (CheckpointError, KeyError, TypeError, ValueError):
-        return None
-    return best if best.is_dir() else None
+        return ""
 
 
 def checkpoint_damage(checkpoint: Path) -> str | None:
@@ -544,5 +581,9 @@ def read_state(checkpoint: Path) -> dict:
 
 
 def run_dir_of(checkpoint: Path) -> Path:
-    """The run directory a checkpoint directory belongs to."""
-    return Path(checkpoint).parent.parent
+    """The run directory a checkpoint directory belongs to (``checkpoints/step_N``, or one a
+    resume set aside in ``checkpoints/later-than-step_M/step_N``)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.parent.name.startswith("later-than-") and checkpoint.parent.parent.name == "checkpoints":
+        return checkpoint.parent.parent.parent
+    return checkpoint.parent.parent

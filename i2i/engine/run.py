@@ -506,14 +506,20 @@ def _keep_what_the_resume_would_replace(trainer: Trainer, checkpoint_dir: Path) 
         shown = ", ".join(later[:3]) + (f" and {len(later) - 3} more" if len(later) > 3 else "")
         print(f"i2i: note: resuming from {checkpoint_dir.name}, before {shown}: moved them to {aside}, so the steps "
               "trained again write no checkpoint over them (delete it once they are not needed)", file=sys.stderr, flush=True)
-    if trainer.best_not_comparable:
-        kept = store.retire_best(ckpt.step_name(trainer.step))
-        where = f"; {kept} stays (checkpoints/BEST-until-{ckpt.step_name(trainer.step)} names it)" if kept else ""
+    best = trainer.best
+    if "step" in best and not (store.root / ckpt.step_name(int(best["step"]))).is_dir():
+        print(f"i2i: note: the run's best so far, {ckpt.step_name(int(best['step']))} ({best.get('metric', 'score')} "
+              f"{best.get('value', float('nan')):.4g}), is no longer in {store.root}, so no checkpoint could be kept "
+              "for it: the best is chosen again from this resume's evaluations", file=sys.stderr, flush=True)
+        trainer.best = {}
+    elif trainer.best_not_comparable:
+        kept, pointer = store.retire_best(ckpt.step_name(trainer.step), trainer.retired_best)
+        where = f"; {kept} stays (checkpoints/{pointer} names it)" if kept else ""
         print(f"i2i: note: the run's best so far was scored under other settings ({trainer.best_not_comparable}), so its "
               f"score cannot be compared with this resume's: the best is chosen again from this resume's evaluations"
               f"{where}", file=sys.stderr, flush=True)
     else:
-        store.agree_best(trainer.best)
+        store.agree_best(trainer.best, later)
 
 
 def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,

@@ -93,6 +93,7 @@ class Trainer:
         self.quiet = quiet
         self.best: dict[str, Any] = {}
         self.best_not_comparable = ""  # after a resume: how its best's scoring settings differ from the run's
+        self.retired_best: dict[str, Any] = {}  # that best, kept under its own pointer
         self.last_metrics: dict[str, float] = {}
         self.last_baselines: dict[str, dict[str, float]] = {}
         self.health = HealthMonitor()
@@ -688,6 +689,18 @@ class Trainer:
             self._nonfinite(*min(bad)[::-1])  # the earliest term to go bad is the cause
         return out
 
+    def _refuse_nonfinite_weights(self) -> None:
+        """Never write a checkpoint whose weights hold NaN or infinite values (a damaged
+        optimiser state can put them there before any loss shows it): stop, keeping the last
+        good one. One host sync per checkpoint."""
+        for net_name, net in (("generator", self.G), ("discriminator", self.D)):
+            params = [p.detach() for p in net.parameters()] if net is not None else []
+            if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+                latest = ckpt.CheckpointStore(self.run_dir).pointer("LATEST")
+                kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+                raise TrainingStopped(f"the {net_name}'s weights became NaN or infinite by step {self.step}, so they were "
+                                      f"not saved; stopped, {kept}", self.run_dir, self._saved_step if latest else None)
+
     def _nonfinite(self, key: str, step: int) -> None:
         latest = ckpt.CheckpointStore(self.run_dir).pointer("LATEST")
         kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
@@ -860,6 +873,7 @@ class Trainer:
         """Write a checkpoint (rank 0), with every rank's random streams and data position."""
         if self.acc_count:  # losses not read since the last log: stop on a NaN among them before saving
             self.read_accumulators()
+        self._refuse_nonfinite_weights()
         ranks = self.dist.all_gather_object(self._rank_state())
         if not self.dist.is_main:
             self.dist.barrier()
@@ -937,6 +951,7 @@ class Trainer:
             if optimizer is None or f"optim_{name}" not in state:
                 continue
             tensors = ckpt.read_tensors(path / f"optim_{name}.safetensors")
+            ckpt.refuse_nonfinite(tensors, path / f"optim_{name}.safetensors")
             load_state(optimizer, ckpt.join_state(state[f"optim_{name}"], tensors))
         if self.scalers is not None:
             for name, scaler in self.scalers.items():
@@ -947,6 +962,7 @@ class Trainer:
         self.step = self.resumed_at = self._saved_step = int(state["step"])  # a stop before the next step keeps it as is
         self.best = dict(state.get("best") or {})
         self.best_not_comparable = self._changed_scoring(self.best)
+        self.retired_best = self.best if self.best_not_comparable else {}
         if self.best_not_comparable:  # its score says nothing about this resume's: the best is chosen again
             self.best = {}
         self.last_metrics = state.get("metrics") or {}
