@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .engine import checkpoint as ckpt
 from .engine.distributed import DistContext
 from .engine.evaluate import build_metrics, evaluate_generator
+from .translate import MACHINE_TROUBLE
 from .errors import RecipeError, UserError, did_you_mean, named_as_arguments
 from .recipe import override_list
 
@@ -95,9 +96,20 @@ class ImageSaver:
                                 "evaluation would score the saved images too; give a folder outside it")
 
     def expect(self, names: list[str]) -> None:
-        """The names of the files to be scored, so clashing stems are known before the first."""
+        """The names of the files to be scored, so each gets its own output name before the
+        first is written: clashing stems keep their extension (``a.jpg.png``), and a name
+        taken even so (``a.png`` beside ``a.png.png``) gets ``-2``, ``-3``..."""
         stems = [_stem(name) for name in names]
         self._clashing = {stem for stem in stems if stems.count(stem) > 1}
+        taken: set[str] = set()
+        self._names: dict[str, str] = {}
+        for name, stem in zip(names, stems):
+            out = name.replace("\\", "/") if stem in self._clashing else stem
+            base, number = out, 2
+            while out.lower() in taken:
+                out, number = f"{base}-{number}", number + 1
+            taken.add(out.lower())
+            self._names[name] = out
 
     def __call__(self, batch: "ScoredBatch") -> None:
         import torch
@@ -105,18 +117,21 @@ class ImageSaver:
         from .data.encode import save_image
 
         for i, name in enumerate(batch.names):
-            stem = _stem(name)
-            if stem in self._clashing:
-                stem = name.replace("\\", "/")
+            stem = self._names.get(name) or _stem(name)
             for role, images in (("input", batch.input), ("output", batch.output), ("target", batch.target)):
                 if images is None:
                     continue
                 path = self.folder / role / f"{stem}.png"
                 pixels = (images[i].float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-                try:
+                tmp = path.with_name(f".{path.name}.tmp")
+                try:  # whole or not at all: a full disk leaves no truncated PNG
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    save_image(pixels, path, "png")
+                    save_image(pixels, tmp, "png")
+                    tmp.replace(path)
                 except OSError as exc:
+                    tmp.unlink(missing_ok=True)
+                    if exc.errno in MACHINE_TROUBLE:  # the disk, not the user: exit status 1
+                        raise OSError(exc.errno, exc.strerror, str(path)) from None
                     raise UserError(f"{path}: cannot write it ({exc.strerror or exc}); give --save-images another folder") from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import time
@@ -114,6 +115,11 @@ def output_pixels(image: torch.Tensor, alpha: np.ndarray | None, fmt: str) -> np
     return pixels
 
 
+#: Write errors that are the machine's state (a full disk or quota, a file past ulimit -f, a
+#: file system gone read-only): raised as OSError, which the command line reports with status 1
+MACHINE_TROUBLE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG, errno.EROFS})
+
+
 def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str) -> None:
     """Save atomically: a temporary name, then a rename, so no half-written file is left."""
     from .data.encode import save_image
@@ -126,6 +132,8 @@ def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if exc.errno in MACHINE_TROUBLE:  # the disk, not the user: exit status 1, as for a run
+            raise OSError(exc.errno, exc.strerror, str(target)) from None
         raise UserError(f"{target}: cannot write ({exc.strerror or exc})") from None
     except ValueError as exc:  # what the format cannot hold: WebP's 16383 px a side, JPEG's 65535
         with contextlib.suppress(OSError):
@@ -353,7 +361,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             pending.append((image, target))
         flush()
         wait_for_writes(0)
-    if unreadable and not report.written:
+    if unreadable and not report.written and not report.already_there:  # --skip-existing with the rest done is fine
         from .data.decode import IMAGE_EXTENSIONS
 
         # the format hint only where a file is not of a kind i2i reads (a PNG too large to decode already is one)

@@ -777,3 +777,52 @@ def test_translate_refuses_an_empty_out_and_takes_format_spellings(g2c_run, odd_
     result = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(tmp_path / "o"), "--format", "JPEG"])
     assert result.returncode == 0, result.stderr
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["odd.jpg"]
+
+
+def test_saved_images_of_names_that_clash_twice_are_all_kept(g2c_run, tmp_path):
+    """photo.jpg and photo.png keep their extensions, and photo.png.png then took the name
+    photo.png's images had: one was overwritten without a word."""
+    from i2i.evaluation import evaluate_run
+
+    folder = tmp_path / "coll"
+    folder.mkdir()
+    for name, colour in (("photo.jpg", (200, 30, 30)), ("photo.png", (30, 200, 30)), ("photo.png.png", (30, 30, 200))):
+        Image.new("RGB", (40, 40), colour).save(folder / name, format="PNG" if name.endswith("png") else "JPEG")
+    evaluate_run(g2c_run, data_dir=folder, crop=0, save_images=tmp_path / "saved")
+    targets = sorted((tmp_path / "saved" / "target").iterdir())
+    assert len(targets) == 3
+    assert {tuple(np.asarray(Image.open(t))[0, 0] // 100) for t in targets} == {(2, 0, 0), (0, 2, 0), (0, 0, 2)}
+
+
+def test_skip_existing_with_everything_done_succeeds_beside_an_unreadable_file(g2c_run, tmp_path):
+    """A folder holding one broken file could not be finished: 'none of the input files could
+    be read' once every readable one was done."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (20, 20), (90, 40, 10)).save(folder / "one.png")
+    (folder / "zero.jpg").write_bytes(b"")
+    assert run_i2i(["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "o")]).returncode == 0
+    again = run_i2i(["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "o"), "--skip-existing"])
+    assert again.returncode == 0, again.stderr
+    assert "left 1 already there" in again.stdout + again.stderr and "zero.jpg" in again.stderr
+
+
+def test_a_full_disk_while_translating_exits_1_as_for_a_run(g2c_run, tmp_path, monkeypatch):
+    """It exited 2, the status of a user's mistake."""
+    import errno
+
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+    from i2i.data import encode
+
+    def full(pixels, path, fmt):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(encode, "save_image", full)
+    Image.new("RGB", (20, 20), (90, 40, 10)).save(tmp_path / "one.png")
+    result = CliRunner().invoke(cli, ["translate", str(g2c_run), str(tmp_path / "one.png"), "--out", str(tmp_path / "o"),
+                                      "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{tmp_path / 'o' / 'one.png'}: cannot write (No space left on device); free some space" in result.output
+    assert not list((tmp_path / "o").glob("*"))  # no partial file
