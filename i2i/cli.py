@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import StopRequested, TrainingStopped, UserError, show_traceback
+from .errors import WRITE_TROUBLE, StopRequested, TrainingStopped, UserError, show_traceback
 from .registry import KINDS, SINGULAR
 
 
@@ -93,12 +93,6 @@ def _exit_on_usage_error(exc: click.UsageError, ctx: click.Context | None) -> No
     sys.exit(exc.exit_code)
 
 
-#: What a write can run into that is the machine's state, not a bug: one line, not a traceback.
-_FULL_DISK = {errno.ENOSPC: "free some space", getattr(errno, "EDQUOT", errno.ENOSPC): "free some space within your quota",
-              errno.EROFS: "the file system is read-only",
-              errno.EFBIG: "the file grew past the largest this process may write (ulimit -f) or the file system holds"}
-
-
 #: Permissions: a run folder made read-only (chmod, chattr +i) that a resume writes into
 _NOT_ALLOWED = (errno.EACCES, errno.EPERM)
 
@@ -110,7 +104,7 @@ def _exit_on_unwritable(exc: BaseException) -> None:
     from it."""
     seen = set()
     while exc is not None and id(exc) not in seen and not (
-            isinstance(exc, OSError) and (exc.errno in _FULL_DISK or exc.errno in _NOT_ALLOWED)):
+            isinstance(exc, OSError) and (exc.errno in WRITE_TROUBLE or exc.errno in _NOT_ALLOWED)):
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     if exc is not None and id(exc) in seen:
@@ -126,7 +120,7 @@ def _exit_on_unwritable(exc: BaseException) -> None:
         click.echo(f"i2i: error: {_rank_prefix()}{where}{exc.strerror}; give your user access to it (and to the "
                    f"folder that holds it){_what_is_kept(exc.filename)}", err=True)
     else:
-        click.echo(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {_FULL_DISK[exc.errno]}"
+        click.echo(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {WRITE_TROUBLE[exc.errno]}"
                    f"{_what_is_kept(exc.filename)}", err=True)
     sys.exit(1)
 

@@ -7,6 +7,7 @@ without a traceback. Everything else is a bug (ours or a plugin's) and keeps its
 from __future__ import annotations
 
 import contextlib
+import errno
 import difflib
 import os
 import re
@@ -94,6 +95,13 @@ def named_as_arguments(spelling: dict[str, str]) -> Iterator[None]:
         except TypeError:  # a subclass that takes other arguments
             respelled = UserError(text)
         raise respelled from None
+
+
+#: What a write can run into that is the machine's state, not a user's mistake, with what to do:
+#: one line and exit status 1 (the command line), an ``OSError`` naming the file (the API)
+WRITE_TROUBLE = {errno.ENOSPC: "free some space", getattr(errno, "EDQUOT", errno.ENOSPC): "free some space within your quota",
+                 errno.EROFS: "the file system is read-only",
+                 errno.EFBIG: "the file grew past the largest this process may write (ulimit -f) or the file system holds"}
 
 
 @contextlib.contextmanager

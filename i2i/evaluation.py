@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .engine import checkpoint as ckpt
 from .engine.distributed import DistContext
+from .data.sources import without_suffix
 from .engine.evaluate import build_metrics, evaluate_generator
-from .translate import MACHINE_TROUBLE
-from .errors import RecipeError, UserError, did_you_mean, named_as_arguments
+from .errors import WRITE_TROUBLE, RecipeError, UserError, did_you_mean, named_as_arguments
 from .recipe import override_list
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class ImageSaver:
         """The names of the files to be scored, so each gets its own output name before the
         first is written: clashing stems keep their extension (``a.jpg.png``), and a name
         taken even so (``a.png`` beside ``a.png.png``) gets ``-2``, ``-3``..."""
-        stems = [_stem(name) for name in names]
+        stems = [without_suffix(name) for name in names]
         self._clashing = {stem for stem in stems if stems.count(stem) > 1}
         taken: set[str] = set()
         self._names: dict[str, str] = {}
@@ -117,7 +117,7 @@ class ImageSaver:
         from .data.encode import save_image
 
         for i, name in enumerate(batch.names):
-            stem = self._names.get(name) or _stem(name)
+            stem = self._names.get(name) or without_suffix(name)
             for role, images in (("input", batch.input), ("output", batch.output), ("target", batch.target)):
                 if images is None:
                     continue
@@ -130,15 +130,9 @@ class ImageSaver:
                     tmp.replace(path)
                 except OSError as exc:
                     tmp.unlink(missing_ok=True)
-                    if exc.errno in MACHINE_TROUBLE:  # the disk, not the user: exit status 1
+                    if exc.errno in WRITE_TROUBLE:  # the disk, not the user: exit status 1
                         raise OSError(exc.errno, exc.strerror, str(path)) from None
                     raise UserError(f"{path}: cannot write it ({exc.strerror or exc}); give --save-images another folder") from None
-
-
-def _stem(name: str) -> str:
-    """A file's relative name without its extension: ``sub/photo.jpg`` -> ``sub/photo``."""
-    relative = PurePosixPath(name.replace("\\", "/"))
-    return str(relative.with_suffix("")) if relative.suffix else str(relative)
 
 
 class PerImageScores:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ import torch
 from .data.encode import ALPHA_FORMATS, DEEP_FORMATS, SAVE_FORMATS  # noqa: F401 - SAVE_FORMATS was defined here
 from .engine.cpu_threads import NoThreadGovernor, ThreadGovernor
 from .engine.device import is_out_of_memory
-from .errors import UserError, named_as_arguments
+from .errors import WRITE_TROUBLE, UserError, named_as_arguments
 
 if TYPE_CHECKING:
     from .data.decode import DecodedImage
@@ -115,11 +114,6 @@ def output_pixels(image: torch.Tensor, alpha: np.ndarray | None, fmt: str) -> np
     return pixels
 
 
-#: Write errors that are the machine's state (a full disk or quota, a file past ulimit -f, a
-#: file system gone read-only): raised as OSError, which the command line reports with status 1
-MACHINE_TROUBLE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG, errno.EROFS})
-
-
 def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str) -> None:
     """Save atomically: a temporary name, then a rename, so no half-written file is left."""
     from .data.encode import save_image
@@ -132,7 +126,7 @@ def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if exc.errno in MACHINE_TROUBLE:  # the disk, not the user: exit status 1, as for a run
+        if exc.errno in WRITE_TROUBLE:  # the disk, not the user: exit status 1, as for a run
             raise OSError(exc.errno, exc.strerror, str(target)) from None
         raise UserError(f"{target}: cannot write ({exc.strerror or exc})") from None
     except ValueError as exc:  # what the format cannot hold: WebP's 16383 px a side, JPEG's 65535

@@ -376,11 +376,11 @@ def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Pat
     contents = survey_folder(folder, exclude=[source])  # the images' own folder inside it: not partners
     by_stem: dict[str, list[Path]] = {}
     for path in one_per_file(contents.images):
-        by_stem.setdefault(_without_suffix(path.relative_to(folder).as_posix()), []).append(path)
+        by_stem.setdefault(without_suffix(path.relative_to(folder).as_posix()), []).append(path)
     matched, used = [], set()
     listed: dict[Path, list[str]] = {}
     for file in files:
-        stem = _without_suffix(file.name)
+        stem = without_suffix(file.name)
         candidates = by_stem.get(stem, [])
         problem = ""
         if not candidates:
@@ -423,11 +423,12 @@ def _other_kind_named(folder: Path, stem: str, listed: dict[Path, list[str]]) ->
         except OSError:
             listed[parent] = []
     name = stem.rsplit("/", 1)[-1]
-    return next((entry for entry in listed[parent] if _without_suffix(entry) == name and entry != name), "")
+    return next((entry for entry in listed[parent] if without_suffix(entry) == name and entry != name), "")
 
 
-def _without_suffix(name: str) -> str:
-    """``sub/0001.png`` -> ``sub/0001``: what a file and its partner share."""
+def without_suffix(name: str) -> str:
+    """``sub/0001.png`` -> ``sub/0001``: what a file and its pair share (and the name i2i eval
+    saves a scored file's images under)."""
     head, _, last = name.rpartition("/")
     stem = last.rsplit(".", 1)[0] if "." in last.lstrip(".") else last
     return f"{head}/{stem}" if head else stem
