@@ -494,39 +494,42 @@ def missing_run_plugins(recipe_file: str | os.PathLike) -> str:
     return f"this run was trained with {which} {listed}, which {verb} not loaded here: {'; '.join(ways)}"
 
 
-def changed_run_plugins(recipe_file: str | os.PathLike) -> str:
-    """For a run's saved recipe: the third-party plugins it used that are loaded here at another
-    version than it was trained with (a renamed option is then an unknown key in its recipe)."""
+def _plugins_at_other_versions(recipe_file: str | os.PathLike) -> list[tuple[str, dict, Any]]:
+    """The third-party plugins a run used that are loaded here at another version than it was
+    trained with: (name, what run.json recorded, the loaded plugin's info)."""
     from .plugins import host
 
     recorded, here = _run_plugins(recipe_file), host().plugins
-    changed = [(name, p, here[name]) for name, p in recorded.items() if isinstance(p, dict) and p.get("used", True)
-               and p.get("version") and name in here and not here[name].builtin and here[name].version
-               and here[name].version != p["version"]]
+    return [(name, then, here[name]) for name, then in recorded.items()
+            if isinstance(then, dict) and then.get("used", True) and then.get("version") and name in here
+            and not here[name].builtin and here[name].version and here[name].version != then["version"]]
+
+
+def _install_as_trained(recorded: dict) -> str:
+    return f"pip install {recorded['distribution']}=={recorded['version']}" if recorded.get("distribution") else "install it"
+
+
+def changed_run_plugins(recipe_file: str | os.PathLike) -> str:
+    """For a run's saved recipe: the first third-party plugin it used that is loaded here at
+    another version than it was trained with (a renamed option is then an unknown key in its
+    recipe), as a hint; "" when there is none."""
+    changed = _plugins_at_other_versions(recipe_file)
     if not changed:
         return ""
     name, then, now = changed[0]
-    install = f"pip install {then['distribution']}=={then['version']}" if then.get("distribution") else "install it"
     return (f"this run was trained with plugin '{name}' {then['version']}, and {now.version} is loaded here, whose "
-            f"options may differ: {install} to use the run as it was, or edit the run's recipe.toml to the new options")
+            f"options may differ: {_install_as_trained(then)} to use the run as it was, or edit the run's recipe.toml "
+            "to the new options")
 
 
 def note_changed_run_plugins(recipe_file: str | os.PathLike) -> None:
     """A note on stderr when a run's plugins are loaded here at other versions than it was
     trained with: a version that only added an option (or changed a degradation) opens the run
     without an error, yet scores, translates or resumes it with other code."""
-    from .plugins import host
-
-    recorded, here = _run_plugins(recipe_file), host().plugins
-    for name, then in recorded.items():
-        now = here.get(name)
-        if not (isinstance(then, dict) and then.get("used", True) and then.get("version") and now is not None
-                and not now.builtin and now.version and now.version != then["version"]):
-            continue
-        install = f"pip install {then['distribution']}=={then['version']}" if then.get("distribution") else "install it"
+    for name, then, now in _plugins_at_other_versions(recipe_file):
         print(f"i2i: note: {Path(recipe_file).parent} was trained with plugin '{name}' {then['version']}, and "
-              f"{now.version} is loaded here, whose components may behave otherwise; {install} to use the run as it "
-              "was", file=sys.stderr, flush=True)
+              f"{now.version} is loaded here, whose components may behave otherwise; {_install_as_trained(then)} to "
+              "use the run as it was", file=sys.stderr, flush=True)
 
 
 def recipe_error(recipe: Recipe, text: str, also: tuple[str, ...] = ()) -> RecipeError:
