@@ -135,6 +135,52 @@ def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str
         raise UserError(f"{target}: cannot write ({exc}); try another --format") from None
 
 
+def _refuse_file_folder_clashes(pairs: list[tuple[Path, Path]], targets: list[Path], out_dir: Path) -> None:
+    """Before any work: an output file whose name another output needs as a folder (``x.jpg``
+    gives ``x.png``, beside a folder ``x.png/`` of inputs), or that is a folder already, would
+    fail at its write after the others were translated."""
+    files = {target: file for (_, file), target in zip(pairs, targets)}
+    for (_, file), target in zip(pairs, targets):
+        for folder in target.parents:
+            if folder == out_dir or out_dir not in folder.parents:
+                break
+            if folder in files:
+                raise UserError(f"{files[folder]} and {file}: one would be written to {folder} and the other inside a "
+                                f"folder of that name; rename one, or translate them on their own into another --out")
+        try:
+            is_dir = target.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            raise UserError(f"{target}: is a folder, where {file}'s translation would be written; choose another --out "
+                            "or --format")
+
+
+def _refuse_sizes_the_format_cannot_hold(pairs: list[tuple[Path, Path]], fmt: str) -> None:
+    """Before any work: an input wider or taller than ``fmt`` can store (a WebP panorama past
+    16383 px) would otherwise fail at its write, after the others were translated. Outputs
+    are the inputs' size, so the headers tell."""
+    from .data.decode import UnreadableImageError, probe_size
+    from .data.encode import SIDE_LIMITS
+
+    limit = SIDE_LIMITS.get(fmt)
+    if limit is None:
+        return
+    too_large = []
+    for _, file in pairs:
+        try:
+            size = probe_size(file)
+        except UnreadableImageError:  # reported with the other unreadable files, when its turn comes
+            continue
+        if max(size) > limit:
+            too_large.append((file, size))
+    if too_large:
+        (file, (height, width)), more = too_large[0], len(too_large) - 1
+        others = f" (and {more} more)" if more else ""
+        raise UserError(f"{file}: {width} x {height} px is larger than {fmt} can store ({limit} px a side){others}; "
+                        "use --format png or tif")
+
+
 def _readable_header(path: Path) -> bool:
     """Whether an image's header reads (its pixels are read later, when it is translated)."""
     from .data.decode import UnreadableImageError, probe_size
@@ -219,6 +265,8 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
                         f"{not_read_note(left_out.values())}")
     print_not_read_note(", ".join(str(folder) for folder, kinds in left_out.items() if kinds), left_out.values())
     targets = output_paths(pairs, out_dir, fmt)
+    _refuse_file_folder_clashes(pairs, targets, out_dir)
+    _refuse_sizes_the_format_cannot_hold(pairs, fmt)
     try:
         present = [target.exists() for target in targets]
     except OSError as exc:  # a name too long for the file system, say: before any work, as one line

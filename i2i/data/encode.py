@@ -35,6 +35,8 @@ SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tif": "TIFF"}
 #: Formats that hold an alpha channel, and formats that hold 16 bits per channel.
 ALPHA_FORMATS = frozenset({"png", "webp", "tif"})
 DEEP_FORMATS = frozenset({"png", "tif"})
+#: The longest side each format can store (WebP's 14-bit sizes, JPEG's 16-bit ones).
+SIDE_LIMITS = {"webp": 16383, "jpg": 65535}
 
 
 def with_alpha(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
