@@ -148,12 +148,14 @@ class PerImageScores:
         scores = {key: value.cpu().tolist() for key, value in batch.scores.items()}
         baselines = {base: {key: value.cpu().tolist() for key, value in values.items()}
                      for base, values in batch.baseline_scores.items()}
+        details = {key: value.cpu().tolist() for key, value in batch.details.items()}
         for i, name in enumerate(batch.names):
             self.rows.append({
                 "file": name,
                 "metrics": summarize_metrics(self.metrics, {key: values[i] for key, values in scores.items()}),
                 "baselines": {base: summarize_metrics(self.metrics, {key: v[i] for key, v in values.items()})
                               for base, values in baselines.items()},
+                **({"details": {key: values[i] for key, values in details.items()}} if details else {}),
             })
 
 
@@ -317,11 +319,13 @@ def check_csv_target(path: Path) -> None:
 
 
 def write_per_image_csv(rows: list[dict], path: Path) -> None:
-    """The per-image scores as CSV: ``file``, the model's metrics, then each baseline's as
+    """The per-image scores as CSV: ``file``, the task's details of the pair (a blind
+    denoiser's ``noise sigma``), the model's metrics, then each baseline's as
     ``<baseline>: <metric>``; written whole or not at all."""
     import csv
     import os
 
+    detail_keys = list(dict.fromkeys(key for row in rows for key in row.get("details", {})))
     metric_keys = list(dict.fromkeys(key for row in rows for key in row["metrics"]))
     base_keys = list(dict.fromkeys((base, key) for row in rows for base, values in row["baselines"].items()
                                    for key in values))
@@ -329,9 +333,10 @@ def write_per_image_csv(rows: list[dict], path: Path) -> None:
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["file", *metric_keys, *(f"{base}: {key}" for base, key in base_keys)])
+            writer.writerow(["file", *detail_keys, *metric_keys, *(f"{base}: {key}" for base, key in base_keys)])
             for row in rows:
-                writer.writerow([row["file"], *(_cell(row["metrics"].get(key)) for key in metric_keys),
+                writer.writerow([row["file"], *(_cell(row.get("details", {}).get(key)) for key in detail_keys),
+                                 *(_cell(row["metrics"].get(key)) for key in metric_keys),
                                  *(_cell(row["baselines"].get(base, {}).get(key)) for base, key in base_keys)])
         tmp.replace(path)
     except OSError as exc:

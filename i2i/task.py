@@ -81,6 +81,11 @@ class Task:
         """Trivial answers to compare against, as images in [0, 1] (e.g. ``grey copy``)."""
         return {}
 
+    def pair_details(self, input: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """Facts about each validation pair worth a column of ``i2i eval --per-image`` (the
+        noise level a blind denoiser drew for it, say): ``{name: [B] tensor}``. Default none."""
+        return {}
+
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
         """Wrap the built generator if the task needs to (e.g. residual prediction)."""
         return generator

@@ -732,3 +732,22 @@ def test_a_task_that_fails_on_one_validation_image_names_it(photos, tmp_path, ta
                                    eval={"crop": 0}), task)
     with pytest.raises(i2i.PluginError, match=said):
         i2i.train(recipe, quiet=True)
+
+
+def test_pair_details_not_one_value_per_image_is_one_line_naming_the_task():
+    """A plugin task's per-image details (``i2i eval --per-image`` columns) must be one number per image."""
+    from i2i.engine.evaluate import task_pair_details
+
+    class Whole(i2i.Task):
+        def make_pair(self, clean, generator=None):
+            return clean, clean
+
+        def pair_details(self, input, target):
+            return {"noise": (input - target).std()}  # one value for the batch, not per image
+
+    input = torch.rand(3, 3, 8, 8)
+    with pytest.raises(i2i.PluginError, match=r"Whole.*pair_details gave 'noise': \[\] for 3 image\(s\); expected a "
+                                              r"tensor of one value per image"):
+        task_pair_details(Whole(), input, input)
+    Whole.pair_details = lambda self, input, target: {"noise": (input - target).flatten(1).std(1)}
+    assert task_pair_details(Whole(), input, input)["noise"].shape == (3,)

@@ -110,6 +110,16 @@ def test_denoise_blind_sigma_is_drawn_per_image_within_range():
     assert per_image.max() - per_image.min() > 15
 
 
+def test_blind_denoise_details_give_each_pairs_drawn_sigma():
+    task = build("denoise", sigma=[5.0, 50.0])
+    clean = torch.rand(6, 3, 64, 64)
+    input, target = task.make_pair(clean, torch.Generator().manual_seed(3))
+    drawn = 5 + 45 * torch.rand((6, 1, 1, 1), generator=torch.Generator().manual_seed(3)).flatten()  # make_pair's draw
+    measured = task.pair_details(input, target)["noise sigma"]
+    assert measured.shape == (6,) and torch.allclose(measured, drawn, rtol=0.03)
+    assert build("denoise", sigma=25).pair_details(input, target) == {}  # one level: no column to add
+
+
 def test_denoise_seeded_generator_repeats_noise():
     task = build("denoise", sigma=[0.0, 30.0])
     clean = torch.rand(2, 3, 8, 8)

@@ -256,6 +256,8 @@ def test_eval_writes_per_image_scores_and_the_scored_images(g2c_run, photos, tmp
 def test_saved_noisy_inputs_are_the_ones_scored(photos, tmp_path):
     """A denoiser's saved inputs are the noisy images its scores came from (to 8-bit rounding),
     so another method can be run and scored on the very same noise."""
+    import csv
+
     from i2i.evaluation import evaluate_run
 
     run = i2i.train({**TINY_GAN, "data": {**TINY_GAN["data"], "source": str(photos)},
@@ -267,6 +269,17 @@ def test_saved_noisy_inputs_are_the_ones_scored(photos, tmp_path):
         assert np.array_equal(clean, np.asarray(Image.open(photos / row["file"])).astype(float) / 255)
         psnr = -10 * np.log10(np.mean((noisy - clean) ** 2))
         assert abs(psnr - row["baselines"]["noisy input"]["psnr"]) < 0.2  # rounded and clipped to 0-255
+    assert all("details" not in row for row in result["per_image"])  # one noise level: nothing to tell apart
+    # a blind evaluation: each row says the noise level its image got, in the CSV and the JSON
+    blind = run_i2i(["eval", str(run.run_dir), "--data", str(photos), "--crop", "0", "--json", "--set",
+                     "task.sigma=[5, 50]", "--per-image", str(tmp_path / "blind.csv")])
+    assert blind.returncode == 0, blind.stderr
+    with open(tmp_path / "blind.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:2] == ["file", "noise sigma"]
+    sigmas = [float(row["noise sigma"]) for row in rows]
+    assert all(4.5 < sigma < 52 for sigma in sigmas) and max(sigmas) - min(sigmas) > 1
+    assert sigmas == [row["details"]["noise sigma"] for row in json.loads(blind.stdout)["per_image"]]
 
 
 def test_short_training_beats_the_baseline(photos, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -37,6 +37,8 @@ class ScoredBatch:
     target: Tensor
     scores: dict[str, Tensor]
     baseline_scores: dict[str, dict[str, Tensor]]
+    #: the task's ``pair_details`` of each image (a blind denoiser's noise level)
+    details: dict[str, Tensor] = field(default_factory=dict)
 
 
 def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe | None = None) -> dict[str, Any]:
@@ -206,6 +208,25 @@ def task_baselines(task: Task, input: Tensor, target_image: Tensor) -> dict[str,
     return images
 
 
+def task_pair_details(task: Task, input: Tensor, target: Tensor) -> dict[str, Tensor]:
+    """``task.pair_details``, each value checked to be one number per image: a plugin's
+    mistake is one line naming the task."""
+    try:
+        details = task.pair_details(input, target)
+    except Exception as exc:
+        raise_plugin_failure(exc, f"{task_label(task)}: pair_details failed on an input of shape {list(input.shape)}: ")
+    if not isinstance(details, dict):
+        raise PluginError(f"{task_label(task)}: pair_details returned {type(details).__name__}; expected a dict of "
+                          "{name: tensor of one value per image}")
+    batch = input.shape[0]
+    for name, value in details.items():
+        if not (isinstance(name, str) and isinstance(value, Tensor) and value.numel() == batch):
+            shape = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise PluginError(f"{task_label(task)}: pair_details gave {name!r}: {shape} for {batch} image(s); expected "
+                              "a tensor of one value per image under a name")
+    return {name: value.detach().float().reshape(batch) for name, value in details.items()}
+
+
 def _agreed_keys(local: list[tuple[str, str]], dist) -> list[tuple[str, str]]:
     """The union of every rank's (group, metric) keys, in first-seen order.
 
@@ -307,7 +328,8 @@ def evaluate_generator(
                 _add(base_sums[base_name], values)
             if on_batch is not None:
                 on_batch(ScoredBatch(names, task.input_image(input) if task.input_is_image else None,
-                                     output_image, target_image, scores, base_scores))
+                                     output_image, target_image, scores, base_scores,
+                                     task_pair_details(task, input, target)))
             count += clean.shape[0]
             if first is None and (number == 0 or not shard):
                 first = _columns(task, input, output_image, target_image)

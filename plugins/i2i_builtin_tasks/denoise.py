@@ -109,6 +109,14 @@ class Denoise(i2i.Task):
     def prepare(self, image: Tensor) -> Tensor:
         return to_signed(as_grey(image) if self.channels == 1 else as_rgb(image))
 
+    def pair_details(self, input: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """A blind denoiser's per-image noise level, for scores by noise level: the standard
+        deviation of the noise added (0-255 scale), measured on the pair (the noise is not
+        clipped, so this is the drawn sigma up to sampling: about 0.2 % on a 256 px colour crop)."""
+        if self.sigma_lo == self.sigma_hi:
+            return {}
+        return {"noise sigma": (input - target).flatten(1).std(dim=1) * (255 / 2)}
+
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
         if not self.residual or getattr(generator, "subtracts_residual", False):
             return generator
