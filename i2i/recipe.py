@@ -131,6 +131,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                            "auto = bf16 autocast on CUDA GPUs that support it and on CPUs with AMX, else fp32"),
         "ema": Field(float, 0.0, "decay of an EMA copy of G used for evaluation and export; 0 = off",
                      _fraction, "a number in [0, 1)"),
+        "ema_warmup": Field(bool, False, "let the EMA's decay grow as min(ema, (1 + step) / (10 + step)), so it "
+                            "follows G early in the run rather than stay near the initial weights"),
         "d_steps": Field(int, 1, "discriminator steps per generator step", _positive, "an integer >= 1"),
         "g_warmup_steps": Field(int, 0, "steps of reconstruction losses only before the adversarial terms join",
                                 _non_negative, "an integer >= 0"),

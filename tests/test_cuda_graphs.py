@@ -113,11 +113,12 @@ def _losses(run_dir: Path) -> list[dict]:
             for r in rows if r["type"] == "train"]
 
 
-def test_graphed_step_trains_exactly_as_the_eager_step(photos, tmp_path):
-    eager = _trainer(photos, tmp_path / "eager")
+@pytest.mark.parametrize("ema_warmup", [False, True])  # warm-up: the decay read from the device's step number
+def test_graphed_step_trains_exactly_as_the_eager_step(photos, tmp_path, ema_warmup):
+    eager = _trainer(photos, tmp_path / "eager", ema_warmup=ema_warmup)
     eager.fit()
 
-    graphed = _trainer(photos, tmp_path / "graphed")
+    graphed = _trainer(photos, tmp_path / "graphed", ema_warmup=ema_warmup)
     capture = StandInCapture(graphed)
     graphed.use_graphs(GraphedStep(graphed, capture=capture))
     graphed.fit()

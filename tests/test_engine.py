@@ -184,8 +184,8 @@ def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_run(photo
     # a checkpoint at step 3 and a log every 2 steps: killed at step 4 after logging it, the
     # resumed run must log step 4 again with the same mean (over steps 3 and 4, one of them
     # before the checkpoint) and end with the same weights and the same metrics.jsonl as a
-    # run that was never interrupted
-    sections = dict(output={"checkpoint_every": 3, "log_every": 2})
+    # run that was never interrupted (its EMA warm-up, which counts steps, continuing too)
+    sections = dict(output={"checkpoint_every": 3, "log_every": 2}, train={**TINY_GAN["train"], "ema_warmup": True})
     straight = i2i.train(tiny_recipe(photos, tmp_path / "straight", **sections), quiet=True)
     with pytest.raises(Killed):
         i2i.train(tiny_recipe(photos, tmp_path / "killed", **sections), callbacks=[KillAt(4)], quiet=True)
@@ -880,7 +880,31 @@ def test_an_ema_longer_than_the_run_is_warned_about(photos, tmp_path, capsys):
     """A 300-step run with train.ema = 0.999 scored 20.7 dB on its EMA, 26.3 on its trained G."""
     i2i.train(tiny_recipe(photos, tmp_path / "short", train={"steps": 20, "ema": 0.99}), quiet=True)
     assert ("i2i: warning: train.ema = 0.99 averages G's weights over about 100 steps, more than this run's 20: the "
-            "weights evaluated, kept as BEST and translated would still be mostly the initial ones; set train.ema to "
-            "at most 0.5 (a tenth of the run) or 0") in capsys.readouterr().err
+            "weights evaluated, kept as BEST and translated would still be mostly the initial ones; set "
+            "train.ema_warmup = true, or train.ema to at most 0.5 (a tenth of the run) or 0") in capsys.readouterr().err
     i2i.train(tiny_recipe(photos, tmp_path / "long", train={"steps": 20, "ema": 0.9}), quiet=True)
     assert "train.ema" not in capsys.readouterr().err
+    i2i.train(tiny_recipe(photos, tmp_path / "warm", train={"steps": 20, "ema": 0.99, "ema_warmup": True}), quiet=True)
+    assert "train.ema" not in capsys.readouterr().err  # warm-up: the EMA follows G early on
+
+
+def test_ema_warmup_follows_g_from_the_first_step(photos, tmp_path):
+    """Decay min(ema, (1 + t) / (10 + t)) at step t: 0.1, then 2/11, ...; without warm-up, ema."""
+    from i2i.engine.trainer import Trainer
+
+    for warmup, decays in ((True, (0.1, 2 / 11, 3 / 12)), (False, (0.999,) * 3)):
+        recipe = i2i.load_recipe(tiny_recipe(photos, tmp_path / f"w{warmup}", train={
+            "steps": 3, "ema": 0.999, "ema_warmup": warmup, "precision": "fp32"}), [])
+        (tmp_path / f"w{warmup}" / "run").mkdir(parents=True)
+        trainer = Trainer(recipe, tmp_path / f"w{warmup}" / "run", quiet=True)
+        expected = {k: v.clone() for k, v in trainer.G.state_dict().items() if v.is_floating_point()}
+        for decay in decays:
+            trainer.train_step()
+            trainer.step += 1
+            weights = trainer.G.state_dict()
+            for name, value in expected.items():
+                value.mul_(decay).add_(weights[name], alpha=1 - decay) if name in dict(trainer.G.named_parameters()) \
+                    else value.copy_(weights[name])  # buffers are copied
+        for name, value in trainer.ema.state_dict().items():
+            if name in expected:
+                torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)

@@ -138,12 +138,12 @@ class Trainer:
             self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
             span = round(1 / (1 - self.train_cfg["ema"]))
             # the usual decays (0.999, 0.9999) on a short run: scored and kept near the initial weights
-            if span >= 100 and self.total_steps < span and self.dist.is_main:
+            if span >= 100 and self.total_steps < span and self.dist.is_main and not self.train_cfg["ema_warmup"]:
                 print_err(f"i2i: warning: train.ema = {self.train_cfg['ema']} averages G's weights over about {span} steps, "
                           f"more than this run's {self.total_steps}: the weights evaluated, kept as BEST and translated "
-                          f"would still be mostly the initial ones; "
-                          + (f"set train.ema to at most {1 - 10 / self.total_steps:.3g} (a tenth of the run) or 0"
-                             if self.total_steps > 10 else "set train.ema = 0 for a run this short"))
+                          f"would still be mostly the initial ones; set train.ema_warmup = true, or "
+                          + (f"train.ema to at most {1 - 10 / self.total_steps:.3g} (a tenth of the run) or 0"
+                             if self.total_steps > 10 else "train.ema = 0 for a run this short"))
         # fp16 loss scaling, one scaler per network: each is updated once per its own step (as
         # PyTorch's pattern of one update per optimiser iteration expects), and an overflow in
         # D's gradients does not halve G's scale.
@@ -448,11 +448,23 @@ class Trainer:
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """EMA of G's weights (buffers such as batch-norm statistics are copied)."""
+        """EMA of G's weights (buffers such as batch-norm statistics are copied).
+
+        With ``train.ema_warmup`` the decay at step ``t`` (counted from 0) is
+        ``min(ema, (1 + t) / (10 + t))``, TensorFlow's ``num_updates`` form: 0.1 at the first
+        step, 0.9 by the 81st, ``ema`` from about ``(10 * ema - 1) / (1 - ema)`` steps on. It is
+        computed on the device from the step number, so a CUDA graph replays it and a resumed
+        run continues it."""
         decay = self.train_cfg["ema"]
         ema_params = list(self.ema.parameters())
         params = list(self.G.parameters())
-        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        if self.train_cfg["ema_warmup"]:
+            step = self._step_number.to(torch.float32) - 1
+            kept = torch.clamp((1 + step) / (10 + step), max=decay)
+            torch._foreach_mul_(ema_params, kept)
+            torch._foreach_add_(ema_params, torch._foreach_mul(params, 1 - kept))
+        else:
+            torch._foreach_lerp_(ema_params, params, 1.0 - decay)
         for ema_buf, buf in zip(self.ema.buffers(), self.G.buffers()):
             ema_buf.copy_(buf)
 
