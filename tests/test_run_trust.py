@@ -269,6 +269,25 @@ def test_a_resume_scored_under_other_settings_keeps_the_old_best_and_chooses_aga
     assert (checkpoints / "step_0000004").is_dir() and not (checkpoints / "step_0000002").exists()
 
 
+def test_settings_changed_back_compare_with_the_best_scored_under_them(run, capsys):
+    """eval.crop changed and changed back: the best scored at the first crop was retired and
+    forgotten, so a worse checkpoint of the last resume became BEST."""
+    checkpoints = run / "checkpoints"
+    first = ckpt.read_state(checkpoints / "step_0000004")["best"]
+    i2i.train(None, resume=run, overrides=["train.steps=6", "eval.crop=16"], quiet=True)
+    capsys.readouterr()
+    i2i.train(None, resume=run, overrides=["train.steps=8", "eval.crop=32"], quiet=True)
+    err = capsys.readouterr().err
+    assert "scored under other settings (eval.crop = 16 then, 32 now)" in err  # step 6's best, retired in turn
+    assert (f"i2i: note: step_0000004 (psnr {first['value']:.4g}, checkpoints/BEST-until-step_0000004 names it) was "
+            "scored under this resume's settings, so it is the best again") in err
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    at_8 = [row["metrics"]["psnr"] for row in evals if row["type"] == "eval" and row["step"] == 8][-1]
+    best = ckpt.read_state(checkpoints / "step_0000008")["best"]
+    assert best["value"] == max(first["value"], at_8) and best["scored_with"]["eval.crop"] == 32
+    assert (checkpoints / "BEST").read_text() == ("step_0000008" if at_8 > first["value"] else "step_0000004")
+
+
 def test_resuming_from_an_earlier_checkpoint_sets_the_later_ones_aside(run, capsys):
     """Pointing LATEST back (as the README says to resume from an earlier checkpoint) wrote the
     steps trained again over the later checkpoints, the best among them included."""

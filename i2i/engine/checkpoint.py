@@ -395,6 +395,21 @@ class CheckpointStore:
         write_atomic(pointer, name.encode())
         return name, pointer.name
 
+    def retired_bests(self) -> list[tuple[str, dict]]:
+        """The retired bests (``BEST-until-*`` pointers, oldest first) as (pointer name, the
+        best record of the checkpoint it names), where that checkpoint is here and its record
+        names itself the best: a resume that scores as one of them did can take it back."""
+        found = []
+        for pointer in sorted(self.root.glob("BEST-until-*"), key=lambda p: p.stat().st_mtime_ns):
+            name = self.pointer_text(pointer.name)
+            if not name or not (self.root / name).is_dir():
+                continue
+            with contextlib.suppress(CheckpointError, KeyError, AttributeError, TypeError, ValueError):
+                record = read_state(self.root / name)["best"]
+                if step_name(int(record["step"])) == name:
+                    found.append((pointer.name, dict(record)))
+        return found
+
     def set_aside_later(self, checkpoint: Path) -> tuple[list[str], Path | None]:
         """Move the ``step_*`` folders later than ``checkpoint`` (which a resume trains from)
         into ``later-than-<its name>/``, so the steps trained again write no checkpoint over

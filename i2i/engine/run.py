@@ -520,6 +520,30 @@ def _keep_what_the_resume_would_replace(trainer: Trainer, checkpoint_dir: Path) 
               f"{where}", file=sys.stderr, flush=True)
     else:
         store.agree_best(trainer.best, later)
+    if "step" not in trainer.best:
+        _take_back_a_retired_best(trainer, store)
+
+
+def _take_back_a_retired_best(trainer: Trainer, store: ckpt.CheckpointStore) -> None:
+    """A resume whose scoring settings are again those a retired best was scored under
+    (``eval.crop`` changed, then changed back) compares with that best rather than choosing
+    anew: else a worse checkpoint of this resume would become BEST."""
+    main = trainer.task.main_metric
+    lower = main in trainer.task.lower_is_better
+    comparable = [(pointer, record) for pointer, record in store.retired_bests()
+                  if record.get("metric") == main and isinstance(record.get("value"), (int, float))
+                  and isinstance(record.get("scored_with"), dict) and not trainer.changed_scoring(record)]
+    if not comparable:
+        return
+    pointer, best = (min if lower else max)(comparable, key=lambda item: item[1]["value"])
+    best.pop("pending", None)
+    trainer.best = best
+    name = ckpt.step_name(int(best["step"]))
+    with contextlib.suppress(OSError):
+        ckpt.write_atomic(store.root / "BEST", name.encode())
+    print(f"i2i: note: {name} ({main} {best['value']:.4g}, checkpoints/{pointer} names it) was scored under this "
+          "resume's settings, so it is the best again, to be compared with this resume's evaluations",
+          file=sys.stderr, flush=True)
 
 
 def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,

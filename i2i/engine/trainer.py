@@ -973,7 +973,7 @@ class Trainer:
         self._load_rank_state(state, ckpt.read_tensors(path / "rng.safetensors"))
         self.step = self.resumed_at = self._saved_step = int(state["step"])  # a stop before the next step keeps it as is
         self.best = dict(state.get("best") or {})
-        self.best_not_comparable = self._changed_scoring(self.best)
+        self.best_not_comparable = self.changed_scoring(self.best)
         self.retired_best = self.best if self.best_not_comparable else {}
         if self.best_not_comparable:  # its score says nothing about this resume's: the best is chosen again
             self.best = {}
@@ -989,7 +989,7 @@ class Trainer:
                     "data.resize": self.recipe["data"]["resize"]}
         return json.loads(json.dumps(settings))  # as state.json gives it back: lists, not tuples
 
-    def _changed_scoring(self, best: dict[str, Any]) -> str:
+    def changed_scoring(self, best: dict[str, Any]) -> str:
         """How the settings a resumed run's best was scored under differ from this run's
         (``"eval.crop = 64 then, 0 now"``), or ``""``: the same, or not recorded (older runs)."""
         then = best.get("scored_with")
