@@ -267,3 +267,28 @@ def test_paired_takes_input_and_target_from_the_halves_its_direction_names():
     for bad in ({"direction": "AtoC"}, {"input_channels": 2}, {"target_channels": True}):
         with pytest.raises(RecipeError, match="task."):
             build("paired", **bad)
+
+
+def test_gray2color_converts_large_images_in_strips_to_the_same_result(monkeypatch):
+    """Translation converts a large photo to L and back strip by strip (its whole-image
+    temporaries took 4.8 GB for 24 megapixels); the images must be the ones the whole-image
+    conversion gives, and training (gradients on) converts its batch whole."""
+    from i2i_builtin_tasks import gray2color
+
+    task = build("gray2color")
+    photo, ab = torch.rand(2, 3, 37, 29), torch.rand(2, 2, 37, 29) * 2 - 1
+    whole_l = task.prepare(photo)  # gradients on: one piece
+    whole_rgb = task.to_image(ab, whole_l)
+    calls = []
+    convert = gray2color.rgb_to_lab
+    monkeypatch.setattr(gray2color, "rgb_to_lab", lambda image: calls.append(image.shape[-2]) or convert(image))
+    monkeypatch.setattr(gray2color, "STRIP_PIXELS", 2 * 29 * 5)  # strips of 5 rows
+    with torch.no_grad():
+        strips_l = task.prepare(photo)
+        strips_rgb = task.to_image(ab, whole_l)
+    assert calls == [5] * 7 + [2]
+    torch.testing.assert_close(strips_l, whole_l, rtol=0, atol=1e-6)
+    torch.testing.assert_close(strips_rgb, whole_rgb, rtol=0, atol=1e-6)
+    calls.clear()
+    task.prepare(photo)  # gradients on, as in training: one piece
+    assert calls == [37]

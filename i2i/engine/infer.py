@@ -136,7 +136,7 @@ def run_tiled(net: nn.Module, input: Tensor, tile: int, overlap: int = AUTO_OVER
             out[..., y:y + th, x:x + tw] += result * window
             weight[..., y:y + th, x:x + tw] += window
     assert out is not None
-    return out / weight
+    return out.div_(weight)
 
 
 def run_any_size(net: nn.Module, input: Tensor, tile: int | str | None = "auto", overlap: int = AUTO_OVERLAP) -> Tensor:
