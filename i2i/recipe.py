@@ -402,6 +402,9 @@ def inert_settings(recipe: Mapping[str, Any]) -> list[str]:
         if optim["schedule"] != "linear" and optim["decay_start"] != OPTIM["decay_start"].default:
             notes.append(f"train.{net}.decay_start = {format_value(optim['decay_start'])} has no effect under "
                          f"train.{net}.schedule = '{optim['schedule']}' (only 'linear' decays from it)")
+    if train["ema_warmup"] and train["ema"] == 0:
+        notes.append("train.ema_warmup = true has no effect: train.ema is 0, so no EMA is kept; set train.ema (0.999, "
+                     "say) for one")
     for label, term in recipe["losses"].items():
         if term["weight"] == 0:
             notes.append(f"losses.{label}.weight = 0: the term is still computed each step but trains nothing; "

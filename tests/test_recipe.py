@@ -244,17 +244,20 @@ def test_settings_the_recipe_makes_inert_get_a_note(tmp_path):
     gan = BASE + '[discriminator]\nname = "patchgan"\n[losses.gan]\nname = "lsgan"\n'
     recipe = load_recipe(write(tmp_path, gan), ["data.val_source=/photos/val", "data.val_fraction=0.1",
                                                  "train.d.schedule=cosine", "train.d.decay_start=0.8",
-                                                 "losses.gan.weight=0", "train.g_warmup_steps=5"])
+                                                 "losses.gan.weight=0", "train.g_warmup_steps=5",
+                                                 "train.ema_warmup=true"])
     assert recipe.notes == [
         "data.val_fraction = 0.1 has no effect: data.val_source is set, so the run validates on that folder and "
         "trains on all of data.source",
         "train.d.decay_start = 0.8 has no effect under train.d.schedule = 'cosine' (only 'linear' decays from it)",
+        "train.ema_warmup = true has no effect: train.ema is 0, so no EMA is kept; set train.ema (0.999, say) for one",
         "losses.gan.weight = 0: the term is still computed each step but trains nothing; leave [losses.gan] out to drop it",
         "train.g_warmup_steps = 5 is not below train.steps = 5, so the adversarial terms never join and the "
         "discriminator trains for nothing"]
     # the same settings where they act, and a run's recipe.toml (every default written out): no note
     assert load_recipe(write(tmp_path, gan), ["train.d.schedule=linear", "train.d.decay_start=0.8",
-                                              "train.g_warmup_steps=4"]).notes == []
+                                              "train.g_warmup_steps=4", "train.ema=0.99",
+                                              "train.ema_warmup=true"]).notes == []
     saved = load_recipe(write(tmp_path, dumps_toml(dict(load_recipe(write(tmp_path, gan)))), "saved.toml"))
     assert saved.notes == []
 
