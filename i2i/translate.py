@@ -266,7 +266,6 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     print_not_read_note(", ".join(str(folder) for folder, kinds in left_out.items() if kinds), left_out.values())
     targets = output_paths(pairs, out_dir, fmt)
     _refuse_file_folder_clashes(pairs, targets, out_dir)
-    _refuse_sizes_the_format_cannot_hold(pairs, fmt)
     try:
         present = [target.exists() for target in targets]
     except OSError as exc:  # a name too long for the file system, say: before any work, as one line
@@ -299,6 +298,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise UserError(f"{len(clashes)} group(s) of inputs would be written to the same file (outputs are named by file "
                         f"stem, in --format): {'; '.join(clashes[:10])}{more}; rename one of each, or translate them "
                         "on their own into another --out")
+    _refuse_sizes_the_format_cannot_hold(pairs, fmt)  # the files still to translate: --skip-existing reads no more
 
     report = TranslateReport(already_there=done)
     if not pairs:  # skip_existing, and every output is there

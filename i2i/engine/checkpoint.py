@@ -404,7 +404,7 @@ class CheckpointStore:
             name = self.pointer_text(pointer.name)
             if not name or not (self.root / name).is_dir():
                 continue
-            with contextlib.suppress(CheckpointError, KeyError, AttributeError, TypeError, ValueError):
+            with contextlib.suppress(CheckpointError, OSError, KeyError, AttributeError, TypeError, ValueError):
                 record = read_state(self.root / name)["best"]
                 if step_name(int(record["step"])) == name:
                     found.append((pointer.name, dict(record)))
