@@ -362,6 +362,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     from .distributed import DistContext, is_comm_failure
 
     checkpoint_dir, run_dir, split = None, None, None
+    lost_contact = False
     if callbacks is not None and (isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__")):
         from ..callbacks import Callback
 
@@ -445,11 +446,15 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                 raise
     except RuntimeError as exc:
         if dist.is_distributed and is_comm_failure(exc):
+            lost_contact = True
             raise dist.lost(exc, trainer.step if trainer is not None else 0, run_dir or "RUN_DIR") from None
         raise
     finally:
         if owned:
-            dist.close()
+            # torchrun sends SIGTERM to the ranks left once one dies: leaving the process group
+            # must not be cut short by it before this rank has said what happened
+            with _signals_handled(TERMINATION_SIGNALS, signal.SIG_IGN) if lost_contact else contextlib.nullcontext():
+                dist.close()
 
 
 #: Keys that may differ between ranks: paths, which machines may mount in different places
