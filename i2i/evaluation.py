@@ -48,7 +48,7 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     Returns ``{"metrics": {name: value}, "baselines": {baseline: {name: value}}, ...}`` (the
     JSON ``i2i eval --json`` prints). ``per_image=True`` adds ``"per_image"``: one
     ``{"file", "metrics", "baselines"}`` per scored image, in file order (the means are their
-    averages). ``save_images`` (a new or empty folder) receives each scored image's
+    averages), with ``"details"`` where the task gives some (:meth:`i2i.Task.pair_details`). ``save_images`` (a new or empty folder) receives each scored image's
     ``input/``, ``output/`` and ``target/`` as 8-bit PNGs, named after the file. A mistake in the
     run, data or overrides is a :class:`UserError` worded with these arguments; an argument of
     the wrong type a ``TypeError``.

@@ -70,6 +70,7 @@ class StandInCapture:
         t = self.trainer
         ids = {f"acc.{k}": id(v) for k, v in t.acc.items()}
         ids.update({f"bad.{k}": id(v) for k, v in t.bad_step.items()})
+        ids.update({f"steps.{k}": id(v) for k, v in t.acc_steps.items()})
         ids["step_number"] = id(t._step_number)
         for i, optimizer in enumerate(t.optimizers()):
             ids[f"lr{i}"] = id(optimizer.param_groups[0]["lr"])

@@ -908,3 +908,21 @@ def test_ema_warmup_follows_g_from_the_first_step(photos, tmp_path):
         for name, value in trainer.ema.state_dict().items():
             if name in expected:
                 torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_term_absent_from_part_of_a_log_window_is_averaged_over_its_own_steps(photos, tmp_path):
+    """g_gan first runs at step 3 (train.g_warmup_steps = 2): a log of steps 1-3 showed its
+    step-3 value divided by 3, as if G fooled D; the other terms are means over all 3 steps."""
+    lines = {}
+    for every in (1, 3):
+        recipe = tiny_recipe(photos, tmp_path / f"log{every}", train={**TINY_GAN["train"], "steps": 6,
+                                                                       "g_warmup_steps": 2},
+                             output={"log_every": every})
+        run = i2i.train(recipe, quiet=True)
+        rows = [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+        lines[every] = {row["step"]: row for row in rows if row["type"] == "train"}
+    each, window = lines[1], lines[3][3]
+    assert "g_gan" not in each[1] and "g_gan" not in each[2]
+    assert window["g_gan"] == pytest.approx(each[3]["g_gan"], rel=1e-5)
+    for key in ("g_l1", "d_gan"):
+        assert window[key] == pytest.approx(sum(each[step][key] for step in (1, 2, 3)) / 3, rel=1e-5)

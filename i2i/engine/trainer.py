@@ -194,6 +194,10 @@ class Trainer:
         self.noise_rng = torch.Generator(device=self.device)
         self.noise_rng.manual_seed(self.seed * 1000 + 17 + self.dist.rank)
         self.acc: dict[str, Tensor] = {}
+        # per term, the steps it was added on: a term absent from some steps of a log window (the
+        # adversarial one as g_warmup_steps ends, one skipped under on_nonfinite = "skip") is
+        # averaged over its own steps, not diluted by the others
+        self.acc_steps: dict[str, Tensor] = {}
         self.bad_step: dict[str, Tensor] = {}
         self.acc_count = 0
         self.extras: dict[str, Tensor] = {}
@@ -258,7 +262,7 @@ class Trainer:
 
     def _reset_accumulators(self) -> None:
         """Zero the loss sums in place (a captured step keeps adding into the same tensors)."""
-        for value in self.acc.values():
+        for value in (*self.acc.values(), *self.acc_steps.values()):
             value.zero_()
         for bad in self.bad_step.values():
             bad.fill_(-1)
@@ -359,7 +363,9 @@ class Trainer:
             if d_step_number % every == 0:
                 discriminator = lambda x: [o.float() for o in as_logit_list(self.D_run(x))]  # noqa: E731
                 terms[term.label] = term.compute(term.loss, discriminator, real_in, fake_in, scale=every)
-        self._backward_and_step(terms, self.opt_d, self.D, self.train_cfg["d"], "d")
+        # a lazy regulariser's resting steps count towards its mean: it stands for every step
+        resting = [term.label for term in self.regularizers if term.label not in terms]
+        self._backward_and_step(terms, self.opt_d, self.D, self.train_cfg["d"], "d", resting)
         if self._want_extras:
             threshold = float(getattr(self.adversarial[0].loss, "decision_threshold", 0.0))
             self.extras["d_acc_real"] = torch.stack([(o.detach().float() > threshold).float().mean() for o in d_real]).mean()
@@ -394,7 +400,8 @@ class Trainer:
             if self.D is not None:
                 self.D.requires_grad_(True)
 
-    def _backward_and_step(self, terms: dict[str, Tensor], optimizer, net: nn.Module, cfg: dict, which: str) -> None:
+    def _backward_and_step(self, terms: dict[str, Tensor], optimizer, net: nn.Module, cfg: dict, which: str,
+                           resting: list[str] | tuple[str, ...] = ()) -> None:
         total = torch.stack([t.float() for t in terms.values()]).sum()
         scaler = self.scalers[which] if self.scalers is not None else None
         if scaler is not None:
@@ -429,20 +436,27 @@ class Trainer:
         # Release the gradients now rather than before the next backward: the steps in between
         # (the other network's step, the next G forward) then run without them in memory.
         optimizer.zero_grad(set_to_none=True)
-        self._accumulate(which, terms, skip)
+        self._accumulate(which, terms, skip, resting)
 
-    def _accumulate(self, which: str, terms: dict[str, Tensor], skipped: bool) -> None:
-        for label, value in terms.items():
+    def _accumulate(self, which: str, terms: dict[str, Tensor], skipped: bool, resting: list[str] | tuple[str, ...] = ()) -> None:
+        """Add this step's terms to the log window's sums, and count the step for each; a
+        skipped update adds nothing. ``resting``: lazy regularisers not computed this step,
+        counted with a value of 0."""
+        if skipped:
+            return
+        # train.d_steps D steps per G step: their mean, so d_ losses compare across settings
+        share = 1.0 / self.train_cfg["d_steps"] if which == "d" else 1.0
+        for label in [*terms, *resting]:
             key = f"{which}_{label}"
-            value = value.detach().float()
-            if skipped:
-                continue
             if key not in self.acc:
                 self.acc[key] = torch.zeros((), device=self.device)
+                self.acc_steps[key] = torch.zeros((), device=self.device)
                 self.bad_step[key] = torch.full((), -1, dtype=torch.long, device=self.device)
-            d_steps = self.train_cfg["d_steps"]
-            # train.d_steps D steps per G step: their mean, so d_ losses compare across settings
-            self.acc[key] += value / d_steps if which == "d" and d_steps > 1 else value
+            self.acc_steps[key] += share
+            if label not in terms:
+                continue
+            value = terms[label].detach().float()
+            self.acc[key] += value * share if share != 1.0 else value
             bad = self.bad_step[key]
             bad.copy_(torch.where((bad < 0) & ~torch.isfinite(value), self._step_number, bad))
 
@@ -684,7 +698,8 @@ class Trainer:
         keys = summed + list(extras)
         if not keys:
             return {}
-        stacked = torch.stack([self.acc[k] for k in summed] + [extras[k].float() for k in extras])
+        stacked = torch.stack([self.acc[k] for k in summed] + [extras[k].float() for k in extras]
+                              + [self.acc_steps[k] for k in summed])
         bad = torch.stack(list(self.bad_step.values())) if self.bad_step else None
         if self.dist.is_distributed:
             stacked = self.dist.all_reduce_sum(stacked) / self.dist.world_size
@@ -693,9 +708,11 @@ class Trainer:
                 bad = self.dist.all_reduce_min(torch.where(bad < 0, torch.full_like(bad, never), bad))
                 bad = torch.where(bad == never, torch.full_like(bad, -1), bad)
         values = stacked.cpu().tolist()
+        values, counts = values[:len(keys)], dict(zip(summed, values[len(keys):]))  # counts: alike on every rank
         bad_steps = bad.cpu().tolist() if bad is not None else []
-        count = max(1, self.acc_count)
-        out = {k: v / count if k in summed else v for k, v in zip(keys, values)}
+        # a term is averaged over the steps it was added on; one added on none (every step of
+        # the window skipped) has no mean to show
+        out = {k: (v / counts[k] if k in summed else v) for k, v in zip(keys, values) if k not in summed or counts[k] > 0}
         bad = [(step, key) for key, step in zip(self.bad_step, bad_steps) if step >= 0]
         if bad:
             self._nonfinite(*min(bad)[::-1])  # the earliest term to go bad is the cause
@@ -871,13 +888,16 @@ class Trainer:
     def _log_window(self) -> dict[str, Any]:
         """The loss sums of the steps since the last log, so that a run resumed from this
         checkpoint logs the same means at its next log as an uninterrupted run."""
-        sums = torch.stack(list(self.acc.values())).cpu().tolist() if self.acc else []
-        return {"steps": self.acc_count, "sums": dict(zip(self.acc, sums))}
+        sums = torch.stack([*self.acc.values(), *self.acc_steps.values()]).cpu().tolist() if self.acc else []
+        return {"steps": self.acc_count, "sums": dict(zip(self.acc, sums)), "term_steps": dict(zip(self.acc, sums[len(self.acc):]))}
 
     def _restore_log_window(self, window: dict[str, Any] | None) -> None:
         if not window:
             return
         self.acc = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in window["sums"].items()}
+        term_steps = window.get("term_steps", {})  # older checkpoints: every term on every step
+        self.acc_steps = {k: torch.tensor(float(term_steps.get(k, window["steps"])), dtype=torch.float32, device=self.device)
+                          for k in self.acc}
         self.bad_step = {k: torch.full((), -1, dtype=torch.long, device=self.device) for k in self.acc}
         self.acc_count = int(window["steps"])
 
