@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageOps
 
 from i2i.data import ImageData, decode_image, find_images, load_images_for_inference, to_pil
-from i2i.data.decode import UnreadableImageError, fit_image, probe_size
+from i2i.data.decode import UnreadableImageError, fit_image, pil_to_decoded, pil_to_tensor, probe_size
 from i2i.data.sources import scan_folder, split_files
 from i2i.errors import UserError
 from i2i.recipe import SCHEMA
@@ -241,6 +241,21 @@ def test_exif_orientation(tmp_path, orientation, kind):
     assert out.shape == ((3, 24, 16) if orientation >= 5 else (3, 16, 24))
     assert torch.equal(out, torch.from_numpy(upright.copy()).permute(2, 0, 1))
     assert probe_size(path) == tuple(out.shape[1:])
+
+
+@pytest.mark.parametrize("kind", ["jpg", "tif"])
+def test_an_opened_pil_image_is_turned_upright_as_its_file_is(tmp_path, kind):
+    """``model.translate(Image.open(p))`` gave a turned result where ``model.translate(p)`` gave
+    an upright one; once exif_transpose has turned it, there is no orientation left to apply."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"o.{kind}"
+    Image.fromarray(noise_rgb(16, 24)).save(path, exif=exif, **({"quality": 95} if kind == "jpg" else {}))
+    with Image.open(path) as image:
+        assert torch.equal(pil_to_tensor(image, 3), decode_image(path, 3))
+        assert tuple(pil_to_decoded(image, 1).pixels.shape) == (1, 24, 16)
+        turned = ImageOps.exif_transpose(image)
+    assert torch.equal(pil_to_tensor(turned, 3), decode_image(path, 3))
 
 
 def test_corrupt_file_raises_user_error(tmp_path):

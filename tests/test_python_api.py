@@ -113,6 +113,12 @@ def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path):
         model.translate(tmp_path / "missing.png")
     with pytest.raises(IsADirectoryError, match="takes one image, not a folder"):
         model.translate(tmp_path)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned: the README's model.translate(Image.open("photo.jpg")) is upright as the path is
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 24, 3), np.uint8)).save(tmp_path / "photo.jpg", exif=exif)
+    with Image.open(tmp_path / "photo.jpg") as opened:
+        from_pil = model.translate(opened)
+    assert from_pil.size == (16, 24) and np.array_equal(np.asarray(from_pil), np.asarray(model.translate(tmp_path / "photo.jpg")))
     assert repr(model) == f"i2i.Model(task='gray2color', generator='unet', checkpoint='{model.checkpoint}', device='cpu')"
 
 

@@ -176,15 +176,23 @@ def decode_full(path: str | Path, channels: int) -> DecodedImage:
 
 def pil_to_tensor(image: Image.Image, channels: int) -> torch.Tensor:
     """An in-memory PIL image as uint8 ``[channels, H, W]``, by the same rules as files
-    (transparency onto white, deep images scaled); its pixels are taken as they stand."""
-    pixels, _ = _pixels(image)
+    (transparency onto white, deep images scaled, an EXIF orientation applied)."""
+    pixels, _ = _upright_pixels(image)
     return _to_tensor(_to_channels(pixels, channels))
 
 
 def pil_to_decoded(image: Image.Image, channels: int) -> DecodedImage:
-    """An in-memory PIL image as :func:`decode_full` reads a file (its pixels as they stand)."""
-    pixels, alpha = _pixels(image)
+    """An in-memory PIL image as :func:`decode_full` reads a file: ``Image.open(path)`` gives
+    the same pixels as ``path`` (upright; an image already turned by ``ImageOps.exif_transpose``
+    has no orientation left to apply)."""
+    pixels, alpha = _upright_pixels(image)
     return _decoded(pixels, alpha, 16 if _deep_mode(image.mode) else 8, channels)
+
+
+def _upright_pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    orientation = _orientation(image)
+    pixels, alpha = _pixels(image)
+    return _orient(pixels, orientation), None if alpha is None else _orient(alpha, orientation)
 
 
 def probe_size(path: str | Path, upright: bool = True) -> tuple[int, int]:
