@@ -755,6 +755,11 @@ def validate(data: dict, where: str = "<recipe>") -> dict:
             raise RecipeError(f"{where}: {section} = {format_value(table)}: expected a table, e.g. {example}")
     for section in REQUIRED:
         if "name" not in data.get(section, {}):
+            stray = [other for other, table in data.items() if other != section and section in table]
+            if stray:  # `generator = "unet"` written under [data]: say where it went, not only what is missing
+                value = format_value(data[stray[0]][section])
+                raise RecipeError(f"{where}: {stray[0]}.{section} = {value}: [{stray[0]}] has no key {section}; "
+                                  f"write [{section}] name = {value}")
             raise RecipeError(f"{where}: {section}.name: missing; say which {section} to use, e.g. [{section}] name = ...")
     out: dict[str, Any] = {}
     for section, fields in SCHEMA.items():

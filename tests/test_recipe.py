@@ -93,6 +93,10 @@ def test_a_windows_path_in_double_quotes_gets_a_hint(tmp_path):
 
 def test_missing_required_tables(tmp_path):
     assert "generator.name: missing" in error_of(tmp_path, "[task]\nname = 'gray2color'\n")
+    # the name written into another table: that key is the mistake to point at
+    misplaced = "[task]\nname = 'gray2color'\n[data]\nsize = 32\ngenerator = 'unet_small'\n"
+    assert error_of(tmp_path, misplaced).endswith(
+        "data.generator = 'unet_small': [data] has no key generator; write [generator] name = 'unet_small'")
 
 
 def test_unknown_component_suggests(tmp_path):
