@@ -105,6 +105,25 @@ def test_data_errors_name_the_folder(runner, tmp_path):
     assert result.exit_code == 2 and str(empty) in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_a_pair_folder_mistake_names_the_pair_folders_set(runner, tmp_path):
+    """Blamed on the --set of the images' folder, or on no --set at all, the user looked in the
+    wrong place: the pair folder with no partners, or the validation pair folder left unset."""
+    from helpers import make_photos
+
+    make_photos(tmp_path / "a", count=3, size=(40, 40))
+    make_photos(tmp_path / "b", count=3, size=(40, 40), seed=1)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.png").write_bytes((tmp_path / "b" / sorted(p.name for p in (tmp_path / "b").iterdir())[0]).read_bytes())
+    real_pairs = str(ROOT / "recipes" / "real-pairs.toml")
+    base = ["run", real_pairs, "--out", str(tmp_path / "run"), "--set", "train.steps=1", "--set", f"data.source='{tmp_path / 'a'}'", "--set", "data.size=32", "--set", "data.resize=0"]
+    result = runner.invoke(cli, [*base, "--set", f"data.pair_source='{tmp_path / 'other'}'"])
+    assert result.exit_code == 2 and result.output.splitlines()[-1].startswith(f"i2i: error: --set data.pair_source='{tmp_path / 'other'}': "), result.output
+    assert "none of the 3 images of data.source" in result.output and "has its pair here" in result.output
+    result = runner.invoke(cli, [*base, "--set", f"data.pair_source='{tmp_path / 'b'}'", "--set", f"data.val_source='{tmp_path / 'a'}'"])
+    assert result.exit_code == 2 and result.output.splitlines()[-1].startswith(f"i2i: error: --set data.pair_source='{tmp_path / 'b'}': data.pair_source = "), result.output
+    assert result.output.strip().endswith("set data.val_pair_source")
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["data.size=40"], "data.size = 40: generator 'unet_small' needs a multiple of 32; use 32 or 64"),
     (["generator.name='unet_256'"], "data.size = 32: generator 'unet_256' needs a multiple of 256; use 256"),

@@ -869,7 +869,7 @@ def test_pair_folders_go_with_a_task_that_reads_pairs_and_with_each_other(tmp_pa
     with pytest.raises(UserError, match="data.val_pair_source = .* without data.val_source"):
         ImageData(data_cfg(a, pair_source=str(b), val_pair_source=str(b)), channels=3, device=CPU, seed=0,
                   side_by_side=True)
-    with pytest.raises(UserError, match="data.pair_source is set and data.val_pair_source is not"):
+    with pytest.raises(UserError, match=r'^data.pair_source = ".*" and data.val_pair_source is not set: .*; set data.val_pair_source$'):
         ImageData(data_cfg(a, pair_source=str(b), val_source=str(a)), channels=3, device=CPU, seed=0, side_by_side=True)
     with pytest.raises(UserError, match='data.source = "sample": the photos shipped with i2i have no pairs'):
         ImageData(data_cfg("sample", pair_source=str(b)), channels=3, device=CPU, seed=0, side_by_side=True)

@@ -256,8 +256,9 @@ def pair_folders(data: Mapping[str, str], side_by_side: bool | None = None) -> t
                         "input-side images as data.val_source, or leave data.val_pair_source out")
     if data["val_source"] and bool(pair) != bool(val_pair):
         given, missing = ("pair_source", "val_pair_source") if pair else ("val_pair_source", "pair_source")
-        raise UserError(f"data.{given} is set and data.{missing} is not: training and validation images are both "
-                        f"single files holding pairs side by side, or both paired across two folders; set data.{missing}")
+        raise UserError(f'data.{given} = "{data[given]}" and data.{missing} is not set: training and validation images '
+                        "are both single files holding pairs side by side, or both paired across two folders; "
+                        f"set data.{missing}")
     return ((pair, "data.pair_source") if pair else None,
             (val_pair, "data.val_pair_source") if val_pair else None)
 
@@ -406,6 +407,10 @@ def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Pat
             why[file.path] = problem
             continue
         matched.append(dataclasses.replace(file, partner=candidates[0]))
+    if files and not matched:  # the pair folder is the likelier mistake: name it, not the images' folder
+        first = files[0].path
+        raise UserError(f'{where}: none of the {len(files)} images of {key} = "{value}" has its pair here '
+                        f"(e.g. {first.name}: {why[first]})")
     lonely = [path for paths in by_stem.values() for path in paths if path not in used]
     if lonely and not quiet:
         print(f"i2i: note: {where}: {len(lonely)} file(s) pair with no image of {key} = \"{value}\" and are not "
