@@ -244,14 +244,14 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if out_is_file:
         raise UserError(f"{out_dir}: is a file, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
-    from .data.sources import (name_files, not_read_note, one_per_file, print_not_read_note, print_run_folders_note,
-                               report_skipped, survey_folder)
+    from .data.sources import (name_files, no_such_path, not_read_note, one_per_file, print_not_read_note,
+                               print_run_folders_note, report_skipped, survey_folder)
 
     pairs: list[tuple[Path, Path]] = []
     left_out: dict[Path, str] = {}  # per input folder, the image files i2i does not read ("2 .heic")
     for item in inputs:
         if not item.exists():
-            raise UserError(f"{item}: no such file or folder")
+            raise no_such_path(item)
         if item.is_dir():
             contents = survey_folder(item, exclude=[out_dir])
             pairs.extend((item, f) for f in contents.images)

@@ -76,6 +76,14 @@ def test_translate_errors_are_one_line(tmp_path, g2c_run):
     assert missing.returncode == 2 and "no such run directory" in missing.stderr and missing.stderr.count("\n") == 1
     no_input = run_i2i(["translate", str(g2c_run), str(tmp_path / "none.png"), "--out", str(tmp_path / "o")])
     assert no_input.returncode == 2 and "none.png: no such file or folder" in no_input.stderr
+    # ls shows these, so "no such file" sent users looking for the wrong thing
+    (tmp_path / "loop1.png").symlink_to(tmp_path / "loop2.png")
+    (tmp_path / "loop2.png").symlink_to(tmp_path / "loop1.png")
+    (tmp_path / "broken.png").symlink_to(tmp_path / "gone.png")
+    for name, said in [("loop1.png", "a loop of symbolic links (it leads back to itself); give the file or folder itself"),
+                       ("broken.png", f"a symbolic link to {tmp_path / 'gone.png'}, which is not there")]:
+        linked = run_i2i(["translate", str(g2c_run), str(tmp_path / name), "--out", str(tmp_path / "o")])
+        assert linked.returncode == 2 and linked.stderr == f"i2i: error: {tmp_path / name}: {said}\n"
 
 
 def test_gray2color_uses_luminance_of_grey_and_colour_inputs(g2c_run):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -77,6 +78,20 @@ class FolderContents:
     images: list[Path]
     other_kinds: str
     run_folders: list[Path] = field(default_factory=list)  # i2i run folders inside, not searched
+
+
+def no_such_path(item: Path) -> UserError:
+    """The error for a path given on the command line that is not there: a broken symbolic link
+    or a loop of them is named as such (``exists()`` is false for both, and "no such file"
+    sent users looking for a file they could see in ``ls``)."""
+    if item.is_symlink():
+        try:
+            os.stat(item)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return UserError(f"{item}: a loop of symbolic links (it leads back to itself); give the file or folder itself")
+        return UserError(f"{item}: a symbolic link to {os.readlink(item)}, which is not there")
+    return UserError(f"{item}: no such file or folder")
 
 
 def survey_folder(folder: str | Path, exclude: Iterable[str | Path] = ()) -> FolderContents:
@@ -599,7 +614,7 @@ def load_images_for_inference(paths: Iterable[str | Path], channels: int = 3) ->
         elif item.exists():
             files.append(item)
         else:
-            raise UserError(f"{item}: no such file or folder")
+            raise no_such_path(item)
     images, unreadable = [], []
     for file in files:
         try:
