@@ -316,6 +316,14 @@ def check_csv_target(path: Path) -> None:
         raise UserError(f"--per-image {path}: the file exists; give a new file name (i2i eval replaces no file)")
     if not path.parent.is_dir():
         raise UserError(f"--per-image {path}: no such folder {path.parent}")
+    import tempfile
+
+    try:  # a read-only folder said so only after all the scoring was done
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.probe-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"--per-image {path}: cannot write in {path.parent} ({exc.strerror or exc}); "
+                        "give a file in a folder you can write to") from None
 
 
 def write_per_image_csv(rows: list[dict], path: Path) -> None:

@@ -290,3 +290,26 @@ def test_a_closed_stdout_or_stderr_is_no_failure(closed, tmp_path):
     command = f"{shlex.quote(sys.executable)} -m i2i validate {shlex.quote(RECIPE)} {closed}"
     result = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_per_image_file_that_cannot_be_written_is_refused_before_scoring(runner, tmp_path, monkeypatch):
+    """A read-only folder (a mount, say) said so only after every image had been scored. The
+    tests run as root, whom chmod does not stop, so the file system's refusal is stood in for."""
+    import errno
+    import tempfile
+
+    import i2i.evaluation
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("scored before the CSV's folder was found unwritable")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(i2i.evaluation, "evaluate_run", not_reached)
+    target = tmp_path / "scores.csv"
+    result = runner.invoke(cli, ["eval", str(tmp_path), "--per-image", str(target)])
+    assert result.exit_code == 2 and result.output == (
+        f"i2i: error: --per-image {target}: cannot write in {tmp_path} (Read-only file system); "
+        "give a file in a folder you can write to\n")
