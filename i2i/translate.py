@@ -237,6 +237,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     inputs, out_dir = [Path(item) for item in inputs], Path(out_dir)
     if not inputs:
         raise UserError("no inputs given: pass image files or folders to translate")
+    _note_tile_side(model, tile)
     try:
         out_is_file = out_dir.is_file()
     except OSError:  # a name the file system refuses: said below, with the outputs' own checks
@@ -415,6 +416,21 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if note:
         print(note, file=sys.stderr, flush=True)
     return report
+
+
+def _note_tile_side(model: Model, tile: int | str) -> None:
+    """Say when ``--tile N`` is not the tile side used: tiles are a whole number of the
+    generator's size multiple (at least one), and a smaller N was raised without a word."""
+    from .engine.infer import is_whole_number, size_multiple
+
+    if isinstance(tile, str) or not is_whole_number(tile, 1):  # "auto", 0, or refused later with its own error
+        return
+    multiple = size_multiple(model.generator)
+    used = max(multiple, int(tile) - int(tile) % multiple)
+    if used != tile:
+        name = model.recipe["generator"]["name"]
+        print(f"i2i: note: --tile {tile}: generator {name!r} works in multiples of {multiple} px, so tiles are "
+              f"{used} px", file=sys.stderr, flush=True)
 
 
 def _say_how_far_on_interrupt(kind: type[BaseException] | None, report: TranslateReport, out_dir: Path) -> None:

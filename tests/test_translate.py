@@ -396,6 +396,16 @@ def test_translate_tile_option(g2c_run, tmp_path):
     assert (outputs["0"] - outputs["32"]).abs().mean() < 4
     model = i2i.load(g2c_run)
     assert model.translate(src, tile=32).size == (90, 70)
+    # a side the generator cannot work in is raised to its multiple, and said (it was silent)
+    raised = run_i2i(["translate", str(g2c_run), str(src), "--out", str(tmp_path / "out30"), "--tile", "30"])
+    assert raised.returncode == 0 and ("i2i: note: --tile 30: generator 'unet' works in multiples of 4 px, "
+                                       "so tiles are 28 px") in raised.stderr
+    Image.new("RGB", (12, 10)).save(tmp_path / "small.png")
+    below = run_i2i(["translate", str(g2c_run), str(tmp_path / "small.png"), "--out", str(tmp_path / "o3"), "--tile", "3"])
+    assert "i2i: note: --tile 3: generator 'unet' works in multiples of 4 px, so tiles are 4 px" in below.stderr
+    exact = run_i2i(["translate", str(g2c_run), str(src), "--out", str(tmp_path / "out28"), "--tile", "28"])
+    assert exact.returncode == 0 and "--tile" not in exact.stderr
+    assert (Image.open(tmp_path / "out30" / "big.png").tobytes() == Image.open(tmp_path / "out28" / "big.png").tobytes())
     bad = run_i2i(["translate", str(g2c_run), str(src), "--out", str(tmp_path / "x"), "--tile", "big"])
     assert bad.returncode == 2 and "--tile" in bad.stderr and "tile size in pixels" in bad.stderr
 
