@@ -141,6 +141,37 @@ def test_32_bit_int_and_float_images(tmp_path):
     assert decode_image(tmp_path / "i.tif", 1).unique().tolist() == [0, 255]
 
 
+def test_a_32_bit_image_whose_range_is_guessed_at_is_warned_about(tmp_path, capsys, monkeypatch):
+    """NaNs read as black and an HDR image scaled by its own peak were silent; the plain cases
+    (0-1 floats, 0-255 floats, 16-bit range integers) stay quiet, and a folder of such files
+    is named a few times, not once per file."""
+    import i2i.data.decode as decode
+
+    monkeypatch.setattr(decode, "_range_warned", set())
+    nan = np.full((16, 16), 0.5, np.float32)
+    nan[2, 3], nan[4, 5] = np.nan, np.inf
+    Image.fromarray(nan).save(tmp_path / "nan.tif")
+    Image.fromarray(np.full((16, 16), 1e6, np.float32)).save(tmp_path / "hdr.tif")
+    Image.fromarray(np.full((16, 16), -0.25, np.float32)).save(tmp_path / "neg.tif")
+    Image.fromarray(np.full((16, 16), 1.5, np.float32)).save(tmp_path / "over.tif")
+    Image.fromarray(np.full((16, 16), 0.5, np.float32)).save(tmp_path / "plain.tif")
+    Image.fromarray(np.full((16, 16), 60000, np.int32)).save(tmp_path / "int.tif")
+    assert decode_image(tmp_path / "nan.tif", 1)[0, 2, 3] == 0 and decode_image(tmp_path / "hdr.tif", 1).unique().tolist() == [255]
+    for name in ("neg.tif", "over.tif", "plain.tif", "int.tif", "nan.tif"):  # nan.tif again: said once
+        decode_image(tmp_path / name, 1)
+    assert capsys.readouterr().err.splitlines() == [
+        f"i2i: warning: {tmp_path / 'nan.tif'}: 32-bit pixels: 2 NaN or infinite value(s) read as 0 (black)",
+        f"i2i: warning: {tmp_path / 'hdr.tif'}: 32-bit pixels: no declared range and values up to 1e+06: scaled so that "
+        "1e+06 is white",
+        f"i2i: warning: {tmp_path / 'neg.tif'}: 32-bit pixels: values down to -0.25 read as 0 (black)",
+        f"i2i: warning: {tmp_path / 'over.tif'}: 32-bit pixels: taken as 0-1, values up to 1.5 clipped to 1 (white)"]
+    for i in range(4):
+        Image.fromarray(np.full((16, 16), np.nan, np.float32)).save(tmp_path / f"more{i}.tif")
+        decode_image(tmp_path / f"more{i}.tif", 1)
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 1 and said[0].endswith("(the last such warning: others are not shown)")
+
+
 def test_cmyk_jpeg_becomes_rgb(tmp_path):
     Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
     assert Image.open(tmp_path / "cmyk.jpg").mode == "CMYK"

@@ -14,7 +14,8 @@ Every file is decoded the same way wherever it is read (training, validation, ``
   only) is ``[0, 1]``, values above 1 clipped (resampling and HDR work overshoot 1 a little; a
   0-255 image whose brightest pixel is 2 is black to the eye), ``<= 255`` (``<= 510`` for
   floats, clipped at 255 in the same way) is 8-bit, ``<= 65535`` is 16-bit, anything larger is
-  scaled by its maximum. Negative values and NaNs become 0.
+  scaled by its maximum. Negative values and NaNs become 0. Clipping, zeroing and scaling by
+  the maximum print a warning naming the file (for the first few such files of a process).
 * An embedded ICC colour profile other than sRGB (Display P3 from phones, Adobe RGB from
   cameras, a CMYK press profile) is converted to sRGB by Pillow's LittleCMS, so colours look
   as a colour-managed viewer shows them; untagged images are taken as sRGB. A profile that
@@ -41,6 +42,7 @@ import os
 import re
 import stat
 import struct
+import sys
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -191,7 +193,9 @@ def pil_to_decoded(image: Image.Image, channels: int) -> DecodedImage:
 
 def _upright_pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     orientation = _orientation(image)
-    pixels, alpha = _pixels(image)
+    guessed: list[str] = []
+    pixels, alpha = _pixels(image, guessed)
+    _warn_guessed_range(f"the {image.mode} image given", guessed)
     return _orient(pixels, orientation), None if alpha is None else _orient(alpha, orientation)
 
 
@@ -350,13 +354,15 @@ def _read(path: Path, upright: bool = True) -> tuple[np.ndarray, np.ndarray | No
             # full 16-bit precision, unless a colour profile must be applied (LittleCMS, through
             # Pillow, converts 8-bit colour only): colours right matter more than the low byte
             found = _png16_colour_pixels(path, header) if header and not _has_foreign_profile(image) else None
-            pixels, alpha = found if found is not None else _pixels(image)
+            guessed: list[str] = []
+            pixels, alpha = found if found is not None else _pixels(image, guessed)
     except Image.DecompressionBombError as exc:
         reason = _reason(exc)
         raise UnreadableImageError(f"{path}: {reason}", reason) from None
     except _DECODE_ERRORS as exc:
         reason = _reason(exc, path)
         raise UnreadableImageError(f"{path}: cannot decode this image ({reason})", reason) from None
+    _warn_guessed_range(str(path), guessed)
     return _orient(pixels, orientation), None if alpha is None else _orient(alpha, orientation), bits
 
 
@@ -471,9 +477,10 @@ def _srgb_transform(profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | N
     return None if np.abs(moved - cube).max() <= 1 else transform
 
 
-def _pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+def _pixels(image: Image.Image, guessed: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Pixels as ``[H, W, 1 or 3]`` (uint8, or float32 on the 0-255 scale for deep images),
-    composited onto white, and the alpha channel ``[H, W, 1]`` (uint8) or ``None``."""
+    composited onto white, and the alpha channel ``[H, W, 1]`` (uint8) or ``None``; what a
+    32-bit image's range guess changed goes into ``guessed``."""
     image = _to_srgb(image)
     mode = image.mode
     if (mode == "P" and "transparency" in image.info) or mode == "PA":
@@ -486,7 +493,7 @@ def _pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if mode.startswith("I;16"):
         return np.asarray(image).astype(np.float32)[..., None] / 257.0, None
     if mode in ("I", "F"):
-        return _scale_unknown_range(np.asarray(image), is_float=mode == "F")[..., None], None
+        return _scale_unknown_range(np.asarray(image), is_float=mode == "F", guessed=guessed)[..., None], None
     if mode in ("LA", "La", "RGBA", "RGBa"):
         rgba = np.asarray(image.convert("LA" if mode.startswith("L") else "RGBA"))
         colour = rgba.astype(np.float32)
@@ -524,13 +531,28 @@ def _over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 FLOAT_UNIT_PEAK = 2.0
 
 
-def _scale_unknown_range(values: np.ndarray, is_float: bool) -> np.ndarray:
-    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+def _scale_unknown_range(values: np.ndarray, is_float: bool, guessed: list[str] | None = None) -> np.ndarray:
+    """A 32-bit integer or float image on the 0-255 scale, its range guessed (see the module's
+    docstring); what the guess changed beyond a plain rescale (values read as 0, clipped, or
+    scaled by the image's own peak) is added to ``guessed``, for a warning naming the file."""
+    values = values.astype(np.float64)
+    said = guessed if guessed is not None else []
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        said.append(f"{bad} NaN or infinite value(s) read as 0 (black)")
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    low = float(values.min()) if values.size else 0.0
+    if low < 0:
+        said.append(f"values down to {low:.4g} read as 0 (black)")
     values = np.maximum(values, 0.0)
     peak = float(values.max()) if values.size else 0.0
     if is_float and peak <= FLOAT_UNIT_PEAK:
+        if peak > 1.0:
+            said.append(f"taken as 0-1, values up to {peak:.4g} clipped to 1 (white)")
         return (np.minimum(values, 1.0) * 255.0).astype(np.float32)
     if is_float and peak <= 255.0 * FLOAT_UNIT_PEAK:  # 0-255 floats overshooting a little: clipped too
+        if peak > 255.0:
+            said.append(f"taken as 0-255, values up to {peak:.4g} clipped to 255 (white)")
         return np.minimum(values, 255.0).astype(np.float32)
     if peak <= 255.0:
         scale = 1.0
@@ -538,7 +560,24 @@ def _scale_unknown_range(values: np.ndarray, is_float: bool) -> np.ndarray:
         scale = 1 / 257.0
     else:
         scale = 255.0 / peak
+        said.append(f"no declared range and values up to {peak:.6g}: scaled so that {peak:.6g} is white")
     return (values * scale).astype(np.float32)
+
+
+#: At most this many files are warned about a guessed range, per process (a folder of float
+#: TIFFs would otherwise give one line each); the set holds those already warned about.
+_RANGE_WARNINGS_SHOWN = 5
+_range_warned: set[str] = set()
+
+
+def _warn_guessed_range(where: str, guessed: list[str]) -> None:
+    """One warning line for an image whose 32-bit values had to be guessed at (the network would
+    otherwise see black where the file holds NaN, say, without a word)."""
+    if not guessed or where in _range_warned or len(_range_warned) >= _RANGE_WARNINGS_SHOWN:
+        return
+    _range_warned.add(where)
+    more = " (the last such warning: others are not shown)" if len(_range_warned) == _RANGE_WARNINGS_SHOWN else ""
+    print(f"i2i: warning: {where}: 32-bit pixels: {'; '.join(guessed)}{more}", file=sys.stderr, flush=True)
 
 
 def _to_channels(pixels: np.ndarray, channels: int, keep_precision: bool = False) -> np.ndarray:
