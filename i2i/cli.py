@@ -306,7 +306,7 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 
     Runs the checks a run makes before its first step, short of reading the data: the
     components build, the crop size fits the networks, the losses can train them, one image
-    goes through G and D (on the CPU), the data folders exist.
+    goes through G and D (on the CPU), the data folders exist and hold image files.
 
     \b
     Example:

@@ -103,6 +103,17 @@ def test_data_errors_name_the_folder(runner, tmp_path):
     empty.mkdir()
     result = runner.invoke(cli, ["run", RECIPE, "--set", f"data.source='{empty}'", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and str(empty) in result.output and len(result.output.strip().splitlines()) == 1
+    # validate says so too (it said the recipe was fine, and the run then refused it); a
+    # non-image file and a hidden one do not count, an image in a subfolder does
+    (empty / "notes.txt").write_text("x")
+    (empty / ".hidden.png").write_bytes(b"")
+    result = runner.invoke(cli, ["validate", RECIPE, "--set", f"data.source='{empty}'"])
+    assert result.exit_code == 2 and result.output == (f"i2i: error: --set data.source='{empty}': data.source = \"{empty}\": "
+                                                       "no images in this folder or its subfolders (jpg, jpeg, jpe, jfif, "
+                                                       "png, webp, bmp, tif, tiff)\n")
+    (empty / "sub").mkdir()
+    (empty / "sub" / "a.png").write_bytes(b"not read by validate")
+    assert runner.invoke(cli, ["validate", RECIPE, "--set", f"data.source='{empty}'"]).exit_code == 0
 
 
 def test_a_pair_folder_mistake_names_the_pair_folders_set(runner, tmp_path):

@@ -247,12 +247,17 @@ def missing_data_folder(data: Mapping[str, str]) -> str | None:
 
 def resolve_data_folders(data: Mapping[str, str], side_by_side: bool | None = None) -> None:
     """Check that a recipe's data folders (``data.source``, and the others when given) are
-    there, as a run will need them, and that its pair folders go with a task that reads pairs
-    (``side_by_side``, when known); the error names the key."""
+    there and hold an image file (by its name; the images are not read), as a run will need
+    them, and that its pair folders go with a task that reads pairs (``side_by_side``, when
+    known); the error names the key."""
     pair_folders(data, side_by_side)
     for key in DATA_FOLDERS:
         if data.get(key) or key == "source":  # an empty source is refused, an empty other one means none
-            resolve_folder(data[key], f"data.{key}")
+            folder = resolve_folder(data[key], f"data.{key}")
+            # stops at the first image: a folder's name check, not a scan (i2i validate said an
+            # empty folder was fine, and the run then refused it)
+            if not any(is_image_file(path) for path in _walk(folder)):
+                raise UserError(f'data.{key} = "{data[key]}": no images in this folder or its subfolders ({IMAGE_KINDS})')
 
 
 def pair_folders(data: Mapping[str, str], side_by_side: bool | None = None) -> tuple[tuple[str, str] | None,
