@@ -31,6 +31,8 @@ def smooth_images(batch: int = 2, channels: int = 3, size: int = 32, seed: int =
         ("gray2color", {"space": "rgb"}, (3, 1, 3)),
         ("denoise", {}, (3, 3, 3)),
         ("denoise", {"channels": 1}, (1, 1, 1)),
+        ("dejpeg", {}, (3, 3, 3)),
+        ("dejpeg", {"channels": 1, "quality": [5, 50]}, (1, 1, 1)),
         ("color2gray", {}, (3, 3, 1)),
         ("paired", {}, (3, 3, 3)),
         ("paired", {"direction": "BtoA", "input_channels": 1}, (3, 1, 3)),
@@ -186,6 +188,7 @@ def test_color2gray_target_and_baseline():
 def test_registry_describes_tasks_and_their_options():
     reg = registry()
     expected = {"gray2color": {"space"}, "denoise": {"sigma", "channels", "residual"}, "color2gray": set(),
+                "dejpeg": {"quality", "channels", "residual"},
                 "paired": {"direction", "input_channels", "target_channels"}}
     for name, options in expected.items():
         component = reg.get("tasks", name)
@@ -292,3 +295,87 @@ def test_gray2color_converts_large_images_in_strips_to_the_same_result(monkeypat
     calls.clear()
     task.prepare(photo)  # gradients on, as in training: one piece
     assert calls == [37]
+
+
+def sample_crop(height: int = 80, width: int = 97, grey: bool = False):
+    """A crop of a shipped photo (JPEG artifacts need real texture and edges to show)."""
+    from PIL import Image
+
+    from i2i.data import sample_folder
+
+    image = Image.open(sample_folder() / "astronaut.png").convert("L" if grey else "RGB").crop((100, 40, 100 + width, 40 + height))
+    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    return image, pixels.view(height, width, -1).permute(2, 0, 1)[None].float() / 255
+
+
+@pytest.mark.parametrize("grey", [False, True])
+@pytest.mark.parametrize("quality", [10, 40])
+def test_dejpeg_inputs_are_damaged_as_libjpeg_damages_them(grey, quality):
+    """The training input is what saving the photo as a JPEG (Pillow, libjpeg) at that quality
+    gives: as far from the clean photo, and close to it pixel for pixel, an odd size included."""
+    import io
+
+    from PIL import Image
+
+    from i2i_builtin_tasks.jpeg_codec import jpeg_round_trip
+
+    image, clean = sample_crop(grey=grey)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    saved = torch.frombuffer(bytearray(Image.open(buffer).tobytes()), dtype=torch.uint8)
+    saved = saved.view(*clean.shape[-2:], -1).permute(2, 0, 1)[None].float() / 255
+    ours = jpeg_round_trip(clean, torch.tensor([float(quality)]))
+
+    def psnr(a, b):
+        return float(-10 * torch.log10((a - b).square().mean()))
+
+    assert ours.shape == clean.shape and torch.equal(ours, (ours * 255).round() / 255)  # 8-bit levels, as a file
+    assert abs(psnr(ours, clean) - psnr(saved, clean)) < 0.2  # 0.05 dB at most, as measured
+    assert psnr(ours, saved) > psnr(saved, clean) + 4  # 6 to 24 dB closer, as measured
+
+
+def test_dejpeg_pairs_draw_a_whole_quality_per_image_in_range_on_the_device():
+    from i2i_builtin_tasks.jpeg_codec import jpeg_round_trip
+
+    task = build("dejpeg", quality=[10, 12])
+    _, photo = sample_crop(32, 32)
+    clean = photo.repeat(6, 1, 1, 1)
+    input, target = task.make_pair(clean, torch.Generator().manual_seed(3))
+    assert torch.equal(target, clean * 2 - 1)
+    candidates = {q: jpeg_round_trip(photo, torch.tensor([float(q)])) * 2 - 1 for q in (10, 11, 12)}
+    drawn = [next(q for q, made in candidates.items() if torch.equal(made[0], image)) for image in input]
+    assert len(set(drawn)) > 1  # per image, not per batch
+    again, _ = task.make_pair(clean, torch.Generator().manual_seed(3))
+    assert torch.equal(again, input)
+    fixed, _ = build("dejpeg", quality=11).make_pair(clean[:2])
+    assert torch.equal(fixed[1], candidates[11][0])
+    grey = build("dejpeg", channels=1)
+    assert grey.image_channels == grey.in_channels == grey.out_channels == 1
+    assert grey.make_pair(torch.rand(2, 1, 8, 12))[0].shape == (2, 1, 8, 12)
+    assert grey.prepare(torch.rand(2, 3, 8, 12)).shape == (2, 1, 8, 12)
+    bf16, _ = task.make_pair(clean.bfloat16(), torch.Generator().manual_seed(3))
+    assert bf16.dtype == torch.bfloat16
+
+
+def test_dejpeg_pairs_copy_no_constants_from_the_host(monkeypatch):
+    """As for colourisation: a host-to-device copy per step would stall a GPU's queue."""
+    task = build("dejpeg", quality=[10, 40])
+    clean = torch.rand(2, 3, 16, 16)
+    first = task.make_pair(clean, torch.Generator().manual_seed(0))
+
+    def from_host(*args, **kwargs):
+        raise AssertionError("torch.tensor called while making a pair")
+
+    monkeypatch.setattr(torch, "tensor", from_host)
+    again = task.make_pair(clean, torch.Generator().manual_seed(0))
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_dejpeg_quality_is_checked():
+    for quality in (0, 101, [40, 10], [0, 10], [10, 20, 30], True):
+        with pytest.raises(RecipeError, match=r"task.quality = .*: expected"):
+            build("dejpeg", quality=quality)
+    with pytest.raises(RecipeError, match="quality"):
+        validate_options("task", {"quality": 20.5}, registry().get("tasks", "dejpeg").options)
+    assert build("dejpeg", quality=100).quality_hi == 100 and build("dejpeg", quality=[1, 100]).quality_lo == 1

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import i2i
-from helpers import TINY_G2C, TINY_GAN, make_photos, make_transparent_images
+from helpers import TINY_G2C, TINY_GAN, make_photos, make_transparent_images, tiny_recipe
 from plugin_env import ROOT, run_i2i
 
 @pytest.fixture(scope="module")
@@ -878,3 +878,23 @@ def test_a_full_disk_while_translating_exits_1_as_for_a_run(g2c_run, tmp_path, m
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"{tmp_path / 'o' / 'one.png'}: cannot write (No space left on device); free some space" in result.output
     assert not list((tmp_path / "o").glob("*"))  # no partial file
+
+
+def test_a_jpeg_artifact_remover_trains_and_takes_the_users_jpegs(photos, tmp_path):
+    """dejpeg end to end: trained on clean photos, it translates a real JPEG file (of an odd
+    size) to an image of that size, and its evaluation scores the JPEG input as the baseline."""
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, task={"name": "dejpeg", "quality": [10, 30]},
+                         generator={"name": "unet", "depth": 2, "width": 4})
+    run = i2i.train(recipe, quiet=True)
+    assert set(run.metrics) >= {"psnr", "ssim"} and "jpeg input" in run.baselines
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (21, 35, 3), np.uint8)).save(tmp_path / "damaged.jpg", quality=15)
+    result = run_i2i(["translate", str(run.run_dir), str(tmp_path / "damaged.jpg"), "--out", str(tmp_path / "out")])
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "out" / "damaged.png").size == (35, 21)
+    # scored at one quality, as the README's table is: the JPEG input gets worse as quality falls
+    scores = {}
+    for quality in (10, 30):
+        scored = run_i2i(["eval", str(run.run_dir), "--set", f"task.quality={quality}", "--json"])
+        assert scored.returncode == 0, scored.stderr
+        scores[quality] = json.loads(scored.stdout)["baselines"]["jpeg input"]["psnr"]
+    assert scores[10] < scores[30]

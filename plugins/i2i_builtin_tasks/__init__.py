@@ -1,5 +1,5 @@
-"""i2i's built-in tasks: colourisation (``gray2color``), denoising (``denoise``), ``color2gray``, and
-``paired`` (pix2pix's side-by-side A|B data sets).
+"""i2i's built-in tasks: colourisation (``gray2color``), denoising (``denoise``), JPEG artifact
+removal (``dejpeg``), ``color2gray``, and ``paired`` (pix2pix's side-by-side A|B data sets).
 
 Each task lives in its own module; kornia is imported lazily inside the methods that use it so
 ``i2i list`` and other quick commands do not pay for it.
@@ -10,16 +10,18 @@ from __future__ import annotations
 import i2i
 
 from .color2gray import Color2Gray
+from .dejpeg import Dejpeg
 from .denoise import Denoise, ResidualGenerator
 from .gray2color import Gray2Color
 from .paired import Paired
 
-__all__ = ["Color2Gray", "Denoise", "Gray2Color", "Paired", "ResidualGenerator", "register_tasks"]
+__all__ = ["Color2Gray", "Dejpeg", "Denoise", "Gray2Color", "Paired", "ResidualGenerator", "register_tasks"]
 
 
 @i2i.hookimpl
 def register_tasks(register):
     register("gray2color", Gray2Color)
     register("denoise", Denoise)
+    register("dejpeg", Dejpeg)
     register("color2gray", Color2Gray)
     register("paired", Paired)

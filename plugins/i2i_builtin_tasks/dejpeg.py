@@ -1,0 +1,87 @@
+"""JPEG artifact removal: photos saved at a low JPEG quality back to their clean originals."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+import i2i
+
+from ._common import as_grey, as_rgb, to_signed, to_unit
+from .denoise import ResidualGenerator
+from .jpeg_codec import jpeg_round_trip
+
+
+def _quality_range(quality: int | tuple[int, int]) -> tuple[int, int]:
+    """Check ``quality`` and return it as ``(lo, hi)`` (equal for a fixed quality)."""
+    if isinstance(quality, bool):
+        lo = hi = None
+    elif isinstance(quality, int):
+        lo = hi = quality
+    elif isinstance(quality, (list, tuple)) and len(quality) == 2 and all(isinstance(q, int) and not isinstance(q, bool)
+                                                                         for q in quality):
+        lo, hi = quality
+    else:
+        lo = hi = None
+    if lo is None or hi is None:
+        raise i2i.RecipeError(f"task.quality = {quality!r}: expected a JPEG quality, a whole number from 1 to 100, "
+                              "or a range [low, high] of them")
+    if not 1 <= lo <= hi <= 100:
+        raise i2i.RecipeError(f"task.quality = {quality!r}: expected JPEG qualities from 1 to 100 (Pillow's and "
+                              "libjpeg's scale), low <= high")
+    return lo, hi
+
+
+class Dejpeg(i2i.Task):
+    """JPEG artifact removal: undo the blocking, ringing and colour bleeding of a low JPEG quality.
+
+    Input: the clean photo saved as a JPEG at ``quality`` and decoded again, on the device
+    (IJG quantization tables scaled by quality, 4:2:0 colour, coefficients rounded as libjpeg
+    rounds them: its PSNR to the original is libjpeg's within 0.05 dB on the sample photos),
+    scaled to [-1, 1]. Target: the clean photo, scaled the same way.
+
+    Options:
+
+    ``quality`` (1-100 or [low, high], default 20): the JPEG quality on Pillow's and libjpeg's
+        scale (artifact-removal papers report 10, 20, 30 and 40). A pair trains a blind model:
+        each image gets a whole-number quality drawn uniformly from [low, high].
+    ``channels`` (1 or 3, default 3): colour photos (YCbCr 4:2:0), or grey JPEGs (luma only;
+        the data pipeline then delivers grey images, and ``i2i translate`` takes ITU-R 601 grey).
+    ``residual`` (bool, default true): the network predicts the artifacts, which the generator
+        subtracts from its input (checkpoint keys then start with ``net.``), as for ``denoise``.
+
+    Metrics psnr and ssim; baseline "jpeg input": the decoded JPEG itself.
+    """
+
+    metrics = ("psnr", "ssim")
+    main_metric = "psnr"
+
+    def __init__(self, quality: int | tuple[int, int] = 20, channels: Literal[1, 3] = 3, residual: bool = True) -> None:
+        if channels not in (1, 3):
+            raise i2i.RecipeError(f"task.channels = {channels!r}: expected 1 | 3")
+        self.quality_lo, self.quality_hi = _quality_range(quality)
+        self.channels = channels
+        self.residual = residual
+        self.image_channels = channels  # type: ignore[misc]  # a per-instance choice here
+        self.in_channels = self.out_channels = channels
+
+    def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        quality = torch.full((clean.shape[0],), float(self.quality_lo), device=clean.device)
+        if self.quality_hi > self.quality_lo:  # whole numbers, each as likely; no host sync
+            span = self.quality_hi - self.quality_lo + 1
+            u = torch.rand((clean.shape[0],), generator=generator, device=clean.device)
+            quality = (quality + (u * span).floor()).clamp(max=self.quality_hi)
+        return to_signed(jpeg_round_trip(clean, quality)), to_signed(clean)
+
+    def prepare(self, image: Tensor) -> Tensor:
+        return to_signed(as_grey(image) if self.channels == 1 else as_rgb(image))
+
+    def wrap_generator(self, generator: nn.Module) -> nn.Module:
+        if not self.residual or getattr(generator, "subtracts_residual", False):
+            return generator
+        return ResidualGenerator(generator)
+
+    def baselines(self, input: Tensor, target_image: Tensor) -> dict[str, Tensor]:
+        return {"jpeg input": to_unit(input)}
