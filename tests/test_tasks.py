@@ -379,3 +379,15 @@ def test_dejpeg_quality_is_checked():
     with pytest.raises(RecipeError, match="quality"):
         validate_options("task", {"quality": 20.5}, registry().get("tasks", "dejpeg").options)
     assert build("dejpeg", quality=100).quality_hi == 100 and build("dejpeg", quality=[1, 100]).quality_lo == 1
+
+
+def test_blind_dejpeg_details_give_each_pairs_drawn_quality():
+    task = build("dejpeg", quality=[10, 40])
+    _, photo = sample_crop(32, 40)
+    clean = photo.repeat(5, 1, 1, 1)
+    qualities = torch.tensor([10.0, 17.0, 25.0, 33.0, 40.0])
+    from i2i_builtin_tasks.jpeg_codec import jpeg_round_trip
+
+    input = jpeg_round_trip(clean, qualities) * 2 - 1
+    assert torch.equal(task.pair_details(input, clean * 2 - 1)["jpeg quality"], qualities)
+    assert build("dejpeg", quality=20).pair_details(input, clean * 2 - 1) == {}

@@ -898,3 +898,7 @@ def test_a_jpeg_artifact_remover_trains_and_takes_the_users_jpegs(photos, tmp_pa
         assert scored.returncode == 0, scored.stderr
         scores[quality] = json.loads(scored.stdout)["baselines"]["jpeg input"]["psnr"]
     assert scores[10] < scores[30]
+    rows = run_i2i(["eval", str(run.run_dir), "--per-image", str(tmp_path / "rows.csv")])
+    assert rows.returncode == 0, rows.stderr
+    header, row = (tmp_path / "rows.csv").read_text().splitlines()[:2]
+    assert header.startswith("file,jpeg quality,psnr") and 10 <= float(row.split(",")[1]) <= 30

@@ -52,7 +52,8 @@ class Dejpeg(i2i.Task):
     ``residual`` (bool, default true): the network predicts the artifacts, which the generator
         subtracts from its input (checkpoint keys then start with ``net.``), as for ``denoise``.
 
-    Metrics psnr and ssim; baseline "jpeg input": the decoded JPEG itself.
+    Metrics psnr and ssim; baseline "jpeg input": the decoded JPEG itself. A blind model's
+    per-image scores (``i2i eval --per-image``) give each image's quality.
     """
 
     metrics = ("psnr", "ssim")
@@ -74,6 +75,22 @@ class Dejpeg(i2i.Task):
             u = torch.rand((clean.shape[0],), generator=generator, device=clean.device)
             quality = (quality + (u * span).floor()).clamp(max=self.quality_hi)
         return to_signed(jpeg_round_trip(clean, quality)), to_signed(clean)
+
+    def pair_details(self, input: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """A blind model's per-image JPEG quality, for scores by quality (``i2i eval
+        --per-image``): the quality in the range whose JPEG of the target is nearest the input
+        (the input is that JPEG; one pass of the codec per quality in the range)."""
+        if self.quality_lo == self.quality_hi:
+            return {}
+        clean, damaged = to_unit(target.float()), to_unit(input.float())
+        best = torch.full((clean.shape[0],), float(self.quality_lo), device=clean.device)
+        best_error = torch.full_like(best, float("inf"))
+        for quality in range(self.quality_lo, self.quality_hi + 1):
+            made = jpeg_round_trip(clean, torch.full_like(best, float(quality)))
+            error = (made - damaged).square().flatten(1).mean(1)
+            best = torch.where(error < best_error, torch.full_like(best, float(quality)), best)
+            best_error = torch.minimum(error, best_error)
+        return {"jpeg quality": best}
 
     def prepare(self, image: Tensor) -> Tensor:
         return to_signed(as_grey(image) if self.channels == 1 else as_rgb(image))
