@@ -147,7 +147,7 @@ def test_a_32_bit_image_whose_range_is_guessed_at_is_warned_about(tmp_path, caps
     is named a few times, not once per file."""
     import i2i.data.decode as decode
 
-    monkeypatch.setattr(decode, "_range_warned", set())
+    monkeypatch.setattr(decode, "_remarked", {})
     nan = np.full((16, 16), 0.5, np.float32)
     nan[2, 3], nan[4, 5] = np.nan, np.inf
     Image.fromarray(nan).save(tmp_path / "nan.tif")
@@ -931,3 +931,21 @@ def test_pair_folders_that_would_train_nonsense_or_hide_a_cause_are_named(tmp_pa
     assert "1 file(s) pair with no image" in note and "extra.png" in note and "p1.jpg" not in note
     data = ImageData(data_cfg(a, pair_source=str(a / "b")), channels=3, device=CPU, seed=0, side_by_side=True)
     assert "skipped 3 unreadable or unpaired file(s)" in capsys.readouterr().err and len(data.train_files) == 3
+
+
+def test_an_animation_or_multi_page_tiff_is_said_to_be_read_at_its_first_frame(tmp_path, capsys, monkeypatch):
+    """Only the first frame is read: said once per file, and not for a phone's JPEG that holds a
+    second picture (MPO), which is a photo like any other."""
+    import i2i.data.decode as decode
+
+    monkeypatch.setattr(decode, "_remarked", {})
+    frames = [Image.fromarray(np.full((8, 10, 3), value, np.uint8)) for value in (10, 128, 250)]
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "moving.webp", save_all=True, append_images=frames[1:], lossless=True)
+    frames[0].save(tmp_path / "phone.jpg", format="MPO", save_all=True, append_images=frames[1:2])
+    assert Image.open(tmp_path / "phone.jpg").format == "MPO"
+    for name in ("pages.tif", "moving.webp", "phone.jpg", "pages.tif"):
+        assert decode_image(tmp_path / name, 3)[:, 0, 0].tolist() == [10, 10, 10]
+    assert capsys.readouterr().err.splitlines() == [
+        f"i2i: note: {tmp_path / 'pages.tif'}: 3 pages; only the first is read",
+        f"i2i: note: {tmp_path / 'moving.webp'}: 3 frames; only the first is read"]

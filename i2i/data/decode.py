@@ -356,6 +356,7 @@ def _read(path: Path, upright: bool = True) -> tuple[np.ndarray, np.ndarray | No
             found = _png16_colour_pixels(path, header) if header and not _has_foreign_profile(image) else None
             guessed: list[str] = []
             pixels, alpha = found if found is not None else _pixels(image, guessed)
+            _note_frames(str(path), image)
     except Image.DecompressionBombError as exc:
         reason = _reason(exc)
         raise UnreadableImageError(f"{path}: {reason}", reason) from None
@@ -564,20 +565,40 @@ def _scale_unknown_range(values: np.ndarray, is_float: bool, guessed: list[str] 
     return (values * scale).astype(np.float32)
 
 
-#: At most this many files are warned about a guessed range, per process (a folder of float
-#: TIFFs would otherwise give one line each); the set holds those already warned about.
-_RANGE_WARNINGS_SHOWN = 5
-_range_warned: set[str] = set()
+#: At most this many files get each kind of remark below, per process (a folder of float TIFFs
+#: or of animations would otherwise give one line each); ``_remarked`` holds those remarked on.
+_FILE_REMARKS_SHOWN = 5
+_remarked: dict[str, set[str]] = {}
+
+
+def _remark_on_file(kind: str, where: str, text: str) -> None:
+    """``i2i: KIND: WHERE: TEXT`` once per file, for the first few files of a process."""
+    seen = _remarked.setdefault(kind, set())
+    if where in seen or len(seen) >= _FILE_REMARKS_SHOWN:
+        return
+    seen.add(where)
+    last = f" (the last such {kind}: others are not shown)" if len(seen) == _FILE_REMARKS_SHOWN else ""
+    print(f"i2i: {kind}: {where}: {text}{last}", file=sys.stderr, flush=True)
 
 
 def _warn_guessed_range(where: str, guessed: list[str]) -> None:
     """One warning line for an image whose 32-bit values had to be guessed at (the network would
     otherwise see black where the file holds NaN, say, without a word)."""
-    if not guessed or where in _range_warned or len(_range_warned) >= _RANGE_WARNINGS_SHOWN:
-        return
-    _range_warned.add(where)
-    more = " (the last such warning: others are not shown)" if len(_range_warned) == _RANGE_WARNINGS_SHOWN else ""
-    print(f"i2i: warning: {where}: 32-bit pixels: {'; '.join(guessed)}{more}", file=sys.stderr, flush=True)
+    if guessed:
+        _remark_on_file("warning", where, f"32-bit pixels: {'; '.join(guessed)}")
+
+
+def _note_frames(where: str, image: Image.Image) -> None:
+    """A note for an animation or a multi-page TIFF: only its first frame is read. A phone's
+    JPEG holding a second picture (MPO: a preview, a depth map) is a photo, and says nothing."""
+    if image.format in ("TIFF", "PNG", "WEBP", "GIF"):
+        try:
+            frames = getattr(image, "n_frames", 1)
+        except _DECODE_ERRORS:  # a damaged later page: the first one, read already, is what counts
+            return
+        if frames > 1:
+            kind = "pages" if image.format == "TIFF" else "frames"
+            _remark_on_file("note", where, f"{frames} {kind}; only the first is read")
 
 
 def _to_channels(pixels: np.ndarray, channels: int, keep_precision: bool = False) -> np.ndarray:
