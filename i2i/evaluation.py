@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .engine import checkpoint as ckpt
 from .engine.distributed import DistContext
 from .data.sources import without_suffix
+from .engine.contracts import generator_named
 from .engine.evaluate import build_metrics, evaluate_generator
 from .errors import WRITE_TROUBLE, RecipeError, UserError, did_you_mean, named_as_arguments
 from .recipe import override_list
@@ -220,7 +221,7 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
         saver.refuse_inside([Path(folder) for folder in scored if folder and folder != "sample"])
         saver.expect(data.val_names(eval_cfg["max_images"]))
     listeners = [f for f in (rows, saver) if f is not None]
-    with torch.inference_mode():
+    with torch.inference_mode(), generator_named(recipe):
         values, baselines, _, images = evaluate_generator(
             model.generator, task, data, metrics, eval_cfg, device=model.device,
             dtype=dtype, dist=DistContext.single(),

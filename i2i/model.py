@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .engine import checkpoint as ckpt
-from .engine.contracts import check_prepared, contract_where
+from .engine.contracts import check_prepared, contract_where, generator_named
 from .engine.device import caller_autocast_off, global_state_kept, resolve_device
 from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError, PluginError
@@ -85,10 +85,8 @@ class Model:
                               "implemented): a run of this task can be evaluated, not applied to photos") from None
         check_prepared(input, images, self.task, contract_where(self.recipe, "task"))
         del images  # a float copy of the whole photo: 12 bytes a pixel not held through the network
-        try:
+        with generator_named(self.recipe):  # the generator's size contract: name it as the recipe does
             output = run_any_size(self.generator, input.to(dtype) if input.is_floating_point() else input, tile, overlap)
-        except PluginError as exc:  # the generator's size contract: name it as the recipe does
-            raise PluginError(f"{contract_where(self.recipe, 'generator')}: {exc}") from None
         return self.task.to_image(output.float(), input)
 
     def _weights_place(self) -> tuple[torch.device, torch.dtype]:

@@ -92,6 +92,10 @@ def check_declared_options(kind: str, name: str, factory: Callable[..., Any], de
     required = required_parameters(factory)
     for key in required[len(supplied):]:
         if key not in defaults:  # i2i never passes it, and a recipe cannot set a parameter without a default
+            if kind == "metrics" and key in ("output", "target"):  # the metric function, registered itself
+                fname = getattr(factory, "__name__", "the function")
+                raise TypeError(f"metric '{name}': {fname} takes the images ('{key}'), so it is the metric function "
+                                f"itself; register a factory that returns it, e.g. register('{name}', lambda: {fname})")
             passes = f"it passes {' and '.join(supplied)}, then the recipe's options" if supplied else "it passes only the recipe's options"
             hint = " (a metric is registered by a factory that returns the metric function)" if kind == "metrics" else ""
             raise TypeError(f"{singular} '{name}': {getattr(factory, '__name__', 'the factory')} needs '{key}', which i2i "

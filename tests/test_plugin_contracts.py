@@ -211,6 +211,28 @@ class LowerIsBetterBool(i2i.Task):
         return clean, clean
 
 
+class Target255(i2i.Task):
+    """A target left on the 0-255 scale: trained and scored PSNR 7.5 without a word."""
+
+    metrics = ("psnr",)
+
+    def make_pair(self, clean, generator=None):
+        return clean * 2 - 1, clean * 255
+
+    def prepare(self, image):
+        return image * 2 - 1
+
+
+class ToImageUnscaled(Target255):
+    """``to_image`` without ``(x + 1) / 2``: scored nonsense, and translate wrote half-black images."""
+
+    def make_pair(self, clean, generator=None):
+        return clean * 2 - 1, clean * 2 - 1
+
+    def to_image(self, output, input):
+        return output
+
+
 class GlobalNoise(i2i.Task):
     """Noise from torch's global stream, not the generator it is given."""
 
@@ -307,7 +329,10 @@ class Sloppy:
         register("one_tensor", OneTensor)
         register("grey_target", GreyTarget)
         register("lower_is_better_bool", LowerIsBetterBool)
+        register("lower_is_better_typo", type("LowerIsBetterTypo", (LowerIsBetterBool,), {"lower_is_better": ("mea",)}))
         register("global_noise", GlobalNoise)
+        register("target_255", Target255)
+        register("to_image_unscaled", ToImageUnscaled)
         register("input_as_baseline", InputAsBaseline)
         register("down_up", DownUp)
         register("reflect_blur", ReflectBlur)
@@ -534,23 +559,51 @@ class Quarters(nn.Module):
 
 @pytest.mark.parametrize("task, failure", [
     ("color2gray", r"returned 28x28 px for an input of 30x30: a generator keeps its input's height and width"),
-    ("denoise", r"failed on an input of 30x30 px: RuntimeError: The size of tensor a"),  # inside the residual sum
+    ("denoise", r"failed on an input of 30x30 px \(a generator that needs multiples of N px declares size_multiple = "
+                r"N\): RuntimeError: The size of tensor a"),  # inside the residual sum
+    ("asserting", r"failed on an input of 30x30 px \(.*\): AssertionError: H and W must divide by 4"),
 ])
 def test_a_generator_that_cannot_take_an_image_size_is_named_at_inference(photos, tmp_path, task, failure):
-    i2i.register_plugin(type("Q", (), {"register_generators": i2i.hookimpl(lambda register: register("quarters", Quarters))}),
-                        "quarters_plugin")
+    class Asserting(Quarters):
+        def forward(self, x):
+            assert x.shape[-1] % 4 == 0, "H and W must divide by 4"  # an AssertionError gave a 60-line traceback
+            return super().forward(x)
+
+    def register(register):
+        register("quarters", Asserting if task == "asserting" else Quarters)
+
+    i2i.register_plugin(type("Q", (), {"register_generators": i2i.hookimpl(register)}), "quarters_plugin")
     recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1}, discriminator=None)
-    recipe.update(task={"name": task}, losses={"l1": {"weight": 1.0}}, generator={"name": "quarters"})
-    model = i2i.load(i2i.train(recipe, quiet=True).run_dir)
-    with pytest.raises(i2i.PluginError, match=rf"generator.name = 'quarters' \(plugin 'quarters_plugin'\): the generator "
-                                              rf"\(\w+\) {failure}"):
+    recipe.update(task={"name": "denoise" if task == "asserting" else task}, losses={"l1": {"weight": 1.0}},
+                  generator={"name": "quarters"})
+    run_dir = i2i.train(recipe, quiet=True).run_dir
+    model = i2i.load(run_dir)
+    named = rf"generator.name = 'quarters' \(plugin 'quarters_plugin'\): "
+    with pytest.raises(i2i.PluginError, match=rf"{named}the generator \(\w+\) {failure}"):
         model(torch.rand(1, 3, 30, 30))
+    # scoring whole images of another size (--crop 0) names the plugin and the image too
+    from PIL import Image
+
+    from i2i.evaluation import evaluate_run
+
+    (tmp_path / "odd").mkdir()
+    Image.new("RGB", (30, 30), (90, 120, 150)).save(tmp_path / "odd" / "odd.png")
+    with pytest.raises(i2i.PluginError, match=rf"{named}scoring odd.png: the generator \(\w+\) "):
+        evaluate_run(run_dir, data_dir=tmp_path / "odd", crop=0)
 
 
 def test_a_metric_whose_summarize_divides_by_a_mean_trains_and_reports_it(photos, tmp_path):
     """The dry run summarizes its own means, not made-up zeros that such a metric divides by."""
     run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2}, eval={"metrics": ["mean_ratio"]}), quiet=True)
     assert run.metrics["mean_ratio"] == pytest.approx(run.metrics["mean_out"] / run.metrics["mean_target"])
+
+
+def test_a_task_whose_lower_is_better_names_no_metric_it_gives_is_named_before_training(photos, tmp_path):
+    """A misspelt name kept the checkpoint with the worst error as the best, without a word."""
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["task"] = {"name": "lower_is_better_typo"}
+    refused_before_training(recipe, r"task.name = 'lower_is_better_typo'.*: lower_is_better names 'mea', which none of "
+                                    r"the task's metrics gives \(did you mean 'mae'\?\); report this")
 
 
 def test_a_task_whose_lower_is_better_is_no_tuple_is_named_before_training(photos, tmp_path):
@@ -584,8 +637,11 @@ def test_a_component_that_fails_to_build_from_a_set_names_the_set(photos, tmp_pa
 
 @pytest.mark.parametrize("kind, factory, message", [
     ("metrics", lambda output, target: (output - target).abs().mean((1, 2, 3)),
-     r"metric 'm': <lambda> needs 'output', which i2i never passes \(it passes only the recipe's options\); give 'output' "
-     r"a default, which a recipe can then change, or register it with defaults=\{'output': ...\} \(a metric is "
+     r"metric 'm': <lambda> takes the images \('output'\), so it is the metric function itself; register a factory "
+     r"that returns it, e.g. register\('m', lambda: <lambda>\)"),
+    ("metrics", lambda scale: None,
+     r"metric 'm': <lambda> needs 'scale', which i2i never passes \(it passes only the recipe's options\); give 'scale' "
+     r"a default, which a recipe can then change, or register it with defaults=\{'scale': ...\} \(a metric is "
      r"registered by a factory that returns the metric function\)"),
     ("callbacks", CallbackNeedingAPath, r"callback 'm': CallbackNeedingAPath needs 'path', which i2i never passes"),
     ("losses", type("NeedsDelta", (i2i.ReconstructionLoss,), {"__init__": lambda self, delta: None}),
@@ -751,3 +807,15 @@ def test_pair_details_not_one_value_per_image_is_one_line_naming_the_task():
         task_pair_details(Whole(), input, input)
     Whole.pair_details = lambda self, input, target: {"noise": (input - target).flatten(1).std(1)}
     assert task_pair_details(Whole(), input, input)["noise"].shape == (3,)
+
+
+def test_a_task_whose_images_are_out_of_range_is_told_before_training(photos, tmp_path, capsys):
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["task"] = {"name": "to_image_unscaled"}
+    refused_before_training(recipe, r"task.name = 'to_image_unscaled'.*: to_image gave the target as values from -[\d.]+ to 1; "
+                                    r"it gives images in \[0, 1\] for metrics and files")
+    recipe = tiny_recipe(photos, tmp_path / "run255", train={"steps": 1})
+    recipe["task"] = {"name": "target_255"}
+    i2i.train(recipe, quiet=True)  # a task may have its reasons: warned, not refused
+    assert re.search(r"i2i: warning: .*task.name = 'target_255'.*: make_pair's target holds values from [\d.]+ to 2\d\d, "
+                     r"where generators end in tanh", capsys.readouterr().err)

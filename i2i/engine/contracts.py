@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor
 
-from ..errors import PluginError, exception_line
+from ..errors import PluginError, did_you_mean, exception_line, show_traceback
 from ..losses import as_logit_list
 from ..recipe import recipe_error
 from .device import is_out_of_memory
@@ -171,11 +171,25 @@ def _check_pairs_repeat(task: Any, images: Tensor, pair: tuple[Tensor, Tensor], 
               f"device=clean.device)); {REPORT}", file=sys.stderr, flush=True)
 
 
+#: How far past [-1, 1] a task's target may reach before a warning: a network in the usual range
+#: (ending in tanh) could never produce it
+TARGET_REACH = 1.5
+
+
 def check_baselines(task: Any, input: Tensor, target: Tensor, where: str) -> None:
     """``baselines(input, target_image)`` returns ``{name: image}``: images like the target image
     (its shape, floats in [0, 1]), each scored against it as the model's output is. A baseline
     still in the task's own value range ([-1, 1]) printed as a real, if dreadful, score."""
     target_image = task.to_image(target.float(), input)
+    low, high = float(target_image.min()), float(target_image.max())
+    if low < -1e-3 or high > 1 + 1e-3:  # metrics would score nonsense, and translate write black or white
+        raise PluginError(f"{where}: to_image gave the target as values from {low:.3g} to {high:.3g}; it gives images in "
+                          "[0, 1] for metrics and files (a [-1, 1] target goes through (x + 1) / 2); " + REPORT)
+    t_low, t_high = float(target.min()), float(target.max())
+    if t_low < -TARGET_REACH or t_high > TARGET_REACH:
+        print(f"i2i: warning: {where}: make_pair's target holds values from {t_low:.3g} to {t_high:.3g}, where generators "
+              "end in tanh ([-1, 1]) and losses compare in that range; a [0, 1] image goes to the networks as x * 2 - 1 "
+              f"(a 0-255 one divided by 255 first); {REPORT}", file=sys.stderr, flush=True)
     try:
         images = task.baselines(input, target_image)
     except Exception as exc:
@@ -253,6 +267,12 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
     if task.main_metric not in summarized:
         raise PluginError(f"{contract_where(recipe, 'task')}: main_metric = '{task.main_metric}', which none of the task's "
                           f"metrics gives ({', '.join(sorted(summarized))}); so no best checkpoint could be kept; {REPORT}")
+    # a misspelt name here would keep the worst checkpoint as the best, without a word
+    for name in task.lower_is_better:
+        if name not in summarized:
+            hint = did_you_mean(name, sorted(summarized)) or f" (they give {', '.join(sorted(summarized))})"
+            raise PluginError(f"{contract_where(recipe, 'task')}: lower_is_better names '{name}', which none of the "
+                              f"task's metrics gives{hint}; {REPORT}")
 
 
 @torch.no_grad()
@@ -374,7 +394,8 @@ def raise_plugin_failure(exc: Exception, lead: str) -> NoReturn:
     handlers name the settings to lower."""
     if is_out_of_memory(exc):
         raise exc
-    raise PluginError(f"{lead}{exception_line(exc)}; {REPORT} (I2I_TRACEBACK=1 shows where)") from exc
+    where = "" if show_traceback() else " (I2I_TRACEBACK=1 shows where)"  # set: the traceback follows
+    raise PluginError(f"{lead}{exception_line(exc)}; {REPORT}{where}") from exc
 
 
 def _forward_generator(G: torch.nn.Module, input: Tensor, target: Tensor, where: str, out_channels: int) -> Tensor:
@@ -411,6 +432,19 @@ def _forward(net: Any, input: Tensor, where: str) -> Any:
         return net(input)
     except Exception as exc:
         raise_plugin_failure(exc, f"{where} failed on an input of shape {list(input.shape)}: ")
+
+
+@contextlib.contextmanager
+def generator_named(recipe: Any) -> Iterator[None]:
+    """A :class:`PluginError` from running the generator (``the generator (X) failed on ...``)
+    names the recipe's generator and its plugin, as errors at training time do."""
+    try:
+        yield
+    except PluginError as exc:
+        text = str(exc)
+        if not (text.startswith("the generator (") or (text.startswith("scoring ") and ": the generator (" in text)):
+            raise  # another component's failure (a metric's, say), which names itself
+        raise PluginError(f"{contract_where(recipe, 'generator')}: {text}") from exc.__cause__
 
 
 def contract_where(recipe: Any, section: str) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -190,6 +192,17 @@ def validation_pairs(task: Task, clean: Tensor, names: list[str]) -> tuple[Tenso
     return torch.cat(inputs).to(clean.device), torch.cat(targets).to(clean.device)
 
 
+@contextlib.contextmanager
+def _scoring(names: list[str]) -> Iterator[None]:
+    """A generator failure names the validation images it failed on (one of another size than
+    the training crops, under eval.crop = 0, say)."""
+    try:
+        yield
+    except PluginError as exc:
+        shown = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        raise PluginError(f"scoring {shown}: {exc}") from exc.__cause__
+
+
 def task_label(task: Task) -> str:
     """``task Deblur (i2i_restore.tasks)``: a task in an error raised where no recipe names it."""
     return f"task {type(task).__name__} ({type(task).__module__})"
@@ -315,7 +328,7 @@ def evaluate_generator(
         batches = data.indexed_val_batches(eval_cfg["crop"], eval_cfg["batch_size"], eval_cfg["max_images"], shard=shard)
         for number, clean, names in batches:
             input, target = validation_pairs(task, clean, names)
-            with autocast(device, dtype):
+            with autocast(device, dtype), _scoring(names):
                 fake = run_any_size(generator, input)
             fake = fake.float()
             output_image = task.to_image(fake, input)
@@ -370,7 +383,7 @@ def sample_columns(
             clean = data.preview_batch(batch_size)
             names = [f"preview {i}" for i in range(clean.shape[0])]
         input, target = validation_pairs(task, clean, names)
-        with autocast(device, dtype):
+        with autocast(device, dtype), _scoring(names):
             fake = run_any_size(generator, input).float()
         return _columns(task, input, task.to_image(fake, input), task.to_image(target, input))
     finally:

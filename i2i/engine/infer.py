@@ -51,12 +51,14 @@ def run_generator(net: nn.Module, input: Tensor) -> Tensor:
     from ..errors import PluginError
     from .contracts import raise_plugin_failure
 
-    padded, (h, w) = pad_to_multiple(input, size_multiple(net), MIN_SIDE)
+    multiple = size_multiple(net)
+    padded, (h, w) = pad_to_multiple(input, multiple, MIN_SIDE)
     try:
         out = net(padded)
-    except (RuntimeError, ValueError) as exc:  # a shape the generator cannot take (a wrapper's sum, a fixed-size layer)
+    except Exception as exc:  # a shape the generator cannot take (a wrapper's sum, a fixed-size layer, an assert)
+        hint = " (a generator that needs multiples of N px declares size_multiple = N)" if multiple == 1 else ""
         raise_plugin_failure(exc, f"the generator ({type(net).__name__}) failed on an input of "
-                                  f"{padded.shape[-2]}x{padded.shape[-1]} px: ")
+                                  f"{padded.shape[-2]}x{padded.shape[-1]} px{hint}: ")
     if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-2:] != padded.shape[-2:]:
         raise PluginError(f"the generator ({type(net).__name__}) returned {out.shape[-2]}x{out.shape[-1]} px for an input "
                           f"of {padded.shape[-2]}x{padded.shape[-1]}: a generator keeps its input's height and width (one "

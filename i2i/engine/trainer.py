@@ -47,7 +47,8 @@ from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
 from .components import LossTerm, build_loss_terms, build_networks, check_crop_size, load_loss_buffers, loss_buffers
 from .cpu_threads import NoThreadGovernor, ThreadGovernor
-from .contracts import check_generator_output, contract_where, dry_run, raise_plugin_failure, refuse_batch_beyond_memory
+from .contracts import (check_generator_output, contract_where, dry_run, generator_named, raise_plugin_failure,
+                        refuse_batch_beyond_memory)
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import allow_tf32, autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext, is_comm_failure
@@ -819,10 +820,11 @@ class Trainer:
         self.read_accumulators()  # never evaluate (or save) after a non-finite loss
         self.dist.sync_buffers(self.eval_generator)  # one model: rank 0's batch-norm statistics
         self._evaluating = True  # stays set if it fails, for the out-of-memory message
-        metrics, baselines, first, scored = evaluate_generator(
-            self.eval_generator, self.task, self.data, self.metric_functions, self.eval_cfg,
-            device=self.device, dtype=self.dtype, dist=self.dist,
-        )
+        with generator_named(self.recipe):
+            metrics, baselines, first, scored = evaluate_generator(
+                self.eval_generator, self.task, self.data, self.metric_functions, self.eval_cfg,
+                device=self.device, dtype=self.dtype, dist=self.dist,
+            )
         self._evaluating = False
         unrecorded = set(self.data.unreadable_val_names) - self._recorded_unreadable_val
         if self.dist.is_main and unrecorded:  # split.json is read and rewritten only when one is new
@@ -866,7 +868,10 @@ class Trainer:
 
         if not self.dist.is_main:
             return
-        self._save_grid(sample_columns(self.eval_generator, self.task, self.data, self.eval_cfg, self.device, self.dtype, self.train_cfg["batch_size"]))
+        with generator_named(self.recipe):
+            columns = sample_columns(self.eval_generator, self.task, self.data, self.eval_cfg, self.device, self.dtype,
+                                     self.train_cfg["batch_size"])
+        self._save_grid(columns)
 
     def _save_grid(self, columns: list[Tensor]) -> None:
         save_grid(self.run_dir / "samples" / f"step_{self.step:07d}.png", columns)
