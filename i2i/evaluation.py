@@ -273,6 +273,8 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
             bare = "." not in key and key in model.recipe["task"]  # --set sigma=25: a task option, unqualified
             close = did_you_mean(key, [*EVAL_KEYS, *(f"task.{option}" for option in model.recipe["task"] if option != "name")])
             hint = f" (did you mean --set task.{override.strip()}?)" if bare else close and f" ({close.strip(' ()')})"
+            if key == "eval.crop":  # an option of its own
+                hint = f" (use --crop {override.split('=', 1)[1].strip()})"
             raise RecipeError(f"--set {override}: i2i eval changes the task's options (task.sigma, say) and "
                               f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's{hint}")
     recipe = load_recipe(ckpt.run_dir_of(model.checkpoint) / "recipe.toml", ["train.callbacks=[]", *overrides],

@@ -292,6 +292,7 @@ def test_eval_scores_a_blind_denoiser_at_one_noise_level_when_told(tmp_path):
     for bad, says in [("train.steps=4", "i2i eval changes the task's options"),
                       ("sigma=25", "the rest are the run's (did you mean --set task.sigma=25?)"),
                       ("eval.max_imgs=2", "the rest are the run's (did you mean 'eval.max_images'?)"),
+                      ("eval.crop=0", "the rest are the run's (use --crop 0)"),
                       ("task.residual=false", "changes the network the run trained"),
                       ("eval.metrics=['nope']", "--set eval.metrics=['nope']: eval.metrics: unknown metric 'nope'")]:
         refused = runner.invoke(cli, ["eval", str(run), "--set", bad])

@@ -366,7 +366,7 @@ def test_a_loss_class_without_init_takes_no_options(photos, tmp_path):
 
 
 @pytest.mark.parametrize("metric, message", [
-    ("batch_mae", r"eval.metrics 'batch_mae' \(plugin 'sloppy'\): metric 'batch_mae' returned a tensor of shape \[\] for "
+    ("batch_mae", r"eval.metrics 'batch_mae' \(plugin 'sloppy'\) returned a tensor of shape \[\] for "
                   r"a batch of 2 image\(s\); a metric returns one value per image"),
     ("raising", r"eval.metrics 'raising' \(plugin 'sloppy'\) failed on images of shape \[2, 3, 16, 16\]: "
                 r"KeyError: 'metric boom'; report this"),

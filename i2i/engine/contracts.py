@@ -250,8 +250,9 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
             raise_plugin_failure(exc, f"{where} failed on images of shape {list(output_image.shape)}: ")
         try:
             check_metric_values(values, name, output_image.shape[0])
-        except PluginError as exc:
-            raise PluginError(f"{where}: {exc}") from None
+        except PluginError as exc:  # "metric 'x' returned ...": where names the metric already
+            text, own = str(exc), f"metric {name!r} "
+            raise PluginError(f"{where} {text[len(own):]}" if text.startswith(own) else f"{where}: {text}") from None
         pairs = flatten_metric(values, name)
         try:
             claim_keys(given, [key for key, _ in pairs], name)
