@@ -410,3 +410,17 @@ def test_a_best_pointer_edited_or_a_best_checkpoint_deleted_by_hand_is_said(run,
     i2i.train(None, resume=run, overrides=["train.steps=4"], quiet=True)
     assert "the run's best so far, step_0000004 (psnr 99), is no longer in" in capsys.readouterr().err
     assert (checkpoints / "BEST").read_text() == "step_0000004"  # chosen again: the new step 4
+
+
+def test_a_run_resumed_from_inside_its_folder_stays_usable(tmp_path, monkeypatch):
+    """``cd runs/x && i2i run --resume .`` saved output.dir = "." in the run's recipe, which
+    every later command (resume, eval, translate) then refused as no folder name of its own."""
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 2})
+    run = i2i.train(recipe, quiet=True)
+    monkeypatch.chdir(run.run_dir)
+    i2i.train(None, resume=".", overrides=["train.steps=3"], quiet=True)
+    monkeypatch.chdir(tmp_path)
+    assert i2i.load_recipe(tmp_path / "run" / "recipe.toml")["output"]["dir"] == str(tmp_path / "run")
+    again = i2i.train(None, resume=tmp_path / "run", overrides=["train.steps=4"], quiet=True)
+    assert again.step == 4 and i2i.load(tmp_path / "run") is not None

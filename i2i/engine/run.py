@@ -402,7 +402,9 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             saved = load_recipe(run_dir / "recipe.toml")
             _check_split_kept(saved, recipe)
             recipe.notes.extend(_task_changes(saved, recipe))
-        recipe["output"]["dir"] = str(run_dir)  # where it is now: a run folder may have been moved
+        # where it is now (a run folder may have been moved); absolute when given as "." or "..",
+        # which the saved recipe could not name it by (every later command refused the run)
+        recipe["output"]["dir"] = str(run_dir) if names_a_new_folder(run_dir) else str(run_dir.resolve())
         saved_step = -1
         with contextlib.suppress(Exception):  # a damaged state.json is said by the checkpoint's load
             saved_step = int(ckpt.read_state(checkpoint_dir)["step"])
