@@ -424,3 +424,19 @@ def test_a_run_resumed_from_inside_its_folder_stays_usable(tmp_path, monkeypatch
     assert i2i.load_recipe(tmp_path / "run" / "recipe.toml")["output"]["dir"] == str(tmp_path / "run")
     again = i2i.train(None, resume=tmp_path / "run", overrides=["train.steps=4"], quiet=True)
     assert again.step == 4 and i2i.load(tmp_path / "run") is not None
+
+
+def test_ctrl_c_twice_while_the_run_scores_keeps_the_training_before_it(tmp_path, monkeypatch):
+    """The second Ctrl-C quits at once; during the end-of-run evaluation (long on large
+    validation images) it left the run with no checkpoint, every step lost."""
+    import i2i.engine.evaluate
+    from i2i.errors import SecondInterrupt
+
+    def interrupted(*args, **kwargs):
+        raise SecondInterrupt()
+
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    monkeypatch.setattr(i2i.engine.evaluate, "evaluate_generator", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 3}), quiet=True)
+    assert ckpt.find_checkpoint(tmp_path / "run").name == "step_0000003"

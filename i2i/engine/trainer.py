@@ -552,6 +552,9 @@ class Trainer:
                     if last or (every_eval and self.step % every_eval == 0):
                         try:
                             self.evaluate()
+                        except KeyboardInterrupt:  # Ctrl-C twice while scoring: not the training before it too
+                            self._save_after_failed_evaluation(say=False)
+                            raise
                         except Exception as exc:
                             from_callback = getattr(exc, "i2i_callback", None)  # on_evaluate raised, not the evaluation
                             self._save_after_failed_evaluation(say=from_callback is None)
