@@ -246,7 +246,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise RecipeError(f"--set {text}: expected dotted.key=VALUE, e.g. --set train.steps=500")
     raw = raw.strip()
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        parsed = tomllib.loads(f"v = {raw}")
+        if len(parsed) != 1:  # "5\ntrain.seed=3": more TOML after the value, which was silently dropped
+            raise RecipeError(f"--set {text!r}: more than one TOML value after '='; give one --set per key") from None
+        value = parsed["v"]
     except tomllib.TOMLDecodeError:
         if re.fullmatch(r"[\w./~][\w.:\-/~+@]*", raw):
             value = raw  # a bare word or path such as resnet_9blocks or /data/photos: a string

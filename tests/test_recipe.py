@@ -153,6 +153,10 @@ def test_a_set_that_names_another_component_leaves_out_the_old_ones_options(tmp_
 def test_bad_override_syntax(tmp_path):
     assert "expected dotted.key=VALUE" in error_of(tmp_path, BASE, ["train.steps"])
     assert "is not a TOML value" in error_of(tmp_path, BASE, ["output.dir=my runs"])
+    # a value followed by more TOML on a new line: the rest was dropped without a word
+    for override in ("train.steps=5\ntrain.seed=3", 'train.steps=5\n[output]\ndir="/tmp/elsewhere"'):
+        assert "more than one TOML value after '='; give one --set per key" in error_of(tmp_path, BASE, [override])
+    assert load_recipe(write(tmp_path, BASE), ['output.dir="""runs/a"""'])["output"]["dir"] == "runs/a"
 
 
 def test_resolved_recipe_round_trips(tmp_path):
