@@ -440,3 +440,12 @@ def test_ctrl_c_twice_while_the_run_scores_keeps_the_training_before_it(tmp_path
     with pytest.raises(KeyboardInterrupt):
         i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 3}), quiet=True)
     assert ckpt.find_checkpoint(tmp_path / "run").name == "step_0000003"
+
+
+def test_a_run_folder_given_as_the_data_folder_is_refused(tmp_path):
+    """It trained the next run on the first run's sample grids, with only a split warning."""
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 1}), quiet=True)
+    with pytest.raises(i2i.UserError, match=rf'^<recipe>: data.source = "{run.run_dir}": an i2i run folder, whose sample grids are '
+                                            r"no photos to train on; give the folder that holds the images$"):
+        i2i.train(tiny_recipe(run.run_dir, tmp_path / "second", base=TINY_G2C, train={"steps": 1}), quiet=True)
