@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import WRITE_TROUBLE, StopRequested, TrainingStopped, UserError, show_traceback
+from .errors import WRITE_TROUBLE, StopRequested, TrainingStopped, UserError, shell_path, show_traceback
 from .registry import KINDS, SINGULAR
 
 
@@ -142,7 +142,6 @@ def _exit_on_the_wrong_kind_of_path(exc: BaseException) -> None:
 def _what_is_kept(filename: Any) -> str:
     """After a write failed, what of the run it belonged to can be resumed: its last checkpoint
     (written atomically, so intact), or nothing yet."""
-    import shlex
 
     from .engine.checkpoint import find_checkpoint
 
@@ -156,7 +155,7 @@ def _what_is_kept(filename: Any) -> str:
             checkpoint = find_checkpoint(run)
     except UserError:
         return f". The run {run} has no checkpoint yet"
-    return f". Its last checkpoint, {checkpoint.name}, is intact: i2i run --resume {shlex.quote(str(run))} continues from it"
+    return f". Its last checkpoint, {checkpoint.name}, is intact: i2i run --resume {shell_path(run)} continues from it"
 
 
 def _one_process_only() -> None:

@@ -11,6 +11,7 @@ import errno
 import difflib
 import os
 import re
+import shlex
 from collections.abc import Iterable, Iterator
 
 
@@ -144,3 +145,10 @@ def show_traceback() -> bool:
 class SecondInterrupt(KeyboardInterrupt):
     """The second Ctrl-C of a run, which stops it at once (the first asks for a checkpoint and a
     stop): told apart from a KeyboardInterrupt a plugin's callback raises itself."""
+
+
+def shell_path(path: str | os.PathLike) -> str:
+    """``path`` as a shell argument in a command i2i suggests: quoted where needed, and ``./``
+    before a name starting with ``-``, which every command would take for an option."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)

@@ -18,7 +18,6 @@ import math
 import numbers
 import os
 import re
-import shlex
 import sys
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .errors import PluginError, RecipeError, UnknownComponentError, UserError, did_you_mean, exception_line
+from .errors import (PluginError, RecipeError, UnknownComponentError, UserError, did_you_mean, exception_line,
+                     shell_path)
 from .options import describe_type, format_value, matches_type, representable
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ def read_toml(path: str | Path) -> dict:
                           "or the text parsed into a dict (tomllib.loads(text))")
     path = Path(path)
     if path.is_dir():
-        run_hint = (f"; a run's recipe is {path / 'recipe.toml'} (i2i run --resume {shlex.quote(str(path))} continues the run)"
+        run_hint = (f"; a run's recipe is {path / 'recipe.toml'} (i2i run --resume {shell_path(path)} continues the run)"
                     if (path / "recipe.toml").is_file() else "")
         raise RecipeError(f"{path}: a folder, not a recipe file{run_hint}")
     if not path.is_file():

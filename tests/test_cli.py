@@ -324,3 +324,13 @@ def test_a_per_image_file_that_cannot_be_written_is_refused_before_scoring(runne
     assert result.exit_code == 2 and result.output == (
         f"i2i: error: --per-image {target}: cannot write in {tmp_path} (Read-only file system); "
         "give a file in a folder you can write to\n")
+
+
+def test_suggested_commands_work_for_a_run_folder_named_with_a_leading_dash(runner, tmp_path, monkeypatch):
+    """'try: i2i translate -dash IMAGE...' failed as the option '-d'; ./-dash is that folder."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["run", RECIPE, "--out", "-dash", "--set", "train.steps=1", "--set", "train.device='cpu'",
+                                 "--set", "data.size=32", "--set", "eval.crop=32", "--set", "output.progress='none'"])
+    assert result.exit_code == 0, result.output
+    assert "try: i2i translate ./-dash IMAGE... --out OUT_DIR" in result.output
+    assert runner.invoke(cli, ["eval", "./-dash"]).exit_code == 0

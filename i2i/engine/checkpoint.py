@@ -21,7 +21,6 @@ import contextlib
 import io
 import json
 import os
-import shlex
 import shutil
 import struct
 import sys
@@ -33,7 +32,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 
-from ..errors import CheckpointError, CheckpointWriteError
+from ..errors import CheckpointError, CheckpointWriteError, shell_path
 
 FORMAT = "i2i-checkpoint-1"
 
@@ -488,7 +487,7 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         why = (f"its only one, {partial[-1].name}, was never finished (the process stopped while writing it)"
                if partial else f"nothing in {store.root}: it is still training, or stopped before its first")
         raise CheckpointError(f"{path}: this run has no checkpoint yet ({why}); to start it again: "
-                              f"i2i run {shlex.quote(str(path / 'recipe.toml'))} (Python: "
+                              f"i2i run {shell_path(path / 'recipe.toml')} (Python: "
                               f"i2i.train({str(path / 'recipe.toml')!r})), which trains into a new folder beside "
                               f"it, as runs are never overwritten; {path} holds only its logs")
     if latest is None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import StopRequested, TrainingStopped, UserError, show_traceback
+from ..errors import StopRequested, TrainingStopped, UserError, shell_path, show_traceback
 
 DEFAULT_TIMEOUT_S = 300.0
 TIMEOUT_VARIABLE = "I2I_DIST_TIMEOUT"
@@ -306,7 +305,7 @@ class DistContext:
         from . import checkpoint as ckpt
 
         has_checkpoint = run_dir is not None and ckpt.CheckpointStore(Path(run_dir)).newest_complete() is not None
-        then = (f"Resume from the last checkpoint with: i2i run --resume {shlex.quote(str(run_dir))} --nproc {self.world_size} "
+        then = (f"Resume from the last checkpoint with: i2i run --resume {shell_path(run_dir)} --nproc {self.world_size} "
                 "(or the same number of processes under your launcher)" if has_checkpoint else
                 "The run has no checkpoint yet: once that error is fixed, start it again")
         return RankLost(

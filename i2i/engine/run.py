@@ -8,7 +8,6 @@ import gc
 import json
 import os
 import platform
-import shlex
 import signal
 import sys
 import time
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import CheckpointError, SecondInterrupt, UserError
+from ..errors import CheckpointError, SecondInterrupt, UserError, shell_path
 from ..plugins import host, registry
 from ..options import format_value
 from ..recipe import (RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder,
@@ -103,7 +102,7 @@ def check_data_folders_there(recipe: Recipe, run_dir: Path) -> None:
     key = missing_data_folder(recipe["data"])
     if key is not None:
         raise UserError(f'data.{key} = "{recipe["data"][key]}": no such folder; if the run\'s images moved: '
-                        f"i2i run --resume {shlex.quote(str(run_dir))} --set \"data.{key}='NEW_PLACE'\" (quoted, so a path with "
+                        f"i2i run --resume {shell_path(run_dir)} --set \"data.{key}='NEW_PLACE'\" (quoted, so a path with "
                         "spaces works)")
 
 
@@ -379,7 +378,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             owner = run_dir.parent.parent if (run_dir / "state.json").is_file() else run_dir.parent
             if (owner / "recipe.toml").is_file() and run_dir.name.startswith(("step_", "checkpoints")):
                 raise CheckpointError(f"{run_dir}: is a checkpoint folder of the run {owner}; resume the run: i2i run --resume "
-                                f"{shlex.quote(str(owner))} (it continues from the checkpoint named in "
+                                f"{shell_path(owner)} (it continues from the checkpoint named in "
                                 f"{owner / 'checkpoints' / 'LATEST'}, which you may point at another step_* folder; "
                                 f"Python: i2i.train(None, resume={str(owner)!r}))")
             if not run_dir.exists():
@@ -498,7 +497,7 @@ def _refuse_a_finished_resume(run_dir: Path, step: int, steps: int) -> None:
     if step >= steps:
         raise UserError(
             f"{run_dir}: already trained to step {step} of train.steps = {steps}; "
-            f"to train longer: i2i run --resume {shlex.quote(str(run_dir))} --set train.steps=N "
+            f"to train longer: i2i run --resume {shell_path(run_dir)} --set train.steps=N "
             f"(Python: i2i.train(None, resume={str(run_dir)!r}, overrides=['train.steps=N']))"
         )
 
@@ -585,8 +584,8 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
 
         # a task without prepare() cannot translate user images: its runs are evaluated instead
         applies = getattr(type(trainer.task), "prepare", Task.prepare) is not Task.prepare
-        then = (f"i2i translate {shlex.quote(str(run_dir))} IMAGE... --out OUT_DIR" if applies
-                else f"i2i eval {shlex.quote(str(run_dir))}")
+        then = (f"i2i translate {shell_path(run_dir)} IMAGE... --out OUT_DIR" if applies
+                else f"i2i eval {shell_path(run_dir)}")
         print(f"i2i: saved in {run_dir}; try: {then}", flush=True)
     return run
 

@@ -30,7 +30,6 @@ import copy
 import json
 import math
 import random
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,8 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..callbacks import warn_unknown_events
-from ..errors import PluginError, SecondInterrupt, StopRequested, TrainingStopped, UserError, exception_line
+from ..errors import (PluginError, SecondInterrupt, StopRequested, TrainingStopped, UserError, exception_line,
+                      shell_path)
 from ..losses import as_logit_list
 from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
@@ -582,7 +582,7 @@ class Trainer:
                 why = f" ({self.stop_reason})" if self.stop_reason else ""
                 raise StopRequested(
                     f"stopped at step {self.step}/{self.total_steps}{why}; checkpoint saved. "
-                    f"Resume with: i2i run --resume {shlex.quote(str(self.run_dir))}"
+                    f"Resume with: i2i run --resume {shell_path(self.run_dir)}"
                     f"{f' --nproc {self.dist.world_size} (or as many processes under your launcher)' if self.dist.world_size > 1 else ''}"
                     f" (Python: i2i.train(None, resume={str(self.run_dir)!r}))", self.run_dir, self.step
                 )
@@ -648,7 +648,7 @@ class Trainer:
         if self.first_step_unsaved or not exc.args:
             return  # the folder is removed (see engine/run.py): nothing to resume
         saved = self._saved_step
-        where = (f"its last checkpoint is at step {saved}: i2i run --resume {shlex.quote(str(self.run_dir))} once "
+        where = (f"its last checkpoint is at step {saved}: i2i run --resume {shell_path(self.run_dir)} once "
                  "the plugin is fixed") if saved >= 0 else f"no checkpoint was written yet, so {self.run_dir} holds only its logs"
         exc.args = (f"{exc.args[0]} (at step {self.step + 1}; {where})", *exc.args[1:])
 
@@ -671,8 +671,8 @@ class Trainer:
         saved = self._saved_step  # this run's last checkpoint: written here, or resumed from
         if saved >= self.total_steps:  # on_run_end after the last step: nothing is left to resume
             return (f"i2i: raised by callback {type(callback).__name__}.{event} at step {self.step}; the run had finished "
-                    f"and its checkpoint at step {saved} is complete: i2i translate {shlex.quote(str(self.run_dir))} ...")
-        resume = (f"its last checkpoint is at step {saved}: i2i run --resume {shlex.quote(str(self.run_dir))} "
+                    f"and its checkpoint at step {saved} is complete: i2i translate {shell_path(self.run_dir)} ...")
+        resume = (f"its last checkpoint is at step {saved}: i2i run --resume {shell_path(self.run_dir)} "
                   f"(Python: i2i.train(None, resume={str(self.run_dir)!r}))") if saved >= 0 else "it has no checkpoint yet"
         if self.first_step_unsaved:
             resume = "it has no checkpoint, so its folder is removed"  # as train() does: nothing there to resume
@@ -810,7 +810,7 @@ class Trainer:
             return
         if not say:
             return
-        run = shlex.quote(str(self.run_dir))
+        run = shell_path(self.run_dir)
         print_err(f"i2i: note: the evaluation at step {self.step} failed (see below); the weights trained so far are "
                   f"saved: once the cause is fixed, i2i eval {run} scores them and i2i run --resume {run} continues")
 
