@@ -449,3 +449,13 @@ def test_a_run_folder_given_as_the_data_folder_is_refused(tmp_path):
     with pytest.raises(i2i.UserError, match=rf'^<recipe>: data.source = "{run.run_dir}": an i2i run folder, whose sample grids are '
                                             r"no photos to train on; give the folder that holds the images$"):
         i2i.train(tiny_recipe(run.run_dir, tmp_path / "second", base=TINY_G2C, train={"steps": 1}), quiet=True)
+
+
+def test_a_discriminator_added_on_resume_is_named_as_such(tmp_path):
+    """It read as a damaged checkpoint: '.../discriminator.safetensors: checkpoint file is missing'."""
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 1}), quiet=True)
+    with pytest.raises(i2i.UserError, match=r"^overrides discriminator.name=patchgan: discriminator.name = 'patchgan': this "
+                                            r"run was trained without a discriminator, so its checkpoints hold none"):
+        i2i.train(None, resume=run.run_dir, overrides=["discriminator.name=patchgan", "losses.gan.name=lsgan",
+                                                        "train.steps=2"], quiet=True)

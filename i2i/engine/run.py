@@ -24,7 +24,7 @@ from ..errors import CheckpointError, SecondInterrupt, UserError, shell_path
 from ..plugins import host, registry
 from ..options import format_value
 from ..recipe import (RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder,
-                      note_changed_run_plugins)
+                      note_changed_run_plugins, recipe_error)
 from . import checkpoint as ckpt
 from .components import build_callbacks
 from .device import caller_autocast_off, dtype_name, global_state_kept
@@ -400,6 +400,10 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         if overrides:
             saved = load_recipe(run_dir / "recipe.toml")
             _check_split_kept(saved, recipe)
+            if recipe.has_discriminator and not saved.has_discriminator:  # was "discriminator.safetensors is missing"
+                raise recipe_error(recipe, f"discriminator.name = '{recipe['discriminator']['name']}': this run was "
+                                           "trained without a discriminator, so its checkpoints hold none to continue; "
+                                           "train one in a new run (i2i run RECIPE) instead")
             recipe.notes.extend(_task_changes(saved, recipe))
         # where it is now (a run folder may have been moved); absolute when given as "." or "..",
         # which the saved recipe could not name it by (every later command refused the run)
