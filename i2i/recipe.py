@@ -215,6 +215,8 @@ def read_toml(path: str | Path) -> dict:
                     if (path / "recipe.toml").is_file() else "")
         raise RecipeError(f"{path}: a folder, not a recipe file{run_hint}")
     if not path.is_file():
+        if path.exists():  # a named pipe, a device: reading one could wait for ever, or never end
+            raise RecipeError(f"{path}: not a regular file; give the recipe's .toml file")
         raise RecipeError(f"{path}: no such recipe file")
     try:
         text = path.read_text(encoding="utf-8-sig")  # Windows editors may write a BOM

@@ -41,6 +41,7 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["validate", "missing.toml"], "missing.toml: no such recipe file"),
+    (["validate", "/dev/null"], "/dev/null: not a regular file; give the recipe's .toml file"),  # was "no such recipe file"
     (["validate", RECIPE, "--set", "train.batch_size=0"], "train.batch_size = 0: expected an integer >= 1"),
     (["validate", RECIPE, "--set", "data.size=big"], "data.size = 'big': expected an integer"),
     (["validate", RECIPE, "--set", "train.lr=0.1"], "train.lr: unknown key (it belongs in train.g.lr and train.d.lr)"),
