@@ -459,3 +459,16 @@ def test_a_discriminator_added_on_resume_is_named_as_such(tmp_path):
                                             r"run was trained without a discriminator, so its checkpoints hold none"):
         i2i.train(None, resume=run.run_dir, overrides=["discriminator.name=patchgan", "losses.gan.name=lsgan",
                                                         "train.steps=2"], quiet=True)
+
+
+def test_an_unreadable_metrics_line_is_set_aside_on_resume_not_deleted(tmp_path, capsys):
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 3}, output={"log_every": 1})
+    run = i2i.train(recipe, quiet=True)
+    log = run.run_dir / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    lines[1] = lines[1][:-5] + "oops"  # a hand edit gone wrong
+    log.write_text("".join(line + "\n" for line in lines))
+    i2i.train(None, resume=run.run_dir, overrides=["train.steps=4"], quiet=True)
+    assert (run.run_dir / "metrics.jsonl.unreadable").read_text() == lines[1] + "\n"
+    assert f"{log}: 1 unreadable line(s) moved to {log}.unreadable" in capsys.readouterr().err

@@ -49,6 +49,12 @@ def _drop_records_after(path: Path, step: int) -> None:
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.split("\n")[:-1]  # whatever follows the last newline is an unfinished line
     kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+    damaged = [line for line in lines if line.strip() and _step_of(line) is None]
+    if damaged:  # complete lines i2i cannot read (edited by hand, say): set aside, not deleted unsaid
+        aside = path.with_name(path.name + ".unreadable")
+        with open(aside, "a", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in damaged))
+        print(f"i2i: note: {path}: {len(damaged)} unreadable line(s) moved to {aside}", file=sys.stderr, flush=True)
     if len(kept) != len(lines) or not text.endswith("\n") and text:
         write_atomic(path, "".join(line + "\n" for line in kept).encode("utf-8"))
 
