@@ -52,6 +52,11 @@ class PluginError(UserError):
     so a user knows whom to tell. ``I2I_TRACEBACK=1`` shows where it happened."""
 
 
+class GeneratorFailure(PluginError):
+    """The generator failed on an image at inference or evaluation (it raised, or changed the
+    image's size); callers that know the recipe name the component (``generator_named``)."""
+
+
 class TrainingStopped(Exception):
     """Training ended early (interrupt, ``request_stop``, non-finite loss) after saving a
     checkpoint; the message says how to resume. ``run_dir`` (an absolute path, so it still

@@ -421,13 +421,13 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
 def _note_tile_side(model: Model, tile: int | str) -> None:
     """Say when ``--tile N`` is not the tile side used: tiles are a whole number of the
     generator's size multiple (at least one), and a smaller N was raised without a word."""
-    from .engine.infer import is_whole_number, size_multiple
+    from .engine.infer import is_whole_number, size_multiple, tile_side
 
     if isinstance(tile, str) or not is_whole_number(tile, 1):  # "auto", 0, or refused later with its own error
         return
-    multiple = size_multiple(model.generator)
-    used = max(multiple, int(tile) - int(tile) % multiple)
+    used = tile_side(model.generator, int(tile))
     if used != tile:
+        multiple = size_multiple(model.generator)
         name = model.recipe["generator"]["name"]
         print(f"i2i: note: --tile {tile}: generator {name!r} works in multiples of {multiple} px, so tiles are "
               f"{used} px", file=sys.stderr, flush=True)

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor
 
-from ..errors import PluginError, did_you_mean, exception_line, show_traceback
+from ..errors import GeneratorFailure, PluginError, did_you_mean, exception_line, show_traceback
 from ..losses import as_logit_list
 from ..recipe import recipe_error
 from .device import is_out_of_memory
@@ -389,14 +389,14 @@ def _size_fits(recipe: Any, device: torch.device) -> Iterator[None]:
                                    f"{device} (checking the networks on it ran out); lower data.size") from None
 
 
-def raise_plugin_failure(exc: Exception, lead: str) -> NoReturn:
+def raise_plugin_failure(exc: Exception, lead: str, error: type[PluginError] = PluginError) -> NoReturn:
     """Raise what a plugin's code raised as one line: ``lead`` (which names the component), the
     exception's first line, and who to tell. Running out of memory passes unchanged: its own
     handlers name the settings to lower."""
     if is_out_of_memory(exc):
         raise exc
     where = "" if show_traceback() else " (I2I_TRACEBACK=1 shows where)"  # set: the traceback follows
-    raise PluginError(f"{lead}{exception_line(exc)}; {REPORT}{where}") from exc
+    raise error(f"{lead}{exception_line(exc)}; {REPORT}{where}") from exc
 
 
 def _forward_generator(G: torch.nn.Module, input: Tensor, target: Tensor, where: str, out_channels: int) -> Tensor:
@@ -437,15 +437,12 @@ def _forward(net: Any, input: Tensor, where: str) -> Any:
 
 @contextlib.contextmanager
 def generator_named(recipe: Any) -> Iterator[None]:
-    """A :class:`PluginError` from running the generator (``the generator (X) failed on ...``)
-    names the recipe's generator and its plugin, as errors at training time do."""
+    """A :class:`GeneratorFailure` from running the generator (``the generator (X) failed on
+    ...``) names the recipe's generator and its plugin, as errors at training time do."""
     try:
         yield
-    except PluginError as exc:
-        text = str(exc)
-        if not (text.startswith("the generator (") or (text.startswith("scoring ") and ": the generator (" in text)):
-            raise  # another component's failure (a metric's, say), which names itself
-        raise PluginError(f"{contract_where(recipe, 'generator')}: {text}") from exc.__cause__
+    except GeneratorFailure as exc:
+        raise PluginError(f"{contract_where(recipe, 'generator')}: {exc}") from exc.__cause__
 
 
 def contract_where(recipe: Any, section: str) -> str:

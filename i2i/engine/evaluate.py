@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..errors import PluginError
+from ..errors import GeneratorFailure, PluginError
 from ..losses import takes_input
 from .contracts import check_metric_values, raise_plugin_failure
 from .device import autocast
@@ -198,9 +198,9 @@ def _scoring(names: list[str]) -> Iterator[None]:
     the training crops, under eval.crop = 0, say)."""
     try:
         yield
-    except PluginError as exc:
+    except GeneratorFailure as exc:
         shown = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
-        raise PluginError(f"scoring {shown}: {exc}") from exc.__cause__
+        raise GeneratorFailure(f"scoring {shown}: {exc}") from exc.__cause__
 
 
 def task_label(task: Task) -> str:

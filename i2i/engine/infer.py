@@ -48,7 +48,7 @@ def run_generator(net: nn.Module, input: Tensor) -> Tensor:
     """``net(input)`` with the input padded to the net's multiple and the output cropped back."""
     if input.dim() != 4:
         return net(input)
-    from ..errors import PluginError
+    from ..errors import GeneratorFailure
     from .contracts import raise_plugin_failure
 
     multiple = size_multiple(net)
@@ -58,9 +58,9 @@ def run_generator(net: nn.Module, input: Tensor) -> Tensor:
     except Exception as exc:  # a shape the generator cannot take (a wrapper's sum, a fixed-size layer, an assert)
         hint = " (a generator that needs multiples of N px declares size_multiple = N)" if multiple == 1 else ""
         raise_plugin_failure(exc, f"the generator ({type(net).__name__}) failed on an input of "
-                                  f"{padded.shape[-2]}x{padded.shape[-1]} px{hint}: ")
+                                  f"{padded.shape[-2]}x{padded.shape[-1]} px{hint}: ", GeneratorFailure)
     if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-2:] != padded.shape[-2:]:
-        raise PluginError(f"the generator ({type(net).__name__}) returned {out.shape[-2]}x{out.shape[-1]} px for an input "
+        raise GeneratorFailure(f"the generator ({type(net).__name__}) returned {out.shape[-2]}x{out.shape[-1]} px for an input "
                           f"of {padded.shape[-2]}x{padded.shape[-1]}: a generator keeps its input's height and width (one "
                           "that needs multiples of N px declares size_multiple = N); report this to the plugin's author")
     return out[..., :h, :w]
@@ -111,6 +111,12 @@ def _ramp(n: int, overlap: int, device: torch.device) -> Tensor:
     return (edge / max(overlap, 1)).clamp(max=1.0)
 
 
+def tile_side(net: nn.Module, tile: int) -> int:
+    """The tile side used for ``tile``: rounded down to the network's size multiple, one multiple at least."""
+    multiple = size_multiple(net)
+    return max(multiple, int(tile) - int(tile) % multiple)
+
+
 def run_tiled(net: nn.Module, input: Tensor, tile: int, overlap: int = AUTO_OVERLAP) -> Tensor:
     """``net(input)`` computed on overlapping ``tile x tile`` pieces, blended linearly.
 
@@ -119,8 +125,7 @@ def run_tiled(net: nn.Module, input: Tensor, tile: int, overlap: int = AUTO_OVER
     to the network's multiple. Inputs no larger than one tile run in one piece.
     """
     h, w = input.shape[-2:]
-    multiple = size_multiple(net)
-    tile = max(multiple, tile - tile % multiple)
+    tile = tile_side(net, tile)
     if h <= tile and w <= tile:
         return run_generator(net, input)
     overlap = max(0, min(overlap, tile // 2))

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 import i2i
 
 from ._common import as_grey, as_rgb, to_signed, to_unit
-from .denoise import ResidualGenerator
+from .denoise import residual_wrapped
 from .jpeg_codec import jpeg_round_trip
 
 
@@ -96,9 +96,7 @@ class Dejpeg(i2i.Task):
         return to_signed(as_grey(image) if self.channels == 1 else as_rgb(image))
 
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
-        if not self.residual or getattr(generator, "subtracts_residual", False):
-            return generator
-        return ResidualGenerator(generator)
+        return residual_wrapped(generator, self.residual)
 
     def baselines(self, input: Tensor, target_image: Tensor) -> dict[str, Tensor]:
         return {"jpeg input": to_unit(input)}

@@ -35,6 +35,14 @@ class ResidualGenerator(nn.Module):
         return input - self.net(input)
 
 
+def residual_wrapped(generator: nn.Module, residual: bool) -> nn.Module:
+    """The generator as a restoring task's ``wrap_generator`` gives it: wrapped to subtract its
+    output from its input when ``residual`` (unless the network does so itself)."""
+    if not residual or getattr(generator, "subtracts_residual", False):
+        return generator
+    return ResidualGenerator(generator)
+
+
 def _sigma_range(sigma: float | tuple[float, float]) -> tuple[float, float]:
     """Check ``sigma`` and return it as ``(lo, hi)`` (equal for a fixed noise level)."""
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
@@ -118,9 +126,7 @@ class Denoise(i2i.Task):
         return {"noise sigma": (input - target).flatten(1).std(dim=1) * (255 / 2)}
 
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
-        if not self.residual or getattr(generator, "subtracts_residual", False):
-            return generator
-        return ResidualGenerator(generator)
+        return residual_wrapped(generator, self.residual)
 
     def baselines(self, input: Tensor, target_image: Tensor) -> dict[str, Tensor]:
         from kornia.filters import gaussian_blur2d
