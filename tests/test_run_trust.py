@@ -472,3 +472,41 @@ def test_an_unreadable_metrics_line_is_set_aside_on_resume_not_deleted(tmp_path,
     i2i.train(None, resume=run.run_dir, overrides=["train.steps=4"], quiet=True)
     assert (run.run_dir / "metrics.jsonl.unreadable").read_text() == lines[1] + "\n"
     assert f"{log}: 1 unreadable line(s) moved to {log}.unreadable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("steps, stopped_at", [(6, 3), (3, None)])
+def test_a_stop_asked_while_the_run_scores_cuts_the_scoring_short(tmp_path, monkeypatch, capsys, steps, stopped_at):
+    """SIGTERM from a job scheduler is followed by SIGKILL after a grace period (often 10 to 30
+    s); an evaluation on many large validation images ran on through it and the checkpoint
+    after it was never written."""
+    import os
+    import signal
+
+    import i2i.engine.evaluate
+
+    scored = []
+    plain_pairs = i2i.engine.evaluate.validation_pairs
+
+    def pairs_then_sigterm(task, clean, names):
+        scored.append(names)
+        if len(scored) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the first validation batch is scored
+        return plain_pairs(task, clean, names)
+
+    monkeypatch.setattr(i2i.engine.evaluate, "validation_pairs", pairs_then_sigterm)
+    photos = make_photos(tmp_path / "photos", count=9, size=(20, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": steps},
+                         eval={"every": 3, "batch_size": 1})
+    if stopped_at:
+        with pytest.raises(i2i.TrainingStopped, match=f"^stopped at step {stopped_at}/{steps}"):
+            i2i.train(recipe)
+        then = f"the next evaluation after i2i run --resume {tmp_path / 'run'} scores them"
+    else:  # the end-of-run evaluation: the run is finished, unscored
+        i2i.train(recipe)
+        then = f"i2i eval {tmp_path / 'run'} scores the finished weights"
+    assert len(scored) == 1  # three validation images, one batch each: two left unscored
+    assert ckpt.find_checkpoint(tmp_path / "run").name == f"step_{3:07d}"
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert not [entry for entry in log if entry.get("type") == "eval"]
+    assert (f"i2i: note: the evaluation at step 3 was cut short by the stop request, so this step has no validation "
+            f"score and the best checkpoint stays as it was; {then}") in capsys.readouterr().err

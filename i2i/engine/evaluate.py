@@ -27,6 +27,12 @@ if TYPE_CHECKING:
 SAMPLE_IMAGES = 4
 
 
+class EvaluationAbandoned(Exception):
+    """A stop was asked for (Ctrl-C, SIGTERM) while a training run scored its validation
+    images: the rest of them are not scored, so the checkpoint is written before a scheduler's
+    grace period (often 10 to 30 s) runs out and it kills the process."""
+
+
 @dataclass
 class ScoredBatch:
     """One evaluated batch, for whoever wants more than the means (``i2i eval --per-image``,
@@ -304,6 +310,7 @@ def summarize_metrics(metrics: dict[str, Any], means: dict[str, float]) -> dict[
 def evaluate_generator(
     generator: nn.Module, task: Task, data: ImageData, metrics: dict[str, Any], eval_cfg: dict, *,
     device: torch.device, dtype: torch.dtype, dist: DistContext, on_batch: Callable[[ScoredBatch], None] | None = None,
+    abandon: Callable[[], bool] | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]], list[Tensor] | None, int]:
     """Average each metric over the validation images (per image, then the mean).
 
@@ -316,6 +323,8 @@ def evaluate_generator(
     or ``None`` on ranks that did not evaluate batch 0, the number of images scored: a file
     whose header reads but whose pixels do not is skipped, so it can be fewer than the files).
     ``on_batch`` is given each batch's images and per-image scores (``i2i eval --per-image``).
+    ``abandon``, asked before each batch, raises :class:`EvaluationAbandoned` when it says so
+    (single process only: a rank that left early would leave the others waiting for its sums).
     """
     was_training = generator.training
     generator.eval()
@@ -327,6 +336,8 @@ def evaluate_generator(
     try:
         batches = data.indexed_val_batches(eval_cfg["crop"], eval_cfg["batch_size"], eval_cfg["max_images"], shard=shard)
         for number, clean, names in batches:
+            if abandon is not None and abandon():
+                raise EvaluationAbandoned
             input, target = validation_pairs(task, clean, names)
             with autocast(device, dtype), _scoring(names):
                 fake = run_any_size(generator, input)

@@ -52,7 +52,7 @@ from .contracts import (check_generator_output, contract_where, dry_run, generat
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import allow_tf32, autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext, is_comm_failure
-from .evaluate import build_metrics
+from .evaluate import EvaluationAbandoned, build_metrics
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
 from .optim import build_optimizer, load_state, lr_factor, portable_state, set_lr
@@ -552,6 +552,9 @@ class Trainer:
                     if last or (every_eval and self.step % every_eval == 0):
                         try:
                             self.evaluate()
+                        except EvaluationAbandoned:
+                            self._evaluating = False
+                            self._say_evaluation_abandoned(last)
                         except KeyboardInterrupt:  # Ctrl-C twice while scoring: not the training before it too
                             self._save_after_failed_evaluation(say=False)
                             raise
@@ -562,7 +565,7 @@ class Trainer:
                                 self._describe_callback_failure(exc, *from_callback)
                             raise
                         evaluated = True
-                    if every_sample and self.step % every_sample == 0 and not evaluated:
+                    if every_sample and self.step % every_sample == 0 and not evaluated and not self.stop_requested:
                         self.write_samples()
                     if last or evaluated or (every_ckpt and self.step % every_ckpt == 0) or self._checkpoint_due:
                         self.save_checkpoint()
@@ -814,6 +817,15 @@ class Trainer:
         print_err(f"i2i: note: the evaluation at step {self.step} failed (see below); the weights trained so far are "
                   f"saved: once the cause is fixed, i2i eval {run} scores them and i2i run --resume {run} continues")
 
+    def _say_evaluation_abandoned(self, last: bool) -> None:
+        """A stop asked for while scoring skips the rest of the scoring (see
+        :class:`EvaluationAbandoned`); the checkpoint is written next, unscored."""
+        run = shell_path(self.run_dir)
+        then = (f"i2i eval {run} scores the finished weights" if last
+                else f"the next evaluation after i2i run --resume {run} scores them")
+        self.progress.warn(f"i2i: note: the evaluation at step {self.step} was cut short by the stop request, so this "
+                           f"step has no validation score and the best checkpoint stays as it was; {then}")
+
     def evaluate(self) -> dict[str, float]:
         """The task's metrics on the validation images, and the same metrics for its baselines."""
         from .evaluate import evaluate_generator
@@ -827,6 +839,7 @@ class Trainer:
             metrics, baselines, first, scored = evaluate_generator(
                 self.eval_generator, self.task, self.data, self.metric_functions, self.eval_cfg,
                 device=self.device, dtype=self.dtype, dist=self.dist,
+                abandon=None if self.dist.is_distributed else (lambda: self.stop_requested),
             )
         self._evaluating = False
         unrecorded = set(self.data.unreadable_val_names) - self._recorded_unreadable_val
