@@ -346,6 +346,8 @@ def plugins(as_json: bool) -> None:
         click.echo(f"{p.name}  ({p.module}; {origin}; {kind})  {p.status}")
         if p.error:
             click.echo(f"    error: {p.error}")
+        for why in p.refused:
+            click.echo(f"    not registered: {why}")
         for comp_kind, names in p.components.items():
             click.echo(f"    {comp_kind}: {', '.join(names)}")
 

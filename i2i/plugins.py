@@ -52,6 +52,9 @@ class PluginInfo:
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
     components: dict[str, list[str]] = field(default_factory=dict)
+    #: components the plugin declared but i2i refused (an option no recipe could set), each
+    #: "generator 'x': why"; the plugin's other components are loaded
+    refused: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as ``i2i plugins --json`` prints them."""
@@ -179,18 +182,22 @@ class PluginHost:
             h.name for h in self.manager.get_hookcallers(plugin) or [] if h.name.startswith("register_")
         )
         staged: list[Component] = []
+        refused: list[tuple[str, tuple[str, ...], Exception]] = []
+        self.registry.refused = {key: value for key, value in self.registry.refused.items() if value[0] != name}
         try:
             for kind in KINDS:
                 for impl in getattr(self.manager.hook, f"register_{kind}").get_hookimpls():
                     if impl.plugin_name == name:
                         register = self.registry.register_function(
-                            kind, name, info.distribution, info.version, sink=staged
+                            kind, name, info.distribution, info.version, sink=staged, refused=refused
                         )
                         with plugin_output_to_stderr():
                             returned = impl.function(**({"register": register} if impl.argnames else {}))
                         if returned is not None:  # pluggy would drop it: the plugin would register nothing
                             raise TypeError(f"{impl.function.__name__} returned {type(returned).__name__}; it registers "
                                             f"each {SINGULAR[kind]} by calling register(name, factory) instead")
+            if refused and not staged:  # nothing usable: the plugin failed, as before any was refused
+                raise refused[0][2]
         except PLUGIN_FAILURES as exc:  # a hook that raises disables its plugin, registers nothing
             self.manager.unregister(name=name)
             self._fail(info, exc)
@@ -199,6 +206,8 @@ class PluginHost:
             self.registry.add(component)
             info.components.setdefault(component.kind, []).append(component.name)
         self.registry.unavailable.pop(name, None)
+        for kind, names, exc in refused:
+            self._refuse(info, kind, names, exc)
         if warn_clashes:
             self._warn_clashes(name)
         return info
@@ -234,6 +243,16 @@ class PluginHost:
         info.error = exception_line(exc)
         self.registry.unavailable[info.name] = f"failed to load ({info.error})"
         self._warn(f"plugin '{info.name}' ({info.module}) disabled: {info.error}", exc)
+
+    def _refuse(self, info: PluginInfo, kind: str, names: tuple[str, ...], exc: Exception) -> None:
+        """One component the plugin declared unusably: left out, named, the rest of it loaded."""
+        said = str(exc).strip().splitlines()[0]  # "generator 'x': option 'width' defaults to ..."
+        info.refused.append(said)
+        why = said.removeprefix(f"{SINGULAR[kind]} '{names[0]}': ")
+        for each in names:
+            self.registry.refused[(kind, each)] = (info.name, why)
+        self._warn(f"plugin '{info.name}' ({info.module}): {said}; {SINGULAR[kind]} '{names[0]}' is left out, the "
+                   "plugin's other components are loaded", exc)
 
     def _warn(self, message: str, exc: BaseException) -> None:
         """A plugin's failure on stderr (with its traceback under ``I2I_TRACEBACK=1``, for the

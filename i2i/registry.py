@@ -132,6 +132,8 @@ class Registry:
         self._by_kind: dict[str, dict[str, list[Component]]] = {kind: {} for kind in KINDS}
         #: plugins that registered nothing, and why ("failed to load: ...", "skipped by ...")
         self.unavailable: dict[str, str] = {}
+        #: (kind, name) -> (plugin, why) for components a loaded plugin declared unusably
+        self.refused: dict[tuple[str, str], tuple[str, str]] = {}
 
     def add(self, component: Component) -> None:
         """Add a component; one from the same plugin under the same name is replaced (a plugin
@@ -150,12 +152,15 @@ class Registry:
 
     def register_function(
         self, kind: str, plugin: str, distribution: str | None = None, version: str | None = None,
-        sink: list[Component] | None = None,
+        sink: list[Component] | None = None, refused: list[tuple[str, tuple[str, ...], Exception]] | None = None,
     ) -> Callable[..., None]:
         """The ``register`` callable handed to a plugin's ``register_<kind>`` hook.
 
         With ``sink``, components are collected there instead of added, so a hook that raises
-        halfway registers nothing (see :meth:`i2i.plugins.PluginHost.add_plugin`).
+        halfway registers nothing (see :meth:`i2i.plugins.PluginHost.add_plugin`). With
+        ``refused``, a component whose declared options no recipe could use (see
+        :func:`check_declared_options`) is left out and listed there as (kind, its names, the
+        error), rather than raising: the plugin's other components still load.
         """
 
         def register(
@@ -179,7 +184,13 @@ class Registry:
                     raise ValueError(f"invalid {SINGULAR[kind]} name {each!r} (a name is a non-empty string without ':')")
             if not callable(factory):
                 raise TypeError(f"{SINGULAR[kind]} {name!r}: factory is not callable")
-            check_declared_options(kind, name, factory, dict(defaults or {}))
+            try:
+                check_declared_options(kind, name, factory, dict(defaults or {}))
+            except (TypeError, ValueError) as exc:
+                if refused is None:
+                    raise
+                refused.append((kind, (name, *aliases), exc))
+                return
             desc = description or first_line(own_doc(factory))
             for each in (name, *aliases):
                 if sink is not None and any(c.kind == kind and c.name == each for c in sink):
@@ -219,6 +230,10 @@ class Registry:
         if plugin:
             entries = [c for c in entries if c.plugin == plugin]
         if not entries:
+            refused_by, why = self.refused.get((kind, bare), (None, ""))
+            if refused_by is not None and plugin in ("", refused_by):
+                raise UnknownComponentError(f"unknown {singular} '{name}': plugin '{refused_by}' declares it, but i2i "
+                                            f"refused it when the plugin loaded ({why}); see 'i2i plugins'")
             if plugin in self.unavailable:
                 raise UnknownComponentError(f"unknown {singular} '{name}': plugin '{plugin}' {self.unavailable[plugin]}; see 'i2i plugins'")
             hint = did_you_mean(bare, self._by_kind[kind])

@@ -12,6 +12,7 @@ from torch import nn
 
 import i2i
 from helpers import make_photos, tiny_recipe
+from i2i.cli import cli
 from plugin_env import ROOT, make_distribution, run_i2i
 
 
@@ -390,3 +391,30 @@ def test_an_option_named_weight_reaches_a_generator():
     recipe = i2i.load_recipe({**TINY_G2C, "generator": {"name": "weighted_net", "weight": 0.25}})
     build_component(i2i.registry(), "generators", recipe, "generator", 1, 2)
     assert built["weight"] == 0.25
+
+
+def test_one_unusable_component_is_left_out_and_the_plugins_others_load(capsys, monkeypatch):
+    """An option without a usable default disabled the whole plugin: every generator, task and
+    loss it brings, for one mistake in one of them."""
+    class Plugin:
+        @i2i.hookimpl
+        def register_generators(self, register):
+            register("fine_net", ok_net)
+            register("wide_net", wide_net, aliases=("wider_net",))
+
+    info = i2i.register_plugin(Plugin(), "partly")
+    assert info.status == "loaded" and info.components == {"generators": ["fine_net"]}
+    why = "option 'width' defaults to 'wide', which is not an integer as its annotation says"
+    assert info.refused == [f"generator 'wide_net': {why}"]
+    assert (f"i2i: warning: plugin 'partly' ({info.module}): generator 'wide_net': {why}; generator 'wide_net' "
+            "is left out, the plugin's other components are loaded") in capsys.readouterr().err
+    assert "fine_net" in i2i.registry("generators")
+    for name in ("wide_net", "wider_net", "partly:wide_net"):
+        with pytest.raises(i2i.UserError, match=rf"^unknown generator '{name}': plugin 'partly' declares it, but i2i "
+                                                rf"refused it when the plugin loaded \({why}\); see 'i2i plugins'$"):
+            i2i.registry().get("generators", name)
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert f"    not registered: generator 'wide_net': {why}" in result.output
+    monkeypatch.setenv("I2I_STRICT_PLUGINS", "1")  # a plugin's own CI
+    with pytest.raises(i2i.UserError, match=r"I2I_STRICT_PLUGINS is set"):
+        i2i.register_plugin(Plugin(), "partly")
