@@ -161,7 +161,7 @@ def test_documented_example_plugin_works_end_to_end(tmp_path):
 
     plugins = {p["name"]: p for p in json.loads(run_i2i(["plugins", "--json"], site).stdout)}
     assert plugins["example"]["version"] == project["version"] and plugins["example"]["distribution"] == project["name"]
-    assert set(plugins["example"]["components"]) == {"generators", "tasks", "losses"}
+    assert set(plugins["example"]["components"]) == {"generators", "tasks", "losses", "metrics"}
 
     [console] = doc_blocks("console")
     commands = [shlex.split(line[2:]) for line in console.splitlines() if line.startswith("$ ")]
@@ -174,6 +174,10 @@ def test_documented_example_plugin_works_end_to_end(tmp_path):
         if command[1] == "list":
             assert "tiny  [example]" in result.stdout and "width = 16  (an integer)" in result.stdout
     assert (tmp_path / "runs" / "invert" / "checkpoints" / "LATEST").is_file()
+    evals = [json.loads(line) for line in (tmp_path / "runs" / "invert" / "metrics.jsonl").read_text().splitlines()
+             if '"eval"' in line]
+    assert 0 <= evals[-1]["metrics"]["worst_error"] <= 1  # the example's metric, scored at the run's evaluation
+    assert evals[-1]["baselines"]["identity"]["worst_error"] > 0.5  # its baseline: the input, far from its negative
 
     # the option mistakes the page describes: a misspelt option, and a value the factory refuses
     typo = run_i2i(["validate", "recipe.toml", "--set", "generator.widht=8"], site, cwd=tmp_path)
