@@ -369,3 +369,36 @@ def test_relative_pair_folders_are_saved_absolute_and_a_lost_partner_is_named(tm
 
     with pytest.raises(UserError, match=rf"first: {val}, no file {val[:-4]}\.\* in data.pair_source = .* to pair it with"):
         evaluate_run(tmp_path / "run")
+
+
+class TintTask(i2i.Task):
+    """Darkens the target by ``tint``; None (the default) leaves it as it is."""
+
+    in_channels = 3
+    out_channels = 3
+
+    def __init__(self, tint: float | None = None) -> None:
+        self.tint = tint or 0.0
+
+    def make_pair(self, clean, generator=None):
+        return clean * 2 - 1, clean * (1 - self.tint) * 2 - 1
+
+    def prepare(self, image):
+        return image * 2 - 1
+
+
+def test_a_task_option_left_at_a_none_default_is_named_as_the_default_not_none(tmp_path, capsys):
+    """An option whose default is None is left out of the run's recipe.toml (a rerun gets it
+    from the plugin again); set on resume, the note said 'was None' and 'trained for None'."""
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    plugin = type("TintPlugin", (), {"register_tasks": i2i.hookimpl(lambda register: register("tint", TintTask))})
+    assert i2i.register_plugin(plugin, "tint_plugin").status == "loaded"
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 1})
+    recipe["task"] = {"name": "tint"}
+    i2i.train(recipe, quiet=True)
+    capsys.readouterr()
+    i2i.train(None, resume=tmp_path / "run", overrides=["train.steps=2", "task.tint=0.5"], quiet=True)
+    assert ("i2i: note: task.tint = 0.5 (was unset, the task's default): the checkpoint's networks were "
+            "trained for the task's default, and go on from their weights under the changed task") in capsys.readouterr().err

@@ -131,8 +131,12 @@ def _task_changes(saved: Recipe, recipe: Recipe) -> list[str]:
     for key in sorted(set(saved["task"]) | set(recipe["task"])):
         before, after = saved["task"].get(key), recipe["task"].get(key)
         if before != after:
-            notes.append(f"task.{key} = {format_value(after)} (was {format_value(before)}): the checkpoint's networks "
-                         f"were trained for {format_value(before)}, and go on from their weights under the changed task")
+            # an option the run's recipe left out was the task's default, not None
+            was, now = (format_value(v) if key in r["task"] else "unset, the task's default" for v, r in
+                        ((before, saved), (after, recipe)))
+            trained = format_value(before) if key in saved["task"] else "the task's default"
+            notes.append(f"task.{key} = {now} (was {was}): the checkpoint's networks were trained for {trained}, and "
+                         "go on from their weights under the changed task")
     return notes
 
 
