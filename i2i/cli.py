@@ -223,7 +223,7 @@ SET_HELP = "Override a recipe key with a TOML value, e.g. --set train.steps=500 
 @cli.command()
 @click.argument("recipe", required=False, type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: output.dir); never overwritten.")
+@click.option("--out", type=click.Path(), help="Run directory (default: output.dir); never overwritten.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in RUN_DIR from its latest checkpoint.")
 @click.option("--quiet", is_flag=True, help="Only the final summary and errors.")
 @click.option("--nproc", type=click.IntRange(1), metavar="N",

@@ -382,6 +382,27 @@ def test_run_directory_is_never_overwritten(photos, tmp_path, capsys):
     assert {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()} == before
 
 
+def test_a_run_folder_name_taken_by_a_file_or_device_is_refused_alike(photos, tmp_path, monkeypatch):
+    """--out FILE was refused by the option parser while output.dir = FILE trained into FILE-2,
+    and --out /dev/null made /dev/null-2 in /dev."""
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+    from i2i.recipe import dumps_toml
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    recipe_file = tmp_path / "r.toml"
+    recipe_file.write_text(dumps_toml(tiny_recipe(photos, tmp_path / "run")))
+    expected = "a name for the run's own new folder, e.g. 'runs/gray2color' (i2i never writes into an existing folder)"
+    for args, shown in ((["--out", "notes.txt"], "notes.txt"), (["--set", "output.dir=notes.txt"], "notes.txt"),
+                        (["--out", os.devnull], os.devnull)):
+        result = CliRunner().invoke(cli, ["run", str(recipe_file), *args])
+        what = "a file" if shown == "notes.txt" else "a device"
+        assert result.exit_code == 2 and result.output == f"i2i: error: run folder '{shown}': {what} of that name is there; expected {expected}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "r.toml"] and not Path(os.devnull + "-2").exists()
+
+
 def test_a_run_folder_named_dot_or_empty_is_one_line_before_any_work(photos, tmp_path, monkeypatch):
     """``--out .`` or ``output.dir = ""`` name folders that exist (here, its parent, nothing): a
     run gets its own new folder, so these are refused with one line, not renamed or traced back."""

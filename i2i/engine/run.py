@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import signal
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -50,6 +51,18 @@ class Run:
     recipe: Recipe | None = field(default=None, repr=False)
 
 
+def _not_a_folder(path: Path) -> str:
+    """What stands at ``path`` when it is there but no folder (``a file``, ``a device``...), else ''."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # not there (or a broken link: mkdir says so)
+        return ""
+    if stat.S_ISDIR(mode):
+        return ""
+    return ("a file" if stat.S_ISREG(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device")
+
+
 def new_run_dir(wanted: str | Path) -> Path:
     """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir."""
     if not names_a_new_folder(wanted):
@@ -58,6 +71,10 @@ def new_run_dir(wanted: str | Path) -> Path:
         raise UserError(f"run folder {str(wanted)!r}: contains a control character (a newline or tab); expected "
                         f"{RUN_FOLDER_EXPECTED}")
     base = Path(wanted).expanduser()
+    in_the_way = _not_a_folder(base)
+    if in_the_way:  # FILE-2 beside a file, or /dev/null-2 in /dev for `--out /dev/null`, was no one's intent
+        raise UserError(f"run folder {format_value(str(wanted))}: {in_the_way} of that name is there; expected "
+                        f"{RUN_FOLDER_EXPECTED}")
     candidate, n = base, 1
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
