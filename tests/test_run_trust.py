@@ -96,11 +96,17 @@ def test_a_stop_before_the_first_step_leaves_no_folder(photos, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(run, capsys):
-    newest = run / "checkpoints" / "step_0000004" / "generator.safetensors"
-    newest.write_bytes(newest.read_bytes()[:100])
+@pytest.mark.parametrize("file, damage", [("generator.safetensors", "truncated"), ("rng.safetensors", "truncated"),
+                                          ("rng.safetensors", "missing"), ("optim_g.safetensors", "missing")])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(run, capsys, file, damage):
+    """A file a resume reads, deleted, was a hard error where the same file truncated fell back."""
+    newest = run / "checkpoints" / "step_0000004" / file
+    if damage == "missing":
+        newest.unlink()
+    else:
+        newest.write_bytes(newest.read_bytes()[:100])
     assert ckpt.find_checkpoint(run).name == "step_0000002"
-    assert "step_0000004 is damaged (generator.safetensors is truncated); using step_0000002" in capsys.readouterr().err
+    assert f"step_0000004 is damaged ({file} is {damage}); using step_0000002" in capsys.readouterr().err
     assert i2i.train(None, resume=run, overrides=["train.steps=5"], quiet=True).step == 5
 
 

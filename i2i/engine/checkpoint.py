@@ -536,11 +536,16 @@ def checkpoint_damage(checkpoint: Path) -> str | None:
     """What is wrong with a checkpoint folder's files, read no further than their headers
     (``state.json`` not an i2i state, a safetensors file truncated or not one), or None."""
     try:
-        read_state(checkpoint)
+        state = read_state(checkpoint)
     except CheckpointError as exc:
         return str(exc).removeprefix(f"{checkpoint / 'state.json'}: ").split(";")[0]
-    if not (checkpoint / "generator.safetensors").is_file():
-        return "generator.safetensors is missing"
+    needed = ["generator.safetensors"]
+    if not state.get("weights_only"):  # what a resume reads, as a truncated one of them is damage too
+        needed += ["rng.safetensors", *(f"optim_{n}.safetensors" for n in "gd" if f"optim_{n}" in state),
+                   *(["discriminator.safetensors"] if "optim_d" in state else [])]
+    for name in needed:
+        if not (checkpoint / name).is_file():
+            return f"{name} is missing"
     for file in sorted(checkpoint.glob("*.safetensors")):
         problem = _safetensors_damage(file)
         if problem:
