@@ -16,8 +16,9 @@ the step; the run folder resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
+
+from .messages import say
 
 
 class Callback:
@@ -58,8 +59,8 @@ def warn_unknown_events(callbacks: list[Any]) -> None:
                             f"{type(callback).__name__} has none of {', '.join(events)}")
         for name in dir(callback):
             if name.startswith("on_") and name not in events:
-                print(f"i2i: warning: callback {type(callback).__name__} has {name}, which i2i never calls "
-                      f"(events: {', '.join(events)})", file=sys.stderr)
+                say(f"i2i: warning: callback {type(callback).__name__} has {name}, which i2i never calls "
+                    f"(events: {', '.join(events)})")
         for event in events:
             _check_event_signature(callback, event)
 

@@ -25,6 +25,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import UserError, exception_line, show_traceback
+from .messages import say
 from .registry import BUILTIN_DISTRIBUTION, KINDS, SINGULAR, Component, Registry
 
 #: A third-party plugin slower than this to import gets a note naming it: every command waits.
@@ -133,18 +134,17 @@ class PluginHost:
                                            f"instance (plugin = {module.__name__}() in that module)"))
                 continue
             if took > SLOW_IMPORT_SECONDS and not builtin:  # every command waits for it, even --version
-                print(f"i2i: note: plugin '{ep.name}' ({dist_name}) took {took:.1f} s to import, which every i2i "
-                      f"command waits for; I2I_LOAD_PLUGINS=NAME,... loads only the plugins named", file=sys.stderr)
+                say(f"i2i: note: plugin '{ep.name}' ({dist_name}) took {took:.1f} s to import, which every i2i "
+                    f"command waits for; I2I_LOAD_PLUGINS=NAME,... loads only the plugins named")
             self.add_plugin(module, ep.name, info=info, warn_clashes=False)
             if info.status == "loaded" and not info.hooks:  # e.g. an entry point naming a class, not the module
-                print(f"i2i: warning: plugin '{ep.name}' ({dist_name}: {ep.value}) has no @i2i.hookimpl hooks, so it "
-                      "registers nothing; its entry point names the module that holds them", file=sys.stderr)
+                say(f"i2i: warning: plugin '{ep.name}' ({dist_name}: {ep.value}) has no @i2i.hookimpl hooks, so it "
+                    "registers nothing; its entry point names the module that holds them")
         self._warn_clashes()
         known = {n for p in self.plugins.values() if not p.builtin for n in (p.name, p.distribution)}
         for name in sorted((allowed or set()) - known):
-            print(f"i2i: warning: I2I_LOAD_PLUGINS names '{name}', which no installed plugin has "
-                  f"(installed: {', '.join(sorted(p.name for p in self.plugins.values() if not p.builtin)) or 'none'})",
-                  file=sys.stderr)
+            say(f"i2i: warning: I2I_LOAD_PLUGINS names '{name}', which no installed plugin has "
+                f"(installed: {', '.join(sorted(p.name for p in self.plugins.values() if not p.builtin)) or 'none'})")
 
     def add_plugin(self, plugin: object, name: str, *, info: PluginInfo | None = None, warn_clashes: bool = True) -> PluginInfo:
         """Register a module or object with hook implementations (also used by tests and the API)."""
@@ -215,9 +215,9 @@ class PluginHost:
     def _warn_clashes(self, plugin: str | None = None) -> None:
         for component, builtin in self.registry.clashes_with_builtins(plugin):
             kind = SINGULAR[component.kind]
-            print(f"i2i: warning: plugin '{component.plugin}' registers {kind} '{component.name}', which i2i's "
-                  f"'{builtin.plugin}' plugin also provides; recipes naming '{component.name}' get i2i's, "
-                  f"'{component.qualified_name}' gets the plugin's", file=sys.stderr)
+            say(f"i2i: warning: plugin '{component.plugin}' registers {kind} '{component.name}', which i2i's "
+                f"'{builtin.plugin}' plugin also provides; recipes naming '{component.name}' get i2i's, "
+                f"'{component.qualified_name}' gets the plugin's")
 
     def _unknown_hooks(self, name: str) -> list[str]:
         """The names of hooks a plugin implements that match no hookspec (a typo such as
@@ -263,7 +263,7 @@ class PluginHost:
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         if os.environ.get("I2I_STRICT_PLUGINS", "") not in ("", "0"):
             raise UserError(message + " (I2I_STRICT_PLUGINS is set)")
-        print(f"i2i: warning: {message}", file=sys.stderr)
+        say(f"i2i: warning: {message}")
 
     def add_commands(self, cli: click.Group) -> None:
         """Let plugins add CLI commands; a failing one is reported and skipped. A command that
@@ -293,8 +293,7 @@ class PluginHost:
                                f"'{owners[name]}' (one of the two should rename it)"
                     else:
                         kept = f"i2i itself provides; 'i2i {name}' stays i2i's own (the plugin should rename its command)"
-                    print(f"i2i: warning: plugin '{impl.plugin_name}' registers a command 'i2i {name}', which {kept}",
-                          file=sys.stderr)
+                    say(f"i2i: warning: plugin '{impl.plugin_name}' registers a command 'i2i {name}', which {kept}")
 
 
 def plugin_output_to_stderr() -> contextlib.AbstractContextManager:
@@ -412,6 +411,5 @@ def register_plugin(plugin: object, name: str | None = None) -> PluginInfo:
                       taken.distribution if taken else None, taken.version if taken else None)
     info = current.add_plugin(plugin, name, info=info)
     if info.status == "loaded" and not info.hooks:
-        print(f"i2i: warning: plugin '{name}' ({info.module}) has no @i2i.hookimpl hooks, so it registers nothing",
-              file=sys.stderr)
+        say(f"i2i: warning: plugin '{name}' ({info.module}) has no @i2i.hookimpl hooks, so it registers nothing")
     return info

@@ -31,6 +31,7 @@ else:  # pragma: no cover
 
 from .errors import (PluginError, RecipeError, UnknownComponentError, UserError, did_you_mean, exception_line,
                      shell_path)
+from .messages import say
 from .options import describe_type, format_value, matches_type, representable
 
 if TYPE_CHECKING:
@@ -537,9 +538,9 @@ def note_changed_run_plugins(recipe_file: str | os.PathLike) -> None:
     trained with: a version that only added an option (or changed a degradation) opens the run
     without an error, yet scores, translates or resumes it with other code."""
     for name, then, now in _plugins_at_other_versions(recipe_file):
-        print(f"i2i: note: {Path(recipe_file).parent} was trained with plugin '{name}' {then['version']}, and "
-              f"{now.version} is loaded here, whose components may behave otherwise; {_install_as_trained(then)} to "
-              "use the run as it was", file=sys.stderr, flush=True)
+        say(f"i2i: note: {Path(recipe_file).parent} was trained with plugin '{name}' {then['version']}, and "
+            f"{now.version} is loaded here, whose components may behave otherwise; {_install_as_trained(then)} to "
+            "use the run as it was")
 
 
 def recipe_error(recipe: Recipe, text: str, also: tuple[str, ...] = ()) -> RecipeError:

@@ -20,6 +20,7 @@ from .data.encode import ALPHA_FORMATS, DEEP_FORMATS, SAVE_FORMATS  # noqa: F401
 from .engine.cpu_threads import NoThreadGovernor, ThreadGovernor
 from .engine.device import is_out_of_memory
 from .errors import WRITE_TROUBLE, UserError, named_as_arguments
+from .messages import say
 
 if TYPE_CHECKING:
     from .data.decode import DecodedImage
@@ -326,10 +327,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         return image.bits > 8 and fmt in DEEP_FORMATS
 
     def warn(text: str) -> None:
-        if bar is not None:
-            bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
+        say(text, above=bar)
 
     def flush() -> None:
         if not pending:
@@ -414,7 +412,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     report_skipped(list(unreadable), reasons=unreadable)
     note = format_note(report, fmt)
     if note:
-        print(note, file=sys.stderr, flush=True)
+        say(note)
     return report
 
 
@@ -429,16 +427,16 @@ def _note_tile_side(model: Model, tile: int | str) -> None:
     if used != tile:
         multiple = size_multiple(model.generator)
         name = model.recipe["generator"]["name"]
-        print(f"i2i: note: --tile {tile}: generator {name!r} works in multiples of {multiple} px, so tiles are "
-              f"{used} px", file=sys.stderr, flush=True)
+        say(f"i2i: note: --tile {tile}: generator {name!r} works in multiples of {multiple} px, so tiles are "
+            f"{used} px")
 
 
 def _say_how_far_on_interrupt(kind: type[BaseException] | None, report: TranslateReport, out_dir: Path) -> None:
     """On Ctrl-C, once the writes under way have finished: how many outputs are complete, and
     how to go on from there."""
     if kind is not None and issubclass(kind, KeyboardInterrupt):
-        print(f"i2i: stopped after writing {report.written} image(s) to {out_dir} (each written whole); the same "
-              "command with --skip-existing translates the rest", file=sys.stderr, flush=True)
+        say(f"i2i: stopped after writing {report.written} image(s) to {out_dir} (each written whole); the same "
+            "command with --skip-existing translates the rest")
 
 
 def format_note(report: TranslateReport, fmt: str) -> str:

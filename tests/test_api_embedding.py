@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import i2i
-from helpers import TINY_G2C, make_photos
+from helpers import TINY_G2C, make_photos, tiny_recipe
 
 
 def test_help_shows_the_keywords_of_train_and_load_as_the_engine_takes_them():
@@ -120,3 +120,44 @@ def test_a_callback_class_passed_for_an_instance_is_named_before_the_run_starts(
                                         r"object has none of on_checkpoint, "):
         i2i.train(recipe, out=tmp_path / "run", callbacks=[object()], quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_notes_and_warnings_are_records_of_the_i2i_logger_a_program_can_take_over(tmp_path, capsys):
+    """A service embedding i2i had its notes on stderr only: no levels, no way to route them
+    into its own log or to keep only the warnings."""
+    import logging
+
+    import i2i.messages
+
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 1})
+    i2i.train(recipe, quiet=True)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    root = logging.getLogger()
+    keep = Keep()
+    root.addHandler(keep)
+    logger = logging.getLogger("i2i")
+    try:
+        i2i.train(recipe, quiet=True)  # a note: "run already exists ...; this one goes to run-2"
+        assert records == [] and "this one goes to" in capsys.readouterr().err  # by default: stderr, as the CLI shows them
+        i2i.messages.to_your_logging()
+        i2i.train(recipe, quiet=True)
+        assert capsys.readouterr().err == ""
+        [note] = [record for record in records if "this one goes to" in record.getMessage()]
+        assert (note.name, note.levelno) == ("i2i", logging.INFO) and note.getMessage().endswith("run-3")
+        records.clear()
+        logger.setLevel(logging.WARNING)
+        i2i.messages.say("i2i: note: kept out")
+        i2i.messages.say("i2i: warning: kept")
+        assert [(r.levelno, r.getMessage()) for r in records] == [(logging.WARNING, "i2i: warning: kept")]
+    finally:
+        root.removeHandler(keep)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        if i2i.messages.STDERR_HANDLER not in logger.handlers:
+            logger.addHandler(i2i.messages.STDERR_HANDLER)

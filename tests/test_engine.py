@@ -704,12 +704,14 @@ def test_a_checkpoint_write_killed_midway_leaves_the_last_one_usable_and_is_clea
 
 
 def intact_checkpoint_files() -> dict[str, bytes]:
-    """The smallest checkpoint find_checkpoint takes for intact: an i2i state and readable weights."""
+    """The smallest checkpoint find_checkpoint takes for intact: an i2i state, readable weights
+    and the random streams a resume reads."""
     from safetensors.torch import save
 
     from i2i.engine import checkpoint as ckpt
 
-    return {"state.json": json.dumps({"format": ckpt.FORMAT}).encode(), "generator.safetensors": save({"w": torch.zeros(2)})}
+    return {"state.json": json.dumps({"format": ckpt.FORMAT}).encode(), "generator.safetensors": save({"w": torch.zeros(2)}),
+            "rng.safetensors": save({"torch_cpu": torch.get_rng_state()})}
 
 
 def test_a_colouriser_warns_about_training_photos_that_show_no_colour(tmp_path, capsys):

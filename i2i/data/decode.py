@@ -42,7 +42,6 @@ import os
 import re
 import stat
 import struct
-import sys
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -55,6 +54,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from ..errors import UserError
+from ..messages import say
 
 #: File name suffixes read as images (compared lower-case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -578,7 +578,7 @@ def _remark_on_file(kind: str, where: str, text: str) -> None:
         return
     seen.add(where)
     last = f" (the last such {kind}: others are not shown)" if len(seen) == _FILE_REMARKS_SHOWN else ""
-    print(f"i2i: {kind}: {where}: {text}{last}", file=sys.stderr, flush=True)
+    say(f"i2i: {kind}: {where}: {text}{last}")
 
 
 def _warn_guessed_range(where: str, guessed: list[str]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import multiprocessing
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from kornia.geometry.transform import hflip
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
+from ..messages import say
 from ..recipe import resize_problem
 from .decode import UnreadableImageError, decode_sample, fit_image, fitted_size, looks_grey
 from .sources import (ImageFile, RecordedSplit, apply_recorded_split, check_enough_for_processes, check_sizes,
@@ -168,9 +168,9 @@ class ImageData:
             warn_copies_across_split(train, val)
             warn_enlarged(train, self._resize, self.size if self._upscale else 0)
             if not val and data["val_fraction"] > 0:  # said now, not found out from a run without a score
-                print(f"i2i: warning: data.val_fraction = {data['val_fraction']} of {data['source']}'s {len(source)} "
-                      "image(s) holds out none, so this run is not validated (no scores, no best checkpoint); add "
-                      "photos, raise data.val_fraction, or give data.val_source", file=sys.stderr, flush=True)
+                say(f"i2i: warning: data.val_fraction = {data['val_fraction']} of {data['source']}'s {len(source)} "
+                    "image(s) holds out none, so this run is not validated (no scores, no best checkpoint); add "
+                    "photos, raise data.val_fraction, or give data.val_source")
         check_enough_for_processes(len(train), data["source"], world_size)
         shard = train[rank::world_size]
         skipped += self._set_train(shard, flip=data["flip"], rotate=data["rotate"])
@@ -405,8 +405,7 @@ class ImageData:
                 why = ""
             except UnreadableImageError as exc:
                 why = f" ({exc.reason})"
-            print(f"i2i: warning: {path}: cannot be decoded{why}; using the next training image instead", file=sys.stderr,
-                  flush=True)
+            say(f"i2i: warning: {path}: cannot be decoded{why}; using the next training image instead")
         return batch.to(self.device, non_blocking=True)
 
     def _none_decodable(self) -> UserError:
@@ -559,9 +558,8 @@ class ImageData:
         key, now = ("all_train_files", self._all_train) if "all_train_files" in state else ("train_files", len(self._train))
         changed = int(state.get(key, now)) != now
         if changed and self.rank == 0 and not self.split_note:  # a split_note has said what changed
-            print(f"i2i: warning: the checkpoint was trained on {int(state[key])} training images, "
-                  f"now there are {now}; the data order differs from the original run",
-                  file=sys.stderr, flush=True)
+            say(f"i2i: warning: the checkpoint was trained on {int(state[key])} training images, "
+                f"now there are {now}; the data order differs from the original run")
 
     def close(self) -> None:
         """Stop streaming workers now rather than when garbage-collected."""

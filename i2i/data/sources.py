@@ -18,7 +18,6 @@ import json
 import math
 import os
 import random
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 import torch
 
 from ..errors import UserError
+from ..messages import say
 from .decode import IMAGE_KINDS, UnreadableImageError, decode_image, is_image_file, probe_size
 
 #: The value of ``data.source`` that means the photos shipped with i2i.
@@ -168,8 +168,8 @@ def print_run_folders_note(where: str, run_folders: list[Path]) -> None:
     if not run_folders:
         return
     shown = ", ".join(str(p) for p in run_folders[:3]) + (f" and {len(run_folders) - 3} more" if len(run_folders) > 3 else "")
-    print(f"i2i: note: {where}: {len(run_folders)} i2i run folder(s) inside it not searched ({shown}): their sample "
-          "grids and outputs are no photos", file=sys.stderr, flush=True)
+    say(f"i2i: note: {where}: {len(run_folders)} i2i run folder(s) inside it not searched ({shown}): their sample "
+        "grids and outputs are no photos")
 
 
 #: The subfolders of the reference pix2pix's (aligned) and CycleGAN's (unaligned) data sets
@@ -197,8 +197,8 @@ def print_reference_layout_note(key: str, value: str, folder: Path, side_by_side
     if quiet:
         return
     if len(unpaired) >= 2:
-        print(f"i2i: note: {where} holds {', '.join(unpaired)}: an unpaired (CycleGAN) data set, which i2i does not "
-              "train on as such: every image in them is taken as one photo", file=sys.stderr, flush=True)
+        say(f"i2i: note: {where} holds {', '.join(unpaired)}: an unpaired (CycleGAN) data set, which i2i does not "
+            "train on as such: every image in them is taken as one photo")
     elif "train" in splits and len(splits) >= 2:
         held = "val" if "val" in splits else "test"
         inside = f'"{Path(value) / "train"}"'
@@ -206,8 +206,7 @@ def print_reference_layout_note(key: str, value: str, folder: Path, side_by_side
                   else f'all are searched for training images (and without data.val_source, split again by '
                        f'data.val_fraction); for the data set\'s own split, set data.source = {inside} and '
                        f'data.val_source = "{Path(value) / held}"')
-        print(f"i2i: note: {where} holds the subfolders {', '.join(splits)}, as the reference's data sets do: {advice}",
-              file=sys.stderr, flush=True)
+        say(f"i2i: note: {where} holds the subfolders {', '.join(splits)}, as the reference's data sets do: {advice}")
 
 
 def not_read_note(other_kinds: Iterable[str]) -> str:
@@ -222,8 +221,7 @@ def print_not_read_note(where: str, other_kinds: Iterable[str]) -> None:
     ``where`` (a folder, or the recipe key that names it); nothing when there are none."""
     other = _joined_kinds(other_kinds)
     if other:
-        print(f"i2i: note: {where}: {other} file(s) not read; i2i reads {IMAGE_KINDS} (convert them to use them)",
-              file=sys.stderr, flush=True)
+        say(f"i2i: note: {where}: {other} file(s) not read; i2i reads {IMAGE_KINDS} (convert them to use them)")
 
 
 def _joined_kinds(other_kinds: Iterable[str]) -> str:
@@ -307,15 +305,15 @@ def warn_validating_on_training_files(source: str, val_source: str) -> None:
     (folders are searched with their subfolders): the run would score itself on images it trains on."""
     train, val = (resolve_folder(v, k).resolve() for v, k in ((source, "data.source"), (val_source, "data.val_source")))
     if val in train.parents:  # the training folder inside the validation one: all of it is validated on
-        print(f'i2i: warning: data.source = "{source}" is inside data.val_source = "{val_source}" (searched with its '
-              "subfolders), so the run validates on every image it trains on and its scores say nothing about new "
-              "photos; give data.val_source a folder of its own", file=sys.stderr)
+        say(f'i2i: warning: data.source = "{source}" is inside data.val_source = "{val_source}" (searched with its '
+            "subfolders), so the run validates on every image it trains on and its scores say nothing about new "
+            "photos; give data.val_source a folder of its own")
         return
     if val == train or train in val.parents:
         where = "is data.source's folder" if val == train else f'is inside data.source = "{source}" (searched with its subfolders)'
-        print(f'i2i: warning: data.val_source = "{val_source}" {where}, so the run validates on images it trains on and '
-              "its scores say nothing about new photos; move the validation images out, or leave data.val_source empty "
-              "to hold out a share of data.source", file=sys.stderr)
+        say(f'i2i: warning: data.val_source = "{val_source}" {where}, so the run validates on images it trains on and '
+            "its scores say nothing about new photos; move the validation images out, or leave data.val_source empty "
+            "to hold out a share of data.source")
 
 
 def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
@@ -344,8 +342,8 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
                         f"files that hold a pair side by side (A|B); give a folder of such files{score}")
     folder = resolve_folder(value, key)
     if value == SAMPLE and Path(SAMPLE).is_dir() and not quiet:
-        print(f'i2i: note: {key} = "{SAMPLE}" means the photos shipped with i2i, not the folder ./{SAMPLE} here; '
-              f'for that one, write "./{SAMPLE}"', file=sys.stderr)
+        say(f'i2i: note: {key} = "{SAMPLE}" means the photos shipped with i2i, not the folder ./{SAMPLE} here; '
+            f'for that one, write "./{SAMPLE}"')
     inside = [Path(pairs[0]).expanduser()] if pairs is not None and pairs[0] not in ("", SAMPLE) else []
     contents = survey_folder(folder, exclude=[p for p in inside if p.is_dir()])  # a pair folder inside: B images, not A
     paths = contents.images
@@ -436,8 +434,8 @@ def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Pat
                         f"(e.g. {first.name}: {why[first]})")
     lonely = [path for paths in by_stem.values() for path in paths if path not in used]
     if lonely and not quiet:
-        print(f"i2i: note: {where}: {len(lonely)} file(s) pair with no image of {key} = \"{value}\" and are not "
-              f"used ({name_files(sorted(lonely))})", file=sys.stderr, flush=True)
+        say(f"i2i: note: {where}: {len(lonely)} file(s) pair with no image of {key} = \"{value}\" and are not "
+            f"used ({name_files(sorted(lonely))})")
     return matched
 
 
@@ -478,9 +476,9 @@ def warn_unlike_halves(where: str, files: list[ImageFile]) -> None:
     unlike = [f for f in files if not usual / UNLIKE_SHAPE <= f.width / f.height <= usual * UNLIKE_SHAPE]
     if unlike:
         shown = ", ".join(f"{f.name} ({f.width}x{f.height} px halves)" for f in unlike[:3])
-        print(f"i2i: warning: {where}: {len(unlike)} file(s) are shaped unlike the other pairs, whose halves are about "
-              f"{usual:.2g}:1 ({shown}{' ...' if len(unlike) > 3 else ''}); a single photo among A|B files is cut in "
-              "half and trained on as a pair", file=sys.stderr, flush=True)
+        say(f"i2i: warning: {where}: {len(unlike)} file(s) are shaped unlike the other pairs, whose halves are about "
+            f"{usual:.2g}:1 ({shown}{' ...' if len(unlike) > 3 else ''}); a single photo among A|B files is cut in "
+            "half and trained on as a pair")
 
 
 #: How much data.resize may enlarge a training image before a warning says so
@@ -500,10 +498,9 @@ def warn_enlarged(files: list[ImageFile], resize: int, upscale_to: int = 0) -> N
         smallest = min(enlarged, key=lambda f: min(f.height, f.width))
         factor = target / min(smallest.height, smallest.width)
         setting = f"data.resize = {resize}" if resize else f"data.upscale_small (to data.size = {upscale_to})"
-        print(f"i2i: warning: {setting} enlarges {len(enlarged)} of {len(files)} training image(s) more than "
-              f"{ENLARGED:g}x (the most: {smallest.name}, {smallest.width}x{smallest.height} px, {factor:.1f}x), so the "
-              f"network trains on their blur; for images this small, lower {'data.resize and ' if resize else ''}data.size",
-              file=sys.stderr, flush=True)
+        say(f"i2i: warning: {setting} enlarges {len(enlarged)} of {len(files)} training image(s) more than "
+            f"{ENLARGED:g}x (the most: {smallest.name}, {smallest.width}x{smallest.height} px, {factor:.1f}x), so the "
+            f"network trains on their blur; for images this small, lower {'data.resize and ' if resize else ''}data.size")
 
 
 def check_sizes(files: Iterable[ImageFile], size: int) -> None:
@@ -539,9 +536,8 @@ def warn_copies_across_split(train: list[ImageFile], val: list[ImageFile]) -> No
                     break
     if copies:
         shown = ", ".join(f"{v.name} = {t.name}" for v, t in copies[:3]) + (" ..." if len(copies) > 3 else "")
-        print(f"i2i: warning: {len(copies)} validation image(s) are byte-for-byte copies of training images ({shown}), "
-              "so their scores are of photos the network trained on; remove the copies for scores of new photos",
-              file=sys.stderr)
+        say(f"i2i: warning: {len(copies)} validation image(s) are byte-for-byte copies of training images ({shown}), "
+            "so their scores are of photos the network trained on; remove the copies for scores of new photos")
 
 
 def check_folders_for_processes(data: Mapping[str, Any], seed: int, world_size: int, side_by_side: bool = False) -> None:
@@ -602,8 +598,7 @@ def report_skipped(paths: list[Path], what: str = "unreadable file(s)", reasons:
     why each could not be read, where ``reasons`` says): the files a user has to fix or remove."""
     if not paths:
         return
-    print(f"i2i: warning: skipped {len(paths)} {what}: {name_files(paths, reasons, shown=10)}", file=sys.stderr,
-          flush=True)
+    say(f"i2i: warning: skipped {len(paths)} {what}: {name_files(paths, reasons, shown=10)}")
 
 
 def load_images_for_inference(paths: Iterable[str | Path], channels: int = 3) -> list[tuple[Path, torch.Tensor]]:

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import struct
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 
 from ..errors import CheckpointError, CheckpointWriteError, shell_path
+from ..messages import say
 
 FORMAT = "i2i-checkpoint-1"
 
@@ -584,7 +584,7 @@ def _step_of(checkpoint: Path) -> int | str:
 
 
 def _note(message: str) -> None:
-    print(f"i2i: note: {message}", file=sys.stderr, flush=True)
+    say(f"i2i: note: {message}")
 
 
 def read_state(checkpoint: Path) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 
 from ..errors import PluginError, RecipeError, UserError, exception_line
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, takes_input
+from ..messages import say
 from ..plugins import registry
 from ..recipe import Recipe, blamed_on_recipe, build_component, component_error, recipe_error
 from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
@@ -188,9 +188,9 @@ def _warn_untrained_parameters(term: LossTerm) -> None:
     trainable = [name for name, p in term.loss.named_parameters() if p.requires_grad]
     if trainable:
         listed = ", ".join(f"'{n}'" for n in trainable[:3]) + (f" and {len(trainable) - 3} more" if len(trainable) > 3 else "")
-        print(f"i2i: warning: {term.where}: has trainable parameters ({listed}), which i2i does not train: only the "
-              "generator's and discriminator's weights are optimised, so they keep their initial values (a frozen "
-              "network inside a loss says so with requires_grad_(False))", file=sys.stderr)
+        say(f"i2i: warning: {term.where}: has trainable parameters ({listed}), which i2i does not train: only the "
+            "generator's and discriminator's weights are optimised, so they keep their initial values (a frozen "
+            "network inside a loss says so with requires_grad_(False))")
 
 
 def loss_buffers(terms: list[LossTerm]) -> dict[str, Tensor]:

@@ -10,7 +10,6 @@ plugin. They read only shapes and types, never tensor values, so they cost no de
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -19,6 +18,7 @@ from torch import Tensor
 
 from ..errors import GeneratorFailure, PluginError, did_you_mean, exception_line, show_traceback
 from ..losses import as_logit_list
+from ..messages import say
 from ..recipe import recipe_error
 from .device import is_out_of_memory
 
@@ -165,10 +165,10 @@ def _check_pairs_repeat(task: Any, images: Tensor, pair: tuple[Tensor, Tensor], 
     second = task.make_pair(images, torch.Generator(device=device).manual_seed(1))
     same = all(torch.equal(a, b) for a, b in zip(first, second) if isinstance(a, Tensor) and isinstance(b, Tensor))
     if not same:
-        print(f"i2i: warning: {where}: make_pair gave two different pairs for generators seeded alike, so it draws its "
-              "randomness elsewhere (torch's or numpy's global streams) and validation scores change from one "
-              "evaluation to the next; draw it from the generator it is given (torch.randn(..., generator=generator, "
-              f"device=clean.device)); {REPORT}", file=sys.stderr, flush=True)
+        say(f"i2i: warning: {where}: make_pair gave two different pairs for generators seeded alike, so it draws its "
+            "randomness elsewhere (torch's or numpy's global streams) and validation scores change from one "
+            "evaluation to the next; draw it from the generator it is given (torch.randn(..., generator=generator, "
+            f"device=clean.device)); {REPORT}")
 
 
 #: How far past [-1, 1] a task's target may reach before a warning: a network in the usual range
@@ -187,9 +187,9 @@ def check_baselines(task: Any, input: Tensor, target: Tensor, where: str) -> Non
                           "[0, 1] for metrics and files (a [-1, 1] target goes through (x + 1) / 2); " + REPORT)
     t_low, t_high = float(target.min()), float(target.max())
     if t_low < -TARGET_REACH or t_high > TARGET_REACH:
-        print(f"i2i: warning: {where}: make_pair's target holds values from {t_low:.3g} to {t_high:.3g}, where generators "
-              "end in tanh ([-1, 1]) and losses compare in that range; a [0, 1] image goes to the networks as x * 2 - 1 "
-              f"(a 0-255 one divided by 255 first); {REPORT}", file=sys.stderr, flush=True)
+        say(f"i2i: warning: {where}: make_pair's target holds values from {t_low:.3g} to {t_high:.3g}, where generators "
+            "end in tanh ([-1, 1]) and losses compare in that range; a [0, 1] image goes to the networks as x * 2 - 1 "
+            f"(a 0-255 one divided by 255 first); {REPORT}")
     try:
         images = task.baselines(input, target_image)
     except Exception as exc:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import StopRequested, TrainingStopped, UserError, shell_path, show_traceback
+from ..messages import say
 
 DEFAULT_TIMEOUT_S = 300.0
 TIMEOUT_VARIABLE = "I2I_DIST_TIMEOUT"
@@ -544,5 +545,5 @@ def _end_stragglers(torchrun: Any, pids: dict[str, int], statuses: dict[str, int
         with contextlib.suppress(ProcessLookupError):
             os.kill(pids[rank], signal.SIGKILL)
     if stragglers:
-        print(f"i2i: rank{'s' if len(stragglers) > 1 else ''} {', '.join(stragglers)} had not stopped {grace:g} s after "
-              "the first rank did; ended", file=sys.stderr, flush=True)
+        say(f"i2i: rank{'s' if len(stragglers) > 1 else ''} {', '.join(stragglers)} had not stopped {grace:g} s after "
+            "the first rank did; ended")

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from ..messages import say
+
 
 class MetricsLog:
     """Appends one JSON object per line to ``metrics.jsonl`` (flushed, so a crash keeps it).
@@ -54,7 +56,7 @@ def _drop_records_after(path: Path, step: int) -> None:
         aside = path.with_name(path.name + ".unreadable")
         with open(aside, "a", encoding="utf-8") as handle:
             handle.write("".join(line + "\n" for line in damaged))
-        print(f"i2i: note: {path}: {len(damaged)} unreadable line(s) moved to {aside}", file=sys.stderr, flush=True)
+        say(f"i2i: note: {path}: {len(damaged)} unreadable line(s) moved to {aside}")
     if len(kept) != len(lines) or not text.endswith("\n") and text:
         write_atomic(path, "".join(line + "\n" for line in kept).encode("utf-8"))
 
@@ -146,10 +148,7 @@ class Progress:
 
     def warn(self, text: str) -> None:
         """A warning on stderr, whatever the mode (``--quiet`` keeps warnings), above the bar."""
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
+        say(text, above=self.bar)
 
     def close(self) -> None:
         if self.bar is not None:

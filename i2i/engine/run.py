@@ -22,6 +22,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import CheckpointError, SecondInterrupt, UserError, shell_path
+from ..messages import say
 from ..plugins import host, registry
 from ..options import format_value
 from ..recipe import (RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder,
@@ -82,8 +83,7 @@ def new_run_dir(wanted: str | Path) -> Path:
             try:
                 candidate.mkdir()
                 if candidate != base:  # said on stderr, so that --quiet and scripts see it too
-                    print(f"i2i: note: {base} already exists (runs are never overwritten); this one goes to {candidate}",
-                          file=sys.stderr, flush=True)
+                    say(f"i2i: note: {base} already exists (runs are never overwritten); this one goes to {candidate}")
                 return candidate
             except FileExistsError:
                 n += 1
@@ -186,8 +186,8 @@ def _remove_unstarted_run(run_dir: Path) -> None:
             shutil.rmtree(run_dir)
         else:  # a callback's own file, say: not i2i's to delete
             others = ", ".join(sorted(entries - UNSTARTED_RUN_FILES)[:3])
-            print(f"i2i: note: {run_dir} trained no step but holds files i2i did not write ({others}), so it stays; "
-                  "delete it once they are not needed", file=sys.stderr, flush=True)
+            say(f"i2i: note: {run_dir} trained no step but holds files i2i did not write ({others}), so it stays; "
+                "delete it once they are not needed")
     except OSError:
         pass
 
@@ -266,8 +266,7 @@ def _read_run_info(path: Path) -> dict | None:
         kept = f"moved to {aside.name}"
     except OSError:
         kept = "left as it is"
-    print(f"i2i: note: {path}: cannot be read ({problem}); {kept}, and a new run.json is written from this resume",
-          file=sys.stderr)
+    say(f"i2i: note: {path}: cannot be read ({problem}); {kept}, and a new run.json is written from this resume")
     return None
 
 
@@ -443,7 +442,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         dist = dist or DistContext.from_environment(recipe["train"]["device"])
     if dist.is_main:
         for note in recipe.notes:
-            print(f"i2i: note: {note}", file=sys.stderr, flush=True)
+            say(f"i2i: note: {note}")
     trainer: Trainer | None = None
     try:
         _check_ranks_agree(dist, recipe, resume)
@@ -535,20 +534,20 @@ def _keep_what_the_resume_would_replace(trainer: Trainer, checkpoint_dir: Path) 
     later, aside = store.set_aside_later(checkpoint_dir)
     if later:
         shown = ", ".join(later[:3]) + (f" and {len(later) - 3} more" if len(later) > 3 else "")
-        print(f"i2i: note: resuming from {checkpoint_dir.name}, before {shown}: moved them to {aside}, so the steps "
-              "trained again write no checkpoint over them (delete it once they are not needed)", file=sys.stderr, flush=True)
+        say(f"i2i: note: resuming from {checkpoint_dir.name}, before {shown}: moved them to {aside}, so the steps "
+            "trained again write no checkpoint over them (delete it once they are not needed)")
     best = trainer.best
     if "step" in best and not (store.root / ckpt.step_name(int(best["step"]))).is_dir():
-        print(f"i2i: note: the run's best so far, {ckpt.step_name(int(best['step']))} ({best.get('metric', 'score')} "
-              f"{best.get('value', float('nan')):.4g}), is no longer in {store.root}, so no checkpoint could be kept "
-              "for it: the best is chosen again from this resume's evaluations", file=sys.stderr, flush=True)
+        say(f"i2i: note: the run's best so far, {ckpt.step_name(int(best['step']))} ({best.get('metric', 'score')} "
+            f"{best.get('value', float('nan')):.4g}), is no longer in {store.root}, so no checkpoint could be kept "
+            "for it: the best is chosen again from this resume's evaluations")
         trainer.best = {}
     elif trainer.best_not_comparable:
         kept, pointer = store.retire_best(ckpt.step_name(trainer.step), trainer.retired_best)
         where = f"; {kept} stays (checkpoints/{pointer} names it)" if kept else ""
-        print(f"i2i: note: the run's best so far was scored under other settings ({trainer.best_not_comparable}), so its "
-              f"score cannot be compared with this resume's: the best is chosen again from this resume's evaluations"
-              f"{where}", file=sys.stderr, flush=True)
+        say(f"i2i: note: the run's best so far was scored under other settings ({trainer.best_not_comparable}), so its "
+            f"score cannot be compared with this resume's: the best is chosen again from this resume's evaluations"
+            f"{where}")
     else:
         store.agree_best(trainer.best, later)
     if "step" not in trainer.best:
@@ -572,9 +571,8 @@ def _take_back_a_retired_best(trainer: Trainer, store: ckpt.CheckpointStore) -> 
     name = ckpt.step_name(int(best["step"]))
     with contextlib.suppress(OSError):
         ckpt.write_atomic(store.root / "BEST", name.encode())
-    print(f"i2i: note: {name} ({main} {best['value']:.4g}, checkpoints/{pointer} names it) was scored under this "
-          "resume's settings, so it is the best again, to be compared with this resume's evaluations",
-          file=sys.stderr, flush=True)
+    say(f"i2i: note: {name} ({main} {best['value']:.4g}, checkpoints/{pointer} names it) was scored under this "
+        "resume's settings, so it is the best again, to be compared with this resume's evaluations")
 
 
 def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,

@@ -30,7 +30,6 @@ import copy
 import json
 import math
 import random
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +42,7 @@ from ..callbacks import warn_unknown_events
 from ..errors import (PluginError, SecondInterrupt, StopRequested, TrainingStopped, UserError, exception_line,
                       shell_path)
 from ..losses import as_logit_list
+from ..messages import say
 from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
 from .components import LossTerm, build_loss_terms, build_networks, check_crop_size, load_loss_buffers, loss_buffers
@@ -140,11 +140,11 @@ class Trainer:
             span = round(1 / (1 - self.train_cfg["ema"]))
             # the usual decays (0.999, 0.9999) on a short run: scored and kept near the initial weights
             if span >= 100 and self.total_steps < span and self.dist.is_main and not self.train_cfg["ema_warmup"]:
-                print_err(f"i2i: warning: train.ema = {self.train_cfg['ema']} averages G's weights over about {span} steps, "
-                          f"more than this run's {self.total_steps}: the weights evaluated, kept as BEST and translated "
-                          f"would still be mostly the initial ones; set train.ema_warmup = true, or "
-                          + (f"train.ema to at most {1 - 10 / self.total_steps:.3g} (a tenth of the run) or 0"
-                             if self.total_steps > 10 else "train.ema = 0 for a run this short"))
+                say(f"i2i: warning: train.ema = {self.train_cfg['ema']} averages G's weights over about {span} steps, "
+                    f"more than this run's {self.total_steps}: the weights evaluated, kept as BEST and translated "
+                    f"would still be mostly the initial ones; set train.ema_warmup = true, or "
+                    + (f"train.ema to at most {1 - 10 / self.total_steps:.3g} (a tenth of the run) or 0"
+                       if self.total_steps > 10 else "train.ema = 0 for a run this short"))
         # fp16 loss scaling, one scaler per network: each is updated once per its own step (as
         # PyTorch's pattern of one update per optimiser iteration expects), and an overflow in
         # D's gradients does not halve G's scale.
@@ -180,7 +180,7 @@ class Trainer:
                 side_by_side=self.task.side_by_side,
             )
         if self.data.split_note and self.dist.is_main:
-            print_err(self.data.split_note)
+            say(self.data.split_note)
         grey = self.data.grey_train_files
         if grey and len(grey) == len(self.data.train_files) and not self.dist.is_distributed:
             # a folder of old black-and-white photos given to train on, to colourise them: it would learn grey
@@ -189,9 +189,9 @@ class Trainer:
                                        "colour photos; train on colour photos (or \"sample\"), then give your grey ones "
                                        "to i2i translate")
         if grey and self.dist.is_main:
-            print_err(f"i2i: warning: {len(grey)} of {len(self.data.train_files)} training images show no colour "
-                      f"({name_files(grey)}); task {recipe['task']['name']!r} learns colour from its photos, and "
-                      "these teach it grey: remove them from data.source")
+            say(f"i2i: warning: {len(grey)} of {len(self.data.train_files)} training images show no colour "
+                f"({name_files(grey)}); task {recipe['task']['name']!r} learns colour from its photos, and "
+                "these teach it grey: remove them from data.source")
         self.noise_rng = torch.Generator(device=self.device)
         self.noise_rng.manual_seed(self.seed * 1000 + 17 + self.dist.rank)
         self.acc: dict[str, Tensor] = {}
@@ -243,7 +243,7 @@ class Trainer:
     def graphs_failed(self, reason: str) -> None:
         """Capture failed: say so once and go on with eager steps."""
         if self.dist.is_main:
-            print_err(f"i2i: warning: CUDA graphs off, the step could not be captured ({reason}); training continues without them")
+            say(f"i2i: warning: CUDA graphs off, the step could not be captured ({reason}); training continues without them")
         self.graphs = None
         self.graphs_failure = reason
         self._autocast_cache = True
@@ -556,11 +556,11 @@ class Trainer:
                             self._evaluating = False
                             self._say_evaluation_abandoned(last)
                         except KeyboardInterrupt:  # Ctrl-C twice while scoring: not the training before it too
-                            self._save_after_failed_evaluation(say=False)
+                            self._save_after_failed_evaluation(tell=False)
                             raise
                         except Exception as exc:
                             from_callback = getattr(exc, "i2i_callback", None)  # on_evaluate raised, not the evaluation
-                            self._save_after_failed_evaluation(say=from_callback is None)
+                            self._save_after_failed_evaluation(tell=from_callback is None)
                             if from_callback is not None:
                                 self._describe_callback_failure(exc, *from_callback)
                             raise
@@ -690,7 +690,7 @@ class Trainer:
         except Exception as exc:
             if status == "finished":
                 raise
-            print_err(f"i2i: warning: a callback's on_run_end failed while the run was ending on an error: {exception_line(exc)}")
+            say(f"i2i: warning: a callback's on_run_end failed while the run was ending on an error: {exception_line(exc)}")
 
     def read_accumulators(self) -> dict[str, float]:
         """Average the accumulated losses and health figures: the one read-back per log.
@@ -799,23 +799,23 @@ class Trainer:
         return self.ema if self.ema is not None else self.G
 
     @torch.inference_mode()
-    def _save_after_failed_evaluation(self, say: bool = True) -> None:
+    def _save_after_failed_evaluation(self, tell: bool = True) -> None:
         """An evaluation that fails (a metric that breaks on some validation image, memory) must
         not cost the training before it: the weights are checkpointed first. Single process
-        only: the other ranks may not have failed, and a checkpoint is a collective. ``say``:
+        only: the other ranks may not have failed, and a checkpoint is a collective. ``tell``:
         print the note that the evaluation failed (not for a callback's ``on_evaluate``)."""
         if self._saved_step == self.step or self.dist.is_distributed:
             return
         try:
             self.save_checkpoint()
         except Exception as exc:  # the evaluation's error is the one to report
-            print_err(f"i2i: warning: could not save the weights after the evaluation failed: {exception_line(exc)}")
+            say(f"i2i: warning: could not save the weights after the evaluation failed: {exception_line(exc)}")
             return
-        if not say:
+        if not tell:
             return
         run = shell_path(self.run_dir)
-        print_err(f"i2i: note: the evaluation at step {self.step} failed (see below); the weights trained so far are "
-                  f"saved: once the cause is fixed, i2i eval {run} scores them and i2i run --resume {run} continues")
+        say(f"i2i: note: the evaluation at step {self.step} failed (see below); the weights trained so far are "
+            f"saved: once the cause is fixed, i2i eval {run} scores them and i2i run --resume {run} continues")
 
     def _say_evaluation_abandoned(self, last: bool) -> None:
         """A stop asked for while scoring skips the rest of the scoring (see
@@ -1048,8 +1048,8 @@ class Trainer:
         """
         rank, written_by = self.dist.rank, int(state.get("world_size", 1))
         if written_by != self.dist.world_size and self.dist.is_main:
-            print_err(f"i2i: warning: the checkpoint was written by {written_by} process(es), now there are "
-                      f"{self.dist.world_size}; each rank's data shard and random streams differ from an uninterrupted run")
+            say(f"i2i: warning: the checkpoint was written by {written_by} process(es), now there are "
+                f"{self.dist.world_size}; each rank's data shard and random streams differ from an uninterrupted run")
         saved = state.get("ranks", {}).get(str(rank)) if rank > 0 else state
         if saved is None:
             self.data.load_state_dict(ckpt.join_state(state["data"], rng))
@@ -1114,7 +1114,3 @@ def _callback_origin(callback: Any) -> str:
         if component.factory is type(callback):
             return f"plugin '{component.plugin}'"
     return f"from {type(callback).__module__}"
-
-
-def print_err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

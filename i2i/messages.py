@@ -1,0 +1,62 @@
+"""The notes and warnings i2i gives its user, through the standard ``logging`` logger ``i2i``.
+
+By default they go to stderr as plain lines (``i2i: note: ...``, ``i2i: warning: ...``), as the
+command line shows them. A program embedding i2i can route them into its own logging (notes
+are ``INFO`` records, warnings ``WARNING``), silence the notes, or capture them per call::
+
+    import logging
+    logging.getLogger("i2i").setLevel(logging.WARNING)          # warnings only
+    i2i.messages.to_your_logging()                               # your handlers, not stderr
+
+Errors are never logged here: they are raised (see :mod:`i2i.errors`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+LOGGER = logging.getLogger("i2i")
+
+
+class StderrLines(logging.Handler):
+    """Each message as it is, one line on the *current* ``sys.stderr`` (so a redirect, a closed
+    stream replaced by the CLI, or pytest's capture sees it), flushed at once."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except Exception:
+            self.handleError(record)
+
+
+#: The handler that writes i2i's messages to stderr unless a program takes them over.
+STDERR_HANDLER = StderrLines()
+STDERR_HANDLER.setFormatter(logging.Formatter("%(message)s"))
+if not any(isinstance(h, StderrLines) for h in LOGGER.handlers):  # a module reloaded keeps one handler
+    LOGGER.addHandler(STDERR_HANDLER)
+LOGGER.propagate = False  # not twice: once here and once more by a program's root handler
+if LOGGER.level == logging.NOTSET:
+    LOGGER.setLevel(logging.INFO)
+
+
+def say(text: str, above: Any = None) -> None:
+    """Give the user a note or a warning; its level follows its wording (``i2i: warning:``
+    and ``i2i: WARNING`` lines are warnings, the rest notes). ``above``: a tqdm progress bar
+    on stderr, which the line is written above rather than through, while i2i's own
+    handler writes to stderr."""
+    head = text.lstrip()[:40].lower()
+    level = logging.WARNING if head.startswith(("i2i: warning", "warning")) else logging.INFO
+    if above is not None and STDERR_HANDLER in LOGGER.handlers and not LOGGER.propagate:
+        if LOGGER.isEnabledFor(level):
+            above.write(text, file=sys.stderr)
+        return
+    LOGGER.log(level, text)
+
+
+def to_your_logging() -> None:
+    """Send i2i's notes and warnings to the program's own logging configuration (the root
+    logger's handlers) instead of stderr."""
+    LOGGER.removeHandler(STDERR_HANDLER)
+    LOGGER.propagate = True
