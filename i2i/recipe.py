@@ -642,7 +642,10 @@ def _still_set(data: Any, override: str) -> bool:
             return False
         node = node[part]
     both_nan = isinstance(node, float) and isinstance(value, float) and node != node and value != value
-    return node == value or both_nan  # nan never equals itself, and --set x=nan is still the override's
+    # a data folder a run pinned to its absolute path (see engine.run._pin_data_folders) is still the override's
+    pinned = (isinstance(node, str) and isinstance(value, str) and bool(value) and os.path.isabs(node)
+              and node == os.path.abspath(os.path.expanduser(value)))
+    return node == value or both_nan or pinned  # nan never equals itself, and --set x=nan is still the override's
 
 
 def _plain_values(value: Any, path: str = "") -> Any:

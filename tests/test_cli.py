@@ -335,3 +335,32 @@ def test_suggested_commands_work_for_a_run_folder_named_with_a_leading_dash(runn
     assert result.exit_code == 0, result.output
     assert "try: i2i translate ./-dash IMAGE... --out OUT_DIR" in result.output
     assert runner.invoke(cli, ["eval", "./-dash"]).exit_code == 0
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("problem", ["empty", "run folder", "self-paired"])
+def test_data_folder_mistakes_from_a_set_name_the_set_in_validate_and_run_alike(runner, tmp_path, monkeypatch, command,
+                                                                               problem):
+    """`i2i run` blamed the recipe file for an empty --set data.source (the run pins its data
+    folders to absolute paths first, so the value no longer looked like the --set's), and
+    `i2i validate` let a pair folder that is its images' own folder pass."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "pn").mkdir()
+    Image.new("RGB", (40, 20), (10, 20, 30)).save(tmp_path / "pn" / "a.png")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "recipe.toml").write_text("")  # an i2i run folder: its recipe.toml and run.json
+    (tmp_path / "old" / "run.json").write_text("{}")
+    sets = {"empty": ["data.source=empty"], "run folder": ["data.source=old"],
+            "self-paired": ["task.name=paired", "data.source=pn", "data.pair_source=pn"]}[problem]
+    args = [command, str(ROOT / "recipes" / "denoise.toml"), *[a for s in sets for a in ("--set", s)]]
+    result = runner.invoke(cli, args + (["--out", "run"] if command == "run" else []))
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]  # below a run's notes
+    blamed = sets[-1]
+    said = {"empty": "no images in this folder", "run folder": "an i2i run folder",
+            "self-paired": "each image would pair with itself"}[problem]
+    assert line.startswith(f"i2i: error: --set {blamed}: data.{blamed.split('=')[0].split('.')[1]} = ") and said in line
+    assert not (tmp_path / "run").exists()

@@ -248,14 +248,18 @@ def resolve_data_folders(data: Mapping[str, str], side_by_side: bool | None = No
     there and hold an image file (by its name; the images are not read), as a run will need
     them, and that its pair folders go with a task that reads pairs (``side_by_side``, when
     known); the error names the key."""
-    pair_folders(data, side_by_side)
+    pairs = dict(zip(("source", "val_source"), pair_folders(data, side_by_side)))
+    folders = {}
     for key in DATA_FOLDERS:
         if data.get(key) or key == "source":  # an empty source is refused, an empty other one means none
-            folder = resolve_folder(data[key], f"data.{key}")
+            folder = folders[key] = resolve_folder(data[key], f"data.{key}")
             # stops at the first image: a folder's name check, not a scan (i2i validate said an
             # empty folder was fine, and the run then refused it)
             if not any(is_image_file(path) for path in _walk(folder)):
                 raise UserError(f'data.{key} = "{data[key]}": no images in this folder or its subfolders ({IMAGE_KINDS})')
+    for key, paired in pairs.items():
+        if paired is not None and key in folders:
+            _refuse_self_pairing(folders[paired[1].removeprefix("data.")], folders[key], paired, f"data.{key}", data[key])
 
 
 def pair_folders(data: Mapping[str, str], side_by_side: bool | None = None) -> tuple[tuple[str, str] | None,
@@ -381,6 +385,14 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     return readable, unreadable
 
 
+def _refuse_self_pairing(folder: Path, source: Path, pairs: tuple[str, str], key: str, value: str) -> None:
+    """A pair folder that is its images' own folder: each image would be its own partner."""
+    pair_value, pair_key = pairs
+    if folder.resolve() == source.resolve():
+        raise UserError(f'{pair_key} = "{pair_value}" is {key} = "{value}" itself: each image would pair with itself, '
+                        "and the network learn to copy its input; give the folder of the pairs' other images")
+
+
 def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Path, str], pairs: tuple[str, str],
                    key: str, value: str, quiet: bool = False) -> list[ImageFile]:
     """``files`` that have a partner in the pair folder: the file with the same path under it,
@@ -392,9 +404,7 @@ def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Pat
     folder = resolve_folder(pair_value, pair_key)
     source = resolve_folder(value, key)
     where = f'{pair_key} = "{pair_value}"'
-    if folder.resolve() == source.resolve():
-        raise UserError(f'{where} is {key} = "{value}" itself: each image would pair with itself, and the network learn '
-                        "to copy its input; give the folder of the pairs' other images")
+    _refuse_self_pairing(folder, source, pairs, key, value)
     contents = survey_folder(folder, exclude=[source])  # the images' own folder inside it: not partners
     by_stem: dict[str, list[Path]] = {}
     for path in one_per_file(contents.images):
