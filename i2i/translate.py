@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -322,6 +323,15 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             writes.popleft().result()
         report.seconds["write"] += time.perf_counter() - start
 
+    written_lock = threading.Lock()
+
+    def count_written(write: Future) -> None:
+        """Counted once the file is there: Ctrl-C while a batch's writes were under way said
+        fewer images than the folder then held (the pool finishes them before it stops)."""
+        if not write.cancelled() and write.exception() is None:
+            with written_lock:
+                report.written += 1
+
     def deep(image: DecodedImage) -> bool:
         """Whether the output is written with 16 bits per channel."""
         return image.bits > 8 and fmt in DEEP_FORMATS
@@ -359,9 +369,9 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         threads.after_step()
         for out, (image, target) in zip(outputs, pending):
             writes.append(pool.submit(_write, out, image.alpha, target, fmt))
+            writes[-1].add_done_callback(count_written)
             report.outputs.append(target)
         wait_for_writes(window)
-        report.written += len(pending)
         if bar is not None:
             bar.update(len(pending))
         pending.clear()

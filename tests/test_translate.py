@@ -822,6 +822,31 @@ def test_a_translation_stopped_part_way_continues_with_skip_existing(g2c_run, ph
     assert len(list(out.glob("*.png"))) == len(list(photos.iterdir()))
 
 
+def test_ctrl_c_while_outputs_are_written_counts_every_file_written(g2c_run, photos, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while a batch's files were being written said up to a batch fewer images than
+    the folder then held: the writes under way finish, and were not counted."""
+    import os
+    import signal
+
+    import i2i.translate
+    from i2i.translate import translate_files
+
+    plain_write = i2i.translate._write
+
+    def write_then_ctrl_c(*args):
+        plain_write(*args)
+        if args[2].stem == sorted(p.stem for p in photos.iterdir())[0]:
+            os.kill(os.getpid(), signal.SIGINT)  # the main thread is waiting for writes, or translating
+
+    monkeypatch.setattr(i2i.translate, "_write", write_then_ctrl_c)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        translate_files(i2i.load(g2c_run), photos, out, batch_size=2, progress=False)
+    written = len(list(out.glob("*.png")))
+    assert 1 <= written <= len(list(photos.iterdir()))  # however far the writes queued behind it had got
+    assert f"i2i: stopped after writing {written} image(s) to {out}" in capsys.readouterr().err
+
+
 def test_translate_refuses_an_empty_out_and_takes_format_spellings(g2c_run, odd_inputs, tmp_path):
     result = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", ""], cwd=tmp_path)
     assert result.returncode == 2 and "--out '': give the folder for the translated images" in result.stderr
