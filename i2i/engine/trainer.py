@@ -554,7 +554,7 @@ class Trainer:
                             self.evaluate()
                         except EvaluationAbandoned:
                             self._evaluating = False
-                            self._say_evaluation_abandoned(last)
+                            self._say_evaluation_abandoned()
                         except KeyboardInterrupt:  # Ctrl-C twice while scoring: not the training before it too
                             self._save_after_failed_evaluation(tell=False)
                             raise
@@ -817,14 +817,12 @@ class Trainer:
         say(f"i2i: note: the evaluation at step {self.step} failed (see below); the weights trained so far are "
             f"saved: once the cause is fixed, i2i eval {run} scores them and i2i run --resume {run} continues")
 
-    def _say_evaluation_abandoned(self, last: bool) -> None:
+    def _say_evaluation_abandoned(self) -> None:
         """A stop asked for while scoring skips the rest of the scoring (see
         :class:`EvaluationAbandoned`); the checkpoint is written next, unscored."""
-        run = shell_path(self.run_dir)
-        then = (f"i2i eval {run} scores the finished weights" if last
-                else f"the next evaluation after i2i run --resume {run} scores them")
-        self.progress.warn(f"i2i: note: the evaluation at step {self.step} was cut short by the stop request, so this "
-                           f"step has no validation score and the best checkpoint stays as it was; {then}")
+        self.progress.warn(f"i2i: note: the evaluation at step {self.step} was cut short by the stop request, so step "
+                           f"{self.step} has no validation score and the best checkpoint stays as it was; its weights "
+                           f"are saved, and i2i eval {shell_path(self.run_dir)} scores them")
 
     def evaluate(self) -> dict[str, float]:
         """The task's metrics on the validation images, and the same metrics for its baselines."""
