@@ -183,3 +183,24 @@ def test_an_event_method_that_cannot_take_its_arguments_is_refused_before_the_ru
 def test_list_components_takes_a_kind_singular_as_i2i_list_does():
     assert [c.name for c in i2i.list_components("generator", "unet_256")] == ["unet_256"]
     assert set(i2i.registry("Task")) == set(i2i.registry("tasks"))
+
+
+def test_callbacks_get_absolute_paths_for_new_and_resumed_runs_alike(tmp_path, monkeypatch):
+    """A new run gave callbacks trainer.run_dir and checkpoint paths relative to the working
+    directory (a resumed run's were absolute): a program that kept them and then changed
+    directory lost them."""
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    seen = []
+
+    class Keep(i2i.Callback):
+        def on_run_start(self, trainer):
+            seen.append(trainer.run_dir)
+
+        def on_checkpoint(self, trainer, step, path):
+            seen.append(path)
+
+    monkeypatch.chdir(tmp_path)
+    run = i2i.train(tiny_recipe(photos, "runs/x", base=TINY_G2C, train={"steps": 1}), callbacks=[Keep()], quiet=True)
+    i2i.train(None, resume=run.run_dir, overrides=["train.steps=2"], callbacks=[Keep()], quiet=True)
+    assert len(seen) == 4 and all(path.is_absolute() for path in seen)
+    assert seen[0] == seen[2] == tmp_path / "runs" / "x" and seen[1] == seen[0] / "checkpoints" / "step_0000001"
