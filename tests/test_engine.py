@@ -395,11 +395,14 @@ def test_a_run_folder_name_taken_by_a_file_or_device_is_refused_alike(photos, tm
     recipe_file = tmp_path / "r.toml"
     recipe_file.write_text(dumps_toml(tiny_recipe(photos, tmp_path / "run")))
     expected = "a name for the run's own new folder, e.g. 'runs/gray2color' (i2i never writes into an existing folder)"
-    for args, shown in ((["--out", "notes.txt"], "notes.txt"), (["--set", "output.dir=notes.txt"], "notes.txt"),
-                        (["--out", os.devnull], os.devnull)):
+    for args, shown in ((["--out", "notes.txt"], "run folder 'notes.txt'"),
+                        (["--set", "output.dir=notes.txt"], "--set output.dir=notes.txt: output.dir = 'notes.txt'"),
+                        (["--out", os.devnull], f"run folder '{os.devnull}'")):
         result = CliRunner().invoke(cli, ["run", str(recipe_file), *args])
-        what = "a file" if shown == "notes.txt" else "a device"
-        assert result.exit_code == 2 and result.output == f"i2i: error: run folder '{shown}': {what} of that name is there; expected {expected}\n"
+        what = "a device" if os.devnull in shown else "a file"
+        assert result.exit_code == 2 and result.output == f"i2i: error: {shown}: {what} of that name is there; expected {expected}\n"
+    with pytest.raises(RecipeError, match=r"^<recipe>: output.dir = 'notes.txt': a file of that name is there"):
+        i2i.train(tiny_recipe(photos, "notes.txt"), quiet=True)  # the API's recipe error, naming the key
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "r.toml"] and not Path(os.devnull + "-2").exists()
 
 

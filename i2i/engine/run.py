@@ -64,6 +64,21 @@ def _not_a_folder(path: Path) -> str:
             else "a socket" if stat.S_ISSOCK(mode) else "a device")
 
 
+def _new_run_dir_of(recipe: Recipe, out: str | Path | None) -> Path:
+    """The run's new folder: ``out`` (``--out``), or the recipe's ``output.dir``, whose mistakes
+    name the recipe file or the ``--set`` it came from, as a recipe error."""
+    if out is not None:
+        return new_run_dir(out)
+    try:
+        return new_run_dir(recipe["output"]["dir"])
+    except UserError as exc:
+        text = str(exc)
+        prefix = f"run folder {format_value(str(recipe['output']['dir']))}: "
+        if not text.startswith(prefix):
+            raise
+        raise recipe_error(recipe, f"output.dir = {text.removeprefix('run folder ')}") from None
+
+
 def new_run_dir(wanted: str | Path) -> Path:
     """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir."""
     if not names_a_new_folder(wanted):
@@ -447,7 +462,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     try:
         _check_ranks_agree(dist, recipe, resume)
         if resume is None:
-            made = new_run_dir(out if out is not None else recipe["output"]["dir"]) if dist.is_main else None
+            made = _new_run_dir_of(recipe, out) if dist.is_main else None
             try:
                 run_dir = Path(dist.broadcast_path(str(made) if made is not None else None))
             except BaseException:  # the others never came (a stop while they set up): no empty folder left
