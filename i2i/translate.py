@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import threading
 import time
@@ -232,6 +233,13 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise ValueError(f"batch_size = {batch_size!r}: expected a whole number of images, 1 or more")
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir is the folder for the translated images, a str or path, not {type(out_dir).__name__}")
+    inputs = [inputs] if isinstance(inputs, bytes) or not hasattr(inputs, "__iter__") else list(inputs)  # a generator: once
+    if not all(isinstance(item, (str, os.PathLike)) for item in inputs):
+        odd = next(item for item in inputs if not isinstance(item, (str, os.PathLike)))
+        raise TypeError(f"inputs are image files and folders, as str or paths (one alone too), not "
+                        f"{type(odd).__name__} {odd!r:.60}")
     if not str(out_dir).strip():  # an unset shell variable: Path("") is the current folder
         raise UserError(f"--out {str(out_dir)!r}: give the folder for the translated images")
     if overwrite and skip_existing:
@@ -241,11 +249,12 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise UserError("no inputs given: pass image files or folders to translate")
     _note_tile_side(model, tile)
     try:
-        out_is_file = out_dir.is_file()
-    except OSError:  # a name the file system refuses: said below, with the outputs' own checks
-        out_is_file = False
-    if out_is_file:
-        raise UserError(f"{out_dir}: is a file, not a folder; choose another --out for the translated images")
+        mode = out_dir.stat().st_mode
+    except OSError:  # not there yet, or a name the file system refuses: said below, with the outputs' own checks
+        mode = None
+    if mode is not None and not stat.S_ISDIR(mode):  # a file, or /dev/null (which discards nothing it is given here)
+        what = "a file" if stat.S_ISREG(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "a device"
+        raise UserError(f"{out_dir}: is {what}, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
     from .data.sources import (name_files, no_such_path, not_read_note, one_per_file, print_not_read_note,
                                print_run_folders_note, report_skipped, survey_folder)

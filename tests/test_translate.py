@@ -728,6 +728,13 @@ def test_api_mistakes_around_translate_point_the_right_way(g2c_run, tmp_path):
     (tmp_path / "afile.txt").write_text("notes")
     with pytest.raises(i2i.UserError, match=r"afile.txt: is a file, not a folder; choose another out_dir"):
         translate_files(model, [photo], tmp_path / "afile.txt", progress=False)
+    with pytest.raises(i2i.UserError, match=r"^/dev/null: is a device, not a folder; choose another out_dir"):
+        translate_files(model, [photo], "/dev/null", progress=False)  # it said "/dev/null/photo_0.png: File exists"
+    with pytest.raises(TypeError, match=r"^inputs are image files and folders, as str or paths \(one alone too\), not "
+                                        r"bytes b'photo.png'"):
+        translate_files(model, [b"photo.png"], tmp_path / "o", progress=False)
+    with pytest.raises(TypeError, match=r"^out_dir is the folder for the translated images, a str or path, not NoneType"):
+        translate_files(model, [photo], None, progress=False)
 
 
 def test_run_given_a_folder_says_how_to_continue_it(g2c_run, tmp_path):
