@@ -101,7 +101,11 @@ def load_recipe(*args: Any, **kwargs: Any) -> Recipe:
     from .errors import overrides_as_an_argument
 
     with overrides_as_an_argument():  # a mistake in one of them reads "overrides k=v: ..."
-        return _load_recipe(*args, **kwargs)
+        recipe = _load_recipe(*args, **kwargs)
+    from .errors import in_python_terms
+
+    recipe.notes = [in_python_terms(note) for note in recipe.notes]  # notes about --set values, as overrides
+    return recipe
 
 
 def train(

@@ -110,6 +110,16 @@ WRITE_TROUBLE = {errno.ENOSPC: "free some space", getattr(errno, "EDQUOT", errno
                  errno.EFBIG: "the file grew past the largest this process may write (ulimit -f) or the file system holds"}
 
 
+def in_python_terms(text: str) -> str:
+    """A message written for the command line's ``--set`` as the Python API says it:
+    ``overrides train.stpes=3: ...`` at its start, ``did you mean the override losses.l1.weight=50?``
+    and ``(the override generator.OPTION=VALUE ...)`` within."""
+    if text.startswith("--set "):
+        text = "overrides " + text.removeprefix("--set ")
+    text = re.sub(r"\b(one|this) --set\b", r"\1 override", text)
+    return re.sub(r"(?<![\w-])--set ", "the override ", text)
+
+
 @contextlib.contextmanager
 def overrides_as_an_argument() -> Iterator[None]:
     """``i2i.train`` and ``i2i.load_recipe`` take ``--set``'s values as ``overrides``: a mistake
@@ -120,9 +130,9 @@ def overrides_as_an_argument() -> Iterator[None]:
         import click
 
         text = str(exc)
-        if click.get_current_context(silent=True) is not None or not text.startswith("--set "):
+        if click.get_current_context(silent=True) is not None or "--set" not in text:
             raise
-        respelled_text = "overrides " + text.removeprefix("--set ")
+        respelled_text = in_python_terms(text)
         try:
             respelled = type(exc)(respelled_text)
         except TypeError:  # a subclass that takes other arguments

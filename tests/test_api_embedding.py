@@ -161,3 +161,22 @@ def test_notes_and_warnings_are_records_of_the_i2i_logger_a_program_can_take_ove
         logger.propagate = False
         if i2i.messages.STDERR_HANDLER not in logger.handlers:
             logger.addHandler(i2i.messages.STDERR_HANDLER)
+
+
+def test_the_api_speaks_of_overrides_where_the_command_line_says_set(tmp_path, capsys):
+    """Hints and notes inside the API's messages still said '--set ...', an option no Python
+    caller has."""
+    from plugin_env import ROOT
+
+    with pytest.raises(i2i.UserError, match=r"^overrides losses.L1.weight=50: the recipe has no \[losses.L1\]; did you "
+                                            r"mean the override losses.l1.weight=50\?$"):
+        i2i.load_recipe(ROOT / "recipes" / "color2gray.toml", overrides=["losses.L1.weight=50"])
+    [note] = i2i.load_recipe(ROOT / "recipes" / "denoise.toml", overrides=["generator.name=unet_small"]).notes
+    assert note.startswith("overrides generator.name=unet_small replaces generator 'unet'") and "--set" not in note
+    assert note.endswith("(the override generator.OPTION=VALUE gives one to the new one)")
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 1})
+    i2i.train(recipe, overrides=['generator={name="unet", depth=2}'], quiet=True)  # a whole table replaced: a note
+    err = capsys.readouterr().err
+    assert ("i2i: note: overrides generator={name=\"unet\", depth=2} replaces the recipe's whole [generator] table" in err
+            and "--set" not in err)

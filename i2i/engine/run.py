@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import CheckpointError, SecondInterrupt, UserError, shell_path
+from ..errors import CheckpointError, SecondInterrupt, UserError, in_python_terms, shell_path
 from ..messages import say
 from ..plugins import host, registry
 from ..options import format_value
@@ -62,6 +62,13 @@ def _not_a_folder(path: Path) -> str:
         return ""
     return ("a file" if stat.S_ISREG(mode) else "a named pipe" if stat.S_ISFIFO(mode)
             else "a socket" if stat.S_ISSOCK(mode) else "a device")
+
+
+def click_context() -> object | None:
+    """The command line's context when ``i2i run`` called, else None (the Python API)."""
+    import click
+
+    return click.get_current_context(silent=True)
 
 
 def _new_run_dir_of(recipe: Recipe, out: str | Path | None) -> Path:
@@ -456,8 +463,9 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     with blamed_on_recipe(recipe):  # train.device = 'cuda' without a GPU names the file or the --set
         dist = dist or DistContext.from_environment(recipe["train"]["device"])
     if dist.is_main:
+        from_the_shell = click_context() is not None
         for note in recipe.notes:
-            say(f"i2i: note: {note}")
+            say(f"i2i: note: {note if from_the_shell else in_python_terms(note)}")
     trainer: Trainer | None = None
     try:
         _check_ranks_agree(dist, recipe, resume)
