@@ -47,7 +47,7 @@ __all__ = [
     "AdversarialLoss", "Callback", "CheckpointError", "Component", "FeatureMatchingLoss",
     "Model", "PluginError", "Recipe", "RecipeError", "ReconstructionLoss", "Registry", "Regularizer", "Run",
     "Task", "TrainingStopped", "UnknownComponentError", "create_run_from_weights", "UserError", "hookimpl", "list_components", "load",
-    "load_recipe", "parse_override", "register_plugin", "registry", "train",
+    "load_recipe", "parse_override", "register_plugin", "registry", "train", "validate",
 ]
 
 
@@ -102,10 +102,35 @@ def load_recipe(*args: Any, **kwargs: Any) -> Recipe:
 
     with overrides_as_an_argument():  # a mistake in one of them reads "overrides k=v: ..."
         recipe = _load_recipe(*args, **kwargs)
+    import click
+
     from .errors import in_python_terms
 
-    recipe.notes = [in_python_terms(note) for note in recipe.notes]  # notes about --set values, as overrides
+    if click.get_current_context(silent=True) is None:  # not i2i validate's: notes about --set values, as overrides
+        recipe.notes = [in_python_terms(note) for note in recipe.notes]
     return recipe
+
+
+def validate(recipe: Recipe | dict | str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """What ``i2i validate`` checks, for a program that accepts recipes (a service queueing
+    training jobs, say): the recipe loads (:func:`load_recipe`), its components build with its
+    options (a factory's own checks, such as a task's noise level, run here; ``load_recipe``
+    checks only names and types), the crop size fits the networks, the losses can train them,
+    one image goes through G and D on the CPU, the train device and precision exist here, and
+    the data folders exist and hold image files (none is read). Returns the resolved
+    :class:`Recipe`; a mistake raises :class:`i2i.UserError` (a :class:`RecipeError` for a
+    recipe value), as :func:`train` would before its first step."""
+    from .data.sources import resolve_data_folders
+    from .engine.components import check_recipe
+    from .errors import overrides_as_an_argument
+    from .recipe import blamed_on_recipe
+
+    resolved = load_recipe(recipe, overrides)
+    with overrides_as_an_argument():
+        task = check_recipe(resolved).task
+        with blamed_on_recipe(resolved):
+            resolve_data_folders(resolved["data"], task.side_by_side)
+    return resolved
 
 
 def train(

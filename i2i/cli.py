@@ -311,14 +311,10 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     Example:
       i2i validate recipes/gray2color.toml --set train.steps=10
     """
-    from .data.sources import resolve_data_folders
-    from .engine.components import check_recipe
-    from .recipe import blamed_on_recipe, dumps_toml, load_recipe
+    from . import validate as validated
+    from .recipe import dumps_toml
 
-    resolved = load_recipe(recipe, overrides)
-    task = check_recipe(resolved).task
-    with blamed_on_recipe(resolved):
-        resolve_data_folders(resolved["data"], task.side_by_side)
+    resolved = validated(recipe, overrides)
     for note in resolved.notes:
         click.echo(f"i2i: note: {note}", err=True)
     click.echo(dumps_toml(dict(resolved)), nl=False)

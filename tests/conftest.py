@@ -23,3 +23,18 @@ def _fresh_plugins():
     plugins.reset()
     yield
     plugins.reset()
+
+
+@pytest.fixture(autouse=True)
+def _i2i_logger_as_a_new_process_has_it():
+    """A test (or a README snippet) that routes i2i's notes into logging or raises its level
+    leaves the next test's messages on stderr, where it reads them."""
+    import logging
+
+    from i2i import messages
+
+    logger = logging.getLogger("i2i")
+    yield
+    logger.handlers[:] = [messages.STDERR_HANDLER]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

@@ -180,3 +180,21 @@ def test_the_api_speaks_of_overrides_where_the_command_line_says_set(tmp_path, c
     err = capsys.readouterr().err
     assert ("i2i: note: overrides generator={name=\"unet\", depth=2} replaces the recipe's whole [generator] table" in err
             and "--set" not in err)
+
+
+def test_validate_checks_what_load_recipe_leaves_to_the_components_as_i2i_validate_does(tmp_path):
+    """A service that checked users' recipes with load_recipe queued task.sigma = -3, which
+    only the task's own check refuses, at the start of training."""
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C)
+    recipe["task"] = {"name": "denoise", "sigma": -3}
+    assert i2i.load_recipe(recipe)["task"]["sigma"] == -3.0  # names and types are fine
+    with pytest.raises(i2i.RecipeError, match=r"^<recipe>: task.sigma = -3.0: expected a noise level above 0 and at "
+                                              r"most 255 \(0-255 scale\), or a range \[low, high\]$"):
+        i2i.validate(recipe)
+    with pytest.raises(i2i.RecipeError, match=r"^overrides task.sigma=\[55, 0\]: task.sigma = \[55.0, 0.0\]: expected "
+                                              r"0 <= low <= high"):
+        i2i.validate(recipe, ["task.sigma=[55, 0]"])
+    resolved = i2i.validate(recipe, ["task.sigma=25"])
+    assert resolved["task"]["sigma"] == 25 and resolved["generator"]["depth"] == 2
+    assert not (tmp_path / "run").exists()  # nothing trained, no folder made

@@ -52,7 +52,9 @@ def _sigma_range(sigma: float | tuple[float, float]) -> tuple[float, float]:
     else:
         raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected a number or [low, high]")
     if not (0 <= lo <= hi) or not math.isfinite(hi):
-        raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected 0 <= low <= high (0-255 scale)")
+        expected = ("0 <= low <= high (0-255 scale)" if isinstance(sigma, (list, tuple)) else
+                    "a noise level above 0 and at most 255 (0-255 scale), or a range [low, high]")
+        raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected {expected}")
     if 0 < hi < 1:  # sigma on the 0-1 scale: under one grey level of noise, which nobody trains to remove
         scaled = [round(v * 255, 3) for v in (lo, hi)] if lo != hi else round(hi * 255, 3)
         raise i2i.RecipeError(f"task.sigma = {sigma!r}: noise levels are on the 0-255 scale, where this is less than "
