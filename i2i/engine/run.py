@@ -322,7 +322,9 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         first_at.append(time.monotonic())
         trainer.request_stop()
         if trainer.dist.is_main:  # every rank got it, or will agree on it within a step
-            print(f"\ni2i: {signal.Signals(signum).name} received: finishing the current step, then saving a checkpoint (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+            now = "Ctrl-C again to quit now" if signum == signal.SIGINT else "Ctrl-C quits now"
+            print(f"\ni2i: {signal.Signals(signum).name} received: finishing the current step, then saving a "
+                  f"checkpoint ({now})", file=sys.stderr, flush=True)
 
     with _signals_handled(STOP_SIGNALS, handler):
         yield
