@@ -117,7 +117,13 @@ def in_python_terms(text: str) -> str:
     if text.startswith("--set "):
         text = "overrides " + text.removeprefix("--set ")
     text = re.sub(r"\b(one|this) --set\b", r"\1 override", text)
-    return re.sub(r"(?<![\w-])--set ", "the override ", text)
+    text = re.sub(r"(override\(s\) |, )--set ", r"\1", text)  # "the override(s) --set a=1, --set b=2"
+
+    def unless_in_a_command(match: re.Match) -> str:  # "i2i run --resume RUN --set ..." stays a shell command
+        clause = text[:match.start()].rsplit(";", 1)[-1]
+        return match.group(0) if re.search(r"\bi2i \w", clause) else "the override "
+
+    return re.sub(r"(?<![\w-])--set ", unless_in_a_command, text)
 
 
 @contextlib.contextmanager

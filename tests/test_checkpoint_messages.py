@@ -116,5 +116,5 @@ def test_resuming_with_an_override_of_the_network_names_the_override(run):
         i2i.train(None, resume=run, overrides=["train.steps=5", "generator.width=8"], quiet=True)
     message = str(error.value)
     assert "does not match the recipe's network (size mismatch for " in message
-    assert message.endswith("; the override(s) --set generator.width=8 may be why: resume without them")
+    assert message.endswith("; the override(s) generator.width=8 may be why: resume without them")
     assert "train.steps" not in message

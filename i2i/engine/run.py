@@ -480,14 +480,13 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                     _remove_unstarted_run(made)
                 raise
             recipe["output"]["dir"] = str(run_dir)
-        # absolute for the Trainer, its callbacks' trainer.run_dir and checkpoint paths, as a
-        # resumed run's are: a program that keeps them may change its working directory
-        run_dir = Path(os.path.abspath(run_dir))
         # a SIGTERM while data loads or the run's files are written: clean up as for Ctrl-C (fit
         # installs its own handlers, which checkpoint)
         with _interrupt_on_termination(), run_folder_locked(run_dir) if dist.is_main else contextlib.nullcontext():
             try:
-                trainer = Trainer(recipe, run_dir, dist=dist, callbacks=[*build_callbacks(recipe), *(callbacks or [])],
+                # absolute for the Trainer, its callbacks' trainer.run_dir and checkpoint paths, as
+                # a resumed run's are: a program that keeps them may change its working directory
+                trainer = Trainer(recipe, Path(os.path.abspath(run_dir)), dist=dist, callbacks=[*build_callbacks(recipe), *(callbacks or [])],
                                   quiet=quiet, split=split)
                 return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
             except BaseException as exc:
