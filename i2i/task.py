@@ -37,6 +37,10 @@ class Task:
     #: True when the task learns the target's colours from the training photos (a colouriser):
     #: a grey photo among them only teaches grey, so the engine warns about such photos at start.
     learns_colour: ClassVar[bool] = False
+    #: How many times larger than a user's image its translation is (a super-resolution task's
+    #: scale): :meth:`prepare` returns the generator's input at that size, and ``i2i translate``
+    #: writes outputs that much larger (alpha enlarged alike). Training pairs stay at one size.
+    output_scale: int = 1
     #: Registered metric names computed on validation images (by :meth:`to_image`).
     metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim")
     #: The metric that picks the ``best`` checkpoint; higher is better unless listed in
@@ -73,7 +77,8 @@ class Task:
         """Turn a user's image (``[B, 3, H, W]`` RGB in [0, 1]) into a generator input.
 
         Used by ``i2i translate`` and :meth:`i2i.Model.__call__`. For gray2color this takes the
-        luminance; for denoising the image is already the (noisy) input.
+        luminance; for denoising the image is already the (noisy) input; a task with an
+        ``output_scale`` enlarges it that many times.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot translate user images")
 

@@ -159,10 +159,10 @@ def _refuse_file_folder_clashes(pairs: list[tuple[Path, Path]], targets: list[Pa
                             "or --format")
 
 
-def _refuse_sizes_the_format_cannot_hold(pairs: list[tuple[Path, Path]], fmt: str) -> None:
-    """Before any work: an input wider or taller than ``fmt`` can store (a WebP panorama past
+def _refuse_sizes_the_format_cannot_hold(pairs: list[tuple[Path, Path]], fmt: str, scale: int = 1) -> None:
+    """Before any work: an output wider or taller than ``fmt`` can store (a WebP panorama past
     16383 px) would otherwise fail at its write, after the others were translated. Outputs
-    are the inputs' size, so the headers tell."""
+    are the inputs' size times the task's ``scale``, so the headers tell."""
     from .data.decode import UnreadableImageError, probe_size
     from .data.encode import SIDE_LIMITS
 
@@ -175,13 +175,14 @@ def _refuse_sizes_the_format_cannot_hold(pairs: list[tuple[Path, Path]], fmt: st
             size = probe_size(file)
         except UnreadableImageError:  # reported with the other unreadable files, when its turn comes
             continue
-        if max(size) > limit:
+        if max(size) * scale > limit:
             too_large.append((file, size))
     if too_large:
         (file, (height, width)), more = too_large[0], len(too_large) - 1
         others = f" (and {more} more)" if more else ""
-        raise UserError(f"{file}: {width} x {height} px is larger than {fmt} can store ({limit} px a side){others}; "
-                        "use --format png or tif")
+        size = f"{width} x {height} px" + (f" is {width * scale} x {height * scale} px once enlarged {scale} times,"
+                                           if scale > 1 else " is")
+        raise UserError(f"{file}: {size} larger than {fmt} can store ({limit} px a side){others}; use --format png or tif")
 
 
 def _readable_header(path: Path) -> bool:
@@ -310,7 +311,8 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise UserError(f"{len(clashes)} group(s) of inputs would be written to the same file (outputs are named by file "
                         f"stem, in --format): {'; '.join(clashes[:10])}{more}; rename one of each, or translate them "
                         "on their own into another --out")
-    _refuse_sizes_the_format_cannot_hold(pairs, fmt)  # the files still to translate: --skip-existing reads no more
+    # the files still to translate: --skip-existing reads no more
+    _refuse_sizes_the_format_cannot_hold(pairs, fmt, getattr(getattr(model, "task", None), "output_scale", 1))
 
     report = TranslateReport(already_there=done)
     if not pairs:  # skip_existing, and every output is there

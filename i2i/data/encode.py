@@ -50,7 +50,7 @@ def with_alpha(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     where that would need a colour darker than black); kept as they were, such pixels were
     lightened twice (a 50 % shadow came out at 75 %)."""
     if alpha.shape != pixels.shape[:2]:
-        raise ValueError(f"alpha of shape {list(alpha.shape)} for an image of {list(pixels.shape[:2])}")
+        alpha = _enlarged_alpha(alpha, pixels.shape[:2])
     if pixels.dtype == np.uint16 and alpha.dtype == np.uint8:
         alpha = alpha.astype(np.uint16) * 257
     elif pixels.dtype == np.uint8 and alpha.dtype == np.uint16:
@@ -58,6 +58,21 @@ def with_alpha(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     alpha = alpha.astype(pixels.dtype)
     pixels = _without_white(pixels, alpha)
     return np.concatenate([pixels, alpha[..., None]], axis=2)
+
+
+def _enlarged_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The input's alpha at the size of a translation that enlarged it a whole number of times
+    (a super-resolution task's ``output_scale``): bicubic, as the colours were, kept to its range."""
+    (height, width), (out_height, out_width) = alpha.shape, size
+    if out_height % height or out_width % width or out_height // height != out_width // width:
+        raise ValueError(f"alpha of shape {list(alpha.shape)} for an image of {list(size)}")
+    import torch
+    import torch.nn.functional as F
+
+    top = np.iinfo(alpha.dtype).max
+    values = torch.from_numpy(alpha.astype(np.float32))[None, None]
+    scaled = F.interpolate(values, size=(out_height, out_width), mode="bicubic", align_corners=False)
+    return scaled[0, 0].clamp(0, top).round().numpy().astype(alpha.dtype)
 
 
 def _without_white(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -129,14 +129,25 @@ def _check_defines_make_pair(task: Any, where: str) -> None:
 
 def check_prepared(input: Any, images: Tensor, task: Any, where: str) -> None:
     """``prepare`` turns ``[B, 3, H, W]`` RGB images into the generator's ``[B, in_channels, H, W]``
-    input (what ``i2i translate`` feeds the network), keeping their size: translations are
-    written at each input's size."""
+    input (what ``i2i translate`` feeds the network), keeping their size, or enlarging it by the
+    task's ``output_scale``: translations are written at that size."""
+    scale = output_scale(task, where)
+    b, _, h, w = images.shape
     if task.input_is_image and not (isinstance(input, Tensor) and input.dim() == 4 and input.shape[1] == task.in_channels
-                                    and input.shape[0] == images.shape[0] and input.shape[-2:] == images.shape[-2:]):
-        b, _, h, w = images.shape
+                                    and input.shape[0] == b and tuple(input.shape[-2:]) == (h * scale, w * scale)):
+        size = "height and width" if scale == 1 else f"height and width times the task's output_scale, {scale}"
         raise PluginError(f"{where}: prepare returned {describe(input)} for images of shape {list(images.shape)}; "
-                          f"expected [{b}, {task.in_channels}, {h}, {w}] (the task's in_channels, the images' batch, "
-                          f"height and width); {REPORT}")
+                          f"expected [{b}, {task.in_channels}, {h * scale}, {w * scale}] (the task's in_channels, the "
+                          f"images' batch, {size}); {REPORT}")
+
+
+def output_scale(task: Any, where: str) -> int:
+    """The task's ``output_scale``, checked: a whole number, 1 or more."""
+    scale = getattr(task, "output_scale", 1)
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise PluginError(f"{where}: output_scale = {scale!r}; it is how many times larger than its input a translation "
+                          f"is, a whole number (1 when the sizes are the same); {REPORT}")
+    return scale
 
 
 def _check_input_image(task: Any, input: Tensor, where: str) -> None:

@@ -1,5 +1,6 @@
 """i2i's built-in tasks: colourisation (``gray2color``), denoising (``denoise``), JPEG artifact
-removal (``dejpeg``), ``color2gray``, and ``paired`` (pix2pix's side-by-side A|B data sets).
+removal (``dejpeg``), super-resolution (``superres``), ``color2gray``, and ``paired`` (pix2pix's
+side-by-side A|B data sets).
 
 Each task lives in its own module; kornia is imported lazily inside the methods that use it so
 ``i2i list`` and other quick commands do not pay for it.
@@ -14,8 +15,9 @@ from .dejpeg import Dejpeg
 from .denoise import Denoise, ResidualGenerator
 from .gray2color import Gray2Color
 from .paired import Paired
+from .superres import SuperRes
 
-__all__ = ["Color2Gray", "Dejpeg", "Denoise", "Gray2Color", "Paired", "ResidualGenerator", "register_tasks"]
+__all__ = ["Color2Gray", "Dejpeg", "Denoise", "Gray2Color", "Paired", "ResidualGenerator", "SuperRes", "register_tasks"]
 
 
 @i2i.hookimpl
@@ -23,5 +25,6 @@ def register_tasks(register):
     register("gray2color", Gray2Color)
     register("denoise", Denoise)
     register("dejpeg", Dejpeg)
+    register("superres", SuperRes)
     register("color2gray", Color2Gray)
     register("paired", Paired)

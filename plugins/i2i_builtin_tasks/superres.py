@@ -1,0 +1,101 @@
+"""Super-resolution: photos shrunk by ``scale`` (bicubic, as the SR benchmarks shrink them) back
+to their full size and detail."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import i2i
+
+from ._common import as_grey, as_rgb, to_signed, to_unit
+from .denoise import residual_wrapped
+
+#: The scales i2i trains: 2 to 4 are the benchmarks' (Set5, Set14, DIV2K); 8 is the most a
+#: 64 px crop leaves enough of (8 px) to learn from.
+SCALES = (2, 3, 4, 8)
+
+
+def shrunk(clean: Tensor, scale: int) -> Tensor:
+    """The low-resolution image the SR benchmarks make of ``clean`` (``[B, C, H, W]`` in [0, 1]):
+    bicubic with antialiasing (torch's, which matches Pillow's and, up to rounding, MATLAB's
+    ``imresize``), stored on 8-bit levels as an image file holds it. H and W are cut down to
+    multiples of ``scale`` first (the benchmarks' "modcrop")."""
+    height, width = clean.shape[-2] // scale, clean.shape[-1] // scale
+    cropped = clean[..., :height * scale, :width * scale]
+    small = F.interpolate(cropped, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+    return (small.clamp(0, 1) * 255).round() / 255
+
+
+def enlarged(small: Tensor, scale: int) -> Tensor:
+    """``small`` made ``scale`` times larger with bicubic interpolation, in [0, 1]: what the
+    network starts from, in training and in ``i2i translate`` alike."""
+    return F.interpolate(small, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+class SuperRes(i2i.Task):
+    """Super-resolution: restore the detail of a photo enlarged ``scale`` times.
+
+    Input: the clean photo shrunk ``scale`` times (bicubic with antialiasing, on 8-bit levels,
+    as Set5/Set14/DIV2K's low-resolution images are made) and enlarged back with bicubic
+    interpolation, scaled to [-1, 1]; the network restores what the enlargement blurred (the
+    pre-upsampling design of SRCNN and VDSR, which fits every i2i generator). Target: the clean
+    photo. A side that is no multiple of ``scale`` has its last rows or columns (fewer than
+    ``scale``) filled from their neighbours in the input.
+
+    ``i2i translate`` enlarges each image ``scale`` times: a 200 x 150 photo becomes 800 x 600
+    at ``scale = 4`` (its alpha channel enlarged alike).
+
+    Options:
+
+    ``scale`` (2, 3, 4 or 8; default 4): how many times smaller the training inputs are, and how
+        many times larger ``i2i translate`` makes an image. ``data.size`` must be a multiple.
+    ``channels`` (1 or 3, default 3): colour photos, or grey ones (luma only; the data pipeline
+        then delivers grey images, and ``i2i translate`` takes ITU-R 601 grey).
+    ``residual`` (bool, default true): the network predicts the missing detail, which the
+        generator subtracts from its input (checkpoint keys then start with ``net.``), as for
+        ``denoise``.
+
+    Metrics psnr and ssim, on all channels and the whole image (papers usually report PSNR on
+    the Y channel with ``scale`` px of border left out: higher figures, not comparable); baseline
+    "bicubic": the enlarged input itself.
+    """
+
+    metrics = ("psnr", "ssim")
+    main_metric = "psnr"
+
+    def __init__(self, scale: Literal[2, 3, 4, 8] = 4, channels: Literal[1, 3] = 3, residual: bool = True) -> None:
+        if isinstance(scale, bool) or scale not in SCALES:
+            raise i2i.RecipeError(f"task.scale = {scale!r}: expected {' | '.join(map(str, SCALES))}")
+        if channels not in (1, 3):
+            raise i2i.RecipeError(f"task.channels = {channels!r}: expected 1 | 3")
+        self.scale = scale
+        self.channels = channels
+        self.residual = residual
+        self.image_channels = channels  # type: ignore[misc]  # a per-instance choice here
+        self.in_channels = self.out_channels = channels
+        self.output_scale = scale  # type: ignore[misc]
+
+    def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        height, width = clean.shape[-2:]
+        if height < self.scale or width < self.scale:
+            raise i2i.UserError(f"task.scale = {self.scale}: an image of {width} x {height} px has nothing left once "
+                                f"shrunk {self.scale} times; give images (or data.size) of at least {self.scale} px")
+        input = enlarged(shrunk(clean, self.scale), self.scale)
+        missing = (height - input.shape[-2], width - input.shape[-1])
+        if any(missing):  # the sides' remainders (modcrop), filled from the rows and columns beside them
+            input = F.pad(input, (0, missing[1], 0, missing[0]), mode="replicate")
+        return to_signed(input), to_signed(clean)
+
+    def prepare(self, image: Tensor) -> Tensor:
+        image = as_grey(image) if self.channels == 1 else as_rgb(image)
+        return to_signed(enlarged(image, self.scale))
+
+    def wrap_generator(self, generator: nn.Module) -> nn.Module:
+        return residual_wrapped(generator, self.residual)
+
+    def baselines(self, input: Tensor, target_image: Tensor) -> dict[str, Tensor]:
+        return {"bicubic": to_unit(input)}

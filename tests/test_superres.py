@@ -1,0 +1,125 @@
+"""The super-resolution task: its degradation, and translations larger than their inputs."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import i2i
+from helpers import make_photos, tiny_recipe
+
+TINY_SR = {
+    "task": {"name": "superres", "scale": 2},
+    "data": {"size": 16, "val_fraction": 0.34},
+    "generator": {"name": "unet", "depth": 2, "width": 4, "norm": "none", "output": "identity"},
+    "losses": {"l1": {}},
+    "train": {"steps": 2, "batch_size": 2, "device": "cpu"},
+    "eval": {"crop": 0},
+    "output": {"tensorboard": False, "progress": "none"},
+}
+
+
+def superres(**options):
+    return i2i.registry().build("tasks", "superres", **options)
+
+
+def as_unit_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_its_low_resolution_images_are_pillows_bicubic_shrink(tmp_path, scale):
+    """The benchmarks' low-resolution images are the photo shrunk with bicubic and antialiasing,
+    saved on 8 bits: Pillow's BICUBIC (MATLAB's imresize up to rounding)."""
+    from i2i_builtin_tasks.superres import shrunk
+
+    photo = Image.open(make_photos(tmp_path, count=1, size=(48, 36)) / "photo_0.png")
+    ours = shrunk(as_unit_tensor(photo), scale)
+    pillows = as_unit_tensor(photo.resize((48 // scale, 36 // scale), Image.BICUBIC))
+    assert ours.shape == pillows.shape
+    assert (ours - pillows).abs().max() <= 1.01 / 255  # a level of rounding at most
+    assert (ours * 255 - (ours * 255).round()).abs().max() < 1e-4  # 8-bit levels, as an image file holds them
+
+
+def test_pairs_keep_the_photos_size_whatever_its_sides():
+    task = superres(scale=4)
+    clean = torch.rand(2, 3, 18, 23)
+    input, target = task.make_pair(clean)
+    assert input.shape == target.shape == clean.shape and torch.equal(target, clean * 2 - 1)
+    # the 2 rows and 3 columns beyond the last multiple of 4 repeat the last one the enlargement made
+    assert torch.equal(input[..., 16:, :], input[..., 15:16, :].expand(-1, -1, 2, -1))
+    assert torch.equal(input[..., :, 20:], input[..., :, 19:20].expand(-1, -1, -1, 3))
+    grey = superres(scale=2, channels=1)
+    assert grey.make_pair(torch.rand(1, 1, 8, 8))[0].shape == (1, 1, 8, 8) and grey.image_channels == 1
+
+
+def test_prepare_enlarges_a_users_image_by_the_scale():
+    task = superres(scale=3)
+    assert task.output_scale == 3 and task.prepare(torch.rand(2, 3, 10, 7)).shape == (2, 3, 30, 21)
+    assert superres(scale=2, channels=1).prepare(torch.rand(1, 3, 5, 6)).shape == (1, 1, 10, 12)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"scale": 5}, r"task.scale = 5: expected 2 \| 3 \| 4 \| 8"),
+    ({"scale": True}, r"task.scale = True: expected 2 \| 3 \| 4 \| 8"),
+    ({"channels": 2}, r"task.channels = 2: expected 1 \| 3"),
+])
+def test_bad_options_are_recipe_errors(options, message):
+    with pytest.raises(i2i.RecipeError, match=message):
+        superres(**options)
+
+
+def test_a_trained_upscaler_scores_against_bicubic_and_translates_images_larger(tmp_path):
+    """Training, evaluation against the bicubic baseline, and translations twice the size of
+    their inputs: files (alpha channel enlarged alike), PIL images and tensors."""
+    from i2i.translate import translate_files
+
+    photos = make_photos(tmp_path / "photos", count=3, size=(24, 20))
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_SR), quiet=True)
+    assert "bicubic" in run.baselines and "psnr" in run.baselines["bicubic"]
+    model = i2i.load(run.run_dir)
+    assert model(torch.rand(2, 3, 9, 11)).shape == (2, 3, 18, 22)
+
+    inputs = tmp_path / "small"
+    inputs.mkdir()
+    Image.new("RGBA", (10, 7), (200, 30, 60, 128)).save(inputs / "logo.png")
+    Image.open(photos / "photo_0.png").save(inputs / "photo.jpg")
+    report = translate_files(model, inputs, tmp_path / "out", progress=False)
+    assert report.written == 2
+    logo = Image.open(tmp_path / "out" / "logo.png")
+    assert (logo.mode, logo.size) == ("RGBA", (20, 14)) and np.all(np.asarray(logo)[..., 3] == 128)
+    assert Image.open(tmp_path / "out" / "photo.png").size == (48, 40)
+    assert model.translate(Image.open(inputs / "logo.png")).size == (20, 14)
+
+
+def test_a_translation_too_large_for_its_format_once_enlarged_is_refused_before_any_work(tmp_path):
+    from i2i.translate import translate_files
+
+    photos = make_photos(tmp_path / "photos", count=3, size=(24, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_SR)
+    recipe["task"]["scale"] = 8
+    model = i2i.load(i2i.train(recipe, quiet=True).run_dir)
+    Image.new("RGB", (2100, 4), (1, 2, 3)).save(tmp_path / "strip.png")  # 16800 px once enlarged: WebP holds 16383
+    with pytest.raises(i2i.UserError, match=r"strip.png: 2100 x 4 px is 16800 x 32 px once enlarged 8 times, larger "
+                                            r"than webp can store \(16383 px a side\)"):
+        translate_files(model, [tmp_path / "strip.png"], tmp_path / "out", fmt="webp", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_plugin_tasks_output_scale_and_prepare_must_agree():
+    """prepare's size is checked against output_scale before training, so a translation is
+    never written at a size the task did not declare."""
+    from i2i.engine.contracts import check_prepared
+
+    class Declares(i2i.Task):
+        output_scale = 2
+
+    images = torch.rand(1, 3, 5, 6)
+    check_prepared(torch.rand(1, 3, 10, 12), images, Declares(), "task 'x'")
+    with pytest.raises(i2i.PluginError, match=r"^task 'x': prepare returned a tensor of shape \[1, 3, 5, 6\] for images of "
+                                              r"shape \[1, 3, 5, 6\]; expected \[1, 3, 10, 12\] \(the task's in_channels, "
+                                              r"the images' batch, height and width times the task's output_scale, 2\)"):
+        check_prepared(torch.rand(1, 3, 5, 6), images, Declares(), "task 'x'")
+    Declares.output_scale = 1.5
+    with pytest.raises(i2i.PluginError, match=r"^task 'x': output_scale = 1.5; it is how many times larger"):
+        check_prepared(torch.rand(1, 3, 5, 6), images, Declares(), "task 'x'")
