@@ -151,3 +151,20 @@ def test_training_and_loading_work_under_a_float64_default_dtype(photos, tmp_pat
 def test_callbacks_that_are_not_a_list_of_callbacks_say_what_was_given():
     with pytest.raises(TypeError, match=r"^callbacks is a list of i2i.Callback instances, not int \(5\)$"):
         i2i.train({}, callbacks=5)
+
+
+def test_a_file_of_the_scored_folder_whose_pixels_do_not_decode_is_named_as_the_folders(tmp_path, capsys):
+    """i2i eval --data called it an 'unreadable validation file', as if it were the run's."""
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    from i2i.evaluation import evaluate_run
+
+    run = i2i.train(tiny_recipe(make_photos(tmp_path / "photos", count=3, size=(20, 20)), tmp_path / "run",
+                                base=TINY_G2C, train={"steps": 1}), quiet=True)
+    folder = make_photos(tmp_path / "scored", count=2, size=(20, 20))
+    whole = (folder / "photo_1.png").read_bytes()
+    (folder / "photo_1.png").write_bytes(whole[: len(whole) // 2])  # its header reads, its pixels are cut off
+    capsys.readouterr()
+    assert evaluate_run(run.run_dir, data_dir=folder)["images"] == 1
+    err = capsys.readouterr().err
+    assert f"i2i: warning: skipped 1 unreadable file(s) of {folder}: " in err and "photo_1.png (truncated" in err

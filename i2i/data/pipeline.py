@@ -130,6 +130,9 @@ class ImageData:
     at every evaluation.
     """
 
+    #: what the warning about validation files whose pixels do not decode calls them
+    _val_files_called = "validation file(s)"
+
     train_files: list[Path]
     val_files: list[Path]
     cached: bool
@@ -199,6 +202,7 @@ class ImageData:
                                   pairs=(str(pair_folder), "--pair-data") if pair_folder is not None else None)
         self._set_train([], flip=False, rotate=False)
         self._set_val(val)
+        self._val_files_called = f"file(s) of {folder}"  # no validation split here: the folder being scored
         report_skipped(skipped, "unreadable or unpaired file(s)" if pair_folder is not None else "unreadable file(s)",
                        self._reasons)
         return self
@@ -480,7 +484,7 @@ class ImageData:
                 names.append(files[i].name)
             if images:
                 yield number, self._val_stack(images), names
-        report_skipped(failed, "unreadable validation file(s)", self._reasons)
+        report_skipped(failed, f"unreadable {self._val_files_called}", self._reasons)
 
     def val_fit_in_crop(self, crop: int, max_images: int = 0) -> tuple[int, int]:
         """``(smaller, within)``: how many validation images are narrower or shorter than
