@@ -245,8 +245,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     or path without spaces (``resnet_9blocks``, ``/data/photos``), taken as a string."""
     key, sep, raw = text.partition("=")
     key = key.strip()
-    if not sep or not key or not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", key):
-        raise RecipeError(f"--set {text}: expected dotted.key=VALUE, e.g. --set train.steps=500")
+    path = _key_path(key) if sep and key else None
+    if path is None:
+        quoting = ("; a key with spaces or other letters is quoted as in TOML, e.g. --set 'losses.\"my loss\".weight=2'"
+                   if sep and key and re.search(r"[^A-Za-z0-9_.\-]", key) else "")
+        raise RecipeError(f"--set {text}: expected dotted.key=VALUE, e.g. --set train.steps=500{quoting}")
     raw = raw.strip()
     try:
         parsed = tomllib.loads(f"v = {raw}")
@@ -258,7 +261,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             value = raw  # a bare word or path such as resnet_9blocks or /data/photos: a string
         else:
             raise RecipeError(f"--set {text}: {raw!r} is not a TOML value ({_value_hint(key, raw)})") from None
-    return key.split("."), value
+    return path, value
+
+
+def _key_path(key: str) -> list[str] | None:
+    """A dotted key as TOML reads it (``losses."my loss".weight`` is three keys, the second
+    with a space: a recipe may name a loss term so), or None when it is not one."""
+    try:
+        node: Any = tomllib.loads(f"{key} = 0")
+    except tomllib.TOMLDecodeError:
+        return None
+    path = []
+    while isinstance(node, dict) and len(node) == 1:
+        part, node = next(iter(node.items()))
+        path.append(part)
+    return path if node == 0 and path else None
 
 
 def _value_hint(key: str, raw: str) -> str:

@@ -302,3 +302,19 @@ def test_an_unknown_key_says_where_it_belongs_or_what_the_table_takes(tmp_path, 
 def test_another_tools_key_above_every_table_says_what_i2i_calls_it(tmp_path, override, said):
     """As the top line of a recipe, or a --set without a table, it was 'unknown section' alone."""
     assert error_of(tmp_path, BASE, [override]).endswith(said)
+
+
+def test_a_set_reaches_keys_toml_quotes(tmp_path):
+    """A recipe may label a loss term with a space or an accent ([losses."edge loss"]): --set
+    refused every such key as not dotted.key=VALUE, so the term's weight could not be changed."""
+    from helpers import TINY_G2C, tiny_recipe
+
+    recipe = tiny_recipe(tmp_path, tmp_path / "run", base=TINY_G2C)
+    recipe["losses"] = {"edge loss": {"name": "l1"}}
+    path = tmp_path / "r.toml"
+    path.write_text(dumps_toml(recipe))
+    loaded = load_recipe(path, ['losses."edge loss".weight=3', "losses.'ré'.name=l1"])
+    assert loaded["losses"]["edge loss"]["weight"] == 3.0 and loaded["losses"]["ré"]["name"] == "l1"
+    with pytest.raises(RecipeError, match=r"""^--set losses.ré.weight=2: expected dotted.key=VALUE, e.g. --set """
+                                          r"""train.steps=500; a key with spaces or other letters is quoted as in TOML"""):
+        load_recipe(path, ["losses.ré.weight=2"])
