@@ -460,14 +460,15 @@ def _tile_option(value: str) -> int | str:
                                                     "translation that stopped).")
 @click.option("--tile", default="auto", show_default=True, callback=lambda ctx, param, value: _tile_option(value),
               help="Translate large images in overlapping tiles of this many px (bounds memory); "
-                   "auto tiles images above ~4 megapixels in 1024 px tiles, 0 never tiles.")
+                   "auto tiles images above ~4 megapixels in 1024 px tiles, 0 never tiles. Counted "
+                   "at the network's size (superres: the enlarged image).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: str, batch_size: int, fmt: str, which: str,
               overwrite: bool, skip_existing: bool, tile: int | str, quiet: bool) -> None:
     """Apply a trained model to image files and folders (recursively).
 
-    Outputs keep each input's size and file stem. Existing files are never replaced unless
-    --overwrite is given.
+    Outputs keep each input's size (superres: task.scale times larger) and file stem.
+    Existing files are never replaced unless --overwrite is given.
 
     \b
     Example:

@@ -183,13 +183,33 @@ def build_task_and_generator(recipe: Recipe, seed: int | None = None) -> tuple[A
     return task, wrapped
 
 
+def _note_task_changed_since(checkpoint: Path, state: dict, recipe: Recipe) -> None:
+    """A checkpoint saved before a resume changed a task option (``--set task.scale=4`` on a 2x
+    upscaler) is applied under the run's current options: say so, naming what it was trained for."""
+    import json
+
+    from .messages import say
+    from .options import format_value
+
+    trained = state.get("task")
+    if not isinstance(trained, dict):  # checkpoints of earlier versions did not record it
+        return
+    now = json.loads(json.dumps(dict(recipe["task"])))
+    changed = [key for key in dict.fromkeys([*trained, *now]) if trained.get(key) != now.get(key)]
+    if changed:
+        then = ", ".join(f"task.{key} = {format_value(trained.get(key))}" for key in changed)
+        later = ", ".join(f"task.{key} = {format_value(now.get(key))}" for key in changed)
+        say(f"i2i: note: {checkpoint.name} was trained with {then}, and a resume has since set {later} in the run's "
+            "recipe.toml, which it is applied with (i2i eval --set task.KEY=VALUE scores it as trained)")
+
+
 def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Model:
     """Load a run directory (its ``latest`` or ``best`` checkpoint; ``best`` falls back to the
     latest, with a note on stderr, when the run has no best one yet) or a checkpoint directory."""
     if which not in ("latest", "best"):
         raise ValueError(f"which = {which!r}: expected 'latest' or 'best'")
     checkpoint = ckpt.find_checkpoint(path, which)
-    ckpt.read_state(checkpoint)
+    state = ckpt.read_state(checkpoint)
     run_dir = ckpt.run_dir_of(checkpoint)
     recipe_path = run_dir / "recipe.toml"
     if not recipe_path.is_file():
@@ -203,6 +223,7 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     # (i2i eval builds the metrics itself, naming the plugin to install for one that is missing)
     recipe = load_recipe(recipe_path, ["train.callbacks=[]"], components=("tasks", "generators"))
     note_changed_run_plugins(recipe_path)
+    _note_task_changed_since(checkpoint, state, recipe)
     with global_state_kept():  # float32 weights; the caller's random stream stays
         task, generator = build_task_and_generator(recipe)
     weights = checkpoint / "generator_ema.safetensors"

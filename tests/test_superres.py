@@ -1,5 +1,7 @@
 """The super-resolution task: its degradation, and translations larger than their inputs."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -42,6 +44,11 @@ def test_its_low_resolution_images_are_pillows_bicubic_shrink(tmp_path, scale):
 
 
 def test_pairs_keep_the_photos_size_whatever_its_sides():
+    """Including sides shorter than the scale: a 1 x 1 icon among the validation photos stopped
+    a run at its first evaluation, after all its training."""
+    for size in ((1, 1), (3, 2), (2, 7)):
+        input, target = superres(scale=3).make_pair(torch.rand(1, 3, *size))
+        assert input.shape == target.shape == (1, 3, *size)
     task = superres(scale=4)
     clean = torch.rand(2, 3, 18, 23)
     input, target = task.make_pair(clean)
@@ -123,3 +130,57 @@ def test_a_plugin_tasks_output_scale_and_prepare_must_agree():
     Declares.output_scale = 1.5
     with pytest.raises(i2i.PluginError, match=r"^task 'x': output_scale = 1.5; it is how many times larger"):
         check_prepared(torch.rand(1, 3, 5, 6), images, Declares(), "task 'x'")
+
+
+@pytest.mark.parametrize("scale", [0, None, "2"])
+def test_a_plugin_tasks_unusable_output_scale_is_named_before_its_prepare_uses_it(tmp_path, scale):
+    """A prepare that enlarges by self.output_scale failed inside torch ('Input and output sizes
+    should be greater than 0') before the check that names output_scale ran."""
+    import torch.nn.functional as F
+
+    class Upscale(i2i.Task):
+        output_scale = scale
+
+        def make_pair(self, clean, generator=None):
+            small = F.interpolate(clean, scale_factor=0.5, mode="area")
+            return F.interpolate(small, size=clean.shape[-2:], mode="bicubic") * 2 - 1, clean * 2 - 1
+
+        def prepare(self, image):
+            return F.interpolate(image, scale_factor=self.output_scale, mode="bicubic") * 2 - 1
+
+    plugin = type("UpscalePlugin", (), {"register_tasks": i2i.hookimpl(lambda register: register("upscale", Upscale))})
+    assert i2i.register_plugin(plugin, "upscale_plugin").status == "loaded"
+    recipe = tiny_recipe(make_photos(tmp_path / "photos", count=3, size=(24, 20)), tmp_path / "run", base=TINY_SR)
+    recipe["task"] = {"name": "upscale"}
+    with pytest.raises(i2i.PluginError, match=rf"task.name = 'upscale' \(plugin 'upscale_plugin'\): output_scale = "
+                                              rf"{re.escape(repr(scale))}; it is how many times larger"):
+        i2i.validate(recipe)
+
+
+def test_validation_images_smaller_than_the_scale_are_scored_not_fatal(tmp_path):
+    """A 1 x 1 or 3 x 2 image among the validation photos stopped the run at its first
+    evaluation, after every training step, and every resume again."""
+    photos = make_photos(tmp_path / "photos", count=3, size=(24, 20))
+    val = make_photos(tmp_path / "val", count=1, size=(24, 20))
+    Image.new("RGB", (1, 1), (90, 20, 200)).save(val / "dot.png")
+    Image.new("RGB", (3, 2), (90, 20, 200)).save(val / "strip.png")
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_SR, data={"val_source": str(val)})
+    recipe["task"]["scale"] = 3
+    run = i2i.train(recipe, quiet=True)
+    from i2i.evaluation import evaluate_run
+
+    assert evaluate_run(run.run_dir, crop=0)["images"] == 3
+
+
+def test_a_checkpoint_trained_before_a_resume_changed_the_scale_says_so_when_applied(tmp_path, capsys):
+    """A 2x checkpoint translated at 4x, without a word, after a resume set task.scale = 4."""
+    photos = make_photos(tmp_path / "photos", count=3, size=(24, 20))
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_SR), quiet=True)
+    i2i.train(None, resume=run.run_dir, overrides=["task.scale=4", "train.steps=3"], quiet=True)
+    capsys.readouterr()
+    assert i2i.load(run.run_dir / "checkpoints" / "step_0000002")(torch.rand(1, 3, 5, 5)).shape == (1, 3, 20, 20)
+    assert ("i2i: note: step_0000002 was trained with task.scale = 2, and a resume has since set task.scale = 4 in the "
+            "run's recipe.toml, which it is applied with (i2i eval --set task.KEY=VALUE scores it as trained)"
+            ) in capsys.readouterr().err
+    i2i.load(run.run_dir)  # the resume's own checkpoint: trained at 4x, nothing to say
+    assert "was trained with" not in capsys.readouterr().err

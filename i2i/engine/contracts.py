@@ -234,6 +234,7 @@ def _check_prepare(task: Any, images: Tensor, where: str) -> None:
         return
     user_image = images[:, :task.image_channels]  # one half of a side-by-side pair: translate reads single images
     rgb = user_image.expand(-1, 3, -1, -1) if user_image.shape[1] == 1 else user_image
+    output_scale(task, where)  # before prepare, which may enlarge by it: 0 or None would fail inside torch
     try:
         input = task.prepare(rgb)
     except NotImplementedError:

@@ -943,6 +943,9 @@ class Trainer:
             "total_steps": self.total_steps, "best": {k: v for k, v in self.best.items() if k != "pending"},
             "python_random": ranks[0]["python_random"], "log_window": ranks[0]["log_window"],
             "metrics": self.last_metrics, "baselines": self.last_baselines,
+            # the task options these weights were trained under: a resume may change them (a
+            # denoiser's sigma, an upscaler's scale), and the run's recipe.toml keeps only the last
+            "task": json.loads(json.dumps(dict(self.recipe["task"]))),
         }
         optimizers = {"g": self.opt_g, "d": self.opt_d}
         for name, optimizer in optimizers.items():

@@ -23,8 +23,9 @@ def shrunk(clean: Tensor, scale: int) -> Tensor:
     """The low-resolution image the SR benchmarks make of ``clean`` (``[B, C, H, W]`` in [0, 1]):
     bicubic with antialiasing (torch's, which matches Pillow's and, up to rounding, MATLAB's
     ``imresize``), stored on 8-bit levels as an image file holds it. H and W are cut down to
-    multiples of ``scale`` first (the benchmarks' "modcrop")."""
-    height, width = clean.shape[-2] // scale, clean.shape[-1] // scale
+    multiples of ``scale`` first (the benchmarks' "modcrop"); a side shorter than ``scale``
+    (an icon among validation photos) shrinks whole, to one pixel."""
+    height, width = max(1, clean.shape[-2] // scale), max(1, clean.shape[-1] // scale)
     cropped = clean[..., :height * scale, :width * scale]
     small = F.interpolate(cropped, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
     return (small.clamp(0, 1) * 255).round() / 255
@@ -44,7 +45,8 @@ class SuperRes(i2i.Task):
     interpolation, scaled to [-1, 1]; the network restores what the enlargement blurred (the
     pre-upsampling design of SRCNN and VDSR, which fits every i2i generator). Target: the clean
     photo. A side that is no multiple of ``scale`` has its last rows or columns (fewer than
-    ``scale``) filled from their neighbours in the input.
+    ``scale``) filled from their neighbours in the input; a side shorter than ``scale`` is
+    shrunk to one pixel and enlarged back.
 
     ``i2i translate`` enlarges each image ``scale`` times: a 200 x 150 photo becomes 800 x 600
     at ``scale = 4`` (its alpha channel enlarged alike).
@@ -52,7 +54,8 @@ class SuperRes(i2i.Task):
     Options:
 
     ``scale`` (2, 3, 4 or 8; default 4): how many times smaller the training inputs are, and how
-        many times larger ``i2i translate`` makes an image. ``data.size`` must be a multiple.
+        many times larger ``i2i translate`` makes an image. A ``data.size`` that is a multiple
+        uses every row of a crop (other sizes repeat up to ``scale - 1`` of them).
     ``channels`` (1 or 3, default 3): colour photos, or grey ones (luma only; the data pipeline
         then delivers grey images, and ``i2i translate`` takes ITU-R 601 grey).
     ``residual`` (bool, default true): the network predicts the missing detail, which the
@@ -81,10 +84,7 @@ class SuperRes(i2i.Task):
 
     def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         height, width = clean.shape[-2:]
-        if height < self.scale or width < self.scale:
-            raise i2i.UserError(f"task.scale = {self.scale}: an image of {width} x {height} px has nothing left once "
-                                f"shrunk {self.scale} times; give images (or data.size) of at least {self.scale} px")
-        input = enlarged(shrunk(clean, self.scale), self.scale)
+        input = enlarged(shrunk(clean, self.scale), self.scale)[..., :height, :width]  # a side under the scale: cut
         missing = (height - input.shape[-2], width - input.shape[-1])
         if any(missing):  # the sides' remainders (modcrop), filled from the rows and columns beside them
             input = F.pad(input, (0, missing[1], 0, missing[0]), mode="replicate")
