@@ -402,3 +402,21 @@ def test_a_task_option_left_at_a_none_default_is_named_as_the_default_not_none(t
     i2i.train(None, resume=tmp_path / "run", overrides=["train.steps=2", "task.tint=0.5"], quiet=True)
     assert ("i2i: note: task.tint = 0.5 (was unset, the task's default): the checkpoint's networks were "
             "trained for the task's default, and go on from their weights under the changed task") in capsys.readouterr().err
+
+
+def test_a_resume_changing_the_tasks_channels_is_refused_before_its_note_says_it_goes_on(tmp_path, capsys):
+    """--set task.channels=1 on a colour run printed 'the networks go on from their weights
+    under the changed task', then failed on the weights' shapes."""
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 1})
+    recipe["task"] = {"name": "denoise", "sigma": 25}
+    run = i2i.train(recipe, quiet=True)
+    capsys.readouterr()
+    with pytest.raises(i2i.RecipeError, match=r"^overrides task.channels=1: task.channels = 1: the checkpoint's networks "
+                                              r"take 3 channel\(s\) in and give 3, and the task would now need 1 and 1; "
+                                              r"train that in a new run"):
+        i2i.train(None, resume=run.run_dir, overrides=["task.channels=1", "train.steps=2"], quiet=True)
+    assert "go on from their weights" not in capsys.readouterr().err
+    i2i.train(None, resume=run.run_dir, overrides=["task.sigma=30", "train.steps=2"], quiet=True)  # same channels: fine

@@ -163,6 +163,28 @@ def _check_split_kept(saved: Recipe, recipe: Recipe) -> None:
                             "start a new run to use another")
 
 
+def _refuse_other_task_channels(saved: Recipe, recipe: Recipe) -> None:
+    """A task change on resume that changes the networks' channels (``task.channels=1`` on a
+    colour denoiser) cannot go on from the checkpoint's weights: said before the note that the
+    networks go on from them, and before the weights' shapes fail to load."""
+    if saved["task"] == recipe["task"]:
+        return
+    from ..plugins import registry
+    from ..recipe import build_component
+
+    try:
+        before, after = (build_component(registry(), "tasks", r, "task") for r in (saved, recipe))
+    except UserError:  # the new options' own mistake: reported where the run builds its task
+        return
+    was, now = (tuple(getattr(t, k, None) for k in ("in_channels", "out_channels")) for t in (before, after))
+    if was != now:
+        changed = next(key for key in dict.fromkeys([*saved["task"], *recipe["task"]])
+                       if saved["task"].get(key) != recipe["task"].get(key))
+        raise recipe_error(recipe, f"task.{changed} = {format_value(recipe['task'].get(changed))}: the checkpoint's "
+                                   f"networks take {was[0]} channel(s) in and give {was[1]}, and the task would now need "
+                                   f"{now[0]} and {now[1]}; train that in a new run (i2i run RECIPE) instead")
+
+
 def _task_changes(saved: Recipe, recipe: Recipe) -> list[str]:
     """Notes for the task options a resume's --set changes (a denoiser's sigma may change on
     purpose; a pair task's direction turned round sets its network a new mapping to learn)."""
@@ -448,6 +470,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                 raise recipe_error(recipe, f"discriminator.name = '{recipe['discriminator']['name']}': this run was "
                                            "trained without a discriminator, so its checkpoints hold none to continue; "
                                            "train one in a new run (i2i run RECIPE) instead")
+            _refuse_other_task_channels(saved, recipe)
             recipe.notes.extend(_task_changes(saved, recipe))
         # where it is now (a run folder may have been moved); absolute when given as "." or "..",
         # which the saved recipe could not name it by (every later command refused the run)
