@@ -684,6 +684,10 @@ def _plain_values(value: Any, path: str = "") -> Any:
     if type(value) in (bool, int, float, str):
         return value
     if hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy scalars (np.float64 is a float) and arrays
+        if getattr(value.dtype, "kind", "") == "f" and value.dtype.itemsize < 8:
+            # np.float32(1e-3) is 0.0010000000474974513 as a double: the number as written, 0.001,
+            # is its shortest repr (numpy's str gives it, and float() reads it back)
+            return float(str(value)) if value.ndim == 0 else [_plain_values(v, path) for v in value]
         return _plain_values(value.tolist())
     for plain in (bool, int, float, str):  # other subclasses (an IntEnum, np.str_): what TOML can write
         if isinstance(value, plain):

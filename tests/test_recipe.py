@@ -318,3 +318,16 @@ def test_a_set_reaches_keys_toml_quotes(tmp_path):
     with pytest.raises(RecipeError, match=r"""^--set losses.ré.weight=2: expected dotted.key=VALUE, e.g. --set """
                                           r"""train.steps=500; a key with spaces or other letters is quoted as in TOML"""):
         load_recipe(path, ["losses.ré.weight=2"])
+
+
+def test_numpy_float32_values_keep_the_number_written_not_its_binary_rounding(tmp_path):
+    """np.float32(1e-3) reached the run's recipe.toml as 0.0010000000474974513."""
+    import numpy as np
+
+    from helpers import TINY_G2C, tiny_recipe
+
+    recipe = tiny_recipe(tmp_path, tmp_path / "run", base=TINY_G2C)
+    recipe["train"]["g"] = {"lr": np.float32(1e-3), "betas": np.array([0.5, 0.999], dtype=np.float32)}
+    loaded = load_recipe(recipe)
+    assert loaded["train"]["g"]["lr"] == 0.001 and loaded["train"]["g"]["betas"] == [0.5, 0.999]
+    assert "lr = 0.001\n" in dumps_toml(dict(loaded))
