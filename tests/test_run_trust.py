@@ -43,10 +43,21 @@ def run(trained, tmp_path):
 
 def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(run):
     """Two processes in one folder mixed histories and pruned each other's checkpoints."""
-    with run_folder_locked(run):  # as the training process holds it
+    import fcntl
+    import os
+
+    fd = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another training process holds it
         with pytest.raises(i2i.UserError, match="another i2i process is training this run now"):
             i2i.train(None, resume=run, overrides=["train.steps=6"], quiet=True)
+    finally:
+        os.close(fd)
     assert i2i.train(None, resume=run, overrides=["train.steps=5"], quiet=True).step == 5  # released: fine
+    with run_folder_locked(run):  # a training of this process (another thread) holds it
+        with pytest.raises(i2i.UserError, match=r"this process is training this run already \(in another thread, or a "
+                                                r"callback of that training called this\)"):
+            i2i.train(None, resume=run, overrides=["train.steps=6"], quiet=True)
 
 
 def test_after_a_stop_the_resumed_runs_logged_means_are_an_uninterrupted_runs(photos, tmp_path):
