@@ -323,3 +323,28 @@ def test_the_runs_summary_shows_no_baseline_beside_a_value_of_the_targets():
     baselines = {"grey copy": {"colourfulness": 0.0, "colourfulness_target": 79.9, "delta_colourfulness": 79.9}}
     assert summary_line(metrics, baselines, "psnr") == ("colourfulness 73.1 (grey copy 0)  colourfulness_target 79.9  "
                                                         "delta_colourfulness 6.8 (grey copy 79.9)")
+
+
+def test_psnr_y_is_the_super_resolution_papers_psnr():
+    """BT.601 studio-range luma (MATLAB's rgb2ycbcr), with the scale's border left out."""
+    import math
+
+    psnr, psnr_y, psnr_y_x4 = build("psnr"), build("psnr_y"), build("psnr_y_x4")
+    grey = torch.rand(2, 1, 32, 32) * 0.8
+    darker = grey * 0.9
+    # grey images: Y = 16/255 + 219/255 * grey, so every difference shrinks by 219/255
+    assert psnr_y(grey, darker).tolist() == pytest.approx((psnr(grey, darker) - 20 * math.log10(219 / 255)).tolist(),
+                                                          abs=1e-3)
+    # a colour's weight in Y: an error in blue counts 24.966/128.553 of the same error in green
+    base = torch.full((1, 3, 16, 16), 0.5)
+    blue, green = base.clone(), base.clone()
+    blue[:, 2] += 0.1
+    green[:, 1] += 0.1
+    assert (psnr_y(base, blue) - psnr_y(base, green)).item() == pytest.approx(-20 * math.log10(24.966 / 128.553), abs=1e-3)
+    # the border: an error within 4 px of the edge is left out at 4x, one in the middle is not
+    edge, middle = base.clone(), base.clone()
+    edge[..., :4, :] = 0
+    middle[..., 8, 8] = 0
+    assert psnr_y_x4(base, edge).item() == 100.0 and psnr_y(base, edge).item() < 30
+    assert psnr_y_x4(base, middle).item() < 50
+    assert psnr_y_x4(base[..., :8, :8], edge[..., :8, :8]).item() < 30  # too small to keep a pixel: scored whole

@@ -1,4 +1,4 @@
-"""i2i's built-in metrics: psnr, ssim, mae and colourfulness.
+"""i2i's built-in metrics: psnr, psnr_y (super-resolution papers' PSNR), ssim, mae and colourfulness.
 
 A metric maps ``(output, target)`` images in [0, 1], ``[B, C, H, W]``, to one value per image
 (a ``[B]`` tensor, or a dict of them); the evaluator sums them on the device and averages over
@@ -12,14 +12,21 @@ from typing import Callable
 
 import i2i
 
-from .image import MAE, PSNR, SSIM, Colourfulness, colourfulness
+from .image import MAE, PSNR, PSNRY, SSIM, Colourfulness, colourfulness
 
-__all__ = ["MAE", "PSNR", "SSIM", "Colourfulness", "colourfulness", "register_metrics"]
+__all__ = ["MAE", "PSNR", "PSNRY", "SSIM", "Colourfulness", "colourfulness", "register_metrics"]
+
+#: The scales super-resolution tables report, each with its border left out (``psnr_y_x4``).
+SR_SCALES = (2, 3, 4, 8)
 
 
 @i2i.hookimpl
 def register_metrics(register: Callable[..., None]) -> None:
     register("psnr", PSNR)
+    register("psnr_y", PSNRY)
+    for scale in SR_SCALES:  # a recipe names metrics without options: one name per scale
+        register(f"psnr_y_x{scale}", PSNRY, defaults={"border": scale},
+                 description=f"PSNR on Y with {scale} px of border left out, as {scale}x super-resolution tables report it.")
     register("ssim", SSIM)
     register("mae", MAE)
     register("colourfulness", Colourfulness)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+import i2i
+
 #: PSNR of identical images (MSE 0) is infinite; it is reported as this many dB instead.
 PSNR_CAP_DB = 100.0
 
@@ -42,6 +44,37 @@ class PSNR(Metric):
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         output, target = check_pair(output, target)
         mse = (output - target).square().flatten(1).mean(1)
+        return -10 * torch.log10(mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))
+
+
+class PSNRY:
+    """PSNR in dB per image on the luma channel Y, with ``border`` px left out on each side: how
+    super-resolution papers (Set5, Set14, Urban100, DIV2K tables) report PSNR.
+
+    Y is ITU-R BT.601 luma on its studio range, as MATLAB's ``rgb2ycbcr`` and BasicSR's
+    ``bgr2ycbcr(y_only=True)`` compute it: ``16/255 + (65.481 R + 128.553 G + 24.966 B) / 255``;
+    a grey image is taken as R = G = B. ``border`` is the scale in those tables (a 4x model
+    leaves out 4 px); an image too small to keep any pixel is scored whole. Capped at 100 dB as
+    ``psnr`` is. The images are not rounded to 8 bits first, as an evaluation of saved files
+    would: the difference is a few hundredths of a dB.
+
+    Options:
+      border: px left out on each side (0: the whole image).
+    """
+
+    def __init__(self, border: int = 0) -> None:
+        if border < 0:
+            raise i2i.UserError(f"border = {border}: expected 0 or more px")
+        self.border = border
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        output, target = check_pair(output, target)
+        weights = torch.tensor([65.481, 128.553, 24.966], dtype=output.dtype, device=output.device).view(1, 3, 1, 1) / 255
+        luma = [(image.expand(-1, 3, -1, -1) * weights).sum(1) + 16 / 255 for image in (output, target)]
+        b = self.border
+        if b and min(output.shape[-2:]) > 2 * b:
+            luma = [y[..., b:-b, b:-b] for y in luma]
+        mse = (luma[0] - luma[1]).square().flatten(1).mean(1)
         return -10 * torch.log10(mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))
 
 
