@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 import i2i
 
-from ._common import as_grey, as_rgb, to_signed, to_unit
-from .denoise import residual_wrapped
+from ._common import to_signed, to_unit
+from .denoise import RestorationTask
 from .jpeg_codec import jpeg_round_trip
 
 
@@ -34,7 +34,7 @@ def _quality_range(quality: int | tuple[int, int]) -> tuple[int, int]:
     return lo, hi
 
 
-class Dejpeg(i2i.Task):
+class Dejpeg(RestorationTask):
     """JPEG artifact removal: undo the blocking, ringing and colour bleeding of a low JPEG quality.
 
     Input: the clean photo saved as a JPEG at ``quality`` and decoded again, on the device
@@ -56,17 +56,9 @@ class Dejpeg(i2i.Task):
     per-image scores (``i2i eval --per-image``) give each image's quality.
     """
 
-    metrics = ("psnr", "ssim")
-    main_metric = "psnr"
-
     def __init__(self, quality: int | tuple[int, int] = 20, channels: Literal[1, 3] = 3, residual: bool = True) -> None:
-        if channels not in (1, 3):
-            raise i2i.RecipeError(f"task.channels = {channels!r}: expected 1 | 3")
+        super().__init__(channels, residual)
         self.quality_lo, self.quality_hi = _quality_range(quality)
-        self.channels = channels
-        self.residual = residual
-        self.image_channels = channels  # type: ignore[misc]  # a per-instance choice here
-        self.in_channels = self.out_channels = channels
 
     def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         quality = torch.full((clean.shape[0],), float(self.quality_lo), device=clean.device)
@@ -91,12 +83,6 @@ class Dejpeg(i2i.Task):
             best = torch.where(error < best_error, torch.full_like(best, float(quality)), best)
             best_error = torch.minimum(error, best_error)
         return {"jpeg quality": best}
-
-    def prepare(self, image: Tensor) -> Tensor:
-        return to_signed(as_grey(image) if self.channels == 1 else as_rgb(image))
-
-    def wrap_generator(self, generator: nn.Module) -> nn.Module:
-        return residual_wrapped(generator, self.residual)
 
     def baselines(self, input: Tensor, target_image: Tensor) -> dict[str, Tensor]:
         return {"jpeg input": to_unit(input)}

@@ -43,6 +43,34 @@ def residual_wrapped(generator: nn.Module, residual: bool) -> nn.Module:
     return ResidualGenerator(generator)
 
 
+class RestorationTask(i2i.Task):
+    """What the restoring tasks (``denoise``, ``dejpeg``, ``superres``) share: a damaged photo
+    in, the clean one out, in colour or grey (``channels``, 1 or 3), the network predicting the
+    damage, which the generator subtracts from its input (``residual``). A subclass declares
+    its own options in its ``__init__`` and passes these two on."""
+
+    metrics = ("psnr", "ssim")
+    main_metric = "psnr"
+
+    def __init__(self, channels: Literal[1, 3] = 3, residual: bool = True) -> None:
+        if channels not in (1, 3):
+            raise i2i.RecipeError(f"task.channels = {channels!r}: expected 1 | 3")
+        self.channels = channels
+        self.residual = residual
+        self.image_channels = channels  # type: ignore[misc]  # a per-instance choice here
+        self.in_channels = self.out_channels = channels
+
+    def as_task_channels(self, image: Tensor) -> Tensor:
+        """A user's RGB image in the task's channels: itself, or its ITU-R 601 grey."""
+        return as_grey(image) if self.channels == 1 else as_rgb(image)
+
+    def prepare(self, image: Tensor) -> Tensor:
+        return to_signed(self.as_task_channels(image))
+
+    def wrap_generator(self, generator: nn.Module) -> nn.Module:
+        return residual_wrapped(generator, self.residual)
+
+
 def _sigma_range(sigma: float | tuple[float, float]) -> tuple[float, float]:
     """Check ``sigma`` and return it as ``(lo, hi)`` (equal for a fixed noise level)."""
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
@@ -65,7 +93,7 @@ def _sigma_range(sigma: float | tuple[float, float]) -> tuple[float, float]:
     return lo, hi
 
 
-class Denoise(i2i.Task):
+class Denoise(RestorationTask):
     """Denoising: remove additive white Gaussian noise, at a fixed level or blind over a range.
 
     Input and target are images scaled to [-1, 1] (x * 2 - 1); the input is the target plus
@@ -92,19 +120,11 @@ class Denoise(i2i.Task):
     20.39 dB at sigma 25 on the held-out sample crop, where unclipped noise scores about 20.17.
     """
 
-    metrics = ("psnr", "ssim")
-    main_metric = "psnr"
-
     def __init__(
         self, sigma: float | tuple[float, float] = 25.0, channels: Literal[1, 3] = 3, residual: bool = True
     ) -> None:
-        if channels not in (1, 3):
-            raise i2i.RecipeError(f"task.channels = {channels!r}: expected 1 | 3")
+        super().__init__(channels, residual)
         self.sigma_lo, self.sigma_hi = _sigma_range(sigma)
-        self.channels = channels
-        self.residual = residual
-        self.image_channels = channels  # type: ignore[misc]  # a per-instance choice here
-        self.in_channels = self.out_channels = channels
 
     def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         target = to_signed(clean)
@@ -116,9 +136,6 @@ class Denoise(i2i.Task):
         noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
         return target + noise * (sigma * 2 / 255), target  # x2: the [-1, 1] scale
 
-    def prepare(self, image: Tensor) -> Tensor:
-        return to_signed(as_grey(image) if self.channels == 1 else as_rgb(image))
-
     def pair_details(self, input: Tensor, target: Tensor) -> dict[str, Tensor]:
         """A blind denoiser's per-image noise level, for scores by noise level: the standard
         deviation of the noise added (0-255 scale), measured on the pair (the noise is not
@@ -126,9 +143,6 @@ class Denoise(i2i.Task):
         if self.sigma_lo == self.sigma_hi:
             return {}
         return {"noise sigma": (input - target).flatten(1).std(dim=1) * (255 / 2)}
-
-    def wrap_generator(self, generator: nn.Module) -> nn.Module:
-        return residual_wrapped(generator, self.residual)
 
     def baselines(self, input: Tensor, target_image: Tensor) -> dict[str, Tensor]:
         from kornia.filters import gaussian_blur2d

@@ -7,12 +7,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 import i2i
 
-from ._common import as_grey, as_rgb, to_signed, to_unit
-from .denoise import residual_wrapped
+from ._common import to_signed, to_unit
+from .denoise import RestorationTask
 
 #: The scales i2i trains: 2 to 4 are the benchmarks' (Set5, Set14, DIV2K); 8 is the most a
 #: 64 px crop leaves enough of (8 px) to learn from.
@@ -37,7 +37,7 @@ def enlarged(small: Tensor, scale: int) -> Tensor:
     return F.interpolate(small, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
-class SuperRes(i2i.Task):
+class SuperRes(RestorationTask):
     """Super-resolution: restore the detail of a photo enlarged ``scale`` times.
 
     Input: the clean photo shrunk ``scale`` times (bicubic with antialiasing, on 8-bit levels,
@@ -67,19 +67,11 @@ class SuperRes(i2i.Task):
     baseline "bicubic": the enlarged input itself.
     """
 
-    metrics = ("psnr", "ssim")
-    main_metric = "psnr"
-
     def __init__(self, scale: Literal[2, 3, 4, 8] = 4, channels: Literal[1, 3] = 3, residual: bool = True) -> None:
         if isinstance(scale, bool) or scale not in SCALES:
             raise i2i.RecipeError(f"task.scale = {scale!r}: expected {' | '.join(map(str, SCALES))}")
-        if channels not in (1, 3):
-            raise i2i.RecipeError(f"task.channels = {channels!r}: expected 1 | 3")
+        super().__init__(channels, residual)
         self.scale = scale
-        self.channels = channels
-        self.residual = residual
-        self.image_channels = channels  # type: ignore[misc]  # a per-instance choice here
-        self.in_channels = self.out_channels = channels
         self.output_scale = scale  # type: ignore[misc]
         self.metrics = ("psnr", "ssim", f"psnr_y_x{scale}")  # type: ignore[misc]  # the papers' PSNR at this scale
 
@@ -92,11 +84,7 @@ class SuperRes(i2i.Task):
         return to_signed(input), to_signed(clean)
 
     def prepare(self, image: Tensor) -> Tensor:
-        image = as_grey(image) if self.channels == 1 else as_rgb(image)
-        return to_signed(enlarged(image, self.scale))
-
-    def wrap_generator(self, generator: nn.Module) -> nn.Module:
-        return residual_wrapped(generator, self.residual)
+        return to_signed(enlarged(self.as_task_channels(image), self.scale))
 
     def baselines(self, input: Tensor, target_image: Tensor) -> dict[str, Tensor]:
         return {"bicubic": to_unit(input)}
