@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import sys
 import threading
 import time
@@ -249,12 +248,10 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if not inputs:
         raise UserError("no inputs given: pass image files or folders to translate")
     _note_tile_side(model, tile)
-    try:
-        mode = out_dir.stat().st_mode
-    except OSError:  # not there yet, or a name the file system refuses: said below, with the outputs' own checks
-        mode = None
-    if mode is not None and not stat.S_ISDIR(mode):  # a file, or /dev/null (which discards nothing it is given here)
-        what = "a file" if stat.S_ISREG(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "a device"
+    from .data.decode import not_a_folder
+
+    what = not_a_folder(out_dir)  # a file, or /dev/null (which discards nothing it is given here)
+    if what:
         raise UserError(f"{out_dir}: is {what}, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
     from .data.sources import (name_files, no_such_path, not_read_note, one_per_file, print_not_read_note,

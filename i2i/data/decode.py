@@ -219,6 +219,21 @@ def probe_size(path: str | Path, upright: bool = True) -> tuple[int, int]:
     return height, width
 
 
+def not_a_folder(path: Path) -> str:
+    """What stands at ``path`` when it is there but is no folder (``a file``, ``a device``...),
+    else ``""`` (a folder, or nothing there): where i2i would write a folder."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # not there (or a broken link: making the folder says so)
+        return ""
+    return "" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else _special_kind(mode)
+
+
+def _special_kind(mode: int) -> str:
+    """A file that is neither a regular file nor a folder, in words."""
+    return "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
 def _refuse_special_file(path: Path) -> None:
     """A named pipe, socket or device named like an image would block the read for ever (or
     stream without end): unreadable, with why. Missing files are left to the open's own error."""
@@ -227,8 +242,7 @@ def _refuse_special_file(path: Path) -> None:
     except OSError:
         return
     if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-        reason = f"not a regular file but {kind}"
+        reason = f"not a regular file but {_special_kind(mode)}"
         raise UnreadableImageError(f"{path}: cannot decode this image ({reason})", reason)
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import signal
-import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -52,18 +51,6 @@ class Run:
     recipe: Recipe | None = field(default=None, repr=False)
 
 
-def _not_a_folder(path: Path) -> str:
-    """What stands at ``path`` when it is there but no folder (``a file``, ``a device``...), else ''."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:  # not there (or a broken link: mkdir says so)
-        return ""
-    if stat.S_ISDIR(mode):
-        return ""
-    return ("a file" if stat.S_ISREG(mode) else "a named pipe" if stat.S_ISFIFO(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "a device")
-
-
 def click_context() -> object | None:
     """The command line's context when ``i2i run`` called, else None (the Python API)."""
     import click
@@ -94,7 +81,9 @@ def new_run_dir(wanted: str | Path) -> Path:
         raise UserError(f"run folder {str(wanted)!r}: contains a control character (a newline or tab); expected "
                         f"{RUN_FOLDER_EXPECTED}")
     base = Path(wanted).expanduser()
-    in_the_way = _not_a_folder(base)
+    from ..data.decode import not_a_folder
+
+    in_the_way = not_a_folder(base)
     if in_the_way:  # FILE-2 beside a file, or /dev/null-2 in /dev for `--out /dev/null`, was no one's intent
         raise UserError(f"run folder {format_value(str(wanted))}: {in_the_way} of that name is there; expected "
                         f"{RUN_FOLDER_EXPECTED}")
