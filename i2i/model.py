@@ -197,8 +197,11 @@ def _note_task_changed_since(checkpoint: Path, state: dict, recipe: Recipe) -> N
     now = json.loads(json.dumps(dict(recipe["task"])))
     changed = [key for key in dict.fromkeys([*trained, *now]) if trained.get(key) != now.get(key)]
     if changed:
-        then = ", ".join(f"task.{key} = {format_value(trained.get(key))}" for key in changed)
-        later = ", ".join(f"task.{key} = {format_value(now.get(key))}" for key in changed)
+        def said(options: dict, key: str) -> str:  # an option a plugin version added, or left at a None default
+            return f"task.{key} = {format_value(options[key])}" if key in options else f"task.{key} unset"
+
+        then = ", ".join(said(trained, key) for key in changed)
+        later = ", ".join(said(now, key) for key in changed)
         say(f"i2i: note: {checkpoint.name} was trained with {then}, and a resume has since set {later} in the run's "
             "recipe.toml, which it is applied with (i2i eval --set task.KEY=VALUE scores it as trained)")
 
