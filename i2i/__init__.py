@@ -102,12 +102,9 @@ def load_recipe(*args: Any, **kwargs: Any) -> Recipe:
 
     with overrides_as_an_argument():  # a mistake in one of them reads "overrides k=v: ..."
         recipe = _load_recipe(*args, **kwargs)
-    import click
+    from .errors import for_the_caller
 
-    from .errors import in_python_terms
-
-    if click.get_current_context(silent=True) is None:  # not i2i validate's: notes about --set values, as overrides
-        recipe.notes = [in_python_terms(note) for note in recipe.notes]
+    recipe.notes = [for_the_caller(note) for note in recipe.notes]  # notes about --set values, as overrides
     return recipe
 
 

@@ -78,6 +78,14 @@ class StopRequested(TrainingStopped):
     because something failed: ``i2i run --nproc`` does not report it as a worker's failure."""
 
 
+def called_from_the_command_line() -> bool:
+    """Whether an ``i2i`` command is running (its messages name options such as ``--set``),
+    rather than a program calling the Python API (which gave arguments such as ``overrides``)."""
+    import click
+
+    return click.get_current_context(silent=True) is not None
+
+
 @contextlib.contextmanager
 def named_as_arguments(spelling: dict[str, str]) -> Iterator[None]:
     """A function the CLI shares with Python callers words its :class:`UserError` with the
@@ -86,9 +94,7 @@ def named_as_arguments(spelling: dict[str, str]) -> Iterator[None]:
     try:
         yield
     except UserError as exc:
-        import click
-
-        if click.get_current_context(silent=True) is not None:
+        if called_from_the_command_line():
             raise
         # "--data DIR" -> "data_dir=DIR", then the options alone: "--crop" -> "crop"
         text = re.sub(r"(--[a-z-]+) ([A-Z][A-Z_]*)\b", lambda m: f"{spelling[m[1]]}={m[2]}"
@@ -108,6 +114,12 @@ def named_as_arguments(spelling: dict[str, str]) -> Iterator[None]:
 WRITE_TROUBLE = {errno.ENOSPC: "free some space", getattr(errno, "EDQUOT", errno.ENOSPC): "free some space within your quota",
                  errno.EROFS: "the file system is read-only",
                  errno.EFBIG: "the file grew past the largest this process may write (ulimit -f) or the file system holds"}
+
+
+def for_the_caller(text: str) -> str:
+    """A message about ``--set`` values as its reader gave them: unchanged under the command
+    line, in :func:`in_python_terms` for a program."""
+    return text if called_from_the_command_line() else in_python_terms(text)
 
 
 def in_python_terms(text: str) -> str:
@@ -133,12 +145,10 @@ def overrides_as_an_argument() -> Iterator[None]:
     try:
         yield
     except UserError as exc:
-        import click
-
         text = str(exc)
-        if click.get_current_context(silent=True) is not None or "--set" not in text:
+        respelled_text = for_the_caller(text)
+        if respelled_text == text:
             raise
-        respelled_text = in_python_terms(text)
         try:
             respelled = type(exc)(respelled_text)
         except TypeError:  # a subclass that takes other arguments

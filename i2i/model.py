@@ -189,13 +189,13 @@ def _note_task_changed_since(checkpoint: Path, state: dict, recipe: Recipe) -> N
     import json
 
     from .messages import say
-    from .options import format_value
+    from .options import changed_keys, format_value
 
     trained = state.get("task")
     if not isinstance(trained, dict):  # checkpoints of earlier versions did not record it
         return
     now = json.loads(json.dumps(dict(recipe["task"])))
-    changed = [key for key in dict.fromkeys([*trained, *now]) if trained.get(key) != now.get(key)]
+    changed = changed_keys(trained, now)
     if changed:
         def said(options: dict, key: str) -> str:  # an option a plugin version added, or left at a None default
             return f"task.{key} = {format_value(options[key])}" if key in options else f"task.{key} unset"

@@ -186,6 +186,12 @@ def representable(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool))
 
 
+def changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between two tables (one only one of them has included), in
+    the order they first appear: what a resume changed in a task's options, say."""
+    return [key for key in dict.fromkeys([*before, *after]) if before.get(key) != after.get(key)]
+
+
 def format_value(value: Any) -> str:
     """A value as the recipe spells it (strings quoted, ``true``/``false``), for messages."""
     if isinstance(value, str):

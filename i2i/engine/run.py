@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import CheckpointError, SecondInterrupt, UserError, in_python_terms, shell_path
+from ..errors import CheckpointError, SecondInterrupt, UserError, for_the_caller, shell_path
 from ..messages import say
 from ..plugins import host, registry
-from ..options import format_value
+from ..options import changed_keys, format_value
 from ..recipe import (RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder,
                       note_changed_run_plugins, recipe_error)
 from . import checkpoint as ckpt
@@ -49,13 +49,6 @@ class Run:
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     generator: nn.Module | None = field(default=None, repr=False)  # printing a Run shows where and how it ended
     recipe: Recipe | None = field(default=None, repr=False)
-
-
-def click_context() -> object | None:
-    """The command line's context when ``i2i run`` called, else None (the Python API)."""
-    import click
-
-    return click.get_current_context(silent=True)
 
 
 def _new_run_dir_of(recipe: Recipe, out: str | Path | None) -> Path:
@@ -167,8 +160,7 @@ def _refuse_other_task_channels(saved: Recipe, recipe: Recipe) -> None:
         return
     was, now = (tuple(getattr(t, k, None) for k in ("in_channels", "out_channels")) for t in (before, after))
     if was != now:
-        changed = next(key for key in dict.fromkeys([*saved["task"], *recipe["task"]])
-                       if saved["task"].get(key) != recipe["task"].get(key))
+        changed = changed_keys(saved["task"], recipe["task"])[0]
         raise recipe_error(recipe, f"task.{changed} = {format_value(recipe['task'].get(changed))}: the checkpoint's "
                                    f"networks take {was[0]} channel(s) in and give {was[1]}, and the task would now need "
                                    f"{now[0]} and {now[1]}; train that in a new run (i2i run RECIPE) instead")
@@ -178,15 +170,14 @@ def _task_changes(saved: Recipe, recipe: Recipe) -> list[str]:
     """Notes for the task options a resume's --set changes (a denoiser's sigma may change on
     purpose; a pair task's direction turned round sets its network a new mapping to learn)."""
     notes = []
-    for key in sorted(set(saved["task"]) | set(recipe["task"])):
+    for key in sorted(changed_keys(saved["task"], recipe["task"])):
         before, after = saved["task"].get(key), recipe["task"].get(key)
-        if before != after:
-            # an option the run's recipe left out was the task's default, not None
-            was, now = (format_value(v) if key in r["task"] else "unset, the task's default" for v, r in
-                        ((before, saved), (after, recipe)))
-            trained = format_value(before) if key in saved["task"] else "the task's default"
-            notes.append(f"task.{key} = {now} (was {was}): the checkpoint's networks were trained for {trained}, and "
-                         "go on from their weights under the changed task")
+        # an option the run's recipe left out was the task's default, not None
+        was, now = (format_value(v) if key in r["task"] else "unset, the task's default" for v, r in
+                    ((before, saved), (after, recipe)))
+        trained = format_value(before) if key in saved["task"] else "the task's default"
+        notes.append(f"task.{key} = {now} (was {was}): the checkpoint's networks were trained for {trained}, and "
+                     "go on from their weights under the changed task")
     return notes
 
 
@@ -477,9 +468,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     with blamed_on_recipe(recipe):  # train.device = 'cuda' without a GPU names the file or the --set
         dist = dist or DistContext.from_environment(recipe["train"]["device"])
     if dist.is_main:
-        from_the_shell = click_context() is not None
         for note in recipe.notes:
-            say(f"i2i: note: {note if from_the_shell else in_python_terms(note)}")
+            say(f"i2i: note: {for_the_caller(note)}")
     trainer: Trainer | None = None
     try:
         _check_ranks_agree(dist, recipe, resume)

@@ -43,6 +43,7 @@ from ..errors import (PluginError, SecondInterrupt, StopRequested, TrainingStopp
                       shell_path)
 from ..losses import as_logit_list
 from ..messages import say
+from ..options import changed_keys
 from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
 from .components import LossTerm, build_loss_terms, build_networks, check_crop_size, load_loss_buffers, loss_buffers
@@ -1038,8 +1039,8 @@ class Trainer:
         if not isinstance(then, dict) or "step" not in best:
             return ""
         now = self.scoring_settings()
-        changed = [key for key in dict.fromkeys([*then, *now]) if then.get(key) != now.get(key)]
-        return "; ".join(f"{key} = {then.get(key, '(unset)')!r} then, {now.get(key, '(unset)')!r} now" for key in changed)
+        return "; ".join(f"{key} = {then.get(key, '(unset)')!r} then, {now.get(key, '(unset)')!r} now"
+                         for key in changed_keys(then, now))
 
     def _load_rank_state(self, state: dict[str, Any], rng: dict[str, Tensor]) -> None:
         """Restore this rank's random streams and data position from its own saved copy.
