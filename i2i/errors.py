@@ -57,6 +57,17 @@ class GeneratorFailure(PluginError):
     image's size); callers that know the recipe name the component (``generator_named``)."""
 
 
+@contextlib.contextmanager
+def naming_images(doing: str, names: list[str]) -> Iterator[None]:
+    """A plugin's failure on a batch names the images it failed on (``scoring rocket.jpg: ...``,
+    ``translating a.png and 3 more: ...``): often one of a size or kind the others are not."""
+    try:
+        yield
+    except PluginError as exc:
+        shown = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        raise type(exc)(f"{doing} {shown}: {exc}") from exc.__cause__
+
+
 class TrainingStopped(Exception):
     """Training ended early (interrupt, ``request_stop``, non-finite loss) after saving a
     checkpoint; the message says how to resume. ``run_dir`` (an absolute path, so it still

@@ -222,8 +222,10 @@ class Registry:
                        if not pattern or fnmatch.fnmatch(c.qualified_name if qualified else name, pattern))
         return out
 
-    def get(self, kind: str, name: str) -> Component:
-        """Look a component up by name or ``plugin:name``; clear errors for typos and clashes."""
+    def get(self, kind: str, name: str, prefer: str | None = None) -> Component:
+        """Look a component up by name or ``plugin:name``; clear errors for typos and clashes.
+        ``prefer``: the plugin whose component a bare name several plugins provide means (a
+        task's own plugin, for the metrics the task lists), before the built-in one."""
         singular = SINGULAR[kind]
         plugin, _, bare = name.rpartition(":")
         entries = self._by_kind[kind].get(bare, [])
@@ -243,6 +245,9 @@ class Registry:
                 hint = f" (perhaps from a plugin that is not loaded: {listed}; see 'i2i plugins')"
             raise UnknownComponentError(f"unknown {singular} '{name}'{hint}; see 'i2i list {kind}'", guess=hint)
         if len(entries) > 1 and not plugin:
+            own = [c for c in entries if c.plugin == prefer]
+            if own:
+                return own[0]
             # A plugin that reuses a built-in name must not change what shipped recipes and
             # existing runs mean: the bare name stays the built-in's (see clashes_with_builtins).
             builtins = [c for c in entries if c.builtin]

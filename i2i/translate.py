@@ -20,7 +20,7 @@ import torch
 from .data.encode import ALPHA_FORMATS, DEEP_FORMATS, SAVE_FORMATS  # noqa: F401 - SAVE_FORMATS was defined here
 from .engine.cpu_threads import NoThreadGovernor, ThreadGovernor
 from .engine.device import is_out_of_memory
-from .errors import WRITE_TROUBLE, UserError, named_as_arguments
+from .errors import WRITE_TROUBLE, UserError, named_as_arguments, naming_images
 from .messages import say
 
 if TYPE_CHECKING:
@@ -356,7 +356,8 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             batch = batch.float().div_(65535)
         batch = batch.to(model.device, non_blocking=True)
         try:
-            outputs = model(batch, tile=tile)
+            with naming_images("translating", [str(source_of[target]) for _, target in pending]):
+                outputs = model(batch, tile=tile)
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -392,6 +393,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         threads = cleanup.enter_context(host_threads_for(model.device, note=warn))
         decodes: deque[tuple[Path, Path, Future]] = deque()
         todo = iter(zip(pairs, targets))
+        source_of = {target: file for (_, file), target in zip(pairs, targets)}  # for a generator's failure
 
         def refill() -> None:
             for (_, file), target in todo:

@@ -191,6 +191,22 @@ def test_a_generator_declaring_size_multiple_zero_is_named(photos, tmp_path):
         check_recipe(i2i.load_recipe(recipe))
 
 
+def test_a_generator_whose_size_multiple_became_fractional_is_refused_by_translate(photos, tmp_path, monkeypatch):
+    """A plugin upgrade that declares size_multiple = 2.5: translate and eval read it as 2 and
+    padded wrongly without a word; trained runs are refused as new ones are."""
+    from i2i.translate import translate_files
+
+    monkeypatch.setattr(ZeroMultiple, "size_multiple", 1)
+    recipe = generator_alone(photos, tmp_path / "run")
+    recipe.update(generator={"name": "zero_multiple"}, train={"steps": 1})
+    run_dir = i2i.train(recipe, quiet=True).run_dir
+    monkeypatch.setattr(ZeroMultiple, "size_multiple", 2.5)
+    refusal = r"generator.name = 'zero_multiple' \(plugin 'careless'\): size_multiple = 2.5; it is the whole number"
+    with pytest.raises(i2i.PluginError, match=refusal):
+        translate_files(i2i.load(run_dir), photos, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def registration_error(hook_body) -> str:
     class Plugin:
         @i2i.hookimpl

@@ -585,11 +585,17 @@ def test_a_generator_that_cannot_take_an_image_size_is_named_at_inference(photos
     from PIL import Image
 
     from i2i.evaluation import evaluate_run
+    from i2i.translate import translate_files
 
     (tmp_path / "odd").mkdir()
     Image.new("RGB", (30, 30), (90, 120, 150)).save(tmp_path / "odd" / "odd.png")
     with pytest.raises(i2i.PluginError, match=rf"{named}scoring odd.png: the generator \(\w+\) "):
         evaluate_run(run_dir, data_dir=tmp_path / "odd", crop=0)
+    # and so does translating it, among images the generator takes
+    Image.new("RGB", (32, 32), (90, 120, 150)).save(tmp_path / "odd" / "fine.png")
+    with pytest.raises(i2i.PluginError, match=rf"translating {re.escape(str(tmp_path / 'odd' / 'odd.png'))}: .*{named}"
+                                              rf"the generator \(\w+\) {failure}"):
+        translate_files(model, tmp_path / "odd", tmp_path / "out")
 
 
 def test_a_metric_whose_summarize_divides_by_a_mean_trains_and_reports_it(photos, tmp_path):

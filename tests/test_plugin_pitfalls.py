@@ -114,6 +114,12 @@ class Counter(i2i.Callback):
         type(self).started += 1
 
 
+class ScoredByBrightness(NoPrepare):
+    """Lists a metric of its own plugin by its bare name, as a task author does."""
+
+    metrics = ("psnr", "brightness")
+
+
 class Pitfalls:
     @i2i.hookimpl
     def register_metrics(self, register):
@@ -129,6 +135,7 @@ class Pitfalls:
     def register_tasks(self, register):
         register("cropping", Cropping)
         register("no_prepare", NoPrepare)
+        register("scored_by_brightness", ScoredByBrightness)
 
     @i2i.hookimpl
     def register_losses(self, register):
@@ -209,6 +216,28 @@ def test_a_run_opens_after_another_plugin_reuses_its_component_names(photos, tmp
     assert isinstance(model.generator, NarrowWhenTraining)  # the plugin the run was trained with (run.json)
     resumed = i2i.train(None, resume=run_dir, overrides=["train.steps=3"], quiet=True)
     assert resumed.step == 3
+
+
+def test_a_task_keeps_its_own_plugins_metric_when_another_plugin_reuses_the_name(photos, tmp_path):
+    """A second plugin registering 'brightness' made the task's own metric ambiguous: its runs
+    no longer scored or resumed, and no recipe could say which one the task meant."""
+    from i2i.evaluation import evaluate_run
+
+    recipe = plain(photos, tmp_path / "run", train={"steps": 2})
+    recipe["task"] = {"name": "scored_by_brightness"}
+    run_dir = i2i.train(recipe, quiet=True).run_dir
+
+    class Clash:
+        @i2i.hookimpl
+        def register_metrics(self, register):
+            register("brightness", lambda: (lambda output, target: torch.full((output.shape[0],), -1.0)))
+
+    i2i.register_plugin(Clash(), "clash")
+    scored = evaluate_run(run_dir)["metrics"]["brightness"]
+    assert 0 <= scored <= 1  # the task's plugin's mean brightness, not the other plugin's -1
+    assert i2i.train(None, resume=run_dir, overrides=["train.steps=3"], quiet=True).step == 3
+    again = i2i.train(dict(recipe, output={"dir": str(tmp_path / "new")}), quiet=True)  # a new run of the task too
+    assert 0 <= again.metrics["brightness"] <= 1
 
 
 def test_loss_buffers_are_kept_so_a_resumed_run_matches_a_straight_one(photos, tmp_path):

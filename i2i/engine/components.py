@@ -20,7 +20,7 @@ from ..recipe import Recipe, blamed_on_recipe, build_component, component_error,
 from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
 from .device import dtype_name
 from .evaluate import build_metrics
-from .infer import is_whole_number, size_multiple, size_multiple_owner
+from .infer import is_whole_number, size_multiple
 
 
 class LossTerm:
@@ -103,29 +103,15 @@ def build_networks(recipe: Recipe, device: torch.device) -> Networks:
         conditional = bool(recipe["discriminator"]["conditional"]) and task.input_is_image
         d_in = task.out_channels + (task.in_channels if conditional else 0)
         D = build_component(reg, "discriminators", recipe, "discriminator", d_in).to(device)
-    _check_declared_sizes(recipe, task, G, D)
+    _check_declared_min_size(recipe, D)
     return Networks(task, G, D, conditional)
 
 
-def _check_declared_sizes(recipe: Recipe, task: Any, G: nn.Module, D: nn.Module | None) -> None:
-    """The sizes and channel counts components declare as attributes, checked where they are
-    read: a ``size_multiple = 0`` was a ZeroDivisionError, ``image_channels = 2`` a data
-    loader's traceback."""
-    def refuse(section: str, text: str) -> PluginError:
-        return PluginError(f"{contract_where(recipe, section)}: {text}; report this to the plugin's author")
-
-    if task.image_channels not in (1, 3) or isinstance(task.image_channels, bool):
-        raise refuse("task", f"image_channels = {task.image_channels!r}; images are read with 1 (grey) or 3 (RGB) channels")
-    if not isinstance(task.side_by_side, bool):
-        raise refuse("task", f"side_by_side = {task.side_by_side!r}; it is true or false")
-    owner = size_multiple_owner(G)
-    if owner is not None and not is_whole_number(owner.size_multiple, 1):
-        raise refuse("generator", f"size_multiple = {owner.size_multiple!r}; it is the whole number (1 or more) "
-                                  "that the height and width of its input must divide by")
+def _check_declared_min_size(recipe: Recipe, D: nn.Module | None) -> None:
+    """The discriminator's ``min_size``, checked where it is read (see :func:`check_declared_sizes`)."""
     if D is not None and hasattr(D, "min_size") and not is_whole_number(D.min_size):
-        raise refuse("discriminator", f"min_size = {D.min_size!r}; it is the smallest height and width it takes, "
-                                      "a whole number of pixels")
-
+        raise PluginError(f"{contract_where(recipe, 'discriminator')}: min_size = {D.min_size!r}; it is the smallest "
+                          "height and width it takes, a whole number of pixels; report this to the plugin's author")
 
 
 def check_crop_size(recipe: Recipe, nets: Networks) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 from torch import Tensor
@@ -21,6 +21,9 @@ from ..losses import as_logit_list
 from ..messages import say
 from ..recipe import recipe_error
 from .device import is_out_of_memory
+
+if TYPE_CHECKING:
+    from ..registry import Component
 
 REPORT = "report this to the plugin's author"
 
@@ -447,6 +450,26 @@ def _forward(net: Any, input: Tensor, where: str) -> Any:
         raise_plugin_failure(exc, f"{where} failed on an input of shape {list(input.shape)}: ")
 
 
+def check_declared_sizes(recipe: Any, task: Any, G: torch.nn.Module) -> None:
+    """The sizes and channel counts the task and generator declare as attributes, checked when
+    they are built (for training, ``i2i translate`` and ``i2i eval`` alike): a
+    ``size_multiple = 0`` was a ZeroDivisionError, ``2.5`` was read as 2 by translate, and
+    ``image_channels = 2`` a data loader's traceback."""
+    from .infer import is_whole_number, size_multiple_owner
+
+    def refuse(section: str, text: str) -> PluginError:
+        return PluginError(f"{contract_where(recipe, section)}: {text}; {REPORT}")
+
+    if task.image_channels not in (1, 3) or isinstance(task.image_channels, bool):
+        raise refuse("task", f"image_channels = {task.image_channels!r}; images are read with 1 (grey) or 3 (RGB) channels")
+    if not isinstance(task.side_by_side, bool):
+        raise refuse("task", f"side_by_side = {task.side_by_side!r}; it is true or false")
+    owner = size_multiple_owner(G)
+    if owner is not None and not is_whole_number(owner.size_multiple, 1):
+        raise refuse("generator", f"size_multiple = {owner.size_multiple!r}; it is the whole number (1 or more) "
+                                  "that the height and width of its input must divide by")
+
+
 @contextlib.contextmanager
 def generator_named(recipe: Any) -> Iterator[None]:
     """A :class:`GeneratorFailure` from running the generator (``the generator (X) failed on
@@ -465,11 +488,21 @@ def contract_where(recipe: Any, section: str) -> str:
     return f"{recipe.source}: {section}.name = '{name}' (plugin '{registry().get(section + 's', name).plugin}')"
 
 
-def metric_where(recipe: Any, name: str) -> str:
-    """``recipe.toml: eval.metrics 'lpips' (plugin 'x')``, or the task that lists it: a metric, for messages."""
+def find_metric(recipe: Any, name: str) -> Component:
+    """The metric ``name`` means in ``recipe``. One its task lists (and ``eval.metrics`` does
+    not) is, where several plugins provide the bare name, the task's own plugin's: a task names
+    its metrics as its plugin registers them, and another plugin installed later must not make
+    the task's runs fail to score or resume."""
     from ..plugins import registry
 
-    plugin = registry().get("metrics", name).plugin
+    reg = registry()
+    prefer = None if name in recipe["eval"]["metrics"] else reg.get("tasks", recipe["task"]["name"]).plugin
+    return reg.get("metrics", name, prefer=prefer)
+
+
+def metric_where(recipe: Any, name: str) -> str:
+    """``recipe.toml: eval.metrics 'lpips' (plugin 'x')``, or the task that lists it: a metric, for messages."""
+    plugin = find_metric(recipe, name).plugin
     if name in recipe["eval"]["metrics"]:
         return f"{recipe.source}: eval.metrics '{name}' (plugin '{plugin}')"
     return f"{recipe.source}: metric '{name}' of task.name = '{recipe['task']['name']}' (plugin '{plugin}')"

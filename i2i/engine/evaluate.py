@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import GeneratorFailure, PluginError
+from ..errors import PluginError, naming_images
 from ..losses import takes_input
 from .contracts import check_metric_values, raise_plugin_failure
 from .device import autocast
@@ -57,7 +55,7 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
     """
     from ..errors import PluginError, UnknownComponentError, UserError, exception_line
     from ..plugins import registry
-    from .contracts import contract_where, metric_where
+    from .contracts import contract_where, find_metric, metric_where
 
     reg = registry()
     metrics = {}
@@ -70,7 +68,7 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
                               f"e.g. {example}; report this to the task plugin's author")
     for name in dict.fromkeys([*task.metrics, *names]):
         try:
-            metrics[name] = reg.build("metrics", name)
+            metrics[name] = (find_metric(recipe, name) if recipe is not None else reg.get("metrics", name)).build()
         except UnknownComponentError as exc:
             if name not in task.metrics:
                 if recipe is None:
@@ -196,17 +194,6 @@ def validation_pairs(task: Task, clean: Tensor, names: list[str]) -> tuple[Tenso
         inputs.append(input)
         targets.append(target)
     return torch.cat(inputs).to(clean.device), torch.cat(targets).to(clean.device)
-
-
-@contextlib.contextmanager
-def _scoring(names: list[str]) -> Iterator[None]:
-    """A generator failure names the validation images it failed on (one of another size than
-    the training crops, under eval.crop = 0, say)."""
-    try:
-        yield
-    except GeneratorFailure as exc:
-        shown = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
-        raise GeneratorFailure(f"scoring {shown}: {exc}") from exc.__cause__
 
 
 def task_label(task: Task) -> str:
@@ -339,7 +326,7 @@ def evaluate_generator(
             if abandon is not None and abandon():
                 raise EvaluationAbandoned
             input, target = validation_pairs(task, clean, names)
-            with autocast(device, dtype), _scoring(names):
+            with autocast(device, dtype), naming_images("scoring", names):
                 fake = run_any_size(generator, input)
             fake = fake.float()
             output_image = task.to_image(fake, input)
@@ -394,7 +381,7 @@ def sample_columns(
             clean = data.preview_batch(batch_size)
             names = [f"preview {i}" for i in range(clean.shape[0])]
         input, target = validation_pairs(task, clean, names)
-        with autocast(device, dtype), _scoring(names):
+        with autocast(device, dtype), naming_images("scoring", names):
             fake = run_any_size(generator, input).float()
         return _columns(task, input, task.to_image(fake, input), task.to_image(target, input))
     finally:

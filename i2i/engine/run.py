@@ -28,6 +28,7 @@ from ..recipe import (RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml,
                       note_changed_run_plugins, recipe_error)
 from . import checkpoint as ckpt
 from .components import build_callbacks
+from .contracts import find_metric
 from .device import caller_autocast_off, dtype_name, global_state_kept
 from .distributed import LAUNCHER_FOLDER_VARIABLE, STOP_SIGNALS, launch_environment
 from .run_lock import run_folder_locked
@@ -242,7 +243,7 @@ def _plugins_used(recipe: Recipe) -> set[str]:
     task_metrics = getattr(reg.get("tasks", recipe["task"]["name"]).factory, "metrics", ())
     for name in task_metrics if isinstance(task_metrics, (tuple, list)) else ():
         try:
-            used.add(reg.get("metrics", name).plugin)
+            used.add(find_metric(recipe, name).plugin)
         except UserError:
             pass
     return used
