@@ -184,6 +184,7 @@ class PluginHost:
         staged: list[Component] = []
         refused: list[tuple[str, tuple[str, ...], Exception]] = []
         self.registry.refused = {key: value for key, value in self.registry.refused.items() if value[0] != name}
+        failed_in = ""  # the hook being called, named in the failure: "register_tasks: RuntimeError: ..."
         try:
             for kind in KINDS:
                 for impl in getattr(self.manager.hook, f"register_{kind}").get_hookimpls():
@@ -191,8 +192,10 @@ class PluginHost:
                         register = self.registry.register_function(
                             kind, name, info.distribution, info.version, sink=staged, refused=refused
                         )
+                        failed_in = f"{impl.function.__name__}: "
                         with plugin_output_to_stderr():
                             returned = impl.function(**({"register": register} if impl.argnames else {}))
+                        failed_in = ""
                         if returned is not None:  # pluggy would drop it: the plugin would register nothing
                             raise TypeError(f"{impl.function.__name__} returned {type(returned).__name__}; it registers "
                                             f"each {SINGULAR[kind]} by calling register(name, factory) instead")
@@ -200,7 +203,7 @@ class PluginHost:
                 raise refused[0][2]
         except PLUGIN_FAILURES as exc:  # a hook that raises disables its plugin, registers nothing
             self.manager.unregister(name=name)
-            self._fail(info, exc)
+            self._fail(info, exc, failed_in)
             return info
         for component in staged:
             self.registry.add(component)
@@ -238,9 +241,10 @@ class PluginHost:
             and callable(getattr(plugin, hook, None)) and self.manager.parse_hookimpl_opts(plugin, hook) is None
         ]
 
-    def _fail(self, info: PluginInfo, exc: BaseException) -> None:
+    def _fail(self, info: PluginInfo, exc: BaseException, where: str = "") -> None:
+        """The plugin is disabled; ``where`` (``"register_tasks: "``) names the hook that failed."""
         info.status = "failed"
-        info.error = exception_line(exc)
+        info.error = where + exception_line(exc)
         self.registry.unavailable[info.name] = f"failed to load ({info.error})"
         self._warn(f"plugin '{info.name}' ({info.module}) disabled: {info.error}", exc)
 

@@ -67,7 +67,7 @@ def test_entry_point_plugins_load_and_broken_ones_are_isolated(site):
     assert plugins["good"]["distribution"] == "i2i-good"
     assert plugins["good"]["components"] == {"generators": ["blurnet"]}
     assert plugins["nets"]["builtin"] and plugins["nets"]["status"] == "loaded"
-    for name, error in [("badimport", "ModuleNotFoundError"), ("badhook", "boom in hook"), ("misnamed", "register_generator")]:
+    for name, error in [("badimport", "ModuleNotFoundError"), ("badhook", "register_losses: RuntimeError: boom in hook"), ("misnamed", "register_generator")]:
         assert plugins[name]["status"] == "failed"
         assert error in plugins[name]["error"]
     warnings = [line for line in result.stderr.splitlines() if line.startswith("i2i: warning: plugin")]
@@ -462,7 +462,7 @@ def test_a_name_from_a_plugin_that_failed_says_so(capsys):
 
     i2i.register_plugin(Broken(), "broken")
     with pytest.raises(UnknownComponentError, match=r"unknown generator 'broken:net': plugin 'broken' failed to load "
-                                                    r"\(RuntimeError: no GPU library\); see 'i2i plugins'"):
+                                                    r"\(register_generators: RuntimeError: no GPU library\); see 'i2i plugins'"):
         i2i.registry().get("generators", "broken:net")
     with pytest.raises(UnknownComponentError, match=r"from a plugin that is not loaded: 'broken'"):
         i2i.registry().get("generators", "zzz_net")
