@@ -491,6 +491,39 @@ def test_an_unreadable_metrics_line_is_set_aside_on_resume_not_deleted(tmp_path,
     assert f"{log}: 1 unreadable line(s) moved to {log}.unreadable" in capsys.readouterr().err
 
 
+def test_a_second_ctrl_c_while_the_cut_short_scorings_weights_are_saved_lets_the_save_finish(tmp_path, monkeypatch):
+    """Two Ctrl-C 30 ms apart: the first cut the scoring short, the second landed in the
+    checkpoint write after it, and i2i quit with no checkpoint of the weights it said were saved."""
+    import os
+    import signal
+
+    import i2i.engine.evaluate
+    from i2i.errors import SecondInterrupt
+
+    plain_pairs, plain_write = i2i.engine.evaluate.validation_pairs, ckpt.CheckpointStore.write
+    writes = []
+
+    def pairs_then_sigint(task, clean, names):
+        os.kill(os.getpid(), signal.SIGINT)
+        return plain_pairs(task, clean, names)
+
+    def write_then_second_ctrl_c(store, step, files, **options):
+        writes.append(step)
+        if len(writes) == 1:
+            raise SecondInterrupt  # as the handler raises it, mid-write
+        return plain_write(store, step, files, **options)
+
+    monkeypatch.setattr(i2i.engine.evaluate, "validation_pairs", pairs_then_sigint)
+    monkeypatch.setattr(ckpt.CheckpointStore, "write", write_then_second_ctrl_c)
+    photos = make_photos(tmp_path / "photos", count=9, size=(20, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 6},
+                         eval={"every": 3, "batch_size": 1}, output={"checkpoint_every": 0})
+    with pytest.raises(KeyboardInterrupt):
+        i2i.train(recipe)
+    assert writes == [3, 3]
+    assert ckpt.find_checkpoint(tmp_path / "run").name == f"step_{3:07d}"
+
+
 @pytest.mark.parametrize("steps, stopped_at", [(6, 3), (3, None)])
 def test_a_stop_asked_while_the_run_scores_cuts_the_scoring_short(tmp_path, monkeypatch, capsys, steps, stopped_at):
     """SIGTERM from a job scheduler is followed by SIGKILL after a grace period (often 10 to 30

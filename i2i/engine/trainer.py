@@ -555,7 +555,7 @@ class Trainer:
                             self.evaluate()
                         except EvaluationAbandoned:
                             self._evaluating = False
-                            self._say_evaluation_abandoned()
+                            self._save_unscored_weights()
                         except KeyboardInterrupt:  # Ctrl-C twice while scoring: not the training before it too
                             self._save_after_failed_evaluation(tell=False)
                             raise
@@ -568,7 +568,8 @@ class Trainer:
                         evaluated = True
                     if every_sample and self.step % every_sample == 0 and not evaluated and not self.stop_requested:
                         self.write_samples()
-                    if last or evaluated or (every_ckpt and self.step % every_ckpt == 0) or self._checkpoint_due:
+                    if self._saved_step != self.step and (last or evaluated or (every_ckpt and self.step % every_ckpt == 0)
+                                                          or self._checkpoint_due):
                         self.save_checkpoint()
             if self.stop_requested and self.step < self.total_steps:
                 status = "interrupted"
@@ -818,9 +819,16 @@ class Trainer:
         say(f"i2i: note: the evaluation at step {self.step} failed (see below); the weights trained so far are "
             f"saved: once the cause is fixed, i2i eval {run} scores them and i2i run --resume {run} continues")
 
-    def _say_evaluation_abandoned(self) -> None:
+    def _save_unscored_weights(self) -> None:
         """A stop asked for while scoring skips the rest of the scoring (see
-        :class:`EvaluationAbandoned`); the checkpoint is written next, unscored."""
+        :class:`EvaluationAbandoned`); the weights it was scoring are checkpointed at once. A
+        second Ctrl-C during that write lets it finish first, as one during the scoring does:
+        no checkpoint holds these weights yet (it quit with none written, the note said saved)."""
+        try:
+            self.save_checkpoint()
+        except KeyboardInterrupt:
+            self._save_after_failed_evaluation(tell=False)
+            raise
         self.progress.warn(f"i2i: note: the evaluation at step {self.step} was cut short by the stop request, so step "
                            f"{self.step} has no validation score and the best checkpoint stays as it was; its weights "
                            f"are saved, and i2i eval {shell_path(self.run_dir)} scores them")
