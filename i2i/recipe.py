@@ -430,8 +430,8 @@ def inert_settings(recipe: Mapping[str, Any]) -> list[str]:
                      "say) for one")
     for label, term in recipe["losses"].items():
         if term["weight"] == 0:
-            notes.append(f"losses.{label}.weight = 0: the term is still computed each step but trains nothing; "
-                         f"leave [losses.{label}] out to drop it")
+            notes.append(f"{toml_key('losses', label, 'weight')} = 0: the term is still computed each step but trains "
+                         f"nothing; leave [{toml_key('losses', label)}] out to drop it")
     if recipe.get("discriminator", {}).get("name") and train["g_warmup_steps"] >= train["steps"]:
         notes.append(f"train.g_warmup_steps = {train['g_warmup_steps']} is not below train.steps = {train['steps']}, so "
                      "the adversarial terms never join and the discriminator trains for nothing")
@@ -570,8 +570,8 @@ def recipe_error(recipe: Recipe, text: str, also: tuple[str, ...] = ()) -> Recip
         return error
     for key in also:
         for override in reversed(recipe.overrides):
-            dotted = override.partition("=")[0].strip()
-            if (key == dotted or key.startswith(dotted + ".")) and _still_set(recipe, override):
+            path = parse_override(override)[0]
+            if _path_of(key)[:len(path)] == path and _still_set(recipe, override):
                 return RecipeError(f"--set {override.strip()}: {text}")
     return error
 
@@ -605,49 +605,52 @@ def _blame_override(exc: UserError, where: str, overrides: list[str] | tuple[str
     if not text.startswith(f"{where}: "):
         return exc
     rest = text[len(where) + 2:]
-    key = re.split(r"[ :]", rest, maxsplit=1)[0]
+    match = _DOTTED_KEY.match(rest)
+    key = _path_of(match.group(0)) if match else []
     for override in reversed(overrides):
-        dotted = override.partition("=")[0].strip()
+        path = parse_override(override)[0]
         # the error's key is the override's, inside it ('train.steps' for train.steps.x), or a
         # table the override made up ('nosuch' for --set nosuch.key=1)
-        related = key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + ".")
+        related = bool(key) and _one_inside_the_other(key, path)
         table = None
         if not related and before is not None:
             table = _table_made_up(before, override)
-            related = table is not None and (key == table or key.startswith(table + "."))
+            related = table is not None and key[:len(table)] == table
         if related and (data is None or _still_set(data, override)):
             if table is not None:  # the override brought the table in: say so, with the likely one meant
                 meant = _meant_table(before, table)
                 if meant:
-                    fixed = meant + override.strip()[len(table):]
-                    return type(exc)(f"--set {override.strip()}: the recipe has no [{table}]; did you mean --set {fixed}?")
-                return type(exc)(f"--set {override.strip()}: {rest} (the recipe has no [{table}]; this --set added it)")
+                    fixed = f"{toml_key(*meant, *path[len(table):])}={override.partition('=')[2].strip()}"
+                    return type(exc)(f"--set {override.strip()}: the recipe has no [{toml_key(*table)}]; did you mean "
+                                     f"--set {fixed}?")
+                return type(exc)(f"--set {override.strip()}: {rest} (the recipe has no [{toml_key(*table)}]; this --set "
+                                 "added it)")
             return type(exc)(f"--set {override.strip()}: {rest}")
     return exc
 
 
-def _table_made_up(before: Mapping, override: str) -> str | None:
+def _table_made_up(before: Mapping, override: str) -> list[str] | None:
     """The first table on the override's path that ``before`` lacks (the override created it),
-    as a dotted key; None if the override only sets a value in tables that were there."""
+    as a key path; None if the override only sets a value in tables that were there."""
     path, _ = parse_override(override)
     node: Any = before
     for i, part in enumerate(path[:-1]):
         if not isinstance(node, Mapping) or part not in node:
-            return ".".join(path[: i + 1])
+            return path[: i + 1]
         node = node[part]
     return None
 
 
-def _meant_table(before: Mapping, table: str) -> str | None:
+def _meant_table(before: Mapping, table: list[str]) -> list[str] | None:
     """The table beside ``table`` (which an override made up) that was probably meant:
     ``losses.gan`` for ``losses.gann`` or ``losses.GAN``, when the recipe has it."""
-    *parents, name = table.split(".")
+    *parents, name = table
     node: Any = before
     for part in parents:
         node = node.get(part, {}) if isinstance(node, Mapping) else {}
     siblings = {key.lower(): key for key, value in node.items() if isinstance(value, Mapping)} if isinstance(node, Mapping) else {}
     close = difflib.get_close_matches(name.lower(), list(siblings), n=1, cutoff=0.6)
-    return ".".join([*parents, siblings[close[0]]]) if close else None
+    return [*parents, siblings[close[0]]] if close else None
 
 
 def _still_set(data: Any, override: str) -> bool:
@@ -658,6 +661,15 @@ def _still_set(data: Any, override: str) -> bool:
         if not isinstance(node, Mapping) or part not in node:
             return False
         node = node[part]
+    return _holds(node, value)
+
+
+def _holds(node: Any, value: Any) -> bool:
+    """Whether a recipe's value is still ``value``, a ``--set``'s; a table set whole
+    (``discriminator={name="patchgan"}``) still is while it holds those keys' values, beside
+    the defaults validation filled in."""
+    if isinstance(value, dict):
+        return isinstance(node, Mapping) and all(key in node and _holds(node[key], v) for key, v in value.items())
     both_nan = isinstance(node, float) and isinstance(value, float) and node != node and value != value
     # a data folder a run pinned to its absolute path (see engine.run._pin_data_folders) is still the override's
     pinned = (isinstance(node, str) and isinstance(value, str) and bool(value) and os.path.isabs(node)
@@ -823,13 +835,15 @@ def _check_losses(where: str, losses: Any) -> dict:
     out = {}
     for label, term in losses.items():
         if not isinstance(term, dict):
-            raise RecipeError(f"{where}: losses.{label}: expected a table, e.g. [losses.{label}] weight = 1.0")
+            raise RecipeError(f"{where}: {toml_key('losses', label)}: expected a table, e.g. [{toml_key('losses', label)}] "
+                              "weight = 1.0")
         term = dict(term)
         term.setdefault("name", label)
         term.setdefault("weight", 1.0)
         if not isinstance(term["name"], str):
-            raise RecipeError(f"{where}: losses.{label}.name = {format_value(term['name'])}: expected a string")
-        _check_value(where, f"losses.{label}.weight", term["weight"], Field(float, 1.0, "", _non_negative, "a number >= 0"))
+            raise RecipeError(f"{where}: {toml_key('losses', label, 'name')} = {format_value(term['name'])}: expected a "
+                              "string")
+        _check_value(where, toml_key("losses", label, "weight"), term["weight"], Field(float, 1.0, "", _non_negative, "a number >= 0"))
         out[label] = term
     return out
 
@@ -839,7 +853,7 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>",
     """Check each component name exists and its options are ones it declares; fill defaults.
     ``components``: only these kinds (all when None; see :func:`load_recipe`)."""
     tables = [(section, kind, recipe[section]) for section, kind in COMPONENT_SECTIONS.items() if section in recipe]
-    tables += [(f"losses.{label}", "losses", term) for label, term in recipe["losses"].items()]
+    tables += [(toml_key("losses", label), "losses", term) for label, term in recipe["losses"].items()]
     for prefix, kind, table in tables:
         if components is not None and kind not in components:
             continue
@@ -889,7 +903,7 @@ def component_error(recipe: Recipe, section: str, exc: UserError) -> UserError:
     if text.startswith(f"{recipe.source}:") or text.startswith("--set "):
         return exc
     table: Any = recipe
-    for part in section.split("."):
+    for part in _path_of(section):
         table = table[part]
     first = text.split(" ", 1)[0].rstrip(":")
     if first.startswith(f"{section}."):
@@ -908,7 +922,7 @@ def build_component(registry: Registry, kind: str, recipe: Recipe, section: str,
     re-raised with the recipe and the table in front, as the schema's errors are.
     """
     table: Any = recipe
-    for part in section.split("."):
+    for part in _path_of(section):
         table = table[part]
     try:
         built = registry.build(kind, table["name"], *args, **component_options(table, section))
@@ -963,7 +977,29 @@ def dumps_toml(data: dict) -> str:
 
 
 def _key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_\-]+", key) else '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """One key as TOML spells it: bare, or quoted (``"edge loss"``, ``"a.b"``)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_\-]+", key) else _toml_value(key)
+
+
+def toml_key(*parts: str) -> str:
+    """A dotted key as a recipe spells it, for messages and ``--set``: ``losses."edge loss".weight``
+    (a loss label may hold a space or a dot, which a plain join would misread)."""
+    return ".".join(_key(part) for part in parts)
+
+
+#: A dotted TOML key at the start of a message: bare parts or double-quoted ones.
+_DOTTED_KEY = re.compile(r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*")(?:\.(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"))*')
+
+
+def _path_of(key: str) -> list[str]:
+    """The parts of a dotted key (``losses."a.b"`` is two), as TOML reads them."""
+    return _key_path(key) or [key]
+
+
+def _one_inside_the_other(a: list[str], b: list[str]) -> bool:
+    """Whether two key paths are one, or one lies inside the other's table."""
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
 
 
 def _toml_value(value: Any) -> str:

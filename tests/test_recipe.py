@@ -320,6 +320,43 @@ def test_a_set_reaches_keys_toml_quotes(tmp_path):
         load_recipe(path, ["losses.ré.weight=2"])
 
 
+def test_a_quoted_loss_label_is_spelt_as_toml_and_its_set_is_blamed(tmp_path):
+    """'losses.edge loss.weight' was blamed on the file though a --set gave it, and a label
+    with a dot ([losses."a.b"]) was a KeyError traceback when its loss was built."""
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    from i2i.engine.components import check_recipe
+
+    photos = make_photos(tmp_path / "photos", count=2, size=(24, 24))
+    path = tmp_path / "r.toml"
+    path.write_text(dumps_toml(tiny_recipe(photos, tmp_path / "run", base=TINY_G2C)))
+    with pytest.raises(RecipeError, match=r'^--set losses."edge loss".weight=-1: losses."edge loss".weight = -1: '
+                                          r'expected a number >= 0'):
+        load_recipe(path, ['losses."edge loss".name=l2', 'losses."edge loss".weight=-1'])
+    dotted = load_recipe(path, ['losses."a.b".name=l2', 'losses."a.b".weight=2'])
+    check_recipe(dotted)  # builds every loss term
+    assert dotted["losses"]["a.b"] == {"name": "l2", "weight": 2.0}
+    with pytest.raises(RecipeError, match=r'^--set losses."a.b".weight=-1: losses."a.b".weight = -1'):
+        load_recipe(path, ['losses."a.b".weight=-1'])
+
+
+def test_a_table_set_whole_is_blamed_on_its_set(tmp_path):
+    """--set 'discriminator={name="patchgan"}' was blamed on the file: the recipe's table then
+    also held the defaults validation filled in, so it no longer equalled the --set's value."""
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    from i2i.engine.components import check_recipe
+
+    photos = make_photos(tmp_path / "photos", count=2, size=(40, 40))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, data={"size": 32})
+    recipe.pop("discriminator", None)
+    recipe["losses"] = {"l1": {"weight": 1.0}}
+    path = tmp_path / "r.toml"
+    path.write_text(dumps_toml(recipe))
+    with pytest.raises(RecipeError, match=r'^--set discriminator=\{name="patchgan"\}: discriminator: no adversarial loss'):
+        check_recipe(load_recipe(path, ['discriminator={name="patchgan"}']))
+
+
 def test_numpy_float32_values_keep_the_number_written_not_its_binary_rounding(tmp_path):
     """np.float32(1e-3) reached the run's recipe.toml as 0.0010000000474974513."""
     import numpy as np

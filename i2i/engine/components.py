@@ -16,7 +16,7 @@ from ..errors import PluginError, RecipeError, UserError, exception_line
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, takes_input
 from ..messages import say
 from ..plugins import registry
-from ..recipe import Recipe, blamed_on_recipe, build_component, component_error, recipe_error
+from ..recipe import Recipe, blamed_on_recipe, build_component, component_error, recipe_error, toml_key
 from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
 from .device import dtype_name
 from .evaluate import build_metrics
@@ -31,7 +31,7 @@ class LossTerm:
     """
 
     def __init__(self, label: str, weight: float, loss: nn.Module, where: str = "", recipe: Recipe | None = None) -> None:
-        self.label, self.weight, self.loss, self.where = label, weight, loss, where or f"losses.{label}"
+        self.label, self.weight, self.loss, self.where = label, weight, loss, where or toml_key("losses", label)
         self.recipe = recipe  # names its file (or --set) in a mistake the loss finds in its options
         # a reconstruction loss that declares `input` is also given the generator's input
         self.wants_input = isinstance(loss, ReconstructionLoss) and takes_input(loss.forward)
@@ -46,7 +46,7 @@ class LossTerm:
         try:
             value = method(*args, **inputs)
         except UserError as exc:  # the loss's options do not fit its inputs (an SSIM window larger than the crop)
-            raise (exc if self.recipe is None else component_error(self.recipe, f"losses.{self.label}", exc)) from None
+            raise (exc if self.recipe is None else component_error(self.recipe, toml_key("losses", self.label), exc)) from None
         except Exception as exc:
             raise_plugin_failure(exc, f"{self.where}{part} raised ")
         weighted = self.weighted(value, scale, part)
@@ -136,7 +136,7 @@ def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: to
     has_discriminator = discriminator is not None
     reg, terms = registry(), LossTerms()
     for label, term_cfg in recipe["losses"].items():
-        loss = build_component(reg, "losses", recipe, f"losses.{label}")
+        loss = build_component(reg, "losses", recipe, toml_key("losses", label))
         term = LossTerm(label, float(term_cfg["weight"]), loss.to(device) if isinstance(loss, nn.Module) else loss,
                         loss_where(recipe, label), recipe)
         _warn_untrained_parameters(term)
@@ -154,7 +154,7 @@ def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: to
                               "report this to the plugin's author")
     gan_terms = terms.adversarial + terms.regularizers + terms.feature_matching
     if not has_discriminator and gan_terms:
-        raise recipe_error(recipe, f"losses.{gan_terms[0].label}: needs a discriminator; add a [discriminator] table or remove this loss")
+        raise recipe_error(recipe, f"{toml_key('losses', gan_terms[0].label)}: needs a discriminator; add a [discriminator] table or remove this loss")
     if has_discriminator and not terms.adversarial:
         raise recipe_error(recipe, "discriminator: no adversarial loss to train it; add e.g. [losses.gan] name = 'vanilla'")
     if not terms.recon and not terms.adversarial:

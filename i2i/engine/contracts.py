@@ -19,7 +19,7 @@ from torch import Tensor
 from ..errors import GeneratorFailure, PluginError, did_you_mean, exception_line, show_traceback
 from ..losses import as_logit_list
 from ..messages import say
-from ..recipe import recipe_error
+from ..recipe import recipe_error, toml_key
 from .device import is_out_of_memory
 
 if TYPE_CHECKING:
@@ -513,4 +513,4 @@ def loss_where(recipe: Any, label: str) -> str:
     from ..plugins import registry
 
     name = recipe["losses"][label]["name"]
-    return f"{recipe.source}: losses.{label} ('{name}', plugin '{registry().get('losses', name).plugin}')"
+    return f"{recipe.source}: {toml_key('losses', label)} ('{name}', plugin '{registry().get('losses', name).plugin}')"
