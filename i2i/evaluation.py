@@ -79,8 +79,11 @@ class ImageSaver:
     already there is replaced."""
 
     def __init__(self, folder: Path) -> None:
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"{folder}: a file, not a folder for --save-images; give a new folder")
+        from .data.decode import folder_blocked
+
+        blocked = folder_blocked(folder)
+        if blocked:
+            raise UserError(f"{folder}: {blocked}, not a folder for --save-images; give a new folder")
         if folder.is_dir() and any(folder.iterdir()):
             raise UserError(f"{folder}: the --save-images folder is not empty; give a new or empty folder (i2i eval "
                             "replaces no file)")
@@ -342,7 +345,8 @@ def write_per_image_csv(rows: list[dict], path: Path) -> None:
                                    for key in values))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        # surrogateescape: a file name that is not UTF-8 (Latin-1 from an old zip) keeps its bytes
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
             writer = csv.writer(handle)
             writer.writerow(["file", *detail_keys, *metric_keys, *(f"{base}: {key}" for base, key in base_keys)])
             for row in rows:

@@ -248,11 +248,11 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if not inputs:
         raise UserError("no inputs given: pass image files or folders to translate")
     _note_tile_side(model, tile)
-    from .data.decode import not_a_folder
+    from .data.decode import folder_blocked
 
-    what = not_a_folder(out_dir)  # a file, or /dev/null (which discards nothing it is given here)
-    if what:
-        raise UserError(f"{out_dir}: is {what}, not a folder; choose another --out for the translated images")
+    blocked = folder_blocked(out_dir)  # a file, or /dev/null (which discards nothing it is given here)
+    if blocked:
+        raise UserError(f"{out_dir}: {blocked}, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
     from .data.sources import (name_files, no_such_path, not_read_note, one_per_file, print_not_read_note,
                                print_run_folders_note, report_skipped, survey_folder)
@@ -269,10 +269,14 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             print_run_folders_note(str(item), contents.run_folders)
         else:
             pairs.append((item, item))
-    pairs = one_per_file(pairs, lambda pair: pair[1])  # a file reached twice (named and in its folder) is translated once
+    # a file reached twice (named and in its folder) is translated once, where its folder puts it
+    # whatever the order they were given in (a rerun with --skip-existing finds it there)
+    pairs = one_per_file(pairs, lambda pair: pair[1], found_in_folder=lambda pair: pair[0] != pair[1])
     if not pairs:
+        out_inside = [item for item in inputs if item.is_dir() and item.resolve() in out_dir.resolve().parents]
+        unsearched = f"; {out_dir}, the --out folder inside it, is not searched" if out_inside else ""
         raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} ({IMAGE_KINDS})"
-                        f"{not_read_note(left_out.values())}")
+                        f"{not_read_note(left_out.values())}{unsearched}")
     print_not_read_note(", ".join(str(folder) for folder, kinds in left_out.items() if kinds), left_out.values())
     targets = output_paths(pairs, out_dir, fmt)
     _refuse_file_folder_clashes(pairs, targets, out_dir)

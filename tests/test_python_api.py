@@ -168,3 +168,9 @@ def test_a_file_of_the_scored_folder_whose_pixels_do_not_decode_is_named_as_the_
     assert evaluate_run(run.run_dir, data_dir=folder)["images"] == 1
     err = capsys.readouterr().err
     assert f"i2i: warning: skipped 1 unreadable file(s) of {folder}: " in err and "photo_1.png (truncated" in err
+    # with a file the scan already refuses, both are named in one warning, as the README says
+    (folder / "notes.png").write_text("not an image")
+    assert evaluate_run(run.run_dir, data_dir=folder)["images"] == 1
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "unreadable" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(f"i2i: warning: skipped 2 unreadable file(s) of {folder}: ")
+    assert "notes.png (not an image" in warnings[0] and "photo_1.png (truncated" in warnings[0]

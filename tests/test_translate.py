@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -203,6 +204,27 @@ def test_eval_prints_metrics_and_baselines(g2c_run, photos):
     assert result["images"] == 6 and result["task"] == "gray2color"
     assert set(result["metrics"]) >= {"psnr", "ssim", "colourfulness", "colourfulness_target", "delta_colourfulness"}
     assert set(result["baselines"]) == {"grey copy"}
+
+
+def test_eval_per_image_keeps_a_file_name_that_is_not_utf8_and_save_images_under_a_file_is_refused_first(
+        g2c_run, photos, tmp_path):
+    """A Latin-1 name (from an old zip) was a UnicodeEncodeError traceback once all was scored;
+    --save-images afile/x failed only after the scoring, blaming a temporary file."""
+    import os
+
+    scored = tmp_path / "scored"
+    scored.mkdir()
+    latin1 = os.fsdecode(b"caf\xe9.png")  # the byte 0xe9 is no UTF-8: Python holds it as a lone surrogate
+    shutil.copy(photos / "photo_0.png", scored / latin1)
+    scores = tmp_path / "scores.csv"
+    result = run_i2i(["eval", str(g2c_run), "--data", str(scored), "--per-image", str(scores)])
+    assert result.returncode == 0, result.stderr
+    assert scores.read_bytes().splitlines()[1].startswith(b"caf\xe9.png,")  # the name's own bytes
+    (tmp_path / "afile").write_text("notes")
+    refused = run_i2i(["eval", str(g2c_run), "--data", str(scored), "--save-images", str(tmp_path / "afile" / "x")])
+    assert refused.returncode == 2
+    assert refused.stderr == (f"i2i: error: {tmp_path / 'afile' / 'x'}: cannot be made: {tmp_path / 'afile'} is a file, "
+                              "not a folder for --save-images; give a new folder\n")
 
 
 def test_eval_writes_per_image_scores_and_the_scored_images(g2c_run, photos, tmp_path):
@@ -568,6 +590,29 @@ def _old_translation(model, path):
     return np.asarray(to_pil(model(decode_image(path, 3))))
 
 
+def test_a_file_named_and_in_a_given_folder_goes_where_its_folder_puts_it_in_either_order(g2c_run, tmp_path):
+    """It went to out/deeper/n.png or to out/n.png by the order of the arguments, so a rerun
+    in the other order with --skip-existing translated it again."""
+    from i2i.translate import translate_files
+
+    model = i2i.load(g2c_run, device="cpu")
+    make_photos(tmp_path / "in" / "deeper", count=1, size=(20, 16))
+    folder, named = tmp_path / "in", tmp_path / "in" / "deeper" / "photo_0.png"
+    for order, out in (([folder, named], "a"), ([named, folder], "b")):
+        report = translate_files(model, order, tmp_path / out, progress=False)
+        assert report.outputs == [tmp_path / out / "deeper" / "photo_0.png"]
+
+
+def test_a_folder_whose_only_images_are_in_its_out_folder_says_so(g2c_run, tmp_path):
+    from i2i.translate import translate_files
+
+    make_photos(tmp_path / "in" / "done", count=1, size=(20, 16))
+    with pytest.raises(i2i.UserError, match=rf"^no images found in {re.escape(str(tmp_path / 'in'))} .*; "
+                                            rf"{re.escape(str(tmp_path / 'in' / 'done'))}, the out_dir folder inside it, "
+                                            "is not searched"):
+        translate_files(i2i.load(g2c_run, device="cpu"), tmp_path / "in", tmp_path / "in" / "done", progress=False)
+
+
 @pytest.fixture
 def alpha_inputs(tmp_path):
     folder = tmp_path / "alpha_in"
@@ -730,6 +775,10 @@ def test_api_mistakes_around_translate_point_the_right_way(g2c_run, tmp_path):
         translate_files(model, [photo], tmp_path / "afile.txt", progress=False)
     with pytest.raises(i2i.UserError, match=r"^/dev/null: is a device, not a folder; choose another out_dir"):
         translate_files(model, [photo], "/dev/null", progress=False)  # it said "/dev/null/photo_0.png: File exists"
+    # a file where a parent folder would be: said before any work, naming the file (it was the first write's error)
+    with pytest.raises(i2i.UserError, match=rf"afile.txt/out: cannot be made: {re.escape(str(tmp_path))}/afile.txt is "
+                                            r"a file, not a folder; choose another out_dir"):
+        translate_files(model, [photo], tmp_path / "afile.txt" / "out", progress=False)
     with pytest.raises(TypeError, match=r"^inputs are image files and folders, as str or paths \(one alone too\), not "
                                         r"bytes b'photo.png'"):
         translate_files(model, [b"photo.png"], tmp_path / "o", progress=False)

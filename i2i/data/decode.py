@@ -229,6 +229,19 @@ def not_a_folder(path: Path) -> str:
     return "" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else _special_kind(mode)
 
 
+def folder_blocked(folder: Path) -> str:
+    """Why i2i cannot write into ``folder``: ``"is a file"`` (or a device...), ``"cannot be made:
+    afile is a file"`` when a file stands where one of its parents would be, else ``""``.
+    Checked before any work: making ``afile/x`` failed only when the first output was written."""
+    for path in (folder, *folder.parents):
+        what = not_a_folder(path)
+        if what:
+            return f"is {what}" if path == folder else f"cannot be made: {path} is {what}"
+        if path.is_dir():
+            return ""
+    return ""
+
+
 def _special_kind(mode: int) -> str:
     """A file that is neither a regular file nor a folder, in words."""
     return "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"

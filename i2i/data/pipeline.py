@@ -132,6 +132,9 @@ class ImageData:
 
     #: what the warning about validation files whose pixels do not decode calls them
     _val_files_called = "validation file(s)"
+    #: for ``i2i eval --data``: the files its scan skipped, named in one warning with those whose
+    #: pixels then fail to decode (a truncated JPEG), after the scoring
+    _skipped_before_scoring: list[Path] = []
 
     train_files: list[Path]
     val_files: list[Path]
@@ -202,9 +205,9 @@ class ImageData:
                                   pairs=(str(pair_folder), "--pair-data") if pair_folder is not None else None)
         self._set_train([], flip=False, rotate=False)
         self._set_val(val)
-        self._val_files_called = f"file(s) of {folder}"  # no validation split here: the folder being scored
-        report_skipped(skipped, "unreadable or unpaired file(s)" if pair_folder is not None else "unreadable file(s)",
-                       self._reasons)
+        # no validation split here: the folder being scored
+        self._val_files_called = f"{'or unpaired ' if pair_folder is not None else ''}file(s) of {folder}"
+        self._skipped_before_scoring = list(skipped)
         return self
 
     @classmethod
@@ -484,6 +487,7 @@ class ImageData:
                 names.append(files[i].name)
             if images:
                 yield number, self._val_stack(images), names
+        failed, self._skipped_before_scoring = sorted({*self._skipped_before_scoring, *failed}), []
         report_skipped(failed, f"unreadable {self._val_files_called}", self._reasons)
 
     def val_fit_in_crop(self, crop: int, max_images: int = 0) -> tuple[int, int]:

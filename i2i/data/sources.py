@@ -145,14 +145,24 @@ def _walk(folder: Path, exclude: Iterable[str | Path] = (), run_folders: list[Pa
 T = TypeVar("T")
 
 
-def one_per_file(items: Iterable[T], path_of: Callable[[T], Path] = lambda item: item) -> list[T]:
+def one_per_file(items: Iterable[T], path_of: Callable[[T], Path] = lambda item: item,
+                 found_in_folder: Callable[[T], bool] = lambda item: False) -> list[T]:
     """``items`` with each file reached twice (through a symbolic link, or named and found in
-    its folder) kept once, in the first one's place, under its own name rather than a link's:
-    ``photo.jpg`` and a link ``best_of_2024.jpg`` to it translate to ``photo.png``."""
+    its folder) kept once, in the first one's place: as found in a folder where it was
+    (``found_in_folder``), and under its own name rather than a link's (``photo.jpg`` and a link
+    ``best_of_2024.jpg`` to it translate to ``photo.png``), whatever order they came in."""
     kept: dict[str, T] = {}
     for item in items:
         real = os.path.realpath(path_of(item))
-        if real not in kept or (path_of(kept[real]).is_symlink() and not path_of(item).is_symlink()):
+        if real not in kept:
+            kept[real] = item
+            continue
+        old = kept[real]
+        if found_in_folder(item) != found_in_folder(old):
+            better = found_in_folder(item)
+        else:
+            better = path_of(old).is_symlink() and not path_of(item).is_symlink()
+        if better:
             kept[real] = item
     return list(kept.values())
 
