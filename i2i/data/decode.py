@@ -237,7 +237,7 @@ def folder_blocked(folder: Path) -> str:
         what = not_a_folder(path)
         if what:
             return f"is {what}" if path == folder else f"cannot be made: {path} is {what}"
-        if path.is_dir():
+        if os.path.isdir(path):  # (False for a name too long to look up: its mkdir says so)
             return ""
     return ""
 
