@@ -10,7 +10,8 @@ To end a run early and cleanly, call ``trainer.request_stop()`` or raise
 :class:`i2i.TrainingStopped`: the run finishes the step, saves a checkpoint and
 :func:`i2i.train` raises :class:`i2i.TrainingStopped` (the CLI exits with status 1). Any other
 exception a callback raises (``KeyboardInterrupt`` included) stops the run where it is, without
-a new checkpoint, and propagates to the caller with a note naming the callback, the event and
+a new checkpoint (but for ``on_evaluate``'s: the weights it was told the scores of are saved
+first, as when an evaluation itself fails), and propagates to the caller with a note naming the callback, the event and
 the step; the run folder resumes from its last checkpoint.
 """
 

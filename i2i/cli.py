@@ -273,8 +273,10 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
     from .recipe import blamed_on_recipe, load_recipe
 
     if resume is not None:
-        find_checkpoint(resume)
+        from .engine.run import check_resume
+
         resolved = load_recipe(Path(resume) / "recipe.toml", overrides)
+        check_resume(Path(resume), find_checkpoint(resume), resolved, overrides, nproc)
     else:
         resolved = load_recipe(recipe, overrides) if recipe is not None else None
     if resolved is not None:

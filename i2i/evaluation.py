@@ -278,7 +278,7 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
             hint = f" (did you mean --set task.{override.strip()}?)" if bare else close and f" ({close.strip(' ()')})"
             if key == "eval.crop":  # an option of its own
                 hint = f" (use --crop {override.split('=', 1)[1].strip()})"
-            raise RecipeError(f"--set {override}: i2i eval changes the task's options (task.sigma, say) and "
+            raise RecipeError(f"--set {override}: scoring a run changes only the task's options (task.sigma, say) and "
                               f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's{hint}")
     recipe = load_recipe(ckpt.run_dir_of(model.checkpoint) / "recipe.toml", ["train.callbacks=[]", *overrides],
                          components=("tasks", "generators", "metrics"))  # a --set metric is named as such
@@ -287,7 +287,7 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
         (model.task.in_channels, model.task.out_channels, model.task.clean_channels)
     if not same or type(task.wrap_generator(nn.Identity())) is not type(model.task.wrap_generator(nn.Identity())):
         raise UserError(f"--set {' '.join(overrides)}: changes the network the run trained (its channels, or how the task "
-                        "wraps it); i2i eval can change how images are degraded and scored only")
+                        "wraps it); scoring a run can change only how images are degraded and scored")
     return recipe, task
 
 

@@ -618,13 +618,14 @@ def _blame_override(exc: UserError, where: str, overrides: list[str] | tuple[str
             related = table is not None and key[:len(table)] == table
         if related and (data is None or _still_set(data, override)):
             if table is not None:  # the override brought the table in: say so, with the likely one meant
+                # a RecipeError, whatever the table's error was: the --set's made-up table is the mistake
                 meant = _meant_table(before, table)
                 if meant:
                     fixed = f"{toml_key(*meant, *path[len(table):])}={override.partition('=')[2].strip()}"
-                    return type(exc)(f"--set {override.strip()}: the recipe has no [{toml_key(*table)}]; did you mean "
-                                     f"--set {fixed}?")
-                return type(exc)(f"--set {override.strip()}: {rest} (the recipe has no [{toml_key(*table)}]; this --set "
-                                 "added it)")
+                    return RecipeError(f"--set {override.strip()}: the recipe has no [{toml_key(*table)}]; did you mean "
+                                       f"--set {fixed}?")
+                return RecipeError(f"--set {override.strip()}: {rest} (the recipe has no [{toml_key(*table)}]; this --set "
+                                   "added it)")
             return type(exc)(f"--set {override.strip()}: {rest}")
     return exc
 

@@ -20,7 +20,7 @@ import torch
 from .data.encode import ALPHA_FORMATS, DEEP_FORMATS, SAVE_FORMATS  # noqa: F401 - SAVE_FORMATS was defined here
 from .engine.cpu_threads import NoThreadGovernor, ThreadGovernor
 from .engine.device import is_out_of_memory
-from .errors import WRITE_TROUBLE, UserError, named_as_arguments, naming_images
+from .errors import WRITE_TROUBLE, UserError, called_from_the_command_line, named_as_arguments, naming_images
 from .messages import say
 
 if TYPE_CHECKING:
@@ -451,7 +451,7 @@ def _note_tile_side(model: Model, tile: int | str) -> None:
     if used != tile:
         multiple = size_multiple(model.generator)
         name = model.recipe["generator"]["name"]
-        say(f"i2i: note: --tile {tile}: generator {name!r} works in multiples of {multiple} px, so tiles are "
+        say(f"i2i: note: {_option('--tile', tile)}: generator {name!r} works in multiples of {multiple} px, so tiles are "
             f"{used} px")
 
 
@@ -459,8 +459,9 @@ def _say_how_far_on_interrupt(kind: type[BaseException] | None, report: Translat
     """On Ctrl-C, once the writes under way have finished: how many outputs are complete, and
     how to go on from there."""
     if kind is not None and issubclass(kind, KeyboardInterrupt):
-        say(f"i2i: stopped after writing {report.written} image(s) to {out_dir} (each written whole); the same "
-            "command with --skip-existing translates the rest")
+        how = "command with --skip-existing" if called_from_the_command_line() else "call with skip_existing=True"
+        say(f"i2i: stopped after writing {report.written} image(s) to {out_dir} (each written whole); the same {how} "
+            "translates the rest")
 
 
 def format_note(report: TranslateReport, fmt: str) -> str:
@@ -477,4 +478,10 @@ def format_note(report: TranslateReport, fmt: str) -> str:
     else:
         keeps = "png, webp or tif keeps transparency" if report.flattened else "png or tif keeps 16 bits"
     holds = "neither transparency nor 16 bits" if fmt == "jpg" else "8 bits per channel"
-    return f"i2i: note: --format {fmt} holds {holds}: {'; '.join(lost)} ({keeps})"
+    return f"i2i: note: {_option('--format', fmt)} holds {holds}: {'; '.join(lost)} ({keeps})"
+
+
+def _option(flag: str, value: object) -> str:
+    """``--tile 7`` in a note under the command line, ``tile=7`` for a program that called
+    :func:`translate_files` (whose arguments :data:`PYTHON_SPELLING` names)."""
+    return f"{flag} {value}" if called_from_the_command_line() else f"{PYTHON_SPELLING[flag]}={value!r}"

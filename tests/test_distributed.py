@@ -288,6 +288,12 @@ def test_nproc_mistakes_are_one_line_before_any_process_starts(photos, tmp_path)
         result = CliRunner().invoke(cli, ["run", str(recipe), "--nproc", "2", "--set", override])
         assert result.exit_code == 2 and result.output.count("\n") == 1 and said in result.output, result.output
     assert not (tmp_path / "run").exists()
+    # a resume of a run already trained to its steps: said once, with the --nproc to train longer with
+    run_dir = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 1}), quiet=True).run_dir
+    result = CliRunner().invoke(cli, ["run", "--resume", str(run_dir), "--nproc", "2"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert f"already trained to step 1 of train.steps = 1; to train longer: i2i run --resume {run_dir} --nproc 2 " \
+           "--set train.steps=N" in result.output
 
 
 @pytest.mark.parametrize("command", ["translate", "eval"])
@@ -462,6 +468,9 @@ def test_a_signalled_nproc_run_stops_with_a_checkpoint_and_i2is_lines_only(photo
     assert f"stopped at step {stopped}/100000; checkpoint saved" in err and "--nproc 2" in err
     for torchrun_noise in ("Traceback", "SignalException", "ChildFailedError", "closing signal"):
         assert torchrun_noise not in err
+    # run.json records the command typed (the workers' own leave --nproc out) and how many processes trained
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["command"][-2:] == ["--nproc", "2"] and info["processes"] == 2
 
 
 class TwoRanks:

@@ -289,7 +289,7 @@ def test_eval_scores_a_blind_denoiser_at_one_noise_level_when_told(tmp_path):
     assert table.splitlines()[0].endswith(", task.sigma=25")
     capped = json.loads(runner.invoke(cli, ["eval", str(run), "--data", str(photos), "--set", "eval.max_images=2", "--json"]).output)
     assert capped["images"] == 2  # a --data folder is scored whole unless --set caps it
-    for bad, says in [("train.steps=4", "i2i eval changes the task's options"),
+    for bad, says in [("train.steps=4", "scoring a run changes only the task's options"),
                       ("sigma=25", "the rest are the run's (did you mean --set task.sigma=25?)"),
                       ("eval.max_imgs=2", "the rest are the run's (did you mean 'eval.max_images'?)"),
                       ("eval.crop=0", "the rest are the run's (use --crop 0)"),

@@ -1,5 +1,6 @@
 """Recipe loading: the closed schema, overrides, component options and clear errors."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -338,6 +339,20 @@ def test_a_quoted_loss_label_is_spelt_as_toml_and_its_set_is_blamed(tmp_path):
     assert dotted["losses"]["a.b"] == {"name": "l2", "weight": 2.0}
     with pytest.raises(RecipeError, match=r'^--set losses."a.b".weight=-1: losses."a.b".weight = -1'):
         load_recipe(path, ['losses."a.b".weight=-1'])
+
+
+def test_a_set_that_makes_up_a_loss_table_is_a_recipe_error(tmp_path):
+    """An override's misspelt label ('losses.L1') raised UnknownComponentError, which a program's
+    'except i2i.RecipeError' did not catch, though no component name was wrong."""
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    path = tmp_path / "r.toml"
+    path.write_text(dumps_toml(tiny_recipe(make_photos(tmp_path / "photos", count=2, size=(24, 24)), tmp_path / "run",
+                                           base=TINY_G2C)))
+    for override, said in (("losses.L1.weight=3", "the recipe has no [losses.L1]; did you mean the override losses.l1.weight=3?"),
+                           ("losses.NEW.weight=1", "unknown loss 'NEW'")):
+        with pytest.raises(RecipeError, match=re.escape(said)):
+            i2i.load_recipe(path, overrides=[override])
 
 
 def test_a_table_set_whole_is_blamed_on_its_set(tmp_path):

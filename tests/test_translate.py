@@ -404,7 +404,7 @@ def test_tile_auto_only_tiles_large_images():
         resolve_tile(-3, 10, 10)
 
 
-def test_translate_tile_option(g2c_run, tmp_path):
+def test_translate_tile_option(g2c_run, tmp_path, capsys):
     src = tmp_path / "big.png"
     Image.effect_mandelbrot((90, 70), (-2, -1.2, 1, 1.2), 60).convert("RGB").save(src)
     outputs = {}
@@ -425,6 +425,11 @@ def test_translate_tile_option(g2c_run, tmp_path):
     Image.new("RGB", (12, 10)).save(tmp_path / "small.png")
     below = run_i2i(["translate", str(g2c_run), str(tmp_path / "small.png"), "--out", str(tmp_path / "o3"), "--tile", "3"])
     assert "i2i: note: --tile 3: generator 'unet' works in multiples of 4 px, so tiles are 4 px" in below.stderr
+    from i2i.translate import translate_files  # a program is told of its own argument
+
+    capsys.readouterr()
+    translate_files(model, tmp_path / "small.png", tmp_path / "o3py", tile=3, progress=False)
+    assert "i2i: note: tile=3: generator 'unet' works in multiples of 4 px, so tiles are 4 px" in capsys.readouterr().err
     exact = run_i2i(["translate", str(g2c_run), str(src), "--out", str(tmp_path / "out28"), "--tile", "28"])
     assert exact.returncode == 0 and "--tile" not in exact.stderr
     assert (Image.open(tmp_path / "out30" / "big.png").tobytes() == Image.open(tmp_path / "out28" / "big.png").tobytes())
@@ -716,7 +721,8 @@ def test_translate_writes_16_bit_outputs_for_16_bit_inputs(g2c_run, tmp_path, ca
     assert capsys.readouterr().err == ""
 
     translate_files(model, [folder / "rgba16.png"], tmp_path / "webp", fmt="webp", progress=False)
-    assert capsys.readouterr().err == ("i2i: note: --format webp holds 8 bits per channel: 1 input(s) with 16 bits per "
+    # a program is told of its own argument, not of the command's --format
+    assert capsys.readouterr().err == ("i2i: note: fmt='webp' holds 8 bits per channel: 1 input(s) with 16 bits per "
                                        "channel were written with 8 (png or tif keeps 16 bits)\n")
     image = Image.open(tmp_path / "webp" / "rgba16.webp")
     assert image.mode == "RGBA" and np.abs(np.asarray(image)[..., 3].astype(int) - rgba16[..., 3] / 257).max() <= 0.5
@@ -868,7 +874,7 @@ def test_a_translation_stopped_part_way_continues_with_skip_existing(g2c_run, ph
     with pytest.raises(KeyboardInterrupt):
         translate_files(InterruptedAfterOneBatch(), photos, out, batch_size=1, progress=False)
     assert len(list(out.glob("*.png"))) == 1
-    assert (f"i2i: stopped after writing 1 image(s) to {out} (each written whole); the same command with --skip-existing "
+    assert (f"i2i: stopped after writing 1 image(s) to {out} (each written whole); the same call with skip_existing=True "
             "translates the rest") in capsys.readouterr().err
     result = run_i2i(["translate", str(g2c_run), str(photos), "--out", str(out)])
     assert result.returncode == 2 and "use --overwrite, --skip-existing (to finish a translation that stopped)" in result.stderr

@@ -15,6 +15,7 @@ gloo group even when the tensors go through NCCL, so it never waits for the GPU.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -373,6 +374,18 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(sig
 #: asked to (Ctrl-C, SIGTERM, a hang-up, a callback), its exit status (see
 #: :func:`exit_status_for_launcher`).
 LAUNCHER_FOLDER_VARIABLE = "I2I_NPROC_FOLDER"
+#: the ``i2i run --nproc N ...`` command line that started the workers, as JSON (see run.json)
+LAUNCH_COMMAND_VARIABLE = "I2I_NPROC_COMMAND"
+
+
+def launch_command() -> list[str]:
+    """The command line that started this run: ``i2i run --nproc 2 ...`` for a worker --nproc
+    started (whose own arguments leave --nproc out), else this process's."""
+    with contextlib.suppress(KeyError, ValueError, TypeError):
+        command = json.loads(os.environ[LAUNCH_COMMAND_VARIABLE])
+        if isinstance(command, list) and all(isinstance(part, str) for part in command):
+            return command
+    return list(sys.argv)
 
 
 def announce_worker() -> None:
@@ -469,7 +482,8 @@ def run_local(nproc: int, args: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix=f"{LAUNCHER_FOLDER_PREFIX}{os.getpid()}-") as folder:
         # torchrun sets OMP_NUM_THREADS=1 for each worker when it is unset, with a three-line banner
         # saying so (even under --quiet); set here, the workers get the same and the banner is gone
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), LAUNCHER_FOLDER_VARIABLE: folder}
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), LAUNCHER_FOLDER_VARIABLE: folder,
+               LAUNCH_COMMAND_VARIABLE: json.dumps(sys.argv)}  # run.json's command: the one the user typed
         proc = subprocess.Popen(torchrun_command(nproc, args), start_new_session=True, env=env,
                                 preexec_fn=_terminated_with_parent if sys.platform == "linux" else None)
         received: list[int] = []

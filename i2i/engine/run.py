@@ -30,7 +30,7 @@ from . import checkpoint as ckpt
 from .components import build_callbacks
 from .contracts import find_metric
 from .device import caller_autocast_off, dtype_name, global_state_kept
-from .distributed import LAUNCHER_FOLDER_VARIABLE, STOP_SIGNALS, launch_environment
+from .distributed import LAUNCHER_FOLDER_VARIABLE, STOP_SIGNALS, launch_command, launch_environment
 from .run_lock import run_folder_locked
 from .trainer import Trainer, summary_line
 
@@ -258,18 +258,20 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, train
     """run.json: versions, command and plugins, and where ``auto`` put the run (device and
     precision: bf16 or fp32 on the CPU depends on the machine), again at each resume."""
     path = run_dir / "run.json"
-    where = {} if trainer is None else {"device": str(trainer.device), "precision": dtype_name(trainer.dtype)}
+    where = {} if trainer is None else {"device": str(trainer.device), "precision": dtype_name(trainer.dtype),
+                                        "processes": trainer.dist.world_size}
     info = _read_run_info(path) if path.is_file() else None
     if info is None:
         info = {
             "i2i_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_source": recipe.source,
-            "overrides": recipe.overrides, "command": sys.argv, "plugins": plugin_versions(recipe), **where, "resumes": [],
+            "overrides": recipe.overrides, "command": launch_command(), "plugins": plugin_versions(recipe), **where, "resumes": [],
         }
         if resumed_at is not None:
             info["rebuilt_at_resume"] = True  # what it says about the run's start is this resume's
     if resumed_at is not None:
-        info["resumes"].append({"step": resumed_at, "overrides": recipe.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        info["resumes"].append({"step": resumed_at, "overrides": recipe.overrides, "command": launch_command(),
+                                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                 "plugins": plugin_versions(recipe), **where})
     ckpt.write_atomic(path, json.dumps(info, indent=1).encode())
 
@@ -444,22 +446,12 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         recipe = load_recipe(run_dir / "recipe.toml", overrides)
         if launch_environment().rank == 0:
             note_changed_run_plugins(run_dir / "recipe.toml")
-        if overrides:
-            saved = load_recipe(run_dir / "recipe.toml")
-            _check_split_kept(saved, recipe)
-            if recipe.has_discriminator and not saved.has_discriminator:  # was "discriminator.safetensors is missing"
-                raise recipe_error(recipe, f"discriminator.name = '{recipe['discriminator']['name']}': this run was "
-                                           "trained without a discriminator, so its checkpoints hold none to continue; "
-                                           "train one in a new run (i2i run RECIPE) instead")
-            _refuse_other_task_channels(saved, recipe)
+        saved = check_resume(run_dir, checkpoint_dir, recipe, overrides)  # before the data is read
+        if saved is not None:
             recipe.notes.extend(_task_changes(saved, recipe))
         # where it is now (a run folder may have been moved); absolute when given as "." or "..",
         # which the saved recipe could not name it by (every later command refused the run)
         recipe["output"]["dir"] = str(run_dir) if names_a_new_folder(run_dir) else str(run_dir.resolve())
-        saved_step = -1
-        with contextlib.suppress(Exception):  # a damaged state.json is said by the checkpoint's load
-            saved_step = int(ckpt.read_state(checkpoint_dir)["step"])
-        _refuse_a_finished_resume(run_dir, saved_step, recipe["train"]["steps"])  # before the data is read
         split = RecordedSplit.read(run_dir)
         check_data_folders_there(recipe, run_dir)
     else:  # a Recipe is checked again, as its holder may have edited it; a copy: the run fills in output.dir
@@ -547,11 +539,33 @@ def _flat(table: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _refuse_a_finished_resume(run_dir: Path, step: int, steps: int) -> None:
+def check_resume(run_dir: Path, checkpoint_dir: Path, recipe: Recipe, overrides: list[str] | tuple[str, ...],
+                 nproc: int = 1) -> Recipe | None:
+    """What a resume's ``--set`` may not change, and a run already trained to its steps: refused
+    before any data is read, and under ``--nproc`` before its processes start (one line, not one
+    per process and torchrun's report). Returns the run's saved recipe when overrides change it."""
+    saved = None
+    if overrides:
+        saved = load_recipe(run_dir / "recipe.toml")
+        _check_split_kept(saved, recipe)
+        if recipe.has_discriminator and not saved.has_discriminator:  # was "discriminator.safetensors is missing"
+            raise recipe_error(recipe, f"discriminator.name = '{recipe['discriminator']['name']}': this run was "
+                                       "trained without a discriminator, so its checkpoints hold none to continue; "
+                                       "train one in a new run (i2i run RECIPE) instead")
+        _refuse_other_task_channels(saved, recipe)
+    saved_step = -1
+    with contextlib.suppress(Exception):  # a damaged state.json is said by the checkpoint's load
+        saved_step = int(ckpt.read_state(checkpoint_dir)["step"])
+    _refuse_a_finished_resume(run_dir, saved_step, recipe["train"]["steps"], nproc)
+    return saved
+
+
+def _refuse_a_finished_resume(run_dir: Path, step: int, steps: int, nproc: int = 1) -> None:
     if step >= steps:
+        processes = f" --nproc {nproc}" if nproc > 1 else ""
         raise UserError(
             f"{run_dir}: already trained to step {step} of train.steps = {steps}; "
-            f"to train longer: i2i run --resume {shell_path(run_dir)} --set train.steps=N "
+            f"to train longer: i2i run --resume {shell_path(run_dir)}{processes} --set train.steps=N "
             f"(Python: i2i.train(None, resume={str(run_dir)!r}, overrides=['train.steps=N']))"
         )
 
@@ -611,7 +625,7 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
     dist = trainer.dist
     if checkpoint_dir is not None:
         trainer.load_checkpoint(checkpoint_dir)
-        _refuse_a_finished_resume(run_dir, trainer.step, trainer.total_steps)
+        _refuse_a_finished_resume(run_dir, trainer.step, trainer.total_steps, dist.world_size)
         if dist.is_main:
             _keep_what_the_resume_would_replace(trainer, checkpoint_dir)
     # each rank decoded its own shard of the training files: the record names every rank's failures
