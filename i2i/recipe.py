@@ -425,6 +425,11 @@ def inert_settings(recipe: Mapping[str, Any]) -> list[str]:
         if optim["schedule"] != "linear" and optim["decay_start"] != OPTIM["decay_start"].default:
             notes.append(f"train.{net}.decay_start = {format_value(optim['decay_start'])} has no effect under "
                          f"train.{net}.schedule = '{optim['schedule']}' (only 'linear' decays from it)")
+        trained = net == "g" or recipe.get("discriminator", {}).get("name")
+        if trained and optim["warmup_steps"] >= train["steps"]:
+            notes.append(f"train.{net}.warmup_steps = {optim['warmup_steps']} is not below train.steps = {train['steps']}, "
+                         f"so the learning rate never reaches train.{net}.lr = {format_value(optim['lr'])} (it ends at "
+                         f"{train['steps'] / max(1, optim['warmup_steps']):.0%} of it)")
     if train["ema_warmup"] and train["ema"] == 0:
         notes.append("train.ema_warmup = true has no effect: train.ema is 0, so no EMA is kept; set train.ema (0.999, "
                      "say) for one")
@@ -605,7 +610,7 @@ def _blame_override(exc: UserError, where: str, overrides: list[str] | tuple[str
     if not text.startswith(f"{where}: "):
         return exc
     rest = text[len(where) + 2:]
-    match = _DOTTED_KEY.match(rest)
+    match = _DOTTED_KEY.match(rest.removeprefix("["))  # "[generator] dncnn: ...": a table's own error
     key = _path_of(match.group(0)) if match else []
     for override in reversed(overrides):
         path = parse_override(override)[0]

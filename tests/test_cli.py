@@ -79,6 +79,19 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["run", RECIPE, "--nproc", "two"], "Invalid value for '--nproc': 'two' is not a valid integer range (i2i run --help"),
     (["run", RECIPE, "--resum", "runs/x"], "No such option '--resum'. Did you mean '--resume'?"),
     (["evl"], "No such command 'evl'. Did you mean 'eval'?"),
+    # a component's own error, from a table a --set changed, names that --set
+    (["validate", str(ROOT / "recipes" / "gray2color.toml"), "--set", "generator.name=dncnn"],
+     "--set generator.name=dncnn: [generator] dncnn: residual = true needs as many input as output channels"),
+    # sizes suggested suit both networks: ffdnet's multiple of 2 and multiscale's 93 px
+    (["validate", str(ROOT / "recipes" / "denoise.toml"), "--set", "data.size=93", "--set", "generator.name=ffdnet",
+      "--set", 'discriminator={name="multiscale"}'], "generator 'ffdnet' needs a multiple of 2; use 94"),
+    (["validate", str(ROOT / "recipes" / "denoise.toml"), "--set", "data.size=92", "--set", "generator.name=ffdnet",
+      "--set", 'discriminator={name="multiscale"}'],
+     "needs at least 93 px; raise data.size (to 94) or lower discriminator.n_layers or discriminator.scales"),
+    # a border-leaving metric that would score every crop whole
+    (["validate", str(ROOT / "recipes" / "superres.toml"), "--set", "task.scale=4", "--set", "eval.crop=8"],
+     "--set eval.crop=8: eval.crop = 8: metric 'psnr_y_x4' leaves out 4 px a side, so it would score these crops whole; "
+     "raise eval.crop above 8"),
     (["--nope"], "No such option '--nope' (i2i --help lists what it takes)"),
 ])
 def test_user_errors_are_one_line_with_status_2(runner, args, message):
@@ -140,7 +153,7 @@ def test_a_pair_folder_mistake_names_the_pair_folders_set(runner, tmp_path):
     (["data.size=40"], "data.size = 40: generator 'unet_small' needs a multiple of 32; use 32 or 64"),
     (["generator.name='unet_256'"], "data.size = 32: generator 'unet_256' needs a multiple of 256; use 256"),
     (["generator.name='dncnn'", "generator.residual=false", "discriminator.name='patchgan'", "discriminator.n_layers=4", "losses.gan.name='vanilla'"],
-     "data.size = 32: discriminator 'patchgan' needs at least 48 px; raise data.size or lower discriminator.n_layers"),
+     "data.size = 32: discriminator 'patchgan' needs at least 48 px; raise data.size (to 48) or lower discriminator.n_layers"),
 ])
 def test_a_crop_size_the_networks_cannot_take_is_refused_before_training(runner, tmp_path, overrides, message):
     out = tmp_path / "run"

@@ -254,10 +254,12 @@ def test_settings_the_recipe_makes_inert_get_a_note(tmp_path):
     recipe = load_recipe(write(tmp_path, gan), ["data.val_source=/photos/val", "data.val_fraction=0.1",
                                                  "train.d.schedule=cosine", "train.d.decay_start=0.8",
                                                  "losses.gan.weight=0", "train.g_warmup_steps=5",
-                                                 "train.ema_warmup=true"])
+                                                 "train.ema_warmup=true", "train.g.warmup_steps=20"])
     assert recipe.notes == [
         "data.val_fraction = 0.1 has no effect: data.val_source is set, so the run validates on that folder and "
         "trains on all of data.source",
+        "train.g.warmup_steps = 20 is not below train.steps = 5, so the learning rate never reaches train.g.lr = 0.0002 "
+        "(it ends at 25% of it)",
         "train.d.decay_start = 0.8 has no effect under train.d.schedule = 'cosine' (only 'linear' decays from it)",
         "train.ema_warmup = true has no effect: train.ema is 0, so no EMA is kept; set train.ema (0.999, say) for one",
         "losses.gan.weight = 0: the term is still computed each step but trains nothing; leave [losses.gan] out to drop it",
@@ -266,7 +268,7 @@ def test_settings_the_recipe_makes_inert_get_a_note(tmp_path):
     # the same settings where they act, and a run's recipe.toml (every default written out): no note
     assert load_recipe(write(tmp_path, gan), ["train.d.schedule=linear", "train.d.decay_start=0.8",
                                               "train.g_warmup_steps=4", "train.ema=0.99",
-                                              "train.ema_warmup=true"]).notes == []
+                                              "train.ema_warmup=true", "train.g.warmup_steps=4"]).notes == []
     saved = load_recipe(write(tmp_path, dumps_toml(dict(load_recipe(write(tmp_path, gan)))), "saved.toml"))
     assert saved.notes == []
 

@@ -19,7 +19,7 @@ from ..plugins import registry
 from ..recipe import Recipe, blamed_on_recipe, build_component, component_error, recipe_error, toml_key
 from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
 from .device import dtype_name
-from .evaluate import build_metrics
+from .evaluate import build_metrics, check_scoring_crop
 from .infer import is_whole_number, size_multiple
 
 
@@ -115,20 +115,23 @@ def _check_declared_min_size(recipe: Recipe, D: nn.Module | None) -> None:
 
 
 def check_crop_size(recipe: Recipe, nets: Networks) -> None:
-    """Refuse a ``data.size`` the networks cannot take now, not as a traceback at step 1."""
+    """Refuse a ``data.size`` the networks cannot take now, not as a traceback at step 1; the
+    sizes suggested suit both networks (a multiple for G that D also takes)."""
     size = recipe["data"]["size"]
-    multiple = size_multiple(nets.G)
-    if nets.task.input_is_image and size % multiple:
-        lower, upper = size // multiple * multiple, (size // multiple + 1) * multiple
-        hint = f"use {lower} or {upper}" if lower >= 8 else f"use {upper}"
+    multiple = size_multiple(nets.G) if nets.task.input_is_image else 1
+    d_min = getattr(nets.D, "min_size", 0)
+    upper = -(-max(size, d_min) // multiple) * multiple  # the smallest size above both limits
+    if size % multiple:
+        lower = size // multiple * multiple
+        hint = f"use {lower} or {upper}" if lower >= max(8, d_min) else f"use {upper}"
         raise recipe_error(recipe, f"data.size = {size}: generator '{recipe['generator']['name']}' needs a "
                                    f"multiple of {multiple}; {hint}", also=("generator.name",))
-    d_min = getattr(nets.D, "min_size", 0)
     if size < d_min:
-        fewer_layers = " or lower discriminator.n_layers" if hasattr(nets.D, "n_layers") else ""
+        fewer = [key for key in ("n_layers", "scales") if hasattr(nets.D, key)]  # what makes it need less
+        lower_them = f" or lower {' or '.join(f'discriminator.{key}' for key in fewer)}" if fewer else ""
         raise recipe_error(recipe, f"data.size = {size}: discriminator '{recipe['discriminator']['name']}' "
-                                   f"needs at least {d_min} px; raise data.size{fewer_layers}",
-                           also=("discriminator.name", "discriminator.n_layers"))
+                                   f"needs at least {d_min} px; raise data.size (to {upper}){lower_them}",
+                           also=("discriminator.name", "discriminator.n_layers", "discriminator.scales"))
 
 
 def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: torch.device) -> LossTerms:
@@ -234,7 +237,9 @@ def check_recipe(recipe: Recipe) -> Networks:
     nets = build_networks(recipe, device)
     check_crop_size(recipe, nets)
     build_loss_terms(recipe, nets.D, device)
-    dry_run(recipe, nets, device, build_metrics(nets.task, recipe["eval"]["metrics"], recipe))
+    metrics = build_metrics(nets.task, recipe["eval"]["metrics"], recipe)
+    check_scoring_crop(recipe, metrics)
+    dry_run(recipe, nets, device, metrics)
     build_callbacks(recipe)
     return nets
 

@@ -88,6 +88,21 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
     return metrics
 
 
+def check_scoring_crop(recipe: Recipe, metrics: dict[str, Any]) -> None:
+    """Refuse an ``eval.crop`` that a metric leaving out a border (``psnr_y_x8``: 8 px a side,
+    as super-resolution papers score) keeps no pixel of: such a metric scores an image that
+    small whole, so every score of the run would be another metric's under its name."""
+    from ..recipe import recipe_error
+
+    crop = recipe["eval"]["crop"]
+    for name, metric in metrics.items():
+        border = getattr(metric, "border", 0)
+        if crop > 0 and isinstance(border, int) and 0 < border and crop <= 2 * border:
+            raise recipe_error(recipe, f"eval.crop = {crop}: metric '{name}' leaves out {border} px a side, so it "
+                                       f"would score these crops whole; raise eval.crop above {2 * border} (or 0, whole "
+                                       "images)", also=("eval.metrics", "task.scale"))
+
+
 def call_metric(metric: Any, output: Tensor, target: Tensor, input: Tensor) -> Any:
     """``metric(output, target)``, and ``input=input`` (the generator's input) for a metric that
     declares it (see :func:`i2i.losses.takes_input`)."""

@@ -53,7 +53,7 @@ from .contracts import (check_generator_output, contract_where, dry_run, generat
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import allow_tf32, autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext, is_comm_failure
-from .evaluate import EvaluationAbandoned, build_metrics
+from .evaluate import EvaluationAbandoned, build_metrics, check_scoring_crop
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
 from .optim import build_optimizer, load_state, lr_factor, portable_state, set_lr
@@ -118,6 +118,7 @@ class Trainer:
         self.recon, self.adversarial = terms.recon, terms.adversarial
         self.regularizers, self.feature_matching = terms.regularizers, terms.feature_matching
         self.metric_functions = build_metrics(self.task, self.eval_cfg["metrics"], recipe)
+        check_scoring_crop(recipe, self.metric_functions)
         # a task, network or metric that breaks its contract fails here, before any step
         dry_run(recipe, nets, self.device, self.metric_functions)
 

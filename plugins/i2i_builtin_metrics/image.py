@@ -54,7 +54,8 @@ class PSNRY:
     Y is ITU-R BT.601 luma on its studio range, as MATLAB's ``rgb2ycbcr`` and BasicSR's
     ``bgr2ycbcr(y_only=True)`` compute it: ``16/255 + (65.481 R + 128.553 G + 24.966 B) / 255``;
     a grey image is taken as R = G = B. ``border`` is the scale in those tables (a 4x model
-    leaves out 4 px); an image too small to keep any pixel is scored whole. Capped at 100 dB as
+    leaves out 4 px); an image too small to keep any pixel is scored whole (a recipe whose
+    ``eval.crop`` keeps none is refused: see ``check_scoring_crop``). Capped at 100 dB as
     ``psnr`` is. The images are not rounded to 8 bits first, as an evaluation of saved files
     would: the difference is a few hundredths of a dB.
 
