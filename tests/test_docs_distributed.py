@@ -65,9 +65,16 @@ def test_nproc_commands_start_the_documented_torchrun(tmp_path, monkeypatch):
     monkeypatch.setattr(distributed, "run_local", lambda nproc, args: launched.append((nproc, args)) or 0)
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_ID"):
         monkeypatch.delenv(name, raising=False)
-    # the run the documented resume continues: --nproc checks it has a checkpoint before launching
-    i2i.train("recipes/gray2color.toml", out="runs/gray2color", quiet=True,
-              overrides=["train.steps=1", "data.size=32", "eval.crop=32", "eval.max_images=1", "train.device='cpu'"])
+    # the run the documented resume continues, stopped part-way: --nproc checks it has a
+    # checkpoint and steps left to train before launching
+    class StopAfterOneStep(i2i.Callback):
+        def on_log(self, trainer, step, values):
+            trainer.request_stop()
+
+    with pytest.raises(i2i.TrainingStopped):
+        i2i.train("recipes/gray2color.toml", out="runs/gray2color", quiet=True, callbacks=[StopAfterOneStep()],
+                  overrides=["train.steps=3", "output.log_every=1", "data.size=32", "eval.crop=32", "eval.max_images=1",
+                             "train.device='cpu'"])
 
     inline = re.findall(r"`(i2i run [^`]*--nproc [^`]*)`", DOC)
     commands = [line for line in bash_lines() if line.startswith("i2i ")] + inline
