@@ -80,15 +80,17 @@ class ImageSaver:
 
     def __init__(self, folder: Path) -> None:
         from .data.decode import folder_blocked
+        from .data.sources import OUTPUTS_MARKER
 
         blocked = folder_blocked(folder)
         if blocked:
             raise UserError(f"{folder}: {blocked}, not a folder for --save-images; give a new folder")
-        if folder.is_dir() and any(folder.iterdir()):
+        if folder.is_dir() and any(path.name != OUTPUTS_MARKER for path in folder.iterdir()):  # (an earlier eval's mark)
             raise UserError(f"{folder}: the --save-images folder is not empty; give a new or empty folder (i2i eval "
                             "replaces no file)")
         self.folder = folder
         self._clashing: set[str] = set()
+        self._marked = False
 
     def refuse_inside(self, folders: list[Path]) -> None:
         """The saved images must not land in a folder being scored: the next evaluation of it
@@ -120,6 +122,15 @@ class ImageSaver:
 
         from .data.encode import save_image
 
+        if not self._marked:  # so that searching a folder above it for photos leaves the saved images out
+            from .data.sources import mark_as_outputs
+
+            try:
+                mark_as_outputs(self.folder)
+            except OSError as exc:
+                raise UserError(f"{self.folder}: cannot write in it ({exc.strerror or exc}); give --save-images another "
+                                "folder") from None
+            self._marked = True
         for i, name in enumerate(batch.names):
             stem = self._names.get(name) or without_suffix(name)
             for role, images in (("input", batch.input), ("output", batch.output), ("target", batch.target)):

@@ -254,7 +254,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if blocked:
         raise UserError(f"{out_dir}: {blocked}, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
-    from .data.sources import (name_files, no_such_path, not_read_note, one_per_file, print_not_read_note,
+    from .data.sources import (mark_as_outputs, name_files, no_such_path, not_read_note, one_per_file, print_not_read_note,
                                print_run_folders_note, report_skipped, survey_folder)
 
     pairs: list[tuple[Path, Path]] = []
@@ -318,6 +318,19 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     report = TranslateReport(already_there=done)
     if not pairs:  # skip_existing, and every output is there
         return report
+    # marked with the first output, so a translation of a folder above it leaves these outputs
+    # out; not a folder that holds inputs too (--out photos/ for PNGs beside its JPEGs)
+    mine = out_dir.resolve()
+    unmarked = [not any(mine == item.resolve() or mine in item.resolve().parents for item in inputs)]
+
+    def mark_once() -> None:
+        if unmarked[0]:
+            try:
+                mark_as_outputs(out_dir)
+            except OSError as exc:
+                raise UserError(f"{out_dir}: cannot be used as the output folder ({exc.strerror or exc}); choose "
+                                "another --out") from None
+            unmarked[0] = False
     bar = None
     if progress and sys.stderr.isatty():
         from tqdm import tqdm
@@ -380,6 +393,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         outputs = outputs.permute(0, 2, 3, 1).contiguous().cpu()  # waits for the device: the network's time ends here
         report.seconds["network"] += time.perf_counter() - start
         threads.after_step()
+        mark_once()
         for out, (image, target) in zip(outputs, pending):
             writes.append(pool.submit(_write, out, image.alpha, target, fmt))
             writes[-1].add_done_callback(count_written)

@@ -3,6 +3,7 @@ darkened an image or ended in a traceback (found by pointing i2i at such folders
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def test_a_run_folder_inside_the_photo_folder_is_not_trained_on(tmp_path, capsys
     second = i2i.train(tiny_recipe(photos, tmp_path / "second", base=TINY_G2C, data={"val_fraction": 0.0}), quiet=True)
     trained_on = json.loads((second.run_dir / "split.json").read_text())["train"]
     assert sorted(trained_on) == [f"photo_{i}.png" for i in range(4)]
-    assert "1 i2i run folder(s) inside it not searched" in capsys.readouterr().err
+    assert "1 i2i run or output folder(s) inside it not searched" in capsys.readouterr().err
 
 
 def test_translate_leaves_run_folders_inside_its_input_alone(model, photos, tmp_path, capsys):
@@ -55,6 +56,27 @@ def test_translate_leaves_run_folders_inside_its_input_alone(model, photos, tmp_
     report = translate_files(model, folder, tmp_path / "out", progress=False)
     assert [p.name for p in report.outputs] == ["a.png"]
     assert "runs/x" in capsys.readouterr().err
+
+
+def test_translating_a_folder_again_leaves_out_an_earlier_translation_inside_it(model, photos, tmp_path, capsys):
+    """photos/out1 from a first translation became inputs of the second (photos/out2/out1/...),
+    and training on photos/ trained on them too."""
+    from i2i.data.sources import OUTPUTS_MARKER
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(photos / "photo_0.png").save(folder / "a.jpg")
+    first = translate_files(model, folder, folder / "out1", progress=False)
+    assert (folder / "out1" / OUTPUTS_MARKER).is_file()
+    second = translate_files(model, folder, folder / "out2", progress=False)
+    assert [p.relative_to(folder) for p in (*first.outputs, *second.outputs)] == [Path("out1/a.png"), Path("out2/a.png")]
+    assert f"{folder}: 1 i2i run or output folder(s) inside it not searched ({folder / 'out1'})" in capsys.readouterr().err
+    # PNGs written beside the JPEGs they came from: the folder stays one of photos, unmarked
+    translate_files(model, folder, folder, progress=False)
+    assert (folder / "a.png").is_file() and not (folder / OUTPUTS_MARKER).exists()
+    # and a run on the folder trains on its photos alone
+    run = i2i.train(tiny_recipe(folder, tmp_path / "run", base=TINY_G2C, data={"val_fraction": 0.0}), quiet=True)
+    assert sorted(json.loads((run.run_dir / "split.json").read_text())["train"]) == ["a.jpg", "a.png"]
 
 
 def test_a_training_folder_inside_the_validation_folder_is_warned_about(photos, tmp_path, capsys):

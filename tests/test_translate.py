@@ -263,6 +263,10 @@ def test_eval_writes_per_image_scores_and_the_scored_images(g2c_run, photos, tmp
     seen = np.asarray(Image.open(saved / "input" / "photo_1.png")).astype(int)  # the lightness G sees, as grey
     assert seen.shape == target.shape and np.abs(seen - seen[..., :1]).max() <= 1 and seen.std() > 10
     assert Image.open(saved / "output" / "photo_1.png").size == Image.open(photos / "photo_1.png").size
+    # marked as outputs: searching a folder above it for photos leaves the saved images out
+    from i2i.data.sources import OUTPUTS_MARKER, survey_folder
+
+    assert (saved / OUTPUTS_MARKER).is_file() and survey_folder(tmp_path).run_folders == [saved]
     # nothing is replaced: the CSV and a non-empty folder are refused before any scoring
     again = run_i2i(["eval", str(g2c_run), "--per-image", str(scores)])
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "the file exists" in again.stderr

@@ -114,8 +114,9 @@ def survey_folder(folder: str | Path, exclude: Iterable[str | Path] = ()) -> Fol
 
 def _walk(folder: Path, exclude: Iterable[str | Path] = (), run_folders: list[Path] | None = None) -> Iterator[Path]:
     """Every non-hidden file under ``folder``, following links to folders once. i2i's own run
-    folders inside it are not searched (their sample grids are no photos: a run with
-    ``data.source = "."`` would train the next one on them); they are added to ``run_folders``."""
+    and output folders inside it are not searched (their sample grids and translations are no
+    photos: a run with ``data.source = "."`` would train the next one on them); they are added
+    to ``run_folders``."""
     # the folders inside it, by their real paths: a link to one of them (or to an ancestor, a
     # loop) is not followed, so its files are reached, and named, under their own folder. Listed
     # only once a link to a folder is met: most collections have none
@@ -133,7 +134,7 @@ def _walk(folder: Path, exclude: Iterable[str | Path] = (), run_folders: list[Pa
                     continue
             if not name.startswith(".") and real not in seen:  # `seen` stops symlink cycles
                 seen.add(real)
-                if is_run_folder(Path(root, name)):
+                if is_output_folder(Path(root, name)):
                     if run_folders is not None:
                         run_folders.append(Path(root, name))
                     continue
@@ -172,13 +173,32 @@ def is_run_folder(path: Path) -> bool:
     return (path / "run.json").is_file() and (path / "recipe.toml").is_file()
 
 
+#: The hidden file that marks a folder i2i wrote images into (``i2i translate --out``, ``i2i eval
+#: --save-images``): inside a folder searched for photos it is left out, as a run folder is, so a
+#: second translation of ``photos/`` does not translate the first one's ``photos/out/`` again.
+OUTPUTS_MARKER = ".i2i-outputs"
+
+
+def mark_as_outputs(folder: Path) -> None:
+    """Make ``folder`` (and its parents) and mark it as :data:`OUTPUTS_MARKER` says."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / OUTPUTS_MARKER
+    if not marker.exists():
+        marker.write_text("i2i wrote the images in this folder; searching a folder above it for photos leaves it out.\n")
+
+
+def is_output_folder(path: Path) -> bool:
+    """Whether ``path`` holds what i2i wrote: a run, or images it translated or saved."""
+    return is_run_folder(path) or (path / OUTPUTS_MARKER).is_file()
+
+
 def print_run_folders_note(where: str, run_folders: list[Path]) -> None:
     """The note on stderr naming the run folders inside ``where`` that were not searched;
     nothing when there are none."""
     if not run_folders:
         return
     shown = ", ".join(str(p) for p in run_folders[:3]) + (f" and {len(run_folders) - 3} more" if len(run_folders) > 3 else "")
-    say(f"i2i: note: {where}: {len(run_folders)} i2i run folder(s) inside it not searched ({shown}): their sample "
+    say(f"i2i: note: {where}: {len(run_folders)} i2i run or output folder(s) inside it not searched ({shown}): their sample "
         "grids and outputs are no photos")
 
 
