@@ -128,6 +128,8 @@ class ImageSaver:
             try:
                 mark_as_outputs(self.folder)
             except OSError as exc:
+                if exc.errno in WRITE_TROUBLE:  # the disk, not the user: exit status 1
+                    raise OSError(exc.errno, exc.strerror, str(self.folder)) from None
                 raise UserError(f"{self.folder}: cannot write in it ({exc.strerror or exc}); give --save-images another "
                                 "folder") from None
             self._marked = True

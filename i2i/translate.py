@@ -328,6 +328,8 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             try:
                 mark_as_outputs(out_dir)
             except OSError as exc:
+                if exc.errno in WRITE_TROUBLE:  # the disk, not the user: exit status 1, as for an output
+                    raise OSError(exc.errno, exc.strerror, str(out_dir)) from None
                 raise UserError(f"{out_dir}: cannot be used as the output folder ({exc.strerror or exc}); choose "
                                 "another --out") from None
             unmarked[0] = False

@@ -14,6 +14,13 @@ import i2i
 from helpers import TINY_G2C, TINY_GAN, make_photos, make_transparent_images, tiny_recipe
 from plugin_env import ROOT, run_i2i
 
+def written_in(folder):
+    """The files translate wrote into ``folder``, less the mark that says i2i wrote them."""
+    from i2i.data.sources import OUTPUTS_MARKER
+
+    return sorted(p.name for p in folder.iterdir() if p.name != OUTPUTS_MARKER)
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     return make_photos(tmp_path_factory.mktemp("photos"))
@@ -540,7 +547,7 @@ def test_translate_names_image_kinds_it_does_not_read_and_keeps_pillow_warnings_
     mixed = run_i2i(["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "out")])
     assert mixed.returncode == 0 and "Warning" not in mixed.stderr, mixed.stderr
     assert mixed.stderr.startswith(f"i2i: note: {folder}: 1 .heic, 1 .gif file(s) not read; i2i reads jpg")
-    assert "panorama.png" in mixed.stderr and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.png"]
+    assert "panorama.png" in mixed.stderr and written_in(tmp_path / "out") == ["photo.png"]
 
 
 def test_translate_refuses_two_inputs_with_one_output_name_before_writing(g2c_run, tmp_path):
@@ -919,7 +926,7 @@ def test_translate_refuses_an_empty_out_and_takes_format_spellings(g2c_run, odd_
     assert list(tmp_path.iterdir()) == [odd_inputs]  # nothing written into the current folder
     result = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(tmp_path / "o"), "--format", "JPEG"])
     assert result.returncode == 0, result.stderr
-    assert [p.name for p in (tmp_path / "o").iterdir()] == ["odd.jpg"]
+    assert written_in(tmp_path / "o") == ["odd.jpg"]
 
 
 def test_saved_images_of_names_that_clash_twice_are_all_kept(g2c_run, tmp_path):
@@ -968,7 +975,18 @@ def test_a_full_disk_while_translating_exits_1_as_for_a_run(g2c_run, tmp_path, m
                                       "--quiet"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"{tmp_path / 'o' / 'one.png'}: cannot write (No space left on device); free some space" in result.output
-    assert not list((tmp_path / "o").glob("*"))  # no partial file
+    assert written_in(tmp_path / "o") == []  # no partial file
+    # full before the first output: the folder's mark cannot be written either, said the same way
+    import i2i.data.sources
+
+    def mark_on_a_full_disk(folder):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(i2i.data.sources, "mark_as_outputs", mark_on_a_full_disk)
+    result = CliRunner().invoke(cli, ["translate", str(g2c_run), str(tmp_path / "one.png"), "--out", str(tmp_path / "o2"),
+                                      "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{tmp_path / 'o2'}: cannot write (No space left on device); free some space" in result.output
 
 
 def test_a_jpeg_artifact_remover_trains_and_takes_the_users_jpegs(photos, tmp_path):
