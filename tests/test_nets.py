@@ -312,7 +312,8 @@ def test_reference_resnet_loads(tmp_path):
     assert (name2, options2) == (name, options)
     torch.testing.assert_close(loaded.model[-2].weight, sd[f"model.{len(net.model) - 2}.weight"])
     (tmp_path / "broken.pth").write_bytes(path.read_bytes()[:2000])  # cut short
-    with pytest.raises(i2i.UserError, match="broken.pth: not a readable PyTorch checkpoint"):
+    with pytest.raises(i2i.UserError, match=r"broken.pth: truncated or damaged \(its zip archive cannot be read: .*\); "
+                                            "copy the file again$"):
         load_reference_generator(tmp_path / "broken.pth")
     (tmp_path / "notes.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(i2i.UserError, match=r"notes.pth: not a PyTorch checkpoint \(files written by torch.save start "
@@ -367,3 +368,13 @@ def test_weights_that_are_no_reference_generator_are_told_apart():
         detect_reference_architecture(dncnn)
     with pytest.raises(i2i.UserError, match=r"^holds no tensors"):
         detect_reference_architecture({})
+    # the reference's pixel discriminator (define_D 'pixel': 1x1 convolutions under 'net.')
+    pixel = {"net.0.weight": torch.zeros(64, 6, 1, 1), "net.0.bias": torch.zeros(64), "net.2.weight": torch.zeros(128, 64, 1, 1)}
+    with pytest.raises(i2i.UserError, match=r"^this is a reference discriminator \(latest_net_D\.pth\), not a generator"):
+        detect_reference_architecture(pixel)
+    # batch norm saved without its statistics: said so, not taken for norm = 'none'
+    sd = G("resnet_6blocks", 3, 3, norm="batch").state_dict()
+    stripped = {key: value for key, value in sd.items() if not key.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    with pytest.raises(i2i.UserError, match=r"^model.2.weight is a batch norm's weight, but its running_mean and "
+                                            r"running_var are not in the file"):
+        detect_reference_architecture(stripped)

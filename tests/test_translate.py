@@ -827,9 +827,19 @@ def test_import_weights_into_a_residual_denoiser_and_mismatches_say_what_differs
     del state[convs[len(convs) // 2]]  # one tensor short, inside a residual block
     torch.save(state, path)
     short = run_i2i(["import-weights", str(path), "--task", "denoise", "--out", str(tmp_path / "s")])
-    assert short.returncode == 2 and short.stderr.count("\n") == 1 and "reference weights do not fit resnet (" in short.stderr
+    assert short.returncode == 2 and short.stderr.count("\n") == 1
+    assert short.stderr.startswith(f"i2i: error: {path}: reference weights do not fit resnet (")  # naming the file
     assert short.stderr.rstrip().endswith(f": missing {convs[len(convs) // 2]}")
     assert not (tmp_path / "s").exists()
+    # weights of a reference run that diverged: refused at import, not a run that then cannot be opened
+    state = {k: (torch.rand(v) if v else torch.tensor(0)) for k, v in spec["keys"].items()}
+    state[first][0, 0, 0, 0] = float("nan")
+    torch.save(state, path)
+    diverged = run_i2i(["import-weights", str(path), "--task", "denoise", "--out", str(tmp_path / "n")])
+    assert diverged.returncode == 2 and diverged.stderr == (
+        f"i2i: error: {path}: {first} holds NaN or infinite values (the reference run diverged before this save?); "
+        "import an earlier epoch's weights (<epoch>_net_G.pth)\n")
+    assert not (tmp_path / "n").exists()
 
 
 def test_a_cyclegan_generator_imports_as_a_paired_model(tmp_path, odd_inputs):

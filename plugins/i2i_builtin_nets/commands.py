@@ -51,7 +51,15 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
             f"{path}: the generator maps {in_ch} -> {out_ch} channels but task '{task}' needs "
             f"{built.in_channels} -> {built.out_channels}{chosen}; {choose}"
         )
-    weights = convert_reference_state_dict(state, name, options)
+    try:
+        weights = convert_reference_state_dict(state, name, options)
+    except i2i.UserError as exc:
+        raise i2i.UserError(f"{path}: {exc}") from None
+    # a reference run that diverged saved NaN weights: its run would not open (i2i refuses them)
+    broken = next((key for key, tensor in weights.items() if tensor.is_floating_point() and not tensor.isfinite().all()), None)
+    if broken is not None:
+        raise i2i.UserError(f"{path}: {broken} holds NaN or infinite values (the reference run diverged before this save?); "
+                            "import an earlier epoch's weights (<epoch>_net_G.pth)")
     return i2i.create_run_from_weights(recipe, weights, out, note=f"imported from {path}")
 
 

@@ -78,6 +78,11 @@ def _norm(sd: dict[str, Tensor], first_conv: str) -> str:
     for key in sd:
         if key.endswith(".running_var") and key[: -len("running_var")] + "weight" in sd:
             return "batch"
+    # a norm layer's weight (1-D) without statistics: batch norm saved without its buffers
+    unpaired = next((key for key, value in sd.items() if key.endswith(".weight") and value.dim() == 1), None)
+    if unpaired is not None:
+        raise i2i.UserError(f"{unpaired} is a batch norm's weight, but its running_mean and running_var are not in the "
+                            "file; save the network's whole state_dict(), as the reference's save_networks does")
     return "instance" if first_conv + ".bias" in sd else "none"
 
 
@@ -135,7 +140,8 @@ def detect_reference_architecture(state_dict: Mapping[str, Tensor]) -> tuple[str
     if "model.1.weight" in sd and any(".conv_block." in k for k in sd):
         return "resnet", _detect_resnet(sd)
     first = sd.get("model.0.weight", sd.get("net.0.weight"))
-    if getattr(first, "ndim", 0) == 4 and tuple(first.shape[-2:]) == (4, 4):  # PatchGAN's 4x4 first layer
+    pixel_d = "net.0.weight" in sd and getattr(first, "ndim", 0) == 4 and tuple(first.shape[-2:]) == (1, 1)
+    if pixel_d or getattr(first, "ndim", 0) == 4 and tuple(first.shape[-2:]) == (4, 4):  # PatchGAN's 4x4 first layer
         raise i2i.UserError(
             "this is a reference discriminator (latest_net_D.pth), not a generator; use latest_net_G.pth "
             "(CycleGAN's: latest_net_G_A.pth or latest_net_G_B.pth)"
@@ -249,7 +255,10 @@ def _unreadable(path: Path, exc: Exception) -> str:
     for i, line in enumerate(lines):
         if "WeightsUnpickler error:" in line:  # what the unpickler met, on this line or the next
             detail = line.split("error:", 1)[1].strip() or (lines[i + 1] if i + 1 < len(lines) else detail)
-    return f"{path}: not a readable PyTorch checkpoint ({detail[:200]})"
+    if "zip archive" in detail:  # torch's "failed finding central directory": the end of the file is gone
+        return f"{path}: truncated or damaged (its zip archive cannot be read: {detail[:120]}); copy the file again"
+    return (f"{path}: not a readable PyTorch checkpoint ({detail[:120]}); give the .pth file the reference's "
+            "torch.save wrote (latest_net_G.pth)")
 
 
 def load_reference_generator(
