@@ -125,13 +125,7 @@ class ImageSaver:
         if not self._marked:  # so that searching a folder above it for photos leaves the saved images out
             from .data.sources import mark_as_outputs
 
-            try:
-                mark_as_outputs(self.folder)
-            except OSError as exc:
-                if exc.errno in WRITE_TROUBLE:  # the disk, not the user: exit status 1
-                    raise OSError(exc.errno, exc.strerror, str(self.folder)) from None
-                raise UserError(f"{self.folder}: cannot write in it ({exc.strerror or exc}); give --save-images another "
-                                "folder") from None
+            mark_as_outputs(self.folder, "give --save-images another folder")
             self._marked = True
         for i, name in enumerate(batch.names):
             stem = self._names.get(name) or without_suffix(name)

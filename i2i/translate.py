@@ -325,13 +325,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
 
     def mark_once() -> None:
         if unmarked[0]:
-            try:
-                mark_as_outputs(out_dir)
-            except OSError as exc:
-                if exc.errno in WRITE_TROUBLE:  # the disk, not the user: exit status 1, as for an output
-                    raise OSError(exc.errno, exc.strerror, str(out_dir)) from None
-                raise UserError(f"{out_dir}: cannot be used as the output folder ({exc.strerror or exc}); choose "
-                                "another --out") from None
+            mark_as_outputs(out_dir, "choose another --out")
             unmarked[0] = False
     bar = None
     if progress and sys.stderr.isatty():

@@ -987,12 +987,18 @@ def test_a_full_disk_while_translating_exits_1_as_for_a_run(g2c_run, tmp_path, m
     assert f"{tmp_path / 'o' / 'one.png'}: cannot write (No space left on device); free some space" in result.output
     assert written_in(tmp_path / "o") == []  # no partial file
     # full before the first output: the folder's mark cannot be written either, said the same way
-    import i2i.data.sources
+    from pathlib import Path
 
-    def mark_on_a_full_disk(folder):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    from i2i.data.sources import OUTPUTS_MARKER
 
-    monkeypatch.setattr(i2i.data.sources, "mark_as_outputs", mark_on_a_full_disk)
+    plain_write_text = Path.write_text
+
+    def full_for_the_mark(path, *args, **kwargs):
+        if path.name == OUTPUTS_MARKER:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return plain_write_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_for_the_mark)
     result = CliRunner().invoke(cli, ["translate", str(g2c_run), str(tmp_path / "one.png"), "--out", str(tmp_path / "o2"),
                                       "--quiet"])
     assert result.exit_code == 1 and "Traceback" not in result.output

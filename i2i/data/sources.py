@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from ..errors import UserError
+from ..errors import WRITE_TROUBLE, UserError
 from ..messages import say
 from .decode import IMAGE_KINDS, UnreadableImageError, decode_image, is_image_file, probe_size
 
@@ -77,7 +77,7 @@ class FolderContents:
 
     images: list[Path]
     other_kinds: str
-    run_folders: list[Path] = field(default_factory=list)  # i2i run folders inside, not searched
+    run_folders: list[Path] = field(default_factory=list)  # i2i run and output folders inside, not searched
 
 
 def no_such_path(item: Path) -> UserError:
@@ -179,12 +179,19 @@ def is_run_folder(path: Path) -> bool:
 OUTPUTS_MARKER = ".i2i-outputs"
 
 
-def mark_as_outputs(folder: Path) -> None:
-    """Make ``folder`` (and its parents) and mark it as :data:`OUTPUTS_MARKER` says."""
-    folder.mkdir(parents=True, exist_ok=True)
+def mark_as_outputs(folder: Path, instead: str) -> None:
+    """Make ``folder`` (and its parents) and mark it as :data:`OUTPUTS_MARKER` says. A full disk
+    is an ``OSError`` naming the folder (exit status 1, as for an output); another failure a
+    :class:`UserError` ending with ``instead`` (``choose another --out``)."""
     marker = folder / OUTPUTS_MARKER
-    if not marker.exists():
-        marker.write_text("i2i wrote the images in this folder; searching a folder above it for photos leaves it out.\n")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            marker.write_text("i2i wrote the images in this folder; searching a folder above it for photos leaves it out.\n")
+    except OSError as exc:
+        if exc.errno in WRITE_TROUBLE:  # the disk, not the user
+            raise OSError(exc.errno, exc.strerror, str(folder)) from None
+        raise UserError(f"{folder}: cannot write in it ({exc.strerror or exc}); {instead}") from None
 
 
 def is_output_folder(path: Path) -> bool:
