@@ -321,12 +321,13 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     # marked with the first output, so a translation of a folder above it leaves these outputs
     # out; not a folder that holds inputs too (--out photos/ for PNGs beside its JPEGs)
     mine = out_dir.resolve()
-    unmarked = [not any(mine == item.resolve() or mine in item.resolve().parents for item in inputs)]
+    marked = any(mine == item.resolve() or mine in item.resolve().parents for item in inputs)  # or left unmarked
 
     def mark_once() -> None:
-        if unmarked[0]:
+        nonlocal marked
+        if not marked:
             mark_as_outputs(out_dir, "choose another --out")
-            unmarked[0] = False
+            marked = True
     bar = None
     if progress and sys.stderr.isatty():
         from tqdm import tqdm
