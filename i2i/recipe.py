@@ -147,6 +147,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                          "CPU threads when training on the CPU: 'auto' = torch's count, fewer while other programs keep cores busy",
                          lambda v: v == "auto" or v >= 1, "'auto' or an integer >= 1"),
         "sync_bn": Field(bool, False, "synchronise batch norm across processes"),
+        "init_from": Field(str, "", "start from the weights of this run folder (its latest checkpoint) or "
+                                    "checkpoints/step_N folder, to fine-tune it; '' = fresh weights"),
         "callbacks": Field(list[str], [], "callbacks to attach, by registered name"),
         "g": OPTIM,
         "d": OPTIM,
@@ -744,7 +746,8 @@ KEY_SYNONYMS = {"learning_rate": "lr", "epochs": "steps", "iterations": "steps",
                 "max_steps": "steps", "batch": "batch_size", "batchsize": "batch_size", "image_size": "size",
                 "crop_size": "size", "img_size": "size", "load_size": "resize", "dataroot": "source", "data_dir": "source",
                 "path": "source", "folder": "source", "out": "dir", "output_dir": "dir", "out_dir": "dir",
-                "beta1": "betas", "num_threads": "workers"}
+                "beta1": "betas", "num_threads": "workers", "pretrained": "init_from", "pretrain_network_g": "init_from",
+                "init_weights": "init_from", "finetune_from": "init_from", "weights": "init_from"}
 
 
 def _schema_keys(fields: dict[str, Any] | None = None, prefix: str = "") -> list[str]:

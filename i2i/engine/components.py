@@ -21,6 +21,7 @@ from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure
 from .device import dtype_name
 from .evaluate import build_metrics, check_scoring_crop
 from .infer import is_whole_number, size_multiple
+from .init_weights import load_initial_weights
 
 
 class LossTerm:
@@ -236,6 +237,7 @@ def check_recipe(recipe: Recipe) -> Networks:
     device = torch.device("cpu")
     nets = build_networks(recipe, device)
     check_crop_size(recipe, nets)
+    load_initial_weights(recipe, nets.G, nets.D)  # train.init_from: there, and fits the generator
     build_loss_terms(recipe, nets.D, device)
     metrics = build_metrics(nets.task, recipe["eval"]["metrics"], recipe)
     check_scoring_crop(recipe, metrics)

@@ -31,6 +31,7 @@ from .components import build_callbacks
 from .contracts import find_metric
 from .device import caller_autocast_off, dtype_name, global_state_kept
 from .distributed import LAUNCHER_FOLDER_VARIABLE, STOP_SIGNALS, launch_command, launch_environment
+from .init_weights import pin_init_from, refuse_on_resume
 from .run_lock import run_folder_locked
 from .trainer import Trainer, summary_line
 
@@ -260,6 +261,7 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, train
     path = run_dir / "run.json"
     where = {} if trainer is None else {"device": str(trainer.device), "precision": dtype_name(trainer.dtype),
                                         "processes": trainer.dist.world_size}
+    started_from = getattr(trainer, "initial_weights", None)
     info = _read_run_info(path) if path.is_file() else None
     if info is None:
         info = {
@@ -267,6 +269,8 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, train
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe_source": recipe.source,
             "overrides": recipe.overrides, "command": launch_command(), "plugins": plugin_versions(recipe), **where, "resumes": [],
         }
+        if started_from is not None:  # train.init_from: which weights it fine-tuned
+            info["initial_weights"] = started_from.record()
         if resumed_at is not None:
             info["rebuilt_at_resume"] = True  # what it says about the run's start is this resume's
     if resumed_at is not None:
@@ -436,6 +440,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                 raise CheckpointError(f"{run_dir}: is a file; pass the folder a run was written to (its parent, "
                                       f"{run_dir.parent}, if that is the run)")
             raise CheckpointError(f"{run_dir}: not an i2i run directory (no recipe.toml); pass the folder a run was written to")
+        refuse_on_resume(overrides)
         moved = [o for o in overrides if isinstance(o, str) and o.split("=", 1)[0].strip() in ("output.dir", "output")]
         if moved:  # it was recorded, while the run went on in its own folder
             raise UserError(f"--set {moved[0]}: a resumed run stays in its folder, {run_dir}; to move it, move the folder "
@@ -456,6 +461,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
         check_data_folders_there(recipe, run_dir)
     else:  # a Recipe is checked again, as its holder may have edited it; a copy: the run fills in output.dir
         recipe = load_recipe(recipe, overrides)
+    pin_init_from(recipe)
     _pin_data_folders(recipe)  # a resume may move them (--set data.source=NEW_PLACE), relative to here too
     owned = dist is None
     with blamed_on_recipe(recipe):  # train.device = 'cuda' without a GPU names the file or the --set
@@ -482,7 +488,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                 # absolute for the Trainer, its callbacks' trainer.run_dir and checkpoint paths, as
                 # a resumed run's are: a program that keeps them may change its working directory
                 trainer = Trainer(recipe, Path(os.path.abspath(run_dir)), dist=dist, callbacks=[*build_callbacks(recipe), *(callbacks or [])],
-                                  quiet=quiet, split=split)
+                                  quiet=quiet, split=split, resuming=resume is not None)
                 return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
             except BaseException as exc:
                 # a recipe mistake, or a first step that failed (its callbacks too) before any
@@ -506,7 +512,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
 
 #: Keys that may differ between ranks: paths, which machines may mount in different places
 #: (a relative data folder is made absolute on each), and rank 0's choice of the run folder.
-RANK_OWN_KEYS = {"data.source", "data.val_source", "data.pair_source", "data.val_pair_source", "output.dir"}
+RANK_OWN_KEYS = {"data.source", "data.val_source", "data.pair_source", "data.val_pair_source", "output.dir",
+                 "train.init_from"}
 
 
 def _check_ranks_agree(dist: DistContext, recipe: Recipe, resume: str | Path | None) -> None:
@@ -636,8 +643,13 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
         _write_run_info(run_dir, recipe, trainer.step if checkpoint_dir is not None else None, trainer)
         if record_split:
             _write_split(run_dir, trainer.data, undecodable)
+        started_from = trainer.initial_weights
+        for note in started_from.notes if started_from is not None else ():
+            say(f"i2i: note: {for_the_caller(note)}")
         if not quiet:
             what = f"resuming {run_dir} at step {trainer.step}" if checkpoint_dir else f"run directory: {run_dir}"
+            if started_from is not None:
+                what += f", starting from {started_from.checkpoint} (step {started_from.step})"
             where = f"{trainer.device}" if not dist.is_distributed else f"{dist.world_size} processes ({dist.backend}), rank 0 on {trainer.device}"
             shard = "" if not dist.is_distributed else " in rank 0's shard"
             graphs = ", CUDA graphs" if trainer.graphs is not None else ""

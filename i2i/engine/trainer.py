@@ -56,6 +56,7 @@ from .distributed import DistContext, is_comm_failure
 from .evaluate import EvaluationAbandoned, build_metrics, check_scoring_crop
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
+from .init_weights import load_initial_weights
 from .optim import build_optimizer, load_state, lr_factor, portable_state, set_lr
 from .report import MetricsLog, Progress, TensorBoard, save_grid
 
@@ -80,8 +81,10 @@ class Trainer:
         callbacks: list[Any] | None = None,
         quiet: bool = False,
         split: RecordedSplit | None = None,
+        resuming: bool = False,
     ) -> None:
-        """``split``: a resumed run's recorded train/validation files (see :class:`~i2i.data.ImageData`)."""
+        """``split``: a resumed run's recorded train/validation files (see :class:`~i2i.data.ImageData`);
+        ``resuming``: its checkpoint is loaded next, so ``train.init_from`` is not read."""
         self.recipe, self.run_dir = recipe, Path(run_dir)
         self.dist = dist or DistContext.single()
         self.train_cfg, self.out_cfg, self.eval_cfg = recipe["train"], recipe["output"], recipe["eval"]
@@ -113,6 +116,8 @@ class Trainer:
         nets = build_networks(recipe, self.device)
         self.task, self.G, self.D, self.conditional = nets.task, nets.G, nets.D, nets.conditional
         check_crop_size(recipe, nets)
+        # train.init_from: a new run fine-tuning earlier weights (before the EMA copies G)
+        self.initial_weights = None if resuming else load_initial_weights(recipe, self.G, self.D)
         seed_everything(self.seed + self.dist.rank)
         terms = build_loss_terms(recipe, self.D, self.device)
         self.recon, self.adversarial = terms.recon, terms.adversarial
@@ -1001,7 +1006,9 @@ class Trainer:
         if state.get("weights_only"):
             from ..errors import CheckpointError
 
-            raise CheckpointError(f"{path}: holds imported weights only (no optimiser or data state), so it cannot be resumed; start a new run instead")
+            raise CheckpointError(f"{path}: holds imported weights only (no optimiser or data state), so it cannot be resumed; "
+                                  f"fine-tune them in a new run instead: i2i run RECIPE --set "
+                                  f"train.init_from={shell_path(ckpt.run_dir_of(path))}")
         network, overrides = "the recipe's network", getattr(self.recipe, "overrides", ())
         ckpt.load_weights(self.G, path / "generator.safetensors", network, overrides)
         if self.ema is not None:

@@ -1,0 +1,170 @@
+"""``train.init_from``: a new run that starts from an earlier run's weights (fine-tuning).
+
+The source is an i2i run folder (its latest checkpoint, as ``i2i translate`` takes), one of its
+``checkpoints/step_N`` folders, or a run made by ``i2i import-weights``. The generator takes the
+weights the source translates with (its EMA copy when it kept one) and must match this recipe's
+generator exactly; the discriminator takes the source's when it has one that fits, and starts
+from its initialisation otherwise (said in a note). Optimiser state, step count, schedules and
+random streams start afresh: this is a new run, numbered from step 0. A resumed run continues
+from its own checkpoint and never reads ``train.init_from`` again, so the source may be moved
+or deleted once the run has saved one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, UserError
+from ..recipe import Recipe, recipe_error
+from . import checkpoint as ckpt
+
+KEY = "train.init_from"
+
+
+@dataclass
+class InitialWeights:
+    """What a run was started from, for its ``run.json`` and the first lines it prints."""
+
+    checkpoint: Path
+    step: int
+    generator_file: str
+    discriminator_file: str | None  # None: D starts from its initialisation
+    notes: list[str]
+
+    def record(self) -> dict:
+        return {"checkpoint": str(self.checkpoint), "step": self.step, "generator": self.generator_file,
+                "discriminator": self.discriminator_file}
+
+
+def pin_init_from(recipe: Recipe) -> None:
+    """A relative ``train.init_from`` (relative to the working directory, as data folders are)
+    is saved absolute, so the run's recipe means the same from anywhere."""
+    value = recipe["train"]["init_from"]
+    if value and not Path(value).expanduser().is_absolute() and Path(value).expanduser().exists():
+        recipe["train"]["init_from"] = os.path.abspath(Path(value).expanduser())
+
+
+def load_initial_weights(recipe: Recipe, G: nn.Module, D: nn.Module | None) -> InitialWeights | None:
+    """Copy ``train.init_from``'s weights into ``G`` (and ``D`` where they fit); None when the
+    recipe sets none. A source that is missing, damaged or holds another generator is a
+    :class:`RecipeError` naming the key, before any step."""
+    value = recipe["train"]["init_from"]
+    if not value:
+        return None
+    shown = f'{KEY} = "{value}"'
+    folder = Path(value).expanduser()
+    store = ckpt.CheckpointStore(folder)
+    if (folder / "recipe.toml").is_file() and store.pointer("LATEST") is None and store.newest_complete() is None:
+        raise recipe_error(recipe, f"{shown}: that run has no checkpoint yet (it is still training, or stopped before "
+                                   "its first); start from it once it has saved one")
+    try:
+        checkpoint = ckpt.find_checkpoint(folder)
+        state = ckpt.read_state(checkpoint)
+    except CheckpointError as exc:
+        reason = _without_path(str(exc), value)
+        asks = "" if "give " in reason else "; give an i2i run folder or one of its checkpoints/step_N folders"
+        raise recipe_error(recipe, f"{shown}: {reason}{asks}") from None
+    notes = _task_notes(checkpoint, recipe)
+    g_file = checkpoint / "generator_ema.safetensors"
+    if not g_file.is_file():
+        g_file = checkpoint / "generator.safetensors"
+    tensors = _weights(recipe, shown, g_file)
+    problem = ckpt.state_mismatch(G.state_dict(), tensors)
+    if problem:
+        raise recipe_error(recipe, f"{shown}: its generator does not fit this recipe's generator "
+                                   f"'{recipe['generator']['name']}' ({problem}){_other_options(checkpoint, recipe, 'generator')}",
+                           also=("generator",))
+    _copy_into(G, tensors)
+    d_file = None
+    if D is not None:
+        found = checkpoint / "discriminator.safetensors"
+        if not found.is_file():
+            notes.append(f"{shown}: {checkpoint} holds no discriminator weights, so the discriminator starts from its "
+                         "initialisation")
+        else:
+            d_tensors = _weights(recipe, shown, found)
+            d_problem = ckpt.state_mismatch(D.state_dict(), d_tensors)
+            if d_problem:
+                notes.append(f"{shown}: its discriminator does not fit this recipe's ({d_problem}), so the "
+                             "discriminator starts from its initialisation")
+            else:
+                _copy_into(D, d_tensors)
+                d_file = found.name
+    return InitialWeights(Path(os.path.abspath(checkpoint)), int(state.get("step", 0)), g_file.name, d_file, notes)
+
+
+def _weights(recipe: Recipe, shown: str, file: Path) -> dict[str, torch.Tensor]:
+    try:
+        tensors = ckpt.read_tensors(file)
+        ckpt.refuse_nonfinite(tensors, file)
+    except CheckpointError as exc:
+        raise recipe_error(recipe, f"{shown}: {exc}") from None
+    return tensors
+
+
+def _copy_into(module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        module.load_state_dict(tensors)
+
+
+def _without_path(message: str, value: str) -> str:
+    """A checkpoint error starts with the path, which the key's value already shows."""
+    for prefix in (f"{value}: ", f"{Path(value).expanduser()}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+def _source_recipe(checkpoint: Path) -> dict | None:
+    from ..recipe import read_toml
+
+    path = ckpt.run_dir_of(checkpoint) / "recipe.toml"
+    try:
+        return read_toml(path)
+    except (UserError, OSError):
+        return None
+
+
+def _other_options(checkpoint: Path, recipe: Recipe, section: str) -> str:
+    """How the source run's network table differs from this recipe's: what to set to fit."""
+    from ..options import changed_keys, format_value
+
+    source = _source_recipe(checkpoint)
+    theirs = source.get(section) if isinstance(source, dict) else None
+    if not isinstance(theirs, dict):
+        return ""
+    task = source.get("task") if isinstance(source.get("task"), dict) else {}
+    if task.get("name") not in (None, recipe["task"]["name"]):  # the task decides the channels and wrapping
+        return f"; that run was trained for task.name = {format_value(task['name'])}"
+    ours = json.loads(json.dumps(dict(recipe[section])))
+    changed = [key for key in changed_keys(theirs, ours) if key in theirs]
+    if not changed:
+        return ""
+    listed = ", ".join(f"{section}.{key} = {format_value(theirs[key])}" for key in changed)
+    return f"; that run trained {listed}: set the same here"
+
+
+def _task_notes(checkpoint: Path, recipe: Recipe) -> list[str]:
+    """Weights trained for another task may still fit (3 channels in and out): say so."""
+    source = _source_recipe(checkpoint)
+    task = source.get("task") if isinstance(source, dict) else None
+    name = task.get("name") if isinstance(task, dict) else None
+    if isinstance(name, str) and name.split(":")[-1] != str(recipe["task"]["name"]).split(":")[-1]:
+        return [f'{KEY}: {checkpoint} was trained for task {name!r}; this run fine-tunes it for task '
+                f"{recipe['task']['name']!r}"]
+    return []
+
+
+def refuse_on_resume(overrides: list[str] | tuple[str, ...]) -> None:
+    """``--set train.init_from=...`` on a resume would do nothing: the run goes on from its own
+    checkpoint. Refused, so nobody believes the weights were swapped."""
+    given = [o for o in overrides if isinstance(o, str) and o.split("=", 1)[0].strip() == KEY]
+    if given:
+        raise UserError(f"--set {given[0]}: {KEY} starts a new run from other weights; a resumed run continues from its "
+                        "own checkpoint; to fine-tune from it, start a new run with this --set instead of --resume")
