@@ -594,13 +594,25 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _add_plugin_commands() -> None:
     """Plugins' commands join ``cli`` before click parses: ``i2i --help`` lists them."""
-    try:
-        from .plugins import host
+    import os
 
-        host().add_commands(cli)
-    except UserError as exc:  # strict mode
-        click.echo(f"i2i: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    from . import plugins
+
+    try:
+        plugins.host().add_commands(cli)
+    except UserError as exc:  # strict mode: a broken plugin is an error, except where one looks into it
+        if not _describes_only(sys.argv[1:]):
+            click.echo(f"i2i: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        os.environ["I2I_STRICT_PLUGINS"] = "0"  # `i2i plugins` and --help show the failure, as a warning
+        plugins.reset()
+        plugins.host().add_commands(cli)
+
+
+def _describes_only(args: list[str]) -> bool:
+    """``i2i``, ``i2i --help``, ``i2i CMD --help``, ``i2i --version`` and ``i2i plugins``: what a
+    user runs to find out why a plugin failed, so strict mode must not refuse them too."""
+    return not args or args[0] in ("plugins", "--version") or any(arg in ("--help", "-h") for arg in args)
 
 
 class _OutputThatOutlivesItsReader:

@@ -126,6 +126,12 @@ def test_strict_mode_turns_plugin_failures_into_errors(site):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "disabled" in result.stderr and "I2I_STRICT_PLUGINS" in result.stderr
+    # what a user runs to see why still runs, with the failure as a warning
+    for args in (["--help"], ["run", "--help"], ["plugins", "--json"]):
+        described = run_i2i(args, site, env={"I2I_STRICT_PLUGINS": "1"})
+        assert described.returncode == 0, (args, described.stderr)
+        assert "i2i: warning: plugin 'badimport'" in described.stderr
+    assert json.loads(described.stdout) and "failed" in {p["status"] for p in json.loads(described.stdout)}
 
 
 def test_load_plugins_switch_limits_third_party_plugins(site):
