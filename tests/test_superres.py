@@ -184,3 +184,16 @@ def test_a_checkpoint_trained_before_a_resume_changed_the_scale_says_so_when_app
             ) in capsys.readouterr().err
     i2i.load(run.run_dir)  # the resume's own checkpoint: trained at 4x, nothing to say
     assert "was trained with" not in capsys.readouterr().err
+
+
+def test_a_crop_size_the_scale_does_not_divide_gets_a_note_naming_sizes_that_fit(tmp_path, capfd):
+    photos = make_photos(tmp_path / "photos", count=3, size=(40, 36))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_SR, task={"scale": 3}, data={"size": 28},
+                         train={"steps": 1})
+    checked = i2i.validate(recipe)
+    note = "data.size = 28 is no multiple of the task's scale, 3: the shrunk input of each crop covers 27 px of its 28"
+    assert any(n.startswith(note) and n.endswith("24 or 36 would use every pixel") for n in checked.notes)
+    i2i.train(recipe, quiet=True)
+    assert note in capfd.readouterr().err
+    fitting = tiny_recipe(photos, tmp_path / "run2", base=TINY_SR, task={"scale": 3}, data={"size": 24})
+    assert not any("multiple of the task's scale" in n for n in i2i.validate(fitting).notes)

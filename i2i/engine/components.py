@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,23 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
                            also=("discriminator.name", "discriminator.n_layers", "discriminator.scales"))
 
 
+def crop_size_note(recipe: Recipe, nets: Networks) -> str | None:
+    """A ``data.size`` that is no multiple of the task's ``output_scale`` (a 3x super-resolution
+    on 64 px crops): each crop's shrunk input covers only part of it, and the rest of the
+    input is filled in. Allowed, but said, with the sizes that use every pixel."""
+    scale = getattr(nets.task, "output_scale", 1)
+    size = recipe["data"]["size"]
+    if not is_whole_number(scale) or int(scale) <= 1 or size % int(scale) == 0:
+        return None
+    scale = int(scale)
+    step = math.lcm(scale, size_multiple(nets.G) if nets.task.input_is_image else 1)
+    lower, upper = size // step * step, -(-size // step) * step
+    sizes = f"{lower} or {upper}" if lower >= max(8, getattr(nets.D, "min_size", 0)) else f"{upper}"
+    return (f"data.size = {size} is no multiple of the task's scale, {scale}: the shrunk input of each crop covers "
+            f"{size // scale * scale} px of its {size}, and its last {size % scale} row(s) and column(s) are filled "
+            f"in; {sizes} would use every pixel")
+
+
 def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: torch.device) -> LossTerms:
     """The loss terms, sorted by kind; a set of terms that cannot train is a recipe error."""
     has_discriminator = discriminator is not None
@@ -237,6 +255,9 @@ def check_recipe(recipe: Recipe) -> Networks:
     device = torch.device("cpu")
     nets = build_networks(recipe, device)
     check_crop_size(recipe, nets)
+    note = crop_size_note(recipe, nets)
+    if note is not None and note not in recipe.notes:
+        recipe.notes.append(note)
     load_initial_weights(recipe, nets.G, nets.D)  # train.init_from: there, and fits the generator
     build_loss_terms(recipe, nets.D, device)
     metrics = build_metrics(nets.task, recipe["eval"]["metrics"], recipe)

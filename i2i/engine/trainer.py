@@ -46,7 +46,8 @@ from ..messages import say
 from ..options import changed_keys
 from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
-from .components import LossTerm, build_loss_terms, build_networks, check_crop_size, load_loss_buffers, loss_buffers
+from .components import (LossTerm, build_loss_terms, build_networks, check_crop_size, crop_size_note, load_loss_buffers,
+                         loss_buffers)
 from .cpu_threads import NoThreadGovernor, ThreadGovernor
 from .contracts import (check_generator_output, contract_where, dry_run, generator_named, raise_plugin_failure,
                         refuse_batch_beyond_memory)
@@ -116,6 +117,9 @@ class Trainer:
         nets = build_networks(recipe, self.device)
         self.task, self.G, self.D, self.conditional = nets.task, nets.G, nets.D, nets.conditional
         check_crop_size(recipe, nets)
+        size_note = crop_size_note(recipe, nets)
+        if size_note is not None and self.dist.is_main:
+            say(f"i2i: note: {size_note}")
         # train.init_from: a new run fine-tuning earlier weights (before the EMA copies G)
         self.initial_weights = None if resuming else load_initial_weights(recipe, self.G, self.D)
         seed_everything(self.seed + self.dist.rank)
