@@ -280,7 +280,7 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
     else:
         resolved = load_recipe(recipe, overrides) if recipe is not None else None
     if resolved is not None:
-        task = check_recipe(resolved).task
+        task = check_recipe(resolved, resuming=resume is not None).task
         from .engine.device import resolve_device
         from .engine.trainer import check_sync_bn
 

@@ -13,8 +13,10 @@ Errors are never logged here: they are raised (see :mod:`i2i.errors`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 LOGGER = logging.getLogger("i2i")
@@ -60,3 +62,28 @@ def to_your_logging() -> None:
     logger's handlers) instead of stderr."""
     LOGGER.removeHandler(STDERR_HANDLER)
     LOGGER.propagate = True
+
+
+class _Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def collected() -> Iterator[list[str]]:
+    """The notes and warnings said inside, kept in the list yielded instead of shown: for a step
+    whose messages are passed on as a whole (shown once by one process of several, or returned
+    by ``i2i.validate``)."""
+    handler = _Collected()
+    handlers, propagate = LOGGER.handlers[:], LOGGER.propagate
+    LOGGER.handlers[:] = [handler]
+    LOGGER.propagate = False
+    try:
+        yield handler.lines
+    finally:
+        LOGGER.handlers[:] = handlers
+        LOGGER.propagate = propagate

@@ -557,3 +557,22 @@ def test_nproc_removes_the_folders_of_launchers_killed_with_sigkill(monkeypatch,
     distributed._remove_folders_of_ended_launchers()
     assert not killed.exists()
     assert running.exists() and unrelated.exists()
+
+
+@needs_gloo
+def test_nproc_fine_tunes_with_notes_said_once_and_resumes_without_the_source(photos, tmp_path):
+    source = i2i.train(tiny_recipe(photos, tmp_path / "source", train={"steps": 2}), quiet=True).run_dir
+    (find_checkpoint(source).parent / "LATEST").write_text("gone")  # a note: the newest complete one is used
+    tuned = tiny_recipe(photos, tmp_path / "tuned", train={"steps": 2, "init_from": str(source)},
+                        discriminator={"n_layers": 2})
+    recipe = write_recipe(tuned, tmp_path / "tuned.toml")
+    run = [sys.executable, "-m", "i2i", "run"]
+    started = subprocess.run([*run, str(recipe), "--nproc", "2"], cwd=ROOT, env=clean_env(), capture_output=True,
+                             text=True, timeout=LAUNCH_TIMEOUT)
+    assert started.returncode == 0, started.stderr
+    assert started.stderr.count("so the discriminator starts from its initialisation") == 1, started.stderr
+    assert started.stderr.count("checkpoints/LATEST names") == 1, started.stderr
+    shutil.rmtree(source)  # neither the launcher's checks nor the processes read it on a resume
+    resumed = subprocess.run([*run, "--resume", str(tmp_path / "tuned"), "--nproc", "2", "--set", "train.steps=3"],
+                             cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr

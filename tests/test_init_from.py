@@ -148,3 +148,43 @@ def test_weights_of_another_task_that_fit_are_taken_with_a_note(photos, tmp_path
 def test_other_tools_names_for_the_key_point_to_it(photos, tmp_path, key):
     with pytest.raises(i2i.RecipeError, match="i2i's key is train.init_from"):
         i2i.load_recipe(tiny_recipe(photos, tmp_path / "x"), [f"{key}='runs/x'"])
+
+
+def test_a_task_that_wraps_the_generator_otherwise_is_named_with_the_option_to_set(photos, tmp_path):
+    from i2i.engine.components import build_networks
+
+    generator = dict(TINY_GAN["generator"])
+    plain = i2i.load_recipe({"task": {"name": "denoise", "residual": False}, "generator": generator, "losses": {"l1": {}}})
+    source = i2i.create_run_from_weights(plain, build_networks(plain, torch.device("cpu")).G.state_dict(),
+                                         tmp_path / "plain")
+    recipe = tiny_recipe(photos, tmp_path / "x", train={"init_from": str(source)})  # residual = true by default
+    with pytest.raises(i2i.RecipeError, match=r"wraps its generator \(net\.\*\) and that run's did not "
+                                              r"\(task.residual = false takes it plain\)"):
+        i2i.validate(recipe)
+    paired = i2i.load_recipe({"task": {"name": "paired"}, "generator": generator, "losses": {"l1": {}}})
+    other = i2i.create_run_from_weights(paired, build_networks(paired, torch.device("cpu")).G.state_dict(),
+                                        tmp_path / "paired")
+    recipe = tiny_recipe(photos, tmp_path / "x", train={"init_from": str(other)})
+    with pytest.raises(i2i.RecipeError, match=r"wraps its generator \(net\.\*\) and that run's did not "
+                                              r"\(task.residual = false takes it plain\)"):
+        i2i.validate(recipe)
+
+
+def test_validate_gives_the_notes_a_run_would(photos, base_run, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "x", train={"init_from": str(base_run)}, discriminator={"n_layers": 2},
+                         generator={"output": "identity"})
+    notes = " ".join(i2i.validate(recipe).notes)
+    assert "so the discriminator starts from its initialisation" in notes
+    assert "the weights fit, but that run trained generator.output = 'tanh'" in notes
+
+
+def test_pointer_files_and_home_paths(photos, base_run, tmp_path, monkeypatch):
+    latest = base_run / "checkpoints" / "LATEST"
+    recipe = tiny_recipe(photos, tmp_path / "x", train={"init_from": str(latest)})
+    with pytest.raises(i2i.RecipeError, match=f"a pointer file; give the checkpoint folder it names "
+                                              f"\\(checkpoints/{latest.read_text().strip()}\\)"):
+        i2i.validate(recipe)
+    monkeypatch.setenv("HOME", str(base_run.parent))
+    run = i2i.train(tiny_recipe(photos, tmp_path / "home", train={"init_from": f"~/{base_run.name}", "steps": 1}),
+                    quiet=True)
+    assert i2i.load_recipe(run.run_dir / "recipe.toml")["train"]["init_from"] == str(base_run)

@@ -235,12 +235,13 @@ def _takes_keyword(function: Any, name: str) -> bool:
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
-def check_recipe(recipe: Recipe) -> Networks:
+def check_recipe(recipe: Recipe, resuming: bool = False) -> Networks:
     """What a run checks before its first step, short of reading data: ``i2i validate``.
 
     Builds the components on the CPU (no data, no optimisers), checks the crop size against
-    them, sorts the losses, puts one image through G and D and builds the metrics. Returns the
-    networks it built (on the CPU), for checks that need the task.
+    them, loads ``train.init_from`` (unless ``resuming``: a resumed run never reads it), sorts
+    the losses, puts one image through G and D and builds the metrics. Returns the networks it
+    built (on the CPU), for checks that need the task; notes go to ``recipe.notes``.
     """
     from .device import resolve_device, resolve_precision
 
@@ -258,7 +259,8 @@ def check_recipe(recipe: Recipe) -> Networks:
     note = crop_size_note(recipe, nets)
     if note is not None and note not in recipe.notes:
         recipe.notes.append(note)
-    load_initial_weights(recipe, nets.G, nets.D)  # train.init_from: there, and fits the generator
+    initial = None if resuming else load_initial_weights(recipe, nets.G, nets.D)  # train.init_from: there, and fits G
+    recipe.notes.extend(note for note in (initial.notes if initial is not None else ()) if note not in recipe.notes)
     build_loss_terms(recipe, nets.D, device)
     metrics = build_metrics(nets.task, recipe["eval"]["metrics"], recipe)
     check_scoring_crop(recipe, metrics)

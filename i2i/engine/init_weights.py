@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, UserError
+from ..messages import collected
 from ..recipe import Recipe, recipe_error
 from . import checkpoint as ckpt
 
@@ -44,9 +45,9 @@ class InitialWeights:
 
 def pin_init_from(recipe: Recipe) -> None:
     """A relative ``train.init_from`` (relative to the working directory, as data folders are)
-    is saved absolute, so the run's recipe means the same from anywhere."""
+    or one under ``~`` is saved absolute, so the run's recipe means the same from anywhere."""
     value = recipe["train"]["init_from"]
-    if value and not Path(value).expanduser().is_absolute() and Path(value).expanduser().exists():
+    if value and Path(value).expanduser().exists():
         recipe["train"]["init_from"] = os.path.abspath(Path(value).expanduser())
 
 
@@ -59,18 +60,9 @@ def load_initial_weights(recipe: Recipe, G: nn.Module, D: nn.Module | None) -> I
         return None
     shown = f'{KEY} = "{value}"'
     folder = Path(value).expanduser()
-    store = ckpt.CheckpointStore(folder)
-    if (folder / "recipe.toml").is_file() and store.pointer("LATEST") is None and store.newest_complete() is None:
-        raise recipe_error(recipe, f"{shown}: that run has no checkpoint yet (it is still training, or stopped before "
-                                   "its first); start from it once it has saved one")
-    try:
-        checkpoint = ckpt.find_checkpoint(folder)
-        state = ckpt.read_state(checkpoint)
-    except CheckpointError as exc:
-        reason = _without_path(str(exc), value)
-        asks = "" if "give " in reason else "; give an i2i run folder or one of its checkpoints/step_N folders"
-        raise recipe_error(recipe, f"{shown}: {reason}{asks}") from None
-    notes = _task_notes(checkpoint, recipe)
+    checkpoint, state, notes = _source_checkpoint(recipe, shown, folder)
+    source = _source_recipe(checkpoint)
+    notes += _task_notes(checkpoint, source, recipe)
     g_file = checkpoint / "generator_ema.safetensors"
     if not g_file.is_file():
         g_file = checkpoint / "generator.safetensors"
@@ -78,9 +70,13 @@ def load_initial_weights(recipe: Recipe, G: nn.Module, D: nn.Module | None) -> I
     problem = ckpt.state_mismatch(G.state_dict(), tensors)
     if problem:
         raise recipe_error(recipe, f"{shown}: its generator does not fit this recipe's generator "
-                                   f"'{recipe['generator']['name']}' ({problem}){_other_options(checkpoint, recipe, 'generator')}",
-                           also=("generator",))
+                                   f"'{recipe['generator']['name']}' ({problem}){_fit_hint(source, recipe, G, tensors)}",
+                           also=("generator", "task"))
     _copy_into(G, tensors)
+    differing = _differences(source, recipe, "generator")
+    if differing:  # the same shapes, another network all the same (an output layer, a padding)
+        notes.append(f"{shown}: the weights fit, but that run trained {differing}, and this recipe's generator "
+                     "differs there: set the same to fine-tune the network it trained")
     d_file = None
     if D is not None:
         found = checkpoint / "discriminator.safetensors"
@@ -99,12 +95,38 @@ def load_initial_weights(recipe: Recipe, G: nn.Module, D: nn.Module | None) -> I
     return InitialWeights(Path(os.path.abspath(checkpoint)), int(state.get("step", 0)), g_file.name, d_file, notes)
 
 
+def _source_checkpoint(recipe: Recipe, shown: str, folder: Path) -> tuple[Path, dict, list[str]]:
+    """The checkpoint ``folder`` names, its state and the notes finding it gave (a damaged
+    LATEST, say), which the caller shows once however many processes read it."""
+    store = ckpt.CheckpointStore(folder)
+    if (folder / "recipe.toml").is_file() and store.pointer("LATEST") is None and store.newest_complete() is None:
+        raise recipe_error(recipe, f"{shown}: that run has no checkpoint yet (it is still training, or stopped before "
+                                   "its first); start from it once it has saved one")
+    if folder.is_file() and folder.name in ("LATEST", "BEST") and folder.parent.name == "checkpoints":
+        named = folder.read_text(errors="replace").strip()
+        hint = f" (checkpoints/{named})" if named else ""
+        raise recipe_error(recipe, f"{shown}: a pointer file; give the checkpoint folder it names{hint} or the run folder")
+    with collected() as notes:
+        try:
+            checkpoint = ckpt.find_checkpoint(folder)
+            state = ckpt.read_state(checkpoint)
+        except CheckpointError as exc:
+            reason = _without_path(str(exc), str(folder))
+            asks = "" if "give " in reason else "; give an i2i run folder or one of its checkpoints/step_N folders"
+            where = (f" (a relative path starts from the working directory, {os.getcwd()})"
+                     if not folder.is_absolute() and not folder.exists() else "")
+            raise recipe_error(recipe, f"{shown}: {reason}{where}{asks}") from None
+    return checkpoint, state, [note.removeprefix("i2i: note: ") for note in notes]
+
+
 def _weights(recipe: Recipe, shown: str, file: Path) -> dict[str, torch.Tensor]:
     try:
         tensors = ckpt.read_tensors(file)
         ckpt.refuse_nonfinite(tensors, file)
     except CheckpointError as exc:
-        raise recipe_error(recipe, f"{shown}: {exc}") from None
+        reason = str(exc).split("; use an earlier checkpoint")[0]  # the resume's advice is not this run's
+        raise recipe_error(recipe, f"{shown}: {reason}; start from another of its checkpoints "
+                                   "(give its checkpoints/step_N folder)") from None
     return tensors
 
 
@@ -131,28 +153,57 @@ def _source_recipe(checkpoint: Path) -> dict | None:
         return None
 
 
-def _other_options(checkpoint: Path, recipe: Recipe, section: str) -> str:
-    """How the source run's network table differs from this recipe's: what to set to fit."""
-    from ..options import changed_keys, format_value
+def _differences(source: dict | None, recipe: Recipe, section: str) -> str:
+    """The options of the source run's ``section`` table that this recipe sets otherwise, as
+    ``generator.width = 32, ...`` (the source's values); empty when they agree. Options only one
+    of the two tables names (another task's) are left out, and so is ``name`` for the task,
+    which :func:`_task_notes` words."""
+    from ..options import format_value
 
-    source = _source_recipe(checkpoint)
     theirs = source.get(section) if isinstance(source, dict) else None
-    if not isinstance(theirs, dict):
+    if not isinstance(theirs, dict) or (section == "task" and theirs.get("name") != recipe["task"]["name"]):
         return ""
-    task = source.get("task") if isinstance(source.get("task"), dict) else {}
-    if task.get("name") not in (None, recipe["task"]["name"]):  # the task decides the channels and wrapping
-        return f"; that run was trained for task.name = {format_value(task['name'])}"
     ours = json.loads(json.dumps(dict(recipe[section])))
-    changed = [key for key in changed_keys(theirs, ours) if key in theirs]
-    if not changed:
-        return ""
-    listed = ", ".join(f"{section}.{key} = {format_value(theirs[key])}" for key in changed)
-    return f"; that run trained {listed}: set the same here"
+    changed = [key for key in theirs if key in ours and theirs[key] != ours[key]]
+    return ", ".join(f"{section}.{key} = {format_value(theirs[key])}" for key in changed)
 
 
-def _task_notes(checkpoint: Path, recipe: Recipe) -> list[str]:
+def _fit_hint(source: dict | None, recipe: Recipe, G: nn.Module, tensors: dict[str, torch.Tensor]) -> str:
+    """What to set for the source's generator to fit: the wrapping a task adds (``task.residual``),
+    the task's and generator's options that this recipe sets otherwise, or the other task the
+    source was trained for (which decides the channels)."""
+    from ..options import format_value
+
+    ours = G.state_dict()
+    wraps = _wrapper(ours, tensors)
+    if wraps:  # the same network, under this task's wrapper
+        residual = " (task.residual = false takes it plain)" if "residual" in recipe["task"] else ""
+        return f"; this recipe's task wraps its generator ({wraps}.*) and that run's did not{residual}"
+    wrapped = _wrapper(tensors, ours)
+    if wrapped:
+        residual = " (task.residual = true wraps it so)" if "residual" in recipe["task"] else ""
+        return f"; that run's task wrapped its generator ({wrapped}.*) and this recipe's does not{residual}"
+    task = source.get("task") if isinstance(source, dict) and isinstance(source.get("task"), dict) else {}
+    if task.get("name") not in (None, recipe["task"]["name"]):
+        return f"; that run was trained for task.name = {format_value(task['name'])}"
+    listed = ", ".join(filter(None, (_differences(source, recipe, "task"), _differences(source, recipe, "generator"))))
+    return f"; that run trained {listed}: set the same here" if listed else ""
+
+
+def _wrapper(outer: dict[str, torch.Tensor], inner: dict[str, torch.Tensor]) -> str | None:
+    """The attribute under which ``outer``'s network holds ``inner``'s (``net``, as a residual
+    task wraps its generator), when that is all that differs; else None."""
+    prefixes = {key.split(".", 1)[0] for key in outer}
+    if len(prefixes) != 1 or len(outer) != len(inner):
+        return None
+    prefix = prefixes.pop()
+    fits = all(key.split(".", 1)[-1] in inner and inner[key.split(".", 1)[-1]].shape == value.shape
+               for key, value in outer.items())
+    return prefix if fits else None
+
+
+def _task_notes(checkpoint: Path, source: dict | None, recipe: Recipe) -> list[str]:
     """Weights trained for another task may still fit (3 channels in and out): say so."""
-    source = _source_recipe(checkpoint)
     task = source.get("task") if isinstance(source, dict) else None
     name = task.get("name") if isinstance(task, dict) else None
     if isinstance(name, str) and name.split(":")[-1] != str(recipe["task"]["name"]).split(":")[-1]:
@@ -164,7 +215,11 @@ def _task_notes(checkpoint: Path, recipe: Recipe) -> list[str]:
 def refuse_on_resume(overrides: list[str] | tuple[str, ...]) -> None:
     """``--set train.init_from=...`` on a resume would do nothing: the run goes on from its own
     checkpoint. Refused, so nobody believes the weights were swapped."""
+    from ..errors import called_from_the_command_line
+
     given = [o for o in overrides if isinstance(o, str) and o.split("=", 1)[0].strip() == KEY]
     if given:
+        instead = ("start a new run with this --set instead of --resume" if called_from_the_command_line() else
+                   "start a new run, i2i.train(RECIPE, overrides=[...]), with this override instead of resume=")
         raise UserError(f"--set {given[0]}: {KEY} starts a new run from other weights; a resumed run continues from its "
-                        "own checkpoint; to fine-tune from it, start a new run with this --set instead of --resume")
+                        f"own checkpoint; to fine-tune from it, {instead}")
