@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -23,18 +24,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import PRESETS, i2i_recipe, load_size  # noqa: E402
-from common import cpu_busy_seconds, median, wait_for_quiet, write_images  # noqa: E402
+from common import (cpu_busy_seconds, json_file, median, non_negative_int, positive_int,  # noqa: E402
+                    reference_checkout, wait_for_quiet, write_images)
 
 
 def reference_model(ref: Path, p, fused: bool = False, device: str = "cpu"):
     """The reference's pix2pix/colorization model, built through its own option parser, on
     ``device`` (the reference itself puts its networks on cuda:0 whenever CUDA is available)."""
     sys.path.insert(0, str(ref))
-    cwd = os.getcwd()
-    os.chdir(tempfile.mkdtemp(prefix="ref-"))
+    cwd, saved = os.getcwd(), sys.argv
+    folder = tempfile.TemporaryDirectory(prefix="ref-")  # where it writes its options file
+    os.chdir(folder.name)
     try:
-        from options.train_options import TrainOptions
-        from models import create_model
+        try:
+            from options.train_options import TrainOptions
+            from models import create_model
+        except ImportError as exc:  # a user's setup, not a bug: main() says it in one line
+            raise ImportError(f"{ref}: the reference does not import here: {exc} (give it its packages on "
+                              "PYTHONPATH, see benchmarks/README.md)") from None
 
         model = "colorization" if p.task == "colorization" else "pix2pix"
         argv = ["train.py", "--dataroot", "unused", "--model", model, "--netG", p.generator, "--netD", "basic",
@@ -42,7 +49,7 @@ def reference_model(ref: Path, p, fused: bool = False, device: str = "cpu"):
                 "--checkpoints_dir", "ckpt"]
         if not p.dropout:
             argv.append("--no_dropout")
-        saved, sys.argv = sys.argv, argv
+        sys.argv = argv
         import io
         import contextlib
 
@@ -51,9 +58,10 @@ def reference_model(ref: Path, p, fused: bool = False, device: str = "cpu"):
             opt.device = __import__("torch").device("cuda:0" if device == "cuda" else device)
             m = create_model(opt)
             m.setup(opt)
-        sys.argv = saved
     finally:
+        sys.argv = saved
         os.chdir(cwd)
+        folder.cleanup()
     if fused:  # what i2i's engine does differently: fused Adam
         import torch
 
@@ -64,31 +72,47 @@ def reference_model(ref: Path, p, fused: bool = False, device: str = "cpu"):
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reference", type=Path, required=True)
+    ap.add_argument("--reference", type=reference_checkout, required=True,
+                    help="checkout of junyanz/pytorch-CycleGAN-and-pix2pix (train.py, options/)")
     ap.add_argument("--preset", default="unet128_b1", choices=sorted(PRESETS))
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="i2i recipe override")
     ap.add_argument("--fused-reference", action="store_true", help="also time the reference with fused Adam")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--chunk", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--warmup", type=non_negative_int, default=2)
+    ap.add_argument("--chunk", type=positive_int, default=3)
+    ap.add_argument("--rounds", type=positive_int, default=4)
     ap.add_argument("--max-foreign", type=float, default=0.10)
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=json_file)
     args = ap.parse_args(argv)
 
-    import torch
-
     from i2i.engine.trainer import Trainer
+    from i2i.errors import UserError
     from i2i.recipe import load_recipe
 
     p = PRESETS[args.preset]
+    try:  # first: a reference that does not import is a one-line error, before any work
+        ref, _ = reference_model(args.reference, p)
+    except ImportError as exc:
+        raise SystemExit(f"ab_reference_step: {exc}") from None
     scratch = Path(tempfile.mkdtemp(prefix="i2i-abref-"))
-    data = write_images(scratch / "data", 8, load_size(p.size), seed=1)
-    (scratch / "recipe.toml").write_text(i2i_recipe(p, data))
-    trainer = Trainer(load_recipe(scratch / "recipe.toml", ["train.steps=1000000", *args.overrides]), scratch / "run", quiet=True)
-    trainer.G.train()
-    trainer.D.train()
+    try:
+        data = write_images(scratch / "data", 8, load_size(p.size), seed=1)
+        (scratch / "recipe.toml").write_text(i2i_recipe(p, data))
+        try:
+            recipe = load_recipe(scratch / "recipe.toml", ["train.steps=1000000", *args.overrides])
+            trainer = Trainer(recipe, scratch / "run", quiet=True)
+        except UserError as exc:  # a --set the recipe or the trainer refuses
+            raise SystemExit(f"ab_reference_step: {exc}") from None
+        trainer.G.train()
+        trainer.D.train()
+        return measure(args, p, trainer, ref)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
-    ref, _ = reference_model(args.reference, p)
+
+def measure(args, p, trainer, ref) -> dict:
+    """Warm up, then interleave rounds of ``--chunk`` steps of each side; prints and returns the rows."""
+    import torch
+
     cin, cout = (1, 2) if p.task == "colorization" else (3, 3)
     batch = {"A": torch.rand(p.batch, cin, p.size, p.size) * 2 - 1, "B": torch.rand(p.batch, cout, p.size, p.size) * 2 - 1,
              "A_paths": ["x"] * p.batch, "B_paths": ["x"] * p.batch}

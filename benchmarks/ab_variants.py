@@ -14,56 +14,79 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import PRESETS, scratch_recipe  # noqa: E402
-from common import cpu_busy_seconds, median, wait_for_quiet  # noqa: E402
+from common import (cpu_busy_seconds, json_file, median, non_negative_int, positive_int, unique_names,  # noqa: E402
+                    variant, wait_for_quiet)
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="unet128_b1", choices=sorted(PRESETS))
-    ap.add_argument("--variant", action="append", default=[])
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--chunk", type=int, default=2, help="steps of one variant per round")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--variant", action="append", default=[], type=variant,
+                    help="'name:override;override;threads=N' (repeatable; default: one 'default:')")
+    ap.add_argument("--warmup", type=non_negative_int, default=2)
+    ap.add_argument("--chunk", type=positive_int, default=2, help="steps of one variant per round")
+    ap.add_argument("--rounds", type=positive_int, default=5)
     ap.add_argument("--quiet", type=float, default=0.15,
                     help="before each round wait (up to --max-wait s) until other processes use less than this share of the cores")
     ap.add_argument("--max-wait", type=float, default=60.0)
     ap.add_argument("--max-foreign", type=float, default=0.10,
                     help="drop a round during which other processes used more than this share of the cores")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=json_file)
     args = ap.parse_args(argv)
+    unique_names(ap, args.variant)
+    specs = []  # (name, recipe overrides, thread count or None)
+    for name, items in args.variant or [("default", [])]:
+        overrides, threads = [], None
+        for item in items:
+            if item.startswith("threads="):
+                value = item.split("=", 1)[1].strip()
+                if not value.isdigit() or int(value) < 1:
+                    ap.error(f"argument --variant: variant {name!r}: threads={value}: expected a whole number of 1 or more")
+                threads = int(value)
+            else:
+                overrides.append(item)
+        specs.append((name, overrides, threads))
 
     import torch
 
     from i2i.engine.trainer import Trainer
+    from i2i.errors import UserError
     from i2i.recipe import load_recipe
 
     p = PRESETS[args.preset]
     scratch, recipe_file = scratch_recipe(p, "i2i-ab-")
-    default_threads = torch.get_num_threads()
-    variants = []
-    for spec in args.variant or ["default:"]:
-        name, _, rest = spec.partition(":")
-        overrides, threads = [], default_threads
-        for item in filter(None, (s.strip() for s in rest.split(";"))):
-            if item.startswith("threads="):
-                threads = int(item.split("=", 1)[1])
-            else:
-                overrides.append(item)
-        recipe = load_recipe(recipe_file, ["train.steps=1000000", *overrides])
-        trainer = Trainer(recipe, scratch / f"run-{name}", quiet=True)
-        trainer.G.train()
-        if trainer.D is not None:
-            trainer.D.train()
-        variants.append({"name": name, "overrides": overrides, "threads": threads, "trainer": trainer, "times": []})
+    try:
+        default_threads = torch.get_num_threads()
+        variants = []
+        for name, overrides, threads in specs:
+            try:
+                recipe = load_recipe(recipe_file, ["train.steps=1000000", *overrides])
+                trainer = Trainer(recipe, scratch / f"run-{name}", quiet=True)
+            except UserError as exc:  # an override the recipe or the trainer refuses
+                raise SystemExit(f"ab_variants: variant {name!r}: {exc}") from None
+            trainer.G.train()
+            if trainer.D is not None:
+                trainer.D.train()
+            variants.append({"name": name, "overrides": overrides, "threads": threads or default_threads,
+                             "trainer": trainer, "times": []})
+        return measure(args, p, variants, default_threads)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
+
+def measure(args, p, variants: list[dict], default_threads: int) -> dict:
+    """Warm each variant up, then interleave rounds of ``--chunk`` steps; prints and returns the rows."""
     import os
     import resource
+
+    import torch
 
     def own_cpu() -> float:
         r = resource.getrusage(resource.RUSAGE_SELF)
@@ -112,9 +135,6 @@ def main(argv: list[str] | None = None) -> dict:
               f"{p.batch / m:6.2f} img/s  x{base / m:.2f} vs {variants[0]['name']}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
-    import shutil
-
-    shutil.rmtree(scratch, ignore_errors=True)
     return out
 
 

@@ -30,7 +30,8 @@ Examples::
         --variant 'threads1:env.OMP_NUM_THREADS=1' --variant 'stream:data.cache_gb=0'
     python benchmarks/bench_train.py --preset unet128_b1 --busy 1 --variant 'pinned:train.threads=2'
 
-Variants: ``key=value`` recipe overrides, ``env.VAR=value`` environment.
+Variants: ``NAME:KEY=VALUE;KEY=VALUE...``: ``key=value`` recipe overrides, ``env.VAR=value``
+environment (``NAME:`` alone: i2i's default configuration under another label).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Measured, machine_info, median, python_versions, run_measured, wait_for_quiet, write_images  # noqa: E402
+from common import (Measured, json_file, machine_info, median, non_negative_int, positive_int, python_versions,  # noqa: E402
+                    reference_checkout, run_measured, unique_names, variant, wait_for_quiet, write_images)
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,13 @@ progress = "none"
 def scratch_recipe(p: Preset, prefix: str) -> tuple[Path, Path]:
     """A scratch folder with 8 synthetic images and the i2i recipe for preset ``p``: (folder, recipe)."""
     scratch = Path(tempfile.mkdtemp(prefix=prefix))
-    data = write_images(scratch / "data", 8, load_size(p.size), seed=1)
-    recipe_file = scratch / "recipe.toml"
-    recipe_file.write_text(i2i_recipe(p, data))
+    try:
+        data = write_images(scratch / "data", 8, load_size(p.size), seed=1)
+        recipe_file = scratch / "recipe.toml"
+        recipe_file.write_text(i2i_recipe(p, data))
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     return scratch, recipe_file
 
 
@@ -174,11 +180,13 @@ class Series:
 
     def summary(self, steps: int, batch: int) -> dict:
         diffs = [lg.seconds - sh.seconds for sh, lg in zip(self.short, self.long)]
-        rates = [steps * batch / d if d > 0 else float("nan") for d in diffs]
+        # a long run not slower than its short one (start-up noise above the timed steps) has no rate
+        slower = [d for d in diffs if d > 0]
         return {
-            "img_per_s": median(rates) if rates else None,
-            "img_per_s_all": [round(r, 3) for r in rates],
-            "step_ms": 1000 * median(diffs) / steps if diffs else None,
+            "img_per_s": median([steps * batch / d for d in slower]) if slower else None,
+            "img_per_s_all": [round(steps * batch / d, 3) if d > 0 else None for d in diffs],
+            "step_ms": 1000 * median(slower) / steps if slower else None,
+            "repeats_without_rate": len(diffs) - len(slower),
             "short_s": [round(m.seconds, 2) for m in self.short],
             "long_s": [round(m.seconds, 2) for m in self.long],
             "max_rss_mb": max((m.max_rss_mb for m in self.long), default=None),
@@ -187,11 +195,11 @@ class Series:
         }
 
 
-def parse_variant(text: str) -> tuple[str, list[str], dict[str, str]]:
+def parse_variant(text: str | tuple[str, list[str]]) -> tuple[str, list[str], dict[str, str]]:
     """``name:key=value;key=value``: recipe overrides, and ``env.VAR=value`` environment."""
-    name, _, spec = text.partition(":")
+    name, items = variant(text) if isinstance(text, str) else text
     overrides, env = [], {}
-    for item in filter(None, (s.strip() for s in spec.split(";"))):
+    for item in items:
         key, _, value = item.partition("=")
         if key.startswith("env."):
             env[key[4:]] = value
@@ -220,40 +228,51 @@ def measure(cmd: list[str], what: str, args, **kwargs) -> Measured:
             best = m
         if m.foreign <= args.max_foreign:
             break
-        print(f"    ({what}: other processes used {100 * m.foreign:.0f}% of the cores; again)", flush=True)
+        then = "again" if attempt < args.retries else "no retries left: keeping the least disturbed run"
+        print(f"    ({what}: other processes used {100 * m.foreign:.0f}% of the cores; {then})", flush=True)
     return best
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", action="append", choices=sorted(PRESETS), help="repeatable (default: unet256_b1)")
-    ap.add_argument("--warmup", type=int, default=3, help="steps of the short run")
-    ap.add_argument("--steps", type=int, default=15, help="extra steps of the long run (the timed ones)")
-    ap.add_argument("--repeats", type=int, default=1, help="short/long pairs per configuration")
+    ap.add_argument("--warmup", type=positive_int, default=3, help="steps of the short run")
+    ap.add_argument("--steps", type=positive_int, default=15, help="extra steps of the long run (the timed ones)")
+    ap.add_argument("--repeats", type=positive_int, default=1, help="short/long pairs per configuration")
     ap.add_argument("--python", default=sys.executable, help="Python with i2i installed")
-    ap.add_argument("--variant", action="append", default=[],
+    ap.add_argument("--variant", action="append", default=[], type=variant,
                     help="extra i2i configuration 'name:key=value;env.VAR=value' (repeatable)")
     ap.add_argument("--no-default", action="store_true", help="skip i2i's default configuration")
     ap.add_argument("--no-i2i", action="store_true", help="measure only the reference")
-    ap.add_argument("--reference", type=Path, help="checkout of junyanz/pytorch-CycleGAN-and-pix2pix (train.py)")
+    ap.add_argument("--reference", type=reference_checkout, help="checkout of junyanz/pytorch-CycleGAN-and-pix2pix (train.py)")
     ap.add_argument("--ref-python", default=sys.executable)
     ap.add_argument("--ref-pythonpath", default=os.environ.get("I2I_REF_PYTHONPATH", ""),
                     help="prepended to PYTHONPATH for the reference (its extra packages)")
-    ap.add_argument("--ref-threads", type=int, default=4, help="the reference's --num_threads (its default: 4)")
-    ap.add_argument("--i2i-images", type=int, default=8, help="synthetic images in i2i's data folder")
+    ap.add_argument("--ref-threads", type=non_negative_int, default=4, help="the reference's --num_threads (its default: 4)")
+    ap.add_argument("--i2i-images", type=positive_int, default=8, help="synthetic images in i2i's data folder")
     ap.add_argument("--quiet-threshold", type=float, default=0.15,
                     help="before each run, wait until other processes use less than this share of the cores")
     ap.add_argument("--max-wait", type=float, default=90.0, help="seconds to wait for quiet at most")
     ap.add_argument("--max-foreign", type=float, default=0.10,
                     help="rerun a run during which other processes used more than this share of the cores")
-    ap.add_argument("--retries", type=int, default=3)
-    ap.add_argument("--busy", type=int, default=0,
+    ap.add_argument("--retries", type=non_negative_int, default=3)
+    ap.add_argument("--busy", type=non_negative_int, default=0,
                     help="keep this many cores busy with other processes throughout (a shared machine); "
                          "turns off the waits for quiet and the reruns")
-    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--json", type=json_file, help="write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = ap.parse_args(argv)
     presets = args.preset or ["unet256_b1"]
+    unique_names(ap, args.variant)
+    if args.no_i2i and not args.reference:
+        ap.error("argument --no-i2i: without --reference there is nothing to measure")
+    if args.no_i2i and args.variant:
+        ap.error("argument --variant: with --no-i2i no i2i variant runs; drop one of them")
+    if args.no_default and not args.variant and not args.reference:
+        ap.error("argument --no-default: without --variant or --reference there is nothing to measure")
+    for option, python in (("--python", args.python), ("--ref-python", args.ref_python if args.reference else None)):
+        if python is not None and shutil.which(python) is None:
+            ap.error(f"argument {option}: {python}: no such program; expected a Python interpreter")
 
     configs: list[tuple[str, list[str], dict[str, str]]] = []
     if not args.no_i2i:
@@ -263,7 +282,6 @@ def main(argv: list[str] | None = None) -> dict:
             name, overrides, env = parse_variant(v)
             configs.append((f"i2i[{name}]", overrides, env))
 
-    scratch = Path(tempfile.mkdtemp(prefix="i2i-bench-"))
     results: dict = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                      "versions": {"i2i_python": python_versions(args.python)},
                      "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats, "rows": {}}
@@ -274,6 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
     ref_env = dict(base_env)
     if args.ref_pythonpath:
         ref_env["PYTHONPATH"] = args.ref_pythonpath + (os.pathsep + ref_env["PYTHONPATH"] if ref_env.get("PYTHONPATH") else "")
+    scratch = Path(tempfile.mkdtemp(prefix="i2i-bench-"))
     print(f"# scratch {scratch}\n# machine {json.dumps(results['machine'])}", flush=True)
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     results["busy_cores"] = args.busy
@@ -321,21 +340,28 @@ def main(argv: list[str] | None = None) -> dict:
                 for label in series:
                     if label == "reference" or not row["reference"]["img_per_s"]:
                         continue
-                    pairs = [a / b for a, b in zip(row[label]["img_per_s_all"], row["reference"]["img_per_s_all"]) if b > 0]
+                    pairs = [a / b for a, b in zip(row[label]["img_per_s_all"], row["reference"]["img_per_s_all"]) if a and b]
                     row[label]["ratio_per_repeat"] = [round(x, 3) for x in pairs]
                     row[label]["ratio"] = median(pairs) if pairs else None
                 if "i2i" in row:
-                    row["ratio"] = row["i2i"]["ratio"]
+                    row["ratio"] = row["i2i"].get("ratio")
             results["rows"][name] = row
             for label in series:
                 s = row[label]
-                print(f"  => {label:>16}: {s['img_per_s']:.3f} img/s ({s['step_ms']:.0f} ms/step)  "
-                      f"max_rss {s['max_rss_mb']:.0f} MB  tree_pss {s['tree_pss_mb']:.0f} MB", flush=True)
+                if s["img_per_s"] is None:
+                    rate = "no rate: the long runs were not slower than the short ones (noise); raise --steps"
+                else:
+                    missing = s["repeats_without_rate"]
+                    rate = f"{s['img_per_s']:.3f} img/s ({s['step_ms']:.0f} ms/step)" + (
+                        f" from {args.repeats - missing} of {args.repeats} repeats (in the others the long run "
+                        "was not slower than the short one)" if missing else "")
+                print(f"  => {label:>16}: {rate}  max_rss {s['max_rss_mb']:.0f} MB  tree_pss {s['tree_pss_mb']:.0f} MB",
+                      flush=True)
             for label in series:
                 if row[label].get("ratio"):
                     print(f"  => {label}/reference: {row[label]['ratio']:.2f}x (per repeat {row[label]['ratio_per_repeat']})", flush=True)
             if args.json:  # after every row, so an interrupted run keeps what it measured
-                args.json.write_text(json.dumps(results, indent=1))
+                args.json.write_text(json.dumps(results, indent=1, allow_nan=False))
     finally:
         for process in busy:
             process.kill()

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_images  # noqa: E402
+from common import json_file, positive_int, write_images  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -131,6 +131,23 @@ def graphed(model, host, batches: int) -> float:
     return round(1000 * (time.perf_counter() - start) / batches, 2)
 
 
+#: ``--format``: what ``i2i translate`` writes (i2i.data.encode.SAVE_FORMATS, with its other spellings)
+FORMATS = ("png", "jpg", "jpeg", "webp", "tif", "tiff")
+
+
+def training_size(generator: str) -> int:
+    """The crop of the one training step: 64 px, or the generator's multiple above that (256 for
+    unet_256, 128 for unet_128), read from the network built on the meta device (no memory)."""
+    import torch
+
+    import i2i
+    from i2i.engine.infer import size_multiple
+
+    with torch.device("meta"):
+        multiple = size_multiple(i2i.registry("generators")[generator].build(3, 3))
+    return -(-64 // multiple) * multiple
+
+
 def run(generator: str = "unet_256", images: int = 16, size: int = 256, batch_size: int = 4, device: str = "cpu",
         fmt: str = "png", task: str = "denoise", repeats: int = 1, network_probe: bool = False,
         variants: tuple[str, ...] = ()) -> dict:
@@ -142,11 +159,12 @@ def run(generator: str = "unet_256", images: int = 16, size: int = 256, batch_si
     scratch = Path(tempfile.mkdtemp(prefix="i2i-translate-"))
     try:
         photos = write_images(scratch / "photos", images, size, seed=3, fmt="png")
-        train_data = write_images(scratch / "train", 2, max(size, 64), seed=4)
+        train_size = training_size(generator)
+        train_data = write_images(scratch / "train", 2, train_size, seed=4)
         task_cfg = {"name": "denoise", "sigma": 25.0, "residual": False} if task == "denoise" else {"name": task}
         recipe = {
             "task": task_cfg,
-            "data": {"source": str(train_data), "size": 64 if generator != "unet_256" else 256, "val_fraction": 0.0},
+            "data": {"source": str(train_data), "size": train_size, "val_fraction": 0.0},
             "generator": {"name": generator},
             "losses": {"l1": {"weight": 1.0}},
             "train": {"steps": 1, "device": device},
@@ -193,17 +211,26 @@ def run(generator: str = "unet_256", images: int = 16, size: int = 256, batch_si
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--generator", default="unet_256")
+    ap.add_argument("--generator", default="unet_256", help="an i2i generator (i2i list generators)")
     ap.add_argument("--task", default="denoise", choices=["denoise", "gray2color"])
-    ap.add_argument("--images", type=int, default=16)
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--images", type=positive_int, default=16)
+    ap.add_argument("--size", type=positive_int, default=256)
+    ap.add_argument("--batch-size", type=positive_int, default=4)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--format", default="png")
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--format", default="png", type=str.lower, choices=FORMATS)
+    ap.add_argument("--repeats", type=positive_int, default=1)
+    ap.add_argument("--json", type=json_file)
     args = ap.parse_args(argv)
-    result = run(args.generator, args.images, args.size, args.batch_size, args.device, args.format, args.task, args.repeats)
+    import i2i
+
+    generators = sorted(i2i.registry("generators"))
+    if args.generator not in generators:
+        ap.error(f"argument --generator: {args.generator!r}: no such generator here; expected one of {', '.join(generators)}")
+    try:
+        result = run(args.generator, args.images, args.size, args.batch_size, args.device, args.format, args.task,
+                     args.repeats)
+    except i2i.UserError as exc:  # what i2i refuses (a --device it lacks, a generator the task cannot train)
+        raise SystemExit(f"bench_translate: {exc}") from None
     best = min(result["timed_passes"], key=lambda r: r["wall_s"])
     print(f"translate {args.images} x {args.size} px with {args.generator} on {result['device']} (batch {args.batch_size}): "
           f"{result['img_per_s']:.2f} img/s; decode {best['decode']:.2f} s, network {best['network']:.2f} s, "

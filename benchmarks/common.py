@@ -6,6 +6,7 @@ reference's) as a subprocess.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -15,6 +16,81 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+
+# -- command-line checks ---------------------------------------------------------------------------
+# argparse ``type=`` functions: a bad value is argparse's one-line error (status 2), before any work.
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
+
+
+def _whole_number(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of {least} or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number above 0")
+    return value
+
+
+def reference_checkout(text: str) -> Path:
+    """``--reference``: a checkout of junyanz/pytorch-CycleGAN-and-pix2pix (its train.py and options/)."""
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder; expected a checkout of "
+                                         "junyanz/pytorch-CycleGAN-and-pix2pix (see benchmarks/README.md)")
+    if not (path / "train.py").is_file() or not (path / "options").is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: not a checkout of junyanz/pytorch-CycleGAN-and-pix2pix "
+                                         "(it has no train.py and options/; see benchmarks/README.md)")
+    return path.resolve()
+
+
+def json_file(text: str) -> Path:
+    """``--json``: a file in an existing folder (checked now, not after the measurement)."""
+    path = Path(text)
+    if not path.parent.is_dir() or path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {'a folder' if path.is_dir() else f'no folder {path.parent}'}; "
+                                         "expected a file in an existing folder")
+    return path
+
+
+VARIANT_SYNTAX = "NAME:KEY=VALUE[;KEY=VALUE...], e.g. 'cl:train.channels_last=true'"
+
+
+def variant(text: str) -> tuple[str, list[str]]:
+    """``--variant NAME:KEY=VALUE;KEY=VALUE``: (NAME, its KEY=VALUE items; none for ``NAME:``)."""
+    name, colon, spec = text.partition(":")
+    name = name.strip()
+    if not colon or not name or "=" in name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {VARIANT_SYNTAX} (a name, a colon, then the settings)")
+    items = [s.strip() for s in spec.split(";") if s.strip()]
+    for item in items:
+        key, equals, _ = item.partition("=")
+        if not equals or not key.strip():
+            raise argparse.ArgumentTypeError(f"variant {name!r}: {item!r} is not KEY=VALUE; expected {VARIANT_SYNTAX}")
+    return name, items
+
+
+def unique_names(ap: argparse.ArgumentParser, variants: list[tuple[str, list[str]]]) -> None:
+    names = [name for name, _ in variants]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        ap.error(f"argument --variant: the name {twice[0]!r} is given twice; each variant needs its own name")
 
 
 # -- synthetic data -------------------------------------------------------------------------------

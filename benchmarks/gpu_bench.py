@@ -39,8 +39,10 @@ device machine lacks and calls this.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -50,7 +52,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import PRESETS, Preset, i2i_command, i2i_recipe, load_size, reference_command  # noqa: E402
-from common import median, run_measured, write_images  # noqa: E402
+from common import (json_file, median, non_negative_int, positive_float, positive_int, reference_checkout,  # noqa: E402
+                    run_measured, write_images)
 
 PIX2PIX_GFLOP_256 = 86.9  # per image per training step (G fwd+bwd, D 3 fwd + 2 bwd), FIELD-NOTES
 
@@ -412,30 +415,91 @@ def step_breakdown(p: Preset, data_dir: Path, scratch: Path, overrides: list[str
     }
 
 
+#: the sections, as --only and --skip name them
+SECTIONS = ("check", "rows", "host", "refstep", "recipes", "process", "translate", "large", "breakdown", "compile", "fusion")
+
+
+def section_name(text: str) -> str:
+    if text not in SECTIONS:
+        raise argparse.ArgumentTypeError(f"{text!r}: no such section; the sections: {', '.join(SECTIONS)}")
+    return text
+
+
+def device_name(text: str) -> str:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected cuda, cuda:N (a GPU's index) or cpu (a smoke test)")
+    return text
+
+
+def process_runs(text: str) -> list[tuple[str, int, int, int]]:
+    """``--process-runs PRESET:SHORT:LONG:REFERENCE_LONG[,...]``."""
+    runs = []
+    for spec in filter(None, text.split(",")):
+        parts = spec.split(":")
+        try:
+            name, short, long, ref_long = parts[0], *map(int, parts[1:])
+            ok = name in PRESETS and 1 <= short < min(long, ref_long)
+        except ValueError:  # not four parts, or a count that is no whole number
+            ok = False
+        if not ok:
+            raise argparse.ArgumentTypeError(
+                f"{spec!r}: expected PRESET:SHORT:LONG:REFERENCE_LONG with a preset ({', '.join(sorted(PRESETS))}) "
+                "and step counts 1 <= SHORT < LONG, REFERENCE_LONG, e.g. unet256_b1:20:620:620")
+        runs.append((name, short, long, ref_long))
+    return runs
+
+
+def names_from(allowed, what: str):
+    """A comma-separated list whose items are in ``allowed``."""
+    def parse(text: str) -> list[str]:
+        items = [item.strip().lower() for item in text.split(",") if item.strip()]
+        for item in items:
+            if item not in allowed:
+                raise argparse.ArgumentTypeError(f"{item!r}: no such {what}; expected some of {', '.join(allowed)}")
+        return items
+    return parse
+
+
 def main(argv: list[str] | None = None) -> dict:
+    from bench_translate import FORMATS, VARIANTS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", type=Path, default=Path("gpu_results.json"))
-    ap.add_argument("--budget", type=float, default=450, help="seconds for the whole measurement")
-    ap.add_argument("--reference", type=Path, help="checkout of the reference (its train.py)")
-    ap.add_argument("--ref-threads", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=2.5, help="timed seconds per in-process configuration")
+    ap.add_argument("--json", type=json_file, default=Path("gpu_results.json"))
+    ap.add_argument("--budget", type=positive_float, default=450, help="seconds for the whole measurement")
+    ap.add_argument("--reference", type=reference_checkout, help="checkout of the reference (its train.py)")
+    ap.add_argument("--ref-threads", type=non_negative_int, default=4)
+    ap.add_argument("--seconds", type=positive_float, default=2.5, help="timed seconds per in-process configuration")
     ap.add_argument("--compile", action="store_true", help="last, also try train.compile at batch 64 (1-2 min)")
-    ap.add_argument("--device", default="cuda", help="cpu: smoke-test this script without a GPU (tiny settings)")
-    ap.add_argument("--skip", action="append", default=[], help="section to skip: check, rows, host, refstep, recipes, process, translate, large, breakdown, compile, fusion")
-    ap.add_argument("--only", action="append", default=[], help="run only this section (repeatable)")
-    ap.add_argument("--process-runs", default="",
+    ap.add_argument("--device", default="cuda", type=device_name,
+                    help="cuda, cuda:N, or cpu: smoke-test this script without a GPU (tiny settings)")
+    ap.add_argument("--skip", action="append", default=[], type=section_name, help=f"section to skip: {', '.join(SECTIONS)}")
+    ap.add_argument("--only", action="append", default=[], type=section_name, help="run only this section (repeatable)")
+    ap.add_argument("--process-runs", default=[], type=process_runs,
                     help="process section: comma-separated PRESET:SHORT:LONG:REFERENCE_LONG step counts")
-    ap.add_argument("--translate-images", type=int, default=64,
+    ap.add_argument("--translate-images", type=positive_int, default=64,
                     help="translate section: how many 256 px photos (a longer pass settles the split)")
-    ap.add_argument("--translate-formats", default="png", help="translate section: comma-separated output formats")
-    ap.add_argument("--translate-variants", default="",
+    ap.add_argument("--translate-formats", default=["png"], type=names_from(FORMATS, "format"),
+                    help="translate section: comma-separated output formats")
+    ap.add_argument("--translate-variants", default=[], type=names_from(tuple(VARIANTS), "variant"),
                     help="translate section: comma-separated host settings to repeat the passes under (bench_translate.VARIANTS)")
     args = ap.parse_args(argv)
     budget = Budget(args.budget)
     global DEVICE
     DEVICE = args.device
+    if DEVICE.startswith("cuda:"):  # one card of several: it alone is visible, here and in the processes started
+        index, ids = int(DEVICE.split(":")[1]), os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = ids.split(",") if ids else None  # N counts among the cards already visible, if some are named
+        os.environ["CUDA_VISIBLE_DEVICES"] = (ids[index] if index < len(ids) else "-1") if ids else str(index)
+        DEVICE = "cuda"
+    if "refstep" in args.only and not args.reference:
+        ap.error("argument --only: the refstep section needs --reference")
+    if "compile" in args.only and not args.compile:
+        ap.error("argument --only: the compile section needs --compile")
 
     import torch
+
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"gpu_bench: no CUDA device (--device {args.device})")
 
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "sections": {}}
 
@@ -450,8 +514,6 @@ def main(argv: list[str] | None = None) -> dict:
                        "kornia": kornia.__version__, "i2i": i2i.__version__, "python": sys.version.split()[0],
                        "cpus": os.cpu_count()}
     if DEVICE == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit("gpu_bench: no CUDA device")
         props = torch.cuda.get_device_properties(0)
         results["card"].update(name=props.name, memory_gb=round(props.total_memory / 1e9, 1), sms=props.multi_processor_count)
         rate = matmul_tflops()
@@ -464,12 +526,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     smoke = DEVICE != "cuda"  # tiny settings, only to check that every section runs
     scratch = Path(tempfile.mkdtemp(prefix="i2i-gpu-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # also when a section's failure ends the process
     data_dirs = {s: write_images(scratch / f"data-{s}", 8, load_size(s), seed=1) for s in (128, 256)}
     fast = ["train.channels_last=true"]  # bf16 autocast and cudnn.benchmark are the CUDA defaults
 
     def section(name: str, need: float):
         if name in args.skip or (args.only and name not in args.only):
-            log(f"section {name}: skipped (--skip)")
+            log(f"section {name}: skipped (--skip or --only)")
             return False
         if budget.left() < need:
             results["sections"].setdefault(name, {})["skipped"] = f"time budget: {budget.left():.0f} s left, needs ~{need:.0f}"
@@ -477,9 +540,12 @@ def main(argv: list[str] | None = None) -> dict:
             return False
         return True
 
+    measured = []  # the configurations that gave a result
+
     def guarded(name: str, key: str, fn):
         try:
             value = fn()
+            measured.append(f"{name}/{key}")
         except Exception as exc:  # one failing configuration must not lose the others
             value = {"error": f"{type(exc).__name__}: {str(exc)[-800:]}"}
             traceback.print_exc()
@@ -550,7 +616,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 5. whole processes, i2i and the reference side by side
     if section("process", 90):
         env = dict(os.environ)
-        runs = [spec.split(":") for spec in args.process_runs.split(",")] if args.process_runs else (
+        runs = args.process_runs or (
             [("unet128_b1", 1, 6, 6)] if smoke else
             [("unet256_b1", 20, 620, 620), ("unet128_b4", 20, 320, 320), ("unet128_b1", 20, 620, 620)])
         for name, short, long, ref_long in runs:
@@ -575,12 +641,12 @@ def main(argv: list[str] | None = None) -> dict:
     if section("translate", 40):
         from bench_translate import run as translate_run
 
-        for fmt in args.translate_formats.split(","):
+        for fmt in args.translate_formats:
             key = "unet256_b16" if fmt == "png" else f"unet256_b16_{fmt}"
             r = guarded("translate", key, lambda: translate_run(
                 "unet_256", 4 if smoke else args.translate_images, 256, 2 if smoke else 16, DEVICE, fmt=fmt,
                 repeats=1 if smoke else 2, network_probe=fmt == "png",
-                variants=tuple(args.translate_variants.split(",")) if args.translate_variants else ()))
+                variants=tuple(args.translate_variants)))
             log(f"translate {fmt}: {r.get('img_per_s')} img/s, share {r.get('share')}; network alone {r.get('network_only')}; "
                 f"variants {r.get('variants')}")
 
@@ -660,6 +726,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["elapsed_s"] = round(time.perf_counter() - START, 1)
     save()
     log(f"done; results in {args.json}")
+    if not measured:
+        raise SystemExit(f"gpu_bench: every section was skipped or failed; nothing measured (see {args.json})")
     return results
 
 

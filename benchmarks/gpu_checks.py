@@ -6,12 +6,15 @@
    exactly as the compiled eager step (fp32, deterministic cuDNN, 12 steps, same seed).
 
     python benchmarks/gpu_checks.py --json OUT.json
+
+Exits with status 1 when a check failed or could not run (no GPU, say).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import json_file  # noqa: E402
 
 RNG_CODE = """
 import json, sys, torch
@@ -54,17 +58,50 @@ def rng_check(scratch: Path, device: str) -> dict:
     return {**runs, "equal": runs["fresh"] == runs["after_train"]}
 
 
+def failures(results: dict, device: str) -> list[str]:
+    """The checks that failed or could not run, each with why."""
+    out = []
+    rng = results.get("rng", {})
+    if "error" in rng or not rng.get("equal"):
+        out.append("rng: " + ("it did not run (see its error)" if "error" in rng else "the random values differ"))
+    graphs = results.get("compiled_graphs")
+    if device == "cuda" and graphs is not None:
+        if "error" in graphs:
+            out.append("compiled_graphs: it did not run (see its error)")
+        elif graphs["graphs"] != "replayed":
+            out.append(f"compiled_graphs: the step was not replayed as a graph ({graphs['graphs']})")
+        elif graphs["max_abs_weight_diff"] > 1e-3 * graphs["max_abs_param_change"]:  # "exactly", up to rounding
+            out.append(f"compiled_graphs: graphed weights differ by {graphs['max_abs_weight_diff']:.3g} "
+                       f"(the weights moved by {graphs['max_abs_param_change']:.3g})")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--json", type=Path, default=Path("gpu_checks.json"))
-    ap.add_argument("--device", default="cuda", help="cpu: smoke-test the first check's plumbing only")
+    ap.add_argument("--json", type=json_file, default=Path("gpu_checks.json"))
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: smoke-test the first check's plumbing only")
     args = ap.parse_args()
+    import gpu_bench
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu_checks: no CUDA device; these checks need a GPU (--device cpu: the plumbing only)")
+    gpu_bench.DEVICE = args.device
+    scratch = Path(tempfile.mkdtemp(prefix="i2i-gpu-checks-"))
+    try:
+        results = run_checks(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    failed = failures(results, args.device)
+    if failed:
+        raise SystemExit("gpu_checks: failed: " + "; ".join(failed) + f" (see {args.json})")
+
+
+def run_checks(args, scratch: Path) -> dict:
     import gpu_bench
     from bench_train import Preset
     from common import write_images
 
-    gpu_bench.DEVICE = args.device
-    scratch = Path(tempfile.mkdtemp(prefix="i2i-gpu-checks-"))
     results: dict = {}
     start = time.perf_counter()
     results["rng"] = rng_check(scratch, args.device)
@@ -72,7 +109,7 @@ def main() -> None:
     data = write_images(scratch / "data-128", 8, 143, seed=1)
     if args.device != "cuda":
         args.json.write_text(json.dumps(results, indent=1))
-        return
+        return results
     try:
         results["compiled_graphs"] = gpu_bench.graph_agreement(Preset("unet_128", 128, 4, dropout=False), data, scratch, steps=12,
                                                                extra=("train.compile=true",))
@@ -80,6 +117,7 @@ def main() -> None:
         results["compiled_graphs"] = {"error": f"{type(exc).__name__}: {str(exc)[-800:]}"}
     print(f"[{time.perf_counter() - start:6.1f}s] compiled_graphs: {results['compiled_graphs']}", flush=True)
     args.json.write_text(json.dumps(results, indent=1))
+    return results
 
 
 if __name__ == "__main__":

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import positive_int  # noqa: E402
 
 
 def timed_ms(fn, device: str, iters: int) -> float:
@@ -51,10 +56,12 @@ def layer_case(layer: nn.Module, x: torch.Tensor, *, input_grad: bool, pad_in: i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    ap.add_argument("--batch", type=positive_int, default=64)
+    ap.add_argument("--iters", type=positive_int, default=20)
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu_layers: no CUDA device (--device cpu only checks that it runs)")
     dev, b = args.device, args.batch
     size = 256 if dev == "cuda" else 32
     torch.backends.cudnn.benchmark = True

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import PRESETS, scratch_recipe  # noqa: E402
-from common import median  # noqa: E402
+from common import median, non_negative_int, positive_int  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -41,21 +41,31 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="unet256_b1", choices=sorted(PRESETS))
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override (repeatable)")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=non_negative_int, default=2)
+    ap.add_argument("--steps", type=positive_int, default=8)
     ap.add_argument("--parts", action="store_true", help="also time the parts of a step")
     ap.add_argument("--checkpoint", action="store_true", help="also measure a checkpoint's memory and time")
     args = ap.parse_args(argv)
 
-    import torch
-
-    from i2i.engine.host_memory import freed_memory_kept
-    from i2i.engine.trainer import Trainer
+    from i2i.errors import UserError
     from i2i.recipe import load_recipe
 
     p = PRESETS[args.preset]
     scratch, recipe_file = scratch_recipe(p, "i2i-prof-")
-    recipe = load_recipe(recipe_file, [f"train.steps={10**6}", *args.overrides])
+    try:
+        profile(args, p, load_recipe(recipe_file, [f"train.steps={10**6}", *args.overrides]), scratch)
+    except UserError as exc:  # a --set the recipe or the trainer refuses
+        raise SystemExit(f"profile_step: {exc}") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def profile(args, p, recipe, scratch: Path) -> None:
+    import torch
+
+    from i2i.engine.host_memory import freed_memory_kept
+    from i2i.engine.trainer import Trainer
+
     print(f"{args.preset}: torch {torch.__version__}, {torch.get_num_threads()} threads, overrides {args.overrides}")
     print(f"rss at start {rss_mb():.0f} MB")
     trainer = Trainer(recipe, scratch / "run", quiet=True)
@@ -117,7 +127,6 @@ def main(argv: list[str] | None = None) -> None:
         trainer.save_checkpoint()
         print(f"checkpoint {time.perf_counter() - t:.2f} s; peak rss {before:.0f} -> {peak_mb():.0f} MB")
     memory_mode.close()
-    os.system(f"rm -rf {scratch}")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,28 @@
 # RECIPES=0 to skip the second part (the shipped recipes trained on the GPU, then `i2i eval`).
 set -uo pipefail
 OUT=${OUT:-/tmp/i2i-gpu-out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 
+# Before anything else: a GPU this Python's torch can use, and the wheels when it lacks kornia.
+if ! $PY -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' >/dev/null 2>&1; then
+    echo "run_gpu.sh: no CUDA GPU here; this script measures a GPU (see benchmarks/README.md)" >&2
+    exit 1
+fi
+WHEELS=$(ls .whl/*.whl 2>/dev/null)
+NEEDS="import kornia"  # i2i's; dominate is the reference's, needed when it travels too
+if ls .whl/pix2pix-ref-*.tar >/dev/null 2>&1; then NEEDS="import kornia, dominate"; fi
+if [ -z "$WHEELS" ] && ! $PY -c "$NEEDS" >/dev/null 2>&1; then
+    echo "run_gpu.sh: .whl/ holds no wheels; make them with the command in benchmarks/README.md" >&2
+    exit 1
+fi
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+
 # What the device image lacks: kornia (+ kornia_rs) for i2i, dominate for the reference.
-$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+if [ -n "$WHEELS" ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 # i2i itself (its plugins are found through entry points, so it must be installed), no deps:
 # the image's torch stays as it is.
 $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile -e . >"$OUT/pip.log" 2>&1 \
@@ -34,6 +49,11 @@ fi
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; nproc; } >"$OUT/machine.txt" 2>&1
 $PY benchmarks/gpu_bench.py --json "$OUT/gpu.json" --budget "${BUDGET:-420}" "${REF_ARGS[@]}" ${GPU_BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu.log"
+STATUS=${PIPESTATUS[0]}
+if [ "$STATUS" != 0 ]; then  # no device after all, a bad GPU_BENCH_ARGS, or nothing measured: no recipes on the CPU
+    echo "run_gpu.sh: gpu_bench.py failed (status $STATUS); stopping (see $OUT/gpu.log)" >&2
+    exit "$STATUS"
+fi
 
 # The shipped recipes on the GPU, each capped in time: the main job as it ships, and longer
 # runs of the two denoisers (the "scale it up on a GPU" settings, shortened to fit).
