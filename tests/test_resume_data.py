@@ -218,11 +218,12 @@ def test_eval_needs_only_the_recorded_validation_files(photos, tmp_path):
 
 @pytest.mark.parametrize("matrix_units", [True, False])
 def test_eval_scores_under_the_precision_the_run_evaluated_with(photos, tmp_path, monkeypatch, matrix_units):
-    """`auto` is bf16 on an AMX CPU: the run's own evaluations ran under it, and `i2i eval` on the
+    """`auto` is bf16 on an AMX (or AVX-512 BF16) CPU: the run's own evaluations ran under it, and `i2i eval` on the
     same machine must give the same numbers, not fp32's slightly different ones."""
     from i2i.evaluation import evaluate_run, run_precision
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: matrix_units, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     run = start(photos, tmp_path)
     result = evaluate_run(run.run_dir, device="cpu")
     assert result["precision"] == ("bfloat16" if matrix_units else "float32")

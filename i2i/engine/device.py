@@ -114,28 +114,32 @@ def resolve_device(name: str, local_rank: int | None = None, where: str = "train
     return device
 
 
-def cpu_has_bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX, Xeon 4th generation on).
+def cpu_multiplies_bf16_in_hardware() -> bool:
+    """Whether this CPU has bf16 dot-product instructions: Intel AMX (Xeon 4th generation on) or
+    AVX-512 BF16 (AMD Zen 4 on, Intel Cooper Lake).
 
-    There oneDNN runs bf16 convolutions on the tile units, and a pix2pix training step under
-    bf16 autocast took 1.0-2.4 times less time than in fp32 (``benchmarks/RESULTS.md``). CPUs
-    without them (AVX2, or AVX-512 without AMX) emulate bf16 or were not measured, so they keep
-    fp32. False where this torch cannot tell.
+    oneDNN then runs bf16 convolutions on them, and a pix2pix training step under bf16 autocast
+    took 1.0-2.4 times less time than in fp32 on an AMX Xeon and 1.04-1.43 times less on a Zen 4
+    EPYC (``benchmarks/RESULTS.md``). CPUs without them (AVX2, AVX-512 alone) emulate bf16, so
+    they keep fp32. False where this torch cannot tell.
     """
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        return bool(probe()) if probe is not None else False
-    except (RuntimeError, AttributeError):
-        return False
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        probe = getattr(torch.cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except (RuntimeError, AttributeError):
+            continue
+    return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """``auto`` = bf16 autocast on CUDA GPUs that support it and on CPUs with bf16 matrix units
-    (:func:`cpu_has_bf16_matrix_units`), fp32 elsewhere."""
+    """``auto`` = bf16 autocast on CUDA GPUs that support it and on CPUs with bf16 instructions
+    (:func:`cpu_multiplies_bf16_in_hardware`), fp32 elsewhere."""
     if precision == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
-        if device.type == "cpu" and cpu_has_bf16_matrix_units():
+        if device.type == "cpu" and cpu_multiplies_bf16_in_hardware():
             return torch.bfloat16
         return torch.float32
     if precision == "fp16" and device.type == "cpu":
