@@ -92,7 +92,8 @@ def load_initial_weights(recipe: Recipe, G: nn.Module, D: nn.Module | None) -> I
             else:
                 _copy_into(D, d_tensors)
                 d_file = found.name
-    return InitialWeights(Path(os.path.abspath(checkpoint)), int(state.get("step", 0)), g_file.name, d_file, notes)
+    step = state.get("step")
+    return InitialWeights(Path(os.path.abspath(checkpoint)), step if isinstance(step, int) else 0, g_file.name, d_file, notes)
 
 
 def _source_checkpoint(recipe: Recipe, shown: str, folder: Path) -> tuple[Path, dict, list[str]]:
