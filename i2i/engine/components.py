@@ -256,11 +256,9 @@ def check_recipe(recipe: Recipe, resuming: bool = False) -> Networks:
     device = torch.device("cpu")
     nets = build_networks(recipe, device)
     check_crop_size(recipe, nets)
-    note = crop_size_note(recipe, nets)
-    if note is not None and note not in recipe.notes:
-        recipe.notes.append(note)
     initial = None if resuming else load_initial_weights(recipe, nets.G, nets.D)  # train.init_from: there, and fits G
-    recipe.notes.extend(note for note in (initial.notes if initial is not None else ()) if note not in recipe.notes)
+    notes = [crop_size_note(recipe, nets), *(initial.notes if initial is not None else ())]
+    recipe.notes.extend(note for note in notes if note is not None and note not in recipe.notes)
     build_loss_terms(recipe, nets.D, device)
     metrics = build_metrics(nets.task, recipe["eval"]["metrics"], recipe)
     check_scoring_crop(recipe, metrics)
