@@ -7,7 +7,8 @@ listed there too. Environment switches:
     Comma-separated entry-point or distribution names of third-party plugins to load; empty
     loads none. Built-in plugins always load. Unset: load everything installed.
 ``I2I_STRICT_PLUGINS=1``
-    A plugin that fails to load is an error instead of a warning.
+    A plugin that fails to load is an error instead of a warning (``0``, ``false``, ``no``, ``off``:
+    a warning).
 """
 
 from __future__ import annotations
@@ -265,8 +266,8 @@ class PluginHost:
             import traceback
 
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-        if os.environ.get("I2I_STRICT_PLUGINS", "") not in ("", "0"):
-            raise UserError(message + " (I2I_STRICT_PLUGINS is set)")
+        if strict_plugins():
+            raise UserError(f"{message} (I2I_STRICT_PLUGINS is set; i2i plugins lists every failure)")
         say(f"i2i: warning: {message}")
 
     def add_commands(self, cli: click.Group) -> None:
@@ -344,6 +345,11 @@ def _entry_points() -> list[metadata.EntryPoint]:
 
 
 _host: PluginHost | None = None
+
+
+def strict_plugins() -> bool:
+    """``I2I_STRICT_PLUGINS``: on unless unset or one of ``0``, ``false``, ``no``, ``off``."""
+    return os.environ.get("I2I_STRICT_PLUGINS", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def host() -> PluginHost:

@@ -188,3 +188,21 @@ def test_pointer_files_and_home_paths(photos, base_run, tmp_path, monkeypatch):
     run = i2i.train(tiny_recipe(photos, tmp_path / "home", train={"init_from": f"~/{base_run.name}", "steps": 1}),
                     quiet=True)
     assert i2i.load_recipe(run.run_dir / "recipe.toml")["train"]["init_from"] == str(base_run)
+
+
+def test_a_hint_names_the_whole_generator_table_when_the_source_used_another_generator(photos, tmp_path):
+    from i2i.engine.components import build_networks
+
+    plain = i2i.load_recipe({"task": {"name": "gray2color"}, "generator": {"name": "unet", "depth": 5, "width": 32},
+                             "losses": {"l1": {}}})
+    source = i2i.create_run_from_weights(plain, build_networks(plain, torch.device("cpu")).G.state_dict(), tmp_path / "u5")
+    base = {"task": {"name": "gray2color"}, "losses": {"l1": {}}, "data": {"size": 32}, "eval": {"crop": 32},
+            "train": {"init_from": str(source)}}
+    assert not i2i.validate({**base, "generator": {"name": "unet_small"}}).notes  # the same network, by its preset
+    with pytest.raises(i2i.RecipeError, match="that run trained generator.name = 'unet', generator.depth = 5, "
+                                              "generator.width = 32, "):
+        i2i.validate({**base, "generator": {"name": "unet_small", "width": 16}})
+    with pytest.raises(i2i.RecipeError, match="that run was trained for task.name = 'gray2color', with "
+                                              "generator.name = 'unet', generator.depth = 5"):
+        i2i.validate({**base, "task": {"name": "denoise"}, "data": {"size": 32, "source": str(photos)},
+                      "generator": {"name": "resnet"}})

@@ -132,6 +132,8 @@ def test_strict_mode_turns_plugin_failures_into_errors(site):
         assert described.returncode == 0, (args, described.stderr)
         assert "i2i: warning: plugin 'badimport'" in described.stderr
     assert json.loads(described.stdout) and "failed" in {p["status"] for p in json.loads(described.stdout)}
+    for off in ("0", "false", "No", "off", ""):
+        assert run_i2i(["list", "generators"], site, env={"I2I_STRICT_PLUGINS": off}).returncode == 0, off
 
 
 def test_load_plugins_switch_limits_third_party_plugins(site):

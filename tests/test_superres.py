@@ -197,3 +197,10 @@ def test_a_crop_size_the_scale_does_not_divide_gets_a_note_naming_sizes_that_fit
     assert note in capfd.readouterr().err
     fitting = tiny_recipe(photos, tmp_path / "run2", base=TINY_SR, task={"scale": 3}, data={"size": 24})
     assert not any("multiple of the task's scale" in n for n in i2i.validate(fitting).notes)
+
+
+def test_sizes_suggested_for_the_generator_suit_the_scale_too(tmp_path):
+    photos = make_photos(tmp_path / "photos", count=3, size=(40, 36))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_SR, task={"scale": 3}, data={"size": 26})
+    with pytest.raises(i2i.RecipeError, match=r"needs a multiple of 4; use 24 or 36 \(multiples of the task's scale, 3, too\)"):
+        i2i.validate(recipe)

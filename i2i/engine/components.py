@@ -124,10 +124,13 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
     d_min = getattr(nets.D, "min_size", 0)
     upper = -(-max(size, d_min) // multiple) * multiple  # the smallest size above both limits
     if size % multiple:
-        lower = size // multiple * multiple
+        scale = _task_scale(nets)  # sizes a super-resolution's scale divides too, which crop_size_note asks for
+        step = math.lcm(multiple, scale)
+        lower, upper = size // step * step, -(-max(size, d_min) // step) * step
         hint = f"use {lower} or {upper}" if lower >= max(8, d_min) else f"use {upper}"
+        also = f" (multiples of the task's scale, {scale}, too)" if step != multiple else ""
         raise recipe_error(recipe, f"data.size = {size}: generator '{recipe['generator']['name']}' needs a "
-                                   f"multiple of {multiple}; {hint}", also=("generator.name",))
+                                   f"multiple of {multiple}; {hint}{also}", also=("generator.name",))
     if size < d_min:
         fewer = [key for key in ("n_layers", "scales") if hasattr(nets.D, key)]  # what makes it need less
         lower_them = f" or lower {' or '.join(f'discriminator.{key}' for key in fewer)}" if fewer else ""
@@ -136,15 +139,19 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
                            also=("discriminator.name", "discriminator.n_layers", "discriminator.scales"))
 
 
+def _task_scale(nets: Networks) -> int:
+    """The task's ``output_scale`` (a super-resolution's scale), 1 when it has none usable."""
+    scale = getattr(nets.task, "output_scale", 1)
+    return int(scale) if is_whole_number(scale, 1) else 1
+
+
 def crop_size_note(recipe: Recipe, nets: Networks) -> str | None:
     """A ``data.size`` that is no multiple of the task's ``output_scale`` (a 3x super-resolution
     on 64 px crops): each crop's shrunk input covers only part of it, and the rest of the
     input is filled in. Allowed, but said, with the sizes that use every pixel."""
-    scale = getattr(nets.task, "output_scale", 1)
-    size = recipe["data"]["size"]
-    if not is_whole_number(scale) or int(scale) <= 1 or size % int(scale) == 0:
+    scale, size = _task_scale(nets), recipe["data"]["size"]
+    if size % scale == 0:
         return None
-    scale = int(scale)
     step = math.lcm(scale, size_multiple(nets.G) if nets.task.input_is_image else 1)
     lower, upper = size // step * step, -(-size // step) * step
     sizes = f"{lower} or {upper}" if lower >= max(8, getattr(nets.D, "min_size", 0)) else f"{upper}"

@@ -73,7 +73,7 @@ def load_initial_weights(recipe: Recipe, G: nn.Module, D: nn.Module | None) -> I
                                    f"'{recipe['generator']['name']}' ({problem}){_fit_hint(source, recipe, G, tensors)}",
                            also=("generator", "task"))
     _copy_into(G, tensors)
-    differing = _differences(source, recipe, "generator")
+    differing = _differences(source, recipe, "generator") if _same_name(source, recipe, "generator") else ""
     if differing:  # the same shapes, another network all the same (an output layer, a padding)
         notes.append(f"{shown}: the weights fit, but that run trained {differing}, and this recipe's generator "
                      "differs there: set the same to fine-tune the network it trained")
@@ -165,7 +165,10 @@ def _differences(source: dict | None, recipe: Recipe, section: str) -> str:
     if not isinstance(theirs, dict) or (section == "task" and theirs.get("name") != recipe["task"]["name"]):
         return ""
     ours = json.loads(json.dumps(dict(recipe[section])))
-    changed = [key for key in theirs if key in ours and theirs[key] != ours[key]]
+    if theirs.get("name") != ours.get("name"):  # another component (a preset's options are its own): all of its table
+        changed = list(theirs)
+    else:
+        changed = [key for key in theirs if key in ours and theirs[key] != ours[key]]
     return ", ".join(f"{section}.{key} = {format_value(theirs[key])}" for key in changed)
 
 
@@ -184,11 +187,18 @@ def _fit_hint(source: dict | None, recipe: Recipe, G: nn.Module, tensors: dict[s
     if wrapped:
         residual = " (task.residual = true wraps it so)" if "residual" in recipe["task"] else ""
         return f"; that run's task wrapped its generator ({wrapped}.*) and this recipe's does not{residual}"
-    task = source.get("task") if isinstance(source, dict) and isinstance(source.get("task"), dict) else {}
-    if task.get("name") not in (None, recipe["task"]["name"]):
-        return f"; that run was trained for task.name = {format_value(task['name'])}"
-    listed = ", ".join(filter(None, (_differences(source, recipe, "task"), _differences(source, recipe, "generator"))))
+    generator = _differences(source, recipe, "generator")
+    if not _same_name(source, recipe, "task"):
+        with_generator = f", with {generator}" if generator else ""
+        return f"; that run was trained for task.name = {format_value(source['task']['name'])}{with_generator}"
+    listed = ", ".join(filter(None, (_differences(source, recipe, "task"), generator)))
     return f"; that run trained {listed}: set the same here" if listed else ""
+
+
+def _same_name(source: dict | None, recipe: Recipe, section: str) -> bool:
+    """Whether the source run's ``section`` names the component this recipe does (or does not say)."""
+    table = source.get(section) if isinstance(source, dict) else None
+    return not isinstance(table, dict) or table.get("name") in (None, recipe[section]["name"])
 
 
 def _wrapper(outer: dict[str, torch.Tensor], inner: dict[str, torch.Tensor]) -> str | None:
