@@ -179,9 +179,16 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def switched_on(variable: str, default: bool = False) -> bool:
+    """An ``I2I_*`` environment switch: off when set to ``0``, ``false``, ``no`` or ``off`` (any
+    case), on when set to anything else, ``default`` when unset or empty."""
+    value = os.environ.get(variable, "").strip().lower()
+    return default if not value else value not in ("0", "false", "no", "off")
+
+
 def show_traceback() -> bool:
     """``I2I_TRACEBACK=1``: errors and plugin failures keep their traceback (for a plugin's author)."""
-    return os.environ.get("I2I_TRACEBACK", "") not in ("", "0")
+    return switched_on("I2I_TRACEBACK")
 
 
 class SecondInterrupt(KeyboardInterrupt):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hookspecs
-from .errors import UserError, exception_line, show_traceback
+from .errors import UserError, exception_line, show_traceback, switched_on
 from .messages import say
 from .registry import BUILTIN_DISTRIBUTION, KINDS, SINGULAR, Component, Registry
 
@@ -349,7 +349,7 @@ _host: PluginHost | None = None
 
 def strict_plugins() -> bool:
     """``I2I_STRICT_PLUGINS``: on unless unset or one of ``0``, ``false``, ``no``, ``off``."""
-    return os.environ.get("I2I_STRICT_PLUGINS", "").strip().lower() not in ("", "0", "false", "no", "off")
+    return switched_on("I2I_STRICT_PLUGINS")
 
 
 def host() -> PluginHost:

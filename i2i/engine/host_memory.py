@@ -24,6 +24,8 @@ import os
 import sys
 from collections.abc import Iterator
 
+from ..errors import switched_on
+
 ENV_VARIABLE = "I2I_KEEP_FREED_MEMORY"
 
 # mallopt parameters and glibc's defaults for them, from <malloc.h> and mallopt(3)
@@ -56,7 +58,7 @@ def _setting(variable: str, default: int) -> int:
 
 
 def _enabled() -> bool:
-    return os.environ.get(ENV_VARIABLE, "1").strip().lower() not in ("0", "false", "no", "off")
+    return switched_on(ENV_VARIABLE, default=True)
 
 
 @contextlib.contextmanager
