@@ -162,10 +162,10 @@ def _differences(source: dict | None, recipe: Recipe, section: str) -> str:
     from ..options import format_value
 
     theirs = source.get(section) if isinstance(source, dict) else None
-    if not isinstance(theirs, dict) or (section == "task" and theirs.get("name") != recipe["task"]["name"]):
+    if not isinstance(theirs, dict) or (section == "task" and not _same_name(source, recipe, "task")):
         return ""
     ours = json.loads(json.dumps(dict(recipe[section])))
-    if theirs.get("name") != ours.get("name"):  # another component (a preset's options are its own): all of its table
+    if not _same_name(source, recipe, section):  # another component (a preset's options are its own): all of its table
         changed = list(theirs)
     else:
         changed = [key for key in theirs if key in ours and theirs[key] != ours[key]]
@@ -196,9 +196,11 @@ def _fit_hint(source: dict | None, recipe: Recipe, G: nn.Module, tensors: dict[s
 
 
 def _same_name(source: dict | None, recipe: Recipe, section: str) -> bool:
-    """Whether the source run's ``section`` names the component this recipe does (or does not say)."""
+    """Whether the source run's ``section`` names the component this recipe does (or does not
+    say); ``plugin:name`` and ``name`` are the same one."""
     table = source.get(section) if isinstance(source, dict) else None
-    return not isinstance(table, dict) or table.get("name") in (None, recipe[section]["name"])
+    name = table.get("name") if isinstance(table, dict) else None
+    return name is None or str(name).split(":")[-1] == str(recipe[section]["name"]).split(":")[-1]
 
 
 def _wrapper(outer: dict[str, torch.Tensor], inner: dict[str, torch.Tensor]) -> str | None:
@@ -215,12 +217,10 @@ def _wrapper(outer: dict[str, torch.Tensor], inner: dict[str, torch.Tensor]) -> 
 
 def _task_notes(checkpoint: Path, source: dict | None, recipe: Recipe) -> list[str]:
     """Weights trained for another task may still fit (3 channels in and out): say so."""
-    task = source.get("task") if isinstance(source, dict) else None
-    name = task.get("name") if isinstance(task, dict) else None
-    if isinstance(name, str) and name.split(":")[-1] != str(recipe["task"]["name"]).split(":")[-1]:
-        return [f'{KEY}: {checkpoint} was trained for task {name!r}; this run fine-tunes it for task '
-                f"{recipe['task']['name']!r}"]
-    return []
+    if _same_name(source, recipe, "task"):
+        return []
+    return [f"{KEY}: {checkpoint} was trained for task {source['task']['name']!r}; this run fine-tunes it for task "
+            f"{recipe['task']['name']!r}"]
 
 
 def refuse_on_resume(overrides: list[str] | tuple[str, ...]) -> None:
