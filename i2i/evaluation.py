@@ -75,8 +75,9 @@ class ImageSaver:
     """Writes each scored image's input, output and target into ``<folder>/input|output|target/``
     under the file's path with ``.png`` for its extension (files whose stems clash, ``a.jpg`` and
     ``a.png``, keep theirs: ``a.jpg.png``), so the three folders line up file for file for
-    another tool's scoring or a side-by-side look. The folder must be new or empty: nothing
-    already there is replaced."""
+    another tool's scoring or a side-by-side look: 8-bit PNGs, 16-bit ones when the scored
+    images were read at 16 bits (a folder holding deeper files than 8-bit). The folder must be
+    new or empty: nothing already there is replaced."""
 
     def __init__(self, folder: Path) -> None:
         from .data.decode import folder_blocked
@@ -133,7 +134,9 @@ class ImageSaver:
                 if images is None:
                     continue
                 path = self.folder / role / f"{stem}.png"
-                pixels = (images[i].float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+                peak, dtype = (65535, torch.int32) if batch.bits > 8 else (255, torch.uint8)  # 16-bit read, 16-bit PNG
+                pixels = (images[i].float().clamp(0, 1) * peak).round().to(dtype).permute(1, 2, 0).cpu().numpy()
+                pixels = pixels.astype("uint16") if batch.bits > 8 else pixels
                 tmp = path.with_name(f".{path.name}.tmp")
                 try:  # whole or not at all: a full disk leaves no truncated PNG
                     path.parent.mkdir(parents=True, exist_ok=True)

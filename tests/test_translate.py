@@ -1027,3 +1027,20 @@ def test_a_jpeg_artifact_remover_trains_and_takes_the_users_jpegs(photos, tmp_pa
     assert rows.returncode == 0, rows.stderr
     header, row = (tmp_path / "rows.csv").read_text().splitlines()[:2]
     assert header.startswith("file,jpeg quality,psnr") and 10 <= float(row.split(",")[1]) <= 30
+
+
+def test_eval_of_a_16_bit_folder_scores_and_saves_at_16_bits(g2c_run, tmp_path):
+    """Deep files were scored as their 8-bit rounding and saved as 8-bit PNGs: a target that
+    varies by less than an 8-bit level came back flat."""
+    from i2i.data.decode import decode_full
+    from i2i.evaluation import evaluate_run
+    from test_deep_images import deep_folder
+
+    [array] = deep_folder(tmp_path / "deep", 1)
+    evaluate_run(g2c_run, data_dir=tmp_path / "deep", crop=0, save_images=tmp_path / "saved")
+    target = decode_full(tmp_path / "saved" / "target" / "deep_0.png", 3)  # Pillow would read it at 8 bits
+    assert target.bits == 16
+    # the Lab round trip of gray2color's target moves values by a level or so of 65535, not 257
+    assert np.abs(target.pixels.permute(1, 2, 0).numpy().astype(int) - array.astype(int)).max() < 64
+    output = decode_full(tmp_path / "saved" / "output" / "deep_0.png", 3).pixels.to(torch.int32)
+    assert output.unique().numel() > 10

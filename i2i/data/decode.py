@@ -8,7 +8,7 @@ Every file is decoded the same way wherever it is read (training, validation, ``
 * Transparency (LA, RGBA, palette with a transparent colour, and the transparent colour key
   of a grey or RGB PNG, as PNG optimisers write binary alpha) is composited onto **white**, as
   most viewers and browsers show it, rather than onto black, which would darken edges.
-* High bit depths are scaled to 8 bits, never clipped: 16-bit values ``v`` become
+* High bit depths are scaled to 8 bits (unless asked for 16, see below), never clipped: 16-bit values ``v`` become
   ``round(v / 257)`` (65535 -> 255, 32768 -> 128). 32-bit integer (``I``) and float (``F``)
   images have no declared range, so it is guessed from the largest value: ``<= 2`` (floats
   only) is ``[0, 1]``, values above 1 clipped (resampling and HDR work overshoot 1 a little; a
@@ -27,7 +27,9 @@ Every file is decoded the same way wherever it is read (training, validation, ``
   become their luminance, ITU-R BT.601 ``0.299 R + 0.587 G + 0.114 B`` (the weights of
   ``kornia.color.rgb_to_grayscale``), rounded.
 
-``i2i translate`` reads files with :func:`decode_full`: the same pixels, except that a deep
+Training and scoring read a set holding any such deep file at 16 bits (``deep=True``: uint16,
+at full precision, 8-bit files times 257), so a denoiser of 16-bit scans learns the levels
+between 8-bit ones. ``i2i translate`` reads files with :func:`decode_full`: the same pixels, except that a deep
 image keeps 16 bits (the rounding to 8 bits above is at most half an 8-bit level away), plus what the written output keeps of the file: its alpha channel and
 whether it had more than 8 bits per channel. Pillow reads 16-bit RGB(A) TIFFs as 8-bit (their
 high bytes), so those reach the network, and give their alpha, at 8 bits; so are 16-bit colour
@@ -111,37 +113,42 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def decode_image(path: str | Path, channels: int, upright: bool = True) -> torch.Tensor:
+def decode_image(path: str | Path, channels: int, upright: bool = True, deep: bool = False) -> torch.Tensor:
     """Decode an image file into an upright uint8 tensor ``[channels, H, W]`` (1 or 3 channels).
 
     Raises :class:`UnreadableImageError` (a :class:`~i2i.errors.UserError`) for files that
     cannot be decoded; see the module docstring for the conversion rules. ``upright=False``
-    leaves the pixels as stored, ignoring an EXIF orientation.
+    leaves the pixels as stored, ignoring an EXIF orientation. ``deep=True`` gives uint16
+    (0-65535) instead: a file deeper than 8 bits at its full precision, an 8-bit one times 257
+    (exact: ``v * 257 / 65535 == v / 255``), so a folder mixing both is read one way.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
-    pixels, _, _ = _read(Path(path), upright)
-    return _to_tensor(_to_channels(pixels, channels))
+    pixels, _, bits = _read(Path(path), upright)
+    keep = deep and bits > 8 and pixels.dtype != np.uint8
+    image = _to_tensor(_to_channels(pixels, channels, keep_precision=keep))
+    return to_uint16(image) if deep else image
 
 
 def decode_sample(path: str | Path, channels: int, side_by_side: bool = False,
-                  partners: Mapping[Path, Path] | None = None) -> torch.Tensor:
+                  partners: Mapping[Path, Path] | None = None, deep: bool = False) -> torch.Tensor:
     """What the data pipeline trains and validates on: :func:`decode_image`, and for a
     ``side_by_side`` task (see :attr:`i2i.Task.side_by_side`) its two halves stacked as channels,
     ``[2 * channels, H, W // 2]``: an odd width loses its last column. A pair is cut as its
     pixels are stored, ignoring an EXIF orientation, as the reference does: turned, its halves
     would be top and bottom. A file with a partner in ``partners`` (``data.pair_source``) is
-    stacked on it instead, both upright: two photos, each as a viewer shows it."""
+    stacked on it instead, both upright: two photos, each as a viewer shows it. ``deep``: uint16,
+    as :func:`decode_image` gives it."""
     partner = partners.get(Path(path)) if partners else None
     if partner is not None:
-        image, other = decode_image(path, channels), decode_image(partner, channels)
+        image, other = decode_image(path, channels, deep=deep), decode_image(partner, channels, deep=deep)
         if image.shape != other.shape:  # changed since the folders were scanned
             raise UnreadableImageError(f"{path}: {image.shape[2]}x{image.shape[1]} px, its pair {partner} "
                                        f"{other.shape[2]}x{other.shape[1]} px",
                                        f"{image.shape[2]}x{image.shape[1]} px, its pair {partner} "
                                        f"{other.shape[2]}x{other.shape[1]} px")
         return torch.cat([image, other])
-    image = decode_image(path, channels, upright=not side_by_side)
+    image = decode_image(path, channels, upright=not side_by_side, deep=deep)
     if not side_by_side:
         return image
     half = image.shape[-1] // 2
@@ -206,6 +213,14 @@ def probe_size(path: str | Path, upright: bool = True) -> tuple[int, int]:
     Raises :class:`UnreadableImageError` when the header cannot be read. A file whose header is
     fine but whose pixel data is damaged passes here and fails in :func:`decode_image`.
     """
+    height, width, _deep = probe_image(path, upright)
+    return height, width
+
+
+def probe_image(path: str | Path, upright: bool = True) -> tuple[int, int, bool]:
+    """:func:`probe_size` and whether :func:`decode_image` with ``deep=True`` keeps more than 8
+    bits of this file (16-bit grey or colour PNG, 16- and 32-bit grey or float TIFF; not what
+    Pillow reads at 8 bits: 16-bit RGB TIFFs, 16-bit colour PNGs with a colour profile)."""
     path = Path(path)
     _refuse_special_file(path)
     try:
@@ -213,10 +228,12 @@ def probe_size(path: str | Path, upright: bool = True) -> tuple[int, int]:
             width, height = image.size
             if upright and _orientation(image) in (5, 6, 7, 8):
                 width, height = height, width
+            header = _png_header(path) if image.format == "PNG" else b""
+            deep = _deep_mode(image.mode) or (bool(header) and header[24] == 16 and not _has_foreign_profile(image))
     except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
         reason = _reason(exc, path)
         raise UnreadableImageError(f"{path}: cannot read this image ({reason})", reason) from None
-    return height, width
+    return height, width, deep
 
 
 def not_a_folder(path: Path) -> str:
@@ -276,13 +293,14 @@ def fitted_size(height: int, width: int, *, size: int, resize: int = 0, upscale:
 
 
 def fit_image(image: torch.Tensor, *, size: int, resize: int = 0, upscale: bool = False) -> torch.Tensor:
-    """Resize a uint8 ``[C, H, W]`` image to :func:`fitted_size` (bicubic, antialiased)."""
+    """Resize a uint8 or uint16 ``[C, H, W]`` image to :func:`fitted_size` (bicubic,
+    antialiased), keeping its dtype."""
     height, width = fitted_size(image.shape[-2], image.shape[-1], size=size, resize=resize, upscale=upscale)
     if (height, width) == tuple(image.shape[-2:]):
         return image
     resized = F.interpolate(image[None].float(), size=(height, width), mode="bicubic",
                             align_corners=False, antialias=True)[0]
-    return resized.round_().clamp_(0, 255).to(torch.uint8)
+    return resized.round_().clamp_(0, _PEAK[image.dtype]).to(image.dtype)
 
 
 #: A pixel counts as coloured when its channels differ by more than this many 8-bit levels
@@ -293,12 +311,14 @@ GREY_COLOURED_SHARE = 0.001
 
 
 def looks_grey(image: torch.Tensor) -> bool:
-    """Whether a uint8 ``[C, H, W]`` image shows no colour: one channel, or RGB channels that
-    (nearly) agree everywhere, as a black-and-white photo saved as RGB does."""
+    """Whether a uint8 or uint16 ``[C, H, W]`` image shows no colour: one channel, or RGB
+    channels that (nearly) agree everywhere, as a black-and-white photo saved as RGB does."""
     if image.shape[0] == 1:
         return True
-    spread = image.amax(0).sub_(image.amin(0))
-    return (spread > GREY_SPREAD_LEVELS).float().mean().item() < GREY_COLOURED_SHARE
+    levels = image.to(torch.int32)  # uint16 has no max kernel; int32 holds either depth
+    spread = levels.amax(0).sub_(levels.amin(0))
+    limit = GREY_SPREAD_LEVELS * (257 if image.dtype == torch.uint16 else 1)
+    return (spread > limit).float().mean().item() < GREY_COLOURED_SHARE
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
@@ -306,6 +326,17 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
     if image.dtype == torch.uint8:
         return image
     return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def to_uint16(image: torch.Tensor) -> torch.Tensor:
+    """A uint8 image as uint16 0-65535 (``v * 257``, so 255 -> 65535); uint16 passes."""
+    if image.dtype == torch.uint16:
+        return image
+    return image.to(torch.int32).mul_(257).to(torch.uint16)
+
+
+#: the largest value of each integer pixel type
+_PEAK = {torch.uint8: 255, torch.uint16: 65535}
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

@@ -13,7 +13,10 @@ per epoch) and four uniform numbers per position (crop top, crop left, flip, rot
 
 Pixels stay uint8 until the last moment: crops are cut on the device (cached) or in loader
 workers (streaming), flipped/rotated on the device with per-sample masks, then converted to
-float in [0, 1]. No call reads a value back from the device.
+float in [0, 1]. No call reads a value back from the device. A set of images (training, or
+validation) holding a file deeper than 8 bits per channel (16-bit PNG, 16- or 32-bit grey
+TIFF) is read at 16 bits instead, every file of it: uint16 values, kept as the same bits in an
+int16 tensor on the device (CUDA has few uint16 kernels; int16 has them all), twice the memory.
 """
 
 from __future__ import annotations
@@ -119,12 +122,13 @@ class ImageData:
 
     Attributes: ``train_files`` / ``val_files`` (paths, this rank's share / all validation
     files), ``split_note`` (a warning line when a recorded ``split`` no longer matches the
-    folder's training files, else ``""``), ``cached`` (decoded uint8 training images live on ``device``; otherwise a
+    folder's training files, else ``""``), ``cached`` (decoded training images live on ``device``; otherwise a
     ``DataLoader`` with ``data.workers`` processes streams crops from the files),
     ``grey_train_files`` (with ``find_grey``, cached training images that show no colour, see
     :func:`~i2i.data.decode.looks_grey`; empty when streaming, as nothing is decoded up front).
 
-    The cache is used when the decoded training images (uint8, upscaled where asked) take at
+    The cache is used when the decoded training images (a byte per value, two for 16-bit
+    images, see the module docstring; upscaled where asked) take at
     most ``data.cache_gb`` GB (10^9 bytes), and on CUDA at most half of the free memory.
     Validation crops join the cache when they fit in what is left; otherwise they are decoded
     at every evaluation.
@@ -185,6 +189,7 @@ class ImageData:
         self._all_train = len(train) - (len(shard) - len(self._train))
         self._set_val(val)
         if rank == 0:
+            note_deep_images(train, val)
             report_skipped(skipped, "unreadable or unpaired file(s)" if pairs or val_pairs else "unreadable file(s)",
                            self._reasons)
 
@@ -252,6 +257,7 @@ class ImageData:
         self._stream_warned: set[int] = set()  # training files found undecodable while streaming, warned about
         self._val_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._val_cache_crop: int | None = None
+        self._deep_train = self._deep_val = False  # whether each set is read at 16 bits
         self._unreadable_val: set[Path] = set()
         self.undecodable_train_names: list[str] = []  # this rank's training files whose pixels failed to decode
         self._reasons: dict[Path, str] = {}  # why each skipped file could not be read, for the warnings
@@ -269,7 +275,8 @@ class ImageData:
     def _set_train(self, files: list[ImageFile], *, flip: bool, rotate: bool) -> list[Path]:
         """Keep the training files, decode them into the cache when it fits; returns unreadable ones."""
         sizes = [self._train_size(f) for f in files]
-        needed = sum(self.channels * h * w for h, w in sizes)
+        self._deep_train = any(f.deep for f in files)
+        needed = sum(self.channels * h * w for h, w in sizes) * (2 if self._deep_train else 1)
         self.cached = bool(files) and needed <= self._cache_bytes and needed <= self._device_room()
         failed: list[Path] = []
         if self.cached:
@@ -278,7 +285,7 @@ class ImageData:
                 raise UserError(f"{failed[0]}: none of the training images can be decoded ({len(failed)} tried; "
                                 f"this one: {self._reasons.get(failed[0], 'unreadable')})")
         self._train = files
-        self._cache_left = self._cache_bytes - sum(t.numel() for t in self._images)
+        self._cache_left = self._cache_bytes - sum(t.numel() * t.element_size() for t in self._images)
         self.train_files = [f.path for f in files]
         self._planner = Planner(sizes, self.size, self.seed, self.rank, flip, rotate)
         self._flip, self._rotate = flip, rotate
@@ -286,7 +293,14 @@ class ImageData:
 
     def _set_val(self, files: list[ImageFile]) -> None:
         self._val = files
+        self._deep_val = any(f.deep for f in files)
         self.val_files = [f.path for f in files]
+
+    @property
+    def val_bits(self) -> int:
+        """Bits per channel the validation images are read at: 16 when one of them is deeper
+        than 8 bits (all of them are then read at 16), else 8."""
+        return 16 if self._deep_val else 8
 
     @property
     def unreadable_val_names(self) -> list[str]:
@@ -322,9 +336,10 @@ class ImageData:
         return float("inf")
 
     def _decode_train(self, file: ImageFile) -> tuple[torch.Tensor, bool] | None:
-        """The fitted uint8 image and whether it looks grey, or None when it cannot be decoded."""
+        """The fitted image (uint8, or uint16 for a deep set) and whether it looks grey, or None
+        when it cannot be decoded."""
         try:
-            image = self._read(file.path)
+            image = self._read(file.path, deep=self._deep_train)
         except UnreadableImageError as exc:
             self._reasons[file.path] = exc.reason
             return None
@@ -344,7 +359,7 @@ class ImageData:
             image, grey = result
             if grey:
                 self.grey_train_files.append(file.path)
-            images.append(image.to(self.device))
+            images.append(_storable(image).to(self.device))
             kept.append(file)
             sizes.append((image.shape[-2], image.shape[-1]))
         return images, kept, sizes, failed
@@ -360,7 +375,7 @@ class ImageData:
         else:
             crops = self._next_streamed(batch_size)
         self._samples += batch_size
-        return self._augment(crops, plan).float().div_(255)
+        return _to_unit(self._augment(crops, plan))
 
     def preview_batch(self, batch_size: int) -> torch.Tensor:
         """The first ``batch_size`` samples of the sequence, without advancing it (for sample grids)."""
@@ -368,12 +383,12 @@ class ImageData:
         if self.cached:
             crops = self._cut(plan)
         else:
-            dataset = _CropDataset([f.path for f in self._train], self._read, self.size, self._resize, self._upscale)
+            dataset = self._crop_dataset()
             try:
                 crops = torch.stack([dataset[item][0] for item in _items(plan)]).to(self.device)
             except NoDecodableImages:
                 raise self._none_decodable() from None
-        return self._augment(crops, plan).float().div_(255)
+        return _to_unit(self._augment(crops, plan))
 
     def _cut(self, plan: Plan) -> torch.Tensor:
         size = self.size
@@ -425,10 +440,13 @@ class ImageData:
             why = exc.reason
         return UserError(f"{first}: none of the training images can be decoded ({len(self._train)} tried; this one: {why})")
 
+    def _crop_dataset(self) -> "_CropDataset":
+        read = functools.partial(self._read, deep=self._deep_train)
+        return _CropDataset([f.path for f in self._train], read, self.size, self._resize, self._upscale)
+
     def _loader(self, start: int, batch_size: int) -> DataLoader:
-        dataset = _CropDataset([f.path for f in self._train], self._read, self.size, self._resize, self._upscale)
         return DataLoader(
-            dataset,
+            self._crop_dataset(),
             batch_sampler=_PlanSampler(self._planner, start, batch_size),
             num_workers=self._workers,
             pin_memory=self.device.type == "cuda",
@@ -532,6 +550,7 @@ class ImageData:
             self._val_cache.clear()
             self._val_cache_crop = crop
         needed = sum(self.channels * _cropped(h, crop) * _cropped(w, crop) for h, w in (self._val_size(file, crop) for file in self._val))
+        needed *= 2 if self._deep_val else 1
         return needed <= self._cache_left and needed <= self._device_room()
 
     def _val_image(self, i: int, file: ImageFile, crop: int, cacheable: bool) -> torch.Tensor | None:
@@ -539,18 +558,18 @@ class ImageData:
         if key in self._val_cache:
             return self._val_cache[key]
         try:
-            image = self._read(file.path)
+            image = self._read(file.path, deep=self._deep_val)
         except UnreadableImageError as exc:
             self._reasons[file.path] = exc.reason
             return None
-        image = _centre_crop(fit_image(image, size=self.size, resize=self._val_resize(crop)), crop)
+        image = _storable(_centre_crop(fit_image(image, size=self.size, resize=self._val_resize(crop)), crop))
         if cacheable:
             image = image.to(self.device)
             self._val_cache[key] = image
         return image
 
     def _val_stack(self, images: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(images).to(self.device, non_blocking=True).float().div_(255)
+        return _to_unit(torch.stack(images).to(self.device, non_blocking=True))
 
     # -- state ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, int]:
@@ -611,7 +630,7 @@ class _CropDataset(Dataset):
         top = min(top, image.shape[-2] - size)
         left = min(left, image.shape[-1] - size)
         # clone: a view would ship the whole decoded image back through shared memory
-        return image[:, top:top + size, left:left + size].clone(), failed
+        return _storable(image[:, top:top + size, left:left + size].clone()), failed
 
     def _decode(self, index: int) -> tuple[torch.Tensor, int]:
         """The image, resized or upscaled where asked, and the index of the first file that
@@ -638,6 +657,28 @@ class NoDecodableImages(RuntimeError):
 
 def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)  # decoding is per-process; threads would only fight over cores
+
+
+def _storable(image: torch.Tensor) -> torch.Tensor:
+    """How pixels travel and are cached: uint8 as it is, uint16 as the same bits in int16, a
+    type every device has kernels for (flips, turns and ``where`` only move the bits)."""
+    return image.view(torch.int16) if image.dtype == torch.uint16 else image
+
+
+def _to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """Stored pixels (see :func:`_storable`) as float in [0, 1]."""
+    if pixels.dtype == torch.int16:
+        return pixels.to(torch.int32).bitwise_and_(0xFFFF).float().div_(65535)
+    return pixels.float().div_(255)
+
+
+def note_deep_images(train: list[ImageFile], val: list[ImageFile]) -> None:
+    """Say once that training reads at 16 bits, and why its cache takes twice the memory."""
+    deep = [f for f in (*train, *val) if f.deep]
+    if deep:
+        say(f"i2i: note: {len(deep)} of the {len(train) + len(val)} images have more than 8 bits per channel "
+            f"(e.g. {deep[0].name}): they are trained on and scored at 16 bits, and every image of their set "
+            "takes two bytes per value in memory")
 
 
 def _cropped(length: int, crop: int) -> int:

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import WRITE_TROUBLE, UserError
 from ..messages import say
-from .decode import IMAGE_KINDS, UnreadableImageError, decode_image, is_image_file, probe_size
+from .decode import IMAGE_KINDS, UnreadableImageError, decode_image, is_image_file, probe_image
 
 #: The value of ``data.source`` that means the photos shipped with i2i.
 SAMPLE = "sample"
@@ -44,7 +44,9 @@ OTHER_IMAGE_SUFFIXES = frozenset(
 class ImageFile:
     """A readable image file: its path, a display name (path under its folder) and upright size
     (of each half, for a file holding a pair side by side: ``side_by_side``; ``partner``: the
-    file of the same name in ``data.pair_source`` that holds its pair's other image)."""
+    file of the same name in ``data.pair_source`` that holds its pair's other image; ``deep``:
+    it, or its partner, holds more than 8 bits per channel that i2i reads, see
+    :func:`~i2i.data.decode.probe_image`)."""
 
     path: Path
     name: str
@@ -52,6 +54,7 @@ class ImageFile:
     width: int
     side_by_side: bool = False
     partner: Path | None = None
+    deep: bool = False
 
 
 def sample_folder() -> Path:
@@ -399,7 +402,7 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     why = reasons if reasons is not None else {}
     for path in one_per_file(paths):  # a link to an image already listed: the same photo twice
         try:
-            height, width = probe_size(path, upright=not side_by_side)  # a pair is cut as stored
+            height, width, deep = probe_image(path, upright=not side_by_side)  # a pair is cut as stored
         except UnreadableImageError as exc:
             unreadable.append(path)
             why[path] = exc.reason
@@ -410,7 +413,7 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
                 why[path] = f"{width} px wide, too narrow to hold two images side by side"
                 continue
             width //= 2
-        readable.append(ImageFile(path, path.relative_to(folder).as_posix(), height, width, side_by_side))
+        readable.append(ImageFile(path, path.relative_to(folder).as_posix(), height, width, side_by_side, deep=deep))
     if pairs is not None:
         readable = match_partners(readable, unreadable, why, pairs, key, value, quiet)
     if not readable:
@@ -463,7 +466,7 @@ def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Pat
             partner = candidates[0]
             used.add(partner)
             try:
-                height, width = probe_size(partner, upright=True)
+                height, width, deep = probe_image(partner, upright=True)
             except UnreadableImageError as exc:
                 problem = f"its pair {partner} cannot be read ({exc.reason})"
             else:
@@ -474,7 +477,7 @@ def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Pat
             unreadable.append(file.path)
             why[file.path] = problem
             continue
-        matched.append(dataclasses.replace(file, partner=candidates[0]))
+        matched.append(dataclasses.replace(file, partner=candidates[0], deep=file.deep or deep))
     if files and not matched:  # the pair folder is the likelier mistake: name it, not the images' folder
         first = files[0].path
         raise UserError(f'{where}: none of the {len(files)} images of {key} = "{value}" has its pair here '

@@ -45,6 +45,8 @@ class ScoredBatch:
     baseline_scores: dict[str, dict[str, Tensor]]
     #: the task's ``pair_details`` of each image (a blind denoiser's noise level)
     details: dict[str, Tensor] = field(default_factory=dict)
+    #: bits per channel the images were read at: 16 for a folder holding deeper files than 8-bit
+    bits: int = 8
 
 
 def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe | None = None) -> dict[str, Any]:
@@ -355,7 +357,7 @@ def evaluate_generator(
             if on_batch is not None:
                 on_batch(ScoredBatch(names, task.input_image(input) if task.input_is_image else None,
                                      output_image, target_image, scores, base_scores,
-                                     task_pair_details(task, input, target)))
+                                     task_pair_details(task, input, target), data.val_bits))
             count += clean.shape[0]
             if first is None and (number == 0 or not shard):
                 first = _columns(task, input, output_image, target_image)
