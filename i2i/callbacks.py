@@ -62,8 +62,14 @@ def warn_unknown_events(callbacks: list[Any]) -> None:
             if name.startswith("on_") and name not in events:
                 say(f"i2i: warning: callback {type(callback).__name__} has {name}, which i2i never calls "
                     f"(events: {', '.join(events)})")
-        for event in events:
-            _check_event_signature(callback, event)
+        check_event_signatures(callback)
+
+
+def check_event_signatures(callback: Any) -> None:
+    """Each event method can take the arguments i2i passes; a ``TypeError`` saying what it takes
+    otherwise (checked where a plugin's callback is built, so ``i2i validate`` finds it too)."""
+    for event in sorted(name for name in dir(Callback) if name.startswith("on_")):
+        _check_event_signature(callback, event)
 
 
 def _check_event_signature(callback: Any, event: str) -> None:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .engine import checkpoint as ckpt
-from .engine.contracts import check_declared_sizes, check_prepared, contract_where, generator_named
+from .engine.contracts import check_declared_channels, check_declared_sizes, check_prepared, contract_where, generator_named
 from .engine.device import caller_autocast_off, global_state_kept, resolve_device
 from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError, PluginError
@@ -174,10 +174,11 @@ def build_task_and_generator(recipe: Recipe, seed: int | None = None) -> tuple[A
     the same on every rank)."""
     reg = registry()
     task = build_component(reg, "tasks", recipe, "task")
+    check_declared_channels(recipe, task)
     if seed is not None:
         torch.manual_seed(seed)
     generator = build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels)
-    check_declared_sizes(recipe, task, generator)
+    check_declared_sizes(recipe, generator)
     wrapped = task.wrap_generator(generator)
     if wrapped is not generator:  # its own output is checked too (see engine/contracts.py), not as a submodule
         object.__setattr__(wrapped, "i2i_unwrapped", generator)

@@ -93,6 +93,18 @@ def required_parameters(factory: Callable) -> list[str]:
     return [p.name for p in params if p.default is _NO_DEFAULT and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
+def takes_arguments(factory: Callable, count: int) -> bool:
+    """Whether the factory can be called with ``count`` positional arguments (options aside);
+    a factory whose signature cannot be read is given the benefit of the doubt."""
+    try:
+        inspect.signature(factory).bind_partial(*([None] * count))
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
+
+
 def accepts_any_option(factory: Callable) -> bool:
     """Whether the factory takes ``**options``: then an unknown recipe key is passed on, not refused."""
     target = _signature_of(factory)

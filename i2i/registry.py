@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import UnknownComponentError, UserError, did_you_mean
-from .options import Option, accepts_any_option, factory_options, representable
+from .options import Option, accepts_any_option, factory_options, representable, takes_arguments
 
 #: The distribution whose plugins (under ``plugins/``) are i2i's own.
 BUILTIN_DISTRIBUTION = "i2i"
@@ -89,6 +89,10 @@ def check_declared_options(kind: str, name: str, factory: Callable[..., Any], de
 
     singular = SINGULAR[kind]
     supplied = SUPPLIED_ARGUMENTS.get(kind, ())
+    if supplied and not takes_arguments(factory, len(supplied)):  # it would fail only when a recipe builds it
+        raise TypeError(f"{singular} '{name}': {getattr(factory, '__name__', 'the factory')} cannot take "
+                        f"{' and '.join(supplied)}, which i2i passes first, by position "
+                        f"(factory({', '.join(supplied)}, **options)); make them its first parameters")
     required = required_parameters(factory)
     for key in required[len(supplied):]:
         if key not in defaults:  # i2i never passes it, and a recipe cannot set a parameter without a default

@@ -288,10 +288,60 @@ class CallbackNeedingAPath(i2i.Callback):
         self.path = path
 
 
+class ToImageNone(ToImageUnscaled):
+    """to_image returning None was an AttributeError deep in i2i, naming no plugin."""
+
+    def to_image(self, output, input):
+        return None
+
+
+class InputImageNone(ToImageUnscaled):
+    """input_image returning None was blamed on the 'copy' baseline built from it."""
+
+    def to_image(self, output, input):
+        return (output + 1) / 2
+
+    def input_image(self, input):
+        return None
+
+    def baselines(self, input, target_image):
+        return {"copy": self.input_image(input)}
+
+
+class StringChannels(ToImageUnscaled):
+    """in_channels = "3": the generator's plugin was blamed for the task's mistake."""
+
+    in_channels = "3"
+
+
+class NanLater(nn.Module):
+    """Finite weights, but from its third training forward on a NaN output: the loss and the
+    learning rate were blamed."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.calls = 0
+
+    def forward(self, x):
+        out = torch.tanh(self.conv(x))
+        if self.training:
+            self.calls += 1
+            if self.calls >= 3:
+                return out * float("nan")
+        return out
+
+
+class OnLogMissingArguments(i2i.Callback):
+    def on_log(self, trainer):
+        pass
+
+
 class Sloppy:
     @i2i.hookimpl
     def register_callbacks(self, register):
         register("exploding_cb", ExplodingCallback)
+        register("on_log_missing_arguments", OnLogMissingArguments)
 
     @i2i.hookimpl
     def register_generators(self, register):
@@ -301,6 +351,7 @@ class Sloppy:
         register("detached", Detached)
         register("float64", Float64Net)
         register("with_a_kind", net_with_a_kind)
+        register("nan_later", NanLater)
 
     @i2i.hookimpl
     def register_losses(self, register):
@@ -336,6 +387,9 @@ class Sloppy:
         register("input_as_baseline", InputAsBaseline)
         register("down_up", DownUp)
         register("reflect_blur", ReflectBlur)
+        register("to_image_none", ToImageNone)
+        register("input_image_none", InputImageNone)
+        register("string_channels", StringChannels)
 
 
 @pytest.fixture(autouse=True)
@@ -825,3 +879,62 @@ def test_a_task_whose_images_are_out_of_range_is_told_before_training(photos, tm
     i2i.train(recipe, quiet=True)  # a task may have its reasons: warned, not refused
     assert re.search(r"i2i: warning: .*task.name = 'target_255'.*: make_pair's target holds values from [\d.]+ to 2\d\d, "
                      r"where generators end in tanh", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("task, message", [
+    ("to_image_none", r"task.name = 'to_image_none' \(plugin 'sloppy'\): to_image returned None for a target of shape "
+                      r"\[1, 3, 16, 16\]; it returns images for metrics and files"),
+    ("input_image_none", r"task.name = 'input_image_none' \(plugin 'sloppy'\): input_image returned None"),
+    ("string_channels", r"task.name = 'string_channels' \(plugin 'sloppy'\): in_channels = '3'; it is the "
+                        r"generator's input channels, a whole number"),
+])
+def test_a_task_method_or_channel_count_that_breaks_its_contract_is_the_task_plugin_named(photos, tmp_path, task, message):
+    """Each was a traceback, or a line blaming a baseline or the generator's plugin."""
+    from i2i.engine.components import check_recipe
+
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["task"] = {"name": task}
+    refused_before_training(recipe, message)
+    with pytest.raises(i2i.UserError, match=message):  # i2i validate
+        check_recipe(i2i.load_recipe(recipe))
+
+
+def test_a_callback_event_that_cannot_take_its_arguments_is_named_with_its_plugin_by_validate(photos, tmp_path):
+    from i2i.engine.components import check_recipe
+
+    message = (r"train.callbacks 'on_log_missing_arguments' \(plugin 'sloppy'\): callback OnLogMissingArguments.on_log "
+               r"cannot take the arguments i2i passes; it is def on_log\(self, trainer, step, values\); report this")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"callbacks": ["on_log_missing_arguments"]})
+    with pytest.raises(i2i.UserError, match=message):
+        check_recipe(i2i.load_recipe(recipe))
+    refused_before_training(recipe, message)
+
+
+def test_an_autoloaded_callback_whose_event_cannot_take_its_arguments_is_named_with_its_plugin(photos, tmp_path):
+    plugin = type("AutoBad", (), {"register_callbacks": i2i.hookimpl(lambda register: register(
+        "auto_bad", type("AutoBad", (OnLogMissingArguments,), {"autoload": True})))})
+    i2i.register_plugin(plugin, "autobad")  # the plugins are reset after each test
+    refused_before_training(tiny_recipe(photos, tmp_path / "run"),
+                            r"autoloaded callback 'autobad:auto_bad' \(plugin 'autobad'\): callback AutoBad.on_log "
+                            r"cannot take the arguments i2i passes")
+
+
+def test_a_generator_factory_that_takes_no_channels_disables_its_plugin_at_once(capsys):
+    """It registered, was listed, and failed only when a recipe built it, blamed on the recipe's --set."""
+    plugin = type("NoChannels", (), {"register_generators": i2i.hookimpl(
+        lambda register: register("no_channels", lambda *, width=4: nn.Identity()))})
+    info = i2i.register_plugin(plugin, "nochannels")
+    assert info.status == "failed"
+    assert re.search(r"generator 'no_channels': <lambda> cannot take in_channels and out_channels, which i2i passes "
+                     r"first, by position", info.error), info.error
+
+
+def test_a_generator_whose_output_goes_nan_is_named_rather_than_the_loss(photos, tmp_path):
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 6},
+                         output={"log_every": 1})
+    recipe.pop("discriminator", None)
+    recipe["generator"] = {"name": "nan_later"}
+    recipe["losses"] = {"l1": {"name": "l1"}}
+    with pytest.raises(i2i.TrainingStopped, match=r"the generator's output \(generator.name = 'nan_later' \(plugin "
+                                                  r"'sloppy'\)\) became NaN or infinite at step 3"):
+        i2i.train(recipe, quiet=True)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..callbacks import check_event_signatures
 from ..errors import PluginError, RecipeError, UserError, exception_line
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, takes_input
 from ..messages import say
@@ -303,11 +304,17 @@ def build_callbacks(recipe: Recipe) -> list[Any]:
     for name in [*listed, *autoloaded]:
         where = f"{recipe.source}: train.callbacks '{name}'" if name in listed else f"autoloaded callback '{name}'"
         try:
-            built.append(reg.build("callbacks", name))
+            callback = reg.build("callbacks", name)
         except UserError as exc:
             raise type(exc)(f"{where}: {exc}") from None
         except Exception as exc:  # a bug in the plugin's factory
             plugin = reg.get("callbacks", name).plugin
             raise PluginError(f"{where} (plugin '{plugin}'): building it raised {exception_line(exc)}; report this to "
                               "the plugin's author (I2I_TRACEBACK=1 shows where)") from exc
+        try:  # an event that cannot take its arguments: the plugin's mistake, told before the run
+            check_event_signatures(callback)
+        except TypeError as exc:
+            plugin = reg.get("callbacks", name).plugin
+            raise PluginError(f"{where} (plugin '{plugin}'): {exc}; report this to the plugin's author") from None
+        built.append(callback)
     return built

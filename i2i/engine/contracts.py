@@ -194,7 +194,7 @@ def check_baselines(task: Any, input: Tensor, target: Tensor, where: str) -> Non
     """``baselines(input, target_image)`` returns ``{name: image}``: images like the target image
     (its shape, floats in [0, 1]), each scored against it as the model's output is. A baseline
     still in the task's own value range ([-1, 1]) printed as a real, if dreadful, score."""
-    target_image = task.to_image(target.float(), input)
+    target_image = _checked_to_image(task, target.float(), input, where)
     low, high = float(target_image.min()), float(target_image.max())
     if low < -1e-3 or high > 1 + 1e-3:  # metrics would score nonsense, and translate write black or white
         raise PluginError(f"{where}: to_image gave the target as values from {low:.3g} to {high:.3g}; it gives images in "
@@ -217,6 +217,22 @@ def check_baselines(task: Any, input: Tensor, target: Tensor, where: str) -> Non
                               f"(x + 1) / 2 first); {REPORT}")
 
 
+def _checked_to_image(task: Any, target: Tensor, input: Tensor, where: str) -> Tensor:
+    """``to_image(target)``: images ``[batch, 1 or 3, H, W]`` (floats) at the target's size, which
+    metrics, baselines and written files all take (a None was an AttributeError in i2i)."""
+    try:
+        image = task.to_image(target, input)
+    except Exception as exc:
+        raise_plugin_failure(exc, f"{where}: to_image failed on a target of shape {list(target.shape)}: ")
+    b, _, h, w = target.shape
+    if not (isinstance(image, Tensor) and image.dim() == 4 and image.is_floating_point() and image.shape[0] == b
+            and image.shape[1] in (1, 3) and tuple(image.shape[-2:]) == (h, w)):
+        raise PluginError(f"{where}: to_image returned {describe(image)} for a target of shape {list(target.shape)}; "
+                          f"it returns images for metrics and files: [{b}, 1 or 3 channels, {h}, {w}], floats in "
+                          f"[0, 1]; {REPORT}")
+    return image
+
+
 def check_baselines_given(images: Any, target_image: Tensor, where: str) -> None:
     """What ``baselines`` returned is ``{name: image}``, each image like ``target_image``
     (checked on the dry run, and at each evaluation, where a size only some images get wrong
@@ -227,7 +243,8 @@ def check_baselines_given(images: Any, target_image: Tensor, where: str) -> None
     for name, image in images.items():
         if not (isinstance(image, Tensor) and image.shape == target_image.shape and image.is_floating_point()):
             raise PluginError(f"{where}: baseline '{name}' is {describe(image)}; expected the target image's shape "
-                              f"{list(target_image.shape)}, floats in [0, 1] (what to_image gives); {REPORT}")
+                              f"{list(target_image.shape)}, floats in [0, 1] (what to_image gives for the target: when "
+                              f"that shape is the wrong one, to_image is what to fix); {REPORT}")
 
 
 def _check_prepare(task: Any, images: Tensor, where: str) -> None:
@@ -321,9 +338,9 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
                 raise_plugin_failure(exc, f"{task_where}: make_pair failed on a batch of shape {list(images.shape)}: ")
             input, target = check_task_pair(pair, images, nets.task, task_where)
             _check_pairs_repeat(nets.task, images, pair, task_where)
+            _check_input_image(nets.task, input, task_where)  # before baselines, which may build on it
             check_baselines(nets.task, input, target, task_where)
             _check_prepare(nets.task, images, task_where)
-            _check_input_image(nets.task, input, task_where)
             where = contract_where(recipe, "generator")
             fake = _forward_generator(nets.G, input, target, where, nets.task.out_channels)
             if metrics:
@@ -450,24 +467,34 @@ def _forward(net: Any, input: Tensor, where: str) -> Any:
         raise_plugin_failure(exc, f"{where} failed on an input of shape {list(input.shape)}: ")
 
 
-def check_declared_sizes(recipe: Any, task: Any, G: torch.nn.Module) -> None:
-    """The sizes and channel counts the task and generator declare as attributes, checked when
-    they are built (for training, ``i2i translate`` and ``i2i eval`` alike): a
-    ``size_multiple = 0`` was a ZeroDivisionError, ``2.5`` was read as 2 by translate, and
-    ``image_channels = 2`` a data loader's traceback."""
-    from .infer import is_whole_number, size_multiple_owner
+def check_declared_channels(recipe: Any, task: Any) -> None:
+    """The channel counts a task declares, checked when it is built, before the networks built
+    from them (for training, ``i2i translate`` and ``i2i eval`` alike): ``image_channels = 2``
+    was a data loader's traceback, ``in_channels = "3"`` a generator's plugin blamed for it."""
+    from .infer import is_whole_number
 
-    def refuse(section: str, text: str) -> PluginError:
-        return PluginError(f"{contract_where(recipe, section)}: {text}; {REPORT}")
+    def refuse(text: str) -> PluginError:
+        return PluginError(f"{contract_where(recipe, 'task')}: {text}; {REPORT}")
 
     if task.image_channels not in (1, 3) or isinstance(task.image_channels, bool):
-        raise refuse("task", f"image_channels = {task.image_channels!r}; images are read with 1 (grey) or 3 (RGB) channels")
+        raise refuse(f"image_channels = {task.image_channels!r}; images are read with 1 (grey) or 3 (RGB) channels")
     if not isinstance(task.side_by_side, bool):
-        raise refuse("task", f"side_by_side = {task.side_by_side!r}; it is true or false")
+        raise refuse(f"side_by_side = {task.side_by_side!r}; it is true or false")
+    for name in ("in_channels", "out_channels"):
+        value = getattr(task, name, None)
+        if not is_whole_number(value, 1):
+            raise refuse(f"{name} = {value!r}; it is the generator's {name[:-9]}put channels, a whole number (1 or more)")
+
+
+def check_declared_sizes(recipe: Any, G: torch.nn.Module) -> None:
+    """The size multiple a generator declares, checked when it is built: a ``size_multiple = 0``
+    was a ZeroDivisionError, ``2.5`` was read as 2 by translate."""
+    from .infer import is_whole_number, size_multiple_owner
+
     owner = size_multiple_owner(G)
     if owner is not None and not is_whole_number(owner.size_multiple, 1):
-        raise refuse("generator", f"size_multiple = {owner.size_multiple!r}; it is the whole number (1 or more) "
-                                  "that the height and width of its input must divide by")
+        raise PluginError(f"{contract_where(recipe, 'generator')}: size_multiple = {owner.size_multiple!r}; it is the "
+                          f"whole number (1 or more) that the height and width of its input must divide by; {REPORT}")
 
 
 @contextlib.contextmanager

@@ -64,6 +64,9 @@ from .report import MetricsLog, Progress, TensorBoard, save_grid
 if TYPE_CHECKING:
     from ..data.sources import RecordedSplit
 
+#: the key under which a non-finite generator output is tracked beside the loss terms' ones
+GENERATOR_OUTPUT = "g_output"
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -211,6 +214,9 @@ class Trainer:
         # averaged over its own steps, not diluted by the others
         self.acc_steps: dict[str, Tensor] = {}
         self.bad_step: dict[str, Tensor] = {}
+        # the first step of the log window whose generator output held NaN or infinite values:
+        # then the generator, not a loss, is named when the run stops (-1: none)
+        self._bad_output = torch.full((), -1, dtype=torch.long, device=self.device)
         self.acc_count = 0
         self.extras: dict[str, Tensor] = {}
         self._step_number = torch.zeros((), dtype=torch.long, device=self.device)  # step + 1, on the device
@@ -276,7 +282,7 @@ class Trainer:
         """Zero the loss sums in place (a captured step keeps adding into the same tensors)."""
         for value in (*self.acc.values(), *self.acc_steps.values()):
             value.zero_()
-        for bad in self.bad_step.values():
+        for bad in (*self.bad_step.values(), self._bad_output):
             bad.fill_(-1)
         self.acc_count = 0
 
@@ -348,6 +354,9 @@ class Trainer:
             raise PluginError(f"{contract_where(self.recipe, 'generator')} returned an output that does not depend on "
                               "any trainable parameter (detached, made under torch.no_grad, or from frozen weights), "
                               "so it cannot learn; report this to the plugin's author")
+        if self.train_cfg["on_nonfinite"] != "skip":  # on the device, read with the losses
+            bad = self._bad_output
+            bad.copy_(torch.where((bad < 0) & ~torch.isfinite(fake.detach()).all(), self._step_number, bad))
         if self.D is not None:
             self.d_step(input, fake.detach(), target)
         self.g_step(input, fake, target, adversarial)
@@ -719,22 +728,26 @@ class Trainer:
             return {}
         stacked = torch.stack([self.acc[k] for k in summed] + [extras[k].float() for k in extras]
                               + [self.acc_steps[k] for k in summed])
-        bad = torch.stack(list(self.bad_step.values())) if self.bad_step else None
+        bad_keys = [*self.bad_step, GENERATOR_OUTPUT]
+        bad = torch.stack([*self.bad_step.values(), self._bad_output])
         if self.dist.is_distributed:
             stacked = self.dist.all_reduce_sum(stacked) / self.dist.world_size
-            if bad is not None:  # earliest bad step over ranks; -1 (none) must not win the min
-                never = torch.iinfo(torch.long).max
-                bad = self.dist.all_reduce_min(torch.where(bad < 0, torch.full_like(bad, never), bad))
-                bad = torch.where(bad == never, torch.full_like(bad, -1), bad)
+            # earliest bad step over ranks; -1 (none) must not win the min
+            never = torch.iinfo(torch.long).max
+            bad = self.dist.all_reduce_min(torch.where(bad < 0, torch.full_like(bad, never), bad))
+            bad = torch.where(bad == never, torch.full_like(bad, -1), bad)
         values = stacked.cpu().tolist()
         values, counts = values[:len(keys)], dict(zip(summed, values[len(keys):]))  # counts: alike on every rank
-        bad_steps = bad.cpu().tolist() if bad is not None else []
+        bad_steps = bad.cpu().tolist()
         # a term is averaged over the steps it was added on; one added on none (every step of
         # the window skipped) has no mean to show
         out = {k: (v / counts[k] if k in summed else v) for k, v in zip(keys, values) if k not in summed or counts[k] > 0}
-        bad = [(step, key) for key, step in zip(self.bad_step, bad_steps) if step >= 0]
+        # the earliest term to go bad is the cause; at that step, a generator output gone bad before
+        # any loss saw it
+        bad = [(step, key != GENERATOR_OUTPUT, key) for key, step in zip(bad_keys, bad_steps) if step >= 0]
         if bad:
-            self._nonfinite(*min(bad)[::-1])  # the earliest term to go bad is the cause
+            step, _, key = min(bad)
+            self._nonfinite(key, step)
         return out
 
     def _refuse_nonfinite_weights(self) -> None:
@@ -752,6 +765,8 @@ class Trainer:
     def _nonfinite(self, key: str, step: int) -> None:
         latest = ckpt.CheckpointStore(self.run_dir).pointer("LATEST")
         kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+        if key == GENERATOR_OUTPUT:
+            self._nonfinite_output(step, kept, latest)
         which, label = key.split("_", 1)
         net = "generator" if which == "g" else "discriminator"
         if step == 1 and self.resumed_at is None:
@@ -769,6 +784,21 @@ class Trainer:
             "(a loss that gives NaN on some inputs, a log of 0 say, is for its plugin's author to fix)",
             self.run_dir, self._saved_step if latest else None,
         )
+
+    def _nonfinite_output(self, step: int, kept: str, latest: str | None) -> None:
+        """The generator's own output went NaN or infinite: name it and its plugin, not a loss."""
+        where = contract_where(self.recipe, "generator").split(": ", 1)[1]  # generator.name = 'x' (plugin 'y')
+        if step == 1 and self.resumed_at is None:
+            stopped = TrainingStopped(
+                f"the generator ({where}) gave NaN or infinite values at the first step, before any weight had changed, "
+                "so the learning rate is not the cause: it cannot take these inputs, or it has a bug for its plugin's "
+                "author to fix; nothing was kept")
+            stopped.nothing_trained = True
+            raise stopped
+        raise TrainingStopped(
+            f"the generator's output ({where}) became NaN or infinite at step {step}; stopped, {kept}. Lower "
+            "train.g.lr, or set train.g.clip_grad_norm, if its weights grew out of range; a generator that does so with "
+            "finite weights is for its plugin's author to fix", self.run_dir, self._saved_step if latest else None)
 
     def _loss_plugin(self, label: str) -> str:
         """``, 'charbonnier' of plugin 'losses'`` for a loss term's label, when the recipe names it."""
