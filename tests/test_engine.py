@@ -956,3 +956,29 @@ def test_a_term_absent_from_part_of_a_log_window_is_averaged_over_its_own_steps(
     assert window["g_gan"] == pytest.approx(each[3]["g_gan"], rel=1e-5)
     for key in ("g_l1", "d_gan"):
         assert window[key] == pytest.approx(sum(each[step][key] for step in (1, 2, 3)) / 3, rel=1e-5)
+
+
+def test_a_users_copies_beside_the_checkpoints_are_never_pruned_nor_set_aside(tmp_path):
+    """Any name starting with step_ was taken for i2i's own: step_0000001_keep was pruned without
+    a word, and copies of the checkpoint resumed from moved away as 'later' ones."""
+    import shutil
+
+    from i2i.engine import checkpoint as ckpt
+
+    store = ckpt.CheckpointStore(tmp_path)
+    for step in (1, 2):
+        store.write(step, intact_checkpoint_files(), keep=1, best=False)
+    root = store.root
+    copies = ["step_0000001_keep", "step_1-good", "step_0000002.bak", "step_0000002 copy"]
+    shutil.copytree(root / "step_0000002", root / "step_0000001_keep")
+    for name in copies[1:]:
+        shutil.copytree(root / "step_0000002", root / name)
+    store.write(3, intact_checkpoint_files(), keep=1, best=False)
+    assert all((root / name).is_dir() for name in copies)
+    assert [p.name for p in ckpt.checkpoint_folders(root)] == ["step_0000002", "step_0000003"]  # LATEST and one more
+    moved, aside = store.set_aside_later(root / "step_0000002")
+    assert moved == ["step_0000003"] and (aside / "step_0000003").is_dir()
+    assert all((root / name).is_dir() for name in copies)
+    # a step past 9,999,999 has eight digits: newest by number, not by text
+    store.write(10_000_000, intact_checkpoint_files(), keep=5, best=False)
+    assert store.newest_complete().name == "step_10000000"

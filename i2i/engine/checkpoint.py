@@ -17,10 +17,10 @@ half-written checkpoint behind a pointer. Nothing is ever unpickled on load.
 from __future__ import annotations
 
 import contextlib
-
 import io
 import json
 import os
+import re
 import shutil
 import struct
 from collections.abc import Iterable
@@ -294,7 +294,7 @@ class CheckpointStore:
         """The checkpoint LATEST or BEST names; None when the file is absent, empty or names
         no checkpoint folder."""
         name = self.pointer_text(which)
-        if not name.startswith("step_") or "/" in name or "\\" in name:
+        if not is_step_name(name):
             return None
         target = self.root / name
         return target if target.is_dir() else None
@@ -312,7 +312,7 @@ class CheckpointStore:
         Folders only get a ``step_`` name once every file is written (see :meth:`write`), so
         this is what LATEST would name had it been written.
         """
-        steps = sorted((p for p in self.root.glob("step_*") if p.is_dir()), reverse=True)
+        steps = checkpoint_folders(self.root)[::-1]
         return next((p for p in steps if (p / "state.json").is_file() and (p / "generator.safetensors").is_file()), None)
 
     def restore_swapped(self) -> None:
@@ -337,8 +337,7 @@ class CheckpointStore:
                 shutil.rmtree(partial, ignore_errors=True)
         self.restore_swapped()
         protected = self.protected()
-        steps = sorted(p for p in self.root.glob("step_*") if p.is_dir())
-        others = [p for p in steps if p.name not in protected]
+        others = [p for p in checkpoint_folders(self.root) if p.name not in protected]
         for old in others[: max(0, len(others) - keep)]:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -414,7 +413,7 @@ class CheckpointStore:
         into ``later-than-<its name>/``, so the steps trained again write no checkpoint over
         them: a LATEST pointed back by hand once replaced them, and the best among them, one by
         one. Returns their names and where they went."""
-        later = sorted(p for p in self.root.glob("step_*") if p.is_dir() and p.name > checkpoint.name)
+        later = [p for p in checkpoint_folders(self.root) if _step_of(p) > _step_of(checkpoint)]
         if not later:
             return [], None
         aside = self.root / f"later-than-{checkpoint.name}"
@@ -431,6 +430,22 @@ class CheckpointStore:
                 os.replace(pointer, aside / pointer.name)
         _fsync_dir(self.root)
         return [p.name for p in later], aside
+
+
+def is_step_name(name: str) -> bool:
+    """Whether ``name`` is a checkpoint folder's, ``step_`` and digits: a user's copy beside
+    them (``step_0000010.bak``, ``step_5-good``) is theirs, never pruned nor moved."""
+    return re.fullmatch(r"step_[0-9]+", name) is not None
+
+
+def checkpoint_folders(root: Path) -> list[Path]:
+    """The checkpoint folders in ``root``, oldest step first (by number: a step past 9,999,999
+    has eight digits, which sort first as text)."""
+    try:
+        folders = [p for p in root.iterdir() if is_step_name(p.name) and p.is_dir()]
+    except OSError:
+        return []
+    return sorted(folders, key=lambda p: int(p.name[len("step_"):]))
 
 
 def step_name(step: int) -> str:
@@ -495,8 +510,8 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         _note(f"{store.root / 'LATEST'} {problem}; using the newest complete checkpoint, {found.name}")
     damage = checkpoint_damage(found)
     if damage is not None:  # a disk error or a hand edit: the newest intact one beside it, rather than no run at all
-        older = next((p for p in sorted(store.root.glob("step_*"), reverse=True)
-                      if p.is_dir() and p.name < found.name and checkpoint_damage(p) is None), None)
+        older = next((p for p in checkpoint_folders(store.root)[::-1]
+                      if _step_of(p) < _step_of(found) and checkpoint_damage(p) is None), None)
         if older is None:
             raise CheckpointError(f"{found}: damaged ({damage}), and no older intact checkpoint is in {store.root}")
         _note(f"{found} is damaged ({damage}); using {older.name}, the newest intact checkpoint")

@@ -206,7 +206,7 @@ def _remove_unstarted_run(run_dir: Path) -> None:
     try:
         entries = {p.name for p in run_dir.iterdir() if ".tmp-" not in p.name}  # half-written files too
         checkpoints = run_dir / "checkpoints"
-        if checkpoints.is_dir() and any(checkpoints.glob("step_*")):
+        if checkpoints.is_dir() and any(checkpoints.glob("step_*")):  # a copy of one too: not ours to delete
             return
         if entries <= UNSTARTED_RUN_FILES:
             shutil.rmtree(run_dir)
