@@ -949,3 +949,26 @@ def test_an_animation_or_multi_page_tiff_is_said_to_be_read_at_its_first_frame(t
     assert capsys.readouterr().err.splitlines() == [
         f"i2i: note: {tmp_path / 'pages.tif'}: 3 pages; only the first is read",
         f"i2i: note: {tmp_path / 'moving.webp'}: 3 frames; only the first is read"]
+
+
+def test_the_references_separate_a_and_b_folders_are_not_cut_in_half_as_pairs(tmp_path, capsys):
+    """ab/A and ab/B, single photos with their pairs under the same names, trained as A|B files:
+    every photo cut down the middle, A and B photos pooled, without a word."""
+    from helpers import make_photos
+
+    for side in ("A", "B"):
+        make_photos(tmp_path / "ab" / side, count=3, size=(32, 32))
+    with pytest.raises(UserError, match=rf'^data.source = "{tmp_path / "ab"}" holds the folders A and B: the reference\'s '
+                                        r"two-folder layout, .* set data.source = \".*ab/A\" and data.pair_source = \".*ab/B\""):
+        scan_folder(str(tmp_path / "ab"), "data.source", side_by_side=True)
+    with pytest.raises(UserError, match=r"score them with --data .*ab/A --pair-data .*ab/B$"):
+        scan_folder(str(tmp_path / "ab"), "--data", side_by_side=True)
+    scan_folder(str(tmp_path / "ab"), "data.source")  # single photos for a task that reads them so: fine
+    assert capsys.readouterr().err == ""
+    # ab/A alone, its pair folder forgotten: square files, so halves of 1:2
+    scan_folder(str(tmp_path / "ab" / "A"), "data.source", side_by_side=True)
+    assert capsys.readouterr().err == (
+        f'i2i: warning: data.source = "{tmp_path / "ab" / "A"}": its files are about 1:1 (width:height), so each is cut '
+        "into halves of 0.5:1, yet a file holding a pair side by side (A|B) is about twice as wide as tall: these look "
+        "like single photos; for pairs kept in two folders under the same names, set data.pair_source (and "
+        "data.val_pair_source; --pair-data for i2i eval) to the folder of the other images\n")

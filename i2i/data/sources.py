@@ -230,6 +230,14 @@ def print_reference_layout_note(key: str, value: str, folder: Path, side_by_side
     splits = [name for name in SPLIT_FOLDERS if name in names]
     unpaired = [name for name in UNPAIRED_FOLDERS if name in names]
     where = f'{key} = "{value}"'
+    two_folders = [name for name in ("A", "B") if name in names]
+    if len(two_folders) == 2 and side_by_side and not splits:
+        a, b = Path(value) / "A", Path(value) / "B"
+        use = (f"score them with --data {a} --pair-data {b}" if key == "--data" else
+               f'set data.source = "{a}" and data.pair_source = "{b}" (their train/ folders, when they have them)')
+        raise UserError(f"{where} holds the folders A and B: the reference's two-folder layout, each file a single photo "
+                        f"with its pair under the same name in the other folder, while this task reads files that hold a "
+                        f"pair side by side (A|B); {use}")
     if len(unpaired) >= 2 and side_by_side:
         raise UserError(f"{where} holds {', '.join(unpaired)}: an unpaired (CycleGAN) data set, whose files are single "
                         "photos, and this task reads files that hold a pair side by side (A|B); i2i does not train "
@@ -516,13 +524,28 @@ def without_suffix(name: str) -> str:
 UNLIKE_SHAPE = 1.15
 
 
+#: Halves narrower than this (width / height) mean files about as wide as tall or taller: single
+#: photos rather than A|B pairs, whose halves are each a whole picture (portrait pairs are 0.67+)
+NARROW_HALVES = 0.6
+
+
 def warn_unlike_halves(where: str, files: list[ImageFile]) -> None:
-    """Warn about side-by-side files whose halves are shaped unlike most (a single photo saved
-    among the pairs trains as a left half mapped to a right half); nothing for fewer than 3."""
-    if len(files) < 3:
+    """Warn when most side-by-side files are no wider than tall (single photos, as the
+    reference's separate A/ and B/ folders hold: cut in half, each trains as a pair), and about
+    files whose halves are shaped unlike most (a single photo saved among the pairs trains as a
+    left half mapped to a right half; nothing for fewer than 3)."""
+    if not files:
         return
     ratios = sorted(f.width / f.height for f in files)
     usual = ratios[len(ratios) // 2]
+    if usual < NARROW_HALVES:
+        say(f"i2i: warning: {where}: its files are about {2 * usual:.2g}:1 (width:height), so each is cut into halves "
+            f"of {usual:.2g}:1, yet a file holding a pair side by side (A|B) is about twice as wide as tall: these look "
+            "like single photos; for pairs kept in two folders under the same names, set data.pair_source (and "
+            "data.val_pair_source; --pair-data for i2i eval) to the folder of the other images")
+        return
+    if len(files) < 3:
+        return
     unlike = [f for f in files if not usual / UNLIKE_SHAPE <= f.width / f.height <= usual * UNLIKE_SHAPE]
     if unlike:
         shown = ", ".join(f"{f.name} ({f.width}x{f.height} px halves)" for f in unlike[:3])
