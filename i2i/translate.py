@@ -158,6 +158,17 @@ def _refuse_file_folder_clashes(pairs: list[tuple[Path, Path]], targets: list[Pa
                             "or --format")
 
 
+def _refuse_writing_among_the_inputs(inputs: list[Path], out_dir: Path) -> None:
+    """Translations written into the folder being translated (or the one holding a file given)
+    sit among its photos: the next ``i2i eval --data`` of it scored them as pairs, and the marker
+    i2i leaves in an output folder would hide the photos from training on a folder above."""
+    holding = {item.resolve() if item.is_dir() else item.resolve().parent for item in inputs}
+    if out_dir.resolve() in holding:
+        raise UserError(f"--out {out_dir}: it holds the images being translated, so their translations would sit among "
+                        "them and be read as photos by the next i2i run, eval or translate of it; choose another --out "
+                        f"(a folder inside it, such as {out_dir / 'translated'}, is left out of those)")
+
+
 def _refuse_sizes_the_format_cannot_hold(pairs: list[tuple[Path, Path]], fmt: str, scale: int = 1) -> None:
     """Before any work: an output wider or taller than ``fmt`` can store (a WebP panorama past
     16383 px) would otherwise fail at its write, after the others were translated. Outputs
@@ -278,6 +289,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} ({IMAGE_KINDS})"
                         f"{not_read_note(left_out.values())}{unsearched}")
     print_not_read_note(", ".join(str(folder) for folder, kinds in left_out.items() if kinds), left_out.values())
+    _refuse_writing_among_the_inputs(inputs, out_dir)
     targets = output_paths(pairs, out_dir, fmt)
     _refuse_file_folder_clashes(pairs, targets, out_dir)
     try:
@@ -319,7 +331,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if not pairs:  # skip_existing, and every output is there
         return report
     # marked with the first output, so a translation of a folder above it leaves these outputs
-    # out; not a folder that holds inputs too (--out photos/ for PNGs beside its JPEGs)
+    # out; not a folder that holds inputs too (--out photos/ for photos/sub/a.jpg)
     mine = out_dir.resolve()
     marked = any(mine == item.resolve() or mine in item.resolve().parents for item in inputs)  # or left unmarked
 

@@ -59,16 +59,16 @@ def test_translate_keeps_sizes_names_and_never_overwrites(g2c_run, odd_inputs, t
     assert again.returncode == 2 and "odd.png: already exists" in again.stderr and again.stderr.count("\n") == 1
     inputs = {p: p.read_bytes() for p in odd_inputs.rglob("*") if p.is_file()}
     into_itself = run_i2i(["translate", str(g2c_run), str(odd_inputs), "--out", str(odd_inputs), "--overwrite"])
-    assert into_itself.returncode == 2 and "would be replaced by its own translation" in into_itself.stderr
-    # named: a readable input; broken.png, never written, replaces nothing (it was named, and refused)
-    assert into_itself.stderr.startswith(f"i2i: error: {odd_inputs / 'alpha.png'}: would be replaced by its own "
-                                         "translation (so would 1 more)")
-    beside = tmp_path / "beside"
-    beside.mkdir()
-    shutil.copy(odd_inputs / "odd.jpg", beside)
-    shutil.copy(odd_inputs / "broken.png", beside)
-    assert run_i2i(["translate", str(g2c_run), str(beside), "--out", str(beside)]).returncode == 0
-    assert (beside / "odd.png").is_file() and (beside / "broken.png").read_bytes() == b"not an image"
+    assert into_itself.returncode == 2 and into_itself.stderr == (
+        f"i2i: error: --out {odd_inputs}: it holds the images being translated, so their translations would sit among "
+        "them and be read as photos by the next i2i run, eval or translate of it; choose another --out (a folder inside "
+        f"it, such as {odd_inputs / 'translated'}, is left out of those)\n")
+    # a file's own folder too: translations beside the photos were scored as pairs by the next eval --data
+    beside = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(odd_inputs)])
+    assert beside.returncode == 2 and "it holds the images being translated" in beside.stderr
+    inside = run_i2i(["translate", str(g2c_run), str(odd_inputs), "--out", str(odd_inputs / "translated")])
+    assert inside.returncode == 0 and (odd_inputs / "translated" / "odd.png").is_file()
+    shutil.rmtree(odd_inputs / "translated")
     assert {p: p.read_bytes() for p in odd_inputs.rglob("*") if p.is_file()} == inputs
     nothing = run_i2i(["translate", str(g2c_run), str(odd_inputs / "broken.png"), "--out", str(tmp_path / "none")])
     assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1
