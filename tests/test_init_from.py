@@ -206,3 +206,23 @@ def test_a_hint_names_the_whole_generator_table_when_the_source_used_another_gen
                                               "generator.name = 'unet', generator.depth = 5"):
         i2i.validate({**base, "task": {"name": "denoise"}, "data": {"size": 32, "source": str(photos)},
                       "generator": {"name": "resnet"}})
+
+
+def test_resuming_an_imported_paired_run_points_to_init_from_before_reading_its_data(tmp_path):
+    """Its placeholder data.source = "sample" failed first: 'the photos shipped with i2i are
+    single photos', not the documented 'holds imported weights only'; its recipe's header said
+    to rerun it, which failed the same way."""
+    from i2i.engine.run import create_run_from_weights
+    from i2i.model import build_task_and_generator
+    from i2i.recipe import load_recipe
+
+    recipe = load_recipe({"task": {"name": "paired"}, "generator": {"name": "unet_small"}})
+    _task, generator = build_task_and_generator(recipe)
+    run_dir = create_run_from_weights(recipe, generator.state_dict(), tmp_path / "imported")
+    result = run_i2i(["run", "--resume", str(run_dir)])
+    assert result.returncode != 0 and result.stderr == (
+        f"i2i: error: {run_dir / 'checkpoints' / 'step_0000000'}: holds imported weights only (no optimiser or data "
+        f"state), so it cannot be resumed; fine-tune them in a new run instead: i2i run RECIPE --set "
+        f"train.init_from={run_dir}\n")
+    header = (run_dir / "recipe.toml").read_text().splitlines()[0]
+    assert "rerun with" not in header and f"i2i run RECIPE --set train.init_from={run_dir}" in header

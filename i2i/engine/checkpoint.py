@@ -448,6 +448,21 @@ def checkpoint_folders(root: Path) -> list[Path]:
     return sorted(folders, key=lambda p: int(p.name[len("step_"):]))
 
 
+def refuse_resuming_imported(checkpoint: Path, state: dict | None = None) -> None:
+    """An ``i2i import-weights`` run holds a generator's weights only: refused as a resume, with
+    the fine-tuning that uses them (before its recipe's data is read: the import's placeholder
+    ``data.source`` failed first, with a data error)."""
+    if state is None:
+        try:
+            state = read_state(checkpoint)
+        except (OSError, ValueError, CheckpointError):
+            return  # damage is said where the checkpoint is loaded
+    if isinstance(state, dict) and state.get("weights_only"):
+        raise CheckpointError(f"{checkpoint}: holds imported weights only (no optimiser or data state), so it cannot be "
+                              f"resumed; fine-tune them in a new run instead: i2i run RECIPE --set "
+                              f"train.init_from={shell_path(run_dir_of(checkpoint))}")
+
+
 def step_name(step: int) -> str:
     """A checkpoint folder's name: ``step_0000040``."""
     return f"step_{step:07d}"

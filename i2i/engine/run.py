@@ -250,8 +250,11 @@ def _plugins_used(recipe: Recipe) -> set[str]:
     return used
 
 
-def _write_recipe(run_dir: Path, recipe: Recipe) -> None:
-    header = f"# Resolved recipe of this run (i2i {__version__}); rerun with: i2i run {run_dir / 'recipe.toml'}\n"
+def _write_recipe(run_dir: Path, recipe: Recipe, imported: bool = False) -> None:
+    rerun = (f"imported weights (i2i import-weights); to fine-tune them, give this folder as train.init_from in a "
+             f"recipe that sets data.source: i2i run RECIPE --set train.init_from={shell_path(run_dir)}" if imported else
+             f"rerun with: i2i run {run_dir / 'recipe.toml'}")
+    header = f"# Resolved recipe of this run (i2i {__version__}); {rerun}\n"
     ckpt.write_atomic(run_dir / "recipe.toml", (header + dumps_toml(dict(recipe))).encode())
 
 
@@ -551,6 +554,7 @@ def check_resume(run_dir: Path, checkpoint_dir: Path, recipe: Recipe, overrides:
     """What a resume's ``--set`` may not change, and a run already trained to its steps: refused
     before any data is read, and under ``--nproc`` before its processes start (one line, not one
     per process and torchrun's report). Returns the run's saved recipe when overrides change it."""
+    ckpt.refuse_resuming_imported(checkpoint_dir)
     saved = None
     if overrides:
         saved = load_recipe(run_dir / "recipe.toml")
@@ -710,7 +714,7 @@ def create_run_from_weights(recipe: Recipe | dict, generator_state: dict[str, to
                         f"{_state_mismatch(target.state_dict(), generator_state, exc)}") from None
     run_dir = new_run_dir(out)
     recipe["output"]["dir"] = str(run_dir)
-    _write_recipe(run_dir, recipe)
+    _write_recipe(run_dir, recipe, imported=True)
     _write_run_info(run_dir, recipe, None)
     state = {"format": ckpt.FORMAT, "i2i_version": __version__, "step": 0, "weights_only": True, "note": note}
     ckpt.CheckpointStore(run_dir).write(0, {

@@ -1037,12 +1037,7 @@ class Trainer:
 
     def _load_checkpoint(self, path: Path) -> None:
         state = ckpt.read_state(path)
-        if state.get("weights_only"):
-            from ..errors import CheckpointError
-
-            raise CheckpointError(f"{path}: holds imported weights only (no optimiser or data state), so it cannot be resumed; "
-                                  f"fine-tune them in a new run instead: i2i run RECIPE --set "
-                                  f"train.init_from={shell_path(ckpt.run_dir_of(path))}")
+        ckpt.refuse_resuming_imported(path, state)
         network, overrides = "the recipe's network", getattr(self.recipe, "overrides", ())
         ckpt.load_weights(self.G, path / "generator.safetensors", network, overrides)
         if self.ema is not None:
