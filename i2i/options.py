@@ -130,10 +130,15 @@ def validate_options(
         if option is None:
             if open_ended:
                 continue
-            known = ", ".join(sorted(options)) or "none"
-            own = f" (and the table's own {', '.join(sorted(table_keys))})" if table_keys else ""
-            hint = did_you_mean(key, [*options, *table_keys])
-            raise RecipeError(f"{where}.{key}: unknown option{hint}; options: {known}{own}")
+            from .recipe import reference_option_hint
+
+            own = ", ".join(sorted(table_keys))
+            if options:
+                listed = f"options: {', '.join(sorted(options))}" + (f" (and the table's own {own})" if own else "")
+            else:
+                listed = "it takes no options" + (f" (the table holds only its own {own})" if own else "")
+            hint = reference_option_hint(key) or did_you_mean(key, [*options, *table_keys])
+            raise RecipeError(f"{where}.{key}: unknown option{hint}; {listed}")
         if not option.check(value):
             if not recipe_can_give(option.annotation):
                 of = f" of plugin '{plugin}'" if plugin else ""

@@ -750,6 +750,51 @@ KEY_SYNONYMS = {"learning_rate": "lr", "epochs": "steps", "iterations": "steps",
                 "init_weights": "init_from", "finetune_from": "init_from", "weights": "init_from"}
 
 
+#: The reference pix2pix's options (lower-cased, without their dashes) that i2i spells another
+#: way or splits across keys, and how to write them here: a migrating user types them as keys
+#: and was pointed at a close spelling that means something else (load_size: "did you mean
+#: 'size'?", no_flip: "'flip'?", the opposite). The README's table of the reference's options.
+REFERENCE_OPTIONS = {
+    "netg": 'generator.name, e.g. "unet_256", "unet_128" or "resnet_9blocks"',
+    "ngf": "generator.width",
+    "netd": 'discriminator.name: "patchgan" for basic and n_layers, "pixelgan" for pixel',
+    "ndf": "discriminator.width",
+    "n_layers_d": "discriminator.n_layers",
+    "no_dropout": "generator.dropout = false",
+    "no_flip": "data.flip = false",
+    "direction": 'task.direction = "AtoB" or "BtoA" of task "paired"',
+    "input_nc": 'task.input_channels of task "paired"',
+    "output_nc": 'task.target_channels of task "paired"',
+    "lambda_l1": "[losses.l1] weight",
+    "gan_mode": '[losses.gan] name = "vanilla", "lsgan" or "wgan"; wgangp is "wgan" with a [losses.gp] term',
+    "n_epochs": "train.steps = epochs x training images / train.batch_size",
+    "niter": "train.steps = epochs x training images / train.batch_size",
+    "n_epochs_decay": 'train.g.schedule = "linear" with train.g.decay_start, and train.d alike, within train.steps',
+    "niter_decay": 'train.g.schedule = "linear" with train.g.decay_start, and train.d alike, within train.steps',
+    "lr_policy": 'train.g.schedule = "constant", "linear" or "cosine", and train.d alike',
+    "beta1": "train.g.betas = [beta1, 0.999], and train.d alike",
+    "load_size": "data.resize",
+    "crop_size": "data.size",
+    "dataroot": "data.source",
+    "preprocess": "data.resize with data.size; data.resize = 0 crops only",
+    "save_epoch_freq": "output.checkpoint_every, in steps",
+    "continue_train": "i2i run --resume RUN_DIR",
+    "epoch": "--checkpoint latest or best, or a checkpoint folder RUN_DIR/checkpoints/step_N given as the run",
+    "which_epoch": "--checkpoint latest or best, or a checkpoint folder RUN_DIR/checkpoints/step_N given as the run",
+}
+
+
+def reference_option_hint(key: str, section: str = "") -> str:
+    """`` (the reference's --netG is generator.name ... here)`` for a reference option used as a
+    key (``output.name``: its ``--name``, the experiment's folder), else ``""``."""
+    bare = key.lower().lstrip("-")
+    if section == "output" and bare == "name":
+        return " (the reference's --name is the run's folder here: output.dir, or i2i run --out DIR)"
+    if bare in REFERENCE_OPTIONS:
+        return f" (the reference's --{key.lstrip('-')} is {REFERENCE_OPTIONS[bare]} here)"
+    return ""
+
+
 def _schema_keys(fields: dict[str, Any] | None = None, prefix: str = "") -> list[str]:
     """Every fixed recipe key, dotted: ``data.size``, ``train.g.lr``..."""
     out = []
@@ -766,6 +811,9 @@ def _unknown_key_hint(prefix: str, key: str, fields: dict[str, Any]) -> str:
     nested = [f"{prefix}.{name}.{key}" for name, sub in fields.items() if isinstance(sub, dict) and key in sub]
     if nested:
         return f" (it belongs in {' and '.join(nested)})"
+    reference = reference_option_hint(key, prefix)
+    if reference:
+        return reference
     close = did_you_mean(key, fields)
     if close:
         return close
@@ -774,7 +822,8 @@ def _unknown_key_hint(prefix: str, key: str, fields: dict[str, Any]) -> str:
     here = [f"{prefix}.{meant}"] if meant != key and meant in fields else []
     elsewhere = here or [dotted for dotted in _schema_keys() if dotted.rsplit(".", 1)[-1] == meant]
     if elsewhere:
-        return f" (i2i's key is {' or '.join(elsewhere)})" if meant != key else f" (it belongs in {' or '.join(elsewhere)})"
+        per_epoch = " = epochs x training images / train.batch_size" if "epoch" in key.lower() else ""
+        return f" (i2i's key is {' or '.join(elsewhere)}{per_epoch})" if meant != key else f" (it belongs in {' or '.join(elsewhere)})"
     keys = [name for name, field in fields.items() if not isinstance(field, dict)]
     return f" ([{prefix}] takes {', '.join(keys)})" if keys else ""
 
@@ -795,10 +844,14 @@ def validate(data: dict, where: str = "<recipe>") -> dict:
             homes = [name for name, fields in SCHEMA.items() if section in fields]
             if homes and not isinstance(data[section], dict):  # `steps = 5` above every table
                 raise RecipeError(f"{where}: {section}: not a section; it belongs in [{homes[0]}] ({homes[0]}.{section})")
+            reference = reference_option_hint(section)  # `netG = "unet_256"` above every table
+            if reference:
+                raise RecipeError(f"{where}: {section}: not a section of i2i's recipes{reference}")
             meant = KEY_SYNONYMS.get(section.lower())  # `learning_rate = 2e-4` above every table: another tool's name
             elsewhere = [dotted for dotted in _schema_keys() if meant and dotted.rsplit(".", 1)[-1] == meant]
             if elsewhere and not isinstance(data[section], dict):
-                raise RecipeError(f"{where}: {section}: not a section; i2i's key is {' or '.join(elsewhere)}")
+                per_epoch = " = epochs x training images / train.batch_size" if "epoch" in section.lower() else ""
+                raise RecipeError(f"{where}: {section}: not a section; i2i's key is {' or '.join(elsewhere)}{per_epoch}")
             raise RecipeError(f"{where}: {section}: unknown section{did_you_mean(section, SCHEMA)}; sections: {', '.join(SCHEMA)}")
     for section, table in data.items():
         if not isinstance(table, dict):

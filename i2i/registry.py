@@ -129,6 +129,21 @@ def check_declared_options(kind: str, name: str, factory: Callable[..., Any], de
                             f"{option.type_name}")
 
 
+#: Names the reference pix2pix/CycleGAN code gives what i2i names otherwise (its --netD, --gan_mode,
+#: --model values), with what to write here: "wgangp" was met with "did you mean 'wgan'?", which
+#: leaves out the gradient penalty that makes it WGAN-GP.
+REFERENCE_NAMES = {
+    ("losses", "wgangp"): " (the reference's wgangp is name = 'wgan' with a [losses.gp] term beside it)",
+    ("tasks", "pix2pix"): " (pix2pix's training on pairs is task 'paired'; 'gray2color', 'denoise' and others make "
+                          "their own pairs)",
+    ("tasks", "cyclegan"): " (i2i does not train CycleGAN's unpaired setting; its trained generators import with "
+                           "i2i import-weights --task paired)",
+    ("discriminators", "basic"): " (the reference's basic is 'patchgan')",
+    ("discriminators", "n_layers"): " (the reference's n_layers is 'patchgan' with n_layers)",
+    ("discriminators", "pixel"): " (the reference's pixel is 'pixelgan')",
+}
+
+
 class Registry:
     """All components of all kinds. Names may be qualified as ``plugin:name``."""
 
@@ -242,7 +257,7 @@ class Registry:
                                             f"refused it when the plugin loaded ({why}); see 'i2i plugins'")
             if plugin in self.unavailable:
                 raise UnknownComponentError(f"unknown {singular} '{name}': plugin '{plugin}' {self.unavailable[plugin]}; see 'i2i plugins'")
-            hint = did_you_mean(bare, self._by_kind[kind])
+            hint = REFERENCE_NAMES.get((kind, bare.lower()), "") or did_you_mean(bare, self._by_kind[kind])
             if not hint and self.unavailable:
                 names = [repr(p) for p in sorted(self.unavailable)]
                 listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

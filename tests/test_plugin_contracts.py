@@ -415,7 +415,7 @@ def test_a_loss_that_returns_no_scalar_tensor_is_named(photos, tmp_path, loss, r
 
 def test_a_loss_class_without_init_takes_no_options(photos, tmp_path):
     recipe = tiny_recipe(photos, tmp_path / "run", losses={"l1": {"name": "no_options", "powr": 2}})
-    with pytest.raises(i2i.UserError, match=r"losses.l1.powr: unknown option; options: none \(and the table.s own name, weight\)"):
+    with pytest.raises(i2i.UserError, match=r"losses.l1.powr: unknown option; it takes no options \(the table holds only its own name, weight\)"):
         i2i.train(recipe, quiet=True)
 
 

@@ -109,7 +109,7 @@ def test_unknown_component_suggests(tmp_path):
 def test_component_options_are_validated(tmp_path):
     assert "generator.dpeth: unknown option (did you mean 'depth'?)" in error_of(tmp_path, BASE, ["generator.dpeth=3"])
     # a slip of the table's own keys, which are no component's options
-    assert "losses.l1.wieght: unknown option (did you mean 'weight'?); options: none (and the table's own name, weight)" \
+    assert "losses.l1.wieght: unknown option (did you mean 'weight'?); it takes no options (the table holds only its own name, weight)" \
         in error_of(tmp_path, BASE, ["losses.l1.wieght=3"])
     assert "generator.nmae: unknown option (did you mean 'name'?)" in error_of(tmp_path, BASE, ["generator.nmae=unet"])
     assert "generator.norm = 'group': expected 'batch' | 'instance' | 'none'" in error_of(tmp_path, BASE, ["generator.norm=group"])
@@ -287,7 +287,13 @@ def test_a_run_prints_the_recipes_notes_once(tmp_path, capsys):
     ("train.size=32", "(it belongs in data.size)"),
     ("train.lr=0.1", "(it belongs in train.g.lr and train.d.lr)"),
     ("train.g.lerning_rate=0.1", "(i2i's key is train.g.lr)"),
-    ("train.epochs=3", "(i2i's key is train.steps)"),
+    ("train.epochs=3", "(i2i's key is train.steps = epochs x training images / train.batch_size)"),
+    # the reference pix2pix's options, by the names its users type: close spellings meant otherwise
+    ("data.load_size=286", "(the reference's --load_size is data.resize here)"),
+    ("data.crop_size=256", "(the reference's --crop_size is data.size here)"),
+    ("data.no_flip=true", "(the reference's --no_flip is data.flip = false here)"),
+    ("output.name='x'", "(the reference's --name is the run's folder here: output.dir, or i2i run --out DIR)"),
+    ("train.n_epochs=3", "(the reference's --n_epochs is train.steps = epochs x training images / train.batch_size here)"),
     ("output.out='x'", "(i2i's key is output.dir)"),
     ("data.sorce='x'", "(did you mean 'source'?)"),
     ("data.zzz=1", "([data] takes source, size, val_fraction, pair_source, val_source, val_pair_source, cache_gb, resize, upscale_small, flip, rotate, workers)"),
@@ -299,7 +305,11 @@ def test_an_unknown_key_says_where_it_belongs_or_what_the_table_takes(tmp_path, 
 
 @pytest.mark.parametrize("override, said", [
     ("learning_rate=1e-3", "learning_rate: not a section; i2i's key is train.g.lr or train.d.lr"),
-    ("epochs=3", "epochs: not a section; i2i's key is train.steps"),
+    ("epochs=3", "epochs: not a section; i2i's key is train.steps = epochs x training images / train.batch_size"),
+    ("netG=unet_256", 'netG: not a section of i2i\'s recipes (the reference\'s --netG is generator.name, e.g. "unet_256", '
+                      '"unet_128" or "resnet_9blocks" here)'),
+    ("direction=BtoA", 'direction: not a section of i2i\'s recipes (the reference\'s --direction is task.direction = "AtoB" '
+                       'or "BtoA" of task "paired" here)'),
     ("steps=3", "steps: not a section; it belongs in [train] (train.steps)"),
 ])
 def test_another_tools_key_above_every_table_says_what_i2i_calls_it(tmp_path, override, said):
@@ -385,3 +395,23 @@ def test_numpy_float32_values_keep_the_number_written_not_its_binary_rounding(tm
     loaded = load_recipe(recipe)
     assert loaded["train"]["g"]["lr"] == 0.001 and loaded["train"]["g"]["betas"] == [0.5, 0.999]
     assert "lr = 0.001\n" in dumps_toml(dict(loaded))
+
+
+@pytest.mark.parametrize("override, said", [
+    ("generator.no_dropout=true", "generator.no_dropout: unknown option (the reference's --no_dropout is generator.dropout = "
+                                  "false here); options:"),
+    ("generator.ngf=64", "generator.ngf: unknown option (the reference's --ngf is generator.width here)"),
+    ("losses.l1.lambda_L1=100", "losses.l1.lambda_L1: unknown option (the reference's --lambda_L1 is [losses.l1] weight "
+                                "here); it takes no options (the table holds only its own name, weight)"),
+    ("losses.l1.name=wgangp", "unknown loss 'wgangp' (the reference's wgangp is name = 'wgan' with a [losses.gp] term "
+                              "beside it)"),
+    ("task.name=pix2pix", "unknown task 'pix2pix' (pix2pix's training on pairs is task 'paired'"),
+])
+def test_the_reference_pix2pix_options_and_names_say_what_to_write_instead(tmp_path, override, said):
+    """A migrating user typing the reference's names read 'did you mean 'dropout'?' for
+    no_dropout (the opposite) and 'wgan' for wgangp (without its gradient penalty)."""
+    from i2i.errors import UserError
+
+    with pytest.raises(UserError) as info:
+        load_recipe(write(tmp_path, BASE), [override])
+    assert said in str(info.value)
