@@ -58,8 +58,10 @@ class I2IGroup(click.Group):
             from .engine.distributed import exit_status_for_launcher
 
             failure = getattr(exc, "i2i_callback_failure", None)  # raised by a plugin's callback, not Ctrl-C
+            resumes = getattr(exc, "i2i_resume_note", "")  # a run's second Ctrl-C: where it goes on from
             if failure or not _rank_prefix():  # a second Ctrl-C reaches every rank
-                click.echo(f"i2i: interrupted{f': {_rank_prefix()}{failure}' if failure else ''}", err=True)
+                said = f": {_rank_prefix()}{failure}" if failure else f"; {resumes}" if resumes else ""
+                click.echo(f"i2i: interrupted{said}", err=True)
             _forget_interrupt_in_exec()
             sys.exit(130 if failure else exit_status_for_launcher(130))
         except SystemExit as exc:

@@ -454,9 +454,12 @@ def test_ctrl_c_twice_while_the_run_scores_keeps_the_training_before_it(tmp_path
 
     photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
     monkeypatch.setattr(i2i.engine.evaluate, "evaluate_generator", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 3}), quiet=True)
     assert ckpt.find_checkpoint(tmp_path / "run").name == "step_0000003"
+    # the command line's last line says where it goes on from (it said 'interrupted' alone)
+    run = tmp_path / "run"
+    assert stopped.value.i2i_resume_note == f"{run} resumes from step_0000003: i2i run --resume {run}"
 
 
 def test_a_run_folder_given_as_the_data_folder_is_refused(tmp_path):
@@ -559,3 +562,25 @@ def test_a_stop_asked_while_the_run_scores_cuts_the_scoring_short(tmp_path, monk
     assert ("i2i: note: the evaluation at step 3 was cut short by the stop request, so step 3 has no validation "
             f"score and the best checkpoint stays as it was; its weights are saved, and i2i eval {tmp_path / 'run'} "
             "scores them") in capsys.readouterr().err
+
+
+def test_the_command_lines_second_ctrl_c_says_where_the_run_goes_on_from(tmp_path, monkeypatch, capsys):
+    import i2i.cli
+    import i2i.engine.evaluate
+    from i2i.recipe import dumps_toml
+    from i2i.errors import SecondInterrupt
+
+    def interrupted(*args, **kwargs):
+        raise SecondInterrupt()
+
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(dumps_toml(tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 3})))
+    monkeypatch.setattr(i2i.engine.evaluate, "evaluate_generator", interrupted)
+    monkeypatch.setattr("sys.argv", ["i2i", "run", str(recipe)])
+    with pytest.raises(SystemExit) as exit_info:
+        i2i.cli.main()
+    run = tmp_path / "run"
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (f"i2i: interrupted; {run} resumes from step_0000003: "
+                                                         f"i2i run --resume {run}")

@@ -499,6 +499,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                 first_step_failed = trainer is None or trainer.first_step_unsaved or getattr(exc, "nothing_trained", False)
                 if resume is None and dist.is_main and first_step_failed:
                     _remove_unstarted_run(run_dir)
+                if isinstance(exc, SecondInterrupt):  # stopped at once: say what is left to resume from
+                    exc.i2i_resume_note = _what_resumes(run_dir)
                 raise
     except RuntimeError as exc:
         if dist.is_distributed and is_comm_failure(exc):
@@ -628,6 +630,18 @@ def _take_back_a_retired_best(trainer: Trainer, store: ckpt.CheckpointStore) -> 
         ckpt.write_atomic(store.root / "BEST", name.encode())
     say(f"i2i: note: {name} ({main} {best['value']:.4g}, checkpoints/{pointer} names it) was scored under this "
         "resume's settings, so it is the best again, to be compared with this resume's evaluations")
+
+
+def _what_resumes(run_dir: Path) -> str:
+    """Where a run stopped at once (a second Ctrl-C) goes on from, for its last line: a checkpoint
+    being written then was abandoned, and the output said only 'interrupted'."""
+    if not run_dir.is_dir():
+        return "nothing was trained, so nothing was kept"
+    store = ckpt.CheckpointStore(run_dir)
+    latest = store.pointer("LATEST") or store.newest_complete()
+    if latest is None:
+        return f"{run_dir} holds no checkpoint yet, so nothing can be resumed"
+    return f"{run_dir} resumes from {latest.name}: i2i run --resume {shell_path(run_dir)}"
 
 
 def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,
