@@ -584,3 +584,30 @@ def test_the_command_lines_second_ctrl_c_says_where_the_run_goes_on_from(tmp_pat
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.splitlines()[-1] == (f"i2i: interrupted; {run} resumes from step_0000003: "
                                                          f"i2i run --resume {run}")
+
+
+def test_hand_edits_of_a_runs_recipe_are_named_on_resume_and_checked_as_a_set_is(tmp_path, capsys):
+    """lr = 0.5 and seed = 7 typed into the run's recipe.toml were applied without a word, the
+    seed (which fixes the split) past the refusal a --set gets, and run.json recorded no change."""
+    import json
+
+    photos = make_photos(tmp_path / "photos", count=4, size=(20, 20))
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 2}), quiet=True).run_dir
+    again = i2i.train(None, resume=run, overrides=["train.steps=3"], quiet=True)  # i2i's own rewrite: no note
+    assert again.step == 3 and "edited since" not in capsys.readouterr().err
+    path = run / "recipe.toml"
+    text = path.read_text()
+    path.write_text(text.replace("seed = 0", "seed = 7"))
+    with pytest.raises(i2i.UserError, match=rf"^{path}, edited since i2i wrote it: train.seed = 7, where the run was "
+                                            r"trained with train.seed = 0, which fixes its train/validation split"):
+        i2i.train(None, resume=run, overrides=["train.steps=4"], quiet=True)
+    lr = next(line for line in text.splitlines() if line.startswith("lr = "))
+    path.write_text(text.replace(lr, "lr = 0.0005", 1))
+    i2i.train(None, resume=run, overrides=["train.steps=4"], quiet=True)
+    before = lr.split(" = ")[1]
+    assert (f"i2i: note: {path}, edited since i2i wrote it: train.g.lr = {before} then, 0.0005 now; the resume trains "
+            "with the edited values") in capsys.readouterr().err
+    resumes = json.loads((run / "run.json").read_text())["resumes"]
+    assert resumes[-1]["hand_edits"] == ["train.g.lr"] and "hand_edits" not in resumes[0]
+    i2i.train(None, resume=run, overrides=["train.steps=5"], quiet=True)  # written back: nothing edited since
+    assert "edited since" not in capsys.readouterr().err

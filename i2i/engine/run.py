@@ -277,9 +277,12 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, train
         if resumed_at is not None:
             info["rebuilt_at_resume"] = True  # what it says about the run's start is this resume's
     if resumed_at is not None:
-        info["resumes"].append({"step": resumed_at, "overrides": recipe.overrides, "command": launch_command(),
+        edits = {"hand_edits": recipe.hand_edits} if getattr(recipe, "hand_edits", None) else {}
+        info["resumes"].append({"step": resumed_at, "overrides": recipe.overrides, **edits, "command": launch_command(),
                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                 "plugins": plugin_versions(recipe), **where})
+    # the recipe as written to recipe.toml now: a resume tells edits made to the file since
+    info["recipe"] = json.loads(json.dumps(dict(recipe)))
     ckpt.write_atomic(path, json.dumps(info, indent=1).encode())
 
 
@@ -557,6 +560,7 @@ def check_resume(run_dir: Path, checkpoint_dir: Path, recipe: Recipe, overrides:
     before any data is read, and under ``--nproc`` before its processes start (one line, not one
     per process and torchrun's report). Returns the run's saved recipe when overrides change it."""
     ckpt.refuse_resuming_imported(checkpoint_dir)
+    _check_hand_edits(run_dir, recipe)
     saved = None
     if overrides:
         saved = load_recipe(run_dir / "recipe.toml")
@@ -571,6 +575,52 @@ def check_resume(run_dir: Path, checkpoint_dir: Path, recipe: Recipe, overrides:
         saved_step = int(ckpt.read_state(checkpoint_dir)["step"])
     _refuse_a_finished_resume(run_dir, saved_step, recipe["train"]["steps"], nproc)
     return saved
+
+
+#: Keys a run's recipe.toml changes by itself: where the run folder is now
+MOVABLE_KEYS = {"output.dir"}
+
+
+def _check_hand_edits(run_dir: Path, recipe: Recipe) -> None:
+    """A run's recipe.toml edited by hand since i2i wrote it (``lr = 0.5``, ``seed = 7``) was
+    applied without a word, past the checks a ``--set`` gets: the same refusals (the split's
+    keys, a discriminator added, the networks' channels), a note naming what changed otherwise,
+    and the keys kept for run.json (``recipe.hand_edits``). What i2i wrote is in run.json."""
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text()).get("recipe")
+        on_disk = load_recipe(run_dir / "recipe.toml")
+    except Exception:  # no run.json, a damaged one, or one from before the record: nothing to compare with
+        return
+    if not isinstance(recorded, dict):
+        return
+    then, now = _flat(recorded), _flat(json.loads(json.dumps(dict(on_disk))))
+    edited = [key for key in dict.fromkeys([*then, *now]) if key not in MOVABLE_KEYS and then.get(key) != now.get(key)]
+    if not edited:
+        return
+    where = f"{run_dir / 'recipe.toml'}, edited since i2i wrote it"
+
+    def shown(values: dict, key: str) -> str:
+        return f"{key} = {format_value(values[key])}" if key in values else f"no {key}"
+
+    for table, key in SPLIT_KEYS:
+        dotted = f"{table}.{key}"
+        if dotted in edited:
+            raise UserError(f"{where}: {shown(now, dotted)}, where the run was trained with {shown(then, dotted)}, "
+                            f"which fixes its train/validation split (changed, it would train on its validation "
+                            f"images); put {format_value(then[dotted])} back, or start a new run to use another")
+    try:
+        trained = load_recipe(recorded)
+    except UserError:  # a plugin gone or changed since: its own checks say so
+        return
+    if on_disk.has_discriminator and not trained.has_discriminator:
+        raise UserError(f"{where}: discriminator.name = '{on_disk['discriminator']['name']}', and the run was trained "
+                        "without a discriminator, so its checkpoints hold none to continue; remove the table again, or "
+                        "train one in a new run (i2i run RECIPE)")
+    _refuse_other_task_channels(trained, on_disk)
+    listed = "; ".join(f"{shown(then, key)} then, {shown(now, key).removeprefix(key + ' = ')} now" for key in edited[:4])
+    more = f" (and {len(edited) - 4} more)" if len(edited) > 4 else ""
+    recipe.notes.append(f"{where}: {listed}{more}; the resume trains with the edited values")
+    recipe.hand_edits = edited
 
 
 def _refuse_a_finished_resume(run_dir: Path, step: int, steps: int, nproc: int = 1) -> None:
