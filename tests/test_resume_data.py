@@ -421,3 +421,22 @@ def test_a_resume_changing_the_tasks_channels_is_refused_before_its_note_says_it
         i2i.train(None, resume=run.run_dir, overrides=["task.channels=1", "train.steps=2"], quiet=True)
     assert "go on from their weights" not in capsys.readouterr().err
     i2i.train(None, resume=run.run_dir, overrides=["task.sigma=30", "train.steps=2"], quiet=True)  # same channels: fine
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage\n", b"\xff\xfe{", b"[1, 2]"])
+def test_a_damaged_split_record_is_set_aside_and_the_split_drawn_again(photos, tmp_path, capsys, damage):
+    """An empty or garbled split.json (a crash, a disk error) stopped every resume and i2i eval
+    of a run whose checkpoints were intact: 'restore it, or start a new run'."""
+    from i2i.evaluation import evaluate_run
+
+    run = start(photos, tmp_path)
+    first = recorded(run.run_dir)
+    path = run.run_dir / SPLIT_FILE
+    path.write_bytes(damage)
+    capsys.readouterr()
+    assert evaluate_run(run.run_dir, device="cpu")["metrics"] == pytest.approx(run.metrics, rel=1e-6)
+    err = capsys.readouterr().err
+    assert f"i2i: warning: {path}: cannot be read (" in err and "moved to split.json.unreadable" in err
+    assert (run.run_dir / "split.json.unreadable").read_bytes() == damage
+    resumed = i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+    assert resumed.step == 3 and recorded(run.run_dir) == first  # drawn again: the same files, recorded anew

@@ -756,13 +756,23 @@ class RecordedSplit:
     @classmethod
     def read(cls, run_dir: str | Path) -> RecordedSplit | None:
         """The record in ``run_dir``, or None for a run written before i2i kept one (it resumes
-        as it used to, drawing the split again). A file that does not parse is a
+        as it used to, drawing the split again). A file that is not JSON (empty or garbled by a
+        crash or a disk error) is moved aside to ``split.json.unreadable``, with a note, and the
+        split drawn again too: it stopped every resume and ``i2i eval`` of intact checkpoints. A
+        record that parses but cannot be one (a file on both sides) is a
         :class:`~i2i.errors.UserError`."""
         path = Path(run_dir) / SPLIT_FILE
         if not path.is_file():
             return None
         try:
-            return cls.from_json(json.loads(path.read_text()), str(run_dir))
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            _set_damaged_split_aside(path, exc)
+            return None
+        try:
+            return cls.from_json(data, str(run_dir))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UserError(f"{path}: cannot be read as the run's train/validation split ({exc}); "
                             "restore it, or start a new run") from None
@@ -779,6 +789,19 @@ class RecordedSplit:
             raise ValueError(f"{both[0]} is listed as both a training and a validation file")
         return cls(train, val, separate, run, frozenset(str(name) for name in data.get("val_unreadable", [])),
                    frozenset(str(name) for name in data.get("train_unreadable", [])))
+
+
+def _set_damaged_split_aside(path: Path, exc: BaseException) -> None:
+    aside = path.with_name(path.name + ".unreadable")
+    try:
+        path.replace(aside)
+        kept = f"moved to {aside.name}"
+    except OSError:
+        kept = "left as it is"
+    problem = f"not JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
+    say(f"i2i: warning: {path}: cannot be read ({problem}); {kept}, and the run's train/validation split is drawn "
+        "again from train.seed and data.val_fraction, as the run drew it: the same files while its data folders hold "
+        "the same images")
 
 
 def record_unreadable_val(run_dir: str | Path, names: Iterable[str]) -> None:
