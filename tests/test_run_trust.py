@@ -309,13 +309,18 @@ def test_resuming_from_an_earlier_checkpoint_sets_the_later_ones_aside(run, caps
     """Pointing LATEST back (as the README says to resume from an earlier checkpoint) wrote the
     steps trained again over the later checkpoints, the best among them included."""
     later = (run / "checkpoints" / "step_0000004" / "generator.safetensors").read_bytes()
+    grids = {p.name: p.read_bytes() for p in (run / "samples").glob("step_*.png") if p.name > "step_0000002.png"}
+    lines = [line for line in (run / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] > 2]
     (run / "checkpoints" / "LATEST").write_text("step_0000002")
     capsys.readouterr()
     i2i.train(None, resume=run, overrides=["train.steps=4", "train.g.lr=1e-5"], quiet=True)
     aside = run / "checkpoints" / "later-than-step_0000002"
-    assert (f"i2i: note: resuming from step_0000002, before step_0000004: moved them to {aside}, so the steps trained "
-            "again write no checkpoint over them") in capsys.readouterr().err
+    assert (f"i2i: note: resuming from step_0000002, before step_0000004: moved them, with their sample grids and "
+            f"metrics.jsonl lines, to {aside}, so the steps trained again write nothing over them") in capsys.readouterr().err
     assert (aside / "step_0000004" / "generator.safetensors").read_bytes() == later
+    # the later branch's grids and scores, which the steps trained again wrote over and dropped
+    assert grids and {p.name: p.read_bytes() for p in (aside / "samples").iterdir()} == grids
+    assert lines and (aside / "metrics.jsonl").read_text().splitlines() == lines
     assert (run / "checkpoints" / "step_0000004" / "generator.safetensors").read_bytes() != later  # trained again
     assert ckpt.find_checkpoint(run).name == "step_0000004"
 

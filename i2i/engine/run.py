@@ -639,10 +639,12 @@ def _keep_what_the_resume_would_replace(trainer: Trainer, checkpoint_dir: Path) 
     pruned), and BEST names the best the resumed record names. Each said in a note."""
     store = ckpt.CheckpointStore(checkpoint_dir.parent.parent)
     later, aside = store.set_aside_later(checkpoint_dir)
-    if later:
+    if later and aside is not None:
+        _keep_later_records(store.root.parent, aside, trainer.step)
         shown = ", ".join(later[:3]) + (f" and {len(later) - 3} more" if len(later) > 3 else "")
-        say(f"i2i: note: resuming from {checkpoint_dir.name}, before {shown}: moved them to {aside}, so the steps "
-            "trained again write no checkpoint over them (delete it once they are not needed)")
+        say(f"i2i: note: resuming from {checkpoint_dir.name}, before {shown}: moved them, with their sample grids and "
+            f"metrics.jsonl lines, to {aside}, so the steps trained again write nothing over them (delete it once they "
+            "are not needed)")
     best = trainer.best
     if "step" in best and not (store.root / ckpt.step_name(int(best["step"]))).is_dir():
         say(f"i2i: note: the run's best so far, {ckpt.step_name(int(best['step']))} ({best.get('metric', 'score')} "
@@ -659,6 +661,26 @@ def _keep_what_the_resume_would_replace(trainer: Trainer, checkpoint_dir: Path) 
         store.agree_best(trainer.best, later)
     if "step" not in trainer.best:
         _take_back_a_retired_best(trainer, store)
+
+
+def _keep_later_records(run_dir: Path, aside: Path, step: int) -> None:
+    """The later branch's sample grids and log lines go with its checkpoints: the steps trained
+    again wrote their grids over them, and the log dropped their lines (its scores were left only
+    inside the checkpoints' state.json)."""
+    from .report import _step_of
+
+    grids = [p for p in sorted((run_dir / "samples").glob("step_*.png"))
+             if p.stem[len("step_"):].isdigit() and int(p.stem[len("step_"):]) > step]
+    if grids:
+        (aside / "samples").mkdir(exist_ok=True)
+        for grid in grids:
+            os.replace(grid, aside / "samples" / grid.name)
+    log = run_dir / "metrics.jsonl"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        lines = [line for line in log.read_text().splitlines(keepends=True) if (_step_of(line) or 0) > step]
+        if lines:
+            ckpt.write_atomic(aside / "metrics.jsonl", "".join(line if line.endswith("\n") else line + "\n"
+                                                               for line in lines).encode())
 
 
 def _take_back_a_retired_best(trainer: Trainer, store: ckpt.CheckpointStore) -> None:
