@@ -120,10 +120,11 @@ def _exit_on_unwritable(exc: BaseException) -> None:
     where = f"{filename}: " if filename else ""
     if exc.errno in _NOT_ALLOWED:
         click.echo(f"i2i: error: {_rank_prefix()}{where}{exc.strerror}; give your user access to it (and to the "
-                   f"folder that holds it){_what_is_kept(exc.filename)}", err=True)
+                   f"folder that holds it){_what_is_kept(exc.filename, ' once it may write there')}", err=True)
     else:
+        once = " once the file system can be written again" if exc.errno == errno.EROFS else " once there is room"
         click.echo(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {WRITE_TROUBLE[exc.errno]}"
-                   f"{_what_is_kept(exc.filename)}", err=True)
+                   f"{_what_is_kept(exc.filename, once)}", err=True)
     sys.exit(1)
 
 
@@ -141,9 +142,10 @@ def _exit_on_the_wrong_kind_of_path(exc: BaseException) -> None:
     sys.exit(1)
 
 
-def _what_is_kept(filename: Any) -> str:
+def _what_is_kept(filename: Any, once: str = "") -> str:
     """After a write failed, what of the run it belonged to can be resumed: its last checkpoint
-    (written atomically, so intact), or nothing yet."""
+    (written atomically, so intact), or nothing yet; ``once``: when the resume can work (on a
+    read-only file system, not now)."""
 
     from .engine.checkpoint import find_checkpoint
 
@@ -157,7 +159,7 @@ def _what_is_kept(filename: Any) -> str:
             checkpoint = find_checkpoint(run)
     except UserError:
         return f". The run {run} has no checkpoint yet"
-    return f". Its last checkpoint, {checkpoint.name}, is intact: i2i run --resume {shell_path(run)} continues from it"
+    return f". Its last checkpoint, {checkpoint.name}, is intact: i2i run --resume {shell_path(run)} continues from it{once}"
 
 
 def _one_process_only() -> None:

@@ -186,7 +186,7 @@ def test_a_full_disk_while_logging_names_the_log_and_the_checkpoint_to_resume_fr
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
     assert result.output == (f"i2i: error: {tmp_path / 'run' / 'metrics.jsonl'}: cannot write (No space left on device); "
                              f"free some space. Its last checkpoint, step_0000002, is intact: i2i run --resume "
-                             f"{tmp_path / 'run'} continues from it\n")
+                             f"{tmp_path / 'run'} continues from it once there is room\n")
 
 
 def test_a_file_where_the_run_writes_a_folder_is_one_line(photos, tmp_path):
@@ -263,7 +263,7 @@ def test_a_run_folder_made_read_only_is_one_line_naming_it(photos, tmp_path, mon
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output == (f"i2i: error: {tmp_path / 'run'}: Permission denied; give your user access to it (and to "
                              f"the folder that holds it). Its last checkpoint, step_0000002, is intact: i2i run --resume "
-                             f"{tmp_path / 'run'} continues from it\n")
+                             f"{tmp_path / 'run'} continues from it once it may write there\n")
 
 
 def test_a_resume_scored_under_other_settings_keeps_the_old_best_and_chooses_again(run, capsys):
