@@ -345,7 +345,8 @@ def plugins(as_json: bool) -> None:
     for p in infos:
         origin = f"{p.distribution} {p.version}" if p.distribution else "registered in-process"
         kind = "built-in" if p.builtin else "third-party"
-        click.echo(f"{p.name}  ({p.module}; {origin}; {kind})  {p.status}")
+        empty = " (no @i2i.hookimpl hooks: registers nothing)" if p.status == "loaded" and not p.hooks else ""
+        click.echo(f"{p.name}  ({p.module}; {origin}; {kind})  {p.status}{empty}")
         if p.error:
             click.echo(f"    error: {p.error}")
         for why in p.refused:

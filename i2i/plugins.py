@@ -247,7 +247,8 @@ class PluginHost:
         info.status = "failed"
         info.error = where + exception_line(exc)
         self.registry.unavailable[info.name] = f"failed to load ({info.error})"
-        self._warn(f"plugin '{info.name}' ({info.module}) disabled: {info.error}", exc)
+        origin = f"{info.distribution}: {info.module}" if info.distribution and not info.builtin else info.module
+        self._warn(f"plugin '{info.name}' ({origin}) disabled: {info.error}", exc)  # the package to fix or uninstall
 
     def _refuse(self, info: PluginInfo, kind: str, names: tuple[str, ...], exc: Exception) -> None:
         """One component the plugin declared unusably: left out, named, the rest of it loaded."""

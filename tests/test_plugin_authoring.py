@@ -370,6 +370,9 @@ def test_an_entry_point_naming_a_class_instead_of_its_module_is_pointed_out(tmp_
     assert result.returncode == 0
     assert ("i2i: warning: plugin 'pointed' (i2i-pointed: i2i_pointed:Helper) has no @i2i.hookimpl hooks, so it "
             "registers nothing; its entry point names the module that holds them") in result.stderr
+    listed = run_i2i(["plugins"], site, cwd=ROOT)  # not shown as plainly 'loaded'
+    assert "pointed  (i2i_pointed:Helper; i2i-pointed 0.1; third-party)  loaded (no @i2i.hookimpl hooks: registers " \
+           "nothing)" in listed.stdout
 
 
 def test_an_unknown_name_lists_a_few_of_the_plugins_that_did_not_load():

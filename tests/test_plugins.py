@@ -111,7 +111,7 @@ def test_a_plugin_that_exits_or_whose_commands_fail_takes_nothing_else_down(tmp_
     assert plugins["cmdfail"]["status"] == "loaded" and plugins["cmdfail"]["components"] == {"generators": ["cmdnet"]}
     assert plugins["cmdfail"]["error"] == "its commands are left out: RuntimeError: commands hook broke"
     assert result.stderr.splitlines() == [
-        "i2i: warning: plugin 'exiting' (i2i_exiting) disabled: SystemExit: i2i-exiting needs a GPU",
+        "i2i: warning: plugin 'exiting' (i2i-exiting: i2i_exiting) disabled: SystemExit: i2i-exiting needs a GPU",
         "i2i: warning: plugin 'cmdfail' (i2i_cmdfail): register_commands failed, so none of its commands are added "
         "(its other components stay available): RuntimeError: commands hook broke",
     ]

@@ -187,7 +187,7 @@ def test_color2gray_target_and_baseline():
 
 def test_registry_describes_tasks_and_their_options():
     reg = registry()
-    expected = {"gray2color": {"space"}, "denoise": {"sigma", "channels", "residual"}, "color2gray": set(),
+    expected = {"gray2color": {"space"}, "denoise": {"sigma", "channels", "residual", "levels"}, "color2gray": set(),
                 "dejpeg": {"quality", "channels", "residual"},
                 "paired": {"direction", "input_channels", "target_channels"}}
     for name, options in expected.items():
@@ -216,10 +216,22 @@ def test_options_are_validated():
     assert build("denoise", sigma=255.0) is not None and build("denoise", sigma=[0.0, 55.0]) is not None
     # the 0-1 scale, a researcher's habit: named, with the 0-255 value meant
     with pytest.raises(RecipeError, match=r"task.sigma = 0.1: noise levels are on the 0-255 scale, where this is less "
-                                          r"than one grey level; if you meant the 0-1 scale, write task.sigma = 25.5$"):
+                                          r"than one level; if you meant the 0-1 scale, write task.sigma = 25.5; for "
+                                          r"16-bit images, give it in 16-bit levels: task.levels = 65535 and "
+                                          r"task.sigma = 25.7$"):
         build("denoise", sigma=0.1)
-    with pytest.raises(RecipeError, match=r"write task.sigma = \[0.0, 51.0\]$"):
+    with pytest.raises(RecipeError, match=r"write task.sigma = \[0.0, 51.0\]; for 16-bit"):
         build("denoise", sigma=[0.0, 0.2])
+    # noise below one 8-bit level, for 16-bit images: counted in 16-bit levels, the same noise
+    deep, plain = build("denoise", sigma=[128.5, 6425.0], levels=65535), build("denoise", sigma=[0.5, 25.0])
+    assert (deep.sigma_lo, deep.sigma_hi) == pytest.approx((plain.sigma_lo, plain.sigma_hi))
+    clean = torch.rand(4, 3, 16, 16)
+    pairs = [task.make_pair(clean, torch.Generator().manual_seed(3)) for task in (deep, plain)]
+    assert torch.equal(pairs[0][0], pairs[1][0])
+    assert deep.pair_details(*pairs[0])["noise sigma"] == pytest.approx(plain.pair_details(*pairs[1])["noise sigma"] * 257)
+    for bad in ({"levels": 1000}, {"levels": 65535, "sigma": 70000.0}, {"levels": 65535, "sigma": 0.5}):
+        with pytest.raises(RecipeError, match="task.levels|task.sigma"):
+            build("denoise", **bad)
     with pytest.raises(RecipeError, match=r"expected a number or \[a number, a number\]"):  # as i2i list says
         validate_options("task", {"sigma": [15, 25, 50]}, options)
 

@@ -71,8 +71,13 @@ class RestorationTask(i2i.Task):
         return residual_wrapped(generator, self.residual)
 
 
-def _sigma_range(sigma: float | tuple[float, float]) -> tuple[float, float]:
-    """Check ``sigma`` and return it as ``(lo, hi)`` (equal for a fixed noise level)."""
+def _sigma_range(sigma: float | tuple[float, float], levels: int = 255) -> tuple[float, float]:
+    """Check ``sigma`` (on the 0-``levels`` scale) and return it as ``(lo, hi)`` (equal for a
+    fixed noise level)."""
+    if levels not in (255, 65535) or isinstance(levels, bool):
+        raise i2i.RecipeError(f"task.levels = {levels!r}: expected 255 (task.sigma in 8-bit grey levels) or 65535 "
+                              "(in 16-bit levels, for deep images)")
+    scale = f"0-{levels} scale"
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
         lo = hi = float(sigma)
     elif isinstance(sigma, (list, tuple)) and len(sigma) == 2:
@@ -80,15 +85,17 @@ def _sigma_range(sigma: float | tuple[float, float]) -> tuple[float, float]:
     else:
         raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected a number or [low, high]")
     if not (0 <= lo <= hi) or not math.isfinite(hi):
-        expected = ("0 <= low <= high (0-255 scale)" if isinstance(sigma, (list, tuple)) else
-                    "a noise level above 0 and at most 255 (0-255 scale), or a range [low, high]")
+        expected = (f"0 <= low <= high ({scale})" if isinstance(sigma, (list, tuple)) else
+                    f"a noise level above 0 and at most {levels} ({scale}), or a range [low, high]")
         raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected {expected}")
     if 0 < hi < 1:  # sigma on the 0-1 scale: under one grey level of noise, which nobody trains to remove
-        scaled = [round(v * 255, 3) for v in (lo, hi)] if lo != hi else round(hi * 255, 3)
-        raise i2i.RecipeError(f"task.sigma = {sigma!r}: noise levels are on the 0-255 scale, where this is less than "
-                              f"one grey level; if you meant the 0-1 scale, write task.sigma = {scaled}")
-    if hi == 0 or hi > 255:  # no noise to remove; or noise beyond the whole 0-255 range
-        raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected a noise level above 0 and at most 255 (0-255 scale; "
+        scaled = [round(v * levels, 3) for v in (lo, hi)] if lo != hi else round(hi * levels, 3)
+        deep = (f"; for 16-bit images, give it in 16-bit levels: task.levels = 65535 and task.sigma = "
+                f"{[round(v * 257, 3) for v in (lo, hi)] if lo != hi else round(hi * 257, 3)}") if levels == 255 else ""
+        raise i2i.RecipeError(f"task.sigma = {sigma!r}: noise levels are on the {scale}, where this is less than "
+                              f"one level; if you meant the 0-1 scale, write task.sigma = {scaled}{deep}")
+    if hi == 0 or hi > levels:  # no noise to remove; or noise beyond the whole range
+        raise i2i.RecipeError(f"task.sigma = {sigma!r}: expected a noise level above 0 and at most {levels} ({scale}; "
                               "a range [low, high] may start at 0)")
     return lo, hi
 
@@ -105,6 +112,9 @@ class Denoise(RestorationTask):
     ``sigma`` (number or [low, high], default 25): noise standard deviation on the 0-255
         scale (benchmarks use 15, 25, 50). A pair trains a blind denoiser: each image gets
         a sigma drawn uniformly from [low, high].
+    ``levels`` (255 or 65535, default 255): the scale ``sigma`` is given on; 65535 counts it
+        in 16-bit levels, for deep images whose noise is below one 8-bit level (``sigma = 128``
+        is half an 8-bit level). The same noise either way: ``sigma / levels`` of the range.
     ``channels`` (1 or 3, default 3): denoise colour or grey images (the data pipeline then
         delivers grey ones). For ``i2i translate`` the user's image is the noisy input,
         reduced to ITU-R 601 grey when channels = 1.
@@ -121,10 +131,14 @@ class Denoise(RestorationTask):
     """
 
     def __init__(
-        self, sigma: float | tuple[float, float] = 25.0, channels: Literal[1, 3] = 3, residual: bool = True
+        self, sigma: float | tuple[float, float] = 25.0, channels: Literal[1, 3] = 3, residual: bool = True,
+        levels: Literal[255, 65535] = 255,
     ) -> None:
         super().__init__(channels, residual)
-        self.sigma_lo, self.sigma_hi = _sigma_range(sigma)
+        lo, hi = _sigma_range(sigma, levels)
+        # on the 0-255 scale inside, as the noise is drawn and reported
+        self.sigma_lo, self.sigma_hi = lo * 255 / levels, hi * 255 / levels
+        self.levels = levels
 
     def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         target = to_signed(clean)
@@ -138,11 +152,11 @@ class Denoise(RestorationTask):
 
     def pair_details(self, input: Tensor, target: Tensor) -> dict[str, Tensor]:
         """A blind denoiser's per-image noise level, for scores by noise level: the standard
-        deviation of the noise added (0-255 scale), measured on the pair (the noise is not
+        deviation of the noise added (on the scale of ``task.levels``), measured on the pair (the noise is not
         clipped, so this is the drawn sigma up to sampling: about 0.2 % on a 256 px colour crop)."""
         if self.sigma_lo == self.sigma_hi:
             return {}
-        return {"noise sigma": (input - target).flatten(1).std(dim=1) * (255 / 2)}
+        return {"noise sigma": (input - target).flatten(1).std(dim=1) * (self.levels / 2)}
 
     def baselines(self, input: Tensor, target_image: Tensor) -> dict[str, Tensor]:
         from kornia.filters import gaussian_blur2d
