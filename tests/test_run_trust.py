@@ -558,8 +558,11 @@ def test_a_stop_asked_while_the_run_scores_cuts_the_scoring_short(tmp_path, monk
     if stopped_at:
         with pytest.raises(i2i.TrainingStopped, match=f"^stopped at step {stopped_at}/{steps}"):
             i2i.train(recipe)
-    else:  # the end-of-run evaluation: the run is finished, unscored
-        i2i.train(recipe)
+    else:  # the end-of-run evaluation: all steps trained, but no final scores, so not 'finished'
+        with pytest.raises(i2i.TrainingStopped, match=rf"^stopped at step 3/3 during its final evaluation, so "
+                                                      rf"the run has no final scores; its weights are saved, and i2i "
+                                                      rf"eval {tmp_path / 'run'} scores them$"):
+            i2i.train(recipe)
     assert len(scored) == 1  # three validation images, one batch each: two left unscored
     assert ckpt.find_checkpoint(tmp_path / "run").name == f"step_{3:07d}"
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

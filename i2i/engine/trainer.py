@@ -97,6 +97,7 @@ class Trainer:
         self.seed = self.train_cfg["seed"]
         self.stop_requested = False
         self.stop_reason: str | None = None  # a callback's TrainingStopped("why"), said in the stop's message
+        self._unscored_step = -1  # the step whose evaluation a stop request cut short
         self.callbacks = list(callbacks or [])
         warn_unknown_events(self.callbacks)
         self.quiet = quiet
@@ -574,6 +575,7 @@ class Trainer:
                             self.evaluate()
                         except EvaluationAbandoned:
                             self._evaluating = False
+                            self._unscored_step = self.step
                             self._save_unscored_weights()
                         except KeyboardInterrupt:  # Ctrl-C twice while scoring: not the training before it too
                             self._save_after_failed_evaluation(tell=False)
@@ -610,6 +612,12 @@ class Trainer:
                     f"{f' --nproc {self.dist.world_size} (or as many processes under your launcher)' if self.dist.world_size > 1 else ''}"
                     f" (Python: i2i.train(None, resume={str(self.run_dir)!r}))", self.run_dir, self.step
                 )
+            if self.stop_requested and self._unscored_step == self.step:  # the last step's scoring cut short
+                why = f" ({self.stop_reason})" if self.stop_reason else ""
+                raise StopRequested(
+                    f"stopped at step {self.step}/{self.total_steps}{why} during its final evaluation, so the run has "
+                    f"no final scores; its weights are saved, and i2i eval {shell_path(self.run_dir)} scores them",
+                    self.run_dir, self.step)
             status = "finished"
             return status
         except (RuntimeError, MemoryError) as exc:
