@@ -122,8 +122,12 @@ def validate(recipe: Recipe | dict | str | os.PathLike, overrides: list[str] | t
     from .errors import overrides_as_an_argument
     from .recipe import blamed_on_recipe
 
+    import torch
+
     resolved = load_recipe(recipe, overrides)
-    with overrides_as_an_argument():
+    # building the networks draws their initial weights from torch's global stream: the
+    # caller's random numbers must not depend on whether it validated a recipe first
+    with overrides_as_an_argument(), torch.random.fork_rng(devices=[]):
         task = check_recipe(resolved).task
         with blamed_on_recipe(resolved):
             resolve_data_folders(resolved["data"], task.side_by_side)

@@ -6,6 +6,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 import i2i
 from helpers import TINY_G2C, make_photos, tiny_recipe
@@ -195,6 +196,10 @@ def test_validate_checks_what_load_recipe_leaves_to_the_components_as_i2i_valida
     with pytest.raises(i2i.RecipeError, match=r"^overrides task.sigma=\[55, 0\]: task.sigma = \[55.0, 0.0\]: expected "
                                               r"0 <= low <= high"):
         i2i.validate(recipe, ["task.sigma=[55, 0]"])
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
     resolved = i2i.validate(recipe, ["task.sigma=25"])
+    assert torch.equal(torch.rand(3), expected)  # the networks it built drew no numbers from the caller's stream
     assert resolved["task"]["sigma"] == 25 and resolved["generator"]["depth"] == 2
     assert not (tmp_path / "run").exists()  # nothing trained, no folder made

@@ -35,6 +35,10 @@ def test_train_leaves_the_callers_random_streams_and_recipe_alone(photos, tmp_pa
     assert torch.equal(torch.rand(3), before)
     with pytest.raises(i2i.UserError, match="device = 'gpu': not a device i2i can use"):
         i2i.load(run.run_dir, device="gpu")
+    with pytest.raises(TypeError, match=r"^device is a device name such as 'auto', 'cpu' or 'cuda:0' \(or a torch.device\), "
+                                        r"not NoneType None$"):  # was a UserError quoting 'None' as if typed
+        i2i.load(run.run_dir, device=None)
+    assert i2i.load(run.run_dir, device=torch.device("cpu")).device == torch.device("cpu")
 
 
 def test_a_plugin_beside_a_builtin_name_leaves_the_bare_name_to_i2i():

@@ -89,6 +89,9 @@ def resolve_device(name: str, local_rank: int | None = None, where: str = "train
     ``where`` names the setting in errors: ``train.device`` in a recipe, ``--device`` on the
     command line.
     """
+    if not isinstance(name, (str, torch.device)):  # a program's None or 0: its type, not a device name, is wrong
+        raise TypeError(f"{where} is a device name such as 'auto', 'cpu' or 'cuda:0' (or a torch.device), not "
+                        f"{type(name).__name__} {name!r}")
     if name == "auto":
         if torch.cuda.is_available():
             index = local_rank if local_rank is not None else torch.cuda.current_device()
