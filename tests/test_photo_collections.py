@@ -71,12 +71,13 @@ def test_translating_a_folder_again_leaves_out_an_earlier_translation_inside_it(
     second = translate_files(model, folder, folder / "out2", progress=False)
     assert [p.relative_to(folder) for p in (*first.outputs, *second.outputs)] == [Path("out1/a.png"), Path("out2/a.png")]
     assert f"{folder}: 1 i2i run or output folder(s) inside it not searched ({folder / 'out1'})" in capsys.readouterr().err
-    # PNGs written beside the JPEGs they came from: the folder stays one of photos, unmarked
-    translate_files(model, folder, folder, progress=False)
-    assert (folder / "a.png").is_file() and not (folder / OUTPUTS_MARKER).exists()
+    # PNGs beside the JPEGs they came from would be trained on and scored as photos: refused
+    with pytest.raises(i2i.UserError, match="it holds the images being translated"):
+        translate_files(model, folder, folder, progress=False)
+    assert not (folder / "a.png").exists() and not (folder / OUTPUTS_MARKER).exists()
     # and a run on the folder trains on its photos alone
     run = i2i.train(tiny_recipe(folder, tmp_path / "run", base=TINY_G2C, data={"val_fraction": 0.0}), quiet=True)
-    assert sorted(json.loads((run.run_dir / "split.json").read_text())["train"]) == ["a.jpg", "a.png"]
+    assert sorted(json.loads((run.run_dir / "split.json").read_text())["train"]) == ["a.jpg"]
 
 
 def test_a_training_folder_inside_the_validation_folder_is_warned_about(photos, tmp_path, capsys):
