@@ -158,15 +158,30 @@ def _refuse_file_folder_clashes(pairs: list[tuple[Path, Path]], targets: list[Pa
                             "or --format")
 
 
-def _refuse_writing_among_the_inputs(inputs: list[Path], out_dir: Path) -> None:
-    """Translations written into the folder being translated (or the one holding a file given)
-    sit among its photos: the next ``i2i eval --data`` of it scored them as pairs, and the marker
-    i2i leaves in an output folder would hide the photos from training on a folder above."""
-    holding = {item.resolve() if item.is_dir() else item.resolve().parent for item in inputs}
-    if out_dir.resolve() in holding:
-        raise UserError(f"--out {out_dir}: it holds the images being translated, so their translations would sit among "
+def _refuse_writing_among_the_inputs(inputs: list[Path], pairs: list[tuple[Path, Path]], out_dir: Path) -> None:
+    """Translations written into a folder that holds images being translated (a folder given, a
+    subfolder of one, the folder of a file given) sit among its photos: the next ``i2i eval
+    --data`` of it scored them as pairs, and the marker i2i leaves in an output folder hid its
+    own photos from every later search. A folder above one being translated (``--out photos``
+    for ``photos/sub``) mixes them with the photos around it alike."""
+    from .data.sources import find_images, is_output_folder
+
+    out = out_dir.resolve()
+    holding = {file.resolve().parent for _, file in pairs} | {item.resolve() for item in inputs if item.is_dir()}
+    inside = any(item.is_dir() and item.resolve() in out.parents for item in inputs)
+    # a subfolder of one being translated is left out of its search: photos of its own would be
+    # neither translated nor, once the outputs' marker is there, ever searched again
+    if inside and out.is_dir() and not is_output_folder(out) and find_images(out):
+        holding.add(out)
+    if out in holding:
+        raise UserError(f"--out {out_dir}: it holds images being translated, so their translations would sit among "
                         "them and be read as photos by the next i2i run, eval or translate of it; choose another --out "
-                        f"(a folder inside it, such as {out_dir / 'translated'}, is left out of those)")
+                        f"(a new folder, such as {out_dir / 'translated'}, is left out of those)")
+    above = next((item for item in inputs if out in item.resolve().parents), None)
+    if above is not None:
+        raise UserError(f"--out {out_dir}: it holds {above}, which is being translated, so the translations would sit "
+                        "among the photos there and be read as photos by the next i2i run, eval or translate of it; "
+                        "choose a new folder outside it, or inside the one being translated")
 
 
 def _refuse_sizes_the_format_cannot_hold(pairs: list[tuple[Path, Path]], fmt: str, scale: int = 1) -> None:
@@ -289,7 +304,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise UserError(f"no images found in {', '.join(str(i) for i in inputs)} ({IMAGE_KINDS})"
                         f"{not_read_note(left_out.values())}{unsearched}")
     print_not_read_note(", ".join(str(folder) for folder, kinds in left_out.items() if kinds), left_out.values())
-    _refuse_writing_among_the_inputs(inputs, out_dir)
+    _refuse_writing_among_the_inputs(inputs, pairs, out_dir)
     targets = output_paths(pairs, out_dir, fmt)
     _refuse_file_folder_clashes(pairs, targets, out_dir)
     try:

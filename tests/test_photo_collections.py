@@ -72,7 +72,7 @@ def test_translating_a_folder_again_leaves_out_an_earlier_translation_inside_it(
     assert [p.relative_to(folder) for p in (*first.outputs, *second.outputs)] == [Path("out1/a.png"), Path("out2/a.png")]
     assert f"{folder}: 1 i2i run or output folder(s) inside it not searched ({folder / 'out1'})" in capsys.readouterr().err
     # PNGs beside the JPEGs they came from would be trained on and scored as photos: refused
-    with pytest.raises(i2i.UserError, match="it holds the images being translated"):
+    with pytest.raises(i2i.UserError, match="it holds images being translated"):
         translate_files(model, folder, folder, progress=False)
     assert not (folder / "a.png").exists() and not (folder / OUTPUTS_MARKER).exists()
     # and a run on the folder trains on its photos alone

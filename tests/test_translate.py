@@ -60,15 +60,21 @@ def test_translate_keeps_sizes_names_and_never_overwrites(g2c_run, odd_inputs, t
     inputs = {p: p.read_bytes() for p in odd_inputs.rglob("*") if p.is_file()}
     into_itself = run_i2i(["translate", str(g2c_run), str(odd_inputs), "--out", str(odd_inputs), "--overwrite"])
     assert into_itself.returncode == 2 and into_itself.stderr == (
-        f"i2i: error: --out {odd_inputs}: it holds the images being translated, so their translations would sit among "
-        "them and be read as photos by the next i2i run, eval or translate of it; choose another --out (a folder inside "
-        f"it, such as {odd_inputs / 'translated'}, is left out of those)\n")
+        f"i2i: error: --out {odd_inputs}: it holds images being translated, so their translations would sit among "
+        "them and be read as photos by the next i2i run, eval or translate of it; choose another --out (a new folder, "
+        f"such as {odd_inputs / 'translated'}, is left out of those)\n")
     # a file's own folder too: translations beside the photos were scored as pairs by the next eval --data
     beside = run_i2i(["translate", str(g2c_run), str(odd_inputs / "odd.jpg"), "--out", str(odd_inputs)])
-    assert beside.returncode == 2 and "it holds the images being translated" in beside.stderr
+    assert beside.returncode == 2 and "it holds images being translated" in beside.stderr
     inside = run_i2i(["translate", str(g2c_run), str(odd_inputs), "--out", str(odd_inputs / "translated")])
     assert inside.returncode == 0 and (odd_inputs / "translated" / "odd.png").is_file()
     shutil.rmtree(odd_inputs / "translated")
+    # a subfolder being translated through its parent: its photo was hidden by the outputs' marker
+    below = run_i2i(["translate", str(g2c_run), str(odd_inputs), "--out", str(odd_inputs / "sub")])
+    assert below.returncode == 2 and f"--out {odd_inputs / 'sub'}: it holds images being translated" in below.stderr
+    # a folder above the one translated: the translations would land among the photos there
+    above = run_i2i(["translate", str(g2c_run), str(odd_inputs / "sub"), "--out", str(odd_inputs)])
+    assert above.returncode == 2 and f"it holds {odd_inputs / 'sub'}, which is being translated" in above.stderr
     assert {p: p.read_bytes() for p in odd_inputs.rglob("*") if p.is_file()} == inputs
     nothing = run_i2i(["translate", str(g2c_run), str(odd_inputs / "broken.png"), "--out", str(tmp_path / "none")])
     assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1
