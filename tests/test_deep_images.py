@@ -97,7 +97,15 @@ def test_training_on_16_bit_images_is_said_naming_one(tmp_path, capsys):
     deep_folder(tmp_path, 2)
     ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0)
     err = capsys.readouterr().err
-    assert "2 of the 2 images have more than 8 bits per channel (e.g. deep_0.png)" in err
+    assert (f"2 of the 2 images have more than 8 bits per channel (e.g. {tmp_path / 'deep_0.png'}), so the training "
+            "images are read at 16 bits, taking two bytes per value in memory") in err
+    # a deep validation folder alone: training stays at 8 bits, only the scoring is at 16
+    Image.fromarray(noise_rgb(16, 16)).save(tmp_path.parent / f"{tmp_path.name}_plain.png")
+    train = tmp_path.parent / f"{tmp_path.name}_train"
+    train.mkdir()
+    (tmp_path.parent / f"{tmp_path.name}_plain.png").rename(train / "plain.png")
+    ImageData(data_cfg(train, val_source=str(tmp_path)), channels=3, device=CPU, seed=0)
+    assert "so the validation images are scored at 16 bits" in capsys.readouterr().err
     Image.fromarray(noise_rgb(16, 16)).save(tmp_path / "plain.png")
     for path in tmp_path.glob("deep_*"):
         path.unlink()

@@ -440,3 +440,17 @@ def test_a_damaged_split_record_is_set_aside_and_the_split_drawn_again(photos, t
     assert (run.run_dir / "split.json.unreadable").read_bytes() == damage
     resumed = i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
     assert resumed.step == 3 and recorded(run.run_dir) == first  # drawn again: the same files, recorded anew
+
+
+def test_a_split_drawn_again_after_the_folder_changed_is_refused(photos, tmp_path):
+    """Drawn again from a changed folder, the split put former validation images into training
+    and the run went on, its scores compared with the old best."""
+    folder = make_photos(tmp_path / "photos", count=6, size=(24, 24))
+    run = i2i.train(tiny_recipe(folder, tmp_path / "run", train={"steps": 2}), quiet=True)
+    make_photos(tmp_path / "more", count=9, size=(24, 24), seed=9)
+    for extra in sorted((tmp_path / "more").iterdir())[6:]:
+        shutil.copy(extra, folder / f"added_{extra.name}")
+    (run.run_dir / SPLIT_FILE).write_text("x")
+    with pytest.raises(UserError, match=r"split.json: it could not be read, and the training folder has changed since "
+                                        r"the checkpoint, so the split drawn again is not the run's"):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)

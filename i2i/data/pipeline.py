@@ -262,6 +262,7 @@ class ImageData:
         self.undecodable_train_names: list[str] = []  # this rank's training files whose pixels failed to decode
         self._reasons: dict[Path, str] = {}  # why each skipped file could not be read, for the warnings
         self.grey_train_files: list[Path] = []
+        self.files_changed_since_checkpoint = False  # set by load_state_dict
         self._find_grey = False
         self.split_note = ""
         self._split: tuple[list[ImageFile], list[ImageFile], bool] = ([], [], False)
@@ -584,6 +585,7 @@ class ImageData:
         # number of processes has other shards, not other photos
         key, now = ("all_train_files", self._all_train) if "all_train_files" in state else ("train_files", len(self._train))
         changed = int(state.get(key, now)) != now
+        self.files_changed_since_checkpoint = changed
         if changed and self.rank == 0 and not self.split_note:  # a split_note has said what changed
             say(f"i2i: warning: the checkpoint was trained on {int(state[key])} training images, "
                 f"now there are {now}; the data order differs from the original run")
@@ -673,12 +675,14 @@ def _to_unit(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def note_deep_images(train: list[ImageFile], val: list[ImageFile]) -> None:
-    """Say once that training reads at 16 bits, and why its cache takes twice the memory."""
+    """Say once which set is read at 16 bits, and why its cache takes twice the memory."""
     deep = [f for f in (*train, *val) if f.deep]
-    if deep:
-        say(f"i2i: note: {len(deep)} of the {len(train) + len(val)} images have more than 8 bits per channel "
-            f"(e.g. {deep[0].name}): they are trained on and scored at 16 bits, and every image of their set "
-            "takes two bytes per value in memory")
+    if not deep:
+        return
+    sets = [words for words, files in (("the training images are read", train), ("the validation images are scored", val))
+            if any(f.deep for f in files)]
+    say(f"i2i: note: {len(deep)} of the {len(train) + len(val)} images have more than 8 bits per channel (e.g. "
+        f"{deep[0].path}), so {' and '.join(sets)} at 16 bits, taking two bytes per value in memory")
 
 
 def _cropped(length: int, crop: int) -> int:

@@ -770,6 +770,7 @@ class RecordedSplit:
                 raise ValueError(f"a JSON {type(data).__name__}")
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             _set_damaged_split_aside(path, exc)
+            _REDRAWN.add(str(Path(run_dir).resolve()))
             return None
         try:
             return cls.from_json(data, str(run_dir))
@@ -789,6 +790,16 @@ class RecordedSplit:
             raise ValueError(f"{both[0]} is listed as both a training and a validation file")
         return cls(train, val, separate, run, frozenset(str(name) for name in data.get("val_unreadable", [])),
                    frozenset(str(name) for name in data.get("train_unreadable", [])))
+
+
+#: Runs whose damaged split.json :meth:`RecordedSplit.read` set aside in this process: their
+#: split is drawn again, which is theirs only while their folders hold the same images
+_REDRAWN: set[str] = set()
+
+
+def split_was_redrawn(run_dir: str | Path) -> bool:
+    """Whether :meth:`RecordedSplit.read` found ``run_dir``'s split.json damaged and set it aside."""
+    return str(Path(run_dir).resolve()) in _REDRAWN
 
 
 def _set_damaged_split_aside(path: Path, exc: BaseException) -> None:

@@ -416,7 +416,7 @@ def train(
 def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> Run:
     """Resolve the recipe (a resumed run's saved one), join the process group, create the run
     folder and the Trainer; a lost rank becomes :class:`RankLost`."""
-    from ..data.sources import RecordedSplit
+    from ..data.sources import RecordedSplit, split_was_redrawn
     from .distributed import DistContext, is_comm_failure
 
     checkpoint_dir, run_dir, split = None, None, None
@@ -495,7 +495,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                 # a resumed run's are: a program that keeps them may change its working directory
                 trainer = Trainer(recipe, Path(os.path.abspath(run_dir)), dist=dist, callbacks=[*build_callbacks(recipe), *(callbacks or [])],
                                   quiet=quiet, split=split, resuming=resume is not None)
-                return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None)
+                return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None,
+                                       resume is not None and split_was_redrawn(run_dir))
             except BaseException as exc:
                 # a recipe mistake, or a first step that failed (its callbacks too) before any
                 # checkpoint: the folder holds nothing to resume, and a -2 folder next time would be noise
@@ -717,11 +718,17 @@ def _what_resumes(run_dir: Path) -> str:
 
 
 def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,
-                    record_split: bool) -> Run:
-    """Resume (when asked), write the run's files (rank 0; ``record_split``: split.json too), train, report."""
+                    record_split: bool, split_redrawn: bool = False) -> Run:
+    """Resume (when asked), write the run's files (rank 0; ``record_split``: split.json too), train, report.
+    ``split_redrawn``: the run's damaged split.json was set aside and its split drawn again."""
     dist = trainer.dist
     if checkpoint_dir is not None:
         trainer.load_checkpoint(checkpoint_dir)
+        if split_redrawn and trainer.data.files_changed_since_checkpoint:  # the split drawn again is not the run's
+            raise UserError(f"{run_dir / 'split.json'}: it could not be read, and the training folder has changed since "
+                            "the checkpoint, so the split drawn again is not the run's (it would train on its validation "
+                            "images); restore split.json (the damaged one is in split.json.unreadable), put the folder "
+                            "back as it was, or start a new run")
         _refuse_a_finished_resume(run_dir, trainer.step, trainer.total_steps, dist.world_size)
         if dist.is_main:
             _keep_what_the_resume_would_replace(trainer, checkpoint_dir)

@@ -616,7 +616,8 @@ class Trainer:
                 why = f" ({self.stop_reason})" if self.stop_reason else ""
                 raise StopRequested(
                     f"stopped at step {self.step}/{self.total_steps}{why} during its final evaluation, so the run has "
-                    f"no final scores; its weights are saved, and i2i eval {shell_path(self.run_dir)} scores them",
+                    f"no final scores; its weights are saved, and i2i eval {shell_path(self.run_dir)} scores them (a "
+                    "resume has no step left to train)",
                     self.run_dir, self.step)
             status = "finished"
             return status
