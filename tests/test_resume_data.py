@@ -440,6 +440,10 @@ def test_a_damaged_split_record_is_set_aside_and_the_split_drawn_again(photos, t
     assert (run.run_dir / "split.json.unreadable").read_bytes() == damage
     resumed = i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
     assert resumed.step == 3 and recorded(run.run_dir) == first  # drawn again: the same files, recorded anew
+    path.write_bytes(b"damaged again")  # the first damaged copy stays
+    evaluate_run(run.run_dir, device="cpu")
+    assert (run.run_dir / "split.json.unreadable").read_bytes() == damage
+    assert (run.run_dir / "split.json.unreadable-2").read_bytes() == b"damaged again"
 
 
 def test_a_split_drawn_again_after_the_folder_changed_is_refused(photos, tmp_path):

@@ -803,7 +803,9 @@ def split_was_redrawn(run_dir: str | Path) -> bool:
 
 
 def _set_damaged_split_aside(path: Path, exc: BaseException) -> None:
-    aside = path.with_name(path.name + ".unreadable")
+    from ..engine.checkpoint import aside_path
+
+    aside = aside_path(path)
     try:
         path.replace(aside)
         kept = f"moved to {aside.name}"

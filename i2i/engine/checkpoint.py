@@ -432,6 +432,15 @@ class CheckpointStore:
         return [p.name for p in later], aside
 
 
+def aside_path(path: Path) -> Path:
+    """Where a damaged run file is set aside: ``NAME.unreadable``, or ``NAME.unreadable-2``, ...
+    when an earlier one is there (a second damage must not replace the first's copy)."""
+    aside, number = path.with_name(path.name + ".unreadable"), 2
+    while aside.exists():
+        aside, number = path.with_name(f"{path.name}.unreadable-{number}"), number + 1
+    return aside
+
+
 def is_step_name(name: str) -> bool:
     """Whether ``name`` is a checkpoint folder's, ``step_`` and digits: a user's copy beside
     them (``step_0000010.bak``, ``step_5-good``) is theirs, never pruned nor moved."""
