@@ -979,6 +979,11 @@ def test_a_users_copies_beside_the_checkpoints_are_never_pruned_nor_set_aside(tm
     moved, aside = store.set_aside_later(root / "step_0000002")
     assert moved == ["step_0000003"] and (aside / "step_0000003").is_dir()
     assert all((root / name).is_dir() for name in copies)
+    # LATEST pointed at a copy by hand: the newest checkpoint instead, saying how to read the copy
+    (root / "LATEST").write_text("step_0000002.bak")
+    assert ckpt._pointer_problem(store, "LATEST") == (
+        f"names step_0000002.bak, which is not one of i2i's step_N folders (a copy of one is read when given as the "
+        f"checkpoint itself: {root / 'step_0000002.bak'})")
     # a step past 9,999,999 has eight digits: newest by number, not by text
     store.write(10_000_000, intact_checkpoint_files(), keep=5, best=False)
     assert store.newest_complete().name == "step_10000000"

@@ -613,7 +613,12 @@ def _pointer_problem(store: CheckpointStore, which: str) -> str:
     if not text:
         return "is empty"
     target = store.root / text
-    return f"names {text[:60]}, which {'is not a checkpoint folder' if target.exists() else 'does not exist'}"
+    if not target.exists():
+        return f"names {text[:60]}, which does not exist"
+    if target.is_dir() and not is_step_name(text):  # a copy of one (step_0000009.bak): give it as the checkpoint itself
+        return (f"names {text[:60]}, which is not one of i2i's step_N folders (a copy of one is read when given as "
+                f"the checkpoint itself: {target})")
+    return f"names {text[:60]}, which is not a checkpoint folder"
 
 
 def _step_of(checkpoint: Path) -> int | str:
