@@ -978,6 +978,10 @@ def test_a_users_copies_beside_the_checkpoints_are_never_pruned_nor_set_aside(tm
     assert [p.name for p in ckpt.checkpoint_folders(root)] == ["step_0000002", "step_0000003"]  # LATEST and one more
     moved, aside = store.set_aside_later(root / "step_0000002")
     assert moved == ["step_0000003"] and (aside / "step_0000003").is_dir()
+    with pytest.raises(i2i.errors.CheckpointError, match=r"later-than-step_0000002: not an i2i run directory \(no "
+                                                         r"recipe.toml or checkpoints/\); it holds checkpoints "
+                                                         r"\(step_0000003\): give one of them, e.g. .*step_0000003$"):
+        ckpt.find_checkpoint(aside)
     assert all((root / name).is_dir() for name in copies)
     # LATEST pointed at a copy by hand: the newest checkpoint instead, saying how to read the copy
     (root / "LATEST").write_text("step_0000002.bak")

@@ -518,7 +518,10 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
     found = latest or store.newest_complete()
     if found is None:
         if not (path / "recipe.toml").is_file():
-            raise CheckpointError(f"{path}: not an i2i run directory (no recipe.toml or checkpoints/)")
+            held = checkpoint_folders(path)  # a resume's later-than-step_N/, say: checkpoints set aside
+            hint = (f"; it holds checkpoints ({', '.join(p.name for p in held[-3:])}): give one of them, e.g. "
+                    f"{held[-1]}" if held else "")
+            raise CheckpointError(f"{path}: not an i2i run directory (no recipe.toml or checkpoints/){hint}")
         if (store.root / "LATEST").is_file():
             raise CheckpointError(f"{store.root / 'LATEST'}: {_pointer_problem(store, 'LATEST')}, and no other "
                                   f"complete step_* checkpoint is in {store.root}")
