@@ -619,3 +619,27 @@ def test_hand_edits_of_a_runs_recipe_are_named_on_resume_and_checked_as_a_set_is
     assert resumes[-1]["hand_edits"] == ["train.g.lr"] and "hand_edits" not in resumes[0]
     i2i.train(None, resume=run, overrides=["train.steps=5"], quiet=True)  # written back: nothing edited since
     assert "edited since" not in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_mid_write_leaves_no_partial_checkpoint_behind(tmp_path, monkeypatch):
+    """Its .tmp-step_N-PID folder (as large as a checkpoint) stayed, and a run with no finished
+    checkpoint was never resumed to clean it."""
+    from i2i.errors import SecondInterrupt
+
+    plain, files = ckpt._write_content, []
+
+    def interrupted(handle, data):  # the second checkpoint's first file
+        files.append(handle.name)
+        if "step_0000002" in handle.name:
+            raise SecondInterrupt()
+        plain(handle, data)
+
+    monkeypatch.setattr(ckpt, "_write_content", interrupted)
+    photos = make_photos(tmp_path / "photos", count=3, size=(20, 20))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 2}, eval={"every": 0},
+                         output={"checkpoint_every": 1})
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        i2i.train(recipe, quiet=True)
+    run = tmp_path / "run"
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    assert stopped.value.i2i_resume_note == f"{run} resumes from step_0000001: i2i run --resume {run}"

@@ -328,6 +328,13 @@ class CheckpointStore:
                 else:
                     os.replace(old, final)
 
+    def remove_own_partials(self) -> None:
+        """Remove this process's unfinished checkpoint writes (a second Ctrl-C stopped one): each
+        can be as large as a checkpoint, and a run with none finished was never resumed to clean
+        them. Another process's are left alone: it may still be writing."""
+        for partial in self.root.glob(f".tmp-step_*-{os.getpid()}"):
+            shutil.rmtree(partial, ignore_errors=True)
+
     def prune(self, keep: int) -> None:
         """Keep the :meth:`protected` checkpoints and the ``keep`` newest others; remove the
         partial folders of writes a killed process never finished (each can be as large as a

@@ -707,10 +707,12 @@ def _take_back_a_retired_best(trainer: Trainer, store: ckpt.CheckpointStore) -> 
 
 def _what_resumes(run_dir: Path) -> str:
     """Where a run stopped at once (a second Ctrl-C) goes on from, for its last line: a checkpoint
-    being written then was abandoned, and the output said only 'interrupted'."""
+    being written then was abandoned (its partial folder, this process's, is removed), and the output said only
+    'interrupted'."""
     if not run_dir.is_dir():
         return "nothing was trained, so nothing was kept"
     store = ckpt.CheckpointStore(run_dir)
+    store.remove_own_partials()
     latest = store.pointer("LATEST") or store.newest_complete()
     if latest is None:
         return f"{run_dir} holds no checkpoint yet, so nothing can be resumed"
