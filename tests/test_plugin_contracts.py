@@ -869,6 +869,25 @@ def test_pair_details_not_one_value_per_image_is_one_line_naming_the_task():
     assert task_pair_details(Whole(), input, input)["noise"].shape == (3,)
 
 
+class WholeBatchDetails(ToImageUnscaled):
+    def to_image(self, output, input):
+        return (output + 1) / 2
+
+    def pair_details(self, input, target):
+        return {"amount": (input - target).abs().mean()}  # 0-d: one value for the batch
+
+
+def test_pair_details_of_one_value_for_the_batch_is_named_before_training(photos, tmp_path):
+    """It passed the one-image check and a run validated on one image, failing only at an
+    i2i eval --per-image of several."""
+    i2i.register_plugin(type("Details", (), {"register_tasks": i2i.hookimpl(
+        lambda register: register("whole_batch_details", WholeBatchDetails))}), "details")
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["task"] = {"name": "whole_batch_details"}
+    refused_before_training(recipe, r"pair_details gave 'amount': \[\] for 2 image\(s\); expected a tensor of one "
+                                    r"value per image")
+
+
 def test_a_task_whose_images_are_out_of_range_is_told_before_training(photos, tmp_path, capsys):
     recipe = tiny_recipe(photos, tmp_path / "run")
     recipe["task"] = {"name": "to_image_unscaled"}

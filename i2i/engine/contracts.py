@@ -247,6 +247,14 @@ def check_baselines_given(images: Any, target_image: Tensor, where: str) -> None
                               f"that shape is the wrong one, to_image is what to fix); {REPORT}")
 
 
+def _check_pair_details(task: Any, input: Tensor, target: Tensor) -> None:
+    """``pair_details`` on two pairs, as ``i2i eval --per-image`` calls it: one value for the
+    whole batch (a 0-d tensor) passed a one-image check and failed only at a later eval."""
+    from .evaluate import task_pair_details  # evaluate imports this module
+
+    task_pair_details(task, *(torch.cat([t, t.flip(-1)]) for t in (input, target)))
+
+
 def _check_prepare(task: Any, images: Tensor, where: str) -> None:
     """What ``i2i translate`` will do with the task, tried on the dry run: a task that cannot
     translate user images (``prepare`` not implemented) is left alone."""
@@ -340,6 +348,7 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
             _check_pairs_repeat(nets.task, images, pair, task_where)
             _check_input_image(nets.task, input, task_where)  # before baselines, which may build on it
             check_baselines(nets.task, input, target, task_where)
+            _check_pair_details(nets.task, input, target)
             _check_prepare(nets.task, images, task_where)
             where = contract_where(recipe, "generator")
             fake = _forward_generator(nets.G, input, target, where, nets.task.out_channels)
