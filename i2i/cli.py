@@ -364,6 +364,22 @@ class _KindChoice(click.Choice):
         return super().convert(plural, param, ctx)
 
 
+class _CheckpointChoice(click.Choice):
+    """``latest`` or ``best``; a step (``20``, ``step_0000020``, the reference's ``--epoch 20``)
+    is told how to name one: as the run, by its folder."""
+
+    def __init__(self) -> None:
+        super().__init__(["latest", "best"])
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        text = str(value).strip()
+        digits = text.removeprefix("step_")
+        if digits.isdigit():
+            self.fail(f"{text!r} is not one of 'latest', 'best'; for the checkpoint of step {int(digits)}, give its "
+                      f"folder in place of the run: RUN/checkpoints/step_{int(digits):07d}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @cli.command("list")
 @click.argument("kind", type=_KindChoice(KINDS))
 @click.argument("pattern", required=False)
@@ -461,7 +477,7 @@ def _tile_option(value: str) -> int | str:
 @click.option("--format", "fmt", default="png", show_default=True,
               type=click.Choice(["png", "jpg", "jpeg", "webp", "tif", "tiff"], case_sensitive=False),
               help="Output format (jpeg and tiff are jpg and tif).")
-@click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]), help="Which checkpoint of a run directory.")
+@click.option("--checkpoint", "which", default="latest", show_default=True, type=_CheckpointChoice(), help="Which checkpoint of a run directory.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--skip-existing", is_flag=True, help="Leave out inputs whose output is already there (to finish a "
                                                     "translation that stopped).")
@@ -502,7 +518,7 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
 @click.option("--pair-data", "pair_dir", type=click.Path(), metavar="DIR",
               help="For a run trained with data.pair_source: the folder holding, under the same names, the other "
                    "image of each pair in --data.")
-@click.option("--checkpoint", "which", default="latest", show_default=True, type=click.Choice(["latest", "best"]),
+@click.option("--checkpoint", "which", default="latest", show_default=True, type=_CheckpointChoice(),
               help="Which checkpoint of a run directory (best: the best validation score so far).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
 @click.option("--crop", type=click.IntRange(min=0), default=None, callback=lambda ctx, param, value: _checked_crop(value),

@@ -60,6 +60,9 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["run", "--resume", "runs/x", "--out", "elsewhere"], "--out does not apply to --resume"),
     (["translate", "runs/x", "photo.png", "--out", "o", "--device", "gpu"], "--device = 'gpu': not a device i2i can use"),
     (["eval", "runs/x", "--device", "cuda:x"], "--device = 'cuda:x': not a device i2i can use"),
+    # the reference's --epoch 20: a step is named by its checkpoint folder
+    (["eval", "runs/x", "--checkpoint", "20"], "for the checkpoint of step 20, give its folder in place of the run: "
+                                                "RUN/checkpoints/step_0000020"),
     (["validate", RECIPE, "--set", "data.resize=10"], "--set data.resize=10: data.resize = 10: smaller than data.size"),
     (["validate", RECIPE, "--set", "train.g.lr=nan"], "--set train.g.lr=nan: train.g.lr = nan: expected a finite number"),
     # a --set that brings in a table the file lacks is blamed, not the file
