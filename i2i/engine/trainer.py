@@ -796,7 +796,8 @@ class Trainer:
 
     def _nonfinite_output(self, step: int, kept: str, latest: str | None) -> None:
         """The generator's own output went NaN or infinite: name it and its plugin, not a loss."""
-        where = contract_where(self.recipe, "generator").split(": ", 1)[1]  # generator.name = 'x' (plugin 'y')
+        named = contract_where(self.recipe, "generator")
+        where = named[named.rindex("generator.name = "):]  # generator.name = 'x' (plugin 'y'), without the file
         if step == 1 and self.resumed_at is None:
             stopped = TrainingStopped(
                 f"the generator ({where}) gave NaN or infinite values at the first step, before any weight had changed, "
