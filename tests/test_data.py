@@ -156,8 +156,9 @@ def test_a_32_bit_image_whose_range_is_guessed_at_is_warned_about(tmp_path, caps
     Image.fromarray(np.full((16, 16), 1.5, np.float32)).save(tmp_path / "over.tif")
     Image.fromarray(np.full((16, 16), 0.5, np.float32)).save(tmp_path / "plain.tif")
     Image.fromarray(np.full((16, 16), 60000, np.int32)).save(tmp_path / "int.tif")
+    Image.fromarray(np.full((16, 16), 200.0, np.float32)).save(tmp_path / "float255.tif")  # 0-255 floats: quiet
     assert decode_image(tmp_path / "nan.tif", 1)[0, 2, 3] == 0 and decode_image(tmp_path / "hdr.tif", 1).unique().tolist() == [255]
-    for name in ("neg.tif", "over.tif", "plain.tif", "int.tif", "nan.tif"):  # nan.tif again: said once
+    for name in ("neg.tif", "over.tif", "plain.tif", "int.tif", "nan.tif", "float255.tif"):  # nan.tif again: said once
         decode_image(tmp_path / name, 1)
     assert capsys.readouterr().err.splitlines() == [
         f"i2i: warning: {tmp_path / 'nan.tif'}: 32-bit pixels: 2 NaN or infinite value(s) read as 0 (black)",
@@ -170,6 +171,18 @@ def test_a_32_bit_image_whose_range_is_guessed_at_is_warned_about(tmp_path, caps
         decode_image(tmp_path / f"more{i}.tif", 1)
     said = capsys.readouterr().err.splitlines()
     assert len(said) == 1 and said[0].endswith("(the last such warning: others are not shown)")
+
+
+def test_a_float_image_of_small_values_above_one_is_warned_about_as_all_but_black(tmp_path, capsys, monkeypatch):
+    """Ratios up to 3 were read on the 0-255 scale, an image 80 times darker than meant, silently."""
+    import i2i.data.decode as decode
+
+    monkeypatch.setattr(decode, "_remarked", {})
+    Image.fromarray(np.full((16, 16), 3.0, np.float32)).save(tmp_path / "ratio.tif")
+    assert decode_image(tmp_path / "ratio.tif", 1).unique().tolist() == [3]
+    assert capsys.readouterr().err == (
+        f"i2i: warning: {tmp_path / 'ratio.tif'}: 32-bit pixels: float values up to 3 taken as 0-255 (floats up to 2 "
+        "are taken as 0-1), so its brightest pixel is 1.2% of white; scale it to 0-1 or 0-255 first\n")
 
 
 def test_cmyk_jpeg_becomes_rgb(tmp_path):

@@ -588,6 +588,9 @@ def _over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 #: A float image whose largest value is at most this is taken as [0, 1] (see the module's docstring).
 FLOAT_UNIT_PEAK = 2.0
+#: A float image whose largest value is above FLOAT_UNIT_PEAK but at most this is read on the
+#: 0-255 scale, all but black: warned about (ratios, HDR radiance), not guessed at further
+FLOAT_DIM_PEAK = 32.0
 
 
 def _scale_unknown_range(values: np.ndarray, is_float: bool, guessed: list[str] | None = None) -> np.ndarray:
@@ -612,6 +615,9 @@ def _scale_unknown_range(values: np.ndarray, is_float: bool, guessed: list[str] 
     if is_float and peak <= 255.0 * FLOAT_UNIT_PEAK:  # 0-255 floats overshooting a little: clipped too
         if peak > 255.0:
             said.append(f"taken as 0-255, values up to {peak:.4g} clipped to 255 (white)")
+        elif peak <= FLOAT_DIM_PEAK:  # ratios or HDR values, most likely: read as 0-255, the image is all but black
+            said.append(f"float values up to {peak:.4g} taken as 0-255 (floats up to {FLOAT_UNIT_PEAK:g} are taken as "
+                        f"0-1), so its brightest pixel is {peak / 255:.1%} of white; scale it to 0-1 or 0-255 first")
         return np.minimum(values, 255.0).astype(np.float32)
     if peak <= 255.0:
         scale = 1.0
