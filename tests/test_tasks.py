@@ -189,7 +189,7 @@ def test_registry_describes_tasks_and_their_options():
     reg = registry()
     expected = {"gray2color": {"space"}, "denoise": {"sigma", "channels", "residual", "levels"}, "color2gray": set(),
                 "dejpeg": {"quality", "channels", "residual"},
-                "paired": {"direction", "input_channels", "target_channels"}}
+                "paired": {"direction", "input_channels", "target_channels", "residual"}}
     for name, options in expected.items():
         component = reg.get("tasks", name)
         assert component.description and not component.open_ended
@@ -282,6 +282,14 @@ def test_paired_takes_input_and_target_from_the_halves_its_direction_names():
     for bad in ({"direction": "AtoC"}, {"input_channels": 2}, {"target_channels": True}):
         with pytest.raises(RecipeError, match="task."):
             build("paired", **bad)
+    # residual: the network predicts the difference, as the denoiser's does (real noisy/clean pairs)
+    net = torch.nn.Conv2d(3, 3, 1)
+    wrapped = build("paired", residual=True).wrap_generator(net)
+    torch.testing.assert_close(wrapped(a), a - net(a))
+    assert build("paired").wrap_generator(net) is net  # the reference's setting, its weights import as they are
+    with pytest.raises(RecipeError, match=r"task.residual = true: .* task.input_channels \(1\) and task.target_channels "
+                                          r"\(3\) must be equal"):
+        build("paired", residual=True, input_channels=1)
 
 
 def test_gray2color_converts_large_images_in_strips_to_the_same_result(monkeypatch):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 import i2i
 
 from ._common import as_grey, as_rgb, to_signed, to_unit
+from .denoise import residual_wrapped
 
 
 def _channels(key: str, value: object) -> int:
@@ -33,6 +34,12 @@ class Paired(i2i.Task):
     ``input_channels``, ``target_channels`` (1 or 3, default 3): grey halves are ITU-R 601
         luminance (the reference's ``--input_nc 1`` / ``--output_nc 1``). For ``i2i translate``
         the user's image is an input half.
+    ``residual`` (bool, default false): the network predicts the difference, which the
+        generator subtracts from its input (``input - net(input)``, checkpoint keys then start
+        with ``net.``), as the built-in denoiser does: for pairs whose two images are nearly
+        alike (real noisy and clean photos), where a network starting from the input copy's
+        score learns far faster than one starting from nothing. Needs input_channels ==
+        target_channels.
 
     Metrics psnr and ssim; baseline "input copy" (the input half itself) when input and target
     have the same channels: the score of changing nothing.
@@ -44,12 +51,20 @@ class Paired(i2i.Task):
     main_metric = "psnr"
 
     def __init__(self, direction: Literal["AtoB", "BtoA"] = "AtoB", input_channels: Literal[1, 3] = 3,
-                 target_channels: Literal[1, 3] = 3) -> None:
+                 target_channels: Literal[1, 3] = 3, residual: bool = False) -> None:
         if direction not in ("AtoB", "BtoA"):
             raise i2i.RecipeError(f"task.direction = {direction!r}: expected 'AtoB' | 'BtoA'")
         self.direction = direction
         self.in_channels = _channels("input_channels", input_channels)
         self.out_channels = _channels("target_channels", target_channels)
+        if residual and self.in_channels != self.out_channels:
+            raise i2i.RecipeError(f"task.residual = true: the network's output is subtracted from its input, so "
+                                  f"task.input_channels ({self.in_channels}) and task.target_channels "
+                                  f"({self.out_channels}) must be equal")
+        self.residual = residual
+
+    def wrap_generator(self, generator: nn.Module) -> nn.Module:
+        return residual_wrapped(generator, self.residual)
 
     def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         a, b = clean[:, :3], clean[:, 3:]
