@@ -643,3 +643,18 @@ def test_a_second_ctrl_c_mid_write_leaves_no_partial_checkpoint_behind(tmp_path,
     run = tmp_path / "run"
     assert not list((run / "checkpoints").glob(".tmp-*"))
     assert stopped.value.i2i_resume_note == f"{run} resumes from step_0000001: i2i run --resume {run}"
+
+
+def test_an_option_a_newer_plugin_adds_is_no_hand_edit(tmp_path, capsys):
+    """run.json records the resolved recipe; a task option added since (with its default) is in
+    the file's resolved recipe now, and read as an edit it was a false alarm on every resume."""
+    import json
+
+    photos = make_photos(tmp_path / "photos", count=4, size=(20, 20))
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 2}), quiet=True).run_dir
+    info = json.loads((run / "run.json").read_text())
+    del info["recipe"]["task"]["space"]  # as an older version of the task, without this option, recorded it
+    (run / "run.json").write_text(json.dumps(info))
+    capsys.readouterr()
+    i2i.train(None, resume=run, overrides=["train.steps=3"], quiet=True)
+    assert "edited since" not in capsys.readouterr().err

@@ -859,7 +859,7 @@ def test_a_cyclegan_generator_imports_as_a_paired_model(tmp_path, odd_inputs):
     result = run_i2i(["import-weights", str(path), "--task", "paired", "--set", "direction=BtoA", "--out", str(tmp_path / "h2z")])
     assert result.returncode == 0, result.stderr
     assert i2i.load_recipe(tmp_path / "h2z" / "recipe.toml")["task"] == {
-        "name": "paired", "direction": "BtoA", "input_channels": 3, "target_channels": 3}
+        "name": "paired", "direction": "BtoA", "input_channels": 3, "target_channels": 3, "residual": False}
     model = i2i.load(tmp_path / "h2z")
     image = torch.rand(1, 3, 20, 24, generator=g)
     with torch.no_grad():

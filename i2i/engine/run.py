@@ -595,13 +595,15 @@ def _check_hand_edits(run_dir: Path, recipe: Recipe) -> None:
     if not isinstance(recorded, dict):
         return
     then, now = _flat(recorded), _flat(json.loads(json.dumps(dict(on_disk))))
-    edited = [key for key in dict.fromkeys([*then, *now]) if key not in MOVABLE_KEYS and then.get(key) != now.get(key)]
+    # keys on both sides only: one a newer plugin version added (with its default) is no edit; a
+    # component replaced by hand shows in its table's name
+    edited = [key for key in then if key in now and key not in MOVABLE_KEYS and then[key] != now[key]]
     if not edited:
         return
     where = f"{run_dir / 'recipe.toml'}, edited since i2i wrote it"
 
     def shown(values: dict, key: str) -> str:
-        return f"{key} = {format_value(values[key])}" if key in values else f"no {key}"
+        return f"{key} = {format_value(values[key])}"
 
     for table, key in SPLIT_KEYS:
         dotted = f"{table}.{key}"
