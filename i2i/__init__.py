@@ -119,6 +119,7 @@ def validate(recipe: Recipe | dict | str | os.PathLike, overrides: list[str] | t
     recipe value), as :func:`train` would before its first step."""
     from .data.sources import resolve_data_folders
     from .engine.components import check_recipe
+    from .engine.run import check_output_dir
     from .errors import overrides_as_an_argument
     from .recipe import blamed_on_recipe
 
@@ -129,6 +130,7 @@ def validate(recipe: Recipe | dict | str | os.PathLike, overrides: list[str] | t
     # caller's random numbers must not depend on whether it validated a recipe first
     with overrides_as_an_argument(), torch.random.fork_rng(devices=[]):
         task = check_recipe(resolved).task
+        check_output_dir(resolved)
         with blamed_on_recipe(resolved):
             resolve_data_folders(resolved["data"], task.side_by_side)
     return resolved

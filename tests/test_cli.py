@@ -60,6 +60,8 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["run", "--resume", "runs/x", "--out", "elsewhere"], "--out does not apply to --resume"),
     (["translate", "runs/x", "photo.png", "--out", "o", "--device", "gpu"], "--device = 'gpu': not a device i2i can use"),
     (["eval", "runs/x", "--device", "cuda:x"], "--device = 'cuda:x': not a device i2i can use"),
+    # what creating the run's folder refuses, validate refuses too (it passed what the run refused)
+    (["validate", RECIPE, "--set", "output.dir=/dev/null"], "output.dir = '/dev/null': a device of that name is there"),
     # the reference's --epoch 20: a step is named by its checkpoint folder
     (["eval", "runs/x", "--checkpoint", "20"], "for the checkpoint of step 20, give its folder in place of the run: "
                                                 "RUN/checkpoints/step_0000020"),

@@ -977,6 +977,10 @@ def test_the_references_separate_a_and_b_folders_are_not_cut_in_half_as_pairs(tm
     with pytest.raises(UserError, match=r"score them with --data .*ab/A --pair-data .*ab/B$"):
         scan_folder(str(tmp_path / "ab"), "--data", side_by_side=True)
     scan_folder(str(tmp_path / "ab"), "data.source")  # single photos for a task that reads them so: fine
+    from i2i.data.sources import resolve_data_folders  # what i2i validate checks: the same refusal
+
+    with pytest.raises(UserError, match="holds the folders A and B"):
+        resolve_data_folders(data_cfg(tmp_path / "ab"), side_by_side=True)
     assert capsys.readouterr().err == ""
     # ab/A alone, its pair folder forgotten: square files, so halves of 1:2
     scan_folder(str(tmp_path / "ab" / "A"), "data.source", side_by_side=True)

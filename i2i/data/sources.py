@@ -305,6 +305,8 @@ def resolve_data_folders(data: Mapping[str, str], side_by_side: bool | None = No
             # empty folder was fine, and the run then refused it)
             if not any(is_image_file(path) for path in _walk(folder)):
                 raise UserError(f'data.{key} = "{data[key]}": no images in this folder or its subfolders ({IMAGE_KINDS})')
+            if side_by_side and key in ("source", "val_source") and pairs.get(key) is None:  # A/ and B/ inside: refused
+                print_reference_layout_note(f"data.{key}", data[key], folder, side_by_side=True, quiet=True)
     for key, paired in pairs.items():
         if paired is not None and key in folders:
             _refuse_self_pairing(folders[paired[1].removeprefix("data.")], folders[key], paired, f"data.{key}", data[key])

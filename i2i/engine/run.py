@@ -58,18 +58,23 @@ def _new_run_dir_of(recipe: Recipe, out: str | Path | None) -> Path:
     name the recipe file or the ``--set`` it came from, as a recipe error."""
     if out is not None:
         return new_run_dir(out)
+    check_output_dir(recipe)  # its mistakes as the recipe's
+    return new_run_dir(recipe["output"]["dir"])
+
+
+def check_output_dir(recipe: Recipe) -> None:
+    """What creating the recipe's ``output.dir`` would refuse (a file or device of that name, a
+    control character), without creating it: ``i2i validate`` passed what the run refused."""
     try:
-        return new_run_dir(recipe["output"]["dir"])
+        _refuse_unusable_run_folder(recipe["output"]["dir"])
     except UserError as exc:
-        text = str(exc)
         prefix = f"run folder {format_value(str(recipe['output']['dir']))}: "
-        if not text.startswith(prefix):
-            raise
-        raise recipe_error(recipe, f"output.dir = {text.removeprefix('run folder ')}") from None
+        text = str(exc)
+        raise recipe_error(recipe, f"output.dir = {text.removeprefix('run folder ')}") if text.startswith(prefix) \
+            else exc from None
 
 
-def new_run_dir(wanted: str | Path) -> Path:
-    """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir."""
+def _refuse_unusable_run_folder(wanted: str | Path) -> None:
     if not names_a_new_folder(wanted):
         raise UserError(f"run folder {format_value(str(wanted))}: expected {RUN_FOLDER_EXPECTED}")
     if any(ord(c) < 32 or ord(c) == 127 for c in str(wanted)):  # a newline from a script's string, say
@@ -82,6 +87,12 @@ def new_run_dir(wanted: str | Path) -> Path:
     if in_the_way:  # FILE-2 beside a file, or /dev/null-2 in /dev for `--out /dev/null`, was no one's intent
         raise UserError(f"run folder {format_value(str(wanted))}: {in_the_way} of that name is there; expected "
                         f"{RUN_FOLDER_EXPECTED}")
+
+
+def new_run_dir(wanted: str | Path) -> Path:
+    """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir."""
+    _refuse_unusable_run_folder(wanted)
+    base = Path(wanted).expanduser()
     candidate, n = base, 1
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
