@@ -60,6 +60,10 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["run", "--resume", "runs/x", "--out", "elsewhere"], "--out does not apply to --resume"),
     (["translate", "runs/x", "photo.png", "--out", "o", "--device", "gpu"], "--device = 'gpu': not a device i2i can use"),
     (["eval", "runs/x", "--device", "cuda:x"], "--device = 'cuda:x': not a device i2i can use"),
+    # a U-Net deeper than any crop can be: no size suggested beyond data.size's own limit, and the --set named
+    (["validate", str(ROOT / "recipes" / "denoise-unet.toml"), "--set", "generator.depth=16"],
+     "--set generator.depth=16: data.size = 64: generator 'unet' needs a multiple of 65536; no data.size (at most 16384) "
+     "is one; lower the generator's depth"),
     # what creating the run's folder refuses, validate refuses too (it passed what the run refused)
     (["validate", RECIPE, "--set", "output.dir=/dev/null"], "output.dir = '/dev/null': a device of that name is there"),
     # the reference's --epoch 20: a step is named by its checkpoint folder

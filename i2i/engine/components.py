@@ -18,7 +18,7 @@ from ..errors import PluginError, RecipeError, UserError, exception_line
 from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, takes_input
 from ..messages import say
 from ..plugins import registry
-from ..recipe import Recipe, blamed_on_recipe, build_component, component_error, recipe_error, toml_key
+from ..recipe import MAX_PIXELS, Recipe, blamed_on_recipe, build_component, component_error, recipe_error, toml_key
 from .contracts import contract_where, dry_run, loss_where, raise_plugin_failure, refuse_batch_beyond_memory, scalar_loss
 from .device import dtype_name
 from .evaluate import build_metrics, check_scoring_crop
@@ -129,9 +129,11 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
         step = math.lcm(multiple, scale)
         lower, upper = size // step * step, -(-max(size, d_min) // step) * step
         hint = f"use {lower} or {upper}" if lower >= max(8, d_min) else f"use {upper}"
+        if lower < max(8, d_min) and upper > MAX_PIXELS:  # a U-Net of depth 15 or 16: no crop size fits it
+            hint = f"no data.size (at most {MAX_PIXELS}) is one; lower the generator's depth"
         also = f" (multiples of the task's scale, {scale}, too)" if step != multiple else ""
         raise recipe_error(recipe, f"data.size = {size}: generator '{recipe['generator']['name']}' needs a "
-                                   f"multiple of {multiple}; {hint}{also}", also=("generator.name",))
+                                   f"multiple of {multiple}; {hint}{also}", also=("generator.name", "generator.depth"))
     if size < d_min:
         fewer = [key for key in ("n_layers", "scales") if hasattr(nets.D, key)]  # what makes it need less
         lower_them = f" or lower {' or '.join(f'discriminator.{key}' for key in fewer)}" if fewer else ""
