@@ -759,7 +759,7 @@ class RecordedSplit:
     def read(cls, run_dir: str | Path) -> RecordedSplit | None:
         """The record in ``run_dir``, or None for a run written before i2i kept one (it resumes
         as it used to, drawing the split again). A file that is not JSON (empty or garbled by a
-        crash or a disk error) is moved aside to ``split.json.unreadable``, with a note, and the
+        crash or a disk error) is moved aside to ``split.json.unreadable``, with a warning, and the
         split drawn again too: it stopped every resume and ``i2i eval`` of intact checkpoints. A
         record that parses but cannot be one (a file on both sides) is a
         :class:`~i2i.errors.UserError`."""
@@ -805,14 +805,9 @@ def split_was_redrawn(run_dir: str | Path) -> bool:
 
 
 def _set_damaged_split_aside(path: Path, exc: BaseException) -> None:
-    from ..engine.checkpoint import aside_path
+    from ..engine.checkpoint import set_aside
 
-    aside = aside_path(path)
-    try:
-        path.replace(aside)
-        kept = f"moved to {aside.name}"
-    except OSError:
-        kept = "left as it is"
+    kept = set_aside(path)
     problem = f"not JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
     say(f"i2i: warning: {path}: cannot be read ({problem}); {kept}, and the run's train/validation split is drawn "
         "again from train.seed and data.val_fraction, as the run drew it: the same files while its data folders hold "

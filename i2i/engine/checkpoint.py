@@ -448,6 +448,17 @@ def aside_path(path: Path) -> Path:
     return aside
 
 
+def set_aside(path: Path) -> str:
+    """Move a damaged run file to :func:`aside_path`; says where, for the note about it (a
+    read-only run folder leaves it as it is)."""
+    aside = aside_path(path)
+    try:
+        path.replace(aside)
+    except OSError:
+        return "left as it is"
+    return f"moved to {aside.name}"
+
+
 def is_step_name(name: str) -> bool:
     """Whether ``name`` is a checkpoint folder's, ``step_`` and digits: a user's copy beside
     them (``step_0000010.bak``, ``step_5-good``) is theirs, never pruned nor moved."""

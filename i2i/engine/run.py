@@ -308,12 +308,7 @@ def _read_run_info(path: Path) -> dict | None:
         problem = f"a JSON {type(info).__name__}, not the run's record" if not isinstance(info, dict) else "its 'resumes' is not a list"
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else f"not JSON ({exc})"
-    aside = ckpt.aside_path(path)
-    try:
-        path.replace(aside)
-        kept = f"moved to {aside.name}"
-    except OSError:
-        kept = "left as it is"
+    kept = ckpt.set_aside(path)
     say(f"i2i: note: {path}: cannot be read ({problem}); {kept}, and a new run.json is written from this resume")
     return None
 
