@@ -119,8 +119,6 @@ class ImageSaver:
             self._names[name] = out
 
     def __call__(self, batch: "ScoredBatch") -> None:
-        import torch
-
         from .data.encode import save_image
 
         if not self._marked:  # so that searching a folder above it for photos leaves the saved images out
@@ -134,9 +132,8 @@ class ImageSaver:
                 if images is None:
                     continue
                 path = self.folder / role / f"{stem}.png"
-                peak, dtype = (65535, torch.int32) if batch.bits > 8 else (255, torch.uint8)  # 16-bit read, 16-bit PNG
-                pixels = (images[i].float().clamp(0, 1) * peak).round().to(dtype).permute(1, 2, 0).cpu().numpy()
-                pixels = pixels.astype("uint16") if batch.bits > 8 else pixels
+                peak, dtype = (65535, "uint16") if batch.bits > 8 else (255, "uint8")  # 16-bit read, 16-bit PNG
+                pixels = (images[i].float().clamp(0, 1) * peak).round().permute(1, 2, 0).cpu().numpy().astype(dtype)
                 tmp = path.with_name(f".{path.name}.tmp")
                 try:  # whole or not at all: a full disk leaves no truncated PNG
                     path.parent.mkdir(parents=True, exist_ok=True)

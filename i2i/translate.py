@@ -346,9 +346,8 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if not pairs:  # skip_existing, and every output is there
         return report
     # marked with the first output, so a translation of a folder above it leaves these outputs
-    # out; not a folder that holds inputs too (--out photos/ for photos/sub/a.jpg)
-    mine = out_dir.resolve()
-    marked = any(mine == item.resolve() or mine in item.resolve().parents for item in inputs)  # or left unmarked
+    # out (a folder that holds inputs was refused above, so every --out may be marked)
+    marked = False
 
     def mark_once() -> None:
         nonlocal marked
