@@ -567,10 +567,11 @@ def check_resume(run_dir: Path, checkpoint_dir: Path, recipe: Recipe, overrides:
     before any data is read, and under ``--nproc`` before its processes start (one line, not one
     per process and torchrun's report). Returns the run's saved recipe when overrides change it."""
     ckpt.refuse_resuming_imported(checkpoint_dir)
-    _check_hand_edits(run_dir, recipe)
+    on_disk = load_recipe(run_dir / "recipe.toml") if overrides else recipe  # without overrides, the same file read
+    _check_hand_edits(run_dir, on_disk, recipe)
     saved = None
     if overrides:
-        saved = load_recipe(run_dir / "recipe.toml")
+        saved = on_disk
         _check_split_kept(saved, recipe)
         if recipe.has_discriminator and not saved.has_discriminator:  # was "discriminator.safetensors is missing"
             raise recipe_error(recipe, f"discriminator.name = '{recipe['discriminator']['name']}': this run was "
@@ -588,15 +589,15 @@ def check_resume(run_dir: Path, checkpoint_dir: Path, recipe: Recipe, overrides:
 MOVABLE_KEYS = {"output.dir"}
 
 
-def _check_hand_edits(run_dir: Path, recipe: Recipe) -> None:
+def _check_hand_edits(run_dir: Path, on_disk: Recipe, recipe: Recipe) -> None:
     """A run's recipe.toml edited by hand since i2i wrote it (``lr = 0.5``, ``seed = 7``) was
     applied without a word, past the checks a ``--set`` gets: the same refusals (the split's
     keys, a discriminator added, the networks' channels), a note naming what changed otherwise,
-    and the keys kept for run.json (``recipe.hand_edits``). What i2i wrote is in run.json."""
+    and the keys kept for run.json (``recipe.hand_edits``). What i2i wrote is in run.json;
+    ``on_disk`` is the file as it is now, ``recipe`` the resume's (with its overrides)."""
     try:
         recorded = json.loads((run_dir / "run.json").read_text()).get("recipe")
-        on_disk = load_recipe(run_dir / "recipe.toml")
-    except Exception:  # no run.json, a damaged one, or one from before the record: nothing to compare with
+    except (OSError, ValueError, AttributeError):  # no run.json, a damaged one: nothing to compare with
         return
     if not isinstance(recorded, dict):
         return
