@@ -419,16 +419,28 @@ def inert_settings(recipe: Mapping[str, Any]) -> list[str]:
     as a note that says why: a run that quietly ignores a setting looks like one that used it."""
     notes = []
     data, train = recipe["data"], recipe["train"]
+    has_d = bool(recipe.get("discriminator", {}).get("name"))
+    if not has_d:
+        def is_default(value: Any, default: Any) -> bool:
+            return list(value) == list(default) if isinstance(value, (list, tuple)) else value == default
+
+        changed = [f"train.d.{key} = {format_value(value)}" for key, value in train["d"].items()
+                   if not is_default(value, OPTIM[key].default)]
+        changed += [f"train.{key} = {train[key]}" for key in ("d_steps", "g_warmup_steps")
+                    if train[key] != SCHEMA["train"][key].default]
+        if changed:
+            notes.append(f"{', '.join(changed)} {'has' if len(changed) == 1 else 'have'} no effect: the recipe has no "
+                         "[discriminator], so only the generator trains (add one, e.g. [discriminator] name = "
+                         "'patchgan', for a GAN)")
     if data["val_source"] and data["val_fraction"] != SCHEMA["data"]["val_fraction"].default:
         notes.append(f"data.val_fraction = {format_value(data['val_fraction'])} has no effect: data.val_source is set, "
                      "so the run validates on that folder and trains on all of data.source")
-    for net in ("g", "d"):
+    for net in ("g", "d") if has_d else ("g",):
         optim = train[net]
         if optim["schedule"] != "linear" and optim["decay_start"] != OPTIM["decay_start"].default:
             notes.append(f"train.{net}.decay_start = {format_value(optim['decay_start'])} has no effect under "
                          f"train.{net}.schedule = '{optim['schedule']}' (only 'linear' decays from it)")
-        trained = net == "g" or recipe.get("discriminator", {}).get("name")
-        if trained and optim["warmup_steps"] >= train["steps"]:
+        if optim["warmup_steps"] >= train["steps"]:
             notes.append(f"train.{net}.warmup_steps = {optim['warmup_steps']} is not below train.steps = {train['steps']}, "
                          f"so the learning rate never reaches train.{net}.lr = {format_value(optim['lr'])} (it ends at "
                          f"{train['steps'] / max(1, optim['warmup_steps']):.0%} of it)")
@@ -439,7 +451,7 @@ def inert_settings(recipe: Mapping[str, Any]) -> list[str]:
         if term["weight"] == 0:
             notes.append(f"{toml_key('losses', label, 'weight')} = 0: the term is still computed each step but trains "
                          f"nothing; leave [{toml_key('losses', label)}] out to drop it")
-    if recipe.get("discriminator", {}).get("name") and train["g_warmup_steps"] >= train["steps"]:
+    if has_d and train["g_warmup_steps"] >= train["steps"]:
         notes.append(f"train.g_warmup_steps = {train['g_warmup_steps']} is not below train.steps = {train['steps']}, so "
                      "the adversarial terms never join and the discriminator trains for nothing")
     return notes

@@ -273,6 +273,25 @@ def test_settings_the_recipe_makes_inert_get_a_note(tmp_path):
     assert saved.notes == []
 
 
+def test_discriminator_settings_without_a_discriminator_get_a_note(tmp_path):
+    """A regression recipe (DnCNN) with a tuned train.d or d_steps trains exactly as without them:
+    the note says so, rather than leaving the user to think the setting did something."""
+    recipe = load_recipe(write(tmp_path, BASE), ["train.d.lr=1e-3", "train.d.betas=[0.9, 0.99]", "train.d_steps=2",
+                                                 "train.d.warmup_steps=500"])
+    assert recipe.notes == [
+        "train.d.lr = 0.001, train.d.betas = [0.9, 0.99], train.d.warmup_steps = 500, train.d_steps = 2 have no "
+        "effect: the recipe has no [discriminator], so only the generator trains (add one, e.g. [discriminator] "
+        "name = 'patchgan', for a GAN)"]
+    assert load_recipe(write(tmp_path, BASE), ["train.g_warmup_steps=3"]).notes == [
+        "train.g_warmup_steps = 3 has no effect: the recipe has no [discriminator], so only the generator trains (add "
+        "one, e.g. [discriminator] name = 'patchgan', for a GAN)"]
+    # defaults, written out as a run's recipe.toml writes them, say nothing
+    saved = dumps_toml(dict(load_recipe(write(tmp_path, BASE))))
+    assert load_recipe(write(tmp_path, saved, "saved.toml")).notes == []
+    gan = BASE + '[discriminator]\nname = "patchgan"\n[losses.gan]\nname = "lsgan"\n'
+    assert load_recipe(write(tmp_path, gan), ["train.d.lr=1e-3", "train.d_steps=2"]).notes == []
+
+
 def test_a_run_prints_the_recipes_notes_once(tmp_path, capsys):
     from helpers import make_photos, tiny_recipe
 
