@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # for annotations only: the functions below import these when
     from .losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer
     from .model import Model
     from .plugins import PluginInfo
+    from .data.decode import UnreadableImageError
     from .task import Task
 
 #: names whose modules import torch, imported on first use (``i2i.Task``, ``from i2i import
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # for annotations only: the functions below import these when
 _LAZY = {
     "AdversarialLoss": "losses", "FeatureMatchingLoss": "losses", "ReconstructionLoss": "losses",
     "Regularizer": "losses", "Task": "task", "Run": "engine.run", "Model": "model",
+    "UnreadableImageError": "data.decode",
 }
 
 __version__ = "0.1.0"
@@ -46,7 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AdversarialLoss", "Callback", "CheckpointError", "Component", "FeatureMatchingLoss",
     "Model", "PluginError", "Recipe", "RecipeError", "ReconstructionLoss", "Registry", "Regularizer", "Run",
-    "Task", "TrainingStopped", "UnknownComponentError", "create_run_from_weights", "UserError", "hookimpl", "list_components", "load",
+    "Task", "TrainingStopped", "UnknownComponentError", "UnreadableImageError", "create_run_from_weights", "UserError", "hookimpl", "list_components", "load",
     "load_recipe", "parse_override", "register_plugin", "registry", "train", "validate",
 ]
 
@@ -115,11 +117,14 @@ def validate(recipe: Recipe | dict | str | os.PathLike, overrides: list[str] | t
     checks only names and types), the crop size fits the networks, the losses can train them,
     one image goes through G and D on the CPU, the train device and precision exist here, and
     the data folders exist and hold image files (none is read). Returns the resolved
-    :class:`Recipe`; a mistake raises :class:`i2i.UserError` (a :class:`RecipeError` for a
+    :class:`Recipe`, its relative data folders and ``train.init_from`` made absolute (the ones
+    checked are the ones a later :func:`train` uses, from any working directory; ``output.dir``
+    stays as given); a mistake raises :class:`i2i.UserError` (a :class:`RecipeError` for a
     recipe value), as :func:`train` would before its first step."""
     from .data.sources import resolve_data_folders
     from .engine.components import check_recipe
-    from .engine.run import check_output_dir
+    from .engine.init_weights import pin_init_from
+    from .engine.run import check_output_dir, pin_data_folders
     from .errors import overrides_as_an_argument
     from .recipe import blamed_on_recipe
 
@@ -133,6 +138,9 @@ def validate(recipe: Recipe | dict | str | os.PathLike, overrides: list[str] | t
         check_output_dir(resolved)
         with blamed_on_recipe(resolved):
             resolve_data_folders(resolved["data"], task.side_by_side)
+    # the folders checked are the ones trained on, wherever the Recipe is trained later
+    pin_init_from(resolved)
+    pin_data_folders(resolved)
     return resolved
 
 

@@ -47,10 +47,10 @@ class Callback:
         """When the run ends; ``status`` is ``finished``, ``interrupted`` or ``failed``."""
 
 
-def warn_unknown_events(callbacks: list[Any]) -> None:
-    """A callback method named like an event that does not exist (``on_logg``) is never called:
-    say so, rather than leave its author wondering. A class passed where an instance belongs
-    (``callbacks=[MyCallback]``) is a ``TypeError`` before the run starts, not at its first event."""
+def check_callbacks(callbacks: list[Any]) -> None:
+    """A class passed where an instance belongs (``callbacks=[MyCallback]``), an object with no
+    event method (a plain function) or an event method that cannot take i2i's arguments is a
+    ``TypeError`` before the run starts (before its folder is chosen), not at its first event."""
     events = sorted(name for name in dir(Callback) if name.startswith("on_"))
     for callback in callbacks:
         if isinstance(callback, type):
@@ -58,11 +58,19 @@ def warn_unknown_events(callbacks: list[Any]) -> None:
         if not isinstance(callback, Callback) and not any(callable(getattr(callback, e, None)) for e in events):
             raise TypeError(f"callbacks take i2i.Callback instances (or objects with on_* event methods); "
                             f"{type(callback).__name__} has none of {', '.join(events)}")
+        check_event_signatures(callback)
+
+
+def warn_unknown_events(callbacks: list[Any]) -> None:
+    """A callback method named like an event that does not exist (``on_logg``) is never called:
+    say so, rather than leave its author wondering (after :func:`check_callbacks`)."""
+    check_callbacks(callbacks)
+    events = sorted(name for name in dir(Callback) if name.startswith("on_"))
+    for callback in callbacks:
         for name in dir(callback):
             if name.startswith("on_") and name not in events:
                 say(f"i2i: warning: callback {type(callback).__name__} has {name}, which i2i never calls "
                     f"(events: {', '.join(events)})")
-        check_event_signatures(callback)
 
 
 def check_event_signatures(callback: Any) -> None:

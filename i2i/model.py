@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +22,21 @@ from .recipe import Recipe, build_component, load_recipe, note_changed_run_plugi
 
 if TYPE_CHECKING:
     from PIL import Image
+
+
+@contextlib.contextmanager
+def _in_eval_mode(generator: nn.Module) -> Iterator[None]:
+    """The generator in eval mode while it translates, its own mode back afterwards: a program
+    that set ``model.generator.train()`` (to fine-tune it) got dropout's random outputs and
+    batch norm's running statistics overwritten by every translation."""
+    modes = [(module, module.training) for module in generator.modules() if module.training]
+    if modes:
+        generator.eval()
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
 
 
 class Model:
@@ -85,7 +101,7 @@ class Model:
                               "implemented): a run of this task can be evaluated, not applied to photos") from None
         check_prepared(input, images, self.task, contract_where(self.recipe, "task"))
         del images  # a float copy of the whole photo: 12 bytes a pixel not held through the network
-        with generator_named(self.recipe):  # the generator's size contract: name it as the recipe does
+        with generator_named(self.recipe), _in_eval_mode(self.generator):  # the generator's size contract, named
             output = run_any_size(self.generator, input.to(dtype) if input.is_floating_point() else input, tile, overlap)
         return self.task.to_image(output.float(), input)
 

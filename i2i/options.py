@@ -9,6 +9,7 @@ norm: Literal["batch", "instance", "none"] = "batch")``. Parameters without a de
 from __future__ import annotations
 
 import inspect
+import reprlib
 import types
 import typing
 from dataclasses import dataclass
@@ -209,12 +210,27 @@ def changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return [key for key in dict.fromkeys([*before, *after]) if before.get(key) != after.get(key)]
 
 
+def _shortened_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlist = short.maxtuple = short.maxdict = 8
+    short.maxlevel = 4
+    short.maxstring = short.maxother = 1000
+    return short
+
+
+#: Long lists and tables as ``[0, 1, 2, ...]``: a message stays one readable line.
+_SHORT = _shortened_repr()
+
+
 def format_value(value: Any) -> str:
-    """A value as the recipe spells it (strings quoted, ``true``/``false``), for messages."""
+    """A value as the recipe spells it (strings quoted, ``true``/``false``), for messages; a
+    long list or table is cut short (``[0, 1, 2, 3, 4, 5, 6, 7, ...]``)."""
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple, dict)):
+        return _SHORT.repr(value)
     return str(value)
 
 

@@ -697,6 +697,10 @@ def _holds(node: Any, value: Any) -> bool:
     return node == value or both_nan or pinned  # nan never equals itself, and --set x=nan is still the override's
 
 
+#: More numbers than any setting holds: an array this large given as a recipe value is images.
+MAX_ARRAY_VALUES = 4096
+
+
 def _plain_values(value: Any, path: str = "") -> Any:
     """Numpy (and other) scalars as the Python ``int``/``float``/``bool`` a TOML file would give:
     a dict recipe built by a sweep script may hold ``np.int64(500)`` steps or ``np.logspace``
@@ -716,6 +720,12 @@ def _plain_values(value: Any, path: str = "") -> Any:
     if type(value) in (bool, int, float, str):
         return value
     if hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy scalars (np.float64 is a float) and arrays
+        shape = tuple(getattr(value, "shape", ()))
+        if math.prod(shape) > MAX_ARRAY_VALUES:  # images given in memory: gigabytes of lists, and of message
+            kind = f"{type(value).__module__.split('.')[0]}.{type(value).__name__}"
+            raise RecipeError(f"<recipe>: {path or 'the recipe'} = an array of shape {'x'.join(map(str, shape))} "
+                              f"({kind}): a recipe holds settings, not images; i2i trains on image "
+                              "files (save them into a folder and give its path as data.source)")
         if getattr(value.dtype, "kind", "") == "f" and value.dtype.itemsize < 8:
             # np.float32(1e-3) is 0.0010000000474974513 as a double: the number as written, 0.001,
             # is its shortest repr (numpy's str gives it, and float() reads it back)

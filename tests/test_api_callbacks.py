@@ -47,6 +47,43 @@ def test_a_callback_raising_training_stopped_stops_like_request_stop(photos, tmp
     assert resumed.status == "finished" and resumed.step == 8
 
 
+def test_a_program_stops_a_run_training_in_another_thread_with_request_stop(photos, tmp_path):
+    """Signals reach the main thread only, so a service training in a worker thread stops it
+    with trainer.request_stop(), as the README says; the main thread's SIGINT handler is left
+    alone."""
+    import signal
+    import threading
+
+    started, go, outcome = threading.Event(), threading.Event(), {}
+
+    class KeepsTheTrainer(i2i.Callback):
+        def on_log(self, trainer, step, values):  # step 2: the program asks while the run trains
+            if not started.is_set():
+                outcome["trainer"] = trainer
+                started.set()
+                go.wait(60)
+
+    def worker():
+        try:
+            i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 50}), callbacks=[KeepsTheTrainer()],
+                      quiet=True)
+        except BaseException as exc:
+            outcome["raised"] = exc
+
+    handler = signal.getsignal(signal.SIGINT)
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert started.wait(120)
+    outcome["trainer"].request_stop("the service is shutting down")
+    go.set()
+    thread.join(120)
+    stopped = outcome["raised"]
+    assert isinstance(stopped, i2i.TrainingStopped) and "(the service is shutting down)" in str(stopped)
+    assert stopped.run_dir == tmp_path / "run" and stopped.step == 2
+    assert find_checkpoint(tmp_path / "run").name.endswith(f"_{stopped.step:07d}")
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
 def test_a_failing_callback_is_named_with_the_step_and_the_checkpoint_to_resume_from(photos, tmp_path):
     recipe = tiny_recipe(photos, tmp_path / "run", output={"checkpoint_every": 2})

@@ -123,6 +123,55 @@ def test_a_callback_class_passed_for_an_instance_is_named_before_the_run_starts(
     assert not (tmp_path / "run").exists()
 
 
+def test_a_function_passed_as_a_callback_is_refused_before_a_note_names_a_run_folder(tmp_path, capsys):
+    """The note 'runs/x already exists; this one goes to runs/x-2' came first, for a run that
+    then never started."""
+    photos = make_photos(tmp_path / "photos", count=3, size=(32, 32))
+    (tmp_path / "run").mkdir()
+    recipe = {**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos)}, "train": {**TINY_G2C["train"], "steps": 1}}
+    with pytest.raises(TypeError, match=r"has none of on_checkpoint, "):
+        i2i.train(recipe, out=tmp_path / "run", callbacks=[lambda trainer: None], quiet=True)
+    assert "already exists" not in capsys.readouterr().err
+    assert not (tmp_path / "run-2").exists()
+
+
+def test_a_second_run_in_the_same_process_while_one_trains_is_refused(tmp_path):
+    """Two runs in two threads changed each other's weights through torch's global random
+    streams and left the caller's seed as one of them had found it."""
+    photos = make_photos(tmp_path / "photos", count=3, size=(32, 32))
+    recipe = {**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos)}, "train": {**TINY_G2C["train"], "steps": 2}}
+    refused = []
+
+    class TrainsAgain(i2i.Callback):
+        def on_run_start(self, trainer):
+            with pytest.raises(i2i.UserError, match=r"^another i2i.train is running in this process .*a process "
+                                                    r"trains one run at a time"):
+                i2i.train(recipe, out=tmp_path / "second", quiet=True)
+            refused.append(trainer.step)
+
+    torch.manual_seed(42)
+    run = i2i.train(recipe, out=tmp_path / "first", callbacks=[TrainsAgain()], quiet=True)
+    assert refused and run.status == "finished" and not (tmp_path / "second").exists()
+    assert torch.initial_seed() == 42
+    assert i2i.train(recipe, out=tmp_path / "after", quiet=True).status == "finished"  # the lock was let go
+
+
+def test_validate_pins_the_folders_it_checked_for_a_later_train_elsewhere(tmp_path, monkeypatch):
+    """A service validated a job's recipe in one working directory and trained it in another,
+    on another folder of the same relative name."""
+    make_photos(tmp_path / "a" / "photos", count=3, size=(32, 32))
+    make_photos(tmp_path / "b" / "photos", count=3, size=(32, 32))
+    recipe = {**TINY_G2C, "data": {**TINY_G2C["data"], "source": "photos"}, "output": {**TINY_G2C["output"], "dir": "runs/job"}}
+    monkeypatch.chdir(tmp_path / "a")
+    checked = i2i.validate(recipe)
+    assert checked["data"]["source"] == str(tmp_path / "a" / "photos")
+    assert checked["output"]["dir"] == "runs/job"  # where it trains, as documented
+    monkeypatch.chdir(tmp_path / "b")
+    run = i2i.train(checked, quiet=True)
+    assert run.recipe["data"]["source"] == str(tmp_path / "a" / "photos")
+    assert run.run_dir == tmp_path / "b" / "runs" / "job"
+
+
 def test_notes_and_warnings_are_records_of_the_i2i_logger_a_program_can_take_over(tmp_path, capsys):
     """A service embedding i2i had its notes on stderr only: no levels, no way to route them
     into its own log or to keep only the warnings."""

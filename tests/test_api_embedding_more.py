@@ -41,6 +41,23 @@ def test_numpy_float64_and_arrays_in_a_dict_recipe_become_what_toml_can_write():
     assert tomllib.loads(dumps_toml(recipe))["train"]["g"]["lr"] == pytest.approx(1e-4)
 
 
+def test_images_given_in_memory_as_a_recipe_value_are_refused_in_one_short_line():
+    """A tensor of images as data.source became hundreds of MB of nested lists and of error
+    message (19 s and 1 GB to say 'expected a string')."""
+    images = torch.rand(64, 3, 256, 256)
+    with pytest.raises(i2i.RecipeError) as info:
+        i2i.load_recipe({**TINY_G2C, "data": {**TINY_G2C["data"], "source": images}})
+    assert str(info.value) == ("<recipe>: data.source = an array of shape 64x3x256x256 (torch.Tensor): a recipe holds "
+                               "settings, not images; i2i trains on image files (save them into a folder and give "
+                               "its path as data.source)")
+    with pytest.raises(i2i.RecipeError, match=r"= an array of shape 2x64x64x3 \(numpy.ndarray\)"):
+        i2i.load_recipe({**TINY_G2C, "data": {**TINY_G2C["data"], "source": np.zeros((2, 64, 64, 3), np.uint8)}})
+    # a long list of another kind is cut short in the message
+    with pytest.raises(i2i.RecipeError, match=r"^<recipe>: data.source = \[0, 1, 2, 3, 4, 5, 6, 7, \.\.\.\]: "
+                                              r"expected a string$"):
+        i2i.load_recipe({**TINY_G2C, "data": {**TINY_G2C["data"], "source": list(range(10_000))}})
+
+
 def test_training_works_inside_the_callers_no_grad_and_inference_mode(photos, tmp_path):
     with torch.no_grad():
         assert i2i.train(recipe_for(photos, tmp_path / "a"), quiet=True).status == "finished"
@@ -65,6 +82,23 @@ def test_a_models_output_is_an_ordinary_tensor_a_program_can_train_on_and_edit(r
     z.clamp_(0, 1)
 
 
+def test_a_generator_set_to_train_mode_still_translates_in_eval_mode_and_keeps_its_mode(run_dir):
+    """A program fine-tuning model.generator (train mode) got dropout's random outputs from
+    model(x), and every translation overwrote batch norm's running statistics."""
+    model = i2i.load(run_dir)
+    x = torch.rand(2, 3, 32, 32)
+    expected = model(x)
+    norms = [m for m in model.generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms, "the test needs a generator with batch norm"
+    means = [m.running_mean.clone() for m in norms]
+    model.generator.train()
+    kept_in_eval = next(m for m in model.generator.modules() if isinstance(m, torch.nn.Conv2d))
+    kept_in_eval.eval()  # a program's own mix of modes comes back as it was
+    assert torch.equal(model(x), expected)
+    assert all(torch.equal(m.running_mean, mean) for m, mean in zip(norms, means))
+    assert model.generator.training and not kept_in_eval.training and all(m.training for m in norms)
+
+
 def test_a_generator_cast_or_moved_after_loading_gets_inputs_to_match(run_dir):
     model = i2i.load(run_dir)
     x = torch.rand(1, 3, 32, 32)
@@ -80,11 +114,26 @@ def test_tile_and_overlap_must_be_whole_pixel_counts(run_dir):
     x = torch.rand(1, 3, 40, 40)
     assert torch.equal(model(x, tile=np.int64(16), overlap=np.int64(4)), model(x, tile=16, overlap=4))
     for bad in (True, 2.5, "16"):
-        with pytest.raises(ValueError, match=r"tile must be 'auto', 0 or a positive number of pixels"):
+        with pytest.raises(ValueError, match=r"tile must be 'auto' \(or None\), 0 or a positive number of pixels"):
             model(x, tile=bad)
     for bad in (-64, 1.5, "a", None):
         with pytest.raises(ValueError, match=rf"overlap must be a whole number of pixels, 0 or more, got {bad!r}"):
             model(x, tile=16, overlap=bad)
+
+
+def test_tile_none_is_auto_and_tile_0_runs_the_image_whole(run_dir, monkeypatch):
+    """As the README says; it once said None ran images whole."""
+    from i2i.engine import infer
+
+    model = i2i.load(run_dir)
+    x = torch.rand(1, 3, 40, 40)
+    whole, tiled = model(x, tile=0), model(x, tile=16, overlap=4)
+    assert not torch.equal(whole, tiled)
+    monkeypatch.setattr(infer, "AUTO_TILE_PIXELS", 1000)  # 40 x 40 counts as large
+    monkeypatch.setattr(infer, "AUTO_TILE", 16)
+    monkeypatch.setattr(infer, "AUTO_OVERLAP", 4)
+    assert torch.equal(model(x, tile=None, overlap=4), tiled) and torch.equal(model(x, tile="auto", overlap=4), tiled)
+    assert torch.equal(model(x, tile=0), whole)
 
 
 def test_load_takes_a_runs_checkpoints_folder_and_names_a_wrong_argument(run_dir):

@@ -81,7 +81,7 @@ def resolve_tile(tile: int | str | None, h: int, w: int) -> int:
     if tile is None or tile == "auto":
         return AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0
     if not is_whole_number(tile):
-        raise ValueError(f"tile must be 'auto', 0 or a positive number of pixels, got {tile!r}")
+        raise ValueError(f"tile must be 'auto' (or None), 0 or a positive number of pixels, got {tile!r}")
     return int(tile)
 
 

@@ -10,6 +10,7 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ def new_run_dir(wanted: str | Path) -> Path:
                         "pass --out (or set output.dir to) a folder you can write to") from None
 
 
-def _pin_data_folders(recipe: Recipe) -> None:
+def pin_data_folders(recipe: Recipe) -> None:
     """Record relative data folders (relative to the working directory) as absolute paths, so
     the run's saved recipe resumes and reruns from any directory."""
     from ..data import SAMPLE
@@ -378,9 +379,13 @@ def _signals_handled(signals: tuple[int, ...], handler: Any) -> Iterator[None]:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
+
+
+#: Held while a run trains: training draws on torch's global random streams and puts them back
+#: afterwards, so two runs in one process's threads would change each other's weights and leave
+#: the caller's streams as whichever finished last had found them.
+_TRAINING = threading.Lock()
 
 
 def train(
@@ -408,9 +413,16 @@ def train(
     # an embedding program keeps its random streams and backend flags; training needs gradients
     # even when the caller is inside torch.no_grad() or torch.inference_mode(), and runs in the
     # recipe's precision even inside the caller's torch.autocast
-    with global_state_kept(), torch.inference_mode(False), torch.enable_grad(), caller_autocast_off():
-        run = _train_recipe(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks, quiet=quiet,
-                            dist=dist)
+    if not _TRAINING.acquire(blocking=False):
+        raise UserError("another i2i.train is running in this process (in another thread, or this one's callback): "
+                        "a process trains one run at a time, as training draws on torch's global random streams; "
+                        "wait for it to return, or train in another process")
+    try:
+        with global_state_kept(), torch.inference_mode(False), torch.enable_grad(), caller_autocast_off():
+            run = _train_recipe(recipe, out=out, resume=resume, overrides=overrides, callbacks=callbacks,
+                                quiet=quiet, dist=dist)
+    finally:
+        _TRAINING.release()
     # the trainer, its optimisers and its data cache sit in reference cycles: freed now, not
     # whenever the garbage collector next runs (GPU memory between back-to-back runs). Only
     # after a run that ended well: after a lost rank, collecting the process group would wait
@@ -434,6 +446,11 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             raise TypeError(f"callbacks is a list of Callback instances, e.g. callbacks=[{type(callbacks).__name__}()], "
                             f"not a single {type(callbacks).__name__}")
         raise TypeError(f"callbacks is a list of i2i.Callback instances, not {type(callbacks).__name__} ({callbacks!r})")
+    if callbacks is not None:
+        from ..callbacks import check_callbacks
+
+        callbacks = list(callbacks)
+        check_callbacks(callbacks)  # before a note names the run folder it would have gone to
     if resume is not None and (recipe is not None or out is not None):
         raise UserError("a resumed run continues in its own folder with its saved recipe: "
                         "call train(None, resume=RUN_DIR, overrides=[...]) without a recipe or out")
@@ -474,7 +491,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     else:  # a Recipe is checked again, as its holder may have edited it; a copy: the run fills in output.dir
         recipe = load_recipe(recipe, overrides)
     pin_init_from(recipe)
-    _pin_data_folders(recipe)  # a resume may move them (--set data.source=NEW_PLACE), relative to here too
+    pin_data_folders(recipe)  # a resume may move them (--set data.source=NEW_PLACE), relative to here too
     owned = dist is None
     with blamed_on_recipe(recipe):  # train.device = 'cuda' without a GPU names the file or the --set
         dist = dist or DistContext.from_environment(recipe["train"]["device"])
