@@ -354,6 +354,33 @@ def test_dejpeg_inputs_are_damaged_as_libjpeg_damages_them(grey, quality):
     assert psnr(ours, saved) > psnr(saved, clean) + 4  # 6 to 24 dB closer, as measured
 
 
+@pytest.mark.parametrize("quality", [20, 95])
+def test_dejpeg_keeps_grey_colours_grey_as_libjpeg_does(quality):
+    """kornia centres the chroma planes on 127.5, JPEG on 128: a grey photo in RGB came back
+    magenta (flat 100 as 99, 97, 99; Pillow gives 98, 98, 98), 9.6 dB off Pillow at quality 100."""
+    import io
+
+    from PIL import Image
+
+    from i2i_builtin_tasks.jpeg_codec import jpeg_round_trip
+
+    image, grey = sample_crop(grey=True)
+    image = image.convert("RGB")
+    clean = grey.expand(-1, 3, -1, -1)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    saved = torch.frombuffer(bytearray(Image.open(buffer).tobytes()), dtype=torch.uint8)
+    saved = saved.view(*clean.shape[-2:], 3).permute(2, 0, 1)[None].float() / 255
+    ours = jpeg_round_trip(clean, torch.tensor([float(quality)]))
+    assert (ours - ours[:, 1:2]).abs().max() <= 1 / 255  # grey stays grey, to the rounding of one level
+    assert (ours - ours[:, 1:2]).abs().mean() < 0.05 / 255
+
+    def psnr(a, b):
+        return float(-10 * torch.log10((a - b).square().mean()))
+
+    assert abs(psnr(ours, clean) - psnr(saved, clean)) < 0.2
+
+
 def test_dejpeg_pairs_draw_a_whole_quality_per_image_in_range_on_the_device():
     from i2i_builtin_tasks.jpeg_codec import jpeg_round_trip
 

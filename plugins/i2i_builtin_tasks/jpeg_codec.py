@@ -70,6 +70,10 @@ def _quantize_blocks(plane: Tensor, table: Tensor) -> Tensor:
     return (blocks.permute(0, 1, 3, 2, 4).reshape(b, 1, h, w) + 128).round().clamp(0, 255)
 
 
+#: libjpeg's chroma centre (128) less kornia's (0.5 x 255), for Y, Cb, Cr in 0-255 units.
+CHROMA_CENTRE_SHIFT = (0.0, 0.5, 0.5)
+
+
 def jpeg_round_trip(images: Tensor, quality: Tensor) -> Tensor:
     """``images`` ``[B, 1 or 3, H, W]`` in [0, 1] saved as JPEG at ``quality`` ``[B]`` (1-100,
     whole numbers) and decoded again: [0, 1] images on 8-bit levels, the same shape. Grey
@@ -84,12 +88,14 @@ def jpeg_round_trip(images: Tensor, quality: Tensor) -> Tensor:
     if c == 1:
         decoded = _quantize_blocks((padded * 255).round(), luma_table) / 255
     else:
-        ycbcr = (rgb_to_ycbcr(padded) * 255).round()
+        # kornia centres Cb and Cr on 0.5 (127.5 of 255), JPEG on 128: grey came back magenta
+        shift = _on_device(CHROMA_CENTRE_SHIFT, work.dtype, work.device).view(1, 3, 1, 1)
+        ycbcr = (rgb_to_ycbcr(padded) * 255 + shift).round()
         luma = _quantize_blocks(ycbcr[:, :1], luma_table)
         chroma_table = quantization_tables(quality.to(work.dtype), CHROMA_TABLE)
         halves = F.avg_pool2d(ycbcr[:, 1:], 2)  # 4:2:0: whole 8 x 8 blocks, as the image is whole MCUs
         chroma = torch.cat([_quantize_blocks(halves[:, i:i + 1], chroma_table) for i in (0, 1)], dim=1)
         chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)
-        decoded = ycbcr_to_rgb(torch.cat([luma, chroma], dim=1) / 255)
+        decoded = ycbcr_to_rgb((torch.cat([luma, chroma], dim=1) - shift) / 255)
     decoded = (decoded[..., :h, :w].clamp(0, 1) * 255).round() / 255
     return decoded.to(images.dtype)
