@@ -9,7 +9,7 @@ from .engine import checkpoint as ckpt
 from .engine.distributed import DistContext
 from .data.sources import without_suffix
 from .engine.contracts import generator_named
-from .engine.evaluate import build_metrics, evaluate_generator
+from .engine.evaluate import build_metrics, evaluate_generator, scoring_crop_problem
 from .errors import WRITE_TROUBLE, RecipeError, UserError, did_you_mean, named_as_arguments
 from .recipe import override_list
 
@@ -223,6 +223,10 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
     if data_dir is not None and not any(o.split("=", 1)[0].strip() == "eval.max_images" for o in overrides):
         eval_cfg["max_images"] = 0  # the run's cap keeps training-time evaluation short, not a test set
     metrics = build_metrics(task, recipe["eval"]["metrics"], recipe)
+    problem = scoring_crop_problem(eval_cfg["crop"], metrics)  # --crop, or a --set's metric on the run's crop
+    if problem:
+        given = f"--crop {crop}" if crop is not None else f"the run's eval.crop = {eval_cfg['crop']}"
+        raise UserError(f"{given}: {problem.replace('CROP', '--crop')}")
     dtype = run_precision(recipe, model.device)
     rows = PerImageScores(metrics) if per_image else None
     if saver is not None:

@@ -98,6 +98,14 @@ def test_a_trained_upscaler_scores_against_bicubic_and_translates_images_larger(
     assert Image.open(tmp_path / "out" / "photo.png").size == (48, 40)
     assert model.translate(Image.open(inputs / "logo.png")).size == (20, 14)
 
+    # a crop that psnr_y_x2 would score whole (its border is the scale) is refused, as in a recipe
+    from i2i.evaluation import evaluate_run
+
+    with pytest.raises(i2i.UserError, match=r"^crop 8: metric 'psnr_y_x4' leaves out 4 px a side, so it would score "
+                                            r"these crops whole; raise crop above 8 \(or 0, whole images\)$"):
+        evaluate_run(run.run_dir, crop=8, overrides=["task.scale=4"])
+    assert evaluate_run(run.run_dir, crop=8)["crop"] == 8  # psnr_y_x2 leaves 4 px of each 8
+
 
 def test_a_translation_too_large_for_its_format_once_enlarged_is_refused_before_any_work(tmp_path):
     from i2i.translate import translate_files

@@ -97,12 +97,21 @@ def check_scoring_crop(recipe: Recipe, metrics: dict[str, Any]) -> None:
     from ..recipe import recipe_error
 
     crop = recipe["eval"]["crop"]
+    problem = scoring_crop_problem(crop, metrics)
+    if problem:
+        raise recipe_error(recipe, f"eval.crop = {crop}: {problem.replace('CROP', 'eval.crop')}",
+                           also=("eval.metrics", "task.scale"))
+
+
+def scoring_crop_problem(crop: int, metrics: dict[str, Any]) -> str | None:
+    """Why a metric cannot score ``crop`` px crops as its name says (the recipe's ``eval.crop``
+    or ``i2i eval --crop``), with ``CROP`` where the setting's name belongs; None when all can."""
     for name, metric in metrics.items():
         border = getattr(metric, "border", 0)
         if crop > 0 and isinstance(border, int) and 0 < border and crop <= 2 * border:
-            raise recipe_error(recipe, f"eval.crop = {crop}: metric '{name}' leaves out {border} px a side, so it "
-                                       f"would score these crops whole; raise eval.crop above {2 * border} (or 0, whole "
-                                       "images)", also=("eval.metrics", "task.scale"))
+            return (f"metric '{name}' leaves out {border} px a side, so it would score these crops whole; raise CROP "
+                    f"above {2 * border} (or 0, whole images)")
+    return None
 
 
 def call_metric(metric: Any, output: Tensor, target: Tensor, input: Tensor) -> Any:

@@ -124,7 +124,7 @@ class Denoise(RestorationTask):
         not wrapped.
 
     Metrics psnr and ssim. Baselines: "noisy input", and "best gaussian blur": the noisy
-    input blurred with whichever sigma in 0.5..3.0 px gives the best PSNR against the clean
+    input blurred with whichever of BLUR_SIGMAS (0.5 to 3 px) gives the best PSNR against the clean
     image, chosen per image (an oracle choice: the best a blur can do). The noisy input is
     scored clipped to [0, 1], as an image file holds it (metrics take images in [0, 1]):
     20.39 dB at sigma 25 on the held-out sample crop, where unclipped noise scores about 20.17.
