@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -117,9 +118,22 @@ class ImageSaver:
                 out, number = f"{base}-{number}", number + 1
             taken.add(out.lower())
             self._names[name] = out
+        self._refuse_names_too_long()
+
+    def _refuse_names_too_long(self) -> None:
+        """A saved name past the file system's limit stopped the scoring part-way and left the
+        folder, no longer empty, refused by the rerun: said before any scoring instead."""
+        from .data.encode import NAME_MAX_BYTES, name_too_long
+
+        for name, out in self._names.items():
+            saved = f"{out.rsplit('/', 1)[-1]}.png"
+            if name_too_long(saved):
+                raise UserError(f"--save-images: {name}: its saved name, {saved[:40]}...{saved[-20:]}, would be "
+                                f"{len(os.fsencode(saved))} bytes, past the {NAME_MAX_BYTES} a file name may have; "
+                                "shorten the file's name, or score without --save-images")
 
     def __call__(self, batch: "ScoredBatch") -> None:
-        from .data.encode import save_image
+        from .data.encode import save_image, temporary_beside
 
         if not self._marked:  # so that searching a folder above it for photos leaves the saved images out
             from .data.sources import mark_as_outputs
@@ -134,7 +148,7 @@ class ImageSaver:
                 path = self.folder / role / f"{stem}.png"
                 peak, dtype = (65535, "uint16") if batch.bits > 8 else (255, "uint8")  # 16-bit read, 16-bit PNG
                 pixels = (images[i].float().clamp(0, 1) * peak).round().permute(1, 2, 0).cpu().numpy().astype(dtype)
-                tmp = path.with_name(f".{path.name}.tmp")
+                tmp = temporary_beside(path, "tmp")
                 try:  # whole or not at all: a full disk leaves no truncated PNG
                     path.parent.mkdir(parents=True, exist_ok=True)
                     save_image(pixels, tmp, "png")
@@ -336,7 +350,7 @@ def check_csv_target(path: Path) -> None:
     import tempfile
 
     try:  # a read-only folder said so only after all the scoring was done
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.probe-"):
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".i2i-probe-"):
             pass
     except OSError as exc:
         raise UserError(f"--per-image {path}: cannot write in {path.parent} ({exc.strerror or exc}); "
@@ -348,13 +362,14 @@ def write_per_image_csv(rows: list[dict], path: Path) -> None:
     denoiser's ``noise sigma``), the model's metrics, then each baseline's as
     ``<baseline>: <metric>``; written whole or not at all."""
     import csv
-    import os
 
     detail_keys = list(dict.fromkeys(key for row in rows for key in row.get("details", {})))
     metric_keys = list(dict.fromkeys(key for row in rows for key in row["metrics"]))
     base_keys = list(dict.fromkeys((base, key) for row in rows for base, values in row["baselines"].items()
                                    for key in values))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from .data.encode import temporary_beside
+
+    tmp = temporary_beside(path, f"tmp-{os.getpid()}")
     try:
         # surrogateescape: a file name that is not UTF-8 (Latin-1 from an old zip) keeps its bytes
         with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:

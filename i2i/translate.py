@@ -118,9 +118,9 @@ def output_pixels(image: torch.Tensor, alpha: np.ndarray | None, fmt: str) -> np
 
 def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str) -> None:
     """Save atomically: a temporary name, then a rename, so no half-written file is left."""
-    from .data.encode import save_image
+    from .data.encode import save_image, temporary_beside
 
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")  # two runs writing one folder do not share it
+    tmp = temporary_beside(target, f"tmp-{os.getpid()}")  # two runs writing one folder do not share it
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         save_image(output_pixels(image, alpha, fmt), tmp, fmt)
@@ -135,6 +135,20 @@ def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise UserError(f"{target}: cannot write ({exc}); try another --format") from None
+
+
+def _refuse_names_too_long(pairs: list[tuple[Path, Path]], targets: list[Path]) -> None:
+    """An output name past the file system's limit (a 251-letter stem given ``.webp``) stopped
+    the translation part-way, at that file, on every rerun: refused before any work."""
+    from .data.encode import NAME_MAX_BYTES, name_too_long
+
+    too_long = [(file, target) for (_, file), target in zip(pairs, targets) if name_too_long(target.name)]
+    if too_long:
+        file, target = too_long[0]
+        more = f" (and {len(too_long) - 1} more)" if len(too_long) > 1 else ""
+        raise UserError(f"{file}: its output name, {target.name[:40]}...{target.name[-20:]}, would be "
+                        f"{len(os.fsencode(target.name))} bytes, past the {NAME_MAX_BYTES} a file name may have{more}; "
+                        "shorten the input's name (or use a shorter --format)")
 
 
 def _refuse_file_folder_clashes(pairs: list[tuple[Path, Path]], targets: list[Path], out_dir: Path) -> None:
@@ -339,6 +353,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise UserError(f"{len(clashes)} group(s) of inputs would be written to the same file (outputs are named by file "
                         f"stem, in --format): {'; '.join(clashes[:10])}{more}; rename one of each, or translate them "
                         "on their own into another --out")
+    _refuse_names_too_long(pairs, targets)
     # the files still to translate: --skip-existing reads no more
     _refuse_sizes_the_format_cannot_hold(pairs, fmt, getattr(getattr(model, "task", None), "output_scale", 1))
 

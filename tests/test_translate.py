@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import re
 import shutil
 
@@ -958,6 +959,37 @@ def test_saved_images_of_names_that_clash_twice_are_all_kept(g2c_run, tmp_path):
     targets = sorted((tmp_path / "saved" / "target").iterdir())
     assert len(targets) == 3
     assert {tuple(np.asarray(Image.open(t))[0, 0] // 100) for t in targets} == {(2, 0, 0), (0, 2, 0), (0, 0, 2)}
+
+
+def test_names_at_the_file_systems_limit_are_written_and_those_past_it_refused_before_any_work(g2c_run, tmp_path):
+    """A 255-byte output name is legal, but its hidden temporary name (a dot and a suffix more)
+    was not: a traceback in eval --save-images, and translate stopped part-way at that file on
+    every rerun. With --format webp the output name itself is too long."""
+    from i2i.evaluation import evaluate_run
+    from i2i.translate import translate_files
+
+    model = i2i.load(g2c_run)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    longest = "a" * 251  # + ".png": 255 bytes, the limit
+    Image.new("RGB", (20, 16), (200, 30, 60)).save(folder / f"{longest}.jpg")
+    Image.new("RGB", (20, 16), (30, 60, 200)).save(folder / "short.jpg")
+    assert translate_files(model, folder, tmp_path / "out", progress=False).written == 2
+    assert sorted(os.listdir(tmp_path / "out")) == [".i2i-outputs", f"{longest}.png", "short.png"]
+    with pytest.raises(i2i.UserError, match=rf"^{re.escape(str(folder / longest))}.jpg: its output name, a{{40}}\.\.\."
+                                            r"a{15}\.webp, would be 256 bytes, past the 255 a file name may have; "
+                                            r"shorten the input's name \(or use a shorter fmt\)$"):
+        translate_files(model, folder, tmp_path / "webp", fmt="webp", progress=False)
+    assert not (tmp_path / "webp").exists()
+    evaluate_run(g2c_run, data_dir=folder, crop=0, save_images=tmp_path / "saved")
+    assert sorted(os.listdir(tmp_path / "saved" / "input")) == [f"{longest}.png", "short.png"]
+    # the same stem as .jpg and .png keeps its extension: 259 bytes, said before any scoring
+    Image.new("RGB", (20, 16), (30, 200, 60)).save(folder / f"{longest}.png")
+    with pytest.raises(i2i.UserError, match=r"^save_images: a{251}\.jpg: its saved name, .* would be 259 bytes, past "
+                                            r"the 255 a file name may have; shorten the file's name, or score without "
+                                            r"save_images$"):
+        evaluate_run(g2c_run, data_dir=folder, crop=0, save_images=tmp_path / "saved-2")
+    assert not (tmp_path / "saved-2").exists() or not any((tmp_path / "saved-2").iterdir())
 
 
 def test_skip_existing_with_everything_done_succeeds_beside_an_unreadable_file(g2c_run, tmp_path):

@@ -22,6 +22,8 @@ Alpha is stored straight (not premultiplied), as it was read.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -87,6 +89,25 @@ def _without_white(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     out = pixels.copy()
     out[partial] = straight.astype(pixels.dtype)
     return out
+
+
+#: The longest file name (in bytes) of Linux's, macOS's and Windows' usual file systems.
+NAME_MAX_BYTES = 255
+
+
+def name_too_long(name: str) -> bool:
+    """Whether a file name is past :data:`NAME_MAX_BYTES` (a 251-letter stem plus ``.webp``)."""
+    return len(os.fsencode(name)) > NAME_MAX_BYTES
+
+
+def temporary_beside(path: Path, tag: str) -> Path:
+    """A hidden name in ``path``'s folder to write ``path`` under before renaming it into place
+    (whole or not at all): ``.NAME.TAG``, or ``.<hash of NAME>.TAG`` where that would be too
+    long for the file system although ``NAME`` is not."""
+    name = f".{path.name}.{tag}"
+    if name_too_long(name):
+        name = f".{hashlib.sha1(os.fsencode(path.name)).hexdigest()[:20]}.{tag}"
+    return path.with_name(name)
 
 
 def save_image(pixels: np.ndarray, path: str | Path, fmt: str) -> None:
