@@ -989,3 +989,23 @@ def test_the_references_separate_a_and_b_folders_are_not_cut_in_half_as_pairs(tm
         "into halves of 0.5:1, yet a file holding a pair side by side (A|B) is about twice as wide as tall: these look "
         "like single photos; for pairs kept in two folders under the same names, set data.pair_source (and "
         "data.val_pair_source; --pair-data for i2i eval) to the folder of the other images\n")
+
+
+def test_an_image_too_large_once_resized_is_skipped_by_name_not_a_memory_error(tmp_path, monkeypatch, capsys):
+    """A 1 x 20000 strip at data.resize = 256 would be 256 x 5,120,000 px: 15 GB of floats to
+    resize, a traceback from the allocator. Past Pillow's decompression-bomb limit (lowered here
+    to keep the test small) it is skipped with a warning naming it, as a bomb file is."""
+    import i2i
+    from helpers import TINY_G2C, make_photos
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    photos = make_photos(tmp_path / "photos", count=4, size=(32, 32))
+    Image.new("RGB", (2, 300), (10, 200, 30)).save(photos / "strip.png")
+    with pytest.raises(UnreadableImageError, match=r"^2 x 300 px would be 40 x 6,000 once its shorter side is resized "
+                                                   r"to 40 px, past the 10,000 pixels an image may have$"):
+        fit_image(torch.zeros(3, 300, 2, dtype=torch.uint8), size=16, resize=40)
+    recipe = {**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos), "resize": 40},
+              "train": {**TINY_G2C["train"], "steps": 2}, "output": {**TINY_G2C["output"], "dir": str(tmp_path / "run")}}
+    assert i2i.train(recipe, quiet=True).status == "finished"
+    assert (f"skipped 1 unreadable file(s): {photos / 'strip.png'} (2 x 300 px would be 40 x 6,000 once its shorter "
+            "side is resized to 40 px, past the 10,000 pixels an image may have)") in capsys.readouterr().err

@@ -294,10 +294,16 @@ def fitted_size(height: int, width: int, *, size: int, resize: int = 0, upscale:
 
 def fit_image(image: torch.Tensor, *, size: int, resize: int = 0, upscale: bool = False) -> torch.Tensor:
     """Resize a uint8 or uint16 ``[C, H, W]`` image to :func:`fitted_size` (bicubic,
-    antialiased), keeping its dtype."""
+    antialiased), keeping its dtype; :class:`UnreadableImageError` where the result would be
+    larger than Pillow lets a file be (its decompression-bomb limit)."""
     height, width = fitted_size(image.shape[-2], image.shape[-1], size=size, resize=resize, upscale=upscale)
     if (height, width) == tuple(image.shape[-2:]):
         return image
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and height * width > limit:  # a 1 x 20000 strip at data.resize = 256: 15 GB of floats to resize
+        reason = (f"{image.shape[-1]} x {image.shape[-2]} px would be {width:,} x {height:,} once its shorter side is "
+                  f"resized to {min(height, width)} px, past the {limit:,} pixels an image may have")
+        raise UnreadableImageError(reason, reason)
     resized = F.interpolate(image[None].float(), size=(height, width), mode="bicubic",
                             align_corners=False, antialias=True)[0]
     return resized.round_().clamp_(0, _PEAK[image.dtype]).to(image.dtype)

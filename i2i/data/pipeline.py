@@ -341,10 +341,10 @@ class ImageData:
         when it cannot be decoded."""
         try:
             image = self._read(file.path, deep=self._deep_train)
+            image = fit_image(image, size=self.size, resize=self._resize, upscale=self._upscale)
         except UnreadableImageError as exc:
             self._reasons[file.path] = exc.reason
             return None
-        image = fit_image(image, size=self.size, resize=self._resize, upscale=self._upscale)
         return image, self._find_grey and looks_grey(image)
 
     def _decode_all(self, files: list[ImageFile]) -> tuple[list[torch.Tensor], list[ImageFile], list[tuple[int, int]], list[Path]]:
@@ -559,11 +559,11 @@ class ImageData:
         if key in self._val_cache:
             return self._val_cache[key]
         try:
-            image = self._read(file.path, deep=self._deep_val)
+            image = fit_image(self._read(file.path, deep=self._deep_val), size=self.size, resize=self._val_resize(crop))
         except UnreadableImageError as exc:
             self._reasons[file.path] = exc.reason
             return None
-        image = _storable(_centre_crop(fit_image(image, size=self.size, resize=self._val_resize(crop)), crop))
+        image = _storable(_centre_crop(image, crop))
         if cacheable:
             image = image.to(self.device)
             self._val_cache[key] = image
@@ -641,11 +641,10 @@ class _CropDataset(Dataset):
         for step in range(len(self.files)):
             at = (index + step) % len(self.files)
             try:
-                image = self.read(self.files[at])
+                image = fit_image(self.read(self.files[at]), size=self.size, resize=self.resize, upscale=self.upscale)
             except UnreadableImageError:
                 failed = at if failed < 0 else failed
                 continue
-            image = fit_image(image, size=self.size, resize=self.resize, upscale=self.upscale)
             if min(image.shape[-2:]) < self.size:  # a file replaced by a smaller one since the scan
                 image = fit_image(image, size=self.size, upscale=True)
             return image, failed
