@@ -218,6 +218,10 @@ def cli() -> None:
     # (matched by message, so that --help does not import Pillow): a user's own panorama is no
     # attack, and twice that size is refused with a one-line reason anyway.
     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
+    # and its metadata complaints ("Corrupt EXIF data", "Tag data larger than file"), a raw
+    # source line naming no file: the pixels are read all the same (a damaged EXIF block just
+    # gives no orientation, as most viewers show it)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
 
 
 # -- run / validate ------------------------------------------------------------------------------

@@ -557,6 +557,23 @@ def test_translate_names_image_kinds_it_does_not_read_and_keeps_pillow_warnings_
     assert "panorama.png" in mixed.stderr and written_in(tmp_path / "out") == ["photo.png"]
 
 
+def test_a_photo_with_damaged_exif_is_translated_without_pillows_raw_warnings(g2c_run, tmp_path):
+    """Pillow's 'UserWarning: Tag data larger than file' came with its source line and no file
+    name; the photo itself is read all the same."""
+    import struct
+
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    # one IFD entry whose data lies past the end of the EXIF block
+    ifd = struct.pack("<2sHI", b"II", 42, 8) + struct.pack("<H", 1) + struct.pack("<HHII", 0x010F, 2, 1000, 9999)
+    Image.new("RGB", (20, 16), (200, 30, 60)).save(folder / "damaged.jpg", exif=b"Exif\x00\x00" + ifd + bytes(4))
+    with pytest.warns(UserWarning, match="Tag data larger than file"):  # what Pillow says of it
+        Image.open(folder / "damaged.jpg").getexif()
+    result = run_i2i(["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "out")])
+    assert result.returncode == 0 and "Warning" not in result.stderr and "warnings.warn" not in result.stderr, result.stderr
+    assert written_in(tmp_path / "out") == ["damaged.png"]
+
+
 def test_translate_refuses_two_inputs_with_one_output_name_before_writing(g2c_run, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
