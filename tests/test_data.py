@@ -1009,3 +1009,22 @@ def test_an_image_too_large_once_resized_is_skipped_by_name_not_a_memory_error(t
     assert i2i.train(recipe, quiet=True).status == "finished"
     assert (f"skipped 1 unreadable file(s): {photos / 'strip.png'} (2 x 300 px would be 40 x 6,000 once its shorter "
             "side is resized to 40 px, past the 10,000 pixels an image may have)") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("brand, kind", [(b"heic", "HEIC"), (b"mif1", "HEIF"), (b"avif", "AVIF")])
+def test_a_phones_heic_photo_renamed_jpg_is_named_as_heic(tmp_path, brand, kind):
+    """'not an image format Pillow can read' told an iPhone's owner nothing."""
+    from i2i.data.decode import probe_image
+
+    photo = tmp_path / "IMG_0001.jpg"
+    photo.write_bytes(b"\x00\x00\x00\x18ftyp" + brand + bytes(4) + b"mif1heic" + bytes(64))
+    reason = f"a {kind} image, whatever its extension says; i2i does not read {kind}: convert it to JPEG or PNG"
+    with pytest.raises(UnreadableImageError) as info:
+        probe_image(photo)
+    assert info.value.reason == reason
+    with pytest.raises(UnreadableImageError) as info:
+        decode_image(photo, 3)
+    assert info.value.reason == reason
+    photo.write_bytes(b"not an image at all")
+    with pytest.raises(UnreadableImageError, match="not an image format Pillow can read"):
+        decode_image(photo, 3)

@@ -96,6 +96,9 @@ def _reason(exc: BaseException, path: Path | None = None) -> str:
         return (f"too large to decode ({int(sizes[0]):,} pixels; the limit is {int(sizes[1]):,})" if len(sizes) >= 2
                 else "too large to decode")
     if isinstance(exc, UnidentifiedImageError):
+        kind = _unread_kind(path) if path is not None else ""
+        if kind:  # an iPhone's photo renamed .jpg: "Pillow cannot read it" told its owner nothing
+            return f"a {kind} image, whatever its extension says; i2i does not read {kind}: convert it to JPEG or PNG"
         return "not an image format Pillow can read"
     if isinstance(exc, FileNotFoundError):
         if path is not None and path.is_symlink():
@@ -106,6 +109,22 @@ def _reason(exc: BaseException, path: Path | None = None) -> str:
     if isinstance(exc, IsADirectoryError):
         return "a folder, not a file"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+#: ISO base media ("ftyp") brands of image formats Pillow does not read, by the name people know.
+_FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEIC", b"heis": "HEIC",
+                b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+
+
+def _unread_kind(path: Path) -> str:
+    """The common name of a file Pillow could not identify, where its first bytes say: HEIC,
+    HEIF or AVIF (``....ftypheic``); ``""`` otherwise."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return ""
+    return _FTYP_BRANDS.get(head[8:12], "") if head[4:8] == b"ftyp" else ""
 
 
 def is_image_file(path: Path) -> bool:
