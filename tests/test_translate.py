@@ -557,6 +557,25 @@ def test_translate_names_image_kinds_it_does_not_read_and_keeps_pillow_warnings_
     assert "panorama.png" in mixed.stderr and written_in(tmp_path / "out") == ["photo.png"]
 
 
+def test_a_folder_of_translations_given_as_data_gets_a_warning(g2c_run, photos, tmp_path, capsys):
+    """Inside a searched folder i2i's outputs are left out with a note; given as the data folder
+    itself they were trained on and scored without a word."""
+    from i2i.evaluation import evaluate_run
+    from i2i.translate import translate_files
+
+    translate_files(i2i.load(g2c_run), photos, tmp_path / "coloured", progress=False)
+    capsys.readouterr()
+    evaluate_run(g2c_run, data_dir=tmp_path / "coloured", crop=0)
+    assert capsys.readouterr().err.count(f"holds images i2i wrote (i2i translate's --out or i2i eval's --save-images; "
+                                         "its .i2i-outputs file says so): a model's outputs, not photos; give the "
+                                         "photos' own folder unless this is what you meant") == 1
+    i2i.train(tiny_recipe(tmp_path / "coloured", tmp_path / "run", train={"steps": 1}), quiet=True)  # a denoiser
+    assert (f'i2i: warning: data.source = "{tmp_path / "coloured"}" holds images i2i wrote'
+            in capsys.readouterr().err)
+    evaluate_run(g2c_run, data_dir=photos, crop=0)
+    assert "holds images i2i wrote" not in capsys.readouterr().err
+
+
 def test_a_photo_with_damaged_exif_is_translated_without_pillows_raw_warnings(g2c_run, tmp_path):
     """Pillow's 'UserWarning: Tag data larger than file' came with its source line and no file
     name; the photo itself is read all the same."""

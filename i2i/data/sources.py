@@ -403,6 +403,10 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     paths = contents.images
     if not quiet:
         print_run_folders_note(f'{key} = "{value}"', contents.run_folders)
+        if (folder / OUTPUTS_MARKER).is_file():  # inside a searched folder it is left out; given itself, it is used
+            say(f'i2i: warning: {key} = "{value}" holds images i2i wrote (i2i translate\'s --out or i2i eval\'s '
+                f"--save-images; its {OUTPUTS_MARKER} file says so): a model's outputs, not photos; give the photos' "
+                "own folder unless this is what you meant")
     print_reference_layout_note(key, value, folder, side_by_side, quiet)
     if not paths:
         raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([contents.other_kinds])}')
