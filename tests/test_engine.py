@@ -382,6 +382,16 @@ def test_run_directory_is_never_overwritten(photos, tmp_path, capsys):
     assert {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()} == before
 
 
+def test_a_run_that_cannot_start_says_nothing_of_a_folder_it_does_not_keep(tmp_path, capsys):
+    """'runs/x already exists; this one goes to runs/x-2' came before the error of an empty data
+    folder, for a -2 folder that was then removed."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(i2i.UserError, match="no images in this folder"):
+        i2i.train(tiny_recipe(tmp_path / "empty", tmp_path / "run"), quiet=True)
+    assert "already exists" not in capsys.readouterr().err and not (tmp_path / "run-2").exists()
+
+
 def test_a_run_folder_name_taken_by_a_file_or_device_is_refused_alike(photos, tmp_path, monkeypatch):
     """--out FILE was refused by the option parser while output.dir = FILE trained into FILE-2,
     and --out /dev/null made /dev/null-2 in /dev."""

@@ -58,9 +58,9 @@ def _new_run_dir_of(recipe: Recipe, out: str | Path | None) -> Path:
     """The run's new folder: ``out`` (``--out``), or the recipe's ``output.dir``, whose mistakes
     name the recipe file or the ``--set`` it came from, as a recipe error."""
     if out is not None:
-        return new_run_dir(out)
+        return new_run_dir(out, announce=False)
     check_output_dir(recipe)  # its mistakes as the recipe's
-    return new_run_dir(recipe["output"]["dir"])
+    return new_run_dir(recipe["output"]["dir"], announce=False)
 
 
 def check_output_dir(recipe: Recipe) -> None:
@@ -73,6 +73,14 @@ def check_output_dir(recipe: Recipe) -> None:
         text = str(exc)
         raise recipe_error(recipe, f"output.dir = {text.removeprefix('run folder ')}") if text.startswith(prefix) \
             else exc from None
+
+
+def say_moved_run_dir(wanted: str | Path, run_dir: Path) -> None:
+    """The note that ``wanted`` existed, so the run went to ``run_dir`` (``wanted-2``...); on
+    stderr, so that --quiet and scripts see it too. Nothing when it went where wanted."""
+    base = Path(wanted).expanduser()
+    if run_dir != base:
+        say(f"i2i: note: {base} already exists (runs are never overwritten); this one goes to {run_dir}")
 
 
 def _refuse_unusable_run_folder(wanted: str | Path) -> None:
@@ -90,8 +98,9 @@ def _refuse_unusable_run_folder(wanted: str | Path) -> None:
                         f"{RUN_FOLDER_EXPECTED}")
 
 
-def new_run_dir(wanted: str | Path) -> Path:
-    """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir."""
+def new_run_dir(wanted: str | Path, *, announce: bool = True) -> Path:
+    """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir.
+    ``announce``: say so now (see :func:`say_moved_run_dir`; a run says it once its data are read)."""
     _refuse_unusable_run_folder(wanted)
     base = Path(wanted).expanduser()
     candidate, n = base, 1
@@ -100,8 +109,8 @@ def new_run_dir(wanted: str | Path) -> Path:
         while True:
             try:
                 candidate.mkdir()
-                if candidate != base:  # said on stderr, so that --quiet and scripts see it too
-                    say(f"i2i: note: {base} already exists (runs are never overwritten); this one goes to {candidate}")
+                if announce:
+                    say_moved_run_dir(base, candidate)
                 return candidate
             except FileExistsError:
                 n += 1
@@ -502,6 +511,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
     try:
         _check_ranks_agree(dist, recipe, resume)
         if resume is None:
+            wanted = out if out is not None else recipe["output"]["dir"]
             made = _new_run_dir_of(recipe, out) if dist.is_main else None
             try:
                 run_dir = Path(dist.broadcast_path(str(made) if made is not None else None))
@@ -518,6 +528,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                 # a resumed run's are: a program that keeps them may change its working directory
                 trainer = Trainer(recipe, Path(os.path.abspath(run_dir)), dist=dist, callbacks=[*build_callbacks(recipe), *(callbacks or [])],
                                   quiet=quiet, split=split, resuming=resume is not None)
+                if resume is None and dist.is_main:  # not before: a run that cannot start keeps no -2 folder
+                    say_moved_run_dir(wanted, made)
                 return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None,
                                        resume is not None and split_was_redrawn(run_dir))
             except BaseException as exc:
