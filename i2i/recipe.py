@@ -238,6 +238,16 @@ def read_toml(path: str | Path) -> dict:
             line = text.splitlines()[int(where[1]) - 1] if int(where[1]) <= len(text.splitlines()) else ""
             if re.search(r'"[^"]*\\', line):  # C:\Users in double quotes: TOML reads \U as an escape
                 message += "; write a Windows path in single quotes ('C:\\photos') or with forward slashes"
+            bare = re.match(r"\s*([\w.\"'-]+)\s*=\s*([^\s\"'\[{#][^#]*?)\s*(#.*)?$", line)
+            if message == "Invalid value" and bare:  # source = photos: TOML has no unquoted strings
+                value = bare[2]
+                if value.lower() in ("true", "false"):
+                    message += f"; TOML writes true and false in lower case: {bare[1]} = {value.lower()}"
+                elif re.match(r"[-+]?\.\d", value):
+                    sign = value[0] if value[0] in "+-" else ""
+                    message += f"; a TOML number needs a digit before its point: {sign}0{value.lstrip('+-')}, not {value}"
+                else:
+                    message += f'; a text value goes in quotes: {bare[1]} = "{value}"'
             raise RecipeError(f"{path}: line {where[1]}, column {where[2]}: TOML syntax error: {message}") from None
         raise RecipeError(f"{path}: TOML syntax error: {message}") from None
 

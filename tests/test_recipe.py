@@ -273,6 +273,20 @@ def test_settings_the_recipe_makes_inert_get_a_note(tmp_path):
     assert saved.notes == []
 
 
+@pytest.mark.parametrize("line, hint", [
+    ("source = my photos  # the folder", 'a text value goes in quotes: source = "my photos"'),
+    ("source = photos", 'a text value goes in quotes: source = "photos"'),
+    ("flip = True", "TOML writes true and false in lower case: flip = true"),
+    ("resize = -.5", "a TOML number needs a digit before its point: -0.5, not -.5"),
+])
+def test_a_bare_value_in_a_recipe_file_gets_a_hint_at_what_toml_wants(tmp_path, line, hint):
+    """'TOML syntax error: Invalid value' alone left a user who wrote source = photos guessing."""
+    recipe = write(tmp_path, BASE.replace("[data]\n", f"[data]\n{line}\n"))
+    with pytest.raises(RecipeError, match=rf"^{re.escape(str(recipe))}: line \d+, column \d+: TOML syntax error: "
+                                          rf"Invalid value; {re.escape(hint)}$"):
+        load_recipe(recipe)
+
+
 def test_discriminator_settings_without_a_discriminator_get_a_note(tmp_path):
     """A regression recipe (DnCNN) with a tuned train.d or d_steps trains exactly as without them:
     the note says so, rather than leaving the user to think the setting did something."""
