@@ -104,6 +104,19 @@ class DoublePair(i2i.Task):
         return clean.double(), clean.double()
 
 
+class BreaksAtBatchSize(i2i.Task):
+    """Fine on the dry run's one image; at the training batch size its pairs go wrong."""
+
+    def __init__(self, mode: str = "half") -> None:
+        self.mode = mode
+
+    def make_pair(self, clean, generator=None):
+        if clean.shape[0] == 1:
+            return clean, clean
+        return {"half": (clean[:1], clean[:1]), "uint8": (clean, (clean * 255).to(torch.uint8)),
+                "none": (clean, None), "rgb_only": (clean[:, :2], clean)}[self.mode]
+
+
 class HalvedInput(i2i.Task):
     """Super-resolution as a first try: the input at half the target's size."""
 
@@ -376,6 +389,7 @@ class Sloppy:
     def register_tasks(self, register):
         register("double_pair", DoublePair)
         register("halved_input", HalvedInput)
+        register("breaks_at_batch_size", BreaksAtBatchSize)
         register("masked_input", MaskedInput)
         register("one_tensor", OneTensor)
         register("grey_target", GreyTarget)
@@ -468,6 +482,22 @@ def test_a_generator_or_task_that_breaks_fails_before_training(photos, tmp_path,
     recipe = tiny_recipe(photos, tmp_path / "run")
     recipe[section] = {"name": name}
     refused_before_training(recipe, message)
+
+
+@pytest.mark.parametrize("mode, got", [
+    ("half", r"a tensor of shape \[1, 3, 16, 16\] \(torch.float32 on cpu\)"),  # trained on half of each batch
+    ("uint8", r"a tensor of shape \[2, 3, 16, 16\] \(torch.uint8 on cpu\)"),  # trained on a 0-255 target
+    ("none", r"None"),  # a traceback from the step
+    ("rgb_only", r"a tensor of shape \[2, 2, 16, 16\] \(torch.float32 on cpu\)"),  # the generator was blamed
+])
+def test_a_task_whose_pairs_break_only_at_the_training_batch_size_is_named_at_that_step(photos, tmp_path, mode, got):
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe["task"] = {"name": "breaks_at_batch_size", "mode": mode}
+    role = "input" if mode in ("half", "rgb_only") else "target"
+    with pytest.raises(i2i.PluginError, match=rf"^<recipe>: task.name = 'breaks_at_batch_size' \(plugin 'sloppy'\) at step 1 "
+                                              rf"\(training, a batch of 2\): make_pair's {role} is {got} for a batch of "
+                                              rf"\[2, 3, 16, 16\]; expected \[2, 3, H, W\]"):
+        i2i.train(recipe, quiet=True)
 
 
 def test_a_task_listing_a_metric_nobody_provides_fails_before_training(photos, tmp_path, monkeypatch):

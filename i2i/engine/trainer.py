@@ -49,8 +49,8 @@ from . import checkpoint as ckpt
 from .components import (LossTerm, build_loss_terms, build_networks, check_crop_size, crop_size_note, load_loss_buffers,
                          loss_buffers)
 from .cpu_threads import NoThreadGovernor, ThreadGovernor
-from .contracts import (check_generator_output, contract_where, dry_run, generator_named, raise_plugin_failure,
-                        refuse_batch_beyond_memory)
+from .contracts import (check_generator_output, check_task_pair, contract_where, dry_run, generator_named,
+                        raise_plugin_failure, refuse_batch_beyond_memory)
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import allow_tf32, autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext, is_comm_failure
@@ -339,7 +339,11 @@ class Trainer:
         D input concatenated from both layouts comes out in neither (on an H100 at batch 64
         these copies took 0.8 of a pix2pix step's 29 ms).
         """
-        input, target = self.plugin_call("task", self.task.make_pair, clean, self.noise_rng)
+        pair = self.plugin_call("task", self.task.make_pair, clean, self.noise_rng)
+        # types, shapes, dtypes and devices: attributes, no sync. The dry run saw one image; a task
+        # can break at the training batch size, and the generator was blamed for what it was fed
+        input, target = check_task_pair(pair, clean, self.task, f"{self._where['task']} at step {self.step + 1} "
+                                                               f"(training, a batch of {clean.shape[0]})")
         if self.channels_last:
             input, target = (t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
                              for t in (input, target))
