@@ -258,7 +258,12 @@ class Registry:
             if plugin in self.unavailable:
                 raise UnknownComponentError(f"unknown {singular} '{name}': plugin '{plugin}' {self.unavailable[plugin]}; see 'i2i plugins'")
             hint = REFERENCE_NAMES.get((kind, bare.lower()), "") or did_you_mean(bare, self._by_kind[kind])
-            if not hint and self.unavailable:
+            failed = sorted(p for p, why in self.unavailable.items() if why.startswith("failed"))
+            if failed and not REFERENCE_NAMES.get((kind, bare.lower())):  # the likeliest cause, with its error
+                more = f" (as did {len(failed) - 1} more)" if len(failed) > 1 else ""
+                hint += (f"; plugin '{failed[0]}' {self.unavailable[failed[0]]}{more}, and may be what provides it (see "
+                         "'i2i plugins')")
+            elif not hint and self.unavailable:
                 names = [repr(p) for p in sorted(self.unavailable)]
                 listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
                 hint = f" (perhaps from a plugin that is not loaded: {listed}; see 'i2i plugins')"
