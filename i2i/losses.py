@@ -80,6 +80,23 @@ def takes_input(function: Callable[..., Any]) -> bool:
                for i, p in enumerate(parameters))
 
 
+def unmet_parameters(function: Callable[..., Any], passed: int) -> list[str]:
+    """The parameters of ``function`` (a module's ``forward``) that a call with ``passed``
+    positional arguments, plus ``input=...`` where it declares one, leaves without a value:
+    ``forward(self, fake, target, mask)`` failed only at the first step, with Python's riddle."""
+    if isinstance(function, nn.Module):
+        function = function.forward
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return []
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p.name for i, p in enumerate(positional) if i >= passed and p.default is p.empty and p.name != "input"] + \
+        [p.name for p in parameters if p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name != "input"]
+
+
 def as_logit_list(output: Tensor | Sequence[Tensor]) -> list[Tensor]:
     """Normalise a discriminator's output (tensor or list of tensors) to a list."""
     if isinstance(output, torch.Tensor):

@@ -70,6 +70,13 @@ class PerImageL1(i2i.ReconstructionLoss):
         return (fake - target).abs().mean((1, 2, 3))  # forgot to reduce over the batch
 
 
+class MaskNamedL1(i2i.ReconstructionLoss):
+    """An inpainting loss that names its third parameter after what it holds."""
+
+    def forward(self, fake, target, mask):
+        return ((fake - target).abs() * mask[:, -1:]).mean()
+
+
 class FloatL1(i2i.ReconstructionLoss):
     def forward(self, fake, target):
         return float((fake - target).abs().mean())
@@ -371,6 +378,7 @@ class Sloppy:
         register("per_image_l1", PerImageL1)
         register("late_per_image_l1", LatePerImageL1)
         register("float_l1", FloatL1)
+        register("mask_named_l1", MaskNamedL1)
         register("no_options", NoOptions)
         register("raising_l1", RaisingL1)
         register("detached_l1", DetachedL1)
@@ -416,6 +424,18 @@ def refused_before_training(recipe: dict, message: str) -> None:
     with pytest.raises(i2i.UserError, match=message):
         i2i.train(recipe, quiet=True)
     assert not Path(recipe["output"]["dir"]).exists()
+
+
+def test_a_loss_whose_forward_needs_what_i2i_never_passes_is_named_by_validate(photos, tmp_path):
+    """forward(self, fake, target, mask) failed at the first step with 'missing 1 required
+    positional argument: mask', and no word that the generator's input comes as input=."""
+    recipe = tiny_recipe(photos, tmp_path / "run", losses={"l1": {"name": "mask_named_l1"}})
+    message = (r"^<recipe>: losses.l1 \('mask_named_l1', plugin 'sloppy'\): its forward needs 'mask', which i2i never passes: a "
+               r"reconstruction loss is called as forward\(fake, target\), plus input=\.\.\. .* when it declares a "
+               r"parameter named input; report this to the plugin's author$")
+    with pytest.raises(i2i.PluginError, match=message):
+        i2i.validate(recipe)
+    refused_before_training(recipe, message)
 
 
 @pytest.mark.parametrize("loss, returned", [("per_image_l1", "a tensor of shape [2]"), ("float_l1", "a float")])

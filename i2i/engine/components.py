@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from ..callbacks import check_event_signatures
 from ..errors import PluginError, RecipeError, UserError, exception_line
-from ..losses import AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, takes_input
+from ..losses import (AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, takes_input,
+                      unmet_parameters)
 from ..messages import say
 from ..plugins import registry
 from ..recipe import MAX_PIXELS, Recipe, blamed_on_recipe, build_component, component_error, recipe_error, toml_key
@@ -38,6 +39,12 @@ class LossTerm:
         self.recipe = recipe  # names its file (or --set) in a mistake the loss finds in its options
         # a reconstruction loss that declares `input` is also given the generator's input
         self.wants_input = isinstance(loss, ReconstructionLoss) and takes_input(loss.forward)
+        unmet = unmet_parameters(loss.forward, 2) if isinstance(loss, ReconstructionLoss) else []
+        if unmet:
+            raise PluginError(f"{self.where}: its forward needs {', '.join(repr(n) for n in unmet)}, which i2i never "
+                              "passes: a reconstruction loss is called as forward(fake, target), plus input=... (the "
+                              "generator's input, an inpainting mask among its channels, say) when it declares a "
+                              "parameter named input; report this to the plugin's author")
 
     def weighted(self, value: Any, scale: float = 1.0, part: str = "") -> Tensor:
         """``weight * scale * value``, once ``value`` is known to be a scalar tensor."""
