@@ -358,6 +358,12 @@ def test_import_reference_weights(tmp_path, odd_inputs):
     assert result.returncode == 0, result.stderr
     recipe = i2i.load_recipe(tmp_path / "imported" / "recipe.toml")
     assert recipe["generator"]["name"] == "unet" and recipe["generator"]["depth"] == 7
+    # dropout leaves no weights: recorded as the reference's pix2pix trains, so that a fine-tuning
+    # run told to match the import's settings trains with it; the command says what it recorded
+    assert recipe["generator"]["dropout"] is True
+    assert result.stdout == (f"i2i: imported {path} into {tmp_path / 'imported'}: generator unet (depth = 7, width = 64, "
+                             "norm = 'batch', dropout = true) (dropout = true assumed: it leaves no weights, and the "
+                             "reference's pix2pix trains with it); task gray2color (space = 'lab'; --set changes these)\n")
     model = i2i.load(tmp_path / "imported")
     first = dict(model.generator.named_parameters())["model.model.0.weight"]
     assert torch.equal(first, state["module.model.model.0.weight"])

@@ -115,4 +115,21 @@ def import_weights(checkpoint: str, task: str, out: str, overrides: tuple[str, .
                                 f"'{'.'.join(key)}' is not one")
         options[key[0]] = value
     run_dir = import_reference_run(checkpoint, task, out, options)
-    click.echo(f"i2i: imported {checkpoint} into {run_dir}")
+    click.echo(f"i2i: imported {checkpoint} into {run_dir}: {describe_import(run_dir)}")
+
+
+def describe_import(run_dir: Path) -> str:
+    """What an import found and recorded, from the run's recipe: the generator's settings (a
+    U-Net's dropout assumed) and the task's, so that a wrong guess (AtoB for a BtoA model) shows
+    before an evaluation scores it as broken."""
+    recipe = i2i.load_recipe(Path(run_dir) / "recipe.toml")
+    generator = dict(recipe["generator"])
+    name = generator.pop("name")
+    shown = ", ".join(f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {str(value).lower()}"
+                      for key, value in generator.items() if key in ("depth", "blocks", "width", "norm", "dropout", "padding"))
+    assumed = " (dropout = true assumed: it leaves no weights, and the reference's pix2pix trains with it)" \
+        if name == "unet" else ""
+    task = dict(recipe["task"])
+    task_name = task.pop("name")
+    task_shown = ", ".join(f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}" for key, value in task.items())
+    return f"generator {name} ({shown}){assumed}; task {task_name} ({task_shown}; --set changes these)"

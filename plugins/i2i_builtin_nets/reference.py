@@ -27,9 +27,10 @@ reference drops biases without norm)                   normalisation; zero bias 
 =====================================================  =================================================
 
 Anything else missing, unexpected or of the wrong shape is a :class:`i2i.UserError`.
-Dropout leaves no weights, so a U-Net's ``dropout`` is not detected (the reference's pix2pix
-trains with it: set ``dropout = true`` to fine-tune the way it did); ResNet dropout shifts layer
-indices and is detected. ``reflect`` and ``replicate`` padding cannot be told apart from the
+Dropout leaves no weights, so a U-Net's ``dropout`` is not detected: it is recorded as ``true``,
+as the reference's pix2pix (where its U-Nets come from) trains with it, so a run fine-tuning the
+import trains the way it did (an evaluation or translation is the same either way: eval mode has
+no dropout); ResNet dropout shifts layer indices and is detected. ``reflect`` and ``replicate`` padding cannot be told apart from the
 weights: ``reflect`` (the reference's only choice in ``define_G``) is assumed.
 """
 
@@ -104,6 +105,8 @@ def _detect_unet(sd: dict[str, Tensor]) -> dict[str, Any]:
     return {
         "in_channels": int(first.shape[1]), "out_channels": int(up.shape[1]),
         "depth": depth, "width": int(first.shape[0]), "norm": _norm(sd, "model.model.0"),
+        # dropout leaves no weights: the reference's pix2pix, where its U-Nets come from, trains with it
+        "dropout": True,
     }
 
 
@@ -131,7 +134,8 @@ def detect_reference_architecture(state_dict: Mapping[str, Tensor]) -> tuple[str
     """Infer ``(name, options)`` of the i2i generator matching a reference ``latest_net_G.pth``.
 
     ``name`` is ``"unet"`` or ``"resnet"``; ``options`` holds the recipe options read from the
-    weights (``depth``/``blocks``, ``width``, ``norm``; ResNet ``dropout``, ``padding``) plus
+    weights (``depth``/``blocks``, ``width``, ``norm``; ResNet ``dropout``, ``padding``; U-Net
+    ``dropout = True``, assumed) plus
     ``in_channels`` and ``out_channels``, which are factory arguments, not recipe options.
     """
     sd = _plain(state_dict)
