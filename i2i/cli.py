@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,34 @@ def _exit_on_usage_error(exc: click.UsageError, ctx: click.Context | None) -> No
         names.insert(0, context.info_name)
         context = context.parent
     command = " ".join(["i2i", *names])
-    click.echo(f"i2i: error: {exc.format_message().rstrip('.')} ({command} --help lists what it takes)", err=True)
+    hint, message = _reference_hint(exc), exc.format_message()
+    if hint:  # Click's own guess (--model: "Did you mean '--help'?") is noise beside it
+        message = message.split(". Did you mean", 1)[0]
+    click.echo(f"i2i: error: {message.rstrip('.')}{hint} ({command} --help lists what it takes)", err=True)
     sys.exit(exc.exit_code)
+
+
+#: The reference pix2pix's scripts, and what does their job here.
+REFERENCE_COMMANDS = {"train": "i2i run RECIPE trains (the reference's train.py)",
+                      "test": "i2i translate RUN IMAGES --out DIR applies a model, and i2i eval RUN --data DIR scores "
+                              "it (the reference's test.py)"}
+
+
+def _reference_hint(exc: click.UsageError) -> str:
+    """``; the reference's --dataroot is data.source here: --set data.source=...`` for a reference
+    option or script name typed on i2i's command line, else ``""``."""
+    from .recipe import REFERENCE_OPTIONS, reference_option_text
+
+    if isinstance(exc, click.NoSuchOption):
+        said = reference_option_text(exc.option_name)
+        meaning = REFERENCE_OPTIONS.get(exc.option_name.lstrip("-").lower(), "")
+        keyed = not meaning.startswith(("i2i ", "--", "nothing: "))  # a recipe key, not a command or no counterpart
+        if said:
+            return f"; {said}{' (set with --set KEY=VALUE)' if keyed else ''}"
+    match = re.match(r"No such command '([^']+)'", exc.format_message())
+    if match and match[1].lower() in REFERENCE_COMMANDS:
+        return f"; {REFERENCE_COMMANDS[match[1].lower()]}"
+    return ""
 
 
 #: Permissions: a run folder made read-only (chmod, chattr +i) that a resume writes into

@@ -787,7 +787,8 @@ KEY_SYNONYMS = {"learning_rate": "lr", "epochs": "steps", "iterations": "steps",
 #: and was pointed at a close spelling that means something else (load_size: "did you mean
 #: 'size'?", no_flip: "'flip'?", the opposite). The README's table of the reference's options.
 REFERENCE_OPTIONS = {
-    "netg": 'generator.name, e.g. "unet_256", "unet_128" or "resnet_9blocks"',
+    "netg": 'generator.name, e.g. "unet_256", "unet_128" or "resnet_9blocks" (pix2pix\'s ResNet: with generator.norm = '
+            '"batch" and generator.dropout = true, its defaults; the resnet presets are CycleGAN\'s)',
     "ngf": "generator.width",
     "netd": 'discriminator.name: "patchgan" for basic and n_layers, "pixelgan" for pixel',
     "ndf": "discriminator.width",
@@ -798,7 +799,8 @@ REFERENCE_OPTIONS = {
     "input_nc": 'task.input_channels of task "paired"',
     "output_nc": 'task.target_channels of task "paired"',
     "lambda_l1": "[losses.l1] weight",
-    "gan_mode": '[losses.gan] name = "vanilla", "lsgan" or "wgan"; wgangp is "wgan" with a [losses.gp] term',
+    "gan_mode": '[losses.gan] name = "vanilla", "lsgan" or "wgan"; wgangp is "wgan" (the reference\'s pix2pix and '
+                'CycleGAN never add its gradient penalty; a [losses.gp] term with weight = 10 does)',
     "n_epochs": "train.steps = epochs x training images / train.batch_size",
     "niter": "train.steps = epochs x training images / train.batch_size",
     "n_epochs_decay": 'train.g.schedule = "linear" with train.g.decay_start, and train.d alike, within train.steps',
@@ -813,6 +815,18 @@ REFERENCE_OPTIONS = {
     "continue_train": "i2i run --resume RUN_DIR",
     "epoch": "--checkpoint latest or best, or a checkpoint folder RUN_DIR/checkpoints/step_N given as the run",
     "which_epoch": "--checkpoint latest or best, or a checkpoint folder RUN_DIR/checkpoints/step_N given as the run",
+    "gpu_ids": 'train.device = "cuda", "cuda:N" or "cpu" (its -1); several GPUs: i2i run --nproc N',
+    "model": 'task.name = "paired" for pix2pix (i2i does not train CycleGAN\'s unpaired setting)',
+    "dataset_mode": 'task "paired": A|B files side by side (aligned), or task.pair_source folders; unaligned '
+                    "(CycleGAN) data is not trained by i2i",
+    "pool_size": "nothing: i2i keeps no image pool (pix2pix's default, 0; CycleGAN's pool belongs to its unpaired "
+                 "training)",
+    "epoch_count": "i2i run --resume RUN_DIR, which goes on from the run's last step",
+    "serial_batches": "nothing: i2i draws random crops of random images, seeded by train.seed",
+    "lambda_identity": "nothing: CycleGAN's identity loss belongs to its unpaired training, which i2i does not do",
+    "lambda_a": "nothing: CycleGAN's cycle loss belongs to its unpaired training, which i2i does not do",
+    "lambda_b": "nothing: CycleGAN's cycle loss belongs to its unpaired training, which i2i does not do",
+    "init_type": 'generator.init and discriminator.init ("normal", the default, "xavier", "kaiming", "orthogonal")',
 }
 
 
@@ -822,9 +836,21 @@ def reference_option_hint(key: str, section: str = "") -> str:
     bare = key.lower().lstrip("-")
     if section == "output" and bare == "name":
         return " (the reference's --name is the run's folder here: output.dir, or i2i run --out DIR)"
-    if bare in REFERENCE_OPTIONS:
-        return f" (the reference's --{key.lstrip('-')} is {REFERENCE_OPTIONS[bare]} here)"
-    return ""
+    said = reference_option_text(key)
+    return f" ({said})" if said else ""
+
+
+def reference_option_text(key: str) -> str:
+    """``the reference's --netG is generator.name ... here`` (or ``has no counterpart here: ...``)
+    for one of :data:`REFERENCE_OPTIONS`, given as a recipe key or a command-line option; ``""``
+    for any other name."""
+    bare, spelled = key.lower().lstrip("-"), key.lstrip("-")
+    meaning = REFERENCE_OPTIONS.get(bare)
+    if meaning is None:
+        return ""
+    if meaning.startswith("nothing: "):
+        return f"the reference's --{spelled} has no counterpart here: {meaning.removeprefix('nothing: ')}"
+    return f"the reference's --{spelled} is {meaning} here"
 
 
 def _schema_keys(fields: dict[str, Any] | None = None, prefix: str = "") -> list[str]:
@@ -864,7 +890,9 @@ def _check_value(where: str, dotted: str, value: Any, field: Field) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise RecipeError(f"{where}: {dotted} = {value}: expected a finite number")
     if not matches_type(value, field.type):
-        raise RecipeError(f"{where}: {dotted} = {format_value(value)}: expected {describe_type(field.type)}")
+        hint = (f" (the reference's --gpu_ids is train.device = 'cuda:N' here, and its -1 'cpu')"
+                if dotted == "train.device" and isinstance(value, int) else "")
+        raise RecipeError(f"{where}: {dotted} = {format_value(value)}: expected {describe_type(field.type)}{hint}")
     if field.check is not None and not field.check(value):
         raise RecipeError(f"{where}: {dotted} = {format_value(value)}: expected {field.expect}")
 
@@ -930,7 +958,7 @@ def _check_losses(where: str, losses: Any) -> dict:
     for label, term in losses.items():
         if not isinstance(term, dict):
             raise RecipeError(f"{where}: {toml_key('losses', label)}: expected a table, e.g. [{toml_key('losses', label)}] "
-                              "weight = 1.0")
+                              f"weight = 1.0{reference_option_hint(label)}")
         term = dict(term)
         term.setdefault("name", label)
         term.setdefault("weight", 1.0)

@@ -131,9 +131,10 @@ def check_declared_options(kind: str, name: str, factory: Callable[..., Any], de
 
 #: Names the reference pix2pix/CycleGAN code gives what i2i names otherwise (its --netD, --gan_mode,
 #: --model values), with what to write here: "wgangp" was met with "did you mean 'wgan'?", which
-#: leaves out the gradient penalty that makes it WGAN-GP.
+#: is right but looked like a guess (the reference defines a gradient penalty and never calls it).
 REFERENCE_NAMES = {
-    ("losses", "wgangp"): " (the reference's wgangp is name = 'wgan' with a [losses.gp] term beside it)",
+    ("losses", "wgangp"): " (the reference's wgangp is name = 'wgan': its pix2pix and CycleGAN never add the gradient "
+                          "penalty; a [losses.gp] term with weight = 10 beside it does)",
     ("tasks", "pix2pix"): " (pix2pix's training on pairs is task 'paired'; 'gray2color', 'denoise' and others make "
                           "their own pairs)",
     ("tasks", "cyclegan"): " (i2i does not train CycleGAN's unpaired setting; its trained generators import with "

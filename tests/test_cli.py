@@ -102,6 +102,15 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
      "--set eval.crop=8: eval.crop = 8: metric 'psnr_y_x4' leaves out 4 px a side, so it would score these crops whole; "
      "raise eval.crop above 8"),
     (["--nope"], "No such option '--nope' (i2i --help lists what it takes)"),
+    # the reference's command lines, typed as they were
+    (["run", RECIPE, "--dataroot", "x"], "No such option '--dataroot'; the reference's --dataroot is data.source here "
+                                         "(set with --set KEY=VALUE) (i2i run --help lists what it takes)"),
+    (["run", RECIPE, "--model", "pix2pix"], "No such option '--model'; the reference's --model is task.name = \"paired\" "
+                                            "for pix2pix"),
+    (["run", RECIPE, "--continue_train"], "the reference's --continue_train is i2i run --resume RUN_DIR here (i2i run"),
+    (["train"], "No such command 'train'; i2i run RECIPE trains (the reference's train.py)"),
+    (["test"], "No such command 'test'; i2i translate RUN IMAGES --out DIR applies a model, and i2i eval RUN --data DIR "
+               "scores it (the reference's test.py)"),
 ])
 def test_user_errors_are_one_line_with_status_2(runner, args, message):
     result = runner.invoke(cli, args)

@@ -436,13 +436,23 @@ def test_numpy_float32_values_keep_the_number_written_not_its_binary_rounding(tm
     ("generator.ngf=64", "generator.ngf: unknown option (the reference's --ngf is generator.width here)"),
     ("losses.l1.lambda_L1=100", "losses.l1.lambda_L1: unknown option (the reference's --lambda_L1 is [losses.l1] weight "
                                 "here); it takes no options (the table holds only its own name, weight)"),
-    ("losses.l1.name=wgangp", "unknown loss 'wgangp' (the reference's wgangp is name = 'wgan' with a [losses.gp] term "
-                              "beside it)"),
+    ("losses.l1.name=wgangp", "unknown loss 'wgangp' (the reference's wgangp is name = 'wgan': its pix2pix and CycleGAN "
+                              "never add the gradient penalty; a [losses.gp] term with weight = 10 beside it does)"),
+    ("pool_size=0", "pool_size: not a section of i2i's recipes (the reference's --pool_size has no counterpart here: i2i "
+                    "keeps no image pool"),
+    ("losses.lambda_L1=100", "losses.lambda_L1: expected a table, e.g. [losses.lambda_L1] weight = 1.0 (the reference's "
+                             "--lambda_L1 is [losses.l1] weight here)"),
+    ("train.device=-1", "train.device = -1: expected a string (the reference's --gpu_ids is train.device = 'cuda:N' here, "
+                        "and its -1 'cpu')"),
+    ("generator.netG=resnet_9blocks", "generator.netG: unknown option (the reference's --netG is generator.name, e.g. "
+                                      "\"unet_256\", \"unet_128\" or \"resnet_9blocks\" (pix2pix's ResNet: with "
+                                      "generator.norm = \"batch\" and generator.dropout = true, its defaults"),
     ("task.name=pix2pix", "unknown task 'pix2pix' (pix2pix's training on pairs is task 'paired'"),
 ])
 def test_the_reference_pix2pix_options_and_names_say_what_to_write_instead(tmp_path, override, said):
     """A migrating user typing the reference's names read 'did you mean 'dropout'?' for
-    no_dropout (the opposite) and 'wgan' for wgangp (without its gradient penalty)."""
+    no_dropout (the opposite) and 'wgan' for wgangp (which the reference defines a gradient
+    penalty for, and never adds)."""
     from i2i.errors import UserError
 
     with pytest.raises(UserError) as info:
