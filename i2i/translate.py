@@ -33,13 +33,16 @@ class TranslateReport:
     """What a translation did. ``seconds`` splits the main loop's time: waiting for decoded
     images, running the network (up to its results on the host), waiting for writes.
     ``flattened`` counts inputs with an alpha channel written in a format without one (JPEG),
-    ``reduced`` inputs deeper than 8 bits written in an 8-bit format (JPEG, WebP)."""
+    ``reduced`` inputs deeper than 8 bits written in an 8-bit format (JPEG, WebP),
+    ``pair_shaped`` inputs twice as wide as high given to a model trained on A|B files (a whole
+    pair, where the network takes the input image alone)."""
 
     written: int = 0
     skipped: int = 0
     already_there: int = 0
     flattened: int = 0
     reduced: int = 0
+    pair_shaped: int = 0
     outputs: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "network": 0.0, "write": 0.0})
 
@@ -358,6 +361,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     _refuse_sizes_the_format_cannot_hold(pairs, fmt, getattr(getattr(model, "task", None), "output_scale", 1))
 
     report = TranslateReport(already_there=done)
+    pairs_side_by_side = bool(getattr(getattr(model, "task", None), "side_by_side", False))
     if not pairs:  # skip_existing, and every output is there
         return report
     # marked with the first output, so a translation of a folder above it leaves these outputs
@@ -470,6 +474,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
                 continue
             report.flattened += int(image.alpha is not None and fmt not in ALPHA_FORMATS)
             report.reduced += int(image.bits > 8 and fmt not in DEEP_FORMATS)
+            report.pair_shaped += int(pairs_side_by_side and image.pixels.shape[-1] == 2 * image.pixels.shape[-2])
             if pending:
                 first = pending[0][0]
                 if (image.pixels.shape != first.pixels.shape or image.pixels.dtype != first.pixels.dtype
@@ -489,7 +494,17 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     note = format_note(report, fmt)
     if note:
         say(note)
+    if report.pair_shaped:
+        say(f"i2i: note: {report.pair_shaped} input(s) are twice as wide as high, like the A|B files this model was "
+            "trained on; translate gives the network each file whole, as one input image, so give it the input "
+            f"halves alone ({_input_half(model)})")
     return report
+
+
+def _input_half(model: Model) -> str:
+    """Which half of an A|B file a ``paired`` model takes as its input, in words."""
+    direction = str(model.recipe.get("task", {}).get("direction", "AtoB"))
+    return "the right halves: the run is BtoA" if direction == "BtoA" else "the left halves, for a run that is AtoB"
 
 
 def _note_tile_side(model: Model, tile: int | str) -> None:

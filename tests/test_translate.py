@@ -1124,3 +1124,28 @@ def test_eval_of_a_16_bit_folder_scores_and_saves_at_16_bits(g2c_run, tmp_path):
     assert np.abs(target.pixels.permute(1, 2, 0).numpy().astype(int) - array.astype(int)).max() < 64
     output = decode_full(tmp_path / "saved" / "output" / "deep_0.png", 3).pixels.to(torch.int32)
     assert output.unique().numel() > 10
+
+
+@pytest.mark.parametrize("direction, half", [("AtoB", "the left halves, for a run that is AtoB"),
+                                             ("BtoA", "the right halves: the run is BtoA")])
+def test_translating_whole_a_b_files_with_a_paired_model_gets_a_note(tmp_path, capsys, direction, half):
+    """A pix2pix user gave translate the test set's A|B files and got translations of whole
+    pairs, without a word; the network takes the input half alone."""
+    from helpers import make_pairs
+    from i2i.translate import translate_files
+
+    pairs = make_pairs(tmp_path / "pairs", count=3, size=(16, 16))
+    recipe = {**TINY_G2C, "task": {"name": "paired", "direction": direction},
+              "data": {**TINY_G2C["data"], "source": str(pairs)}, "train": {**TINY_G2C["train"], "steps": 1},
+              "output": {**TINY_G2C["output"], "dir": str(tmp_path / "run")}}
+    model = i2i.load(i2i.train(recipe, quiet=True).run_dir)
+    capsys.readouterr()
+    translate_files(model, pairs, tmp_path / "whole", progress=False)
+    assert capsys.readouterr().err == (f"i2i: note: 3 input(s) are twice as wide as high, like the A|B files this model "
+                                       "was trained on; translate gives the network each file whole, as one input "
+                                       f"image, so give it the input halves alone ({half})\n")
+    halves = tmp_path / "halves"
+    halves.mkdir()
+    Image.open(next(pairs.iterdir())).crop((0, 0, 16, 16)).save(halves / "a.png")
+    translate_files(model, halves, tmp_path / "out", progress=False)
+    assert "twice as wide" not in capsys.readouterr().err
