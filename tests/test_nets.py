@@ -351,6 +351,13 @@ def test_reference_errors_are_one_line():
         convert_reference_state_dict(sd, "unet", {"depth": 5, "width": 8})
     with pytest.raises(i2i.UserError, match="do not fit"):
         convert_reference_state_dict(sd, "unet", {"depth": 4, "width": 4})
+    # a key renamed by hand (or another program's naming): missing and unexpected named together
+    renamed = dict(sd)
+    renamed["model.model.1.model.3.conv.weight"] = renamed.pop("model.model.1.model.3.model.1.weight")
+    with pytest.raises(i2i.UserError, match=r"\(as read from the file's keys\): missing model\.model\.1\.model\.3\.model\."
+                                            r"1\.weight, and the file has model\.model\.1\.model\.3\.conv\.weight, which "
+                                            r"it does not expect$"):
+        convert_reference_state_dict(renamed, "unet", {"depth": 5, "width": 4, "norm": "batch"})
 
 
 def test_weights_that_are_no_reference_generator_are_told_apart():

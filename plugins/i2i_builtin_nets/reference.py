@@ -213,11 +213,19 @@ def convert_reference_state_dict(
         elif key.endswith(".bias") and key[: -len("bias")] + "weight" in sd:
             out[key] = torch.zeros(target.shape, dtype=sd[key[: -len("bias")] + "weight"].dtype)
         else:
-            raise i2i.UserError(f"reference weights do not fit {name} {_describe(options)}: missing {key}")
-    extra = [k for k in sd if k not in expected and not k.endswith(_STATISTICS)]
+            extra = _unexpected(sd, expected)  # a renamed key shows as both: name the two together
+            also = f", and the file has {extra[0]}, which it does not expect" if extra else ""
+            raise i2i.UserError(f"reference weights do not fit {name} {_describe(options)} (as read from the file's "
+                                f"keys): missing {key}{also}")
+    extra = _unexpected(sd, expected)
     if extra:
         raise i2i.UserError(f"reference weights do not fit {name} {_describe(options)}: unexpected {extra[0]}")
     return out
+
+
+def _unexpected(sd: Mapping[str, Tensor], expected: Mapping[str, Tensor]) -> list[str]:
+    """The file's tensors the generator has no place for (statistics i2i drops aside)."""
+    return [k for k in sd if k not in expected and not k.endswith(_STATISTICS)]
 
 
 def _describe(options: Mapping[str, Any]) -> str:
