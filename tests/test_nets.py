@@ -263,7 +263,8 @@ def test_reference_unet_loads():
 
     data, sd = reference_state_dict("unet_128_1to2_batch.json")
     name, options = detect_reference_architecture(sd)
-    assert (name, options) == ("unet", {"in_channels": 1, "out_channels": 2, "depth": 7, "width": 64, "norm": "batch"})
+    assert (name, options) == ("unet", {"in_channels": 1, "out_channels": 2, "depth": 7, "width": 64, "norm": "batch",
+                                        "dropout": True})  # assumed: dropout leaves no weights
 
     # saved from DataParallel, by a PyTorch without num_batches_tracked
     old = {"module." + k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
