@@ -340,7 +340,8 @@ def test_an_unknown_key_says_where_it_belongs_or_what_the_table_takes(tmp_path, 
     ("learning_rate=1e-3", "learning_rate: not a section; i2i's key is train.g.lr or train.d.lr"),
     ("epochs=3", "epochs: not a section; i2i's key is train.steps = epochs x training images / train.batch_size"),
     ("netG=unet_256", 'netG: not a section of i2i\'s recipes (the reference\'s --netG is generator.name, e.g. "unet_256", '
-                      '"unet_128" or "resnet_9blocks" here)'),
+                      '"unet_128" or "resnet_9blocks" (pix2pix\'s ResNet: with generator.norm = "batch" and '
+                      'generator.dropout = true, its defaults; the resnet presets are CycleGAN\'s) here)'),
     ("direction=BtoA", 'direction: not a section of i2i\'s recipes (the reference\'s --direction is task.direction = "AtoB" '
                        'or "BtoA" of task "paired" here)'),
     ("steps=3", "steps: not a section; it belongs in [train] (train.steps)"),
