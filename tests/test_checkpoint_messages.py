@@ -118,3 +118,28 @@ def test_resuming_with_an_override_of_the_network_names_the_override(run):
     assert "does not match the recipe's network (size mismatch for " in message
     assert message.endswith("; the override(s) generator.width=8 may be why: resume without them")
     assert "train.steps" not in message
+
+
+def test_a_run_folder_moved_while_training_is_not_made_again_at_the_next_checkpoint(tmp_path):
+    """It was: the run went on into a new runs/x holding only checkpoints and samples, said
+    'finished', and neither folder could be resumed whole."""
+    import shutil
+
+    import i2i
+    from helpers import make_photos, tiny_recipe
+
+    photos = make_photos(tmp_path / "photos")
+
+    class MovesTheRun(i2i.Callback):
+        def on_checkpoint(self, trainer, step, path):
+            if step == 2:
+                shutil.move(str(trainer.run_dir), str(tmp_path / "moved"))
+
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 8}, output={"checkpoint_every": 2})
+    with pytest.raises(i2i.CheckpointError, match=rf"^{tmp_path / 'run'}: the run folder is gone \(moved or deleted while "
+                                                  r"the run trained\), so this checkpoint is not written; if it was moved, "
+                                                  r"resume it where it is now: i2i run --resume NEW_PLACE$"):
+        i2i.train(recipe, callbacks=[MovesTheRun()], quiet=True)
+    assert not (tmp_path / "run").exists()
+    resumed = i2i.train(None, resume=tmp_path / "moved", quiet=True)
+    assert resumed.status == "finished" and resumed.step == 8

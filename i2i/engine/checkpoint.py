@@ -251,7 +251,12 @@ class CheckpointStore:
 
     def write(self, step: int, files: dict[str, bytes | TensorFile], *, keep: int, best: bool) -> Path:
         """Write one checkpoint atomically; update LATEST (and BEST); prune old ones."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        run_dir = self.root.parent
+        if not run_dir.is_dir():  # made again here, it split the run: its recipe and log went with the move
+            raise CheckpointWriteError(f"{run_dir}: the run folder is gone (moved or deleted while the run trained), so "
+                                       "this checkpoint is not written; if it was moved, resume it where it is now: "
+                                       "i2i run --resume NEW_PLACE")
+        self.root.mkdir(exist_ok=True)
         name = step_name(step)
         final = self.root / name
         tmp = self.root / f".tmp-{name}-{os.getpid()}"

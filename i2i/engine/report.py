@@ -163,7 +163,7 @@ def save_grid(path: Path, columns: list[torch.Tensor]) -> None:
     columns = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in columns]
     rows = torch.stack(columns, dim=1).flatten(0, 1)  # image i's columns side by side
     grid = make_grid(rows, nrow=len(columns), padding=2, pad_value=1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(exist_ok=True)  # not the run folder itself: one moved away mid-run is not made again
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         save_image(grid, tmp, format="png")
