@@ -106,8 +106,8 @@ REFERENCE_COMMANDS = {"train": "i2i run RECIPE trains (the reference's train.py)
 
 
 def _reference_hint(exc: click.UsageError) -> str:
-    """``; the reference's --dataroot is data.source here: --set data.source=...`` for a reference
-    option or script name typed on i2i's command line, else ``""``."""
+    """``; the reference's --dataroot is data.source here (set with --set KEY=VALUE)`` for a
+    reference option or script name typed on i2i's command line, else ``""``."""
     from .recipe import REFERENCE_OPTIONS, reference_option_text
 
     if isinstance(exc, click.NoSuchOption):
