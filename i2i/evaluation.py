@@ -123,14 +123,13 @@ class ImageSaver:
     def _refuse_names_too_long(self) -> None:
         """A saved name past the file system's limit stopped the scoring part-way and left the
         folder, no longer empty, refused by the rerun: said before any scoring instead."""
-        from .data.encode import NAME_MAX_BYTES, name_too_long
+        from .data.encode import name_too_long, too_long_said
 
         for name, out in self._names.items():
             saved = f"{out.rsplit('/', 1)[-1]}.png"
             if name_too_long(saved):
-                raise UserError(f"--save-images: {name}: its saved name, {saved[:40]}...{saved[-20:]}, would be "
-                                f"{len(os.fsencode(saved))} bytes, past the {NAME_MAX_BYTES} a file name may have; "
-                                "shorten the file's name, or score without --save-images")
+                raise UserError(f"--save-images: {name}: its saved name, {too_long_said(saved)}; shorten the file's "
+                                "name, or score without --save-images")
 
     def __call__(self, batch: "ScoredBatch") -> None:
         from .data.encode import save_image, temporary_beside

@@ -143,15 +143,14 @@ def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str
 def _refuse_names_too_long(pairs: list[tuple[Path, Path]], targets: list[Path]) -> None:
     """An output name past the file system's limit (a 251-letter stem given ``.webp``) stopped
     the translation part-way, at that file, on every rerun: refused before any work."""
-    from .data.encode import NAME_MAX_BYTES, name_too_long
+    from .data.encode import name_too_long, too_long_said
 
     too_long = [(file, target) for (_, file), target in zip(pairs, targets) if name_too_long(target.name)]
     if too_long:
         file, target = too_long[0]
         more = f" (and {len(too_long) - 1} more)" if len(too_long) > 1 else ""
-        raise UserError(f"{file}: its output name, {target.name[:40]}...{target.name[-20:]}, would be "
-                        f"{len(os.fsencode(target.name))} bytes, past the {NAME_MAX_BYTES} a file name may have{more}; "
-                        "shorten the input's name (or use a shorter --format)")
+        raise UserError(f"{file}: its output name, {too_long_said(target.name)}{more}; shorten the input's name (or "
+                        "use a shorter --format)")
 
 
 def _refuse_file_folder_clashes(pairs: list[tuple[Path, Path]], targets: list[Path], out_dir: Path) -> None:

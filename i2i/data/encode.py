@@ -100,6 +100,13 @@ def name_too_long(name: str) -> bool:
     return len(os.fsencode(name)) > NAME_MAX_BYTES
 
 
+def too_long_said(name: str) -> str:
+    """``aaaa...aaaa.webp, would be 256 bytes, past the 255 a file name may have`` for a name
+    :func:`name_too_long` refuses, for the messages that name the file it belongs to."""
+    return (f"{name[:40]}...{name[-20:]}, would be {len(os.fsencode(name))} bytes, past the {NAME_MAX_BYTES} a file "
+            "name may have")
+
+
 def temporary_beside(path: Path, tag: str) -> Path:
     """A hidden name in ``path``'s folder to write ``path`` under before renaming it into place
     (whole or not at all): ``.NAME.TAG``, or ``.<hash of NAME>.TAG`` where that would be too
