@@ -372,6 +372,10 @@ def test_a_file_too_large_for_the_process_is_one_line_naming_the_file(photos, tm
     assert result.output.splitlines()[-1].startswith(
         f"i2i: error: {tmp_path / 'run' / 'samples' / 'step_0000002.png'}: cannot write (File too large); the file grew "
         "past the largest this process may write (ulimit -f)")
+    # the grid is written last: the evaluation it belonged to keeps its score and its say in BEST
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["type"] == "eval"] == [2]
+    assert (tmp_path / "run" / "checkpoints" / "BEST").read_text() == "step_0000002"
 
 
 def test_a_retired_best_is_never_replaced_and_follows_the_resumed_record(run, capsys):

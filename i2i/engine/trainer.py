@@ -920,8 +920,6 @@ class Trainer:
                     if self.task.main_metric in broken else "")
             self.progress.warn(f"i2i: warning: step {self.step}: metric(s) {', '.join(broken)} gave NaN or infinite "
                                f"values on the validation images{lost}")
-        if first is not None and self.dist.is_main:
-            self._save_grid(first)
         main = self.task.main_metric
         if main in metrics:
             value = metrics[main]
@@ -937,6 +935,8 @@ class Trainer:
                 self.tb.scalars(self.step, values, f"baseline/{name}/")
             self.progress.message(f"step {self.step}: eval " + summary_line(metrics, baselines, self.task.main_metric))
             self._emit("on_evaluate", self, self.step, dict(metrics))  # a copy: the run's scores stay its own
+        if first is not None and self.dist.is_main:  # last: a grid that fails to write (a full disk) loses no score
+            self._save_grid(first)
         return metrics
 
     @torch.inference_mode()
