@@ -662,3 +662,33 @@ def test_an_option_a_newer_plugin_adds_is_no_hand_edit(tmp_path, capsys):
     capsys.readouterr()
     i2i.train(None, resume=run, overrides=["train.steps=3"], quiet=True)
     assert "edited since" not in capsys.readouterr().err
+
+
+def test_metrics_records_are_on_disk_before_each_checkpoint_that_holds_their_steps(photos, tmp_path, monkeypatch):
+    """metrics.jsonl was only flushed: after a power cut the checkpoints could be there and the
+    records of their steps gone, with nothing said."""
+    import os
+
+    from i2i.engine.checkpoint import CheckpointStore
+
+    events, write = [], CheckpointStore.write
+    real_fsync = os.fsync
+    metrics = tmp_path / "run" / "metrics.jsonl"
+
+    def fsync(fd):
+        if metrics.exists() and os.fstat(fd).st_ino == metrics.stat().st_ino:
+            events.append(("fsync", metrics.read_text().count("\n")))
+        return real_fsync(fd)
+
+    def recording_write(self, step, *args, **kwargs):
+        events.append(("checkpoint", metrics.read_text().count("\n")))
+        return write(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(CheckpointStore, "write", recording_write)
+    i2i.train(recipe_of(photos, tmp_path / "run", train={"steps": 4}, output={"checkpoint_every": 2, "log_every": 1}),
+              quiet=True)
+    checkpoints = [i for i, (kind, _) in enumerate(events) if kind == "checkpoint"]
+    assert len(checkpoints) == 2
+    for i in checkpoints:  # the fsync just before it covered every line there was
+        assert events[i - 1] == ("fsync", events[i][1]) and events[i][1] > 0

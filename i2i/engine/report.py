@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,8 @@ from ..messages import say
 
 
 class MetricsLog:
-    """Appends one JSON object per line to ``metrics.jsonl`` (flushed, so a crash keeps it).
+    """Appends one JSON object per line to ``metrics.jsonl`` (flushed, so a killed process keeps
+    it; fsynced before each checkpoint, see :meth:`sync`).
 
     ``resumed_at``: the step of the checkpoint a resumed run continues from. Records of later
     steps were written after that checkpoint by a run that was then killed; the resumed run
@@ -34,6 +36,16 @@ class MetricsLog:
             self.handle.write(json.dumps(record, allow_nan=True) + "\n")
             self.handle.flush()
         except OSError as exc:  # a full disk: the error names the file (a write error carries no name)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
+
+    def sync(self) -> None:
+        """Make the lines written so far durable (fsync). Called before each checkpoint, so a
+        checkpoint that survives a power cut or a file-system failure never outlives the records
+        of the steps it holds; a kill of the process alone loses nothing flushed."""
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+        except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
 
     def close(self) -> None:

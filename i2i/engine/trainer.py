@@ -1031,6 +1031,7 @@ class Trainer:
         files["state.json"] = _json_bytes(state)
         best = bool(self.best.pop("pending", False))
         try:
+            self.log.sync()  # the records of the steps this checkpoint holds are on disk before it is
             path = ckpt.CheckpointStore(self.run_dir).write(self.step, files, keep=self.out_cfg["keep"], best=best)
             self._saved_step, self._saved_at = self.step, self.clock()  # written: not before, or a failed write counted
             self._emit("on_checkpoint", self, self.step, path)
