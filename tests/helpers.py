@@ -104,3 +104,16 @@ def page_faults_to_touch(megabytes: int) -> int:
     after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     del buffer
     return after - before
+
+
+def rewrite_checkpoint_file(file: Path, data: bytes | str) -> None:
+    """Replace a checkpoint's file and its line in the folder's SHA256SUMS, as if i2i had
+    written it so: for states a test sets up (a record naming another best, NaN that got past
+    the checks), which the checksum would otherwise refuse first as damage."""
+    import hashlib
+
+    data = data.encode() if isinstance(data, str) else data
+    file.write_bytes(data)
+    sums = file.parent / "SHA256SUMS"
+    lines = [line for line in sums.read_text().splitlines() if not line.endswith(f"  {file.name}")]
+    sums.write_text("".join(f"{line}\n" for line in lines) + f"{hashlib.sha256(data).hexdigest()}  {file.name}\n")

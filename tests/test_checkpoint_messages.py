@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 import i2i
-from helpers import TINY_G2C, make_photos
+from helpers import TINY_G2C, make_photos, rewrite_checkpoint_file
 from i2i.engine.checkpoint import find_checkpoint
 
 G2C = {**TINY_G2C, "output": {**TINY_G2C["output"], "checkpoint_every": 1, "keep": 5}}
@@ -39,7 +39,7 @@ def test_best_without_a_best_checkpoint_uses_the_latest_and_says_so(run, capsys)
     assert model.checkpoint.name == "step_0000003" and err.count("\n") == 1
     assert "checkpoints/BEST is missing; using step_0000003, the best that the latest checkpoint's record names" in err
     state = run / "checkpoints" / "step_0000003" / "state.json"
-    state.write_text(state.read_text().replace('"best": {', '"best_was": {'))  # no score recorded either
+    rewrite_checkpoint_file(state, state.read_text().replace('"best": {', '"best_was": {'))  # no score recorded either
     model = i2i.load(run, device="cpu", which="best")
     err = capsys.readouterr().err
     assert model.checkpoint.name == "step_0000003" and err.count("\n") == 1

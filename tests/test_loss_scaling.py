@@ -12,7 +12,7 @@ import torch
 from i2i.engine.checkpoint import find_checkpoint
 from i2i.engine.trainer import Trainer
 from i2i.recipe import load_recipe
-from helpers import make_photos, tiny_recipe
+from helpers import make_photos, rewrite_checkpoint_file, tiny_recipe
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_a_checkpoint_with_one_shared_scaler_restores_both(photos, tmp_path):
     checkpoint = find_checkpoint(tmp_path / "run")
     state = json.loads((checkpoint / "state.json").read_text())
     state["scaler"] = state.pop("scalers")["g"]  # as checkpoints before per-network scalers held it
-    (checkpoint / "state.json").write_text(json.dumps(state))
+    rewrite_checkpoint_file(checkpoint / "state.json", json.dumps(state))
 
     resumed = _trainer(photos, tmp_path, steps=4)
     resumed.load_checkpoint(checkpoint)

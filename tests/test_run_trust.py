@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 import i2i
-from helpers import TINY_G2C, make_photos, tiny_recipe
+from helpers import TINY_G2C, make_photos, rewrite_checkpoint_file, tiny_recipe
 from i2i.cli import cli
 from i2i.engine import checkpoint as ckpt
 from i2i.engine.run_lock import run_folder_locked
@@ -331,7 +331,7 @@ def test_a_best_pointer_deleted_by_hand_costs_no_best_checkpoint(run, capsys):
     checkpoints = run / "checkpoints"
     state = json.loads((checkpoints / "step_0000004" / "state.json").read_text())
     state["best"] = {**state["best"], "step": 2}  # the run's record: step 2 scored best
-    (checkpoints / "step_0000004" / "state.json").write_text(json.dumps(state))
+    rewrite_checkpoint_file(checkpoints / "step_0000004" / "state.json", json.dumps(state))
     (checkpoints / "BEST").unlink()
     store = ckpt.CheckpointStore(run)
     store.prune(0)
@@ -351,7 +351,7 @@ def test_a_checkpoint_whose_weights_were_overwritten_with_nan_is_named_damaged(r
     data = bytearray(file.read_bytes())
     start = 8 + int.from_bytes(data[:8], "little")
     data[start:start + 64] = b"\xff" * 64
-    file.write_bytes(bytes(data))
+    rewrite_checkpoint_file(file, bytes(data))  # the sums agree: the NaN check stands on its own
     with pytest.raises(i2i.CheckpointError, match=r"generator.safetensors: .* holds NaN or infinite values, which i2i "
                                                   r"never saves: the file is damaged; use an earlier checkpoint"):
         i2i.load(run)
@@ -407,6 +407,7 @@ def test_a_resume_refuses_nan_optimiser_state_and_never_saves_nan_weights(run, m
     key = next(k for k, t in tensors.items() if t.is_floating_point() and t.numel() > 1)
     tensors[key][0] = float("nan")
     save_file(tensors, file)
+    rewrite_checkpoint_file(file, file.read_bytes())  # the sums agree: the NaN check stands on its own
     with pytest.raises(i2i.CheckpointError, match=rf"optim_g.safetensors: {key} holds NaN or infinite values"):
         i2i.train(None, resume=run, overrides=["train.steps=6"], quiet=True)
 
@@ -432,7 +433,7 @@ def test_a_best_pointer_edited_or_a_best_checkpoint_deleted_by_hand_is_said(run,
     (checkpoints / "BEST").unlink()
     state = json.loads((checkpoints / "step_0000002" / "state.json").read_text())
     state["best"] = {"metric": "psnr", "value": 99.0, "step": 4}  # a best no later score could beat, now gone
-    (checkpoints / "step_0000002" / "state.json").write_text(json.dumps(state))
+    rewrite_checkpoint_file(checkpoints / "step_0000002" / "state.json", json.dumps(state))
     i2i.train(None, resume=run, overrides=["train.steps=4"], quiet=True)
     assert "the run's best so far, step_0000004 (psnr 99), is no longer in" in capsys.readouterr().err
     assert (checkpoints / "BEST").read_text() == "step_0000004"  # chosen again: the new step 4
@@ -692,3 +693,24 @@ def test_metrics_records_are_on_disk_before_each_checkpoint_that_holds_their_ste
     assert len(checkpoints) == 2
     for i in checkpoints:  # the fsync just before it covered every line there was
         assert events[i - 1] == ("fsync", events[i][1]) and events[i][1] > 0
+
+
+def test_a_weight_changed_on_disk_is_named_by_its_checksum_and_sha256sum_can_check_a_checkpoint(run):
+    """A flipped bit that leaves a finite weight loaded and trained on without a word."""
+    import subprocess
+
+    checkpoint = run / "checkpoints" / "step_0000004"
+    assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=checkpoint).returncode == 0
+    file = checkpoint / "generator.safetensors"
+    data = bytearray(file.read_bytes())
+    data[-2] ^= 0x01  # the low bits of a float32's exponent: still finite
+    file.write_bytes(bytes(data))
+    assert load_file(file)  # it reads as a safetensors file of finite weights
+    damaged = r"generator.safetensors: its bytes are not those i2i wrote .*SHA256SUMS.*the file is damaged; use an earlier"
+    with pytest.raises(i2i.CheckpointError, match=damaged):
+        i2i.load(run)
+    result = CliRunner().invoke(cli, ["run", "--resume", str(run), "--set", "train.steps=6", "--quiet"])
+    assert result.exit_code == 2 and "Traceback" not in result.output  # a damaged input, as a bad recipe is
+    assert "SHA256SUMS" in result.output.splitlines()[-1]
+    (checkpoint / "SHA256SUMS").unlink()  # as a checkpoint written before i2i kept the sums: loads unchecked
+    assert i2i.load(run).checkpoint.name == "step_0000004"

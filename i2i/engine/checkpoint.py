@@ -7,16 +7,20 @@ Layout of a run directory's ``checkpoints/``::
         optim_g.safetensors      optimiser tensors; their non-tensor parts in state.json
         rng.safetensors          every random generator's state
         state.json               step, schedules, loss scalers, best metric, data order
+        SHA256SUMS               each file's SHA-256 (``sha256sum -c SHA256SUMS`` checks them)
     LATEST, BEST                 the name of the newest / best complete checkpoint
 
 A checkpoint is written into a temporary folder, each file fsynced, then renamed into place,
 and only then do LATEST/BEST change (also by atomic rename), so a crash never leaves a
-half-written checkpoint behind a pointer. Nothing is ever unpickled on load.
+half-written checkpoint behind a pointer. Every file i2i reads back is checked against
+SHA256SUMS, so bytes flipped on disk are named rather than trained on (checkpoints written
+before i2i kept the sums load unchecked). Nothing is ever unpickled on load.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -122,11 +126,49 @@ class TensorFile:
         return buffer.getvalue()
 
 
-def _write_content(handle: BinaryIO, data: bytes | TensorFile) -> None:
+class _HashingWriter:
+    """Passes writes on to ``handle`` and hashes them: the sum costs no second read."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle, self.digest = handle, hashlib.sha256()
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        self.digest.update(chunk)
+        self.handle.write(chunk)
+
+
+def _write_content(handle: BinaryIO, data: bytes | TensorFile) -> str:
+    """Write ``data``; returns the SHA-256 of what was written."""
+    writer = _HashingWriter(handle)
     if isinstance(data, TensorFile):
-        data.write_to(handle)
+        data.write_to(writer)  # type: ignore[arg-type]
     else:
-        handle.write(data)
+        writer.write(data)
+    return writer.digest.hexdigest()
+
+
+#: the file in each checkpoint folder listing its files' SHA-256, in ``sha256sum``'s format
+CHECKSUMS = "SHA256SUMS"
+
+
+def _checksum_lines(sums: dict[str, str]) -> bytes:
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items())).encode()
+
+
+def verify_checksum(path: Path, data: bytes) -> None:
+    """Refuse ``data``, read from ``path``, when its folder's SHA256SUMS gives another SHA-256:
+    a bit flipped on disk that still parses (a weight changed, not made NaN) loaded without a
+    word. A file the sums do not list (a checkpoint from before them) is not checked."""
+    try:
+        listed = (path.parent / CHECKSUMS).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    expected = next((line.split()[0] for line in listed.splitlines()
+                     if len(line.split()) == 2 and line.split()[1].lstrip("*") == path.name), None)
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected.lower():
+        raise CheckpointError(f"{path}: its bytes are not those i2i wrote (their SHA-256 differs from the one in "
+                              f"{CHECKSUMS}): the file is damaged; use an earlier checkpoint (give its folder, "
+                              "checkpoints/step_N, or name it in checkpoints/LATEST to resume from it)")
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -135,10 +177,13 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file is missing")
     try:
-        return st_load(path.read_bytes())
+        data = path.read_bytes()
+        tensors = st_load(data)
     except (SafetensorError, ValueError, OSError, Exception) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable safetensors file ({reason}); the checkpoint is truncated or not from i2i") from None
+    verify_checksum(path, data)
+    return tensors
 
 
 def load_weights(module: torch.nn.Module, file: Path, network: str, overrides: Iterable[str] = ()) -> None:
@@ -197,9 +242,12 @@ def read_json(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file is missing")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+        value = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc}); the checkpoint is truncated or not from i2i") from None
+    verify_checksum(path, data)
+    return value
 
 
 # -- optimiser state ----------------------------------------------------------------------------
@@ -264,9 +312,10 @@ class CheckpointStore:
             shutil.rmtree(tmp)
         try:
             tmp.mkdir()
-            for filename, data in files.items():
-                with open(tmp / filename, "wb") as handle:
-                    _write_content(handle, data)
+            sums = {}
+            for filename, data in {**files, CHECKSUMS: b""}.items():
+                with open(tmp / filename, "wb") as handle:  # the sums last: they list the others
+                    sums[filename] = _write_content(handle, _checksum_lines(sums) if filename == CHECKSUMS else data)
                     handle.flush()
                     os.fsync(handle.fileno())
         except OSError as exc:  # a full disk, a quota, a folder made read-only mid-run
