@@ -357,7 +357,26 @@ class OnLogMissingArguments(i2i.Callback):
         pass
 
 
+class NoParameters(nn.Module):
+    """A network whose layers sit in a plain list, so none of them is registered."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.layers = [nn.Conv2d(in_channels, out_channels, 3, padding=1)]
+
+    def forward(self, x):
+        return self.layers[0](x)
+
+
+def no_parameters_d(in_channels: int) -> nn.Module:
+    return NoParameters(in_channels, 1)
+
+
 class Sloppy:
+    @i2i.hookimpl
+    def register_discriminators(self, register):
+        register("no_parameters_d", no_parameters_d)
+
     @i2i.hookimpl
     def register_callbacks(self, register):
         register("exploding_cb", ExplodingCallback)
@@ -372,6 +391,7 @@ class Sloppy:
         register("float64", Float64Net)
         register("with_a_kind", net_with_a_kind)
         register("nan_later", NanLater)
+        register("no_parameters", NoParameters)
 
     @i2i.hookimpl
     def register_losses(self, register):
@@ -1007,3 +1027,17 @@ def test_a_generator_whose_output_goes_nan_is_named_rather_than_the_loss(photos,
     with pytest.raises(i2i.TrainingStopped, match=r"the generator's output \(generator.name = 'nan_later' \(plugin "
                                                   r"'sloppy'\)\) became NaN or infinite at step 3"):
         i2i.train(recipe, quiet=True)
+
+
+@pytest.mark.parametrize("section, name, has", [("generator", "no_parameters", "no parameters"),
+                                                ("discriminator", "no_parameters_d", "no parameters")])
+def test_a_network_with_nothing_to_train_is_named_by_validate(photos, tmp_path, section, name, has):
+    """Its optimiser failed with torch's 'empty parameter list' traceback once training began,
+    after validate had passed it."""
+    recipe = tiny_recipe(photos, tmp_path / "run")
+    recipe[section] = {"name": name}
+    message = (rf"{section}.name = '{name}' \(plugin 'sloppy'\) built a network with {has}, so there is nothing to "
+               r"train \(layers kept in a plain list or dict are not registered: use nn.ModuleList")
+    with pytest.raises(i2i.PluginError, match=message):
+        i2i.validate(recipe)
+    refused_before_training(recipe, message)

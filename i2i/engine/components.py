@@ -114,7 +114,20 @@ def build_networks(recipe: Recipe, device: torch.device) -> Networks:
         d_in = task.out_channels + (task.in_channels if conditional else 0)
         D = build_component(reg, "discriminators", recipe, "discriminator", d_in).to(device)
     _check_declared_min_size(recipe, D)
+    for section, network in (("generator", G), ("discriminator", D)):
+        _refuse_nothing_to_train(recipe, section, network)
     return Networks(task, G, D, conditional)
+
+
+def _refuse_nothing_to_train(recipe: Recipe, section: str, network: nn.Module | None) -> None:
+    """A network without trainable parameters: its optimiser failed with torch's "empty
+    parameter list" traceback at the start of training, after validate had passed it."""
+    if network is None or any(p.requires_grad for p in network.parameters()):
+        return
+    has = "only frozen parameters" if any(True for _ in network.parameters()) else "no parameters"
+    raise PluginError(f"{contract_where(recipe, section)} built a network with {has}, so there is nothing to train "
+                      "(layers kept in a plain list or dict are not registered: use nn.ModuleList or nn.ModuleDict); "
+                      "report this to the plugin's author")
 
 
 def _check_declared_min_size(recipe: Recipe, D: nn.Module | None) -> None:
