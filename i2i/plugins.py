@@ -132,7 +132,7 @@ class PluginHost:
             if isinstance(module, type) and _hooks_need_an_instance(module):
                 self._fail(info, TypeError(f"the entry point {ep.value} names the class {module.__name__}, whose hooks "
                                            "are methods; point it at the module that holds the hooks, or at an "
-                                           f"instance (plugin = {module.__name__}() in that module)"))
+                                           f"instance (plugin = {module.__name__}() in that module)"), provides=module)
                 continue
             if took > SLOW_IMPORT_SECONDS and not builtin:  # every command waits for it, even --version
                 say(f"i2i: note: plugin '{ep.name}' ({dist_name}) took {took:.1f} s to import, which every i2i "
@@ -159,10 +159,10 @@ class PluginHost:
             if "can not be found in the hookspec" in str(exc):  # register_tasks(registry), say
                 hint = ("; i2i's hooks take one argument each, by these names: register_commands(cli), the others "
                         "(register_tasks, ...) register")
-            self._fail(info, TypeError("; ".join(lines[1:] or lines) + hint))  # line 1 only names the plugin
+            self._fail(info, TypeError("; ".join(lines[1:] or lines) + hint), provides=plugin)  # line 1 only names the plugin
             return info
         except PLUGIN_FAILURES as exc:  # e.g. the name is taken by another plugin object
-            self._fail(info, exc)
+            self._fail(info, exc, provides=plugin)
             return info
         unknown = self._unknown_hooks(name)
         if unknown:
@@ -172,12 +172,12 @@ class PluginHost:
 
             hooks = sorted(n for n in vars(hookspecs) if n.startswith("register_"))
             self._fail(info, NameError(f"unknown hook {unknown[0]!r}{did_you_mean(unknown[0], hooks)}; i2i's hooks: "
-                                       f"{', '.join(hooks)}"))
+                                       f"{', '.join(hooks)}"), provides=plugin)
             return info
         unmarked = self._unmarked_hooks(plugin)
         if unmarked:  # pluggy skips them silently: the plugin would load and register nothing
             self.manager.unregister(name=name)
-            self._fail(info, NameError(f"{unmarked[0]} is not marked @i2i.hookimpl, so i2i would never call it"))
+            self._fail(info, NameError(f"{unmarked[0]} is not marked @i2i.hookimpl, so i2i would never call it"), provides=plugin)
             return info
         info.hooks = sorted(
             h.name for h in self.manager.get_hookcallers(plugin) or [] if h.name.startswith("register_")
@@ -204,7 +204,7 @@ class PluginHost:
                 raise refused[0][2]
         except PLUGIN_FAILURES as exc:  # a hook that raises disables its plugin, registers nothing
             self.manager.unregister(name=name)
-            self._fail(info, exc, failed_in)
+            self._fail(info, exc, failed_in, provides=plugin)
             return info
         for component in staged:
             self.registry.add(component)
@@ -242,11 +242,15 @@ class PluginHost:
             and callable(getattr(plugin, hook, None)) and self.manager.parse_hookimpl_opts(plugin, hook) is None
         ]
 
-    def _fail(self, info: PluginInfo, exc: BaseException, where: str = "") -> None:
-        """The plugin is disabled; ``where`` (``"register_tasks: "``) names the hook that failed."""
+    def _fail(self, info: PluginInfo, exc: BaseException, where: str = "", provides: object = None) -> None:
+        """The plugin is disabled; ``where`` (``"register_tasks: "``) names the hook that failed.
+        ``provides``: the plugin's module or object when it was imported, whose ``register_*``
+        hooks say which kinds of component it could be the missing source of."""
         info.status = "failed"
         info.error = where + exception_line(exc)
         self.registry.unavailable[info.name] = f"failed to load ({info.error})"
+        self.registry.failed_kinds[info.name] = (
+            None if provides is None else frozenset(k for k in KINDS if callable(getattr(provides, f"register_{k}", None))))
         origin = f"{info.distribution}: {info.module}" if info.distribution and not info.builtin else info.module
         self._warn(f"plugin '{info.name}' ({origin}) disabled: {info.error}", exc)  # the package to fix or uninstall
 

@@ -152,6 +152,8 @@ class Registry:
         self._by_kind: dict[str, dict[str, list[Component]]] = {kind: {} for kind in KINDS}
         #: plugins that registered nothing, and why ("failed to load: ...", "skipped by ...")
         self.unavailable: dict[str, str] = {}
+        #: failed plugin -> the kinds its hooks register (None: it failed before its hooks were seen)
+        self.failed_kinds: dict[str, frozenset[str] | None] = {}
         #: (kind, name) -> (plugin, why) for components a loaded plugin declared unusably
         self.refused: dict[tuple[str, str], tuple[str, str]] = {}
 
@@ -259,11 +261,14 @@ class Registry:
             if plugin in self.unavailable:
                 raise UnknownComponentError(f"unknown {singular} '{name}': plugin '{plugin}' {self.unavailable[plugin]}; see 'i2i plugins'")
             hint = REFERENCE_NAMES.get((kind, bare.lower()), "") or did_you_mean(bare, self._by_kind[kind])
-            failed = sorted(p for p, why in self.unavailable.items() if why.startswith("failed"))
-            if failed and not REFERENCE_NAMES.get((kind, bare.lower())):  # the likeliest cause, with its error
-                more = f" (as did {len(failed) - 1} more)" if len(failed) > 1 else ""
-                hint += (f"; plugin '{failed[0]}' {self.unavailable[failed[0]]}{more}, and may be what provides it (see "
+            failed = sorted(p for p, why in self.unavailable.items() if why.startswith("failed")
+                            and self._might_provide(p, kind))
+            if len(failed) == 1 and not REFERENCE_NAMES.get((kind, bare.lower())):  # the likeliest cause, with its error
+                hint += (f"; plugin '{failed[0]}' {self.unavailable[failed[0]]}, and may be what provides it (see "
                          "'i2i plugins')")
+            elif failed and not REFERENCE_NAMES.get((kind, bare.lower())):  # no guessing which: their errors are listed there
+                listed = ", ".join(f"'{p}'" for p in failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+                hint += f"; plugins {listed} failed to load, and one may be what provides it (see 'i2i plugins')"
             elif not hint and self.unavailable:
                 names = [repr(p) for p in sorted(self.unavailable)]
                 listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
@@ -284,6 +289,12 @@ class Registry:
                 f"{singular} '{bare}' is provided by several plugins: {who}; name one of them"
             )
         return entries[0]
+
+    def _might_provide(self, plugin: str, kind: str) -> bool:
+        """Whether a failed plugin could be the missing source of a ``kind``: one imported
+        without a ``register_<kind>`` hook is not (one that failed to import may be)."""
+        kinds = self.failed_kinds.get(plugin)
+        return kinds is None or kind in kinds
 
     def clashes_with_builtins(self, plugin: str | None = None) -> list[tuple[Component, Component]]:
         """(plugin's component, built-in it shadows) pairs, for the load-time warning."""

@@ -383,17 +383,32 @@ def test_an_unknown_name_names_a_plugin_that_failed_to_load_with_its_error():
         def register_generators(self, register):
             raise RuntimeError("broken")
 
-    for n in range(7):
-        i2i.register_plugin(Broken(), f"broken{n}")
+    class BrokenMetrics:  # it has no register_generators: never the source of a generator
+        @i2i.hookimpl
+        def register_metrics(self, register):
+            raise RuntimeError("no metric today")
+
+    i2i.register_plugin(BrokenMetrics(), "a_metrics")
+    i2i.register_plugin(Broken(), "broken0")
     with pytest.raises(i2i.UnknownComponentError) as info:
         i2i.registry().get("generators", "zzz_nothing_like_it")
     assert str(info.value) == ("unknown generator 'zzz_nothing_like_it'; plugin 'broken0' failed to load "
-                               "(register_generators: RuntimeError: broken) (as did 6 more), and may be what provides "
+                               "(register_generators: RuntimeError: broken), and may be what provides "
                                "it (see 'i2i plugins'); see 'i2i list generators'")
     with pytest.raises(i2i.UnknownComponentError) as info:
         i2i.registry().get("generators", "unet_265")
     assert str(info.value).startswith("unknown generator 'unet_265' (did you mean 'unet_256'?); plugin 'broken0' "
                                       "failed to load")
+    for n in range(1, 5):  # several that may be it: named, and no one error quoted as the likely cause
+        i2i.register_plugin(Broken(), f"broken{n}")
+    with pytest.raises(i2i.UnknownComponentError) as info:
+        i2i.registry().get("generators", "zzz_nothing_like_it")
+    assert str(info.value) == ("unknown generator 'zzz_nothing_like_it'; plugins 'broken0', 'broken1', 'broken2' and 2 "
+                               "more failed to load, and one may be what provides it (see 'i2i plugins'); see 'i2i list "
+                               "generators'")
+    with pytest.raises(i2i.UnknownComponentError) as info:
+        i2i.registry().get("metrics", "zzz_metric")
+    assert "plugin 'a_metrics' failed to load (register_metrics: RuntimeError: no metric today)" in str(info.value)
 
 
 def test_an_option_named_weight_reaches_a_generator():
