@@ -467,16 +467,30 @@ def _listing_marks(component: Any) -> str:
     if component.kind == "callbacks" and getattr(component.factory, "autoload", False):
         marks.append("attached to every run (autoload)")
     if component.defaults:
-        base = [c.name for c in registry().components(component.kind)
+        base = [_recipe_name(c) for c in registry().components(component.kind)
                 if c.factory is component.factory and not c.defaults and c.plugin == component.plugin]
         if base:
             marks.append(f"a preset of {base[0]}")
-    twins = [c.name for c in registry().components(component.kind)  # an alias: one component, two names
+    twins = [_recipe_name(c) for c in registry().components(component.kind)  # an alias: one component, two names
              if c.factory is component.factory and c.defaults == component.defaults and c.plugin == component.plugin
              and c.name != component.name]
     if twins:
         marks.append(f"the same as {', '.join(twins)}")
     return f"  [{'; '.join(marks)}]" if marks else ""
+
+
+def _recipe_name(component: Any) -> str:
+    """The name a recipe gives to mean ``component``: its bare name, or ``plugin:name`` where the
+    bare name means another's (a built-in's, which a plugin's clash leaves it, or several)."""
+    from .errors import UserError
+    from .plugins import registry
+
+    try:
+        if registry().get(component.kind, component.name) is component:
+            return component.name
+    except UserError:
+        pass
+    return component.qualified_name
 
 
 def _format_default(value: Any) -> str:

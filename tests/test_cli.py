@@ -234,6 +234,21 @@ def test_list_marks_an_alias_as_the_same_component(runner):
     assert listed[0].endswith("[the same as soft_l1]") and listed[1].endswith("[the same as smooth_l1_ish]")
 
 
+def test_list_names_a_twin_whose_bare_name_is_a_builtins_by_its_plugin(runner):
+    """A plugin's 'twin', also registered as 'l1' (which means i2i's l1 in a recipe), was
+    listed as '[the same as l1]': i2i's l1, it read."""
+    import i2i
+
+    class Twin:
+        @i2i.hookimpl
+        def register_losses(self, register):
+            register("twin_l1", lambda: (lambda fake, target: (fake - target).abs().mean()), aliases=["l1"])
+
+    i2i.register_plugin(Twin(), "twin")
+    listed = invoke(runner, ["list", "losses", "twin_l1"]).output.splitlines()
+    assert listed[0].endswith("[the same as twin:l1]")
+
+
 def test_list_of_one_component_shows_what_its_options_mean(runner):
     """The options' types and defaults alone did not say what sigma's units are."""
     one = invoke(runner, ["list", "tasks", "denoise"]).output
