@@ -983,8 +983,8 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>",
             component = registry.get(kind, table["name"])
         except UnknownComponentError as exc:
             raise UnknownComponentError(f"{where}: {prefix}.name: {exc}", guess=exc.guess) from None
-        except UserError as exc:  # an ambiguous name; anything else is a bug, left as it is
-            raise type(exc)(f"{where}: {prefix}.name: {exc}") from None
+        except UserError as exc:  # an ambiguous name: the recipe's (or a --set's) to settle
+            raise RecipeError(f"{where}: {prefix}.name: {exc}") from None
         options = component_options(table, prefix)
         from .options import as_declared, validate_options
 

@@ -212,6 +212,11 @@ def test_a_run_opens_after_another_plugin_reuses_its_component_names(photos, tmp
     i2i.register_plugin(Clash(), "clash")
     with pytest.raises(i2i.UserError, match="provided by several plugins"):  # a new recipe must still choose
         i2i.load_recipe(recipe)
+    # one an override (--set) chose is told as the override's, as an unknown name is, not the recipe's
+    recipe["generator"] = {"name": "unet", "depth": 2, "width": 4}
+    with pytest.raises(i2i.RecipeError, match=r"^overrides generator.name='narrow_when_training': generator.name: generator "
+                                              r"'narrow_when_training' is provided by several plugins"):
+        i2i.load_recipe(recipe, overrides=["generator.name='narrow_when_training'"])
     model = i2i.load(run_dir)
     assert isinstance(model.generator, NarrowWhenTraining)  # the plugin the run was trained with (run.json)
     resumed = i2i.train(None, resume=run_dir, overrides=["train.steps=3"], quiet=True)
