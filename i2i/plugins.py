@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hookspecs
-from .errors import UserError, exception_line, show_traceback, switched_on
+from .errors import PluginError, UserError, exception_line, show_traceback, switched_on
 from .messages import say
 from .registry import BUILTIN_DISTRIBUTION, KINDS, SINGULAR, Component, Registry
 
@@ -266,13 +266,13 @@ class PluginHost:
 
     def _warn(self, message: str, exc: BaseException) -> None:
         """A plugin's failure on stderr (with its traceback under ``I2I_TRACEBACK=1``, for the
-        plugin's author), or a :class:`UserError` under ``I2I_STRICT_PLUGINS``."""
+        plugin's author), or a :class:`PluginError` under ``I2I_STRICT_PLUGINS``."""
         if show_traceback():
             import traceback
 
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         if strict_plugins():
-            raise UserError(f"{message} (I2I_STRICT_PLUGINS is set; i2i plugins lists every failure)")
+            raise PluginError(f"{message} (I2I_STRICT_PLUGINS is set; i2i plugins lists every failure)")
         say(f"i2i: warning: {message}")
 
     def add_commands(self, cli: click.Group) -> None:

@@ -457,5 +457,5 @@ def test_one_unusable_component_is_left_out_and_the_plugins_others_load(capsys, 
     result = CliRunner().invoke(cli, ["plugins"])
     assert f"    not registered: generator 'wide_net': {why}" in result.output
     monkeypatch.setenv("I2I_STRICT_PLUGINS", "1")  # a plugin's own CI
-    with pytest.raises(i2i.UserError, match=r"I2I_STRICT_PLUGINS is set"):
+    with pytest.raises(i2i.PluginError, match=r"I2I_STRICT_PLUGINS is set"):
         i2i.register_plugin(Plugin(), "partly")
