@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from .engine import checkpoint as ckpt
 from .engine.contracts import check_declared_channels, check_declared_sizes, check_prepared, contract_where, generator_named
 from .engine.device import caller_autocast_off, global_state_kept, resolve_device
+from .engine.evaluate import remember_task_label
 from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError, PluginError
 from .plugins import registry
@@ -190,6 +191,7 @@ def build_task_and_generator(recipe: Recipe, seed: int | None = None) -> tuple[A
     the same on every rank)."""
     reg = registry()
     task = build_component(reg, "tasks", recipe, "task")
+    remember_task_label(task, recipe)
     check_declared_channels(recipe, task)
     if seed is not None:
         torch.manual_seed(seed)

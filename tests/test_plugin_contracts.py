@@ -902,13 +902,14 @@ def test_baselines_unlike_the_target_image_are_refused_before_training(photos, t
 
 
 @pytest.mark.parametrize("task, size, said", [
-    ("down_up", (61, 47), r"task DownUp \(test_plugin_contracts\), validation image odd.png \(61x47 px\): make_pair's "
+    ("down_up", (61, 47), r"^<recipe>: task.name = 'down_up' \(plugin 'sloppy'\), validation image odd.png \(61x47 px\): make_pair's "
                           r"input is 46x60 px and its target 47x61"),
-    ("reflect_blur", (7, 5), r"task ReflectBlur \(test_plugin_contracts\), validation image odd.png \(7x5 px\): "
+    ("reflect_blur", (7, 5), r"^<recipe>: task.name = 'reflect_blur' \(plugin 'sloppy'\), validation image odd.png \(7x5 px\): "
                              r"make_pair failed: RuntimeError: .*pad"),
 ])
 def test_a_task_that_fails_on_one_validation_image_names_it(photos, tmp_path, task, size, said):
-    """It was a traceback, or blamed on the built-in psnr comparing images of two sizes."""
+    """It was a traceback, or blamed on the built-in psnr comparing images of two sizes (and then
+    the task was named by its class and module, not as the recipe names it)."""
     from PIL import Image
 
     val = tmp_path / "val"

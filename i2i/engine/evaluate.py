@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -222,8 +224,24 @@ def validation_pairs(task: Task, clean: Tensor, names: list[str]) -> tuple[Tenso
     return torch.cat(inputs).to(clean.device), torch.cat(targets).to(clean.device)
 
 
+#: task object -> how messages name it, for errors raised where no recipe is at hand
+_TASK_LABELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def remember_task_label(task: Task, recipe: Any) -> None:
+    """Name ``task`` as its recipe does (``runs/x/recipe.toml: task.name = 'deblur' (plugin
+    'restore')``) in the errors of evaluation, which is not given the recipe."""
+    from .contracts import contract_where
+
+    with contextlib.suppress(TypeError):  # a task object that takes no weak reference keeps its class name
+        _TASK_LABELS[task] = contract_where(recipe, "task")
+
+
 def task_label(task: Task) -> str:
-    """``task Deblur (i2i_restore.tasks)``: a task in an error raised where no recipe names it."""
+    """How errors name a task: as its recipe does, else ``task Deblur (i2i_restore.tasks)``."""
+    with contextlib.suppress(TypeError):
+        if task in _TASK_LABELS:
+            return _TASK_LABELS[task]
     return f"task {type(task).__name__} ({type(task).__module__})"
 
 
