@@ -53,7 +53,9 @@ class PSNRY:
 
     Y is ITU-R BT.601 luma on its studio range, as MATLAB's ``rgb2ycbcr`` and BasicSR's
     ``bgr2ycbcr(y_only=True)`` compute it: ``16/255 + (65.481 R + 128.553 G + 24.966 B) / 255``;
-    a grey image is taken as R = G = B. ``border`` is the scale in those tables (a 4x model
+    a grey (1-channel) image is scored on its own values, as BasicSR's ``to_y_channel`` and the
+    papers' MATLAB scripts (``if size(im, 3) == 3``) leave one (taken as R = G = B it would
+    read 20 log10(255/219) = 1.32 dB higher than their tables). ``border`` is the scale in those tables (a 4x model
     leaves out 4 px); an image too small to keep any pixel is scored whole (a recipe whose
     ``eval.crop`` keeps none is refused: see ``check_scoring_crop``). Capped at 100 dB as
     ``psnr`` is. The images are not rounded to 8 bits first, as an evaluation of saved files
@@ -71,7 +73,7 @@ class PSNRY:
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         output, target = check_pair(output, target)
         weights = torch.tensor([65.481, 128.553, 24.966], dtype=output.dtype, device=output.device).view(1, 3, 1, 1) / 255
-        luma = [(image.expand(-1, 3, -1, -1) * weights).sum(1) + 16 / 255 for image in (output, target)]
+        luma = [image[:, 0] if image.shape[1] == 1 else (image * weights).sum(1) + 16 / 255 for image in (output, target)]
         b = self.border
         if b and min(output.shape[-2:]) > 2 * b:
             luma = [y[..., b:-b, b:-b] for y in luma]
