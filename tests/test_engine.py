@@ -1001,3 +1001,18 @@ def test_a_users_copies_beside_the_checkpoints_are_never_pruned_nor_set_aside(tm
     # a step past 9,999,999 has eight digits: newest by number, not by text
     store.write(10_000_000, intact_checkpoint_files(), keep=5, best=False)
     assert store.newest_complete().name == "step_10000000"
+
+
+def test_a_plain_progress_line_gives_the_rate_since_the_previous_line(monkeypatch, capsys):
+    """The rate was the average since the run started, so a slow-down (or a warm-up) read as a
+    steady rate and the ETA was off."""
+    from i2i.engine import report
+
+    clock = iter([100.0, 110.0, 115.0])
+    monkeypatch.setattr(report.time, "perf_counter", lambda: next(clock))
+    progress = report.Progress("plain", total=40, start=0)
+    progress.log(10, {"g_l1": 0.5})  # 10 steps in 10 s
+    progress.log(20, {"g_l1": 0.4})  # 10 steps in 5 s
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("step 10/40  1.00 it/s  ETA 30s")
+    assert lines[1].startswith("step 20/40  2.00 it/s  ETA 10s")

@@ -130,8 +130,8 @@ class Progress:
         if mode == "auto":
             mode = "bar" if sys.stdout.isatty() else "plain"
         self.mode = mode if enabled else "none"
-        self.total, self.start_step = total, start
-        self.started = time.perf_counter()
+        self.total = total
+        self.last_step, self.last_time = start, time.perf_counter()  # the previous line's: its rate is the recent one
         self.bar = None
         if self.mode == "bar":
             from tqdm import tqdm
@@ -146,9 +146,11 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix_str(format_values(values, 4), refresh=False)
             self.bar.update(step - self.bar.n)
-        elif self.mode == "plain":
-            elapsed = time.perf_counter() - self.started
-            rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+        elif self.mode == "plain":  # the rate since the previous line (an average since the start hid slow-downs)
+            now = time.perf_counter()
+            elapsed = now - self.last_time
+            rate = (step - self.last_step) / elapsed if elapsed > 0 else 0.0
+            self.last_step, self.last_time = step, now
             eta = (self.total - step) / rate if rate > 0 else 0.0
             print(f"step {step}/{self.total}  {rate:.2f} it/s  ETA {format_duration(eta)}  {format_values(values)}", flush=True)
 
