@@ -121,3 +121,14 @@ def test_resizing_and_grey_detection_work_on_16_bit_images():
     tinted = image.to(torch.int32)
     tinted[0] += 6 * 257 + 1  # more than six 8-bit levels apart, everywhere
     assert not looks_grey(tinted.to(torch.uint16))
+
+
+def test_the_deep_images_note_counts_only_images_that_decode(tmp_path, capsys):
+    """A 16-bit file whose header read but whose pixels did not was counted: '3 of 3 images have
+    more than 8 bits' beside the warning that one of them could not be read."""
+    deep_folder(tmp_path, 3)
+    cut = tmp_path / "deep_2.png"
+    cut.write_bytes(cut.read_bytes()[:120])  # header fine, pixels cut short
+    ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0)
+    err = capsys.readouterr().err
+    assert "deep_2.png" in err and "2 of the 2 images have more than 8 bits per channel" in err

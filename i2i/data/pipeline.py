@@ -189,7 +189,8 @@ class ImageData:
         self._all_train = len(train) - (len(shard) - len(self._train))
         self._set_val(val)
         if rank == 0:
-            note_deep_images(train, val)
+            undecodable = set(skipped)  # header read, pixels not: counted as images they were not
+            note_deep_images([f for f in train if f.path not in undecodable], val)
             report_skipped(skipped, "unreadable or unpaired file(s)" if pairs or val_pairs else "unreadable file(s)",
                            self._reasons)
 
