@@ -76,6 +76,7 @@ class I2IGroup(click.Group):
             if failure is None:
                 _exit_on_unwritable(exc)
                 _exit_on_the_wrong_kind_of_path(exc)
+                _exit_on_a_path_no_file_system_takes(exc)
                 raise
             _print_traceback_if_asked()
             click.echo(f"i2i: error: {_rank_prefix()}{failure} (I2I_TRACEBACK=1 shows where)", err=True)
@@ -169,6 +170,20 @@ def _exit_on_the_wrong_kind_of_path(exc: BaseException) -> None:
     sys.exit(1)
 
 
+def _exit_on_a_path_no_file_system_takes(exc: BaseException) -> None:
+    """A name over 255 bytes, or a loop of symbolic links, given as any path: one line naming
+    it, status 2, as for other mistakes in what was typed (it was a traceback from wherever the
+    path was first used)."""
+    from .paths import path_problem
+
+    problem = path_problem(exc)
+    if problem is None:
+        return
+    _print_traceback_if_asked()
+    click.echo(f"i2i: error: {_rank_prefix()}{problem}", err=True)
+    sys.exit(2)
+
+
 def _what_is_kept(filename: Any, once: str = "") -> str:
     """After a write failed, what of the run it belonged to can be resumed: its last checkpoint
     (written atomically, so intact), or nothing yet; ``once``: when the resume can work (on a
@@ -229,6 +244,19 @@ def _rank_prefix() -> str:
     return f"rank {launch.rank}: " if launch.world_size > 1 and launch.rank > 0 else ""
 
 
+class UserPath(click.Path):
+    """click's path, with ``~`` and ``~user`` expanded as i2i expands them everywhere (see
+    :mod:`i2i.paths`): ``--out=~/x`` reaches i2i unexpanded by the shell, and made a folder
+    named ``~`` in the working directory."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.startswith("~"):
+            from .paths import user_path
+
+            value = str(user_path(value, param.opts[0] if param is not None and param.opts else ""))
+        return super().convert(value, param, ctx)
+
+
 @click.group(cls=I2IGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="i2i")
 def cli() -> None:
@@ -256,10 +284,10 @@ SET_HELP = "Override a recipe key with a TOML value, e.g. --set train.steps=500 
 
 
 @cli.command()
-@click.argument("recipe", required=False, type=click.Path())
+@click.argument("recipe", required=False, type=UserPath())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-@click.option("--out", type=click.Path(), help="Run directory (default: output.dir); never overwritten.")
-@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in RUN_DIR from its latest checkpoint.")
+@click.option("--out", type=UserPath(), help="Run directory (default: output.dir); never overwritten.")
+@click.option("--resume", type=UserPath(file_okay=False), help="Continue the run in RUN_DIR from its latest checkpoint.")
 @click.option("--quiet", is_flag=True, help="Only the final summary and errors.")
 @click.option("--nproc", type=click.IntRange(1), metavar="N",
               help="Train with N processes on this machine, e.g. one per GPU (runs torchrun; train.batch_size is per process).")
@@ -335,7 +363,7 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
 
 
 @cli.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe", type=UserPath(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     """Check RECIPE and print it resolved, with every default filled in.
@@ -514,9 +542,9 @@ def _tile_option(value: str) -> int | str:
 
 
 @cli.command()
-@click.argument("model_path", metavar="RUN_DIR_OR_CHECKPOINT", type=click.Path())
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the results.")
+@click.argument("model_path", metavar="RUN_DIR_OR_CHECKPOINT", type=UserPath())
+@click.argument("inputs", nargs=-1, required=True, type=UserPath())
+@click.option("--out", "out_dir", required=True, type=UserPath(file_okay=False), help="Folder for the results.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1), help="Images per batch (same-size images are batched).")
 @click.option("--format", "fmt", default="png", show_default=True,
@@ -558,9 +586,9 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
 
 
 @cli.command("eval")
-@click.argument("run_dir", type=click.Path())
-@click.option("--data", "data_dir", type=click.Path(), help="Evaluate on this folder instead of the run's validation images.")
-@click.option("--pair-data", "pair_dir", type=click.Path(), metavar="DIR",
+@click.argument("run_dir", type=UserPath())
+@click.option("--data", "data_dir", type=UserPath(), help="Evaluate on this folder instead of the run's validation images.")
+@click.option("--pair-data", "pair_dir", type=UserPath(), metavar="DIR",
               help="For a run trained with data.pair_source: the folder holding, under the same names, the other "
                    "image of each pair in --data.")
 @click.option("--checkpoint", "which", default="latest", show_default=True, type=_CheckpointChoice(),
@@ -572,9 +600,9 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
               help="Change a task option (task.sigma=25 scores a blind denoiser at one noise level) or "
                    "eval.batch_size / eval.max_images / eval.metrics.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--per-image", "per_image_csv", type=click.Path(dir_okay=False), metavar="FILE.csv",
+@click.option("--per-image", "per_image_csv", type=UserPath(dir_okay=False), metavar="FILE.csv",
               help="Also write each image's scores (and its baselines') to this new CSV file.")
-@click.option("--save-images", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--save-images", type=UserPath(file_okay=False), metavar="DIR",
               help="Write each scored image's input, output and target as PNGs into DIR/input, DIR/output, "
                    "DIR/target (DIR new or empty).")
 def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: int | None, overrides: tuple[str, ...],

@@ -342,8 +342,9 @@ def crop_problem(crop: object) -> str | None:
 
 def check_csv_target(path: Path) -> None:
     """``--per-image FILE`` before any scoring: a new file in an existing folder."""
-    if path.exists():
-        raise UserError(f"--per-image {path}: the file exists; give a new file name (i2i eval replaces no file)")
+    if os.path.lexists(path):  # a symbolic link too, dangling or looped: writing would replace it
+        kind = "a symbolic link" if path.is_symlink() else "the file"
+        raise UserError(f"--per-image {path}: {kind} exists; give a new file name (i2i eval replaces no file)")
     if not path.parent.is_dir():
         raise UserError(f"--per-image {path}: no such folder {path.parent}")
     import tempfile

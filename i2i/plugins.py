@@ -330,6 +330,10 @@ def _report_failures_in_one_line(command: click.Command, name: str, plugin: str)
         except Exception as exc:
             if getattr(exc, "i2i_callback_failure", None) is not None:  # a training it ran: already one line
                 raise
+            from .paths import path_problem
+
+            if path_problem(exc) is not None:  # a path the user typed, not the plugin's bug: said as such
+                raise UserError(path_problem(exc)) from exc
             raise PluginError(f"command 'i2i {name}' (plugin '{plugin}') failed: {exception_line(exc)}; report this "
                               "to the plugin's author (I2I_TRACEBACK=1 shows where)") from exc
 

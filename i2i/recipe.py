@@ -33,6 +33,7 @@ from .errors import (PluginError, RecipeError, UnknownComponentError, UserError,
                      shell_path)
 from .messages import say
 from .options import describe_type, format_value, matches_type, representable
+from .paths import user_path
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -64,7 +65,7 @@ def _fraction(v):
 def names_a_new_folder(path: str | os.PathLike) -> bool:
     """Whether ``path`` ends in a folder name of its own: ``.``, ``..`` and ``""`` name
     folders that already exist, and a run never writes into one."""
-    return Path(path).expanduser().name not in ("", ".", "..")
+    return user_path(path, "output.dir").name not in ("", ".", "..")
 
 
 #: What a run folder must be, for messages (output.dir and --out).
@@ -209,7 +210,7 @@ class Recipe(dict):
 # -- reading ------------------------------------------------------------------------------------
 def read_toml(path: str | Path) -> dict:
     """Parse a TOML file; syntax errors become one line with file, line and column."""
-    if isinstance(path, str) and "\n" in path:  # i2i.load_recipe(text): a path is expected
+    if isinstance(path, str) and "\n" in path and not os.path.lexists(path) and "=" in path:  # load_recipe(text)
         raise RecipeError("load_recipe got TOML text where a path belongs: pass the path of the file, "
                           "or the text parsed into a dict (tomllib.loads(text))")
     path = Path(path)
@@ -220,7 +221,8 @@ def read_toml(path: str | Path) -> dict:
     if not path.is_file():
         if path.exists():  # a named pipe, a device: reading one could wait for ever, or never end
             raise RecipeError(f"{path}: not a regular file; give the recipe's .toml file")
-        raise RecipeError(f"{path}: no such recipe file")
+        shown = repr(str(path)) if any(ord(c) < 32 for c in str(path)) else str(path)  # a newline: shown, not printed
+        raise RecipeError(f"{shown}: no such recipe file")
     try:
         text = path.read_text(encoding="utf-8-sig")  # Windows editors may write a BOM
         if "\x00" in text:  # UTF-16 without a byte-order mark decodes as UTF-8 with a NUL in every other place
@@ -230,6 +232,9 @@ def read_toml(path: str | Path) -> dict:
         if path.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Notepad's "Unicode": UTF-16 with a byte-order mark
             raise RecipeError(f"{path}: UTF-16 text (its byte-order mark says so); save it as UTF-8") from None
         raise RecipeError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    except RecursionError:  # arrays or tables nested thousands deep: Python's reader gives up
+        raise RecipeError(f"{path}: TOML syntax error: values nested too deeply (arrays or inline tables inside one "
+                          "another); a recipe's values nest at most a few levels") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         where = re.search(r"\(at line (\d+), column (\d+)\)", message)

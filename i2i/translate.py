@@ -324,13 +324,14 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     targets = output_paths(pairs, out_dir, fmt)
     _refuse_file_folder_clashes(pairs, targets, out_dir)
     try:
-        present = [target.exists() for target in targets]
+        present = [os.path.lexists(target) for target in targets]  # a dangling link is a user's file too
     except OSError as exc:  # a name too long for the file system, say: before any work, as one line
         raise UserError(f"{out_dir}: cannot be used as the output folder ({exc.strerror or exc}); choose another --out") from None
     # an input that cannot be read is never written (a notes.png that is text, say): its output
     # replaces nothing, so only readable ones count below (their headers: read now, and cheap)
     present = [there and _readable_header(file) for (_, file), there in zip(pairs, present)]
-    own = [file for (_, file), target, there in zip(pairs, targets, present) if there and target.samefile(file)]
+    own = [file for (_, file), target, there in zip(pairs, targets, present)
+           if there and target.exists() and target.samefile(file)]
     if own:  # even --overwrite must not replace an input
         more = f" (so would {len(own) - 1} more)" if len(own) > 1 else ""
         raise UserError(f"{own[0]}: would be replaced by its own translation{more}; choose another --out")

@@ -410,3 +410,80 @@ def test_data_folder_mistakes_from_a_set_name_the_set_in_validate_and_run_alike(
             "self-paired": "each image would pair with itself"}[problem]
     assert line.startswith(f"i2i: error: --set {blamed}: data.{blamed.split('=')[0].split('.')[1]} = ") and said in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import i2i
+    from helpers import TINY_G2C, make_photos, tiny_recipe
+
+    folder = tmp_path_factory.mktemp("tiny")
+    photos = make_photos(folder / "photos", count=3, size=(24, 24))
+    return i2i.train(tiny_recipe(photos, folder / "run", base=TINY_G2C, train={"steps": 1}), quiet=True).run_dir
+
+
+def one_line_error(result, *, says: str) -> None:
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("i2i: error: ") and says in last, last
+
+
+def test_paths_no_file_system_takes_are_one_line_wherever_given(runner, tiny_run, tmp_path, monkeypatch):
+    """A name over 255 bytes, a loop of symbolic links and ~ of an unknown user were tracebacks
+    from wherever the path was first used (import-weights blamed its plugin)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (90, 40, 10)).save(tmp_path / "in" / "a.png")
+    long = "A" * 300
+    too_long = "a name in this path is longer than the file system allows"
+    for args in (["validate", RECIPE, "--set", f"data.source={long}"], ["validate", f"{long}.toml"],
+                 ["run", "--resume", long], ["eval", long], ["eval", str(tiny_run), "--data", long],
+                 ["translate", long, "in", "--out", "o"], ["import-weights", f"{long}.pth", "--task", "color2gray",
+                                                          "--out", "x"]):
+        one_line_error(runner.invoke(cli, args), says=too_long)
+    (tmp_path / "lA").symlink_to("lB")
+    (tmp_path / "lB").symlink_to("lA")
+    loop = "a loop of symbolic links"
+    one_line_error(runner.invoke(cli, ["translate", str(tiny_run), "in", "--out", "lA/o"]), says=loop)
+    one_line_error(runner.invoke(cli, ["eval", str(tiny_run), "--save-images", "lA/s"]), says=loop)
+    nobody = "there is no user 'nobody_i2i' on this machine, so ~nobody_i2i names no home folder"
+    one_line_error(runner.invoke(cli, ["validate", RECIPE, "--set", "data.source=~nobody_i2i/x"]), says=nobody)
+    one_line_error(runner.invoke(cli, ["run", RECIPE, "--out", "~nobody_i2i/x"]), says=nobody)
+    one_line_error(runner.invoke(cli, ["eval", str(tiny_run), "--data", "~nobody_i2i/x"]), says=nobody)
+
+
+def test_a_tilde_in_an_output_option_is_the_home_folder_as_the_shell_would_make_it(runner, tiny_run, tmp_path,
+                                                                                   monkeypatch):
+    """--out=~/x reaches i2i unexpanded by the shell: translate made a folder named '~' here."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (90, 40, 10)).save(work / "a.png")
+    assert invoke(runner, ["translate", str(tiny_run), "a.png", "--out=~/coloured"]).exit_code == 0
+    assert (home / "coloured" / "a.png").is_file() and not (work / "~").exists()
+    assert invoke(runner, ["eval", str(tiny_run), "--per-image", "~/scores.csv"]).exit_code == 0
+    assert (home / "scores.csv").is_file()
+
+
+def test_a_symbolic_link_where_an_output_goes_is_never_replaced_unasked(runner, tiny_run, tmp_path, monkeypatch):
+    """A dangling or looped link at --per-image's file, or at a translation's output, was
+    replaced by the new file with status 0."""
+    monkeypatch.chdir(tmp_path)
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (90, 40, 10)).save(tmp_path / "a.png")
+    (tmp_path / "scores.csv").symlink_to(tmp_path / "nowhere.csv")
+    one_line_error(runner.invoke(cli, ["eval", str(tiny_run), "--per-image", "scores.csv"]),
+                   says="--per-image scores.csv: a symbolic link exists; give a new file name")
+    assert (tmp_path / "scores.csv").is_symlink()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png").symlink_to(tmp_path / "nowhere.png")
+    one_line_error(runner.invoke(cli, ["translate", str(tiny_run), "a.png", "--out", "out"]),
+                   says="a.png: already exists (1 output file(s) would be replaced); use --overwrite")
+    assert (tmp_path / "out" / "a.png").is_symlink()

@@ -10,6 +10,8 @@ import i2i
 from i2i.errors import RecipeError, UnknownComponentError
 from i2i.recipe import dumps_toml, load_recipe, parse_override
 
+ROOT_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
 BASE = """
 [task]
 name = "gray2color"
@@ -459,3 +461,21 @@ def test_the_reference_pix2pix_options_and_names_say_what_to_write_instead(tmp_p
     with pytest.raises(UserError) as info:
         load_recipe(write(tmp_path, BASE), [override])
     assert said in str(info.value)
+
+
+def test_values_nested_thousands_deep_are_a_syntax_error_not_a_recursion_traceback(tmp_path):
+    path = tmp_path / "deep.toml"
+    path.write_text("[train]\nsteps = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(RecipeError, match=r"deep.toml: TOML syntax error: values nested too deeply"):
+        load_recipe(path)
+
+
+def test_a_recipe_file_name_holding_a_newline_is_read_or_named_as_a_file(tmp_path):
+    """It was taken for TOML text given to the Python API."""
+    path = tmp_path / "new\nline.toml"
+    shutil.copy(ROOT_RECIPES / "denoise.toml", path)
+    assert load_recipe(str(path))["task"]["name"] == "denoise"
+    with pytest.raises(RecipeError, match=r"^'.*nope\\nx.toml': no such recipe file$"):
+        load_recipe(str(tmp_path / "nope\nx.toml"))
+    with pytest.raises(RecipeError, match="load_recipe got TOML text where a path belongs"):
+        load_recipe((ROOT_RECIPES / "denoise.toml").read_text())

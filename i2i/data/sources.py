@@ -28,6 +28,7 @@ import torch
 
 from ..errors import WRITE_TROUBLE, UserError
 from ..messages import say
+from ..paths import user_path
 from .decode import IMAGE_KINDS, UnreadableImageError, decode_image, is_image_file, probe_image
 
 #: The value of ``data.source`` that means the photos shipped with i2i.
@@ -286,7 +287,7 @@ def missing_data_folder(data: Mapping[str, str]) -> str | None:
     recipe's data folders that is no longer there (a run's photos moved or renamed since), or None."""
     for key in DATA_FOLDERS:
         value = data.get(key, "")
-        if value not in ("", SAMPLE) and not Path(value).expanduser().exists():
+        if value not in ("", SAMPLE) and not user_path(value, f"data.{key}").exists():
             return key
     return None
 
@@ -341,7 +342,7 @@ def resolve_folder(value: str, key: str) -> Path:
         raise UserError(f'{key} = "{value}": empty; give a folder of images, or "{SAMPLE}" for the photos shipped with i2i')
     if value == SAMPLE:
         return sample_folder()
-    folder = Path(value).expanduser()
+    folder = user_path(value, key)
     if not folder.exists():
         relative = "" if folder.is_absolute() else f" (a relative folder starts from the working directory, {Path.cwd()})"
         samples = "" if "pair" in key else f', or "{SAMPLE}" for the photos shipped with i2i'
@@ -398,7 +399,7 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     if value == SAMPLE and Path(SAMPLE).is_dir() and not quiet:
         say(f'i2i: note: {key} = "{SAMPLE}" means the photos shipped with i2i, not the folder ./{SAMPLE} here; '
             f'for that one, write "./{SAMPLE}"')
-    inside = [Path(pairs[0]).expanduser()] if pairs is not None and pairs[0] not in ("", SAMPLE) else []
+    inside = [user_path(*pairs)] if pairs is not None and pairs[0] not in ("", SAMPLE) else []
     contents = survey_folder(folder, exclude=[p for p in inside if p.is_dir()])  # a pair folder inside: B images, not A
     paths = contents.images
     if not quiet:

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import CheckpointError, UserError
 from ..messages import collected
+from ..paths import user_path
 from ..recipe import Recipe, recipe_error
 from . import checkpoint as ckpt
 
@@ -47,8 +48,8 @@ def pin_init_from(recipe: Recipe) -> None:
     """A relative ``train.init_from`` (relative to the working directory, as data folders are)
     or one under ``~`` is saved absolute, so the run's recipe means the same from anywhere."""
     value = recipe["train"]["init_from"]
-    if value and Path(value).expanduser().exists():
-        recipe["train"]["init_from"] = os.path.abspath(Path(value).expanduser())
+    if value and user_path(value, KEY).exists():
+        recipe["train"]["init_from"] = os.path.abspath(user_path(value, KEY))
 
 
 def load_initial_weights(recipe: Recipe, G: nn.Module, D: nn.Module | None) -> InitialWeights | None:
@@ -59,7 +60,7 @@ def load_initial_weights(recipe: Recipe, G: nn.Module, D: nn.Module | None) -> I
     if not value:
         return None
     shown = f'{KEY} = "{value}"'
-    folder = Path(value).expanduser()
+    folder = user_path(value, KEY)
     checkpoint, state, notes = _source_checkpoint(recipe, shown, folder)
     source = _source_recipe(checkpoint)
     notes += _task_notes(checkpoint, source, recipe)
@@ -138,7 +139,7 @@ def _copy_into(module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
 
 def _without_path(message: str, value: str) -> str:
     """A checkpoint error starts with the path, which the key's value already shows."""
-    for prefix in (f"{value}: ", f"{Path(value).expanduser()}: "):
+    for prefix in (f"{value}: ", f"{os.path.expanduser(value)}: "):
         if message.startswith(prefix):
             return message[len(prefix):]
     return message

@@ -25,6 +25,7 @@ from ..errors import CheckpointError, SecondInterrupt, UserError, for_the_caller
 from ..messages import say
 from ..plugins import host, registry
 from ..options import changed_keys, format_value
+from ..paths import user_path
 from ..recipe import (RUN_FOLDER_EXPECTED, Recipe, blamed_on_recipe, dumps_toml, load_recipe, names_a_new_folder,
                       note_changed_run_plugins, recipe_error)
 from . import checkpoint as ckpt
@@ -78,7 +79,7 @@ def check_output_dir(recipe: Recipe) -> None:
 def say_moved_run_dir(wanted: str | Path, run_dir: Path) -> None:
     """The note that ``wanted`` existed, so the run went to ``run_dir`` (``wanted-2``...); on
     stderr, so that --quiet and scripts see it too. Nothing when it went where wanted."""
-    base = Path(wanted).expanduser()
+    base = user_path(wanted, "output.dir")
     if run_dir != base:
         say(f"i2i: note: {base} already exists (runs are never overwritten); this one goes to {run_dir}")
 
@@ -89,7 +90,7 @@ def _refuse_unusable_run_folder(wanted: str | Path) -> None:
     if any(ord(c) < 32 or ord(c) == 127 for c in str(wanted)):  # a newline from a script's string, say
         raise UserError(f"run folder {str(wanted)!r}: contains a control character (a newline or tab); expected "
                         f"{RUN_FOLDER_EXPECTED}")
-    base = Path(wanted).expanduser()
+    base = user_path(wanted, "output.dir")
     from ..data.decode import not_a_folder
 
     in_the_way = not_a_folder(base)
@@ -102,7 +103,7 @@ def new_run_dir(wanted: str | Path, *, announce: bool = True) -> Path:
     """Create ``wanted``, or ``wanted-2``, ``wanted-3``... if it exists: never reuse a run dir.
     ``announce``: say so now (see :func:`say_moved_run_dir`; a run says it once its data are read)."""
     _refuse_unusable_run_folder(wanted)
-    base = Path(wanted).expanduser()
+    base = user_path(wanted, "output.dir")
     candidate, n = base, 1
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,7 @@ def pin_data_folders(recipe: Recipe) -> None:
 
     data = recipe["data"]
     for key in DATA_FOLDERS:
-        folder = Path(data[key]).expanduser()
+        folder = user_path(data[key], f"data.{key}")
         if data[key] not in ("", SAMPLE) and not folder.is_absolute() and folder.is_dir():
             data[key] = os.path.abspath(folder)
 
