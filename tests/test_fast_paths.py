@@ -308,3 +308,21 @@ def test_trainer_gives_the_networks_batches_in_their_memory_format(photos, tmp_p
         torch.testing.assert_close(target, expected_target)
         for t in (input, target):
             assert t.is_contiguous(memory_format=torch.channels_last) == flag or t.shape[1] == 1
+
+
+def test_a_channels_last_run_resumes_exactly(photos, tmp_path):
+    """The checkpoint's Adam moments came back contiguous beside channels_last weights, and the
+    fused kernel paired them by memory position: the resumed run drifted from its first step."""
+    from safetensors.torch import load_file
+
+    def recipe(out, steps):
+        return tiny_recipe(photos, out, base=TINY_GAN, train={"steps": steps, "channels_last": True, "threads": 1,
+                                                              "precision": "fp32"}, output={"checkpoint_every": 4})
+
+    i2i.train(recipe(tmp_path / "straight", 8), quiet=True)
+    i2i.train(recipe(tmp_path / "resumed", 4), quiet=True)
+    i2i.train(None, resume=tmp_path / "resumed", overrides=["train.steps=8"], quiet=True)
+    for name in ("generator", "discriminator", "optim_g", "optim_d"):
+        straight = load_file(tmp_path / "straight" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
+        resumed = load_file(tmp_path / "resumed" / "checkpoints" / "step_0000008" / f"{name}.safetensors")
+        assert all(torch.equal(straight[key], resumed[key]) for key in straight), name
