@@ -336,8 +336,12 @@ def _launch(nproc: int, recipe: str | None, overrides: tuple[str, ...], out: str
     from .recipe import blamed_on_recipe, load_recipe
 
     if resume is not None:
-        from .engine.run import check_resume
+        from .engine.run import check_resume, check_run_folder
+        from .engine.run_lock import run_folder_locked
 
+        check_run_folder(Path(resume))
+        with run_folder_locked(Path(resume)):  # a run still training: said now, not by a worker under torchrun
+            pass
         resolved = load_recipe(Path(resume) / "recipe.toml", overrides)
         check_resume(Path(resume), find_checkpoint(resume), resolved, overrides, nproc)
     else:

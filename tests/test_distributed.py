@@ -294,6 +294,22 @@ def test_nproc_mistakes_are_one_line_before_any_process_starts(photos, tmp_path)
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     assert f"already trained to step 1 of train.steps = 1; to train longer: i2i run --resume {run_dir} --nproc 2 " \
            "--set train.steps=N" in result.output
+    # a run another process is training: one line before torchrun starts (a worker said it, then torchrun's
+    # report, status 130); and a run folder that is not there is named as such, not as a missing recipe
+    import fcntl
+    import os
+
+    held = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(cli, ["run", "--resume", str(run_dir), "--nproc", "2", "--set", "train.steps=2"])
+    finally:
+        os.close(held)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "another i2i process is training this run now" in result.output
+    result = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "nope"), "--nproc", "2"])
+    assert result.exit_code == 2 and result.output == f"i2i: error: {tmp_path / 'nope'}: no such run folder; pass the " \
+                                                      "folder a run was written to\n"
 
 
 @pytest.mark.parametrize("command", ["translate", "eval"])

@@ -441,6 +441,24 @@ def train(
     return run
 
 
+def check_run_folder(run_dir: Path) -> None:
+    """``run_dir`` is a run folder to resume (holding its ``recipe.toml``); else one line
+    saying what it is: a checkpoint folder of one (naming the run), missing, a file, or no run."""
+    if not (run_dir / "recipe.toml").is_file():
+        owner = run_dir.parent.parent if (run_dir / "state.json").is_file() else run_dir.parent
+        if (owner / "recipe.toml").is_file() and run_dir.name.startswith(("step_", "checkpoints")):
+            raise CheckpointError(f"{run_dir}: is a checkpoint folder of the run {owner}; resume the run: i2i run --resume "
+                            f"{shell_path(owner)} (it continues from the checkpoint named in "
+                            f"{owner / 'checkpoints' / 'LATEST'}, which you may point at another step_* folder; "
+                            f"Python: i2i.train(None, resume={str(owner)!r}))")
+        if not run_dir.exists():
+            raise CheckpointError(f"{run_dir}: no such run folder; pass the folder a run was written to")
+        if run_dir.is_file():
+            raise CheckpointError(f"{run_dir}: is a file; pass the folder a run was written to (its parent, "
+                                  f"{run_dir.parent}, if that is the run)")
+        raise CheckpointError(f"{run_dir}: not an i2i run directory (no recipe.toml); pass the folder a run was written to")
+
+
 def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> Run:
     """Resolve the recipe (a resumed run's saved one), join the process group, create the run
     folder and the Trainer; a lost rank becomes :class:`RankLost`."""
@@ -466,19 +484,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                         "call train(None, resume=RUN_DIR, overrides=[...]) without a recipe or out")
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "recipe.toml").is_file():
-            owner = run_dir.parent.parent if (run_dir / "state.json").is_file() else run_dir.parent
-            if (owner / "recipe.toml").is_file() and run_dir.name.startswith(("step_", "checkpoints")):
-                raise CheckpointError(f"{run_dir}: is a checkpoint folder of the run {owner}; resume the run: i2i run --resume "
-                                f"{shell_path(owner)} (it continues from the checkpoint named in "
-                                f"{owner / 'checkpoints' / 'LATEST'}, which you may point at another step_* folder; "
-                                f"Python: i2i.train(None, resume={str(owner)!r}))")
-            if not run_dir.exists():
-                raise CheckpointError(f"{run_dir}: no such run folder; pass the folder a run was written to")
-            if run_dir.is_file():
-                raise CheckpointError(f"{run_dir}: is a file; pass the folder a run was written to (its parent, "
-                                      f"{run_dir.parent}, if that is the run)")
-            raise CheckpointError(f"{run_dir}: not an i2i run directory (no recipe.toml); pass the folder a run was written to")
+        check_run_folder(run_dir)
         refuse_on_resume(overrides)
         moved = [o for o in overrides if isinstance(o, str) and o.split("=", 1)[0].strip() in ("output.dir", "output")]
         if moved:  # it was recorded, while the run went on in its own folder
