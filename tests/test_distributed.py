@@ -592,3 +592,14 @@ def test_nproc_fine_tunes_with_notes_said_once_and_resumes_without_the_source(ph
     resumed = subprocess.run([*run, "--resume", str(tmp_path / "tuned"), "--nproc", "2", "--set", "train.steps=3"],
                              cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_the_line_after_a_second_ctrl_c_names_the_runs_processes(photos, tmp_path):
+    """'resumes from step_N: i2i run --resume RUN' left out --nproc: followed, it resumed on one
+    process, with other shards and random streams."""
+    from i2i.engine.run import _what_resumes
+
+    run_dir = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 1}), quiet=True).run_dir
+    assert _what_resumes(run_dir, 2) == (f"{run_dir} resumes from step_0000001: i2i run --resume {run_dir} --nproc 2 "
+                                         "(or as many processes under your launcher)")
+    assert _what_resumes(run_dir).endswith(f"i2i run --resume {run_dir}")

@@ -546,7 +546,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                 if resume is None and dist.is_main and first_step_failed:
                     _remove_unstarted_run(run_dir)
                 if isinstance(exc, SecondInterrupt):  # stopped at once: say what is left to resume from
-                    exc.i2i_resume_note = _what_resumes(run_dir)
+                    exc.i2i_resume_note = _what_resumes(run_dir, dist.world_size)
                 raise
     except RuntimeError as exc:
         if dist.is_distributed and is_comm_failure(exc):
@@ -750,10 +750,11 @@ def _take_back_a_retired_best(trainer: Trainer, store: ckpt.CheckpointStore) -> 
         "resume's settings, so it is the best again, to be compared with this resume's evaluations")
 
 
-def _what_resumes(run_dir: Path) -> str:
+def _what_resumes(run_dir: Path, processes: int = 1) -> str:
     """Where a run stopped at once (a second Ctrl-C) goes on from, for its last line: a checkpoint
     being written then was abandoned (its partial folder, this process's, is removed), and the output said only
-    'interrupted'."""
+    'interrupted'. ``processes``: the run's, named in the command (a resume on another number
+    of processes shards the data and random streams otherwise)."""
     if not run_dir.is_dir():
         return "nothing was trained, so nothing was kept"
     store = ckpt.CheckpointStore(run_dir)
@@ -761,7 +762,8 @@ def _what_resumes(run_dir: Path) -> str:
     latest = store.pointer("LATEST") or store.newest_complete()
     if latest is None:
         return f"{run_dir} holds no checkpoint yet, so nothing can be resumed"
-    return f"{run_dir} resumes from {latest.name}: i2i run --resume {shell_path(run_dir)}"
+    nproc = f" --nproc {processes} (or as many processes under your launcher)" if processes > 1 else ""
+    return f"{run_dir} resumes from {latest.name}: i2i run --resume {shell_path(run_dir)}{nproc}"
 
 
 def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,
