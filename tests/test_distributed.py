@@ -232,6 +232,11 @@ def test_launch_environment_torchrun_slurm_and_plain():
     # a copied command line: trained as the second rank of a one-process world
     with pytest.raises(UserError, match=r"RANK=1, WORLD_SIZE=1, LOCAL_RANK=0: expected 0 <= RANK < WORLD_SIZE"):
         launch_environment({"RANK": "1", "WORLD_SIZE": "1"})
+    # half a launcher: each process trained a run of its own, as one process, without a word
+    with pytest.raises(UserError, match=r"^WORLD_SIZE=2 is set but RANK is not, so each process would train a run of "
+                                        r"its own; .* to train as one process, unset WORLD_SIZE$"):
+        launch_environment({"WORLD_SIZE": "2"})
+    assert launch_environment({"WORLD_SIZE": "1"}) == Launch()
     with pytest.raises(UserError, match=r"SLURM_PROCID=5, SLURM_NTASKS=4"):
         launch_environment({**slurm, "SLURM_STEP_NUM_TASKS": "4"})
 

@@ -68,6 +68,10 @@ def launch_environment(env: Mapping[str, str] | None = None) -> Launch:
             world = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or "1"
             launch = Launch(int(env["SLURM_PROCID"]), int(world), int(env.get("SLURM_LOCALID", "0")), "slurm")
             names = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+        elif env.get("WORLD_SIZE", "").strip() not in ("", "0", "1"):  # a launcher that set half of it
+            raise UserError(f"WORLD_SIZE={env['WORLD_SIZE'].strip()} is set but RANK is not, so each process would "
+                            "train a run of its own; a launcher of several processes sets both (torchrun does), with "
+                            "MASTER_ADDR and MASTER_PORT; to train as one process, unset WORLD_SIZE")
         else:
             return Launch()
     except ValueError as exc:
@@ -312,8 +316,9 @@ class DistContext:
                 "The run has no checkpoint yet: once that error is fixed, start it again")
         return RankLost(
             f"rank {self.rank}: lost contact with the other processes near step {step} ({_first_sentence(exc)}); "
-            f"another rank died or stopped answering within {TIMEOUT_VARIABLE}={self.timeout:g} s; see the first "
-            f"error above. {then}"
+            f"another rank died or stopped answering within {TIMEOUT_VARIABLE}={self.timeout:g} s; its error is the "
+            f"first above, if it printed one (a rank killed by a signal or the out-of-memory killer prints none: "
+            f"torchrun's report names its exit code). {then}"
         )
 
     def close(self) -> None:
