@@ -1016,3 +1016,18 @@ def test_a_plain_progress_line_gives_the_rate_since_the_previous_line(monkeypatc
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("step 10/40  1.00 it/s  ETA 30s")
     assert lines[1].startswith("step 20/40  2.00 it/s  ETA 10s")
+
+
+def test_run_json_records_what_the_speed_settings_came_to(photos, tmp_path, monkeypatch):
+    """A run's record said nothing of the thread count (which decides the last bits), the
+    layout, or whether its photos were cached."""
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1, "threads": 1, "channels_last": True},
+                         data={"cache_gb": 0})
+    run = i2i.train(recipe, quiet=True)
+    speed = json.loads((run.run_dir / "run.json").read_text())["speed"]
+    assert speed == {"channels_last": True, "compile": False, "cuda_graphs": False, "data_cached": False, "threads": 1}
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    resumed = i2i.train(None, resume=run.run_dir, overrides=["train.steps=2", "train.threads=auto",
+                                                             "data.cache_gb=4"], quiet=True)
+    speed = json.loads((resumed.run_dir / "run.json").read_text())["resumes"][-1]["speed"]
+    assert speed["threads"] == f"auto, at most {torch.get_num_threads()}" and speed["data_cached"] is True

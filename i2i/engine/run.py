@@ -285,7 +285,7 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, train
     precision: bf16 or fp32 on the CPU depends on the machine), again at each resume."""
     path = run_dir / "run.json"
     where = {} if trainer is None else {"device": str(trainer.device), "precision": dtype_name(trainer.dtype),
-                                        "processes": trainer.dist.world_size}
+                                        "processes": trainer.dist.world_size, "speed": _speed_settings(trainer)}
     started_from = getattr(trainer, "initial_weights", None)
     info = _read_run_info(path) if path.is_file() else None
     if info is None:
@@ -306,6 +306,25 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, train
     # the recipe as written to recipe.toml now: a resume tells edits made to the file since
     info["recipe"] = json.loads(json.dumps(dict(recipe)))
     ckpt.write_atomic(path, json.dumps(info, indent=1).encode())
+
+
+def _speed_settings(trainer: Trainer) -> dict[str, Any]:
+    """What the speed options resolved to on this machine (``auto`` decides several), for
+    run.json: a run that differs from another in speed or in its last digits says why."""
+    return {"channels_last": trainer.channels_last, "compile": bool(trainer.train_cfg["compile"]),
+            "cuda_graphs": getattr(trainer, "graphs", None) is not None, "data_cached": bool(trainer.data.cached),
+            "threads": _threads_setting(trainer.train_cfg["threads"]) if trainer.device.type == "cpu" else None}
+
+
+def _threads_setting(configured: int | str) -> int | str:
+    """``train.threads`` as it applies here (see :class:`~i2i.engine.cpu_threads.ThreadGovernor`):
+    a count wins over ``OMP_NUM_THREADS``; ``auto`` keeps that variable's count, or adapts up
+    to torch's."""
+    if configured != "auto":
+        return int(configured)
+    if os.environ.get("OMP_NUM_THREADS"):
+        return f"{torch.get_num_threads()} (OMP_NUM_THREADS)"
+    return f"auto, at most {torch.get_num_threads()}"
 
 
 def _read_run_info(path: Path) -> dict | None:
