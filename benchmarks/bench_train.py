@@ -57,7 +57,7 @@ class Preset:
     generator: str
     size: int
     batch: int
-    task: str = "pix2pix"  # pix2pix (3->3 paired) | colorization (L -> ab)
+    task: str = "pix2pix"  # the reference's model: pix2pix (3->3 paired; i2i's denoise, residual off) | colorization (L -> ab)
     norm: str = "batch"  # G and D normalisation (the reference's --norm)
     dropout: bool = True  # the reference's default (not --no_dropout) for pix2pix
     note: str = ""
