@@ -902,6 +902,14 @@ def _check_value(where: str, dotted: str, value: Any, field: Field) -> None:
         raise RecipeError(f"{where}: {dotted} = {format_value(value)}: expected {field.expect}")
 
 
+def _refuse_a_misspelt_name(where: str, section: str, table: Mapping[str, Any]) -> None:
+    """A component table without ``name`` but with a key close to it (``[task] nam = ...``):
+    that key is named, rather than only ``name`` as missing."""
+    typo = next((key for key in table if isinstance(key, str) and key != "name" and did_you_mean(key, ["name"])), None)
+    if typo is not None:
+        raise RecipeError(f"{where}: {section}.{typo}: unknown key{did_you_mean(typo, ['name'])}")
+
+
 def validate(data: dict, where: str = "<recipe>") -> dict:
     """Check the fixed keys and fill their defaults; component options are checked later."""
     for section in data:
@@ -929,6 +937,7 @@ def validate(data: dict, where: str = "<recipe>") -> dict:
                 value = format_value(data[stray[0]][section])
                 raise RecipeError(f"{where}: {stray[0]}.{section} = {value}: [{stray[0]}] has no key {section}; "
                                   f"write [{section}] name = {value}")
+            _refuse_a_misspelt_name(where, section, data.get(section, {}))
             raise RecipeError(f"{where}: {section}.name: missing; say which {section} to use, e.g. [{section}] name = ...")
     out: dict[str, Any] = {}
     for section, fields in SCHEMA.items():
@@ -941,6 +950,8 @@ def validate(data: dict, where: str = "<recipe>") -> dict:
         component = section in COMPONENT_SECTIONS
         out[section] = _check_fields(where, section, table, fields, open_keys=component)
         if component and not isinstance(out[section].get("name"), str):
+            if "name" not in out[section]:
+                _refuse_a_misspelt_name(where, section, table)
             raise RecipeError(f"{where}: {section}.name: expected a string naming a registered {section}")
     problem = resize_problem(out["data"]["resize"], out["data"]["size"])
     if problem:  # here, so that validate says so before any data is read

@@ -479,3 +479,15 @@ def test_a_recipe_file_name_holding_a_newline_is_read_or_named_as_a_file(tmp_pat
         load_recipe(str(tmp_path / "nope\nx.toml"))
     with pytest.raises(RecipeError, match="load_recipe got TOML text where a path belongs"):
         load_recipe((ROOT_RECIPES / "denoise.toml").read_text())
+
+
+def test_a_misspelt_name_key_is_named_with_the_key_meant(tmp_path):
+    """[task] nam = ... said only that task.name was missing, and a --set discriminator.nam that
+    a table needs a name; the key written is the one to fix."""
+    path = tmp_path / "r.toml"
+    path.write_text('[task]\nnaem = "denoise"\n[generator]\nname = "unet"\n')
+    with pytest.raises(RecipeError, match=r"r.toml: task.naem: unknown key \(did you mean 'name'\?\)$"):
+        load_recipe(path)
+    with pytest.raises(RecipeError, match=r"^--set discriminator.nam=patchgan: discriminator.nam: unknown key \(did you "
+                                          r"mean 'name'\?\)$"):
+        load_recipe(ROOT_RECIPES / "color2gray.toml", overrides=["discriminator.nam=patchgan"])
