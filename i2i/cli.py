@@ -40,7 +40,8 @@ class I2IGroup(click.Group):
         except UserError as exc:
             _print_traceback_if_asked()
             prefix = _rank_prefix()
-            click.echo(f"i2i: error: {'' if str(exc).startswith(prefix) else prefix}{exc}", err=True)  # not 'rank 1: rank 1:'
+            said = _long_words_cut(str(exc))
+            click.echo(f"i2i: error: {'' if said.startswith(prefix) else prefix}{said}", err=True)  # not 'rank 1: rank 1:'
             sys.exit(exc.exit_code)
         except TrainingStopped as exc:
             from .engine.distributed import RankLost, exit_status_for_launcher, launcher_signalled
@@ -81,6 +82,17 @@ class I2IGroup(click.Group):
             _print_traceback_if_asked()
             click.echo(f"i2i: error: {_rank_prefix()}{failure} (I2I_TRACEBACK=1 shows where)", err=True)
             sys.exit(1)
+
+
+#: a run of characters without a space longer than this is cut in an error's line (see below)
+LONGEST_WORD = 240
+
+
+def _long_words_cut(message: str) -> str:
+    """``message`` with each run of characters longer than :data:`LONGEST_WORD` cut to its
+    start and end: a --set of 5000 characters came back twice in a 10 KB line. Paths are far
+    shorter, and stay whole."""
+    return re.sub(r"\S{%d,}" % (LONGEST_WORD + 1), lambda m: f"{m[0][:100]}...{m[0][-60:]}", message)
 
 
 def _exit_on_usage_error(exc: click.UsageError, ctx: click.Context | None) -> None:

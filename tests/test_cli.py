@@ -487,3 +487,11 @@ def test_a_symbolic_link_where_an_output_goes_is_never_replaced_unasked(runner, 
     one_line_error(runner.invoke(cli, ["translate", str(tiny_run), "a.png", "--out", "out"]),
                    says="a.png: already exists (1 output file(s) would be replaced); use --overwrite")
     assert (tmp_path / "out" / "a.png").is_symlink()
+
+
+def test_a_very_long_value_is_cut_short_in_its_error(runner):
+    """A --set of 5000 characters came back twice, in a 10 KB line."""
+    result = runner.invoke(cli, ["validate", RECIPE, "--set", "train.steps=" + "A" * 5000])
+    assert result.exit_code == 2 and len(result.output) < 600, len(result.output)
+    assert result.output.startswith("i2i: error: --set train.steps=AAAA") and "A...A" in result.output
+    assert result.output.rstrip().endswith("expected an integer")
