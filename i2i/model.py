@@ -237,6 +237,10 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     recipe_path = run_dir / "recipe.toml"
     if not recipe_path.is_file():
         if Path(path).resolve() == run_dir.resolve():  # the run folder itself lost its recipe
+            if recipe_path.is_dir():
+                raise CheckpointError(f"{recipe_path}: a folder where the run keeps its recipe file, which rebuilds its "
+                                      "network; move it away and restore the file (from a copy of the run, or the "
+                                      "recipe it was trained with)")
             raise CheckpointError(f"{path}: no recipe.toml, which a run folder keeps beside checkpoints/ to rebuild its "
                                   "network from; restore it (from a copy of the run, or the recipe it was trained with)")
         raise CheckpointError(f"{checkpoint}: no recipe.toml in {run_dir.resolve()}, two folders up, to rebuild the network "

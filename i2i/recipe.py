@@ -221,6 +221,9 @@ def read_toml(path: str | Path) -> dict:
     if not path.is_file():
         if path.exists():  # a named pipe, a device: reading one could wait for ever, or never end
             raise RecipeError(f"{path}: not a regular file; give the recipe's .toml file")
+        if path.is_symlink():  # exists() follows it: a link to nothing, or a loop of links
+            raise RecipeError(f"{path}: a symbolic link to {os.readlink(path)}, which is not there (or leads back to "
+                              "itself); give the recipe's .toml file")
         shown = repr(str(path)) if any(ord(c) < 32 for c in str(path)) else str(path)  # a newline: shown, not printed
         raise RecipeError(f"{shown}: no such recipe file")
     try:

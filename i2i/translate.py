@@ -324,7 +324,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     targets = output_paths(pairs, out_dir, fmt)
     _refuse_file_folder_clashes(pairs, targets, out_dir)
     try:
-        present = [os.path.lexists(target) for target in targets]  # a dangling link is a user's file too
+        present = [_there(target) for target in targets]
     except OSError as exc:  # a name too long for the file system, say: before any work, as one line
         raise UserError(f"{out_dir}: cannot be used as the output folder ({exc.strerror or exc}); choose another --out") from None
     # an input that cannot be read is never written (a notes.png that is text, say): its output
@@ -552,3 +552,13 @@ def _option(flag: str, value: object) -> str:
     """``--tile 7`` in a note under the command line, ``tile=7`` for a program that called
     :func:`translate_files` (whose arguments :data:`PYTHON_SPELLING` names)."""
     return f"{flag} {value}" if called_from_the_command_line() else f"{PYTHON_SPELLING[flag]}={value!r}"
+
+
+def _there(path: Path) -> bool:
+    """Whether anything is at ``path``, a dangling symbolic link included (a user's file too,
+    which writing would replace); an error other than its absence (a name too long) is raised."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True

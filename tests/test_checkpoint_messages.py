@@ -143,3 +143,35 @@ def test_a_run_folder_moved_while_training_is_not_made_again_at_the_next_checkpo
     assert not (tmp_path / "run").exists()
     resumed = i2i.train(None, resume=tmp_path / "moved", quiet=True)
     assert resumed.status == "finished" and resumed.step == 8
+
+
+def test_run_files_of_the_wrong_kind_are_named_as_what_they_are(run, tmp_path):
+    """A folder where a weights file or the recipe belongs was 'missing', random bytes were
+    'truncated', a file where checkpoints/ belongs read as a run still training, and a recipe
+    that is a loop of links was 'no such recipe file'."""
+    step = run / "checkpoints" / "step_0000003"
+    (step / "generator.safetensors").write_bytes(bytes(range(256)) * 2)
+    for older in ("step_0000001", "step_0000002"):
+        shutil.rmtree(run / "checkpoints" / older)
+    with pytest.raises(i2i.CheckpointError, match=r"damaged \(generator.safetensors is not a safetensors file\)"):
+        i2i.load(run)
+    (step / "generator.safetensors").unlink()
+    (step / "generator.safetensors").mkdir()
+    with pytest.raises(i2i.CheckpointError, match=r"damaged \(generator.safetensors is a folder, not a file\)"):
+        i2i.load(run)
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").write_text("")
+    with pytest.raises(i2i.CheckpointError, match=r"checkpoints: a file where the run keeps its folder of checkpoints"):
+        i2i.load(run)
+    (tmp_path / "loopA").symlink_to(tmp_path / "loopB")
+    (tmp_path / "loopB").symlink_to(tmp_path / "loopA")
+    with pytest.raises(i2i.RecipeError, match=r"loopA: a symbolic link to .*loopB, which is not there \(or leads back "
+                                              r"to itself\)"):
+        i2i.load_recipe(tmp_path / "loopA")
+
+
+def test_a_recipe_toml_that_is_a_folder_is_named_as_one(run):
+    (run / "recipe.toml").unlink()
+    (run / "recipe.toml").mkdir()
+    with pytest.raises(i2i.CheckpointError, match=r"recipe.toml: a folder where the run keeps its recipe file"):
+        i2i.load(run)

@@ -597,6 +597,9 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         if (store.root / "LATEST").is_file():
             raise CheckpointError(f"{store.root / 'LATEST'}: {_pointer_problem(store, 'LATEST')}, and no other "
                                   f"complete step_* checkpoint is in {store.root}")
+        if store.root.exists() and not store.root.is_dir():
+            raise CheckpointError(f"{store.root}: a file where the run keeps its folder of checkpoints; move it away (a "
+                                  "run with no checkpoint folder has no checkpoint to open)")
         partial = sorted(store.root.glob(".tmp-step_*"))
         why = (f"its only one, {partial[-1].name}, was never finished (the process stopped while writing it)"
                if partial else f"nothing in {store.root}: it is still training, or stopped before its first")
@@ -659,7 +662,7 @@ def checkpoint_damage(checkpoint: Path) -> str | None:
                    *(["discriminator.safetensors"] if "optim_d" in state else [])]
     for name in needed:
         if not (checkpoint / name).is_file():
-            return f"{name} is missing"
+            return f"{name} is {'a folder, not a file' if (checkpoint / name).is_dir() else 'missing'}"
     for file in sorted(checkpoint.glob("*.safetensors")):
         problem = _safetensors_damage(file)
         if problem:
@@ -672,10 +675,13 @@ def _safetensors_damage(path: Path) -> str | None:
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
-            head = handle.read(8)
-            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            head = handle.read(9)
+            length = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+            if len(head) == 9 and head[8:] != b"{":  # its header is JSON: bytes of another kind of file
+                return "is not a safetensors file"
             if length < 0 or 8 + length > size:
                 return "is truncated"
+            handle.seek(8)
             header = json.loads(handle.read(length))
         end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
