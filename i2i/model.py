@@ -222,8 +222,13 @@ def _note_task_changed_since(checkpoint: Path, state: dict, recipe: Recipe) -> N
 
         then = ", ".join(said(trained, key) for key in changed)
         later = ", ".join(said(now, key) for key in changed)
-        say(f"i2i: note: {checkpoint.name} was trained with {then}, and a resume has since set {later} in the run's "
-            "recipe.toml, which it is applied with (i2i eval --set task.KEY=VALUE scores it as trained)")
+        # a resume's --set may change an option, never the task: a name changed is an edit by hand
+        how = ("restore it there to apply it as trained" if "name" in changed
+               else "i2i eval --set task.KEY=VALUE scores it as trained")
+        since = "the run's recipe.toml was edited by hand since" if "name" in changed else \
+            "the run's recipe.toml has since been changed (by a resume's --set, or by hand)"
+        say(f"i2i: note: {checkpoint.name} was trained with {then}, and {since} to {later}, which it is applied with "
+            f"({how})")
 
 
 def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Model:

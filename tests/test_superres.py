@@ -213,11 +213,16 @@ def test_a_checkpoint_trained_before_a_resume_changed_the_scale_says_so_when_app
     i2i.train(None, resume=run.run_dir, overrides=["task.scale=4", "train.steps=3"], quiet=True)
     capsys.readouterr()
     assert i2i.load(run.run_dir / "checkpoints" / "step_0000002")(torch.rand(1, 3, 5, 5)).shape == (1, 3, 20, 20)
-    assert ("i2i: note: step_0000002 was trained with task.scale = 2, and a resume has since set task.scale = 4 in the "
-            "run's recipe.toml, which it is applied with (i2i eval --set task.KEY=VALUE scores it as trained)"
-            ) in capsys.readouterr().err
+    assert ("i2i: note: step_0000002 was trained with task.scale = 2, and the run's recipe.toml has since been changed "
+            "(by a resume's --set, or by hand) to task.scale = 4, which it is applied with (i2i eval --set "
+            "task.KEY=VALUE scores it as trained)") in capsys.readouterr().err
     i2i.load(run.run_dir)  # the resume's own checkpoint: trained at 4x, nothing to say
     assert "was trained with" not in capsys.readouterr().err
+    # the task itself changed in the file: no resume does that, and no --set puts it back
+    recipe = run.run_dir / "recipe.toml"
+    recipe.write_text(recipe.read_text().replace('name = "superres"', 'name = "denoise"').replace("scale = 4\n", ""))
+    i2i.load(run.run_dir / "checkpoints" / "step_0000002")
+    assert ("and the run's recipe.toml was edited by hand since to task.name = 'denoise'" in capsys.readouterr().err)
 
 
 def test_a_crop_size_the_scale_does_not_divide_gets_a_note_naming_sizes_that_fit(tmp_path, capfd):
