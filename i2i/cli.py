@@ -105,7 +105,7 @@ def _exit_on_usage_error(exc: click.UsageError, ctx: click.Context | None) -> No
         names.insert(0, context.info_name)
         context = context.parent
     command = " ".join(["i2i", *names])
-    hint, message = _reference_hint(exc), exc.format_message()
+    hint, message = _reference_hint(exc), re.sub(r"\s*\n\s*", " ", exc.format_message())  # Click lists choices a line each
     if hint:  # Click's own guess (--model: "Did you mean '--help'?") is noise beside it
         message = message.split(". Did you mean", 1)[0]
     click.echo(f"i2i: error: {message.rstrip('.')}{hint} ({command} --help lists what it takes)", err=True)
@@ -489,8 +489,14 @@ def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
 
         failed = [p.name for p in host().plugins.values() if p.status == "failed"]
         why = f"; plugin(s) {', '.join(failed)} failed to load (i2i plugins says why)" if failed else ""
-        click.echo(f"no {kind} match {pattern!r}{why}" if pattern else f"no {kind} are registered{why}")
-        return
+        if not pattern:
+            click.echo(f"no {kind} are registered{why}")
+            return
+        from .errors import did_you_mean
+
+        meant = "" if any(c in pattern for c in "*?[") else did_you_mean(pattern, registry().names(kind))
+        click.echo(f"no {kind} match {pattern!r}{meant}{why}", err=True)  # status 1, as grep finding nothing
+        sys.exit(1)
     for c in components:
         click.echo(f"{c.name}  [{c.plugin}]  {c.description}{_listing_marks(c)}")
         if not (kind == "metrics" and not c.defaults):  # a recipe names metrics without options: the defaults run

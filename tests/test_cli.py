@@ -495,3 +495,12 @@ def test_a_very_long_value_is_cut_short_in_its_error(runner):
     assert result.exit_code == 2 and len(result.output) < 600, len(result.output)
     assert result.output.startswith("i2i: error: --set train.steps=AAAA") and "A...A" in result.output
     assert result.output.rstrip().endswith("expected an integer")
+
+
+def test_list_of_a_name_nothing_has_says_so_with_the_name_meant_and_status_1(runner):
+    """'i2i list tasks denose' printed 'no tasks match' with status 0 and no suggestion."""
+    result = runner.invoke(cli, ["list", "tasks", "denose"])
+    assert result.exit_code == 1 and result.output == "no tasks match 'denose' (did you mean 'denoise'?)\n"
+    result = runner.invoke(cli, ["list"])  # Click's list of choices, one a line: one line here
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "Choose from: generators, discriminators" in \
+        result.output

@@ -421,7 +421,8 @@ def test_a_shared_entry_point_name_loads_neither_plugin_and_builtin_names_are_re
                 "be a guess); uninstall one, or rename the entry point in its [project.entry-points.i2i]"
                 in by_distribution[dist]["error"])
     listed = run_i2i(["list", "generators", "good:*"], site)
-    assert listed.stdout.startswith("no generators match 'good:*'; plugin(s) good, good (i2i-good-fork)")
+    assert listed.returncode == 1 and listed.stdout == ""
+    assert "no generators match 'good:*'; plugin(s) good, good (i2i-good-fork)" in listed.stderr
 
 
 def test_an_entry_point_naming_a_class_with_method_hooks_says_how_to_point_it(tmp_path):
