@@ -263,3 +263,14 @@ def test_only_losses_and_metrics_that_ask_for_the_input_get_it():
     assert not takes_input(TorchStyle().forward) and not takes_input(nn.L1Loss())
     assert takes_input(Masked().forward) and takes_input(ModuleMetric())
     assert takes_input(lambda output, target, *, input: output) and not takes_input(lambda output, target: output)
+
+
+def test_a_generator_every_loss_of_which_weighs_0_is_refused_before_training(tmp_path):
+    """Each term got a note that it trained nothing, and the run trained for its whole length."""
+    from helpers import TINY_GAN, make_photos, tiny_recipe
+
+    recipe = tiny_recipe(make_photos(tmp_path / "photos", count=3, size=(16, 16)), tmp_path / "run", base=TINY_GAN)
+    with pytest.raises(RecipeError, match=r"losses: losses.l1.weight = 0, losses.gan.weight = 0: the generator would "
+                                          r"learn nothing; give one of them a weight above 0"):
+        i2i.validate(recipe, overrides=["losses.gan.weight=0", "losses.l1.weight=0"])
+    i2i.validate(recipe, overrides=["losses.l1.weight=0"])  # the adversarial term alone still trains it

@@ -211,6 +211,11 @@ def build_loss_terms(recipe: Recipe, discriminator: nn.Module | None, device: to
         raise recipe_error(recipe, "discriminator: no adversarial loss to train it; add e.g. [losses.gan] name = 'vanilla'")
     if not terms.recon and not terms.adversarial:
         raise recipe_error(recipe, "losses: no loss for the generator; add e.g. [losses.l1] weight = 1.0")
+    generators = terms.recon + terms.adversarial + terms.feature_matching
+    if all(term.weight == 0 for term in generators):  # it would train for hours and learn nothing
+        weights = ", ".join(f"{toml_key('losses', term.label, 'weight')} = 0" for term in generators)
+        raise recipe_error(recipe, f"losses: {weights}: the generator would learn nothing; give one of them a weight "
+                                   "above 0")
     if terms.feature_matching and not _takes_keyword(discriminator.forward, "return_features"):
         raise RecipeError(f"{terms.feature_matching[0].where}: needs the discriminator's features, and "
                           f"{contract_where(recipe, 'discriminator')} has no forward(x, return_features=True); "
