@@ -247,6 +247,14 @@ def read_toml(path: str | Path) -> dict:
             if re.search(r'"[^"]*\\', line):  # C:\Users in double quotes: TOML reads \U as an escape
                 message += "; write a Windows path in single quotes ('C:\\photos') or with forward slashes"
             bare = re.match(r"\s*([\w.\"'-]+)\s*=\s*([^\s\"'\[{#][^#]*?)\s*(#.*)?$", line)
+            keyed = re.match(r"\s*([\w.\"'-]+)\s*=", line)
+            if message == "Cannot overwrite a value" and keyed:  # size = 64, then size = 32 in one table
+                message += f"; {keyed[1]} is given twice in its table (or a table names it again), and TOML takes each once"
+            if re.match(r"\s*\[*\s*[^\]\"'=]*[^\x00-\x7f]", line) and message in (
+                    "Invalid statement", "Expected ']' at the end of a table declaration",
+                    "Expected ']]' at the end of an array declaration"):
+                message += ("; a key or table name with letters beyond A-Z, digits, _ and - goes in quotes "
+                            "(\"données\" = 1, [\"données\"]); i2i's own keys are all in English")
             if message == "Invalid value" and bare:  # source = photos: TOML has no unquoted strings
                 value = bare[2]
                 if value.lower() in ("true", "false"):

@@ -491,3 +491,18 @@ def test_a_misspelt_name_key_is_named_with_the_key_meant(tmp_path):
     with pytest.raises(RecipeError, match=r"^--set discriminator.nam=patchgan: discriminator.nam: unknown key \(did you "
                                           r"mean 'name'\?\)$"):
         load_recipe(ROOT_RECIPES / "color2gray.toml", overrides=["discriminator.nam=patchgan"])
+
+
+@pytest.mark.parametrize("text, said", [
+    ("[data]\nsize = 64\nsize = 32\n", r"line 3, column 10: TOML syntax error: Cannot overwrite a value; size is given "
+                                       r"twice in its table"),
+    ("[données]\nx = 1\n", r"line 1, column 6: .*; a key or table name with letters beyond A-Z, digits, _ and - goes in "
+                           r"quotes"),
+    ("[train]\nétapes = 3\n", r"line 2, column 1: TOML syntax error: Invalid statement; a key or table name with letters "
+                              r"beyond"),
+])
+def test_toml_mistakes_tomllib_words_tersely_get_the_key_and_the_fix(tmp_path, text, said):
+    path = tmp_path / "r.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RecipeError, match=said):
+        load_recipe(path)
