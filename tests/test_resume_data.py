@@ -127,6 +127,9 @@ def test_another_folder_with_as_many_photos_is_refused_and_a_moved_one_resumes(p
                                         rf"i2i run --resume {run.run_dir} --set \"data.source='NEW_PLACE'\" \(quoted, so a "
                                         rf"path with spaces works\)$"):
         i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+    # a --set naming a folder that is not there is that --set's mistake, not the run's images moved
+    with pytest.raises(UserError, match=r'^overrides data.source=/nowhere: data.source = "/nowhere": no such folder$'):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=3", "data.source=/nowhere"], quiet=True)
     from i2i.evaluation import evaluate_run
 
     with pytest.raises(UserError, match=rf'^data.source = "{photos}": no such folder; if the run\'s images moved, set '

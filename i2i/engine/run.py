@@ -145,6 +145,10 @@ def check_data_folders_there(recipe: Recipe, run_dir: Path) -> None:
     from ..data.sources import missing_data_folder
 
     key = missing_data_folder(recipe["data"])
+    given = next((o for o in getattr(recipe, "overrides", ()) if isinstance(o, str)
+                  and o.split("=", 1)[0].strip() == f"data.{key}"), None)
+    if key is not None and given is not None:  # the --set's own folder, not the run's images moved
+        raise UserError(f'--set {given}: data.{key} = "{recipe["data"][key]}": no such folder')
     if key is not None:
         raise UserError(f'data.{key} = "{recipe["data"][key]}": no such folder; if the run\'s images moved: '
                         f"i2i run --resume {shell_path(run_dir)} --set \"data.{key}='NEW_PLACE'\" (quoted, so a path with "
