@@ -375,7 +375,8 @@ def test_import_reference_weights(tmp_path, odd_inputs):
     assert rgb.returncode == 2 and rgb.stderr.rstrip().endswith(
         "task 'gray2color' needs 1 -> 3; 'gray2color' with its default options does: leave out --set space='rgb'")
     typo = run_i2i(["import-weights", str(path), "--task", "gray2color", "--set", "task.spcae=lab", "--out", str(tmp_path / "t")])
-    assert typo.returncode == 2 and typo.stderr.startswith("i2i: error: task.spcae: unknown option") and typo.stderr.count("\n") == 1
+    assert typo.returncode == 2 and typo.stderr.startswith("i2i: error: --set spcae='lab': task.spcae: unknown option")
+    assert typo.stderr.count("\n") == 1
     assert not (tmp_path / "t").exists()
     unknown = run_i2i(["import-weights", str(path), "--task", "gray2colour", "--out", str(tmp_path / "u")])
     assert unknown.returncode == 2 and unknown.stderr.startswith("i2i: error: --task gray2colour: unknown task 'gray2colour'")

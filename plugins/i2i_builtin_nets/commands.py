@@ -37,6 +37,10 @@ def import_reference_run(checkpoint: str | Path, task: str, out: str | Path, tas
         recipe = i2i.load_recipe({"task": task_table, "generator": {"name": name, **options}, "losses": {"l1": {}}})
     except i2i.UserError as exc:  # there is no recipe: name the option the user gave
         text = str(exc).removeprefix("<recipe>: ")
+        given = next((key for key in (task_options or {}) if text.startswith((f"task.{key}:", f"task.{key} "))), None)
+        if given is not None:  # the --set that gave it
+            value = task_options[given]
+            text = f"--set {given}={value!r}: {text}" if isinstance(value, str) else f"--set {given}={value}: {text}"
         raise type(exc)(f"--task {task}: {text.removeprefix('task.name: ')}" if text.startswith("task.name: ") else text) from None
     built = i2i.registry().build("tasks", task, **{k: v for k, v in recipe["task"].items() if k != "name"})
     if (built.in_channels, built.out_channels) != (in_ch, out_ch):
