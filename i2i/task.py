@@ -20,7 +20,8 @@ class Task:
     device, with ``C = image_channels`` (the data pipeline converts grey and colour files).
     """
 
-    #: Channels of the clean images the data pipeline should deliver (1 or 3).
+    #: Channels of the clean images the data pipeline should deliver (1 or 3); a task whose
+    #: option decides it (``channels``) sets it on the instance in ``__init__``.
     image_channels: ClassVar[int] = 3
     #: True when each image file holds an (input, target) pair side by side, as the reference
     #: pix2pix's aligned data sets do (facades, maps, edges2shoes: A on the left, B on the
@@ -57,6 +58,10 @@ class Task:
             (training and validation use separate, seeded ones; validation calls this once per
             image on the CPU, so an image's noise is the same at every evaluation, whatever
             the batch size, the other files or the device).
+
+        Validation images come whole, at their own size, which may be tiny (an icon of 7 x 5 px
+        among photos) and odd: an operation that pads by reflection (kornia's default border)
+        fails below its kernel's size, so pad by replication (``border_type="replicate"``).
         """
         raise NotImplementedError
 

@@ -229,8 +229,8 @@ _TASK_LABELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def remember_task_label(task: Task, recipe: Any) -> None:
-    """Name ``task`` as its recipe does (``runs/x/recipe.toml: task.name = 'deblur' (plugin
-    'restore')``) in the errors of evaluation, which is not given the recipe."""
+    """Name ``task`` as its recipe does (``runs/x/recipe.toml: task.name = 'inpaint' (plugin
+    'i2i_inpaint')``, for a third party's task) in the errors of evaluation, which is not given the recipe."""
     from .contracts import contract_where
 
     with contextlib.suppress(TypeError):  # a task object that takes no weak reference keeps its class name
@@ -238,7 +238,7 @@ def remember_task_label(task: Task, recipe: Any) -> None:
 
 
 def task_label(task: Task) -> str:
-    """How errors name a task: as its recipe does, else ``task Deblur (i2i_restore.tasks)``."""
+    """How errors name a task: as its recipe does, else ``task Inpaint (i2i_inpaint.tasks)``."""
     with contextlib.suppress(TypeError):
         if task in _TASK_LABELS:
             return _TASK_LABELS[task]

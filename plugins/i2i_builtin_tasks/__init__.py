@@ -12,7 +12,8 @@ import i2i
 
 from .color2gray import Color2Gray
 from .dejpeg import Dejpeg
-from .denoise import Denoise, ResidualGenerator
+from .denoise import Denoise
+from .restoration import ResidualGenerator
 from .gray2color import Gray2Color
 from .paired import Paired
 from .superres import SuperRes

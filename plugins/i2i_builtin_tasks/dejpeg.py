@@ -10,7 +10,7 @@ from torch import Tensor
 import i2i
 
 from ._common import to_signed, to_unit
-from .denoise import RestorationTask
+from .restoration import RestorationTask
 from .jpeg_codec import jpeg_round_trip
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 import i2i
 
 from ._common import as_grey, as_rgb, to_signed, to_unit
-from .denoise import residual_wrapped
+from .restoration import residual_wrapped
 
 
 def _channels(key: str, value: object) -> int:

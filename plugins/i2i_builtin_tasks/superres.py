@@ -12,7 +12,7 @@ from torch import Tensor
 import i2i
 
 from ._common import to_signed, to_unit
-from .denoise import RestorationTask
+from .restoration import RestorationTask
 
 #: The scales i2i trains: 2 to 4 are the benchmarks' (Set5, Set14, DIV2K); 8 is the most a
 #: 64 px crop leaves enough of (8 px) to learn from.
