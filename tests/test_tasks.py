@@ -33,6 +33,8 @@ def smooth_images(batch: int = 2, channels: int = 3, size: int = 32, seed: int =
         ("denoise", {"channels": 1}, (1, 1, 1)),
         ("dejpeg", {}, (3, 3, 3)),
         ("dejpeg", {"channels": 1, "quality": [5, 50]}, (1, 1, 1)),
+        ("deblur", {}, (3, 3, 3)),
+        ("deblur", {"channels": 1, "sigma": [0.0, 4.0], "noise": 2.55}, (1, 1, 1)),
         ("color2gray", {}, (3, 3, 1)),
         ("paired", {}, (3, 3, 3)),
         ("paired", {"direction": "BtoA", "input_channels": 1}, (3, 1, 3)),
@@ -44,7 +46,7 @@ def test_channels_and_shapes(name, options, channels):
     clean = torch.rand(2, task.clean_channels, 8, 12)
     input, target = task.make_pair(clean, torch.Generator().manual_seed(0))
     assert input.shape == (2, task.in_channels, 8, 12) and target.shape == (2, task.out_channels, 8, 12)
-    assert input.abs().max() <= 1.0001 or name == "denoise"  # noisy inputs are not clipped
+    assert input.abs().max() <= 1.0001 or name == "denoise" or options.get("noise")  # noisy inputs are not clipped
     assert target.abs().max() <= 1.0001
     out = task.to_image(torch.zeros_like(target), input)
     assert out.shape[0] == 2 and out.shape[-2:] == (8, 12) and 0 <= out.min() and out.max() <= 1
@@ -188,7 +190,7 @@ def test_color2gray_target_and_baseline():
 def test_registry_describes_tasks_and_their_options():
     reg = registry()
     expected = {"gray2color": {"space"}, "denoise": {"sigma", "channels", "residual", "levels"}, "color2gray": set(),
-                "dejpeg": {"quality", "channels", "residual"},
+                "dejpeg": {"quality", "channels", "residual"}, "deblur": {"sigma", "noise", "channels", "residual"},
                 "paired": {"direction", "input_channels", "target_channels", "residual"}}
     for name, options in expected.items():
         component = reg.get("tasks", name)
@@ -438,3 +440,76 @@ def test_blind_dejpeg_details_give_each_pairs_drawn_quality():
     input = jpeg_round_trip(clean, qualities) * 2 - 1
     assert torch.equal(task.pair_details(input, clean * 2 - 1)["jpeg quality"], qualities)
     assert build("dejpeg", quality=20).pair_details(input, clean * 2 - 1) == {}
+
+
+def test_deblur_inputs_are_kornias_gaussian_blur_of_the_photo():
+    from kornia.filters import gaussian_blur2d
+
+    clean = torch.rand(2, 3, 24, 20, generator=torch.Generator().manual_seed(0))
+    input, target = build("deblur", sigma=1.5).make_pair(clean, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(target, clean * 2 - 1)
+    expected = gaussian_blur2d(clean, 2 * 5 + 1, (1.5, 1.5), border_type="replicate")
+    torch.testing.assert_close((input + 1) / 2, expected, atol=1e-6, rtol=0)
+    # an image smaller than the kernel (a 3 x 2 icon among validation photos) still works
+    tiny, _ = build("deblur", sigma=3.0).make_pair(torch.rand(1, 3, 3, 2), torch.Generator().manual_seed(0))
+    assert tiny.shape == (1, 3, 3, 2) and tiny.isfinite().all()
+
+
+def test_blind_deblur_draws_a_width_per_image_in_range_and_repeats_with_its_seed():
+    """A range trains a blind model: each image its own width, the same for the same seed (the
+    validation pairs are drawn per file from a generator seeded by its name)."""
+    from kornia.filters import gaussian_blur2d
+
+    task = build("deblur", sigma=[0.0, 4.0])
+    clean = smooth_images(batch=6, size=32)
+    clean = clean + 0.2 * (torch.rand(clean.shape, generator=torch.Generator().manual_seed(1)) - 0.5)  # detail to blur
+    first, _ = task.make_pair(clean, torch.Generator().manual_seed(7))
+    again, _ = task.make_pair(clean, torch.Generator().manual_seed(7))
+    other, _ = task.make_pair(clean, torch.Generator().manual_seed(8))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    # each image is the blur of one width in [0, 4]: found by a search over widths (0.05 px apart)
+    widths = torch.linspace(0.001, 4.0, 81)
+    blurs = torch.stack([gaussian_blur2d(clean, 25, torch.tensor([[float(w), float(w)]]).expand(6, 2),
+                                         border_type="replicate") for w in widths])  # [widths, 6, 3, 32, 32]
+    errors = (blurs - (first + 1) / 2).abs().flatten(2).max(2).values  # [widths, 6]
+    assert (errors.min(0).values < 0.02).all()
+    drawn = set(widths[errors.argmin(0)].tolist())
+    assert len(drawn) > 3  # widths differ between images
+
+
+def test_deblur_noise_is_added_after_the_blur_at_its_level():
+    clean = torch.full((4, 3, 64, 64), 0.5)
+    input, target = build("deblur", sigma=2.0, noise=5.1).make_pair(clean, torch.Generator().manual_seed(0))
+    assert (input - target).std().item() == pytest.approx(5.1 / 255 * 2, rel=0.03)  # a flat image blurs to itself
+
+
+def test_deblur_unsharp_mask_beats_the_blurred_input_and_options_are_checked():
+    task = build("deblur", sigma=1.0)
+    g = torch.Generator().manual_seed(0)
+    clean = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8, generator=g), size=32, mode="bilinear")
+    input, target = task.make_pair(clean, g)
+    baselines = task.baselines(input, clean)
+    assert list(baselines) == ["blurred input", "best unsharp mask"]
+    from i2i_builtin_tasks._common import psnr_per_image
+
+    assert (psnr_per_image(baselines["best unsharp mask"], clean) > psnr_per_image(baselines["blurred input"], clean)).all()
+    for bad, said in ((0.0, "a blur width above 0"), (11.0, "at most 10"), ([3.0, 1.0], "0 <= low <= high"),
+                      ([0.0, 0.0], "high above 0"), ("wide", "expected a blur width"), (float("nan"), "above 0")):
+        with pytest.raises(RecipeError, match=rf"task.sigma = .*{said}"):
+            build("deblur", sigma=bad)
+    for bad, said in ((-1.0, "from 0 to 255"), (0.01, "if you meant the 0-1 scale, write task.noise = 2.55")):
+        with pytest.raises(RecipeError, match=rf"task.noise = .*{said}"):
+            build("deblur", noise=bad)
+
+
+def test_a_deblur_run_trains_scores_against_its_baselines_and_translates(tmp_path):
+    import i2i
+    from helpers import TINY_GAN, make_photos, tiny_recipe
+
+    photos = make_photos(tmp_path / "photos", count=3, size=(24, 24))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_GAN, train={"steps": 2})
+    recipe["task"] = {"name": "deblur", "sigma": [1.0, 2.0], "noise": 2.55}
+    run = i2i.train(recipe, quiet=True)
+    assert set(run.baselines) == {"blurred input", "best unsharp mask"} and "psnr" in run.metrics
+    model = i2i.load(run.run_dir)
+    assert model(torch.rand(1, 3, 13, 9)).shape == (1, 3, 13, 9)
