@@ -600,8 +600,11 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
     resolve_device(device, where="--device")
     model = load(model_path, device=device, which=which)
     fmt = {"jpeg": "jpg", "tiff": "tif"}.get(fmt.lower(), fmt.lower())
-    report = translate_files(model, list(inputs), out_dir, batch_size=batch_size, fmt=fmt,
-                             overwrite=overwrite, progress=not quiet, tile=tile, skip_existing=skip_existing)
+    from .engine.run import interrupt_on_termination
+
+    with interrupt_on_termination():
+        report = translate_files(model, list(inputs), out_dir, batch_size=batch_size, fmt=fmt,
+                                 overwrite=overwrite, progress=not quiet, tile=tile, skip_existing=skip_existing)
     there = f", left {report.already_there} already there" if skip_existing else ""
     click.echo(f"i2i: wrote {report.written} image(s) to {out_dir}{there}"
                + (f", skipped {report.skipped} unreadable" if report.skipped else ""), err=quiet)
@@ -645,13 +648,21 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
     _one_process_only()
     resolve_device(device, where="--device")
     if per_image_csv is not None:
-        check_csv_target(Path(per_image_csv))
         if save_images is not None and Path(per_image_csv).resolve() == Path(save_images).resolve():
             raise UserError(f"{per_image_csv}: given to both --per-image (a file) and --save-images (a folder); give "
                             "each its own path")
-    with plugin_output_to_stderr() if as_json else contextlib.nullcontext():  # the JSON alone on stdout
-        result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides,
-                              per_image=per_image_csv is not None, save_images=save_images, pair_dir=pair_dir)
+        check_csv_target(Path(per_image_csv), Path(save_images) if save_images is not None else None)
+    from .engine.run import interrupt_on_termination
+
+    try:
+        with plugin_output_to_stderr() if as_json else contextlib.nullcontext(), interrupt_on_termination():
+            result = evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop,
+                                  overrides=overrides, per_image=per_image_csv is not None, save_images=save_images,
+                                  pair_dir=pair_dir)
+    except (KeyboardInterrupt, OSError) as exc:  # Ctrl-C (SIGTERM, SIGHUP) or a full disk while saving images
+        if save_images is not None and (isinstance(exc, KeyboardInterrupt) or exc.errno in WRITE_TROUBLE):
+            _say_what_was_saved(Path(save_images))
+        raise
     if per_image_csv is not None:
         write_per_image_csv(result["per_image"], Path(per_image_csv))
     broken = [name for name, value in result["metrics"].items() if not math.isfinite(value)]
@@ -667,6 +678,19 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
     if save_images is not None:
         click.echo(f"i2i: saved the inputs, outputs and targets of {result['images']} image(s) to {save_images}",
                    err=as_json)
+
+
+def _say_what_was_saved(folder: Path) -> None:
+    """An evaluation stopped before its end: what its --save-images folder holds, and that the
+    same command needs that folder gone (i2i eval replaces no file)."""
+    try:
+        saved = sum(1 for _ in (folder / "output").iterdir()) if (folder / "output").is_dir() else 0
+    except OSError:
+        return
+    if saved:
+        click.echo(f"i2i: stopped with the inputs, outputs and targets of {saved} image(s) saved in {folder} (each "
+                   "written whole) and no scores; to score again, delete that folder or give another --save-images",
+                   err=True)
 
 
 def _checked_crop(crop: int | None) -> int | None:

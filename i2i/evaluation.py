@@ -340,8 +340,13 @@ def crop_problem(crop: object) -> str | None:
     return f"{crop!r}: expected {field.expect}"
 
 
-def check_csv_target(path: Path) -> None:
-    """``--per-image FILE`` before any scoring: a new file in an existing folder."""
+def check_csv_target(path: Path, save_images: Path | None = None) -> None:
+    """``--per-image FILE`` before any scoring: a new file in an existing folder, or in the
+    ``--save-images`` folder the scoring makes."""
+    if str(path) == "-":  # stdout, to many tools: here the table goes there
+        raise UserError("--per-image -: give a file name (the table of means goes to stdout; --json prints it as JSON)")
+    if save_images is not None and path.parent.resolve() == save_images.resolve() and not save_images.exists():
+        return  # made, new and empty, before the scores are written
     if os.path.lexists(path):  # a symbolic link too, dangling or looped: writing would replace it
         kind = "a symbolic link" if path.is_symlink() else "the file"
         raise UserError(f"--per-image {path}: {kind} exists; give a new file name (i2i eval replaces no file)")

@@ -335,6 +335,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if own:  # even --overwrite must not replace an input
         more = f" (so would {len(own) - 1} more)" if len(own) > 1 else ""
         raise UserError(f"{own[0]}: would be replaced by its own translation{more}; choose another --out")
+    _remove_abandoned_temporaries(targets)
     done = 0
     if skip_existing:
         done = sum(present)
@@ -446,7 +447,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         pending.clear()
 
     with contextlib.ExitStack() as cleanup:
-        cleanup.push(lambda kind, exc, tb: _say_how_far_on_interrupt(kind, report, out_dir))  # runs last: writes done
+        cleanup.push(lambda kind, exc, tb: _say_how_far_on_interrupt(kind, report, out_dir, exc))  # runs last: writes done
         if bar is not None:  # closed however the loop ends, or an error prints into a half-drawn bar line
             cleanup.callback(bar.close)
         pool = cleanup.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="i2i-io"))
@@ -522,13 +523,16 @@ def _note_tile_side(model: Model, tile: int | str) -> None:
             f"{used} px")
 
 
-def _say_how_far_on_interrupt(kind: type[BaseException] | None, report: TranslateReport, out_dir: Path) -> None:
-    """On Ctrl-C, once the writes under way have finished: how many outputs are complete, and
-    how to go on from there."""
-    if kind is not None and issubclass(kind, KeyboardInterrupt):
+def _say_how_far_on_interrupt(kind: type[BaseException] | None, report: TranslateReport, out_dir: Path,
+                              exc: BaseException | None = None) -> None:
+    """On Ctrl-C (or SIGTERM, SIGHUP: see the command), or a disk that filled up, once the writes
+    under way have finished: how many outputs are complete, and how to go on from there."""
+    full = isinstance(exc, OSError) and exc.errno in WRITE_TROUBLE
+    if kind is not None and (issubclass(kind, KeyboardInterrupt) or full):
         how = "command with --skip-existing" if called_from_the_command_line() else "call with skip_existing=True"
+        once = " once there is room" if full else ""
         say(f"i2i: stopped after writing {report.written} image(s) to {out_dir} (each written whole); the same {how} "
-            "translates the rest")
+            f"translates the rest{once}")
 
 
 def format_note(report: TranslateReport, fmt: str) -> str:
@@ -561,4 +565,33 @@ def _there(path: Path) -> bool:
         os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return False
+    return True
+
+
+def _remove_abandoned_temporaries(targets: list[Path]) -> None:
+    """Half-written outputs that a killed translation left (``.NAME.tmp-PID``, of a process that
+    is gone): removed before this one writes, so a rerun leaves none behind. Another running
+    translation's are its own."""
+    from .data.encode import temporary_beside
+
+    for target in targets:
+        pattern = temporary_beside(target, "tmp-*").name
+        try:
+            leftovers = list(target.parent.glob(pattern)) if target.parent.is_dir() else []
+        except OSError:
+            continue
+        for leftover in leftovers:
+            pid = leftover.name.rsplit("tmp-", 1)[-1]
+            if pid.isdigit() and not _process_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
     return True

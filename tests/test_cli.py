@@ -504,3 +504,64 @@ def test_list_of_a_name_nothing_has_says_so_with_the_name_meant_and_status_1(run
     result = runner.invoke(cli, ["list"])  # Click's list of choices, one a line: one line here
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "Choose from: generators, discriminators" in \
         result.output
+
+
+def test_sigterm_stops_translate_as_ctrl_c_does_and_a_rerun_clears_what_a_kill_left(runner, tiny_run, tmp_path,
+                                                                                   monkeypatch):
+    """SIGTERM (a scheduler) and SIGHUP (a closed terminal) killed translate silently, and a
+    half-written temporary file that a kill left stayed after every rerun."""
+    import os
+    import signal
+
+    from PIL import Image
+
+    import i2i.translate
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (16, 16), (90, 40, 10)).save(tmp_path / "in" / f"{name}.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".c.png.tmp-999999999").write_bytes(b"half")  # a killed process's
+    write, written = i2i.translate._write, []
+
+    def write_then_terminate(image, alpha, target, fmt):
+        write(image, alpha, target, fmt)
+        written.append(target)
+        if len(written) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(i2i.translate, "_write", write_then_terminate)
+    result = runner.invoke(cli, ["translate", str(tiny_run), "in", "--out", "out", "--batch-size", "1"])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert "i2i: stopped after writing" in result.output and "the same command with --skip-existing translates " \
+        "the rest" in result.output
+    assert not (tmp_path / "out" / ".c.png.tmp-999999999").exists()
+    monkeypatch.setattr(i2i.translate, "_write", write)
+    result = runner.invoke(cli, ["translate", str(tiny_run), "in", "--out", "out", "--skip-existing"])
+    assert result.exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != ".i2i-outputs") == ["a.png", "b.png", "c.png"]
+
+
+def test_an_evaluation_stopped_while_saving_images_says_what_it_saved_and_how_to_score_again(runner, tiny_run,
+                                                                                            tmp_path, monkeypatch):
+    """It said only 'interrupted', and the same command was then refused for the non-empty folder."""
+    import os
+    import signal
+
+    import i2i.evaluation
+
+    monkeypatch.chdir(tmp_path)
+    save = i2i.evaluation.ImageSaver.__call__
+
+    def save_then_terminate(self, batch):
+        save(self, batch)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(i2i.evaluation.ImageSaver, "__call__", save_then_terminate)
+    result = runner.invoke(cli, ["eval", str(tiny_run), "--save-images", "saved", "--per-image", "saved/scores.csv"])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert ("i2i: stopped with the inputs, outputs and targets of 1 image(s) saved in saved (each written whole) and no "
+            "scores; to score again, delete that folder or give another --save-images") in result.output
+    one_line_error(runner.invoke(cli, ["eval", str(tiny_run), "--per-image", "-"]),
+                   says="--per-image -: give a file name (the table of means goes to stdout")

@@ -386,9 +386,11 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
 
 
 @contextmanager
-def _interrupt_on_termination() -> Iterator[None]:
-    """SIGTERM and SIGHUP as Ctrl-C while a run is set up (reading and caching its data can take
-    a while), so the new run folder is removed rather than left empty by the default handler."""
+def interrupt_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP as Ctrl-C: while a run is set up (reading and caching its data can take
+    a while), so the new run folder is removed rather than left empty by the default handler;
+    and for all of ``i2i translate`` and ``i2i eval``, which then finish the file being written
+    and say how to go on, as a batch scheduler or a closed terminal sends these, not Ctrl-C."""
     if not _main_thread():
         yield
         return
@@ -552,7 +554,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             recipe["output"]["dir"] = str(run_dir)
         # a SIGTERM while data loads or the run's files are written: clean up as for Ctrl-C (fit
         # installs its own handlers, which checkpoint)
-        with _interrupt_on_termination(), run_folder_locked(run_dir) if dist.is_main else contextlib.nullcontext():
+        with interrupt_on_termination(), run_folder_locked(run_dir) if dist.is_main else contextlib.nullcontext():
             try:
                 # absolute for the Trainer, its callbacks' trainer.run_dir and checkpoint paths, as
                 # a resumed run's are: a program that keeps them may change its working directory
