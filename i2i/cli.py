@@ -107,7 +107,7 @@ def _exit_on_usage_error(exc: click.UsageError, ctx: click.Context | None) -> No
     command = " ".join(["i2i", *names])
     hint, message = _reference_hint(exc), re.sub(r"\s*\n\s*", " ", exc.format_message())  # Click lists choices a line each
     if hint:  # Click's own guess (--model: "Did you mean '--help'?") is noise beside it
-        message = message.split(". Did you mean", 1)[0]
+        message = re.split(r"\.? \(?Did you mean", message, maxsplit=1)[0]
     click.echo(f"i2i: error: {message.rstrip('.')}{hint} ({command} --help lists what it takes)", err=True)
     sys.exit(exc.exit_code)
 
@@ -123,6 +123,10 @@ def _reference_hint(exc: click.UsageError) -> str:
     reference option or script name typed on i2i's command line, else ``""``."""
     from .recipe import REFERENCE_OPTIONS, reference_option_text
 
+    if isinstance(exc, click.NoSuchOption) and exc.option_name == "--set" and exc.ctx is not None \
+            and exc.ctx.info_name == "translate":  # eval takes one: a task option to score under
+        return ("; translate applies the run as it was trained (its task options included); i2i eval RUN --set "
+                "task.KEY=VALUE scores it under others, and a run trained under them translates with them")
     if isinstance(exc, click.NoSuchOption):
         said = reference_option_text(exc.option_name)
         meaning = REFERENCE_OPTIONS.get(exc.option_name.lstrip("-").lower(), "")

@@ -302,6 +302,8 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
             hint = f" (did you mean --set task.{override.strip()}?)" if bare else close and f" ({close.strip(' ()')})"
             if key == "eval.crop":  # an option of its own
                 hint = f" (use --crop {override.split('=', 1)[1].strip()})"
+            if key == "task.name":  # not a near miss of another key: the task is the run's
+                hint = " (a run is scored on the task it was trained for; another task needs a run of its own)"
             raise RecipeError(f"--set {override}: scoring a run changes only the task's options (task.sigma, say) and "
                               f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's{hint}")
     recipe = load_recipe(ckpt.run_dir_of(model.checkpoint) / "recipe.toml", ["train.callbacks=[]", *overrides],

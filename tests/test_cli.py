@@ -565,3 +565,15 @@ def test_an_evaluation_stopped_while_saving_images_says_what_it_saved_and_how_to
             "scores; to score again, delete that folder or give another --save-images") in result.output
     one_line_error(runner.invoke(cli, ["eval", str(tiny_run), "--per-image", "-"]),
                    says="--per-image -: give a file name (the table of means goes to stdout")
+
+
+def test_options_translate_and_eval_do_not_take_are_told_what_does_it(runner, tiny_run, tmp_path):
+    """translate --set was offered --out or --quiet instead; eval --set task.name=... a near
+    miss ('did you mean task.channels?') that cannot change either."""
+    one_line_error(runner.invoke(cli, ["translate", str(tiny_run), str(tmp_path), "--out", str(tmp_path / "o"), "--set",
+                                       "task.scale=4"]),
+                   says="No such option '--set'; translate applies the run as it was trained (its task options "
+                        "included); i2i eval RUN --set task.KEY=VALUE scores it under others")
+    result = runner.invoke(cli, ["eval", str(tiny_run), "--set", "task.name=superres"])
+    one_line_error(result, says="(a run is scored on the task it was trained for; another task needs a run of its own)")
+    assert "did you mean" not in result.output
