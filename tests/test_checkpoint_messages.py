@@ -175,3 +175,11 @@ def test_a_recipe_toml_that_is_a_folder_is_named_as_one(run):
     (run / "recipe.toml").mkdir()
     with pytest.raises(i2i.CheckpointError, match=r"recipe.toml: a folder where the run keeps its recipe file"):
         i2i.load(run)
+
+
+def test_a_pointer_file_given_as_the_model_names_the_checkpoint_it_points_to(run):
+    with pytest.raises(i2i.CheckpointError, match=rf"LATEST: a pointer file; give {run / 'checkpoints' / 'step_0000003'} "
+                                                  rf"for that checkpoint, or the run folder {run}$"):
+        i2i.load(run / "checkpoints" / "LATEST")
+    with pytest.raises(i2i.CheckpointError, match=r"BEST: a pointer file; give .* with --checkpoint best$"):
+        i2i.load(run / "checkpoints" / "BEST")

@@ -563,6 +563,11 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
     if path.name == "checkpoints" and (path.parent / "recipe.toml").is_file():  # the run's own checkpoints/ folder
         path = path.parent
+    if path.is_file() and path.name in ("LATEST", "BEST") and path.parent.name == "checkpoints":  # a pointer
+        named = CheckpointStore(path.parent.parent).pointer(path.name)
+        shown = f"{named} for that checkpoint, or " if named is not None else ""
+        raise CheckpointError(f"{path}: a pointer file; give {shown}the run folder {path.parent.parent}"
+                              + (" with --checkpoint best" if path.name == "BEST" else ""))
     if path.is_file():  # a file of a run (its recipe.toml) or of a checkpoint (generator.safetensors)
         folder = path.parent if (path.parent / "state.json").is_file() or (path.parent / "recipe.toml").is_file() else None
         kind = "a checkpoint" if folder is not None and (folder / "state.json").is_file() else "a run"
