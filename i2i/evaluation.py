@@ -383,7 +383,7 @@ def write_per_image_csv(rows: list[dict], path: Path) -> None:
             writer = csv.writer(handle)
             writer.writerow(["file", *detail_keys, *metric_keys, *(f"{base}: {key}" for base, key in base_keys)])
             for row in rows:
-                writer.writerow([row["file"], *(_cell(row.get("details", {}).get(key)) for key in detail_keys),
+                writer.writerow([row["file"], *(_detail_cell(row.get("details", {}).get(key)) for key in detail_keys),
                                  *(_cell(row["metrics"].get(key)) for key in metric_keys),
                                  *(_cell(row["baselines"].get(base, {}).get(key)) for base, key in base_keys)])
         tmp.replace(path)
@@ -394,3 +394,9 @@ def write_per_image_csv(rows: list[dict], path: Path) -> None:
 
 def _cell(value: float | None) -> str:
     return "" if value is None else repr(float(value))
+
+
+def _detail_cell(value: float | None) -> str:
+    """A task's detail of a pair (a blur width of 1.05 px) as float32 holds it, without the
+    digits its widening to float64 makes up (1.0499999523162842)."""
+    return "" if value is None else format(float(value), ".7g")

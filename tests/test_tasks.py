@@ -513,3 +513,12 @@ def test_a_deblur_run_trains_scores_against_its_baselines_and_translates(tmp_pat
     assert set(run.baselines) == {"blurred input", "best unsharp mask"} and "psnr" in run.metrics
     model = i2i.load(run.run_dir)
     assert model(torch.rand(1, 3, 13, 9)).shape == (1, 3, 13, 9)
+
+
+def test_blind_deblur_details_give_each_pairs_drawn_width():
+    task = build("deblur", sigma=[0.5, 3.0])
+    clean = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    input, target = task.make_pair(clean, torch.Generator().manual_seed(4))
+    drawn = 0.5 + 2.5 * torch.rand((5,), generator=torch.Generator().manual_seed(4))  # as make_pair draws them
+    assert (task.pair_details(input, target)["blur sigma"] - drawn).abs().max() <= 0.026
+    assert build("deblur", sigma=2.0).pair_details(input, target) == {}
