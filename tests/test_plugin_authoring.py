@@ -388,27 +388,25 @@ def test_an_unknown_name_names_a_plugin_that_failed_to_load_with_its_error():
         def register_metrics(self, register):
             raise RuntimeError("no metric today")
 
+    def unknown(kind: str, name: str) -> str:
+        with pytest.raises(i2i.UnknownComponentError) as info:
+            i2i.registry().get(kind, name)
+        return str(info.value)
+
     i2i.register_plugin(BrokenMetrics(), "a_metrics")
     i2i.register_plugin(Broken(), "broken0")
-    with pytest.raises(i2i.UnknownComponentError) as info:
-        i2i.registry().get("generators", "zzz_nothing_like_it")
-    assert str(info.value) == ("unknown generator 'zzz_nothing_like_it'; plugin 'broken0' failed to load "
-                               "(register_generators: RuntimeError: broken), and may be what provides "
-                               "it (see 'i2i plugins'); see 'i2i list generators'")
-    with pytest.raises(i2i.UnknownComponentError) as info:
-        i2i.registry().get("generators", "unet_265")
-    assert str(info.value).startswith("unknown generator 'unet_265' (did you mean 'unet_256'?); plugin 'broken0' "
-                                      "failed to load")
+    assert unknown("generators", "zzz_nothing_like_it") == (
+        "unknown generator 'zzz_nothing_like_it'; plugin 'broken0' failed to load (register_generators: RuntimeError: "
+        "broken), and may be what provides it (see 'i2i plugins'); see 'i2i list generators'")
+    assert unknown("generators", "unet_265").startswith("unknown generator 'unet_265' (did you mean 'unet_256'?); "
+                                                         "plugin 'broken0' failed to load")
     for n in range(1, 5):  # several that may be it: named, and no one error quoted as the likely cause
         i2i.register_plugin(Broken(), f"broken{n}")
-    with pytest.raises(i2i.UnknownComponentError) as info:
-        i2i.registry().get("generators", "zzz_nothing_like_it")
-    assert str(info.value) == ("unknown generator 'zzz_nothing_like_it'; plugins 'broken0', 'broken1', 'broken2' and 2 "
-                               "more failed to load, and one may be what provides it (see 'i2i plugins'); see 'i2i list "
-                               "generators'")
-    with pytest.raises(i2i.UnknownComponentError) as info:
-        i2i.registry().get("metrics", "zzz_metric")
-    assert "plugin 'a_metrics' failed to load (register_metrics: RuntimeError: no metric today)" in str(info.value)
+    assert unknown("generators", "zzz_nothing_like_it") == (
+        "unknown generator 'zzz_nothing_like_it'; plugins 'broken0', 'broken1', 'broken2' and 2 more failed to load, "
+        "and one may be what provides it (see 'i2i plugins'); see 'i2i list generators'")
+    assert "plugin 'a_metrics' failed to load (register_metrics: RuntimeError: no metric today)" in \
+        unknown("metrics", "zzz_metric")
 
 
 def test_an_option_named_weight_reaches_a_generator():
