@@ -22,7 +22,7 @@ seconds) runs out:
 6. ``translate``: ``i2i translate`` of 256 px photos: the decode/network/write split;
 7. ``large``: 256 px pix2pix at batch 32, 64 and 128: img/s and model-FLOP utilisation
    (MFU = img/s * 86.9 GFLOP / measured bf16 matmul rate; 86.9 GFLOP per image per pix2pix
-   training step at 256 px, from FIELD-NOTES), graphed and eager;
+   training step at 256 px, convolutions only), graphed and eager;
 8. ``breakdown``: where the large-batch step's device time goes, for the MFU gap: the torch
    profiler over a few eager steps of unet_256 at batch 64, the device time summed by kind
    (convolutions forward and backward, normalisation, element-wise, optimiser, copies) and the
@@ -55,7 +55,7 @@ from bench_train import PRESETS, Preset, i2i_command, i2i_recipe, load_size, ref
 from common import (json_file, median, non_negative_int, positive_float, positive_int, reference_checkout,  # noqa: E402
                     run_measured, write_images)
 
-PIX2PIX_GFLOP_256 = 86.9  # per image per training step (G fwd+bwd, D 3 fwd + 2 bwd), FIELD-NOTES
+PIX2PIX_GFLOP_256 = 86.9  # per image per training step, convolutions only (G fwd+bwd, D 3 fwd + 2 bwd)
 
 START = time.perf_counter()
 

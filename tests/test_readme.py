@@ -35,7 +35,7 @@ def expected_outputs() -> dict[str, str]:
 def workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "recipes", work / "recipes")
-    make_photos(work / "my_photos", count=2, size=(70, 50))
+    make_photos(work / "my_photos", count=2, size=(80, 72))  # above gray2color's 64 px crops: the README trains on them
     for split, seed in (("train", 0), ("val", 1), ("test", 2)):  # the reference's facades, as A|B pairs
         make_pairs(work / "facades" / split, count=2, seed=seed)
     make_photos(work / "my_labels", count=2, size=(40, 36), seed=3)
