@@ -480,7 +480,7 @@ def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
     from .plugins import registry
 
     components = registry().components(kind, pattern)
-    if as_json:
+    if as_json and (components or not pattern):
         click.echo(json.dumps([
             {"name": c.name, "plugin": c.plugin, "distribution": c.distribution, "version": c.version,
              "description": c.description,
@@ -499,6 +499,8 @@ def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
         from .errors import did_you_mean
 
         meant = "" if any(c in pattern for c in "*?[") else did_you_mean(pattern, registry().names(kind))
+        if as_json:  # still JSON on stdout, for the program reading it
+            click.echo("[]")
         click.echo(f"no {kind} match {pattern!r}{meant}{why}", err=True)  # status 1, as grep finding nothing
         sys.exit(1)
     for c in components:
@@ -687,8 +689,10 @@ def eval_cmd(run_dir: str, data_dir: str | None, which: str, device: str, crop: 
 def _say_what_was_saved(folder: Path) -> None:
     """An evaluation stopped before its end: what its --save-images folder holds, and that the
     same command needs that folder gone (i2i eval replaces no file)."""
-    try:
-        saved = sum(1 for _ in (folder / "output").iterdir()) if (folder / "output").is_dir() else 0
+    try:  # an image counts once all its PNGs are there (a stop between them leaves some)
+        roles = [sub for sub in (folder / "input", folder / "output", folder / "target") if sub.is_dir()]
+        names = [{p.name for p in sub.rglob("*.png") if not p.name.startswith(".")} for sub in roles]
+        saved = len(set.intersection(*names)) if names else 0
     except OSError:
         return
     if saved:

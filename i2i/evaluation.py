@@ -152,6 +152,9 @@ class ImageSaver:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     save_image(pixels, tmp, "png")
                     tmp.replace(path)
+                except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP mid-write: no half-written PNG is left
+                    tmp.unlink(missing_ok=True)
+                    raise
                 except OSError as exc:
                     tmp.unlink(missing_ok=True)
                     if exc.errno in WRITE_TROUBLE:  # the disk, not the user: exit status 1

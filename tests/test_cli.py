@@ -563,6 +563,22 @@ def test_an_evaluation_stopped_while_saving_images_says_what_it_saved_and_how_to
     assert result.exit_code == 130 and "Traceback" not in result.output
     assert ("i2i: stopped with the inputs, outputs and targets of 1 image(s) saved in saved (each written whole) and no "
             "scores; to score again, delete that folder or give another --save-images") in result.output
+    # stopped inside a PNG's write: its temporary file goes, and only images with all three PNGs count
+    import i2i.data.encode
+
+    monkeypatch.setattr(i2i.evaluation.ImageSaver, "__call__", save)
+    encode, calls = i2i.data.encode.save_image, []
+
+    def write_then_stop(pixels, path, fmt):
+        calls.append(path)
+        encode(pixels, path, fmt)
+        if len(calls) == 2:  # the output's PNG, written to its temporary name
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(i2i.data.encode, "save_image", write_then_stop)
+    result = runner.invoke(cli, ["eval", str(tiny_run), "--save-images", "again"])
+    assert result.exit_code == 130 and not [p for p in (tmp_path / "again").rglob("*") if ".tmp" in p.name]
+    assert "saved in again" not in result.output  # no image has all three of its PNGs
     one_line_error(runner.invoke(cli, ["eval", str(tiny_run), "--per-image", "-"]),
                    says="--per-image -: give a file name (the table of means goes to stdout")
 
@@ -577,3 +593,9 @@ def test_options_translate_and_eval_do_not_take_are_told_what_does_it(runner, ti
     result = runner.invoke(cli, ["eval", str(tiny_run), "--set", "task.name=superres"])
     one_line_error(result, says="(a run is scored on the task it was trained for; another task needs a run of its own)")
     assert "did you mean" not in result.output
+
+
+def test_list_json_of_a_name_nothing_has_is_an_empty_list_and_status_1(runner):
+    result = runner.invoke(cli, ["list", "tasks", "debluur", "--json"])
+    assert result.exit_code == 1 and result.output.startswith("[]\n")
+    assert "no tasks match 'debluur' (did you mean 'deblur'?)" in result.output

@@ -461,3 +461,14 @@ def test_a_split_drawn_again_after_the_folder_changed_is_refused(photos, tmp_pat
     with pytest.raises(UserError, match=r"split.json: it could not be read, and the training folder has changed since "
                                         r"the checkpoint, so the split drawn again is not the run's"):
         i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+
+
+def test_a_data_folder_under_tilde_is_saved_absolute(photos, tmp_path, monkeypatch):
+    """'~/data' was saved as it was: resumed or scored with another HOME (a batch job, another
+    user), the run's photos were 'no such folder'."""
+    home = tmp_path / "home"
+    shutil.copytree(photos, home / "data")
+    monkeypatch.setenv("HOME", str(home))
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 1}), overrides=["data.source=~/data"],
+                    quiet=True)
+    assert i2i.load_recipe(run.run_dir / "recipe.toml")["data"]["source"] == str(home / "data")

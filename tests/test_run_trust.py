@@ -706,7 +706,8 @@ def test_a_weight_changed_on_disk_is_named_by_its_checksum_and_sha256sum_can_che
     data[-2] ^= 0x01  # the low bits of a float32's exponent: still finite
     file.write_bytes(bytes(data))
     assert load_file(file)  # it reads as a safetensors file of finite weights
-    damaged = r"generator.safetensors: its bytes are not those i2i wrote .*SHA256SUMS.*the file is damaged; use an earlier"
+    damaged = (r"generator.safetensors: its bytes do not match the SHA-256 that SHA256SUMS lists for it: the file \(or "
+               r"SHA256SUMS\) is damaged; use an earlier")
     with pytest.raises(i2i.CheckpointError, match=damaged):
         i2i.load(run)
     result = CliRunner().invoke(cli, ["run", "--resume", str(run), "--set", "train.steps=6", "--quiet"])
@@ -714,3 +715,23 @@ def test_a_weight_changed_on_disk_is_named_by_its_checksum_and_sha256sum_can_che
     assert "SHA256SUMS" in result.output.splitlines()[-1]
     (checkpoint / "SHA256SUMS").unlink()  # as a checkpoint written before i2i kept the sums: loads unchecked
     assert i2i.load(run).checkpoint.name == "step_0000004"
+
+
+def test_sums_that_cannot_vouch_for_a_file_and_a_file_they_list_gone_are_damage_not_silence(photos, tmp_path):
+    """An EMA weights file deleted was replaced by G's weights without a word, and SHA256SUMS
+    emptied or missing a line turned the checking off."""
+    run = i2i.train(recipe_of(photos, tmp_path / "run", train={"steps": 4, "ema": 0.9},
+                              output={"checkpoint_every": 2, "keep": 5}), quiet=True).run_dir
+    last = run / "checkpoints" / "step_0000004"
+    (last / "generator_ema.safetensors").unlink()
+    assert i2i.load(run).checkpoint.name == "step_0000002"  # the newest intact one, with a note
+    shutil.copy(run / "checkpoints" / "step_0000002" / "generator_ema.safetensors", last)  # back, but not its bytes
+    sums = (last / "SHA256SUMS").read_text()
+    (last / "SHA256SUMS").write_text("".join(line + "\n" for line in sums.splitlines()
+                                             if not line.endswith("generator_ema.safetensors")))
+    with pytest.raises(i2i.CheckpointError, match=r"SHA256SUMS: lists no SHA-256 for generator_ema.safetensors, as i2i "
+                                                  r"writes one for each file: it is damaged"):
+        i2i.load(last)
+    (last / "SHA256SUMS").write_text("")
+    with pytest.raises(i2i.CheckpointError, match=r"SHA256SUMS: lists no SHA-256 for state.json"):
+        i2i.load(last)

@@ -158,17 +158,39 @@ def _checksum_lines(sums: dict[str, str]) -> bytes:
 def verify_checksum(path: Path, data: bytes) -> None:
     """Refuse ``data``, read from ``path``, when its folder's SHA256SUMS gives another SHA-256:
     a bit flipped on disk that still parses (a weight changed, not made NaN) loaded without a
-    word. A file the sums do not list (a checkpoint from before them) is not checked."""
+    word. A checkpoint from before the sums (no SHA256SUMS) is not checked; SHA256SUMS that
+    does not list a file i2i reads is damaged itself (i2i lists every file it writes), so
+    checking is not silently off."""
     try:
         listed = (path.parent / CHECKSUMS).read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    except FileNotFoundError:
         return
-    expected = next((line.split()[0] for line in listed.splitlines()
-                     if len(line.split()) == 2 and line.split()[1].lstrip("*") == path.name), None)
-    if expected is not None and hashlib.sha256(data).hexdigest() != expected.lower():
-        raise CheckpointError(f"{path}: its bytes are not those i2i wrote (their SHA-256 differs from the one in "
-                              f"{CHECKSUMS}): the file is damaged; use an earlier checkpoint (give its folder, "
-                              "checkpoints/step_N, or name it in checkpoints/LATEST to resume from it)")
+    except OSError as exc:
+        raise CheckpointError(f"{path.parent / CHECKSUMS}: cannot be read ({exc.strerror or exc}); "
+                              f"{_EARLIER}") from None
+    expected = listed_checksums(listed).get(path.name)
+    if expected is None:
+        raise CheckpointError(f"{path.parent / CHECKSUMS}: lists no SHA-256 for {path.name}, as i2i writes one for "
+                              f"each file: it is damaged (or was edited); {_EARLIER}")
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise CheckpointError(f"{path}: its bytes do not match the SHA-256 that {CHECKSUMS} lists for it: the file (or "
+                              f"{CHECKSUMS}) is damaged; {_EARLIER}")
+
+
+#: what to do about a damaged checkpoint file
+_EARLIER = ("use an earlier checkpoint (give its folder, checkpoints/step_N, or name it in checkpoints/LATEST to resume "
+            "from it)")
+
+
+def listed_checksums(text: str) -> dict[str, str]:
+    """``name -> SHA-256`` from SHA256SUMS' lines (``sha256sum``'s format: a ``*`` before a
+    name marks binary mode)."""
+    sums = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and len(parts[0]) == 64:
+            sums[parts[1].lstrip("*")] = parts[0].lower()
+    return sums
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -659,12 +681,21 @@ def checkpoint_damage(checkpoint: Path) -> str | None:
     (``state.json`` not an i2i state, a safetensors file truncated or not one), or None."""
     try:
         state = read_state(checkpoint)
-    except CheckpointError as exc:
-        return str(exc).removeprefix(f"{checkpoint / 'state.json'}: ").split(";")[0]
+    except CheckpointError as exc:  # the file named: 'state.json is missing', 'state.json: its bytes ...'
+        said = str(exc).split(";")[0]
+        for prefix, name in ((f"{checkpoint / 'state.json'}: ", "state.json: "), (f"{checkpoint / CHECKSUMS}: ",
+                                                                                  f"{CHECKSUMS}: ")):
+            said = said.replace(prefix, name)
+        return said.replace("state.json: checkpoint file is missing", "state.json is missing")
     needed = ["generator.safetensors"]
     if not state.get("weights_only"):  # what a resume reads, as a truncated one of them is damage too
         needed += ["rng.safetensors", *(f"optim_{n}.safetensors" for n in "gd" if f"optim_{n}" in state),
                    *(["discriminator.safetensors"] if "optim_d" in state else [])]
+    try:  # every file i2i wrote there (the EMA's weights, which a load would replace by G's unsaid)
+        needed += [name for name in listed_checksums((checkpoint / CHECKSUMS).read_text(errors="replace"))
+                   if name not in needed and name != "state.json"]
+    except OSError:  # no sums (an older checkpoint), or unreadable: the read says so
+        pass
     for name in needed:
         if not (checkpoint / name).is_file():
             return f"{name} is {'a folder, not a file' if (checkpoint / name).is_dir() else 'missing'}"

@@ -135,8 +135,11 @@ def pin_data_folders(recipe: Recipe) -> None:
 
     data = recipe["data"]
     for key in DATA_FOLDERS:
+        if data[key] in ("", SAMPLE):
+            continue
         folder = user_path(data[key], f"data.{key}")
-        if data[key] not in ("", SAMPLE) and not folder.is_absolute() and folder.is_dir():
+        # relative, or under ~ (whose meaning changes with HOME: another user, a batch job)
+        if (not folder.is_absolute() or str(data[key]).startswith("~")) and folder.is_dir():
             data[key] = os.path.abspath(folder)
 
 

@@ -19,7 +19,7 @@ MAX_SIGMA = 10.0
 #: The grid (px) on which a blind deblurrer's per-image width is found for ``--per-image``.
 DETAIL_STEP = 0.05
 #: (blur sigma in px, amount) pairs tried by the "best unsharp mask" baseline, per image.
-UNSHARP = tuple((s, a) for s in (1.0, 2.0, 3.0) for a in (0.5, 1.0, 2.0))
+UNSHARP = ((1.0, 0.0), *((s, a) for s in (1.0, 2.0, 3.0) for a in (0.5, 1.0, 2.0)))  # amount 0: the input as it is
 
 
 def _blur_range(sigma: float | tuple[float, float]) -> tuple[float, float]:
@@ -60,9 +60,9 @@ class Deblur(RestorationTask):
         generator is wrapped to output ``input - net(input)``.
 
     Metrics psnr and ssim. Baselines: "blurred input", and "best unsharp mask": the input
-    sharpened as ``x + amount (x - blur(x))`` with whichever of UNSHARP's (width, amount)
-    pairs gives the best PSNR against the clean image, chosen per image (an oracle: the
-    best that classic sharpening does here).
+    sharpened as ``x + amount (x - blur(x))`` with a blur of 1, 2 or 3 px and an amount of 0,
+    0.5, 1 or 2, whichever gives the best PSNR against the clean image, chosen per image (an
+    oracle: the best that classic sharpening does here, never below the blurred input).
     """
 
     def __init__(self, sigma: float | tuple[float, float] = 2.0, noise: float = 0.0, channels: Literal[1, 3] = 3,
