@@ -177,7 +177,7 @@ def verify_checksum(path: Path, data: bytes) -> None:
                               f"{CHECKSUMS}) is damaged; {_EARLIER}")
 
 
-#: what to do about a damaged checkpoint file
+#: what to do about a damaged checkpoint file (a checksum that differs, values i2i never saves)
 _EARLIER = ("use an earlier checkpoint (give its folder, checkpoints/step_N, or name it in checkpoints/LATEST to resume "
             "from it)")
 
@@ -230,8 +230,7 @@ def refuse_nonfinite(tensors: dict[str, torch.Tensor], file: Path) -> None:
     broken = next((key for key, tensor in tensors.items() if tensor.is_floating_point() and not tensor.isfinite().all()), None)
     if broken is not None:
         raise CheckpointError(f"{file}: {broken} holds NaN or infinite values, which i2i never saves: the file is damaged; "
-                              "use an earlier checkpoint (give its folder, checkpoints/step_N, or name it in "
-                              "checkpoints/LATEST to resume from it)")
+                              f"{_EARLIER}")
 
 
 #: recipe tables whose values shape the networks
