@@ -19,6 +19,7 @@ from .engine.evaluate import remember_task_label
 from .engine.infer import AUTO_OVERLAP, run_any_size
 from .errors import CheckpointError, PluginError
 from .plugins import registry
+from .paths import user_path
 from .recipe import Recipe, build_component, load_recipe, note_changed_run_plugins
 
 if TYPE_CHECKING:
@@ -236,6 +237,8 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
     latest, with a note on stderr, when the run has no best one yet) or a checkpoint directory."""
     if which not in ("latest", "best"):
         raise ValueError(f"which = {which!r}: expected 'latest' or 'best'")
+    if isinstance(path, (str, os.PathLike)):
+        path = user_path(path)
     checkpoint = ckpt.find_checkpoint(path, which)
     state = ckpt.read_state(checkpoint)
     run_dir = ckpt.run_dir_of(checkpoint)

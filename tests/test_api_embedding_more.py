@@ -335,3 +335,24 @@ def test_a_mistaken_override_is_named_as_the_argument_it_came_in(photos, tmp_pat
     """From Python, 'overrides', not the command line's --set."""
     with pytest.raises(i2i.RecipeError, match=r"^overrides train.stpes=3: train.stpes: unknown key \(did you mean 'steps'\?\)"):
         i2i.train(recipe_for(photos, tmp_path / "run"), overrides=["train.stpes=3"], quiet=True)
+
+
+def test_a_tilde_in_a_programs_paths_means_the_home_folder_as_on_the_command_line(photos, run_dir, tmp_path,
+                                                                                 monkeypatch):
+    """``i2i.load("~/runs/x")`` was looked up as a folder named '~' in the working directory."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(run_dir, home / "runs" / "g2c")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    model = i2i.load("~/runs/g2c")
+    assert model.checkpoint.is_relative_to(home / "runs" / "g2c")
+    (home / "recipe.toml").write_text(dumps_toml(recipe_for(photos, "~/runs/next", steps=1)))
+    run = i2i.train("~/recipe.toml", quiet=True)
+    assert run.run_dir == home / "runs" / "next"
+    resumed = i2i.train(None, resume="~/runs/next", overrides=["train.steps=2"], quiet=True)
+    assert resumed.step == 2 and resumed.run_dir == home / "runs" / "next"
+    assert not (tmp_path / "~").exists()
+    with pytest.raises(i2i.UserError, match="there is no user 'nobody-here'"):
+        i2i.load("~nobody-here/run")

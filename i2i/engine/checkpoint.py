@@ -37,6 +37,7 @@ from safetensors.torch import load as st_load
 
 from ..errors import CheckpointError, CheckpointWriteError, shell_path
 from ..messages import say
+from ..paths import user_path
 
 FORMAT = "i2i-checkpoint-1"
 
@@ -579,7 +580,7 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"expected the path of a run folder or a checkpoint folder, not {type(path).__name__}")
-    path = Path(path)
+    path = user_path(path)  # "~/runs/x" from a program, as the shell would expand it
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
     if path.name == "checkpoints" and (path.parent / "recipe.toml").is_file():  # the run's own checkpoints/ folder

@@ -446,6 +446,9 @@ def train(
     for name, value in (("out", out), ("resume", resume)):
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"{name} is a folder's path (a str or Path), not {type(value).__name__} ({value!r})")
+    # ~ means the home folder here too, as it does on the command line (i2i.load takes it as well)
+    out = None if out is None else user_path(out, "out")
+    resume = None if resume is None else user_path(resume, "resume")
     if not isinstance(overrides, (str, bytes, dict)) and hasattr(overrides, "__iter__"):
         overrides = list(overrides)  # a generator would be used up by the first of several reads
     # an embedding program keeps its random streams and backend flags; training needs gradients
