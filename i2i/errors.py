@@ -174,8 +174,11 @@ def exception_line(exc: BaseException) -> str:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """Return `` (did you mean 'x'?)`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """Return `` (did you mean 'x'?)`` for the closest choice, or an empty string. A choice
+    that differs only in case comes first ('UNET' means 'unet', not 'unet_128')."""
+    choices = list(choices)
+    same_letters = [choice for choice in choices if choice.casefold() == word.casefold()]
+    close = same_letters or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

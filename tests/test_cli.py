@@ -501,6 +501,9 @@ def test_list_of_a_name_nothing_has_says_so_with_the_name_meant_and_status_1(run
     """'i2i list tasks denose' printed 'no tasks match' with status 0 and no suggestion."""
     result = runner.invoke(cli, ["list", "tasks", "denose"])
     assert result.exit_code == 1 and result.output == "no tasks match 'denose' (did you mean 'denoise'?)\n"
+    # a name in other letters' case means that name, before a closer-spelt other one
+    result = runner.invoke(cli, ["list", "generators", "UNET"])
+    assert result.exit_code == 1 and result.output == "no generators match 'UNET' (did you mean 'unet'?)\n"
     result = runner.invoke(cli, ["list"])  # Click's list of choices, one a line: one line here
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "Choose from: generators, discriminators" in \
         result.output
