@@ -440,6 +440,12 @@ class _KindChoice(click.Choice):
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         plural = {singular: kind for kind, singular in SINGULAR.items()}.get(str(value).lower(), str(value).lower())
+        if plural not in self.choices:
+            from .errors import did_you_mean
+
+            meant = did_you_mean(plural, [*self.choices, *SINGULAR.values()])
+            if meant:  # 'generatr': the kind meant, before Click's list of all six
+                self.fail(f"{value!r} is not a kind of component{meant}", param, ctx)
         return super().convert(plural, param, ctx)
 
 
@@ -460,13 +466,14 @@ class _CheckpointChoice(click.Choice):
 
 
 @cli.command("list")
-@click.argument("kind", type=_KindChoice(KINDS))
+@click.argument("kind", type=_KindChoice(KINDS), metavar="KIND")
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
     """List the KIND of components plugins provide, with their options; a PATTERN that
-    matches one component also shows its documentation (what each option means). KIND may
-    be singular too (generator, task, ...).
+    matches one component also shows its documentation (what each option means). KIND is
+    generators, discriminators, tasks, losses, metrics or callbacks, or singular (generator,
+    task, ...).
 
     \b
     Examples:
