@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -27,10 +28,21 @@ class StderrLines(logging.Handler):
     stream replaced by the CLI, or pytest's capture sees it), flushed at once."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if sys.stderr is None:  # pythonw, a service: nowhere to write (print would pick stdout)
+            return
         try:
             print(self.format(record), file=sys.stderr, flush=True)
         except Exception:
             self.handleError(record)
+
+
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal: False for None (``sys.stdout`` under pythonw or a
+    service), a closed stream, or an object without ``isatty``."""
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 #: The handler that writes i2i's messages to stderr unless a program takes them over.
@@ -57,11 +69,27 @@ def say(text: str, above: Any = None) -> None:
     LOGGER.log(level, text)
 
 
+class _WithoutPrefix(logging.Filter):
+    """A record's text without the ``i2i: note:`` / ``i2i: warning:`` the command line shows:
+    the program's own handlers name the logger and the level themselves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if LOGGER.propagate and isinstance(record.msg, str) and not record.args:  # not what collected() keeps
+            record.msg = _PREFIX.sub("", record.msg, count=1)
+        return True
+
+
+_PREFIX = re.compile(r"^\s*i2i: (?:note|warning|WARNING): ")
+
+
 def to_your_logging() -> None:
     """Send i2i's notes and warnings to the program's own logging configuration (the root
-    logger's handlers) instead of stderr."""
+    logger's handlers) instead of stderr, as records whose text leaves out the ``i2i: note:``
+    or ``i2i: warning:`` the command line starts its lines with."""
     LOGGER.removeHandler(STDERR_HANDLER)
     LOGGER.propagate = True
+    if not any(isinstance(f, _WithoutPrefix) for f in LOGGER.filters):
+        LOGGER.addFilter(_WithoutPrefix())
 
 
 class _Collected(logging.Handler):

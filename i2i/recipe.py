@@ -409,7 +409,8 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     elif isinstance(source, dict):
         data, where = _plain_values(copy.deepcopy(source)), "<recipe>"
     elif isinstance(source, (str, os.PathLike)):
-        source = user_path(source)  # a program's "~/recipes/x.toml", as the shell would expand it
+        if os.fspath(source).startswith("~"):  # a program's "~/recipes/x.toml", as the shell would expand it
+            source = user_path(source)
         data, where = read_toml(source), str(source)
     else:
         resume = "; to continue a run: i2i.train(None, resume=RUN_DIR)" if source is None else ""

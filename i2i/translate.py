@@ -21,7 +21,7 @@ from .data.encode import ALPHA_FORMATS, DEEP_FORMATS, SAVE_FORMATS  # noqa: F401
 from .engine.cpu_threads import NoThreadGovernor, ThreadGovernor
 from .engine.device import is_out_of_memory
 from .errors import WRITE_TROUBLE, UserError, called_from_the_command_line, named_as_arguments, naming_images
-from .messages import say
+from .messages import is_terminal, say
 
 if TYPE_CHECKING:
     from .data.decode import DecodedImage
@@ -375,7 +375,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             mark_as_outputs(out_dir, "choose another --out")
             marked = True
     bar = None
-    if progress and sys.stderr.isatty():
+    if progress and is_terminal(sys.stderr):
         from tqdm import tqdm
 
         bar = tqdm(total=len(pairs), unit="img", file=sys.stderr)

@@ -356,3 +356,18 @@ def test_a_tilde_in_a_programs_paths_means_the_home_folder_as_on_the_command_lin
     assert not (tmp_path / "~").exists()
     with pytest.raises(i2i.UserError, match="there is no user 'nobody-here'"):
         i2i.load("~nobody-here/run")
+
+
+def test_a_program_without_stdout_or_stderr_trains_and_translates(photos, run_dir, tmp_path, monkeypatch):
+    """Under pythonw or a service sys.stdout is None: i2i.train (even quiet) and translate_files
+    died with AttributeError 'NoneType' object has no attribute 'isatty' before doing anything."""
+    from i2i.translate import translate_files
+
+    monkeypatch.setattr(sys, "stdout", None)
+    monkeypatch.setattr(sys, "stderr", None)
+    run = i2i.train(recipe_for(photos, tmp_path / "run"), quiet=True)
+    assert run.step == 1
+    run = i2i.train(recipe_for(photos, tmp_path / "run"))  # not quiet, and its folder taken: a note to nowhere
+    assert run.run_dir == tmp_path / "run-2"
+    report = translate_files(i2i.load(run_dir), photos, tmp_path / "out")
+    assert report.written == 4

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..messages import say
+from ..messages import is_terminal, say
 
 
 class MetricsLog:
@@ -128,7 +128,7 @@ class Progress:
 
     def __init__(self, mode: str, total: int, start: int, enabled: bool = True) -> None:
         if mode == "auto":
-            mode = "bar" if sys.stdout.isatty() else "plain"
+            mode = "bar" if is_terminal(sys.stdout) else "plain"
         self.mode = mode if enabled else "none"
         self.total = total
         self.last_step, self.last_time = start, time.perf_counter()  # the previous line's: its rate is the recent one
