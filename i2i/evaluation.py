@@ -12,6 +12,7 @@ from .data.sources import without_suffix
 from .engine.contracts import generator_named
 from .engine.evaluate import build_metrics, evaluate_generator, scoring_crop_problem
 from .errors import WRITE_TROUBLE, RecipeError, UserError, did_you_mean, named_as_arguments
+from .paths import user_path
 from .recipe import override_list
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
     if save_images is not None and not isinstance(save_images, (str, Path)):
         raise TypeError(f"save_images is a folder (a str or Path) or None, not {type(save_images).__name__}")
     with named_as_arguments(PYTHON_SPELLING):
-        saver = ImageSaver(Path(save_images)) if save_images is not None else None
+        saver = ImageSaver(user_path(save_images, "save_images")) if save_images is not None else None
         return _evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides,
                              per_image=per_image, saver=saver, pair_dir=pair_dir)
 

@@ -149,7 +149,8 @@ class Model:
             image = Image.fromarray(image)
         if isinstance(image, Image.Image):
             decoded = pil_to_decoded(image, 3)
-        elif isinstance(image, (str, Path)):
+        elif isinstance(image, (str, os.PathLike)):
+            image = user_path(image)  # "~/photo.jpg", as the shell would expand it
             if not Path(image).exists():  # what Python's own file functions raise, not "cannot decode"
                 raise FileNotFoundError(errno.ENOENT, "model.translate: no such file", str(image))
             if Path(image).is_dir():

@@ -22,6 +22,7 @@ from .engine.cpu_threads import NoThreadGovernor, ThreadGovernor
 from .engine.device import is_out_of_memory
 from .errors import WRITE_TROUBLE, UserError, called_from_the_command_line, named_as_arguments, naming_images
 from .messages import is_terminal, say
+from .paths import user_path
 
 if TYPE_CHECKING:
     from .data.decode import DecodedImage
@@ -286,7 +287,8 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise UserError(f"--out {str(out_dir)!r}: give the folder for the translated images")
     if overwrite and skip_existing:
         raise UserError("--overwrite and --skip-existing contradict each other: give one")
-    inputs, out_dir = [Path(item) for item in inputs], Path(out_dir)
+    inputs = [user_path(item, "inputs") for item in inputs]  # ~ as the shell expands it (and the CLI's options)
+    out_dir = user_path(out_dir, "out_dir")
     if not inputs:
         raise UserError("no inputs given: pass image files or folders to translate")
     _note_tile_side(model, tile)

@@ -353,6 +353,15 @@ def test_a_tilde_in_a_programs_paths_means_the_home_folder_as_on_the_command_lin
     assert run.run_dir == home / "runs" / "next"
     resumed = i2i.train(None, resume="~/runs/next", overrides=["train.steps=2"], quiet=True)
     assert resumed.step == 2 and resumed.run_dir == home / "runs" / "next"
+    from i2i.evaluation import evaluate_run
+    from i2i.translate import translate_files
+
+    shutil.copytree(photos, home / "photos")
+    assert translate_files(model, "~/photos", "~/out", progress=False).written == 4
+    assert len(list((home / "out").glob("*.png"))) == 4
+    assert model.translate("~/photos/" + sorted(p.name for p in photos.iterdir())[0]).size == (32, 32)
+    scores = evaluate_run("~/runs/g2c", data_dir="~/photos", save_images="~/saved")
+    assert scores["images"] == 4 and len(list((home / "saved" / "output").glob("*.png"))) == 4
     assert not (tmp_path / "~").exists()
     with pytest.raises(i2i.UserError, match="there is no user 'nobody-here'"):
         i2i.load("~nobody-here/run")
