@@ -754,6 +754,10 @@ def _plain_values(value: Any, path: str = "") -> Any:
             raise RecipeError(f"<recipe>: {path or 'the recipe'} = an array of shape {'x'.join(map(str, shape))} "
                               f"({kind}): a recipe holds settings, not images; i2i trains on image "
                               "files (save them into a folder and give its path as data.source)")
+        if not hasattr(value.dtype, "kind") and getattr(value.dtype, "is_floating_point", False) \
+                and value.dtype.itemsize < 8:  # a torch tensor: numpy's float32 and float16 know their shortest repr
+            value = value.detach().cpu()
+            value = (value.float() if str(value.dtype) == "torch.bfloat16" else value).numpy()
         if getattr(value.dtype, "kind", "") == "f" and value.dtype.itemsize < 8:
             # np.float32(1e-3) is 0.0010000000474974513 as a double: the number as written, 0.001,
             # is its shortest repr (numpy's str gives it, and float() reads it back)

@@ -39,6 +39,11 @@ def test_numpy_float64_and_arrays_in_a_dict_recipe_become_what_toml_can_write():
     assert type(recipe["train"]["g"]["lr"]) is float and recipe["train"]["g"]["betas"] == [0.5, 0.9]
     assert type(recipe["losses"]["l1"]["weight"]) is float
     assert tomllib.loads(dumps_toml(recipe))["train"]["g"]["lr"] == pytest.approx(1e-4)
+    # float32 numbers, numpy's or torch's, are read as written, not as their nearest double
+    for betas in (np.array([0.5, 0.9], np.float32), torch.tensor([0.5, 0.9]), torch.tensor([0.5, 0.9]).bfloat16()):
+        recipe = i2i.load_recipe({**TINY_G2C, "train": {**TINY_G2C["train"], "g": {"betas": betas, "lr": betas[0]}}})
+        assert recipe["train"]["g"]["betas"][0] == 0.5 and recipe["train"]["g"]["lr"] == 0.5
+        assert recipe["train"]["g"]["betas"][1] == (0.8984375 if betas.dtype == torch.bfloat16 else 0.9)
 
 
 def test_images_given_in_memory_as_a_recipe_value_are_refused_in_one_short_line():
