@@ -374,6 +374,40 @@ def _options_of_another_component(table: dict, path: list[str], name: str, set_k
     return left_out
 
 
+def _leave_out_a_swapped_components_options(data: dict, as_loaded: dict, notes: list[str]) -> None:
+    """A program that edits a loaded :class:`Recipe`'s ``generator.name`` (or another
+    component's) gets the new component's defaults, as ``--set generator.name=...`` does: the
+    options loading filled in for the old one would otherwise build it under the new name (a
+    narrow U-Net called ``unet_128``). Options the program set itself are kept."""
+    from .plugins import registry
+
+    tables = [([section], kind) for section, kind in COMPONENT_SECTIONS.items()]
+    tables += [(["losses", label], "losses") for label in data.get("losses", {}) if isinstance(data["losses"], dict)]
+    for path, kind in tables:
+        table, before = _table_at(data, path), _table_at(as_loaded, path)
+        if table is None or before is None or not isinstance(table.get("name"), str) or table.get("name") == before.get("name"):
+            continue
+        edited = {(*path, key) for key, value in table.items() if key not in before or before[key] != value}
+        new_name, table["name"] = table["name"], before.get("name")  # as a --set finds it: the old name still there
+        left_out = _options_of_another_component(table, path, new_name, edited)
+        table["name"] = new_name
+        try:  # the note names what differs from the new component's own defaults: the rest changes nothing
+            defaults = {key: option.default for key, option in registry().get(kind, table["name"]).options.items()}
+        except UserError:
+            defaults = {}
+        differing = {key: value for key, value in left_out.items() if key not in defaults or defaults[key] != value}
+        if differing:
+            notes.append(f"{'.'.join(path)}.name was changed from '{before.get('name')}' to '{table['name']}', so "
+                         f"the options of '{before.get('name')}' are left out: {_listed(differing)} (a "
+                         f"program that sets one of them along with the name keeps it)")
+
+
+def _table_at(data: dict, path: list[str]) -> dict | None:
+    for part in path:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
+
+
 def _listed(values: dict) -> str:
     return ", ".join(f"{key} = {format_value(value)}" for key, value in values.items())
 
@@ -406,6 +440,7 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         if data != _plain_values(copy.deepcopy(dict(source._as_loaded))) and not where.endswith(EDITED):
             where += EDITED  # a mistake may be the program's edit, not the file's
         notes = list(source.notes)
+        _leave_out_a_swapped_components_options(data, _plain_values(copy.deepcopy(dict(source._as_loaded))), notes)
     elif isinstance(source, dict):
         data, where = _plain_values(copy.deepcopy(source)), "<recipe>"
     elif isinstance(source, (str, os.PathLike)):

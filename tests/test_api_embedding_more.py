@@ -385,3 +385,23 @@ def test_a_program_without_stdout_or_stderr_trains_and_translates(photos, run_di
     assert run.run_dir == tmp_path / "run-2"
     report = translate_files(i2i.load(run_dir), photos, tmp_path / "out")
     assert report.written == 4
+
+
+def test_a_component_renamed_in_a_loaded_recipe_gets_its_own_defaults_not_the_old_ones(photos):
+    """Setting recipe["generator"]["name"] = "unet_128" on a loaded unet_small recipe built a
+    5-deep, 32-wide U-Net under unet_128's name: loading had filled in unet_small's options."""
+    from plugin_env import ROOT
+
+    recipe = i2i.load_recipe(ROOT / "recipes" / "color2gray.toml")
+    recipe["generator"]["name"] = "unet_128"
+    resolved = i2i.load_recipe(recipe)
+    assert (resolved["generator"]["depth"], resolved["generator"]["width"], resolved["generator"]["dropout"]) == (7, 64, True)
+    assert resolved == i2i.load_recipe(ROOT / "recipes" / "color2gray.toml", overrides=["generator.name=unet_128"])
+    [note] = [n for n in resolved.notes if "generator.name was changed" in n]
+    assert "depth = 5, width = 32, dropout = false" in note
+    # another kind of network: no 'unknown option depth'; an option the program set with the name is kept
+    recipe = i2i.load_recipe(ROOT / "recipes" / "color2gray.toml")
+    recipe["generator"].update(name="resnet_9blocks", width=16)
+    resolved = i2i.load_recipe(recipe)
+    assert "depth" not in resolved["generator"] and resolved["generator"]["width"] == 16
+    assert resolved["generator"]["blocks"] == 9
