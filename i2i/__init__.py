@@ -192,7 +192,7 @@ def load(path: str | os.PathLike, *, device: str = "auto", which: str = "latest"
     ``model(images)`` translates a tensor ``[B, C, H, W]`` or ``[C, H, W]`` (C = 3, or 1 for
     grey), float in [0, 1] or uint8, of any size, and returns floats in [0, 1];
     ``model.translate(x)`` takes a path, a PIL image or a uint8 numpy array and returns a PIL
-    image of the same size. Attributes: ``generator`` (the torch module), ``task``, ``recipe``,
+    image of the same size (``scale`` times it for ``superres``). Attributes: ``generator`` (the torch module), ``task``, ``recipe``,
     ``checkpoint`` (the folder loaded) and ``device``. A missing or broken run raises
     :class:`i2i.CheckpointError`.
     """

@@ -101,16 +101,26 @@ def called_from_the_command_line() -> bool:
 def named_as_arguments(spelling: dict[str, str]) -> Iterator[None]:
     """A function the CLI shares with Python callers words its :class:`UserError` with the
     command's options (``--data``); called from Python, ``spelling`` renames them to the
-    function's arguments (``data_dir``), so a program is not told about options it never saw."""
+    function's arguments (``data_dir``), so a program is not told about options it never saw.
+    The notes and warnings said inside are worded the same way."""
+    from .messages import respelled_by
+
+    def of_a_command(match: re.Match) -> bool:  # "i2i eval's --save-images", "i2i eval RUN --data DIR": as said
+        return re.search(r"\bi2i [a-z]+(?:'s)?\b[^;,()]*$", match.string[:match.start()]) is not None
+
+    def respell(text: str) -> str:
+        # "--data DIR" -> "data_dir=DIR", then the options alone: "--crop" -> "crop"
+        text = re.sub(r"(--[a-z-]+) ([A-Z][A-Z_]*)\b", lambda m: f"{spelling[m[1]]}={m[2]}"
+                      if m[1] in spelling and "=" not in spelling[m[1]] and not of_a_command(m) else m[0], text)
+        return re.sub(r"--[a-z-]+\b", lambda m: m[0] if of_a_command(m) else spelling.get(m[0], m[0]), text)
+
     try:
-        yield
+        with respelled_by(None if called_from_the_command_line() else respell):
+            yield
     except UserError as exc:
         if called_from_the_command_line():
             raise
-        # "--data DIR" -> "data_dir=DIR", then the options alone: "--crop" -> "crop"
-        text = re.sub(r"(--[a-z-]+) ([A-Z][A-Z_]*)\b", lambda m: f"{spelling[m[1]]}={m[2]}"
-                      if m[1] in spelling and "=" not in spelling[m[1]] else m[0], str(exc))
-        text = re.sub(r"--[a-z-]+\b", lambda m: spelling.get(m[0], m[0]), text)
+        text = respell(str(exc))
         if text == str(exc):
             raise
         try:

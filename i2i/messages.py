@@ -14,10 +14,11 @@ Errors are never logged here: they are raised (see :mod:`i2i.errors`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 LOGGER = logging.getLogger("i2i")
@@ -55,11 +56,29 @@ if LOGGER.level == logging.NOTSET:
     LOGGER.setLevel(logging.INFO)
 
 
+#: How a function shared by the command line and the API words the notes said inside it for a
+#: program (``--data`` as ``data_dir``): see :func:`i2i.errors.named_as_arguments`
+_RESPELL: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar("i2i_respell", default=None)
+
+
+@contextlib.contextmanager
+def respelled_by(respell: Callable[[str], str] | None) -> Iterator[None]:
+    """Inside, each note and warning passes through ``respell`` (None: as written)."""
+    token = _RESPELL.set(respell)
+    try:
+        yield
+    finally:
+        _RESPELL.reset(token)
+
+
 def say(text: str, above: Any = None) -> None:
     """Give the user a note or a warning; its level follows its wording (``i2i: warning:``
     and ``i2i: WARNING`` lines are warnings, the rest notes). ``above``: a tqdm progress bar
     on stderr, which the line is written above rather than through, while i2i's own
     handler writes to stderr."""
+    respell = _RESPELL.get()
+    if respell is not None:
+        text = respell(text)
     head = text.lstrip()[:40].lower()
     level = logging.WARNING if head.startswith(("i2i: warning", "warning")) else logging.INFO
     if above is not None and STDERR_HANDLER in LOGGER.handlers and not LOGGER.propagate:

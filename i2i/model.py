@@ -116,7 +116,8 @@ class Model:
 
     def translate(self, image: Any, *, tile: int | str = "auto", keep_alpha: bool = True) -> Image.Image:
         """Translate a path, a PIL image or a uint8 numpy array (H x W grey, or H x W x 3 or 4
-        RGB(A)); returns an 8-bit PIL image of the same size, as ``i2i translate`` writes it.
+        RGB(A)); returns an 8-bit PIL image of the same size (``scale`` times it for ``superres``), as
+        ``i2i translate`` writes it.
 
         The network sees the image as training reads images (transparency composited onto
         white); the result is RGB (L for a task with grey outputs), with the input's alpha

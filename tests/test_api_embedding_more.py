@@ -405,3 +405,31 @@ def test_a_component_renamed_in_a_loaded_recipe_gets_its_own_defaults_not_the_ol
     resolved = i2i.load_recipe(recipe)
     assert "depth" not in resolved["generator"] and resolved["generator"]["width"] == 16
     assert resolved["generator"]["blocks"] == 9
+
+
+def test_notes_from_scoring_in_python_name_its_arguments_not_the_commands_options(run_dir, tmp_path, capsys):
+    """evaluate_run's notes said '--data = "..."' and 'pass e.g. --data ...' to a program that
+    gave data_dir; the command line's own notes still name its options."""
+    from click.testing import CliRunner
+
+    from helpers import make_photos
+    from i2i.cli import cli
+    from i2i.evaluation import evaluate_run
+
+    for split in ("train", "test"):
+        make_photos(tmp_path / "set" / split, count=1, size=(32, 32))
+    evaluate_run(run_dir, data_dir=tmp_path / "set")
+    err = capsys.readouterr().err
+    assert f'i2i: note: data_dir = "{tmp_path / "set"}" holds the subfolders train, test' in err and "--data" not in err
+    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--data", str(tmp_path / "set")])
+    assert result.exit_code == 0 and f'i2i: note: --data = "{tmp_path / "set"}" holds the subfolders' in result.output
+
+
+def test_a_run_that_cannot_start_leaves_no_empty_folders_it_made_above_its_own(photos, tmp_path):
+    """output.dir = runs/a/x with a missing data folder left runs/a/ behind, empty."""
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "runs" / "a" / "x", tmp_path / "kept" / "x"):
+        recipe = recipe_for(tmp_path / "no-such-photos", out)
+        with pytest.raises(i2i.UserError, match="no such folder"):
+            i2i.train(recipe, quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())

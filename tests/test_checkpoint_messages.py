@@ -181,5 +181,12 @@ def test_a_pointer_file_given_as_the_model_names_the_checkpoint_it_points_to(run
     with pytest.raises(i2i.CheckpointError, match=rf"LATEST: a pointer file; give {run / 'checkpoints' / 'step_0000003'} "
                                                   rf"for that checkpoint, or the run folder {run}$"):
         i2i.load(run / "checkpoints" / "LATEST")
-    with pytest.raises(i2i.CheckpointError, match=r"BEST: a pointer file; give .* with --checkpoint best$"):
+    # each in its caller's words: i2i.load's argument, the command's option
+    with pytest.raises(i2i.CheckpointError, match=r'BEST: a pointer file; give .* \(which="best"\)$'):
         i2i.load(run / "checkpoints" / "BEST")
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+
+    result = CliRunner().invoke(cli, ["translate", str(run / "checkpoints" / "BEST"), str(run), "--out", str(run / "o")])
+    assert result.exit_code != 0 and result.output.rstrip().endswith(f"the run folder {run} with --checkpoint best")

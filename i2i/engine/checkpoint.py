@@ -589,7 +589,7 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         named = CheckpointStore(path.parent.parent).pointer(path.name)
         shown = f"{named} for that checkpoint, or " if named is not None else ""
         raise CheckpointError(f"{path}: a pointer file; give {shown}the run folder {path.parent.parent}"
-                              + (" with --checkpoint best" if path.name == "BEST" else ""))
+                              + (_best_said() if path.name == "BEST" else ""))
     if path.is_file():  # a file of a run (its recipe.toml) or of a checkpoint (generator.safetensors)
         folder = path.parent if (path.parent / "state.json").is_file() or (path.parent / "recipe.toml").is_file() else None
         kind = "a checkpoint" if folder is not None and (folder / "state.json").is_file() else "a run"
@@ -742,6 +742,13 @@ def _step_of(checkpoint: Path) -> int | str:
     """The step a checkpoint holds (from its folder name, which always matches state.json)."""
     digits = checkpoint.name.removeprefix("step_")
     return int(digits) if digits.isdigit() else checkpoint.name
+
+
+def _best_said() -> str:
+    """How the user asks for a run's best checkpoint: an option, or ``i2i.load``'s argument."""
+    from ..errors import called_from_the_command_line
+
+    return " with --checkpoint best" if called_from_the_command_line() else ' (which="best")'
 
 
 def _note(message: str) -> None:

@@ -106,12 +106,14 @@ def new_run_dir(wanted: str | Path, *, announce: bool = True) -> Path:
     base = user_path(wanted, "output.dir")
     candidate, n = base, 1
     try:
+        made_parents = [folder for folder in base.parents if not folder.exists()]  # innermost first
         base.parent.mkdir(parents=True, exist_ok=True)
         while True:
             try:
                 candidate.mkdir()
                 if announce:
                     say_moved_run_dir(base, candidate)
+                _PARENTS_MADE_FOR[candidate] = made_parents
                 return candidate
             except FileExistsError:
                 n += 1
@@ -226,10 +228,16 @@ def _write_split(run_dir: Path, data: ImageData, undecodable_train: list[str]) -
 UNSTARTED_RUN_FILES = {"recipe.toml", "run.json", "split.json", "metrics.jsonl", "tensorboard", "samples", "checkpoints"}
 
 
+#: The folders :func:`new_run_dir` made above each run folder it made (``runs/`` for
+#: ``runs/x``), which a run that never starts removes again when they are left empty
+_PARENTS_MADE_FOR: dict[Path, list[Path]] = {}
+
+
 def _remove_unstarted_run(run_dir: Path) -> None:
     """Remove a new run's folder that never got through its first step (a recipe mistake found
     while setting up, a plugin's error, memory): empty, or holding only the files every run
-    starts with, and no checkpoint. Anything else in it stays."""
+    starts with, and no checkpoint, with the folders made above it, where they are empty.
+    Anything else in it stays."""
     import shutil
 
     try:
@@ -239,6 +247,8 @@ def _remove_unstarted_run(run_dir: Path) -> None:
             return
         if entries <= UNSTARTED_RUN_FILES:
             shutil.rmtree(run_dir)
+            for folder in _PARENTS_MADE_FOR.pop(run_dir, []):
+                folder.rmdir()  # OSError once one is not empty (another run went there meanwhile): kept
         else:  # a callback's own file, say: not i2i's to delete
             others = ", ".join(sorted(entries - UNSTARTED_RUN_FILES)[:3])
             say(f"i2i: note: {run_dir} trained no step but holds files i2i did not write ({others}), so it stays; "
@@ -585,6 +595,8 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
             raise dist.lost(exc, trainer.step if trainer is not None else 0, run_dir or "RUN_DIR") from None
         raise
     finally:
+        if run_dir is not None:
+            _PARENTS_MADE_FOR.pop(run_dir, None)
         if owned:
             # torchrun sends SIGTERM to the ranks left once one dies: leaving the process group
             # must not be cut short by it before this rank has said what happened
