@@ -600,24 +600,46 @@ def check_sizes(files: Iterable[ImageFile], size: int) -> None:
 def warn_copies_across_split(train: list[ImageFile], val: list[ImageFile]) -> None:
     """Warn when validation images are byte-for-byte copies of training images (a photo saved
     twice under two names): they are scored on what the network trained on. Only files of equal
-    size are compared, so a folder without copies costs a stat per file."""
-    import filecmp
-
+    size are compared, so a folder without copies costs a stat per file; those are compared by
+    a hash of their bytes, each file read once (a scanner's thousands of equal-sized BMPs took
+    minutes compared pair by pair)."""
     by_size: dict[int, list[ImageFile]] = {}
     for file in train:
         by_size.setdefault(file_bytes(file), []).append(file)
+    by_digest: dict[int, dict[bytes, list[ImageFile]]] = {}  # per size, filled on the first val file of that size
     copies = []
     for file in val:
         size = file_bytes(file)
-        for other in by_size.get(size, []) if size > 0 else []:
+        if size <= 0 or size not in by_size:
+            continue
+        if size not in by_digest:
+            by_digest[size] = {}
+            for other in by_size[size]:
+                digest = _file_digest(other.path)
+                if digest is not None:
+                    by_digest[size].setdefault(digest, []).append(other)
+        digest = _file_digest(file.path)
+        for other in by_digest[size].get(digest, []) if digest is not None else []:
             with contextlib.suppress(OSError):
-                if not os.path.samefile(file.path, other.path) and filecmp.cmp(file.path, other.path, shallow=False):
+                if not os.path.samefile(file.path, other.path):  # a link to the same file is no copy
                     copies.append((file, other))
                     break
     if copies:
         shown = ", ".join(f"{v.name} = {t.name}" for v, t in copies[:3]) + (" ..." if len(copies) > 3 else "")
         say(f"i2i: warning: {len(copies)} validation image(s) are byte-for-byte copies of training images ({shown}), "
             "so their scores are of photos the network trained on; remove the copies for scores of new photos")
+
+
+def _file_digest(path: str | Path) -> bytes | None:
+    """The BLAKE2 hash of a file's bytes, or None when it cannot be read."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "blake2b").digest() if hasattr(hashlib, "file_digest") else \
+                hashlib.blake2b(handle.read()).digest()
+    except OSError:
+        return None
 
 
 def check_folders_for_processes(data: Mapping[str, Any], seed: int, world_size: int, side_by_side: bool = False) -> None:
