@@ -76,14 +76,16 @@ class PluginHost:
     def load_entry_points(self) -> None:
         """Load every plugin of the ``i2i`` entry-point group that ``I2I_LOAD_PLUGINS`` allows.
 
-        Built-in plugins sort first under a shared entry-point name, so a third-party
-        distribution cannot take over one of i2i's names. Two third-party distributions that
+        Built-in plugins load first, so a third-party plugin's hooks may look up their components
+        (``i2i.registry("generators")["unet"]``, for a preset of it), and a third-party
+        distribution cannot take over one of i2i's entry-point names; the others follow in the
+        order of their names. Two third-party distributions that
         declare the same name both stay out: which one Python lists first is an accident of the
         installation, and a run trained with one must not silently get the other's components.
         """
         wanted = os.environ.get("I2I_LOAD_PLUGINS")
         allowed = None if wanted is None else {w.strip() for w in wanted.split(",") if w.strip()}
-        entry_points = sorted(_entry_points(), key=lambda e: (e.name, _distribution(e)[0] != BUILTIN_DISTRIBUTION))
+        entry_points = sorted(_entry_points(), key=lambda e: (_distribution(e)[0] != BUILTIN_DISTRIBUTION, e.name))
         claims: dict[str, list[str]] = {}
         for ep in entry_points:
             claims.setdefault(ep.name, []).append(_distribution(ep)[0] or ep.value)

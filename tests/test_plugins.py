@@ -587,3 +587,22 @@ def test_an_option_without_an_annotation_takes_its_defaults_type(tmp_path):
     recipe["losses"]["s"]["scale"] = 2.5
     with pytest.raises(i2i.RecipeError, match=r"losses\.s\.scale = 2\.5: expected an integer"):
         i2i.load_recipe(recipe)
+
+
+def test_a_plugin_named_before_the_builtins_can_make_a_preset_of_a_builtin_network(tmp_path):
+    """Plugins loaded in the order of their entry-point names: one named 'attn' ran its hooks
+    before i2i's 'nets', found no unet, and was disabled ('unknown generator nets:unet')."""
+    site = tmp_path / "site"
+    preset = '''import i2i
+
+
+@i2i.hookimpl
+def register_generators(register):
+    unet = i2i.registry("generators")["unet"]
+    register("unet_wide", unet.factory, defaults={"depth": 5, "width": 48})
+'''
+    make_distribution(site, "i2i-attn", "0.1", {"attn": "i2i_attn"}, {"i2i_attn.py": preset})
+    result = run_i2i(["list", "generators", "unet_wide", "--json"], site)
+    assert result.returncode == 0, result.stderr
+    [listed] = json.loads(result.stdout)
+    assert listed["plugin"] == "attn" and listed["options"]["width"]["default"] == 48
