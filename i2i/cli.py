@@ -41,7 +41,7 @@ class I2IGroup(click.Group):
             _print_traceback_if_asked()
             prefix = _rank_prefix()
             said = _long_words_cut(str(exc))
-            click.echo(f"i2i: error: {'' if said.startswith(prefix) else prefix}{said}", err=True)  # not 'rank 1: rank 1:'
+            _say_error(f"i2i: error: {'' if said.startswith(prefix) else prefix}{said}")  # not 'rank 1: rank 1:'
             sys.exit(exc.exit_code)
         except TrainingStopped as exc:
             from .engine.distributed import RankLost, exit_status_for_launcher, launcher_signalled
@@ -70,7 +70,7 @@ class I2IGroup(click.Group):
             failure = getattr(exc, "i2i_callback_failure", None)  # a plugin's callback called sys.exit()
             if failure is None:
                 raise
-            click.echo(f"i2i: error: {_rank_prefix()}{failure}", err=True)
+            _say_error(f"i2i: error: {_rank_prefix()}{failure}")
             sys.exit(exc.code if isinstance(exc.code, int) and exc.code else 1)
         except Exception as exc:
             failure = getattr(exc, "i2i_callback_failure", None)  # a plugin's callback raised (set by the Trainer)
@@ -80,8 +80,15 @@ class I2IGroup(click.Group):
                 _exit_on_a_path_no_file_system_takes(exc)
                 raise
             _print_traceback_if_asked()
-            click.echo(f"i2i: error: {_rank_prefix()}{failure} (I2I_TRACEBACK=1 shows where)", err=True)
+            _say_error(f"i2i: error: {_rank_prefix()}{failure} (I2I_TRACEBACK=1 shows where)")
             sys.exit(1)
+
+
+def _say_error(text: str) -> None:
+    """An error's one line on stderr (a newline in a file name or a plugin's message escaped)."""
+    from .messages import one_line
+
+    click.echo(one_line(text), err=True)
 
 
 #: a run of characters without a space longer than this is cut in an error's line (see below)
@@ -108,7 +115,7 @@ def _exit_on_usage_error(exc: click.UsageError, ctx: click.Context | None) -> No
     hint, message = _reference_hint(exc), re.sub(r"\s*\n\s*", " ", exc.format_message())  # Click lists choices a line each
     if hint:  # Click's own guess (--model: "Did you mean '--help'?") is noise beside it
         message = re.split(r"\.? \(?Did you mean", message, maxsplit=1)[0]
-    click.echo(f"i2i: error: {message.rstrip('.')}{hint} ({command} --help lists what it takes)", err=True)
+    _say_error(f"i2i: error: {message.rstrip('.')}{hint} ({command} --help lists what it takes)")
     sys.exit(exc.exit_code)
 
 
@@ -163,12 +170,12 @@ def _exit_on_unwritable(exc: BaseException) -> None:
         filename = Path(str(filename)).parent  # i2i's temporary file, written there and renamed: the folder is the news
     where = f"{filename}: " if filename else ""
     if exc.errno in _NOT_ALLOWED:
-        click.echo(f"i2i: error: {_rank_prefix()}{where}{exc.strerror}; give your user access to it (and to the "
-                   f"folder that holds it){_what_is_kept(exc.filename, ' once it may write there')}", err=True)
+        _say_error(f"i2i: error: {_rank_prefix()}{where}{exc.strerror}; give your user access to it (and to the "
+                   f"folder that holds it){_what_is_kept(exc.filename, ' once it may write there')}")
     else:
         once = " once the file system can be written again" if exc.errno == errno.EROFS else " once there is room"
-        click.echo(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {WRITE_TROUBLE[exc.errno]}"
-                   f"{_what_is_kept(exc.filename, once)}", err=True)
+        _say_error(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {WRITE_TROUBLE[exc.errno]}"
+                   f"{_what_is_kept(exc.filename, once)}")
     sys.exit(1)
 
 
@@ -181,8 +188,8 @@ def _exit_on_the_wrong_kind_of_path(exc: BaseException) -> None:
     path = Path(str(exc.filename2 if isinstance(exc, IsADirectoryError) and exc.filename2 else exc.filename))
     kind = "a folder" if path.is_dir() else "a file" if path.exists() else "in the way"
     _print_traceback_if_asked()
-    click.echo(f"i2i: error: {_rank_prefix()}{path}: cannot be written ({exc.strerror}; it is {kind}); move it away"
-               f"{_what_is_kept(path)}", err=True)
+    _say_error(f"i2i: error: {_rank_prefix()}{path}: cannot be written ({exc.strerror}; it is {kind}); move it away"
+               f"{_what_is_kept(path)}")
     sys.exit(1)
 
 
@@ -196,7 +203,7 @@ def _exit_on_a_path_no_file_system_takes(exc: BaseException) -> None:
     if problem is None:
         return
     _print_traceback_if_asked()
-    click.echo(f"i2i: error: {_rank_prefix()}{problem}", err=True)
+    _say_error(f"i2i: error: {_rank_prefix()}{problem}")
     sys.exit(2)
 
 
@@ -757,7 +764,7 @@ def _add_plugin_commands() -> None:
         plugins.host().add_commands(cli)
     except UserError as exc:  # strict mode: a broken plugin is an error, except where one looks into it
         if not _describes_only(sys.argv[1:]):
-            click.echo(f"i2i: error: {exc}", err=True)
+            _say_error(f"i2i: error: {exc}")
             sys.exit(exc.exit_code)
         os.environ["I2I_STRICT_PLUGINS"] = "0"  # `i2i plugins` and --help show the failure, as a warning
         plugins.reset()
@@ -821,7 +828,7 @@ def main() -> None:
         cli.main(prog_name="i2i")
     except UserError as exc:  # raised before a command runs (e.g. plugin loading)
         _print_traceback_if_asked()
-        click.echo(f"i2i: error: {exc}", err=True)
+        _say_error(f"i2i: error: {exc}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before a command took over its handling (torch still loading)
         click.echo("i2i: interrupted", err=True)

@@ -56,6 +56,16 @@ if LOGGER.level == logging.NOTSET:
     LOGGER.setLevel(logging.INFO)
 
 
+#: Control characters as Python writes them in a string ("\\n"): a file named "a\nb.jpg"
+#: printed raw broke a message in two, and could fake a line of its own ("i2i: error: ...")
+_ESCAPED = {code: repr(chr(code))[1:-1] for code in (*range(32), 127)}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters (a newline, a tab in a file name) written as escapes."""
+    return text.translate(_ESCAPED)
+
+
 #: How a function shared by the command line and the API words the notes said inside it for a
 #: program (``--data`` as ``data_dir``): see :func:`i2i.errors.named_as_arguments`
 _RESPELL: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar("i2i_respell", default=None)
@@ -79,6 +89,7 @@ def say(text: str, above: Any = None) -> None:
     respell = _RESPELL.get()
     if respell is not None:
         text = respell(text)
+    text = one_line(text)
     head = text.lstrip()[:40].lower()
     level = logging.WARNING if head.startswith(("i2i: warning", "warning")) else logging.INFO
     if above is not None and STDERR_HANDLER in LOGGER.handlers and not LOGGER.propagate:

@@ -202,3 +202,17 @@ def test_translate_files_checks_its_arguments(model, photos, tmp_path):
 def test_a_channels_last_tensor_gets_a_hint(model):
     with pytest.raises(ValueError, match=r"takes channels first, \[3, H, W\], got shape \[20, 24, 3\].*permute\(2, 0, 1\)"):
         model(torch.rand(20, 24, 3))
+
+
+def test_a_file_name_with_a_newline_is_written_escaped_in_a_one_line_warning(model, photos, tmp_path, capsys):
+    """'evil\\nname.jpg' broke the skipped-files warning in two lines; a crafted name could
+    print a line of its own that looked like i2i's ('i2i: error: ...')."""
+    import shutil
+
+    folder = tmp_path / "in"
+    shutil.copytree(photos, folder)
+    (folder / "evil\ni2i: error: name.jpg").write_bytes(b"not an image")
+    report = translate_files(model, folder, tmp_path / "out", progress=False)
+    assert report.written == len(list(photos.iterdir()))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "evil\\ni2i: error: name.jpg" in err and err.startswith("i2i: warning: skipped 1")
