@@ -148,6 +148,7 @@ def test_a_32_bit_image_whose_range_is_guessed_at_is_warned_about(tmp_path, caps
     import i2i.data.decode as decode
 
     monkeypatch.setattr(decode, "_remarked", {})
+    monkeypatch.setattr(decode, "_left_out", {})
     nan = np.full((16, 16), 0.5, np.float32)
     nan[2, 3], nan[4, 5] = np.nan, np.inf
     Image.fromarray(nan).save(tmp_path / "nan.tif")
@@ -170,7 +171,16 @@ def test_a_32_bit_image_whose_range_is_guessed_at_is_warned_about(tmp_path, caps
         Image.fromarray(np.full((16, 16), np.nan, np.float32)).save(tmp_path / f"more{i}.tif")
         decode_image(tmp_path / f"more{i}.tif", 1)
     said = capsys.readouterr().err.splitlines()
-    assert len(said) == 1 and said[0].endswith("(the last such warning: others are not shown)")
+    assert len(said) == 1 and said[0].endswith("(the last such warning named: the others are counted at the end)")
+    for i in range(4, 7):
+        Image.fromarray(np.full((16, 16), np.nan, np.float32)).save(tmp_path / f"more{i}.tif")
+        decode_image(tmp_path / f"more{i}.tif", 1)
+    assert capsys.readouterr().err == ""
+    from i2i.data.sources import report_skipped
+
+    report_skipped([])  # the end of a folder's reading: one count of the 6 files not named (more1 to more6)
+    assert capsys.readouterr().err == ("i2i: warning: 6 more file(s) hold 32-bit pixels whose range was guessed at "
+                                       "(NaN read as black, no declared range...)\n")
 
 
 def test_a_float_image_of_small_values_above_one_is_warned_about_as_all_but_black(tmp_path, capsys, monkeypatch):
@@ -178,6 +188,7 @@ def test_a_float_image_of_small_values_above_one_is_warned_about_as_all_but_blac
     import i2i.data.decode as decode
 
     monkeypatch.setattr(decode, "_remarked", {})
+    monkeypatch.setattr(decode, "_left_out", {})
     Image.fromarray(np.full((16, 16), 3.0, np.float32)).save(tmp_path / "ratio.tif")
     assert decode_image(tmp_path / "ratio.tif", 1).unique().tolist() == [3]
     assert capsys.readouterr().err == (
@@ -975,6 +986,7 @@ def test_an_animation_or_multi_page_tiff_is_said_to_be_read_at_its_first_frame(t
     import i2i.data.decode as decode
 
     monkeypatch.setattr(decode, "_remarked", {})
+    monkeypatch.setattr(decode, "_left_out", {})
     frames = [Image.fromarray(np.full((8, 10, 3), value, np.uint8)) for value in (10, 128, 250)]
     frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
     frames[0].save(tmp_path / "moving.webp", save_all=True, append_images=frames[1:], lossless=True)

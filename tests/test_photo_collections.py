@@ -216,3 +216,25 @@ def test_a_file_name_with_a_newline_is_written_escaped_in_a_one_line_warning(mod
     assert report.written == len(list(photos.iterdir()))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "evil\\ni2i: error: name.jpg" in err and err.startswith("i2i: warning: skipped 1")
+
+
+def test_a_folder_of_many_animations_names_five_and_counts_the_rest(model, tmp_path, capsys, monkeypatch):
+    """The first-frame notes stopped after five files with no count: 40 animations and 40
+    multi-page TIFFs read as if 5 files had several frames. Each kind is named and counted apart."""
+    import i2i.data.decode as decode
+
+    monkeypatch.setattr(decode, "_remarked", {})
+    monkeypatch.setattr(decode, "_left_out", {})
+    frames = [Image.fromarray(np.full((16, 16, 3), value, np.uint8)) for value in (10, 250)]
+    (tmp_path / "in").mkdir()
+    for i in range(8):
+        frames[0].save(tmp_path / "in" / f"a{i}.webp", save_all=True, append_images=frames[1:], lossless=True)
+    nan = np.full((16, 16), np.nan, np.float32)
+    for i in range(6):
+        Image.fromarray(nan).save(tmp_path / "in" / f"f{i}.tif")
+    assert translate_files(model, tmp_path / "in", tmp_path / "out", progress=False).written == 14
+    lines = capsys.readouterr().err.splitlines()
+    assert sum("frames; only the first is read" in line for line in lines) == 5
+    assert sum(".tif: 32-bit pixels" in line for line in lines) == 5
+    assert "i2i: note: 3 more file(s) hold several frames or pages; only the first of each is read" in lines
+    assert any(line.startswith("i2i: warning: 1 more file(s) hold 32-bit pixels") for line in lines)

@@ -44,6 +44,7 @@ import os
 import re
 import stat
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -654,27 +655,47 @@ def _scale_unknown_range(values: np.ndarray, is_float: bool, guessed: list[str] 
     return (values * scale).astype(np.float32)
 
 
-#: At most this many files get each kind of remark below, per process (a folder of float TIFFs
-#: or of animations would otherwise give one line each); ``_remarked`` holds those remarked on.
+#: At most this many files get each topic of remark below, per process (a folder of float TIFFs
+#: or of animations would otherwise give one line each); ``_remarked`` holds those remarked on,
+#: ``_left_out`` how many more files had each, which :func:`say_remarks_left_out` then counts.
 _FILE_REMARKS_SHOWN = 5
 _remarked: dict[str, set[str]] = {}
+_left_out: dict[str, tuple[str, set[str], str]] = {}
+_remarks_lock = threading.Lock()
 
 
-def _remark_on_file(kind: str, where: str, text: str) -> None:
-    """``i2i: KIND: WHERE: TEXT`` once per file, for the first few files of a process."""
-    seen = _remarked.setdefault(kind, set())
-    if where in seen or len(seen) >= _FILE_REMARKS_SHOWN:
-        return
-    seen.add(where)
-    last = f" (the last such {kind}: others are not shown)" if len(seen) == _FILE_REMARKS_SHOWN else ""
+def _remark_on_file(kind: str, where: str, text: str, topic: str, summary: str) -> None:
+    """``i2i: KIND: WHERE: TEXT`` once per file, for the first few files of a process with that
+    ``topic``; the rest are counted, for one line ending in ``summary``."""
+    with _remarks_lock:
+        seen = _remarked.setdefault(topic, set())
+        if where in seen:
+            return
+        if len(seen) >= _FILE_REMARKS_SHOWN:
+            _left_out.setdefault(topic, (kind, set(), summary))[1].add(where)
+            return
+        seen.add(where)
+        last = f" (the last such {kind} named: the others are counted at the end)" if len(seen) == _FILE_REMARKS_SHOWN else ""
     say(f"i2i: {kind}: {where}: {text}{last}")
+
+
+def say_remarks_left_out() -> None:
+    """One line per topic for the files :func:`_remark_on_file` did not name (``and 35 more
+    files hold several frames or pages; only the first of each is read``), at the end of a
+    command's reading of a folder."""
+    with _remarks_lock:
+        left = list(_left_out.values())
+        _left_out.clear()
+    for kind, files, summary in left:
+        say(f"i2i: {kind}: {len(files)} more file(s) {summary}")
 
 
 def _warn_guessed_range(where: str, guessed: list[str]) -> None:
     """One warning line for an image whose 32-bit values had to be guessed at (the network would
     otherwise see black where the file holds NaN, say, without a word)."""
     if guessed:
-        _remark_on_file("warning", where, f"32-bit pixels: {'; '.join(guessed)}")
+        _remark_on_file("warning", where, f"32-bit pixels: {'; '.join(guessed)}", "range",
+                        "hold 32-bit pixels whose range was guessed at (NaN read as black, no declared range...)")
 
 
 def _note_frames(where: str, image: Image.Image) -> None:
@@ -687,7 +708,8 @@ def _note_frames(where: str, image: Image.Image) -> None:
             return
         if frames > 1:
             kind = "pages" if image.format == "TIFF" else "frames"
-            _remark_on_file("note", where, f"{frames} {kind}; only the first is read")
+            _remark_on_file("note", where, f"{frames} {kind}; only the first is read", "frames",
+                            "hold several frames or pages; only the first of each is read")
 
 
 def _to_channels(pixels: np.ndarray, channels: int, keep_precision: bool = False) -> np.ndarray:

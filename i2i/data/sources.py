@@ -697,7 +697,12 @@ def name_files(paths: list[Path], reasons: Mapping[Path, str] | None = None, sho
 
 def report_skipped(paths: list[Path], what: str = "unreadable file(s)", reasons: Mapping[Path, str] | None = None) -> None:
     """One warning line on stderr: how many files were skipped and the first ten names (with
-    why each could not be read, where ``reasons`` says): the files a user has to fix or remove."""
+    why each could not be read, where ``reasons`` says): the files a user has to fix or remove.
+    Called at the end of each reading of a folder, it also counts the files whose remarks were
+    not named one by one (:func:`~i2i.data.decode.say_remarks_left_out`)."""
+    from .decode import say_remarks_left_out
+
+    say_remarks_left_out()
     if not paths:
         return
     say(f"i2i: warning: skipped {len(paths)} {what}: {name_files(paths, reasons, shown=10)}")
