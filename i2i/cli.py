@@ -519,7 +519,7 @@ def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
         sys.exit(1)
     for c in components:
         click.echo(f"{c.name}  [{c.plugin}]  {c.description}{_listing_marks(c)}")
-        if not (kind == "metrics" and not c.defaults):  # a recipe names metrics without options: the defaults run
+        if not (kind in ("metrics", "callbacks") and not c.defaults):  # named without options: the defaults run
             for option in c.options.values():
                 click.echo(f"    {option.name} = {_format_default(option.default)}  ({option.type_name})")
     if len(components) == 1 and pattern:  # one component asked for by name: what its options mean, in its author's words

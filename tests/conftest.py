@@ -38,3 +38,4 @@ def _i2i_logger_as_a_new_process_has_it():
     logger.handlers[:] = [messages.STDERR_HANDLER]
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    logger.filters[:] = []  # to_your_logging's, which leaves out the command line's "i2i: note:"

@@ -217,6 +217,22 @@ def test_list_marks_presets_and_leaves_out_options_a_recipe_cannot_give(runner):
     # a recipe names a metric without options: colourfulness's 'absolute = false' could not be set
     assert metrics[1].startswith("colourfulness_abs ") and metrics[1].endswith("[a preset of colourfulness]")
     assert metrics[2].strip() == "absolute = true  (true or false)" and len(metrics) == 3
+    # nor a callback's options: train.callbacks names them only
+    import i2i
+
+    class Drop(i2i.Callback):
+        def __init__(self, at: float = 0.5):
+            self.at = at
+
+    class DropPlugin:
+        @i2i.hookimpl
+        def register_callbacks(self, register):
+            register("drop_lr", Drop)
+            register("drop_lr_late", Drop, defaults={"at": 0.9})
+
+    i2i.register_plugin(DropPlugin(), "drop-test")
+    listed = invoke(runner, ["list", "callbacks", "drop_lr*"]).output.splitlines()
+    assert [line.split()[0] for line in listed] == ["drop_lr", "drop_lr_late", "at"] and "0.9" in listed[2]
 
 
 def test_list_marks_an_alias_as_the_same_component(runner):
