@@ -241,3 +241,62 @@ def test_callbacks_get_absolute_paths_for_new_and_resumed_runs_alike(tmp_path, m
     i2i.train(None, resume=run.run_dir, overrides=["train.steps=2"], callbacks=[Keep()], quiet=True)
     assert len(seen) == 4 and all(path.is_absolute() for path in seen)
     assert seen[0] == seen[2] == tmp_path / "runs" / "x" and seen[1] == seen[0] / "checkpoints" / "step_0000001"
+
+
+class EarlyStopping(i2i.Callback):
+    """Ends the run once the validation PSNR has not improved for ``patience`` evaluations."""
+
+    def __init__(self, patience=1, at_log=None):
+        self.patience, self.at_log, self.best, self.waited, self.ended = patience, at_log, None, 0, None
+
+    def on_log(self, trainer, step, values):
+        if step == self.at_log:
+            trainer.finish_early("asked at a log step")
+
+    def on_evaluate(self, trainer, step, metrics):
+        if self.best is None or metrics["psnr"] > self.best:
+            self.best, self.waited = metrics["psnr"], 0
+            return
+        self.waited += 1
+        if self.waited >= self.patience:
+            trainer.finish_early(f"psnr has not improved for {self.waited} evaluation(s)")
+
+    def on_run_end(self, trainer, status, metrics):
+        self.ended = (status, trainer.step, bool(metrics))
+
+
+def test_early_stopping_ends_a_run_as_finished_with_its_last_step_scored_and_saved(photos, tmp_path):
+    """request_stop ended a run as interrupted (exit 1, TrainingStopped, and a step asked for
+    at a log step was never scored): early stopping could only end as a failure."""
+    import json
+
+    early = EarlyStopping(patience=1, at_log=3)  # a step that is not scored on its own (eval.every = 2)
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 8}, eval={"every": 2},
+                                output={"log_every": 1}), callbacks=[early], quiet=True)
+    assert (run.status, run.step) == ("finished", 3) and early.ended == ("finished", 3, True) and run.metrics
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["type"] == "eval"] == [2, 3]  # the last step scored, as a run's last is
+    assert find_checkpoint(tmp_path / "run").name == "step_0000003"
+    assert (tmp_path / "run" / "checkpoints" / "BEST").is_file()
+    resumed = i2i.train(None, resume=tmp_path / "run", quiet=True)  # a resume trains on towards train.steps
+    assert (resumed.status, resumed.step) == ("finished", 8)
+
+
+def test_the_command_line_says_why_a_run_ended_early_and_exits_0(photos, tmp_path):
+    from i2i.recipe import dumps_toml
+    from plugin_env import make_distribution, run_i2i
+
+    code = ("import i2i\n"
+            "class Enough(i2i.Callback):\n"
+            "    def on_evaluate(self, trainer, step, metrics):\n"
+            "        trainer.finish_early('good enough')\n"
+            "@i2i.hookimpl\n"
+            "def register_callbacks(register):\n"
+            "    register('enough', Enough)\n")
+    site = tmp_path / "site"
+    make_distribution(site, "i2i-enough", "1.0", {"enough": "i2i_enough"}, {"i2i_enough.py": code})
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 6, "callbacks": ["enough"]}, eval={"every": 2})
+    (tmp_path / "r.toml").write_text(dumps_toml(recipe))
+    result = run_i2i(["run", str(tmp_path / "r.toml")], site)
+    assert result.returncode == 0, result.stderr
+    assert "i2i: finished 2 steps of 6, ended early (good enough): psnr " in result.stdout

@@ -457,8 +457,10 @@ def train(
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"{name} is a folder's path (a str or Path), not {type(value).__name__} ({value!r})")
     # ~ means the home folder here too, as it does on the command line (i2i.load takes it as well)
-    out = None if out is None else user_path(out, "out")
-    resume = None if resume is None else user_path(resume, "resume")
+    if out is not None and os.fspath(out).startswith("~"):  # (an empty one stays "", which is refused as such)
+        out = user_path(out, "out")
+    if resume is not None and os.fspath(resume).startswith("~"):
+        resume = user_path(resume, "resume")
     if not isinstance(overrides, (str, bytes, dict)) and hasattr(overrides, "__iter__"):
         overrides = list(overrides)  # a generator would be used up by the first of several reads
     # an embedding program keeps its random streams and backend flags; training needs gradients
@@ -847,7 +849,10 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
         status = trainer.fit()
     run = Run(Path(os.path.abspath(run_dir)), status, trainer.step, trainer.last_metrics, trainer.last_baselines, trainer.eval_generator.eval(), recipe)
     if dist.is_main and not quiet:
-        print(f"i2i: finished {trainer.step} step{'' if trainer.step == 1 else 's'}: {summary_line(run.metrics, run.baselines, trainer.task.main_metric)}", flush=True)
+        early = (f" of {trainer.total_steps}, ended early{f' ({trainer.finish_reason})' if trainer.finish_reason else ''}"
+                 if trainer.finished_early else "")
+        print(f"i2i: finished {trainer.step} step{'' if trainer.step == 1 else 's'}{early}: "
+              f"{summary_line(run.metrics, run.baselines, trainer.task.main_metric)}", flush=True)
         from ..task import Task
 
         # a task without prepare() cannot translate user images: its runs are evaluated instead

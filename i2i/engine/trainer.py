@@ -98,6 +98,9 @@ class Trainer:
         self.stop_requested = False
         self.stop_reason: str | None = None  # a callback's TrainingStopped("why"), said in the stop's message
         self._unscored_step = -1  # the step whose evaluation a stop request cut short
+        self.finish_reason: str | None = None  # a callback's finish_early("why"): the run ends as finished
+        self._finish_asked = False
+        self.finished_early = False  # the run ended, finished, before train.steps (finish_early)
         self.callbacks = list(callbacks or [])
         warn_unknown_events(self.callbacks)
         self.quiet = quiet
@@ -527,6 +530,18 @@ class Trainer:
             self.stop_reason = reason
         self.stop_requested = True
 
+    def finish_early(self, reason: str = "") -> None:
+        """End the run as finished after the current step (early stopping): that step is scored
+        and checkpointed as a run's last step is, the run's status is ``finished`` (``i2i run``
+        exits 0, ``i2i.train`` returns its :class:`i2i.Run`), and ``reason`` is said in its
+        summary. A later resume trains on towards ``train.steps``. Any thread may call it; on
+        several ranks, a call on one ends them all after the same step."""
+        if not isinstance(reason, str):
+            raise TypeError(f"finish_early's reason is a str, not {type(reason).__name__}")
+        if self.finish_reason is None:
+            self.finish_reason = reason
+        self._finish_asked = True
+
     def _should_stop(self) -> bool:
         """This rank's stop request, agreed across ranks (a tiny gloo all-reduce per step), and
         with it whether ``output.checkpoint_minutes`` have passed on any rank's clock, so that
@@ -537,10 +552,12 @@ class Trainer:
         ``False`` back over it lost the request (the run then trained to the end)."""
         minutes = self.out_cfg["checkpoint_minutes"]
         due = minutes > 0 and self.clock() - self._saved_at >= 60 * minutes
-        stop, self._checkpoint_due = self.dist.agree_each((self.stop_requested, due))
+        stop, self._checkpoint_due, finish = self.dist.agree_each((self.stop_requested, due, self._finish_asked))
         if stop:
             self.stop_requested = True
-        return stop
+        if finish:
+            self._finish_asked = True
+        return stop or finish
 
     def fit(self) -> str:
         """Train to ``train.steps``; returns ``finished`` or raises :class:`TrainingStopped`."""
@@ -561,6 +578,7 @@ class Trainer:
             on_cpu = self.device.type == "cpu"
             with freed_memory_kept() if on_cpu else contextlib.nullcontext(), \
                     contextlib.closing(self._thread_governor()) as threads:
+                evaluated = False
                 while self.step < self.total_steps and not self._should_stop():
                     try:
                         self.train_step()
@@ -575,27 +593,24 @@ class Trainer:
                         self.log_step()
                     evaluated = False
                     if last or (every_eval and self.step % every_eval == 0):
-                        try:
-                            self.evaluate()
-                        except EvaluationAbandoned:
-                            self._evaluating = False
-                            self._unscored_step = self.step
-                            self._save_unscored_weights()
-                        except KeyboardInterrupt:  # Ctrl-C twice while scoring: not the training before it too
-                            self._save_after_failed_evaluation(tell=False)
-                            raise
-                        except Exception as exc:
-                            from_callback = getattr(exc, "i2i_callback", None)  # on_evaluate raised, not the evaluation
-                            self._save_after_failed_evaluation(tell=from_callback is None)
-                            if from_callback is not None:
-                                self._describe_callback_failure(exc, *from_callback)
-                            raise
+                        self._evaluate_guarded()
                         evaluated = True
                     if every_sample and self.step % every_sample == 0 and not evaluated and not self.stop_requested:
                         self.write_samples()
                     if self._saved_step != self.step and (last or evaluated or (every_ckpt and self.step % every_ckpt == 0)
                                                           or self._checkpoint_due):
                         self.save_checkpoint()
+            if self._finish_asked and self.step == 0:  # asked before any step: as a stop, nothing kept
+                self.stop_requested = True
+            if self._finish_asked and not self.stop_requested and self.step < self.total_steps:
+                # finished early: the step a callback ended the run at is scored and saved as a last step is
+                self.finished_early = True
+                if not evaluated:
+                    self._evaluate_guarded()
+                if self._saved_step != self.step:  # before logging, as for a stop (see below)
+                    self.save_checkpoint()
+                if self.acc_count:
+                    self.log_step()
             if self.stop_requested and self.step < self.total_steps:
                 status = "interrupted"
                 if self.step == 0 and self.resumed_at is None:  # nothing trained: the run leaves no folder
@@ -636,6 +651,25 @@ class Trainer:
                 self.log.close()
             if self.tb is not None:
                 self.tb.close()
+
+    def _evaluate_guarded(self) -> None:
+        """:meth:`evaluate`, saving the weights when it cannot finish (abandoned by a stop
+        request, interrupted twice, failed), so no step trained is lost to a scoring failure."""
+        try:
+            self.evaluate()
+        except EvaluationAbandoned:
+            self._evaluating = False
+            self._unscored_step = self.step
+            self._save_unscored_weights()
+        except KeyboardInterrupt:  # Ctrl-C twice while scoring: not the training before it too
+            self._save_after_failed_evaluation(tell=False)
+            raise
+        except Exception as exc:
+            from_callback = getattr(exc, "i2i_callback", None)  # on_evaluate raised, not the evaluation
+            self._save_after_failed_evaluation(tell=from_callback is None)
+            if from_callback is not None:
+                self._describe_callback_failure(exc, *from_callback)
+            raise
 
     def _thread_governor(self) -> ThreadGovernor | NoThreadGovernor:
         """``train.threads`` on the CPU; nothing to govern on a GPU."""
