@@ -29,7 +29,10 @@ class ReconstructionLoss(nn.Module):
 class AdversarialLoss(nn.Module):
     """A GAN objective with a discriminator half and a generator half.
 
-    ``d_real`` and ``d_fake`` are lists of logit tensors, one per discriminator scale.
+    ``d_real`` and ``d_fake`` are lists of logit tensors, one per discriminator scale. A
+    relativistic objective (ESRGAN's) declares ``g_loss(self, d_fake, d_real)``: the engine
+    then also gives G's half the discriminator's logits on the real pair (computed without
+    gradient), which it never computes for a ``g_loss(d_fake)``.
     """
 
     def d_loss(self, d_real: list[Tensor], d_fake: list[Tensor]) -> Tensor:  # pragma: no cover
@@ -70,19 +73,25 @@ def takes_input(function: Callable[..., Any]) -> bool:
     two images (or keyword-only): the engine passes the generator's input (``input=...``) only
     to those. Two-argument ones stay as they are, ``forward(self, input, target)`` included, as
     torch's own losses name the prediction. A module's ``forward`` is the one looked at."""
+    return takes_named(function, "input", after=2)
+
+
+def takes_named(function: Callable[..., Any], name: str, after: int) -> bool:
+    """Whether ``function`` (a module's ``forward``) declares a parameter ``name`` after its
+    first ``after`` positional ones, or keyword-only: one the engine passes by name."""
     if isinstance(function, nn.Module):
         function = function.forward
     try:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):  # a builtin without a signature
         return False
-    return any(p.name == "input" and (p.kind == p.KEYWORD_ONLY or (i >= 2 and p.kind == p.POSITIONAL_OR_KEYWORD))
+    return any(p.name == name and (p.kind == p.KEYWORD_ONLY or (i >= after and p.kind == p.POSITIONAL_OR_KEYWORD))
                for i, p in enumerate(parameters))
 
 
-def unmet_parameters(function: Callable[..., Any], passed: int) -> list[str]:
+def unmet_parameters(function: Callable[..., Any], passed: int, given: str = "input") -> list[str]:
     """The parameters of ``function`` (a module's ``forward``) that a call with ``passed``
-    positional arguments, plus ``input=...`` where it declares one, leaves without a value:
+    positional arguments, plus ``given=...`` where it declares one, leaves without a value:
     ``forward(self, fake, target, mask)`` failed only at the first step, with Python's riddle."""
     if isinstance(function, nn.Module):
         function = function.forward
@@ -93,8 +102,8 @@ def unmet_parameters(function: Callable[..., Any], passed: int) -> list[str]:
     if any(p.kind == p.VAR_POSITIONAL for p in parameters):
         return []
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return [p.name for i, p in enumerate(positional) if i >= passed and p.default is p.empty and p.name != "input"] + \
-        [p.name for p in parameters if p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name != "input"]
+    return [p.name for i, p in enumerate(positional) if i >= passed and p.default is p.empty and p.name != given] + \
+        [p.name for p in parameters if p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name != given]
 
 
 def as_logit_list(output: Tensor | Sequence[Tensor]) -> list[Tensor]:

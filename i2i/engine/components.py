@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..callbacks import check_event_signatures
 from ..errors import PluginError, RecipeError, UserError, exception_line
-from ..losses import (AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, takes_input,
+from ..losses import (AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, takes_input, takes_named,
                       unmet_parameters)
 from ..messages import say
 from ..plugins import registry
@@ -45,6 +45,17 @@ class LossTerm:
                               "passes: a reconstruction loss is called as forward(fake, target), plus input=... (the "
                               "generator's input, an inpainting mask among its channels, say) when it declares a "
                               "parameter named input; report this to the plugin's author")
+        # a relativistic GAN's G half also takes D's logits on the real pair, given by name
+        self.wants_real = isinstance(loss, AdversarialLoss) and takes_named(loss.g_loss, "d_real", after=1)
+        if isinstance(loss, AdversarialLoss):
+            for method, passed, given, call in ((loss.g_loss, 1, "d_real", "g_loss(d_fake), plus d_real=... when it "
+                                                 "declares a parameter named d_real (a relativistic loss)"),
+                                                (loss.d_loss, 2, "", "d_loss(d_real, d_fake)")):
+                unmet = unmet_parameters(method, passed, given)
+                if unmet:
+                    raise PluginError(f"{self.where}: its {method.__name__} needs {', '.join(repr(n) for n in unmet)}, "
+                                      f"which i2i never passes: an adversarial loss is called as {call}; report this "
+                                      "to the plugin's author")
 
     def weighted(self, value: Any, scale: float = 1.0, part: str = "") -> Tensor:
         """``weight * scale * value``, once ``value`` is known to be a scalar tensor."""

@@ -412,18 +412,23 @@ class Trainer:
                     terms[term.label] = term.compute(term.loss, fake, target, **extra)
                 if adversarial:
                     fake_in = self.d_input(input, fake)
+                    real_logits = None  # D on the real pair: for feature matching, or a relativistic G half
                     if self.feature_matching:
                         logits, fake_features = self.plugin_call("discriminator", self.D_frozen, fake_in, return_features=True)
                         with torch.no_grad():
-                            _, real_features = self.plugin_call("discriminator", self.D_frozen, self.d_input(input, target),
-                                                                return_features=True)
+                            real_logits, real_features = self.plugin_call("discriminator", self.D_frozen,
+                                                                          self.d_input(input, target), return_features=True)
                         for term in self.feature_matching:
                             terms[term.label] = term.compute(term.loss, real_features, fake_features)
                     else:
                         logits = self.plugin_call("discriminator", self.D_frozen, fake_in)
                     logits = as_logit_list(logits)
+                    if real_logits is None and any(term.wants_real for term in self.adversarial):
+                        with torch.no_grad():
+                            real_logits = self.plugin_call("discriminator", self.D_frozen, self.d_input(input, target))
                     for term in self.adversarial:
-                        terms[term.label] = term.compute(term.loss.g_loss, logits, part=" (g_loss)")
+                        extra = {"d_real": as_logit_list(real_logits)} if term.wants_real else {}
+                        terms[term.label] = term.compute(term.loss.g_loss, logits, part=" (g_loss)", **extra)
             self._backward_and_step(terms, self.opt_g, self.G, self.train_cfg["g"], "g")
         finally:
             if self.D is not None:

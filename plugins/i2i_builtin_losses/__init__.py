@@ -11,7 +11,7 @@ from typing import Callable
 
 import i2i
 
-from .gan import LSGAN, FeatureMatching, Hinge, Vanilla, WGAN
+from .gan import LSGAN, FeatureMatching, Hinge, RelativisticAverage, Vanilla, WGAN
 from .penalties import R1, GradientPenalty
 from .reconstruction import L1, L2, SSIM, Charbonnier, TotalVariation
 
@@ -27,6 +27,7 @@ def register_losses(register: Callable[..., None]) -> None:
     register("lsgan", LSGAN)
     register("wgan", WGAN)
     register("hinge", Hinge)
+    register("ragan", RelativisticAverage)
     register("r1", R1)
     register("gp", GradientPenalty)
     register("l1", L1)

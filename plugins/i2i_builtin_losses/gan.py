@@ -131,6 +131,39 @@ class Hinge(GANLoss):
         return -d
 
 
+class RelativisticAverage(i2i.AdversarialLoss):
+    """Relativistic average GAN loss (ESRGAN): D judges whether real looks *more* real than fake.
+
+    With ``r = d_r - mean(d_f)`` and ``f = d_f - mean(d_r)`` (means over a scale's logits),
+    D: (softplus(-r) + softplus(f)) / 2; G: (softplus(r) + softplus(-f)) / 2. As ESRGAN (and
+    BasicSR) compute them: in D's half each mean is taken without gradient, and in G's half D's
+    logits on the real pair are. ESRGAN weighs it 0.005 beside an L1 of weight 0.01 and a
+    perceptual term. No options.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def d_loss(self, d_real: list[Tensor], d_fake: list[Tensor]) -> Tensor:
+        return self._halves(logit_list(d_real), logit_list(d_fake), for_d=True)
+
+    def g_loss(self, d_fake: list[Tensor], d_real: list[Tensor]) -> Tensor:
+        return self._halves([d.detach() for d in logit_list(d_real)], logit_list(d_fake), for_d=False)
+
+    @staticmethod
+    def _halves(d_real: list[Tensor], d_fake: list[Tensor], for_d: bool) -> Tensor:
+        if len(d_real) != len(d_fake):
+            raise ValueError(f"the discriminator gave {len(d_real)} scale(s) for the real pair and {len(d_fake)} for the fake")
+        sign = 1.0 if for_d else -1.0  # D: real above fake's mean; G: the other way round
+        per_scale = []
+        for real, fake in zip(d_real, d_fake):
+            real, fake = real.float(), fake.float()
+            real_mean, fake_mean = (real.mean().detach(), fake.mean().detach()) if for_d else (real.mean(), fake.mean())
+            r, f = real - fake_mean, fake - real_mean
+            per_scale.append((F.softplus(-sign * r).mean() + F.softplus(sign * f).mean()) / 2)
+        return torch.stack(per_scale).mean()
+
+
 class FeatureMatching(i2i.FeatureMatchingLoss):
     """pix2pixHD feature matching: mean over D's layers of L1(fake, real features).
 
