@@ -4,6 +4,7 @@ images too large to translate in one piece."""
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,10 +58,10 @@ def run_generator(net: nn.Module, input: Tensor) -> Tensor:
         out = net(padded)
     except Exception as exc:  # a shape the generator cannot take (a wrapper's sum, a fixed-size layer, an assert)
         hint = " (a generator that needs multiples of N px declares size_multiple = N)" if multiple == 1 else ""
-        raise_plugin_failure(exc, f"the generator ({type(net).__name__}) failed on an input of "
+        raise_plugin_failure(exc, f"the generator ({_class_name(net)}) failed on an input of "
                                   f"{padded.shape[-2]}x{padded.shape[-1]} px{hint}: ", GeneratorFailure)
     if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-2:] != padded.shape[-2:]:
-        raise GeneratorFailure(f"the generator ({type(net).__name__}) returned {out.shape[-2]}x{out.shape[-1]} px for an input "
+        raise GeneratorFailure(f"the generator ({_class_name(net)}) returned {out.shape[-2]}x{out.shape[-1]} px for an input "
                           f"of {padded.shape[-2]}x{padded.shape[-1]}: a generator keeps its input's height and width (one "
                           "that needs multiples of N px declares size_multiple = N); report this to the plugin's author")
     return out[..., :h, :w]
@@ -152,3 +153,8 @@ def run_any_size(net: nn.Module, input: Tensor, tile: int | str | None = "auto",
     side = resolve_tile(tile, *input.shape[-2:])
     overlap = check_overlap(overlap)
     return run_tiled(net, input, side, overlap) if side else run_generator(net, input)
+
+
+def _class_name(net: Any) -> str:
+    """The class of the plugin's network, not of a task's wrapper around it (ResidualGenerator)."""
+    return type(getattr(net, "i2i_unwrapped", None) or net).__name__
