@@ -1065,3 +1065,31 @@ def test_a_residual_denoisers_network_of_the_wrong_shape_is_named_rather_than_th
     with pytest.raises(i2i.PluginError, match=r"generator.name = 'shrinks_when_training'.* returned a tensor of "
                                               r"shape \[2, 3, 16, 15\] for a target of shape \[2, 3, 16, 16\]"):
         i2i.train(recipe, quiet=True)
+
+
+class DictFeatures(nn.Module):
+    """Logits as they should be, but features as a dict of layer name to tensor."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 1, 3, padding=1)
+
+    def forward(self, x, return_features=False):
+        logits = self.conv(x)
+        return (logits, {"conv": logits}) if return_features else logits
+
+
+def test_a_discriminators_features_of_the_wrong_kind_are_named_rather_than_the_feature_matching_loss(photos, tmp_path):
+    """The built-in feature_matching failed with "'str' object has no attribute 'float'; report
+    this to the plugin's author", naming i2i's losses plugin for the discriminator's dict."""
+    i2i.register_plugin(type("F", (), {"register_discriminators": i2i.hookimpl(
+        lambda register: register("dict_features", DictFeatures))}), "dict_features_plugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1})
+    recipe["discriminator"] = {"name": "dict_features"}
+    recipe["losses"]["fm"] = {"name": "feature_matching", "weight": 1.0}
+    with pytest.raises(i2i.PluginError, match=r"discriminator.name = 'dict_features' \(plugin 'dict_features_plugin'\) "
+                                              r"with return_features=True returned a dict.*; a discriminator returns "
+                                              r"\(logits, features\)"):
+        i2i.validate(recipe)
+    del recipe["losses"]["fm"]  # without feature matching its features are never asked for
+    i2i.validate(recipe)

@@ -305,10 +305,10 @@ def check_recipe(recipe: Recipe, resuming: bool = False) -> Networks:
     initial = None if resuming else load_initial_weights(recipe, nets.G, nets.D)  # train.init_from: there, and fits G
     notes = [crop_size_note(recipe, nets), *(initial.notes if initial is not None else ())]
     recipe.notes.extend(note for note in notes if note is not None and note not in recipe.notes)
-    build_loss_terms(recipe, nets.D, device)
+    terms = build_loss_terms(recipe, nets.D, device)
     metrics = build_metrics(nets.task, recipe["eval"]["metrics"], recipe)
     check_scoring_crop(recipe, metrics)
-    dry_run(recipe, nets, device, metrics)
+    dry_run(recipe, nets, device, metrics, features=bool(terms.feature_matching))
     build_callbacks(recipe)
     return nets
 

@@ -75,6 +75,23 @@ def check_discriminator_output(output: Any, where: str) -> None:
                       f"or a list of them (one per scale); {REPORT}")
 
 
+def check_discriminator_features(output: Any, where: str) -> None:
+    """``D(x, return_features=True)`` returns ``(logits, features)``, features a list of
+    tensors, which a feature-matching loss compares layer by layer: otherwise that loss's
+    plugin was blamed for the discriminator's output."""
+    if isinstance(output, (tuple, list)) and len(output) == 2:
+        check_discriminator_output(output[0], f"{where} with return_features=True (its logits)")
+        features = output[1]
+        if isinstance(features, (list, tuple)) and features and all(isinstance(f, Tensor) for f in features):
+            return
+        got = describe(features)
+    else:
+        got = describe(output)
+    raise PluginError(f"{where} with return_features=True returned {got}; a discriminator returns (logits, features) "
+                      f"then, features a list of tensors (one per layer), which a feature-matching loss compares "
+                      f"layer by layer; {REPORT}")
+
+
 def check_metric_values(values: Any, name: str, batch: int, plugin: str = "") -> None:
     """A metric returns one value per image: a tensor of shape ``[batch]`` (or a dict of them).
     ``plugin`` follows the name in the error (`` (plugin 'x')``) where nothing else names it."""
@@ -317,8 +334,10 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
 
 
 @torch.no_grad()
-def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any] | None = None) -> None:
-    """Put one batch-1 image of ``data.size`` px through the task, G and D, in eval mode.
+def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any] | None = None,
+            features: bool = False) -> None:
+    """Put one batch-1 image of ``data.size`` px through the task, G and D, in eval mode
+    (``features``: D with ``return_features=True`` too, for a feature-matching loss).
 
     Run before training so that a network that does not fit the task is reported before any
     step, with the recipe table to blame. ``nets`` holds ``task``, ``G``, ``D`` and
@@ -358,6 +377,8 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
                 where = contract_where(recipe, "discriminator")
                 d_in = torch.cat([input, fake], dim=1) if nets.conditional else fake
                 check_discriminator_output(_forward(nets.D, d_in, where), where)
+                if features:
+                    check_discriminator_features(_forward(nets.D, d_in, where, return_features=True), where)
         finally:
             for net, mode in zip(modules, modes):
                 net.train(mode)
@@ -467,11 +488,11 @@ def _forward_generator(G: torch.nn.Module, input: Tensor, target: Tensor, where:
     return fake
 
 
-def _forward(net: Any, input: Tensor, where: str) -> Any:
+def _forward(net: Any, input: Tensor, where: str, **options: Any) -> Any:
     """``net(input)``; an exception (a layer that does not fit the task's channels or size) is
     reported with the component and the input's shape."""
     try:
-        return net(input)
+        return net(input, **options)
     except Exception as exc:
         raise_plugin_failure(exc, f"{where} failed on an input of shape {list(input.shape)}: ")
 

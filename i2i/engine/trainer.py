@@ -136,7 +136,7 @@ class Trainer:
         self.metric_functions = build_metrics(self.task, self.eval_cfg["metrics"], recipe)
         check_scoring_crop(recipe, self.metric_functions)
         # a task, network or metric that breaks its contract fails here, before any step
-        dry_run(recipe, nets, self.device, self.metric_functions)
+        dry_run(recipe, nets, self.device, self.metric_functions, features=bool(self.feature_matching))
 
         channels_last = self.train_cfg["channels_last"]
         self.channels_last = channels_last is True or (channels_last == "auto" and self.device.type == "cuda")
