@@ -1093,3 +1093,24 @@ def test_a_discriminators_features_of_the_wrong_kind_are_named_rather_than_the_f
         i2i.validate(recipe)
     del recipe["losses"]["fm"]  # without feature matching its features are never asked for
     i2i.validate(recipe)
+
+
+class EditsItsInput(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x.mul_(0))
+
+
+def test_a_generator_that_edits_its_input_in_place_is_named_before_training(photos, tmp_path):
+    """x.mul_(0) inside a generator zeroed the input the baselines were then scored on: the
+    'noisy input' and 'gaussian blur' baselines both read 14.94 dB, without a word."""
+    i2i.register_plugin(type("E", (), {"register_generators": i2i.hookimpl(
+        lambda register: register("edits_input", EditsItsInput))}), "edits_plugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1})
+    recipe["generator"] = {"name": "edits_input"}
+    with pytest.raises(i2i.PluginError, match=r"generator.name = 'edits_input' \(plugin 'edits_plugin'\) changed its "
+                                              r"input in place"):
+        i2i.validate(recipe)

@@ -466,6 +466,18 @@ def _forward_generator(G: torch.nn.Module, input: Tensor, target: Tensor, where:
     ``input - net(input)``); then what the plugin's network returned is checked as well, since a
     wrong shape or dtype would otherwise surface as the wrapper's arithmetic failing, or as an
     output that depends on no weight."""
+    untouched = input.clone()
+    fake = _forward_generator_once(G, input, target, where, out_channels)
+    same = torch.equal(untouched, input) or (input.is_floating_point() and untouched.shape == input.shape
+                                               and torch.allclose(untouched, input, rtol=0, atol=0, equal_nan=True))
+    if not same:
+        raise PluginError(f"{where} changed its input in place (an in-place operation such as x.mul_() or "
+                          "relu(inplace=True) on the tensor it was given), which the losses, the discriminator and "
+                          f"the baselines then read as the input; a generator returns a new tensor; {REPORT}")
+    return fake
+
+
+def _forward_generator_once(G: torch.nn.Module, input: Tensor, target: Tensor, where: str, out_channels: int) -> Tensor:
     unwrapped = getattr(G, "i2i_unwrapped", None)
     if unwrapped is None:
         fake = _forward(G, input, where)
