@@ -12,6 +12,7 @@ from .data.sources import without_suffix
 from .engine.contracts import generator_named
 from .engine.evaluate import build_metrics, evaluate_generator, scoring_crop_problem
 from .errors import WRITE_TROUBLE, RecipeError, UserError, did_you_mean, named_as_arguments
+from .messages import say
 from .paths import user_path
 from .recipe import override_list
 
@@ -71,6 +72,21 @@ def evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None = None, whi
         saver = ImageSaver(user_path(save_images, "save_images")) if save_images is not None else None
         return _evaluate_run(run_dir, data_dir=data_dir, which=which, device=device, crop=crop, overrides=overrides,
                              per_image=per_image, saver=saver, pair_dir=pair_dir)
+
+
+class GreyTargets:
+    """The scored images that show no colour (:func:`~i2i.data.decode.looks_grey`'s test on
+    the 8-bit target), for a colourising task, whose scores on them mean nothing."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __call__(self, batch: "ScoredBatch") -> None:
+        from .data.decode import looks_grey, to_uint8
+
+        for name, target in zip(batch.names, batch.target):
+            if looks_grey(to_uint8(target)):
+                self.names.append(name)
 
 
 class ImageSaver:
@@ -251,7 +267,8 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
             [recipe["data"].get(key, "") for key in ("source", "pair_source", "val_source", "val_pair_source")]
         saver.refuse_inside([Path(folder) for folder in scored if folder and folder != "sample"])
         saver.expect(data.val_names(eval_cfg["max_images"]))
-    listeners = [f for f in (rows, saver) if f is not None]
+    grey = GreyTargets() if task.learns_colour else None
+    listeners = [f for f in (rows, saver, grey) if f is not None]
     with torch.inference_mode(), generator_named(recipe):
         values, baselines, _, images = evaluate_generator(
             model.generator, task, data, metrics, eval_cfg, device=model.device,
@@ -263,6 +280,13 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
         limit = eval_cfg["max_images"]
         tried = min(len(data.val_files), limit) if limit else len(data.val_files)
         raise UserError(f"no readable images in {where}: none of the {tried} image file(s) evaluated could be decoded")
+    if grey is not None and grey.names:
+        from .data.sources import name_files
+
+        share = "all" if len(grey.names) == images else f"{len(grey.names)} of {images}"
+        say(f"i2i: warning: {share} scored images show no colour ({name_files(grey.names)}), and task "
+            f"{recipe['task']['name']!r} is scored on its output's colours against theirs: a grey image's scores (its "
+            "grey copy's near-perfect ones too) say nothing of colouring; score colour photos")
     smaller, within = data.val_fit_in_crop(eval_cfg["crop"], eval_cfg["max_images"])
     state = ckpt.read_state(model.checkpoint)
     return {"task": recipe["task"]["name"], "run_dir": str(run_dir), "checkpoint": str(model.checkpoint),

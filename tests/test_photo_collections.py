@@ -238,3 +238,21 @@ def test_a_folder_of_many_animations_names_five_and_counts_the_rest(model, tmp_p
     assert sum(".tif: 32-bit pixels" in line for line in lines) == 5
     assert "i2i: note: 3 more file(s) hold several frames or pages; only the first of each is read" in lines
     assert any(line.startswith("i2i: warning: 1 more file(s) hold 32-bit pixels") for line in lines)
+
+
+def test_scoring_a_colouriser_on_grey_photos_is_warned_about(model, photos, tmp_path, capsys):
+    """i2i eval of gray2color on a folder of grey photos printed 99 dB for the grey copy and
+    exit 0, without a word: the scores of grey targets say nothing of colouring."""
+    import shutil
+
+    from i2i.evaluation import evaluate_run
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(photos, folder)
+    Image.open(next(iter(sorted(photos.iterdir())))).convert("L").convert("RGB").save(folder / "old_photo.png")
+    run_dir = model.checkpoint.parent.parent
+    evaluate_run(run_dir, data_dir=folder, crop=0)
+    assert ("i2i: warning: 1 of 5 scored images show no colour (old_photo.png), and task 'gray2color' is scored on its "
+            "output's colours against theirs") in capsys.readouterr().err
+    evaluate_run(run_dir, data_dir=photos, crop=0)
+    assert "show no colour" not in capsys.readouterr().err
