@@ -1063,3 +1063,15 @@ def test_a_phones_heic_photo_renamed_jpg_is_named_as_heic(tmp_path, brand, kind)
     photo.write_bytes(b"not an image at all")
     with pytest.raises(UnreadableImageError, match="not an image format Pillow can read"):
         decode_image(photo, 3)
+
+
+def test_a_png_with_a_damaged_header_is_named_a_damaged_png(tmp_path):
+    """One flipped byte in a PNG's header was 'not an image format Pillow can read', as if it
+    were some unknown format rather than the user's own PNG, damaged."""
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "photo.png")
+    damaged = bytearray((tmp_path / "photo.png").read_bytes())
+    damaged[20] ^= 0xFF  # inside IHDR: its CRC no longer matches
+    (tmp_path / "photo.png").write_bytes(bytes(damaged))
+    with pytest.raises(UnreadableImageError) as info:
+        decode_image(tmp_path / "photo.png", 3)
+    assert info.value.reason == "a damaged PNG file, whose header does not read"

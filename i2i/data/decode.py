@@ -100,6 +100,9 @@ def _reason(exc: BaseException, path: Path | None = None) -> str:
         kind = _unread_kind(path) if path is not None else ""
         if kind:  # an iPhone's photo renamed .jpg: "Pillow cannot read it" told its owner nothing
             return f"a {kind} image, whatever its extension says; i2i does not read {kind}: convert it to JPEG or PNG"
+        readable = _signature_kind(path) if path is not None else ""
+        if readable:  # a PNG with a flipped header byte is no unknown format: it is a damaged PNG
+            return f"a damaged {readable} file, whose header does not read"
         return "not an image format Pillow can read"
     if isinstance(exc, FileNotFoundError):
         if path is not None and path.is_symlink():
@@ -115,6 +118,23 @@ def _reason(exc: BaseException, path: Path | None = None) -> str:
 #: ISO base media ("ftyp") brands of image formats Pillow does not read, by the name people know.
 _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEIC", b"heis": "HEIC",
                 b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+
+
+#: The first bytes of the formats i2i reads, by name: a file that starts so and does not open is damaged.
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def _signature_kind(path: Path) -> str:
+    """The format a file's first bytes announce (``PNG``), or ``""``."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return ""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for signature, name in _SIGNATURES if head.startswith(signature)), "")
 
 
 def _unread_kind(path: Path) -> str:
