@@ -300,3 +300,51 @@ def test_the_command_line_says_why_a_run_ended_early_and_exits_0(photos, tmp_pat
     result = run_i2i(["run", str(tmp_path / "r.toml")], site)
     assert result.returncode == 0, result.stderr
     assert "i2i: finished 2 steps of 6, ended early (good enough): psnr " in result.stdout
+
+
+class DropOnce(i2i.Callback):
+    """Drops G's and D's learning rate tenfold at step 2, once per run, resumes included."""
+
+    def __init__(self):
+        self.dropped_at = None
+        self.loaded = None
+
+    def on_log(self, trainer, step, values):
+        if step == 2 and self.dropped_at is None:
+            trainer.scale_lr(0.1)
+            self.dropped_at = step
+
+    def state_dict(self):
+        return {"dropped_at": self.dropped_at}
+
+    def load_state_dict(self, state):
+        self.loaded = dict(state)
+        self.dropped_at = state["dropped_at"]
+
+
+def test_a_callback_scales_the_learning_rate_and_keeps_its_state_across_a_resume(photos, tmp_path):
+    """Editing trainer.opt_g.param_groups was overwritten at the next step (the schedule is set
+    every step), and a callback's own state was lost at a resume, so 'drop once' dropped twice."""
+    import json
+
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 6, "g": {"lr": 1e-3}, "d": {"lr": 2e-3}},
+                         output={"log_every": 1})
+    with pytest.raises(i2i.TrainingStopped):
+        i2i.train(recipe, callbacks=[DropOnce(), StopAt(4)], quiet=True)
+    resumed = DropOnce()
+    i2i.train(None, resume=tmp_path / "run", callbacks=[resumed], quiet=True)
+    assert resumed.loaded == {"dropped_at": 2} and resumed.dropped_at == 2  # not dropped again
+    rates = {r["step"]: r["lr_g"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+             if r["type"] == "train"}
+    assert rates[1] == pytest.approx(1e-3) and rates[2] == pytest.approx(1e-3)  # logged at step 2: the drop follows it
+    assert all(rates[step] == pytest.approx(1e-4) for step in (3, 4, 5, 6)), rates  # 4-6: after the resume too
+    state = json.loads((find_checkpoint(tmp_path / "run") / "state.json").read_text())
+    assert state["lr_scale"] == {"g": pytest.approx(0.1), "d": pytest.approx(0.1)}
+
+
+    class DropsToNothing(i2i.Callback):
+        def on_run_start(self, trainer):
+            trainer.scale_lr(0)
+
+    with pytest.raises(ValueError, match=r"scale_lr's factor = 0: expected a number above 0"):
+        i2i.train(tiny_recipe(photos, tmp_path / "zero"), callbacks=[DropsToNothing()], quiet=True)

@@ -102,7 +102,7 @@ def worker(recipe_file: str, dump_dir: str) -> None:
         def on_run_start(self, trainer):
             seen["trainer"] = trainer
 
-    i2i.train(json.loads(Path(recipe_file).read_text()), callbacks=[Keep()], quiet=True)
+    i2i.train(json.loads(Path(recipe_file).read_text()), callbacks=[Keep(), HalveAt2()], quiet=True)
     trainer = seen["trainer"]
     nets = {"G": trainer.G, "D": trainer.D, "ema": trainer.ema}
     params = {f"{name}.{key}": p.detach().contiguous() for name, net in nets.items() if net is not None
@@ -121,6 +121,15 @@ def no_batch_norm_recipe(photos: Path, out: Path, batch_size: int) -> dict:
     return recipe
 
 
+class HalveAt2(i2i.Callback):
+    """Halves the learning rates at step 2 from on_log, which only rank 0 calls: every rank
+    must go on at the halved rate, or their weights part."""
+
+    def on_log(self, trainer, step, values):
+        if step == 2:
+            trainer.scale_lr(0.5)
+
+
 class BothShards(i2i.Callback):
     """Feeds a single process what two ranks draw: rank 0's batch, then rank 1's."""
 
@@ -137,7 +146,8 @@ def test_two_ranks_match_one_process_with_twice_the_batch(photos, tmp_path):
     recipe_file = tmp_path / "two.json"
     recipe_file.write_text(json.dumps(no_batch_norm_recipe(photos, tmp_path / "two", batch_size=2)))
     proc = torchrun([str(HERE), "worker", str(recipe_file), str(tmp_path)])
-    one = i2i.train(no_batch_norm_recipe(photos, tmp_path / "one", batch_size=4), callbacks=[BothShards()], quiet=True)
+    one = i2i.train(no_batch_norm_recipe(photos, tmp_path / "one", batch_size=4), callbacks=[BothShards(), HalveAt2()],
+                    quiet=True)
     out, err = finish(proc)
     assert proc.returncode == 0, err
 

@@ -101,6 +101,8 @@ class Trainer:
         self.finish_reason: str | None = None  # a callback's finish_early("why"): the run ends as finished
         self._finish_asked = False
         self.finished_early = False  # the run ended, finished, before train.steps (finish_early)
+        self.lr_scale = {"g": 1.0, "d": 1.0}  # a callback's scale_lr: on top of the recipe's schedule, checkpointed
+        self._lr_scale_changed = False
         self.callbacks = list(callbacks or [])
         warn_unknown_events(self.callbacks)
         self.quiet = quiet
@@ -314,9 +316,11 @@ class Trainer:
         """One generator step and ``train.d_steps`` discriminator steps."""
         self.step_begun = self.step + 1
         self._logging_step = (self.step + 1) % self.out_cfg["log_every"] == 0 or self.step + 1 == self.total_steps
-        set_lr(self.opt_g, self.train_cfg["g"]["lr"], lr_factor(self.step, self.total_steps, self.train_cfg["g"]))
+        set_lr(self.opt_g, self.train_cfg["g"]["lr"],
+               lr_factor(self.step, self.total_steps, self.train_cfg["g"]) * self.lr_scale["g"])
         if self.opt_d is not None:
-            set_lr(self.opt_d, self.train_cfg["d"]["lr"], lr_factor(self.step, self.total_steps, self.train_cfg["d"]))
+            set_lr(self.opt_d, self.train_cfg["d"]["lr"],
+                   lr_factor(self.step, self.total_steps, self.train_cfg["d"]) * self.lr_scale["d"])
         self._step_number.fill_(self.step + 1)
 
         batch_size = self.train_cfg["batch_size"]
@@ -547,6 +551,20 @@ class Trainer:
             self.finish_reason = reason
         self._finish_asked = True
 
+    def scale_lr(self, factor: float, which: str = "both") -> None:
+        """Multiply the learning rate of G, D or both (``which``: ``"g"``, ``"d"``, ``"both"``) by
+        ``factor`` from the next step on, on top of the recipe's schedule (a plateau's drop:
+        ``trainer.scale_lr(0.1)``). Scales multiply; checkpoints keep them, so a resumed run
+        goes on at the scaled rate. Any thread may call it; on several ranks, rank 0's scale
+        reaches every rank before the same step."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+            raise ValueError(f"scale_lr's factor = {factor!r}: expected a number above 0 (0.1 for a tenfold drop)")
+        if which not in ("g", "d", "both"):
+            raise ValueError(f"scale_lr's which = {which!r}: expected 'g', 'd' or 'both'")
+        for net in ("g", "d") if which == "both" else (which,):
+            self.lr_scale[net] *= float(factor)
+        self._lr_scale_changed = True
+
     def _should_stop(self) -> bool:
         """This rank's stop request, agreed across ranks (a tiny gloo all-reduce per step), and
         with it whether ``output.checkpoint_minutes`` have passed on any rank's clock, so that
@@ -557,11 +575,15 @@ class Trainer:
         ``False`` back over it lost the request (the run then trained to the end)."""
         minutes = self.out_cfg["checkpoint_minutes"]
         due = minutes > 0 and self.clock() - self._saved_at >= 60 * minutes
-        stop, self._checkpoint_due, finish = self.dist.agree_each((self.stop_requested, due, self._finish_asked))
+        stop, self._checkpoint_due, finish, rescaled = self.dist.agree_each(
+            (self.stop_requested, due, self._finish_asked, self._lr_scale_changed))
         if stop:
             self.stop_requested = True
         if finish:
             self._finish_asked = True
+        if rescaled and self.dist.is_distributed:  # a callback's scale_lr ran on rank 0 alone: its scale for all
+            self.lr_scale = dict(self.dist.all_gather_object(self.lr_scale)[0])
+        self._lr_scale_changed = False
         return stop or finish
 
     def fit(self) -> str:
@@ -1048,6 +1070,8 @@ class Trainer:
             # the task options these weights were trained under: a resume may change them (a
             # denoiser's sigma, an upscaler's scale), and the run's recipe.toml keeps only the last
             "task": json.loads(json.dumps(dict(self.recipe["task"]))),
+            "lr_scale": dict(self.lr_scale),
+            "callbacks": self._callback_states(),
         }
         optimizers = {"g": self.opt_g, "d": self.opt_d}
         for name, optimizer in optimizers.items():
@@ -1121,6 +1145,45 @@ class Trainer:
             self.best = {}
         self.last_metrics = state.get("metrics") or {}
         self.last_baselines = state.get("baselines") or {}
+        self.lr_scale = {"g": 1.0, "d": 1.0, **{k: float(v) for k, v in (state.get("lr_scale") or {}).items()}}
+        self._load_callback_states(state.get("callbacks") or {})
+
+    def _callback_keys(self) -> list[str]:
+        """Each callback's key in a checkpoint: its class, numbered among callbacks of that class."""
+        keys, seen = [], {}
+        for callback in self.callbacks:
+            name = f"{type(callback).__module__}.{type(callback).__qualname__}"
+            seen[name] = seen.get(name, 0) + 1
+            keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+        return keys
+
+    def _callback_states(self) -> dict[str, Any]:
+        """What the callbacks that define ``state_dict()`` return, for the checkpoint (JSON: a
+        callback's patience count, the step it last acted at), by :meth:`_callback_keys`."""
+        states = {}
+        for key, callback in zip(self._callback_keys(), self.callbacks):
+            if not callable(getattr(callback, "state_dict", None)):
+                continue
+            try:
+                value = callback.state_dict()
+                states[key] = json.loads(json.dumps(value, allow_nan=False))
+            except Exception as exc:
+                raise PluginError(f"callback {type(callback).__name__}: state_dict() failed or gave what JSON cannot "
+                                  f"hold ({exception_line(exc)}); it returns a dict of numbers, strings, lists and "
+                                  "dicts, which the checkpoint keeps; report this to the plugin's author") from None
+        return states
+
+    def _load_callback_states(self, saved: dict[str, Any]) -> None:
+        """Give each callback that defines ``load_state_dict`` what its ``state_dict`` gave at the
+        checkpoint, before ``on_run_start``."""
+        for key, callback in zip(self._callback_keys(), self.callbacks):
+            if key in saved and callable(getattr(callback, "load_state_dict", None)):
+                try:
+                    callback.load_state_dict(saved[key])
+                except Exception as exc:
+                    raise PluginError(f"callback {type(callback).__name__}: load_state_dict() failed on the state the "
+                                      f"checkpoint kept ({exception_line(exc)}); report this to the plugin's "
+                                      "author") from None
 
     def scoring_settings(self) -> dict[str, Any]:
         """What a validation score depends on besides the weights: the task's options (its
