@@ -161,6 +161,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "batch_size": Field(int, 4, "validation batch size", _positive, "an integer >= 1"),
         "max_images": Field(int, 0, "evaluate at most this many validation images (0 = all)", _non_negative, "an integer >= 0"),
         "metrics": Field(list[str], [], "extra metrics beyond the task's own, by registered name"),
+        "best_metric": Field(str, "", "the metric whose score picks the best checkpoint ('' = the task's main metric)"),
     },
     "output": {
         "dir": Field(str, "runs/run", "run directory; a new one is chosen if it exists", names_a_new_folder,

@@ -348,3 +348,36 @@ def test_a_callback_scales_the_learning_rate_and_keeps_its_state_across_a_resume
 
     with pytest.raises(ValueError, match=r"scale_lr's factor = 0: expected a number above 0"):
         i2i.train(tiny_recipe(photos, tmp_path / "zero"), callbacks=[DropsToNothing()], quiet=True)
+
+
+def test_eval_best_metric_picks_the_best_checkpoint_in_the_direction_its_metric_declares(photos, tmp_path, capsys):
+    """Only the task's main_metric could pick BEST: a built-in denoiser could not keep its best by
+    a perceptual distance (lower is better) without a new task."""
+    import json
+
+    def worst_error():
+        def score(output, target):
+            return (output - target).abs().amax(dim=(1, 2, 3))
+        score.lower_is_better = True
+        return score
+
+    i2i.register_plugin(type("W", (), {"register_metrics": i2i.hookimpl(
+        lambda register: register("worst_error", worst_error))}), "worst_error_plugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 4}, eval={"every": 1, "metrics": ["worst_error"],
+                                                                            "best_metric": "worst_error"},
+                         output={"keep": 4})
+    i2i.train(recipe, quiet=True)
+    scores = {r["step"]: r["metrics"]["worst_error"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl")
+                                                                  .read_text().splitlines()) if r["type"] == "eval"}
+    best_step = min(scores, key=scores.get)
+    assert (tmp_path / "run" / "checkpoints" / "BEST").read_text().strip() == f"step_{best_step:07d}"
+    # a misspelt name is one line naming the key and the names there are
+    recipe["eval"]["best_metric"] = "worst_eror"
+    with pytest.raises(RecipeError, match=r"eval.best_metric = 'worst_eror': none of the run's metrics gives it "
+                                          r"\(did you mean 'worst_error'\?\)"):
+        i2i.validate(recipe)
+    # a resume picking by another metric chooses the best again, rather than compare psnr with an error
+    i2i.train(None, resume=tmp_path / "run", overrides=["train.steps=5", "eval.best_metric='psnr'"], quiet=True)
+    assert "the best was chosen by worst_error then, by psnr now (eval.best_metric)" in capsys.readouterr().err
+    state = json.loads((find_checkpoint(tmp_path / "run", "best") / "state.json").read_text())
+    assert state["best"]["metric"] == "psnr" and state["best"]["step"] == 5

@@ -325,6 +325,11 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
     if task.main_metric not in summarized:
         raise PluginError(f"{contract_where(recipe, 'task')}: main_metric = '{task.main_metric}', which none of the task's "
                           f"metrics gives ({', '.join(sorted(summarized))}); so no best checkpoint could be kept; {REPORT}")
+    chosen = recipe["eval"]["best_metric"] if isinstance(recipe, dict) and "eval" in recipe else ""
+    if chosen and chosen not in summarized:
+        hint = did_you_mean(chosen, sorted(summarized)) or f" (the metrics give {', '.join(sorted(summarized))})"
+        raise recipe_error(recipe, f"eval.best_metric = '{chosen}': none of the run's metrics gives it{hint}; add its "
+                                   "metric to eval.metrics, or name one of theirs")
     # a misspelt name here would keep the worst checkpoint as the best, without a word
     for name in task.lower_is_better:
         if name not in summarized:

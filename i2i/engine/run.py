@@ -778,8 +778,7 @@ def _take_back_a_retired_best(trainer: Trainer, store: ckpt.CheckpointStore) -> 
     """A resume whose scoring settings are again those a retired best was scored under
     (``eval.crop`` changed, then changed back) compares with that best rather than choosing
     anew: else a worse checkpoint of this resume would become BEST."""
-    main = trainer.task.main_metric
-    lower = main in trainer.task.lower_is_better
+    main, lower = trainer.best_metric, trainer.best_is_lower
     comparable = [(pointer, record) for pointer, record in store.retired_bests()
                   if record.get("metric") == main and isinstance(record.get("value"), (int, float))
                   and isinstance(record.get("scored_with"), dict) and not trainer.changed_scoring(record)]
@@ -852,7 +851,7 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
         early = (f" of {trainer.total_steps}, ended early{f' ({trainer.finish_reason})' if trainer.finish_reason else ''}"
                  if trainer.finished_early else "")
         print(f"i2i: finished {trainer.step} step{'' if trainer.step == 1 else 's'}{early}: "
-              f"{summary_line(run.metrics, run.baselines, trainer.task.main_metric)}", flush=True)
+              f"{summary_line(run.metrics, run.baselines, trainer.best_metric)}", flush=True)
         from ..task import Task
 
         # a task without prepare() cannot translate user images: its runs are evaluated instead

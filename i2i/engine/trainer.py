@@ -976,15 +976,13 @@ class Trainer:
                                "keeps no best checkpoint; replace them or set data.val_source")
         self.last_metrics, self.last_baselines = metrics, baselines
         broken = [name for name, value in metrics.items() if not math.isfinite(value)]
+        main, lower = self.best_metric, self.best_is_lower
         if broken and self.dist.is_main:  # a metric's bug, or outputs gone NaN: not a score to keep quiet about
-            lost = (f"; {self.task.main_metric} picks the best checkpoint, which this evaluation cannot move"
-                    if self.task.main_metric in broken else "")
+            lost = (f"; {main} picks the best checkpoint, which this evaluation cannot move" if main in broken else "")
             self.progress.warn(f"i2i: warning: step {self.step}: metric(s) {', '.join(broken)} gave NaN or infinite "
                                f"values on the validation images{lost}")
-        main = self.task.main_metric
         if main in metrics:
             value = metrics[main]
-            lower = main in self.task.lower_is_better
             previous = self.best.get("value")
             if previous is None or (value < previous if lower else value > previous):
                 self.best = {"metric": main, "value": value, "step": self.step, "scored_with": self.scoring_settings(),
@@ -994,7 +992,7 @@ class Trainer:
             self.tb.scalars(self.step, metrics, "eval/")
             for name, values in baselines.items():
                 self.tb.scalars(self.step, values, f"baseline/{name}/")
-            self.progress.message(f"step {self.step}: eval " + summary_line(metrics, baselines, self.task.main_metric))
+            self.progress.message(f"step {self.step}: eval " + summary_line(metrics, baselines, main))
             self._emit("on_evaluate", self, self.step, dict(metrics))  # a copy: the run's scores stay its own
         if first is not None and self.dist.is_main:  # last: a grid that fails to write (a full disk) loses no score
             self._save_grid(first)
@@ -1194,9 +1192,26 @@ class Trainer:
                     "data.resize": self.recipe["data"]["resize"]}
         return json.loads(json.dumps(settings))  # as state.json gives it back: lists, not tuples
 
+    @property
+    def best_metric(self) -> str:
+        """The metric that picks the best checkpoint: ``eval.best_metric``, else the task's main one."""
+        return self.eval_cfg.get("best_metric") or self.task.main_metric
+
+    @property
+    def best_is_lower(self) -> bool:
+        """Whether a lower :attr:`best_metric` is better: the task says so in ``lower_is_better``,
+        or the metric function does, with a ``lower_is_better = True`` attribute."""
+        name = self.best_metric
+        function = getattr(self, "metric_functions", {}).get(name)
+        return name in self.task.lower_is_better or getattr(function, "lower_is_better", False) is True
+
     def changed_scoring(self, best: dict[str, Any]) -> str:
         """How the settings a resumed run's best was scored under differ from this run's
-        (``"eval.crop = 64 then, 0 now"``), or ``""``: the same, or not recorded (older runs)."""
+        (``"eval.crop = 64 then, 0 now"``, or another metric picking it), or ``""``: the same,
+        or not recorded (older runs)."""
+        chosen_by = best.get("metric")
+        if isinstance(chosen_by, str) and "step" in best and chosen_by != self.best_metric:
+            return f"the best was chosen by {chosen_by} then, by {self.best_metric} now (eval.best_metric)"
         then = best.get("scored_with")
         if not isinstance(then, dict) or "step" not in best:
             return ""
