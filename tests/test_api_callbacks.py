@@ -381,3 +381,19 @@ def test_eval_best_metric_picks_the_best_checkpoint_in_the_direction_its_metric_
     assert "the best was chosen by worst_error then, by psnr now (eval.best_metric)" in capsys.readouterr().err
     state = json.loads((find_checkpoint(tmp_path / "run", "best") / "state.json").read_text())
     assert state["best"]["metric"] == "psnr" and state["best"]["step"] == 5
+
+
+@pytest.mark.parametrize("task, metric, chosen", [("denoise", "mae", "mae"),
+                                                  ("gray2color", "colourfulness", "delta_colourfulness")])
+def test_the_built_in_error_metrics_are_minimised_as_best_metric(photos, tmp_path, task, metric, chosen):
+    """eval.best_metric = 'mae' kept the step of the largest error as BEST: no built-in metric
+    said lower was better (mae, colourfulness's delta_colourfulness)."""
+    import json
+
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 4},
+                         eval={"every": 1, "metrics": [metric], "best_metric": chosen}, output={"keep": 4})
+    recipe["task"] = {"name": task}
+    i2i.train(recipe, quiet=True)
+    scores = {r["step"]: r["metrics"][chosen] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl")
+                                                          .read_text().splitlines()) if r["type"] == "eval"}
+    assert (tmp_path / "run" / "checkpoints" / "BEST").read_text().strip() == f"step_{min(scores, key=scores.get):07d}"

@@ -51,6 +51,21 @@ class ScoredBatch:
     bits: int = 8
 
 
+def lower_is_better(name: str, task: Task, metrics: dict[str, Any]) -> bool:
+    """Whether a lower ``name`` (a metric's value, or a key one gives) is better: the task's
+    ``lower_is_better`` lists it, or a metric declares it with ``lower_is_better``: ``True``
+    for the metric's own name, or the keys that are (``("delta_colourfulness",)``)."""
+    if name in task.lower_is_better:
+        return True
+    for metric_name, metric in metrics.items():
+        declared = getattr(metric, "lower_is_better", False)
+        if declared is True and metric_name == name:
+            return True
+        if isinstance(declared, (tuple, list, set, frozenset)) and name in declared:
+            return True
+    return False
+
+
 def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe | None = None) -> dict[str, Any]:
     """The metric functions of the task's ``metrics`` and the recipe's ``eval.metrics``, by name.
 
@@ -72,7 +87,12 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
                               f"e.g. {example}; report this to the task plugin's author")
     for name in dict.fromkeys([*task.metrics, *names]):
         try:
-            metrics[name] = (find_metric(recipe, name) if recipe is not None else reg.get("metrics", name)).build()
+            component = find_metric(recipe, name) if recipe is not None else reg.get("metrics", name)
+            metrics[name] = component.build()
+            declared = getattr(component.factory, "lower_is_better", None)  # said on a factory function
+            if declared is not None and not hasattr(metrics[name], "lower_is_better"):
+                with contextlib.suppress(AttributeError, TypeError):  # a builtin or bound method takes no attribute
+                    metrics[name].lower_is_better = declared
         except UnknownComponentError as exc:
             if name not in task.metrics:
                 if recipe is None:

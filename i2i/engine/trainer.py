@@ -54,7 +54,7 @@ from .contracts import (check_generator_output, check_task_pair, contract_where,
 from .cuda_graph import GraphedStep, graph_blocker
 from .device import allow_tf32, autocast, is_out_of_memory, resolve_device, resolve_precision
 from .distributed import DistContext, is_comm_failure
-from .evaluate import EvaluationAbandoned, build_metrics, check_scoring_crop
+from .evaluate import EvaluationAbandoned, build_metrics, check_scoring_crop, lower_is_better
 from .health import HealthMonitor
 from .host_memory import freed_memory_kept
 from .init_weights import load_initial_weights
@@ -1199,11 +1199,8 @@ class Trainer:
 
     @property
     def best_is_lower(self) -> bool:
-        """Whether a lower :attr:`best_metric` is better: the task says so in ``lower_is_better``,
-        or the metric function does, with a ``lower_is_better = True`` attribute."""
-        name = self.best_metric
-        function = getattr(self, "metric_functions", {}).get(name)
-        return name in self.task.lower_is_better or getattr(function, "lower_is_better", False) is True
+        """Whether a lower :attr:`best_metric` is better (see :func:`~.evaluate.lower_is_better`)."""
+        return lower_is_better(self.best_metric, self.task, getattr(self, "metric_functions", {}))
 
     def changed_scoring(self, best: dict[str, Any]) -> str:
         """How the settings a resumed run's best was scored under differ from this run's

@@ -107,8 +107,10 @@ class SSIM(Metric):
 class MAE(Metric):
     """Mean absolute error per image, on the [0, 1] scale.
 
-    No options.
+    No options. Lower is better (``eval.best_metric = "mae"`` keeps the lowest).
     """
+
+    lower_is_better = True
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         output, target = check_pair(output, target)
@@ -157,6 +159,7 @@ class Colourfulness:
         self.key = f"colourfulness{suffix}"
         self.target_key = f"colourfulness{suffix}_target"
         self.delta_key = f"delta_colourfulness{suffix}"
+        self.lower_is_better = (self.delta_key,)  # a gap: the smaller the better
 
     def __call__(self, output: Tensor, target: Tensor) -> dict[str, Tensor]:
         check_pair(output, target)
