@@ -397,3 +397,30 @@ def test_the_built_in_error_metrics_are_minimised_as_best_metric(photos, tmp_pat
     scores = {r["step"]: r["metrics"][chosen] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl")
                                                           .read_text().splitlines()) if r["type"] == "eval"}
     assert (tmp_path / "run" / "checkpoints" / "BEST").read_text().strip() == f"step_{min(scores, key=scores.get):07d}"
+
+
+class Unkeepable(i2i.Callback):
+    """A state JSON cannot hold: from the start, or from ``bad_from`` on."""
+
+    def __init__(self, bad_from=0):
+        self.bad_from, self.step = bad_from, 0
+
+    def on_log(self, trainer, step, values):
+        self.step = step
+
+    def state_dict(self):
+        return {"when": object()} if self.step >= self.bad_from else {"step": self.step}
+
+
+def test_a_callback_state_that_cannot_be_kept_costs_no_trained_step(photos, tmp_path):
+    """A state_dict JSON cannot hold was found only at the first checkpoint: every step trained
+    was lost with it, and the run had no checkpoint to resume."""
+    with pytest.raises(i2i.PluginError, match=r"callback Unkeepable: state_dict\(\) failed or gave what JSON cannot "
+                                              r"hold"):
+        i2i.train(tiny_recipe(photos, tmp_path / "early"), callbacks=[Unkeepable()], quiet=True)
+    assert not (tmp_path / "early").exists()  # before the first step: nothing trained, no folder left
+    with pytest.raises(i2i.PluginError, match=r"at step 4, whose checkpoint step_0000004 is saved without the "
+                                              r"callbacks' state; resume with: i2i run --resume "):
+        i2i.train(tiny_recipe(photos, tmp_path / "late", eval={"every": 4}), callbacks=[Unkeepable(bad_from=3)],
+                  quiet=True)
+    assert find_checkpoint(tmp_path / "late").name == "step_0000004"

@@ -599,6 +599,8 @@ class Trainer:
         self._emit("on_run_start", self)
         status = "failed"
         try:
+            if main:
+                self._callback_states()  # a state_dict that cannot be kept is told now, not at the first checkpoint
             every_eval, every_ckpt, every_sample = self.eval_cfg["every"], self.out_cfg["checkpoint_every"], self.out_cfg["sample_every"]
             # on the CPU, steps reuse the memory the previous step freed (see host_memory.py) and
             # use fewer threads while other programs keep cores busy (see cpu_threads.py)
@@ -1069,8 +1071,12 @@ class Trainer:
             # denoiser's sigma, an upscaler's scale), and the run's recipe.toml keeps only the last
             "task": json.loads(json.dumps(dict(self.recipe["task"]))),
             "lr_scale": dict(self.lr_scale),
-            "callbacks": self._callback_states(),
         }
+        state_failure = None
+        try:
+            state["callbacks"] = self._callback_states()
+        except PluginError as exc:  # the weights first: a callback's bug must not cost the steps trained
+            state["callbacks"], state_failure = {}, exc
         optimizers = {"g": self.opt_g, "d": self.opt_d}
         for name, optimizer in optimizers.items():
             if optimizer is None:
@@ -1098,6 +1104,9 @@ class Trainer:
             self._emit("on_checkpoint", self, self.step, path)
         finally:  # a failed write or a callback that raises must not leave the other ranks waiting here
             self.dist.barrier()
+        if state_failure is not None:
+            raise PluginError(f"{state_failure} (at step {self.step}, whose checkpoint {path.name} is saved without the "
+                              f"callbacks' state; resume with: i2i run --resume {shell_path(self.run_dir)})")
         return path
 
     def load_checkpoint(self, path: Path) -> None:
