@@ -424,3 +424,36 @@ def test_a_callback_state_that_cannot_be_kept_costs_no_trained_step(photos, tmp_
         i2i.train(tiny_recipe(photos, tmp_path / "late", eval={"every": 4}), callbacks=[Unkeepable(bad_from=3)],
                   quiet=True)
     assert find_checkpoint(tmp_path / "late").name == "step_0000004"
+
+
+def test_finish_early_before_any_step_and_a_stop_during_the_finishing_scoring(photos, tmp_path):
+    """finish_early in on_run_start of a new run dropped its reason; on a resume it scored the
+    checkpoint's step again (two eval records for one step); a stop asked for while the finishing
+    step was scored (SIGTERM, say) turned the finished run into an interrupted one."""
+    import json
+
+    class FinishAtStart(i2i.Callback):
+        def on_run_start(self, trainer):
+            trainer.finish_early("already good")
+
+    with pytest.raises(i2i.TrainingStopped, match=r"^stopped before the first step \(already good\); nothing was "
+                                                  r"trained"):
+        i2i.train(tiny_recipe(photos, tmp_path / "new"), callbacks=[FinishAtStart()], quiet=True)
+    i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 4}), quiet=True)
+    run = i2i.train(None, resume=tmp_path / "run", overrides=["train.steps=8"], callbacks=[FinishAtStart()], quiet=True)
+    assert (run.status, run.step) == ("finished", 4)
+    evals = [r["step"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+             if r["type"] == "eval"]
+    assert evals == [4]
+
+    class FinishThenStop(i2i.Callback):
+        def on_log(self, trainer, step, values):
+            if step == 2:
+                trainer.finish_early("enough")
+
+        def on_evaluate(self, trainer, step, metrics):
+            trainer.request_stop()  # as SIGTERM's handler does, while the finishing step is scored
+
+    run = i2i.train(tiny_recipe(photos, tmp_path / "stopped", train={"steps": 8}), callbacks=[FinishThenStop()],
+                    quiet=True)
+    assert (run.status, run.step) == ("finished", 2)

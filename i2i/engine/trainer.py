@@ -42,7 +42,7 @@ from ..callbacks import warn_unknown_events
 from ..errors import (PluginError, SecondInterrupt, StopRequested, TrainingStopped, UserError, exception_line,
                       shell_path)
 from ..losses import as_logit_list
-from ..messages import say
+from ..messages import one_line, say
 from ..options import changed_keys
 from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
@@ -101,6 +101,7 @@ class Trainer:
         self.finish_reason: str | None = None  # a callback's finish_early("why"): the run ends as finished
         self._finish_asked = False
         self.finished_early = False  # the run ended, finished, before train.steps (finish_early)
+        self._scored_step = -1  # the step last evaluated (checkpointed: a resume's finish_early need not score it again)
         self.lr_scale = {"g": 1.0, "d": 1.0}  # a callback's scale_lr: on top of the recipe's schedule, checkpointed
         self._lr_scale_changed = False
         self.callbacks = list(callbacks or [])
@@ -548,7 +549,7 @@ class Trainer:
         if not isinstance(reason, str):
             raise TypeError(f"finish_early's reason is a str, not {type(reason).__name__}")
         if self.finish_reason is None:
-            self.finish_reason = reason
+            self.finish_reason = one_line(reason)  # said in the run's one summary line
         self._finish_asked = True
 
     def scale_lr(self, factor: float, which: str = "both") -> None:
@@ -631,20 +632,23 @@ class Trainer:
                         self.save_checkpoint()
             if self._finish_asked and self.step == 0:  # asked before any step: as a stop, nothing kept
                 self.stop_requested = True
+                self.stop_reason = self.stop_reason or self.finish_reason or None
             if self._finish_asked and not self.stop_requested and self.step < self.total_steps:
                 # finished early: the step a callback ended the run at is scored and saved as a last step is
+                # (a stop asked for while it is scored then ends it as a stop at the last step does)
                 self.finished_early = True
-                if not evaluated:
+                if self._scored_step != self.step:
                     self._evaluate_guarded()
                 if self._saved_step != self.step:  # before logging, as for a stop (see below)
                     self.save_checkpoint()
                 if self.acc_count:
                     self.log_step()
-            if self.stop_requested and self.step < self.total_steps:
+            if self.stop_requested and self.step < self.total_steps and not self.finished_early:
                 status = "interrupted"
                 if self.step == 0 and self.resumed_at is None:  # nothing trained: the run leaves no folder
-                    stopped = StopRequested("stopped before the first step; nothing was trained, so nothing was kept",
-                                            None, 0)  # no folder is kept to resume
+                    why = f" ({self.stop_reason})" if self.stop_reason else ""
+                    stopped = StopRequested(f"stopped before the first step{why}; nothing was trained, so nothing was "
+                                            "kept", None, 0)  # no folder is kept to resume
                     stopped.nothing_trained = True
                     raise stopped
                 # the checkpoint first: it keeps the steps not yet logged, which the stop's log line
@@ -664,8 +668,9 @@ class Trainer:
                 why = f" ({self.stop_reason})" if self.stop_reason else ""
                 raise StopRequested(
                     f"stopped at step {self.step}/{self.total_steps}{why} during its final evaluation, so the run has "
-                    f"no final scores; its weights are saved, and i2i eval {shell_path(self.run_dir)} scores them (a "
-                    "resume has no step left to train)",
+                    f"no final scores; its weights are saved, and i2i eval {shell_path(self.run_dir)} scores them "
+                    + ("(a resume trains on towards train.steps)" if self.finished_early else
+                       "(a resume has no step left to train)"),
                     self.run_dir, self.step)
             status = "finished"
             return status
@@ -966,6 +971,7 @@ class Trainer:
                 abandon=None if self.dist.is_distributed else (lambda: self.stop_requested),
             )
         self._evaluating = False
+        self._scored_step = self.step
         unrecorded = set(self.data.unreadable_val_names) - self._recorded_unreadable_val
         if self.dist.is_main and unrecorded:  # split.json is read and rewritten only when one is new
             from ..data.sources import record_unreadable_val
@@ -1070,7 +1076,7 @@ class Trainer:
             # the task options these weights were trained under: a resume may change them (a
             # denoiser's sigma, an upscaler's scale), and the run's recipe.toml keeps only the last
             "task": json.loads(json.dumps(dict(self.recipe["task"]))),
-            "lr_scale": dict(self.lr_scale),
+            "lr_scale": dict(self.lr_scale), "scored_step": self._scored_step,
         }
         state_failure = None
         try:
@@ -1153,6 +1159,7 @@ class Trainer:
         self.last_metrics = state.get("metrics") or {}
         self.last_baselines = state.get("baselines") or {}
         self.lr_scale = {"g": 1.0, "d": 1.0, **{k: float(v) for k, v in (state.get("lr_scale") or {}).items()}}
+        self._scored_step = int(state.get("scored_step", -1))
         self._load_callback_states(state.get("callbacks") or {})
 
     def _callback_keys(self) -> list[str]:
