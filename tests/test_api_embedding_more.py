@@ -381,6 +381,8 @@ def test_a_program_without_stdout_or_stderr_trains_and_translates(photos, run_di
     monkeypatch.setattr(sys, "stderr", None)
     run = i2i.train(recipe_for(photos, tmp_path / "run"), quiet=True)
     assert run.step == 1
+    run = i2i.train(recipe_for(photos, tmp_path / "bar"), overrides=["output.progress='bar'"])  # tqdm draws on stderr
+    assert run.step == 1
     run = i2i.train(recipe_for(photos, tmp_path / "run"))  # not quiet, and its folder taken: a note to nowhere
     assert run.run_dir == tmp_path / "run-2"
     report = translate_files(i2i.load(run_dir), photos, tmp_path / "out")

@@ -129,6 +129,8 @@ class Progress:
     def __init__(self, mode: str, total: int, start: int, enabled: bool = True) -> None:
         if mode == "auto":
             mode = "bar" if is_terminal(sys.stdout) else "plain"
+        if mode == "bar" and sys.stderr is None:  # tqdm draws on stderr: none (pythonw, a service), no bar
+            mode = "plain"
         self.mode = mode if enabled else "none"
         self.total = total
         self.last_step, self.last_time = start, time.perf_counter()  # the previous line's: its rate is the recent one
