@@ -447,6 +447,9 @@ class _KindChoice(click.Choice):
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         plural = {singular: kind for kind, singular in SINGULAR.items()}.get(str(value).lower(), str(value).lower())
+        if plural in ("plugins", "plugin"):
+            self.fail("'plugins' is not a kind of component: i2i plugins lists the plugins and what each registers",
+                      param, ctx)
         if plural not in self.choices:
             from .errors import did_you_mean
 

@@ -106,6 +106,24 @@ def unmet_parameters(function: Callable[..., Any], passed: int, given: str = "in
         [p.name for p in parameters if p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name != given]
 
 
+def positional_names(function: Callable[..., Any]) -> list[str] | None:
+    """The names of ``function``'s positional parameters (``self`` left out of a bound method),
+    or None when it has no signature to read."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def takes_any_positional(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` takes ``*args``."""
+    try:
+        return any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return True
+
+
 def as_logit_list(output: Tensor | Sequence[Tensor]) -> list[Tensor]:
     """Normalise a discriminator's output (tensor or list of tensors) to a list."""
     if isinstance(output, torch.Tensor):

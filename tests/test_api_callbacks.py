@@ -349,6 +349,15 @@ def test_a_callback_scales_the_learning_rate_and_keeps_its_state_across_a_resume
     with pytest.raises(ValueError, match=r"scale_lr's factor = 0: expected a number above 0"):
         i2i.train(tiny_recipe(photos, tmp_path / "zero"), callbacks=[DropsToNothing()], quiet=True)
 
+    class DropsD(i2i.Callback):
+        def on_run_start(self, trainer):
+            trainer.scale_lr(0.5, which="d")
+
+    with pytest.raises(ValueError, match=r"scale_lr\(which='d'\): this run has no discriminator"):
+        recipe = tiny_recipe(photos, tmp_path / "no_d", discriminator=None)
+        recipe["losses"] = {"l1": {"weight": 1.0}}
+        i2i.train(recipe, callbacks=[DropsD()], quiet=True)
+
 
 def test_eval_best_metric_picks_the_best_checkpoint_in_the_direction_its_metric_declares(photos, tmp_path, capsys):
     """Only the task's main_metric could pick BEST: a built-in denoiser could not keep its best by

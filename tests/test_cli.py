@@ -520,6 +520,8 @@ def test_list_of_a_name_nothing_has_says_so_with_the_name_meant_and_status_1(run
     # a name in other letters' case means that name, before a closer-spelt other one
     result = runner.invoke(cli, ["list", "generators", "UNET"])
     assert result.exit_code == 1 and result.output == "no generators match 'UNET' (did you mean 'unet'?)\n"
+    result = runner.invoke(cli, ["list", "plugins"])
+    assert result.exit_code == 2 and "i2i plugins lists the plugins and what each registers" in result.output
     result = runner.invoke(cli, ["list", "generatr"])
     assert result.exit_code == 2 and "'generatr' is not a kind of component (did you mean 'generator'?)" in result.output
     result = runner.invoke(cli, ["list"])  # Click's list of choices, one a line: one line here

@@ -332,6 +332,24 @@ def test_a_relativistic_g_loss_gets_the_real_logits_and_an_unknown_parameter_is_
     run = i2i.train(recipe, quiet=True)
     assert run.step == 2 and seen and all(s == (1, True, False) for s in seen)
     recipe["losses"]["gan"]["name"] = "needs_more"
-    with pytest.raises(i2i.PluginError, match=r"losses.gan .*its g_loss needs 'weights', which i2i never passes: an "
+    with pytest.raises(i2i.PluginError, match=r"losses.gan .*its g_loss needs 'weights', which i2i never passes; an "
                                               r"adversarial loss is called as g_loss\(d_fake\), plus d_real="):
         i2i.validate(recipe)
+
+    class Swapped(NeedsMore):
+        def g_loss(self, d_real, d_fake):
+            return d_fake[0].mean()
+
+    class TakesNothing(NeedsMore):
+        def g_loss(self):
+            return torch.zeros(())
+
+    for name, loss, said in (("swapped", Swapped, r"takes D's logits in the other order: declare g_loss\(self, d_fake, "
+                                                  r"d_real\)"),
+                             ("takes_nothing", TakesNothing, r"its g_loss takes 0 argument\(s\); an adversarial loss is "
+                                                             r"called as g_loss\(d_fake\)")):
+        i2i.register_plugin(type("P", (), {"register_losses": i2i.hookimpl(
+            lambda register, name=name, loss=loss: register(name, loss))}), f"{name}-plugin")
+        recipe["losses"]["gan"]["name"] = name
+        with pytest.raises(i2i.PluginError, match=said):
+            i2i.validate(recipe)

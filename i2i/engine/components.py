@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from ..callbacks import check_event_signatures
 from ..errors import PluginError, RecipeError, UserError, exception_line
-from ..losses import (AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, takes_input, takes_named,
+from ..losses import (AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, positional_names,
+                      takes_any_positional, takes_input, takes_named,
                       unmet_parameters)
 from ..messages import say
 from ..plugins import registry
@@ -52,10 +53,17 @@ class LossTerm:
                                                  "declares a parameter named d_real (a relativistic loss)"),
                                                 (loss.d_loss, 2, "", "d_loss(d_real, d_fake)")):
                 unmet = unmet_parameters(method, passed, given)
-                if unmet:
-                    raise PluginError(f"{self.where}: its {method.__name__} needs {', '.join(repr(n) for n in unmet)}, "
-                                      f"which i2i never passes: an adversarial loss is called as {call}; report this "
-                                      "to the plugin's author")
+                names = positional_names(method)
+                problem = ""
+                if method.__name__ == "g_loss" and names is not None and names[:2] == ["d_real", "d_fake"]:
+                    problem = "takes D's logits in the other order: declare g_loss(self, d_fake, d_real)"
+                elif names is not None and len(names) < passed and not takes_any_positional(method):
+                    problem = f"takes {len(names)} argument(s)"
+                elif unmet:
+                    problem = f"needs {', '.join(repr(n) for n in unmet)}, which i2i never passes"
+                if problem:
+                    raise PluginError(f"{self.where}: its {method.__name__} {problem}; an adversarial loss is called "
+                                      f"as {call}; report this to the plugin's author")
 
     def weighted(self, value: Any, scale: float = 1.0, part: str = "") -> Tensor:
         """``weight * scale * value``, once ``value`` is known to be a scalar tensor."""

@@ -562,6 +562,8 @@ class Trainer:
             raise ValueError(f"scale_lr's factor = {factor!r}: expected a number above 0 (0.1 for a tenfold drop)")
         if which not in ("g", "d", "both"):
             raise ValueError(f"scale_lr's which = {which!r}: expected 'g', 'd' or 'both'")
+        if which == "d" and self.opt_d is None:
+            raise ValueError("scale_lr(which='d'): this run has no discriminator to scale the learning rate of")
         for net in ("g", "d") if which == "both" else (which,):
             self.lr_scale[net] *= float(factor)
         self._lr_scale_changed = True
