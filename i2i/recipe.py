@@ -399,8 +399,9 @@ def _leave_out_a_swapped_components_options(data: dict, as_loaded: dict, notes: 
         differing = {key: value for key, value in left_out.items() if key not in defaults or defaults[key] != value}
         if differing:
             notes.append(f"{'.'.join(path)}.name was changed from '{before.get('name')}' to '{table['name']}', so "
-                         f"the options of '{before.get('name')}' are left out: {_listed(differing)} (a "
-                         f"program that sets one of them along with the name keeps it)")
+                         f"the options of '{before.get('name')}' are left out: {_listed(differing)} (one set "
+                         f"along with the name is kept where it differs from the old value; to keep an equal one, give "
+                         f"it as an override: overrides=['{'.'.join(path)}.OPTION=VALUE'])")
 
 
 def _table_at(data: dict, path: list[str]) -> dict | None:
