@@ -539,9 +539,9 @@ def _listing_marks(component: Any) -> str:
     marks = []
     if component.kind == "callbacks" and getattr(component.factory, "autoload", False):
         marks.append("attached to every run (autoload)")
-    if component.defaults:
-        base = [_recipe_name(c) for c in registry().components(component.kind)
-                if c.factory is component.factory and not c.defaults and c.plugin == component.plugin]
+    if component.defaults:  # its own plugin's bare factory first; another plugin's (a preset of a built-in) else
+        bases = [c for c in registry().components(component.kind) if c.factory is component.factory and not c.defaults]
+        base = [_recipe_name(c) for c in bases if c.plugin == component.plugin] or [_recipe_name(c) for c in bases]
         if base:
             marks.append(f"a preset of {base[0]}")
     twins = [_recipe_name(c) for c in registry().components(component.kind)  # an alias: one component, two names

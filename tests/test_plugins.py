@@ -606,3 +606,5 @@ def register_generators(register):
     assert result.returncode == 0, result.stderr
     [listed] = json.loads(result.stdout)
     assert listed["plugin"] == "attn" and listed["options"]["width"]["default"] == 48
+    shown = run_i2i(["list", "generators", "unet_wide"], site)
+    assert shown.stdout.splitlines()[0].endswith("[a preset of unet]")
