@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ class LossTerm:
     def __init__(self, label: str, weight: float, loss: nn.Module, where: str = "", recipe: Recipe | None = None) -> None:
         self.label, self.weight, self.loss, self.where = label, weight, loss, where or toml_key("losses", label)
         self.recipe = recipe  # names its file (or --set) in a mistake the loss finds in its options
+        self._called = False  # its first call is watched for a warning (see compute)
         # a reconstruction loss that declares `input` is also given the generator's input
         self.wants_input = isinstance(loss, ReconstructionLoss) and takes_input(loss.forward)
         unmet = unmet_parameters(loss.forward, 2) if isinstance(loss, ReconstructionLoss) else []
@@ -73,7 +75,13 @@ class LossTerm:
         """``weighted(method(*args, **inputs))``; an exception raised inside the plugin's loss is one
         line naming the term (``part``: which method), not a traceback from the middle of the step."""
         try:
-            value = method(*args, **inputs)
+            if self._called:
+                value = method(*args, **inputs)
+            else:  # a loss returning float(tensor) drew torch's warning, placed in i2i, before i2i's own error
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+                    value = method(*args, **inputs)
+                self._called = True
         except UserError as exc:  # the loss's options do not fit its inputs (an SSIM window larger than the crop)
             raise (exc if self.recipe is None else component_error(self.recipe, toml_key("losses", self.label), exc)) from None
         except Exception as exc:
