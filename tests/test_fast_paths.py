@@ -200,6 +200,24 @@ def test_torch_compile_matches_eager():
     _assert_grads_close({n: p.grad for n, p in g.named_parameters()}, eager_grads, rtol=1e-3)
 
 
+def test_compiling_on_the_cpu_does_not_warn_of_a_missing_cuda_runtime():
+    """train.compile on a CPU machine with a CUDA toolkit (but no GPU) printed torch's "No CUDA
+    runtime is found, using CUDA_HOME=..." when inductor first imported its C++ builder; the
+    builder's logger is left at the level it had."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys, torch\n"
+            "from i2i.engine.trainer import _import_cpp_builder_quietly\n"
+            "_import_cpp_builder_quietly(torch.device('cpu'))\n"
+            "assert 'torch.utils.cpp_extension' in sys.modules\n"
+            "assert logging.getLogger('torch.utils.cpp_extension').level == logging.NOTSET\n")
+    environment = {**os.environ, "CUDA_HOME": str(Path(__file__).parent)}  # a toolkit's folder, as far as torch asks
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "No CUDA runtime" not in done.stderr
+
+
 def _resident_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -28,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,6 +187,7 @@ class Trainer:
         self.G_run, self.D_run = self.dist.wrap(self.G), (self.dist.wrap(self.D) if self.D is not None else None)
         self.D_frozen = self.D
         if self.train_cfg["compile"]:
+            _import_cpp_builder_quietly(self.device)
             self.G_run = torch.compile(self.G_run)
             if self.D_run is not None:
                 compiled = torch.compile(self.D_run)
@@ -1281,6 +1284,21 @@ def check_sync_bn(recipe: Recipe, device: torch.device, world_size: int) -> None
     if recipe["train"]["sync_bn"] and world_size > 1 and device.type != "cuda":
         raise recipe_error(recipe, "train.sync_bn: synchronised batch norm needs CUDA GPUs; set train.sync_bn = false "
                                    "on the CPU")
+
+
+def _import_cpp_builder_quietly(device: torch.device) -> None:
+    """Import torch's C++ builder, which ``torch.compile`` on the CPU uses, without its warning
+    "No CUDA runtime is found" (said on a machine with a CUDA toolkit but no GPU): a CPU run
+    compiling its step is no mistake. Its logger's level is put back after."""
+    if device.type != "cpu" or "torch.utils.cpp_extension" in sys.modules:
+        return
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension  # noqa: F401
+    finally:
+        logger.setLevel(level)
 
 
 def _json_bytes(data: dict) -> bytes:
