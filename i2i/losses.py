@@ -32,7 +32,7 @@ class AdversarialLoss(nn.Module):
     ``d_real`` and ``d_fake`` are lists of logit tensors, one per discriminator scale. A
     relativistic objective (ESRGAN's) declares ``g_loss(self, d_fake, d_real)``: the engine
     then also gives G's half the discriminator's logits on the real pair (computed without
-    gradient), which it never computes for a ``g_loss(d_fake)``.
+    gradient), which it does not compute for a ``g_loss(d_fake)``.
     """
 
     def d_loss(self, d_real: list[Tensor], d_fake: list[Tensor]) -> Tensor:  # pragma: no cover

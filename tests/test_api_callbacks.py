@@ -466,3 +466,59 @@ def test_finish_early_before_any_step_and_a_stop_during_the_finishing_scoring(ph
     run = i2i.train(tiny_recipe(photos, tmp_path / "stopped", train={"steps": 8}), callbacks=[FinishThenStop()],
                     quiet=True)
     assert (run.status, run.step) == ("finished", 2)
+
+
+def test_lower_is_better_said_on_a_factory_reaches_a_metric_that_cannot_hold_it(photos, tmp_path):
+    """A factory returning a bound method (which takes no attribute) had its lower_is_better
+    dropped without a word, and its metric was maximised."""
+    import json
+
+    class Scorer:
+        def error(self, output, target, input=None):
+            assert input is not None  # still given the generator's input through the wrapper
+            return (output - target).abs().flatten(1).mean(1)
+
+    def factory():
+        return Scorer().error
+
+    factory.lower_is_better = True
+    i2i.register_plugin(type("M", (), {"register_metrics": i2i.hookimpl(
+        lambda register: register("method_error", factory))}), "method_metric_plugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 4},
+                         eval={"every": 1, "metrics": ["method_error"], "best_metric": "method_error"},
+                         output={"keep": 4})
+    i2i.train(recipe, quiet=True)
+    scores = {r["step"]: r["metrics"]["method_error"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl")
+                                                                   .read_text().splitlines()) if r["type"] == "eval"}
+    assert (tmp_path / "run" / "checkpoints" / "BEST").read_text().strip() == f"step_{min(scores, key=scores.get):07d}"
+
+
+def test_a_stop_that_cuts_the_finishing_scoring_short_ends_the_run_stopped_with_the_reason(photos, tmp_path):
+    """A stop in the middle of the finishing step's scoring ends the run as stopped, unscored, as
+    at a last step; the finish's reason is said, and on_run_end hears 'interrupted'."""
+    ended = []
+
+    class Finish(i2i.Callback):
+        def on_log(self, trainer, step, values):
+            if step == 2:
+                self.trainer = trainer
+                trainer.finish_early("enough")
+
+        def on_run_end(self, trainer, status, metrics):
+            ended.append(status)
+
+    finish = Finish()
+
+    def stopping_metric():
+        def score(output, target):
+            if getattr(finish, "trainer", None) is not None:  # (not in the check before training)
+                finish.trainer.request_stop()  # as SIGTERM's handler does, between batches
+            return (output - target).abs().flatten(1).mean(1)
+        return score
+
+    i2i.register_plugin(type("S", (), {"register_metrics": i2i.hookimpl(
+        lambda register: register("stops", stopping_metric))}), "stopping_metric_plugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 6}, eval={"metrics": ["stops"], "batch_size": 1})
+    with pytest.raises(i2i.TrainingStopped, match=r"stopped at step 2/6 \(enough\) during its final evaluation"):
+        i2i.train(recipe, callbacks=[finish], quiet=True)
+    assert ended == ["interrupted"]

@@ -51,6 +51,21 @@ class ScoredBatch:
     bits: int = 8
 
 
+class _Declared:
+    """A metric with the ``lower_is_better`` its factory declared, for a metric that cannot hold
+    the attribute itself (a bound method); calls, signature and other attributes are its own."""
+
+    def __init__(self, metric: Any, lower_is_better: Any) -> None:
+        self.__wrapped__ = metric  # what inspect.signature reads (a parameter named input)
+        self.lower_is_better = lower_is_better
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__wrapped__(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # summarize, and any attribute of the metric
+        return getattr(self.__dict__["__wrapped__"], name)
+
+
 def lower_is_better(name: str, task: Task, metrics: dict[str, Any]) -> bool:
     """Whether a lower ``name`` (a metric's value, or a key one gives) is better: the task's
     ``lower_is_better`` lists it, or a metric declares it with ``lower_is_better``: ``True``
@@ -91,8 +106,7 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
             metrics[name] = component.build()
             declared = getattr(component.factory, "lower_is_better", None)  # said on a factory function
             if declared is not None and not hasattr(metrics[name], "lower_is_better"):
-                with contextlib.suppress(AttributeError, TypeError):  # a builtin or bound method takes no attribute
-                    metrics[name].lower_is_better = declared
+                metrics[name] = _Declared(metrics[name], declared)
         except UnknownComponentError as exc:
             if name not in task.metrics:
                 if recipe is None:

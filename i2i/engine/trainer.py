@@ -640,7 +640,7 @@ class Trainer:
                 self.stop_reason = self.stop_reason or self.finish_reason or None
             if self._finish_asked and not self.stop_requested and self.step < self.total_steps:
                 # finished early: the step a callback ended the run at is scored and saved as a last step is
-                # (a stop asked for while it is scored then ends it as a stop at the last step does)
+                # (a stop that cuts that scoring short ends it as one at the last step does: stopped, unscored)
                 self.finished_early = True
                 if self._scored_step != self.step:
                     self._evaluate_guarded()
@@ -670,7 +670,9 @@ class Trainer:
                     f" (Python: i2i.train(None, resume={str(self.run_dir)!r}))", self.run_dir, self.step
                 )
             if self.stop_requested and self._unscored_step == self.step:  # the last step's scoring cut short
-                why = f" ({self.stop_reason})" if self.stop_reason else ""
+                status = "interrupted"
+                reason = self.stop_reason or (self.finish_reason if self.finished_early else None)
+                why = f" ({reason})" if reason else ""
                 raise StopRequested(
                     f"stopped at step {self.step}/{self.total_steps}{why} during its final evaluation, so the run has "
                     f"no final scores; its weights are saved, and i2i eval {shell_path(self.run_dir)} scores them "
