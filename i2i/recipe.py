@@ -949,7 +949,7 @@ def _check_value(where: str, dotted: str, value: Any, field: Field) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise RecipeError(f"{where}: {dotted} = {value}: expected a finite number")
     if not matches_type(value, field.type):
-        hint = (f" (the reference's --gpu_ids is train.device = 'cuda:N' here, and its -1 'cpu')"
+        hint = (" (the reference's --gpu_ids is train.device = 'cuda:N' here, and its -1 'cpu')"
                 if dotted == "train.device" and isinstance(value, int) else "")
         raise RecipeError(f"{where}: {dotted} = {format_value(value)}: expected {describe_type(field.type)}{hint}")
     if field.check is not None and not field.check(value):

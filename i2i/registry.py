@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import functools
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable

@@ -19,7 +19,7 @@ from i2i.engine.device import resolve_precision
 from i2i.engine.optim import lr_factor
 from i2i.errors import CheckpointError, RecipeError, TrainingStopped, UserError
 from helpers import TINY_GAN, make_photos, tiny_recipe
-from plugin_env import ROOT, run_i2i
+from plugin_env import run_i2i
 
 
 @pytest.fixture(scope="module")

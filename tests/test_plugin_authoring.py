@@ -3,10 +3,8 @@ recipe could never use, and declared sizes that make no sense, each named in one
 plugin to blame (found by writing plugins from docs/plugins.md alone)."""
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 from torch import nn
 

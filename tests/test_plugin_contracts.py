@@ -718,7 +718,7 @@ def test_a_generator_that_cannot_take_an_image_size_is_named_at_inference(photos
                   generator={"name": "quarters"})
     run_dir = i2i.train(recipe, quiet=True).run_dir
     model = i2i.load(run_dir)
-    named = rf"generator.name = 'quarters' \(plugin 'quarters_plugin'\): "
+    named = r"generator.name = 'quarters' \(plugin 'quarters_plugin'\): "
     with pytest.raises(i2i.PluginError, match=rf"{named}the generator \({'Asserting' if task == 'asserting' else 'Quarters'}\) {failure}"):
         model(torch.rand(1, 3, 30, 30))
     # scoring whole images of another size (--crop 0) names the plugin and the image too

@@ -1,6 +1,5 @@
 """Using a trained model: i2i translate, i2i eval, i2i.load, import-weights."""
 
-import io
 import json
 import os
 import re
