@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from .engine import checkpoint as ckpt
-from .engine.contracts import check_declared_channels, check_declared_sizes, check_prepared, contract_where, generator_named
+from .engine.contracts import (check_declared_channels, check_declared_sizes, check_prepared, contract_where, generator_named,
+                               raise_plugin_failure)
 from .engine.device import caller_autocast_off, global_state_kept, resolve_device
 from .engine.evaluate import remember_task_label
 from .engine.infer import AUTO_OVERLAP, run_any_size
@@ -105,7 +106,9 @@ class Model:
         del images  # a float copy of the whole photo: 12 bytes a pixel not held through the network
         with generator_named(self.recipe), _in_eval_mode(self.generator):  # the generator's size contract, named
             output = run_any_size(self.generator, input.to(dtype) if input.is_floating_point() else input, tile, overlap)
-        return self.task.to_image(output.float(), input)
+        # images in [0, 1], as promised: a plugin's to_image need not clamp (a residual output
+        # overshooting white came back as 1.117), and files are written clamped anyway
+        return self.task.to_image(output.float(), input).clamp_(0, 1)
 
     def _weights_place(self) -> tuple[torch.device, torch.dtype]:
         """Where and in what precision the generator's weights are now: a program may have moved
@@ -200,7 +203,13 @@ def build_task_and_generator(recipe: Recipe, seed: int | None = None) -> tuple[A
         torch.manual_seed(seed)
     generator = build_component(reg, "generators", recipe, "generator", task.in_channels, task.out_channels)
     check_declared_sizes(recipe, generator)
-    wrapped = task.wrap_generator(generator)
+    try:
+        wrapped = task.wrap_generator(generator)
+    except Exception as exc:
+        raise_plugin_failure(exc, f"{contract_where(recipe, 'task')}: wrap_generator failed: ")
+    if not isinstance(wrapped, nn.Module):
+        raise PluginError(f"{contract_where(recipe, 'task')}: wrap_generator returned {type(wrapped).__name__}; it "
+                          "returns the generator, or a torch.nn.Module that wraps it; report this to the plugin's author")
     if wrapped is not generator:  # its own output is checked too (see engine/contracts.py), not as a submodule
         object.__setattr__(wrapped, "i2i_unwrapped", generator)
     return task, wrapped

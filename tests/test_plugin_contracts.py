@@ -1117,3 +1117,113 @@ def test_a_generator_that_edits_its_input_in_place_is_named_before_training(phot
     with pytest.raises(i2i.PluginError, match=r"generator.name = 'edits_input' \(plugin 'edits_plugin'\) changed its "
                                               r"input in place"):
         i2i.validate(recipe)
+
+
+class _TaskMistakes:
+    """Tasks (denoise's own, changed) with the mistakes a task author makes."""
+
+    @staticmethod
+    def denoise():
+        from i2i.plugins import registry
+
+        return registry().get("tasks", "denoise").factory
+
+    @classmethod
+    def plugin(cls):
+        base = cls.denoise()
+
+        class CropsARow(base):
+            def make_pair(self, clean, generator):
+                input, target = super().make_pair(clean, generator)
+                return input[..., 1:, :], target[..., 1:, :]
+
+        class EditsClean(base):
+            def make_pair(self, clean, generator):
+                clean.mul_(0.9)
+                return super().make_pair(clean, generator)
+
+        class WrapsBadly(base):
+            def wrap_generator(self, generator):
+                return lambda x: generator(x)
+
+        class WrapsHidingTheMultiple(base):
+            def wrap_generator(self, generator):
+                class Plus(nn.Module):
+                    def __init__(self, net):
+                        super().__init__()
+                        self.net = net
+
+                    def forward(self, x):
+                        return x + self.net(x)
+                return Plus(generator)
+
+        class UnclampedImages(WrapsHidingTheMultiple):  # x + net(x): past white where the photo is bright
+            def to_image(self, output, input):
+                return (output + 1) / 2  # unclamped
+
+        class Uint8Baseline(base):
+            def baselines(self, input, target_image):
+                return {"copy": (target_image * 255).to(torch.uint8)}
+
+        def register_tasks(register):
+            for task in (CropsARow, EditsClean, WrapsBadly, WrapsHidingTheMultiple, UnclampedImages, Uint8Baseline):
+                register(task.__name__.lower(), task)
+
+        return type("T", (), {"register_tasks": staticmethod(i2i.hookimpl(register_tasks))})
+
+
+@pytest.mark.parametrize("task, message", [
+    ("cropsarow", r"task.name = 'cropsarow' \(plugin 'task_mistakes'\): make_pair turned a 16x16 crop into a 16x15 "
+                  r"input, and then .*failed"),
+    ("editsclean", r"task.name = 'editsclean' \(plugin 'task_mistakes'\): make_pair changed the clean batch it was "
+                   r"given in place"),
+    ("wrapsbadly", r"task.name = 'wrapsbadly' \(plugin 'task_mistakes'\): wrap_generator returned function; it "
+                   r"returns the generator, or a torch.nn.Module"),
+    ("uint8baseline", r"baseline 'copy' is a uint8 tensor of shape \[1, 3, 16, 16\]; expected"),
+])
+def test_a_tasks_mistakes_are_named_as_the_tasks_not_the_networks(photos, tmp_path, task, message):
+    """A task's resized pair was blamed on the generator ('report this to the nets plugin's author'),
+    clean.mul_() in make_pair was taken for drawing from the global random streams, a
+    wrap_generator returning a function was a traceback, and a uint8 baseline of the right shape
+    was 'a tensor of shape [1, 3, 16, 16]; expected ... [1, 3, 16, 16]'."""
+    i2i.register_plugin(_TaskMistakes.plugin(), "task_mistakes")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1})
+    recipe["task"] = {"name": task}
+    with pytest.raises(i2i.PluginError, match=message):
+        i2i.validate(recipe)
+
+
+def test_a_tasks_wrapper_need_not_repeat_the_networks_size_multiple_and_outputs_stay_in_0_1(photos, tmp_path):
+    """A wrap_generator wrapper that did not copy size_multiple trained, then failed on every
+    odd-sized photo, blaming the network; and model(x) returned 1.117 from a to_image that did
+    not clamp, where the README promises [0, 1]."""
+    i2i.register_plugin(_TaskMistakes.plugin(), "task_mistakes")
+    for task in ("wrapshidingthemultiple", "unclampedimages"):
+        recipe = tiny_recipe(photos, tmp_path / task, train={"steps": 1})
+        recipe["task"] = {"name": task}
+        model = i2i.load(i2i.train(recipe, quiet=True).run_dir)
+        out = model(torch.rand(1, 3, 37, 53))
+        assert out.shape == (1, 3, 37, 53) and 0 <= float(out.min()) and float(out.max()) <= 1
+
+
+def test_kornia_augmentation_under_the_documented_fork_rng_is_repeatable(photos, tmp_path, capsys):
+    """docs/plugins.md: kornia.augmentation takes no generator; run inside fork_rng, seeded from
+    the generator make_pair is given, it gives the same pair for generators seeded alike."""
+    import kornia.augmentation as K
+
+    base = _TaskMistakes.denoise()
+    jitter = K.ColorJitter(0.3, 0.3, 0.3, 0.1, p=1.0)
+
+    class Jittered(base):
+        def make_pair(self, clean, generator):
+            with torch.random.fork_rng(devices=[clean.device] if clean.is_cuda else []):
+                torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator, device=clean.device)))
+                clean = jitter(clean)
+            return super().make_pair(clean, generator)
+
+    i2i.register_plugin(type("J", (), {"register_tasks": i2i.hookimpl(
+        lambda register: register("jittered", Jittered))}), "jitter_plugin")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1})
+    recipe["task"] = {"name": "jittered"}
+    i2i.validate(recipe)
+    assert "draws its randomness elsewhere" not in capsys.readouterr().err

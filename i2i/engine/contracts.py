@@ -192,8 +192,13 @@ def _check_pairs_repeat(task: Any, images: Tensor, pair: tuple[Tensor, Tensor], 
     randomness from torch's or numpy's global streams, so validation degradations (and so every
     score, and which checkpoint is best) change from one evaluation to the next."""
     device = images.device
-    first = task.make_pair(images, torch.Generator(device=device).manual_seed(1))
-    second = task.make_pair(images, torch.Generator(device=device).manual_seed(1))
+    given = images.clone()
+    first = task.make_pair(given, torch.Generator(device=device).manual_seed(1))
+    if not torch.equal(given, images):  # the training batch (and the next make_pair's) would be changed under it
+        raise PluginError(f"{where}: make_pair changed the clean batch it was given in place (an in-place operation such "
+                          "as clean.mul_() on its argument); it returns a new pair and leaves clean as it was; "
+                          f"{REPORT}")
+    second = task.make_pair(images.clone(), torch.Generator(device=device).manual_seed(1))
     same = all(torch.equal(a, b) for a, b in zip(first, second) if isinstance(a, Tensor) and isinstance(b, Tensor))
     if not same:
         say(f"i2i: warning: {where}: make_pair gave two different pairs for generators seeded alike, so it draws its "
@@ -259,7 +264,9 @@ def check_baselines_given(images: Any, target_image: Tensor, where: str) -> None
                           f"images to score as the model's output is ({{}} for none); {REPORT}")
     for name, image in images.items():
         if not (isinstance(image, Tensor) and image.shape == target_image.shape and image.is_floating_point()):
-            raise PluginError(f"{where}: baseline '{name}' is {describe(image)}; expected the target image's shape "
+            got = (f"a {str(image.dtype).removeprefix('torch.')} tensor of shape {list(image.shape)}"
+                   if isinstance(image, Tensor) else describe(image))  # uint8 of the right shape: its dtype is the fault
+            raise PluginError(f"{where}: baseline '{name}' is {got}; expected the target image's shape "
                               f"{list(target_image.shape)}, floats in [0, 1] (what to_image gives for the target: when "
                               f"that shape is the wrong one, to_image is what to fix); {REPORT}")
 
@@ -375,7 +382,17 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
             _check_pair_details(nets.task, input, target)
             _check_prepare(nets.task, images, task_where)
             where = contract_where(recipe, "generator")
-            fake = _forward_generator(nets.G, input, target, where, nets.task.out_channels)
+            try:
+                fake = _forward_generator(nets.G, input, target, where, nets.task.out_channels)
+            except PluginError as exc:
+                if nets.task.input_is_image and tuple(input.shape[-2:]) != tuple(images.shape[-2:]):
+                    # the task resized the crop: a generator that needs its multiple fails on what make_pair made
+                    said = str(exc).split("; report this")[0].split(": ", 1)[-1]  # the generator's part, once
+                    raise PluginError(f"{task_where}: make_pair turned a {size}x{size} crop into a "
+                                      f"{input.shape[-1]}x{input.shape[-2]} input, and then {said}; a task keeps the "
+                                      "crop's size (the networks are sized for data.size) unless it means to change "
+                                      "it; report this to the plugin's author") from exc.__cause__
+                raise
             if metrics:
                 check_metrics(recipe, metrics, nets.task, fake, input, target)
             if nets.D is not None:

@@ -19,8 +19,10 @@ def size_multiple(net: nn.Module) -> int:
 
 def size_multiple_owner(net: nn.Module) -> nn.Module | None:
     """The module that declares ``size_multiple``: the network, or the one it wraps (DDP's
-    ``module``, torch.compile's ``_orig_mod``); None when none does."""
-    for module in (net, getattr(net, "module", None), getattr(net, "_orig_mod", None)):
+    ``module``, torch.compile's ``_orig_mod``, a task's ``wrap_generator`` wrapper's network,
+    which the wrapper need not repeat); None when none does."""
+    for module in (net, getattr(net, "module", None), getattr(net, "_orig_mod", None),
+                   getattr(net, "i2i_unwrapped", None)):
         if module is not None and hasattr(module, "size_multiple"):
             return module
     return None
