@@ -1165,8 +1165,17 @@ class _TaskMistakes:
             def baselines(self, input, target_image):
                 return {"copy": (target_image * 255).to(torch.uint8)}
 
+        class BaselineNamedModel(base):
+            def baselines(self, input, target_image):
+                return {"model": target_image.clone()}
+
+        class DetailsNamedPsnr(base):
+            def pair_details(self, input, target):
+                return {"psnr": torch.zeros(input.shape[0])}
+
         def register_tasks(register):
-            for task in (CropsARow, EditsClean, WrapsBadly, WrapsHidingTheMultiple, UnclampedImages, Uint8Baseline):
+            for task in (CropsARow, EditsClean, WrapsBadly, WrapsHidingTheMultiple, UnclampedImages, Uint8Baseline,
+                         BaselineNamedModel, DetailsNamedPsnr):
                 register(task.__name__.lower(), task)
 
         return type("T", (), {"register_tasks": staticmethod(i2i.hookimpl(register_tasks))})
@@ -1180,6 +1189,8 @@ class _TaskMistakes:
     ("wrapsbadly", r"task.name = 'wrapsbadly' \(plugin 'task_mistakes'\): wrap_generator returned function; it "
                    r"returns the generator, or a torch.nn.Module"),
     ("uint8baseline", r"baseline 'copy' is a uint8 tensor of shape \[1, 3, 16, 16\]; expected"),
+    ("baselinenamedmodel", r"a baseline named 'model', which i2i eval's table calls a row of its own"),
+    ("detailsnamedpsnr", r"pair_details gives 'psnr', which a metric gives too"),
 ])
 def test_a_tasks_mistakes_are_named_as_the_tasks_not_the_networks(photos, tmp_path, task, message):
     """A task's resized pair was blamed on the generator ('report this to the nets plugin's author'),

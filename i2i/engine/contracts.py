@@ -262,6 +262,10 @@ def check_baselines_given(images: Any, target_image: Tensor, where: str) -> None
     if not isinstance(images, dict) or not all(isinstance(name, str) for name in images):
         raise PluginError(f"{where}: baselines returned {describe(images)}; it returns {{name: image}}, a dict of "
                           f"images to score as the model's output is ({{}} for none); {REPORT}")
+    for name in images:
+        if name in ("model", "target images"):  # i2i eval's own rows: the table would hold two of them
+            raise PluginError(f"{where}: a baseline named '{name}', which i2i eval's table calls a row of its own; name it "
+                              f"otherwise; {REPORT}")
     for name, image in images.items():
         if not (isinstance(image, Tensor) and image.shape == target_image.shape and image.is_floating_point()):
             got = (f"a {str(image.dtype).removeprefix('torch.')} tensor of shape {list(image.shape)}"
@@ -328,6 +332,12 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
         summarized = set(summarize_metrics(metrics, means))
     except PluginError as exc:
         raise PluginError(f"{recipe.source}: {exc}") from exc.__cause__
+    from .evaluate import task_pair_details
+
+    clashing = sorted(set(task_pair_details(task, input, target)) & summarized)
+    if clashing:  # --per-image's columns: two of that name
+        raise PluginError(f"{contract_where(recipe, 'task')}: pair_details gives '{clashing[0]}', which a metric gives too, "
+                          f"so i2i eval --per-image would hold two columns of that name; name it otherwise; {REPORT}")
     # the best checkpoint follows main_metric: one that no metric gives would never be written
     if task.main_metric not in summarized:
         raise PluginError(f"{contract_where(recipe, 'task')}: main_metric = '{task.main_metric}', which none of the task's "
