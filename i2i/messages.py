@@ -112,6 +112,11 @@ class _WithoutPrefix(logging.Filter):
 _PREFIX = re.compile(r"^\s*i2i: (?:note|warning|WARNING): ")
 
 
+def routed_to_the_programs_logging() -> bool:
+    """Whether :func:`to_your_logging` sent i2i's lines to the program's handlers."""
+    return LOGGER.propagate and STDERR_HANDLER not in LOGGER.handlers
+
+
 def to_your_logging() -> None:
     """Send i2i's notes and warnings to the program's own logging configuration (the root
     logger's handlers) instead of stderr, as records whose text leaves out the ``i2i: note:``

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import math
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -27,19 +28,34 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-@contextlib.contextmanager
-def _in_eval_mode(generator: nn.Module) -> Iterator[None]:
-    """The generator in eval mode while it translates, its own mode back afterwards: a program
-    that set ``model.generator.train()`` (to fine-tune it) got dropout's random outputs and
-    batch norm's running statistics overwritten by every translation."""
-    modes = [(module, module.training) for module in generator.modules() if module.training]
-    if modes:
-        generator.eval()
-    try:
-        yield
-    finally:
-        for module, mode in modes:
-            module.training = mode
+class _EvalModeWhileTranslating:
+    """The generator in eval mode while any thread translates with it, its own mode back once the
+    last one is done: a program that set ``model.generator.train()`` (to fine-tune it) got
+    dropout's random outputs and batch norm's running statistics overwritten by every
+    translation, and with several threads one put the train mode back under another's forward."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._modes: list[tuple[nn.Module, bool]] = []
+
+    @contextlib.contextmanager
+    def __call__(self, generator: nn.Module) -> Iterator[None]:
+        with self._lock:
+            if self._active == 0:
+                self._modes = [(module, module.training) for module in generator.modules() if module.training]
+                if self._modes:
+                    generator.eval()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    for module, mode in self._modes:
+                        module.training = mode
+                    self._modes = []
 
 
 class Model:
@@ -59,6 +75,7 @@ class Model:
 
     def __init__(self, task: Any, generator: nn.Module, recipe: dict, checkpoint: Path, device: torch.device) -> None:
         self.task, self.generator, self.recipe, self.checkpoint, self.device = task, generator, recipe, checkpoint, device
+        self._in_eval_mode = _EvalModeWhileTranslating()
 
     def __repr__(self) -> str:
         return (f"i2i.Model(task={self.recipe['task']['name']!r}, generator={self.recipe['generator']['name']!r}, "
@@ -104,7 +121,7 @@ class Model:
                               "implemented): a run of this task can be evaluated, not applied to photos") from None
         check_prepared(input, images, self.task, contract_where(self.recipe, "task"))
         del images  # a float copy of the whole photo: 12 bytes a pixel not held through the network
-        with generator_named(self.recipe), _in_eval_mode(self.generator):  # the generator's size contract, named
+        with generator_named(self.recipe), self._in_eval_mode(self.generator):  # the generator's size contract, named
             output = run_any_size(self.generator, input.to(dtype) if input.is_floating_point() else input, tile, overlap)
         # images in [0, 1], as promised: a plugin's to_image need not clamp (a residual output
         # overshooting white came back as 1.117), and files are written clamped anyway
@@ -245,12 +262,25 @@ def _note_task_changed_since(checkpoint: Path, state: dict, recipe: Recipe) -> N
 
 def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Model:
     """Load a run directory (its ``latest`` or ``best`` checkpoint; ``best`` falls back to the
-    latest, with a note on stderr, when the run has no best one yet) or a checkpoint directory."""
+    latest, with a note on stderr, when the run has no best one yet) or a checkpoint directory.
+    A run still training may prune the checkpoint a pointer named while it is read: then the
+    pointer is read again."""
     if which not in ("latest", "best"):
         raise ValueError(f"which = {which!r}: expected 'latest' or 'best'")
     if isinstance(path, (str, os.PathLike)):
         path = user_path(path)
-    checkpoint = ckpt.find_checkpoint(path, which)
+    for attempt in range(3):
+        checkpoint = ckpt.find_checkpoint(path, which)
+        try:
+            return _load_checkpoint(path, checkpoint, device)
+        except CheckpointError:
+            if checkpoint.is_dir() or Path(path).resolve() == checkpoint.resolve() or attempt == 2:
+                raise  # damage, or a checkpoint folder given itself: not a pointer that moved on
+    raise AssertionError("unreachable")
+
+
+def _load_checkpoint(path: str | Path, checkpoint: Path, device: str) -> Model:
+    """:func:`load` of one checkpoint folder, found from ``path``."""
     state = ckpt.read_state(checkpoint)
     run_dir = ckpt.run_dir_of(checkpoint)
     recipe_path = run_dir / "recipe.toml"

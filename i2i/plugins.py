@@ -17,6 +17,7 @@ import contextlib
 import inspect
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -363,19 +364,37 @@ def strict_plugins() -> bool:
     return switched_on("I2I_STRICT_PLUGINS")
 
 
+#: Held while the host loads: another thread's first call waits for the whole registry (it got
+#: an empty one, and 'unknown task'), while a plugin's hook in the loading thread may look up
+#: components already registered (a preset of a built-in network)
+_host_lock = threading.RLock()
+_loading: PluginHost | None = None
+
+
 def host() -> PluginHost:
-    """The process-wide plugin host, loaded on first use."""
-    global _host
-    if _host is None:
-        _host = PluginHost()
-        _host.load_entry_points()
+    """The process-wide plugin host, loaded on first use (by one thread; the others wait)."""
+    global _host, _loading
+    if _host is not None:
+        return _host
+    with _host_lock:
+        if _host is not None:
+            return _host
+        if _loading is not None:  # this thread, from a plugin's hook while it loads
+            return _loading
+        _loading = PluginHost()
+        try:
+            _loading.load_entry_points()
+            _host = _loading
+        finally:
+            _loading = None
     return _host
 
 
 def reset() -> None:
     """Forget loaded plugins (tests; or after installing a plugin in a running process)."""
     global _host
-    _host = None
+    with _host_lock:
+        _host = None
 
 
 def registry() -> Registry:

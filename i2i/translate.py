@@ -124,7 +124,8 @@ def _write(image: torch.Tensor, alpha: np.ndarray | None, target: Path, fmt: str
     """Save atomically: a temporary name, then a rename, so no half-written file is left."""
     from .data.encode import save_image, temporary_beside
 
-    tmp = temporary_beside(target, f"tmp-{os.getpid()}")  # two runs writing one folder do not share it
+    # two translations writing one folder, in two processes or two threads of one, do not share it
+    tmp = temporary_beside(target, f"tmp-{os.getpid()}-{threading.get_native_id()}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         save_image(output_pixels(image, alpha, fmt), tmp, fmt)
@@ -571,7 +572,7 @@ def _there(path: Path) -> bool:
 
 
 def _remove_abandoned_temporaries(targets: list[Path]) -> None:
-    """Half-written outputs that a killed translation left (``.NAME.tmp-PID``, of a process that
+    """Half-written outputs that a killed translation left (``.NAME.tmp-PID-THREAD``, of a process that
     is gone): removed before this one writes, so a rerun leaves none behind. Another running
     translation's are its own."""
     from .data.encode import temporary_beside
@@ -583,7 +584,7 @@ def _remove_abandoned_temporaries(targets: list[Path]) -> None:
         except OSError:
             continue
         for leftover in leftovers:
-            pid = leftover.name.rsplit("tmp-", 1)[-1]
+            pid = leftover.name.rsplit("tmp-", 1)[-1].split("-", 1)[0]  # (older ones: .NAME.tmp-PID)
             if pid.isdigit() and not _process_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     leftover.unlink()

@@ -435,3 +435,69 @@ def test_a_run_that_cannot_start_leaves_no_empty_folders_it_made_above_its_own(p
         with pytest.raises(i2i.UserError, match="no such folder"):
             i2i.train(recipe, quiet=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+
+
+def test_threads_of_a_service_load_plugins_translate_and_write_one_folder_at_once(run_dir, photos, tmp_path):
+    """Three of four threads' first i2i calls found an empty registry ('unknown task'); threads
+    sharing a model whose generator the program set to train mode ran it in train mode under
+    one another (batch norm's statistics changed for good); threads translating into one folder
+    shared one temporary file name and failed ('cannot write')."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from i2i import plugins
+    from i2i.translate import translate_files
+
+    plugins.reset()
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda _: len(i2i.registry("tasks")), range(4)))
+    assert len(set(counts)) == 1 and counts[0] > 0
+
+    model = i2i.load(run_dir)
+    images = torch.rand(2, 3, 32, 32)
+    expected = model(images)
+    statistics = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    model.generator.train()
+    with ThreadPoolExecutor(8) as pool:
+        outputs = list(pool.map(lambda _: model(images), range(48)))
+    assert all(torch.equal(out, expected) for out in outputs)
+    assert all(torch.equal(v, statistics[k]) for k, v in model.generator.state_dict().items())
+    assert all(m.training for m in model.generator.modules())  # the program's mode, back once all are done
+
+    model.generator.eval()
+    with ThreadPoolExecutor(4) as pool:
+        reports = list(pool.map(lambda _: translate_files(model, photos, tmp_path / "shared", overwrite=True,
+                                                          progress=False), range(4)))
+    assert all(report.written == 4 for report in reports)
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == sorted(
+        [".i2i-outputs", *(p.with_suffix(".png").name for p in photos.iterdir())])
+
+
+def test_the_stop_line_of_a_signal_goes_to_the_programs_logging_when_asked(photos, tmp_path, capsys):
+    """After i2i.messages.to_your_logging(), SIGTERM's 'finishing the current step' line was still
+    printed on stderr, the one line of i2i's that bypassed the program's handlers."""
+    import logging
+    import os
+    import signal
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    class Terminate(i2i.Callback):
+        def on_log(self, trainer, step, values):
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    root, keep = logging.getLogger(), Keep()
+    root.addHandler(keep)
+    try:
+        i2i.messages.to_your_logging()
+        with pytest.raises(i2i.TrainingStopped):
+            i2i.train(recipe_for(photos, tmp_path / "run", steps=6), overrides=["output.log_every=1"],
+                      callbacks=[Terminate()], quiet=True)
+    finally:
+        root.removeHandler(keep)
+    assert any(line.startswith("SIGTERM received: finishing the current step") for line in records), records
+    assert "SIGTERM" not in capsys.readouterr().err

@@ -22,7 +22,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import CheckpointError, SecondInterrupt, UserError, for_the_caller, shell_path
-from ..messages import say
+from ..messages import routed_to_the_programs_logging, say
 from ..plugins import host, registry
 from ..options import changed_keys, format_value
 from ..paths import user_path
@@ -391,8 +391,12 @@ def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
         trainer.request_stop()
         if trainer.dist.is_main:  # every rank got it, or will agree on it within a step
             now = "Ctrl-C again to quit now" if signum == signal.SIGINT else "Ctrl-C quits now"
-            print(f"\ni2i: {signal.Signals(signum).name} received: finishing the current step, then saving a "
-                  f"checkpoint ({now})", file=sys.stderr, flush=True)
+            said = (f"i2i: {signal.Signals(signum).name} received: finishing the current step, then saving a "
+                    f"checkpoint ({now})")
+            if routed_to_the_programs_logging():  # to_your_logging(): the program's handlers, as every note
+                say(said.replace("i2i: ", "i2i: note: ", 1))
+            else:  # on a line of its own, below a progress bar's
+                print(f"\n{said}", file=sys.stderr, flush=True)
 
     with _signals_handled(STOP_SIGNALS, handler):
         yield
