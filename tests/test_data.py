@@ -353,7 +353,7 @@ def test_corrupt_files_skipped_with_one_warning(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1  # ten named (the files to fix), the rest counted
     assert "skipped 12 unreadable file(s)" in err[0] and "zz_bad_09.jpg" in err[0] and err[0].endswith(" and 2 more")
-    assert "zz_bad_00.jpg (not an image format Pillow can read)" in err[0]
+    assert "zz_bad_00.jpg (named .jpg but does not start as a JPEG file does (damaged, or another kind of file " in err[0]
 
 
 def test_truncated_file_found_when_caching_is_reported_in_the_same_line(tmp_path, capsys):
@@ -404,7 +404,8 @@ def test_empty_and_missing_folders(tmp_path):
         ImageData(data_cfg(tmp_path / "nowhere"), channels=3, device=CPU, seed=0)
     (tmp_path / "only_bad").mkdir()
     (tmp_path / "only_bad" / "x.png").write_bytes(b"garbage")
-    with pytest.raises(UserError, match=r"none of its 1 image files can be read \(e.g. x.png: not an image format"):
+    with pytest.raises(UserError, match=r"none of its 1 image files can be read \(e.g. x.png: named .png but does "
+                                        r"not start as a PNG file does"):
         ImageData(data_cfg(tmp_path / "only_bad"), channels=3, device=CPU, seed=0)
     make_folder(tmp_path / "src", 2)
     with pytest.raises(UserError, match=r'data.val_source = ".*nothing": no such folder'):
@@ -1061,8 +1062,11 @@ def test_a_phones_heic_photo_renamed_jpg_is_named_as_heic(tmp_path, brand, kind)
         decode_image(photo, 3)
     assert info.value.reason == reason
     photo.write_bytes(b"not an image at all")
-    with pytest.raises(UnreadableImageError, match="not an image format Pillow can read"):
+    with pytest.raises(UnreadableImageError, match="named .jpg but does not start as a JPEG file does"):
         decode_image(photo, 3)
+    photo.rename(tmp_path / "IMG_0001.xyz")
+    with pytest.raises(UnreadableImageError, match="not an image format Pillow can read"):
+        decode_image(tmp_path / "IMG_0001.xyz", 3)
 
 
 def test_a_png_with_a_damaged_header_is_named_a_damaged_png(tmp_path):
@@ -1075,3 +1079,7 @@ def test_a_png_with_a_damaged_header_is_named_a_damaged_png(tmp_path):
     with pytest.raises(UnreadableImageError) as info:
         decode_image(tmp_path / "photo.png", 3)
     assert info.value.reason == "a damaged PNG file, whose header does not read"
+    damaged[1] ^= 0x01  # its signature too: no longer a PNG's first bytes
+    (tmp_path / "photo.png").write_bytes(bytes(damaged))
+    with pytest.raises(UnreadableImageError, match=r"named .png but does not start as a PNG file does \(damaged"):
+        decode_image(tmp_path / "photo.png", 3)

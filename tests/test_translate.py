@@ -518,8 +518,9 @@ def test_translate_warning_counts_every_skipped_file_and_says_why(g2c_run, tmp_p
     assert report.written == 1 and report.skipped == 5 and err.count("\n") == 0
     assert err.startswith("i2i: warning: skipped 5 unreadable file(s): ")
     assert "a_huge.png (too large to decode (400,000,000 pixels" in err
-    assert "b_broken_0.png (not an image format Pillow can read)" in err
-    assert err.endswith("b_broken_3.png (not an image format Pillow can read)")  # every one named, up to ten
+    assert "b_broken_0.png (named .png but does not start as a PNG file does" in err
+    assert err.endswith("b_broken_3.png (named .png but does not start as a PNG file does (damaged, or another kind of "
+                        "file given that name))")  # every one named, up to ten
 
 
 def test_eval_counts_the_images_it_scored_and_fails_when_none_decode(g2c_run, tmp_path):

@@ -103,6 +103,10 @@ def _reason(exc: BaseException, path: Path | None = None) -> str:
         readable = _signature_kind(path) if path is not None else ""
         if readable:  # a PNG with a flipped header byte is no unknown format: it is a damaged PNG
             return f"a damaged {readable} file, whose header does not read"
+        named = _NAMED_KINDS.get(path.suffix.lower(), "") if path is not None else ""
+        if named:  # its first bytes are no image's: a damaged start, or another kind of file renamed
+            return (f"named {path.suffix} but does not start as a {named} file does (damaged, or another kind of file "
+                    "given that name)")
         return "not an image format Pillow can read"
     if isinstance(exc, FileNotFoundError):
         if path is not None and path.is_symlink():
@@ -123,6 +127,11 @@ _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEI
 #: The first bytes of the formats i2i reads, by name: a file that starts so and does not open is damaged.
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
                (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+#: The formats whose first bytes :data:`_SIGNATURES` knows, by file extension.
+_NAMED_KINDS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", ".bmp": "BMP", ".tif": "TIFF",
+                ".tiff": "TIFF", ".webp": "WebP"}
 
 
 def _signature_kind(path: Path) -> str:
