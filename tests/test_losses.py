@@ -346,7 +346,7 @@ def test_a_relativistic_g_loss_gets_the_real_logits_and_an_unknown_parameter_is_
 
     for name, loss, said in (("swapped", Swapped, r"takes D's logits in the other order: declare g_loss\(self, d_fake, "
                                                   r"d_real\)"),
-                             ("takes_nothing", TakesNothing, r"its g_loss takes 0 argument\(s\); an adversarial loss is "
+                             ("takes_nothing", TakesNothing, r"its g_loss takes 0 positional argument\(s\); an adversarial loss is "
                                                              r"called as g_loss\(d_fake\)")):
         i2i.register_plugin(type("P", (), {"register_losses": i2i.hookimpl(
             lambda register, name=name, loss=loss: register(name, loss))}), f"{name}-plugin")

@@ -60,7 +60,7 @@ class LossTerm:
                 if method.__name__ == "g_loss" and names is not None and names[:2] == ["d_real", "d_fake"]:
                     problem = "takes D's logits in the other order: declare g_loss(self, d_fake, d_real)"
                 elif names is not None and len(names) < passed and not takes_any_positional(method):
-                    problem = f"takes {len(names)} argument(s)"
+                    problem = f"takes {len(names)} positional argument(s)"
                 elif unmet:
                     problem = f"needs {', '.join(repr(n) for n in unmet)}, which i2i never passes"
                 if problem:
