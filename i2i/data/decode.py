@@ -134,13 +134,18 @@ _NAMED_KINDS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", "
                 ".tiff": "TIFF", ".webp": "WebP"}
 
 
-def _signature_kind(path: Path) -> str:
-    """The format a file's first bytes announce (``PNG``), or ``""``."""
+def _first_bytes(path: Path) -> bytes:
+    """A file's first 12 bytes, where its format is announced (``b""`` when it cannot be read)."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(12)
+            return handle.read(12)
     except OSError:
-        return ""
+        return b""
+
+
+def _signature_kind(path: Path) -> str:
+    """The format a file's first bytes announce (``PNG``), or ``""``."""
+    head = _first_bytes(path)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP"
     return next((name for signature, name in _SIGNATURES if head.startswith(signature)), "")
@@ -149,11 +154,7 @@ def _signature_kind(path: Path) -> str:
 def _unread_kind(path: Path) -> str:
     """The common name of a file Pillow could not identify, where its first bytes say: HEIC,
     HEIF or AVIF (``....ftypheic``); ``""`` otherwise."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(12)
-    except OSError:
-        return ""
+    head = _first_bytes(path)
     return _FTYP_BRANDS.get(head[8:12], "") if head[4:8] == b"ftyp" else ""
 
 
