@@ -17,8 +17,10 @@ the step; the run folder resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from .errors import PluginError, exception_line
 from .messages import say
 
 
@@ -98,3 +100,44 @@ def _check_event_signature(callback: Any, event: str) -> None:
                         f"def {event}(self, {', '.join(arguments)})") from None
     except ValueError:  # a builtin without a signature: left to its first call
         return
+
+
+# -- what a checkpoint keeps of the callbacks ------------------------------------------------------
+def _checkpoint_keys(callbacks: list[Any]) -> list[str]:
+    """Each callback's key in a checkpoint: its class, numbered among callbacks of that class."""
+    keys, seen = [], {}
+    for callback in callbacks:
+        name = f"{type(callback).__module__}.{type(callback).__qualname__}"
+        seen[name] = seen.get(name, 0) + 1
+        keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return keys
+
+
+def callback_states(callbacks: list[Any]) -> dict[str, Any]:
+    """What the callbacks that define ``state_dict()`` return, for a checkpoint (JSON: a
+    callback's patience count, the step it last acted at), by class. A state JSON cannot hold
+    is a :class:`~i2i.errors.PluginError` naming the callback."""
+    states = {}
+    for key, callback in zip(_checkpoint_keys(callbacks), callbacks):
+        if not callable(getattr(callback, "state_dict", None)):
+            continue
+        try:
+            states[key] = json.loads(json.dumps(callback.state_dict(), allow_nan=False))
+        except Exception as exc:
+            raise PluginError(f"callback {type(callback).__name__}: state_dict() failed or gave what JSON cannot "
+                              f"hold ({exception_line(exc)}); it returns a dict of numbers, strings, lists and "
+                              "dicts, which the checkpoint keeps; report this to the plugin's author") from None
+    return states
+
+
+def load_callback_states(callbacks: list[Any], saved: dict[str, Any]) -> None:
+    """Give each callback that defines ``load_state_dict`` what its ``state_dict`` gave at the
+    checkpoint (a resume does, before ``on_run_start``)."""
+    for key, callback in zip(_checkpoint_keys(callbacks), callbacks):
+        if key in saved and callable(getattr(callback, "load_state_dict", None)):
+            try:
+                callback.load_state_dict(saved[key])
+            except Exception as exc:
+                raise PluginError(f"callback {type(callback).__name__}: load_state_dict() failed on the state the "
+                                  f"checkpoint kept ({exception_line(exc)}); report this to the plugin's "
+                                  "author") from None

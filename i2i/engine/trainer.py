@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import __version__
-from ..callbacks import warn_unknown_events
+from ..callbacks import callback_states, load_callback_states, warn_unknown_events
 from ..errors import (PluginError, SecondInterrupt, StopRequested, TrainingStopped, UserError, exception_line,
                       shell_path)
 from ..losses import as_logit_list
@@ -606,7 +606,7 @@ class Trainer:
         status = "failed"
         try:
             if main:
-                self._callback_states()  # a state_dict that cannot be kept is told now, not at the first checkpoint
+                callback_states(self.callbacks)  # a state_dict that cannot be kept is told now, not at the first checkpoint
             every_eval, every_ckpt, every_sample = self.eval_cfg["every"], self.out_cfg["checkpoint_every"], self.out_cfg["sample_every"]
             # on the CPU, steps reuse the memory the previous step freed (see host_memory.py) and
             # use fewer threads while other programs keep cores busy (see cpu_threads.py)
@@ -1087,7 +1087,7 @@ class Trainer:
         }
         state_failure = None
         try:
-            state["callbacks"] = self._callback_states()
+            state["callbacks"] = callback_states(self.callbacks)
         except PluginError as exc:  # the weights first: a callback's bug must not cost the steps trained
             state["callbacks"], state_failure = {}, exc
         optimizers = {"g": self.opt_g, "d": self.opt_d}
@@ -1167,44 +1167,7 @@ class Trainer:
         self.last_baselines = state.get("baselines") or {}
         self.lr_scale = {"g": 1.0, "d": 1.0, **{k: float(v) for k, v in (state.get("lr_scale") or {}).items()}}
         self._scored_step = int(state.get("scored_step", -1))
-        self._load_callback_states(state.get("callbacks") or {})
-
-    def _callback_keys(self) -> list[str]:
-        """Each callback's key in a checkpoint: its class, numbered among callbacks of that class."""
-        keys, seen = [], {}
-        for callback in self.callbacks:
-            name = f"{type(callback).__module__}.{type(callback).__qualname__}"
-            seen[name] = seen.get(name, 0) + 1
-            keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-        return keys
-
-    def _callback_states(self) -> dict[str, Any]:
-        """What the callbacks that define ``state_dict()`` return, for the checkpoint (JSON: a
-        callback's patience count, the step it last acted at), by :meth:`_callback_keys`."""
-        states = {}
-        for key, callback in zip(self._callback_keys(), self.callbacks):
-            if not callable(getattr(callback, "state_dict", None)):
-                continue
-            try:
-                value = callback.state_dict()
-                states[key] = json.loads(json.dumps(value, allow_nan=False))
-            except Exception as exc:
-                raise PluginError(f"callback {type(callback).__name__}: state_dict() failed or gave what JSON cannot "
-                                  f"hold ({exception_line(exc)}); it returns a dict of numbers, strings, lists and "
-                                  "dicts, which the checkpoint keeps; report this to the plugin's author") from None
-        return states
-
-    def _load_callback_states(self, saved: dict[str, Any]) -> None:
-        """Give each callback that defines ``load_state_dict`` what its ``state_dict`` gave at the
-        checkpoint, before ``on_run_start``."""
-        for key, callback in zip(self._callback_keys(), self.callbacks):
-            if key in saved and callable(getattr(callback, "load_state_dict", None)):
-                try:
-                    callback.load_state_dict(saved[key])
-                except Exception as exc:
-                    raise PluginError(f"callback {type(callback).__name__}: load_state_dict() failed on the state the "
-                                      f"checkpoint kept ({exception_line(exc)}); report this to the plugin's "
-                                      "author") from None
+        load_callback_states(self.callbacks, state.get("callbacks") or {})
 
     def scoring_settings(self) -> dict[str, Any]:
         """What a validation score depends on besides the weights: the task's options (its
