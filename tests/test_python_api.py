@@ -177,4 +177,5 @@ def test_a_file_of_the_scored_folder_whose_pixels_do_not_decode_is_named_as_the_
     assert evaluate_run(run.run_dir, data_dir=folder)["images"] == 1
     warnings = [line for line in capsys.readouterr().err.splitlines() if "unreadable" in line]
     assert len(warnings) == 1 and warnings[0].startswith(f"i2i: warning: skipped 2 unreadable file(s) of {folder}: ")
-    assert "notes.png (not an image" in warnings[0] and "photo_1.png (truncated" in warnings[0]
+    assert "notes.png (named .png but does not start as a PNG file does" in warnings[0]
+    assert "photo_1.png (truncated" in warnings[0]
