@@ -269,14 +269,14 @@ def load(path: str | Path, *, device: str = "auto", which: str = "latest") -> Mo
         raise ValueError(f"which = {which!r}: expected 'latest' or 'best'")
     if isinstance(path, (str, os.PathLike)):
         path = user_path(path)
-    for attempt in range(3):
+    for _ in range(2):
         checkpoint = ckpt.find_checkpoint(path, which)
         try:
             return _load_checkpoint(path, checkpoint, device)
         except CheckpointError:
-            if checkpoint.is_dir() or Path(path).resolve() == checkpoint.resolve() or attempt == 2:
+            if checkpoint.is_dir() or Path(path).resolve() == checkpoint.resolve():
                 raise  # damage, or a checkpoint folder given itself: not a pointer that moved on
-    raise AssertionError("unreachable")
+    return _load_checkpoint(path, ckpt.find_checkpoint(path, which), device)  # a third try says what is wrong
 
 
 def _load_checkpoint(path: str | Path, checkpoint: Path, device: str) -> Model:

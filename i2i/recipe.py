@@ -439,10 +439,11 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     notes: list[str] = []
     if isinstance(source, Recipe):  # checked again (its holder may have edited it), keeping where it came from
         data, where, earlier = _plain_values(copy.deepcopy(dict(source))), source.source, list(source.overrides)
-        if data != _plain_values(copy.deepcopy(dict(source._as_loaded))) and not where.endswith(EDITED):
+        as_loaded = _plain_values(copy.deepcopy(dict(source._as_loaded)))
+        if data != as_loaded and not where.endswith(EDITED):
             where += EDITED  # a mistake may be the program's edit, not the file's
         notes = list(source.notes)
-        _leave_out_a_swapped_components_options(data, _plain_values(copy.deepcopy(dict(source._as_loaded))), notes)
+        _leave_out_a_swapped_components_options(data, as_loaded, notes)
     elif isinstance(source, dict):
         data, where = _plain_values(copy.deepcopy(source)), "<recipe>"
     elif isinstance(source, (str, os.PathLike)):

@@ -138,6 +138,7 @@ class Trainer:
         terms = build_loss_terms(recipe, self.D, self.device)
         self.recon, self.adversarial = terms.recon, terms.adversarial
         self.regularizers, self.feature_matching = terms.regularizers, terms.feature_matching
+        self._g_loss_wants_real = any(term.wants_real for term in self.adversarial)  # a relativistic G half
         self.metric_functions = build_metrics(self.task, self.eval_cfg["metrics"], recipe)
         check_scoring_crop(recipe, self.metric_functions)
         # a task, network or metric that breaks its contract fails here, before any step
@@ -431,7 +432,7 @@ class Trainer:
                     else:
                         logits = self.plugin_call("discriminator", self.D_frozen, fake_in)
                     logits = as_logit_list(logits)
-                    if real_logits is None and any(term.wants_real for term in self.adversarial):
+                    if real_logits is None and self._g_loss_wants_real:
                         with torch.no_grad():
                             real_logits = self.plugin_call("discriminator", self.D_frozen, self.d_input(input, target))
                     for term in self.adversarial:
@@ -613,7 +614,6 @@ class Trainer:
             on_cpu = self.device.type == "cpu"
             with freed_memory_kept() if on_cpu else contextlib.nullcontext(), \
                     contextlib.closing(self._thread_governor()) as threads:
-                evaluated = False
                 while self.step < self.total_steps and not self._should_stop():
                     try:
                         self.train_step()
