@@ -836,3 +836,26 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C before a command took over its handling (torch still loading)
         click.echo("i2i: interrupted", err=True)
         sys.exit(130)
+    finally:
+        import atexit
+
+        # registered last, so run first of the exit handlers (torch's were registered as it loaded)
+        atexit.register(_quit_quietly_on_ctrl_c)
+
+
+def _quit_quietly_on_ctrl_c() -> None:
+    """Once the command is done, only the exit handlers are left (torch's among them): a Ctrl-C
+    while they ran printed a traceback from inside one. It ends the process at once instead, as
+    interrupted; everything i2i had to write is written by then."""
+    import os
+    import signal
+    import threading
+
+    def quit_now(signum: int, frame: Any) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(130)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, quit_now)

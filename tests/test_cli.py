@@ -622,3 +622,24 @@ def test_list_json_of_a_name_nothing_has_is_an_empty_list_and_status_1(runner):
     result = runner.invoke(cli, ["list", "tasks", "debluur", "--json"])
     assert result.exit_code == 1 and result.output.startswith("[]\n")
     assert "no tasks match 'debluur' (did you mean 'deblur'?)" in result.output
+
+
+def test_ctrl_c_while_the_interpreter_exits_after_a_command_is_no_traceback(tmp_path):
+    """A second Ctrl-C that lands once the command is done, while torch's exit handlers run,
+    printed a traceback from inside them. It now ends the process quietly, as interrupted."""
+    import subprocess
+    import sys
+
+    code = ("import atexit, os, signal, sys, time\n"
+            "def late_ctrl_c():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    for _ in range(10 ** 6): pass\n"  # the signal is handled between bytecodes
+            "    print('exit handler finished without the interrupt', file=sys.stderr)\n"
+            "atexit.register(late_ctrl_c)\n"  # registered first, so it runs after i2i's
+            "sys.argv = ['i2i', 'list', 'tasks']\n"
+            "from i2i.cli import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
+    assert "gray2color" in done.stdout  # what the command printed is not lost
+    assert done.returncode == 130, done.stderr
