@@ -94,8 +94,12 @@ def photos(tmp_path_factory):
 
 
 # -- the worker (this file run as a script under torchrun) ----------------------------------------
-def worker(recipe_file: str, dump_dir: str) -> None:
-    """Train the recipe, then save this rank's parameters as ``rank{R}.safetensors``."""
+def worker(recipe_file: str, dump_dir: str, mode: str = "match") -> None:
+    """Train the recipe, then save this rank's parameters as ``rank{R}.safetensors``; in mode
+    ``finish_on_rank1``, rank 1 alone ends the run early, with a reason, after step 2."""
+    if mode == "finish_on_rank1":
+        i2i.train(json.loads(Path(recipe_file).read_text()), callbacks=[FinishOnRank1()])
+        return
     seen = {}
 
     class Keep(i2i.Callback):
@@ -128,6 +132,21 @@ class HalveAt2(i2i.Callback):
     def on_log(self, trainer, step, values):
         if step == 2:
             trainer.scale_lr(0.5)
+
+
+class FinishOnRank1(i2i.Callback):
+    """Calls finish_early on rank 1 only, after its step 2 (as a thread of rank 1's may)."""
+
+    def on_run_start(self, trainer):
+        if trainer.dist.rank != 1:
+            return
+        step = trainer.train_step
+
+        def step_then_finish():
+            step()
+            if trainer.step == 1:  # counted after train_step returns: this is step 2
+                trainer.finish_early("rank 1 had enough")
+        trainer.train_step = step_then_finish
 
 
 class BothShards(i2i.Callback):
@@ -169,6 +188,17 @@ def test_two_ranks_match_one_process_with_twice_the_batch(photos, tmp_path):
     assert evals[0]["baselines"].keys() == one.baselines.keys()
     for name, values in one.baselines.items():
         assert evals[0]["baselines"][name] == pytest.approx(values, rel=1e-4), name
+
+
+@needs_gloo
+def test_a_finish_asked_on_rank_1_ends_every_rank_and_its_reason_is_said(photos, tmp_path):
+    """Rank 0 prints the run's summary: a finish_early reason given on rank 1 was left out of it."""
+    recipe_file = tmp_path / "r.json"
+    recipe_file.write_text(json.dumps(tiny_recipe(photos, tmp_path / "run", train={"steps": 6},
+                                                  output={"progress": "none"})))
+    out, err = finish(torchrun([str(HERE), "worker", str(recipe_file), str(tmp_path), "finish_on_rank1"]))
+    assert "i2i: finished 2 steps of 6, ended early (rank 1 had enough)" in out, out + err
+    assert find_checkpoint(tmp_path / "run").name == "step_0000002"
 
 
 # -- one set of run files; a dead rank; resume ------------------------------------------------------

@@ -102,6 +102,7 @@ class Trainer:
         self._unscored_step = -1  # the step whose evaluation a stop request cut short
         self.finish_reason: str | None = None  # a callback's finish_early("why"): the run ends as finished
         self._finish_asked = False
+        self._reasons_shared = False  # the ranks' stop and finish reasons, gathered once they agree to end
         self.finished_early = False  # the run ended, finished, before train.steps (finish_early)
         self._scored_step = -1  # the step last evaluated (checkpointed: a resume's finish_early need not score it again)
         self.lr_scale = {"g": 1.0, "d": 1.0}  # a callback's scale_lr: on top of the recipe's schedule, checkpointed
@@ -591,6 +592,12 @@ class Trainer:
         if rescaled and self.dist.is_distributed:  # a callback's scale_lr ran on rank 0 alone: its scale for all
             self.lr_scale = dict(self.dist.all_gather_object(self.lr_scale)[0])
         self._lr_scale_changed = False
+        if (stop or finish) and self.dist.is_distributed and not self._reasons_shared:
+            # the rank asked (a thread of rank 1's, say) may not be rank 0, which says why the run ended
+            self._reasons_shared = True
+            reasons = self.dist.all_gather_object((self.stop_reason, self.finish_reason))
+            self.stop_reason = self.stop_reason or next((said for said, _ in reasons if said), None)
+            self.finish_reason = self.finish_reason or next((said for _, said in reasons if said), None)
         return stop or finish
 
     def fit(self) -> str:
