@@ -155,6 +155,29 @@ def _refuse_names_too_long(pairs: list[tuple[Path, Path]], targets: list[Path]) 
                         "use a shorter --format)")
 
 
+def names_ignore_case(folder: Path) -> bool:
+    """Whether the file system ``folder`` is (or would be made) on takes ``A.png`` and ``a.png``
+    as one file (macOS's and Windows's do by default): an empty probe file is made in the nearest
+    existing folder and looked up with its name's case changed. False when nothing can be made
+    there (nothing will be written there either)."""
+    import tempfile
+
+    existing = folder
+    while not existing.is_dir() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        handle, probe = tempfile.mkstemp(prefix="i2i-case-probe-", dir=existing)
+    except OSError:
+        return False
+    try:
+        os.close(handle)
+        probe_path = Path(probe)
+        return probe_path.with_name(probe_path.name.upper()).exists()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+
+
 def _refuse_file_folder_clashes(pairs: list[tuple[Path, Path]], targets: list[Path], out_dir: Path) -> None:
     """Before any work: an output file whose name another output needs as a folder (``x.jpg``
     gives ``x.png``, beside a folder ``x.png/`` of inputs), or that is a folder already, would
@@ -349,17 +372,22 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         if existing:
             raise UserError(f"{existing[0]}: already exists ({len(existing)} output file(s) would be replaced); use "
                             "--overwrite, --skip-existing (to finish a translation that stopped) or another --out")
-    sharing: dict[Path, list[Path]] = {}
+    sharing: dict[str, list[Path]] = {}
+    ignores_case = names_ignore_case(out_dir)  # macOS's and Windows's: Photo.png is photo.png
     for (_, file), target in zip(pairs, targets):
-        sharing.setdefault(target, []).append(file)
+        sharing.setdefault(str(target).casefold() if ignores_case else str(target), []).append(file)
+    named: dict[str, Path] = {}  # the name the first of a group's outputs would give the file
+    for target in targets:
+        named.setdefault(str(target).casefold() if ignores_case else str(target), target)
     # all of them in one message: renaming one pair at a time took a run each
-    clashes = [f"{', '.join(map(str, files[:-1]))} and {files[-1]} -> {target}"
-               for target, files in sharing.items() if len(files) > 1]
+    clashes = [f"{', '.join(map(str, files[:-1]))} and {files[-1]} -> {named[key]}"
+               for key, files in sharing.items() if len(files) > 1]
     if clashes:
         more = f" (and {len(clashes) - 10} more)" if len(clashes) > 10 else ""
+        case = ", and names differing only in case are one file on the file system of --out" if ignores_case else ""
         raise UserError(f"{len(clashes)} group(s) of inputs would be written to the same file (outputs are named by file "
-                        f"stem, in --format): {'; '.join(clashes[:10])}{more}; rename one of each, or translate them "
-                        "on their own into another --out")
+                        f"stem, in --format{case}): {'; '.join(clashes[:10])}{more}; rename one of each, or translate "
+                        "them on their own into another --out")
     _refuse_names_too_long(pairs, targets)
     # the files still to translate: --skip-existing reads no more
     _refuse_sizes_the_format_cannot_hold(pairs, fmt, getattr(getattr(model, "task", None), "output_scale", 1))

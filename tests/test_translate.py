@@ -618,6 +618,35 @@ def test_translate_refuses_two_inputs_with_one_output_name_before_writing(g2c_ru
                              "rename one of each, or translate them on their own into another --out\n")
 
 
+def test_names_differing_only_in_case_clash_where_the_file_system_ignores_case(g2c_run, tmp_path, monkeypatch):
+    """On macOS's and Windows's file systems Photo.jpg's and photo.png's outputs are one file:
+    the second translation silently replaced the first. Refused there as any clash is; this
+    file system's own answer is asked, so on Linux both are written."""
+    from click.testing import CliRunner
+
+    import i2i.translate
+    from i2i.cli import cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("Photo.jpg", "photo.png"):
+        Image.new("RGB", (20, 16), (200, 30, 60)).save(folder / name)
+    on_this_system = i2i.translate.names_ignore_case(tmp_path)
+    assert on_this_system == (tmp_path / "IN").exists()  # the probe agrees with a plain look-up
+    assert list(tmp_path.iterdir()) == [folder]  # and leaves nothing behind
+    if not on_this_system:
+        result = CliRunner().invoke(cli, ["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "o"), "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert written_in(tmp_path / "o") == ["Photo.png", "photo.png"]
+    monkeypatch.setattr(i2i.translate, "names_ignore_case", lambda folder: True)
+    result = CliRunner().invoke(cli, ["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "o2")])
+    assert result.exit_code == 2 and not (tmp_path / "o2").exists()
+    assert result.output == (f"i2i: error: 1 group(s) of inputs would be written to the same file (outputs are named by "
+                             "file stem, in --format, and names differing only in case are one file on the file system "
+                             f"of --out): {folder / 'Photo.jpg'} and {folder / 'photo.png'} -> {tmp_path / 'o2' / 'Photo.png'}"
+                             "; rename one of each, or translate them on their own into another --out\n")
+
+
 def test_translate_refuses_an_output_file_named_as_an_output_folder_before_writing(g2c_run, tmp_path):
     folder = tmp_path / "in"
     (folder / "x.png").mkdir(parents=True)  # a folder of inputs whose name is x.jpg's output name
