@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pytest
 import torch
 from kornia.color import lab_to_rgb, rgb_to_grayscale, rgb_to_lab
@@ -174,6 +175,19 @@ def test_denoise_best_blur_beats_the_noisy_input_on_smooth_images():
         return (10 * torch.log10(1 / (image - clean).pow(2).flatten(1).mean(1))).mean()
 
     assert psnr(base["best gaussian blur"]) >= psnr(base["noisy input"]) + 3
+
+
+def test_denoise_best_blur_never_scores_below_the_noisy_input_at_low_noise():
+    """At sigma 3 every blur of 0.5 px or more lost detail worth more than the noise it removed:
+    the 'best a blur can do' scored 2 dB below the noisy input it is meant to improve on."""
+    from i2i_builtin_tasks._common import psnr_per_image
+
+    task = build("denoise", sigma=3.0)
+    g = torch.Generator().manual_seed(1)
+    clean = torch.rand(3, 3, 32, 32, generator=g)  # detail at every pixel: no blur pays
+    input, target = task.make_pair(clean, g)
+    base = task.baselines(input, task.to_image(target, input))
+    assert (psnr_per_image(base["best gaussian blur"], clean) >= psnr_per_image(base["noisy input"], clean)).all()
 
 
 def test_color2gray_target_and_baseline():
@@ -493,6 +507,17 @@ def test_deblur_unsharp_mask_beats_the_blurred_input_and_options_are_checked():
     from i2i_builtin_tasks._common import psnr_per_image
 
     assert (psnr_per_image(baselines["best unsharp mask"], clean) > psnr_per_image(baselines["blurred input"], clean)).all()
+
+    # the amount is fitted, not picked from a short list: no amount on a fine grid does better
+    from kornia.filters import gaussian_blur2d
+
+    blurred = (input + 1) / 2
+    found = psnr_per_image(baselines["best unsharp mask"], clean)
+    for width in (0.5, 1.0, 1.5, 2.0, 3.0):
+        soft = gaussian_blur2d(blurred, 2 * math.ceil(3 * width) + 1, (width, width), border_type="replicate")
+        for amount in torch.arange(0, 12.01, 0.25).tolist():
+            tried = psnr_per_image((blurred + amount * (blurred - soft)).clamp(0, 1), clean)
+            assert (found >= tried - 0.02).all(), (width, amount, found, tried)
     for bad, said in ((0.0, "a blur width above 0"), (11.0, "at most 10"), ([3.0, 1.0], "0 <= low <= high"),
                       ([0.0, 0.0], "high above 0"), ("wide", "expected a blur width"), (float("nan"), "above 0")):
         with pytest.raises(RecipeError, match=rf"task.sigma = .*{said}"):
