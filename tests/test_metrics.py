@@ -328,6 +328,28 @@ def test_the_runs_summary_shows_no_baseline_beside_a_value_of_the_targets():
                                                         "delta_colourfulness 6.8 (grey copy 79.9)")
 
 
+def test_ssim_y_is_the_super_resolution_papers_ssim():
+    """SSIM on the same Y as psnr_y, with the scale's border left out (BasicSR's calculate_ssim
+    with test_y_channel and crop_border): SR tables report it beside PSNR on Y."""
+    ssim, ssim_y, ssim_y_x4 = build("ssim"), build("ssim_y"), build("ssim_y_x4")
+    g = torch.Generator().manual_seed(3)
+    grey = torch.rand(2, 1, 32, 32, generator=g)
+    noisy = (grey + 0.1 * torch.randn(grey.shape, generator=g)).clamp(0, 1)
+    assert ssim_y(grey, noisy).tolist() == pytest.approx(ssim(grey, noisy).tolist(), abs=1e-5)  # grey: its own values
+    # an error in blue alone barely moves Y (24.966 of 219 parts), one in green moves it five times as much
+    base = torch.rand(1, 3, 32, 32, generator=g) * 0.5 + 0.25
+    blue, green = base.clone(), base.clone()
+    blue[:, 2] += 0.2 * torch.randn(32, 32, generator=g)
+    green[:, 1] += 0.2 * torch.randn(32, 32, generator=g)
+    assert 1 - ssim_y(base, green).item() > 5 * (1 - ssim_y(base, blue).item()) > 0
+    # the border: damage within 4 px of the edge is left out at 4x, in the middle it is not
+    edge, middle = base.clone(), base.clone()
+    edge[..., :4, :] = 0
+    middle[..., 14:18, 14:18] = 0
+    assert ssim_y_x4(base, edge).item() == pytest.approx(1.0, abs=1e-6) and ssim_y(base, edge).item() < 0.95
+    assert ssim_y_x4(base, middle).item() < 0.95
+
+
 def test_psnr_y_is_the_super_resolution_papers_psnr():
     """BT.601 studio-range luma (MATLAB's rgb2ycbcr), with the scale's border left out."""
     import math

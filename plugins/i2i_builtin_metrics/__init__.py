@@ -1,4 +1,4 @@
-"""i2i's built-in metrics: psnr, psnr_y (super-resolution papers' PSNR), ssim, mae and colourfulness.
+"""i2i's built-in metrics: psnr, psnr_y and ssim_y (super-resolution papers' PSNR and SSIM), ssim, mae and colourfulness.
 
 A metric maps ``(output, target)`` images in [0, 1], ``[B, C, H, W]``, to one value per image
 (a ``[B]`` tensor, or a dict of them); the evaluator sums them on the device and averages over
@@ -12,9 +12,9 @@ from typing import Callable
 
 import i2i
 
-from .image import MAE, PSNR, PSNRY, SSIM, Colourfulness, colourfulness
+from .image import MAE, PSNR, PSNRY, SSIM, SSIMY, Colourfulness, colourfulness
 
-__all__ = ["MAE", "PSNR", "PSNRY", "SSIM", "Colourfulness", "colourfulness", "register_metrics"]
+__all__ = ["MAE", "PSNR", "PSNRY", "SSIM", "SSIMY", "Colourfulness", "colourfulness", "register_metrics"]
 
 #: The scales super-resolution tables report, each with its border left out (``psnr_y_x4``).
 SR_SCALES = (2, 3, 4, 8)
@@ -28,11 +28,15 @@ def register_metrics(register: Callable[..., None]) -> None:
         register(f"psnr_y_x{scale}", PSNRY, defaults={"border": scale},
                  description=f"PSNR on Y with {scale} px of border left out, as {scale}x super-resolution tables report it.")
     register("ssim", SSIM)
+    register("ssim_y", SSIMY)
+    for scale in SR_SCALES:
+        register(f"ssim_y_x{scale}", SSIMY, defaults={"border": scale},
+                 description=f"SSIM on Y with {scale} px of border left out, as {scale}x super-resolution tables report it.")
     register("mae", MAE)
     register("colourfulness", Colourfulness)
     register(
         "colourfulness_abs",
         Colourfulness,
-        description="Colourfulness with |R - G|, |(R + G)/2 - B| as DDColor computes it (keys *_abs).",
+        description="Colourfulness with |R - G|, |(R + G)/2 - B| as DDColor computes it (keys colourfulness_abs, colourfulness_abs_target, delta_colourfulness_abs).",
         defaults={"absolute": True},
     )

@@ -47,9 +47,27 @@ class PSNR(Metric):
         return -10 * torch.log10(mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))
 
 
+def studio_luma(image: Tensor) -> Tensor:
+    """``[B, H, W]``: ITU-R BT.601 luma on its studio range (16/255 to 235/255), as MATLAB's
+    ``rgb2ycbcr`` and BasicSR's ``bgr2ycbcr(y_only=True)`` compute it; a grey (1-channel) image
+    is its own values (see :class:`PSNRY`)."""
+    if image.shape[1] == 1:
+        return image[:, 0]
+    weights = torch.tensor([65.481, 128.553, 24.966], dtype=image.dtype, device=image.device).view(1, 3, 1, 1) / 255
+    return (image * weights).sum(1) + 16 / 255
+
+
+def without_border(images: list[Tensor], border: int) -> list[Tensor]:
+    """``border`` px left out on each side of ``[..., H, W]`` images, unless that leaves none."""
+    if border and min(images[0].shape[-2:]) > 2 * border:
+        return [image[..., border:-border, border:-border] for image in images]
+    return images
+
+
 class PSNRY:
-    """PSNR in dB per image on the luma channel Y, with ``border`` px left out on each side: how
-    super-resolution papers (Set5, Set14, Urban100, DIV2K tables) report PSNR.
+    """PSNR in dB per image on the luma channel Y, with ``border`` px left out on each side.
+
+    How super-resolution papers (Set5, Set14, Urban100, DIV2K tables) report PSNR.
 
     Y is ITU-R BT.601 luma on its studio range, as MATLAB's ``rgb2ycbcr`` and BasicSR's
     ``bgr2ycbcr(y_only=True)`` compute it: ``16/255 + (65.481 R + 128.553 G + 24.966 B) / 255``;
@@ -72,11 +90,7 @@ class PSNRY:
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
         output, target = check_pair(output, target)
-        weights = torch.tensor([65.481, 128.553, 24.966], dtype=output.dtype, device=output.device).view(1, 3, 1, 1) / 255
-        luma = [image[:, 0] if image.shape[1] == 1 else (image * weights).sum(1) + 16 / 255 for image in (output, target)]
-        b = self.border
-        if b and min(output.shape[-2:]) > 2 * b:
-            luma = [y[..., b:-b, b:-b] for y in luma]
+        luma = without_border([studio_luma(output), studio_luma(target)], self.border)
         mse = (luma[0] - luma[1]).square().flatten(1).mean(1)
         return -10 * torch.log10(mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))
 
@@ -91,17 +105,44 @@ class SSIM(Metric):
     largest odd window that fits. No options.
     """
 
-    window = 11
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        output, target = check_pair(output, target)
+        return ssim_per_image(output, target)
+
+
+def ssim_per_image(output: Tensor, target: Tensor, window: int = 11) -> Tensor:
+    """``[B]``: the mean of kornia's SSIM map of float ``[B, C, H, W]`` images, as :class:`SSIM`
+    says (the valid map; small images as it says)."""
+    from kornia.metrics import ssim
+
+    side = min(output.shape[-2:])
+    padding = "valid"
+    if side < window:
+        window, padding = (window, "same") if side > window // 2 else (side - 1 + side % 2, "valid")
+    return ssim(output, target, window, max_val=1.0, eps=0.0, padding=padding).flatten(1).mean(1)
+
+
+class SSIMY:
+    """SSIM per image on the luma channel Y, with ``border`` px left out on each side.
+
+    The SSIM of super-resolution tables (BasicSR's ``calculate_ssim`` with ``test_y_channel``
+    and ``crop_border``): Y as :class:`PSNRY` computes it, the border left out, then SSIM as
+    :class:`SSIM` computes it (11x11 Gaussian window, sigma 1.5, valid map). A grey image is
+    scored on its own values; an image too small to keep any pixel is scored whole.
+
+    Options:
+      border: px left out on each side (0: the whole image).
+    """
+
+    def __init__(self, border: int = 0) -> None:
+        if border < 0:
+            raise i2i.UserError(f"border = {border}: expected 0 or more px")
+        self.border = border
 
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
-        from kornia.metrics import ssim
-
         output, target = check_pair(output, target)
-        side = min(output.shape[-2:])
-        window, padding = self.window, "valid"
-        if side < self.window:
-            window, padding = (self.window, "same") if side > self.window // 2 else (side - 1 + side % 2, "valid")
-        return ssim(output, target, window, max_val=1.0, eps=0.0, padding=padding).flatten(1).mean(1)
+        luma = without_border([studio_luma(output)[:, None], studio_luma(target)[:, None]], self.border)
+        return ssim_per_image(luma[0], luma[1])
 
 
 class MAE(Metric):
@@ -149,7 +190,8 @@ class Colourfulness:
     papers. Grey images score 0.
 
     Option ``absolute`` (default false): use |R - G| and |(R + G) / 2 - B| as DDColor's code
-    (and so its published CF and ΔCF) does; the keys then end in ``_abs``. The metric
+    (and so its published CF and ΔCF) does; the keys are then ``colourfulness_abs``,
+    ``colourfulness_abs_target`` and ``delta_colourfulness_abs``. The metric
     ``colourfulness_abs`` is this variant.
     """
 

@@ -63,7 +63,8 @@ class SuperRes(RestorationTask):
         ``denoise``.
 
     Metrics psnr and ssim, on all channels and the whole image, and ``psnr_y_x<scale>``: PSNR on
-    the Y channel with ``scale`` px of border left out, as super-resolution papers report it;
+    the Y channel with ``scale`` px of border left out, as super-resolution papers report it,
+    and ``ssim_y_x<scale>``, SSIM on that Y with that border;
     baseline "bicubic": the enlarged input itself.
     """
 
@@ -73,7 +74,8 @@ class SuperRes(RestorationTask):
         super().__init__(channels, residual)
         self.scale = scale
         self.output_scale = scale  # type: ignore[misc]
-        self.metrics = ("psnr", "ssim", f"psnr_y_x{scale}")  # type: ignore[misc]  # the papers' PSNR at this scale
+        # the papers' PSNR and SSIM at this scale
+        self.metrics = ("psnr", "ssim", f"psnr_y_x{scale}", f"ssim_y_x{scale}")  # type: ignore[misc]
 
     def make_pair(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         height, width = clean.shape[-2:]
