@@ -113,6 +113,8 @@ def _exit_on_usage_error(exc: click.UsageError, ctx: click.Context | None) -> No
         context = context.parent
     command = " ".join(["i2i", *names])
     hint, message = _reference_hint(exc), re.sub(r"\s*\n\s*", " ", exc.format_message())  # Click lists choices a line each
+    if hint and isinstance(exc, click.NoSuchOption):  # click's guess (--norm: '--nproc'?) is not what was meant
+        message = re.sub(r"\.? Did you mean .*$", "", message)
     if hint:  # Click's own guess (--model: "Did you mean '--help'?") is noise beside it
         message = re.split(r"\.? \(?Did you mean", message, maxsplit=1)[0]
     _say_error(f"i2i: error: {message.rstrip('.')}{hint} ({command} --help lists what it takes)")
@@ -125,6 +127,25 @@ REFERENCE_COMMANDS = {"train": "i2i run RECIPE trains (the reference's train.py)
                               "it (the reference's test.py)"}
 
 
+#: The reference test.py's options typed on the commands that apply or score a run: what they are there
+APPLYING_REFERENCE_OPTIONS = {
+    "eval": {"dataroot": "is --data DIR here (the test images; with --pair-data DIR for a run trained on two folders)",
+             "phase": "is --data D/test here", "num_test": "is --set eval.max_images=N here",
+             "results_dir": "is --save-images DIR (the input, output and target images) and --per-image FILE.csv here",
+             "eval": "is always in effect here: i2i scores in eval mode; leave it out",
+             "epoch": "is --checkpoint latest, best or a step here",
+             "which_epoch": "is --checkpoint latest, best or a step here"},
+    "translate": {"dataroot": "is the IMAGES arguments here (files or folders)",
+                  "phase": "is the IMAGES arguments here (D/test)", "results_dir": "is --out DIR here",
+                  "eval": "is always in effect here: i2i translates in eval mode; leave it out",
+                  "epoch": "is --checkpoint latest, best or a step here",
+                  "which_epoch": "is --checkpoint latest, best or a step here",
+                  "num_test": "has no counterpart here: name the images to translate",
+                  "direction": "is the run's own task.direction here: translate applies the run as it was trained "
+                               "(train with task.direction = \"AtoB\" for the other way)"},
+}
+
+
 def _reference_hint(exc: click.UsageError) -> str:
     """``; the reference's --dataroot is data.source here (set with --set KEY=VALUE)`` for a
     reference option or script name typed on i2i's command line, else ``""``."""
@@ -135,9 +156,15 @@ def _reference_hint(exc: click.UsageError) -> str:
         return ("; translate applies the run as it was trained (its task options included); i2i eval RUN --set "
                 "task.KEY=VALUE scores it under others, and a run trained under them translates with them")
     if isinstance(exc, click.NoSuchOption):
+        command = exc.ctx.info_name if exc.ctx is not None else ""
+        bare = exc.option_name.lstrip("-").lower()
+        if command in APPLYING_REFERENCE_OPTIONS and bare in APPLYING_REFERENCE_OPTIONS[command]:
+            return f"; the reference's --{exc.option_name.lstrip('-')} {APPLYING_REFERENCE_OPTIONS[command][bare]}"
         said = reference_option_text(exc.option_name)
-        meaning = REFERENCE_OPTIONS.get(exc.option_name.lstrip("-").lower(), "")
+        meaning = REFERENCE_OPTIONS.get(bare, "")
         keyed = not meaning.startswith(("i2i ", "--", "nothing: "))  # a recipe key, not a command or no counterpart
+        if said and keyed and command in ("eval", "translate"):  # neither takes training settings
+            return f"; {said} (a training setting: in the recipe, or i2i run RECIPE --set KEY=VALUE)"
         if said:
             return f"; {said}{' (set with --set KEY=VALUE)' if keyed else ''}"
     match = re.match(r"No such command '([^']+)'", exc.format_message())

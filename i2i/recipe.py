@@ -854,6 +854,7 @@ REFERENCE_OPTIONS = {
     "ndf": "discriminator.width",
     "n_layers_d": "discriminator.n_layers",
     "no_dropout": "generator.dropout = false",
+    "norm": 'generator.norm and discriminator.norm ("batch", "instance" or "none"; the reference sets both)',
     "no_flip": "data.flip = false",
     "direction": 'task.direction = "AtoB" or "BtoA" of task "paired"',
     "input_nc": 'task.input_channels of task "paired"',
@@ -870,14 +871,21 @@ REFERENCE_OPTIONS = {
     "load_size": "data.resize",
     "crop_size": "data.size",
     "dataroot": "data.source",
-    "preprocess": "data.resize with data.size; data.resize = 0 crops only",
+    "preprocess": "data.resize with data.size; data.resize = 0 crops only (training always crops to data.size: "
+                  "its none, whole images of any size, has no counterpart; i2i eval and translate take whole images)",
+    "print_freq": "output.log_every, in steps",
+    "display_freq": "output.sample_every, in steps",
+    "phase": "data.source = \"D/train\" and data.val_source = \"D/val\"; i2i eval RUN --data D/test",
+    "num_test": "i2i eval RUN --set eval.max_images=N",
+    "results_dir": "i2i eval RUN --save-images DIR, or i2i translate RUN IMAGES --out DIR",
+    "checkpoints_dir": "output.dir, or i2i run --out DIR",
     "save_epoch_freq": "output.checkpoint_every, in steps",
     "continue_train": "i2i run --resume RUN_DIR",
     "epoch": "--checkpoint latest or best, or a checkpoint folder RUN_DIR/checkpoints/step_N given as the run",
     "which_epoch": "--checkpoint latest or best, or a checkpoint folder RUN_DIR/checkpoints/step_N given as the run",
     "gpu_ids": 'train.device = "cuda", "cuda:N" or "cpu" (its -1); several GPUs: i2i run --nproc N',
     "model": 'task.name = "paired" for pix2pix (i2i does not train CycleGAN\'s unpaired setting)',
-    "dataset_mode": 'task "paired": A|B files side by side (aligned), or task.pair_source folders; unaligned '
+    "dataset_mode": 'task "paired": A|B files side by side (aligned), or data.pair_source folders; unaligned '
                     "(CycleGAN) data is not trained by i2i",
     "pool_size": "nothing: i2i keeps no image pool (pix2pix's default, 0; CycleGAN's pool belongs to its unpaired "
                  "training)",

@@ -108,6 +108,15 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["run", RECIPE, "--model", "pix2pix"], "No such option '--model'; the reference's --model is task.name = \"paired\" "
                                             "for pix2pix"),
     (["run", RECIPE, "--continue_train"], "the reference's --continue_train is i2i run --resume RUN_DIR here (i2i run"),
+    (["run", RECIPE, "--norm", "instance"], "No such option '--norm'; the reference's --norm is generator.norm and "
+                                            "discriminator.norm"),  # not click's "Did you mean '--nproc'?"
+    # test.py's options on the commands that apply a run: what they are there, not recipe keys
+    (["eval", "run", "--dataroot", "x"], "No such option '--dataroot'; the reference's --dataroot is --data DIR here"),
+    (["eval", "run", "--lambda_L1", "3"], "the reference's --lambda_L1 is [losses.l1] weight here (a training setting: "
+                                          "in the recipe, or i2i run RECIPE --set KEY=VALUE)"),
+    (["translate", "run", "x", "--out", "y", "--direction", "AtoB"],
+     "the reference's --direction is the run's own task.direction here: translate applies the run as it was trained"),
+    (["translate", "run", "x", "--out", "y", "--eval"], "the reference's --eval is always in effect here"),
     (["train"], "No such command 'train'; i2i run RECIPE trains (the reference's train.py)"),
     (["test"], "No such command 'test'; i2i translate RUN IMAGES --out DIR applies a model, and i2i eval RUN --data DIR "
                "scores it (the reference's test.py)"),

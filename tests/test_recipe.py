@@ -327,6 +327,12 @@ def test_a_run_prints_the_recipes_notes_once(tmp_path, capsys):
     ("data.load_size=286", "(the reference's --load_size is data.resize here)"),
     ("data.crop_size=256", "(the reference's --crop_size is data.size here)"),
     ("data.no_flip=true", "(the reference's --no_flip is data.flip = false here)"),
+    ("train.print_freq=100", "(the reference's --print_freq is output.log_every, in steps here)"),
+    ("data.dataset_mode='aligned'", "(the reference's --dataset_mode is task \"paired\": A|B files side by side "
+                                    "(aligned), or data.pair_source folders; unaligned (CycleGAN) data is not trained by "
+                                    "i2i here)"),
+    ("train.norm='instance'", "(the reference's --norm is generator.norm and discriminator.norm (\"batch\", "
+                              "\"instance\" or \"none\"; the reference sets both) here)"),
     ("output.name='x'", "(the reference's --name is the run's folder here: output.dir, or i2i run --out DIR)"),
     ("train.n_epochs=3", "(the reference's --n_epochs is train.steps = epochs x training images / train.batch_size here)"),
     ("output.out='x'", "(i2i's key is output.dir)"),
