@@ -226,3 +226,19 @@ def test_resuming_an_imported_paired_run_points_to_init_from_before_reading_its_
         f"train.init_from={run_dir}\n")
     header = (run_dir / "recipe.toml").read_text().splitlines()[0]
     assert "rerun with" not in header and f"i2i run RECIPE --set train.init_from={run_dir}" in header
+
+
+def test_a_source_trained_under_other_task_options_is_named_with_them(photos, tmp_path):
+    """A BtoA run fine-tuned by a recipe left at AtoB trained the opposite mapping from its
+    weights without a word (a changed generator option had a note)."""
+    paired = i2i.load_recipe({"task": {"name": "paired", "direction": "BtoA"}, "generator": dict(TINY_GAN["generator"]),
+                              "losses": {"l1": {}}})
+    from i2i.engine.components import build_networks
+
+    weights = build_networks(paired, torch.device("cpu")).G.state_dict()
+    source = i2i.create_run_from_weights(paired, weights, tmp_path / "btoa")
+    tuned = i2i.load_recipe({"task": {"name": "paired"}, "generator": dict(TINY_GAN["generator"]), "losses": {"l1": {}},
+                             "data": {"source": str(photos), "size": 8}, "train": {"init_from": str(source)}})
+    trainer = Trainer(tuned, tmp_path / "atob", quiet=True)
+    assert "that run trained task.direction = 'BtoA', and this run fine-tunes it with this recipe's task options" in \
+        " ".join(trainer.initial_weights.notes)

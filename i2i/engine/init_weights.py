@@ -217,9 +217,13 @@ def _wrapper(outer: dict[str, torch.Tensor], inner: dict[str, torch.Tensor]) -> 
 
 
 def _task_notes(checkpoint: Path, source: dict | None, recipe: Recipe) -> list[str]:
-    """Weights trained for another task may still fit (3 channels in and out): say so."""
+    """Weights trained for another task may still fit (3 channels in and out): say so; and for
+    the same task under other options (a pair task's direction turned round sets the network
+    the opposite mapping to learn), which ones."""
     if _same_name(source, recipe, "task"):
-        return []
+        differing = _differences(source, recipe, "task")
+        return [f"{KEY}: that run trained {differing}, and this run fine-tunes it with this recipe's task options"
+                ] if differing else []
     return [f"{KEY}: {checkpoint} was trained for task {source['task']['name']!r}; this run fine-tunes it for task "
             f"{recipe['task']['name']!r}"]
 
