@@ -132,3 +132,14 @@ def test_the_deep_images_note_counts_only_images_that_decode(tmp_path, capsys):
     ImageData(data_cfg(tmp_path), channels=3, device=CPU, seed=0)
     err = capsys.readouterr().err
     assert "deep_2.png" in err and "2 of the 2 images have more than 8 bits per channel" in err
+
+
+def test_a_16_bit_image_in_the_pair_folder_is_the_one_named(tmp_path, capsys):
+    """With 8-bit A images and 16-bit B ones, the note named the A file for B's depth."""
+    deep_folder(tmp_path / "B", 2)
+    (tmp_path / "A").mkdir()
+    for i in range(2):
+        Image.fromarray(noise_rgb(16, 16, seed=i)).save(tmp_path / "A" / f"deep_{i}.png")
+    ImageData(data_cfg(tmp_path / "A", pair_source=str(tmp_path / "B")), channels=3, device=CPU, seed=0,
+              side_by_side=True)
+    assert f"(e.g. {tmp_path / 'B' / 'deep_0.png'})" in capsys.readouterr().err

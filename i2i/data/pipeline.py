@@ -21,6 +21,8 @@ int16 tensor on the device (CUDA has few uint16 kernels; int16 has them all), tw
 
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import hashlib
 import multiprocessing
@@ -681,8 +683,15 @@ def note_deep_images(train: list[ImageFile], val: list[ImageFile]) -> None:
         return
     sets = [words for words, files in (("the training images are read", train), ("the validation images are scored", val))
             if any(f.deep for f in files)]
+    example = deep[0].path
+    if deep[0].partner is not None:  # a pair across two folders: the deep one may be either
+        from .decode import probe_image
+
+        with contextlib.suppress(Exception):
+            if not probe_image(example, upright=True)[2]:
+                example = deep[0].partner
     say(f"i2i: note: {len(deep)} of the {len(train) + len(val)} images have more than 8 bits per channel (e.g. "
-        f"{deep[0].path}), so {' and '.join(sets)} at 16 bits, taking two bytes per value in memory")
+        f"{example}), so {' and '.join(sets)} at 16 bits, taking two bytes per value in memory")
 
 
 def _cropped(length: int, crop: int) -> int:
