@@ -824,13 +824,22 @@ def test_a_data_set_laid_out_as_the_references_gets_a_note(tmp_path, capfd):
     assert capfd.readouterr().err == ""
     for split in ("trainA", "trainB"):
         make_photos(tmp_path / "horse2zebra" / split, count=1, size=(20, 20))
+    (tmp_path / "horse2zebra" / "trainB" / "photo_0.png").rename(tmp_path / "horse2zebra" / "trainB" / "zebra_0.png")
     scan_folder(str(tmp_path / "horse2zebra"), "data.source")
     assert "holds trainA, trainB: an unpaired (CycleGAN) data set" in capfd.readouterr().err
     with pytest.raises(UserError, match=r"holds trainA, trainB: an unpaired \(CycleGAN\) data set, whose files are single "
                                         r"photos, and this task reads files that hold a pair side by side"):
         scan_folder(str(tmp_path / "horse2zebra"), "data.source", side_by_side=True)  # they would be cut in half
-    with pytest.raises(UserError, match="an unpaired"):  # as --nproc's check before starting the processes scans
-        scan_folder(str(tmp_path / "horse2zebra"), "data.source", quiet=True, side_by_side=True)
+    with pytest.raises(UserError, match="an unpaired.*; i2i does not train CycleGAN's unpaired setting$"):
+        scan_folder(str(tmp_path / "horse2zebra"), "data.source", quiet=True, side_by_side=True)  # as --nproc checks
+    # pairs kept in CycleGAN's folder names, under the same file names: the keys that read them as pairs
+    for split in ("trainA", "trainB"):
+        make_photos(tmp_path / "two" / split, count=2, size=(20, 20))
+    with pytest.raises(UserError) as refused:
+        scan_folder(str(tmp_path / "two"), "data.source", side_by_side=True)
+    assert str(refused.value).endswith(
+        f'; its trainA and trainB hold the same file names, so if they are pairs, '
+        f'set data.source = "{tmp_path / "two" / "trainA"}" and data.pair_source = "{tmp_path / "two" / "trainB"}"')
 
 
 def test_a_single_photo_among_side_by_side_pairs_is_named(tmp_path, capsys):

@@ -218,6 +218,16 @@ SPLIT_FOLDERS = ("train", "val", "test")
 UNPAIRED_FOLDERS = ("trainA", "trainB", "testA", "testB")
 
 
+def _same_names(one: Path, other: Path) -> bool:
+    """Whether two folders' files (directly inside) mostly share their names' stems: pairs kept
+    in two folders, as ``data.pair_source`` reads them."""
+    try:
+        stems = [{entry.stem for entry in folder.iterdir() if entry.is_file()} for folder in (one, other)]
+    except OSError:
+        return False
+    return bool(stems[0]) and len(stems[0] & stems[1]) * 2 >= max(len(stems[0]), len(stems[1]))
+
+
 def print_reference_layout_note(key: str, value: str, folder: Path, side_by_side: bool = False, quiet: bool = False) -> None:
     """A note when ``folder`` is laid out as the reference's data sets are (``train/``, ``val/``,
     ``test/``; or CycleGAN's ``trainA/``, ``trainB/``): searched with its subfolders, they would
@@ -240,9 +250,17 @@ def print_reference_layout_note(key: str, value: str, folder: Path, side_by_side
                         f"with its pair under the same name in the other folder, while this task reads files that hold a "
                         f"pair side by side (A|B); {use}")
     if len(unpaired) >= 2 and side_by_side:
+        paired = _same_names(folder / "trainA", folder / "trainB") or _same_names(folder / "testA", folder / "testB")
+        half = "train" if _same_names(folder / "trainA", folder / "trainB") else "test"
+        a, b = Path(value) / f"{half}A", Path(value) / f"{half}B"
+        if paired:  # pairs kept in two folders under the same names, CycleGAN's folder names or not
+            use = (f"score them with --data {a} --pair-data {b}" if key == "--data" else
+                   f'set data.source = "{a}" and data.pair_source = "{b}"')
+            tail = f"; its {half}A and {half}B hold the same file names, so if they are pairs, {use}"
+        else:
+            tail = "; i2i does not train CycleGAN's unpaired setting"
         raise UserError(f"{where} holds {', '.join(unpaired)}: an unpaired (CycleGAN) data set, whose files are single "
-                        "photos, and this task reads files that hold a pair side by side (A|B); i2i does not train "
-                        "CycleGAN's unpaired setting")
+                        f"photos, and this task reads files that hold a pair side by side (A|B){tail}")
     if quiet:
         return
     if len(unpaired) >= 2:
@@ -436,7 +454,7 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
         raise UserError(f'{key} = "{value}": none of its {len(unreadable)} image files can be read '
                         f"(e.g. {first.name}: {why[first]})")
     if side_by_side and not quiet:
-        warn_unlike_halves(f'{key} = "{value}"', readable)
+        warn_unlike_halves(f'{key} = "{value}"', readable, scoring=key == "--data")
     return readable, unreadable
 
 
@@ -536,7 +554,7 @@ UNLIKE_SHAPE = 1.15
 NARROW_HALVES = 0.6
 
 
-def warn_unlike_halves(where: str, files: list[ImageFile]) -> None:
+def warn_unlike_halves(where: str, files: list[ImageFile], scoring: bool = False) -> None:
     """Warn when most side-by-side files are no wider than tall (single photos, as the
     reference's separate A/ and B/ folders hold: cut in half, each trains as a pair), and about
     files whose halves are shaped unlike most (a single photo saved among the pairs trains as a
@@ -548,8 +566,10 @@ def warn_unlike_halves(where: str, files: list[ImageFile]) -> None:
     if usual < NARROW_HALVES:
         say(f"i2i: warning: {where}: its files are about {2 * usual:.2g}:1 (width:height), so each is cut into halves "
             f"of {usual:.2g}:1, yet a file holding a pair side by side (A|B) is about twice as wide as tall: these look "
-            "like single photos; for pairs kept in two folders under the same names, set data.pair_source (and "
-            "data.val_pair_source; --pair-data for i2i eval) to the folder of the other images")
+            "like single photos; for pairs kept in two folders under the same names, "
+            + ("give i2i eval --pair-data DIR, the folder of the other images, for a run trained so" if scoring else
+               "set data.pair_source (and data.val_pair_source; --pair-data for i2i eval) to the folder of the other "
+               "images"))
         return
     if len(files) < 3:
         return
@@ -558,7 +578,7 @@ def warn_unlike_halves(where: str, files: list[ImageFile]) -> None:
         shown = ", ".join(f"{f.name} ({f.width}x{f.height} px halves)" for f in unlike[:3])
         say(f"i2i: warning: {where}: {len(unlike)} file(s) are shaped unlike the other pairs, whose halves are about "
             f"{usual:.2g}:1 ({shown}{' ...' if len(unlike) > 3 else ''}); a single photo among A|B files is cut in "
-            "half and trained on as a pair")
+            f"half and {'scored' if scoring else 'trained on'} as a pair")
 
 
 #: How much data.resize may enlarge a training image before a warning says so
