@@ -208,6 +208,7 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
     import torch
 
     from .data import ImageData
+    from .engine.components import usable_output_scale
     from .engine.device import dtype_name
     from .model import load
 
@@ -225,7 +226,8 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
     _check_pair_dir(data_dir, pair_dir, recipe, task.side_by_side)
     if data_dir is not None:
         data = ImageData.for_evaluation(data_dir, channels=task.image_channels, device=model.device,
-                                        resize=data_cfg["resize"], side_by_side=task.side_by_side, pair_folder=pair_dir)
+                                        resize=data_cfg["resize"], side_by_side=task.side_by_side, pair_folder=pair_dir,
+                                        scored_multiple=usable_output_scale(task))
         source = str(data_dir)
     else:
         from .data.sources import RecordedSplit, missing_data_folder
@@ -239,10 +241,12 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
         split = RecordedSplit.read(run)  # the files it validated on, as it trains
         if split is not None:  # those alone: its training files need not be there any more
             data = ImageData.for_recorded_validation(data_cfg, split, channels=task.image_channels,
-                                                     device=model.device, side_by_side=task.side_by_side)
+                                                     device=model.device, side_by_side=task.side_by_side,
+                                                     scored_multiple=usable_output_scale(task))
         else:  # a run from before split.json: the split is drawn again from the folder
             data = ImageData(data_cfg, channels=task.image_channels, device=model.device,
-                             seed=recipe["train"]["seed"], side_by_side=task.side_by_side)
+                             seed=recipe["train"]["seed"], side_by_side=task.side_by_side,
+                             scored_multiple=usable_output_scale(task))
         val_source = recipe["data"]["val_source"]
         source = val_source if val_source else f"validation split of {recipe['data']['source']}"
     if not data.val_files:

@@ -19,10 +19,10 @@ from .engine.contracts import (check_declared_channels, check_declared_sizes, ch
 from .engine.device import caller_autocast_off, global_state_kept, resolve_device
 from .engine.evaluate import remember_task_label
 from .engine.infer import AUTO_OVERLAP, run_any_size
-from .errors import CheckpointError, PluginError
+from .errors import CheckpointError, PluginError, UserError
 from .plugins import registry
 from .paths import user_path
-from .recipe import Recipe, build_component, load_recipe, note_changed_run_plugins
+from .recipe import Recipe, build_component, component_error, load_recipe, note_changed_run_plugins
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -222,6 +222,8 @@ def build_task_and_generator(recipe: Recipe, seed: int | None = None) -> tuple[A
     check_declared_sizes(recipe, generator)
     try:
         wrapped = task.wrap_generator(generator)
+    except UserError as exc:  # the task refusing this generator under its options: the recipe's to change
+        raise component_error(recipe, "task", exc) from None
     except Exception as exc:
         raise_plugin_failure(exc, f"{contract_where(recipe, 'task')}: wrap_generator failed: ")
     if not isinstance(wrapped, nn.Module):

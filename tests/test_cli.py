@@ -97,6 +97,9 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["validate", str(ROOT / "recipes" / "denoise.toml"), "--set", "data.size=92", "--set", "generator.name=ffdnet",
       "--set", 'discriminator={name="multiscale"}'],
      "needs at least 93 px; raise data.size (to 94) or lower discriminator.n_layers or discriminator.scales"),
+    # DnCNN subtracts its own prediction: task.residual = false alone would change nothing
+    (["validate", str(ROOT / "recipes" / "denoise-dncnn.toml"), "--set", "task.residual=false"],
+     "--set task.residual=false: task.residual = false: the generator subtracts its prediction from its input itself"),
     # a border-leaving metric that would score every crop whole
     (["validate", str(ROOT / "recipes" / "superres.toml"), "--set", "task.scale=4", "--set", "eval.crop=8"],
      "--set eval.crop=8: eval.crop = 8: metric 'psnr_y_x4' leaves out 4 px a side, so it would score these crops whole; "

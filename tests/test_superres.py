@@ -45,6 +45,36 @@ def test_its_low_resolution_images_are_pillows_bicubic_shrink(tmp_path, scale):
     assert (ours * 255 - (ours * 255).round()).abs().max() < 1e-4  # 8-bit levels, as an image file holds them
 
 
+def test_a_narrow_image_shrinks_to_a_column_as_pillow_shrinks_it(tmp_path):
+    """torch's antialiased resize to one column repeats its first row: a 48 x 4 image shrunk
+    4 times came out one flat grey column, and scored 8 dB."""
+    from i2i_builtin_tasks.superres import shrunk
+
+    photo = Image.open(make_photos(tmp_path, count=1, size=(4, 48)) / "photo_0.png")
+    ours = shrunk(as_unit_tensor(photo), 4)
+    pillows = as_unit_tensor(photo.resize((1, 12), Image.BICUBIC))
+    assert ours.shape == pillows.shape == (1, 3, 12, 1)
+    assert (ours - pillows).abs().max() <= 1.01 / 255
+
+
+def test_images_are_scored_cut_to_a_multiple_of_the_scale_as_the_benchmarks_modcrop(tmp_path):
+    """SR tables score the photo cut down to a multiple of the scale (the rows the shrink could
+    not use are not scored): a 26 x 22 photo at 3x scores as its top-left 24 x 21."""
+    from i2i.evaluation import evaluate_run
+
+    photos = make_photos(tmp_path / "photos", count=3, size=(24, 24))
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_SR, data={"size": 12})
+    recipe["task"]["scale"] = 3
+    run = i2i.train(recipe, quiet=True)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    cut.mkdir()
+    photo = Image.open(make_photos(whole, count=1, size=(22, 26)) / "photo_0.png")
+    photo.crop((0, 0, 21, 24)).save(cut / "photo_0.png")
+    scored = [evaluate_run(run.run_dir, data_dir=folder, crop=0) for folder in (whole, cut)]
+    assert scored[0]["metrics"] == pytest.approx(scored[1]["metrics"], abs=1e-5)
+    assert scored[0]["baselines"]["bicubic"] == pytest.approx(scored[1]["baselines"]["bicubic"], abs=1e-5)
+
+
 def test_on_the_sample_photos_its_shrink_is_pillows_as_the_readme_says():
     """The README's figures: within one level but for at most 0.09 % of the pixels, which are
     at most 7 levels apart."""

@@ -148,10 +148,10 @@ class ImageData:
 
     def __init__(self, data: dict[str, Any], *, channels: int, device: torch.device | str, seed: int,
                  rank: int = 0, world_size: int = 1, find_grey: bool = False, split: RecordedSplit | None = None,
-                 side_by_side: bool = False):
+                 side_by_side: bool = False, scored_multiple: int = 1):
         self._configure(channels, device, seed, rank, size=data["size"], cache_gb=data["cache_gb"],
                         workers=data["workers"], upscale=data["upscale_small"], resize=data["resize"],
-                        world_size=world_size, side_by_side=side_by_side)
+                        world_size=world_size, side_by_side=side_by_side, scored_multiple=scored_multiple)
         self._find_grey = find_grey and channels > 1
         problem = resize_problem(self._resize, self.size)  # for a [data] table that skipped load_recipe
         if problem:
@@ -199,7 +199,7 @@ class ImageData:
     @classmethod
     def for_evaluation(cls, folder: str | Path, *, channels: int, device: torch.device | str,
                        cache_gb: float = 4.0, resize: int = 0, side_by_side: bool = False,
-                       pair_folder: str | Path | None = None) -> "ImageData":
+                       pair_folder: str | Path | None = None, scored_multiple: int = 1) -> "ImageData":
         """Every readable image of ``folder`` as validation images (for ``i2i eval --data``),
         resized as the run's ``data.resize`` says; ``pair_folder`` (``--pair-data``) holds each
         one's pair under its name, as ``data.pair_source`` does for training.
@@ -208,7 +208,7 @@ class ImageData:
         """
         self = cls.__new__(cls)
         self._configure(channels, device, 0, 0, size=8, cache_gb=cache_gb, workers=0, upscale=False, resize=resize,
-                        side_by_side=side_by_side)
+                        side_by_side=side_by_side, scored_multiple=scored_multiple)
         val, skipped = self._scan(str(folder), "--data",
                                   pairs=(str(pair_folder), "--pair-data") if pair_folder is not None else None)
         self._set_train([], flip=False, rotate=False)
@@ -220,7 +220,8 @@ class ImageData:
 
     @classmethod
     def for_recorded_validation(cls, data: dict[str, Any], split: RecordedSplit, *, channels: int,
-                                device: torch.device | str, side_by_side: bool = False) -> "ImageData":
+                                device: torch.device | str, side_by_side: bool = False,
+                                scored_multiple: int = 1) -> "ImageData":
         """A run's recorded validation files (``i2i eval RUN``), as its training evaluated them
         (see :func:`~i2i.data.sources.recorded_val_files`), without its training files: those
         may be gone since, and decoding them all would only cost time and memory.
@@ -229,7 +230,8 @@ class ImageData:
         """
         self = cls.__new__(cls)
         self._configure(channels, device, 0, 0, size=data["size"], cache_gb=data["cache_gb"], workers=0,
-                        upscale=data["upscale_small"], resize=data["resize"], side_by_side=side_by_side)
+                        upscale=data["upscale_small"], resize=data["resize"], side_by_side=side_by_side,
+                        scored_multiple=scored_multiple)
         pairs, val_pairs = pair_folders(data, side_by_side)
         separate = self._scan(data["val_source"], "data.val_source", quiet=True, pairs=val_pairs)[0] \
             if data["val_source"] else None
@@ -243,13 +245,16 @@ class ImageData:
     # -- construction -----------------------------------------------------------------------------
     def _configure(self, channels: int, device: torch.device | str, seed: int, rank: int, *,
                    size: int, cache_gb: float, workers: int, upscale: bool, resize: int = 0,
-                   world_size: int = 1, side_by_side: bool = False) -> None:
+                   world_size: int = 1, side_by_side: bool = False, scored_multiple: int = 1) -> None:
         # the channels delivered (both halves of a side-by-side pair), and how a file is read
         self.channels, self.device = channels * (2 if side_by_side else 1), torch.device(device)
         self._partners: dict[Path, Path] = {}  # data.pair_source: each file's pair, filled as folders are scanned
         self._read = functools.partial(decode_sample, channels=channels, side_by_side=side_by_side,
                                        partners=self._partners)
         self._side_by_side = side_by_side
+        # a super-resolution task's scale: validation images lose their last rows and columns down to
+        # a multiple of it, as the SR benchmarks' "modcrop" does, so no edge the input lacks is scored
+        self._scored_multiple = max(1, int(scored_multiple))
         self.seed, self.rank, self.world_size, self.size = seed, rank, world_size, size
         self._cache_bytes, self._workers, self._upscale, self._resize = int(cache_gb * GB), workers, upscale, resize
         self._samples = 0  # samples drawn so far: the whole sampling state
@@ -329,6 +334,13 @@ class ImageData:
         """Validation images are resized as training images are, never upscaled; whole ones
         (``crop = 0``) are scored at their own size, as ``i2i eval`` and benchmarks score them."""
         return fitted_size(file.height, file.width, size=self.size, resize=self._val_resize(crop))
+
+    def _scored_length(self, length: int, crop: int) -> int:
+        """A validation image's side once centre-cropped to ``crop`` and cut down to a multiple of
+        the task's scale (a side shorter than it is kept whole)."""
+        length = _cropped(length, crop)
+        multiple = self._scored_multiple
+        return length - length % multiple if length >= multiple else length
 
     def _val_resize(self, crop: int) -> int:
         return self._resize if crop > 0 else 0
@@ -536,7 +548,7 @@ class ImageData:
         shape: tuple[int, int] | None = None
         for i, file in enumerate(files):
             height, width = self._val_size(file, crop)
-            this = (_cropped(height, crop), _cropped(width, crop))
+            this = (self._scored_length(height, crop), self._scored_length(width, crop))
             if not plan or this != shape or len(plan[-1]) >= batch_size:
                 plan.append([])
                 shape = this
@@ -553,7 +565,8 @@ class ImageData:
         if self._val_cache_crop != crop:
             self._val_cache.clear()
             self._val_cache_crop = crop
-        needed = sum(self.channels * _cropped(h, crop) * _cropped(w, crop) for h, w in (self._val_size(file, crop) for file in self._val))
+        needed = sum(self.channels * self._scored_length(h, crop) * self._scored_length(w, crop)
+                     for h, w in (self._val_size(file, crop) for file in self._val))
         needed *= 2 if self._deep_val else 1
         return needed <= self._cache_left and needed <= self._device_room()
 
@@ -566,7 +579,9 @@ class ImageData:
         except UnreadableImageError as exc:
             self._reasons[file.path] = exc.reason
             return None
-        image = _storable(_centre_crop(image, crop))
+        image = _centre_crop(image, crop)
+        height, width = (self._scored_length(length, 0) for length in image.shape[-2:])
+        image = _storable(image[..., :height, :width])
         if cacheable:
             image = image.to(self.device)
             self._val_cache[key] = image

@@ -191,7 +191,12 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
 
 def _task_scale(nets: Networks) -> int:
     """The task's ``output_scale`` (a super-resolution's scale), 1 when it has none usable."""
-    scale = getattr(nets.task, "output_scale", 1)
+    return usable_output_scale(nets.task)
+
+
+def usable_output_scale(task: Any) -> int:
+    """``task``'s ``output_scale``, 1 when it has none usable (its checks say why elsewhere)."""
+    scale = getattr(task, "output_scale", 1)
     return int(scale) if is_whole_number(scale, 1) else 1
 
 

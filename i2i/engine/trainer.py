@@ -49,7 +49,7 @@ from ..options import changed_keys
 from ..recipe import Recipe, blamed_on_recipe, recipe_error
 from . import checkpoint as ckpt
 from .components import (LossTerm, build_loss_terms, build_networks, check_crop_size, crop_size_note, load_loss_buffers,
-                         loss_buffers)
+                         loss_buffers, usable_output_scale)
 from .cpu_threads import NoThreadGovernor, ThreadGovernor
 from .contracts import (check_generator_output, check_task_pair, contract_where, dry_run, generator_named,
                         raise_plugin_failure, refuse_batch_beyond_memory)
@@ -203,7 +203,7 @@ class Trainer:
             self.data = ImageData(
                 recipe["data"], channels=self.task.image_channels, device=self.device, seed=self.seed,
                 rank=self.dist.rank, world_size=self.dist.world_size, find_grey=self.task.learns_colour, split=split,
-                side_by_side=self.task.side_by_side,
+                side_by_side=self.task.side_by_side, scored_multiple=usable_output_scale(self.task),
             )
         if self.data.split_note and self.dist.is_main:
             say(self.data.split_note)

@@ -71,4 +71,8 @@ class RestorationTask(i2i.Task):
         return to_signed(self.as_task_channels(image))
 
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
+        if not self.residual and getattr(generator, "subtracts_residual", False):  # dncnn, ffdnet by default
+            raise i2i.RecipeError("task.residual = false: the generator subtracts its prediction from its input itself "
+                                  "(its own residual option, as DnCNN does), so it would still predict the damage; set "
+                                  "generator.residual = false too, for a network that outputs the whole image")
         return residual_wrapped(generator, self.residual)

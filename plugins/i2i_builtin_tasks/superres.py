@@ -21,13 +21,18 @@ SCALES = (2, 3, 4, 8)
 
 def shrunk(clean: Tensor, scale: int) -> Tensor:
     """The low-resolution image the SR benchmarks make of ``clean`` (``[B, C, H, W]`` in [0, 1]):
-    bicubic with antialiasing (torch's, which matches Pillow's and, up to rounding, MATLAB's
-    ``imresize``), stored on 8-bit levels as an image file holds it. H and W are cut down to
+    bicubic with antialiasing (torch's, which matches Pillow's and, within a level away from its
+    border, MATLAB's ``imresize``, which mirrors the edge where torch reweighs the kernel),
+    stored on 8-bit levels as an image file holds it. H and W are cut down to
     multiples of ``scale`` first (the benchmarks' "modcrop"); a side shorter than ``scale``
     (an icon among validation photos) shrinks whole, to one pixel."""
     height, width = max(1, clean.shape[-2] // scale), max(1, clean.shape[-1] // scale)
     cropped = clean[..., :height * scale, :width * scale]
-    small = F.interpolate(cropped, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+    if width == 1 and height > 1:  # torch's antialiased resize to one column repeats its first row: resize it as a row
+        small = F.interpolate(cropped.transpose(-1, -2), size=(width, height), mode="bicubic", antialias=True,
+                              align_corners=False).transpose(-1, -2)
+    else:
+        small = F.interpolate(cropped, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
     return (small.clamp(0, 1) * 255).round() / 255
 
 
