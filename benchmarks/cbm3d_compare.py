@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("run_dir")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    try:
+        import bm3d  # noqa: F401  (checked before any work: failing inside scoring read as a generator's fault)
+    except ImportError:
+        raise SystemExit("cbm3d_compare.py: needs the bm3d package, a benchmark-only dependency: pip install bm3d")
 
     from i2i.data import ImageData
     from i2i.engine.distributed import DistContext
