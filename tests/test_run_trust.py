@@ -215,6 +215,47 @@ def test_a_checkpoint_the_disk_cannot_hold_exits_1_as_other_full_disk_errors(pho
     assert result.exit_code == 1 and "cannot write this checkpoint (No space left on device)" in result.output
 
 
+def test_a_full_disk_at_an_evaluations_sample_grid_is_one_line_and_keeps_the_score(photos, tmp_path, monkeypatch):
+    """The grid is written after the scores are logged: a full disk there said 'could not save
+    the weights after the evaluation failed', though the evaluation had not, then the error."""
+    import torchvision.utils
+
+    write = ckpt._write_content
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_after_step_2(handle, data):
+        if "step_0000004" in handle.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(handle, data)
+
+    monkeypatch.setattr(torchvision.utils, "save_image", full)
+    monkeypatch.setattr(ckpt, "_write_content", full_after_step_2)
+    recipe = recipe_of(photos, tmp_path / "run", train={"steps": 4}, eval={"every": 4},
+                       output={"checkpoint_every": 2, "sample_every": 0})
+    (tmp_path / "r.toml").write_text(dumps_toml(recipe))
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "r.toml"), "--quiet"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "cannot write this checkpoint (No space left on device); the last one, step_0000002, is intact" in result.output
+    evals = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if r["type"] == "eval"]
+    assert [r["step"] for r in evals] == [4]  # its score is kept
+
+
+def test_a_run_folder_moved_before_an_evaluation_is_one_line(photos, tmp_path):
+    """Its sample grid's folder could not be made: a FileNotFoundError traceback."""
+    class MovesTheRun(i2i.Callback):
+        def on_checkpoint(self, trainer, step, path):
+            if step == 2:
+                shutil.move(str(trainer.run_dir), str(tmp_path / "moved"))
+
+    recipe = recipe_of(photos, tmp_path / "run", train={"steps": 4}, eval={"every": 3},
+                       output={"checkpoint_every": 2, "sample_every": 0})
+    with pytest.raises(i2i.CheckpointError, match=r"the run folder is gone \(moved or deleted while the run trained\)"):
+        i2i.train(recipe, callbacks=[MovesTheRun()], quiet=True)
+    assert i2i.train(None, resume=tmp_path / "moved", quiet=True).step == 4
+
+
 @pytest.mark.parametrize("overrides, said", [
     (["train.seed=10000000000000000"], "train.seed = 10000000000000000: expected a whole number from 0 to 4294967295"),
     (["discriminator.name=patchgan", "discriminator.n_layers=1"], "--set discriminator.n_layers=1: discriminator: no adversarial loss"),

@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..callbacks import callback_states, load_callback_states, warn_unknown_events
-from ..errors import (PluginError, SecondInterrupt, StopRequested, TrainingStopped, UserError, exception_line,
-                      shell_path)
+from ..errors import (CheckpointWriteError, PluginError, SecondInterrupt, StopRequested, TrainingStopped, UserError,
+                      exception_line, shell_path)
 from ..losses import as_logit_list
 from ..messages import one_line, say
 from ..options import changed_keys
@@ -713,6 +713,10 @@ class Trainer:
             self._save_after_failed_evaluation(tell=False)
             raise
         except Exception as exc:
+            if getattr(exc, "i2i_sample_grid", False):  # scored and logged; only writing its grid failed
+                if self._saved_step != self.step and not self.dist.is_distributed:
+                    self.save_checkpoint()  # its own error (a full disk, a moved folder) is then the one said
+                raise
             from_callback = getattr(exc, "i2i_callback", None)  # on_evaluate raised, not the evaluation
             self._save_after_failed_evaluation(tell=from_callback is None)
             if from_callback is not None:
@@ -1017,7 +1021,11 @@ class Trainer:
             self.progress.message(f"step {self.step}: eval " + summary_line(metrics, baselines, main))
             self._emit("on_evaluate", self, self.step, dict(metrics))  # a copy: the run's scores stay its own
         if first is not None and self.dist.is_main:  # last: a grid that fails to write (a full disk) loses no score
-            self._save_grid(first)
+            try:
+                self._save_grid(first)
+            except (OSError, CheckpointWriteError) as exc:
+                exc.i2i_sample_grid = True  # type: ignore[union-attr]  # scored and logged: only the grid failed
+                raise
         return metrics
 
     @torch.inference_mode()
@@ -1032,6 +1040,10 @@ class Trainer:
         self._save_grid(columns)
 
     def _save_grid(self, columns: list[Tensor]) -> None:
+        if not self.run_dir.is_dir():  # as a checkpoint says it (see CheckpointStore.write), not a traceback
+            raise CheckpointWriteError(f"{self.run_dir}: the run folder is gone (moved or deleted while the run "
+                                       f"trained), so the sample grid of step {self.step} is not written; if it was "
+                                       "moved, resume it where it is now: i2i run --resume NEW_PLACE")
         save_grid(self.run_dir / "samples" / f"step_{self.step:07d}.png", columns)
 
     # -- checkpoints ----------------------------------------------------------------------------
