@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import threading
@@ -561,7 +562,8 @@ def _say_how_far_on_interrupt(kind: type[BaseException] | None, report: Translat
     full = isinstance(exc, OSError) and exc.errno in WRITE_TROUBLE
     if kind is not None and (issubclass(kind, KeyboardInterrupt) or full):
         how = "command with --skip-existing" if called_from_the_command_line() else "call with skip_existing=True"
-        once = " once there is room" if full else ""
+        once = (" once the file system can be written again" if full and exc.errno == errno.EROFS  # type: ignore[union-attr]
+                else " once there is room" if full else "")
         say(f"i2i: stopped after writing {report.written} image(s) to {out_dir} (each written whole); the same {how} "
             f"translates the rest{once}")
 

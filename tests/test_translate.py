@@ -1079,6 +1079,25 @@ def test_skip_existing_with_everything_done_succeeds_beside_an_unreadable_file(g
     assert "left 1 already there" in again.stdout + again.stderr and "zero.jpg" in again.stderr
 
 
+def test_a_read_only_file_system_while_translating_is_not_told_to_wait_for_room(g2c_run, tmp_path, monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    from i2i.cli import cli
+    from i2i.data import encode
+
+    def read_only(pixels, path, fmt):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(encode, "save_image", read_only)
+    Image.new("RGB", (20, 20), (90, 40, 10)).save(tmp_path / "one.png")
+    result = CliRunner().invoke(cli, ["translate", str(g2c_run), str(tmp_path / "one.png"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "translates the rest once the file system can be written again" in result.output
+    assert "room" not in result.output
+
+
 def test_a_full_disk_while_translating_exits_1_as_for_a_run(g2c_run, tmp_path, monkeypatch):
     """It exited 2, the status of a user's mistake."""
     import errno
