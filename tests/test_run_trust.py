@@ -736,7 +736,7 @@ def test_metrics_records_are_on_disk_before_each_checkpoint_that_holds_their_ste
         assert events[i - 1] == ("fsync", events[i][1]) and events[i][1] > 0
 
 
-def test_a_weight_changed_on_disk_is_named_by_its_checksum_and_sha256sum_can_check_a_checkpoint(run):
+def test_a_weight_changed_on_disk_is_named_by_its_checksum_and_sha256sum_can_check_a_checkpoint(run, capsys):
     """A flipped bit that leaves a finite weight loaded and trained on without a word."""
     import subprocess
 
@@ -754,7 +754,13 @@ def test_a_weight_changed_on_disk_is_named_by_its_checksum_and_sha256sum_can_che
     result = CliRunner().invoke(cli, ["run", "--resume", str(run), "--set", "train.steps=6", "--quiet"])
     assert result.exit_code == 2 and "Traceback" not in result.output  # a damaged input, as a bad recipe is
     assert "SHA256SUMS" in result.output.splitlines()[-1]
-    (checkpoint / "SHA256SUMS").unlink()  # as a checkpoint written before i2i kept the sums: loads unchecked
+    (checkpoint / "SHA256SUMS").unlink()  # gone from a checkpoint whose state.json says it was written: damage
+    assert i2i.load(run).checkpoint.name == "step_0000002"  # the intact one before it, with a note, as for other damage
+    assert "SHA256SUMS: missing, though this checkpoint was written with it" in capsys.readouterr().err
+    # a checkpoint written before i2i kept the sums (its state.json says nothing of them) loads unchecked
+    state = json.loads((checkpoint / "state.json").read_text())
+    del state["checksums"]
+    (checkpoint / "state.json").write_text(json.dumps(state))
     assert i2i.load(run).checkpoint.name == "step_0000004"
 
 

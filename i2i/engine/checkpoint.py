@@ -161,10 +161,14 @@ def verify_checksum(path: Path, data: bytes) -> None:
     a bit flipped on disk that still parses (a weight changed, not made NaN) loaded without a
     word. A checkpoint from before the sums (no SHA256SUMS) is not checked; SHA256SUMS that
     does not list a file i2i reads is damaged itself (i2i lists every file it writes), so
-    checking is not silently off."""
+    checking is not silently off; nor is it when SHA256SUMS is gone from a checkpoint whose
+    state.json says it was written with one."""
     try:
         listed = (path.parent / CHECKSUMS).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
+        if _written_with_checksums(path.parent):
+            raise CheckpointError(f"{path.parent / CHECKSUMS}: missing, though this checkpoint was written with it (its "
+                                  f"state.json says so), so its files cannot be checked: it is damaged; {_EARLIER}") from None
         return
     except OSError as exc:
         raise CheckpointError(f"{path.parent / CHECKSUMS}: cannot be read ({exc.strerror or exc}); "
@@ -176,6 +180,16 @@ def verify_checksum(path: Path, data: bytes) -> None:
     if hashlib.sha256(data).hexdigest() != expected:
         raise CheckpointError(f"{path}: its bytes do not match the SHA-256 that {CHECKSUMS} lists for it: the file (or "
                               f"{CHECKSUMS}) is damaged; {_EARLIER}")
+
+
+def _written_with_checksums(folder: Path) -> bool:
+    """Whether ``folder``'s state.json says SHA256SUMS was written beside it (every checkpoint
+    since the field was added; older ones, without it, are read unchecked)."""
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("checksums") == CHECKSUMS
 
 
 #: what to do about a damaged checkpoint file (a checksum that differs, values i2i never saves)

@@ -909,7 +909,8 @@ def create_run_from_weights(recipe: Recipe | dict, generator_state: dict[str, to
     recipe["output"]["dir"] = str(run_dir)
     _write_recipe(run_dir, recipe, imported=True)
     _write_run_info(run_dir, recipe, None)
-    state = {"format": ckpt.FORMAT, "i2i_version": __version__, "step": 0, "weights_only": True, "note": note}
+    state = {"format": ckpt.FORMAT, "i2i_version": __version__, "checksums": ckpt.CHECKSUMS, "step": 0,
+             "weights_only": True, "note": note}
     ckpt.CheckpointStore(run_dir).write(0, {
         "generator.safetensors": ckpt.TensorFile(generator.state_dict()),
         "state.json": json.dumps(state, indent=1).encode(),

@@ -1095,7 +1095,7 @@ class Trainer:
         if buffers:
             files["losses.safetensors"] = ckpt.TensorFile(buffers)
         state: dict[str, Any] = {
-            "format": ckpt.FORMAT, "i2i_version": __version__, "step": self.step,
+            "format": ckpt.FORMAT, "i2i_version": __version__, "checksums": ckpt.CHECKSUMS, "step": self.step,
             "total_steps": self.total_steps, "best": {k: v for k, v in self.best.items() if k != "pending"},
             "python_random": ranks[0]["python_random"], "log_window": ranks[0]["log_window"],
             "metrics": self.last_metrics, "baselines": self.last_baselines,
