@@ -101,6 +101,26 @@ def test_resume_applies_changed_optimizer_settings(photos, tmp_path):
     assert spy.seen["d"] == {"betas": (0.5, 0.999), "weight_decay": 0.01, "decoupled_weight_decay": False}
 
 
+def test_ema_turned_on_or_off_by_a_resume_is_said_and_starts_from_the_generator(photos, tmp_path, capfd):
+    from safetensors.torch import load_file
+
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 2, "ema": 0.0}), quiet=True)
+    capfd.readouterr()
+    seen = {}
+
+    class Keep(i2i.Callback):
+        def on_run_start(self, trainer):
+            seen["ema"] = {k: v.clone() for k, v in trainer.ema.state_dict().items()}
+
+    i2i.train(None, resume=run.run_dir, callbacks=[Keep()], overrides=["train.steps=3", "train.ema=0.9"])
+    assert "train.ema = 0.9: step_0000002 kept no average, so it starts from the generator's weights at step 2" in \
+        capfd.readouterr().err
+    saved = load_file(run.run_dir / "checkpoints" / "step_0000002" / "generator.safetensors")
+    assert all(torch.equal(seen["ema"][key], saved[key]) for key in saved)
+    i2i.train(None, resume=run.run_dir, overrides=["train.steps=4", "train.ema=0"])
+    assert "train.ema = 0: the average step_0000003 kept is left out from here on" in capfd.readouterr().err
+
+
 def test_resume_refuses_to_change_the_train_validation_split(photos, tmp_path):
     # the split is drawn from train.seed and data.val_fraction: changed on resume, files the
     # run validated on would become training files (and BEST be picked on seen images)

@@ -1157,9 +1157,15 @@ class Trainer:
         ckpt.refuse_resuming_imported(path, state)
         network, overrides = "the recipe's network", getattr(self.recipe, "overrides", ())
         ckpt.load_weights(self.G, path / "generator.safetensors", network, overrides)
+        ema_file = path / "generator_ema.safetensors"
         if self.ema is not None:
-            ema_file = path / "generator_ema.safetensors"
             ckpt.load_weights(self.ema, ema_file if ema_file.exists() else path / "generator.safetensors", network, overrides)
+        if self.dist.is_main and (self.ema is not None) != ema_file.exists():  # train.ema turned on or off by the resume
+            say(f"i2i: note: train.ema = {self.train_cfg['ema']}: " + (
+                f"{path.name} kept no average, so it starts from the generator's weights at step {state.get('step')}"
+                if self.ema is not None else
+                f"the average {path.name} kept is left out from here on; evaluation, samples and translations use the "
+                "generator's own weights"))
         if self.D is not None:
             ckpt.load_weights(self.D, path / "discriminator.safetensors", network, overrides)
         if (path / "losses.safetensors").is_file():
