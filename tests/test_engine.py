@@ -402,6 +402,20 @@ def test_run_directory_is_never_overwritten(photos, tmp_path, capsys):
     assert {p: p.read_bytes() for p in first.run_dir.rglob("*") if p.is_file()} == before
 
 
+def test_an_empty_folder_left_by_a_run_killed_at_start_up_is_named_as_such(photos, tmp_path, capsys):
+    """kill -9 in a run's first seconds leaves its folder empty: a resume said 'not an i2i run
+    directory ... pass the folder a run was written to', a new run went to -2 unexplained."""
+    (tmp_path / "run").mkdir()
+    with pytest.raises(CheckpointError, match=r"run: empty, so there is nothing to resume: a run killed in its first "
+                                              r"seconds, before it wrote its recipe.toml, leaves its folder so"):
+        i2i.train(None, resume=tmp_path / "run", quiet=True)
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1})
+    capsys.readouterr()
+    assert i2i.train(recipe, quiet=True).run_dir == tmp_path / "run-2"
+    assert ("this one goes to " f"{tmp_path / 'run-2'}; it is empty, as a run killed in its first seconds leaves its "
+            "folder: delete it to use the name") in capsys.readouterr().err
+
+
 def test_a_run_that_cannot_start_says_nothing_of_a_folder_it_does_not_keep(tmp_path, capsys):
     """'runs/x already exists; this one goes to runs/x-2' came before the error of an empty data
     folder, for a -2 folder that was then removed."""

@@ -81,7 +81,16 @@ def say_moved_run_dir(wanted: str | Path, run_dir: Path) -> None:
     stderr, so that --quiet and scripts see it too. Nothing when it went where wanted."""
     base = user_path(wanted, "output.dir")
     if run_dir != base:
-        say(f"i2i: note: {base} already exists (runs are never overwritten); this one goes to {run_dir}")
+        empty = ("; it is empty, as a run killed in its first seconds leaves its folder: delete it to use the name"
+                 if _is_empty_folder(base) else "")
+        say(f"i2i: note: {base} already exists (runs are never overwritten); this one goes to {run_dir}{empty}")
+
+
+def _is_empty_folder(path: Path) -> bool:
+    try:
+        return path.is_dir() and not any(path.iterdir())
+    except OSError:
+        return False
 
 
 def _refuse_unusable_run_folder(wanted: str | Path) -> None:
@@ -503,6 +512,10 @@ def check_run_folder(run_dir: Path) -> None:
         if run_dir.is_file():
             raise CheckpointError(f"{run_dir}: is a file; pass the folder a run was written to (its parent, "
                                   f"{run_dir.parent}, if that is the run)")
+        if _is_empty_folder(run_dir):  # made by `i2i run` and killed (kill -9) before it wrote anything
+            raise CheckpointError(f"{run_dir}: empty, so there is nothing to resume: a run killed in its first seconds, "
+                                  "before it wrote its recipe.toml, leaves its folder so; delete it and start the run "
+                                  "again")
         raise CheckpointError(f"{run_dir}: not an i2i run directory (no recipe.toml); pass the folder a run was written to")
 
 
