@@ -736,6 +736,25 @@ def test_metrics_records_are_on_disk_before_each_checkpoint_that_holds_their_ste
         assert events[i - 1] == ("fsync", events[i][1]) and events[i][1] > 0
 
 
+def test_a_checkpoint_written_but_not_yet_named_in_latest_is_used(run, capsys):
+    """A run killed between a checkpoint's rename and LATEST's update resumed from the one
+    before: the steps were trained again and the newer checkpoint moved aside as if chosen so.
+    LATEST pointed back by hand (written after the newer one) is still obeyed."""
+    import os
+
+    latest = run / "checkpoints" / "LATEST"
+    newer = run / "checkpoints" / "step_0000004" / "state.json"
+    latest.write_text("step_0000002\n")
+    before = newer.stat().st_mtime_ns - 10**9
+    os.utime(latest, ns=(before, before))  # as LATEST was, written at the checkpoint before
+    assert i2i.load(run).checkpoint.name == "step_0000004"
+    assert "LATEST names step_0000002, but step_0000004 was written after it, complete" in capsys.readouterr().err
+    resumed = i2i.train(None, resume=run, quiet=True, overrides=["train.steps=5"])
+    assert resumed.step == 5 and not list((run / "checkpoints").glob("later-than-*"))
+    latest.write_text("step_0000004\n")  # pointed back by hand, after every checkpoint was written
+    assert i2i.load(run).checkpoint.name == "step_0000004"
+
+
 def test_a_weight_changed_on_disk_is_named_by_its_checksum_and_sha256sum_can_check_a_checkpoint(run, capsys):
     """A flipped bit that leaves a finite weight loaded and trained on without a word."""
     import subprocess

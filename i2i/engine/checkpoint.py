@@ -629,6 +629,11 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
             return best
     latest = store.pointer("LATEST")
     found = latest or store.newest_complete()
+    unnamed = _written_after_latest(store, latest)
+    if unnamed is not None:
+        _note(f"{store.root / 'LATEST'} names {latest.name}, but {unnamed.name} was written after it, complete (the "
+              f"run stopped, killed say, before naming it there); using {unnamed.name}")
+        found = unnamed
     if found is None:
         if not (path / "recipe.toml").is_file():
             held = checkpoint_folders(path)  # a resume's later-than-step_N/, say: checkpoints set aside
@@ -688,6 +693,25 @@ def _recorded_best_name(checkpoint: Path) -> str:
         return step_name(int(read_state(checkpoint)["best"]["step"]))
     except (CheckpointError, KeyError, TypeError, ValueError):
         return ""
+
+
+def _written_after_latest(store: CheckpointStore, latest: Path | None) -> Path | None:
+    """A complete, intact checkpoint newer than the one LATEST names that was written after
+    LATEST was (a run killed between a checkpoint's rename and LATEST's update: its steps were
+    trained again, and the newer one moved aside as if the user had chosen the older); None
+    when there is none. LATEST written after it (pointed back by hand) is left as it is."""
+    newest = store.newest_complete()
+    if latest is None or newest is None:
+        return None
+    steps = _step_of(newest), _step_of(latest)
+    if not all(isinstance(step, int) for step in steps) or steps[0] <= steps[1]:
+        return None
+    try:
+        if (newest / "state.json").stat().st_mtime_ns <= (store.root / "LATEST").stat().st_mtime_ns:
+            return None
+    except OSError:
+        return None
+    return newest if checkpoint_damage(newest) is None else None
 
 
 def checkpoint_damage(checkpoint: Path) -> str | None:
