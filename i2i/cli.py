@@ -243,7 +243,13 @@ def _what_is_kept(filename: Any, once: str = "") -> str:
 
     if not filename:
         return ". Checkpoints already written are intact (they are written atomically)"
-    run = next((folder for folder in Path(str(filename)).parents if (folder / "recipe.toml").is_file()), None)
+    def holds_a_recipe(folder: Path) -> bool:
+        try:
+            return (folder / "recipe.toml").is_file()
+        except OSError:  # a folder this user may not look into (the error being said, often)
+            return False
+
+    run = next((folder for folder in Path(str(filename)).parents if holds_a_recipe(folder)), None)
     if run is None:  # not a run's file, or a new run's folder removed as it had trained nothing
         return ""
     try:

@@ -337,6 +337,8 @@ def _report_failures_in_one_line(command: click.Command, name: str, plugin: str)
 
             if path_problem(exc) is not None:  # a path the user typed, not the plugin's bug: said as such
                 raise UserError(path_problem(exc)) from exc
+            if isinstance(exc, PermissionError) and exc.filename:  # the user's file: the command line says it as such
+                raise
             raise PluginError(f"command 'i2i {name}' (plugin '{plugin}') failed: {exception_line(exc)}; report this "
                               "to the plugin's author (I2I_TRACEBACK=1 shows where)") from exc
 

@@ -324,7 +324,8 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise UserError(f"{out_dir}: {blocked}, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
     from .data.sources import (mark_as_outputs, name_files, no_such_path, not_read_note, one_per_file, print_not_read_note,
-                               print_run_folders_note, report_skipped, survey_folder)
+                               print_run_folders_note, print_unsearched_warning, report_skipped,
+                               survey_folder)
 
     pairs: list[tuple[Path, Path]] = []
     left_out: dict[Path, str] = {}  # per input folder, the image files i2i does not read ("2 .heic")
@@ -336,6 +337,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             pairs.extend((item, f) for f in contents.images)
             left_out[item] = contents.other_kinds
             print_run_folders_note(str(item), contents.run_folders)
+            print_unsearched_warning(str(item), contents.unsearched)
         else:
             pairs.append((item, item))
     # a file reached twice (named and in its folder) is translated once, where its folder puts it

@@ -655,3 +655,25 @@ def test_ctrl_c_while_the_interpreter_exits_after_a_command_is_no_traceback(tmp_
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
     assert "gray2color" in done.stdout  # what the command printed is not lost
     assert done.returncode == 130, done.stderr
+
+
+def test_a_file_this_user_may_not_read_is_one_line_with_no_traceback(runner, tmp_path, monkeypatch):
+    """Its PermissionError was said in one line, but finding the run it belonged to looked into
+    the same unreadable folder and raised a second traceback."""
+    import os
+    import pathlib
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    is_file = pathlib.Path.is_file
+
+    def is_file_refused(self):
+        if str(self).startswith(str(locked) + os.sep):
+            raise PermissionError(13, "Permission denied", str(self))
+        return is_file(self)
+
+    monkeypatch.setattr(pathlib.Path, "is_file", is_file_refused)
+    result = runner.invoke(cli, ["validate", str(locked / "r.toml")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith(f"i2i: error: {locked}") and "Permission denied; give your user access to it" in \
+        result.output and result.output.count("\n") == 1

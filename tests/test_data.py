@@ -1092,3 +1092,34 @@ def test_a_png_with_a_damaged_header_is_named_a_damaged_png(tmp_path):
     (tmp_path / "photo.png").write_bytes(bytes(damaged))
     with pytest.raises(UnreadableImageError, match=r"named .png but does not start as a PNG file does \(damaged"):
         decode_image(tmp_path / "photo.png", 3)
+
+
+def test_a_subfolder_this_user_may_not_list_is_left_out_with_a_warning(tmp_path, monkeypatch, capfd):
+    """A chmod 000 folder among the photos (or a link to one) was a PermissionError traceback
+    from the check for i2i's own folders, in run, eval and translate alike."""
+    import os
+    import pathlib
+
+    from helpers import make_photos
+
+    make_photos(tmp_path / "photos", count=2)
+    (tmp_path / "photos" / "locked").mkdir()
+    locked = str(tmp_path / "photos" / "locked")
+    scandir, is_file = os.scandir, pathlib.Path.is_file
+
+    def no_permission(path=".", *args):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return scandir(path, *args)
+
+    def is_file_refused(self):
+        if str(self).startswith(locked + os.sep):
+            raise PermissionError(13, "Permission denied", str(self))
+        return is_file(self)
+
+    monkeypatch.setattr(os, "scandir", no_permission)
+    monkeypatch.setattr(pathlib.Path, "is_file", is_file_refused)
+    files, _ = scan_folder(str(tmp_path / "photos"), "data.source")
+    assert len(files) == 2
+    assert (f'data.source = "{tmp_path / "photos"}": 1 subfolder(s) could not be searched, as this user may not list them '
+            f"(permission denied): {locked}; any images in them are left out") in capfd.readouterr().err

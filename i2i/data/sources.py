@@ -82,6 +82,7 @@ class FolderContents:
     images: list[Path]
     other_kinds: str
     run_folders: list[Path] = field(default_factory=list)  # i2i run and output folders inside, not searched
+    unsearched: list[Path] = field(default_factory=list)  # subfolders that could not be listed (permissions)
 
 
 def no_such_path(item: Path) -> UserError:
@@ -107,27 +108,36 @@ def survey_folder(folder: str | Path, exclude: Iterable[str | Path] = ()) -> Fol
     images: list[Path] = []
     kinds: Counter[str] = Counter()
     run_folders: list[Path] = []
-    for path in _walk(folder, exclude, run_folders):
+    unsearched: list[Path] = []
+    for path in _walk(folder, exclude, run_folders, unsearched):
         if is_image_file(path):
             images.append(path)
         elif path.suffix.lower() in OTHER_IMAGE_SUFFIXES:
             kinds[path.suffix.lower()] += 1
     images.sort(key=lambda p: p.relative_to(folder).parts)
-    return FolderContents(images, ", ".join(f"{count} {suffix}" for suffix, count in kinds.most_common()), run_folders)
+    return FolderContents(images, ", ".join(f"{count} {suffix}" for suffix, count in kinds.most_common()), run_folders,
+                          unsearched)
 
 
-def _walk(folder: Path, exclude: Iterable[str | Path] = (), run_folders: list[Path] | None = None) -> Iterator[Path]:
+def _walk(folder: Path, exclude: Iterable[str | Path] = (), run_folders: list[Path] | None = None,
+          unsearched: list[Path] | None = None) -> Iterator[Path]:
     """Every non-hidden file under ``folder``, following links to folders once. i2i's own run
     and output folders inside it are not searched (their sample grids and translations are no
     photos: a run with ``data.source = "."`` would train the next one on them); they are added
-    to ``run_folders``."""
+    to ``run_folders``. Subfolders that cannot be listed (no permission) are added to
+    ``unsearched``."""
+
+    def not_listed(exc: OSError) -> None:
+        if unsearched is not None and exc.filename is not None:
+            unsearched.append(Path(exc.filename))
+
     # the folders inside it, by their real paths: a link to one of them (or to an ancestor, a
     # loop) is not followed, so its files are reached, and named, under their own folder. Listed
     # only once a link to a folder is met: most collections have none
     inside: set[str] | None = None
     top = os.path.realpath(folder)
     seen = {top, *(os.path.realpath(p) for p in exclude)}
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=not_listed):
         keep = []
         for name in sorted(dirs):
             real = os.path.realpath(os.path.join(root, name))
@@ -138,7 +148,11 @@ def _walk(folder: Path, exclude: Iterable[str | Path] = (), run_folders: list[Pa
                     continue
             if not name.startswith(".") and real not in seen:  # `seen` stops symlink cycles
                 seen.add(real)
-                if is_output_folder(Path(root, name)):
+                try:
+                    output = is_output_folder(Path(root, name))
+                except OSError:  # its contents cannot be looked at (no permission): os.walk says so below
+                    output = False
+                if output:
                     if run_folders is not None:
                         run_folders.append(Path(root, name))
                     continue
@@ -201,6 +215,16 @@ def mark_as_outputs(folder: Path, instead: str) -> None:
 def is_output_folder(path: Path) -> bool:
     """Whether ``path`` holds what i2i wrote: a run, or images it translated or saved."""
     return is_run_folder(path) or (path / OUTPUTS_MARKER).is_file()
+
+
+def print_unsearched_warning(where: str, unsearched: list[Path]) -> None:
+    """The warning naming the subfolders of ``where`` that could not be listed (their images
+    are left out); nothing when there are none."""
+    if not unsearched:
+        return
+    shown = ", ".join(str(p) for p in unsearched[:3]) + (f" and {len(unsearched) - 3} more" if len(unsearched) > 3 else "")
+    say(f"i2i: warning: {where}: {len(unsearched)} subfolder(s) could not be searched, as this user may not list them "
+        f"(permission denied): {shown}; any images in them are left out")
 
 
 def print_run_folders_note(where: str, run_folders: list[Path]) -> None:
@@ -422,6 +446,7 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     paths = contents.images
     if not quiet:
         print_run_folders_note(f'{key} = "{value}"', contents.run_folders)
+        print_unsearched_warning(f'{key} = "{value}"', contents.unsearched)
         if (folder / OUTPUTS_MARKER).is_file():  # inside a searched folder it is left out; given itself, it is used
             say(f'i2i: warning: {key} = "{value}" holds images i2i wrote (i2i translate\'s --out or i2i eval\'s '
                 f"--save-images; its {OUTPUTS_MARKER} file says so): a model's outputs, not photos; give the photos' "
