@@ -155,7 +155,14 @@ def test_a_set_that_names_another_component_leaves_out_the_old_ones_options(tmp_
 
 def test_bad_override_syntax(tmp_path):
     assert "expected dotted.key=VALUE" in error_of(tmp_path, BASE, ["train.steps"])
-    assert "is not a TOML value" in error_of(tmp_path, BASE, ["output.dir=my runs"])
+    assert "is not a TOML value (quote strings: output.dir='text')" in error_of(tmp_path, BASE, ["output.dir=my runs"])
+    # strings inside a list or table: quoting the whole value, as the hint said, is refused next ("a list")
+    assert error_of(tmp_path, BASE, ["eval.metrics=[mae, psnr]"]).endswith(
+        "(quote the strings inside it: eval.metrics=['mae', 'psnr'])")
+    assert error_of(tmp_path, BASE, ["discriminator={name=patchgan}"]).endswith(
+        "(quote the strings inside it: discriminator={name='patchgan'})")
+    for typo in ("train.steps=", "train.steps==2", "train.g.lr=1e-3,2"):  # a number mistyped, not a string unquoted
+        assert error_of(tmp_path, BASE, [typo]).endswith("(one value after '=', such as 500, 0.5, true or 'text')")
     # a value followed by more TOML on a new line: the rest was dropped without a word
     for override in ("train.steps=5\ntrain.seed=3", 'train.steps=5\n[output]\ndir="/tmp/elsewhere"'):
         assert "more than one TOML value after '='; give one --set per key" in error_of(tmp_path, BASE, [override])
