@@ -323,7 +323,8 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if blocked:
         raise UserError(f"{out_dir}: {blocked}, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
-    from .data.sources import (mark_as_outputs, name_files, no_such_path, not_read_note, one_per_file, print_not_read_note,
+    from .data.sources import (OUTPUTS_MARKER, is_run_folder, mark_as_outputs, name_files, no_such_path, not_read_note,
+                               one_per_file, print_not_read_note,
                                print_run_folders_note, print_unsearched_warning, report_skipped,
                                survey_folder)
 
@@ -333,6 +334,13 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         if not item.exists():
             raise no_such_path(item)
         if item.is_dir():
+            if is_run_folder(item):  # RUN given twice, say: its sample grids are no photos to translate
+                raise UserError(f"{item}: an i2i run folder, whose sample grids are no photos to translate; give the "
+                                "images, or the folder that holds them")
+            if (item / OUTPUTS_MARKER).is_file():
+                say(f"i2i: warning: {item} holds images i2i wrote (i2i translate's --out or i2i eval's --save-images; "
+                    f"its {OUTPUTS_MARKER} file says so): a model's outputs, translated again; give the photos' own "
+                    "folder unless this is what you meant")
             contents = survey_folder(item, exclude=[out_dir])
             pairs.extend((item, f) for f in contents.images)
             left_out[item] = contents.other_kinds

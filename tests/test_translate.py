@@ -1079,6 +1079,19 @@ def test_skip_existing_with_everything_done_succeeds_beside_an_unreadable_file(g
     assert "left 1 already there" in again.stdout + again.stderr and "zero.jpg" in again.stderr
 
 
+def test_a_run_folder_given_as_input_is_refused_and_an_output_folder_warned_of(g2c_run, tmp_path):
+    """RUN given twice translated the run's sample grids; a translation's own output folder was
+    translated again without a word, where run and eval refuse or warn."""
+    result = run_i2i(["translate", str(g2c_run), str(g2c_run), "--out", str(tmp_path / "o")])
+    assert result.returncode == 2 and not (tmp_path / "o").exists()
+    assert result.stderr == (f"i2i: error: {g2c_run}: an i2i run folder, whose sample grids are no photos to translate; "
+                             "give the images, or the folder that holds them\n")
+    photos = make_photos(tmp_path / "photos", count=1)
+    assert run_i2i(["translate", str(g2c_run), str(photos), "--out", str(tmp_path / "first"), "--quiet"]).returncode == 0
+    again = run_i2i(["translate", str(g2c_run), str(tmp_path / "first"), "--out", str(tmp_path / "second"), "--quiet"])
+    assert again.returncode == 0 and f"i2i: warning: {tmp_path / 'first'} holds images i2i wrote" in again.stderr
+
+
 def test_a_read_only_file_system_while_translating_is_not_told_to_wait_for_room(g2c_run, tmp_path, monkeypatch):
     import errno
 
