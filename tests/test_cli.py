@@ -97,6 +97,11 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["validate", str(ROOT / "recipes" / "denoise.toml"), "--set", "data.size=92", "--set", "generator.name=ffdnet",
       "--set", 'discriminator={name="multiscale"}'],
      "needs at least 93 px; raise data.size (to 94) or lower discriminator.n_layers or discriminator.scales"),
+    # the targets' own colourfulness never changes: the first checkpoint would stay the best
+    (["validate", str(ROOT / "recipes" / "gray2color.toml"), "--set", "eval.best_metric=colourfulness_target"],
+     "eval.best_metric = 'colourfulness_target': a value of the validation images themselves, the same at every "
+     "evaluation, so the first checkpoint would stay the best; name a score of the outputs (colourfulness, "
+     "delta_colourfulness, psnr, ssim)"),
     # DnCNN subtracts its own prediction: task.residual = false alone would change nothing
     (["validate", str(ROOT / "recipes" / "denoise-dncnn.toml"), "--set", "task.residual=false"],
      "--set task.residual=false: task.residual = false: the generator subtracts its prediction from its input itself"),

@@ -1065,3 +1065,23 @@ def test_run_json_records_what_the_speed_settings_came_to(photos, tmp_path, monk
                                                              "data.cache_gb=4"], quiet=True)
     speed = json.loads((resumed.run_dir / "run.json").read_text())["resumes"][-1]["speed"]
     assert speed["threads"] == f"auto, at most {torch.get_num_threads()}" and speed["data_cached"] is True
+
+
+def test_a_colouriser_validated_on_grey_photos_is_warned_that_its_best_means_nothing(photos, tmp_path, capfd):
+    """An archivist's black-and-white validation folder scored the least-coloured checkpoint best,
+    without a word (i2i eval warned; the run, which picks the best from them, did not)."""
+    from PIL import Image
+
+    from helpers import TINY_G2C
+
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for i, source in enumerate(sorted(photos.iterdir())[:2]):
+        Image.open(source).convert("L").save(grey / f"scan_{i}.png")
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, data={"val_source": str(grey)}, train={"steps": 2},
+                         eval={"every": 1})
+    i2i.train(recipe, quiet=True)
+    err = capfd.readouterr().err
+    assert err.count("i2i: warning: all validation images show no colour (scan_0.png, scan_1.png), and task "
+                     "'gray2color' is scored on its output's colours against theirs") == 1, err  # once, not per evaluation
+    assert "yet the best checkpoint is chosen by them; validate on colour photos (data.val_source)" in err

@@ -347,6 +347,11 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
         hint = did_you_mean(chosen, sorted(summarized)) or f" (the metrics give {', '.join(sorted(summarized))})"
         raise recipe_error(recipe, f"eval.best_metric = '{chosen}': none of the run's metrics gives it{hint}; add its "
                                    "metric to eval.metrics, or name one of theirs")
+    if chosen.endswith("_target"):  # colourfulness_target: the validation images' own, the same at every evaluation
+        others = sorted(name for name in summarized if not name.endswith("_target"))
+        raise recipe_error(recipe, f"eval.best_metric = '{chosen}': a value of the validation images themselves, the "
+                                   "same at every evaluation, so the first checkpoint would stay the best; name a score "
+                                   f"of the outputs ({', '.join(others)})")
     # a misspelt name here would keep the worst checkpoint as the best, without a word
     for name in task.lower_is_better:
         if name not in summarized:

@@ -104,6 +104,7 @@ class Trainer:
         self._finish_asked = False
         self._reasons_shared = False  # the ranks' stop and finish reasons, gathered once they agree to end
         self.finished_early = False  # the run ended, finished, before train.steps (finish_early)
+        self._grey_validation_checked = False  # whether the first evaluation looked for grey targets (a colouriser's)
         self._scored_step = -1  # the step last evaluated (checkpointed: a resume's finish_early need not score it again)
         self.lr_scale = {"g": 1.0, "d": 1.0}  # a callback's scale_lr: on top of the recipe's schedule, checkpointed
         self._lr_scale_changed = False
@@ -982,13 +983,29 @@ class Trainer:
         self.read_accumulators()  # never evaluate (or save) after a non-finite loss
         self.dist.sync_buffers(self.eval_generator)  # one model: rank 0's batch-norm statistics
         self._evaluating = True  # stays set if it fails, for the out-of-memory message
+        grey = None
+        if self.task.learns_colour and self.dist.is_main and not self._grey_validation_checked:
+            from ..evaluation import GreyTargets  # the first evaluation only: it reads the targets back
+
+            grey = GreyTargets()
         with generator_named(self.recipe):
             metrics, baselines, first, scored = evaluate_generator(
                 self.eval_generator, self.task, self.data, self.metric_functions, self.eval_cfg,
-                device=self.device, dtype=self.dtype, dist=self.dist,
+                device=self.device, dtype=self.dtype, dist=self.dist, on_batch=grey,
                 abandon=None if self.dist.is_distributed else (lambda: self.stop_requested),
             )
         self._evaluating = False
+        if grey is not None:
+            self._grey_validation_checked = True
+            if grey.names:  # black-and-white photos to validate a colouriser on: the best would be the greyest
+                from ..data.sources import name_files
+
+                share = "all" if len(grey.names) == scored else f"{len(grey.names)} of {scored}"
+                self.progress.warn(
+                    f"i2i: warning: {share} validation images show no colour ({name_files(grey.names)}), and task "
+                    f"{self.recipe['task']['name']!r} is scored on its output's colours against theirs: their scores "
+                    "(the grey copy's near-perfect ones too) say nothing of colouring, yet the best checkpoint is "
+                    "chosen by them; validate on colour photos (data.val_source)")
         self._scored_step = self.step
         unrecorded = set(self.data.unreadable_val_names) - self._recorded_unreadable_val
         if self.dist.is_main and unrecorded:  # split.json is read and rewritten only when one is new

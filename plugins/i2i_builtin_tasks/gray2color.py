@@ -104,7 +104,8 @@ class Gray2Color(i2i.Task):
     ``space`` ("lab" or "rgb", default "lab"): what the generator predicts.
         "lab": the a and b channels (2 outputs), scaled as ab / 110 so the sRGB gamut fits in
         [-1, 1]; the image is the *input's* L with the predicted ab, converted to RGB and
-        clamped to [0, 1], so the lightness can never drift. "rgb": the three RGB channels
+        clamped to [0, 1], so the lightness is the input's wherever the colour fits in sRGB (a
+        clamped, out-of-gamut colour moves it with it). "rgb": the three RGB channels
         directly, scaled as RGB * 2 - 1.
 
     Metrics: psnr, ssim and colourfulness on RGB (main: psnr). Baseline "grey copy": the
