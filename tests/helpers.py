@@ -117,3 +117,35 @@ def rewrite_checkpoint_file(file: Path, data: bytes | str) -> None:
     sums = file.parent / "SHA256SUMS"
     lines = [line for line in sums.read_text().splitlines() if not line.endswith(f"  {file.name}")]
     sums.write_text("".join(f"{line}\n" for line in lines) + f"{hashlib.sha256(data).hexdigest()}  {file.name}\n")
+
+
+def grey_icc_profile(gamma: float = 1.8) -> bytes:
+    """A minimal ICC v2 grey display profile (a pure gamma curve, D50 white), as image editors
+    embed in greyscale scans ("Gray Gamma 1.8"): Pillow can make no grey profile itself."""
+    import struct
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def padded(data: bytes) -> bytes:
+        return data + b"\0" * (-len(data) % 4)
+
+    name = f"Gray Gamma {gamma}".encode() + b"\0"
+    tags = [
+        (b"desc", b"desc" + bytes(4) + struct.pack(">I", len(name)) + name + bytes(4) + bytes(4) + bytes(2) + bytes(1)
+         + bytes(67)),
+        (b"wtpt", b"XYZ " + bytes(4) + s15(0.9642) + s15(1.0) + s15(0.8249)),
+        (b"kTRC", b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))),
+        (b"cprt", b"text" + bytes(4) + b"none\0"),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = struct.pack(">I", len(tags)), b""
+    for signature, data in tags:
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += padded(data)
+    size = offset + len(body)
+    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntr" + b"GRAY" + b"XYZ " + bytes(12)
+              + b"acsp" + bytes(4) + bytes(4) + bytes(4) + bytes(4) + bytes(8) + bytes(4)
+              + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(4) + bytes(16) + bytes(28))
+    assert len(header) == 128
+    return header + table + body

@@ -212,3 +212,28 @@ def test_unreadable_files_say_why_in_one_wording(tmp_path):
     with pytest.raises(UnreadableImageError) as info:
         decode_image(tmp_path / "link.png", 3)
     assert info.value.reason == "a link to moved_away.png, which is gone"
+
+
+def test_a_grey_scan_with_a_grey_profile_is_read_through_it(tmp_path):
+    """Greyscale scans embed a grey profile (Photoshop's "Gray Gamma 2.2", "Dot Gain 20%"): it was
+    ignored, so a colourised scan came out darker than any colour-managed viewer shows it."""
+    from PIL import ImageCms
+
+    from helpers import grey_icc_profile
+
+    profile = grey_icc_profile(1.8)
+    grey = Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16), "L")
+    grey.save(tmp_path / "scan.png", icc_profile=profile)
+    viewed = ImageCms.profileToProfile(grey, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+                                       ImageCms.createProfile("sRGB"), outputMode="RGB")
+    expected = torch.from_numpy(np.array(viewed)).permute(2, 0, 1)
+    assert not torch.equal(expected[0], torch.from_numpy(np.array(grey)))  # the profile moves the levels
+    assert torch.equal(decode_image(tmp_path / "scan.png", 3), expected)
+    # with an alpha channel: the grey through the profile, the alpha as it was
+    alpha = Image.fromarray(np.full((16, 16), 200, dtype=np.uint8), "L")
+    Image.merge("LA", (grey, alpha)).save(tmp_path / "scan_la.png", icc_profile=profile)
+    decoded = decode_full(tmp_path / "scan_la.png", 3)
+    assert decoded.alpha is not None and int(decoded.alpha.min()) == int(decoded.alpha.max()) == 200
+    opaque = tmp_path / "plain.png"
+    grey.save(opaque)  # without a profile: the values as stored
+    assert torch.equal(decode_image(opaque, 3)[0], torch.from_numpy(np.array(grey)))

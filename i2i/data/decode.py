@@ -545,8 +545,9 @@ def _png16_colour_pixels(path: Path, header: bytes) -> tuple[np.ndarray, np.ndar
     return pixels, None
 
 
-#: Modes whose embedded ICC profile is converted to sRGB (deep and grey modes keep their values).
-_ICC_MODES = ("RGB", "RGBA", "CMYK", "P")
+#: Modes whose embedded ICC profile is converted to sRGB (deep modes keep their values). A grey
+#: one (a scan saved with Photoshop's "Dot Gain 20%" or "Gray Gamma 2.2") becomes grey RGB.
+_ICC_MODES = ("RGB", "RGBA", "CMYK", "P", "L", "LA")
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:
@@ -557,6 +558,14 @@ def _to_srgb(image: Image.Image) -> Image.Image:
         return image
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode == "LA":  # the grey through its profile, its alpha as it is
+        grey, alpha = image.split()
+        grey.info["icc_profile"] = profile
+        converted = _to_srgb(grey)
+        if converted is grey:
+            return image
+        converted.putalpha(alpha)
+        return converted
     transform = _srgb_transform(bytes(profile), image.mode)
     if transform is None:
         return image
@@ -583,8 +592,11 @@ def _srgb_transform(profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | N
                                             renderingIntent=ImageCms.Intent.PERCEPTUAL)
         if mode == "CMYK":
             return transform
-        levels = np.arange(0, 256, 17, dtype=np.uint8)
-        cube = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(64, 64, 3)
+        if mode == "L":  # every grey level, as grey RGB
+            cube = np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
+        else:
+            levels = np.arange(0, 256, 17, dtype=np.uint8)
+            cube = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(64, 64, 3)
         probe = Image.fromarray(cube).convert(mode)
         moved = np.asarray(ImageCms.applyTransform(probe, transform).convert("RGB")).astype(np.int16)
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
