@@ -92,6 +92,10 @@ MAX_PIXELS = 16384
 #: DataLoader processes beyond a few per core only cost memory; hundreds were started, and
 #: orphaned when the run was killed
 MAX_WORKERS = 64
+#: train.steps beyond any run (a schedule over 10**30 steps never moves); train.d_steps beyond
+#: any GAN's (a million discriminator steps made step 1 last hours, a stop waiting on it)
+MAX_STEPS = 10**12
+MAX_D_STEPS = 100
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "task": {},
@@ -122,7 +126,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "losses": {},
     "train": {
-        "steps": Field(int, 1000, "generator steps", _positive, "an integer >= 1"),
+        "steps": Field(int, 1000, "generator steps", lambda v: 1 <= v <= MAX_STEPS,
+                       f"an integer from 1 to {MAX_STEPS} (a million steps a day for 2,700 years)"),
         "batch_size": Field(int, 1, "images per step (per process)", _positive, "an integer >= 1"),
         "device": Field(str, "auto", "auto | cpu | cuda | cuda:N | mps",
                         lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v) is not None,
@@ -135,7 +140,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
                      _fraction, "a number in [0, 1)"),
         "ema_warmup": Field(bool, False, "let the EMA's decay grow as min(ema, (1 + step) / (10 + step)), so it "
                             "follows G early in the run rather than stay near the initial weights"),
-        "d_steps": Field(int, 1, "discriminator steps per generator step", _positive, "an integer >= 1"),
+        "d_steps": Field(int, 1, "discriminator steps per generator step", lambda v: 1 <= v <= MAX_D_STEPS,
+                         f"an integer from 1 to {MAX_D_STEPS} (WGAN's critic takes 5)"),
         "g_warmup_steps": Field(int, 0, "steps of reconstruction losses only before the adversarial terms join",
                                 _non_negative, "an integer >= 0"),
         "on_nonfinite": Field(Literal["stop", "skip"], "stop", "what to do when a loss is NaN or infinite"),

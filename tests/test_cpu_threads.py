@@ -144,6 +144,20 @@ def test_a_run_trains_on_train_threads_and_gives_the_count_back(two_threads, tmp
     assert torch.get_num_threads() == 2
 
 
+def test_a_fixed_thread_count_far_above_the_cores_is_warned_of(monkeypatch):
+    """train.threads = 1000 on 2 cores ran two steps in over 40 s (25 steps a second by default)."""
+    monkeypatch.setattr(cpu_threads, "watched_cpus", lambda: {0, 1})
+    notes = []
+    before = torch.get_num_threads()
+    try:
+        ThreadGovernor(1000, note=notes.append).close()
+        ThreadGovernor(4, note=notes.append).close()  # a few more than the cores: no warning
+    finally:
+        torch.set_num_threads(before)
+    assert len(notes) == 1 and notes[0].startswith("i2i: warning: train.threads = 1000 is more than the 2 core(s) this "
+                                                   "process may use")
+
+
 def test_train_threads_must_be_auto_or_a_positive_count(tmp_path):
     recipe = tiny_recipe(tmp_path, tmp_path / "run", base=TINY_G2C, train={"threads": 0})
     with pytest.raises(i2i.RecipeError, match=r"train\.threads.*'auto' or an integer >= 1"):

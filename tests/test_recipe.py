@@ -61,7 +61,9 @@ def test_unknown_section(tmp_path):
 
 def test_wrong_type_and_range(tmp_path):
     assert "train.steps = 'five': expected an integer" in error_of(tmp_path, BASE.replace("steps = 5", 'steps = "five"'))
-    assert "train.steps = 0: expected an integer >= 1" in error_of(tmp_path, BASE.replace("steps = 5", "steps = 0"))
+    assert "train.steps = 0: expected an integer from 1 to 1000000000000" in error_of(tmp_path, BASE.replace("steps = 5", "steps = 0"))
+    assert "train.steps = 1000000000000000: expected an integer from 1 to" in error_of(tmp_path, BASE, ["train.steps=1000000000000000"])
+    assert "train.d_steps = 1000000: expected an integer from 1 to 100" in error_of(tmp_path, BASE, ["train.d_steps=1000000"])
     assert "train.device = 'gpu'" in error_of(tmp_path, BASE + "", ["train.device='gpu'"])
     assert "train.precision = 'fp8': expected 'auto' | 'fp32' | 'bf16' | 'fp16'" in error_of(tmp_path, BASE, ["train.precision=fp8"])
 

@@ -109,6 +109,12 @@ class ThreadGovernor:
         self._noted = False
         if configured != "auto":
             self._set(int(configured))
+            cpus = watched_cpus()
+            usable = len(cpus) if cpus else os.cpu_count() or 1
+            if int(configured) > 2 * usable:  # threads beyond the cores only wait on each other: far slower, not faster
+                note(f"i2i: warning: {fixed_by.format(configured)} is more than the {usable} core(s) this process may "
+                     f"use: the extra threads only take turns on them, which slows {work} many times over (a "
+                     "thousand threads on 2 cores ran a step about a thousand times slower); 'auto' uses them all")
             return
         if os.environ.get("OMP_NUM_THREADS"):
             return
