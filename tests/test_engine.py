@@ -1085,3 +1085,8 @@ def test_a_colouriser_validated_on_grey_photos_is_warned_that_its_best_means_not
     assert err.count("i2i: warning: all validation images show no colour (scan_0.png, scan_1.png), and task "
                      "'gray2color' is scored on its output's colours against theirs") == 1, err  # once, not per evaluation
     assert "yet the best checkpoint is chosen by them; validate on colour photos (data.val_source)" in err
+
+
+def test_sync_bn_in_one_process_is_said_to_do_nothing(photos, tmp_path, capfd):
+    i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 1, "sync_bn": True}))
+    assert "i2i: note: train.sync_bn = true has no effect in one process" in capfd.readouterr().err

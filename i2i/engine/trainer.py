@@ -152,6 +152,9 @@ class Trainer:
             self.G.to(memory_format=torch.channels_last)
             if self.D is not None:
                 self.D.to(memory_format=torch.channels_last)
+        if self.train_cfg["sync_bn"] and self.dist.world_size == 1:
+            say("i2i: note: train.sync_bn = true has no effect in one process: it synchronises batch norm across the "
+                "processes of i2i run --nproc N (or torchrun)")
         if self.train_cfg["sync_bn"] and self.dist.world_size > 1:
             check_sync_bn(recipe, self.device, self.dist.world_size)
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
