@@ -551,7 +551,7 @@ def list_cmd(kind: str, pattern: str | None, as_json: bool) -> None:
         meant = "" if any(c in pattern for c in "*?[") else did_you_mean(pattern, registry().names(kind))
         if as_json:  # still JSON on stdout, for the program reading it
             click.echo("[]")
-        click.echo(f"no {kind} match {pattern!r}{meant}{why}", err=True)  # status 1, as grep finding nothing
+        click.echo(f"i2i: no {kind} match {pattern!r}{meant}{why}", err=True)  # status 1, as grep finding nothing
         sys.exit(1)
     for c in components:
         click.echo(f"{c.name}  [{c.plugin}]  {c.description}{_listing_marks(c)}")
@@ -675,8 +675,9 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
 @click.option("--checkpoint", "which", default="latest", show_default=True, type=_CheckpointChoice(),
               help="Which checkpoint of a run directory (best: the best validation score so far).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")
-@click.option("--crop", type=click.IntRange(min=0), default=None, callback=lambda ctx, param, value: _checked_crop(value),
-              help="Score each image's centre N x N px; 0 = whole images.  [default: the run's eval.crop]")
+@click.option("--crop", type=int, metavar="N", default=None, callback=lambda ctx, param, value: _checked_crop(value),
+              help="Score each image's centre N x N px (N of 8 or more); 0 = whole images.  "
+                   "[default: the run's eval.crop]")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Change a task option (task.sigma=25 scores a blind denoiser at one noise level) or "
                    "eval.batch_size / eval.max_images / eval.metrics.")

@@ -84,7 +84,7 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["validate", RECIPE, "--set", "steps=5"], "--set steps=5: steps: not a section; it belongs in [train] (train.steps)"),
     (["validate", RECIPE, "--set", 'train.callbacks="x"'], "train.callbacks = 'x': expected a list of strings"),
     # what Click itself refuses: one line too, not its usage, hint, blank line and error
-    (["eval", "runs/x", "--crop", "-1"], "Invalid value for '--crop': -1 is not in the range x>=0 (i2i eval --help lists"),
+    (["eval", "runs/x", "--crop", "-1"], "Invalid value for '--crop': -1: expected 0 (whole images) or an integer from 8 to 16384 (i2i eval --help lists"),
     (["run", RECIPE, "--nproc", "two"], "Invalid value for '--nproc': 'two' is not a valid integer range (i2i run --help"),
     (["run", RECIPE, "--resum", "runs/x"], "No such option '--resum'. Did you mean '--resume'?"),
     (["evl"], "No such command 'evl'. Did you mean 'eval'?"),
@@ -292,6 +292,7 @@ def test_list_of_one_component_shows_what_its_options_mean(runner):
 
 def test_quiet_run_prints_only_where_it_went(runner, tmp_path):
     (tmp_path / "run").mkdir()  # taken: the run goes to run-2, which a note and the summary line tell
+    (tmp_path / "run" / "notes.txt").write_text("a run's")
     result = invoke(runner, ["run", RECIPE, "--set", "train.steps=1", "--set", "train.device='cpu'", "--set", "data.size=32",
                              "--set", "eval.max_images=1", "--quiet", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
@@ -533,10 +534,10 @@ def test_a_very_long_value_is_cut_short_in_its_error(runner):
 def test_list_of_a_name_nothing_has_says_so_with_the_name_meant_and_status_1(runner):
     """'i2i list tasks denose' printed 'no tasks match' with status 0 and no suggestion."""
     result = runner.invoke(cli, ["list", "tasks", "denose"])
-    assert result.exit_code == 1 and result.output == "no tasks match 'denose' (did you mean 'denoise'?)\n"
+    assert result.exit_code == 1 and result.output == "i2i: no tasks match 'denose' (did you mean 'denoise'?)\n"
     # a name in other letters' case means that name, before a closer-spelt other one
     result = runner.invoke(cli, ["list", "generators", "UNET"])
-    assert result.exit_code == 1 and result.output == "no generators match 'UNET' (did you mean 'unet'?)\n"
+    assert result.exit_code == 1 and result.output == "i2i: no generators match 'UNET' (did you mean 'unet'?)\n"
     result = runner.invoke(cli, ["list", "plugins"])
     assert result.exit_code == 2 and "i2i plugins lists the plugins and what each registers" in result.output
     result = runner.invoke(cli, ["list", "generatr"])
