@@ -1003,7 +1003,10 @@ def validate(data: dict, where: str = "<recipe>") -> dict:
             raise RecipeError(f"{where}: {section}: unknown section{did_you_mean(section, SCHEMA)}; sections: {', '.join(SCHEMA)}")
     for section, table in data.items():
         if not isinstance(table, dict):
-            example = "[losses.l1] weight = 1.0" if section == "losses" else f"[{section}] name = ..."
+            fixed = [key for key, field in SCHEMA.get(section, {}).items() if not isinstance(field, dict)]
+            example = ("[losses.l1] weight = 1.0" if section == "losses" else
+                       f"[{section}] name = ..." if section in (*REQUIRED, "discriminator") or not fixed else
+                       f"[{section}] {fixed[0]} = ...")  # [train] steps = ...: those tables name nothing
             raise RecipeError(f"{where}: {section} = {format_value(table)}: expected a table, e.g. {example}")
     for section in REQUIRED:
         if "name" not in data.get(section, {}):

@@ -54,6 +54,7 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
      "--set data.source='../nowhere': data.source = \"../nowhere\": no such folder (a relative folder starts from the "
      "working directory, "),
     (["validate", RECIPE, "--set", "generator=1"], "generator = 1: expected a table, e.g. [generator] name = ..."),
+    (["validate", RECIPE, "--set", "train=5"], "train = 5: expected a table, e.g. [train] steps = ..."),  # no name there
     (["validate", RECIPE, "--set", 'eval.metrics=["pnsr"]'], "eval.metrics: unknown metric 'pnsr' (did you mean 'psnr'?)"),
     (["validate", RECIPE, "--set", 'train.callbacks=["nope"]'], "train.callbacks: unknown callback 'nope'"),
     (["run", RECIPE, "--set", "train.stpes=2", "--nproc", "2"], "train.stpes: unknown key (did you mean 'steps'?)"),
