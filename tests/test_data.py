@@ -1123,3 +1123,18 @@ def test_a_subfolder_this_user_may_not_list_is_left_out_with_a_warning(tmp_path,
     assert len(files) == 2
     assert (f'data.source = "{tmp_path / "photos"}": 1 subfolder(s) could not be searched, as this user may not list them '
             f"(permission denied): {locked}; any images in them are left out") in capfd.readouterr().err
+
+
+def test_more_loading_workers_than_cores_is_one_note_not_torchs_warning(tmp_path, monkeypatch, capfd):
+    import os
+
+    from helpers import make_photos
+
+    make_photos(tmp_path / "photos", count=3)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    data = ImageData(data_cfg(tmp_path / "photos", cache_gb=0, workers=2), channels=3, device=CPU, seed=0)
+    assert not data.cached
+    data.next_batch(2)
+    err = capfd.readouterr().err
+    assert err.count("i2i: note: data.workers = 2 is more than the 1 core(s) this process may use") == 1, err
+    assert "This DataLoader will create" not in err

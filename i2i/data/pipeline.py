@@ -26,6 +26,8 @@ import contextlib
 import functools
 import hashlib
 import multiprocessing
+import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -257,6 +259,7 @@ class ImageData:
         self._scored_multiple = max(1, int(scored_multiple))
         self.seed, self.rank, self.world_size, self.size = seed, rank, world_size, size
         self._cache_bytes, self._workers, self._upscale, self._resize = int(cache_gb * GB), workers, upscale, resize
+        self._workers_noted = False
         self._samples = 0  # samples drawn so far: the whole sampling state
         self._all_train = 0
         self._images: list[torch.Tensor] = []
@@ -429,7 +432,9 @@ class ImageData:
 
     def _next_streamed(self, batch_size: int) -> torch.Tensor:
         if self._stream_key != (self._samples, batch_size):
-            self._stream = iter(self._loader(self._samples, batch_size))
+            with warnings.catch_warnings():  # more workers than cores: said once in _loader, in one line
+                warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+                self._stream = iter(self._loader(self._samples, batch_size))
         try:
             batch, failed = next(self._stream)
         except NoDecodableImages:
@@ -461,6 +466,11 @@ class ImageData:
         return _CropDataset([f.path for f in self._train], read, self.size, self._resize, self._upscale)
 
     def _loader(self, start: int, batch_size: int) -> DataLoader:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if self._workers > cores and not self._workers_noted:  # said once, in i2i's words, not torch's
+            self._workers_noted = True
+            say(f"i2i: note: data.workers = {self._workers} is more than the {cores} core(s) this process may use: the "
+                "loading processes take turns on them; fewer may load faster")
         return DataLoader(
             self._crop_dataset(),
             batch_sampler=_PlanSampler(self._planner, start, batch_size),
