@@ -344,6 +344,20 @@ def test_short_training_beats_the_baseline(photos, tmp_path):
     assert run.metrics["psnr"] > run.baselines["noisy input"]["psnr"] + 3
 
 
+def test_an_imports_task_option_out_of_range_names_its_set(tmp_path):
+    """'task.sigma = -1.0: expected ...' named neither the --set nor the command's option."""
+    spec = json.loads((ROOT / "tests" / "fixtures" / "reference_keys" / "resnet_6blocks_3to3_instance.json").read_text())
+    g = torch.Generator().manual_seed(0)
+    torch.save({k: (torch.rand(v, generator=g) * 0.02 if v else torch.tensor(0)) for k, v in spec["keys"].items()},
+               tmp_path / "latest_net_G.pth")
+    for given in ("sigma=-1", "task.sigma=-1"):
+        result = run_i2i(["import-weights", str(tmp_path / "latest_net_G.pth"), "--task", "denoise", "--set", given,
+                          "--out", str(tmp_path / "run")])
+        assert result.returncode == 2 and result.stderr.startswith(f"i2i: error: --set {given}: task.sigma = -1.0: "), \
+            result.stderr
+        assert not (tmp_path / "run").exists()
+
+
 def test_import_reference_weights(tmp_path, odd_inputs):
     spec = json.loads((ROOT / "tests" / "fixtures" / "reference_keys" / "unet_128_1to2_batch.json").read_text())
     g = torch.Generator().manual_seed(0)

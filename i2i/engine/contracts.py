@@ -471,7 +471,8 @@ def refuse_batch_beyond_memory(recipe: Any, device: torch.device) -> None:
     if available is not None and needed > available >= needed // batch:  # one crop too many: data.size's error
         raise recipe_error(recipe, f"train.batch_size = {batch}: {batch} crops of {size}x{size} px need at least "
                                    f"{needed / 2**30:,.1f} GB to train on, and {device} has {available / 2**30:.1f} GB "
-                                   f"{'free' if device.type == 'cpu' else 'in all'}; lower train.batch_size (or data.size)")
+                                   f"{'free' if device.type == 'cpu' else 'in all'}; lower train.batch_size (or data.size)",
+                           also=("data.size",))  # a --set data.size=8192 is the news, not the file's batch size
 
 
 @contextlib.contextmanager

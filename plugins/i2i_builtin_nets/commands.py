@@ -118,7 +118,15 @@ def import_weights(checkpoint: str, task: str, out: str, overrides: tuple[str, .
             raise i2i.UserError(f"--set {text}: import-weights takes the task's options, e.g. --set sigma=50; "
                                 f"'{'.'.join(key)}' is not one")
         options[key[0]] = value
-    run_dir = import_reference_run(checkpoint, task, out, options)
+    try:
+        run_dir = import_reference_run(checkpoint, task, out, options)
+    except i2i.UserError as exc:  # a task option's own check: name the --set it came from, as i2i run does
+        said = str(exc)
+        for text in reversed(overrides):
+            named = f"task.{i2i.parse_override(text)[0][-1]} = "
+            if not said.startswith("--set ") and named in said:
+                raise i2i.UserError(f"--set {text.strip()}: {said[said.index(named):]}") from None
+        raise
     click.echo(f"i2i: imported {checkpoint} into {run_dir}: {describe_import(run_dir)}")
 
 
