@@ -326,7 +326,10 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
     from .plugins import registry
     from .recipe import build_component, load_recipe
 
+    from .recipe import parse_override
+
     for override in overrides:
+        parse_override(override)  # its syntax first (--set a, --set =1): as i2i run says it
         key = override.split("=", 1)[0].strip()
         if not ((key.startswith("task.") and key != "task.name") or key in EVAL_KEYS):
             bare = "." not in key and key in model.recipe["task"]  # --set sigma=25: a task option, unqualified
@@ -336,6 +339,8 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
                 hint = f" (use --crop {override.split('=', 1)[1].strip()})"
             if key == "task.name":  # not a near miss of another key: the task is the run's
                 hint = " (a run is scored on the task it was trained for; another task needs a run of its own)"
+            if key == "eval.best_metric":  # which checkpoint is best is the run's; eval scores the one given
+                hint = " (eval scores one checkpoint: --checkpoint best is the one the run chose, step_N another)"
             raise RecipeError(f"--set {override}: scoring a run changes only the task's options (task.sigma, say) and "
                               f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's{hint}")
     recipe = load_recipe(ckpt.run_dir_of(model.checkpoint) / "recipe.toml", ["train.callbacks=[]", *overrides],

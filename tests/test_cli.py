@@ -684,3 +684,13 @@ def test_a_file_this_user_may_not_read_is_one_line_with_no_traceback(runner, tmp
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.startswith(f"i2i: error: {locked}") and "Permission denied; give your user access to it" in \
         result.output and result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("given, said", [
+    ("a", "--set a: expected dotted.key=VALUE"),  # its syntax, as i2i run says it, not 'changes only the task's options'
+    ("=1", "--set =1: expected dotted.key=VALUE"),
+    ("eval.best_metric=ssim", "(eval scores one checkpoint: --checkpoint best is the one the run chose, step_N another)"),
+])
+def test_eval_set_mistakes_are_said_for_what_they_are(runner, tiny_run, given, said):
+    result = runner.invoke(cli, ["eval", str(tiny_run), "--set", given])
+    assert result.exit_code == 2 and said in result.output and result.output.count("\n") == 1, result.output
