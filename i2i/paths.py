@@ -41,20 +41,20 @@ def path_problem(exc: BaseException) -> str | None:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
-            where = _shortened(exc.filename)
+            where = shortened_path(exc.filename)
             return (f"{where + ': ' if where else ''}a name in this path is longer than the file system allows (at "
                     "most 255 bytes a name, 4096 a path); give a shorter one")
         if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
-            where = _shortened(exc.filename)
+            where = shortened_path(exc.filename)
             return f"{where + ': ' if where else ''}a loop of symbolic links (a link that leads back to itself); give another path"
         looped = re.match(r"Symlink loop from '(.*)'$", str(exc)) if isinstance(exc, RuntimeError) else None
         if looped:
-            return f"{_shortened(looped[1])}: a loop of symbolic links (a link that leads back to itself); give another path"
+            return f"{shortened_path(looped[1])}: a loop of symbolic links (a link that leads back to itself); give another path"
         exc = exc.__cause__ or exc.__context__
     return None
 
 
-def _shortened(filename: object) -> str:
+def shortened_path(filename: object) -> str:
     """A path for a message, its over-long names cut to their first and last characters."""
     if not filename:
         return ""

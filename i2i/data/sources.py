@@ -385,7 +385,16 @@ def resolve_folder(value: str, key: str) -> Path:
     if value == SAMPLE:
         return sample_folder()
     folder = user_path(value, key)
-    if not folder.exists():
+    try:
+        exists = folder.exists()
+    except (OSError, RuntimeError) as exc:  # a name too long, a loop of links: named with its key
+        from ..paths import path_problem, shortened_path
+
+        problem = path_problem(exc)
+        if problem is None:
+            raise
+        raise UserError(f'{key} = "{shortened_path(value)}": {problem.split(": ", 1)[-1]}') from None
+    if not exists:
         relative = "" if folder.is_absolute() else f" (a relative folder starts from the working directory, {Path.cwd()})"
         samples = "" if "pair" in key else f', or "{SAMPLE}" for the photos shipped with i2i'
         raise UserError(f'{key} = "{value}": no such folder{relative}; give a folder of images{samples}')
