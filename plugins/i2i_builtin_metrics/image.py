@@ -64,7 +64,22 @@ def without_border(images: list[Tensor], border: int) -> list[Tensor]:
     return images
 
 
-class PSNRY:
+class _OnLuma:
+    """What the super-resolution papers' metrics share: the images' Y (:func:`studio_luma`)
+    with ``border`` px left out on each side (their option)."""
+
+    def __init__(self, border: int = 0) -> None:
+        if border < 0:
+            raise i2i.UserError(f"border = {border}: expected 0 or more px")
+        self.border = border
+
+    def lumas(self, output: Tensor, target: Tensor) -> list[Tensor]:
+        """``[B, 1, H', W']`` Y of output and target, their borders left out."""
+        output, target = check_pair(output, target)
+        return without_border([studio_luma(output)[:, None], studio_luma(target)[:, None]], self.border)
+
+
+class PSNRY(_OnLuma):
     """PSNR in dB per image on the luma channel Y, with ``border`` px left out on each side.
 
     How super-resolution papers (Set5, Set14, Urban100, DIV2K tables) report PSNR.
@@ -83,14 +98,8 @@ class PSNRY:
       border: px left out on each side (0: the whole image).
     """
 
-    def __init__(self, border: int = 0) -> None:
-        if border < 0:
-            raise i2i.UserError(f"border = {border}: expected 0 or more px")
-        self.border = border
-
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
-        output, target = check_pair(output, target)
-        luma = without_border([studio_luma(output), studio_luma(target)], self.border)
+        luma = self.lumas(output, target)
         mse = (luma[0] - luma[1]).square().flatten(1).mean(1)
         return -10 * torch.log10(mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))
 
@@ -122,7 +131,7 @@ def ssim_per_image(output: Tensor, target: Tensor, window: int = 11) -> Tensor:
     return ssim(output, target, window, max_val=1.0, eps=0.0, padding=padding).flatten(1).mean(1)
 
 
-class SSIMY:
+class SSIMY(_OnLuma):
     """SSIM per image on the luma channel Y, with ``border`` px left out on each side.
 
     The SSIM of super-resolution tables (BasicSR's ``calculate_ssim`` with ``test_y_channel``
@@ -134,15 +143,8 @@ class SSIMY:
       border: px left out on each side (0: the whole image).
     """
 
-    def __init__(self, border: int = 0) -> None:
-        if border < 0:
-            raise i2i.UserError(f"border = {border}: expected 0 or more px")
-        self.border = border
-
     def __call__(self, output: Tensor, target: Tensor) -> Tensor:
-        output, target = check_pair(output, target)
-        luma = without_border([studio_luma(output)[:, None], studio_luma(target)[:, None]], self.border)
-        return ssim_per_image(luma[0], luma[1])
+        return ssim_per_image(*self.lumas(output, target))
 
 
 class MAE(Metric):
