@@ -179,9 +179,9 @@ def save_grid(path: Path, columns: list[torch.Tensor]) -> None:
     columns = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in columns]
     rows = torch.stack(columns, dim=1).flatten(0, 1)  # image i's columns side by side
     grid = make_grid(rows, nrow=len(columns), padding=2, pad_value=1.0)
+    path.parent.mkdir(exist_ok=True)  # not the run folder itself: one moved away mid-run is not made again
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(exist_ok=True)  # not the run folder itself: one moved away mid-run is not made again
         save_image(grid, tmp, format="png")
         tmp.replace(path)
     except OSError as exc:  # a full disk: Pillow's error names no file
