@@ -260,7 +260,7 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
     if data_dir is not None and not any(o.split("=", 1)[0].strip() == "eval.max_images" for o in overrides):
         eval_cfg["max_images"] = 0  # the run's cap keeps training-time evaluation short, not a test set
     metrics = build_metrics(task, recipe["eval"]["metrics"], recipe)
-    problem = scoring_crop_problem(eval_cfg["crop"], metrics)  # --crop, or a --set's metric on the run's crop
+    problem = scoring_crop_problem(eval_cfg["crop"], metrics, usable_output_scale(task))  # --crop, or a --set's metric
     if problem:
         given = f"--crop {crop}" if crop is not None else f"the run's eval.crop = {eval_cfg['crop']}"
         raise UserError(f"{given}: {problem.replace('CROP', '--crop')}")

@@ -109,7 +109,11 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     # a border-leaving metric that would score every crop whole
     (["validate", str(ROOT / "recipes" / "superres.toml"), "--set", "task.scale=4", "--set", "eval.crop=8"],
      "--set eval.crop=8: eval.crop = 8: metric 'psnr_y_x4' leaves out 4 px a side, so it would score these crops whole; "
-     "raise eval.crop above 8"),
+     "raise eval.crop above 11"),
+    # one the scale's modcrop cuts down that far: 8 px at 3x is scored as 6
+    (["validate", str(ROOT / "recipes" / "superres.toml"), "--set", "task.scale=3", "--set", "eval.crop=8"],
+     "metric 'psnr_y_x3' leaves out 3 px a side, so it would score these crops (cut to 6 px, a multiple of the scale, "
+     "3) whole; raise eval.crop above 8"),
     (["--nope"], "No such option '--nope' (i2i --help lists what it takes)"),
     # the reference's command lines, typed as they were
     (["run", RECIPE, "--dataroot", "x"], "No such option '--dataroot'; the reference's --dataroot is data.source here "

@@ -158,7 +158,7 @@ def test_a_trained_upscaler_scores_against_bicubic_and_translates_images_larger(
     from i2i.evaluation import evaluate_run
 
     with pytest.raises(i2i.UserError, match=r"^crop 8: metric 'psnr_y_x4' leaves out 4 px a side, so it would score "
-                                            r"these crops whole; raise crop above 8 \(or 0, whole images\)$"):
+                                            r"these crops whole; raise crop above 11 \(or 0, whole images\)$"):
         evaluate_run(run.run_dir, crop=8, overrides=["task.scale=4"])
     assert evaluate_run(run.run_dir, crop=8)["crop"] == 8  # psnr_y_x2 leaves 4 px of each 8
 

@@ -328,7 +328,7 @@ def check_recipe(recipe: Recipe, resuming: bool = False) -> Networks:
     recipe.notes.extend(note for note in notes if note is not None and note not in recipe.notes)
     terms = build_loss_terms(recipe, nets.D, device)
     metrics = build_metrics(nets.task, recipe["eval"]["metrics"], recipe)
-    check_scoring_crop(recipe, metrics)
+    check_scoring_crop(recipe, metrics, usable_output_scale(nets.task))
     dry_run(recipe, nets, device, metrics, features=bool(terms.feature_matching))
     build_callbacks(recipe)
     return nets

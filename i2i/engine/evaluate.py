@@ -126,27 +126,30 @@ def build_metrics(task: Task, names: list[str] | tuple[str, ...], recipe: Recipe
     return metrics
 
 
-def check_scoring_crop(recipe: Recipe, metrics: dict[str, Any]) -> None:
+def check_scoring_crop(recipe: Recipe, metrics: dict[str, Any], multiple: int = 1) -> None:
     """Refuse an ``eval.crop`` that a metric leaving out a border (``psnr_y_x8``: 8 px a side,
     as super-resolution papers score) keeps no pixel of: such a metric scores an image that
     small whole, so every score of the run would be another metric's under its name."""
     from ..recipe import recipe_error
 
     crop = recipe["eval"]["crop"]
-    problem = scoring_crop_problem(crop, metrics)
+    problem = scoring_crop_problem(crop, metrics, multiple)
     if problem:
         raise recipe_error(recipe, f"eval.crop = {crop}: {problem.replace('CROP', 'eval.crop')}",
                            also=("eval.metrics", "task.scale"))
 
 
-def scoring_crop_problem(crop: int, metrics: dict[str, Any]) -> str | None:
+def scoring_crop_problem(crop: int, metrics: dict[str, Any], multiple: int = 1) -> str | None:
     """Why a metric cannot score ``crop`` px crops as its name says (the recipe's ``eval.crop``
-    or ``i2i eval --crop``), with ``CROP`` where the setting's name belongs; None when all can."""
+    or ``i2i eval --crop``), with ``CROP`` where the setting's name belongs; None when all can.
+    ``multiple``: a super-resolution task's scale, which the crops are cut down to first."""
+    scored = crop - crop % multiple if crop >= multiple else crop
     for name, metric in metrics.items():
         border = getattr(metric, "border", 0)
-        if crop > 0 and isinstance(border, int) and 0 < border and crop <= 2 * border:
-            return (f"metric '{name}' leaves out {border} px a side, so it would score these crops whole; raise CROP "
-                    f"above {2 * border} (or 0, whole images)")
+        if crop > 0 and isinstance(border, int) and 0 < border and scored <= 2 * border:
+            cut = f" (cut to {scored} px, a multiple of the scale, {multiple})" if scored != crop else ""
+            return (f"metric '{name}' leaves out {border} px a side, so it would score these crops{cut} whole; raise "
+                    f"CROP above {2 * border + (multiple - 1 if multiple > 1 else 0)} (or 0, whole images)")
     return None
 
 

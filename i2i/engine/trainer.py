@@ -142,7 +142,7 @@ class Trainer:
         self.regularizers, self.feature_matching = terms.regularizers, terms.feature_matching
         self._g_loss_wants_real = any(term.wants_real for term in self.adversarial)  # a relativistic G half
         self.metric_functions = build_metrics(self.task, self.eval_cfg["metrics"], recipe)
-        check_scoring_crop(recipe, self.metric_functions)
+        check_scoring_crop(recipe, self.metric_functions, usable_output_scale(self.task))
         # a task, network or metric that breaks its contract fails here, before any step
         dry_run(recipe, nets, self.device, self.metric_functions, features=bool(self.feature_matching))
 
