@@ -142,7 +142,7 @@ APPLYING_REFERENCE_OPTIONS = {
                   "which_epoch": "is --checkpoint latest, best or a step here",
                   "num_test": "has no counterpart here: name the images to translate",
                   "direction": "is the run's own task.direction here: translate applies the run as it was trained "
-                               "(train with task.direction = \"AtoB\" for the other way)"},
+                               "(a run trained with the other task.direction translates the other way)"},
 }
 
 

@@ -323,6 +323,8 @@ def _value_hint(key: str, raw: str) -> str:
         quoted = re.sub(r"(?<=[\[{,=])(\s*)([A-Za-z_][\w./\-]*)(\s*)(?=[\]},]|$)",
                         lambda m: m[0] if m[2] in ("true", "false", "inf", "nan") else f"{m[1]}'{m[2]}'{m[3]}", raw)
         return f"quote the strings inside it: {key}={quoted}" if quoted != raw else "a TOML list [1, 2] or table {a = 1}"
+    if "**" in raw or "^" in raw:  # 10**15: TOML has no arithmetic
+        return "write the number out, 1000000000000000: TOML has no arithmetic"
     if raw == "" or re.fullmatch(r"[-+\d.eE_,=]+", raw):  # train.steps= or 2,3 or ==2: a number mistyped
         return "one value after '=', such as 500, 0.5, true or 'text'"
     return f"quote strings: {key}='text'"

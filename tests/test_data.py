@@ -1138,3 +1138,22 @@ def test_more_loading_workers_than_cores_is_one_note_not_torchs_warning(tmp_path
     err = capfd.readouterr().err
     assert err.count("i2i: note: data.workers = 2 is more than the 1 core(s) this process may use") == 1, err
     assert "This DataLoader will create" not in err
+
+
+def test_a_data_folder_this_user_may_not_list_is_named_as_such(tmp_path, monkeypatch):
+    """It was named by the run.json looked for inside it: '/x/run.json: Permission denied'."""
+    import os
+    import pathlib
+
+    (tmp_path / "locked").mkdir()
+    is_file = pathlib.Path.is_file
+
+    def is_file_refused(self):
+        if str(self).startswith(str(tmp_path / "locked") + os.sep):
+            raise PermissionError(13, "Permission denied", str(self))
+        return is_file(self)
+
+    monkeypatch.setattr(pathlib.Path, "is_file", is_file_refused)
+    with pytest.raises(UserError, match=r'^data.source = ".*locked": this user may not list this folder \(permission '
+                                        r'denied\); give your user access to it, or another folder$'):
+        scan_folder(str(tmp_path / "locked"), "data.source")

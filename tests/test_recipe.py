@@ -163,6 +163,8 @@ def test_bad_override_syntax(tmp_path):
         "(quote the strings inside it: eval.metrics=['mae', 'psnr'])")
     assert error_of(tmp_path, BASE, ["discriminator={name=patchgan}"]).endswith(
         "(quote the strings inside it: discriminator={name='patchgan'})")
+    assert error_of(tmp_path, BASE, ["train.steps=10**15"]).endswith("(write the number out, 1000000000000000: TOML "
+                                                                     "has no arithmetic)")
     for typo in ("train.steps=", "train.steps==2", "train.g.lr=1e-3,2"):  # a number mistyped, not a string unquoted
         assert error_of(tmp_path, BASE, [typo]).endswith("(one value after '=', such as 500, 0.5, true or 'text')")
     # a value followed by more TOML on a new line: the rest was dropped without a word

@@ -400,7 +400,12 @@ def resolve_folder(value: str, key: str) -> Path:
         raise UserError(f'{key} = "{value}": no such folder{relative}; give a folder of images{samples}')
     if not folder.is_dir():
         raise UserError(f'{key} = "{value}": is a file, not a folder; give the folder that holds the images')
-    if is_run_folder(folder):  # one inside the folder is skipped with a note; the folder itself would train on grids
+    try:
+        run_folder = is_run_folder(folder)
+    except PermissionError:  # its run.json looked for: the folder itself is what may not be read
+        raise UserError(f'{key} = "{value}": this user may not list this folder (permission denied); give your user '
+                        "access to it, or another folder") from None
+    if run_folder:  # one inside the folder is skipped with a note; the folder itself would train on grids
         raise UserError(f'{key} = "{value}": an i2i run folder, whose sample grids are no photos to train on; give the '
                         "folder that holds the images")
     return folder
