@@ -257,6 +257,16 @@ def _what_is_kept(filename: Any, once: str = "") -> str:
             checkpoint = find_checkpoint(run)
     except UserError:
         return f". The run {run} has no checkpoint yet"
+    from .recipe import tomllib
+
+    try:  # the checkpoint's step against the run's train.steps (a resume's --set may have raised it)
+        steps = tomllib.loads((run / "recipe.toml").read_text())["train"]["steps"]
+        finished = json.loads((checkpoint / "state.json").read_text())["step"] >= steps
+    except (OSError, ValueError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        finished = False
+    if finished:  # the last step's checkpoint is there: a resume has nothing left to do
+        return (f". Its last checkpoint, {checkpoint.name}, is intact and holds the trained run (i2i eval "
+                f"{shell_path(run)} scores it; a resume has no step left to train)")
     return f". Its last checkpoint, {checkpoint.name}, is intact: i2i run --resume {shell_path(run)} continues from it{once}"
 
 

@@ -242,6 +242,23 @@ def test_a_full_disk_at_an_evaluations_sample_grid_is_one_line_and_keeps_the_sco
     assert [r["step"] for r in evals] == [4]  # its score is kept
 
 
+def test_a_full_disk_at_the_last_steps_grid_does_not_promise_a_resume(photos, tmp_path, monkeypatch):
+    """It said 'i2i run --resume continues from it once there is room'; the resume then said the
+    run was already trained to its last step."""
+    import torchvision.utils
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torchvision.utils, "save_image", full)
+    recipe = recipe_of(photos, tmp_path / "run", train={"steps": 2}, output={"sample_every": 0})
+    (tmp_path / "r.toml").write_text(dumps_toml(recipe))
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "r.toml"), "--quiet"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.endswith(f"Its last checkpoint, step_0000002, is intact and holds the trained run (i2i eval "
+                                  f"{tmp_path / 'run'} scores it; a resume has no step left to train)\n")
+
+
 def test_a_run_folder_moved_before_an_evaluation_is_one_line(photos, tmp_path):
     """Its sample grid's folder could not be made: a FileNotFoundError traceback."""
     class MovesTheRun(i2i.Callback):
