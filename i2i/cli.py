@@ -113,8 +113,6 @@ def _exit_on_usage_error(exc: click.UsageError, ctx: click.Context | None) -> No
         context = context.parent
     command = " ".join(["i2i", *names])
     hint, message = _reference_hint(exc), re.sub(r"\s*\n\s*", " ", exc.format_message())  # Click lists choices a line each
-    if hint and isinstance(exc, click.NoSuchOption):  # click's guess (--norm: '--nproc'?) is not what was meant
-        message = re.sub(r"\.? Did you mean .*$", "", message)
     if hint:  # Click's own guess (--model: "Did you mean '--help'?") is noise beside it
         message = re.split(r"\.? \(?Did you mean", message, maxsplit=1)[0]
     _say_error(f"i2i: error: {message.rstrip('.')}{hint} ({command} --help lists what it takes)")

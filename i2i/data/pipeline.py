@@ -22,7 +22,6 @@ int16 tensor on the device (CUDA has few uint16 kernels; int16 has them all), tw
 from __future__ import annotations
 
 import contextlib
-
 import functools
 import hashlib
 import multiprocessing

@@ -172,7 +172,7 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
     d_min = getattr(nets.D, "min_size", 0)
     upper = -(-max(size, d_min) // multiple) * multiple  # the smallest size above both limits
     if size % multiple:
-        scale = _task_scale(nets)  # sizes a super-resolution's scale divides too, which crop_size_note asks for
+        scale = usable_output_scale(nets.task)  # sizes a super-resolution's scale divides too, which crop_size_note asks for
         step = math.lcm(multiple, scale)
         lower, upper = size // step * step, -(-max(size, d_min) // step) * step
         hint = f"use {lower} or {upper}" if lower >= max(8, d_min) else f"use {upper}"
@@ -189,11 +189,6 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
                            also=("discriminator.name", "discriminator.n_layers", "discriminator.scales"))
 
 
-def _task_scale(nets: Networks) -> int:
-    """The task's ``output_scale`` (a super-resolution's scale), 1 when it has none usable."""
-    return usable_output_scale(nets.task)
-
-
 def usable_output_scale(task: Any) -> int:
     """``task``'s ``output_scale``, 1 when it has none usable (its checks say why elsewhere)."""
     scale = getattr(task, "output_scale", 1)
@@ -204,7 +199,7 @@ def crop_size_note(recipe: Recipe, nets: Networks) -> str | None:
     """A ``data.size`` that is no multiple of the task's ``output_scale`` (a 3x super-resolution
     on 64 px crops): each crop's shrunk input covers only part of it, and the rest of the
     input is filled in. Allowed, but said, with the sizes that use every pixel."""
-    scale, size = _task_scale(nets), recipe["data"]["size"]
+    scale, size = usable_output_scale(nets.task), recipe["data"]["size"]
     if size % scale == 0:
         return None
     step = math.lcm(scale, size_multiple(nets.G) if nets.task.input_is_image else 1)
