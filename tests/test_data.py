@@ -1157,3 +1157,23 @@ def test_a_data_folder_this_user_may_not_list_is_named_as_such(tmp_path, monkeyp
     with pytest.raises(UserError, match=r'^data.source = ".*locked": this user may not list this folder \(permission '
                                         r'denied\); give your user access to it, or another folder$'):
         scan_folder(str(tmp_path / "locked"), "data.source")
+
+
+def test_a_folder_whose_only_subfolder_may_not_be_listed_says_so_in_its_error(tmp_path, monkeypatch):
+    """'no images in this folder or its subfolders', and nothing of the one it could not search
+    (i2i validate prints no notes: the error is all it says)."""
+    import os
+
+    (tmp_path / "photos" / "locked").mkdir(parents=True)
+    locked = str(tmp_path / "photos" / "locked")
+    scandir = os.scandir
+
+    def no_permission(path=".", *args):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return scandir(path, *args)
+
+    monkeypatch.setattr(os, "scandir", no_permission)
+    with pytest.raises(UserError, match=r"no images in this folder or its subfolders .*; 1 subfolder\(s\) this user may "
+                                        r"not list were not searched \(permission denied\), e\.g\. .*locked$"):
+        scan_folder(str(tmp_path / "photos"), "data.source", quiet=True)

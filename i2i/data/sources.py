@@ -467,7 +467,10 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
                 "own folder unless this is what you meant")
     print_reference_layout_note(key, value, folder, side_by_side, quiet)
     if not paths:
-        raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS}){not_read_note([contents.other_kinds])}')
+        unsearched = (f"; {len(contents.unsearched)} subfolder(s) this user may not list were not searched (permission "
+                      f"denied), e.g. {contents.unsearched[0]}" if contents.unsearched else "")
+        raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS})'
+                        f'{not_read_note([contents.other_kinds])}{unsearched}')
     if not quiet:
         print_not_read_note(f'{key} = "{value}"', [contents.other_kinds])
     readable, unreadable = [], []
