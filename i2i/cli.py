@@ -199,8 +199,9 @@ def _exit_on_unwritable(exc: BaseException) -> None:
                    f"folder that holds it){_what_is_kept(exc.filename, ' once it may write there')}")
     else:
         once = " once the file system can be written again" if exc.errno == errno.EROFS else " once there is room"
+        trained = getattr(exc, "i2i_run_trained", False)  # the last step's grid, after its checkpoint
         _say_error(f"i2i: error: {_rank_prefix()}{where}cannot write ({exc.strerror}); {WRITE_TROUBLE[exc.errno]}"
-                   f"{_what_is_kept(exc.filename, once)}")
+                   f"{_what_is_kept(exc.filename, once, trained)}")
     sys.exit(1)
 
 
@@ -232,10 +233,11 @@ def _exit_on_a_path_no_file_system_takes(exc: BaseException) -> None:
     sys.exit(2)
 
 
-def _what_is_kept(filename: Any, once: str = "") -> str:
+def _what_is_kept(filename: Any, once: str = "", trained: bool = False) -> str:
     """After a write failed, what of the run it belonged to can be resumed: its last checkpoint
     (written atomically, so intact), or nothing yet; ``once``: when the resume can work (on a
-    read-only file system, not now)."""
+    read-only file system, not now); ``trained``: the write came after the last step's
+    checkpoint (its sample grid), so there is nothing left to resume."""
 
     from .engine.checkpoint import find_checkpoint
 
@@ -255,14 +257,7 @@ def _what_is_kept(filename: Any, once: str = "") -> str:
             checkpoint = find_checkpoint(run)
     except UserError:
         return f". The run {run} has no checkpoint yet"
-    from .recipe import tomllib
-
-    try:  # the checkpoint's step against the run's train.steps (a resume's --set may have raised it)
-        steps = tomllib.loads((run / "recipe.toml").read_text())["train"]["steps"]
-        finished = json.loads((checkpoint / "state.json").read_text())["step"] >= steps
-    except (OSError, ValueError, KeyError, TypeError, tomllib.TOMLDecodeError):
-        finished = False
-    if finished:  # the last step's checkpoint is there: a resume has nothing left to do
+    if trained:  # the last step's checkpoint is there: a resume has nothing left to do
         return (f". Its last checkpoint, {checkpoint.name}, is intact and holds the trained run (i2i eval "
                 f"{shell_path(run)} scores it; a resume has no step left to train)")
     return f". Its last checkpoint, {checkpoint.name}, is intact: i2i run --resume {shell_path(run)} continues from it{once}"
@@ -678,8 +673,9 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
 @click.argument("run_dir", type=UserPath())
 @click.option("--data", "data_dir", type=UserPath(), help="Evaluate on this folder instead of the run's validation images.")
 @click.option("--pair-data", "pair_dir", type=UserPath(), metavar="DIR",
-              help="For a run trained with data.pair_source: the folder holding, under the same names, the other "
-                   "image of each pair in --data.")
+              help="The folder holding, under the same names, the other image of each pair in --data: for a run "
+                   "trained with data.pair_source, or, for a task that makes its own pairs, the clean images of "
+                   "degraded ones made elsewhere (real noisy photos and their clean references).")
 @click.option("--checkpoint", "which", default="latest", show_default=True, type=_CheckpointChoice(),
               help="Which checkpoint of a run directory (best: the best validation score so far).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps")

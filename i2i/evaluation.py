@@ -10,7 +10,8 @@ from .engine import checkpoint as ckpt
 from .engine.distributed import DistContext
 from .data.sources import without_suffix
 from .engine.contracts import generator_named
-from .engine.evaluate import build_metrics, evaluate_generator, scoring_crop_problem
+from .engine.components import usable_output_scale
+from .engine.evaluate import build_metrics, evaluate_generator, scoring_crop_problem, task_label
 from .errors import WRITE_TROUBLE, RecipeError, UserError, did_you_mean, named_as_arguments
 from .messages import say
 from .paths import user_path
@@ -208,7 +209,6 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
     import torch
 
     from .data import ImageData
-    from .engine.components import usable_output_scale
     from .engine.device import dtype_name
     from .model import load
 
@@ -223,12 +223,13 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
     # whole images are scored at their own size, as benchmarks do: not resized as the run's
     # data.resize resizes training crops (that resampled a test set, unsaid, up or down)
     data_cfg = {**recipe["data"], "resize": 0} if whole else recipe["data"]
-    _check_pair_dir(data_dir, pair_dir, recipe, task.side_by_side)
+    _check_pair_dir(data_dir, pair_dir, recipe)
+    pairs_given = _scores_given_pairs(task, pair_dir)  # a denoiser on real noisy photos and their clean ones
     if data_dir is not None:
         data = ImageData.for_evaluation(data_dir, channels=task.image_channels, device=model.device,
-                                        resize=data_cfg["resize"], side_by_side=task.side_by_side, pair_folder=pair_dir,
-                                        scored_multiple=usable_output_scale(task))
-        source = str(data_dir)
+                                        resize=data_cfg["resize"], side_by_side=task.side_by_side or pairs_given,
+                                        pair_folder=pair_dir, scored_multiple=usable_output_scale(task))
+        source = f"{data_dir} with its pairs in {pair_dir}" if pairs_given else str(data_dir)
     else:
         from .data.sources import RecordedSplit, missing_data_folder
 
@@ -278,6 +279,7 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
             model.generator, task, data, metrics, eval_cfg, device=model.device,
             dtype=dtype, dist=DistContext.single(),
             on_batch=(lambda batch: [listen(batch) for listen in listeners]) if listeners else None,
+            pairs_given=pairs_given,
         )
     if not images:
         where = data_dir if data_dir is not None else source if recipe["data"]["val_source"] else f"the {source}"
@@ -301,7 +303,7 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
             "metrics": values, "baselines": baselines, **({"per_image": rows.rows} if rows is not None else {})}
 
 
-def _check_pair_dir(data_dir: str | Path | None, pair_dir: str | Path | None, recipe: dict, side_by_side: bool) -> None:
+def _check_pair_dir(data_dir: str | Path | None, pair_dir: str | Path | None, recipe: dict) -> None:
     """``--pair-data`` goes with ``--data``, for a task that reads pairs; a run trained on pairs
     across two folders scores a test set of such pairs (its photos alone would be cut in half)."""
     if pair_dir is None:
@@ -312,9 +314,23 @@ def _check_pair_dir(data_dir: str | Path | None, pair_dir: str | Path | None, re
         return
     if data_dir is None:
         raise UserError(f"{pair_dir}: --pair-data goes with --data DIR, the folder of the pairs' input-side images")
-    if not side_by_side:
-        raise UserError(f"{pair_dir}: task '{recipe['task']['name']}' makes its own pairs from single photos; "
-                        "leave --pair-data out")
+
+def _scores_given_pairs(task: "Task", pair_dir: str | Path | None) -> bool:
+    """Whether ``--pair-data`` gives a task that makes its own pairs ready ones to score on
+    (real noisy photos and their clean ones): their inputs are prepared as ``i2i translate``
+    prepares a photo, which needs a task that translates photos at their own size."""
+    from .task import Task
+
+    if pair_dir is None or task.side_by_side:
+        return False
+    if getattr(type(task), "prepare", Task.prepare) is Task.prepare:
+        raise UserError(f"{pair_dir}: task '{task_label(task)}' makes its own pairs and cannot take a photo as its "
+                        "input (it has no prepare), so it cannot be scored on pairs made elsewhere; leave --pair-data out")
+    if usable_output_scale(task) != 1:
+        raise UserError(f"{pair_dir}: a super-resolution model's input is smaller than its target, which --data and "
+                        "--pair-data cannot give; translate the small images and score the outputs against the large "
+                        "ones with your own code, or leave --pair-data out to score on images it shrinks itself")
+    return True
 
 
 def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:

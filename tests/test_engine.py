@@ -1090,3 +1090,42 @@ def test_a_colouriser_validated_on_grey_photos_is_warned_that_its_best_means_not
 def test_sync_bn_in_one_process_is_said_to_do_nothing(photos, tmp_path, capfd):
     i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 1, "sync_bn": True}))
     assert "i2i: note: train.sync_bn = true has no effect in one process" in capfd.readouterr().err
+
+
+def test_a_task_that_makes_its_own_pairs_is_scored_on_pairs_made_elsewhere(photos, tmp_path):
+    """Real noisy photos and their clean ones (a denoising benchmark's pairs) scored a synthetic
+    denoiser only through a paired run made for the purpose: --pair-data was refused."""
+    import numpy as np
+    from PIL import Image
+
+    from i2i.evaluation import evaluate_run
+
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 1}), quiet=True)
+    (tmp_path / "noisy").mkdir()
+    (tmp_path / "clean").mkdir()
+    rng = np.random.default_rng(0)
+    expected = {}
+    for source in sorted(photos.iterdir())[:2]:
+        clean = np.asarray(Image.open(source).convert("RGB")).astype(float)
+        noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).round()
+        Image.fromarray(clean.astype(np.uint8)).save(tmp_path / "clean" / f"{source.stem}.png")
+        Image.fromarray(noisy.astype(np.uint8)).save(tmp_path / "noisy" / f"{source.stem}.png")
+        expected[f"{source.stem}.png"] = 10 * np.log10(255 ** 2 / ((noisy - clean) ** 2).mean())
+    scored = evaluate_run(run.run_dir, data_dir=tmp_path / "noisy", pair_dir=tmp_path / "clean", crop=0, per_image=True)
+    assert scored["images"] == 2 and scored["source"] == f"{tmp_path / 'noisy'} with its pairs in {tmp_path / 'clean'}"
+    for row in scored["per_image"]:  # the input is the noisy photo as it is, scored against its own clean one
+        assert row["baselines"]["noisy input"]["psnr"] == pytest.approx(expected[row["file"]], abs=1e-3)
+
+
+def test_pairs_made_elsewhere_are_refused_for_a_super_resolution_run(tmp_path):
+    from helpers import make_photos
+
+    photos = make_photos(tmp_path / "photos", count=3)
+    from test_superres import TINY_SR
+
+    run = i2i.train(tiny_recipe(photos, tmp_path / "run", base=TINY_SR, train={"steps": 1}), quiet=True)
+    from i2i.evaluation import evaluate_run
+
+    with pytest.raises(i2i.UserError, match=r"a super-resolution model's input is smaller than its target, which "
+                                            r"data_dir and pair_dir cannot give"):  # named as the API's arguments
+        evaluate_run(run.run_dir, data_dir=photos, pair_dir=photos, crop=0)

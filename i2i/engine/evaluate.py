@@ -261,6 +261,20 @@ def validation_pairs(task: Task, clean: Tensor, names: list[str]) -> tuple[Tenso
     return torch.cat(inputs).to(clean.device), torch.cat(targets).to(clean.device)
 
 
+def given_pairs(task: Task, pairs: Tensor, names: list[str]) -> tuple[Tensor, Tensor]:
+    """``(input, target)`` from pairs made elsewhere (``i2i eval --data DEGRADED --pair-data
+    CLEAN`` for a task that degrades photos itself: real noisy photos and their clean ones):
+    ``pairs`` holds each degraded image and its clean one side by side in channels. The input
+    is the degraded image as ``i2i translate`` prepares a user's photo; the target, the clean
+    one as the task's ``make_pair`` makes its target (the input it would draw is not used)."""
+    half = pairs.shape[1] // 2
+    degraded, clean = pairs[:, :half].float(), pairs[:, half:]
+    rgb = degraded.expand(-1, 3, -1, -1) if degraded.shape[1] == 1 else degraded
+    input = task.prepare(rgb)
+    _, target = validation_pairs(task, clean, names)
+    return input.to(target.dtype), target
+
+
 #: task object -> how messages name it, for errors raised where no recipe is at hand
 _TASK_LABELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -378,7 +392,7 @@ def summarize_metrics(metrics: dict[str, Any], means: dict[str, float]) -> dict[
 def evaluate_generator(
     generator: nn.Module, task: Task, data: ImageData, metrics: dict[str, Any], eval_cfg: dict, *,
     device: torch.device, dtype: torch.dtype, dist: DistContext, on_batch: Callable[[ScoredBatch], None] | None = None,
-    abandon: Callable[[], bool] | None = None,
+    abandon: Callable[[], bool] | None = None, pairs_given: bool = False,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]], list[Tensor] | None, int]:
     """Average each metric over the validation images (per image, then the mean).
 
@@ -393,6 +407,7 @@ def evaluate_generator(
     ``on_batch`` is given each batch's images and per-image scores (``i2i eval --per-image``).
     ``abandon``, asked before each batch, raises :class:`EvaluationAbandoned` when it says so
     (single process only: a rank that left early would leave the others waiting for its sums).
+    ``pairs_given``: ``data`` holds pairs made elsewhere, scored as :func:`given_pairs` says.
     """
     was_training = generator.training
     generator.eval()
@@ -406,7 +421,7 @@ def evaluate_generator(
         for number, clean, names in batches:
             if abandon is not None and abandon():
                 raise EvaluationAbandoned
-            input, target = validation_pairs(task, clean, names)
+            input, target = (given_pairs if pairs_given else validation_pairs)(task, clean, names)
             with autocast(device, dtype), naming_images("scoring", names):
                 fake = run_any_size(generator, input)
             fake = fake.float()

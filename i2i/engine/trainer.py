@@ -720,6 +720,7 @@ class Trainer:
             if getattr(exc, "i2i_sample_grid", False):  # scored and logged; only writing its grid failed
                 if self._saved_step != self.step and not self.dist.is_distributed:
                     self.save_checkpoint()  # its own error (a full disk, a moved folder) is then the one said
+                exc.i2i_run_trained = self.step >= self.total_steps and self._saved_step == self.step  # type: ignore[attr-defined]
                 raise
             from_callback = getattr(exc, "i2i_callback", None)  # on_evaluate raised, not the evaluation
             self._save_after_failed_evaluation(tell=from_callback is None)
