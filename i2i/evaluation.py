@@ -319,11 +319,11 @@ def _scores_given_pairs(task: "Task", pair_dir: str | Path | None) -> bool:
     """Whether ``--pair-data`` gives a task that makes its own pairs ready ones to score on
     (real noisy photos and their clean ones): their inputs are prepared as ``i2i translate``
     prepares a photo, which needs a task that translates photos at their own size."""
-    from .task import Task
+    from .task import takes_photos
 
     if pair_dir is None or task.side_by_side:
         return False
-    if getattr(type(task), "prepare", Task.prepare) is Task.prepare:
+    if not takes_photos(task):
         raise UserError(f"{pair_dir}: task '{task_label(task)}' makes its own pairs and cannot take a photo as its "
                         "input (it has no prepare), so it cannot be scored on pairs made elsewhere; leave --pair-data out")
     if usable_output_scale(task) != 1:

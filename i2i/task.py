@@ -7,7 +7,7 @@ and names its metrics and baselines. Everything runs on the device, on whole bat
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -99,3 +99,9 @@ class Task:
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
         """Wrap the built generator if the task needs to (e.g. residual prediction)."""
         return generator
+
+
+def takes_photos(task: Any) -> bool:
+    """Whether ``task`` implements :meth:`Task.prepare`, so a user's photo can be its input
+    (``i2i translate``; ``i2i eval --pair-data`` for a task that makes its own pairs)."""
+    return getattr(type(task), "prepare", Task.prepare) is not Task.prepare

@@ -326,6 +326,14 @@ def _key_from_json(key: Any) -> Any:
     return key["int"] if isinstance(key, dict) else key
 
 
+def run_folder_gone(run_dir: Path, what: str) -> CheckpointWriteError:
+    """The error for a run folder moved or deleted while its run trained, ``what`` (a checkpoint,
+    a sample grid) not written: not made again there, which would split the run."""
+    return CheckpointWriteError(f"{run_dir}: the run folder is gone (moved or deleted while the run trained), so "
+                                f"{what} is not written; if it was moved, resume it where it is now: "
+                                "i2i run --resume NEW_PLACE")
+
+
 # -- checkpoint directories ---------------------------------------------------------------------
 class CheckpointStore:
     """The ``checkpoints/`` folder of a run: writing, pointers, pruning, reading."""
@@ -337,9 +345,7 @@ class CheckpointStore:
         """Write one checkpoint atomically; update LATEST (and BEST); prune old ones."""
         run_dir = self.root.parent
         if not run_dir.is_dir():  # made again here, it split the run: its recipe and log went with the move
-            raise CheckpointWriteError(f"{run_dir}: the run folder is gone (moved or deleted while the run trained), so "
-                                       "this checkpoint is not written; if it was moved, resume it where it is now: "
-                                       "i2i run --resume NEW_PLACE")
+            raise run_folder_gone(run_dir, "this checkpoint")
         self.root.mkdir(exist_ok=True)
         name = step_name(step)
         final = self.root / name

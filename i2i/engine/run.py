@@ -869,11 +869,10 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
                  if trainer.finished_early else "")
         print(f"i2i: finished {trainer.step} step{'' if trainer.step == 1 else 's'}{early}: "
               f"{summary_line(run.metrics, run.baselines, trainer.best_metric)}", flush=True)
-        from ..task import Task
+        from ..task import takes_photos
 
         # a task without prepare() cannot translate user images: its runs are evaluated instead
-        applies = getattr(type(trainer.task), "prepare", Task.prepare) is not Task.prepare
-        then = (f"i2i translate {shell_path(run_dir)} IMAGE... --out OUT_DIR" if applies
+        then = (f"i2i translate {shell_path(run_dir)} IMAGE... --out OUT_DIR" if takes_photos(trainer.task)
                 else f"i2i eval {shell_path(run_dir)}")
         print(f"i2i: saved in {run_dir}; try: {then}", flush=True)
     return run

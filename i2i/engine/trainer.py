@@ -1061,10 +1061,8 @@ class Trainer:
         self._save_grid(columns)
 
     def _save_grid(self, columns: list[Tensor]) -> None:
-        if not self.run_dir.is_dir():  # as a checkpoint says it (see CheckpointStore.write), not a traceback
-            raise CheckpointWriteError(f"{self.run_dir}: the run folder is gone (moved or deleted while the run "
-                                       f"trained), so the sample grid of step {self.step} is not written; if it was "
-                                       "moved, resume it where it is now: i2i run --resume NEW_PLACE")
+        if not self.run_dir.is_dir():  # as a checkpoint says it, not a traceback
+            raise ckpt.run_folder_gone(self.run_dir, f"the sample grid of step {self.step}")
         save_grid(self.run_dir / "samples" / f"step_{self.step:07d}.png", columns)
 
     # -- checkpoints ----------------------------------------------------------------------------
