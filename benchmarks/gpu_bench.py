@@ -20,7 +20,7 @@ seconds) runs out:
 5. ``process``: whole ``i2i run`` processes (short/long difference, as on the CPU), with the
    reference's ``train.py`` on the same card beside them (if ``--reference`` is given);
 6. ``translate``: ``i2i translate`` of 256 px photos: the decode/network/write split;
-7. ``large``: 256 px pix2pix at batch 32, 64 and 128: img/s and model-FLOP utilisation
+7. ``large``: 256 px pix2pix at batch 32, 64, 128 and 256: img/s and model-FLOP utilisation
    (MFU = img/s * 86.9 GFLOP / measured bf16 matmul rate; 86.9 GFLOP per image per pix2pix
    training step at 256 px, convolutions only), graphed and eager;
 8. ``breakdown``: where the large-batch step's device time goes, for the MFU gap: the torch
@@ -30,7 +30,9 @@ seconds) runs out:
 9. with ``--compile``: ``train.compile = true`` at 256 px, batch 64 (compiling takes a minute or two);
 10. ``fusion``: ``train.compile = true`` with the step replayed as a CUDA graph: fused
     kernels, launched at once: first (budget permitting) the graphed compiled step against the
-    eager compiled one, as in ``check``; then batch 4 and 64 at 256 px, then the other rows.
+    eager compiled one, as in ``check`` (``--no-fusion-check`` leaves it out); then the rows
+    ``--fusion-rows`` names, in its order (default: batch 4 and 64 at 256 px, then the others).
+    Each configuration compiles afresh (``torch._dynamo.reset()``), as in a process of its own.
 
 Writes everything to ``--json`` as it goes. ``benchmarks/run_gpu.sh`` installs what the
 device machine lacks and calls this.
@@ -157,6 +159,10 @@ def release(trainer, run_dir: Path) -> None:
     import torch
 
     del trainer
+    # Forget compiled code: the next configuration compiles for its own shapes, as in a process
+    # of its own. Kept, a second shape recompiled torch.compile's graphs with dynamic shapes
+    # (the "pow_by_natural" warnings of 2026-11-28: 85 s of warm-up, and kernels no user's run gets).
+    torch._dynamo.reset()
     if DEVICE == "cuda":
         torch.cuda.empty_cache()
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -415,6 +421,14 @@ def step_breakdown(p: Preset, data_dir: Path, scratch: Path, overrides: list[str
     }
 
 
+#: the fusion section's compiled rows (``--fusion-rows`` picks and orders them)
+FUSION_ROWS = {
+    "unet256_b4": PRESETS["unet256_b4"], "unet256_b64": Preset("unet_256", 256, 64, note="256 px batch 64"),
+    "unet128_b4": PRESETS["unet128_b4"], "color128_b1": PRESETS["color128_b1"],
+    "unet256_b1": PRESETS["unet256_b1"], "unet128_b1": PRESETS["unet128_b1"],
+    "unet256_b128": Preset("unet_256", 256, 128, note="256 px batch 128"),
+}
+
 #: the sections, as --only and --skip name them
 SECTIONS = ("check", "rows", "host", "refstep", "recipes", "process", "translate", "large", "breakdown", "compile", "fusion")
 
@@ -476,6 +490,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--only", action="append", default=[], type=section_name, help="run only this section (repeatable)")
     ap.add_argument("--process-runs", default=[], type=process_runs,
                     help="process section: comma-separated PRESET:SHORT:LONG:REFERENCE_LONG step counts")
+    ap.add_argument("--fusion-rows", default=list(FUSION_ROWS), type=names_from(tuple(FUSION_ROWS), "fusion row"),
+                    help="the fusion section's compiled rows, in this order (comma-separated; default: "
+                         f"{','.join(FUSION_ROWS)})")
+    ap.add_argument("--no-fusion-check", action="store_true",
+                    help="skip the fusion section's compiled graphed-vs-eager check (gpu_checks.py has it too)")
     ap.add_argument("--translate-images", type=positive_int, default=64,
                     help="translate section: how many 256 px photos (a longer pass settles the split)")
     ap.add_argument("--translate-formats", default=["png"], type=names_from(FORMATS, "format"),
@@ -653,10 +672,12 @@ def main(argv: list[str] | None = None) -> dict:
     # 7. large batches, MFU
     if section("large", 40):
         b1, b2 = (1, 2) if smoke else (32, 64)
-        b3 = 4 if smoke else 128
-        big = {b: Preset("unet_256", 256, b, note=f"pix2pix 256 px batch {b}") for b in (b1, b2, b3)}
+        b3, b4 = (4, 4) if smoke else (128, 256)
+        big = {b: Preset("unet_256", 256, b, note=f"pix2pix 256 px batch {b}") for b in (b1, b2, b3, b4)}
         variants = [("bf16_cl_graphed", b2, fast), ("bf16_cl_graphed", b3, fast), ("bf16_cl_graphed", b1, fast),
                     ("bf16_cl_eager", b2, [*fast, "train.cuda_graphs=false"])]
+        if not smoke:  # the largest batch's MFU, the goal's best case (batch >= 32)
+            variants.append(("bf16_cl_graphed", b4, fast))
         for label, batch, overrides in variants:
             if budget.left() < 25:
                 break
@@ -689,20 +710,19 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 10. compiled (fused) kernels, replayed as one graph
     if section("fusion", 90):
-        rows = [("unet256_b4", PRESETS["unet256_b4"]), ("unet256_b64", Preset("unet_256", 256, 64, note="256 px batch 64")),
-                ("unet128_b4", PRESETS["unet128_b4"]), ("color128_b1", PRESETS["color128_b1"]),
-                ("unet256_b1", PRESETS["unet256_b1"]), ("unet128_b1", PRESETS["unet128_b1"])]
+        rows = [(name, FUSION_ROWS[name]) for name in args.fusion_rows]
         if smoke:
             rows = [("unet128_b1", PRESETS["unet128_b1"])]
         reference_rates = results["sections"].get("refstep", {})
-        if not smoke:  # the uncompiled graphed step at batch 64 in the same call, as the baseline
-            p = rows[1][1]
+        if not smoke and "bf16_cl_graphed_b64" not in results["sections"].get("large", {}):
+            # the uncompiled graphed step at batch 64 in the same call, as the baseline
+            p = FUSION_ROWS["unet256_b64"]
             r = guarded("fusion", "unet256_b64_graphed", lambda: trainer_rate(p, data_dirs[256], scratch, fast, warmup=8,
                                                                             seconds=args.seconds))
             if "img_per_s" in r:
                 r["mfu"] = r["img_per_s"] * PIX2PIX_GFLOP_256 / 1000 / rate
             log(f"fusion baseline unet256_b64 graphed: {r}")
-        if not smoke and budget.left() > 120:  # first: does the graphed compiled step train as the eager compiled one?
+        if not smoke and not args.no_fusion_check and budget.left() > 120:  # does the graphed compiled step train as the eager one?
             check = Preset("unet_128", 128, 4, dropout=False)
             r = guarded("fusion", "check_unet128_b4_fp32", lambda: graph_agreement(
                 check, data_dirs[128], scratch, steps=12, extra=("train.compile=true",)))

@@ -193,11 +193,14 @@ class Trainer:
         self.G_run, self.D_run = self.dist.wrap(self.G), (self.dist.wrap(self.D) if self.D is not None else None)
         self.D_frozen = self.D
         if self.train_cfg["compile"]:
+            # dynamic=False: a step's shapes never change, and torch's default made a program's
+            # second run with another crop or batch compile shape-generic kernels, slower to build
+            # (benchmarks/RESULTS.md, 2026-11-29) and to run
             _import_cpp_builder_quietly(self.device)
-            self.G_run = torch.compile(self.G_run)
+            self.G_run = torch.compile(self.G_run, dynamic=False)
             if self.D_run is not None:
-                compiled = torch.compile(self.D_run)
-                self.D_frozen = compiled if self.D_run is self.D else torch.compile(self.D)
+                compiled = torch.compile(self.D_run, dynamic=False)
+                self.D_frozen = compiled if self.D_run is self.D else torch.compile(self.D, dynamic=False)
                 self.D_run = compiled
 
         from ..data import ImageData
