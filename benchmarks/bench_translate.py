@@ -40,9 +40,9 @@ VARIANTS = {
     "switch_0.5ms": lambda: _temporarily(sys.getswitchinterval, sys.setswitchinterval, 0.0005),
     "switch_0.1ms": lambda: _temporarily(sys.getswitchinterval, sys.setswitchinterval, 0.0001),
     "torch_threads_1": lambda: _temporarily(_torch().get_num_threads, _torch().set_num_threads, 1),
-    # fewer decoding/encoding threads: a JPEG is encoded in about 0.25 ms, mostly Python holding
-    # the GIL, so 15 such threads may keep the main loop waiting for the GIL before each of the
-    # network's few hundred kernel launches (the JPEG pass's "network" share on the H100)
+    # other decoding/encoding thread counts: a JPEG is encoded in about 0.2 ms, mostly Python
+    # holding the GIL, so 15 such threads kept the main loop waiting for the GIL before each of
+    # the network's kernel launches (measured on an H200, 2026-11-29; i2i now gives JPEGs 4)
     **{f"workers_{n}": (lambda n=n: _io_workers_set_to(n)) for n in (2, 4, 8)},
 }
 
@@ -50,7 +50,8 @@ VARIANTS = {
 def _io_workers_set_to(n: int):
     import i2i.translate as translate
 
-    return _temporarily(lambda: translate.io_workers, lambda f: setattr(translate, "io_workers", f), lambda device: n)
+    return _temporarily(lambda: translate.io_workers, lambda f: setattr(translate, "io_workers", f),
+                        lambda device, fmt="png": n)
 
 
 def _torch():

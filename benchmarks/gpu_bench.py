@@ -410,7 +410,7 @@ def step_breakdown(p: Preset, data_dir: Path, scratch: Path, overrides: list[str
     conv_ms = kinds.get("convolution", 0.0)
     return {
         "steps": steps, "wall_ms_per_step_profiled": round(wall_ms, 2), "profiled_ms_per_step": round(total, 2),
-        "kernel_ms_per_step": round(kernel_ms, 2),
+        "kernel_ms_per_step": round(kernel_ms, 2), "kernels_per_step": sum(e.count for e in kernels) / steps,
         "ms_per_step_by_kind": {k: round(v, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
         "share_by_kind": {k: round(v / total, 3) for k, v in kinds.items()} if total else {},
         "convolution_tflops": round(p.batch * PIX2PIX_GFLOP_256 / conv_ms, 3) if conv_ms and p.size == 256 else None,
@@ -420,6 +420,9 @@ def step_breakdown(p: Preset, data_dir: Path, scratch: Path, overrides: list[str
                         for e in sorted(kernels, key=self_ms, reverse=True)[:30]],
     }
 
+
+#: the refstep section's rows (``--refstep-rows`` picks them)
+REFSTEP_ROWS = ("unet256_b1", "unet256_b4", "unet128_b1", "unet128_b4", "color128_b1")
 
 #: the fusion section's compiled rows (``--fusion-rows`` picks and orders them)
 FUSION_ROWS = {
@@ -493,6 +496,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fusion-rows", default=list(FUSION_ROWS), type=names_from(tuple(FUSION_ROWS), "fusion row"),
                     help="the fusion section's compiled rows, in this order (comma-separated; default: "
                          f"{','.join(FUSION_ROWS)})")
+    ap.add_argument("--compile-mode", default=None,
+                    help="torch.compile's mode for the fusion rows (e.g. max-autotune-no-cudagraphs; default: torch's)")
+    ap.add_argument("--refstep-rows", default=list(REFSTEP_ROWS), type=names_from(REFSTEP_ROWS, "refstep row"),
+                    help=f"the refstep section's rows (comma-separated; default: {','.join(REFSTEP_ROWS)})")
+    ap.add_argument("--breakdown-batch", type=positive_int, default=64, help="the breakdown section's batch (256 px)")
+    ap.add_argument("--breakdown-compile", action="store_true", help="profile the compiled step (train.compile = true)")
     ap.add_argument("--no-fusion-check", action="store_true",
                     help="skip the fusion section's compiled graphed-vs-eager check (gpu_checks.py has it too)")
     ap.add_argument("--translate-images", type=positive_int, default=64,
@@ -609,7 +618,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 3c. the reference's own step on the same card, before and after i2i's graphed step
     if args.reference and section("refstep", 40):
-        for name in ("unet128_b1",) if smoke else ("unet256_b1", "unet256_b4", "unet128_b1", "unet128_b4", "color128_b1"):
+        for name in ("unet128_b1",) if smoke else args.refstep_rows:
             if budget.left() < 25:
                 break
             p = PRESETS[name]
@@ -691,10 +700,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 8. where the large-batch step's device time goes (eager: a graph replay hides its kernels)
     if section("breakdown", 30):
-        batch = 2 if smoke else 64
+        batch = 2 if smoke else args.breakdown_batch
         p = Preset("unet_256", 256, batch, note=f"pix2pix 256 px batch {batch}, profiled")
-        r = guarded("breakdown", f"bf16_cl_eager_b{batch}", lambda: step_breakdown(
-            p, data_dirs[256], scratch, [*fast, "train.cuda_graphs=false"], warmup=2 if smoke else 8, steps=2 if smoke else 4))
+        compiled = ["train.compile=true"] if args.breakdown_compile else []
+        key = f"bf16_cl_{'compiled_' if compiled else ''}eager_b{batch}"
+        r = guarded("breakdown", key, lambda: step_breakdown(
+            p, data_dirs[256], scratch, [*fast, "train.cuda_graphs=false", *compiled], warmup=2 if smoke else 8,
+            steps=2 if smoke else 4))
         log(f"breakdown b{batch}: {json.dumps(r, indent=1)}")
 
     # 9. torch.compile at the large batch (last: compiling costs a minute or two)
@@ -727,10 +739,16 @@ def main(argv: list[str] | None = None) -> dict:
             r = guarded("fusion", "check_unet128_b4_fp32", lambda: graph_agreement(
                 check, data_dirs[128], scratch, steps=12, extra=("train.compile=true",)))
             log(f"fusion check: {r}")
+        if args.compile_mode:  # the engine calls torch.compile(module, dynamic=False): add the mode to those calls
+            import functools
+
+            import torch
+            torch.compile = functools.partial(torch.compile, mode=args.compile_mode)
+        suffix = f"_{args.compile_mode}" if args.compile_mode else ""
         for name, p in rows:
             if budget.left() < 90:
                 break
-            r = guarded("fusion", f"{name}_compile_graphed", lambda: trainer_rate(
+            r = guarded("fusion", f"{name}_compile_graphed{suffix}", lambda: trainer_rate(
                 p, data_dirs[p.size], scratch, [*fast, "train.compile=true"], warmup=2 if smoke else 12, seconds=args.seconds))
             if "img_per_s" in r:
                 if p.size == 256 and p.generator == "unet_256":
