@@ -215,7 +215,9 @@ def _refuse_writing_among_the_inputs(inputs: list[Path], pairs: list[tuple[Path,
     from .data.sources import find_images, is_output_folder
 
     out = out_dir.resolve()
-    holding = {file.resolve().parent for _, file in pairs} | {item.resolve() for item in inputs if item.is_dir()}
+    # realpath, not resolve(): a loop of links among the files is skipped later as unreadable, and
+    # resolve() raised on it, stopping the whole folder
+    holding = {Path(os.path.realpath(file)).parent for _, file in pairs} | {item.resolve() for item in inputs if item.is_dir()}
     inside = any(item.is_dir() and item.resolve() in out.parents for item in inputs)
     # a subfolder of one being translated is left out of its search: photos of its own would be
     # neither translated nor, once the outputs' marker is there, ever searched again
@@ -329,8 +331,8 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
     if blocked:
         raise UserError(f"{out_dir}: {blocked}, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
-    from .data.sources import (OUTPUTS_MARKER, is_run_folder, mark_as_outputs, name_files, no_such_path, not_read_note,
-                               one_per_file, print_not_read_note,
+    from .data.sources import (is_run_folder, mark_as_outputs, name_files, no_such_path, not_read_note, one_per_file,
+                               outputs_folder_holding, outputs_warning, print_not_read_note,
                                print_run_folders_note, print_unsearched_warning, report_skipped,
                                survey_folder)
 
@@ -343,10 +345,8 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             if is_run_folder(item):  # RUN given twice, say: its sample grids are no photos to translate
                 raise UserError(f"{item}: an i2i run folder, whose sample grids are no photos to translate; give the "
                                 "images, or the folder that holds them")
-            if (item / OUTPUTS_MARKER).is_file():
-                say(f"i2i: warning: {item} holds images i2i wrote (i2i translate's --out or i2i eval's --save-images; "
-                    f"its {OUTPUTS_MARKER} file says so): a model's outputs, translated again; give the photos' own "
-                    "folder unless this is what you meant")
+            if outputs_folder_holding(item) is not None:
+                say(outputs_warning(str(item), item, "translated again"))
             contents = survey_folder(item, exclude=[out_dir])
             pairs.extend((item, f) for f in contents.images)
             left_out[item] = contents.other_kinds

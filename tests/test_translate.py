@@ -597,6 +597,31 @@ def test_a_folder_of_translations_given_as_data_gets_a_warning(g2c_run, photos, 
             in capsys.readouterr().err)
     evaluate_run(g2c_run, data_dir=photos, crop=0)
     assert "holds images i2i wrote" not in capsys.readouterr().err
+    # one album of a translated archive: its subfolder holds outputs as much as its top
+    album = tmp_path / "coloured" / "album"
+    album.mkdir()
+    for made in sorted((tmp_path / "coloured").glob("*.png"))[:2]:
+        made.rename(album / made.name)
+    evaluate_run(g2c_run, data_dir=album, crop=0)
+    assert (f"{album}\" is inside {tmp_path / 'coloured'}, which holds images i2i wrote"
+            in capsys.readouterr().err)
+    translate_files(i2i.load(g2c_run), album, tmp_path / "again", progress=False)
+    assert f"{album} is inside {tmp_path / 'coloured'}, which holds images i2i wrote" in capsys.readouterr().err
+
+
+def test_a_loop_of_links_among_the_photos_is_skipped_and_the_rest_translated(g2c_run, tmp_path):
+    """One looping link in an archive stopped the translation of the whole folder (resolving it
+    raised); it is skipped and named as unreadable, as i2i run and eval do."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    Image.new("RGB", (20, 16), (200, 30, 60)).save(folder / "photo.jpg")
+    (folder / "loopA.jpg").symlink_to(folder / "loopB")
+    (folder / "loopB").symlink_to(folder / "loopA.jpg")
+    done = run_i2i(["translate", str(g2c_run), str(folder), "--out", str(tmp_path / "out")])
+    assert done.returncode == 0, done.stderr
+    assert (f"skipped 1 unreadable file(s): {folder / 'loopA.jpg'} (a loop of symbolic links: a link that leads back "
+            "to itself)") in done.stderr
+    assert written_in(tmp_path / "out") == ["photo.png"]
 
 
 def test_a_photo_with_damaged_exif_is_translated_without_pillows_raw_warnings(g2c_run, tmp_path):

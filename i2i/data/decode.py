@@ -38,6 +38,7 @@ PNGs with a colour profile other than sRGB, whose profile LittleCMS applies to 8
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import os
@@ -116,6 +117,8 @@ def _reason(exc: BaseException, path: Path | None = None) -> str:
         return "truncated (the file ends before its image data does)"
     if isinstance(exc, IsADirectoryError):
         return "a folder, not a file"
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return "a loop of symbolic links: a link that leads back to itself"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 

@@ -212,6 +212,28 @@ def mark_as_outputs(folder: Path, instead: str) -> None:
         raise UserError(f"{folder}: cannot write in it ({exc.strerror or exc}); {instead}") from None
 
 
+def outputs_folder_holding(folder: Path) -> Path | None:
+    """The folder marked as i2i's outputs (:data:`OUTPUTS_MARKER`) that ``folder`` is or lies
+    in, or None: an album's subfolder of a translated archive holds outputs as much as its top."""
+    try:
+        here = folder.resolve()
+    except (OSError, RuntimeError):
+        return None
+    for candidate in (here, *here.parents):
+        if (candidate / OUTPUTS_MARKER).is_file():
+            return candidate
+    return None
+
+
+def outputs_warning(given: str, folder: Path, again: str) -> str:
+    """The warning for a folder of i2i's outputs given as photos: ``again`` says what it leads
+    to ("translated again", "scored as photos")."""
+    marked = outputs_folder_holding(folder)
+    where = "holds images i2i wrote" if marked == folder.resolve() else f"is inside {marked}, which holds images i2i wrote"
+    return (f"i2i: warning: {given} {where} (i2i translate's --out or i2i eval's --save-images; its {OUTPUTS_MARKER} "
+            f"file says so): a model's outputs, {again}; give the photos' own folder unless this is what you meant")
+
+
 def is_output_folder(path: Path) -> bool:
     """Whether ``path`` holds what i2i wrote: a run, or images it translated or saved."""
     return is_run_folder(path) or (path / OUTPUTS_MARKER).is_file()
@@ -461,10 +483,8 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     if not quiet:
         print_run_folders_note(f'{key} = "{value}"', contents.run_folders)
         print_unsearched_warning(f'{key} = "{value}"', contents.unsearched)
-        if (folder / OUTPUTS_MARKER).is_file():  # inside a searched folder it is left out; given itself, it is used
-            say(f'i2i: warning: {key} = "{value}" holds images i2i wrote (i2i translate\'s --out or i2i eval\'s '
-                f"--save-images; its {OUTPUTS_MARKER} file says so): a model's outputs, not photos; give the photos' "
-                "own folder unless this is what you meant")
+        if outputs_folder_holding(folder) is not None:  # inside a searched folder it is left out; given, it is used
+            say(outputs_warning(f'{key} = "{value}"', folder, "not photos"))
     print_reference_layout_note(key, value, folder, side_by_side, quiet)
     if not paths:
         unsearched = (f"; {len(contents.unsearched)} subfolder(s) this user may not list were not searched (permission "
