@@ -561,14 +561,24 @@ def _qualified_by_run(data: dict, recipe_file: str | os.PathLike) -> dict:
             and p.get("status", "loaded") == "loaded"}
     if not used:
         return data
-    from .plugins import registry
+    from .plugins import host, registry
 
     reg = registry()
+    here = host().plugins
+    gone = [name for name in used if not (name in here and here[name].status == "loaded")]
 
     def qualified(kind: str, name: Any) -> Any:
         if not isinstance(name, str) or ":" in name:
             return name
         entries = reg.providers(kind, name)
+        strangers = [c for c in entries if not c.builtin and c.plugin not in used]
+        if gone and entries and len(strangers) == len(entries):
+            # the run's own plugin is gone and another one reuses the name: opened with it, the
+            # run scored or translated with a network it never trained, without a word
+            others = " and ".join(f"'{c.plugin}'" for c in strangers)
+            raise UnknownComponentError(
+                f"{recipe_file}: {kind.rstrip('s').replace('losse', 'loss')} '{name}' is provided here only by plugin {others}, which this run was not "
+                f"trained with; {missing_run_plugins(recipe_file)}")
         if len(entries) < 2 or any(c.builtin for c in entries):
             return name
         trained_with = [c for c in entries if c.plugin in used]

@@ -520,6 +520,14 @@ def test_a_run_opened_without_its_plugin_says_which_to_install(tmp_path):
     beside = run_i2i(["eval", str(tmp_path / "run")], broken, cwd=ROOT)
     assert beside.returncode == 2 and "did you mean" not in beside.stderr and "perhaps" not in beside.stderr
     assert beside.stderr.splitlines()[-1].endswith("which is not loaded here: pip install i2i-good==1.2.3")
+    # another plugin that reuses the name: the run opened with its network, scored without a word
+    other = tmp_path / "other"
+    make_distribution(other, "i2i-other", "0.1", {"other": "i2i_other"}, {"i2i_other.py": GOOD.replace("good", "other")})
+    stranger = run_i2i(["eval", str(tmp_path / "run")], other, cwd=ROOT)
+    assert stranger.returncode == 2 and stranger.stderr.count("\n") == 1, stranger.stderr
+    assert stranger.stderr == (f"i2i: error: {tmp_path / 'run' / 'recipe.toml'}: generator 'blurnet' is provided here only "
+                               "by plugin 'other', which this run was not trained with; this run was trained with plugin "
+                               "'good', which is not loaded here: pip install i2i-good==1.2.3\n")
 
 
 def test_a_run_opened_with_another_version_of_its_plugin_names_both(tmp_path):
