@@ -420,6 +420,7 @@ class Sloppy:
     @i2i.hookimpl
     def register_metrics(self, register):
         register("batch_mae", lambda: (lambda output, target: (output - target).abs().mean()))
+        register("meta_mae", lambda: (lambda output, target: torch.zeros(output.shape[0], device="meta")))
         register("raising", raising_metric)
         register("flaky", flaky_metric)
         register("mean_ratio", MeanRatio)
@@ -492,6 +493,9 @@ def test_a_loss_class_without_init_takes_no_options(photos, tmp_path):
 @pytest.mark.parametrize("metric, message", [
     ("batch_mae", r"eval.metrics 'batch_mae' \(plugin 'sloppy'\) returned a tensor of shape \[\] for "
                   r"a batch of 2 image\(s\); a metric returns one value per image"),
+    # its values on another device: the check itself crashed with a traceback (float() of a meta tensor)
+    ("meta_mae", r"eval.metrics 'meta_mae' \(plugin 'sloppy'\) returned its values on meta for images on cpu; a metric "
+                 r"returns one value per image on the images' device"),
     ("raising", r"eval.metrics 'raising' \(plugin 'sloppy'\) failed on images of shape \[2, 3, 16, 16\]: "
                 r"KeyError: 'metric boom'; report this"),
     ("summarize_raises", r"metric 'summarize_raises' \(plugin 'sloppy'\): summarize failed on the means \{.*\}: "

@@ -92,15 +92,19 @@ def check_discriminator_features(output: Any, where: str) -> None:
                       f"layer by layer; {REPORT}")
 
 
-def check_metric_values(values: Any, name: str, batch: int, plugin: str = "") -> None:
-    """A metric returns one value per image: a tensor of shape ``[batch]`` (or a dict of them).
-    ``plugin`` follows the name in the error (`` (plugin 'x')``) where nothing else names it."""
+def check_metric_values(values: Any, name: str, batch: int, plugin: str = "", device: torch.device | None = None) -> None:
+    """A metric returns one value per image: a tensor of shape ``[batch]`` (or a dict of them),
+    on the images' ``device`` where given. ``plugin`` follows the name in the error
+    (`` (plugin 'x')``) where nothing else names it."""
     if isinstance(values, dict):
         for key, value in values.items():
-            check_metric_values(value, f"{name}.{key}", batch, plugin)
+            check_metric_values(value, f"{name}.{key}", batch, plugin, device)
         return
     if isinstance(values, Tensor) and values.dim() == 1 and values.shape[0] == batch:
-        return
+        if device is None or values.device == device:
+            return
+        raise PluginError(f"metric '{name}'{plugin} returned its values on {values.device} for images on {device}; a "
+                          f"metric returns one value per image on the images' device; {REPORT}")
     raise PluginError(f"metric '{name}'{plugin} returned {describe(values)} for a batch of {batch} image(s); a metric "
                       f"returns one value per image (shape [{batch}]), which i2i averages; {REPORT}")
 
@@ -317,7 +321,7 @@ def check_metrics(recipe: Any, metrics: dict[str, Any], task: Any, fake: Tensor,
         except Exception as exc:
             raise_plugin_failure(exc, f"{where} failed on images of shape {list(output_image.shape)}: ")
         try:
-            check_metric_values(values, name, output_image.shape[0])
+            check_metric_values(values, name, output_image.shape[0], device=output_image.device)
         except PluginError as exc:  # "metric 'x' returned ...": where names the metric already
             text, own = str(exc), f"metric {name!r} "
             raise PluginError(f"{where} {text[len(own):]}" if text.startswith(own) else f"{where}: {text}") from None
