@@ -102,7 +102,14 @@ class Model:
         if images.numel() == 0:
             raise ValueError(f"model(images) got an empty batch of shape {list(images.shape)}")
         if images.is_floating_point():
-            _check_float_range(images)
+            low = _check_float_range(images)
+            if low < -0.5 and not getattr(self, "_told_of_negative_values", False):
+                self._told_of_negative_values = True  # once per model: a loop over a folder would repeat it
+                from .messages import say
+
+                say(f"i2i: warning: model(images) takes float images in [0, 1], and these go down to {low:.3g}, as "
+                    "images scaled to [-1, 1] do; if they are, give (images + 1) / 2 (a noisy image strays a little "
+                    "below 0; then this is nothing)")
         # ordinary tensors out even inside the caller's inference_mode, as the README promises:
         # a result that will be edited in place or fed to training must not be an inference tensor
         with torch.inference_mode(False), torch.no_grad():
@@ -192,11 +199,11 @@ class Model:
         return Image.fromarray(pixels, mode=mode)
 
 
-def _check_float_range(images: Tensor) -> None:
+def _check_float_range(images: Tensor) -> float:
     """Refuse float images that are not [0, 1] images: NaN or infinite values, values above 3,
     which a 0-255 image given as floats has (the output would be all white, silently), or below
     -2, which an image normalised by a mean and std has where it is dark. Values a little below 0
-    or above 1 pass: a noisy image for a denoiser strays there."""
+    or above 1 pass: a noisy image for a denoiser strays there. Returns the lowest value."""
     low, high = (float(v) for v in torch.aminmax(images))  # one host sync per call
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("model(images) got NaN or infinite values")
@@ -206,6 +213,7 @@ def _check_float_range(images: Tensor) -> None:
     if low < -2.0:
         raise ValueError(f"model(images) takes float images in [0, 1], got values down to {low:.4g}: undo a "
                          "normalisation first (images * std + mean)")
+    return low
 
 
 def build_task_and_generator(recipe: Recipe, seed: int | None = None) -> tuple[Any, nn.Module]:

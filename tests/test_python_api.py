@@ -69,7 +69,7 @@ def test_api_misuse_gets_a_clear_error():
         i2i.load_recipe(TINY_G2C, overrides="train.steps=3")
 
 
-def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path):
+def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path, capfd):
     run = i2i.train({**TINY_G2C, "data": {**TINY_G2C["data"], "source": str(photos)},
                      "train": {**TINY_G2C["train"], "steps": 1}, "output": {**TINY_G2C["output"], "dir": str(tmp_path / "run")}},
                     quiet=True)
@@ -86,8 +86,16 @@ def test_a_model_refuses_inputs_it_would_misread(photos, tmp_path):
         model(torch.full((3, 16, 16), 255.0))
     with pytest.raises(ValueError, match="NaN or infinite"):
         model(torch.full((3, 16, 16), float("nan")))
-    noisy = (torch.rand(3, 16, 16) + 0.4 * torch.randn(3, 16, 16)).clamp(-1, 2)  # a noisy input strays a little
-    assert torch.isfinite(model(noisy)).all()
+    capfd.readouterr()
+    noisy = (torch.rand(3, 16, 16) + 0.1 * torch.randn(3, 16, 16)).clamp(-0.4, 1.4)  # a noisy input strays a little
+    assert torch.isfinite(model(noisy)).all() and capfd.readouterr().err == ""
+    # pix2pix's [-1, 1] scaling passes the range check, and the output differs: said, once per model
+    scaled = torch.rand(3, 16, 16) * 2 - 1
+    scaled[0, 0, 0] = -1.0
+    model(scaled), model(scaled)
+    assert capfd.readouterr().err == ("i2i: warning: model(images) takes float images in [0, 1], and these go down to -1, "
+                                      "as images scaled to [-1, 1] do; if they are, give (images + 1) / 2 (a noisy image "
+                                      "strays a little below 0; then this is nothing)\n")
     grey16 = np.linspace(0, 65535, 16 * 16).astype(np.uint16).reshape(16, 16)
     assert model.translate(grey16).size == (16, 16)
     with pytest.raises(ValueError, match=r"for 16-bit colour use model\("):
