@@ -522,3 +522,23 @@ def test_a_stop_that_cuts_the_finishing_scoring_short_ends_the_run_stopped_with_
     with pytest.raises(i2i.TrainingStopped, match=r"stopped at step 2/6 \(enough\) during its final evaluation"):
         i2i.train(recipe, callbacks=[finish], quiet=True)
     assert ended == ["interrupted"]
+
+
+def test_a_stop_asked_for_just_before_an_evaluation_is_not_said_to_cut_it_short(photos, tmp_path, capfd):
+    """on_log at an evaluation step asks for a stop before any image is scored: the note said the
+    evaluation 'was cut short', and pointed a program to the shell's i2i eval."""
+
+    class StopBeforeScoring(i2i.Callback):
+        def on_log(self, trainer, step, values):
+            if step == 2:
+                trainer.request_stop()
+
+    recipe = tiny_recipe(photos, tmp_path / "run", base=TINY_G2C, train={"steps": 4}, eval={"every": 2},
+                         output={"log_every": 2})
+    with pytest.raises(i2i.TrainingStopped):
+        i2i.train(recipe, callbacks=[StopBeforeScoring()], quiet=True)
+    err = capfd.readouterr().err
+    assert ("i2i: note: the evaluation at step 2 was not run, as a stop was asked for before it, so step 2 has no "
+            "validation score and the best checkpoint stays as it was; its weights are saved, and "
+            f"i2i.evaluation.evaluate_run({str(tmp_path / 'run')!r}) scores them") in err, err
+    assert find_checkpoint(tmp_path / "run").name == "step_0000002"

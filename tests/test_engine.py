@@ -809,7 +809,10 @@ def test_commands_suggested_for_a_folder_with_spaces_can_be_pasted(photos, tmp_p
     """The 'try:' and 'Resume with:' commands quote a run folder the shell would split."""
     import shlex
 
-    run = i2i.train(tiny_recipe(photos, tmp_path / "my run", train={"steps": 1}))
+    import click
+
+    with click.Context(click.Command("run")):  # as under the i2i command (a program is told of Python calls)
+        run = i2i.train(tiny_recipe(photos, tmp_path / "my run", train={"steps": 1}))
     quoted = shlex.quote(str(run.run_dir))
     assert quoted != str(run.run_dir)
     assert f"try: i2i translate {quoted} IMAGE... --out OUT_DIR" in capsys.readouterr().out

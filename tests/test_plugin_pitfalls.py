@@ -190,7 +190,8 @@ def test_a_task_without_prepare_trains_but_translating_is_one_line(photos, tmp_p
     recipe["task"] = {"name": "no_prepare"}
     model = i2i.load(i2i.train(recipe).run_dir)
     # the run's last line suggested i2i translate, which cannot work for it
-    assert capsys.readouterr().out.splitlines()[-1] == f"i2i: saved in {tmp_path / 'run'}; try: i2i eval {tmp_path / 'run'}"
+    assert capsys.readouterr().out.splitlines()[-1] == (f"i2i: saved in {tmp_path / 'run'}; try: "
+                                                        f"i2i.evaluation.evaluate_run({str(tmp_path / 'run')!r})")
     with pytest.raises(i2i.PluginError, match=r"task.name = 'no_prepare' \(plugin 'pitfalls'\) cannot translate user "
                                               r"images \(its prepare\(\) is not implemented\)"):
         model(torch.rand(1, 3, 16, 16))

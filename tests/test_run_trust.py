@@ -631,8 +631,8 @@ def test_a_stop_asked_while_the_run_scores_cuts_the_scoring_short(tmp_path, monk
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert not [entry for entry in log if entry.get("type") == "eval"]
     assert ("i2i: note: the evaluation at step 3 was cut short by the stop request, so step 3 has no validation "
-            f"score and the best checkpoint stays as it was; its weights are saved, and i2i eval {tmp_path / 'run'} "
-            "scores them") in capsys.readouterr().err
+            "score and the best checkpoint stays as it was; its weights are saved, and "
+            f"i2i.evaluation.evaluate_run({str(tmp_path / 'run')!r}) scores them") in capsys.readouterr().err  # (the API's call)
 
 
 def test_the_command_lines_second_ctrl_c_says_where_the_run_goes_on_from(tmp_path, monkeypatch, capsys):

@@ -30,7 +30,12 @@ SAMPLE_IMAGES = 4
 class EvaluationAbandoned(Exception):
     """A stop was asked for (Ctrl-C, SIGTERM) while a training run scored its validation
     images: the rest of them are not scored, so the checkpoint is written before a scheduler's
-    grace period (often 10 to 30 s) runs out and it kills the process."""
+    grace period (often 10 to 30 s) runs out and it kills the process. ``begun``: whether any
+    batch was scored (a stop asked for just before the evaluation leaves it unstarted)."""
+
+    def __init__(self, begun: bool = True) -> None:
+        super().__init__()
+        self.begun = begun
 
 
 @dataclass
@@ -420,7 +425,7 @@ def evaluate_generator(
         batches = data.indexed_val_batches(eval_cfg["crop"], eval_cfg["batch_size"], eval_cfg["max_images"], shard=shard)
         for number, clean, names in batches:
             if abandon is not None and abandon():
-                raise EvaluationAbandoned
+                raise EvaluationAbandoned(begun=number > 0)
             input, target = (given_pairs if pairs_given else validation_pairs)(task, clean, names)
             with autocast(device, dtype), naming_images("scoring", names):
                 fake = run_any_size(generator, input)

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from .. import __version__
 from ..callbacks import callback_states, load_callback_states, warn_unknown_events
 from ..errors import (CheckpointWriteError, PluginError, SecondInterrupt, StopRequested, TrainingStopped, UserError,
-                      exception_line, shell_path)
+                      called_from_the_command_line, exception_line, shell_path)
 from ..losses import as_logit_list
 from ..messages import one_line, say
 from ..options import changed_keys
@@ -712,10 +712,10 @@ class Trainer:
         request, interrupted twice, failed), so no step trained is lost to a scoring failure."""
         try:
             self.evaluate()
-        except EvaluationAbandoned:
+        except EvaluationAbandoned as abandoned:
             self._evaluating = False
             self._unscored_step = self.step
-            self._save_unscored_weights()
+            self._save_unscored_weights(abandoned.begun)
         except KeyboardInterrupt:  # Ctrl-C twice while scoring: not the training before it too
             self._save_after_failed_evaluation(tell=False)
             raise
@@ -967,7 +967,7 @@ class Trainer:
         say(f"i2i: note: the evaluation at step {self.step} failed (see below); the weights trained so far are "
             f"saved: once the cause is fixed, i2i eval {run} scores them and i2i run --resume {run} continues")
 
-    def _save_unscored_weights(self) -> None:
+    def _save_unscored_weights(self, begun: bool = True) -> None:
         """A stop asked for while scoring skips the rest of the scoring (see
         :class:`EvaluationAbandoned`); the weights it was scoring are checkpointed at once. A
         second Ctrl-C during that write lets it finish first, as one during the scoring does:
@@ -977,9 +977,11 @@ class Trainer:
         except KeyboardInterrupt:
             self._save_after_failed_evaluation(tell=False)
             raise
-        self.progress.warn(f"i2i: note: the evaluation at step {self.step} was cut short by the stop request, so step "
-                           f"{self.step} has no validation score and the best checkpoint stays as it was; its weights "
-                           f"are saved, and i2i eval {shell_path(self.run_dir)} scores them")
+        what = "was cut short by the stop request" if begun else "was not run, as a stop was asked for before it"
+        score = (f"i2i eval {shell_path(self.run_dir)}" if called_from_the_command_line()
+                 else f"i2i.evaluation.evaluate_run({str(self.run_dir)!r})")
+        self.progress.warn(f"i2i: note: the evaluation at step {self.step} {what}, so step {self.step} has no validation "
+                           f"score and the best checkpoint stays as it was; its weights are saved, and {score} scores them")
 
     def evaluate(self) -> dict[str, float]:
         """The task's metrics on the validation images, and the same metrics for its baselines."""
