@@ -18,6 +18,7 @@ the step; the run folder resumes from its last checkpoint.
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 from .errors import PluginError, exception_line
@@ -113,6 +114,19 @@ def _checkpoint_keys(callbacks: list[Any]) -> list[str]:
     return keys
 
 
+#: the callbacks built from plugins (``train.callbacks``, autoloaded): a broken one is its
+#: plugin's author's to fix; one a program passed (``i2i.train(callbacks=...)``) is its own
+BUILT_BY_PLUGINS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def _who_fixes(callback: Any) -> str:
+    try:
+        from_plugin = callback in BUILT_BY_PLUGINS
+    except TypeError:  # an object that takes no weak reference was never added
+        from_plugin = False
+    return "report this to the plugin's author" if from_plugin else "fix it where the program passes it in callbacks="
+
+
 def callback_states(callbacks: list[Any]) -> dict[str, Any]:
     """What the callbacks that define ``state_dict()`` return, for a checkpoint (JSON: a
     callback's patience count, the step it last acted at), by class. A state JSON cannot hold
@@ -126,7 +140,7 @@ def callback_states(callbacks: list[Any]) -> dict[str, Any]:
         except Exception as exc:
             raise PluginError(f"callback {type(callback).__name__}: state_dict() failed or gave what JSON cannot "
                               f"hold ({exception_line(exc)}); it returns a dict of numbers, strings, lists and "
-                              "dicts, which the checkpoint keeps; report this to the plugin's author") from None
+                              f"dicts, which the checkpoint keeps; {_who_fixes(callback)}") from None
     return states
 
 
@@ -139,5 +153,4 @@ def load_callback_states(callbacks: list[Any], saved: dict[str, Any]) -> None:
                 callback.load_state_dict(saved[key])
             except Exception as exc:
                 raise PluginError(f"callback {type(callback).__name__}: load_state_dict() failed on the state the "
-                                  f"checkpoint kept ({exception_line(exc)}); report this to the plugin's "
-                                  "author") from None
+                                  f"checkpoint kept ({exception_line(exc)}); {_who_fixes(callback)}") from None

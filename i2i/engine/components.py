@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..callbacks import check_event_signatures
+from ..callbacks import BUILT_BY_PLUGINS, check_event_signatures
 from ..errors import PluginError, RecipeError, UserError, exception_line
 from ..losses import (AdversarialLoss, FeatureMatchingLoss, ReconstructionLoss, Regularizer, positional_names,
                       takes_any_positional, takes_input, takes_named,
@@ -370,5 +370,7 @@ def build_callbacks(recipe: Recipe) -> list[Any]:
         except TypeError as exc:
             plugin = reg.get("callbacks", name).plugin
             raise PluginError(f"{where} (plugin '{plugin}'): {exc}; report this to the plugin's author") from None
+        with contextlib.suppress(TypeError):  # (an object without weak references: told as a program's)
+            BUILT_BY_PLUGINS.add(callback)
         built.append(callback)
     return built
