@@ -295,7 +295,7 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
             "grey copy's near-perfect ones too) say nothing of colouring; score colour photos")
     smaller, within = data.val_fit_in_crop(eval_cfg["crop"], eval_cfg["max_images"])
     state = ckpt.read_state(model.checkpoint)
-    return {"task": recipe["task"]["name"], "run_dir": str(run_dir), "checkpoint": str(model.checkpoint),
+    return {"task": recipe["task"]["name"], "run_dir": os.path.abspath(run_dir), "checkpoint": str(model.checkpoint),
             "step": state.get("step", 0), "source": source, "crop": eval_cfg["crop"], "resize": data_cfg["resize"],
             "smaller_than_crop": smaller, "within_crop": within,
             "overrides": list(overrides),
