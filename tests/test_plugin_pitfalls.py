@@ -65,6 +65,19 @@ class Cropping(i2i.Task):
         return image[..., 2:-2, 2:-2] * 2 - 1
 
 
+class Shrinking(i2i.Task):
+    """make_pair halves both images: the run trained at half the data.size it reported."""
+
+    in_channels = out_channels = 3
+
+    def make_pair(self, clean, rng):
+        half = torch.nn.functional.avg_pool2d(clean, 2) * 2 - 1
+        return half, half
+
+    def prepare(self, image):
+        return image * 2 - 1
+
+
 class NoPrepare(i2i.Task):
     """Trains, but cannot translate user images (prepare left unimplemented)."""
 
@@ -135,6 +148,7 @@ class Pitfalls:
     def register_tasks(self, register):
         register("cropping", Cropping)
         register("no_prepare", NoPrepare)
+        register("shrinking", Shrinking)
         register("scored_by_brightness", ScoredByBrightness)
 
     @i2i.hookimpl
@@ -183,6 +197,14 @@ def test_a_task_whose_prepare_changes_the_size_is_refused_before_training(photos
     with pytest.raises(i2i.PluginError, match=r"prepare returned a tensor of shape \[1, 3, 12, 12\] for images of shape "
                                               r"\[1, 3, 16, 16\]; expected \[1, 3, 16, 16\]"):
         i2i.train(recipe, quiet=True)
+
+
+def test_a_task_whose_pairs_are_smaller_than_its_crops_is_warned_of(photos, tmp_path, capfd):
+    recipe = plain(photos, tmp_path / "run", train={"steps": 1})
+    recipe["task"] = {"name": "shrinking"}
+    i2i.train(recipe)
+    assert ("task.name = 'shrinking' (plugin 'pitfalls'): make_pair turns 16x16 px crops (data.size = 16) "
+            "into 8x8 px pairs, so the networks train at that size") in capfd.readouterr().err
 
 
 def test_a_task_without_prepare_trains_but_translating_is_one_line(photos, tmp_path, capsys):

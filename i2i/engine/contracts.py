@@ -395,6 +395,11 @@ def dry_run(recipe: Any, nets: Any, device: torch.device, metrics: dict[str, Any
             except Exception as exc:
                 raise_plugin_failure(exc, f"{task_where}: make_pair failed on a batch of shape {list(images.shape)}: ")
             input, target = check_task_pair(pair, images, nets.task, task_where)
+            if target.shape[-2:] != images.shape[-2:]:  # a size the recipe and the run's header do not say
+                (h, w), (th, tw) = images.shape[-2:], target.shape[-2:]
+                say(f"i2i: warning: {task_where}: make_pair turns {h}x{w} px crops (data.size = {size}) into {th}x{tw} "
+                    "px pairs, so the networks train at that size, while evaluation and translate give them images at "
+                    "their own size; if this is not meant, make_pair keeps the clean batch's size")
             _check_pairs_repeat(nets.task, images, pair, task_where)
             _check_input_image(nets.task, input, task_where)  # before baselines, which may build on it
             check_baselines(nets.task, input, target, task_where)
