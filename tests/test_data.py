@@ -1177,3 +1177,19 @@ def test_a_folder_whose_only_subfolder_may_not_be_listed_says_so_in_its_error(tm
     with pytest.raises(UserError, match=r"no images in this folder or its subfolders .*; 1 subfolder\(s\) this user may "
                                         r"not list were not searched \(permission denied\), e\.g\. .*locked$"):
         scan_folder(str(tmp_path / "photos"), "data.source", quiet=True)
+
+
+def test_a_file_only_another_rank_decodes_is_reported_by_that_rank(tmp_path, capsys):
+    """Rank 0 reports the folder's scan; a truncated file in rank 1's share was found by rank 1
+    alone, and skipped without a word (split.json recorded it)."""
+    make_folder(tmp_path, 4)
+    cfg = data_cfg(tmp_path)
+    theirs = ImageData(cfg, channels=3, device=CPU, seed=0, rank=1, world_size=2).train_files[0]
+    theirs.write_bytes(theirs.read_bytes()[:80])  # header fine, data cut
+    capsys.readouterr()
+    ImageData(cfg, channels=3, device=CPU, seed=0, rank=0, world_size=2)
+    assert theirs.name not in capsys.readouterr().err  # not rank 0's to read
+    share = ImageData(cfg, channels=3, device=CPU, seed=0, rank=1, world_size=2)
+    assert theirs not in share.train_files
+    assert capsys.readouterr().err.startswith(f"i2i: warning: skipped 1 unreadable file(s) of rank 1's share: {theirs} "
+                                              "(truncated")

@@ -186,7 +186,8 @@ class ImageData:
                     "photos, raise data.val_fraction, or give data.val_source")
         check_enough_for_processes(len(train), data["source"], world_size)
         shard = train[rank::world_size]
-        skipped += self._set_train(shard, flip=data["flip"], rotate=data["rotate"])
+        undecoded = self._set_train(shard, flip=data["flip"], rotate=data["rotate"])
+        skipped += undecoded
         # every rank's files together, less this rank's that never decoded: what a resume with
         # another number of processes compares (its shards differ, its photos need not)
         self._all_train = len(train) - (len(shard) - len(self._train))
@@ -196,6 +197,8 @@ class ImageData:
             note_deep_images([f for f in train if f.path not in undecodable], val)
             report_skipped(skipped, "unreadable or unpaired file(s)" if pairs or val_pairs else "unreadable file(s)",
                            self._reasons)
+        elif undecoded:  # rank 0 speaks for the folder's scan, which every rank shares; a shard's files only its rank reads
+            report_skipped(undecoded, f"unreadable file(s) of rank {rank}'s share", self._reasons)
 
     @classmethod
     def for_evaluation(cls, folder: str | Path, *, channels: int, device: torch.device | str,
