@@ -826,19 +826,27 @@ class _OutputThatOutlivesItsReader:
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        self.lost: OSError | None = None  # a full disk (not a reader gone): what the output was lost to
 
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except OSError:  # EPIPE, EIO
-            self._to_devnull()
+        except OSError as exc:  # EPIPE, EIO; ENOSPC
+            self._gone_quiet(exc)
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except OSError:
-            self._to_devnull()
+        except OSError as exc:
+            self._gone_quiet(exc)
+
+    def _gone_quiet(self, exc: OSError) -> None:
+        import errno
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and self.lost is None:
+            self.lost = exc  # `i2i eval --json > scores.json` on a full disk: said at the end, not lost silently
+        self._to_devnull()
 
     def _to_devnull(self) -> None:
         """Point the file descriptor at /dev/null, so what is buffered (flushed again at exit,
@@ -866,7 +874,11 @@ def main() -> None:
     sys.stdout, sys.stderr = (_OutputThatOutlivesItsReader(stream) for stream in streams)
     try:
         _add_plugin_commands()  # loads the plugins, and with them torch: a second or two
-        cli.main(prog_name="i2i")
+        try:
+            cli.main(prog_name="i2i")
+        except SystemExit as done:
+            _fail_when_stdout_was_lost(done.code)
+            raise
     except UserError as exc:  # raised before a command runs (e.g. plugin loading)
         _print_traceback_if_asked()
         _say_error(f"i2i: error: {exc}")
@@ -879,6 +891,18 @@ def main() -> None:
 
         # registered last, so run first of the exit handlers (torch's were registered as it loaded)
         atexit.register(_quit_quietly_on_ctrl_c)
+
+
+def _fail_when_stdout_was_lost(code: Any) -> None:
+    """A command that went well but whose stdout could not be written (a full disk under
+    ``i2i eval --json > scores.json``): an empty file and status 0 read as success. Exit 1, as a
+    full disk elsewhere does. A reader gone (``| head``) is no failure."""
+    sys.stdout.flush()  # what is still buffered meets the disk now, through the wrapper
+    lost = getattr(sys.stdout, "lost", None)
+    if lost is not None and code in (0, None):
+        _say_error(f"i2i: error: the command's output could not be written to stdout ({lost.strerror or lost}); "
+                   "it is incomplete")
+        sys.exit(1)
 
 
 def _quit_quietly_on_ctrl_c() -> None:

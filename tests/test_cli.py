@@ -1,6 +1,7 @@
 """The command line: help with examples, user errors as one line with exit status 2."""
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -387,6 +388,22 @@ def test_a_closed_stdout_or_stderr_is_no_failure(closed, tmp_path):
     command = f"{shlex.quote(sys.executable)} -m i2i validate {shlex.quote(RECIPE)} {closed}"
     result = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("args", [["validate", RECIPE], ["list", "generators", "--json"]])
+def test_output_lost_to_a_full_disk_is_a_failure(args, tmp_path):
+    """`i2i eval --json > scores.json` on a full disk left an empty file and exit status 0."""
+    import subprocess
+    import sys
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "i2i", *args], cwd=tmp_path, stdout=full, stderr=subprocess.PIPE,
+                                text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr == ("i2i: error: the command's output could not be written to stdout (No space left on device); "
+                             "it is incomplete\n")
 
 
 def test_a_per_image_file_that_cannot_be_written_is_refused_before_scoring(runner, tmp_path, monkeypatch):

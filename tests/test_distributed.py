@@ -254,6 +254,14 @@ def test_dead_rank_stops_the_run_and_resume_matches_an_uninterrupted_run(photos,
             assert torch.equal(saved[name][key], resumed[name][key]), f"{name}:{key} differs"
     assert records(killed)[-1]["metrics"] == records(run_dir)[-1]["metrics"]
 
+    # the finished 2-process run resumed in one process: half the images per step, said in numbers
+    per = i2i.load_recipe(base)["train"]["batch_size"]
+    one = subprocess.run([sys.executable, "-m", "i2i", "run", "--resume", str(run_dir), "--set", f"train.steps={steps + 1}"],
+                         cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert one.returncode == 0, one.stderr
+    assert (f"the checkpoint was written by 2 process(es), now there are 1; so each step now trains on {per} images "
+            f"(train.batch_size = {per} per process) where it trained on {2 * per}, at the same learning rates") in one.stderr
+
 
 # -- without processes ------------------------------------------------------------------------------
 def test_launch_environment_torchrun_slurm_and_plain():

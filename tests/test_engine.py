@@ -1092,7 +1092,9 @@ def test_a_colouriser_validated_on_grey_photos_is_warned_that_its_best_means_not
 
 def test_sync_bn_in_one_process_is_said_to_do_nothing(photos, tmp_path, capfd):
     i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 1, "sync_bn": True}))
-    assert "i2i: note: train.sync_bn = true has no effect in one process" in capfd.readouterr().err
+    assert ("i2i: note: train.sync_bn = true has no effect in one process: it synchronises batch norm across the "
+            "processes of i2i run --nproc N (or torchrun), each on a CUDA GPU (it is refused on the CPU)"
+            in capfd.readouterr().err)  # (the tests train on the CPU, where --nproc refuses sync_bn)
 
 
 def test_a_task_that_makes_its_own_pairs_is_scored_on_pairs_made_elsewhere(photos, tmp_path):

@@ -153,8 +153,9 @@ class Trainer:
             if self.D is not None:
                 self.D.to(memory_format=torch.channels_last)
         if self.train_cfg["sync_bn"] and self.dist.world_size == 1:
+            gpus = "" if self.device.type == "cuda" else ", each on a CUDA GPU (it is refused on the CPU)"
             say("i2i: note: train.sync_bn = true has no effect in one process: it synchronises batch norm across the "
-                "processes of i2i run --nproc N (or torchrun)")
+                f"processes of i2i run --nproc N (or torchrun){gpus}")
         if self.train_cfg["sync_bn"] and self.dist.world_size > 1:
             check_sync_bn(recipe, self.device, self.dist.world_size)
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
@@ -1259,8 +1260,11 @@ class Trainer:
         """
         rank, written_by = self.dist.rank, int(state.get("world_size", 1))
         if written_by != self.dist.world_size and self.dist.is_main:
+            per = self.train_cfg["batch_size"]
             say(f"i2i: warning: the checkpoint was written by {written_by} process(es), now there are "
-                f"{self.dist.world_size}; each rank's data shard and random streams differ from an uninterrupted run")
+                f"{self.dist.world_size}; so each step now trains on {per * self.dist.world_size} images "
+                f"(train.batch_size = {per} per process) where it trained on {per * written_by}, at the same learning "
+                "rates, and each rank's data shard and random streams differ from an uninterrupted run")
         saved = state.get("ranks", {}).get(str(rank)) if rank > 0 else state
         if saved is None:
             self.data.load_state_dict(ckpt.join_state(state["data"], rng))
