@@ -520,10 +520,15 @@ def inert_settings(recipe: Mapping[str, Any]) -> list[str]:
         if optim["schedule"] != "linear" and optim["decay_start"] != OPTIM["decay_start"].default:
             notes.append(f"train.{net}.decay_start = {format_value(optim['decay_start'])} has no effect under "
                          f"train.{net}.schedule = '{optim['schedule']}' (only 'linear' decays from it)")
-        if optim["warmup_steps"] >= train["steps"]:
-            notes.append(f"train.{net}.warmup_steps = {optim['warmup_steps']} is not below train.steps = {train['steps']}, "
+        if optim["warmup_steps"] > train["steps"]:
+            share = train["steps"] / optim["warmup_steps"]
+            ends = f"{share:.0%}" if share < 0.995 else f"{share:.1%}"  # 1500 of 1501 steps is no 100 %
+            notes.append(f"train.{net}.warmup_steps = {optim['warmup_steps']} is above train.steps = {train['steps']}, "
                          f"so the learning rate never reaches train.{net}.lr = {format_value(optim['lr'])} (it ends at "
-                         f"{train['steps'] / max(1, optim['warmup_steps']):.0%} of it)")
+                         f"{ends} of it)")
+        elif optim["warmup_steps"] == train["steps"] and train["steps"] > 1:
+            notes.append(f"train.{net}.warmup_steps = {optim['warmup_steps']} equals train.steps, so the learning rate "
+                         f"reaches train.{net}.lr = {format_value(optim['lr'])} only at the last step")
     if train["ema_warmup"] and train["ema"] == 0:
         notes.append("train.ema_warmup = true has no effect: train.ema is 0, so no EMA is kept; set train.ema (0.999, "
                      "say) for one")

@@ -271,7 +271,7 @@ def test_settings_the_recipe_makes_inert_get_a_note(tmp_path):
     assert recipe.notes == [
         "data.val_fraction = 0.1 has no effect: data.val_source is set, so the run validates on that folder and "
         "trains on all of data.source",
-        "train.g.warmup_steps = 20 is not below train.steps = 5, so the learning rate never reaches train.g.lr = 0.0002 "
+        "train.g.warmup_steps = 20 is above train.steps = 5, so the learning rate never reaches train.g.lr = 0.0002 "
         "(it ends at 25% of it)",
         "train.d.decay_start = 0.8 has no effect under train.d.schedule = 'cosine' (only 'linear' decays from it)",
         "train.ema_warmup = true has no effect: train.ema is 0, so no EMA is kept; set train.ema (0.999, say) for one",
@@ -282,6 +282,12 @@ def test_settings_the_recipe_makes_inert_get_a_note(tmp_path):
     assert load_recipe(write(tmp_path, gan), ["train.d.schedule=linear", "train.d.decay_start=0.8",
                                               "train.g_warmup_steps=4", "train.ema=0.99",
                                               "train.ema_warmup=true", "train.g.warmup_steps=4"]).notes == []
+    # equal: lr is reached at the last step (the note said "never", then "ends at 100%"); 1500 of 1501 is not 100 %
+    assert load_recipe(write(tmp_path, gan), ["train.steps=4", "train.g.warmup_steps=4"]).notes == [
+        "train.g.warmup_steps = 4 equals train.steps, so the learning rate reaches train.g.lr = 0.0002 only at the last "
+        "step"]
+    assert "(it ends at 99.9% of it)" in load_recipe(write(tmp_path, gan), ["train.steps=1500",
+                                                                         "train.g.warmup_steps=1501"]).notes[0]
     saved = load_recipe(write(tmp_path, dumps_toml(dict(load_recipe(write(tmp_path, gan)))), "saved.toml"))
     assert saved.notes == []
 
