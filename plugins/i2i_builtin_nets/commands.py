@@ -137,11 +137,13 @@ def describe_import(run_dir: Path) -> str:
     recipe = i2i.load_recipe(Path(run_dir) / "recipe.toml")
     generator = dict(recipe["generator"])
     name = generator.pop("name")
-    shown = ", ".join(f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {str(value).lower()}"
+    from i2i.options import format_value  # as a recipe spells it: false, not Python's False
+
+    shown = ", ".join(f"{key} = {format_value(value)}"
                       for key, value in generator.items() if key in ("depth", "blocks", "width", "norm", "dropout", "padding"))
     assumed = " (dropout = true assumed: it leaves no weights, and the reference's pix2pix trains with it)" \
         if name == "unet" else ""
     task = dict(recipe["task"])
     task_name = task.pop("name")
-    task_shown = ", ".join(f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}" for key, value in task.items())
+    task_shown = ", ".join(f"{key} = {format_value(value)}" for key, value in task.items())
     return f"generator {name} ({shown}){assumed}; task {task_name} ({task_shown}; --set changes these)"
