@@ -195,8 +195,10 @@ def _exit_on_unwritable(exc: BaseException) -> None:
         filename = Path(str(filename)).parent  # i2i's temporary file, written there and renamed: the folder is the news
     where = f"{filename}: " if filename else ""
     if exc.errno in _NOT_ALLOWED:
+        from .paths import umask_hint
+
         _say_error(f"i2i: error: {_rank_prefix()}{where}{exc.strerror}; give your user access to it (and to the "
-                   f"folder that holds it){_what_is_kept(exc.filename, ' once it may write there')}")
+                   f"folder that holds it){umask_hint()}{_what_is_kept(exc.filename, ' once it may write there')}")
     else:
         once = " once the file system can be written again" if exc.errno == errno.EROFS else " once there is room"
         trained = getattr(exc, "i2i_run_trained", False)  # the last step's grid, after its checkpoint
@@ -346,7 +348,7 @@ SET_HELP = "Override a recipe key with a TOML value, e.g. --set train.steps=500 
 @click.argument("recipe", required=False, type=UserPath())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--out", type=UserPath(), help="Run directory (default: output.dir); never overwritten.")
-@click.option("--resume", type=UserPath(file_okay=False), help="Continue the run in RUN_DIR from its latest checkpoint.")
+@click.option("--resume", type=UserPath(file_okay=False), metavar="RUN_DIR", help="Continue the run in RUN_DIR from its latest checkpoint.")
 @click.option("--quiet", is_flag=True, help="Only the final summary and errors.")
 @click.option("--nproc", type=click.IntRange(1), metavar="N",
               help="Train with N processes on this machine, e.g. one per GPU (runs torchrun; train.batch_size is per process).")

@@ -60,3 +60,14 @@ def shortened_path(filename: object) -> str:
         return ""
     text = os.fsdecode(filename) if isinstance(filename, (str, bytes, os.PathLike)) else str(filename)
     return "/".join(part if len(part) <= 60 else f"{part[:24]}...{part[-24:]}" for part in text.split("/"))
+
+
+def umask_hint() -> str:
+    """``; this process's umask (277) ...`` when the umask keeps new folders from their owner's
+    writing (a folder i2i just made, then could not write into), else ``""``."""
+    mask = os.umask(0)
+    os.umask(mask)
+    if not mask & 0o200:
+        return ""
+    return (f"; this process's umask ({mask:03o}) makes the folders it creates unwritable even to their owner: "
+            "run with a umask such as 022")

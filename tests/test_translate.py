@@ -1252,3 +1252,28 @@ def test_translating_whole_a_b_files_with_a_paired_model_gets_a_note(tmp_path, c
     Image.open(next(pairs.iterdir())).crop((0, 0, 16, 16)).save(halves / "a.png")
     translate_files(model, halves, tmp_path / "out", progress=False)
     assert "twice as wide" not in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch):
+    """Under umask 277 translate made --out, could not write in it, and left it empty: every
+    rerun then failed the same way, blaming the folder. The tests run as root, whom permissions
+    do not stop, so the refusal is stood in for."""
+    import os
+    import pathlib
+
+    from i2i.data.sources import mark_as_outputs
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "write_text", refused)
+    before = os.umask(0o277)
+    try:
+        with pytest.raises(i2i.UserError) as info:
+            mark_as_outputs(tmp_path / "out" / "deep", "choose another --out")
+    finally:
+        os.umask(before)
+    assert not (tmp_path / "out").exists()
+    assert str(info.value) == (f"{tmp_path / 'out' / 'deep'}: cannot write in it (Permission denied); this process's umask "
+                               "(277) makes the folders it creates unwritable even to their owner: run with a umask such "
+                               "as 022; choose another --out")

@@ -202,14 +202,21 @@ def mark_as_outputs(folder: Path, instead: str) -> None:
     is an ``OSError`` naming the folder (exit status 1, as for an output); another failure a
     :class:`UserError` ending with ``instead`` (``choose another --out``)."""
     marker = folder / OUTPUTS_MARKER
+    made = [path for path in (folder, *folder.parents) if not os.path.lexists(path)]  # what mkdir will make
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not marker.exists():
             marker.write_text("i2i wrote the images in this folder; searching a folder above it for photos leaves it out.\n")
     except OSError as exc:
+        for path in made:  # deepest first: an empty folder left behind failed every rerun the same way
+            with contextlib.suppress(OSError):
+                path.rmdir()
         if exc.errno in WRITE_TROUBLE:  # the disk, not the user
             raise OSError(exc.errno, exc.strerror, str(folder)) from None
-        raise UserError(f"{folder}: cannot write in it ({exc.strerror or exc}); {instead}") from None
+        from ..paths import umask_hint
+
+        raise UserError(f"{folder}: cannot write in it ({exc.strerror or exc}){umask_hint() if made else ''}; "
+                        f"{instead}") from None
 
 
 def outputs_folder_holding(folder: Path) -> Path | None:
