@@ -12,6 +12,16 @@ The public API::
 from __future__ import annotations
 
 import functools
+import os as _os
+import sys as _sys
+
+try:
+    _os.getcwd()
+except FileNotFoundError:  # torch cannot load from there: oneMKL's FATAL ERROR, with no hint why
+    _sys.stderr.write("i2i: error: the current folder no longer exists (deleted or moved since the shell entered it); "
+                      "cd to a folder that exists\n")
+    raise SystemExit(2) from None
+
 from typing import TYPE_CHECKING, Any
 
 from .callbacks import Callback

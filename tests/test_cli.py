@@ -390,6 +390,22 @@ def test_a_closed_stdout_or_stderr_is_no_failure(closed, tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_a_current_folder_deleted_under_the_shell_is_one_line(tmp_path):
+    """torch cannot load from a deleted folder: every command, --version too, printed oneMKL's
+    'FATAL ERROR: Cannot load libtorch_cpu.so' and nothing about the folder."""
+    import shlex
+    import subprocess
+    import sys
+
+    gone = tmp_path / "gone"
+    script = f"mkdir {shlex.quote(str(gone))} && cd {shlex.quote(str(gone))} && rmdir {shlex.quote(str(gone))} && " \
+             f"{shlex.quote(sys.executable)} -m i2i --version"
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == ("i2i: error: the current folder no longer exists (deleted or moved since the shell entered "
+                             "it); cd to a folder that exists\n")
+
+
 @pytest.mark.parametrize("args", [["validate", RECIPE], ["list", "generators", "--json"]])
 def test_output_lost_to_a_full_disk_is_a_failure(args, tmp_path):
     """`i2i eval --json > scores.json` on a full disk left an empty file and exit status 0."""
