@@ -119,6 +119,11 @@ def test_omp_num_threads_or_a_fixed_count_is_left_alone(two_threads, monkeypatch
     chosen.after_step()
     assert not chosen.adapting and torch.get_num_threads() == 2
 
+    # a value OpenMP ignores (with its own warning) fixed nothing: 'auto' stays on, and run.json said otherwise
+    for ignored in ("abc", "0", "-1", "1.5"):
+        monkeypatch.setenv("OMP_NUM_THREADS", ignored)
+        assert ThreadGovernor("auto", sample=machine.sample, cores=2, clock=machine.clock).adapting, ignored
+
 
 def test_a_machine_without_proc_stat_trains_on_torch_s_count(two_threads, monkeypatch):
     monkeypatch.setattr(cpu_threads, "read_sample", lambda cpus, path="/proc/stat": None)

@@ -40,6 +40,13 @@ class CpuSample:
     at_s: float
 
 
+def omp_threads_fixed() -> bool:
+    """Whether ``OMP_NUM_THREADS`` fixes torch's thread count: a whole number above 0 (OpenMP
+    ignores another value, ``abc`` or ``0``, with its own warning, and so does ``auto`` here)."""
+    raw = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return raw.isdigit() and int(raw) > 0
+
+
 def _clock_ticks() -> int:
     try:
         return os.sysconf("SC_CLK_TCK")
@@ -116,7 +123,7 @@ class ThreadGovernor:
                      f"use: the extra threads only take turns on them, which slows {work} many times over (a "
                      "thousand threads on 2 cores ran a step about a thousand times slower); 'auto' uses them all")
             return
-        if os.environ.get("OMP_NUM_THREADS"):
+        if omp_threads_fixed():
             return
         cpus = watched_cpus()
         if sample is None and cpus is not None:

@@ -348,7 +348,9 @@ def _threads_setting(configured: int | str) -> int | str:
     to torch's."""
     if configured != "auto":
         return int(configured)
-    if os.environ.get("OMP_NUM_THREADS"):
+    from .cpu_threads import omp_threads_fixed
+
+    if omp_threads_fixed():
         return f"{torch.get_num_threads()} (OMP_NUM_THREADS)"
     return f"auto, at most {torch.get_num_threads()}"
 
