@@ -390,6 +390,26 @@ def test_a_closed_stdout_or_stderr_is_no_failure(closed, tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_a_name_the_locale_cannot_spell_is_one_line(tmp_path):
+    """Under LC_ALL=C with UTF-8 mode off, a non-ASCII --out was a UnicodeEncodeError traceback
+    from writing the run's recipe.toml."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C", "LANG": "C"}
+    encoding = subprocess.run([sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"], env=env,
+                              capture_output=True, text=True).stdout.strip()
+    if encoding.lower().replace("-", "") == "utf8":
+        pytest.skip("this Python spells file names in UTF-8 even under LC_ALL=C")
+    out = str(tmp_path).encode() + "/r\u00fcn".encode()  # the name as the file system would hand it over
+    result = subprocess.run([sys.executable, "-m", "i2i", "run", RECIPE, "--set", "train.steps=1", "--out",
+                             os.fsdecode(out)], env=env, capture_output=True, timeout=300, cwd=tmp_path)
+    err = result.stderr.decode(errors="replace")
+    assert result.returncode == 2 and err.count("\n") == 1, err
+    assert "is not text in this process's file-name encoding" in err and "PYTHONUTF8=1" in err
+    assert not any(tmp_path.iterdir())  # no run folder left
+
+
 def test_a_current_folder_deleted_under_the_shell_is_one_line(tmp_path):
     """torch cannot load from a deleted folder: every command, --version too, printed oneMKL's
     'FATAL ERROR: Cannot load libtorch_cpu.so' and nothing about the folder."""

@@ -303,7 +303,13 @@ def _write_recipe(run_dir: Path, recipe: Recipe, imported: bool = False) -> None
              f"recipe that sets data.source: i2i run RECIPE --set train.init_from={shell_path(run_dir)}" if imported else
              f"rerun with: i2i run {run_dir / 'recipe.toml'}")
     header = f"# Resolved recipe of this run (i2i {__version__}); {rerun}\n"
-    ckpt.write_atomic(run_dir / "recipe.toml", (header + dumps_toml(dict(recipe))).encode())
+    try:
+        text = (header + dumps_toml(dict(recipe))).encode()
+    except UnicodeEncodeError:  # a name the file system gave as undecodable bytes: no UTF-8 file can hold it
+        raise UserError(f"{run_dir}: a folder or file name of this run is not text in this process's file-name encoding "
+                        f"({sys.getfilesystemencoding()}, from the locale: LC_ALL/LANG), so its recipe.toml cannot "
+                        "record it; run i2i under a UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1") from None
+    ckpt.write_atomic(run_dir / "recipe.toml", text)
 
 
 def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, trainer: Trainer | None = None) -> None:
