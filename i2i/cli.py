@@ -922,4 +922,8 @@ def _quit_quietly_on_ctrl_c() -> None:
         os._exit(130)
 
     if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            # an --nproc worker that left its status for the launcher ignores its signals from then
+            # on: exiting 130 on a second Ctrl-C during its exit made torchrun report a failure
+            return
         signal.signal(signal.SIGINT, quit_now)

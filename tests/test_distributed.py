@@ -656,3 +656,59 @@ def test_the_line_after_a_second_ctrl_c_names_the_runs_processes(photos, tmp_pat
     assert _what_resumes(run_dir, 2) == (f"{run_dir} resumes from step_0000001: i2i run --resume {run_dir} --nproc 2 "
                                          "(or as many processes under your launcher)")
     assert _what_resumes(run_dir).endswith(f"i2i run --resume {run_dir}")
+
+
+#: Stands in for torchrun whose workers have stopped and saved, then take their time to exit
+#: (the interpreter's teardown); a worker that exits non-zero gets torchrun's traceback.
+SLOW_EXIT_TORCHRUN = r'''
+import os, subprocess, sys
+WORKER = """
+import signal, sys, time
+from i2i.engine.distributed import announce_worker, exit_status_for_launcher
+
+announce_worker()
+signal.signal(signal.SIGTERM, lambda signum, frame: exit_status_for_launcher(1))  # saved; ignores more signals
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+sys.exit(0)
+"""
+ranks = [subprocess.Popen([sys.executable, "-c", WORKER], env={**os.environ, "RANK": str(r)}) for r in range(2)]
+codes = [r.wait() for r in ranks]
+if any(codes):
+    print("Traceback (most recent call last): ChildFailedError", file=sys.stderr)
+sys.exit(1 if any(codes) else 0)
+'''
+
+
+def test_a_second_ctrl_c_while_saved_workers_exit_ends_them_quietly(monkeypatch, tmp_path, capfd):
+    """After 'checkpoint saved' the workers took seconds to exit, and a second Ctrl-C then ended
+    them by SIGINT: torchrun's traceback and failure report, for a run whose checkpoint was fine."""
+    import tempfile
+    import threading
+    import time
+
+    from i2i.engine import distributed
+
+    script = tmp_path / "slow_exit_torchrun.py"
+    script.write_text(SLOW_EXIT_TORCHRUN)
+    monkeypatch.setattr(distributed, "torchrun_command", lambda nproc, args: [sys.executable, str(script)])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    before = signal.getsignal(signal.SIGTERM)
+
+    def files(kind):
+        return [f for folder in tmp_path.glob("i2i-nproc-*") for f in folder.glob(f"{kind}-rank*")]
+
+    def stop_then_press_again():
+        while signal.getsignal(signal.SIGTERM) is before or len(files("pid")) < 2:
+            threading.Event().wait(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)  # both workers save and leave their status
+        while len(files("status")) < 2:
+            threading.Event().wait(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=stop_then_press_again, daemon=True).start()
+    start = time.monotonic()
+    assert distributed.run_local(2, ["run", "r.toml"]) == 1  # stopped with a checkpoint, as the workers said
+    assert time.monotonic() - start < 30  # not the workers' minute of exiting
+    assert "Traceback" not in capfd.readouterr().err

@@ -502,8 +502,18 @@ def run_local(nproc: int, args: list[str]) -> int:
                         os.kill(pid, signum)
                 delivered[pid] = len(received)
 
+        saved_and_ended = False
+
         def forward(signum, frame):
+            nonlocal saved_and_ended
             received.append(signum)
+            pids, statuses = _by_rank(folder, "pid"), _by_rank(folder, "status")
+            if pids and set(pids) <= set(statuses):
+                # every worker has stopped, its checkpoint written, and is only exiting (seconds of
+                # interpreter teardown): a second Ctrl-C then ends them now, without torchrun's report
+                saved_and_ended = True
+                _end_quietly(proc, pids)
+                return
             deliver()
 
         # torchrun runs in its own session, so the terminal's signals (a closed one's SIGHUP too)
@@ -529,9 +539,18 @@ def run_local(nproc: int, args: list[str]) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         statuses = _by_rank(folder, "status")
-        if code == 0 or (first_stopped is not None and statuses):
+        if code == 0 or ((first_stopped is not None or saved_and_ended) and statuses):
             return max(statuses.values(), default=0)
     return 128 - code if code < 0 else code
+
+
+def _end_quietly(torchrun: Any, pids: dict[str, int]) -> None:
+    """SIGKILL torchrun (which then prints nothing), then the workers it leaves."""
+    with contextlib.suppress(ProcessLookupError):
+        torchrun.kill()
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _terminated_with_parent() -> None:
