@@ -910,7 +910,8 @@ def _fail_when_stdout_was_lost(code: Any) -> None:
 def _quit_quietly_on_ctrl_c() -> None:
     """Once the command is done, only the exit handlers are left (torch's among them): a Ctrl-C
     while they ran printed a traceback from inside one. It ends the process at once instead, as
-    interrupted; everything i2i had to write is written by then."""
+    interrupted; everything i2i had to write is written by then. So does a SIGTERM or SIGHUP
+    that i2i's own handler would have taken (torchrun ends the other workers so once one failed)."""
     import os
     import signal
     import threading
@@ -919,11 +920,15 @@ def _quit_quietly_on_ctrl_c() -> None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
-        os._exit(130)
+        os._exit(128 + signum)
 
-    if threading.current_thread() is threading.main_thread():
-        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())):
+        current = signal.getsignal(sig)
+        if current is signal.SIG_IGN:
             # an --nproc worker that left its status for the launcher ignores its signals from then
             # on: exiting 130 on a second Ctrl-C during its exit made torchrun report a failure
-            return
-        signal.signal(signal.SIGINT, quit_now)
+            continue
+        if sig == signal.SIGINT or callable(current):
+            signal.signal(sig, quit_now)

@@ -297,7 +297,7 @@ def test_process_group_settings():
     with pytest.raises(UserError, match="MASTER_ADDR and MASTER_PORT not set"):
         DistContext.from_environment("cpu", {"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_STEP_ID": "0"})
     assert torchrun_command(4, ["run", "r.toml", "--set", "train.steps=5"], python="py") == [
-        "py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4", "-m", "i2i", "run", "r.toml",
+        "py", "-m", "i2i.engine.torchrun", "--standalone", "--nproc-per-node", "4", "-m", "i2i", "run", "r.toml",
         "--set", "train.steps=5"]
 
 
@@ -712,3 +712,24 @@ def test_a_second_ctrl_c_while_saved_workers_exit_ends_them_quietly(monkeypatch,
     assert distributed.run_local(2, ["run", "r.toml"]) == 1  # stopped with a checkpoint, as the workers said
     assert time.monotonic() - start < 30  # not the workers' minute of exiting
     assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("exitcode, status, said", [
+    (2, 2, ""),  # the worker printed its one-line error: its status is the command's, as in one process
+    (-9, 1, "i2i: error: rank 1 was ended by SIGKILL without a word (the out-of-memory killer, or a kill from "
+            "outside); the other ranks were stopped with it\n"),
+])
+def test_nproc_says_a_failed_worker_in_its_own_words_not_torchruns(monkeypatch, capfd, exitcode, status, said):
+    """A rank's user error was followed by torchrun's traceback, failure report and 'closing
+    signal' lines (some 40 lines), and the status was torchrun's 1 rather than the error's 2."""
+    import torch.distributed.run
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from i2i.engine import torchrun
+
+    def failed(argv):
+        raise ChildFailedError("i2i", {1: ProcessFailure(local_rank=1, pid=123, exitcode=exitcode, error_file="")})
+
+    monkeypatch.setattr(torch.distributed.run, "main", failed)
+    assert torchrun.main(["--standalone"]) == status
+    assert capfd.readouterr().err == said

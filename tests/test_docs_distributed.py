@@ -88,7 +88,7 @@ def test_nproc_commands_start_the_documented_torchrun(tmp_path, monkeypatch):
         assert launched.pop() == (nproc, rest)  # the same command minus --nproc, in N processes
         assert launched == []
 
-    documented = re.search(r"`(python -m torch\.distributed\.run [^`]*) -m i2i run \.\.\.`", DOC)[1].split()
+    documented = re.search(r"`(python -m i2i\.engine\.torchrun [^`]*) -m i2i run \.\.\.`", DOC)[1].split()
     assert torchrun_command(4, ["run"], python="python")[:len(documented)] == [w.replace("N", "4") for w in documented]
 
 

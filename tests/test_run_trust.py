@@ -51,6 +51,13 @@ def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(run):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another training process holds it
         with pytest.raises(i2i.UserError, match="another i2i process is training this run now"):
             i2i.train(None, resume=run, overrides=["train.steps=6"], quiet=True)
+        # one training its first steps has no checkpoint yet: that said 'start it again', a second run
+        young = shutil.copytree(run, run.parent / "young", ignore=shutil.ignore_patterns("step_*", "LATEST", "BEST"))
+        young_fd = os.open(young, os.O_RDONLY)
+        fcntl.flock(young_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(i2i.UserError, match="another i2i process is training this run now"):
+            i2i.train(None, resume=young, quiet=True)
+        os.close(young_fd)
     finally:
         os.close(fd)
     assert i2i.train(None, resume=run, overrides=["train.steps=5"], quiet=True).step == 5  # released: fine

@@ -652,6 +652,10 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         if store.root.exists() and not store.root.is_dir():
             raise CheckpointError(f"{store.root}: a file where the run keeps its folder of checkpoints; move it away (a "
                                   "run with no checkpoint folder has no checkpoint to open)")
+        from .run_lock import run_folder_locked
+
+        with run_folder_locked(path):  # a run training now, in another process: said so, not "start it again"
+            pass
         partial = sorted(store.root.glob(".tmp-step_*"))
         why = (f"its only one, {partial[-1].name}, was never finished (the process stopped while writing it)"
                if partial else f"nothing in {store.root}: it is still training, or stopped before its first")

@@ -318,7 +318,8 @@ class DistContext:
             f"rank {self.rank}: lost contact with the other processes near step {step} ({_first_sentence(exc)}); "
             f"another rank died or stopped answering within {TIMEOUT_VARIABLE}={self.timeout:g} s; its error is the "
             f"first above, if it printed one (a rank killed by a signal or the out-of-memory killer prints none: "
-            f"torchrun's report names its exit code). {then}"
+            f"under i2i run --nproc a line names its rank and signal, under torchrun run by hand torchrun's report "
+            f"does). {then}"
         )
 
     def close(self) -> None:
@@ -367,7 +368,7 @@ def torchrun_command(nproc: int, args: list[str], python: str | None = None) -> 
     """The torchrun command line that runs ``i2i ARGS`` in ``nproc`` processes on this machine."""
     import sys
 
-    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+    return [python or sys.executable, "-m", "i2i.engine.torchrun", "--standalone", "--nproc-per-node", str(nproc),
             "-m", "i2i", *args]
 
 
