@@ -1193,3 +1193,16 @@ def test_a_file_only_another_rank_decodes_is_reported_by_that_rank(tmp_path, cap
     assert theirs not in share.train_files
     assert capsys.readouterr().err.startswith(f"i2i: warning: skipped 1 unreadable file(s) of rank 1's share: {theirs} "
                                               "(truncated")
+
+
+def test_a_rank_whose_whole_share_is_unreadable_says_it_is_its_share(tmp_path):
+    """'none of the training images can be decoded' from rank 1 read as the whole folder broken,
+    where only that rank's one file was."""
+    make_folder(tmp_path, 4)
+    cfg = data_cfg(tmp_path)
+    theirs = ImageData(cfg, channels=3, device=CPU, seed=0, rank=1, world_size=3).train_files
+    for path in theirs:
+        path.write_bytes(path.read_bytes()[:80])
+    with pytest.raises(UserError, match=r"none of the training images of rank 1's share can "
+                                         r"be decoded .*train with fewer processes"):
+        ImageData(cfg, channels=3, device=CPU, seed=0, rank=1, world_size=3)

@@ -259,7 +259,7 @@ def test_dead_rank_stops_the_run_and_resume_matches_an_uninterrupted_run(photos,
     one = subprocess.run([sys.executable, "-m", "i2i", "run", "--resume", str(run_dir), "--set", f"train.steps={steps + 1}"],
                          cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert one.returncode == 0, one.stderr
-    assert (f"the checkpoint was written by 2 process(es), now there are 1; so each step now trains on {per} images "
+    assert (f"the checkpoint was written by 2 process(es), now there are 1; so each step now trains on {per} image(s) "
             f"(train.batch_size = {per} per process) where it trained on {2 * per}, at the same learning rates") in one.stderr
 
 

@@ -296,8 +296,11 @@ class ImageData:
         if self.cached:
             self._images, files, sizes, failed = self._decode_all(files)
             if not files:
-                raise UserError(f"{failed[0]}: none of the training images can be decoded ({len(failed)} tried; "
-                                f"this one: {self._reasons.get(failed[0], 'unreadable')})")
+                which = "training images" if self.world_size == 1 else f"training images of rank {self.rank}'s share"
+                fewer = ("" if self.world_size == 1 else "; add readable images, or train with fewer processes, so "
+                         "that each has one")
+                raise UserError(f"{failed[0]}: none of the {which} can be decoded ({len(failed)} tried; "
+                                f"this one: {self._reasons.get(failed[0], 'unreadable')}){fewer}")
         self._train = files
         self._cache_left = self._cache_bytes - sum(t.numel() * t.element_size() for t in self._images)
         self.train_files = [f.path for f in files]

@@ -1262,7 +1262,7 @@ class Trainer:
         if written_by != self.dist.world_size and self.dist.is_main:
             per = self.train_cfg["batch_size"]
             say(f"i2i: warning: the checkpoint was written by {written_by} process(es), now there are "
-                f"{self.dist.world_size}; so each step now trains on {per * self.dist.world_size} images "
+                f"{self.dist.world_size}; so each step now trains on {per * self.dist.world_size} image(s) "
                 f"(train.batch_size = {per} per process) where it trained on {per * written_by}, at the same learning "
                 "rates, and each rank's data shard and random streams differ from an uninterrupted run")
         saved = state.get("ranks", {}).get(str(rank)) if rank > 0 else state

@@ -146,4 +146,5 @@ def describe_import(run_dir: Path) -> str:
     task = dict(recipe["task"])
     task_name = task.pop("name")
     task_shown = ", ".join(f"{key} = {format_value(value)}" for key, value in task.items())
-    return f"generator {name} ({shown}){assumed}; task {task_name} ({task_shown}; --set changes these)"
+    task_part = f"task {task_name} ({task_shown}; --set changes these)" if task_shown else f"task {task_name}"
+    return f"generator {name} ({shown}){assumed}; {task_part}"
