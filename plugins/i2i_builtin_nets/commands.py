@@ -130,6 +130,13 @@ def import_weights(checkpoint: str, task: str, out: str, overrides: tuple[str, .
     click.echo(f"i2i: imported {checkpoint} into {run_dir}: {describe_import(run_dir)}")
 
 
+
+def _as_in_a_recipe(value: object) -> str:
+    """A recipe value as TOML spells it: ``false``, not Python's ``False``; strings quoted."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, str) else str(value)
+
 def describe_import(run_dir: Path) -> str:
     """What an import found and recorded, from the run's recipe: the generator's settings (a
     U-Net's dropout assumed) and the task's, so that a wrong guess (AtoB for a BtoA model) shows
@@ -137,14 +144,12 @@ def describe_import(run_dir: Path) -> str:
     recipe = i2i.load_recipe(Path(run_dir) / "recipe.toml")
     generator = dict(recipe["generator"])
     name = generator.pop("name")
-    from i2i.options import format_value  # as a recipe spells it: false, not Python's False
-
-    shown = ", ".join(f"{key} = {format_value(value)}"
+    shown = ", ".join(f"{key} = {_as_in_a_recipe(value)}"
                       for key, value in generator.items() if key in ("depth", "blocks", "width", "norm", "dropout", "padding"))
     assumed = " (dropout = true assumed: it leaves no weights, and the reference's pix2pix trains with it)" \
         if name == "unet" else ""
     task = dict(recipe["task"])
     task_name = task.pop("name")
-    task_shown = ", ".join(f"{key} = {format_value(value)}" for key, value in task.items())
+    task_shown = ", ".join(f"{key} = {_as_in_a_recipe(value)}" for key, value in task.items())
     task_part = f"task {task_name} ({task_shown}; --set changes these)" if task_shown else f"task {task_name}"
     return f"generator {name} ({shown}){assumed}; {task_part}"
