@@ -130,12 +130,12 @@ def import_weights(checkpoint: str, task: str, out: str, overrides: tuple[str, .
     click.echo(f"i2i: imported {checkpoint} into {run_dir}: {describe_import(run_dir)}")
 
 
-
 def _as_in_a_recipe(value: object) -> str:
     """A recipe value as TOML spells it: ``false``, not Python's ``False``; strings quoted."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value) if isinstance(value, str) else str(value)
+
 
 def describe_import(run_dir: Path) -> str:
     """What an import found and recorded, from the run's recipe: the generator's settings (a
