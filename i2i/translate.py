@@ -217,7 +217,8 @@ def _refuse_writing_among_the_inputs(inputs: list[Path], pairs: list[tuple[Path,
     out = out_dir.resolve()
     # realpath, not resolve(): a loop of links among the files is skipped later as unreadable, and
     # resolve() raised on it, stopping the whole folder
-    holding = {Path(os.path.realpath(file)).parent for _, file in pairs} | {item.resolve() for item in inputs if item.is_dir()}
+    holding = ({Path(os.path.realpath(file)).parent for _, file in pairs}
+               | {item.resolve() for item in inputs if item.is_dir()})
     inside = any(item.is_dir() and item.resolve() in out.parents for item in inputs)
     # a subfolder of one being translated is left out of its search: photos of its own would be
     # neither translated nor, once the outputs' marker is there, ever searched again
@@ -332,7 +333,7 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
         raise UserError(f"{out_dir}: {blocked}, not a folder; choose another --out for the translated images")
     from .data import IMAGE_KINDS, to_uint8
     from .data.sources import (is_run_folder, mark_as_outputs, name_files, no_such_path, not_read_note, one_per_file,
-                               outputs_folder_holding, outputs_warning, print_not_read_note,
+                               outputs_warning, print_not_read_note,
                                print_run_folders_note, print_unsearched_warning, report_skipped,
                                survey_folder)
 
@@ -345,8 +346,9 @@ def _translate_files(model: Model, inputs: list[str | os.PathLike] | str | os.Pa
             if is_run_folder(item):  # RUN given twice, say: its sample grids are no photos to translate
                 raise UserError(f"{item}: an i2i run folder, whose sample grids are no photos to translate; give the "
                                 "images, or the folder that holds them")
-            if outputs_folder_holding(item) is not None:
-                say(outputs_warning(str(item), item, "translated again"))
+            warning = outputs_warning(str(item), item, "translated again")
+            if warning:
+                say(warning)
             contents = survey_folder(item, exclude=[out_dir])
             pairs.extend((item, f) for f in contents.images)
             left_out[item] = contents.other_kinds

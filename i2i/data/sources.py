@@ -233,9 +233,11 @@ def outputs_folder_holding(folder: Path) -> Path | None:
 
 
 def outputs_warning(given: str, folder: Path, again: str) -> str:
-    """The warning for a folder of i2i's outputs given as photos: ``again`` says what it leads
-    to ("translated again", "scored as photos")."""
+    """The warning for a folder of i2i's outputs given as photos (``""`` for any other folder):
+    ``again`` says what it leads to ("translated again", "not photos")."""
     marked = outputs_folder_holding(folder)
+    if marked is None:
+        return ""
     where = "holds images i2i wrote" if marked == folder.resolve() else f"is inside {marked}, which holds images i2i wrote"
     return (f"i2i: warning: {given} {where} (i2i translate's --out or i2i eval's --save-images; its {OUTPUTS_MARKER} "
             f"file says so): a model's outputs, {again}; give the photos' own folder unless this is what you meant")
@@ -490,8 +492,9 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     if not quiet:
         print_run_folders_note(f'{key} = "{value}"', contents.run_folders)
         print_unsearched_warning(f'{key} = "{value}"', contents.unsearched)
-        if outputs_folder_holding(folder) is not None:  # inside a searched folder it is left out; given, it is used
-            say(outputs_warning(f'{key} = "{value}"', folder, "not photos"))
+        warning = outputs_warning(f'{key} = "{value}"', folder, "not photos")  # searched for, it is left out
+        if warning:
+            say(warning)
     print_reference_layout_note(key, value, folder, side_by_side, quiet)
     if not paths:
         unsearched = (f"; {len(contents.unsearched)} subfolder(s) this user may not list were not searched (permission "
