@@ -89,6 +89,14 @@ class StopRequested(TrainingStopped):
     because something failed: ``i2i run --nproc`` does not report it as a worker's failure."""
 
 
+def scoring_hint(run_dir: object) -> str:
+    """How the reader scores ``run_dir``: ``i2i eval RUN`` under the command line, the Python
+    call for a program."""
+    if called_from_the_command_line():
+        return f"i2i eval {shell_path(run_dir)}"
+    return f"i2i.evaluation.evaluate_run({str(run_dir)!r})"
+
+
 def called_from_the_command_line() -> bool:
     """Whether an ``i2i`` command is running (its messages name options such as ``--set``),
     rather than a program calling the Python API (which gave arguments such as ``overrides``)."""

@@ -567,6 +567,7 @@ def _qualified_by_run(data: dict, recipe_file: str | os.PathLike) -> dict:
     if not used:
         return data
     from .plugins import host, registry
+    from .registry import SINGULAR
 
     reg = registry()
     here = host().plugins
@@ -581,9 +582,9 @@ def _qualified_by_run(data: dict, recipe_file: str | os.PathLike) -> dict:
             # the run's own plugin is gone and another one reuses the name: opened with it, the
             # run scored or translated with a network it never trained, without a word
             others = " and ".join(f"'{c.plugin}'" for c in strangers)
-            raise UnknownComponentError(
-                f"{recipe_file}: {kind.rstrip('s').replace('losse', 'loss')} '{name}' is provided here only by plugin {others}, which this run was not "
-                f"trained with; {missing_run_plugins(recipe_file)}")
+            raise UnknownComponentError(f"{recipe_file}: {SINGULAR[kind]} '{name}' is provided here only by plugin "
+                                        f"{others}, which this run was not trained with; "
+                                        f"{missing_run_plugins(recipe_file)}")
         if len(entries) < 2 or any(c.builtin for c in entries):
             return name
         trained_with = [c for c in entries if c.plugin in used]

@@ -92,7 +92,8 @@ def check_discriminator_features(output: Any, where: str) -> None:
                       f"layer by layer; {REPORT}")
 
 
-def check_metric_values(values: Any, name: str, batch: int, plugin: str = "", device: torch.device | None = None) -> None:
+def check_metric_values(values: Any, name: str, batch: int, plugin: str = "",
+                        device: torch.device | None = None) -> None:
     """A metric returns one value per image: a tensor of shape ``[batch]`` (or a dict of them),
     on the images' ``device`` where given. ``plugin`` follows the name in the error
     (`` (plugin 'x')``) where nothing else names it."""

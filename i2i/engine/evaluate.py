@@ -195,7 +195,8 @@ def _batch_scores(metrics: dict[str, Any], output: Tensor, target: Tensor, input
     given: dict[str, str] = {}
     for name, metric in metrics.items():
         values = _score(metric, name, output, target, input)
-        check_metric_values(values, name, output.shape[0], _plugin_of(name), output.device)  # once, for the whole (nested) result
+        # once, for the whole (nested) result
+        check_metric_values(values, name, output.shape[0], _plugin_of(name), output.device)
         pairs = flatten_metric(values, name)
         claim_keys(given, [key for key, _ in pairs], name)
         for key, value in pairs:

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import CheckpointError, SecondInterrupt, UserError, called_from_the_command_line, for_the_caller, shell_path
+from ..errors import (CheckpointError, SecondInterrupt, UserError, called_from_the_command_line, for_the_caller,
+                      scoring_hint, shell_path)
 from ..messages import routed_to_the_programs_logging, say
 from ..plugins import host, registry
 from ..options import changed_keys, format_value
@@ -880,12 +881,12 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
         from ..task import takes_photos
 
         # a task without prepare() cannot translate user images: its runs are evaluated instead
-        if called_from_the_command_line():
-            then = (f"i2i translate {shell_path(run_dir)} IMAGE... --out OUT_DIR" if takes_photos(trainer.task)
-                    else f"i2i eval {shell_path(run_dir)}")
+        if not takes_photos(trainer.task):
+            then = scoring_hint(run_dir if called_from_the_command_line() else run.run_dir)
+        elif called_from_the_command_line():
+            then = f"i2i translate {shell_path(run_dir)} IMAGE... --out OUT_DIR"
         else:  # a program: what it would call next
-            then = (f"i2i.load({str(run.run_dir)!r}).translate(IMAGE)" if takes_photos(trainer.task)
-                    else f"i2i.evaluation.evaluate_run({str(run.run_dir)!r})")
+            then = f"i2i.load({str(run.run_dir)!r}).translate(IMAGE)"
         print(f"i2i: saved in {run_dir}; try: {then}", flush=True)
     return run
 

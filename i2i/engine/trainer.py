@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from .. import __version__
 from ..callbacks import callback_states, load_callback_states, warn_unknown_events
 from ..errors import (CheckpointWriteError, PluginError, SecondInterrupt, StopRequested, TrainingStopped, UserError,
-                      called_from_the_command_line, exception_line, shell_path)
+                      exception_line, scoring_hint, shell_path)
 from ..losses import as_logit_list
 from ..messages import one_line, say
 from ..options import changed_keys
@@ -979,10 +979,9 @@ class Trainer:
             self._save_after_failed_evaluation(tell=False)
             raise
         what = "was cut short by the stop request" if begun else "was not run, as a stop was asked for before it"
-        score = (f"i2i eval {shell_path(self.run_dir)}" if called_from_the_command_line()
-                 else f"i2i.evaluation.evaluate_run({str(self.run_dir)!r})")
         self.progress.warn(f"i2i: note: the evaluation at step {self.step} {what}, so step {self.step} has no validation "
-                           f"score and the best checkpoint stays as it was; its weights are saved, and {score} scores them")
+                           "score and the best checkpoint stays as it was; its weights are saved, and "
+                           f"{scoring_hint(self.run_dir)} scores them")
 
     def evaluate(self) -> dict[str, float]:
         """The task's metrics on the validation images, and the same metrics for its baselines."""
