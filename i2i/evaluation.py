@@ -361,6 +361,11 @@ def _overridden(model: "Model", overrides: list[str]) -> tuple[dict, "Task"]:
                               f"{', '.join(EVAL_KEYS)}; the network, its data and the rest are the run's{hint}")
     recipe = load_recipe(ckpt.run_dir_of(model.checkpoint) / "recipe.toml", ["train.callbacks=[]", *overrides],
                          components=("tasks", "generators", "metrics"))  # a --set metric is named as such
+    trained = model.recipe["task"].get("direction")
+    if trained is not None and recipe["task"].get("direction") != trained:  # same channels: it scored backwards
+        raise RecipeError(f"--set task.direction={recipe['task']['direction']}: the run learnt {trained}, so scored the "
+                          "other way its network would be given the targets and compared with the inputs; a run of its "
+                          "own learns the other direction")
     task = build_component(registry(), "tasks", recipe, "task")
     same = (task.in_channels, task.out_channels, task.clean_channels) == \
         (model.task.in_channels, model.task.out_channels, model.task.clean_channels)

@@ -242,3 +242,16 @@ def test_a_source_trained_under_other_task_options_is_named_with_them(photos, tm
     trainer = Trainer(tuned, tmp_path / "atob", quiet=True)
     assert "that run trained task.direction = 'BtoA', and this run fine-tunes it with this recipe's task options" in \
         " ".join(trainer.initial_weights.notes)
+
+
+def test_eval_refuses_to_score_a_paired_run_the_other_way(photos, tmp_path):
+    """--set task.direction=BtoA on an AtoB run fed the network its targets and compared its
+    outputs with the inputs: a score table, exit 0, numbers of nothing."""
+    from i2i.evaluation import evaluate_run
+
+    paired = i2i.load_recipe({"task": {"name": "paired"}, "generator": dict(TINY_GAN["generator"]), "losses": {"l1": {}}})
+    from i2i.engine.components import build_networks
+
+    run = i2i.create_run_from_weights(paired, build_networks(paired, torch.device("cpu")).G.state_dict(), tmp_path / "ab")
+    with pytest.raises(i2i.RecipeError, match=r"^overrides task.direction=BtoA: the run learnt AtoB, so scored the other way "):
+        evaluate_run(run, data_dir=photos, overrides=["task.direction=BtoA"])
