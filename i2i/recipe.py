@@ -178,7 +178,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "checkpoint_minutes": Field(float, 10.0, "also write a checkpoint once this many minutes have passed since the last one (0 = off)",
                                     _non_negative, "a number of minutes >= 0"),
         "keep": Field(int, 2, "step checkpoints to keep besides 'latest' and 'best'", _non_negative, "an integer >= 0"),
-        "tensorboard": Field(bool, True, "write TensorBoard events when tensorboard is installed"),
+        "tensorboard": Field(Union[bool, Literal["auto"]], "auto",
+                             "write TensorBoard events: auto when tensorboard is installed; true says so when it is not"),
         "progress": Field(Literal["auto", "bar", "plain", "none"], "auto", "progress bar on a terminal, log lines otherwise"),
     },
 }

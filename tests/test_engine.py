@@ -487,8 +487,9 @@ def test_running_out_of_memory_on_the_dry_run_names_data_size_not_the_plugin(pho
         dry_run(recipe, nets, torch.device("cpu"))
 
 
-def test_run_directory_contents(photos, tmp_path):
+def test_run_directory_contents(photos, tmp_path, capfd):
     run = i2i.train(tiny_recipe(photos, tmp_path / "run", train={"steps": 4}, output={"tensorboard": True}), quiet=True)
+    told = "output.tensorboard = true, but the tensorboard package is not installed" in capfd.readouterr().err
     d = run.run_dir
     saved = i2i.load_recipe(d / "recipe.toml")
     assert saved["train"]["steps"] == 4 and saved["output"]["dir"] == str(d)
@@ -506,9 +507,11 @@ def test_run_directory_contents(photos, tmp_path):
     try:
         import tensorboard  # noqa: F401  (the optional [tensorboard] extra)
     except ImportError:
-        assert not (d / "tensorboard").exists()  # quietly skipped without the extra
+        assert not (d / "tensorboard").exists() and told  # asked for, and skipped without the extra: said so
+        i2i.train(tiny_recipe(photos, tmp_path / "auto", train={"steps": 1}, output={"tensorboard": "auto"}))
+        assert "tensorboard" not in capfd.readouterr().err  # 'auto', the default: quietly
     else:
-        assert list((d / "tensorboard").glob("events.*"))
+        assert list((d / "tensorboard").glob("events.*")) and not told
     ckpt = find_checkpoint(d)
     assert {"generator.safetensors", "generator_ema.safetensors", "discriminator.safetensors", "optim_g.safetensors",
             "optim_d.safetensors", "rng.safetensors", "state.json"} <= {p.name for p in ckpt.iterdir()}

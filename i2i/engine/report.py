@@ -81,15 +81,23 @@ def _step_of(line: str) -> int | None:
 
 
 class TensorBoard:
-    """TensorBoard scalars when ``tensorboard`` is installed (the ``[tensorboard]`` extra)."""
+    """TensorBoard scalars when ``tensorboard`` is installed (the ``[tensorboard]`` extra).
+    ``enabled``: ``output.tensorboard``; ``"auto"`` skips quietly without the package, ``True``
+    says so (a user who asked for TensorBoard found no events and no word why)."""
 
-    def __init__(self, run_dir: Path, enabled: bool, resumed_at: int | None = None) -> None:
+    def __init__(self, run_dir: Path, enabled: bool | str, resumed_at: int | None = None) -> None:
         self.writer = None
-        if not enabled:
+        if enabled is False:
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # tensorboard not installed: quietly skip
+        except Exception:  # tensorboard not installed
+            if enabled is True:
+                from ..messages import say
+
+                say("i2i: note: output.tensorboard = true, but the tensorboard package is not installed, so no "
+                    "TensorBoard events are written (pip install 'i2i[tensorboard]'; metrics.jsonl holds the same "
+                    "numbers)")
             return
         # a resumed run hides the events a killed run wrote after its checkpoint (it logs them again)
         purge = resumed_at + 1 if resumed_at is not None else None
