@@ -192,7 +192,9 @@ def test_a_pair_folder_mistake_names_the_pair_folders_set(runner, tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["data.size=40"], "data.size = 40: generator 'unet_small' needs a multiple of 32; use 32 or 64"),
-    (["generator.name='unet_256'"], "data.size = 32: generator 'unet_256' needs a multiple of 256; use 256"),
+    (["generator.name='unet_256'"], "data.size = 32: generator 'unet_256' needs a multiple of 256; use 256; or keep 32 "
+                                    "px with a shallower U-Net: generator.name = 'unet' with generator.depth = 5 takes "
+                                    "multiples of 32"),
     (["generator.name='dncnn'", "generator.residual=false", "discriminator.name='patchgan'", "discriminator.n_layers=4", "losses.gan.name='vanilla'"],
      "data.size = 32: discriminator 'patchgan' needs at least 48 px; raise data.size (to 48) or lower discriminator.n_layers"),
 ])

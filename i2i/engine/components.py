@@ -179,7 +179,13 @@ def check_crop_size(recipe: Recipe, nets: Networks) -> None:
         if lower < max(8, d_min) and upper > MAX_PIXELS:  # a U-Net of depth 15 or 16: no crop size fits it
             hint = f"no data.size (at most {MAX_PIXELS}) is one; lower the generator's depth"
         also = f" (multiples of the task's scale, {scale}, too)" if step != multiple else ""
-        raise recipe_error(recipe, f"data.size = {size}: generator '{recipe['generator']['name']}' needs a "
+        name = str(recipe["generator"]["name"])
+        depth = (size & -size).bit_length() - 1  # the deepest U-Net whose multiple, 2 ** depth, divides the size
+        if size < multiple and name.split(":")[-1].startswith("unet") and hint.startswith("use") and depth >= 2:
+            # pix2pix's unet_256 on small images of one's own: "use 256" alone meant enlarging them 8 times
+            hint += (f"; or keep {size} px with a shallower U-Net: generator.name = 'unet' with generator.depth = "
+                     f"{depth} takes multiples of {2 ** depth}")
+        raise recipe_error(recipe, f"data.size = {size}: generator '{name}' needs a "
                                    f"multiple of {multiple}; {hint}{also}", also=("generator.name", "generator.depth"))
     if size < d_min:
         fewer = [key for key in ("n_layers", "scales") if hasattr(nets.D, key)]  # what makes it need less
