@@ -408,7 +408,9 @@ def test_empty_and_missing_folders(tmp_path):
                                         r"not start as a PNG file does"):
         ImageData(data_cfg(tmp_path / "only_bad"), channels=3, device=CPU, seed=0)
     make_folder(tmp_path / "src", 2)
-    with pytest.raises(UserError, match=r'data.val_source = ".*nothing": no such folder'):
+    with pytest.raises(UserError, match=r'data.val_source = ".*nothing": no such folder; give a folder of images, or '
+                                        r'"sample" for the photos shipped with i2i, or "" to hold out part of '
+                                        r'data.source instead \(--set "data.val_source=\'\'"\)$'):
         ImageData(data_cfg(tmp_path / "src", val_source=str(tmp_path / "nothing")), channels=3, device=CPU, seed=0)
 
 

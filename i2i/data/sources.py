@@ -428,6 +428,8 @@ def resolve_folder(value: str, key: str) -> Path:
     if not exists:
         relative = "" if folder.is_absolute() else f" (a relative folder starts from the working directory, {Path.cwd()})"
         samples = "" if "pair" in key else f', or "{SAMPLE}" for the photos shipped with i2i'
+        if key == "data.val_source":  # a recipe's own validation folder (pix2pix.toml's facades/val) left behind
+            samples += ", or \"\" to hold out part of data.source instead (--set \"data.val_source=''\")"
         raise UserError(f'{key} = "{value}": no such folder{relative}; give a folder of images{samples}')
     if not folder.is_dir():
         raise UserError(f'{key} = "{value}": is a file, not a folder; give the folder that holds the images')
