@@ -66,6 +66,12 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["validate", str(ROOT / "recipes" / "denoise-unet.toml"), "--set", "generator.depth=16"],
      "--set generator.depth=16: data.size = 64: generator 'unet' needs a multiple of 65536; no data.size (at most 16384) "
      "is one; lower the generator's depth"),
+    # the shipped single photos for a task that reads pairs: i2i run refused them, validate passed them
+    (["validate", str(ROOT / "recipes" / "pix2pix.toml"), "--set", "data.source=sample", "--set", "data.val_source=''"],
+     'data.source = "sample": the photos shipped with i2i are single photos, and this task reads files that hold a '
+     "pair side by side (A|B)"),
+    (["validate", str(ROOT / "recipes" / "real-pairs.toml"), "--set", "data.source=sample", "--set", "data.val_source=''"],
+     'data.source = "sample": the photos shipped with i2i have no pairs in data.pair_source = "pairs/clean"'),
     # what creating the run's folder refuses, validate refuses too (it passed what the run refused)
     (["validate", RECIPE, "--set", "output.dir=/dev/null"], "output.dir = '/dev/null': a device of that name is there"),
     # the reference's --epoch 20: a step is named by its checkpoint folder

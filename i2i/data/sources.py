@@ -365,6 +365,17 @@ def missing_data_folder(data: Mapping[str, str]) -> str | None:
     return None
 
 
+def _samples_hold_no_pairs(key: str, pairs: tuple[str, str] | None = None) -> UserError:
+    """The shipped photos given to a task that reads pairs: they have no partner in ``pairs``'
+    folder, and cut in halves as A|B files they are nonsense."""
+    if pairs is not None:
+        return UserError(f'{key} = "{SAMPLE}": the photos shipped with i2i have no pairs in {pairs[1]} = '
+                         f'"{pairs[0]}"; give the folder of the pairs\' input-side images')
+    score = "" if key == "--data" else " (to score a run: i2i eval RUN --data DIR)"
+    return UserError(f'{key} = "{SAMPLE}": the photos shipped with i2i are single photos, and this task reads '
+                     f"files that hold a pair side by side (A|B); give a folder of such files{score}")
+
+
 def resolve_data_folders(data: Mapping[str, str], side_by_side: bool | None = None) -> None:
     """Check that a recipe's data folders (``data.source``, and the others when given) are
     there and hold an image file (by its name; the images are not read), as a run will need
@@ -374,6 +385,8 @@ def resolve_data_folders(data: Mapping[str, str], side_by_side: bool | None = No
     folders = {}
     for key in DATA_FOLDERS:
         if data.get(key) or key == "source":  # an empty source is refused, an empty other one means none
+            if key in ("source", "val_source") and data[key] == SAMPLE and (side_by_side or pairs.get(key)):
+                raise _samples_hold_no_pairs(f"data.{key}", pairs.get(key))  # as the run will: validate passed it
             folder = folders[key] = resolve_folder(data[key], f"data.{key}")
             # stops at the first image: a folder's name check, not a scan (i2i validate said an
             # empty folder was fine, and the run then refused it)
@@ -477,13 +490,10 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     """
     if pairs is not None:
         if value == SAMPLE:
-            raise UserError(f'{key} = "{SAMPLE}": the photos shipped with i2i have no pairs in {pairs[1]} = '
-                            f'"{pairs[0]}"; give the folder of the pairs\' input-side images')
+            raise _samples_hold_no_pairs(key, pairs)
         side_by_side = False  # each file is one image, its partner the other
     if side_by_side and value == SAMPLE:  # cut in halves, they would train on nonsense
-        score = "" if key == "--data" else " (to score a run: i2i eval RUN --data DIR)"
-        raise UserError(f'{key} = "{SAMPLE}": the photos shipped with i2i are single photos, and this task reads '
-                        f"files that hold a pair side by side (A|B); give a folder of such files{score}")
+        raise _samples_hold_no_pairs(key)
     folder = resolve_folder(value, key)
     if value == SAMPLE and Path(SAMPLE).is_dir() and not quiet:
         say(f'i2i: note: {key} = "{SAMPLE}" means the photos shipped with i2i, not the folder ./{SAMPLE} here; '
