@@ -1137,3 +1137,22 @@ def test_pairs_made_elsewhere_are_refused_for_a_super_resolution_run(tmp_path):
     with pytest.raises(i2i.UserError, match=r"a super-resolution model's input is smaller than its target, which "
                                             r"data_dir and pair_dir cannot give"):  # named as the API's arguments
         evaluate_run(run.run_dir, data_dir=photos, pair_dir=photos, crop=0)
+
+
+def test_a_skipped_update_leaves_no_nonfinite_statistics_in_the_checkpoints(photos, tmp_path):
+    """Under on_nonfinite = 'skip' the skipped step's forward had written its batch-norm statistics
+    of the bad values: every checkpoint held infinite running_var, which resuming refuses as
+    damaged, so the 'finished' run could not be continued."""
+    from safetensors.torch import load_file
+
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"on_nonfinite": "skip", "steps": 4, "precision": "fp32",
+                                                          "d": {"lr": 1e10}}, output={"checkpoint_every": 1})
+    run = i2i.train(recipe, quiet=True)
+    assert run.status == "finished"
+    for step in range(1, 5):
+        folder = tmp_path / "run" / "checkpoints" / f"step_{step:07d}"
+        if folder.is_dir():
+            for name in ("generator", "discriminator"):
+                tensors = load_file(folder / f"{name}.safetensors")
+                assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()), (step, name)
+    assert i2i.train(None, resume=tmp_path / "run", overrides=["train.steps=5"], quiet=True).step == 5

@@ -336,6 +336,10 @@ class Trainer:
             set_lr(self.opt_d, self.train_cfg["d"]["lr"],
                    lr_factor(self.step, self.total_steps, self.train_cfg["d"]) * self.lr_scale["d"])
         self._step_number.fill_(self.step + 1)
+        # train.on_nonfinite = 'skip' (eager, one host sync per step already): a skipped update left
+        # the batch-norm statistics its forward had made of the bad values, and the checkpoints
+        # then held them, which no resume would open; the buffers are put back as they were
+        before = self._buffers_kept() if self.train_cfg["on_nonfinite"] == "skip" else None
 
         batch_size = self.train_cfg["batch_size"]
         if self.D is not None:
@@ -351,7 +355,24 @@ class Trainer:
             self.graphs(input, target)  # the same step_on, replayed as one CUDA graph
         else:
             self.step_on(input, target, adversarial)
+        if before is not None:
+            self._restore_nonfinite_buffers(before)
         self.acc_count += 1
+
+    def _buffers_kept(self) -> list[tuple[Tensor, Tensor]]:
+        """Each floating-point buffer of the networks (G, D, EMA G: batch-norm statistics, say),
+        with a copy of its value now."""
+        nets = [net for net in (self.G, self.D, self.ema) if net is not None]
+        return [(b, b.detach().clone()) for net in nets for b in net.buffers() if b.is_floating_point()]
+
+    def _restore_nonfinite_buffers(self, kept: list[tuple[Tensor, Tensor]]) -> None:
+        """Put back the buffers that went NaN or infinite this step (one host sync)."""
+        if not kept or bool(torch.stack([torch.isfinite(b).all() for b, _ in kept]).all()):
+            return
+        with torch.no_grad():
+            for buffer, value in kept:
+                if not bool(torch.isfinite(buffer).all()):
+                    buffer.copy_(value)
 
     def make_pair(self, clean: Tensor) -> tuple[Tensor, Tensor]:
         """The task's (input, target) for a training batch, in the networks' memory format.
