@@ -1156,3 +1156,15 @@ def test_a_skipped_update_leaves_no_nonfinite_statistics_in_the_checkpoints(phot
                 tensors = load_file(folder / f"{name}.safetensors")
                 assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()), (step, name)
     assert i2i.train(None, resume=tmp_path / "run", overrides=["train.steps=5"], quiet=True).step == 5
+
+
+def test_a_first_step_nan_after_the_discriminators_update_names_its_learning_rate(photos, tmp_path):
+    """D is updated before G within a step: the generator step's adversarial loss at step 1 was
+    said to be NaN 'before any weight had changed, so the learning rate is not the cause', for a
+    train.d.lr of 1e10."""
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 4, "precision": "fp32", "d": {"lr": 1e10}})
+    with pytest.raises(TrainingStopped, match=r"^loss 'gan' \(generator step, 'lsgan' of plugin '\w+'\) was NaN or "
+                                              r"infinite at the first step, after the discriminator's first update: lower "
+                                              r"train.d.lr"):
+        i2i.train(recipe, quiet=True)
+    assert not (tmp_path / "run").exists()

@@ -898,6 +898,15 @@ class Trainer:
             self._nonfinite_output(step, kept, latest)
         which, label = key.split("_", 1)
         net = "generator" if which == "g" else "discriminator"
+        through_d = which == "g" and label in {term.label for term in (*self.adversarial, *self.feature_matching)}
+        if step == 1 and self.resumed_at is None and through_d:
+            # D was updated earlier in this step: its learning rate may well be the cause
+            stopped = TrainingStopped(
+                f"loss '{label}' ({net} step{self._loss_plugin(label)}) was NaN or infinite at the first step, after "
+                "the discriminator's first update: lower train.d.lr or set train.d.clip_grad_norm (or the loss gives "
+                "NaN or infinite values on these images); nothing was kept")
+            stopped.nothing_trained = True
+            raise stopped
         if step == 1 and self.resumed_at is None:
             # before any weight changed: no learning rate or clipping is to blame, and nothing
             # trained is worth a folder (the run removes it, as for other first-step failures)
