@@ -521,6 +521,14 @@ def inert_settings(recipe: Mapping[str, Any]) -> list[str]:
         if optim["schedule"] != "linear" and optim["decay_start"] != OPTIM["decay_start"].default:
             notes.append(f"train.{net}.decay_start = {format_value(optim['decay_start'])} has no effect under "
                          f"train.{net}.schedule = '{optim['schedule']}' (only 'linear' decays from it)")
+        if optim["schedule"] == "linear" and optim["decay_start"] >= 1.0:
+            notes.append(f"train.{net}.decay_start = {format_value(optim['decay_start'])} under train.{net}.schedule = "
+                         "'linear' never decays: the learning rate stays constant, as schedule = 'constant' keeps it")
+        elif (optim["schedule"] == "linear" and optim["warmup_steps"] < train["steps"]
+              and optim["warmup_steps"] > int(train["steps"] * optim["decay_start"])):
+            notes.append(f"train.{net}.decay_start = {format_value(optim['decay_start'])} falls inside the warm-up "
+                         f"(train.{net}.warmup_steps = {optim['warmup_steps']}), so the linear decay starts only when "
+                         "the warm-up ends")
         if optim["warmup_steps"] > train["steps"]:
             share = train["steps"] / optim["warmup_steps"]
             ends = f"{share:.0%}" if share < 0.995 else f"{share:.1%}"  # 1500 of 1501 steps is no 100 %

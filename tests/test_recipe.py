@@ -282,6 +282,14 @@ def test_settings_the_recipe_makes_inert_get_a_note(tmp_path):
     assert load_recipe(write(tmp_path, gan), ["train.d.schedule=linear", "train.d.decay_start=0.8",
                                               "train.g_warmup_steps=4", "train.ema=0.99",
                                               "train.ema_warmup=true", "train.g.warmup_steps=4"]).notes == []
+    # a linear schedule that never decays, and a decay_start inside the warm-up: both silent before
+    assert load_recipe(write(tmp_path, gan), ["train.g.schedule=linear", "train.g.decay_start=1.0"]).notes == [
+        "train.g.decay_start = 1.0 under train.g.schedule = 'linear' never decays: the learning rate stays constant, as "
+        "schedule = 'constant' keeps it"]
+    assert load_recipe(write(tmp_path, gan), ["train.steps=8", "train.g.schedule=linear", "train.g.warmup_steps=6",
+                                              "train.g.decay_start=0.25"]).notes == [
+        "train.g.decay_start = 0.25 falls inside the warm-up (train.g.warmup_steps = 6), so the linear decay starts "
+        "only when the warm-up ends"]
     # equal: lr is reached at the last step (the note said "never", then "ends at 100%"); 1500 of 1501 is not 100 %
     assert load_recipe(write(tmp_path, gan), ["train.steps=4", "train.g.warmup_steps=4"]).notes == [
         "train.g.warmup_steps = 4 equals train.steps, so the learning rate reaches train.g.lr = 0.0002 only at the last "
