@@ -340,6 +340,7 @@ class Trainer:
         # the batch-norm statistics its forward had made of the bad values, and the checkpoints
         # then held them, which no resume would open; the buffers are put back as they were
         before = self._buffers_kept() if self.train_cfg["on_nonfinite"] == "skip" else None
+        skipped_before = sum(self.skipped_updates.values())
 
         batch_size = self.train_cfg["batch_size"]
         if self.D is not None:
@@ -355,7 +356,7 @@ class Trainer:
             self.graphs(input, target)  # the same step_on, replayed as one CUDA graph
         else:
             self.step_on(input, target, adversarial)
-        if before is not None:
+        if before is not None and sum(self.skipped_updates.values()) > skipped_before:  # no sync on steps that skip nothing
             self._restore_nonfinite_buffers(before)
         self.acc_count += 1
 
