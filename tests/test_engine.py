@@ -1168,3 +1168,38 @@ def test_a_first_step_nan_after_the_discriminators_update_names_its_learning_rat
                                               r"train.d.lr"):
         i2i.train(recipe, quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+class GHalfNaNAfter(i2i.AdversarialLoss):
+    """An LSGAN whose generator half returns NaN from a given call on."""
+
+    def __init__(self, at: int = 3):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def d_loss(self, d_real, d_fake):
+        return sum(((r - 1) ** 2).mean() + (f ** 2).mean() for r, f in zip(d_real, d_fake))
+
+    def g_loss(self, d_fake):
+        self.calls += 1
+        value = sum(((f - 1) ** 2).mean() for f in d_fake)
+        return value * float("nan") if self.calls >= self.at else value
+
+
+class GHalfNaNPlugin:
+    @i2i.hookimpl
+    def register_losses(self, register):
+        register("g_half_nan", GHalfNaNAfter)
+
+
+def test_a_later_nan_in_a_loss_through_the_discriminator_names_both_learning_rates(photos, tmp_path):
+    """The generator's adversarial term blows up as often from D's weights as from G's; the
+    message named only train.g.lr, so a user whose train.d.lr was the cause lowered the wrong one."""
+    i2i.register_plugin(GHalfNaNPlugin(), "ghalfnan")
+    recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 6},
+                         losses={"l1": {"name": "l1"}, "gan": {"name": "g_half_nan", "at": 4}})
+    with pytest.raises(TrainingStopped) as info:
+        i2i.train(recipe, quiet=True)
+    message = str(info.value)
+    assert "loss 'gan' (generator step, 'g_half_nan' of plugin 'ghalfnan') became NaN or infinite at step 4" in message
+    assert "Lower train.g.lr or train.d.lr (this loss goes through the discriminator)" in message

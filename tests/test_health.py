@@ -1,5 +1,7 @@
 """GAN-health warnings: each problem is named once, after it persists, on stderr even when quiet."""
 
+import pytest
+
 import i2i
 from i2i.engine.health import HealthMonitor
 from helpers import make_photos, tiny_recipe
@@ -55,3 +57,13 @@ def _with_perfect_d(check):
     def perfect(self, step, values):
         return check(self, step, {**values, "d_acc_real": 1.0, "d_acc_fake": 1.0})
     return perfect
+
+
+@pytest.mark.parametrize("has_discriminator", [True, False])
+def test_exploding_generator_gradients_name_the_discriminators_rate_only_when_there_is_one(has_discriminator):
+    """G's adversarial gradient comes back through D, so a train.d.lr too high shows as G's
+    gradients exploding; the hint named only train.g.lr."""
+    values = {"grad_norm_g": 3e4, **({"lr_d": 2e-4} if has_discriminator else {})}
+    warnings = logs(HealthMonitor(), values, 1)
+    assert len(warnings) == 1 and "lower train.g.lr" in warnings[0]
+    assert ("train.d.lr" in warnings[0]) is has_discriminator

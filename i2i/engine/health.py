@@ -36,9 +36,12 @@ class HealthMonitor:
             key = f"explode_{net}"
             if (not math.isfinite(norm) or norm > 1e4) and key not in self.warned:
                 self.warned.add(key)
+                # G's adversarial gradient comes back through D: D's weights blow it up as often as G's
+                lower = ("train.g.lr or train.d.lr (its adversarial gradient comes through the discriminator)"
+                         if net == "g" and "lr_d" in values else f"train.{net}.lr")
                 messages.append(
                     f"step {step}: {'generator' if net == 'g' else 'discriminator'} gradients are exploding "
-                    f"(norm {norm:.3g}); lower train.{net}.lr or set train.{net}.clip_grad_norm"
+                    f"(norm {norm:.3g}); lower {lower} or set train.{net}.clip_grad_norm"
                 )
             if self._persisting(f"vanish_{net}", norm < 1e-7):
                 self.warned.add(f"vanish_{net}")

@@ -917,9 +917,12 @@ class Trainer:
                 "NaN or infinite values on these images; nothing was kept")
             stopped.nothing_trained = True
             raise stopped
+        # a generator-step term that goes through D blows up as often from D's weights as from G's
+        lower = ("train.g.lr or train.d.lr (this loss goes through the discriminator), set train.g.clip_grad_norm or "
+                 "train.d.clip_grad_norm" if through_d else f"train.{which}.lr, set train.{which}.clip_grad_norm")
         raise TrainingStopped(
             f"loss '{label}' ({net} step{self._loss_plugin(label)}) became NaN or infinite at step {step}; stopped, "
-            f"{kept}. Lower train.{which}.lr, set train.{which}.clip_grad_norm, or set train.on_nonfinite = 'skip' "
+            f"{kept}. Lower {lower}, or set train.on_nonfinite = 'skip' "
             "(a loss that gives NaN on some inputs, a log of 0 say, is for its plugin's author to fix)",
             self.run_dir, self._saved_step if latest else None,
         )
