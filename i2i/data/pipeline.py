@@ -120,12 +120,12 @@ class ImageData:
     :param find_grey: note which cached training images show no colour (a colouriser asks; the
         check reads every pixel once, so other tasks skip it).
     :param split: a resumed run's recorded split: its files are taken from it rather than drawn
-        again (see :func:`~i2i.data.sources.apply_recorded_split`; a validation file missing or
-        changed is an error, and ``split_note`` says what changed in training).
+        again (see :func:`~i2i.data.sources.apply_recorded_split`; ``split_note`` says what changed).
 
     Attributes: ``train_files`` / ``val_files`` (paths, this rank's share / all validation
     files), ``split_note`` (a warning line when a recorded ``split`` no longer matches the
-    folder's training files, else ``""``), ``cached`` (decoded training images live on ``device``; otherwise a
+    folder's files, else ``""``), ``val_kept`` (``"3 of the 4 recorded"`` when a resumed run's
+    validation files lost some, else ``""``), ``cached`` (decoded training images live on ``device``; otherwise a
     ``DataLoader`` with ``data.workers`` processes streams crops from the files),
     ``grey_train_files`` (with ``find_grey``, cached training images that show no colour, see
     :func:`~i2i.data.decode.looks_grey`; empty when streaming, as nothing is decoded up front).
@@ -168,7 +168,8 @@ class ImageData:
             if rank == 0:
                 warn_validating_on_training_files(data["source"], data["val_source"])
         if split is not None:
-            train, val, self.split_note = apply_recorded_split(split, source, separate, data, self._reasons)
+            train, val, self.split_note, self.val_kept = apply_recorded_split(split, source, separate, data,
+                                                                              self._reasons)
             if not self._upscale and not self._resize:  # the files in use: added ones are left out
                 in_use = set(train).union(val if separate is None else ())
                 check_sizes([f for f in source if f in in_use], self.size)
@@ -240,7 +241,9 @@ class ImageData:
         separate = self._scan(data["val_source"], "data.val_source", quiet=True, pairs=val_pairs)[0] \
             if data["val_source"] else None
         source = [] if separate is not None else self._scan(data["source"], "data.source", quiet=True, pairs=pairs)[0]
-        val = recorded_val_files(split, source, separate, data, self._reasons)
+        val, self.val_kept, note = recorded_val_files(split, source, separate, data, self._reasons)
+        if note:
+            say(note)
         self._split = ([], val, separate is not None)
         self._set_train([], flip=False, rotate=False)
         self._set_val(val)
@@ -278,6 +281,7 @@ class ImageData:
         self.files_changed_since_checkpoint = False  # set by load_state_dict
         self._find_grey = False
         self.split_note = ""
+        self.val_kept = ""
         self._split: tuple[list[ImageFile], list[ImageFile], bool] = ([], [], False)
 
     def _scan(self, value: str, key: str, quiet: bool = False,

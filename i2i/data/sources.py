@@ -964,21 +964,21 @@ def record_unreadable_val(run_dir: str | Path, names: Iterable[str]) -> None:
 
 def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_source: list[ImageFile] | None,
                          data: Mapping[str, str], reasons: Mapping[Path, str] | None = None,
-                         ) -> tuple[list[ImageFile], list[ImageFile], str]:
-    """``(train, val, note)``: the files of a resumed run, from its record and what its folders
+                         ) -> tuple[list[ImageFile], list[ImageFile], str, str]:
+    """``(train, val, note, val_kept)``: the files of a resumed run, from its record and what its folders
     hold now (``source``: the readable files of ``data.source``; ``val_source``: those of
     ``data.val_source``, or None when the run splits ``data.source``; ``data``: the recipe's
     ``[data]`` table, for messages; ``reasons``: why files of the folders were skipped, e.g. a
     pair's other image gone).
 
-    Validation must be exactly the recorded files: any missing, unreadable or changed (another
-    size) is a :class:`~i2i.errors.UserError` naming the first and how many. Training keeps the
+    Validation keeps the recorded files that remain unchanged (see :func:`recorded_val_files`,
+    which gives ``val_kept``). Training keeps the
     recorded files that remain (a changed one too: it was a training file all along); files
     added since go to neither part, so no file ever changes sides. ``note`` is one warning line
-    counting what changed (``""`` when nothing did).
+    counting what changed (``""`` when nothing did), two when validation lost files too.
     """
     run = record.run or "the run"
-    val = recorded_val_files(record, source, val_source, data, reasons)
+    val, val_kept, val_note = recorded_val_files(record, source, val_source, data, reasons)
     candidates = source if val_source is not None else [f for f in source if f.name not in record.val]
     train = [f for f in candidates if f.name in record.train]
     if not train:
@@ -995,21 +995,29 @@ def apply_recorded_split(record: RecordedSplit, source: list[ImageFile], val_sou
     where = [f"data.source: {', '.join(changes)}"] if changes else []
     where += [f"data.val_source: {added_val} file(s) added"] if added_val else []
     if not where:
-        return train, val, ""
+        return train, val, val_note, val_kept
     then = ["the data order differs from the original run"] if removed else []
     then += ["changed files are used as they are now"] if changed else []
     then += ["added files are not used (start a new run to train on them)"] if added or added_val else []
-    return train, val, (f"i2i: warning: {run}: {'; '.join(where)} since the run started; it goes on with the "
-                        f"{len(train)} training and {len(val)} validation file(s) it recorded"
-                        f"{' that remain' if removed else ''}; {'; '.join(then)}")
+    note = (f"i2i: warning: {run}: {'; '.join(where)} since the run started; it goes on with the {len(train)} "
+            f"training and {len(val)} validation file(s) it recorded{' that remain' if removed or val_note else ''}; "
+            f"{'; '.join(then)}")
+    return train, val, "\n".join(filter(None, (note, val_note))), val_kept
 
 
 def recorded_val_files(record: RecordedSplit, source: list[ImageFile], val_source: list[ImageFile] | None,
-                       data: Mapping[str, str], reasons: Mapping[Path, str] | None = None) -> list[ImageFile]:
-    """The run's recorded validation files, from what its folders hold now (arguments as for
-    :func:`apply_recorded_split`): exactly the recorded ones, or a :class:`~i2i.errors.UserError`
-    naming the first missing, unreadable or changed one and how many. ``i2i eval RUN`` needs
-    these alone: the training files may have gone since."""
+                       data: Mapping[str, str], reasons: Mapping[Path, str] | None = None,
+                       ) -> tuple[list[ImageFile], str, str]:
+    """``(files, kept, note)``: the run's recorded validation files, from what its folders hold
+    now (arguments as for :func:`apply_recorded_split`). ``i2i eval RUN`` needs these alone: the
+    training files may have gone since.
+
+    A recorded file that is missing, unreadable or changed (another size) is left out rather than
+    stopping the run: a deleted validation photo must not cost the training done. ``kept`` is
+    then ``"3 of the 4 recorded"`` (``""`` when all are there): the scores are no longer
+    comparable with earlier ones, so it is one of the run's scoring settings and the best
+    checkpoint is chosen again. ``note`` is a warning line naming the first such file and how many.
+    None left is a :class:`~i2i.errors.UserError`."""
     run = record.run or "the run"
     if record.val_separate and val_source is None:
         raise UserError(f"{run}: the run validates on the images of data.val_source, now empty; a resumed run keeps its "
@@ -1020,20 +1028,26 @@ def recorded_val_files(record: RecordedSplit, source: list[ImageFile], val_sourc
     val_key = "val_source" if record.val_separate else "source"
     pool = val_source if val_source is not None else source
     by_name = {f.name: f for f in pool}
-    problems = []
+    problems = {}
     for name, size in record.val.items():
         if name in record.val_unreadable:  # never scored: gone, fixed or still broken, all the same
             continue
         file = by_name.get(name)
         if file is None:
             path = resolve_folder(data[val_key], f"data.{val_key}") / name
-            why = (reasons or {}).get(path) or ("unreadable" if path.exists() else "missing")
-            problems.append((name, why))
+            problems[name] = (reasons or {}).get(path) or ("unreadable" if path.exists() else "missing")
         elif (now := file_bytes(file)) != size:
-            problems.append((name, f"changed: {size} bytes then, {now} now"))
-    if problems:
-        name, why = problems[0]
-        raise UserError(f'{run}: {len(problems)} of the run\'s {len(record.val)} validation file(s) are missing or changed '
-                        f'in data.{val_key} = "{data[val_key]}" (first: {name}, {why}); the run validates on the '
-                        "files it started with: restore them, or start a new run")
-    return [f for f in pool if f.name in record.val]  # an undecodable one still there is skipped, and said, again
+            problems[name] = f"changed: {size} bytes then, {now} now"
+    files = [f for f in pool if f.name in record.val and f.name not in problems]  # an undecodable one still there is skipped, and said, again
+    if not problems:
+        return files, "", ""
+    scored = len(record.val) - len(record.val_unreadable & set(record.val))  # what the run scored on
+    name, why = next(iter(problems.items()))
+    where = (f'{len(problems)} of the run\'s {scored} validation file(s) are missing or changed in data.{val_key} = '
+             f'"{data[val_key]}" (first: {name}, {why})')
+    if len(problems) >= scored:
+        raise UserError(f"{run}: {where}, so none is left to score it on: restore them, or start a new run "
+                        "(train.init_from starts one from this run's weights)")
+    kept = f"{scored - len(problems)} of the {scored} recorded"
+    return files, kept, (f"i2i: warning: {run}: {where}; it validates on the {kept} from here on, so its scores are "
+                         "not comparable with earlier ones (restore the files to score as before)")

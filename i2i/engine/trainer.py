@@ -75,6 +75,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # CPU and every CUDA device
 
 
+#: The "validation files" scoring setting of a run validating on every file it recorded
+ALL_RECORDED = "all recorded"
+
 class Trainer:
     """Builds everything a recipe names and runs the training loop."""
 
@@ -213,8 +216,9 @@ class Trainer:
                 rank=self.dist.rank, world_size=self.dist.world_size, find_grey=self.task.learns_colour, split=split,
                 side_by_side=self.task.side_by_side, scored_multiple=usable_output_scale(self.task),
             )
-        if self.data.split_note and self.dist.is_main:
-            say(self.data.split_note)
+        if self.dist.is_main:
+            for line in self.data.split_note.splitlines():  # training's changes, then validation's
+                say(line)
         grey = self.data.grey_train_files
         if grey and len(grey) == len(self.data.train_files) and not self.dist.is_distributed:
             # a folder of old black-and-white photos given to train on, to colourise them: it would learn grey
@@ -1258,7 +1262,8 @@ class Trainer:
         settings cannot be compared with a score under these."""
         settings = {**{f"task.{key}": value for key, value in self.recipe["task"].items()},
                     "eval.crop": self.eval_cfg["crop"], "eval.max_images": self.eval_cfg["max_images"],
-                    "data.resize": self.recipe["data"]["resize"]}
+                    "data.resize": self.recipe["data"]["resize"],
+                    "validation files": getattr(getattr(self, "data", None), "val_kept", "") or ALL_RECORDED}
         return json.loads(json.dumps(settings))  # as state.json gives it back: lists, not tuples
 
     @property
@@ -1281,6 +1286,7 @@ class Trainer:
         then = best.get("scored_with")
         if not isinstance(then, dict) or "step" not in best:
             return ""
+        then = {"validation files": ALL_RECORDED, **then}  # recorded before a resume could lose any
         now = self.scoring_settings()
         return "; ".join(f"{key} = {then.get(key, '(unset)')!r} then, {now.get(key, '(unset)')!r} now"
                          for key in changed_keys(then, now))
