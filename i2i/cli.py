@@ -782,6 +782,9 @@ def format_table(result: dict[str, Any]) -> str:
     crop, images = result.get("crop", 0), result["images"]
     smaller, within = result.get("smaller_than_crop", 0), result.get("within_crop", 0)
     scored = f"centre {crop} x {crop} px crops" if crop else "whole images"
+    if crop and result.get("scored_crop", crop) != crop:  # cut down to a multiple of the task's scale
+        scored = (f"centre {result['scored_crop']} x {result['scored_crop']} px crops (a crop of {crop} cut down to a "
+                  "multiple of the task's scale)")
     if crop and within >= images:
         scored = f"whole images, all within the {crop} px crop"
     elif crop and smaller:

@@ -201,7 +201,9 @@ def test_multiscale_returns_one_output_per_scale():
     x = torch.randn(2, 6, 64, 48)
     out = net(x)
     assert isinstance(out, list) and len(out) == 3
-    assert [o.shape[-2:] for o in out] == [(14, 10), (6, 4), (2, 1)]
+    # pix2pixHD pads its 4x4 convolutions by 2: a stride-2 one maps h to h // 2 + 1, a stride-1 one to h + 1
+    # (pix2pix's padding of 1 gave (14, 10), (6, 4), (2, 1) here)
+    assert [o.shape[-2:] for o in out] == [(19, 15), (11, 9), (7, 6)]
     logits, features = net(x, return_features=True)
     assert len(logits) == 3 and len(features) == 3 * 3
     for a, b in zip(logits, out):

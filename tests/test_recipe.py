@@ -1,6 +1,7 @@
 """Recipe loading: the closed schema, overrides, component options and clear errors."""
 
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -537,3 +538,37 @@ def test_toml_mistakes_tomllib_words_tersely_get_the_key_and_the_fix(tmp_path, t
     path.write_text(text, encoding="utf-8")
     with pytest.raises(RecipeError, match=said):
         load_recipe(path)
+
+
+def recipe_comment_commands() -> list[tuple[str, str]]:
+    """``(recipe, command)`` for each indented ``i2i ...`` command line a shipped recipe's
+    comments show, its ``\\`` continuation lines joined."""
+    commands = []
+    for recipe_file in SHIPPED:
+        lines = [line[1:].strip() for line in recipe_file.read_text().splitlines() if line.startswith("#   ")]
+        command = ""
+        for line in lines:
+            if command or line.startswith("i2i "):
+                command += line.removesuffix("\\").strip() + " "
+                if not line.endswith("\\"):
+                    commands.append((recipe_file.stem, command.strip()))
+                    command = ""
+    return commands
+
+
+def test_the_run_commands_in_the_recipes_comments_are_valid(tmp_path):
+    """Their 'scale it up' lines are what users copy; a key renamed or misspelt there failed
+    only after they had set up a GPU machine. Each `i2i run`'s recipe and --sets load as
+    `i2i validate` loads them, its folder of photos replaced by one that exists."""
+    from helpers import make_photos
+    from plugin_env import ROOT
+
+    runs = [(name, shlex.split(command)) for name, command in recipe_comment_commands() if command.startswith("i2i run ")]
+    assert len({name for name, _ in runs}) >= 8
+    assert any("discriminator.n_layers=3" in args for _, args in runs)  # gray2color's pix2pix-like scale-up
+    photos = make_photos(tmp_path / "photos", count=2, size=(20, 18))
+    for name, args in runs:
+        recipe_file, rest = args[2], args[3:]
+        assert rest[::2] == ["--set"] * (len(rest) // 2), args
+        # the data folders named (the user's photos, pix2pix's facades) replaced: a later --set wins
+        load_recipe(ROOT / recipe_file, [*rest[1::2], f"data.source={photos}", "data.val_source=''"])

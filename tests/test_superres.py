@@ -161,6 +161,12 @@ def test_a_trained_upscaler_scores_against_bicubic_and_translates_images_larger(
                                             r"these crops whole; raise crop above 11 \(or 0, whole images\)$"):
         evaluate_run(run.run_dir, crop=8, overrides=["task.scale=4"])
     assert evaluate_run(run.run_dir, crop=8)["crop"] == 8  # psnr_y_x2 leaves 4 px of each 8
+    # an odd crop is scored cut to the scale, as the images are; the table names what was scored
+    from i2i.cli import format_table
+
+    odd = evaluate_run(run.run_dir, crop=9)
+    assert (odd["crop"], odd["scored_crop"]) == (9, 8)
+    assert "centre 8 x 8 px crops (a crop of 9 cut down to a multiple of the task's scale)" in format_table(odd)
 
 
 def test_a_translation_too_large_for_its_format_once_enlarged_is_refused_before_any_work(tmp_path):

@@ -34,7 +34,7 @@ class Metric:
 
 
 class PSNR(Metric):
-    """PSNR in dB per image, 10 log10(1 / MSE) for data range 1; 100 dB if identical.
+    """PSNR in dB per image, 10 log10(1 / MSE) for data range 1; capped at 100 dB.
 
     Per image, then averaged over images, as papers report it. Identical images (MSE below
     1e-10) score the cap of 100 dB rather than infinity, so one perfect image cannot make the

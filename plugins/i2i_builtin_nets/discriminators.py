@@ -39,21 +39,25 @@ def _patchgan_min_size(n_layers: int) -> int:
 
 
 class PatchGAN(nn.Module):
-    """Classifies overlapping patches (70x70 for ``n_layers = 3``); layout as the reference's ``model``."""
+    """Classifies overlapping patches (70x70 for ``n_layers = 3``); layout as the reference's ``model``.
 
-    def __init__(self, in_channels: int, *, n_layers: int = 3, width: int = 64, norm: str = "batch") -> None:
+    ``padding``: of every 4x4 convolution, 1 as pix2pix's, 2 as pix2pixHD's (a few more patches
+    along each edge; the weights are the same)."""
+
+    def __init__(self, in_channels: int, *, n_layers: int = 3, width: int = 64, norm: str = "batch",
+                 padding: int = 1) -> None:
         super().__init__()
         check_positive("n_layers", n_layers, maximum=MAX_LAYERS)
         check_positive("width", width, maximum=MAX_WIDTH)
         bias = conv_bias(norm)
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 4, stride=2, padding=padding), nn.LeakyReLU(0.2, True)]
         mult = 1
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2**n, 8)
             stride = 2 if n < n_layers else 1
-            layers += [nn.Conv2d(width * prev, width * mult, 4, stride=stride, padding=1, bias=bias),
+            layers += [nn.Conv2d(width * prev, width * mult, 4, stride=stride, padding=padding, bias=bias),
                        norm_layer(norm, width * mult), nn.LeakyReLU(0.2, True)]
-        layers.append(nn.Conv2d(width * mult, 1, 4, stride=1, padding=1))
+        layers.append(nn.Conv2d(width * mult, 1, 4, stride=1, padding=padding))
         self.model = nn.Sequential(*layers)
         self.n_layers = n_layers
         self.min_size = _patchgan_min_size(n_layers)
@@ -88,7 +92,8 @@ class PixelGAN(nn.Module):
 
 
 class MultiscaleDiscriminator(nn.Module):
-    """``scales`` PatchGANs, the k-th on the input average-pooled k times (pix2pixHD)."""
+    """``scales`` PatchGANs, the k-th on the input average-pooled k times, padded by 2 (pix2pixHD's
+    ``MultiscaleDiscriminator``)."""
 
     def __init__(
         self, in_channels: int, *, scales: int = 3, n_layers: int = 3, width: int = 64, norm: str = "instance"
@@ -96,7 +101,7 @@ class MultiscaleDiscriminator(nn.Module):
         super().__init__()
         check_positive("scales", scales, maximum=MAX_SCALES)
         self.scales = nn.ModuleList(
-            PatchGAN(in_channels, n_layers=n_layers, width=width, norm=norm) for _ in range(scales)
+            PatchGAN(in_channels, n_layers=n_layers, width=width, norm=norm, padding=2) for _ in range(scales)
         )
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
         # each pooling maps a side h to ceil(h / 2)
@@ -189,6 +194,9 @@ def multiscale(
     init_gain: float = 0.02,
 ) -> nn.Module:
     """Multiscale PatchGAN (pix2pixHD): one PatchGAN per scale, returns a list of logits.
+
+    Its convolutions pad by 2, as pix2pixHD's do (``patchgan``'s by 1, as pix2pix's): at 96 px the
+    finest scale's logits are 15x15 where a ``patchgan`` gives 10x10.
 
     Options:
         scales: number of PatchGANs; scale k sees the input average-pooled k times
