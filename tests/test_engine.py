@@ -644,7 +644,8 @@ def test_channels_last_computes_the_same_as_contiguous():
 
 def test_lr_schedules():
     cfg = {"schedule": "linear", "decay_start": 0.5, "warmup_steps": 0}
-    assert [lr_factor(s, 10, cfg) for s in (0, 4, 5, 7, 9)] == [1.0, 1.0, 1.0, 0.6, pytest.approx(0.2)]
+    # pix2pix's lambda_rule over 5 + 5 epochs: 5 at the full rate, then 5/6, 4/6, ..., 1/6
+    assert [lr_factor(s, 10, cfg) for s in range(10)] == pytest.approx([1.0] * 5 + [5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
     cosine = {"schedule": "cosine", "decay_start": 0.5, "warmup_steps": 2}
     assert lr_factor(0, 10, cosine) == 0.5 and lr_factor(1, 10, cosine) == 1.0
     assert lr_factor(2, 10, cosine) == 1.0 and lr_factor(10, 10, cosine) == pytest.approx(0.0)

@@ -29,8 +29,9 @@ def lr_factor(step: int, total: int, cfg: dict) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based) of ``total`` steps.
 
     Warm-up ramps linearly from 1/warmup to 1; then ``constant``, ``linear`` (flat until
-    ``decay_start`` of training, then linearly to 0, as pix2pix's ``n_epochs_decay``) or
-    ``cosine`` (to 0 at the end).
+    ``decay_start`` of training, then linearly towards 0 as pix2pix's ``n_epochs_decay``: its
+    ``n`` decaying steps at ``n/(n+1)``, ..., ``1/(n+1)``, as its epochs) or ``cosine`` (to 0 at
+    the end).
     """
     warmup = cfg["warmup_steps"]
     if warmup and step < warmup:
@@ -42,7 +43,7 @@ def lr_factor(step: int, total: int, cfg: dict) -> float:
         start = max(warmup, int(total * cfg["decay_start"]))
         if step < start:
             return 1.0
-        return max(0.0, 1.0 - (step - start) / max(1, total - start))
+        return max(0.0, 1.0 - (step - start + 1) / (total - start + 1))
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
