@@ -659,6 +659,13 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
 
     _one_process_only()
     resolve_device(device, where="--device")
+    if Path(model_path).is_file():  # `i2i translate photo.jpg runs/x`: the run comes first
+        from .data.sources import is_run_folder
+
+        run = next((given for given in inputs if Path(given).is_dir() and is_run_folder(Path(given))), None)
+        if run is not None:
+            raise UserError(f"{model_path}: a file, not a run folder; the run folder comes first: i2i translate "
+                            f"{shell_path(run)} {shell_path(model_path)} ... --out {shell_path(out_dir)}")
     model = load(model_path, device=device, which=which)
     fmt = {"jpeg": "jpg", "tiff": "tif"}.get(fmt.lower(), fmt.lower())
     from .engine.run import interrupt_on_termination

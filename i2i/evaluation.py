@@ -284,7 +284,7 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
     if not images:
         where = data_dir if data_dir is not None else source if recipe["data"]["val_source"] else f"the {source}"
         limit = eval_cfg["max_images"]
-        tried = min(len(data.val_files), limit) if limit else len(data.val_files)
+        tried = max(min(len(data.val_files), limit) if limit else len(data.val_files), data.unreadable_at_last_scoring)
         raise UserError(f"no readable images in {where}: none of the {tried} image file(s) evaluated could be decoded")
     if grey is not None and grey.names:
         from .data.sources import name_files

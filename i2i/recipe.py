@@ -19,6 +19,7 @@ import numbers
 import os
 import re
 import sys
+import typing
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -999,6 +1000,8 @@ def _check_value(where: str, dotted: str, value: Any, field: Field) -> None:
     if not matches_type(value, field.type):
         hint = (" (the reference's --gpu_ids is train.device = 'cuda:N' here, and its -1 'cpu')"
                 if dotted == "train.device" and isinstance(value, int) else "")
+        if typing.get_origin(field.type) is list and not isinstance(value, list):  # one value where a list is due
+            hint = f", as {dotted} = [{format_value(value)}]"
         raise RecipeError(f"{where}: {dotted} = {format_value(value)}: expected {describe_type(field.type)}{hint}")
     if field.check is not None and not field.check(value):
         raise RecipeError(f"{where}: {dotted} = {format_value(value)}: expected {field.expect}")

@@ -546,9 +546,11 @@ def test_eval_counts_the_images_it_scored_and_fails_when_none_decode(g2c_run, tm
     bad = tmp_path / "bad"
     bad.mkdir()
     _truncated_png(bad / "truncated.png")
+    (bad / "zero.png").write_bytes(b"")  # skipped by the scan, before scoring: counted too
     result = run_i2i(["eval", str(g2c_run), "--data", str(bad)])
     assert result.returncode == 2 and result.stdout == ""
-    assert f"i2i: error: no readable images in {bad}" in result.stderr.splitlines()[-1]
+    assert (f"i2i: error: no readable images in {bad}: none of the 2 image file(s) evaluated could be decoded"
+            in result.stderr.splitlines()[-1])
 
 
 def test_eval_on_a_folder_scores_all_of_it_whatever_the_run_capped_its_validation_at(photos, tmp_path):
@@ -1277,3 +1279,34 @@ def test_an_output_folder_that_cannot_be_written_is_not_left_behind(tmp_path, mo
     assert str(info.value) == (f"{tmp_path / 'out' / 'deep'}: cannot write in it (Permission denied); this process's umask "
                                "(277) makes the folders it creates unwritable even to their owner: run with a umask such "
                                "as 022; choose another --out")
+
+
+def test_an_out_folder_of_the_users_own_photos_is_not_hidden_from_later_searches(g2c_run, photos, tmp_path, capfd):
+    """`--out ~/Pictures` marked the whole folder as i2i's outputs: its photos were left out of
+    every later translate, eval and training run, with a note calling them outputs."""
+    from i2i.data.sources import OUTPUTS_MARKER, scan_folder
+
+    pictures = tmp_path / "library" / "Pictures"
+    pictures.mkdir(parents=True)
+    for photo in photos.glob("*.png"):
+        shutil.copy(photo, pictures / f"holiday_{photo.name}")
+    new = tmp_path / "library" / "fresh"
+    assert run_i2i(["translate", str(g2c_run), str(photos / "photo_0.png"), "--out", str(pictures)]).returncode == 0
+    assert run_i2i(["translate", str(g2c_run), str(photos / "photo_0.png"), "--out", str(new)]).returncode == 0
+    assert not (pictures / OUTPUTS_MARKER).exists() and (new / OUTPUTS_MARKER).is_file()
+    files, _ = scan_folder(str(tmp_path / "library"), "data.source")
+    assert {f.path.parent.name for f in files} == {"Pictures"}  # the user's photos found, i2i's new folder not
+    capfd.readouterr()
+    from i2i.translate import translate_files
+
+    translate_files(i2i.load(g2c_run), photos / "photo_1.png", pictures, progress=False)
+    assert f"{pictures} already holds images i2i did not write (holiday_photo_" in capfd.readouterr().err
+
+
+def test_a_photo_given_before_the_run_folder_says_the_run_comes_first(g2c_run, photos, tmp_path):
+    result = run_i2i(["translate", str(photos / "photo_0.png"), str(g2c_run), "--out", str(tmp_path / "out")])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"i2i: error: {photos / 'photo_0.png'}: a file, not a run folder; the run folder "
+                                     f"comes first: i2i translate {g2c_run} {photos / 'photo_0.png'} ... --out "
+                                     f"{tmp_path / 'out'}")
+    assert not (tmp_path / "out").exists()

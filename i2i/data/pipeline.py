@@ -142,6 +142,7 @@ class ImageData:
     #: for ``i2i eval --data``: the files its scan skipped, named in one warning with those whose
     #: pixels then fail to decode (a truncated JPEG), after the scoring
     _skipped_before_scoring: list[Path] = []
+    unreadable_at_last_scoring = 0
 
     train_files: list[Path]
     val_files: list[Path]
@@ -541,6 +542,7 @@ class ImageData:
             if images:
                 yield number, self._val_stack(images), names
         failed, self._skipped_before_scoring = sorted({*self._skipped_before_scoring, *failed}), []
+        self.unreadable_at_last_scoring = len(failed)  # what "none of N could be decoded" counts
         report_skipped(failed, f"unreadable {self._val_files_called}", self._reasons)
 
     def val_fit_in_crop(self, crop: int, max_images: int = 0) -> tuple[int, int]:

@@ -197,15 +197,38 @@ def is_run_folder(path: Path) -> bool:
 OUTPUTS_MARKER = ".i2i-outputs"
 
 
+def holds_photos(folder: Path) -> Path | None:
+    """The first image file in ``folder`` or its subfolders that i2i did not write (none in a
+    folder marked as outputs, or in a run folder), or None. Stops at the first."""
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        if (here / OUTPUTS_MARKER).is_file() or is_run_folder(here):
+            dirs[:] = []
+            continue
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found = next((here / name for name in files if is_image_file(here / name)), None)
+        if found is not None:
+            return found
+    return None
+
+
 def mark_as_outputs(folder: Path, instead: str) -> None:
-    """Make ``folder`` (and its parents) and mark it as :data:`OUTPUTS_MARKER` says. A full disk
-    is an ``OSError`` naming the folder (exit status 1, as for an output); another failure a
-    :class:`UserError` ending with ``instead`` (``choose another --out``)."""
+    """Make ``folder`` (and its parents) and mark it as :data:`OUTPUTS_MARKER` says, unless it
+    already holds photos that are not i2i's: marked, they would be left out of every later search
+    (``i2i translate --out ~/Pictures`` hid the user's whole picture folder), so a note says the
+    folder stays unmarked instead. A full disk is an ``OSError`` naming the folder (exit status
+    1, as for an output); another failure a :class:`UserError` ending with ``instead``
+    (``choose another --out``)."""
     marker = folder / OUTPUTS_MARKER
     made = [path for path in (folder, *folder.parents) if not os.path.lexists(path)]  # what mkdir will make
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if not marker.exists():
+        photo = None if made or marker.exists() else holds_photos(folder)
+        if photo is not None:
+            say(f"i2i: note: {folder} already holds images i2i did not write ({photo.relative_to(folder)}, ...), so it "
+                "is not marked as an outputs folder: a later search of a folder around it for photos takes these "
+                "outputs for photos too (an --out of their own avoids that)")
+        elif not marker.exists():
             marker.write_text("i2i wrote the images in this folder; searching a folder above it for photos leaves it out.\n")
     except OSError as exc:
         for path in made:  # deepest first: an empty folder left behind failed every rerun the same way
@@ -546,8 +569,9 @@ def _refuse_self_pairing(folder: Path, source: Path, pairs: tuple[str, str], key
     """A pair folder that is its images' own folder: each image would be its own partner."""
     pair_value, pair_key = pairs
     if folder.resolve() == source.resolve():
-        raise UserError(f'{pair_key} = "{pair_value}" is {key} = "{value}" itself: each image would pair with itself, '
-                        "and the network learn to copy its input; give the folder of the pairs' other images")
+        # training would learn to copy its input; scoring would score a copy
+        raise UserError(f'{pair_key} = "{pair_value}" is {key} = "{value}" itself: each image would pair with itself; '
+                        "give the folder of the pairs' other images")
 
 
 def match_partners(files: list[ImageFile], unreadable: list[Path], why: dict[Path, str], pairs: tuple[str, str],
