@@ -1310,3 +1310,18 @@ def test_a_photo_given_before_the_run_folder_says_the_run_comes_first(g2c_run, p
                                      f"comes first: i2i translate {g2c_run} {photos / 'photo_0.png'} ... --out "
                                      f"{tmp_path / 'out'}")
     assert not (tmp_path / "out").exists()
+
+
+def test_validate_names_the_output_folders_it_left_out_of_an_empty_data_folder(photos, tmp_path):
+    """`i2i run` noted them; `i2i validate` said only 'no images in this folder or its subfolders'."""
+    from i2i.data.sources import OUTPUTS_MARKER
+
+    outputs = tmp_path / "library" / "translated"
+    outputs.mkdir(parents=True)
+    shutil.copy(photos / "photo_0.png", outputs)
+    (outputs / OUTPUTS_MARKER).write_text("")
+    result = run_i2i(["validate", str(ROOT / "recipes" / "gray2color.toml"), "--set", f"data.source={tmp_path / 'library'}"])
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(f"no images in this folder or its subfolders (jpg, jpeg, jpe, jfif, png, webp, "
+                                          f"bmp, tif, tiff); 1 i2i run or output folder(s) inside it were left out "
+                                          f"({outputs})")

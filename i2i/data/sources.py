@@ -414,7 +414,11 @@ def resolve_data_folders(data: Mapping[str, str], side_by_side: bool | None = No
             # stops at the first image: a folder's name check, not a scan (i2i validate said an
             # empty folder was fine, and the run then refused it)
             if not any(is_image_file(path) for path in _walk(folder)):
-                raise UserError(f'data.{key} = "{data[key]}": no images in this folder or its subfolders ({IMAGE_KINDS})')
+                left_out = survey_folder(folder).run_folders  # said here: validate prints no note of them
+                also = (f"; {len(left_out)} i2i run or output folder(s) inside it were left out ({left_out[0]})"
+                        if left_out else "")
+                raise UserError(f'data.{key} = "{data[key]}": no images in this folder or its subfolders '
+                                f'({IMAGE_KINDS}){also}')
             if side_by_side and key in ("source", "val_source") and pairs.get(key) is None:  # A/ and B/ inside: refused
                 print_reference_layout_note(f"data.{key}", data[key], folder, side_by_side=True, quiet=True)
     for key, paired in pairs.items():
@@ -534,6 +538,9 @@ def scan_folder(value: str, key: str, reasons: dict[Path, str] | None = None,
     if not paths:
         unsearched = (f"; {len(contents.unsearched)} subfolder(s) this user may not list were not searched (permission "
                       f"denied), e.g. {contents.unsearched[0]}" if contents.unsearched else "")
+        if contents.run_folders:  # said in the error too: a quiet caller (validate) printed no note
+            unsearched += (f"; {len(contents.run_folders)} i2i run or output folder(s) inside it were left out "
+                           f"({contents.run_folders[0]})")
         raise UserError(f'{key} = "{value}": no images in this folder or its subfolders ({IMAGE_KINDS})'
                         f'{not_read_note([contents.other_kinds])}{unsearched}')
     if not quiet:
