@@ -294,11 +294,27 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             raise RecipeError(f"--set {text!r}: more than one TOML value after '='; give one --set per key") from None
         value = parsed["v"]
     except tomllib.TOMLDecodeError:
-        if re.fullmatch(r"[\w./~][\w.:\-/~+@]*", raw):
+        if re.fullmatch(_BARE_WORD, raw):
             value = raw  # a bare word or path such as resnet_9blocks or /data/photos: a string
         else:
             raise RecipeError(f"--set {text}: {raw!r} is not a TOML value ({_value_hint(key, raw)})") from None
+    if not isinstance(value, str) and _fixed_field(path) is str and re.fullmatch(_BARE_WORD, raw):
+        value = raw  # output.dir=2024-01-01 (a TOML date), data.source=inf: a bare word for a text key is text
     return path, value
+
+
+#: What ``--set key=VALUE`` takes as a string without quotes: a bare word or path
+_BARE_WORD = r"[\w./~][\w.:\-/~+@]*"
+
+
+def _fixed_field(path: list[str]) -> Any:
+    """The type of the fixed recipe key at ``path`` (``str`` for ``output.dir``), or None."""
+    node: Any = SCHEMA
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node.type if isinstance(node, Field) else None
 
 
 def _key_path(key: str) -> list[str] | None:
@@ -995,7 +1011,7 @@ def _unknown_key_hint(prefix: str, key: str, fields: dict[str, Any]) -> str:
 
 
 def _check_value(where: str, dotted: str, value: Any, field: Field) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value) and matches_type(1.0, field.type):  # a number key
         raise RecipeError(f"{where}: {dotted} = {value}: expected a finite number")
     if not matches_type(value, field.type):
         hint = (" (the reference's --gpu_ids is train.device = 'cuda:N' here, and its -1 'cpu')"

@@ -46,6 +46,8 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     (["validate", RECIPE, "--set", "train.batch_size=0"], "train.batch_size = 0: expected an integer >= 1"),
     (["validate", RECIPE, "--set", "data.size=big"], "data.size = 'big': expected an integer"),
     (["validate", RECIPE, "--set", "train.lr=0.1"], "train.lr: unknown key (it belongs in train.g.lr and train.d.lr)"),
+    (["validate", RECIPE, "--set", "data.flip=nan"], "data.flip = nan: expected true or false"),  # not "a finite number"
+    (["validate", RECIPE, "--set", "train.device=nan"], "train.device = 'nan': expected 'auto', 'cpu'"),
     (["validate", RECIPE, "--set", "eval.metrics=mae"],
      "eval.metrics = 'mae': expected a list of strings, as eval.metrics = ['mae']"),
     (["run"], "give a recipe file"),

@@ -132,6 +132,12 @@ def test_overrides_are_toml_literals_or_bare_words(tmp_path):
     assert parse_override("train.g.betas=[0.9, 0.99]") == (["train", "g", "betas"], [0.9, 0.99])
     assert parse_override("data.source=/data/photos") == (["data", "source"], "/data/photos")
     assert parse_override("data.source=~/photos") == (["data", "source"], "~/photos")
+    # a bare word is text for a text key, though TOML reads it as a date, a number or a boolean
+    assert parse_override("output.dir=2024-01-01") == (["output", "dir"], "2024-01-01")
+    assert parse_override("data.source=2024") == (["data", "source"], "2024")
+    assert parse_override("output.dir=true") == (["output", "dir"], "true")
+    assert parse_override("train.steps=2024") == (["train", "steps"], 2024)  # a number key keeps its number
+    assert parse_override("output.dir='true'") == (["output", "dir"], "true")
 
 
 def test_a_set_that_names_another_component_leaves_out_the_old_ones_options(tmp_path):
