@@ -295,6 +295,10 @@ def _load_checkpoint(path: str | Path, checkpoint: Path, device: str) -> Model:
     run_dir = ckpt.run_dir_of(checkpoint)
     recipe_path = run_dir / "recipe.toml"
     if not recipe_path.is_file():
+        from .engine.run import rebuild_recipe_file
+
+        if rebuild_recipe_file(run_dir):
+            return _load_checkpoint(path, checkpoint, device)
         if Path(path).resolve() == run_dir.resolve():  # the run folder itself lost its recipe
             if recipe_path.is_dir():
                 raise CheckpointError(f"{recipe_path}: a folder where the run keeps its recipe file, which rebuilds its "

@@ -491,6 +491,15 @@ def test_a_split_drawn_again_after_the_folder_changed_is_refused(photos, tmp_pat
     with pytest.raises(UserError, match=r"split.json: it could not be read, and the training folder has changed since "
                                         r"the checkpoint, so the split drawn again is not the run's"):
         i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+    # the damaged file is set aside: the same command again found no split.json and drew a new split
+    assert not (run.run_dir / SPLIT_FILE).exists()
+    with pytest.raises(UserError, match=r"split.json: it could not be read, .* \(the damaged one is in "
+                                        r"split.json.unreadable\)"):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+    (run.run_dir / "split.json.unreadable").unlink()  # deleted outright: refused too
+    with pytest.raises(UserError, match=r"split.json: missing, and the training folder has changed since the checkpoint"):
+        i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True)
+    assert json.loads((find_checkpoint(run.run_dir) / "state.json").read_text())["step"] == 2
 
 
 def test_a_data_folder_under_tilde_is_saved_absolute(photos, tmp_path, monkeypatch):

@@ -323,7 +323,7 @@ def test_a_run_folder_made_read_only_is_one_line_naming_it(photos, tmp_path, mon
     def not_allowed(run_dir, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "run" / ".recipe.toml.tmp-123"))
 
-    monkeypatch.setattr(run_module, "_write_recipe", not_allowed)
+    monkeypatch.setattr(run_module, "_write_run_files", not_allowed)
     result = CliRunner().invoke(cli, ["run", "--resume", str(tmp_path / "run"), "--set", "train.steps=4", "--quiet"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output == (f"i2i: error: {tmp_path / 'run'}: Permission denied; give your user access to it (and to "
@@ -825,3 +825,67 @@ def test_sums_that_cannot_vouch_for_a_file_and_a_file_they_list_gone_are_damage_
     (last / "SHA256SUMS").write_text("")
     with pytest.raises(i2i.CheckpointError, match=r"SHA256SUMS: lists no SHA-256 for state.json"):
         i2i.load(last)
+
+
+def test_a_resume_stopped_by_a_full_disk_leaves_recipe_toml_as_it_was(photos, tmp_path, monkeypatch, capsys):
+    """recipe.toml was rewritten, run.json then failed: the next plain resume named the failed
+    resume's --set values as hand edits of the file and trained with them."""
+    from i2i.engine import checkpoint as ckpt_module
+
+    run_dir = i2i.train(recipe_of(photos, tmp_path / "run", train={"steps": 2}), quiet=True).run_dir
+    before = {name: (run_dir / name).read_bytes() for name in ("recipe.toml", "run.json")}
+    real_open = open
+
+    def full_for_run_json(path, *args, **kwargs):
+        if ".run.json.tmp-" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_module, "open", full_for_run_json, raising=False)
+    with pytest.raises(OSError, match="No space left on device"):
+        i2i.train(None, resume=run_dir, overrides=["train.steps=4"], quiet=True)
+    monkeypatch.undo()
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+    assert not [p.name for p in run_dir.iterdir() if ".tmp-" in p.name]
+    capsys.readouterr()
+    assert i2i.train(None, resume=run_dir, overrides=["train.steps=3"], quiet=True).step == 3
+    assert "edited since i2i wrote it" not in capsys.readouterr().err
+    assert "hand_edits" not in (run_dir / "run.json").read_text()
+
+
+def test_a_full_disk_leaves_no_half_line_in_metrics_jsonl(tmp_path):
+    """A run stopped by a full disk before its first checkpoint kept a cut-off last line, which
+    no resume drops, and json.loads (or pandas.read_json(lines=True)) failed on it."""
+    from i2i.engine.report import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.write({"type": "train", "step": 1, "g_l1": 0.5})
+
+    class TakesHalfThenFull:
+        def __init__(self, handle):
+            self.handle, self.calls = handle, 0
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls > 1:
+                raise OSError(errno.EFBIG, "File too large")
+            return self.handle.write(bytes(data[: len(data) // 2]))
+
+        def fileno(self):
+            return self.handle.fileno()
+
+    log.handle = TakesHalfThenFull(log.handle)
+    with pytest.raises(OSError, match="File too large"):
+        log.write({"type": "train", "step": 2, "g_l1": 0.25})
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines(keepends=True)
+    assert [json.loads(line)["step"] for line in lines] == [1] and lines[-1].endswith("\n")
+
+
+def test_a_resume_of_a_run_whose_recipe_toml_was_deleted_rebuilds_it(photos, tmp_path, capsys):
+    """It said 'not an i2i run directory (no recipe.toml)' of a run folder with its checkpoints."""
+    run_dir = i2i.train(recipe_of(photos, tmp_path / "run", train={"steps": 2}), quiet=True).run_dir
+    (run_dir / "recipe.toml").unlink()
+    capsys.readouterr()
+    assert i2i.train(None, resume=run_dir, overrides=["train.steps=3"], quiet=True).step == 3
+    assert f"{run_dir / 'recipe.toml'} was missing; rebuilt from" in capsys.readouterr().err
+    assert "steps = 3" in (run_dir / "recipe.toml").read_text()

@@ -885,11 +885,21 @@ def test_a_generator_that_changes_the_image_size_is_named_not_cropped_silently()
             run_any_size(net, torch.rand(1, 3, 66, 66), tile=66)
 
 
-def test_a_run_folder_without_its_recipe_says_to_restore_it(g2c_run, tmp_path):
+def test_a_run_folder_without_its_recipe_rebuilds_it_from_run_json_or_says_to_restore_it(g2c_run, tmp_path, capfd):
+    """A recipe.toml deleted by hand: run.json records the recipe as i2i last wrote it, so
+    load, eval, translate and resume write it back; without that record, the error says to restore it."""
     import shutil
 
     copy = shutil.copytree(g2c_run, tmp_path / "run")
+    written = (copy / "recipe.toml").read_text()
     (copy / "recipe.toml").unlink()
+    capfd.readouterr()
+    model = i2i.load(copy)
+    assert f"{copy / 'recipe.toml'} was missing; rebuilt from {copy / 'run.json'}" in capfd.readouterr().err
+    assert (copy / "recipe.toml").read_text().split("\n", 1)[1] == written.split("\n", 1)[1]  # the header names its path
+    assert model.task is not None
+    (copy / "recipe.toml").unlink()
+    (copy / "run.json").unlink()
     with pytest.raises(i2i.CheckpointError, match=r"run: no recipe.toml, which a run folder keeps beside checkpoints/ "
                                                   r"to rebuild its network from; restore it"):
         i2i.load(copy)

@@ -62,6 +62,34 @@ def write_atomic(path: Path, data: bytes | TensorFile) -> None:
     _fsync_dir(path.parent)
 
 
+def write_atomic_together(files: dict[Path, bytes]) -> None:
+    """Replace several files all or none, as far as a full disk goes: each is written to a
+    temporary and synced first (what runs out of space), then all are renamed."""
+    temporaries: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            temporaries.append((tmp, path))
+            try:
+                with open(tmp, "wb") as handle:
+                    _write_content(handle, data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                if exc.filename is None:  # a failed write() names no file: say which
+                    raise OSError(exc.errno, exc.strerror, str(path)) from exc
+                raise
+        for tmp, path in temporaries:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temporaries:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    for folder in {path.parent for path in files}:
+        _fsync_dir(folder)
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

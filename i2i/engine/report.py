@@ -29,21 +29,29 @@ class MetricsLog:
         self.path = path
         if resumed_at is not None and path.is_file():
             _drop_records_after(path, resumed_at)
-        self.handle = open(path, "a", encoding="utf-8")
+        # unbuffered bytes: a line the disk could not take whole is cut back off (see write)
+        self.handle = open(path, "ab", buffering=0)
+        self._size = os.fstat(self.handle.fileno()).st_size
 
     def write(self, record: dict[str, Any]) -> None:
+        data = (json.dumps(record, allow_nan=True) + "\n").encode()
+        left = memoryview(data)
         try:
-            self.handle.write(json.dumps(record, allow_nan=True) + "\n")
-            self.handle.flush()
+            while left:  # an unbuffered write may take part of it
+                left = left[self.handle.write(left):]
         except OSError as exc:  # a full disk: the error names the file (a write error carries no name)
+            try:  # no half line left behind: a run with no checkpoint yet is never resumed to drop it
+                os.truncate(self.path, self._size)
+            except OSError:
+                pass
             raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
+        self._size += len(data)
 
     def sync(self) -> None:
         """Make the lines written so far durable (fsync). Called before each checkpoint, so a
         checkpoint that survives a power cut or a file-system failure never outlives the records
         of the steps it holds; a kill of the process alone loses nothing flushed."""
         try:
-            self.handle.flush()
             os.fsync(self.handle.fileno())
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(self.path)) from exc

@@ -299,21 +299,29 @@ def _plugins_used(recipe: Recipe) -> set[str]:
     return used
 
 
-def _write_recipe(run_dir: Path, recipe: Recipe, imported: bool = False) -> None:
+def _write_run_files(run_dir: Path, recipe: Recipe, resumed_at: int | None, trainer: Trainer | None = None,
+                     imported: bool = False) -> None:
+    """recipe.toml and run.json, both or neither: a resume that a full disk stopped had rewritten
+    recipe.toml alone, and the next resume took its --set values for hand edits of the file."""
+    ckpt.write_atomic_together({run_dir / "recipe.toml": _recipe_text(run_dir, recipe, imported),
+                                run_dir / "run.json": _run_info_text(run_dir, recipe, resumed_at, trainer)})
+
+
+def _recipe_text(run_dir: Path, recipe: Recipe | dict, imported: bool = False) -> bytes:
+    """The run's recipe.toml: the resolved recipe under a header saying how to rerun it."""
     rerun = (f"imported weights (i2i import-weights); to fine-tune them, give this folder as train.init_from in a "
              f"recipe that sets data.source: i2i run RECIPE --set train.init_from={shell_path(run_dir)}" if imported else
              f"rerun with: i2i run {run_dir / 'recipe.toml'}")
     header = f"# Resolved recipe of this run (i2i {__version__}); {rerun}\n"
     try:
-        text = (header + dumps_toml(dict(recipe))).encode()
+        return (header + dumps_toml(dict(recipe))).encode()
     except UnicodeEncodeError:  # a name the file system gave as undecodable bytes: no UTF-8 file can hold it
         raise UserError(f"{run_dir}: a folder or file name of this run is not text in this process's file-name encoding "
                         f"({sys.getfilesystemencoding()}, from the locale: LC_ALL/LANG), so its recipe.toml cannot "
                         "record it; run i2i under a UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1") from None
-    ckpt.write_atomic(run_dir / "recipe.toml", text)
 
 
-def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, trainer: Trainer | None = None) -> None:
+def _run_info_text(run_dir: Path, recipe: Recipe, resumed_at: int | None, trainer: Trainer | None = None) -> bytes:
     """run.json: versions, command and plugins, and where ``auto`` put the run (device and
     precision: bf16 or fp32 on the CPU depends on the machine), again at each resume."""
     path = run_dir / "run.json"
@@ -338,7 +346,7 @@ def _write_run_info(run_dir: Path, recipe: Recipe, resumed_at: int | None, train
                                 "plugins": plugin_versions(recipe), **where})
     # the recipe as written to recipe.toml now: a resume tells edits made to the file since
     info["recipe"] = json.loads(json.dumps(dict(recipe)))
-    ckpt.write_atomic(path, json.dumps(info, indent=1).encode())
+    return json.dumps(info, indent=1).encode()
 
 
 def _speed_settings(trainer: Trainer) -> dict[str, Any]:
@@ -506,10 +514,31 @@ def train(
     return run
 
 
+def rebuild_recipe_file(run_dir: Path) -> bool:
+    """Write back the ``recipe.toml`` a run folder lost (deleted by hand) from its ``run.json``,
+    which records the recipe as i2i last wrote it, with a note; False when the folder holds no
+    checkpoints/ or no such record. Resume, ``i2i eval`` and ``translate`` need the file, and
+    the message asking to restore it sent users looking for a copy they did not have."""
+    recipe_path = run_dir / "recipe.toml"
+    if recipe_path.exists() or not (run_dir / "checkpoints").is_dir():
+        return False
+    try:
+        recipe = json.loads((run_dir / "run.json").read_text()).get("recipe")
+        if not isinstance(recipe, dict) or not recipe:
+            return False
+        ckpt.write_atomic(recipe_path, _recipe_text(run_dir, recipe))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, UserError):
+        return False
+    say(f"i2i: note: {recipe_path} was missing; rebuilt from {run_dir / 'run.json'}, which records the recipe as i2i "
+        "last wrote it (hand edits made to the lost file since are not in it)")
+    return True
+
+
 def check_run_folder(run_dir: Path) -> None:
-    """``run_dir`` is a run folder to resume (holding its ``recipe.toml``); else one line
-    saying what it is: a checkpoint folder of one (naming the run), missing, a file, or no run."""
-    if not (run_dir / "recipe.toml").is_file():
+    """``run_dir`` is a run folder to resume (holding its ``recipe.toml``, rebuilt from
+    ``run.json`` when only it was lost); else one line saying what it is: a checkpoint folder of
+    one (naming the run), missing, a file, or no run."""
+    if not (run_dir / "recipe.toml").is_file() and not rebuild_recipe_file(run_dir):
         owner = run_dir.parent.parent if (run_dir / "state.json").is_file() else run_dir.parent
         if (owner / "recipe.toml").is_file() and run_dir.name.startswith(("step_", "checkpoints")):
             raise CheckpointError(f"{run_dir}: is a checkpoint folder of the run {owner}; resume the run: i2i run --resume "
@@ -607,7 +636,7 @@ def _train_recipe(recipe, *, out, resume, overrides, callbacks, quiet, dist) -> 
                 if resume is None and dist.is_main:  # not before: a run that cannot start keeps no -2 folder
                     say_moved_run_dir(wanted, made)
                 return _fit_and_report(trainer, recipe, run_dir, checkpoint_dir, quiet, split is None,
-                                       resume is not None and split_was_redrawn(run_dir))
+                                       resume is not None and (split is None or split_was_redrawn(run_dir)))
             except BaseException as exc:
                 # a recipe mistake, or a first step that failed (its callbacks too) before any
                 # checkpoint: the folder holds nothing to resume, and a -2 folder next time would be noise
@@ -839,15 +868,19 @@ def _what_resumes(run_dir: Path, processes: int = 1) -> str:
 def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_dir: Path | None, quiet: bool,
                     record_split: bool, split_redrawn: bool = False) -> Run:
     """Resume (when asked), write the run's files (rank 0; ``record_split``: split.json too), train, report.
-    ``split_redrawn``: the run's damaged split.json was set aside and its split drawn again."""
+    ``split_redrawn``: a resume whose split.json is missing or was damaged (and set aside): its
+    split is drawn again, which is the run's only while the training folder is unchanged."""
     dist = trainer.dist
     if checkpoint_dir is not None:
         trainer.load_checkpoint(checkpoint_dir)
         if split_redrawn and trainer.data.files_changed_since_checkpoint:  # the split drawn again is not the run's
-            raise UserError(f"{run_dir / 'split.json'}: it could not be read, and the training folder has changed since "
-                            "the checkpoint, so the split drawn again is not the run's (it would train on its validation "
-                            "images); restore split.json (the damaged one is in split.json.unreadable), put the folder "
-                            "back as it was, or start a new run")
+            # a retry after the damaged file was set aside finds none: refused alike, not drawn anew
+            damaged = (run_dir / "split.json.unreadable").exists()
+            raise UserError(f"{run_dir / 'split.json'}: {'it could not be read' if damaged else 'missing'}, and the "
+                            "training folder has changed since the checkpoint, so the split drawn again is not the run's "
+                            "(it would train on its validation images); restore split.json"
+                            f"{' (the damaged one is in split.json.unreadable)' if damaged else ''}, put the folder back "
+                            "as it was, or start a new run")
         _refuse_a_finished_resume(run_dir, trainer.step, trainer.total_steps, dist.world_size)
         if dist.is_main:
             _keep_what_the_resume_would_replace(trainer, checkpoint_dir)
@@ -855,8 +888,7 @@ def _fit_and_report(trainer: Trainer, recipe: Recipe, run_dir: Path, checkpoint_
     undecodable = [name for names in dist.all_gather_object(trainer.data.undecodable_train_names) for name in names] \
         if record_split else []
     if dist.is_main:
-        _write_recipe(run_dir, recipe)
-        _write_run_info(run_dir, recipe, trainer.step if checkpoint_dir is not None else None, trainer)
+        _write_run_files(run_dir, recipe, trainer.step if checkpoint_dir is not None else None, trainer)
         if record_split:
             _write_split(run_dir, trainer.data, undecodable)
         started_from = trainer.initial_weights
@@ -932,8 +964,7 @@ def create_run_from_weights(recipe: Recipe | dict, generator_state: dict[str, to
                         f"{_state_mismatch(target.state_dict(), generator_state, exc)}") from None
     run_dir = new_run_dir(out)
     recipe["output"]["dir"] = str(run_dir)
-    _write_recipe(run_dir, recipe, imported=True)
-    _write_run_info(run_dir, recipe, None)
+    _write_run_files(run_dir, recipe, None, imported=True)
     state = {"format": ckpt.FORMAT, "i2i_version": __version__, "checksums": ckpt.CHECKSUMS, "step": 0,
              "weights_only": True, "note": note}
     ckpt.CheckpointStore(run_dir).write(0, {
