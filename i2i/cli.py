@@ -348,7 +348,7 @@ SET_HELP = "Override a recipe key with a TOML value, e.g. --set train.steps=500 
 @click.argument("recipe", required=False, type=UserPath())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--out", type=UserPath(), help="Run directory (default: output.dir); never overwritten.")
-@click.option("--resume", type=UserPath(file_okay=False), metavar="RUN_DIR", help="Continue the run in RUN_DIR from its latest checkpoint.")
+@click.option("--resume", type=UserPath(), metavar="RUN_DIR", help="Continue the run in RUN_DIR from its latest checkpoint.")
 @click.option("--quiet", is_flag=True, help="Only the final summary and errors.")
 @click.option("--nproc", type=click.IntRange(1), metavar="N",
               help="Train with N processes on this machine, e.g. one per GPU (runs torchrun; train.batch_size is per process).")

@@ -767,3 +767,13 @@ def test_a_file_this_user_may_not_read_is_one_line_with_no_traceback(runner, tmp
 def test_eval_set_mistakes_are_said_for_what_they_are(runner, tiny_run, given, said):
     result = runner.invoke(cli, ["eval", str(tiny_run), "--set", given])
     assert result.exit_code == 2 and said in result.output and result.output.count("\n") == 1, result.output
+
+
+def test_resume_given_the_runs_recipe_file_names_the_run_folder(runner, tmp_path):
+    """click said "Directory '...recipe.toml' is a file"."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "recipe.toml").write_text("")
+    result = runner.invoke(cli, ["run", "--resume", str(tmp_path / "run" / "recipe.toml")])
+    assert result.exit_code == 2
+    assert (f"recipe.toml: is a file; pass the folder a run was written to (its parent, {tmp_path / 'run'}, if that is "
+            "the run)") in result.output

@@ -412,8 +412,8 @@ def test_an_empty_folder_left_by_a_run_killed_at_start_up_is_named_as_such(photo
     recipe = tiny_recipe(photos, tmp_path / "run", train={"steps": 1})
     capsys.readouterr()
     assert i2i.train(recipe, quiet=True).run_dir == tmp_path / "run-2"
-    assert ("this one goes to " f"{tmp_path / 'run-2'}; it is empty, as a run killed in its first seconds leaves its "
-            "folder: delete it to use the name") in capsys.readouterr().err
+    assert ("this one goes to " f"{tmp_path / 'run-2'}; it is empty (made by hand, or left by a run killed in its first "
+            "seconds): delete it to use the name") in capsys.readouterr().err
 
 
 def test_a_run_that_cannot_start_says_nothing_of_a_folder_it_does_not_keep(tmp_path, capsys):

@@ -82,7 +82,7 @@ def say_moved_run_dir(wanted: str | Path, run_dir: Path) -> None:
     stderr, so that --quiet and scripts see it too. Nothing when it went where wanted."""
     base = user_path(wanted, "output.dir")
     if run_dir != base:
-        empty = ("; it is empty, as a run killed in its first seconds leaves its folder: delete it to use the name"
+        empty = ("; it is empty (made by hand, or left by a run killed in its first seconds): delete it to use the name"
                  if _is_empty_folder(base) else "")
         say(f"i2i: note: {base} already exists (runs are never overwritten); this one goes to {run_dir}{empty}")
 
