@@ -1208,3 +1208,14 @@ def test_a_rank_whose_whole_share_is_unreadable_says_it_is_its_share(tmp_path):
     with pytest.raises(UserError, match=r"none of the training images of rank 1's share can "
                                          r"be decoded .*train with fewer processes"):
         ImageData(cfg, channels=3, device=CPU, seed=0, rank=1, world_size=3)
+
+
+def test_pairs_of_varied_but_ordinary_shapes_are_not_taken_for_single_photos(tmp_path, capsys):
+    """Halves from 64x48 to 64x68 (photos from 4:3 to a little taller than wide) were named as
+    'shaped unlike the other pairs' on every run."""
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for i, height in enumerate((48, 52, 56, 60, 64, 68)):
+        Image.fromarray(noise_rgb(height, 128, seed=i)).save(folder / f"ab{i}.png")
+    scan_folder(str(folder), "data.source", side_by_side=True)
+    assert "shaped unlike" not in capsys.readouterr().err

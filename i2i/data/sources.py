@@ -659,9 +659,10 @@ def without_suffix(name: str) -> str:
 
 
 #: How far a pair's halves may be from the usual shape (width / height) before they look like
-#: something else: a single photo among A|B files, whose "halves" are two halves of one photo
-#: (a data set's pairs are usually all of one shape; a 4:3 photo among square pairs is 0.67)
-UNLIKE_SHAPE = 1.15
+#: something else: a single photo among A|B files, whose "halves" are two halves of one photo (a
+#: 4:3 photo among square pairs is 0.67, a 3:2 one 0.75). 1.15 named ordinary pairs of a set whose
+#: photos vary from 4:3 to a little taller than wide, on every run.
+UNLIKE_SHAPE = 1.3
 
 
 #: Halves narrower than this (width / height) mean files about as wide as tall or taller: single
