@@ -1110,6 +1110,13 @@ def _check_losses(where: str, losses: Any) -> dict:
     return out
 
 
+def _loss_examples(label: str) -> str:
+    """Loss names to suggest for a ``[losses.LABEL]`` table that names none: GAN objectives for a
+    label that reads as one (``gan``, ``adv``), reconstruction losses otherwise."""
+    adversarial = any(part in label.lower() for part in ("gan", "adv", "disc"))
+    return "'lsgan' (or 'vanilla', 'hinge')" if adversarial else "'l1' (or 'l2', 'charbonnier', 'ssim')"
+
+
 def check_components(recipe: dict, registry: Registry, where: str = "<recipe>",
                      components: Collection[str] | None = None) -> None:
     """Check each component name exists and its options are ones it declares; fill defaults.
@@ -1122,6 +1129,11 @@ def check_components(recipe: dict, registry: Registry, where: str = "<recipe>",
         try:
             component = registry.get(kind, table["name"])
         except UnknownComponentError as exc:
+            label = prefix.split(".", 1)[1] if kind == "losses" else None
+            if label is not None and table["name"] == label.strip('"'):  # no name given: the label stood for it
+                raise UnknownComponentError(f"{where}: {prefix}.name: unknown loss '{table['name']}' (a loss table "
+                                            "that sets no name takes its label as the name); set name = "
+                                            f"{_loss_examples(label)} in [{prefix}]; see 'i2i list losses'") from None
             raise UnknownComponentError(f"{where}: {prefix}.name: {exc}", guess=exc.guess) from None
         except UserError as exc:  # an ambiguous name: the recipe's (or a --set's) to settle
             raise RecipeError(f"{where}: {prefix}.name: {exc}") from None

@@ -86,7 +86,12 @@ def test_validate_prints_the_resolved_recipe(runner, tmp_path):
     # a --set that brings in a table the file lacks is blamed, not the file
     (["validate", RECIPE, "--set", "losses.L1.weight=2"], "--set losses.L1.weight=2: the recipe has no [losses.L1]; did you mean --set losses.l1.weight=2?"),
     (["validate", RECIPE, "--set", "losses.NEW.weight=1"],
-     "--set losses.NEW.weight=1: losses.NEW.name: unknown loss 'NEW'; see 'i2i list losses' (the recipe has no [losses.NEW]; this --set added it)"),
+     "--set losses.NEW.weight=1: losses.NEW.name: unknown loss 'NEW' (a loss table that sets no name takes its label as "
+     "the name); set name = 'l1' (or 'l2', 'charbonnier', 'ssim') in [losses.NEW]; see 'i2i list losses' (the recipe has "
+     "no [losses.NEW]; this --set added it)"),
+    (["validate", RECIPE, "--set", "losses.gan.name=lsgan", "--set", "losses.adv.weight=1"],
+     "losses.adv.name: unknown loss 'adv' (a loss table that sets no name takes its label as the name); set name = "
+     "'lsgan' (or 'vanilla', 'hinge') in [losses.adv]"),
     (["validate", RECIPE, "--set", 'losses.l1.name="nope"'], "--set losses.l1.name=\"nope\": losses.l1.name: unknown loss 'nope'"),
     (["validate", RECIPE, "--set", "data.workers=500"], "data.workers = 500: expected an integer from 0 to 64"),
     (["validate", RECIPE, "--set", "data.resize=100000"], "data.resize = 100000: expected an integer from 0 to 16384"),
