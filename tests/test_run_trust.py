@@ -689,6 +689,14 @@ def test_hand_edits_of_a_runs_recipe_are_named_on_resume_and_checked_as_a_set_is
     assert resumes[-1]["hand_edits"] == ["train.g.lr"] and "hand_edits" not in resumes[0]
     i2i.train(None, resume=run, overrides=["train.steps=5"], quiet=True)  # written back: nothing edited since
     assert "edited since" not in capsys.readouterr().err
+    # output.dir edited: not followed (the run stays in its folder), and said so rather than ignored silently
+    text = path.read_text()
+    path.write_text(text.replace(f'dir = "{run}"', f'dir = "{tmp_path / "elsewhere"}"'))
+    assert path.read_text() != text
+    assert i2i.train(None, resume=run, overrides=["train.steps=6"], quiet=True).run_dir == run
+    assert (f"{path}: output.dir = '{tmp_path / 'elsewhere'}', edited since i2i wrote it, is not followed: a resumed run "
+            "stays in its folder") in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_a_second_ctrl_c_mid_write_leaves_no_partial_checkpoint_behind(tmp_path, monkeypatch):

@@ -738,6 +738,10 @@ def _check_hand_edits(run_dir: Path, on_disk: Recipe, recipe: Recipe) -> None:
     if not isinstance(recorded, dict):
         return
     then, now = _flat(recorded), _flat(json.loads(json.dumps(dict(on_disk))))
+    if "output.dir" in then and then["output.dir"] != now.get("output.dir", then["output.dir"]):
+        recipe.notes.append(f"{run_dir / 'recipe.toml'}: output.dir = {format_value(now['output.dir'])}, edited since "
+                            "i2i wrote it, is not followed: a resumed run stays in its folder (move the folder to move "
+                            "the run)")
     # keys on both sides only: one a newer plugin version added (with its default) is no edit; a
     # component replaced by hand shows in its table's name
     edited = [key for key in then if key in now and key not in MOVABLE_KEYS and then[key] != now[key]]
