@@ -897,3 +897,12 @@ def test_a_resume_of_a_run_whose_recipe_toml_was_deleted_rebuilds_it(photos, tmp
     assert i2i.train(None, resume=run_dir, overrides=["train.steps=3"], quiet=True).step == 3
     assert f"{run_dir / 'recipe.toml'} was missing; rebuilt from" in capsys.readouterr().err
     assert "steps = 3" in (run_dir / "recipe.toml").read_text()
+
+
+def test_a_finished_run_whose_checkpoints_folder_was_deleted_is_not_said_to_be_still_training(photos, tmp_path):
+    run_dir = i2i.train(recipe_of(photos, tmp_path / "run", train={"steps": 2}), quiet=True).run_dir
+    shutil.rmtree(run_dir / "checkpoints")
+    with pytest.raises(i2i.CheckpointError) as info:
+        i2i.train(None, resume=run_dir, overrides=["train.steps=3"], quiet=True)
+    assert (f"this run has no checkpoint ({run_dir / 'checkpoints'} is gone, though its metrics.jsonl records "
+            "checkpoints written: restore it from a copy if you have one)") in str(info.value)

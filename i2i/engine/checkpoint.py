@@ -685,9 +685,12 @@ def find_checkpoint(path: str | Path, which: str = "LATEST") -> Path:
         with run_folder_locked(path):  # a run training now, in another process: said so, not "start it again"
             pass
         partial = sorted(store.root.glob(".tmp-step_*"))
+        gone = not store.root.exists() and _logged_a_checkpoint(path)
         why = (f"its only one, {partial[-1].name}, was never finished (the process stopped while writing it)"
-               if partial else f"nothing in {store.root}: it is still training, or stopped before its first")
-        raise CheckpointError(f"{path}: this run has no checkpoint yet ({why}); to start it again: "
+               if partial else f"{store.root} is gone, though its metrics.jsonl records checkpoints written: restore it "
+               "from a copy if you have one" if gone else
+               f"nothing in {store.root}: it is still training, or stopped before its first")
+        raise CheckpointError(f"{path}: this run has no checkpoint{'' if gone else ' yet'} ({why}); to start it again: "
                               f"i2i run {shell_path(path / 'recipe.toml')} (Python: "
                               f"i2i.train({str(path / 'recipe.toml')!r})), which trains into a new folder beside "
                               f"it, as runs are never overwritten; {path} holds only its logs")
@@ -799,6 +802,17 @@ def _safetensors_damage(path: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return "is not a readable safetensors file"
     return "is truncated" if 8 + length + end > size else None
+
+
+def _logged_a_checkpoint(run_dir: Path) -> bool:
+    """Whether the run's ``metrics.jsonl`` records a step at or after which a checkpoint was
+    written (an evaluation, whose checkpoint follows it, or a final record): its checkpoints/
+    then existed, and a message saying it never had one would mislead."""
+    try:
+        with open(run_dir / "metrics.jsonl", encoding="utf-8", errors="replace") as handle:
+            return any('"type": "eval"' in line for line in handle)
+    except OSError:
+        return False
 
 
 def _pointer_problem(store: CheckpointStore, which: str) -> str:
