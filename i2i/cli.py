@@ -659,7 +659,9 @@ def translate(model_path: str, inputs: tuple[str, ...], out_dir: str, device: st
 
     _one_process_only()
     resolve_device(device, where="--device")
-    if Path(model_path).is_file():  # `i2i translate photo.jpg runs/x`: the run comes first
+    from .data.decode import is_image_file
+
+    if Path(model_path).is_file() and is_image_file(Path(model_path)):  # `i2i translate photo.jpg runs/x`: the run first
         from .data.sources import is_run_folder
 
         run = next((given for given in inputs if Path(given).is_dir() and is_run_folder(Path(given))), None)
