@@ -290,7 +290,7 @@ def test_eval_scores_a_blind_denoiser_at_one_noise_level_when_told(tmp_path):
     capped = json.loads(runner.invoke(cli, ["eval", str(run), "--data", str(photos), "--set", "eval.max_images=2", "--json"]).output)
     assert capped["images"] == 2  # a --data folder is scored whole unless --set caps it
     assert set(capped) == {"metrics", "baselines", "images", "checkpoint", "step", "task", "run_dir", "source", "crop",
-                           "resize", "smaller_than_crop", "within_crop", "overrides", "precision"}  # as the README lists
+                           "resize", "scored_crop", "smaller_than_crop", "within_crop", "overrides", "precision"}  # as the README lists
     assert capped["overrides"] == ["eval.max_images=2"] and capped["task"] == "denoise"
     for bad, says in [("train.steps=4", "scoring a run changes only the task's options"),
                       ("sigma=25", "the rest are the run's (did you mean --set task.sigma=25?)"),

@@ -166,14 +166,16 @@ def test_another_folder_with_as_many_photos_is_refused_and_a_moved_one_resumes(p
     assert i2i.load_recipe(run.run_dir / "recipe.toml")["data"]["source"] == str(moved)
 
 
-def test_a_run_from_before_the_record_resumes_as_before_and_gets_one(photos, others, tmp_path, capsys):
+def test_a_run_without_its_record_resumes_while_its_folder_is_unchanged_and_gets_one(photos, others, tmp_path, capsys):
+    """Drawn again from the same folder, the split is the run's (a changed folder is refused:
+    see test_a_split_drawn_again_after_the_folder_changed_is_refused)."""
     run = start(photos, tmp_path)
-    (run.run_dir / SPLIT_FILE).unlink()  # as a run written by an older i2i
-    shutil.copy(others / "photo_0.png", photos / "photo_6.png")
+    before = recorded(run.run_dir)
+    (run.run_dir / SPLIT_FILE).unlink()  # as a run written by an older i2i, or a file deleted by hand
     capsys.readouterr()
     assert i2i.train(None, resume=run.run_dir, overrides=["train.steps=3"], quiet=True).step == 3
     assert "error" not in capsys.readouterr().err
-    assert len(recorded(run.run_dir)["train"]) + len(recorded(run.run_dir)["val"]) == 7  # kept from now on
+    assert recorded(run.run_dir) == before  # drawn again alike, and kept from now on
 
 
 def test_a_separate_validation_folder_is_kept_too(originals, others, tmp_path, capsys):

@@ -925,8 +925,9 @@ class RecordedSplit:
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RecordedSplit | None:
-        """The record in ``run_dir``, or None for a run written before i2i kept one (it resumes
-        as it used to, drawing the split again). A file that is not JSON (empty or garbled by a
+        """The record in ``run_dir``, or None for a run written before i2i kept one, or whose file
+        was deleted (it resumes drawing the split again, refused when the training folder changed
+        since the checkpoint). A file that is not JSON (empty or garbled by a
         crash or a disk error) is moved aside to ``split.json.unreadable``, with a warning, and the
         split drawn again too: it stopped every resume and ``i2i eval`` of intact checkpoints. A
         record that parses but cannot be one (a file on both sides) is a
