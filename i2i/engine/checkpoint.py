@@ -45,24 +45,10 @@ FORMAT = "i2i-checkpoint-1"
 # -- atomic files -------------------------------------------------------------------------------
 def write_atomic(path: Path, data: bytes | TensorFile) -> None:
     """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            _write_content(handle, data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:  # a full disk, say: no half-written temporary left behind
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError) and exc.filename is None:  # a failed write() names no file: say which
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        raise
-    _fsync_dir(path.parent)
+    write_atomic_together({Path(path): data})
 
 
-def write_atomic_together(files: dict[Path, bytes]) -> None:
+def write_atomic_together(files: dict[Path, bytes | TensorFile]) -> None:
     """Replace several files all or none, as far as a full disk goes: each is written to a
     temporary and synced first (what runs out of space), then all are renamed."""
     temporaries: list[tuple[Path, Path]] = []
