@@ -294,11 +294,9 @@ def _evaluate_run(run_dir: str | Path, *, data_dir: str | Path | None, which: st
             f"{recipe['task']['name']!r} is scored on its output's colours against theirs: a grey image's scores (its "
             "grey copy's near-perfect ones too) say nothing of colouring; score colour photos")
     smaller, within = data.val_fit_in_crop(eval_cfg["crop"], eval_cfg["max_images"])
-    multiple = usable_output_scale(task)  # a 2x upscaler's 65 px crop is scored as 64 px, as its images are cut
-    scored_crop = eval_cfg["crop"] - eval_cfg["crop"] % multiple if eval_cfg["crop"] >= multiple else eval_cfg["crop"]
     state = ckpt.read_state(model.checkpoint)
     return {"task": recipe["task"]["name"], "run_dir": os.path.abspath(run_dir), "checkpoint": str(model.checkpoint),
-            "step": state.get("step", 0), "source": source, "crop": eval_cfg["crop"], "scored_crop": scored_crop,
+            "step": state.get("step", 0), "source": source, "crop": eval_cfg["crop"], "scored_crop": data.scored_crop(eval_cfg["crop"]),
             "resize": data_cfg["resize"],
             "smaller_than_crop": smaller, "within_crop": within,
             "overrides": list(overrides),

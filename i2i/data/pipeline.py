@@ -355,6 +355,11 @@ class ImageData:
         multiple = self._scored_multiple
         return length - length % multiple if length >= multiple else length
 
+    def scored_crop(self, crop: int) -> int:
+        """The side of the ``crop`` x ``crop`` crops validation scores, cut to the task's scale
+        as the images are (a 2x upscaler scores a crop of 65 as 64; 0 stays 0, whole images)."""
+        return self._scored_length(crop, crop)
+
     def _val_resize(self, crop: int) -> int:
         return self._resize if crop > 0 else 0
 

@@ -791,9 +791,8 @@ def _safetensors_damage(path: Path) -> str | None:
 
 
 def _logged_a_checkpoint(run_dir: Path) -> bool:
-    """Whether the run's ``metrics.jsonl`` records a step at or after which a checkpoint was
-    written (an evaluation, whose checkpoint follows it, or a final record): its checkpoints/
-    then existed, and a message saying it never had one would mislead."""
+    """Whether the run's ``metrics.jsonl`` records an evaluation, which a checkpoint always
+    follows: its checkpoints/ then existed, and a message saying it never had one would mislead."""
     try:
         with open(run_dir / "metrics.jsonl", encoding="utf-8", errors="replace") as handle:
             return any('"type": "eval"' in line for line in handle)
